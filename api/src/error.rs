@@ -1,0 +1,162 @@
+//! The API's one error type. Each variant documents its status code; internal causes are logged
+//! and answered with an opaque 500.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::envelope::Envelope;
+
+/// An error answered to an HTTP client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed (bad JSON syntax, bad path or query).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no valid session or API token, or wrong credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: authenticated but not allowed (CSRF failure, registration closed).
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: no such thing, or it belongs to someone else (never told apart).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// 409: clashes with existing data.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is larger than the configured limit.
+    #[error("request body is too large: the limit is {0} bytes")]
+    PayloadTooLarge(usize),
+    /// 415: the body is not in the expected format.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 422: well-formed but invalid input; the message names the field and what to fix.
+    #[error("{0}")]
+    Invalid(String),
+    /// 429: too many failed logins; retry after the given seconds.
+    #[error("too many failed logins: try again in {0} seconds")]
+    TooManyRequests(i64),
+    /// 500: a fault on our side; details go to the log only.
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+/// `Result` with [`ApiError`].
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Maps a storage error, naming what was not found.
+    pub fn from_core(err: wafleet_core::Error, what: &'static str) -> Self {
+        use wafleet_core::Error as E;
+        match err {
+            E::NotFound => ApiError::NotFound(what),
+            E::Conflict(msg) => ApiError::Conflict(msg),
+            E::Invalid(msg) => ApiError::Invalid(msg),
+            E::Database(e) => ApiError::Internal(anyhow::Error::new(e).context("database query")),
+            E::Other(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl From<wafleet_core::Error> for ApiError {
+    fn from(err: wafleet_core::Error) -> Self {
+        ApiError::from_core(err, "resource")
+    }
+}
+
+/// Adds the name of what was looked up to a storage `NotFound`.
+pub trait OrNotFound<T> {
+    /// `NotFound` becomes a 404 naming `what`; other errors map as usual.
+    fn or_not_found(self, what: &'static str) -> ApiResult<T>;
+}
+
+impl<T> OrNotFound<T> for wafleet_core::Result<T> {
+    fn or_not_found(self, what: &'static str) -> ApiResult<T> {
+        self.map_err(|e| ApiError::from_core(e, what))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(error = ?cause, "request failed");
+        }
+        let code = status
+            .canonical_reason()
+            .unwrap_or("ERROR")
+            .to_uppercase()
+            .replace([' ', '-'], "_");
+        let body = Envelope {
+            code,
+            message: self.to_string(),
+            results: serde_json::Value::Null,
+        };
+        let mut response = (status, Json(body)).into_response();
+        if let ApiError::TooManyRequests(secs) = self {
+            if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+/// Rejections of axum's extractors keep their status; the text says what to fix.
+fn rejected(status: StatusCode, text: String, limit_hint: Option<usize>) -> ApiError {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(limit_hint.unwrap_or_default()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(
+            "send the body as JSON with `Content-Type: application/json`".into(),
+        ),
+        StatusCode::UNPROCESSABLE_ENTITY => ApiError::Invalid(text),
+        _ => ApiError::BadRequest(text),
+    }
+}
+
+impl ApiError {
+    /// Maps a JSON body rejection; `limit` is the body limit, named in 413 answers.
+    pub fn from_json_rejection(rejection: JsonRejection, limit: usize) -> Self {
+        rejected(rejection.status(), rejection.body_text(), Some(limit))
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        rejected(rejection.status(), rejection.body_text(), None)
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        rejected(rejection.status(), rejection.body_text(), None)
+    }
+}
+
+/// The fallback for unknown routes.
+pub async fn no_route(method: Method, uri: Uri) -> ApiError {
+    tracing::debug!(%method, %uri, "no route");
+    ApiError::NotFound(if uri.path().starts_with("/api/") {
+        "API route"
+    } else {
+        "page"
+    })
+}

@@ -1,0 +1,92 @@
+//! The stateless HTTP API and web dashboard.
+//!
+//! Each feature is a module with its own `router()`; [`app`] merges them, adds the OpenAPI
+//! document, CSRF protection, body limits and tracing. Nothing here holds state between
+//! requests except the database pool, so any number of replicas can run behind a load balancer.
+
+mod accounts;
+mod csrf;
+mod devices;
+mod envelope;
+pub mod error;
+mod extract;
+pub mod health;
+mod openapi;
+mod pages;
+mod session;
+mod tokens;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+use wafleet_core::shutdown::Shutdown;
+use wafleet_core::{Db, Settings};
+
+pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The database pool.
+    pub db: Db,
+    /// Settings of this process.
+    pub settings: Arc<Settings>,
+}
+
+/// The whole HTTP application: pages, JSON API, OpenAPI document and health probes.
+pub fn app(state: AppState) -> Router {
+    let (api, spec) = openapi::ApiDoc::router()
+        .merge(accounts::router())
+        .merge(tokens::router())
+        .merge(devices::router())
+        .split_for_parts();
+    let spec = Arc::new(spec);
+    Router::new()
+        .merge(api)
+        .merge(openapi::router(spec))
+        .merge(pages::router())
+        .merge(health::router())
+        .fallback(error::no_route)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            csrf::protect,
+        ))
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Binds `settings.host:settings.port`, with a message that says what to do when it is taken.
+pub async fn bind(settings: &Settings) -> anyhow::Result<TcpListener> {
+    let addr = SocketAddr::new(settings.host, settings.port);
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} (is the port in use? set PORT to another)")
+    })
+}
+
+/// Serves [`app`] on `listener` until `shutdown`, then lets in-flight requests finish for up to
+/// the configured shutdown timeout.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let deadline = Duration::from_secs(state.settings.shutdown_timeout_secs);
+    tracing::info!(addr = %listener.local_addr()?, "HTTP server listening");
+    let router = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    let draining = shutdown.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(shutdown.wait());
+    tokio::select! {
+        result = server => result.context("HTTP server failed"),
+        () = async { draining.wait().await; tokio::time::sleep(deadline).await } => {
+            tracing::warn!(?deadline, "requests still running at the shutdown deadline; closing");
+            Ok(())
+        }
+    }
+}

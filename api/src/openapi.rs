@@ -1,0 +1,139 @@
+//! The OpenAPI document, generated from the handlers' annotations, and a docs page rendered from it
+//! on the server (no CDN, so it works offline).
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::response::Html;
+use axum::routing::get;
+use utoipa::Modify;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::AppState;
+
+/// The document's fixed parts; paths are added by each feature router.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "wafleet", description = "Run a fleet of WhatsApp numbers from one place.\n\n\
+        Authenticate with a browser session (cookie, plus the `X-CSRF-Token` header on changes) or an \
+        API token (`Authorization: Bearer wft_…`, made on the dashboard). Responses use the envelope \
+        `{\"code\", \"message\", \"results\"}`."),
+    modifiers(&Security),
+    security(("bearer" = []), ("session" = [])),
+    tags(
+        (name = "accounts", description = "Register, log in, log out"),
+        (name = "tokens", description = "API tokens for the REST API"),
+        (name = "devices", description = "Your WhatsApp numbers"),
+    )
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("wft_…")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("wafleet_session"))),
+        );
+    }
+}
+
+impl ApiDoc {
+    /// A router that collects the document as routes are added.
+    pub fn router() -> OpenApiRouter<AppState> {
+        OpenApiRouter::with_openapi(ApiDoc::openapi())
+    }
+}
+
+/// `GET /api/openapi.json` and `GET /docs`.
+pub(crate) fn router(spec: Arc<utoipa::openapi::OpenApi>) -> Router<AppState> {
+    let json = serde_json::to_string_pretty(&*spec).expect("the OpenAPI document serialises");
+    // Both are fixed for the life of the process, so they are built once.
+    let page = DocsPage::from_spec(&spec)
+        .render()
+        .expect("the docs page renders");
+    Router::new()
+        .route(
+            "/api/openapi.json",
+            get(move || async move { ([("content-type", "application/json")], json) }),
+        )
+        .route("/docs", get(move || async move { Html(page) }))
+}
+
+/// One operation on the docs page.
+struct DocOperation {
+    method: &'static str,
+    path: String,
+    summary: String,
+    description: String,
+    responses: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "docs.html")]
+struct DocsPage {
+    title: String,
+    description: String,
+    operations: Vec<DocOperation>,
+}
+
+impl DocsPage {
+    fn from_spec(spec: &utoipa::openapi::OpenApi) -> Self {
+        let mut operations = Vec::new();
+        for (path, item) in &spec.paths.paths {
+            let methods = [
+                ("GET", &item.get),
+                ("POST", &item.post),
+                ("PUT", &item.put),
+                ("PATCH", &item.patch),
+                ("DELETE", &item.delete),
+            ];
+            for (method, op) in methods {
+                let Some(op) = op else { continue };
+                let mut text = op.description.clone().unwrap_or_default();
+                let summary = op
+                    .summary
+                    .clone()
+                    .unwrap_or_else(|| std::mem::take(&mut text));
+                operations.push(DocOperation {
+                    method,
+                    path: path.clone(),
+                    summary,
+                    description: text,
+                    responses: op
+                        .responses
+                        .responses
+                        .iter()
+                        .map(|(code, r)| (code.clone(), describe(r)))
+                        .collect(),
+                });
+            }
+        }
+        DocsPage {
+            title: spec.info.title.clone(),
+            description: spec.info.description.clone().unwrap_or_default(),
+            operations,
+        }
+    }
+}
+
+fn describe(response: &utoipa::openapi::RefOr<utoipa::openapi::Response>) -> String {
+    match response {
+        utoipa::openapi::RefOr::T(r) => r.description.clone(),
+        utoipa::openapi::RefOr::Ref(r) => r.ref_location.clone(),
+    }
+}

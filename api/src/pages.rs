@@ -1,0 +1,213 @@
+//! Server-rendered pages. Templates and assets are compiled into the binary (no CDN).
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use axum_extra::extract::cookie::CookieJar;
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::accounts::{self, ClientIp, Credentials};
+use crate::csrf;
+use crate::error::ApiError;
+use crate::session::{self, CurrentUser, PageUser};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/login", get(login_page).post(login_form))
+        .route("/register", get(register_page).post(register_form))
+        .route("/logout", get(logout_page).post(logout_form))
+        .route("/dashboard", get(dashboard))
+        .route(
+            "/static/app.css",
+            get(|| asset("text/css; charset=utf-8", include_str!("../static/app.css"))),
+        )
+        .route(
+            "/static/app.js",
+            get(|| {
+                asset(
+                    "text/javascript; charset=utf-8",
+                    include_str!("../static/app.js"),
+                )
+            }),
+        )
+}
+
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Renders a template with a status, or a 500 if rendering fails.
+fn page(status: StatusCode, template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => ApiError::Internal(e.into()).into_response(),
+    }
+}
+
+async fn home(user: Option<CurrentUser>) -> Redirect {
+    Redirect::to(if user.is_some() {
+        "/dashboard"
+    } else {
+        "/login"
+    })
+}
+
+/// The login and register pages share one form.
+#[derive(Template)]
+#[template(path = "account_form.html")]
+struct AccountForm {
+    register: bool,
+    csrf: String,
+    email: String,
+    error: Option<String>,
+    registration_open: bool,
+}
+
+/// What the login and register forms post.
+#[derive(Deserialize)]
+struct AccountFields {
+    email: String,
+    password: String,
+}
+
+fn account_form(
+    state: &AppState,
+    jar: CookieJar,
+    register: bool,
+    email: String,
+    error: Option<(StatusCode, String)>,
+) -> Response {
+    let (jar, csrf) = csrf::token(jar, state.settings.cookie_secure);
+    let (status, error) = error.map_or((StatusCode::OK, None), |(s, e)| (s, Some(e)));
+    let form = AccountForm {
+        register,
+        csrf,
+        email,
+        error,
+        registration_open: state.settings.allow_registration,
+    };
+    (jar, page(status, &form)).into_response()
+}
+
+async fn login_page(
+    State(state): State<AppState>,
+    user: Option<CurrentUser>,
+    jar: CookieJar,
+) -> Response {
+    if user.is_some() {
+        return Redirect::to("/dashboard").into_response();
+    }
+    account_form(&state, jar, false, String::new(), None)
+}
+
+async fn register_page(
+    State(state): State<AppState>,
+    user: Option<CurrentUser>,
+    jar: CookieJar,
+) -> Response {
+    if user.is_some() {
+        return Redirect::to("/dashboard").into_response();
+    }
+    account_form(&state, jar, true, String::new(), None)
+}
+
+async fn login_form(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    jar: CookieJar,
+    Form(fields): Form<AccountFields>,
+) -> Response {
+    let creds = Credentials {
+        email: fields.email,
+        password: fields.password,
+    };
+    let result = match accounts::login(&state, &creds, ip).await {
+        Ok(user) => session::start(&state, jar.clone(), &user).await,
+        Err(e) => Err(e),
+    };
+    finish_account_form(&state, jar, false, creds.email, result)
+}
+
+async fn register_form(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Form(fields): Form<AccountFields>,
+) -> Response {
+    let creds = Credentials {
+        email: fields.email,
+        password: fields.password,
+    };
+    let result = match accounts::register(&state, &creds).await {
+        Ok(user) => session::start(&state, jar.clone(), &user).await,
+        Err(e) => Err(e),
+    };
+    finish_account_form(&state, jar, true, creds.email, result)
+}
+
+/// Redirects to the dashboard on success; shows the form again with the error otherwise.
+fn finish_account_form(
+    state: &AppState,
+    jar: CookieJar,
+    register: bool,
+    email: String,
+    result: Result<CookieJar, ApiError>,
+) -> Response {
+    match result {
+        Ok(jar) => (jar, Redirect::to("/dashboard")).into_response(),
+        Err(ApiError::Internal(e)) => ApiError::Internal(e).into_response(),
+        Err(e) => {
+            let status = e.status();
+            account_form(state, jar, register, email, Some((status, e.to_string())))
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "logout.html")]
+struct LogoutPage {
+    csrf: String,
+}
+
+async fn logout_page(State(state): State<AppState>, jar: CookieJar) -> Response {
+    let (jar, csrf) = csrf::token(jar, state.settings.cookie_secure);
+    (jar, page(StatusCode::OK, &LogoutPage { csrf })).into_response()
+}
+
+async fn logout_form(State(state): State<AppState>, jar: CookieJar) -> Result<Response, ApiError> {
+    let jar = session::end(&state, jar).await?;
+    Ok((jar, Redirect::to("/login")).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct Dashboard {
+    csrf: String,
+    email: String,
+    is_admin: bool,
+}
+
+async fn dashboard(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    jar: CookieJar,
+) -> Response {
+    let (jar, csrf) = csrf::token(jar, state.settings.cookie_secure);
+    let view = Dashboard {
+        csrf,
+        email: user.email.to_string(),
+        is_admin: user.is_admin,
+    };
+    (jar, page(StatusCode::OK, &view)).into_response()
+}

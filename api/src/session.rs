@@ -1,0 +1,125 @@
+//! Who is calling: a browser session cookie or an API token, resolved by extractors.
+
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use wafleet_core::auth;
+use wafleet_core::db::User;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "wafleet_session";
+
+/// The authenticated caller of a JSON route: a session cookie or `Authorization: Bearer <token>`.
+/// Rejects with 401.
+#[derive(Clone, Debug)]
+pub struct CurrentUser(pub User);
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+            let token = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .ok_or_else(|| {
+                    ApiError::Unauthorized(
+                        "the Authorization header must be `Bearer <API token>`".into(),
+                    )
+                })?;
+            return state
+                .db
+                .api_token_user(&auth::digest(token.trim()))
+                .await?
+                .map(CurrentUser)
+                .ok_or_else(|| {
+                    ApiError::Unauthorized("the API token is unknown or revoked".into())
+                });
+        }
+        session_user(parts, state)
+            .await?
+            .map(CurrentUser)
+            .ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "log in first, or send an API token as `Authorization: Bearer <token>`".into(),
+                )
+            })
+    }
+}
+
+impl OptionalFromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(session_user(parts, state).await?.map(CurrentUser))
+    }
+}
+
+/// The logged-in user of a page; without a session the browser is sent to the login page.
+#[derive(Clone, Debug)]
+pub struct PageUser(pub User);
+
+impl FromRequestParts<AppState> for PageUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match session_user(parts, state).await {
+            Ok(Some(user)) => Ok(PageUser(user)),
+            Ok(None) => Err(Redirect::to("/login").into_response()),
+            Err(err) => Err(err.into_response()),
+        }
+    }
+}
+
+async fn session_user(parts: &Parts, state: &AppState) -> Result<Option<User>, ApiError> {
+    let jar = CookieJar::from_headers(&parts.headers);
+    match jar.get(SESSION_COOKIE) {
+        Some(cookie) => Ok(state.db.session_user(&auth::digest(cookie.value())).await?),
+        None => Ok(None),
+    }
+}
+
+/// Starts a session for `user` and returns the jar with its cookie set.
+pub async fn start(state: &AppState, jar: CookieJar, user: &User) -> Result<CookieJar, ApiError> {
+    let secret = auth::random_secret();
+    let ttl_secs = i64::from(state.settings.session_ttl_hours) * 3600;
+    let expires = wafleet_core::types::Timestamp::now().plus_secs(ttl_secs);
+    state
+        .db
+        .create_session(user.id, &auth::digest(&secret), expires)
+        .await?;
+    let cookie = Cookie::build((SESSION_COOKIE, secret))
+        .path("/")
+        .http_only(true)
+        // Lax: sent on top-level navigation (links from mail work) but not on cross-site posts.
+        .same_site(SameSite::Lax)
+        .secure(state.settings.cookie_secure)
+        .max_age(time::Duration::seconds(ttl_secs));
+    Ok(jar.add(cookie))
+}
+
+/// Ends the session in `jar`, if any, and returns the jar with the cookie removed.
+pub async fn end(state: &AppState, jar: CookieJar) -> Result<CookieJar, ApiError> {
+    if let Some(cookie) = jar.get(SESSION_COOKIE) {
+        state
+            .db
+            .delete_session(&auth::digest(cookie.value()))
+            .await?;
+    }
+    Ok(jar.remove(Cookie::build(SESSION_COOKIE).path("/")))
+}

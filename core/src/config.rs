@@ -1,0 +1,381 @@
+//! Typed configuration: defaults, then an optional TOML file, then environment, then flags.
+//!
+//! Every setting is a `clap` argument with an environment variable, so `wafleet --help` lists them
+//! all. The file layer sits between defaults and environment: a key in the file is used only where
+//! neither a flag nor an environment variable set the value.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{Context, bail};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
+
+use crate::types::Country;
+
+/// A string that never shows in `Debug` or logs (database URLs with passwords, admin password).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret value; call only where it is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_owned())
+    }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Where data lives, resolved from [`Settings::database_url`] and [`Settings::data_dir`].
+#[derive(Clone, Debug)]
+pub enum DatabaseTarget {
+    /// An SQLite file (the embedded default).
+    Sqlite(PathBuf),
+    /// A PostgreSQL server (scale-out).
+    Postgres(Secret),
+}
+
+/// Every setting of every role.
+#[derive(Clone, Debug, clap::Args)]
+#[command(next_help_heading = "Settings (flag, environment variable, or key of the --config file)")]
+pub struct Settings {
+    /// TOML file with settings; keys are the flag names with `_` (e.g. `database_url = "…"`).
+    #[arg(long, env = "WAFLEET_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Directory for the embedded SQLite database and other local files.
+    #[arg(
+        long,
+        env = "DATA_DIR",
+        global = true,
+        default_value = "./data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+
+    /// `postgres://user:pass@host/db` for scale-out, `sqlite://path` for a chosen SQLite file.
+    /// Unset: SQLite at `<data_dir>/wafleet.db`.
+    #[arg(long, env = "DATABASE_URL", global = true, value_name = "URL")]
+    pub database_url: Option<Secret>,
+
+    /// Largest number of pooled database connections per process.
+    #[arg(
+        long,
+        env = "DATABASE_MAX_CONNECTIONS",
+        global = true,
+        default_value_t = 10
+    )]
+    pub database_max_connections: u32,
+
+    /// `redis://host:6379` for the scale-out queue and leases. Unset: the embedded queue.
+    #[arg(long, env = "REDIS_URL", global = true, value_name = "URL")]
+    pub redis_url: Option<Secret>,
+
+    /// Address to listen on. Use 0.0.0.0 in containers.
+    #[arg(long, env = "HOST", global = true, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+
+    /// HTTP port (`APP_PORT` is accepted too, for compatibility).
+    #[arg(long, env = "PORT", global = true, default_value_t = 3000)]
+    pub port: u16,
+
+    /// Country used for phone numbers written without an international prefix: ISO code
+    /// (`MY`) or calling code (`+60`).
+    #[arg(long, env = "DEFAULT_COUNTRY", global = true, default_value = "MY")]
+    pub default_country: Country,
+
+    /// Email of an administrator created at start-up when no account has it yet.
+    #[arg(long, env = "ADMIN_EMAIL", global = true, requires = "admin_password")]
+    pub admin_email: Option<String>,
+
+    /// Password for `admin_email` (used only when that account is created).
+    #[arg(long, env = "ADMIN_PASSWORD", global = true, hide_env_values = true)]
+    pub admin_password: Option<Secret>,
+
+    /// Whether anyone may register an account (the first account becomes administrator).
+    #[arg(long, env = "ALLOW_REGISTRATION", global = true, default_value_t = true,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_registration: bool,
+
+    /// Mark cookies `Secure` (set this when wafleet is served over HTTPS).
+    #[arg(long, env = "COOKIE_SECURE", global = true, default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub cookie_secure: bool,
+
+    /// How long a login session lasts, in hours.
+    #[arg(long, env = "SESSION_TTL_HOURS", global = true, default_value_t = 24 * 14)]
+    pub session_ttl_hours: u32,
+
+    /// Failed logins allowed per account within `login_lockout_secs` before logins are refused
+    /// (an IP address gets four times as many, so one office behind NAT is not locked out).
+    #[arg(long, env = "LOGIN_MAX_FAILURES", global = true, default_value_t = 5)]
+    pub login_max_failures: u32,
+
+    /// Window and lockout time for failed logins, in seconds.
+    #[arg(long, env = "LOGIN_LOCKOUT_SECS", global = true, default_value_t = 900)]
+    pub login_lockout_secs: u64,
+
+    /// Take the client address from `X-Forwarded-For` (only behind a proxy you control).
+    #[arg(long, env = "TRUST_PROXY_HEADERS", global = true, default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub trust_proxy_headers: bool,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", global = true, default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Seconds in-flight work gets to finish after SIGTERM before the process exits.
+    #[arg(
+        long,
+        env = "SHUTDOWN_TIMEOUT_SECS",
+        global = true,
+        default_value_t = 30
+    )]
+    pub shutdown_timeout_secs: u64,
+
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Environment variables accepted as second names of a setting: `(setting id, variable)`.
+const ENV_ALIASES: &[(&str, &str)] = &[("port", "APP_PORT")];
+
+impl Settings {
+    /// The defaults alone, ignoring environment and files (for tests and tools).
+    pub fn defaults() -> Self {
+        #[derive(clap::Parser)]
+        struct Only {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let cmd = Only::command().mut_args(|arg| arg.env(None));
+        let matches = cmd.get_matches_from(["wafleet"]);
+        Only::from_arg_matches(&matches)
+            .expect("defaults are valid")
+            .settings
+    }
+
+    /// Resolves which database to use.
+    pub fn database(&self) -> anyhow::Result<DatabaseTarget> {
+        let Some(url) = &self.database_url else {
+            return Ok(DatabaseTarget::Sqlite(self.data_dir.join("wafleet.db")));
+        };
+        let raw = url.expose();
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            Ok(DatabaseTarget::Postgres(url.clone()))
+        } else if let Some(path) = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"))
+        {
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                bail!(
+                    "DATABASE_URL `sqlite://` names no file: use e.g. sqlite://./data/wafleet.db"
+                );
+            }
+            Ok(DatabaseTarget::Sqlite(PathBuf::from(path)))
+        } else {
+            bail!(
+                "DATABASE_URL must start with postgres://, postgresql:// or sqlite:// (got a URL with another scheme)"
+            )
+        }
+    }
+}
+
+/// Parses `C` from the command line, environment and the optional config file, in that order of
+/// precedence (flags win). Exits with a usage message on invalid input, like `clap` does.
+pub fn parse_layered<C: clap::Parser>() -> anyhow::Result<C> {
+    parse_layered_from(std::env::args_os().collect())
+}
+
+/// [`parse_layered`] with an explicit argument list (the first item is the program name).
+pub fn parse_layered_from<C: clap::Parser>(argv: Vec<OsString>) -> anyhow::Result<C> {
+    let cmd = C::command();
+    let first = cmd.clone().get_matches_from(argv.clone());
+    let mut extra = Vec::new();
+    for (id, var) in ENV_ALIASES {
+        if is_default(&first, id) {
+            if let Ok(value) = std::env::var(var) {
+                extra.push(OsString::from(format!(
+                    "--{}={value}",
+                    id.replace('_', "-")
+                )));
+            }
+        }
+    }
+    if let Some(path) = first.get_one::<PathBuf>("config") {
+        let known: Vec<String> = cmd
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect();
+        for (key, value) in read_config_file(path)? {
+            let id = key.replace('-', "_");
+            if !known.contains(&id) || id == "config" {
+                bail!(
+                    "unknown setting `{key}` in {}; see `wafleet --help` for the names",
+                    path.display()
+                );
+            }
+            let already = extra.iter().any(|a| {
+                a.to_string_lossy()
+                    .starts_with(&format!("--{}=", id.replace('_', "-")))
+            });
+            if is_default(&first, &id) && !already {
+                extra.push(OsString::from(format!(
+                    "--{}={value}",
+                    id.replace('_', "-")
+                )));
+            }
+        }
+    }
+    if extra.is_empty() {
+        return Ok(C::from_arg_matches(&first)?);
+    }
+    // Global settings may follow the subcommand, so appending keeps the user's own arguments intact.
+    let layered = cmd.get_matches_from(argv.into_iter().chain(extra));
+    Ok(C::from_arg_matches(&layered)?)
+}
+
+fn is_default(matches: &ArgMatches, id: &str) -> bool {
+    matches!(
+        matches.value_source(id),
+        None | Some(ValueSource::DefaultValue)
+    )
+}
+
+fn read_config_file(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+    table
+        .into_iter()
+        .map(|(key, value)| {
+            let value = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => bail!(
+                    "setting `{key}` in {} must be a string, number or boolean, not {}",
+                    path.display(),
+                    other.type_str()
+                ),
+            };
+            Ok((key, value))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_use_sqlite_under_data_and_port_3000() {
+        let settings = Settings::defaults();
+        assert_eq!(settings.port, 3000);
+        match settings.database().unwrap() {
+            DatabaseTarget::Sqlite(path) => assert_eq!(path, PathBuf::from("./data/wafleet.db")),
+            other => panic!("expected SQLite, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn database_url_schemes() {
+        let mut settings = Settings::defaults();
+        settings.database_url = Some("postgres://u:p@h/db".into());
+        assert!(matches!(
+            settings.database().unwrap(),
+            DatabaseTarget::Postgres(_)
+        ));
+        settings.database_url = Some("sqlite://other/x.db?mode=rwc".into());
+        assert!(
+            matches!(settings.database().unwrap(), DatabaseTarget::Sqlite(p) if p == Path::new("other/x.db"))
+        );
+        settings.database_url = Some("mysql://h/db".into());
+        let err = settings.database().unwrap_err().to_string();
+        assert!(err.contains("must start with postgres://"), "{err}");
+    }
+
+    #[derive(clap::Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    #[test]
+    fn file_fills_defaults_and_flags_win() {
+        let dir = std::env::temp_dir().join(format!("wafleet-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("wafleet.toml");
+        std::fs::write(
+            &file,
+            "port = 4001\nlog_format = \"json\"\nsession_ttl_hours = 2\n",
+        )
+        .unwrap();
+        let argv = [
+            "wafleet",
+            "--config",
+            file.to_str().unwrap(),
+            "--port",
+            "5000",
+        ];
+        let cli: Cli = parse_layered_from(argv.iter().map(OsString::from).collect()).unwrap();
+        assert_eq!(cli.settings.port, 5000, "a flag beats the file");
+        assert_eq!(
+            cli.settings.log_format,
+            LogFormat::Json,
+            "the file beats the default"
+        );
+        assert_eq!(cli.settings.session_ttl_hours, 2);
+
+        std::fs::write(&file, "no_such_setting = 1\n").unwrap();
+        let err = parse_layered_from::<Cli>(
+            ["wafleet", "--config", file.to_str().unwrap()]
+                .iter()
+                .map(OsString::from)
+                .collect(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown setting `no_such_setting`"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let mut settings = Settings::defaults();
+        settings.database_url = Some("postgres://u:hunter2@h/db".into());
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+}

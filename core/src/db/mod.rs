@@ -1,0 +1,122 @@
+//! Storage through sqlx on SQLite (embedded default) and PostgreSQL (scale-out).
+//!
+//! Each query is written once in SQL both dialects accept (`$n` placeholders, `RETURNING`,
+//! `ON CONFLICT`, times as `BIGINT` milliseconds) and run through [`on_db!`], which expands the
+//! body once per backend so that each copy is type-checked against its own driver. Where the
+//! dialects differ, a query matches on [`Db`] itself.
+
+mod api_tokens;
+mod devices;
+mod login_failures;
+mod sessions;
+mod users;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::config::{DatabaseTarget, Settings};
+
+pub use api_tokens::ApiToken;
+pub use devices::{Device, DeviceChanges, DeviceStatus};
+pub use users::{NewUserRole, User};
+
+/// Runs `$body` with `$pool` bound to the backend's native pool.
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite($pool) => $body,
+            $crate::db::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_db;
+
+/// A connection pool to whichever database the settings chose. Cheap to clone.
+#[derive(Clone, Debug)]
+pub enum Db {
+    /// The embedded default: one SQLite file.
+    Sqlite(SqlitePool),
+    /// Scale-out: a PostgreSQL server shared by every process.
+    Postgres(PgPool),
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+impl Db {
+    /// Connects to the configured database, creating the SQLite file and its directory if needed.
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Db> {
+        match settings.database()? {
+            DatabaseTarget::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).with_context(|| {
+                        format!(
+                            "cannot create data directory {} (set DATA_DIR to a writable place)",
+                            dir.display()
+                        )
+                    })?;
+                }
+                let options = SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // FULL: a committed write survives power loss, not only a process crash; inbound
+                    // messages are acknowledged to WhatsApp only after commit, so this is the promise.
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(settings.database_max_connections)
+                    .connect_with(options)
+                    .await
+                    .with_context(|| format!("cannot open SQLite database {}", path.display()))?;
+                Ok(Db::Sqlite(pool))
+            }
+            DatabaseTarget::Postgres(url) => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(settings.database_max_connections)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url.expose())
+                    .await
+                    .context("cannot connect to PostgreSQL at DATABASE_URL (is the server running and the URL right?)")?;
+                Ok(Db::Postgres(pool))
+            }
+        }
+    }
+
+    /// Applies pending migrations of this dialect. Safe to run from several processes at once:
+    /// sqlx takes an advisory lock on PostgreSQL, and SQLite serialises writers.
+    #[tracing::instrument(skip(self), fields(backend = self.backend_name()))]
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self {
+            Db::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+            Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+        }
+        .context("applying database migrations")?;
+        Ok(())
+    }
+
+    /// `"sqlite"` or `"postgres"`, for logs and metrics.
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Checks that the database answers (readiness probes).
+    pub async fn ping(&self) -> crate::Result<()> {
+        on_db!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop))?;
+        Ok(())
+    }
+
+    /// Closes every pooled connection (at shutdown).
+    pub async fn close(&self) {
+        on_db!(self, pool => pool.close().await)
+    }
+}

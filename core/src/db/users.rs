@@ -1,0 +1,80 @@
+//! User accounts.
+
+use crate::types::{Email, Timestamp, UserId};
+use crate::{Db, Error, Result};
+
+use super::on_db;
+
+/// An account.
+#[derive(Clone, Debug, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
+pub struct User {
+    /// Row id.
+    pub id: UserId,
+    /// Login email, lower-cased.
+    pub email: Email,
+    /// argon2id PHC string; never serialised.
+    #[serde(skip)]
+    pub password_hash: String,
+    /// Administrators may manage the instance.
+    pub is_admin: bool,
+    /// When the account was made.
+    pub created_at: Timestamp,
+}
+
+/// Who becomes administrator when an account is created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NewUserRole {
+    /// Always an administrator (the `ADMIN_EMAIL` account).
+    Admin,
+    /// Administrator only if it is the first account of the instance.
+    FirstBecomesAdmin,
+}
+
+/// The columns of [`User`], as a literal so queries stay `&'static str`.
+macro_rules! user_columns {
+    () => {
+        "id, email, password_hash, is_admin, created_at"
+    };
+}
+
+impl Db {
+    /// Creates an account; [`Error::Conflict`] if the email is taken.
+    #[tracing::instrument(skip(self, password_hash))]
+    pub async fn create_user(
+        &self,
+        email: &Email,
+        password_hash: &str,
+        role: NewUserRole,
+    ) -> Result<User> {
+        let sql = concat!(
+            "INSERT INTO users (email, password_hash, is_admin, created_at) \
+             SELECT $1, $2, ($3 OR NOT EXISTS (SELECT 1 FROM users)), $4 RETURNING ",
+            user_columns!()
+        );
+        let now = Timestamp::now();
+        on_db!(self, pool => sqlx::query_as::<_, User>(sql)
+            .bind(email)
+            .bind(password_hash)
+            .bind(role == NewUserRole::Admin)
+            .bind(now)
+            .fetch_one(pool)
+            .await)
+        .map_err(|e| Error::on_unique_violation(e, "an account with this email already exists"))
+    }
+
+    /// The account with this email, if any.
+    #[tracing::instrument(skip(self))]
+    pub async fn user_by_email(&self, email: &Email) -> Result<Option<User>> {
+        let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE email = $1");
+        Ok(
+            on_db!(self, pool => sqlx::query_as::<_, User>(sql).bind(email).fetch_optional(pool).await)?,
+        )
+    }
+
+    /// Marks an existing account as administrator.
+    #[tracing::instrument(skip(self))]
+    pub async fn make_admin(&self, user: UserId) -> Result<()> {
+        on_db!(self, pool => sqlx::query("UPDATE users SET is_admin = TRUE WHERE id = $1").bind(user).execute(pool).await.map(drop))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,15 @@
+//! Shared ground of every wafleet role: configuration, domain types, storage and telemetry.
+//!
+//! The `api`, `workers` and `scheduler` crates depend on this one and never on each other.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod shutdown;
+pub mod telemetry;
+pub mod types;
+
+pub use config::Settings;
+pub use db::Db;
+pub use error::{Error, Result};

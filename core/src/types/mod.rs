@@ -1,0 +1,11 @@
+//! Domain types, parsed once at the edge ("parse, don't validate").
+
+mod email;
+mod ids;
+mod phone;
+mod time;
+
+pub use email::Email;
+pub use ids::{ApiTokenId, DeviceId, UserId};
+pub use phone::{Country, PhoneError, PhoneNumber};
+pub use time::Timestamp;
