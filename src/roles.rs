@@ -4,8 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use wafleet_api::AppState;
-use wafleet_core::db::NewUserRole;
-use wafleet_core::{Db, Settings, auth, shutdown};
+use wafleet_core::{Db, Settings, shutdown};
 
 use crate::Role;
 
@@ -17,7 +16,7 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
         tracing::info!(backend = db.backend_name(), "migrations applied");
         return Ok(());
     }
-    ensure_admin(&db, &settings).await?;
+    wafleet_core::accounts::ensure_admin(&db, &settings).await?;
 
     let (trigger, shutdown) = shutdown::channel();
     trigger.trigger_on_signals();
@@ -70,37 +69,11 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
 }
 
 /// Health and readiness probes for roles without the API.
-async fn probes(
-    db: Db,
-    settings: Arc<Settings>,
-    shutdown: shutdown::Shutdown,
-) -> anyhow::Result<()> {
+async fn probes(db: Db, settings: Arc<Settings>, shutdown: shutdown::Shutdown) -> anyhow::Result<()> {
     let listener = wafleet_api::bind(&settings).await?;
     tracing::info!(addr = %listener.local_addr()?, "probes listening");
     axum::serve(listener, wafleet_api::health::probes(db))
         .with_graceful_shutdown(shutdown.wait())
         .await
         .context("probe server failed")
-}
-
-/// Creates the administrator named by `ADMIN_EMAIL`/`ADMIN_PASSWORD` if that account does not exist.
-async fn ensure_admin(db: &Db, settings: &Settings) -> anyhow::Result<()> {
-    let (Some(email), Some(password)) = (&settings.admin_email, &settings.admin_password) else {
-        return Ok(());
-    };
-    let email = wafleet_core::types::Email::parse(email)
-        .map_err(|e| anyhow::anyhow!("ADMIN_EMAIL: {e}"))?;
-    auth::validate_password(password.expose())
-        .map_err(|e| anyhow::anyhow!("ADMIN_PASSWORD: {e}"))?;
-    if let Some(existing) = db.user_by_email(&email).await? {
-        if !existing.is_admin {
-            db.make_admin(existing.id).await?;
-            tracing::info!(user = %existing.id, "ADMIN_EMAIL account made administrator");
-        }
-        return Ok(());
-    }
-    let hash = auth::hash_password(password.expose())?;
-    let user = db.create_user(&email, &hash, NewUserRole::Admin).await?;
-    tracing::info!(user = %user.id, "administrator created from ADMIN_EMAIL");
-    Ok(())
 }

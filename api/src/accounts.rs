@@ -54,10 +54,7 @@ pub struct ClientIp(pub Option<IpAddr>);
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         if state.settings.trust_proxy_headers {
             // The right-most entry is the one our own proxy appended; earlier ones are client-supplied.
             let forwarded = parts
@@ -71,10 +68,7 @@ impl FromRequestParts<AppState> for ClientIp {
             }
         }
         Ok(ClientIp(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
+            parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()),
         ))
     }
 }
@@ -87,8 +81,7 @@ pub(crate) async fn register(state: &AppState, creds: &Credentials) -> ApiResult
         ));
     }
     let email = Email::parse(&creds.email).map_err(|e| ApiError::Invalid(format!("email: {e}")))?;
-    auth::validate_password(&creds.password)
-        .map_err(|e| ApiError::Invalid(format!("password: {e}")))?;
+    auth::validate_password(&creds.password).map_err(|e| ApiError::Invalid(format!("password: {e}")))?;
     if state.db.user_by_email(&email).await?.is_some() {
         return Err(ApiError::Conflict(
             "an account with this email already exists: log in instead".into(),
@@ -113,9 +106,7 @@ pub(crate) async fn login(state: &AppState, creds: &Credentials, ip: ClientIp) -
     let max = state.settings.login_max_failures;
     let email_key = format!("email:{email}");
     let ip_key = ip.0.map(|ip| format!("ip:{ip}"));
-    for (key, limit) in std::iter::once((&email_key, max))
-        .chain(ip_key.as_ref().map(|k| (k, max.saturating_mul(4))))
-    {
+    for (key, limit) in std::iter::once((&email_key, max)).chain(ip_key.as_ref().map(|k| (k, max.saturating_mul(4)))) {
         if let Some(secs) = state.db.login_blocked_for(key, limit, window).await? {
             return Err(ApiError::TooManyRequests(secs));
         }
@@ -123,10 +114,9 @@ pub(crate) async fn login(state: &AppState, creds: &Credentials, ip: ClientIp) -
     let user = state.db.user_by_email(&email).await?;
     let password = creds.password.clone();
     // Unknown accounts are checked against a dummy hash so timing does not tell which emails exist.
-    let hash = user.as_ref().map_or_else(
-        || auth::dummy_hash().to_owned(),
-        |u| u.password_hash.clone(),
-    );
+    let hash = user
+        .as_ref()
+        .map_or_else(|| auth::dummy_hash().to_owned(), |u| u.password_hash.clone());
     let matches = tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
         .await
         .map_err(|e| anyhow::anyhow!("password check task: {e}"))?;
@@ -182,10 +172,7 @@ async fn login_json(
 
 /// End the current session.
 #[utoipa::path(post, path = "/api/logout", tag = "accounts", responses((status = 200, description = "Logged out")))]
-async fn logout_json(
-    State(state): State<AppState>,
-    jar: CookieJar,
-) -> ApiResult<impl IntoResponse> {
+async fn logout_json(State(state): State<AppState>, jar: CookieJar) -> ApiResult<impl IntoResponse> {
     let jar = session::end(&state, jar).await?;
     Ok((jar, ok("logged out", ())))
 }

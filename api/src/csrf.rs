@@ -29,15 +29,8 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub const CSRF_FIELD: &str = "csrf_token";
 
 /// Middleware that refuses unsafe requests without a matching CSRF token (403).
-pub async fn protect(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    if matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    ) {
+pub async fn protect(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(next.run(request).await);
     }
     let headers = request.headers();
@@ -57,9 +50,7 @@ pub async fn protect(
     let expected = jar
         .get(CSRF_COOKIE)
         .map(|c| c.value().to_owned())
-        .ok_or_else(|| {
-            ApiError::Forbidden("missing CSRF cookie: reload the page and submit again".into())
-        })?;
+        .ok_or_else(|| ApiError::Forbidden("missing CSRF cookie: reload the page and submit again".into()))?;
     let (provided, request) = match headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()) {
         Some(token) => (Some(token.to_owned()), request),
         None => token_from_form(request, state.settings.max_body_bytes).await?,
@@ -78,19 +69,12 @@ pub async fn protect(
 }
 
 fn content_type(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
 }
 
 /// Reads `csrf_token` from a URL-encoded body and puts the body back for the handler.
-async fn token_from_form(
-    request: Request,
-    limit: usize,
-) -> Result<(Option<String>, Request), ApiError> {
-    if !content_type(request.headers())
-        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"))
-    {
+async fn token_from_form(request: Request, limit: usize) -> Result<(Option<String>, Request), ApiError> {
+    if !content_type(request.headers()).is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded")) {
         return Ok((None, request));
     }
     let (parts, body) = request.into_parts();

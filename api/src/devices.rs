@@ -65,10 +65,7 @@ fn parse_phone(state: &AppState, phone: &str) -> ApiResult<Option<PhoneNumber>> 
 
 /// List your devices.
 #[utoipa::path(get, path = "/api/devices", tag = "devices", responses((status = 200, body = Envelope<Vec<Device>>)))]
-async fn list_devices(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-) -> ApiResult<impl IntoResponse> {
+async fn list_devices(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> ApiResult<impl IntoResponse> {
     Ok(ok("devices", state.db.list_devices(user.id).await?))
 }
 
@@ -83,10 +80,7 @@ async fn create_device(
 ) -> ApiResult<impl IntoResponse> {
     let name = parse_name(&body.name)?;
     let phone = parse_phone(&state, body.phone.as_deref().unwrap_or_default())?;
-    let device = state
-        .db
-        .create_device(user.id, &name, phone.as_ref())
-        .await?;
+    let device = state.db.create_device(user.id, &name, phone.as_ref()).await?;
     tracing::info!(user = %user.id, device = %device.id, "device added");
     Ok(created("device added", device))
 }
@@ -99,10 +93,7 @@ async fn get_device(
     CurrentUser(user): CurrentUser,
     Path(id): Path<DeviceId>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(ok(
-        "device",
-        state.db.device(user.id, id).await.or_not_found("device")?,
-    ))
+    Ok(ok("device", state.db.device(user.id, id).await.or_not_found("device")?))
 }
 
 /// Rename a device or change its number.
@@ -118,11 +109,7 @@ async fn update_device(
 ) -> ApiResult<impl IntoResponse> {
     let changes = DeviceChanges {
         name: body.name.as_deref().map(parse_name).transpose()?,
-        phone: body
-            .phone
-            .as_deref()
-            .map(|p| parse_phone(&state, p))
-            .transpose()?,
+        phone: body.phone.as_deref().map(|p| parse_phone(&state, p)).transpose()?,
     };
     let device = state
         .db
@@ -141,11 +128,7 @@ async fn delete_device(
     CurrentUser(user): CurrentUser,
     Path(id): Path<DeviceId>,
 ) -> ApiResult<impl IntoResponse> {
-    state
-        .db
-        .delete_device(user.id, id)
-        .await
-        .or_not_found("device")?;
+    state.db.delete_device(user.id, id).await.or_not_found("device")?;
     tracing::info!(user = %user.id, device = %id, "device deleted");
     Ok(ok("device deleted", ()))
 }

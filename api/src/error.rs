@@ -112,9 +112,9 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, Json(body)).into_response();
         if let ApiError::TooManyRequests(secs) = self {
-            if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -124,9 +124,9 @@ impl IntoResponse for ApiError {
 fn rejected(status: StatusCode, text: String, limit_hint: Option<usize>) -> ApiError {
     match status {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(limit_hint.unwrap_or_default()),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(
-            "send the body as JSON with `Content-Type: application/json`".into(),
-        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ApiError::UnsupportedMediaType("send the body as JSON with `Content-Type: application/json`".into())
+        }
         StatusCode::UNPROCESSABLE_ENTITY => ApiError::Invalid(text),
         _ => ApiError::BadRequest(text),
     }

@@ -18,9 +18,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
         axum::Json::<T>::from_request(req, state)
             .await
             .map(|axum::Json(value)| Json(value))
-            .map_err(|rejection| {
-                ApiError::from_json_rejection(rejection, state.settings.max_body_bytes)
-            })
+            .map_err(|rejection| ApiError::from_json_rejection(rejection, state.settings.max_body_bytes))
     }
 }
 
@@ -30,10 +28,7 @@ pub struct Path<T>(pub T);
 impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Path<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| Path(value))

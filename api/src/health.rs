@@ -9,10 +9,9 @@ use wafleet_core::Db;
 use crate::AppState;
 
 pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/health", get(health)).route(
-        "/ready",
-        get(|State(state): State<AppState>| ready(state.db)),
-    )
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(|State(state): State<AppState>| ready(state.db)))
 }
 
 /// The probes alone, for roles that serve no API (worker, scheduler).

@@ -53,10 +53,7 @@ pub fn app(state: AppState) -> Router {
         .merge(pages::router())
         .merge(health::router())
         .fallback(error::no_route)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            csrf::protect,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), csrf::protect))
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -65,18 +62,14 @@ pub fn app(state: AppState) -> Router {
 /// Binds `settings.host:settings.port`, with a message that says what to do when it is taken.
 pub async fn bind(settings: &Settings) -> anyhow::Result<TcpListener> {
     let addr = SocketAddr::new(settings.host, settings.port);
-    TcpListener::bind(addr).await.with_context(|| {
-        format!("cannot listen on {addr} (is the port in use? set PORT to another)")
-    })
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (is the port in use? set PORT to another)"))
 }
 
 /// Serves [`app`] on `listener` until `shutdown`, then lets in-flight requests finish for up to
 /// the configured shutdown timeout.
-pub async fn serve(
-    state: AppState,
-    listener: TcpListener,
-    shutdown: Shutdown,
-) -> anyhow::Result<()> {
+pub async fn serve(state: AppState, listener: TcpListener, shutdown: Shutdown) -> anyhow::Result<()> {
     let deadline = Duration::from_secs(state.settings.shutdown_timeout_secs);
     tracing::info!(addr = %listener.local_addr()?, "HTTP server listening");
     let router = app(state).into_make_service_with_connect_info::<SocketAddr>();

@@ -63,9 +63,7 @@ impl ApiDoc {
 pub(crate) fn router(spec: Arc<utoipa::openapi::OpenApi>) -> Router<AppState> {
     let json = serde_json::to_string_pretty(&*spec).expect("the OpenAPI document serialises");
     // Both are fixed for the life of the process, so they are built once.
-    let page = DocsPage::from_spec(&spec)
-        .render()
-        .expect("the docs page renders");
+    let page = DocsPage::from_spec(&spec).render().expect("the docs page renders");
     Router::new()
         .route(
             "/api/openapi.json",
@@ -105,10 +103,7 @@ impl DocsPage {
             for (method, op) in methods {
                 let Some(op) = op else { continue };
                 let mut text = op.description.clone().unwrap_or_default();
-                let summary = op
-                    .summary
-                    .clone()
-                    .unwrap_or_else(|| std::mem::take(&mut text));
+                let summary = op.summary.clone().unwrap_or_else(|| std::mem::take(&mut text));
                 operations.push(DocOperation {
                     method,
                     path: path.clone(),

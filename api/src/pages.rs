@@ -28,12 +28,7 @@ pub(crate) fn router() -> Router<AppState> {
         )
         .route(
             "/static/app.js",
-            get(|| {
-                asset(
-                    "text/javascript; charset=utf-8",
-                    include_str!("../static/app.js"),
-                )
-            }),
+            get(|| asset("text/javascript; charset=utf-8", include_str!("../static/app.js"))),
         )
 }
 
@@ -57,11 +52,7 @@ fn page(status: StatusCode, template: &impl Template) -> Response {
 }
 
 async fn home(user: Option<CurrentUser>) -> Redirect {
-    Redirect::to(if user.is_some() {
-        "/dashboard"
-    } else {
-        "/login"
-    })
+    Redirect::to(if user.is_some() { "/dashboard" } else { "/login" })
 }
 
 /// The login and register pages share one form.
@@ -101,22 +92,14 @@ fn account_form(
     (jar, page(status, &form)).into_response()
 }
 
-async fn login_page(
-    State(state): State<AppState>,
-    user: Option<CurrentUser>,
-    jar: CookieJar,
-) -> Response {
+async fn login_page(State(state): State<AppState>, user: Option<CurrentUser>, jar: CookieJar) -> Response {
     if user.is_some() {
         return Redirect::to("/dashboard").into_response();
     }
     account_form(&state, jar, false, String::new(), None)
 }
 
-async fn register_page(
-    State(state): State<AppState>,
-    user: Option<CurrentUser>,
-    jar: CookieJar,
-) -> Response {
+async fn register_page(State(state): State<AppState>, user: Option<CurrentUser>, jar: CookieJar) -> Response {
     if user.is_some() {
         return Redirect::to("/dashboard").into_response();
     }
@@ -140,11 +123,7 @@ async fn login_form(
     finish_account_form(&state, jar, false, creds.email, result)
 }
 
-async fn register_form(
-    State(state): State<AppState>,
-    jar: CookieJar,
-    Form(fields): Form<AccountFields>,
-) -> Response {
+async fn register_form(State(state): State<AppState>, jar: CookieJar, Form(fields): Form<AccountFields>) -> Response {
     let creds = Credentials {
         email: fields.email,
         password: fields.password,
@@ -198,11 +177,7 @@ struct Dashboard {
     is_admin: bool,
 }
 
-async fn dashboard(
-    State(state): State<AppState>,
-    PageUser(user): PageUser,
-    jar: CookieJar,
-) -> Response {
+async fn dashboard(State(state): State<AppState>, PageUser(user): PageUser, jar: CookieJar) -> Response {
     let (jar, csrf) = csrf::token(jar, state.settings.cookie_secure);
     let view = Dashboard {
         csrf,

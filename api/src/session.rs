@@ -22,47 +22,32 @@ pub struct CurrentUser(pub User);
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
             let token = value
                 .to_str()
                 .ok()
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .ok_or_else(|| {
-                    ApiError::Unauthorized(
-                        "the Authorization header must be `Bearer <API token>`".into(),
-                    )
+                    ApiError::Unauthorized("the Authorization header must be `Bearer <API token>`".into())
                 })?;
             return state
                 .db
                 .api_token_user(&auth::digest(token.trim()))
                 .await?
                 .map(CurrentUser)
-                .ok_or_else(|| {
-                    ApiError::Unauthorized("the API token is unknown or revoked".into())
-                });
+                .ok_or_else(|| ApiError::Unauthorized("the API token is unknown or revoked".into()));
         }
-        session_user(parts, state)
-            .await?
-            .map(CurrentUser)
-            .ok_or_else(|| {
-                ApiError::Unauthorized(
-                    "log in first, or send an API token as `Authorization: Bearer <token>`".into(),
-                )
-            })
+        session_user(parts, state).await?.map(CurrentUser).ok_or_else(|| {
+            ApiError::Unauthorized("log in first, or send an API token as `Authorization: Bearer <token>`".into())
+        })
     }
 }
 
 impl OptionalFromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Option<Self>, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, Self::Rejection> {
         Ok(session_user(parts, state).await?.map(CurrentUser))
     }
 }
@@ -74,10 +59,7 @@ pub struct PageUser(pub User);
 impl FromRequestParts<AppState> for PageUser {
     type Rejection = Response;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match session_user(parts, state).await {
             Ok(Some(user)) => Ok(PageUser(user)),
             Ok(None) => Err(Redirect::to("/login").into_response()),
@@ -116,10 +98,7 @@ pub async fn start(state: &AppState, jar: CookieJar, user: &User) -> Result<Cook
 /// Ends the session in `jar`, if any, and returns the jar with the cookie removed.
 pub async fn end(state: &AppState, jar: CookieJar) -> Result<CookieJar, ApiError> {
     if let Some(cookie) = jar.get(SESSION_COOKIE) {
-        state
-            .db
-            .delete_session(&auth::digest(cookie.value()))
-            .await?;
+        state.db.delete_session(&auth::digest(cookie.value())).await?;
     }
     Ok(jar.remove(Cookie::build(SESSION_COOKIE).path("/")))
 }

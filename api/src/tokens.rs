@@ -44,10 +44,7 @@ pub struct CreatedToken {
 
 /// List your live API tokens (their secrets are never shown again).
 #[utoipa::path(get, path = "/api/tokens", tag = "tokens", responses((status = 200, body = Envelope<Vec<ApiToken>>)))]
-async fn list_tokens(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-) -> ApiResult<impl IntoResponse> {
+async fn list_tokens(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> ApiResult<impl IntoResponse> {
     Ok(ok("API tokens", state.db.list_api_tokens(user.id).await?))
 }
 
@@ -86,11 +83,7 @@ async fn revoke_token(
     CurrentUser(user): CurrentUser,
     Path(id): Path<ApiTokenId>,
 ) -> ApiResult<impl IntoResponse> {
-    state
-        .db
-        .revoke_api_token(user.id, id)
-        .await
-        .or_not_found("API token")?;
+    state.db.revoke_api_token(user.id, id).await.or_not_found("API token")?;
     tracing::info!(user = %user.id, token = %id, "API token revoked");
     Ok(ok("API token revoked", ()))
 }

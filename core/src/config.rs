@@ -73,31 +73,26 @@ pub struct Settings {
     pub config: Option<PathBuf>,
 
     /// Directory for the embedded SQLite database and other local files.
-    #[arg(
-        long,
-        env = "DATA_DIR",
-        global = true,
-        default_value = "./data",
-        value_name = "DIR"
-    )]
+    #[arg(long, env = "DATA_DIR", global = true, default_value = "./data", value_name = "DIR")]
     pub data_dir: PathBuf,
 
     /// `postgres://user:pass@host/db` for scale-out, `sqlite://path` for a chosen SQLite file.
     /// Unset: SQLite at `<data_dir>/wafleet.db`.
-    #[arg(long, env = "DATABASE_URL", global = true, value_name = "URL")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        global = true,
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<Secret>,
 
     /// Largest number of pooled database connections per process.
-    #[arg(
-        long,
-        env = "DATABASE_MAX_CONNECTIONS",
-        global = true,
-        default_value_t = 10
-    )]
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", global = true, default_value_t = 10)]
     pub database_max_connections: u32,
 
     /// `redis://host:6379` for the scale-out queue and leases. Unset: the embedded queue.
-    #[arg(long, env = "REDIS_URL", global = true, value_name = "URL")]
+    #[arg(long, env = "REDIS_URL", global = true, value_name = "URL", hide_env_values = true)]
     pub redis_url: Option<Secret>,
 
     /// Address to listen on. Use 0.0.0.0 in containers.
@@ -154,12 +149,7 @@ pub struct Settings {
     pub max_body_bytes: usize,
 
     /// Seconds in-flight work gets to finish after SIGTERM before the process exits.
-    #[arg(
-        long,
-        env = "SHUTDOWN_TIMEOUT_SECS",
-        global = true,
-        default_value_t = 30
-    )]
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", global = true, default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
 
     /// Log line format.
@@ -180,9 +170,7 @@ impl Settings {
         }
         let cmd = Only::command().mut_args(|arg| arg.env(None));
         let matches = cmd.get_matches_from(["wafleet"]);
-        Only::from_arg_matches(&matches)
-            .expect("defaults are valid")
-            .settings
+        Only::from_arg_matches(&matches).expect("defaults are valid").settings
     }
 
     /// Resolves which database to use.
@@ -193,15 +181,10 @@ impl Settings {
         let raw = url.expose();
         if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
             Ok(DatabaseTarget::Postgres(url.clone()))
-        } else if let Some(path) = raw
-            .strip_prefix("sqlite://")
-            .or_else(|| raw.strip_prefix("sqlite:"))
-        {
+        } else if let Some(path) = raw.strip_prefix("sqlite://").or_else(|| raw.strip_prefix("sqlite:")) {
             let path = path.split('?').next().unwrap_or_default();
             if path.is_empty() {
-                bail!(
-                    "DATABASE_URL `sqlite://` names no file: use e.g. sqlite://./data/wafleet.db"
-                );
+                bail!("DATABASE_URL `sqlite://` names no file: use e.g. sqlite://./data/wafleet.db");
             }
             Ok(DatabaseTarget::Sqlite(PathBuf::from(path)))
         } else {
@@ -222,22 +205,15 @@ pub fn parse_layered<C: clap::Parser>() -> anyhow::Result<C> {
 pub fn parse_layered_from<C: clap::Parser>(argv: Vec<OsString>) -> anyhow::Result<C> {
     let cmd = C::command();
     let first = cmd.clone().get_matches_from(argv.clone());
-    let mut extra = Vec::new();
+    // Values to add as flags, by setting id: an alias variable first, then the file.
+    let mut layered = std::collections::BTreeMap::new();
     for (id, var) in ENV_ALIASES {
-        if is_default(&first, id) {
-            if let Ok(value) = std::env::var(var) {
-                extra.push(OsString::from(format!(
-                    "--{}={value}",
-                    id.replace('_', "-")
-                )));
-            }
+        if let Ok(value) = std::env::var(var) {
+            layered.insert((*id).to_owned(), value);
         }
     }
     if let Some(path) = first.get_one::<PathBuf>("config") {
-        let known: Vec<String> = cmd
-            .get_arguments()
-            .map(|a| a.get_id().to_string())
-            .collect();
+        let known: Vec<String> = cmd.get_arguments().map(|a| a.get_id().to_string()).collect();
         for (key, value) in read_config_file(path)? {
             let id = key.replace('-', "_");
             if !known.contains(&id) || id == "config" {
@@ -246,18 +222,15 @@ pub fn parse_layered_from<C: clap::Parser>(argv: Vec<OsString>) -> anyhow::Resul
                     path.display()
                 );
             }
-            let already = extra.iter().any(|a| {
-                a.to_string_lossy()
-                    .starts_with(&format!("--{}=", id.replace('_', "-")))
-            });
-            if is_default(&first, &id) && !already {
-                extra.push(OsString::from(format!(
-                    "--{}={value}",
-                    id.replace('_', "-")
-                )));
-            }
+            layered.entry(id).or_insert(value);
         }
     }
+    // Only settings that neither a flag nor their own variable set take a layered value.
+    let extra: Vec<OsString> = layered
+        .into_iter()
+        .filter(|(id, _)| is_default(&first, id))
+        .map(|(id, value)| OsString::from(format!("--{}={value}", id.replace('_', "-"))))
+        .collect();
     if extra.is_empty() {
         return Ok(C::from_arg_matches(&first)?);
     }
@@ -267,15 +240,11 @@ pub fn parse_layered_from<C: clap::Parser>(argv: Vec<OsString>) -> anyhow::Resul
 }
 
 fn is_default(matches: &ArgMatches, id: &str) -> bool {
-    matches!(
-        matches.value_source(id),
-        None | Some(ValueSource::DefaultValue)
-    )
+    matches!(matches.value_source(id), None | Some(ValueSource::DefaultValue))
 }
 
 fn read_config_file(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
     let table: toml::Table = text
         .parse()
         .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
@@ -315,14 +284,9 @@ mod tests {
     fn database_url_schemes() {
         let mut settings = Settings::defaults();
         settings.database_url = Some("postgres://u:p@h/db".into());
-        assert!(matches!(
-            settings.database().unwrap(),
-            DatabaseTarget::Postgres(_)
-        ));
+        assert!(matches!(settings.database().unwrap(), DatabaseTarget::Postgres(_)));
         settings.database_url = Some("sqlite://other/x.db?mode=rwc".into());
-        assert!(
-            matches!(settings.database().unwrap(), DatabaseTarget::Sqlite(p) if p == Path::new("other/x.db"))
-        );
+        assert!(matches!(settings.database().unwrap(), DatabaseTarget::Sqlite(p) if p == Path::new("other/x.db")));
         settings.database_url = Some("mysql://h/db".into());
         let err = settings.database().unwrap_err().to_string();
         assert!(err.contains("must start with postgres://"), "{err}");
@@ -339,25 +303,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("wafleet-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("wafleet.toml");
-        std::fs::write(
-            &file,
-            "port = 4001\nlog_format = \"json\"\nsession_ttl_hours = 2\n",
-        )
-        .unwrap();
-        let argv = [
-            "wafleet",
-            "--config",
-            file.to_str().unwrap(),
-            "--port",
-            "5000",
-        ];
+        std::fs::write(&file, "port = 4001\nlog_format = \"json\"\nsession_ttl_hours = 2\n").unwrap();
+        let argv = ["wafleet", "--config", file.to_str().unwrap(), "--port", "5000"];
         let cli: Cli = parse_layered_from(argv.iter().map(OsString::from).collect()).unwrap();
         assert_eq!(cli.settings.port, 5000, "a flag beats the file");
-        assert_eq!(
-            cli.settings.log_format,
-            LogFormat::Json,
-            "the file beats the default"
-        );
+        assert_eq!(cli.settings.log_format, LogFormat::Json, "the file beats the default");
         assert_eq!(cli.settings.session_ttl_hours, 2);
 
         std::fs::write(&file, "no_such_setting = 1\n").unwrap();

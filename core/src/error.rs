@@ -38,9 +38,7 @@ impl Error {
     /// Turns a unique-constraint violation into [`Error::Conflict`] with `message`; other errors pass through.
     pub fn on_unique_violation(err: sqlx::Error, message: impl Into<String>) -> Self {
         match &err {
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                Error::Conflict(message.into())
-            }
+            sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict(message.into()),
             _ => err.into(),
         }
     }

@@ -2,6 +2,7 @@
 //!
 //! The `api`, `workers` and `scheduler` crates depend on this one and never on each other.
 
+pub mod accounts;
 pub mod auth;
 pub mod config;
 pub mod db;

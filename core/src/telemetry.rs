@@ -11,8 +11,6 @@ pub fn init(format: LogFormat) {
     // `try_init` so that tests, which may call this many times, do not panic.
     let _ = match format {
         LogFormat::Text => registry.with(fmt::layer().with_target(true)).try_init(),
-        LogFormat::Json => registry
-            .with(fmt::layer().json().flatten_event(true))
-            .try_init(),
+        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true)).try_init(),
     };
 }

@@ -26,13 +26,7 @@ const TOUCH_EVERY_SECS: i64 = 60;
 impl Db {
     /// Stores a new token for `user`.
     #[tracing::instrument(skip(self, token_hash))]
-    pub async fn create_api_token(
-        &self,
-        user: UserId,
-        name: &str,
-        token_hash: &str,
-        hint: &str,
-    ) -> Result<ApiToken> {
+    pub async fn create_api_token(&self, user: UserId, name: &str, token_hash: &str, hint: &str) -> Result<ApiToken> {
         on_db!(self, pool => sqlx::query_as::<_, ApiToken>(
             "INSERT INTO api_tokens (user_id, name, token_hash, hint, created_at) VALUES ($1, $2, $3, $4, $5) \
              RETURNING id, name, hint, created_at, last_used_at")
@@ -68,11 +62,7 @@ impl Db {
             .execute(pool)
             .await
             .map(|r| r.rows_affected()))?;
-        if done == 0 {
-            Err(Error::NotFound)
-        } else {
-            Ok(())
-        }
+        if done == 0 { Err(Error::NotFound) } else { Ok(()) }
     }
 
     /// The owner of a live token, recording its use.
@@ -87,7 +77,8 @@ impl Db {
             #[sqlx(flatten)]
             user: User,
         }
-        let Some(row) = on_db!(self, pool => sqlx::query_as::<_, Row>(sql).bind(token_hash).fetch_optional(pool).await)?
+        let Some(row) =
+            on_db!(self, pool => sqlx::query_as::<_, Row>(sql).bind(token_hash).fetch_optional(pool).await)?
         else {
             return Ok(None);
         };

@@ -7,9 +7,7 @@ use crate::{Db, Error, Result};
 use super::on_db;
 
 /// Where a device's WhatsApp session stands.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceStatus {
     /// Not linked, or linked but no worker holds its session.
@@ -90,12 +88,7 @@ const NAME_TAKEN: &str = "you already have a device with this name or phone numb
 impl Db {
     /// Adds a device for `user`.
     #[tracing::instrument(skip(self))]
-    pub async fn create_device(
-        &self,
-        user: UserId,
-        name: &str,
-        phone: Option<&PhoneNumber>,
-    ) -> Result<Device> {
+    pub async fn create_device(&self, user: UserId, name: &str, phone: Option<&PhoneNumber>) -> Result<Device> {
         let sql = concat!(
             "INSERT INTO devices (user_id, name, phone, status, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $5) RETURNING ",
@@ -131,19 +124,12 @@ impl Db {
             device_columns!(),
             " FROM devices WHERE id = $1 AND user_id = $2"
         );
-        Ok(
-            on_db!(self, pool => sqlx::query_as::<_, Device>(sql).bind(id).bind(user).fetch_one(pool).await)?,
-        )
+        Ok(on_db!(self, pool => sqlx::query_as::<_, Device>(sql).bind(id).bind(user).fetch_one(pool).await)?)
     }
 
     /// Applies `changes` to one of the user's devices.
     #[tracing::instrument(skip(self))]
-    pub async fn update_device(
-        &self,
-        user: UserId,
-        id: DeviceId,
-        changes: &DeviceChanges,
-    ) -> Result<Device> {
+    pub async fn update_device(&self, user: UserId, id: DeviceId, changes: &DeviceChanges) -> Result<Device> {
         let sql = concat!(
             "UPDATE devices SET name = COALESCE($3, name), \
                phone = CASE WHEN $4 THEN $5 ELSE phone END, updated_at = $6 \
@@ -171,10 +157,6 @@ impl Db {
             .execute(pool)
             .await
             .map(|r| r.rows_affected()))?;
-        if done == 0 {
-            Err(Error::NotFound)
-        } else {
-            Ok(())
-        }
+        if done == 0 { Err(Error::NotFound) } else { Ok(()) }
     }
 }

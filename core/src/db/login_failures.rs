@@ -27,12 +27,7 @@ impl Db {
 
     /// If `key` has `max` or more failures in the current window, the seconds until it ends.
     #[tracing::instrument(skip(self))]
-    pub async fn login_blocked_for(
-        &self,
-        key: &str,
-        max: u32,
-        window_secs: i64,
-    ) -> Result<Option<i64>> {
+    pub async fn login_blocked_for(&self, key: &str, max: u32, window_secs: i64) -> Result<Option<i64>> {
         let row: Option<(Timestamp, i64)> = on_db!(self, pool => sqlx::query_as(
             "SELECT window_start, failures FROM login_failures WHERE key = $1")
             .bind(key)
@@ -41,8 +36,7 @@ impl Db {
         let now = Timestamp::now();
         Ok(row.and_then(|(start, failures)| {
             let ends = start.plus_secs(window_secs);
-            (failures >= i64::from(max) && ends > now)
-                .then(|| ((ends.millis() - now.millis()) / 1000).max(1))
+            (failures >= i64::from(max) && ends > now).then(|| ((ends.millis() - now.millis()) / 1000).max(1))
         }))
     }
 

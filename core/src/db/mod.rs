@@ -15,9 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::config::{DatabaseTarget, Settings};
 
@@ -83,7 +81,9 @@ impl Db {
                     .acquire_timeout(Duration::from_secs(10))
                     .connect(url.expose())
                     .await
-                    .context("cannot connect to PostgreSQL at DATABASE_URL (is the server running and the URL right?)")?;
+                    .context(
+                        "cannot connect to PostgreSQL at DATABASE_URL (is the server running and the URL right?)",
+                    )?;
                 Ok(Db::Postgres(pool))
             }
         }

@@ -8,12 +8,7 @@ use super::{User, on_db};
 impl Db {
     /// Stores a new session for `user`, valid until `expires_at`.
     #[tracing::instrument(skip(self, token_hash))]
-    pub async fn create_session(
-        &self,
-        user: UserId,
-        token_hash: &str,
-        expires_at: Timestamp,
-    ) -> Result<()> {
+    pub async fn create_session(&self, user: UserId, token_hash: &str, expires_at: Timestamp) -> Result<()> {
         on_db!(self, pool => sqlx::query(
             "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(token_hash)

@@ -40,12 +40,7 @@ macro_rules! user_columns {
 impl Db {
     /// Creates an account; [`Error::Conflict`] if the email is taken.
     #[tracing::instrument(skip(self, password_hash))]
-    pub async fn create_user(
-        &self,
-        email: &Email,
-        password_hash: &str,
-        role: NewUserRole,
-    ) -> Result<User> {
+    pub async fn create_user(&self, email: &Email, password_hash: &str, role: NewUserRole) -> Result<User> {
         let sql = concat!(
             "INSERT INTO users (email, password_hash, is_admin, created_at) \
              SELECT $1, $2, ($3 OR NOT EXISTS (SELECT 1 FROM users)), $4 RETURNING ",
@@ -66,9 +61,7 @@ impl Db {
     #[tracing::instrument(skip(self))]
     pub async fn user_by_email(&self, email: &Email) -> Result<Option<User>> {
         let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE email = $1");
-        Ok(
-            on_db!(self, pool => sqlx::query_as::<_, User>(sql).bind(email).fetch_optional(pool).await)?,
-        )
+        Ok(on_db!(self, pool => sqlx::query_as::<_, User>(sql).bind(email).fetch_optional(pool).await)?)
     }
 
     /// Marks an existing account as administrator.

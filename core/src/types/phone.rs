@@ -16,21 +16,19 @@ impl FromStr for Country {
         let input = input.trim();
         let digits = input.strip_prefix('+').unwrap_or(input);
         if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) {
-            let code: u16 = digits
-                .parse()
-                .map_err(|_| format!("`{input}` is not a calling code"))?;
+            let code: u16 = digits.parse().map_err(|_| format!("`{input}` is not a calling code"))?;
             // A calling code can cover several regions (+1); the first is its main country.
             let region = phonenumber::metadata::DATABASE
                 .region(&code)
                 .and_then(|regions| regions.first().map(|r| r.to_string()))
                 .ok_or_else(|| format!("`{input}` is not a known country calling code"))?;
-            return country::Id::from_str(&region)
-                .map(Country)
-                .map_err(|e| e.to_string());
+            return country::Id::from_str(&region).map(Country).map_err(|e| e.to_string());
         }
         country::Id::from_str(&input.to_ascii_uppercase())
             .map(Country)
-            .map_err(|_| format!("`{input}` is not a country: use an ISO code such as MY or a calling code such as +60"))
+            .map_err(|_| {
+                format!("`{input}` is not a country: use an ISO code such as MY or a calling code such as +60")
+            })
     }
 }
 
@@ -41,9 +39,7 @@ pub enum PhoneError {
     #[error("`{0}` is not a phone number")]
     Unparseable(String),
     /// Parsed, but no such number exists in its country's numbering plan.
-    #[error(
-        "`{0}` is not a valid phone number for its country (use the international form, e.g. +60123456789)"
-    )]
+    #[error("`{0}` is not a valid phone number for its country (use the international form, e.g. +60123456789)")]
     Invalid(String),
 }
 
@@ -60,8 +56,8 @@ impl PhoneNumber {
         let trimmed = input.trim();
         // WhatsApp-style input often omits the `+`: a bare run of digits longer than any national
         // number with a leading calling code is read as international.
-        let parsed = phonenumber::parse(Some(default.0), trimmed)
-            .map_err(|_| PhoneError::Unparseable(trimmed.to_owned()))?;
+        let parsed =
+            phonenumber::parse(Some(default.0), trimmed).map_err(|_| PhoneError::Unparseable(trimmed.to_owned()))?;
         let parsed = if parsed.is_valid() {
             parsed
         } else {
@@ -105,9 +101,7 @@ mod tests {
             "+60123456789"
         );
         assert_eq!(
-            PhoneNumber::parse("+60 12-345 6789", my())
-                .unwrap()
-                .as_str(),
+            PhoneNumber::parse("+60 12-345 6789", my()).unwrap().as_str(),
             "+60123456789"
         );
         assert_eq!(
@@ -115,9 +109,7 @@ mod tests {
             "+60123456789"
         );
         assert_eq!(
-            PhoneNumber::parse("+44 20 7946 0958", my())
-                .unwrap()
-                .as_str(),
+            PhoneNumber::parse("+44 20 7946 0958", my()).unwrap().as_str(),
             "+442079460958"
         );
         assert_eq!(

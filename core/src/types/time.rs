@@ -4,9 +4,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 /// A UTC instant with millisecond precision. Stored as `BIGINT` so that SQLite and PostgreSQL
 /// compare and index it the same way; shown as RFC 3339 in JSON.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, sqlx::Type, utoipa::ToSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, sqlx::Type, utoipa::ToSchema)]
 #[sqlx(transparent)]
 #[schema(value_type = String, format = DateTime, example = "2026-01-01T00:00:00.000Z")]
 pub struct Timestamp(pub i64);
@@ -35,11 +33,7 @@ impl Timestamp {
 
 impl std::fmt::Display for Timestamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(
-            &self
-                .to_datetime()
-                .to_rfc3339_opts(SecondsFormat::Millis, true),
-        )
+        f.write_str(&self.to_datetime().to_rfc3339_opts(SecondsFormat::Millis, true))
     }
 }
 
@@ -55,9 +49,7 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
         DateTime::parse_from_rfc3339(&text)
             .map(|t| Timestamp(t.timestamp_millis()))
             .map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "expected an RFC 3339 time such as 2026-01-01T09:00:00Z: {e}"
-                ))
+                serde::de::Error::custom(format!("expected an RFC 3339 time such as 2026-01-01T09:00:00Z: {e}"))
             })
     }
 }

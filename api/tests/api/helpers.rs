@@ -1,0 +1,267 @@
+//! `spawn_app()`: the real server on its own port and its own database.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+use wafleet_api::AppState;
+use wafleet_core::shutdown::{self, ShutdownTrigger};
+use wafleet_core::{Db, Settings};
+
+/// Which storage a test runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running server and what it stands on.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The server's database, for asserting what was (not) stored.
+    pub db: Db,
+    pub settings: Settings,
+    trigger: ShutdownTrigger,
+    _storage: Storage,
+}
+
+/// Keeps a test's database alive for the test and removes it afterwards.
+enum Storage {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        if let Storage::Postgres { admin_url, name } = self {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs inside the test's runtime; the database is dropped from a thread of its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(pool) = sqlx::PgPool::connect(&admin_url).await {
+                        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.trigger.trigger();
+    }
+}
+
+/// The PostgreSQL server tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("WAFLEET_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique_name() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("wafleet_test_{}_{n}_{nanos}", std::process::id())
+}
+
+/// Starts the app with default settings on `backend`.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Starts the app on `backend` after `configure` adjusts the settings.
+pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = Settings::defaults();
+    let storage = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            settings.database_url = Some(format!("sqlite://{}/wafleet.db", dir.path().display()).as_str().into());
+            Storage::Sqlite(dir)
+        }
+        Backend::Postgres => {
+            let admin_url = postgres_admin_url();
+            let name = unique_name();
+            let admin = sqlx::PgPool::connect(&admin_url)
+                .await
+                .unwrap_or_else(|e| panic!("PostgreSQL must run for the tests ({admin_url}): {e}"));
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                .execute(&admin)
+                .await
+                .unwrap();
+            admin.close().await;
+            let base = admin_url.rsplit_once('/').unwrap().0;
+            settings.database_url = Some(format!("{base}/{name}").as_str().into());
+            Storage::Postgres { admin_url, name }
+        }
+    };
+    settings.database_max_connections = 5;
+    configure(&mut settings);
+
+    let db = Db::connect(&settings).await.expect("connect");
+    db.migrate().await.expect("migrate");
+    wafleet_core::accounts::ensure_admin(&db, &settings)
+        .await
+        .expect("ensure admin");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (trigger, shutdown) = shutdown::channel();
+    let state = AppState {
+        db: db.clone(),
+        settings: std::sync::Arc::new(settings.clone()),
+    };
+    tokio::spawn(wafleet_api::serve(state, listener, shutdown));
+    TestApp {
+        base,
+        db,
+        settings,
+        trigger,
+        _storage: storage,
+    }
+}
+
+/// A client that keeps cookies and does not follow redirects (so tests see them).
+pub fn browser_like_client() -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A logged-in browser session: cookies plus the CSRF token the dashboard page hands out.
+pub struct Session {
+    pub client: Client,
+    pub base: String,
+    pub csrf: String,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Registers `email` through the JSON API and opens the dashboard, as a browser would.
+    pub async fn session(&self, email: &str) -> Session {
+        let client = browser_like_client();
+        let response = client
+            .post(self.url("/api/register"))
+            .json(&json!({"email": email, "password": "correct horse battery"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::CREATED,
+            "register {email}: {}",
+            response.text().await.unwrap()
+        );
+        let page = client.get(self.url("/dashboard")).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        let html = page.text().await.unwrap();
+        Session {
+            client,
+            base: self.base.clone(),
+            csrf: csrf_from_html(&html),
+        }
+    }
+}
+
+/// The token of `<meta name="csrf-token">` or of a `csrf_token` form field.
+pub fn csrf_from_html(html: &str) -> String {
+    let start = html
+        .find("name=\"csrf-token\" content=\"")
+        .map(|i| i + "name=\"csrf-token\" content=\"".len())
+        .or_else(|| {
+            html.find("name=\"csrf_token\" value=\"")
+                .map(|i| i + "name=\"csrf_token\" value=\"".len())
+        })
+        .expect("page carries a CSRF token");
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+impl Session {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// Sends `method path` with a JSON body and the CSRF header.
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Response {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .header("X-CSRF-Token", &self.csrf);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Response {
+        self.send(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.send(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// Adds a device and returns its id.
+    pub async fn add_device(&self, name: &str, phone: Option<&str>) -> i64 {
+        let response = self.post("/api/devices", json!({"name": name, "phone": phone})).await;
+        let (status, body) = (response.status(), body(response).await);
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["results"]["id"].as_i64().unwrap()
+    }
+
+    /// The names of this user's devices.
+    pub async fn device_names(&self) -> Vec<String> {
+        let body = body(self.get("/api/devices").await).await;
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// The JSON body of a response.
+pub async fn body(response: Response) -> Value {
+    let text = response.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Asserts the status and that the envelope's message contains `needle`; returns the body.
+pub async fn expect_error(response: Response, status: StatusCode, needle: &str) -> Value {
+    assert_eq!(response.status(), status, "unexpected status");
+    let body = body(response).await;
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(needle),
+        "message {message:?} should contain {needle:?}"
+    );
+    assert!(
+        body["code"].is_string() && body["results"].is_null(),
+        "error envelope: {body}"
+    );
+    body
+}
