@@ -5,6 +5,7 @@
 //! and `WAFLEET_CHROMIUM`.
 
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -119,6 +120,15 @@ async fn click(browser: &Client, css: &str) {
         .unwrap();
 }
 
+/// Saves a screenshot as `<WAFLEET_SCREENSHOTS>/<name>.png` when that variable is set (for looking
+/// at the pages while working on them).
+async fn screenshot(browser: &Client, name: &str) {
+    if let Ok(dir) = std::env::var("WAFLEET_SCREENSHOTS") {
+        let png = browser.screenshot().await.unwrap();
+        std::fs::write(Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+    }
+}
+
 async fn user_id(app: &TestApp, email: &str) -> UserId {
     app.db
         .user_by_email(&Email::parse(email).unwrap())
@@ -136,6 +146,7 @@ async fn register_and_manage_devices_in_the_browser(app: TestApp) {
         "logged-out visitors land on the login page"
     );
 
+    screenshot(&browser, "login").await;
     click(&browser, "a[href='/register']").await;
     fill(&browser, "input[name=email]", "Browser@Example.com").await;
     fill(&browser, "input[name=password]", "correct horse battery").await;
@@ -155,6 +166,7 @@ async fn register_and_manage_devices_in_the_browser(app: TestApp) {
     wait_for_text(&browser, ".device .name", "Sales 1").await;
     wait_for_text(&browser, ".device .phone", "+60123456789").await;
     wait_for_text(&browser, ".device .status", "Offline").await;
+    screenshot(&browser, "dashboard-devices").await;
     let owner = user_id(&app, "browser@example.com").await;
     let stored = app.db.list_devices(owner).await.unwrap();
     assert_eq!(stored.len(), 1);
@@ -174,10 +186,14 @@ async fn register_and_manage_devices_in_the_browser(app: TestApp) {
         flash.text().await.unwrap().contains("phone"),
         "the error names the field"
     );
+    screenshot(&browser, "dashboard-error").await;
     assert_eq!(app.db.list_devices(owner).await.unwrap().len(), 1);
 
-    // Rename in place, then delete (confirming the dialog).
+    // Rename in place (the form shows only when asked for), then delete (confirming the dialog).
+    let rename = browser.find(Locator::Css(".device .rename")).await.unwrap();
+    assert!(!rename.is_displayed().await.unwrap(), "the rename form starts hidden");
     click(&browser, ".device .edit").await;
+    assert!(rename.is_displayed().await.unwrap(), "Rename shows the form");
     fill(&browser, ".device .rename input[name=name]", "Sales A").await;
     click(&browser, ".device .rename button[type=submit]").await;
     wait_for_text(&browser, ".device .name", "Sales A").await;

@@ -1,0 +1,206 @@
+//! The `wafleet` binary as an operator runs it: a fresh start on the embedded default, a clean
+//! drain on SIGTERM, migrations on PostgreSQL, and one clear line for each misconfiguration.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// `wafleet` with an empty environment (so the developer's own settings cannot leak in).
+fn wafleet(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wafleet"));
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A plain HTTP/1.0 GET; `None` while nothing listens.
+fn get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+#[test]
+fn embedded_default_serves_the_login_page_and_drains_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = wafleet(dir.path())
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let page = loop {
+        if let Some(page) = get(port, "/login") {
+            break page;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "wafleet did not start listening on {port}"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "wafleet exited early");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        page.starts_with("HTTP/1.0 200") || page.starts_with("HTTP/1.1 200"),
+        "{page}"
+    );
+    assert!(page.contains("<title>Log in · wafleet</title>"), "{page}");
+    assert!(
+        dir.path().join("data/wafleet.db").is_file(),
+        "the SQLite file is created under ./data"
+    );
+    assert!(get(port, "/ready").unwrap().contains("ready"));
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = wait_for_exit(&mut child, Duration::from_secs(15)).expect("wafleet drains and exits after SIGTERM");
+    assert!(status.success(), "clean exit after SIGTERM: {status:?}");
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let Some(_) = wait_for_exit(&mut child, Duration::from_secs(30)) else {
+        let _ = child.kill();
+        panic!("wafleet did not exit");
+    };
+    child.wait_with_output().unwrap()
+}
+
+/// Asserts a failed start whose stderr names the problem in one line (`wafleet: …` from our own
+/// checks, `error: …` from the argument parser).
+fn assert_fails_with(output: Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "should fail: {stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("wafleet: ") || l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
+    assert!(line.contains(needle), "{line:?} should contain {needle:?}");
+}
+
+#[test]
+fn misconfiguration_gets_one_clear_line_and_a_failing_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_fails_with(
+        run(wafleet(dir.path()).env("DATABASE_URL", "mysql://db/x")),
+        "DATABASE_URL must start with postgres://",
+    );
+    assert_fails_with(
+        run(wafleet(dir.path()).env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")),
+        "cannot connect to PostgreSQL at DATABASE_URL",
+    );
+    assert_fails_with(
+        run(wafleet(dir.path()).env("DATA_DIR", "/proc/wafleet")),
+        "cannot create data directory /proc/wafleet",
+    );
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    assert_fails_with(run(wafleet(dir.path()).env("PORT", &port)), "is the port in use");
+    assert_fails_with(
+        run(wafleet(dir.path()).env("DEFAULT_COUNTRY", "Narnia")),
+        "not a country",
+    );
+}
+
+#[test]
+fn help_lists_every_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(wafleet(dir.path()).arg("--help"));
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for var in [
+        "WAFLEET_CONFIG",
+        "DATA_DIR",
+        "DATABASE_URL",
+        "DATABASE_MAX_CONNECTIONS",
+        "REDIS_URL",
+        "HOST",
+        "PORT",
+        "APP_PORT",
+        "DEFAULT_COUNTRY",
+        "ADMIN_EMAIL",
+        "ADMIN_PASSWORD",
+        "ALLOW_REGISTRATION",
+        "COOKIE_SECURE",
+        "SESSION_TTL_HOURS",
+        "LOGIN_MAX_FAILURES",
+        "LOGIN_LOCKOUT_SECS",
+        "TRUST_PROXY_HEADERS",
+        "MAX_BODY_BYTES",
+        "SHUTDOWN_TIMEOUT_SECS",
+        "LOG_FORMAT",
+    ] {
+        assert!(help.contains(var), "--help names {var}");
+    }
+    for role in ["serve", "api", "worker", "scheduler", "migrate"] {
+        assert!(help.contains(&format!("  {role} ")), "--help names the {role} role");
+    }
+}
+
+#[tokio::test]
+async fn migrate_applies_postgres_migrations_idempotently() {
+    let admin_url = std::env::var("WAFLEET_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = format!("wafleet_test_cli_{}", std::process::id());
+    let admin = sqlx::PgPool::connect(&admin_url)
+        .await
+        .expect("PostgreSQL must run for the tests");
+    let create = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    sqlx::query(sqlx::AssertSqlSafe(create)).execute(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let output = run(wafleet(dir.path()).arg("migrate").env("DATABASE_URL", &url));
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let db = sqlx::PgPool::connect(&url).await.unwrap();
+    let tables: Vec<(String,)> = sqlx::query_as(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let tables: Vec<&str> = tables.iter().map(|(t,)| t.as_str()).collect();
+    for table in ["api_tokens", "devices", "login_failures", "sessions", "users"] {
+        assert!(tables.contains(&table), "{table} in {tables:?}");
+    }
+    assert!(
+        !dir.path().join("data").exists(),
+        "no SQLite file when DATABASE_URL names PostgreSQL"
+    );
+    db.close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{name}\" WITH (FORCE)")))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
