@@ -52,4 +52,14 @@ mod tests {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics_and_is_idempotent(input in "\\PC{0,64}") {
+            if let Ok(email) = Email::parse(&input) {
+                proptest::prop_assert_eq!(email.as_str(), email.as_str().to_lowercase());
+                proptest::prop_assert_eq!(Email::parse(email.as_str()).unwrap(), email);
+            }
+        }
+    }
 }

@@ -137,4 +137,24 @@ mod tests {
         assert!("+999".parse::<Country>().is_err());
         assert!("Narnia".parse::<Country>().is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics_and_output_is_canonical(input in "\\PC{0,40}") {
+            if let Ok(phone) = PhoneNumber::parse(&input, my()) {
+                proptest::prop_assert!(phone.as_str().starts_with('+'));
+                proptest::prop_assert!(phone.digits().chars().all(|c| c.is_ascii_digit()));
+                // The E.164 form parses back to itself, whatever the default country.
+                let again = PhoneNumber::parse(phone.as_str(), "US".parse().unwrap()).unwrap();
+                proptest::prop_assert_eq!(again, phone);
+            }
+        }
+
+        #[test]
+        fn formatted_numbers_normalise_alike(national in "1[0-9]{8}", sep in "[ .-]?") {
+            let plain = PhoneNumber::parse(&format!("0{national}"), my());
+            let spaced = PhoneNumber::parse(&format!("+60{sep}{}{sep}{}", &national[..2], &national[2..]), my());
+            proptest::prop_assert_eq!(plain.ok(), spaced.ok());
+        }
+    }
 }
