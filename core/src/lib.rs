@@ -7,8 +7,11 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod link;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod types;
 
 pub use config::Settings;

@@ -1,19 +1,13 @@
 //! `spawn_app()`: the real server on its own port and its own database.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 use wafleet_api::AppState;
 use wafleet_core::shutdown::{self, ShutdownTrigger};
+use wafleet_core::testing::TestDb;
 use wafleet_core::{Db, Settings};
 
-/// Which storage a test runs on.
-#[derive(Clone, Copy, Debug)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use wafleet_core::testing::Backend;
 
 /// A running server and what it stands on.
 pub struct TestApp {
@@ -23,57 +17,13 @@ pub struct TestApp {
     pub db: Db,
     pub settings: Settings,
     trigger: ShutdownTrigger,
-    _storage: Storage,
-}
-
-/// Keeps a test's database alive for the test and removes it afterwards.
-enum Storage {
-    Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
-}
-
-impl Drop for Storage {
-    fn drop(&mut self) {
-        if let Storage::Postgres { admin_url, name } = self {
-            let (admin_url, name) = (admin_url.clone(), name.clone());
-            // Drop runs inside the test's runtime; the database is dropped from a thread of its own.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    if let Ok(pool) = sqlx::PgPool::connect(&admin_url).await {
-                        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
+    _db: TestDb,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.trigger.trigger();
     }
-}
-
-/// The PostgreSQL server tests create their databases on.
-pub fn postgres_admin_url() -> String {
-    std::env::var("WAFLEET_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-fn unique_name() -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("wafleet_test_{}_{n}_{nanos}", std::process::id())
 }
 
 /// Starts the app with default settings on `backend`.
@@ -83,34 +33,8 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Starts the app on `backend` after `configure` adjusts the settings.
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
-    let mut settings = Settings::defaults();
-    let storage = match backend {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().unwrap();
-            settings.database_url = Some(format!("sqlite://{}/wafleet.db", dir.path().display()).as_str().into());
-            Storage::Sqlite(dir)
-        }
-        Backend::Postgres => {
-            let admin_url = postgres_admin_url();
-            let name = unique_name();
-            let admin = sqlx::PgPool::connect(&admin_url)
-                .await
-                .unwrap_or_else(|e| panic!("PostgreSQL must run for the tests ({admin_url}): {e}"));
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-                .execute(&admin)
-                .await
-                .unwrap();
-            admin.close().await;
-            let base = admin_url.rsplit_once('/').unwrap().0;
-            settings.database_url = Some(format!("{base}/{name}").as_str().into());
-            Storage::Postgres { admin_url, name }
-        }
-    };
-    settings.database_max_connections = 5;
-    configure(&mut settings);
-
-    let db = Db::connect(&settings).await.expect("connect");
-    db.migrate().await.expect("migrate");
+    let test_db = TestDb::with_settings(backend, configure).await;
+    let (db, settings) = (test_db.db.clone(), test_db.settings.clone());
     wafleet_core::accounts::ensure_admin(&db, &settings)
         .await
         .expect("ensure admin");
@@ -127,7 +51,7 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
         db,
         settings,
         trigger,
-        _storage: storage,
+        _db: test_db,
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod api_tokens;
 mod devices;
+mod link_credentials;
 mod login_failures;
 mod sessions;
 mod users;

@@ -80,6 +80,30 @@ impl PhoneNumber {
     }
 }
 
+impl FromStr for PhoneNumber {
+    type Err = PhoneError;
+
+    /// Parses a number in international form (`+60123456789`); no default country applies.
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let trimmed = input.trim();
+        if !trimmed.starts_with('+') {
+            return Err(PhoneError::Invalid(trimmed.to_owned()));
+        }
+        let parsed = phonenumber::parse(None, trimmed).map_err(|_| PhoneError::Unparseable(trimmed.to_owned()))?;
+        if !parsed.is_valid() {
+            return Err(PhoneError::Invalid(trimmed.to_owned()));
+        }
+        Ok(PhoneNumber(parsed.format().mode(Mode::E164).to_string()))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PhoneNumber {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl std::fmt::Display for PhoneNumber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)

@@ -1,0 +1,309 @@
+//! The one boundary between workers and WhatsApp.
+//!
+//! A [`Link`] opens [`Session`]s: one per device, held by at most one worker at a time. Two
+//! implementations pass one conformance suite: the real client (wa-rs, its state in our database)
+//! and the client of the project's WhatsApp network simulator (`wafleet sim`, over a WebSocket).
+//!
+//! Events arrive in order on one channel per session. An incoming message carries an [`Ack`]: the
+//! consumer fires it once the message is durable, and only then is it acknowledged to the network,
+//! so a crash before the write means the network delivers it again (replays are deduplicated by
+//! message id downstream).
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::types::{DeviceId, PhoneNumber, Timestamp};
+
+/// A WhatsApp address (`60123456789@s.whatsapp.net`, `123@g.us`, `status@broadcast`, …).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Jid(pub String);
+
+/// The server part of personal (one-to-one) chats.
+pub const USER_SERVER: &str = "s.whatsapp.net";
+/// The server part of linked-identity (LID) personal chats.
+pub const LID_SERVER: &str = "lid";
+
+impl Jid {
+    /// The JID of a phone number's account.
+    pub fn for_phone(phone: &PhoneNumber) -> Self {
+        Jid(format!("{}@{USER_SERVER}", phone.digits()))
+    }
+
+    /// The part after `@` (empty when there is none).
+    pub fn server(&self) -> &str {
+        self.0.rsplit_once('@').map_or("", |(_, server)| server)
+    }
+
+    /// The part before `@`, without any `:device` or `.agent` suffix.
+    pub fn user(&self) -> &str {
+        let user = self.0.split_once('@').map_or(self.0.as_str(), |(user, _)| user);
+        user.split([':', '.']).next().unwrap_or(user)
+    }
+
+    /// Whether this is a one-to-one chat with a person. Groups, broadcast lists, status updates
+    /// and newsletters are not, and never reach our storage.
+    pub fn is_personal(&self) -> bool {
+        matches!(self.server(), USER_SERVER | LID_SERVER) && !self.user().is_empty()
+    }
+}
+
+impl fmt::Display for Jid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How to open a device's session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Connect with the stored credentials of an already linked device.
+    Connect,
+    /// Link a new device by QR code: [`LinkEvent::QrCode`] events follow, refreshed as they expire.
+    PairQr,
+    /// Link a new device by phone pair code: one [`LinkEvent::PairCode`] follows.
+    PairCode(PhoneNumber),
+}
+
+/// What kind of content a message holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// Plain or extended text.
+    Text,
+    /// A picture, perhaps with a caption.
+    Image,
+    /// A video.
+    Video,
+    /// A voice note or audio file.
+    Audio,
+    /// A document.
+    Document,
+    /// A sticker.
+    Sticker,
+    /// Anything else (location, contact card, poll, …).
+    Other,
+}
+
+/// A message seen by a session: received, or sent by the account from another of its devices.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IncomingMessage {
+    /// WhatsApp's message id, unique per chat and sender; the dedup key.
+    pub id: String,
+    /// The chat (for personal chats, the other person).
+    pub chat: Jid,
+    /// Who wrote it.
+    pub sender: Jid,
+    /// Written by this account (from the phone or another linked device).
+    pub from_me: bool,
+    /// The sender's display name, when WhatsApp sent one.
+    pub push_name: Option<String>,
+    /// Content kind.
+    pub kind: MessageKind,
+    /// Text, or the caption of media.
+    pub text: Option<String>,
+    /// When it was sent, by the sender's clock as WhatsApp reports it.
+    pub sent_at: Timestamp,
+}
+
+/// Delivery progress reported for messages this account sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptKind {
+    /// Reached the recipient's phone.
+    Delivered,
+    /// Opened by the recipient.
+    Read,
+}
+
+/// Confirms that an event has been made durable; dropping it unfired means "not stored".
+#[derive(Debug)]
+pub struct Ack(Option<oneshot::Sender<()>>);
+
+impl Ack {
+    /// An ack and the receiver the link waits on before acknowledging to the network.
+    pub fn new() -> (Ack, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        (Ack(Some(tx)), rx)
+    }
+
+    /// An ack nobody waits for (for links that acknowledge on their own).
+    pub fn none() -> Ack {
+        Ack(None)
+    }
+
+    /// Tells the link the event is durable.
+    pub fn done(mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Something that happened to a session, in the order it happened.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// A QR code to show; scanning it with the phone links the device. Replaced by the next one
+    /// after `valid_for`.
+    QrCode {
+        /// The string to render as a QR code.
+        code: String,
+        /// How long this code stays valid.
+        valid_for: Duration,
+    },
+    /// The code to type on the phone (`Linked devices → Link with phone number`), e.g. `6ZPJ-KFNJ`.
+    PairCode {
+        /// The code, as shown to the user.
+        code: String,
+    },
+    /// The phone accepted the link; credentials are stored and the session connects.
+    PairSuccess {
+        /// The account's own JID.
+        jid: Jid,
+    },
+    /// Pairing failed or timed out.
+    PairError {
+        /// Why, for people.
+        reason: String,
+    },
+    /// Connected and ready to send.
+    Connected,
+    /// The connection dropped; the link may reconnect on its own.
+    Disconnected {
+        /// Why, for people and logs.
+        reason: String,
+    },
+    /// The device was unlinked (from the phone, remotely, or banned): credentials are gone and it
+    /// must be paired again.
+    LoggedOut {
+        /// Why, for people and logs.
+        reason: String,
+        /// WhatsApp banned the number.
+        banned: bool,
+    },
+    /// A personal-chat message; fire `ack` once it is stored.
+    Message {
+        /// The message.
+        message: IncomingMessage,
+        /// Fire when durable.
+        ack: Ack,
+    },
+    /// Delivery or read receipts for messages this account sent.
+    Receipt {
+        /// Delivered or read.
+        kind: ReceiptKind,
+        /// The chat the messages are in.
+        chat: Jid,
+        /// Which messages.
+        message_ids: Vec<String>,
+        /// When, as reported.
+        at: Timestamp,
+    },
+}
+
+/// Why a call on a link failed. The classes decide what happens next: only
+/// [`LinkError::Device`] failures may pause a device.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    /// The network or server failed; retrying later may work.
+    #[error("connection problem: {0}")]
+    Transient(String),
+    /// The recipient cannot receive this (not on WhatsApp, refused with 463, …).
+    #[error("recipient refused: {0}")]
+    Recipient(String),
+    /// The device itself cannot act (not paired, logged out, banned).
+    #[error("device problem: {0}")]
+    Device(String),
+    /// The request itself is wrong (bad image, empty text).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+/// Whether a number is on WhatsApp.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NumberCheck {
+    /// The number asked about.
+    pub phone: PhoneNumber,
+    /// Its JID when it has an account.
+    pub jid: Option<Jid>,
+}
+
+/// An image to send.
+#[derive(Clone, Debug)]
+pub struct OutgoingImage {
+    /// Encoded image bytes (JPEG after wafleet's compression).
+    pub bytes: Vec<u8>,
+    /// MIME type, e.g. `image/jpeg`.
+    pub mime: String,
+    /// Optional caption.
+    pub caption: Option<String>,
+}
+
+/// Opens sessions; one per implementation, shared by a worker's devices.
+#[async_trait::async_trait]
+pub trait Link: Send + Sync + 'static {
+    /// Opens `device`'s session. Returns once the attempt has started; progress arrives as events.
+    async fn open(&self, device: DeviceId, mode: OpenMode) -> Result<Box<dyn Session>, LinkError>;
+}
+
+/// One device's live session.
+#[async_trait::async_trait]
+pub trait Session: Send + Sync {
+    /// The event stream; `None` after the first call.
+    fn take_events(&mut self) -> Option<mpsc::Receiver<LinkEvent>>;
+
+    /// Sends a text message; returns WhatsApp's id for it.
+    async fn send_text(&self, to: &Jid, text: &str) -> Result<String, LinkError>;
+
+    /// Sends an image with an optional caption; returns WhatsApp's id for it.
+    async fn send_image(&self, to: &Jid, image: OutgoingImage) -> Result<String, LinkError>;
+
+    /// Which of `phones` are on WhatsApp.
+    async fn check_numbers(&self, phones: &[PhoneNumber]) -> Result<Vec<NumberCheck>, LinkError>;
+
+    /// Unlinks the device from the account and forgets its credentials.
+    async fn logout(&self) -> Result<(), LinkError>;
+
+    /// Closes the connection but keeps the credentials (hand-off to another worker, shutdown).
+    async fn close(&self);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_one_to_one_chats_are_personal() {
+        for personal in [
+            "60123456789@s.whatsapp.net",
+            "60123456789:12@s.whatsapp.net",
+            "1234567890@lid",
+        ] {
+            assert!(Jid(personal.into()).is_personal(), "{personal}");
+        }
+        for other in [
+            "120363@g.us",
+            "status@broadcast",
+            "1234@broadcast",
+            "1203@newsletter",
+            "@s.whatsapp.net",
+            "nonsense",
+        ] {
+            assert!(!Jid(other.into()).is_personal(), "{other}");
+        }
+        assert_eq!(Jid("60123456789:12@s.whatsapp.net".into()).user(), "60123456789");
+    }
+
+    #[test]
+    fn ack_reports_durability_once() {
+        let (ack, mut rx) = Ack::new();
+        assert!(rx.try_recv().is_err(), "not yet durable");
+        ack.done();
+        assert!(rx.try_recv().is_ok());
+        let (ack, rx) = Ack::new();
+        drop(ack);
+        assert!(rx.blocking_recv().is_err(), "a dropped ack means not stored");
+    }
+}

@@ -1,0 +1,111 @@
+//! Fixtures for tests of any crate (feature `testing`): a database of its own per test, on SQLite
+//! or PostgreSQL, removed when dropped.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::{Db, Settings};
+
+/// Which storage a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A fresh SQLite file in a temporary directory (the embedded default).
+    Sqlite,
+    /// A fresh database on the PostgreSQL server of `WAFLEET_TEST_POSTGRES_URL`
+    /// (default `postgres://postgres@127.0.0.1:5432/postgres`).
+    Postgres,
+}
+
+/// A migrated database of a test's own, and the settings that point at it.
+pub struct TestDb {
+    /// The pool.
+    pub db: Db,
+    /// Defaults, with `database_url` set to this database.
+    pub settings: Settings,
+    _storage: Storage,
+}
+
+enum Storage {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        if let Storage::Postgres { admin_url, name } = self {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop may run inside a runtime; the database is dropped from a thread of its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    if let Ok(pool) = sqlx::PgPool::connect(&admin_url).await {
+                        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// The PostgreSQL server tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("WAFLEET_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique_name() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("wafleet_test_{}_{n}_{nanos}", std::process::id())
+}
+
+impl TestDb {
+    /// A new, migrated database on `backend`. Panics with a clear message when PostgreSQL is down.
+    pub async fn new(backend: Backend) -> TestDb {
+        Self::with_settings(backend, |_| {}).await
+    }
+
+    /// Like [`TestDb::new`], with settings adjusted by `configure` before connecting.
+    pub async fn with_settings(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestDb {
+        let mut settings = Settings::defaults();
+        let storage = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                settings.database_url = Some(format!("sqlite://{}/wafleet.db", dir.path().display()).as_str().into());
+                Storage::Sqlite(dir)
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url();
+                let name = unique_name();
+                let admin = sqlx::PgPool::connect(&admin_url)
+                    .await
+                    .unwrap_or_else(|e| panic!("PostgreSQL must run for the tests ({admin_url}): {e}"));
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                    .execute(&admin)
+                    .await
+                    .expect("create test database");
+                admin.close().await;
+                let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
+                settings.database_url = Some(format!("{base}/{name}").as_str().into());
+                Storage::Postgres { admin_url, name }
+            }
+        };
+        settings.database_max_connections = 5;
+        configure(&mut settings);
+        let db = Db::connect(&settings).await.expect("connect to the test database");
+        db.migrate().await.expect("migrate the test database");
+        TestDb {
+            db,
+            settings,
+            _storage: storage,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The WhatsApp network simulator.
