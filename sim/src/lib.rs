@@ -1,1 +1,20 @@
-//! The WhatsApp network simulator.
+//! The WhatsApp network simulator and its client link.
+//!
+//! - [`server`]: the simulator (`wafleet sim`): accounts with contacts, linked devices, pairing
+//!   by QR or code, incoming messages with an offline queue, receipts, replies, error replies,
+//!   drops, logouts and a ban model. Devices speak [`protocol`] over a WebSocket; tests and
+//!   pages script the network through the [`control`] API.
+//! - [`SimLink`]: the [`wafleet_core::link::Link`] to it.
+//! - [`conformance`]: the conformance suite every `Link` implementation passes.
+
+pub mod client;
+pub mod config;
+pub mod conformance;
+pub mod control;
+pub mod protocol;
+pub mod server;
+
+pub use client::{LinkOptions, SimLink};
+pub use config::SimConfig;
+pub use control::ControlClient;
+pub use server::{SimHandle, run, start};

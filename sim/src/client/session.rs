@@ -1,0 +1,162 @@
+//! [`SimSession`]: the caller's side of a session; every call goes to the session's task.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use wafleet_core::link::{Jid, LinkError, LinkEvent, NumberCheck, OutgoingImage, Session};
+use wafleet_core::types::{DeviceId, PhoneNumber};
+
+use crate::protocol::{ImageInfo, ServerFrame};
+
+/// A request for the session's task.
+pub(crate) enum Request {
+    /// Send text or an image.
+    Send {
+        to: Jid,
+        text: Option<String>,
+        image: Option<ImageInfo>,
+    },
+    /// Check numbers.
+    Check { phones: Vec<String> },
+    /// Unlink.
+    Logout,
+}
+
+/// What a session's task is asked to do.
+pub(crate) enum Command {
+    /// A request (boxed: commands stay small in each session's queue); the answer frame (or
+    /// the failure) goes to the sender.
+    Request(Box<Request>, oneshot::Sender<Result<ServerFrame, LinkError>>),
+    /// Acknowledge a stored message.
+    Ack(String),
+    /// Close, keeping credentials; `done` fires when closed.
+    Close(oneshot::Sender<()>),
+}
+
+/// Why calls fail once the task has ended (set by the task as it ends).
+pub(crate) type Ended = Arc<Mutex<Option<LinkError>>>;
+
+/// One device's session with the simulator.
+pub struct SimSession {
+    /// The device.
+    pub(crate) device: DeviceId,
+    /// Events, until taken.
+    pub(crate) events: Option<mpsc::Receiver<LinkEvent>>,
+    /// The task's command queue.
+    pub(crate) commands: mpsc::Sender<Command>,
+    /// Why the task ended.
+    pub(crate) ended: Ended,
+    /// How long a request may wait.
+    pub(crate) request_timeout: Duration,
+}
+
+impl SimSession {
+    fn ended_error(&self) -> LinkError {
+        self.ended
+            .lock()
+            .ok()
+            .and_then(|e| e.clone())
+            .unwrap_or_else(|| LinkError::Transient("the session ended".into()))
+    }
+
+    async fn request(&self, request: Request) -> Result<ServerFrame, LinkError> {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Request(Box::new(request), reply))
+            .await
+            .is_err()
+        {
+            return Err(self.ended_error());
+        }
+        match tokio::time::timeout(self.request_timeout, answer).await {
+            Err(_) => Err(LinkError::Transient(format!(
+                "no answer from the simulator within {:?}",
+                self.request_timeout
+            ))),
+            Ok(Err(_)) => Err(self.ended_error()),
+            Ok(Ok(Ok(ServerFrame::Error { class, message, .. }))) => Err(class.into_error(message)),
+            Ok(Ok(answer)) => answer,
+        }
+    }
+
+    async fn send(&self, to: &Jid, text: Option<String>, image: Option<ImageInfo>) -> Result<String, LinkError> {
+        match self
+            .request(Request::Send {
+                to: to.clone(),
+                text,
+                image,
+            })
+            .await?
+        {
+            ServerFrame::Sent { id, .. } => Ok(id),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+fn unexpected(frame: &ServerFrame) -> LinkError {
+    LinkError::Transient(format!("unexpected answer from the simulator: {frame:?}"))
+}
+
+#[async_trait::async_trait]
+impl Session for SimSession {
+    fn take_events(&mut self) -> Option<mpsc::Receiver<LinkEvent>> {
+        self.events.take()
+    }
+
+    #[tracing::instrument(skip(self, text), fields(device = %self.device))]
+    async fn send_text(&self, to: &Jid, text: &str) -> Result<String, LinkError> {
+        if text.trim().is_empty() {
+            return Err(LinkError::Invalid("empty text".into()));
+        }
+        self.send(to, Some(text.to_owned()), None).await
+    }
+
+    #[tracing::instrument(skip(self, image), fields(device = %self.device))]
+    async fn send_image(&self, to: &Jid, image: OutgoingImage) -> Result<String, LinkError> {
+        if image.bytes.is_empty() {
+            return Err(LinkError::Invalid("empty image".into()));
+        }
+        let info = ImageInfo {
+            bytes: image.bytes.len(),
+            mime: image.mime,
+        };
+        self.send(to, image.caption, Some(info)).await
+    }
+
+    #[tracing::instrument(skip(self, phones), fields(device = %self.device, count = phones.len()))]
+    async fn check_numbers(&self, phones: &[PhoneNumber]) -> Result<Vec<NumberCheck>, LinkError> {
+        let request = Request::Check {
+            phones: phones.iter().map(|p| p.as_str().to_owned()).collect(),
+        };
+        match self.request(request).await? {
+            ServerFrame::Checked { jids, .. } if jids.len() == phones.len() => Ok(phones
+                .iter()
+                .zip(jids)
+                .map(|(phone, jid)| NumberCheck {
+                    phone: phone.clone(),
+                    jid,
+                })
+                .collect()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    #[tracing::instrument(skip(self), fields(device = %self.device))]
+    async fn logout(&self) -> Result<(), LinkError> {
+        match self.request(Request::Logout).await? {
+            ServerFrame::LogoutDone { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    #[tracing::instrument(skip(self), fields(device = %self.device))]
+    async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.commands.send(Command::Close(done)).await.is_ok() {
+            let _ = closed.await;
+        }
+    }
+}

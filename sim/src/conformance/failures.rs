@@ -1,0 +1,180 @@
+//! Error replies, drops, logouts, bans and an absent network.
+
+use std::time::Duration;
+
+use wafleet_core::link::{Jid, LinkError, LinkEvent, OpenMode};
+
+use super::Harness;
+use super::support::{new_device, next_event, pair, unique_phone, wait_for};
+use crate::control::NumberRule;
+
+/// A number without WhatsApp is reported so, and sending to it is the recipient's failure.
+pub async fn check_numbers(h: &dyn Harness) {
+    let paired = pair(h).await;
+    let (absent, present) = (unique_phone(), unique_phone());
+    let rule = NumberRule {
+        phone: absent.as_str().into(),
+        on_whatsapp: Some(false),
+        ..NumberRule::default()
+    };
+    h.network().set_number(&rule).await.expect("configure the number");
+    let checks = paired
+        .session
+        .check_numbers(&[absent.clone(), present.clone()])
+        .await
+        .expect("check");
+    assert_eq!(checks.len(), 2);
+    assert_eq!((&checks[0].phone, &checks[0].jid), (&absent, &None));
+    assert_eq!(
+        (&checks[1].phone, &checks[1].jid),
+        (&present, &Some(Jid::for_phone(&present)))
+    );
+    match paired.session.send_text(&Jid::for_phone(&absent), "hello?").await {
+        Err(LinkError::Recipient(_)) => {}
+        other => panic!("sending to a number without WhatsApp: {other:?}"),
+    }
+    paired.session.close().await;
+}
+
+/// A 463 refusal is the recipient's failure and names the code.
+pub async fn refusal_463(h: &dyn Harness) {
+    let paired = pair(h).await;
+    let refusing = unique_phone();
+    let rule = NumberRule {
+        phone: refusing.as_str().into(),
+        refuse_463: Some(true),
+        ..NumberRule::default()
+    };
+    h.network().set_number(&rule).await.expect("configure the number");
+    match paired.session.send_text(&Jid::for_phone(&refusing), "hello").await {
+        Err(LinkError::Recipient(reason)) => assert!(reason.contains("463"), "{reason}"),
+        other => panic!("expected a 463 refusal: {other:?}"),
+    }
+    let sent = h.network().sent(paired.phone.as_str()).await.expect("sent");
+    assert!(sent.is_empty(), "a refused message was not sent: {sent:?}");
+    paired.session.close().await;
+}
+
+/// A dropped connection gives Disconnected, then Connected again by itself, and the session
+/// works afterwards.
+pub async fn dropped_connection_reconnects(h: &dyn Harness) {
+    let mut paired = pair(h).await;
+    assert_eq!(h.network().disconnect(paired.phone.as_str()).await.expect("drop"), 1);
+    let event = wait_for(&mut paired.events, "Disconnected", |e| {
+        matches!(e, LinkEvent::Disconnected { .. })
+    })
+    .await;
+    assert!(matches!(event, LinkEvent::Disconnected { .. }));
+    let event = next_event(&mut paired.events, "Connected again").await;
+    assert!(matches!(event, LinkEvent::Connected), "{event:?}");
+    let injected = h
+        .network()
+        .inject_text(paired.phone.as_str(), unique_phone().as_str(), "still there?")
+        .await
+        .expect("inject");
+    let event = wait_for(&mut paired.events, "a message", |e| {
+        matches!(e, LinkEvent::Message { .. })
+    })
+    .await;
+    assert!(matches!(&event, LinkEvent::Message { message, .. } if message.id == injected.id));
+    paired
+        .session
+        .send_text(&Jid::for_phone(&unique_phone()), "yes")
+        .await
+        .expect("send after reconnecting");
+    paired.session.close().await;
+}
+
+/// Unlinked from the phone: LoggedOut (not banned), credentials gone, calls and new connections
+/// fail as the device's problem. The same holds for a device unlinked while not connected.
+pub async fn remote_logout(h: &dyn Harness) {
+    let mut paired = pair(h).await;
+    assert_eq!(h.network().logout(paired.phone.as_str()).await.expect("logout"), 1);
+    let event = wait_for(&mut paired.events, "LoggedOut", |e| {
+        matches!(e, LinkEvent::LoggedOut { .. })
+    })
+    .await;
+    assert!(matches!(event, LinkEvent::LoggedOut { banned: false, .. }), "{event:?}");
+    let stored = h
+        .db()
+        .link_credentials(paired.device, h.credentials_name())
+        .await
+        .expect("read");
+    assert!(stored.is_none(), "credentials are deleted on logout");
+    let sent = paired
+        .session
+        .send_text(&Jid::for_phone(&unique_phone()), "hello")
+        .await;
+    assert!(matches!(sent, Err(LinkError::Device(_))), "{sent:?}");
+    assert!(matches!(
+        h.link().open(paired.device, OpenMode::Connect).await,
+        Err(LinkError::Device(_))
+    ));
+
+    let offline = pair(h).await;
+    offline.session.close().await;
+    h.network().logout(offline.phone.as_str()).await.expect("logout");
+    match h.link().open(offline.device, OpenMode::Connect).await {
+        Err(LinkError::Device(_)) => {}
+        other => panic!("revoked credentials cannot connect: {:?}", other.err()),
+    }
+    let stored = h
+        .db()
+        .link_credentials(offline.device, h.credentials_name())
+        .await
+        .expect("read");
+    assert!(stored.is_none(), "refused credentials are deleted");
+}
+
+/// Sending faster than the network's limit to numbers that never wrote gets the account banned:
+/// LoggedOut{banned}, credentials gone, no reconnect.
+pub async fn ban_after_fast_sends_to_strangers(h: &dyn Harness) {
+    let mut paired = pair(h).await;
+    let limit = h.network().config().await.expect("config").ban_strangers_per_minute;
+    for n in 0..=limit {
+        let result = paired
+            .session
+            .send_text(&Jid::for_phone(&unique_phone()), &format!("offer {n}"))
+            .await;
+        if n < limit {
+            result.unwrap_or_else(|e| panic!("message {n} within the limit: {e}"));
+        }
+    }
+    let event = wait_for(&mut paired.events, "LoggedOut", |e| {
+        matches!(e, LinkEvent::LoggedOut { .. })
+    })
+    .await;
+    assert!(matches!(event, LinkEvent::LoggedOut { banned: true, .. }), "{event:?}");
+    let state = h.network().state().await.expect("state");
+    let account = state
+        .accounts
+        .iter()
+        .find(|a| a.phone == paired.phone.as_str())
+        .expect("account");
+    assert!(account.banned);
+    let stored = h
+        .db()
+        .link_credentials(paired.device, h.credentials_name())
+        .await
+        .expect("read");
+    assert!(stored.is_none(), "credentials are deleted on a ban");
+    assert!(matches!(
+        h.link().open(paired.device, OpenMode::Connect).await,
+        Err(LinkError::Device(_))
+    ));
+}
+
+/// Without a network, opening fails quickly as a transient problem (never hangs).
+pub async fn unreachable_network_fails_fast(h: &dyn Harness) {
+    let device = new_device(h.db()).await;
+    let link = h.unreachable_link();
+    for mode in [OpenMode::PairQr, OpenMode::PairCode(unique_phone())] {
+        let opened = tokio::time::timeout(Duration::from_secs(10), link.open(device, mode.clone()))
+            .await
+            .unwrap_or_else(|_| panic!("open({mode:?}) hung"));
+        match opened {
+            Err(LinkError::Transient(_)) => {}
+            other => panic!("open({mode:?}) without a network: {:?}", other.err()),
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Incoming messages (ack, replay, filter) and sending with receipts.
+
+use wafleet_core::link::{Jid, LinkEvent, MessageKind, OpenMode, OutgoingImage, ReceiptKind};
+
+use super::Harness;
+use super::support::{eventually, next_event, pair, pending, unique_phone, wait_for};
+use crate::control::{ChatKind, InjectMessage, NumberRule};
+
+fn is_message(event: &LinkEvent) -> bool {
+    matches!(event, LinkEvent::Message { .. })
+}
+
+/// A personal message arrives with its id; unacknowledged it comes again, with the same id, on
+/// the next connection (from another link instance); acknowledged, never again.
+pub async fn incoming_message_acked_once_and_replayed_until_then(h: &dyn Harness) {
+    let mut paired = pair(h).await;
+    let contact = unique_phone();
+    let injected = h
+        .network()
+        .inject_text(paired.phone.as_str(), contact.as_str(), "hi there")
+        .await
+        .expect("inject");
+    let LinkEvent::Message { message, ack } = wait_for(&mut paired.events, "the message", is_message).await else {
+        unreachable!()
+    };
+    assert_eq!(message.id, injected.id);
+    assert_eq!(message.text.as_deref(), Some("hi there"));
+    assert_eq!(
+        (message.chat.clone(), message.sender.clone()),
+        (Jid::for_phone(&contact), Jid::for_phone(&contact))
+    );
+    assert!(!message.from_me);
+    assert_eq!(message.kind, MessageKind::Text);
+    drop(ack); // not stored
+    paired.session.close().await;
+
+    let mut session = h.link().open(paired.device, OpenMode::Connect).await.expect("resume");
+    let mut events = session.take_events().expect("events");
+    assert!(matches!(
+        next_event(&mut events, "Connected").await,
+        LinkEvent::Connected
+    ));
+    let LinkEvent::Message { message: replay, ack } = wait_for(&mut events, "the replay", is_message).await else {
+        unreachable!()
+    };
+    assert_eq!(replay.id, injected.id, "a replay carries the same id");
+    ack.done();
+    eventually("the ack reaches the network", || async {
+        pending(h, &paired.phone).await == 0
+    })
+    .await;
+    session.close().await;
+
+    let mut session = h
+        .link()
+        .open(paired.device, OpenMode::Connect)
+        .await
+        .expect("resume again");
+    let mut events = session.take_events().expect("events");
+    assert!(matches!(
+        next_event(&mut events, "Connected").await,
+        LinkEvent::Connected
+    ));
+    let marker = h
+        .network()
+        .inject_text(paired.phone.as_str(), contact.as_str(), "marker")
+        .await
+        .expect("inject");
+    let LinkEvent::Message { message, .. } = wait_for(&mut events, "the marker", is_message).await else {
+        unreachable!()
+    };
+    assert_eq!(message.id, marker.id, "an acknowledged message is not delivered again");
+    session.close().await;
+}
+
+/// Group, broadcast, status and newsletter messages never reach the event stream.
+pub async fn non_personal_chats_never_surface(h: &dyn Harness) {
+    let mut paired = pair(h).await;
+    let contact = unique_phone();
+    for chat in [
+        ChatKind::Group,
+        ChatKind::Broadcast,
+        ChatKind::Status,
+        ChatKind::Newsletter,
+    ] {
+        let message = InjectMessage {
+            to: paired.phone.as_str().into(),
+            from: contact.as_str().into(),
+            chat,
+            text: Some(format!("{chat:?}")),
+            kind: None,
+            push_name: None,
+        };
+        h.network().inject(&message).await.expect("inject");
+    }
+    let marker = h
+        .network()
+        .inject_text(paired.phone.as_str(), contact.as_str(), "personal")
+        .await
+        .expect("inject");
+    let LinkEvent::Message { message, ack } = wait_for(&mut paired.events, "the personal message", is_message).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        message.id, marker.id,
+        "only the personal message surfaces, got {message:?}"
+    );
+    ack.done();
+    eventually("filtered messages are not kept", || async {
+        pending(h, &paired.phone).await == 0
+    })
+    .await;
+    paired.session.close().await;
+}
+
+/// A sent text gets the network's id, then a delivered and a read receipt for that id.
+pub async fn send_text_gets_delivered_then_read(h: &dyn Harness) {
+    let mut paired = pair(h).await;
+    let contact = unique_phone();
+    let rule = NumberRule {
+        phone: contact.as_str().into(),
+        read_probability: Some(1.0),
+        ..NumberRule::default()
+    };
+    h.network().set_number(&rule).await.expect("configure the contact");
+    let to = Jid::for_phone(&contact);
+    let id = paired.session.send_text(&to, "hello").await.expect("send");
+    let sent = h.network().sent(paired.phone.as_str()).await.expect("sent");
+    assert!(
+        sent.iter()
+            .any(|m| m.id == id && m.text.as_deref() == Some("hello") && m.kind == MessageKind::Text)
+    );
+    for expected in [ReceiptKind::Delivered, ReceiptKind::Read] {
+        let event = next_event(&mut paired.events, "a receipt").await;
+        let LinkEvent::Receipt {
+            kind,
+            chat,
+            message_ids,
+            ..
+        } = event
+        else {
+            panic!("expected a receipt: {event:?}")
+        };
+        assert_eq!((kind, chat, message_ids), (expected, to.clone(), vec![id.clone()]));
+    }
+    paired.session.close().await;
+}
+
+/// An image with a caption is sent as an image.
+pub async fn image_with_caption(h: &dyn Harness) {
+    let mut paired = pair(h).await;
+    let to = Jid::for_phone(&unique_phone());
+    let bytes = vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F', 0, 0xFF, 0xD9];
+    let image = OutgoingImage {
+        bytes: bytes.clone(),
+        mime: "image/jpeg".into(),
+        caption: Some("look".into()),
+    };
+    let id = paired.session.send_image(&to, image).await.expect("send the image");
+    let sent = h.network().sent(paired.phone.as_str()).await.expect("sent");
+    let record = sent.iter().find(|m| m.id == id).expect("the network got the image");
+    assert_eq!(
+        (record.kind, record.text.as_deref()),
+        (MessageKind::Image, Some("look"))
+    );
+    assert_eq!(record.image_bytes, Some(bytes.len()));
+    let event = next_event(&mut paired.events, "the delivered receipt").await;
+    assert!(
+        matches!(&event, LinkEvent::Receipt { kind: ReceiptKind::Delivered, message_ids, .. } if *message_ids == [id.clone()]),
+        "{event:?}"
+    );
+    paired.session.close().await;
+}

@@ -1,0 +1,146 @@
+//! Helpers shared by the checks. They panic with a clear message: they are test code.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::mpsc;
+use wafleet_core::Db;
+use wafleet_core::db::NewUserRole;
+use wafleet_core::link::{Jid, LinkEvent, OpenMode, Session};
+use wafleet_core::types::{DeviceId, Email, PhoneNumber};
+
+use super::Harness;
+
+/// How long any expected event may take.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A valid number not used before in this process (`+6012…`, Malaysian mobile).
+pub fn unique_phone() -> PhoneNumber {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let base: u32 = rand::rng().random_range(0..5_000_000);
+    let phone = format!("+6012{:07}", base + n % 5_000_000);
+    phone
+        .parse()
+        .unwrap_or_else(|e| panic!("{phone} should be valid: {e:?}"))
+}
+
+/// A new user and device in `db` (credentials reference devices).
+pub async fn new_device(db: &Db) -> DeviceId {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nonce: u64 = rand::rng().random();
+    let email = Email::parse(&format!("conformance-{n}-{nonce}@example.com")).expect("valid email");
+    let user = db
+        .create_user(&email, "not-a-hash", NewUserRole::Admin)
+        .await
+        .expect("create user");
+    db.create_device(user.id, &format!("phone {n}"), None)
+        .await
+        .expect("create device")
+        .id
+}
+
+/// The next event, or a panic naming what was expected.
+pub async fn next_event(events: &mut mpsc::Receiver<LinkEvent>, expecting: &str) -> LinkEvent {
+    match tokio::time::timeout(EVENT_TIMEOUT, events.recv()).await {
+        Ok(Some(event)) => event,
+        Ok(None) => panic!("the event stream ended while expecting {expecting}"),
+        Err(_) => panic!("no event within {EVENT_TIMEOUT:?} while expecting {expecting}"),
+    }
+}
+
+/// The first event matching `wanted`, skipping receipts and QR codes only; any other event
+/// first is a failure.
+pub async fn wait_for(
+    events: &mut mpsc::Receiver<LinkEvent>,
+    expecting: &str,
+    wanted: impl Fn(&LinkEvent) -> bool,
+) -> LinkEvent {
+    loop {
+        let event = next_event(events, expecting).await;
+        if wanted(&event) {
+            return event;
+        }
+        assert!(
+            matches!(event, LinkEvent::Receipt { .. } | LinkEvent::QrCode { .. }),
+            "expected {expecting}, got {event:?}"
+        );
+    }
+}
+
+/// A device linked by pair code, its connected session and events.
+pub struct Paired {
+    /// The device.
+    pub device: DeviceId,
+    /// Its number.
+    pub phone: PhoneNumber,
+    /// The session.
+    pub session: Box<dyn Session>,
+    /// Its events, after `Connected`.
+    pub events: mpsc::Receiver<LinkEvent>,
+}
+
+impl Paired {
+    /// The account's JID.
+    pub fn jid(&self) -> Jid {
+        Jid::for_phone(&self.phone)
+    }
+}
+
+/// Pairs a new device by code and waits until it is connected.
+pub async fn pair(h: &dyn Harness) -> Paired {
+    let device = new_device(h.db()).await;
+    let phone = unique_phone();
+    let mut session = h
+        .link()
+        .open(device, OpenMode::PairCode(phone.clone()))
+        .await
+        .expect("open for pairing");
+    let mut events = session.take_events().expect("events");
+    let LinkEvent::PairCode { code } = next_event(&mut events, "a pair code").await else {
+        panic!("expected a pair code");
+    };
+    h.network()
+        .confirm_pair_code(&code)
+        .await
+        .expect("confirm the pair code");
+    wait_for(&mut events, "PairSuccess", |e| {
+        matches!(e, LinkEvent::PairSuccess { .. })
+    })
+    .await;
+    wait_for(&mut events, "Connected", |e| matches!(e, LinkEvent::Connected)).await;
+    Paired {
+        device,
+        phone,
+        session,
+        events,
+    }
+}
+
+/// Polls `check` for up to [`EVENT_TIMEOUT`].
+pub async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {EVENT_TIMEOUT:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Messages waiting for an ack on the account of `phone`.
+pub async fn pending(h: &dyn Harness, phone: &PhoneNumber) -> usize {
+    let state = h.network().state().await.expect("network state");
+    state
+        .accounts
+        .iter()
+        .find(|a| a.phone == phone.as_str())
+        .map_or(0, |a| a.pending)
+}

@@ -1,0 +1,27 @@
+//! The control API's request and response bodies, and a typed client for it.
+//!
+//! Tests, benchmarks and the demo page script the simulated network through these routes (all
+//! JSON, under `/control`):
+//!
+//! | Route | Body → answer | Effect |
+//! |---|---|---|
+//! | `GET /state` | → [`StateView`] | accounts, sessions, pending pairings (current codes), counters |
+//! | `GET /config` | → [`crate::SimConfig`] | settings in force |
+//! | `POST /scan` | [`ScanRequest`] → [`Paired`] | the phone scans a QR code |
+//! | `POST /pair-code` | [`PairCodeRequest`] → [`Paired`] | the phone confirms a pair code |
+//! | `POST /provision` | [`ProvisionRequest`] → `[Provisioned]` | links devices without pairing (benchmarks) |
+//! | `POST /messages` | [`InjectMessage`] → [`Injected`] | a contact (or group, …) writes to an account |
+//! | `POST /numbers` | [`NumberRule`] → [`NumberRule`] | a number's behaviour (on WhatsApp, 463, read/reply odds) |
+//! | `GET /accounts/{phone}/sent` | → `[SentRecord]` | what the account's devices sent |
+//! | `POST /accounts/{phone}/disconnect` | → [`Count`] | drops the sockets of its devices |
+//! | `POST /accounts/{phone}/logout` | → [`Count`] | unlinks its devices from the phone |
+//! | `POST /accounts/{phone}/ban` | → [`Count`] | bans it |
+//! | `POST /accounts/{phone}/schedule` | [`Schedule`] → [`Count`] | incoming messages at a steady rate |
+//!
+//! Phone numbers are E.164 (`+60123456789`) or bare digits.
+
+mod client;
+mod types;
+
+pub use client::ControlClient;
+pub use types::*;

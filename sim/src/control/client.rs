@@ -1,0 +1,141 @@
+//! A typed client of the control API.
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::types::*;
+use crate::SimConfig;
+
+/// Scripts a running simulator over HTTP.
+#[derive(Clone, Debug)]
+pub struct ControlClient {
+    /// `http://HOST:PORT/control`.
+    base: String,
+    /// Shared connection pool.
+    http: reqwest::Client,
+}
+
+impl ControlClient {
+    /// A client of the control API at `control_url` (`http://HOST:PORT/control`).
+    pub fn new(control_url: impl Into<String>) -> Self {
+        ControlClient {
+            base: control_url.into().trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let response = self.http.get(format!("{}{path}", self.base)).send().await;
+        decode(path, response).await
+    }
+
+    async fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> anyhow::Result<T> {
+        let response = self.http.post(format!("{}{path}", self.base)).json(body).send().await;
+        decode(path, response).await
+    }
+
+    /// Accounts, sessions, pairings and counters.
+    pub async fn state(&self) -> anyhow::Result<StateView> {
+        self.get("/state").await
+    }
+
+    /// The settings in force.
+    pub async fn config(&self) -> anyhow::Result<SimConfig> {
+        self.get("/config").await
+    }
+
+    /// The phone of `phone` scans the QR code `code`.
+    pub async fn scan(&self, code: &str, phone: &str) -> anyhow::Result<Paired> {
+        let body = ScanRequest {
+            code: code.into(),
+            phone: phone.into(),
+        };
+        self.post("/scan", &body).await
+    }
+
+    /// The phone confirms the pair code `code`.
+    pub async fn confirm_pair_code(&self, code: &str) -> anyhow::Result<Paired> {
+        self.post("/pair-code", &PairCodeRequest { code: code.into() }).await
+    }
+
+    /// Links one device per number without pairing; returns their tokens.
+    pub async fn provision(&self, phones: Vec<String>) -> anyhow::Result<Vec<Provisioned>> {
+        self.post("/provision", &ProvisionRequest { phones }).await
+    }
+
+    /// Delivers a message to an account.
+    pub async fn inject(&self, message: &InjectMessage) -> anyhow::Result<Injected> {
+        self.post("/messages", message).await
+    }
+
+    /// A personal text message from `from` to `to`.
+    pub async fn inject_text(&self, to: &str, from: &str, text: &str) -> anyhow::Result<Injected> {
+        self.inject(&InjectMessage {
+            to: to.into(),
+            from: from.into(),
+            chat: ChatKind::Personal,
+            text: Some(text.into()),
+            kind: None,
+            push_name: None,
+        })
+        .await
+    }
+
+    /// Sets how a number behaves as a recipient.
+    pub async fn set_number(&self, rule: &NumberRule) -> anyhow::Result<NumberRule> {
+        self.post("/numbers", rule).await
+    }
+
+    /// What the devices of `phone`'s account sent, oldest first.
+    pub async fn sent(&self, phone: &str) -> anyhow::Result<Vec<SentRecord>> {
+        self.get(&format!("/accounts/{}/sent", digits(phone))).await
+    }
+
+    /// Drops the sockets of `phone`'s devices; returns how many.
+    pub async fn disconnect(&self, phone: &str) -> anyhow::Result<usize> {
+        let count: Count = self
+            .post(&format!("/accounts/{}/disconnect", digits(phone)), &())
+            .await?;
+        Ok(count.count)
+    }
+
+    /// Unlinks `phone`'s devices from the phone; returns how many.
+    pub async fn logout(&self, phone: &str) -> anyhow::Result<usize> {
+        let count: Count = self.post(&format!("/accounts/{}/logout", digits(phone)), &()).await?;
+        Ok(count.count)
+    }
+
+    /// Bans `phone`'s account; returns how many devices were logged out.
+    pub async fn ban(&self, phone: &str) -> anyhow::Result<usize> {
+        let count: Count = self.post(&format!("/accounts/{}/ban", digits(phone)), &()).await?;
+        Ok(count.count)
+    }
+
+    /// Incoming messages for `phone` at `per_minute` from `from` in turn (0 stops).
+    pub async fn schedule(&self, phone: &str, per_minute: f64, from: Vec<String>) -> anyhow::Result<()> {
+        let body = Schedule { per_minute, from };
+        let _: Count = self
+            .post(&format!("/accounts/{}/schedule", digits(phone)), &body)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Numbers go into paths as bare digits (no `+` to escape).
+fn digits(phone: &str) -> String {
+    phone.chars().filter(char::is_ascii_digit).collect()
+}
+
+async fn decode<T: DeserializeOwned>(path: &str, response: reqwest::Result<reqwest::Response>) -> anyhow::Result<T> {
+    let response = response.with_context(|| format!("calling the simulator's control API {path}"))?;
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .with_context(|| format!("reading the answer of {path}"))?;
+    if !status.is_success() {
+        bail!("control API {path} answered {status}: {text}");
+    }
+    serde_json::from_str(&text).with_context(|| format!("decoding the answer of {path}: {text}"))
+}

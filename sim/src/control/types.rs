@@ -1,0 +1,217 @@
+//! Bodies of the control API.
+
+use serde::{Deserialize, Serialize};
+use wafleet_core::link::{Jid, MessageKind};
+use wafleet_core::types::Timestamp;
+
+/// `POST /control/scan`: the phone of `phone` scans `code`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ScanRequest {
+    /// The QR code currently shown.
+    pub code: String,
+    /// The scanning phone's number; its account is created when missing.
+    pub phone: String,
+}
+
+/// `POST /control/pair-code`: the phone confirms `code`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PairCodeRequest {
+    /// The `XXXX-XXXX` code the device shows.
+    pub code: String,
+}
+
+/// A device linked by the control API.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Paired {
+    /// The account's JID.
+    pub jid: Jid,
+}
+
+/// `POST /control/provision`: link devices to accounts directly, for benchmarks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProvisionRequest {
+    /// One new linked device per number (accounts created when missing).
+    pub phones: Vec<String>,
+}
+
+/// A device linked by provisioning.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Provisioned {
+    /// The number.
+    pub phone: String,
+    /// The account's JID.
+    pub jid: Jid,
+    /// The device's token, as `paired` would carry it.
+    pub token: String,
+}
+
+/// Which kind of chat an injected message arrives in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatKind {
+    /// One-to-one with the sender.
+    #[default]
+    Personal,
+    /// A group (`…@g.us`).
+    Group,
+    /// A broadcast list (`…@broadcast`).
+    Broadcast,
+    /// A status update (`status@broadcast`).
+    Status,
+    /// A channel (`…@newsletter`).
+    Newsletter,
+}
+
+/// `POST /control/messages`: `from` writes to the account of `to`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InjectMessage {
+    /// The receiving account's number.
+    pub to: String,
+    /// The sender's number.
+    pub from: String,
+    /// Chat kind (personal by default).
+    #[serde(default)]
+    pub chat: ChatKind,
+    /// Text or caption.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Content kind (text by default).
+    #[serde(default)]
+    pub kind: Option<MessageKind>,
+    /// The sender's display name.
+    #[serde(default)]
+    pub push_name: Option<String>,
+}
+
+/// The message an injection created.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Injected {
+    /// Its id (the same in every replay).
+    pub id: String,
+    /// Linked devices it was queued for.
+    pub queued_for: usize,
+}
+
+/// `POST /control/numbers`: how a number behaves as a recipient. Absent fields keep their value.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NumberRule {
+    /// The number.
+    pub phone: String,
+    /// Whether it has a WhatsApp account (default yes).
+    #[serde(default)]
+    pub on_whatsapp: Option<bool>,
+    /// Refuse messages to it with a 463 error (default no).
+    #[serde(default)]
+    pub refuse_463: Option<bool>,
+    /// Chance it reads a message (default from the settings).
+    #[serde(default)]
+    pub read_probability: Option<f64>,
+    /// Chance it replies (default from the settings).
+    #[serde(default)]
+    pub reply_probability: Option<f64>,
+}
+
+/// A message an account's device sent, as the network recorded it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SentRecord {
+    /// The id the network assigned.
+    pub id: String,
+    /// Recipient.
+    pub to: Jid,
+    /// Text or image.
+    pub kind: MessageKind,
+    /// Text or caption.
+    pub text: Option<String>,
+    /// Image size, for images.
+    pub image_bytes: Option<usize>,
+    /// When the network accepted it.
+    pub at: Timestamp,
+}
+
+/// A number of things affected.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Count {
+    /// How many.
+    pub count: usize,
+}
+
+/// `POST /control/accounts/{phone}/schedule`: incoming messages at a steady rate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Schedule {
+    /// Messages a minute; 0 stops the schedule.
+    pub per_minute: f64,
+    /// Senders, in turn.
+    pub from: Vec<String>,
+}
+
+/// `GET /control/state`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StateView {
+    /// Every account, by number.
+    pub accounts: Vec<AccountView>,
+    /// Open WebSockets.
+    pub connections: usize,
+    /// Linked devices with a live connection.
+    pub connected_sessions: usize,
+    /// Pairings in progress.
+    pub pairings: Vec<PairingView>,
+    /// Totals since start.
+    pub counters: Counters,
+}
+
+/// One account in [`StateView`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AccountView {
+    /// E.164 number.
+    pub phone: String,
+    /// JID.
+    pub jid: Jid,
+    /// Banned.
+    pub banned: bool,
+    /// Why it was banned.
+    pub ban_reason: Option<String>,
+    /// Linked devices that are not unlinked.
+    pub linked_devices: usize,
+    /// Of those, connected now.
+    pub connected: usize,
+    /// Messages waiting for an ack, over all its devices.
+    pub pending: usize,
+    /// Messages its devices sent.
+    pub sent: usize,
+    /// Messages it received.
+    pub received: usize,
+    /// Messages it sent to numbers that had not written to it.
+    pub stranger_messages: u32,
+    /// Of those, still unreplied.
+    pub unreplied: u32,
+}
+
+/// A pairing in progress.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PairingView {
+    /// `qr` or `code`.
+    pub kind: String,
+    /// The current QR code or the pair code.
+    pub code: String,
+    /// The number, for pair codes.
+    pub phone: Option<String>,
+}
+
+/// Totals since the simulator started.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Counters {
+    /// WebSockets accepted.
+    pub connections: u64,
+    /// Messages sent by devices.
+    pub sent: u64,
+    /// Messages injected (control API, schedules, replies).
+    pub injected: u64,
+    /// Acks received.
+    pub acks: u64,
+    /// Replays of unacknowledged messages on connect.
+    pub replays: u64,
+    /// Accounts banned.
+    pub bans: u64,
+    /// Sockets dropped by the control API.
+    pub drops: u64,
+}

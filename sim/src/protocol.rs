@@ -1,0 +1,215 @@
+//! The device protocol between [`crate::SimLink`] and the simulator.
+//!
+//! One WebSocket per device session at `ws://HOST:PORT/ws`; every frame is a JSON text message
+//! tagged by `type`.
+//!
+//! 1. The client's first frame is `hello`, with a `mode`:
+//!    - `{"type":"hello","mode":{"mode":"connect","token":"…"}}` resumes a linked device. The
+//!      server answers `connected` (then replays every unacknowledged message, oldest first) or
+//!      `refused` (unknown, unlinked or banned) and closes.
+//!    - `{"mode":"pair_qr"}`: the server sends `qr` at once and a fresh one every QR period,
+//!      until the control API scans the current code or the codes run out (`pair_error`).
+//!    - `{"mode":"pair_code","phone":"+60…"}`: the server sends one `pair_code` (`XXXX-XXXX`).
+//!
+//!    Pairing ends with `paired` (the account's JID and the device's opaque token, its
+//!    credentials) followed by `connected`.
+//! 2. Requests carry a client-chosen `req` number, echoed by exactly one answer: `send` →
+//!    `sent{id}`, `check` → `checked`, `logout` → `logout_done`; any of them → `error{class}`.
+//! 3. The server pushes `message` (any chat: groups, broadcasts, status and newsletters too),
+//!    `receipt` and `logged_out`; the client answers each `message` with `ack{id}` once it is
+//!    durable, and the server keeps it (per linked device) until then.
+//! 4. `replaced` means another connection took over the device; the server then closes.
+//!
+//! A connection closed without `logged_out` or `replaced` is a network drop: the client
+//! reconnects with its token.
+
+use serde::{Deserialize, Serialize};
+use wafleet_core::link::{IncomingMessage, Jid, LinkError, ReceiptKind};
+use wafleet_core::types::Timestamp;
+
+/// How a session starts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum HelloMode {
+    /// Resume a linked device.
+    Connect {
+        /// The token received with `paired`.
+        token: String,
+    },
+    /// Pair by QR code.
+    PairQr,
+    /// Pair by code typed on the phone of `phone`.
+    PairCode {
+        /// The number being linked, E.164.
+        phone: String,
+    },
+}
+
+/// An image being sent (the simulator keeps only its size and type).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    /// Size of the encoded image.
+    pub bytes: usize,
+    /// MIME type.
+    pub mime: String,
+}
+
+/// A frame from the client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// The first frame of every connection.
+    Hello {
+        /// How to start.
+        mode: HelloMode,
+    },
+    /// Send a text, or an image with an optional caption (`text`).
+    Send {
+        /// Request number.
+        req: u64,
+        /// Recipient JID.
+        to: Jid,
+        /// Text, or the caption of `image`.
+        text: Option<String>,
+        /// The image, for image messages.
+        image: Option<ImageInfo>,
+    },
+    /// Which numbers are on WhatsApp.
+    Check {
+        /// Request number.
+        req: u64,
+        /// E.164 numbers.
+        phones: Vec<String>,
+    },
+    /// Unlink this device.
+    Logout {
+        /// Request number.
+        req: u64,
+    },
+    /// A delivered message is durable on the client; forget it.
+    Ack {
+        /// The message id.
+        id: String,
+    },
+}
+
+/// How a request failed, mapped one to one on [`LinkError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// See [`LinkError::Transient`].
+    Transient,
+    /// See [`LinkError::Recipient`].
+    Recipient,
+    /// See [`LinkError::Device`].
+    Device,
+    /// See [`LinkError::Invalid`].
+    Invalid,
+}
+
+impl ErrorClass {
+    /// The link error of this class.
+    pub fn into_error(self, message: String) -> LinkError {
+        match self {
+            ErrorClass::Transient => LinkError::Transient(message),
+            ErrorClass::Recipient => LinkError::Recipient(message),
+            ErrorClass::Device => LinkError::Device(message),
+            ErrorClass::Invalid => LinkError::Invalid(message),
+        }
+    }
+}
+
+/// A frame from the server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// A QR code to show, valid for `valid_for_ms`.
+    Qr {
+        /// The code.
+        code: String,
+        /// Validity in milliseconds.
+        valid_for_ms: u64,
+    },
+    /// The code to type on the phone.
+    PairCode {
+        /// `XXXX-XXXX`.
+        code: String,
+    },
+    /// Pairing succeeded.
+    Paired {
+        /// The account's JID.
+        jid: Jid,
+        /// The device's credentials.
+        token: String,
+    },
+    /// Pairing failed.
+    PairError {
+        /// Why.
+        reason: String,
+    },
+    /// The session is live.
+    Connected {
+        /// The account's JID.
+        jid: Jid,
+    },
+    /// `connect` refused: the device must pair again.
+    Refused {
+        /// Why.
+        reason: String,
+        /// The account is banned.
+        banned: bool,
+    },
+    /// A message for the account (acknowledge it with `ack`).
+    Message {
+        /// The message.
+        message: IncomingMessage,
+    },
+    /// Receipts for messages the account sent.
+    Receipt {
+        /// Delivered or read.
+        kind: ReceiptKind,
+        /// The chat.
+        chat: Jid,
+        /// The messages.
+        ids: Vec<String>,
+        /// When.
+        at: Timestamp,
+    },
+    /// The device was unlinked (or the account banned); the server closes next.
+    LoggedOut {
+        /// Why.
+        reason: String,
+        /// Banned.
+        banned: bool,
+    },
+    /// Another connection took over this device.
+    Replaced,
+    /// Answer to `send`.
+    Sent {
+        /// Request number.
+        req: u64,
+        /// The message id the network assigned.
+        id: String,
+    },
+    /// Answer to `check`: each number's JID, `null` when not on WhatsApp, in request order.
+    Checked {
+        /// Request number.
+        req: u64,
+        /// One entry per asked number.
+        jids: Vec<Option<Jid>>,
+    },
+    /// Answer to `logout`.
+    LogoutDone {
+        /// Request number.
+        req: u64,
+    },
+    /// A request failed.
+    Error {
+        /// Request number.
+        req: u64,
+        /// Error class.
+        class: ErrorClass,
+        /// Why.
+        message: String,
+    },
+}

@@ -1,0 +1,96 @@
+//! The ban model, after published community thresholds: too many messages a minute to numbers
+//! that never wrote to the account, or too many of them left unreplied.
+
+use std::time::{Duration, Instant};
+
+use crate::SimConfig;
+
+use super::world::Account;
+
+/// Records a message from `account` to `to` (digits); returns why the account is banned now,
+/// if it is.
+pub(crate) fn record_send(account: &mut Account, to: &str, config: &SimConfig, now: Instant) -> Option<String> {
+    let contact = account.contacts.entry(to.to_owned()).or_default();
+    if contact.has_written {
+        return None;
+    }
+    contact.unreplied += 1;
+    account.unreplied += 1;
+    account.stranger_messages += 1;
+    let recent = &mut account.recent_stranger_sends;
+    recent.push_back(now);
+    while recent
+        .front()
+        .is_some_and(|at| now.duration_since(*at) > Duration::from_secs(60))
+    {
+        recent.pop_front();
+    }
+    if recent.len() > config.ban_strangers_per_minute as usize {
+        return Some(format!(
+            "sent {} messages within a minute to numbers that never wrote to it",
+            recent.len()
+        ));
+    }
+    let ratio = f64::from(account.unreplied) / f64::from(account.stranger_messages);
+    if account.stranger_messages >= config.ban_min_stranger_messages && ratio > config.ban_unreplied_ratio {
+        return Some(format!(
+            "{:.0}% of {} messages to strangers unreplied",
+            ratio * 100.0,
+            account.stranger_messages
+        ));
+    }
+    None
+}
+
+/// `from` (digits) wrote to `account`: it is no stranger any more and its messages count as replied.
+pub(crate) fn record_incoming(account: &mut Account, from: &str) {
+    let contact = account.contacts.entry(from.to_owned()).or_default();
+    contact.has_written = true;
+    account.unreplied = account.unreplied.saturating_sub(contact.unreplied);
+    contact.unreplied = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bans_fast_sends_to_strangers_only() {
+        let config = SimConfig::default();
+        let now = Instant::now();
+        let mut account = Account::new("60120000001");
+        record_incoming(&mut account, "60120000099");
+        for _ in 0..50 {
+            assert_eq!(
+                record_send(&mut account, "60120000099", &config, now),
+                None,
+                "a contact"
+            );
+        }
+        for n in 0..5 {
+            assert_eq!(record_send(&mut account, &format!("6012100000{n}"), &config, now), None);
+        }
+        assert!(
+            record_send(&mut account, "60121000009", &config, now).is_some(),
+            "the sixth stranger"
+        );
+    }
+
+    #[test]
+    fn bans_a_high_unreplied_ratio() {
+        let config = SimConfig::default();
+        let mut account = Account::new("60120000001");
+        let start = Instant::now();
+        let mut banned = None;
+        for n in 0..20u64 {
+            // Slow enough for the rate rule; one in five strangers replies.
+            let at = start + Duration::from_secs(20 * n);
+            let to = format!("601210000{n:02}");
+            banned = record_send(&mut account, &to, &config, at);
+            if n % 5 == 0 {
+                record_incoming(&mut account, &to);
+            }
+        }
+        assert!(banned.is_some_and(|reason| reason.contains("unreplied")));
+    }
+}

@@ -1,0 +1,163 @@
+//! The control API's routes (bodies in [`crate::control`]).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use crate::SimConfig;
+use crate::control::*;
+
+use super::world::{Pairing, digits_of};
+use super::{ControlError, Sim};
+
+type Result<T> = std::result::Result<Json<T>, ControlError>;
+
+/// Routes under `/control`.
+pub(crate) fn router() -> Router<Arc<Sim>> {
+    Router::new()
+        .route("/state", get(state))
+        .route("/config", get(config))
+        .route("/scan", post(scan))
+        .route("/pair-code", post(pair_code))
+        .route("/provision", post(provision))
+        .route("/messages", post(inject))
+        .route("/numbers", post(set_number))
+        .route("/accounts/{phone}/sent", get(sent))
+        .route("/accounts/{phone}/disconnect", post(disconnect))
+        .route("/accounts/{phone}/logout", post(logout))
+        .route("/accounts/{phone}/ban", post(ban))
+        .route("/accounts/{phone}/schedule", post(schedule))
+}
+
+fn digits(phone: &str) -> std::result::Result<String, ControlError> {
+    digits_of(phone).ok_or_else(|| ControlError::Invalid(format!("not a phone number: {phone}")))
+}
+
+async fn state(State(sim): State<Arc<Sim>>) -> Json<StateView> {
+    Json(state_view(&sim))
+}
+
+/// A snapshot of the whole network.
+pub(crate) fn state_view(sim: &Sim) -> StateView {
+    let w = sim.lock();
+    let mut accounts: Vec<AccountView> = w
+        .accounts
+        .values()
+        .map(|a| {
+            let devices: Vec<_> = a.devices.iter().filter_map(|t| w.devices.get(t)).collect();
+            AccountView {
+                phone: format!("+{}", a.digits),
+                jid: a.jid(),
+                banned: a.banned.is_some(),
+                ban_reason: a.banned.clone(),
+                linked_devices: devices.iter().filter(|d| !d.unlinked).count(),
+                connected: devices.iter().filter(|d| d.conn.is_some()).count(),
+                pending: devices.iter().map(|d| d.pending.len()).sum(),
+                sent: a.sent.len(),
+                received: a.received,
+                stranger_messages: a.stranger_messages,
+                unreplied: a.unreplied,
+            }
+        })
+        .collect();
+    accounts.sort_by(|a, b| a.phone.cmp(&b.phone));
+    let pairings = w
+        .pairings
+        .values()
+        .map(|p| match p {
+            Pairing::Qr { code, .. } => PairingView {
+                kind: "qr".into(),
+                code: code.clone(),
+                phone: None,
+            },
+            Pairing::Code { code, phone } => PairingView {
+                kind: "code".into(),
+                code: code.clone(),
+                phone: Some(format!("+{phone}")),
+            },
+        })
+        .collect();
+    StateView {
+        accounts,
+        connections: w.conns.len(),
+        connected_sessions: w.devices.values().filter(|d| d.conn.is_some()).count(),
+        pairings,
+        counters: w.counters.clone(),
+    }
+}
+
+async fn config(State(sim): State<Arc<Sim>>) -> Json<SimConfig> {
+    Json(sim.config.clone())
+}
+
+async fn scan(State(sim): State<Arc<Sim>>, Json(body): Json<ScanRequest>) -> Result<Paired> {
+    Ok(Json(Paired {
+        jid: sim.scan(&body.code, &body.phone)?,
+    }))
+}
+
+async fn pair_code(State(sim): State<Arc<Sim>>, Json(body): Json<PairCodeRequest>) -> Result<Paired> {
+    Ok(Json(Paired {
+        jid: sim.confirm_pair_code(&body.code)?,
+    }))
+}
+
+async fn provision(State(sim): State<Arc<Sim>>, Json(body): Json<ProvisionRequest>) -> Result<Vec<Provisioned>> {
+    Ok(Json(sim.provision(&body.phones)?))
+}
+
+async fn inject(State(sim): State<Arc<Sim>>, Json(body): Json<InjectMessage>) -> Result<Injected> {
+    Ok(Json(sim.inject(body)?))
+}
+
+async fn set_number(State(sim): State<Arc<Sim>>, Json(body): Json<NumberRule>) -> Result<NumberRule> {
+    let key = digits(&body.phone)?;
+    let mut w = sim.lock();
+    let rule = w.numbers.entry(key).or_insert_with(|| NumberRule {
+        phone: body.phone.clone(),
+        ..NumberRule::default()
+    });
+    rule.on_whatsapp = body.on_whatsapp.or(rule.on_whatsapp);
+    rule.refuse_463 = body.refuse_463.or(rule.refuse_463);
+    rule.read_probability = body.read_probability.or(rule.read_probability);
+    rule.reply_probability = body.reply_probability.or(rule.reply_probability);
+    Ok(Json(rule.clone()))
+}
+
+async fn sent(State(sim): State<Arc<Sim>>, Path(phone): Path<String>) -> Result<Vec<SentRecord>> {
+    let key = digits(&phone)?;
+    let w = sim.lock();
+    let account = w
+        .accounts
+        .get(&key)
+        .ok_or_else(|| ControlError::NotFound(format!("no account {phone}")))?;
+    Ok(Json(account.sent.clone()))
+}
+
+async fn disconnect(State(sim): State<Arc<Sim>>, Path(phone): Path<String>) -> Result<Count> {
+    Ok(Json(Count {
+        count: sim.drop_account_conns(&digits(&phone)?),
+    }))
+}
+
+async fn logout(State(sim): State<Arc<Sim>>, Path(phone): Path<String>) -> Result<Count> {
+    let key = digits(&phone)?;
+    let mut w = sim.lock();
+    let count = sim.unlink_account(&mut w, &key, "unlinked from the phone", false);
+    Ok(Json(Count { count }))
+}
+
+async fn ban(State(sim): State<Arc<Sim>>, Path(phone): Path<String>) -> Result<Count> {
+    let key = digits(&phone)?;
+    let mut w = sim.lock();
+    w.account_mut(&key);
+    let count = sim.unlink_account(&mut w, &key, "banned by the control API", true);
+    Ok(Json(Count { count }))
+}
+
+async fn schedule(State(sim): State<Arc<Sim>>, Path(phone): Path<String>, Json(body): Json<Schedule>) -> Result<Count> {
+    sim.schedule(&digits(&phone)?, body.per_minute, body.from)?;
+    Ok(Json(Count { count: 1 }))
+}

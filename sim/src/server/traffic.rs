@@ -1,0 +1,273 @@
+//! Messages: sends from devices (with receipts and replies), injected incoming messages, acks,
+//! number checks and schedules.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use wafleet_core::link::{IncomingMessage, Jid, MessageKind, ReceiptKind};
+use wafleet_core::types::Timestamp;
+
+use crate::control::{ChatKind, InjectMessage, Injected, SentRecord};
+use crate::protocol::{ErrorClass, ImageInfo, ServerFrame};
+
+use super::world::{World, digits_of, jid_of, message_id, random_string};
+use super::{ControlError, Sim, ban};
+
+/// A send request of a device.
+pub(crate) struct SendRequest {
+    /// Request number.
+    pub req: u64,
+    /// Recipient.
+    pub to: Jid,
+    /// Text or caption.
+    pub text: Option<String>,
+    /// The image, if any.
+    pub image: Option<ImageInfo>,
+}
+
+impl Sim {
+    /// A device sends a message: refused, or recorded and followed by receipts (and maybe a reply).
+    pub(crate) fn send(self: &Arc<Self>, conn: u64, request: SendRequest) {
+        let mut w = self.lock();
+        let fail = |w: &World, class, message: &str| {
+            w.push(
+                conn,
+                &ServerFrame::Error {
+                    req: request.req,
+                    class,
+                    message: message.to_owned(),
+                },
+            );
+        };
+        let Some(from) = w
+            .conns
+            .get(&conn)
+            .and_then(|c| c.token.clone())
+            .and_then(|t| w.devices.get(&t))
+            .map(|d| d.account.clone())
+        else {
+            return fail(&w, ErrorClass::Device, "not connected as a linked device");
+        };
+        if !request.to.is_personal() {
+            return fail(&w, ErrorClass::Invalid, "the simulator only sends to personal chats");
+        }
+        let to = request.to.user().to_owned();
+        let rule = w.numbers.get(&to).cloned().unwrap_or_default();
+        if rule.on_whatsapp == Some(false) {
+            return fail(&w, ErrorClass::Recipient, &format!("{to} is not on WhatsApp"));
+        }
+        if rule.refuse_463 == Some(true) {
+            return fail(
+                &w,
+                ErrorClass::Recipient,
+                "463 the recipient does not accept messages from this account",
+            );
+        }
+        let text = request.text.filter(|t| !t.is_empty());
+        if text.is_none() && request.image.is_none() {
+            return fail(&w, ErrorClass::Invalid, "empty message");
+        }
+        let id = message_id();
+        let record = SentRecord {
+            id: id.clone(),
+            to: jid_of(&to),
+            kind: if request.image.is_some() {
+                MessageKind::Image
+            } else {
+                MessageKind::Text
+            },
+            text: text.clone(),
+            image_bytes: request.image.map(|i| i.bytes),
+            at: Timestamp::now(),
+        };
+        w.counters.sent += 1;
+        w.push(
+            conn,
+            &ServerFrame::Sent {
+                req: request.req,
+                id: id.clone(),
+            },
+        );
+        let account = w.account_mut(&from);
+        account.sent.push(record);
+        if let Some(reason) = ban::record_send(account, &to, &self.config, Instant::now()) {
+            self.unlink_account(&mut w, &from, &reason, true);
+            return;
+        }
+        drop(w);
+        let read = rule.read_probability.unwrap_or(self.config.read_probability);
+        let reply = rule.reply_probability.unwrap_or(self.config.reply_probability);
+        self.spawn_receipts(from, to, id, text, read, reply);
+    }
+
+    /// Delivered after a latency, read after a further delay (by chance), a reply by chance.
+    fn spawn_receipts(
+        self: &Arc<Self>,
+        from: String,
+        to: String,
+        id: String,
+        text: Option<String>,
+        read: f64,
+        reply: f64,
+    ) {
+        let sim = Arc::clone(self);
+        let (reads, replies) = {
+            let mut rng = rand::rng();
+            (
+                rng.random_bool(read.clamp(0.0, 1.0)),
+                rng.random_bool(reply.clamp(0.0, 1.0)),
+            )
+        };
+        tokio::spawn(async move {
+            let receipt = |kind| ServerFrame::Receipt {
+                kind,
+                chat: jid_of(&to),
+                ids: vec![id.clone()],
+                at: Timestamp::now(),
+            };
+            tokio::time::sleep(Duration::from_millis(sim.config.delivered_ms)).await;
+            sim.lock().push_account(&from, &receipt(ReceiptKind::Delivered));
+            tokio::time::sleep(Duration::from_millis(sim.config.read_ms)).await;
+            if reads {
+                sim.lock().push_account(&from, &receipt(ReceiptKind::Read));
+            }
+            if replies {
+                tokio::time::sleep(Duration::from_millis(sim.config.reply_ms)).await;
+                let mut w = sim.lock();
+                if w.accounts.get(&from).is_some_and(|a| a.banned.is_none()) {
+                    let text = format!("Re: {}", text.as_deref().unwrap_or("your picture"));
+                    let message = personal_message(&to, MessageKind::Text, Some(text), None);
+                    deliver(&mut w, &from, message);
+                }
+            }
+        });
+    }
+
+    /// A message from the control API.
+    pub(crate) fn inject(&self, request: InjectMessage) -> Result<Injected, ControlError> {
+        let to = digits_of(&request.to)
+            .ok_or_else(|| ControlError::Invalid(format!("not a phone number: {}", request.to)))?;
+        let from = digits_of(&request.from)
+            .ok_or_else(|| ControlError::Invalid(format!("not a phone number: {}", request.from)))?;
+        let mut w = self.lock();
+        if !w.accounts.contains_key(&to) {
+            return Err(ControlError::NotFound(format!("no account {}", request.to)));
+        }
+        let kind = request.kind.unwrap_or(MessageKind::Text);
+        let mut message = personal_message(&from, kind, request.text, request.push_name);
+        message.chat = match request.chat {
+            ChatKind::Personal => message.chat,
+            ChatKind::Group => Jid(format!("120363{from}@g.us")),
+            ChatKind::Broadcast => Jid(format!("{}@broadcast", random_string(b"0123456789", 10))),
+            ChatKind::Status => Jid("status@broadcast".into()),
+            ChatKind::Newsletter => Jid(format!("120363{from}@newsletter")),
+        };
+        let id = message.id.clone();
+        let queued_for = deliver(&mut w, &to, message);
+        Ok(Injected { id, queued_for })
+    }
+
+    /// The device of `conn` stored message `id`.
+    pub(crate) fn ack(&self, conn: u64, id: &str) {
+        let mut w = self.lock();
+        let Some(token) = w.conns.get(&conn).and_then(|c| c.token.clone()) else {
+            return;
+        };
+        if let Some(device) = w.devices.get_mut(&token) {
+            device.pending.retain(|m| m.id != id);
+            w.counters.acks += 1;
+        }
+    }
+
+    /// Which numbers have an account.
+    pub(crate) fn check(&self, conn: u64, req: u64, phones: &[String]) {
+        let w = self.lock();
+        let jids = phones
+            .iter()
+            .map(|phone| {
+                let digits = digits_of(phone)?;
+                let on = w.numbers.get(&digits).and_then(|r| r.on_whatsapp).unwrap_or(true);
+                on.then(|| jid_of(&digits))
+            })
+            .collect();
+        w.push(conn, &ServerFrame::Checked { req, jids });
+    }
+
+    /// Incoming messages for `to` at a steady rate until the schedule changes or the account goes.
+    pub(crate) fn schedule(self: &Arc<Self>, to: &str, per_minute: f64, from: Vec<String>) -> Result<(), ControlError> {
+        let mut w = self.lock();
+        let account = w
+            .accounts
+            .get_mut(to)
+            .ok_or_else(|| ControlError::NotFound(format!("no account {to}")))?;
+        account.schedule_generation += 1;
+        let generation = account.schedule_generation;
+        let senders: Vec<String> = from.iter().filter_map(|p| digits_of(p)).collect();
+        if per_minute <= 0.0 || senders.is_empty() {
+            return Ok(());
+        }
+        let (sim, to) = (Arc::clone(self), to.to_owned());
+        tokio::spawn(async move {
+            let period = Duration::from_secs_f64(60.0 / per_minute);
+            for n in 0u64.. {
+                tokio::time::sleep(period).await;
+                let mut w = sim.lock();
+                if w.closed || w.accounts.get(&to).is_none_or(|a| a.schedule_generation != generation) {
+                    break;
+                }
+                let sender = &senders[(n as usize) % senders.len()];
+                let message = personal_message(sender, MessageKind::Text, Some(format!("Scheduled message {n}")), None);
+                deliver(&mut w, &to, message);
+            }
+        });
+        Ok(())
+    }
+}
+
+/// A new personal-chat message from `from` (digits).
+fn personal_message(from: &str, kind: MessageKind, text: Option<String>, push_name: Option<String>) -> IncomingMessage {
+    IncomingMessage {
+        id: message_id(),
+        chat: jid_of(from),
+        sender: jid_of(from),
+        from_me: false,
+        push_name,
+        kind,
+        text,
+        sent_at: Timestamp::now(),
+    }
+}
+
+/// Queues `message` for every linked device of `to` (digits) and sends it to the connected ones.
+fn deliver(w: &mut World, to: &str, message: IncomingMessage) -> usize {
+    w.counters.injected += 1;
+    let Some(account) = w.accounts.get_mut(to) else {
+        return 0;
+    };
+    account.received += 1;
+    if message.chat.is_personal() {
+        ban::record_incoming(account, message.sender.user());
+    }
+    let tokens = account.devices.clone();
+    let mut queued = 0;
+    for token in tokens {
+        let Some(device) = w.devices.get_mut(&token) else {
+            continue;
+        };
+        if device.unlinked {
+            continue;
+        }
+        device.pending.push(message.clone());
+        queued += 1;
+        if let Some(conn) = device.conn {
+            w.push(
+                conn,
+                &ServerFrame::Message {
+                    message: message.clone(),
+                },
+            );
+        }
+    }
+    queued
+}

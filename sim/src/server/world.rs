@@ -1,0 +1,233 @@
+//! The simulated network's state: accounts, linked devices, connections and pairings.
+//!
+//! One mutex guards it all; it is never held across an `.await`, so every change (and the frames
+//! it queues) is atomic and frames reach each connection in the order they were queued.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use rand::Rng;
+use tokio::sync::mpsc;
+use wafleet_core::link::{IncomingMessage, Jid};
+
+use crate::control::{Counters, NumberRule, SentRecord};
+use crate::protocol::ServerFrame;
+
+/// What a connection's task is told to do.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// Write this JSON frame.
+    Frame(String),
+    /// Drop the socket.
+    Close,
+}
+
+/// An open WebSocket.
+pub(crate) struct Conn {
+    /// Queue of the connection's task.
+    pub tx: mpsc::UnboundedSender<Outbound>,
+    /// The linked device it speaks for, once connected or paired.
+    pub token: Option<String>,
+}
+
+/// A pairing in progress on a connection.
+pub(crate) enum Pairing {
+    /// By QR: the current code and how many were shown.
+    Qr { code: String, shown: u32 },
+    /// By pair code for a number.
+    Code { code: String, phone: String },
+}
+
+/// One contact of an account, for the ban model.
+#[derive(Default)]
+pub(crate) struct Contact {
+    /// The contact has written to the account (so it is no stranger).
+    pub has_written: bool,
+    /// Messages sent to it while it was a stranger, not yet replied.
+    pub unreplied: u32,
+}
+
+/// A phone number with WhatsApp.
+pub(crate) struct Account {
+    /// Digits only.
+    pub digits: String,
+    /// Banned: no device may connect.
+    pub banned: Option<String>,
+    /// Tokens of its linked devices (unlinked ones included).
+    pub devices: Vec<String>,
+    /// Contacts by digits.
+    pub contacts: HashMap<String, Contact>,
+    /// Everything its devices sent.
+    pub sent: Vec<SentRecord>,
+    /// Messages received.
+    pub received: usize,
+    /// Times of recent messages to strangers (last minute).
+    pub recent_stranger_sends: VecDeque<Instant>,
+    /// Messages to strangers, ever.
+    pub stranger_messages: u32,
+    /// Of those, unreplied.
+    pub unreplied: u32,
+    /// Bumped to cancel a running schedule.
+    pub schedule_generation: u64,
+}
+
+impl Account {
+    /// A new account with no devices or contacts.
+    pub fn new(digits: &str) -> Self {
+        Account {
+            digits: digits.to_owned(),
+            banned: None,
+            devices: Vec::new(),
+            contacts: HashMap::new(),
+            sent: Vec::new(),
+            received: 0,
+            recent_stranger_sends: VecDeque::new(),
+            stranger_messages: 0,
+            unreplied: 0,
+            schedule_generation: 0,
+        }
+    }
+
+    /// The account's JID.
+    pub fn jid(&self) -> Jid {
+        jid_of(&self.digits)
+    }
+}
+
+/// A linked (companion) device of an account.
+pub(crate) struct Device {
+    /// The account's digits.
+    pub account: String,
+    /// Unlinked: its token no longer connects.
+    pub unlinked: bool,
+    /// Messages not yet acknowledged, oldest first.
+    pub pending: Vec<IncomingMessage>,
+    /// Its live connection.
+    pub conn: Option<u64>,
+}
+
+/// The whole network.
+#[derive(Default)]
+pub(crate) struct World {
+    /// Accounts by digits.
+    pub accounts: HashMap<String, Account>,
+    /// Linked devices by token.
+    pub devices: HashMap<String, Device>,
+    /// Open connections by id.
+    pub conns: HashMap<u64, Conn>,
+    /// Pairings by connection id.
+    pub pairings: HashMap<u64, Pairing>,
+    /// Recipient behaviour by digits.
+    pub numbers: HashMap<String, NumberRule>,
+    /// Next connection id.
+    pub next_conn: u64,
+    /// Totals.
+    pub counters: Counters,
+    /// Stopped: no new connections.
+    pub closed: bool,
+}
+
+/// The JID of an account.
+pub(crate) fn jid_of(digits: &str) -> Jid {
+    Jid(format!("{digits}@{}", wafleet_core::link::USER_SERVER))
+}
+
+/// Digits of a phone number written with or without `+`, spaces or dashes; `None` when empty.
+pub(crate) fn digits_of(phone: &str) -> Option<String> {
+    let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+    let clean = phone.chars().all(|c| c.is_ascii_digit() || "+ -".contains(c));
+    (clean && (6..=15).contains(&digits.len())).then_some(digits)
+}
+
+/// A random string over `alphabet`.
+pub(crate) fn random_string(alphabet: &[u8], len: usize) -> String {
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
+        .collect()
+}
+
+const HEX: &[u8] = b"0123456789ABCDEF";
+
+/// A WhatsApp-looking message id (`3EB0` and 18 hex digits).
+pub(crate) fn message_id() -> String {
+    format!("3EB0{}", random_string(HEX, 18))
+}
+
+/// A device token (opaque credentials).
+pub(crate) fn token() -> String {
+    random_string(b"0123456789abcdef", 40)
+}
+
+impl World {
+    /// Queues `frame` on connection `conn` (ignored when it is gone).
+    pub fn push(&self, conn: u64, frame: &ServerFrame) {
+        if let Some(c) = self.conns.get(&conn) {
+            match serde_json::to_string(frame) {
+                Ok(text) => {
+                    let _ = c.tx.send(Outbound::Frame(text));
+                }
+                Err(err) => tracing::error!(%err, "cannot encode a frame"),
+            }
+        }
+    }
+
+    /// Tells connection `conn` to drop its socket.
+    pub fn close(&self, conn: u64) {
+        if let Some(c) = self.conns.get(&conn) {
+            let _ = c.tx.send(Outbound::Close);
+        }
+    }
+
+    /// Queues `frame` on every live connection of `digits`' devices.
+    pub fn push_account(&self, digits: &str, frame: &ServerFrame) {
+        for conn in self.account_conns(digits) {
+            self.push(conn, frame);
+        }
+    }
+
+    /// Live connections of an account's devices.
+    pub fn account_conns(&self, digits: &str) -> Vec<u64> {
+        self.accounts.get(digits).map_or_else(Vec::new, |account| {
+            account
+                .devices
+                .iter()
+                .filter_map(|token| self.devices.get(token).and_then(|d| d.conn))
+                .collect()
+        })
+    }
+
+    /// The account of `digits`, created when missing.
+    pub fn account_mut(&mut self, digits: &str) -> &mut Account {
+        self.accounts
+            .entry(digits.to_owned())
+            .or_insert_with(|| Account::new(digits))
+    }
+
+    /// Links a new device to `digits`' account; returns its token.
+    pub fn link_device(&mut self, digits: &str) -> String {
+        let token = token();
+        self.account_mut(digits).devices.push(token.clone());
+        self.devices.insert(
+            token.clone(),
+            Device {
+                account: digits.to_owned(),
+                unlinked: false,
+                pending: Vec::new(),
+                conn: None,
+            },
+        );
+        token
+    }
+
+    /// Forgets a closed connection.
+    pub fn remove_conn(&mut self, conn: u64) {
+        self.pairings.remove(&conn);
+        if let Some(token) = self.conns.remove(&conn).and_then(|c| c.token)
+            && let Some(device) = self.devices.get_mut(&token)
+            && device.conn == Some(conn)
+        {
+            device.conn = None;
+        }
+    }
+}
