@@ -1,1 +1,12 @@
-//! The wa-rs adapter.
+//! The real WhatsApp link: a wa-rs adapter whose session state lives in wafleet's database.
+//!
+//! - [`store::WaStore`]: wa-rs's storage backend on our SQLite or PostgreSQL database, one
+//!   device's state per store.
+//! - [`WaLink`]: wafleet's [`Link`](wafleet_core::link::Link) on wa-rs, one client per device,
+//!   events in order and limited to personal chats.
+
+pub mod link;
+pub mod store;
+
+pub use link::{WaLink, WaLinkConfig, WaSession, map_event};
+pub use store::WaStore;

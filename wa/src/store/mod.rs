@@ -1,0 +1,128 @@
+//! wa-rs's storage [`Backend`](wa_rs_core::store::traits::Backend) on wafleet's database.
+//!
+//! [`WaStore`] implements the four wa-rs storage traits on sqlx, for SQLite and PostgreSQL alike.
+//! Every row is keyed by the device it belongs to (tables `wa_*`, migration `0003_wa_store`), so
+//! one database holds the state of every device, a device never sees another's keys, and a
+//! session can move to another worker or survive a restart.
+
+mod appsync;
+mod device;
+mod protocol;
+mod signal;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use wa_rs_core::store::error::StoreError;
+use wafleet_core::Db;
+use wafleet_core::types::DeviceId;
+
+/// Runs `$body` with `$pool` bound to the backend's native pool (each copy is type-checked
+/// against its own driver), the same pattern as wafleet-core's storage.
+macro_rules! on_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            ::wafleet_core::Db::Sqlite($pool) => $body,
+            ::wafleet_core::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_db;
+
+/// One device's wa-rs state in wafleet's database. Cheap to clone; pass it to wa-rs as
+/// `Arc<dyn Backend>`.
+#[derive(Clone, Debug)]
+pub struct WaStore {
+    /// The database every device's state lives in.
+    db: Db,
+    /// The device this store reads and writes; every query is scoped by it.
+    device: DeviceId,
+    /// Set once the session that used this store has ended (closed or logged out): wa-rs keeps
+    /// a background saver running for the life of the process, and a late save from it must not
+    /// bring wiped credentials back or overwrite what the device's next session wrote.
+    retired: Arc<AtomicBool>,
+}
+
+impl WaStore {
+    /// The store of `device` on `db`. The device's row in `devices` must exist (foreign key).
+    pub fn new(db: Db, device: DeviceId) -> WaStore {
+        WaStore {
+            db,
+            device,
+            retired: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Stops this store (and its clones) from saving the device any more; see [`WaStore::wipe`].
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`WaStore::retire`] was called.
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::SeqCst)
+    }
+
+    /// The device this store belongs to.
+    pub fn device(&self) -> DeviceId {
+        self.device
+    }
+
+    /// The database it uses.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Deletes everything wa-rs stored for this device (after a logout): the next session has to
+    /// pair again. Runs in one transaction so a crash leaves either all state or none. Retires
+    /// the store first, so that wa-rs cannot save the device back afterwards.
+    #[tracing::instrument(skip(self), fields(device = %self.device))]
+    pub async fn wipe(&self) -> Result<(), StoreError> {
+        self.retire();
+        // Children first is not needed (no foreign keys between wa_* tables), but the device row
+        // goes last so that `exists()` stays true until the rest is gone.
+        const TABLES: [&str; 15] = [
+            "DELETE FROM wa_identities WHERE device_id = $1",
+            "DELETE FROM wa_sessions WHERE device_id = $1",
+            "DELETE FROM wa_prekeys WHERE device_id = $1",
+            "DELETE FROM wa_signed_prekeys WHERE device_id = $1",
+            "DELETE FROM wa_sender_keys WHERE device_id = $1",
+            "DELETE FROM wa_app_state_keys WHERE device_id = $1",
+            "DELETE FROM wa_app_state_versions WHERE device_id = $1",
+            "DELETE FROM wa_app_state_mutation_macs WHERE device_id = $1",
+            "DELETE FROM wa_skdm_recipients WHERE device_id = $1",
+            "DELETE FROM wa_lid_mappings WHERE device_id = $1",
+            "DELETE FROM wa_base_keys WHERE device_id = $1",
+            "DELETE FROM wa_device_lists WHERE device_id = $1",
+            "DELETE FROM wa_sender_key_forget WHERE device_id = $1",
+            "DELETE FROM wa_tc_tokens WHERE device_id = $1",
+            "DELETE FROM wa_devices WHERE device_id = $1",
+        ];
+        on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await.map_err(db_error("beginning the wipe"))?;
+            for sql in TABLES {
+                sqlx::query(sql)
+                    .bind(self.device)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error("wiping the device's wa-rs state"))?;
+            }
+            tx.commit().await.map_err(db_error("committing the wipe"))
+        })
+    }
+}
+
+/// Maps a database error to wa-rs's error type, saying what we were doing.
+pub(crate) fn db_error(doing: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| StoreError::Database(format!("{doing}: {e}"))
+}
+
+/// Maps a (de)serialisation error to wa-rs's error type, saying what we were doing.
+pub(crate) fn serde_error(doing: &'static str) -> impl FnOnce(serde_json::Error) -> StoreError {
+    move |e| StoreError::Serialization(format!("{doing}: {e}"))
+}
+
+/// Reads back a u32 that wa-rs gave us and we stored as BIGINT.
+pub(crate) fn to_u32(value: i64, what: &'static str) -> Result<u32, StoreError> {
+    u32::try_from(value).map_err(|_| StoreError::Serialization(format!("stored {what} {value} is not a u32")))
+}
