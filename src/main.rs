@@ -1,5 +1,6 @@
 //! `wafleet`: one binary, several roles. See `wafleet --help`.
 
+mod demo;
 mod roles;
 
 use clap::{Parser, Subcommand};
@@ -20,10 +21,15 @@ struct Cli {
 }
 
 /// Which part of wafleet this process runs.
-#[derive(Clone, Copy, Debug, Subcommand)]
+#[derive(Clone, Debug, Subcommand)]
 enum Role {
     /// Every role in one process (the default).
-    Serve,
+    Serve {
+        /// Run against a simulated WhatsApp network inside this process, so devices can be linked
+        /// and chats seen without a real phone. The dashboard says so plainly.
+        #[arg(long)]
+        demo: bool,
+    },
     /// The stateless HTTP API and web dashboard.
     Api,
     /// A connection worker: holds device sessions.
@@ -32,6 +38,8 @@ enum Role {
     Scheduler,
     /// Apply database migrations and exit.
     Migrate,
+    /// The WhatsApp network simulator, for tests, benchmarks and demos (never real WhatsApp).
+    Sim(wafleet_sim::SimConfig),
 }
 
 #[tokio::main]
@@ -44,7 +52,7 @@ async fn main() -> std::process::ExitCode {
         }
     };
     wafleet_core::telemetry::init(cli.settings.log_format);
-    match roles::run(cli.role.unwrap_or(Role::Serve), cli.settings).await {
+    match roles::run(cli.role.unwrap_or(Role::Serve { demo: false }), cli.settings).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!("{err:#}");

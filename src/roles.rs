@@ -4,12 +4,20 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use wafleet_api::AppState;
+use wafleet_core::config::LinkChoice;
+use wafleet_core::link::Link;
 use wafleet_core::{Db, Settings, shutdown};
 
-use crate::Role;
+use crate::{Role, demo};
 
 /// Runs `role` until a shutdown signal, then drains.
 pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
+    let (trigger, shutdown) = shutdown::channel();
+    trigger.trigger_on_signals();
+    if let Role::Sim(config) = role {
+        return wafleet_sim::run(config, shutdown).await;
+    }
+
     let db = Db::connect(&settings).await?;
     db.migrate().await?;
     if matches!(role, Role::Migrate) {
@@ -18,39 +26,49 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
     }
     wafleet_core::accounts::ensure_admin(&db, &settings).await?;
 
-    let (trigger, shutdown) = shutdown::channel();
-    trigger.trigger_on_signals();
     let settings = Arc::new(settings);
     let mut tasks = tokio::task::JoinSet::new();
+    // Kept alive for the life of the process in demo mode.
+    let mut _simulator = None;
     match role {
-        Role::Serve => {
-            let state = AppState {
-                db: db.clone(),
-                settings: settings.clone(),
+        Role::Serve { demo } => {
+            let mut state = AppState::new(db.clone(), settings.clone());
+            let link: Arc<dyn Link> = if demo {
+                let handle = demo::start().await?;
+                state.demo = Some(demo::DemoPhones::new(&handle));
+                let link = Arc::new(wafleet_sim::SimLink::new(handle.ws_url(), db.clone()));
+                _simulator = Some(handle);
+                link
+            } else {
+                link_for(&settings, &db)
             };
             let listener = wafleet_api::bind(&settings).await?;
-            tracing::info!(url = %format!("http://{}", listener.local_addr()?), "wafleet is running (all roles, embedded)");
+            tracing::info!(url = %format!("http://{}", listener.local_addr()?), demo, "wafleet is running (all roles, embedded)");
             tasks.spawn(wafleet_api::serve(state, listener, shutdown.clone()));
-            tasks.spawn(wafleet_workers::run(db.clone(), shutdown.clone()));
+            tasks.spawn(wafleet_workers::run(db.clone(), link, shutdown.clone()));
             tasks.spawn(wafleet_scheduler::run(db.clone(), shutdown.clone()));
         }
         Role::Api => {
-            let state = AppState {
-                db: db.clone(),
-                settings: settings.clone(),
-            };
             let listener = wafleet_api::bind(&settings).await?;
-            tasks.spawn(wafleet_api::serve(state, listener, shutdown.clone()));
+            tasks.spawn(wafleet_api::serve(
+                AppState::new(db.clone(), settings.clone()),
+                listener,
+                shutdown.clone(),
+            ));
         }
         Role::Worker => {
             tasks.spawn(probes(db.clone(), settings.clone(), shutdown.clone()));
-            tasks.spawn(wafleet_workers::run(db.clone(), shutdown.clone()));
+            tasks.spawn(wafleet_workers::run(
+                db.clone(),
+                link_for(&settings, &db),
+                shutdown.clone(),
+            ));
         }
         Role::Scheduler => {
             tasks.spawn(probes(db.clone(), settings.clone(), shutdown.clone()));
             tasks.spawn(wafleet_scheduler::run(db.clone(), shutdown.clone()));
         }
-        Role::Migrate => unreachable!("handled above"),
+        Role::Migrate | Role::Sim(_) => unreachable!("handled above"),
     }
     // Tasks end at shutdown; if one fails first, the others are told to stop and its error is returned.
     let mut result = Ok(());
@@ -66,6 +84,17 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
     db.close().await;
     tracing::info!("stopped");
     result
+}
+
+/// The link the settings choose for workers.
+fn link_for(settings: &Settings, db: &Db) -> Arc<dyn Link> {
+    match settings.whatsapp_link {
+        LinkChoice::Whatsapp => Arc::new(wafleet_wa::WaLink::new(db.clone(), settings.wa_server_url.clone())),
+        LinkChoice::Simulator => {
+            tracing::warn!(url = %settings.simulator_url, "workers connect to the network SIMULATOR, not to WhatsApp");
+            Arc::new(wafleet_sim::SimLink::new(settings.simulator_url.clone(), db.clone()))
+        }
+    }
 }
 
 /// Health and readiness probes for roles without the API.

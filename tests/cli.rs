@@ -157,7 +157,7 @@ fn help_lists_every_setting() {
     ] {
         assert!(help.contains(var), "--help names {var}");
     }
-    for role in ["serve", "api", "worker", "scheduler", "migrate"] {
+    for role in ["serve", "api", "worker", "scheduler", "migrate", "sim"] {
         assert!(help.contains(&format!("  {role} ")), "--help names the {role} role");
     }
 }
@@ -203,4 +203,36 @@ async fn migrate_applies_postgres_migrations_idempotently() {
         .execute(&admin)
         .await
         .unwrap();
+}
+
+#[test]
+fn sim_runs_as_its_own_process_with_a_control_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = wafleet(dir.path())
+        .args(["sim", "--sim-port", &port.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let state = loop {
+        if let Some(page) = get(port, "/control/state") {
+            break page;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "wafleet sim did not start listening on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(state.contains(" 200 "), "{state}");
+    assert!(state.contains("application/json"), "{state}");
+    assert!(!dir.path().join("data").exists(), "the simulator keeps no database");
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = wait_for_exit(&mut child, Duration::from_secs(15)).expect("wafleet sim exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
 }

@@ -38,6 +38,9 @@ pub enum ApiError {
     /// 429: too many failed logins; retry after the given seconds.
     #[error("too many failed logins: try again in {0} seconds")]
     TooManyRequests(i64),
+    /// 503: a dependency (the worker holding a device, WhatsApp) did not answer in time.
+    #[error("{0}")]
+    Unavailable(String),
     /// 500: a fault on our side; details go to the log only.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -59,6 +62,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -1,6 +1,7 @@
 //! Extractors whose rejections are [`ApiError`]s in the JSON envelope, not axum's plain text.
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequest, Request};
+use axum::http::header;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
@@ -15,10 +16,24 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        axum::Json::<T>::from_request(req, state)
+        <axum::Json<T> as FromRequest<AppState>>::from_request(req, state)
             .await
             .map(|axum::Json(value)| Json(value))
             .map_err(|rejection| ApiError::from_json_rejection(rejection, state.settings.max_body_bytes))
+    }
+}
+
+/// An optional JSON body: absent when the request has no `Content-Type` (an empty POST).
+impl<T: DeserializeOwned> OptionalFromRequest<AppState> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Option<Self>, Self::Rejection> {
+        if !req.headers().contains_key(header::CONTENT_TYPE) {
+            return Ok(None);
+        }
+        <Json<T> as FromRequest<AppState>>::from_request(req, state)
+            .await
+            .map(Some)
     }
 }
 

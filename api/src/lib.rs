@@ -5,15 +5,19 @@
 //! requests except the database pool, so any number of replicas can run behind a load balancer.
 
 mod accounts;
+mod compat;
 mod csrf;
+mod demo;
 mod devices;
 mod envelope;
 pub mod error;
 mod extract;
 pub mod health;
+mod live;
 mod openapi;
 mod pages;
 mod session;
+mod sessions;
 mod tokens;
 
 use std::net::SocketAddr;
@@ -25,18 +29,32 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
+use wafleet_core::link::SimulatedPhones;
 use wafleet_core::shutdown::Shutdown;
 use wafleet_core::{Db, Settings};
 
 pub use error::ApiError;
 
 /// What every handler can reach.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AppState {
     /// The database pool.
     pub db: Db,
     /// Settings of this process.
     pub settings: Arc<Settings>,
+    /// In demo mode, the simulated phones the dashboard can use to link devices.
+    pub demo: Option<Arc<dyn SimulatedPhones>>,
+}
+
+impl AppState {
+    /// State for a normal (non-demo) process.
+    pub fn new(db: Db, settings: Arc<Settings>) -> Self {
+        AppState {
+            db,
+            settings,
+            demo: None,
+        }
+    }
 }
 
 /// The whole HTTP application: pages, JSON API, OpenAPI document and health probes.
@@ -45,12 +63,16 @@ pub fn app(state: AppState) -> Router {
         .merge(accounts::router())
         .merge(tokens::router())
         .merge(devices::router())
+        .merge(sessions::router())
+        .merge(compat::router())
         .split_for_parts();
     let spec = Arc::new(spec);
     Router::new()
         .merge(api)
         .merge(openapi::router(spec))
         .merge(pages::router())
+        .merge(live::router())
+        .merge(demo::router())
         .merge(health::router())
         .fallback(error::no_route)
         .layer(axum::middleware::from_fn_with_state(state.clone(), csrf::protect))

@@ -27,6 +27,8 @@ use crate::AppState;
         (name = "accounts", description = "Register, log in, log out"),
         (name = "tokens", description = "API tokens for the REST API"),
         (name = "devices", description = "Your WhatsApp numbers"),
+        (name = "sessions", description = "Linking devices to WhatsApp, their chats and number checks"),
+        (name = "compatible", description = "Routes kept from the REST API wafleet grew out of; API tokens only"),
     )
 )]
 pub struct ApiDoc;

@@ -175,6 +175,7 @@ struct Dashboard {
     csrf: String,
     email: String,
     is_admin: bool,
+    demo: bool,
 }
 
 async fn dashboard(State(state): State<AppState>, PageUser(user): PageUser, jar: CookieJar) -> Response {
@@ -183,6 +184,7 @@ async fn dashboard(State(state): State<AppState>, PageUser(user): PageUser, jar:
         csrf,
         email: user.email.to_string(),
         is_admin: user.is_admin,
+        demo: state.demo.is_some(),
     };
     (jar, page(StatusCode::OK, &view)).into_response()
 }

@@ -44,64 +44,240 @@ const statusText = {
 const deviceGrid = document.getElementById("devices");
 const cardTemplate = document.getElementById("device-card");
 
-function renderDevice(device) {
+/** Shows `el` when `show` is true. */
+function toggle(el, show) {
+  if (el) el.hidden = !show;
+}
+
+/** Runs an action of a card, showing its error in the flash bar. */
+async function act(action) {
+  try {
+    const result = await action();
+    clearError();
+    return result;
+  } catch (err) {
+    showError(err);
+    return undefined;
+  }
+}
+
+/** Creates the card of a device and wires its buttons; `updateCard` fills it. */
+function createCard(device) {
   const card = cardTemplate.content.firstElementChild.cloneNode(true);
   card.dataset.id = device.id;
-  card.querySelector(".name").textContent = device.name;
-  const status = card.querySelector(".status");
-  status.textContent = statusText[device.status] || device.status;
-  status.classList.add(device.status);
-  card.querySelector(".phone").textContent = device.phone || "No number yet";
-  card.querySelector(".seen").textContent = `Last seen: ${when(device.last_seen_at)}`;
+  const id = device.id;
+  const $ = (sel) => card.querySelector(sel);
 
-  const rename = card.querySelector(".rename");
-  card.querySelector(".edit").addEventListener("click", () => {
+  const rename = $(".rename");
+  $(".edit").addEventListener("click", () => {
     rename.hidden = false;
-    rename.elements.name.value = device.name;
+    rename.elements.name.value = card.device.name;
     rename.elements.name.focus();
   });
   rename.querySelector(".cancel").addEventListener("click", () => { rename.hidden = true; });
   rename.addEventListener("submit", async (event) => {
     event.preventDefault();
-    try {
-      const updated = await api("PUT", `/api/devices/${device.id}`, { name: rename.elements.name.value });
-      card.replaceWith(renderDevice(updated));
-      clearError();
-    } catch (err) { showError(err); }
+    const updated = await act(() => api("PUT", `/api/devices/${id}`, { name: rename.elements.name.value }));
+    if (updated) {
+      rename.hidden = true;
+      updateCard(card, { ...card.view, ...updated });
+    }
   });
-  card.querySelector(".delete").addEventListener("click", async () => {
-    if (!window.confirm(`Delete ${device.name}? Its stored chats and leads go with it.`)) return;
-    try {
-      await api("DELETE", `/api/devices/${device.id}`);
+  $(".delete").addEventListener("click", async () => {
+    if (!window.confirm(`Delete ${card.device.name}? Its stored chats and leads go with it.`)) return;
+    if ((await act(() => api("DELETE", `/api/devices/${id}`))) !== undefined) {
       card.remove();
       updateEmpty();
-      clearError();
-    } catch (err) { showError(err); }
+    }
   });
+
+  $(".pair-qr").addEventListener("click", async () => {
+    toggle($(".pairing"), true);
+    $(".waiting").hidden = false;
+    const qr = await act(() => api("POST", `/api/devices/${id}/qr`));
+    if (qr) showQr(card, qr.qr_svg);
+  });
+  const codeForm = $(".code-form");
+  $(".pair-code-open").addEventListener("click", () => {
+    codeForm.hidden = false;
+    codeForm.elements.phone.value = card.device.phone || "";
+    codeForm.elements.phone.focus();
+  });
+  codeForm.querySelector(".cancel").addEventListener("click", () => { codeForm.hidden = true; });
+  codeForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    toggle($(".pairing"), true);
+    const body = codeForm.elements.phone.value.trim() ? { phone: codeForm.elements.phone.value } : {};
+    const result = await act(() => api("POST", `/api/devices/${id}/pair-code`, body));
+    if (result) {
+      codeForm.hidden = true;
+      showPairCode(card, result.pair_code);
+    }
+  });
+  $(".reconnect").addEventListener("click", () => act(() => api("POST", `/api/devices/${id}/reconnect`)));
+  $(".logout").addEventListener("click", async () => {
+    if (!window.confirm(`Log ${card.device.name} out of WhatsApp? You can link it again later.`)) return;
+    await act(() => api("POST", `/api/devices/${id}/logout`));
+  });
+
+  const check = $(".check");
+  $(".show-check").addEventListener("click", () => {
+    check.hidden = !check.hidden;
+    if (!check.hidden) check.elements.phones.focus();
+  });
+  check.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const phones = check.elements.phones.value.split(/[\s,;]+/).filter(Boolean);
+    const results = await act(() => api("POST", `/api/devices/${id}/check`, { phones }));
+    if (!results) return;
+    const list = $(".check-results");
+    list.replaceChildren(...results.map((r) => {
+      const item = document.createElement("li");
+      item.className = r.jid ? "on-wa" : "not-on-wa";
+      item.textContent = `${r.phone}: ${r.jid ? "on WhatsApp" : "not on WhatsApp"}`;
+      return item;
+    }));
+    list.hidden = false;
+  });
+
+  $(".show-chats").addEventListener("click", async () => {
+    const list = $(".chat-list");
+    if (!list.hidden) { list.hidden = true; return; }
+    await loadChats(card);
+    list.hidden = false;
+  });
+
+  const demo = $(".demo-scan");
+  if (demo) {
+    demo.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const phone = demo.elements.phone.value.trim() || card.device.phone || "";
+      await act(() => api("POST", `/api/demo/devices/${id}/scan`, { phone }));
+    });
+  }
+  updateCard(card, device);
   return card;
+}
+
+async function loadChats(card) {
+  const chats = await act(() => api("GET", `/api/devices/${card.dataset.id}/chats`));
+  if (!chats) return;
+  const list = card.querySelector(".chat-list");
+  if (chats.length === 0) {
+    const empty = document.createElement("li");
+    empty.className = "hint";
+    empty.textContent = "No chats yet.";
+    list.replaceChildren(empty);
+    return;
+  }
+  list.replaceChildren(...chats.map((chat) => {
+    const item = document.createElement("li");
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = chat.name || chat.jid.split("@")[0];
+    item.append(who, ` ${chat.last_message_preview || ""}`);
+    if (chat.unread_count > 0) item.append(` (${chat.unread_count} unread)`);
+    return item;
+  }));
+}
+
+function showQr(card, svg) {
+  const box = card.querySelector(".qr");
+  if (svg && box.dataset.svg !== svg) {
+    box.dataset.svg = svg;
+    box.innerHTML = svg; // rendered on our server from the QR payload; contains no user input
+  }
+  toggle(box, Boolean(svg));
+  card.querySelector(".waiting").hidden = Boolean(svg) || !card.querySelector(".pair-code").hidden;
+}
+
+function showPairCode(card, code) {
+  const line = card.querySelector(".pair-code");
+  line.querySelector("b").textContent = code || "";
+  line.hidden = !code;
+  if (code) card.querySelector(".waiting").hidden = true;
+}
+
+/** Fills a card from a device (and, from the event stream, its pairing progress). */
+function updateCard(card, view) {
+  const $ = (sel) => card.querySelector(sel);
+  card.view = view;
+  card.device = view;
+  $(".name").textContent = view.name;
+  const status = $(".status");
+  status.textContent = statusText[view.status] || view.status;
+  status.className = `status ${view.status}`;
+  $(".phone").textContent = view.phone || "No number yet";
+  $(".jid").textContent = view.jid ? `Linked as ${view.jid.split("@")[0]}` : "Not linked";
+  $(".seen").textContent = `Last seen: ${when(view.last_seen_at)}`;
+  const pairing = view.pairing || {};
+  const error = $(".last-error");
+  error.textContent = pairing.last_error || "";
+  error.hidden = !pairing.last_error || view.status === "online";
+  const isPairing = view.status === "pairing";
+  toggle($(".pairing"), isPairing);
+  if (isPairing) {
+    showQr(card, pairing.qr_svg);
+    showPairCode(card, pairing.pair_code);
+  }
+  const linked = Boolean(view.jid);
+  const online = view.status === "online";
+  toggle($(".pair-qr"), !online && !isPairing);
+  toggle($(".pair-code-open"), !online && !isPairing);
+  toggle($(".reconnect"), linked && !online && !isPairing && view.status !== "banned");
+  toggle($(".logout"), linked && view.status !== "logged_out" && view.status !== "banned");
+  toggle($(".show-check"), online);
+  if (!online) toggle($(".check"), false);
+  if (typeof view.chat_count === "number") {
+    const count = $(".chat-count");
+    if (count.textContent !== String(view.chat_count) && !$(".chat-list").hidden) loadChats(card);
+    count.textContent = view.chat_count;
+  }
 }
 
 function updateEmpty() {
   document.getElementById("no-devices").hidden = deviceGrid.children.length > 0;
 }
 
-async function loadDevices() {
-  const devices = await api("GET", "/api/devices");
-  deviceGrid.replaceChildren(...devices.map(renderDevice));
+/** Brings the grid in line with `views`: updates cards in place, adds new ones, drops gone ones. */
+function showDevices(views) {
+  const cards = new Map([...deviceGrid.children].map((card) => [card.dataset.id, card]));
+  const ordered = views.map((view) => {
+    const card = cards.get(String(view.id));
+    if (card) {
+      updateCard(card, view);
+      cards.delete(String(view.id));
+      return card;
+    }
+    return createCard(view);
+  });
+  for (const gone of cards.values()) gone.remove();
+  ordered.forEach((card, i) => {
+    if (deviceGrid.children[i] !== card) deviceGrid.insertBefore(card, deviceGrid.children[i] || null);
+  });
   updateEmpty();
+}
+
+async function loadDevices() {
+  showDevices(await api("GET", "/api/devices"));
+}
+
+/** Live updates: the server pushes the device list whenever something changes. */
+function followEvents() {
+  const source = new EventSource("/api/events");
+  source.addEventListener("devices", (event) => showDevices(JSON.parse(event.data)));
 }
 
 document.getElementById("add-device").addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = event.target;
   const phone = form.elements.phone.value.trim();
-  try {
-    const device = await api("POST", "/api/devices", { name: form.elements.name.value, phone: phone || null });
-    deviceGrid.append(renderDevice(device));
+  const device = await act(() => api("POST", "/api/devices", { name: form.elements.name.value, phone: phone || null }));
+  if (device) {
+    deviceGrid.append(createCard(device));
     updateEmpty();
     form.reset();
-    clearError();
-  } catch (err) { showError(err); }
+  }
 });
 
 // ---- API tokens -------------------------------------------------------------------------------
@@ -166,3 +342,4 @@ for (const tab of document.querySelectorAll("[data-tab]")) {
   tab.addEventListener("click", () => selectTab(tab.dataset.tab));
 }
 selectTab("devices");
+followEvents();

@@ -55,6 +55,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which WhatsApp network the workers' sessions connect to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LinkChoice {
+    /// The real WhatsApp, through the wa-rs client.
+    Whatsapp,
+    /// The project's network simulator (`wafleet sim`) at `SIMULATOR_URL`.
+    Simulator,
+}
+
 /// Where data lives, resolved from [`Settings::database_url`] and [`Settings::data_dir`].
 #[derive(Clone, Debug)]
 pub enum DatabaseTarget {
@@ -151,6 +160,24 @@ pub struct Settings {
     /// Seconds in-flight work gets to finish after SIGTERM before the process exits.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", global = true, default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
+
+    /// Which WhatsApp network workers connect to: `whatsapp` (real, through wa-rs) or `simulator`.
+    #[arg(long, env = "WHATSAPP_LINK", global = true, value_enum, default_value_t = LinkChoice::Whatsapp)]
+    pub whatsapp_link: LinkChoice,
+
+    /// WebSocket URL of the network simulator, used when `WHATSAPP_LINK=simulator`.
+    #[arg(long, env = "SIMULATOR_URL", global = true, default_value = "ws://127.0.0.1:3100/ws")]
+    pub simulator_url: String,
+
+    /// WhatsApp server URL for the wa-rs client; unset means the real WhatsApp (for testing against
+    /// a protocol-level server).
+    #[arg(long, env = "WA_SERVER_URL", global = true)]
+    pub wa_server_url: Option<String>,
+
+    /// Seconds an API request waits for the worker holding a device (QR code, pair code, number
+    /// check) before answering 503.
+    #[arg(long, env = "WORKER_WAIT_SECS", global = true, default_value_t = 15)]
+    pub worker_wait_secs: u64,
 
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]

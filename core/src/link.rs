@@ -17,8 +17,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::types::{DeviceId, PhoneNumber, Timestamp};
 
 /// A WhatsApp address (`60123456789@s.whatsapp.net`, `123@g.us`, `status@broadcast`, …).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(transparent)]
+#[schema(value_type = String, example = "60123456789@s.whatsapp.net")]
 pub struct Jid(pub String);
 
 /// The server part of personal (one-to-one) chats.
@@ -222,7 +225,7 @@ pub enum LinkError {
 }
 
 /// Whether a number is on WhatsApp.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct NumberCheck {
     /// The number asked about.
     pub phone: PhoneNumber,
@@ -268,6 +271,16 @@ pub trait Session: Send + Sync {
 
     /// Closes the connection but keeps the credentials (hand-off to another worker, shutdown).
     async fn close(&self);
+}
+
+/// What a person does on a simulated phone, for demo mode: the simulator implements it so the
+/// dashboard can link a device without a real phone.
+#[async_trait::async_trait]
+pub trait SimulatedPhones: Send + Sync + 'static {
+    /// The phone of `phone` scans `qr_code` (the account is created if needed).
+    async fn scan_qr(&self, qr_code: &str, phone: &PhoneNumber) -> Result<(), LinkError>;
+    /// The phone confirms the pair code `code`.
+    async fn confirm_pair_code(&self, code: &str) -> Result<(), LinkError>;
 }
 
 #[cfg(test)]

@@ -25,3 +25,45 @@ CREATE TABLE link_credentials (
     data       TEXT  NOT NULL,
     updated_at BIGINT NOT NULL
 );
+
+-- Questions for the worker that holds a device's session (e.g. "which of these numbers are on
+-- WhatsApp?"): the API inserts a row and waits for the answer; the holder answers it.
+CREATE TABLE device_requests (
+    id         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    device_id  BIGINT    NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    kind       TEXT   NOT NULL CHECK (kind IN ('check_numbers')),
+    payload    TEXT   NOT NULL,  -- JSON
+    state      TEXT   NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'failed')),
+    result     TEXT,             -- JSON answer, or the reason it failed
+    created_at BIGINT NOT NULL,
+    done_at    BIGINT
+);
+CREATE INDEX device_requests_pending ON device_requests (id) WHERE state = 'pending';
+
+-- Personal chats of a device (never groups, broadcasts, status or newsletters).
+CREATE TABLE chats (
+    device_id            BIGINT    NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    jid                  TEXT   NOT NULL,
+    name                 TEXT,            -- the contact's push name, when known
+    last_message_at      BIGINT NOT NULL,
+    last_message_preview TEXT,
+    unread_count         BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (device_id, jid)
+);
+CREATE INDEX chats_recent ON chats (device_id, last_message_at DESC);
+
+-- Messages of personal chats. The key deduplicates replays of the same message.
+CREATE TABLE messages (
+    device_id   BIGINT     NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    id          TEXT    NOT NULL,         -- WhatsApp's message id
+    chat_jid    TEXT    NOT NULL,
+    sender_jid  TEXT    NOT NULL,
+    from_me     BOOLEAN NOT NULL,
+    kind        TEXT    NOT NULL,         -- text | image | video | audio | document | sticker | other
+    body        TEXT,                     -- text or caption
+    sent_at     BIGINT  NOT NULL,
+    status      TEXT,                     -- for our own messages: sent | delivered | read
+    received_at BIGINT  NOT NULL,
+    PRIMARY KEY (device_id, id)
+);
+CREATE INDEX messages_chat_time ON messages (device_id, chat_jid, sent_at DESC);

@@ -1,133 +1,16 @@
-//! The dashboard in headless Chromium, driven through WebDriver (chromedriver), as a user would.
-//!
-//! Needs `chromium` and `chromedriver` (Debian packages `chromium`, `chromium-driver`); the test
-//! command `infra/test` installs them when missing. Override the paths with `WAFLEET_CHROMEDRIVER`
-//! and `WAFLEET_CHROMIUM`.
+//! The dashboard in headless Chromium, driven as a user would.
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::json;
+use fantoccini::Locator;
 use wafleet_core::types::{Email, UserId};
 
+#[path = "../support/browser.rs"]
+mod support;
+
+use support::{click, fill, screenshot, start_browser, wait_for_text};
+
 use crate::helpers::TestApp;
-
-/// A chromedriver process, killed when dropped.
-struct Driver {
-    child: Child,
-    url: String,
-    _profile: tempfile::TempDir,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_browser() -> (Driver, Client) {
-    // The WebDriver client speaks TLS through rustls; name its provider (ring) explicitly.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let program = std::env::var("WAFLEET_CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-    let child = Command::new(&program)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start `{program}` ({e}): install Debian's chromium and chromium-driver (infra/test does)")
-        });
-    let profile = tempfile::tempdir().unwrap();
-    let driver = Driver {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        _profile: profile,
-    };
-
-    let binary = std::env::var("WAFLEET_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let args = [
-        "--headless=new".to_owned(),
-        "--no-sandbox".into(),
-        "--disable-gpu".into(),
-        "--disable-dev-shm-usage".into(),
-        "--disable-quic".into(),
-        "--no-first-run".into(),
-        "--disable-background-networking".into(),
-        "--disable-component-update".into(),
-        "--disable-sync".into(),
-        "--window-size=1280,900".into(),
-        format!("--user-data-dir={}", driver._profile.path().display()),
-    ];
-    let mut caps = serde_json::Map::new();
-    caps.insert("goog:chromeOptions".into(), json!({"binary": binary, "args": args}));
-    let mut last_error = None;
-    for _ in 0..100 {
-        match ClientBuilder::rustls()
-            .unwrap()
-            .capabilities(caps.clone())
-            .connect(&driver.url)
-            .await
-        {
-            Ok(client) => return (driver, client),
-            Err(e) => last_error = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("chromedriver at {} did not start a browser: {last_error:?}", driver.url);
-}
-
-/// Waits up to 10 s for `css` to match an element whose text is `text`.
-async fn wait_for_text(browser: &Client, css: &str, text: &str) {
-    for _ in 0..100 {
-        for element in browser.find_all(Locator::Css(css)).await.unwrap() {
-            if element.text().await.unwrap_or_default() == text {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "no `{css}` with text {text:?} appeared:\n{}",
-        browser.source().await.unwrap_or_default()
-    );
-}
-
-async fn fill(browser: &Client, css: &str, value: &str) {
-    let input = browser
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap();
-    input.clear().await.unwrap();
-    input.send_keys(value).await.unwrap();
-}
-
-async fn click(browser: &Client, css: &str) {
-    browser
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-}
-
-/// Saves a screenshot as `<WAFLEET_SCREENSHOTS>/<name>.png` when that variable is set (for looking
-/// at the pages while working on them).
-async fn screenshot(browser: &Client, name: &str) {
-    if let Ok(dir) = std::env::var("WAFLEET_SCREENSHOTS") {
-        let png = browser.screenshot().await.unwrap();
-        std::fs::write(Path::new(&dir).join(format!("{name}.png")), png).unwrap();
-    }
-}
 
 async fn user_id(app: &TestApp, email: &str) -> UserId {
     app.db

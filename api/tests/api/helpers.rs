@@ -33,7 +33,12 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Starts the app on `backend` after `configure` adjusts the settings.
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
-    let test_db = TestDb::with_settings(backend, configure).await;
+    let test_db = TestDb::with_settings(backend, |s| {
+        // No worker runs beside these tests: requests that wait for one give up quickly.
+        s.worker_wait_secs = 1;
+        configure(s)
+    })
+    .await;
     let (db, settings) = (test_db.db.clone(), test_db.settings.clone());
     wafleet_core::accounts::ensure_admin(&db, &settings)
         .await
@@ -41,10 +46,7 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (trigger, shutdown) = shutdown::channel();
-    let state = AppState {
-        db: db.clone(),
-        settings: std::sync::Arc::new(settings.clone()),
-    };
+    let state = AppState::new(db.clone(), std::sync::Arc::new(settings.clone()));
     tokio::spawn(wafleet_api::serve(state, listener, shutdown));
     TestApp {
         base,

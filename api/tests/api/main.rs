@@ -36,4 +36,5 @@ mod devices;
 mod docs;
 mod helpers;
 mod isolation;
+mod sessions;
 mod tokens;

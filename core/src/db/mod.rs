@@ -6,6 +6,9 @@
 //! dialects differ, a query matches on [`Db`] itself.
 
 mod api_tokens;
+mod chats;
+mod device_requests;
+mod device_sessions;
 mod devices;
 mod link_credentials;
 mod login_failures;
@@ -21,6 +24,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use crate::config::{DatabaseTarget, Settings};
 
 pub use api_tokens::ApiToken;
+pub use chats::Chat;
+pub use device_requests::{DeviceRequest, RequestOutcome};
+pub use device_sessions::{Desired, PairingView, SessionTarget};
 pub use devices::{Device, DeviceChanges, DeviceStatus};
 pub use users::{NewUserRole, User};
 

@@ -1,0 +1,244 @@
+//! Routes kept from the REST API wafleet grew out of (`/app/*`), with its request and response
+//! shapes. They change state on GET, so they accept API tokens only (`Bearer <token>`, or HTTP
+//! Basic with the token as password, as existing clients send) and never a browser cookie: a
+//! link on another site cannot trigger them.
+
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::header;
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use wafleet_core::auth;
+use wafleet_core::db::User;
+use wafleet_core::types::{DeviceId, PhoneNumber};
+
+use crate::AppState;
+use crate::envelope::{Envelope, ok};
+use crate::error::{ApiError, ApiResult};
+use crate::sessions;
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(app_login))
+        .routes(routes!(app_login_with_code))
+        .routes(routes!(app_logout))
+        .routes(routes!(app_reconnect))
+        .routes(routes!(app_devices))
+        .routes(routes!(app_qr))
+}
+
+/// The owner of the API token the request carries.
+pub struct TokenUser(pub User);
+
+impl FromRequestParts<AppState> for TokenUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let token = if let Some(token) = value.strip_prefix("Bearer ") {
+            Some(token.trim().to_owned())
+        } else if let Some(basic) = value.strip_prefix("Basic ") {
+            base64::engine::general_purpose::STANDARD
+                .decode(basic.trim())
+                .ok()
+                .and_then(|raw| String::from_utf8(raw).ok())
+                .and_then(|pair| pair.split_once(':').map(|(_, password)| password.to_owned()))
+        } else {
+            None
+        };
+        let token = token.ok_or_else(|| {
+            ApiError::Unauthorized(
+                "send an API token: `Authorization: Bearer <token>` (or Basic with the token as password)".into(),
+            )
+        })?;
+        state
+            .db
+            .api_token_user(&auth::digest(&token))
+            .await?
+            .map(TokenUser)
+            .ok_or_else(|| ApiError::Unauthorized("the API token is unknown or revoked".into()))
+    }
+}
+
+#[derive(Deserialize)]
+struct DeviceQuery {
+    device_id: Option<String>,
+}
+
+/// The device a request is about: `X-Device-Id` header or `device_id` query; the only device
+/// when the user has exactly one.
+async fn target_device(parts: &Parts, state: &AppState, user: &User) -> ApiResult<DeviceId> {
+    let query: Option<DeviceQuery> = Query::try_from_uri(&parts.uri).ok().map(|Query(q)| q);
+    let named = parts
+        .headers
+        .get("x-device-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| query.and_then(|q| q.device_id));
+    if let Some(raw) = named {
+        let id = raw.trim().parse().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "X-Device-Id `{raw}` is not a device id (a number from /app/devices)"
+            ))
+        })?;
+        state
+            .db
+            .device(user.id, DeviceId(id))
+            .await
+            .map_err(|e| ApiError::from_core(e, "device"))?;
+        return Ok(DeviceId(id));
+    }
+    match state.db.list_devices(user.id).await?.as_slice() {
+        [only] => Ok(only.id),
+        [] => Err(ApiError::NotFound("device (add one first)")),
+        _ => Err(ApiError::BadRequest(
+            "you have several devices: name one with the X-Device-Id header".into(),
+        )),
+    }
+}
+
+/// Resolves the caller and the device named by the request.
+async fn caller(parts: &mut Parts, state: &AppState) -> ApiResult<(User, DeviceId)> {
+    let TokenUser(user) = TokenUser::from_request_parts(parts, state).await?;
+    let device = target_device(parts, state, &user).await?;
+    Ok((user, device))
+}
+
+/// Caller and device, as one extractor.
+pub struct Caller(pub User, pub DeviceId);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        caller(parts, state).await.map(|(user, device)| Caller(user, device))
+    }
+}
+
+/// `results` of `GET /app/login`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LoginResults {
+    /// Seconds until the QR code is replaced.
+    pub qr_duration: i64,
+    /// Where to fetch the QR code image (SVG).
+    pub qr_link: String,
+}
+
+/// Start pairing the device by QR code (compatible route).
+#[utoipa::path(get, path = "/app/login", tag = "compatible", params(("X-Device-Id" = Option<String>, Header, description = "Device id")),
+    responses((status = 200, body = Envelope<LoginResults>)), security(("bearer" = [])))]
+async fn app_login(
+    State(state): State<AppState>,
+    Caller(user, device): Caller,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<impl IntoResponse> {
+    let view = sessions::begin_qr(&state, user.id, device).await?;
+    let now = wafleet_core::types::Timestamp::now().millis();
+    let qr_duration = view.qr_expires_at.map_or(30, |t| ((t.millis() - now) / 1000).max(1));
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = if state.settings.cookie_secure { "https" } else { "http" };
+    let qr_link = format!("{scheme}://{host}/api/devices/{device}/qr?format=svg");
+    Ok(ok("Success", LoginResults { qr_duration, qr_link }))
+}
+
+/// Query of `GET /app/login-with-code`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+struct CodeQuery {
+    /// The number of the phone to link.
+    phone: String,
+}
+
+/// `results` of `GET /app/login-with-code`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CodeResults {
+    /// The code to type on the phone.
+    pub pair_code: String,
+}
+
+/// Start pairing the device by phone code (compatible route).
+#[utoipa::path(get, path = "/app/login-with-code", tag = "compatible", params(CodeQuery),
+    responses((status = 200, body = Envelope<CodeResults>)), security(("bearer" = [])))]
+async fn app_login_with_code(
+    State(state): State<AppState>,
+    Caller(user, device): Caller,
+    Query(query): Query<CodeQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let phone = PhoneNumber::parse(&query.phone, state.settings.default_country)
+        .map_err(|e| ApiError::Invalid(format!("phone: {e}")))?;
+    let pair_code = sessions::begin_pair_code(&state, user.id, device, &phone).await?;
+    Ok(ok("Success", CodeResults { pair_code }))
+}
+
+/// Log the device out of WhatsApp, keeping the device (compatible route).
+#[utoipa::path(get, path = "/app/logout", tag = "compatible", responses((status = 200, description = "Logout requested")),
+    security(("bearer" = [])))]
+async fn app_logout(State(state): State<AppState>, Caller(user, device): Caller) -> ApiResult<impl IntoResponse> {
+    sessions::begin_logout(&state, user.id, device).await?;
+    Ok(ok("Success logout", ()))
+}
+
+/// Reconnect the device (compatible route).
+#[utoipa::path(get, path = "/app/reconnect", tag = "compatible", responses((status = 200, description = "Reconnect requested")),
+    security(("bearer" = [])))]
+async fn app_reconnect(State(state): State<AppState>, Caller(user, device): Caller) -> ApiResult<impl IntoResponse> {
+    sessions::begin_reconnect(&state, user.id, device).await?;
+    Ok(ok("Reconnect success", ()))
+}
+
+/// The device's current QR code as an SVG image (compatible route; start pairing with `/app/login`).
+#[utoipa::path(get, path = "/app/qr", tag = "compatible",
+    responses((status = 200, description = "SVG image", content_type = "image/svg+xml"), (status = 404, description = "No QR code now")),
+    security(("bearer" = [])))]
+async fn app_qr(State(state): State<AppState>, Caller(user, device): Caller) -> ApiResult<impl IntoResponse> {
+    let view = state.db.pairing_view(user.id, device).await?;
+    let svg = sessions::qr_svg(
+        view.qr_code
+            .as_deref()
+            .ok_or(ApiError::NotFound("QR code (start pairing with /app/login)"))?,
+    )
+    .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("QR payload does not fit a QR code")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        svg,
+    ))
+}
+
+/// One entry of `GET /app/devices`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AppDevice {
+    /// The device's name.
+    pub name: String,
+    /// Its id, for `X-Device-Id`.
+    pub device: String,
+    /// The linked account's JID (empty until linked).
+    pub jid: String,
+}
+
+/// List your devices (compatible route).
+#[utoipa::path(get, path = "/app/devices", tag = "compatible", responses((status = 200, body = Envelope<Vec<AppDevice>>)),
+    security(("bearer" = [])))]
+async fn app_devices(State(state): State<AppState>, TokenUser(user): TokenUser) -> ApiResult<impl IntoResponse> {
+    let devices = state.db.list_devices(user.id).await?;
+    let list: Vec<AppDevice> = devices
+        .into_iter()
+        .map(|d| AppDevice {
+            name: d.name,
+            device: d.id.to_string(),
+            jid: d.jid.unwrap_or_default(),
+        })
+        .collect();
+    Ok(ok("Fetch device success", list))
+}

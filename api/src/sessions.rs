@@ -1,0 +1,340 @@
+//! Linking devices to WhatsApp: pairing by QR or phone code, logout, reconnect, number checks and
+//! the chat list. Handlers only record what the owner wants; the worker holding the device does it
+//! and writes progress back, which these handlers (and the event stream) read.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use wafleet_core::db::{Chat, Desired, DeviceStatus, PairingView, RequestOutcome};
+use wafleet_core::link::NumberCheck;
+use wafleet_core::types::{DeviceId, PhoneNumber, UserId};
+
+use crate::AppState;
+use crate::envelope::{Envelope, ok};
+use crate::error::{ApiError, ApiResult, OrNotFound};
+use crate::extract::{Json, Path};
+use crate::session::CurrentUser;
+
+/// Most numbers checked in one request.
+const MAX_CHECK: usize = 50;
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(start_qr, current_qr))
+        .routes(routes!(pair_code))
+        .routes(routes!(logout))
+        .routes(routes!(reconnect))
+        .routes(routes!(check_numbers))
+        .routes(routes!(chats))
+}
+
+/// Polls `probe` until it yields a value or `WORKER_WAIT_SECS` pass.
+pub(crate) async fn wait_for<T, F, Fut>(state: &AppState, mut probe: F) -> ApiResult<Option<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ApiResult<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(state.settings.worker_wait_secs);
+    loop {
+        if let Some(value) = probe().await? {
+            return Ok(Some(value));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Starts pairing `device` by QR code and waits for the first code.
+pub(crate) async fn begin_qr(state: &AppState, user: UserId, device: DeviceId) -> ApiResult<PairingView> {
+    state
+        .db
+        .request_session(user, device, Desired::PairQr, None)
+        .await
+        .or_not_found("device")?;
+    let view = wait_for(state, || async {
+        let view = state.db.pairing_view(user, device).await?;
+        if let Some(error) = view.last_error.clone() {
+            return Err(ApiError::Conflict(format!("pairing failed: {error}")));
+        }
+        Ok(view.qr_code.is_some().then_some(view))
+    })
+    .await?;
+    view.ok_or_else(|| ApiError::Unavailable("no worker produced a QR code in time; try again shortly".into()))
+}
+
+/// Starts pairing `device` by phone code and waits for the code.
+pub(crate) async fn begin_pair_code(
+    state: &AppState,
+    user: UserId,
+    device: DeviceId,
+    phone: &PhoneNumber,
+) -> ApiResult<String> {
+    state
+        .db
+        .request_session(user, device, Desired::PairCode, Some(phone))
+        .await
+        .or_not_found("device")?;
+    let code = wait_for(state, || async {
+        let view = state.db.pairing_view(user, device).await?;
+        if let Some(error) = view.last_error {
+            return Err(ApiError::Conflict(format!("pairing failed: {error}")));
+        }
+        Ok(view.pair_code)
+    })
+    .await?;
+    code.ok_or_else(|| ApiError::Unavailable("no worker produced a pair code in time; try again shortly".into()))
+}
+
+/// Asks the device's session to reconnect with its stored credentials.
+pub(crate) async fn begin_reconnect(state: &AppState, user: UserId, device: DeviceId) -> ApiResult<()> {
+    let current = state.db.device(user, device).await.or_not_found("device")?;
+    if current.jid.is_none() {
+        return Err(ApiError::Conflict(
+            "the device is not linked yet: pair it by QR code or phone code first".into(),
+        ));
+    }
+    state
+        .db
+        .request_session(user, device, Desired::Connected, None)
+        .await
+        .or_not_found("device")
+}
+
+/// Logs the device out of WhatsApp (keeps the device).
+pub(crate) async fn begin_logout(state: &AppState, user: UserId, device: DeviceId) -> ApiResult<()> {
+    state
+        .db
+        .request_session(user, device, Desired::Unlinked, None)
+        .await
+        .or_not_found("device")
+}
+
+/// Which of `phones` are on WhatsApp, asked of the device's live session.
+pub(crate) async fn run_check(
+    state: &AppState,
+    user: UserId,
+    device: DeviceId,
+    phones: &[PhoneNumber],
+) -> ApiResult<Vec<NumberCheck>> {
+    let current = state.db.device(user, device).await.or_not_found("device")?;
+    if current.status != DeviceStatus::Online {
+        return Err(ApiError::Conflict(format!(
+            "the device is {}: numbers can be checked only while it is online",
+            current.status.as_str().replace('_', " ")
+        )));
+    }
+    let payload = serde_json::json!({ "phones": phones }).to_string();
+    let id = state
+        .db
+        .create_device_request(user, device, "check_numbers", &payload)
+        .await
+        .or_not_found("device")?;
+    let outcome = wait_for(state, || async {
+        Ok(match state.db.device_request_outcome(id).await? {
+            RequestOutcome::Pending => None,
+            done => Some(done),
+        })
+    })
+    .await?;
+    match outcome {
+        Some(RequestOutcome::Done(json)) => serde_json::from_str(&json).map_err(|e| ApiError::Internal(e.into())),
+        Some(RequestOutcome::Failed(reason)) => {
+            Err(ApiError::Unavailable(format!("checking numbers failed: {reason}")))
+        }
+        _ => Err(ApiError::Unavailable(
+            "the device's worker did not answer in time; try again shortly".into(),
+        )),
+    }
+}
+
+/// The current QR code of a device being paired.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct QrCode {
+    /// The payload to render (scan it with WhatsApp → Linked devices).
+    pub qr_code: String,
+    /// When it is replaced by the next one.
+    pub expires_at: Option<wafleet_core::types::Timestamp>,
+    /// The code as an SVG image.
+    pub qr_svg: String,
+}
+
+/// `code` drawn as an SVG QR code.
+pub(crate) fn qr_svg(code: &str) -> Option<String> {
+    let qr = qrcode::QrCode::new(code.as_bytes()).ok()?;
+    Some(
+        qr.render::<qrcode::render::svg::Color>()
+            .min_dimensions(240, 240)
+            .quiet_zone(true)
+            .build(),
+    )
+}
+
+fn qr_view(view: PairingView) -> Option<QrCode> {
+    let code = view.qr_code?;
+    let qr_svg = qr_svg(&code)?;
+    Some(QrCode {
+        qr_code: code,
+        expires_at: view.qr_expires_at,
+        qr_svg,
+    })
+}
+
+/// Start linking a device by QR code; answers with the first code.
+#[utoipa::path(post, path = "/api/devices/{id}/qr", tag = "sessions", params(("id" = i64, Path, description = "Device id")),
+    responses((status = 200, body = Envelope<QrCode>), (status = 404, description = "No such device of yours"),
+              (status = 503, description = "No worker produced a code in time")))]
+async fn start_qr(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<DeviceId>,
+) -> ApiResult<impl IntoResponse> {
+    let view = begin_qr(&state, user.id, id).await?;
+    Ok(ok("scan the QR code with WhatsApp → Linked devices", qr_view(view)))
+}
+
+/// Query of `GET /api/devices/{id}/qr`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+struct QrQuery {
+    /// `svg` for the image alone.
+    format: Option<String>,
+}
+
+/// The current QR code of a device being paired (JSON, or `?format=svg` for the image).
+#[utoipa::path(get, path = "/api/devices/{id}/qr", tag = "sessions", params(("id" = i64, Path, description = "Device id"), QrQuery),
+    responses((status = 200, body = Envelope<QrCode>), (status = 404, description = "No such device, or no QR code now")))]
+async fn current_qr(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<DeviceId>,
+    axum::extract::Query(query): axum::extract::Query<QrQuery>,
+) -> ApiResult<Response> {
+    state.db.device(user.id, id).await.or_not_found("device")?;
+    let qr = qr_view(state.db.pairing_view(user.id, id).await?).ok_or(ApiError::NotFound("QR code"))?;
+    Ok(match query.format.as_deref() {
+        Some("svg") => (
+            [
+                (header::CONTENT_TYPE, "image/svg+xml"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            qr.qr_svg,
+        )
+            .into_response(),
+        _ => ok("current QR code", qr).into_response(),
+    })
+}
+
+/// Body of a pair-code request.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct PairCodeRequest {
+    /// The number of the phone to link; defaults to the device's number.
+    #[schema(example = "+60123456789")]
+    pub phone: Option<String>,
+}
+
+/// A pair code to type on the phone.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PairCode {
+    /// E.g. `6ZPJ-KFNJ`: on the phone, WhatsApp → Linked devices → Link with phone number.
+    pub pair_code: String,
+}
+
+/// Start linking a device by phone pair code; answers with the code.
+#[utoipa::path(post, path = "/api/devices/{id}/pair-code", tag = "sessions", params(("id" = i64, Path, description = "Device id")),
+    request_body = PairCodeRequest,
+    responses((status = 200, body = Envelope<PairCode>), (status = 404, description = "No such device of yours"),
+              (status = 422, description = "No or invalid phone number"), (status = 503, description = "No worker produced a code in time")))]
+async fn pair_code(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<DeviceId>,
+    body: Option<Json<PairCodeRequest>>,
+) -> ApiResult<impl IntoResponse> {
+    let device = state.db.device(user.id, id).await.or_not_found("device")?;
+    let phone = match body.and_then(|Json(b)| b.phone).filter(|p| !p.trim().is_empty()) {
+        Some(raw) => PhoneNumber::parse(&raw, state.settings.default_country)
+            .map_err(|e| ApiError::Invalid(format!("phone: {e}")))?,
+        None => device
+            .phone
+            .ok_or_else(|| ApiError::Invalid("phone: give the number of the phone to link".into()))?,
+    };
+    let code = begin_pair_code(&state, user.id, id, &phone).await?;
+    Ok(ok(
+        "type this code on the phone: WhatsApp → Linked devices → Link with phone number",
+        PairCode { pair_code: code },
+    ))
+}
+
+/// Log a device out of WhatsApp; the device stays and can be paired again.
+#[utoipa::path(post, path = "/api/devices/{id}/logout", tag = "sessions", params(("id" = i64, Path, description = "Device id")),
+    responses((status = 200, description = "Logout requested"), (status = 404, description = "No such device of yours")))]
+async fn logout(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<DeviceId>,
+) -> ApiResult<impl IntoResponse> {
+    begin_logout(&state, user.id, id).await?;
+    Ok(ok("logout requested", ()))
+}
+
+/// Reconnect a linked device with its stored credentials.
+#[utoipa::path(post, path = "/api/devices/{id}/reconnect", tag = "sessions", params(("id" = i64, Path, description = "Device id")),
+    responses((status = 200, description = "Reconnect requested"), (status = 404, description = "No such device of yours"),
+              (status = 409, description = "Not linked yet")))]
+async fn reconnect(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<DeviceId>,
+) -> ApiResult<impl IntoResponse> {
+    begin_reconnect(&state, user.id, id).await?;
+    Ok(ok("reconnect requested", ()))
+}
+
+/// Numbers to check.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct CheckRequest {
+    /// Up to 50 numbers; national ones use the default country.
+    pub phones: Vec<String>,
+}
+
+/// Which numbers are on WhatsApp (asked through the device's live session).
+#[utoipa::path(post, path = "/api/devices/{id}/check", tag = "sessions", params(("id" = i64, Path, description = "Device id")),
+    request_body = CheckRequest,
+    responses((status = 200, body = Envelope<Vec<NumberCheck>>), (status = 404, description = "No such device of yours"),
+              (status = 409, description = "Device not online"), (status = 422, description = "Invalid numbers")))]
+async fn check_numbers(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<DeviceId>,
+    Json(body): Json<CheckRequest>,
+) -> ApiResult<impl IntoResponse> {
+    if body.phones.is_empty() || body.phones.len() > MAX_CHECK {
+        return Err(ApiError::Invalid(format!("phones: give 1 to {MAX_CHECK} numbers")));
+    }
+    let phones = body
+        .phones
+        .iter()
+        .map(|p| {
+            PhoneNumber::parse(p, state.settings.default_country).map_err(|e| ApiError::Invalid(format!("phones: {e}")))
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(ok("numbers checked", run_check(&state, user.id, id, &phones).await?))
+}
+
+/// The device's personal chats, most recent first (groups, broadcasts and status never appear).
+#[utoipa::path(get, path = "/api/devices/{id}/chats", tag = "sessions", params(("id" = i64, Path, description = "Device id")),
+    responses((status = 200, body = Envelope<Vec<Chat>>), (status = 404, description = "No such device of yours")))]
+async fn chats(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<DeviceId>,
+) -> ApiResult<impl IntoResponse> {
+    state.db.device(user.id, id).await.or_not_found("device")?;
+    Ok(ok("chats", state.db.list_chats(user.id, id, 100).await?))
+}

@@ -1,0 +1,255 @@
+//! What a device's owner asked of its session, and what the worker holding it reports back.
+//!
+//! The API writes the desired state and bumps `generation`; the worker reconciles the live session
+//! toward it and writes pairing material, status and errors. Neither side calls the other, so the
+//! API stays stateless and a device can move between workers.
+
+use crate::link::Jid;
+use crate::types::{DeviceId, PhoneNumber, Timestamp, UserId};
+use crate::{Db, Error, Result};
+
+use super::DeviceStatus;
+use super::on_db;
+
+/// What the owner wants the session to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Desired {
+    /// No session (never linked, or logged out).
+    Unlinked,
+    /// Link by QR code.
+    PairQr,
+    /// Link by phone pair code.
+    PairCode,
+    /// Stay connected with the stored credentials.
+    Connected,
+}
+
+impl Desired {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Desired::Unlinked => "unlinked",
+            Desired::PairQr => "pair_qr",
+            Desired::PairCode => "pair_code",
+            Desired::Connected => "connected",
+        }
+    }
+}
+
+impl TryFrom<String> for Desired {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        serde_json::from_value(serde_json::Value::String(value.clone()))
+            .map_err(|_| format!("unknown desired state `{value}`"))
+    }
+}
+
+/// One device's desired session, as a worker reads it.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct SessionTarget {
+    /// The device.
+    pub device_id: DeviceId,
+    /// What to reconcile toward.
+    #[sqlx(try_from = "String")]
+    pub desired: Desired,
+    /// The number to pair by code.
+    pub pair_phone: Option<String>,
+    /// Rises on every request; a worker holding an older generation reopens the session.
+    pub generation: i64,
+}
+
+/// Pairing progress, as the owner sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
+pub struct PairingView {
+    /// The QR payload to show, while pairing by QR.
+    pub qr_code: Option<String>,
+    /// When that QR code expires.
+    pub qr_expires_at: Option<Timestamp>,
+    /// The code to type on the phone, while pairing by code.
+    pub pair_code: Option<String>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
+impl Db {
+    /// Records what `user` wants of `device`'s session; [`Error::NotFound`] if the device is not theirs.
+    #[tracing::instrument(skip(self))]
+    pub async fn request_session(
+        &self,
+        user: UserId,
+        device: DeviceId,
+        desired: Desired,
+        pair_phone: Option<&PhoneNumber>,
+    ) -> Result<()> {
+        let status = match desired {
+            Desired::Unlinked => DeviceStatus::Offline,
+            Desired::PairQr | Desired::PairCode => DeviceStatus::Pairing,
+            Desired::Connected => DeviceStatus::Connecting,
+        };
+        let now = Timestamp::now();
+        on_db!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let owned = sqlx::query("UPDATE devices SET status = $3, updated_at = $4 WHERE id = $1 AND user_id = $2")
+                .bind(device)
+                .bind(user)
+                .bind(status.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if owned == 0 {
+                return Err(Error::NotFound);
+            }
+            sqlx::query(
+                "INSERT INTO device_sessions (device_id, desired, pair_phone, generation, updated_at) \
+                 VALUES ($1, $2, $3, 1, $4) \
+                 ON CONFLICT (device_id) DO UPDATE SET desired = excluded.desired, pair_phone = excluded.pair_phone, \
+                   generation = device_sessions.generation + 1, qr_code = NULL, qr_expires_at = NULL, \
+                   pair_code = NULL, last_error = NULL, updated_at = excluded.updated_at")
+                .bind(device)
+                .bind(desired.as_str())
+                .bind(pair_phone)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// Every device's desired session (the worker's reconcile input).
+    #[tracing::instrument(skip(self))]
+    pub async fn session_targets(&self) -> Result<Vec<SessionTarget>> {
+        Ok(on_db!(self, pool => sqlx::query_as::<_, SessionTarget>(
+            "SELECT device_id, desired, pair_phone, generation FROM device_sessions ORDER BY device_id")
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    /// Pairing progress of one of `user`'s devices (empty when it was never asked to pair).
+    #[tracing::instrument(skip(self))]
+    pub async fn pairing_view(&self, user: UserId, device: DeviceId) -> Result<PairingView> {
+        let row = on_db!(self, pool => sqlx::query_as::<_, PairingView>(
+            "SELECT s.qr_code, s.qr_expires_at, s.pair_code, s.last_error FROM device_sessions s \
+             JOIN devices d ON d.id = s.device_id WHERE s.device_id = $1 AND d.user_id = $2")
+            .bind(device)
+            .bind(user)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row.unwrap_or_default())
+    }
+
+    /// Pairing progress of every device of `user` that has any.
+    #[tracing::instrument(skip(self))]
+    pub async fn pairing_views(&self, user: UserId) -> Result<Vec<(DeviceId, PairingView)>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            device_id: DeviceId,
+            #[sqlx(flatten)]
+            view: PairingView,
+        }
+        let rows = on_db!(self, pool => sqlx::query_as::<_, Row>(
+            "SELECT s.device_id, s.qr_code, s.qr_expires_at, s.pair_code, s.last_error FROM device_sessions s \
+             JOIN devices d ON d.id = s.device_id WHERE d.user_id = $1")
+            .bind(user)
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows.into_iter().map(|r| (r.device_id, r.view)).collect())
+    }
+
+    /// A worker shows a new QR code for `device`.
+    #[tracing::instrument(skip(self, code))]
+    pub async fn set_qr_code(&self, device: DeviceId, code: &str, expires_at: Timestamp) -> Result<()> {
+        on_db!(self, pool => sqlx::query(
+            "UPDATE device_sessions SET qr_code = $2, qr_expires_at = $3, updated_at = $4 WHERE device_id = $1")
+            .bind(device)
+            .bind(code)
+            .bind(expires_at)
+            .bind(Timestamp::now())
+            .execute(pool)
+            .await
+            .map(drop))?;
+        Ok(())
+    }
+
+    /// A worker shows the pair code for `device`.
+    #[tracing::instrument(skip(self))]
+    pub async fn set_pair_code(&self, device: DeviceId, code: &str) -> Result<()> {
+        on_db!(self, pool => sqlx::query("UPDATE device_sessions SET pair_code = $2, updated_at = $3 WHERE device_id = $1")
+            .bind(device)
+            .bind(code)
+            .bind(Timestamp::now())
+            .execute(pool)
+            .await
+            .map(drop))?;
+        Ok(())
+    }
+
+    /// A worker reports the session's status; `online` also records `last_seen_at`.
+    #[tracing::instrument(skip(self))]
+    pub async fn set_device_status(&self, device: DeviceId, status: DeviceStatus) -> Result<()> {
+        let now = Timestamp::now();
+        on_db!(self, pool => sqlx::query(
+            "UPDATE devices SET status = $2, updated_at = $3, \
+               last_seen_at = CASE WHEN $2 = 'online' THEN $3 ELSE last_seen_at END WHERE id = $1")
+            .bind(device)
+            .bind(status.as_str())
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(drop))?;
+        Ok(())
+    }
+
+    /// Pairing succeeded: the device is linked to `jid` and should stay connected.
+    #[tracing::instrument(skip(self))]
+    pub async fn mark_paired(&self, device: DeviceId, jid: &Jid) -> Result<()> {
+        let now = Timestamp::now();
+        on_db!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("UPDATE devices SET jid = $2, status = 'online', last_seen_at = $3, updated_at = $3 WHERE id = $1")
+                .bind(device)
+                .bind(&jid.0)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            // The generation stays: the worker already holds the session that just paired.
+            sqlx::query(
+                "UPDATE device_sessions SET desired = 'connected', qr_code = NULL, qr_expires_at = NULL, \
+                   pair_code = NULL, last_error = NULL, updated_at = $2 WHERE device_id = $1")
+                .bind(device)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// The session ended for good (logged out, banned, pairing failed): nothing is held until the
+    /// owner asks again, and `reason` is shown to them.
+    #[tracing::instrument(skip(self))]
+    pub async fn mark_unlinked(&self, device: DeviceId, status: DeviceStatus, reason: &str) -> Result<()> {
+        let now = Timestamp::now();
+        on_db!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("UPDATE devices SET status = $2, updated_at = $3 WHERE id = $1")
+                .bind(device)
+                .bind(status.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE device_sessions SET desired = 'unlinked', qr_code = NULL, qr_expires_at = NULL, \
+                   pair_code = NULL, last_error = $2, updated_at = $3 WHERE device_id = $1")
+                .bind(device)
+                .bind(reason)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+}

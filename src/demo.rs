@@ -1,0 +1,98 @@
+//! Demo mode: a simulated WhatsApp network inside the process, and the "phone" the dashboard uses.
+
+use std::sync::Arc;
+
+use wafleet_core::link::{LinkError, SimulatedPhones};
+use wafleet_core::types::PhoneNumber;
+use wafleet_sim::{ControlClient, SimConfig, SimHandle};
+
+/// A number the demo network has no account for, so "not on WhatsApp" can be seen.
+pub const NOT_ON_WHATSAPP: &str = "+60129990000";
+
+/// Contacts that write to a freshly linked demo phone: (number, name).
+const CONTACTS: [(&str, &str); 3] = [
+    ("+60191000001", "Aisyah"),
+    ("+60191000002", "Ben"),
+    ("+60191000003", "Chandra"),
+];
+
+/// Starts the in-process simulator on a free loopback port with demo-friendly pacing.
+pub async fn start() -> anyhow::Result<SimHandle> {
+    // Defaults only: the simulator's own variables are for `wafleet sim`, not for the demo.
+    let config = SimConfig {
+        host: "127.0.0.1".into(),
+        port: 0,
+        ..SimConfig::default()
+    };
+    let handle = wafleet_sim::start(config).await?;
+    let control = handle.control();
+    control
+        .set_number(&wafleet_sim::control::NumberRule {
+            phone: NOT_ON_WHATSAPP.into(),
+            on_whatsapp: Some(false),
+            ..Default::default()
+        })
+        .await?;
+    tracing::warn!(ws = %handle.ws_url(), "DEMO MODE: devices link to a simulated WhatsApp network, not the real one");
+    Ok(handle)
+}
+
+/// The simulated phones, driven through the simulator's control API.
+pub struct DemoPhones {
+    control: ControlClient,
+}
+
+impl DemoPhones {
+    /// Phones of the simulator behind `handle`.
+    pub fn new(handle: &SimHandle) -> Arc<Self> {
+        Arc::new(DemoPhones {
+            control: handle.control(),
+        })
+    }
+
+    /// Once a phone is linked, its contacts start writing: one hello each now (and a group message,
+    /// which wafleet must not store), then a message every now and then.
+    async fn bring_to_life(&self, phone: &str) -> anyhow::Result<()> {
+        for (number, name) in CONTACTS {
+            let hello = wafleet_sim::control::InjectMessage {
+                to: phone.into(),
+                from: number.into(),
+                chat: Default::default(),
+                text: Some(format!("Hi, this is {name}. Is this still available?")),
+                kind: None,
+                push_name: Some(name.into()),
+            };
+            self.control.inject(&hello).await?;
+        }
+        let group = wafleet_sim::control::InjectMessage {
+            to: phone.into(),
+            from: CONTACTS[0].0.into(),
+            chat: wafleet_sim::control::ChatKind::Group,
+            text: Some("A group message: wafleet keeps personal chats only".into()),
+            kind: None,
+            push_name: Some(CONTACTS[0].1.into()),
+        };
+        self.control.inject(&group).await?;
+        let from = CONTACTS.iter().map(|(n, _)| (*n).to_owned()).collect();
+        self.control.schedule(phone, 2.0, from).await
+    }
+}
+
+fn transient(err: anyhow::Error) -> LinkError {
+    LinkError::Transient(format!("{err:#}"))
+}
+
+#[async_trait::async_trait]
+impl SimulatedPhones for DemoPhones {
+    async fn scan_qr(&self, qr_code: &str, phone: &PhoneNumber) -> Result<(), LinkError> {
+        self.control.scan(qr_code, phone.as_str()).await.map_err(transient)?;
+        self.bring_to_life(phone.as_str()).await.map_err(transient)
+    }
+
+    async fn confirm_pair_code(&self, code: &str) -> Result<(), LinkError> {
+        let paired = self.control.confirm_pair_code(code).await.map_err(transient)?;
+        self.bring_to_life(&format!("+{}", paired.jid.user()))
+            .await
+            .map_err(transient)
+    }
+}
