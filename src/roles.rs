@@ -7,6 +7,7 @@ use wafleet_api::AppState;
 use wafleet_core::config::LinkChoice;
 use wafleet_core::link::Link;
 use wafleet_core::{Db, Settings, shutdown};
+use wafleet_workers::WorkerOptions;
 
 use crate::{Role, demo};
 
@@ -45,7 +46,12 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
             let listener = wafleet_api::bind(&settings).await?;
             tracing::info!(url = %format!("http://{}", listener.local_addr()?), demo, "wafleet is running (all roles, embedded)");
             tasks.spawn(wafleet_api::serve(state, listener, shutdown.clone()));
-            tasks.spawn(wafleet_workers::run(db.clone(), link, shutdown.clone()));
+            tasks.spawn(wafleet_workers::run(
+                db.clone(),
+                link,
+                WorkerOptions::from_settings(&settings),
+                shutdown.clone(),
+            ));
             tasks.spawn(wafleet_scheduler::run(db.clone(), shutdown.clone()));
         }
         Role::Api => {
@@ -58,9 +64,11 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
         }
         Role::Worker => {
             tasks.spawn(probes(db.clone(), settings.clone(), shutdown.clone()));
+            let options = WorkerOptions::from_settings(&settings);
             tasks.spawn(wafleet_workers::run(
                 db.clone(),
                 link_for(&settings, &db),
+                options,
                 shutdown.clone(),
             ));
         }

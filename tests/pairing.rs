@@ -75,7 +75,8 @@ impl Stack {
     fn start_worker(&mut self) {
         let (trigger, shutdown) = shutdown::channel();
         let link = Arc::new(SimLink::new(self.sim.ws_url(), self.db.db.clone()));
-        let task = tokio::spawn(wafleet_workers::run(self.db.db.clone(), link, shutdown));
+        let options = wafleet_workers::WorkerOptions::from_settings(&self.db.settings);
+        let task = tokio::spawn(wafleet_workers::run(self.db.db.clone(), link, options, shutdown));
         self.worker = Some((trigger, task));
     }
 

@@ -74,6 +74,7 @@ impl ApiError {
             E::NotFound => ApiError::NotFound(what),
             E::Conflict(msg) => ApiError::Conflict(msg),
             E::Invalid(msg) => ApiError::Invalid(msg),
+            E::Fenced => ApiError::Internal(anyhow::anyhow!("a stale lease holder's write reached the API")),
             E::Database(e) => ApiError::Internal(anyhow::Error::new(e).context("database query")),
             E::Other(e) => ApiError::Internal(e),
         }

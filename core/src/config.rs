@@ -174,6 +174,19 @@ pub struct Settings {
     #[arg(long, env = "WA_SERVER_URL", global = true)]
     pub wa_server_url: Option<String>,
 
+    /// Seconds a worker's claim on a device lasts without renewal; a dead worker's devices are
+    /// claimed by others within this time.
+    #[arg(long, env = "LEASE_TTL_SECS", global = true, default_value_t = 15)]
+    pub lease_ttl_secs: u64,
+
+    /// Most device sessions one worker holds.
+    #[arg(long, env = "WORKER_CAPACITY", global = true, default_value_t = 5000)]
+    pub worker_capacity: u32,
+
+    /// Name of this worker in leases and metrics (default: host name, process id and a random suffix).
+    #[arg(long, env = "WORKER_ID", global = true)]
+    pub worker_id: Option<String>,
+
     /// Seconds an API request waits for the worker holding a device (QR code, pair code, number
     /// check) before answering 503.
     #[arg(long, env = "WORKER_WAIT_SECS", global = true, default_value_t = 15)]

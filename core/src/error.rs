@@ -14,6 +14,9 @@ pub enum Error {
     /// Input that parsed but breaks a rule of the domain.
     #[error("{0}")]
     Invalid(String),
+    /// A worker wrote for a device whose lease another worker has claimed since (stale fencing token).
+    #[error("the device's lease is held by another worker")]
+    Fenced,
     /// The database failed or could not be reached.
     #[error("database error")]
     Database(#[source] sqlx::Error),

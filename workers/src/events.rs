@@ -4,18 +4,23 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use wafleet_core::Db;
-use wafleet_core::db::DeviceStatus;
+use wafleet_core::db::{DeviceStatus, Fence};
 use wafleet_core::link::LinkEvent;
-use wafleet_core::types::{DeviceId, Timestamp};
+use wafleet_core::types::Timestamp;
 
-/// Consumes `device`'s events until the session ends for good (logout, ban, failed pairing) or the
-/// link closes the stream.
-#[tracing::instrument(skip(db, events))]
-pub async fn consume(db: Db, device: DeviceId, mut events: mpsc::Receiver<LinkEvent>) {
+/// Consumes a held device's events until the session ends for good (logout, ban, failed
+/// pairing), the link closes the stream, or the lease turns out to be lost (every write carries
+/// the lease's fencing token, and a stale one is refused).
+#[tracing::instrument(skip(db, events), fields(device = %fence.device, token = fence.token))]
+pub async fn consume(db: Db, fence: Fence, mut events: mpsc::Receiver<LinkEvent>) {
     while let Some(event) = events.recv().await {
-        match handle(&db, device, event).await {
+        match handle(&db, fence, event).await {
             Ok(Flow::Continue) => {}
             Ok(Flow::Ended) => break,
+            Err(wafleet_core::Error::Fenced) => {
+                tracing::warn!("another worker holds the device now; stopping");
+                break;
+            }
             Err(err) => tracing::warn!(error = ?err, "recording a session event failed"),
         }
     }
@@ -26,7 +31,7 @@ enum Flow {
     Ended,
 }
 
-async fn handle(db: &Db, device: DeviceId, event: LinkEvent) -> wafleet_core::Result<Flow> {
+async fn handle(db: &Db, device: Fence, event: LinkEvent) -> wafleet_core::Result<Flow> {
     match event {
         LinkEvent::QrCode { code, valid_for } => {
             let expires = Timestamp::now().plus_secs(i64::try_from(valid_for.as_secs()).unwrap_or(60));
@@ -77,13 +82,14 @@ async fn handle(db: &Db, device: DeviceId, event: LinkEvent) -> wafleet_core::Re
 /// Stores a message, retrying briefly; an error leaves it unacknowledged so the network redelivers it.
 async fn store_with_retry(
     db: &Db,
-    device: DeviceId,
+    device: Fence,
     message: &wafleet_core::link::IncomingMessage,
 ) -> wafleet_core::Result<()> {
     let mut wait = Duration::from_millis(50);
     for attempt in 1.. {
         match db.store_message(device, message).await {
             Ok(_) => return Ok(()),
+            Err(wafleet_core::Error::Fenced) => return Err(wafleet_core::Error::Fenced),
             Err(err) if attempt < 5 => {
                 tracing::warn!(error = ?err, attempt, "storing a message failed; retrying");
                 tokio::time::sleep(wait).await;

@@ -1,4 +1,9 @@
-//! The reconcile loop: desired sessions in the database → live sessions in this process.
+//! The reconcile loop: this worker's leased devices → live sessions in this process.
+//!
+//! Each round the worker keeps its leases (renewing them, stepping down from any it lost, and from
+//! all of them if it cannot renew before they expire), balances its load against the fair share of
+//! the live workers (claiming free devices, handing excess ones off), and then opens, reopens or
+//! closes sessions so they match what each held device's owner asked for.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,7 +12,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use tokio::task::JoinHandle;
 use wafleet_core::Db;
-use wafleet_core::db::{Desired, DeviceStatus, SessionTarget};
+use wafleet_core::db::{Desired, DeviceStatus, Fence, SessionTarget};
 use wafleet_core::link::{Link, LinkError, OpenMode, Session};
 use wafleet_core::shutdown::Shutdown;
 use wafleet_core::types::{DeviceId, PhoneNumber};
@@ -15,16 +20,32 @@ use wafleet_core::types::{DeviceId, PhoneNumber};
 use crate::events;
 use crate::requests::RequestRunner;
 
-/// How often desired state is read back.
-const RECONCILE_EVERY: Duration = Duration::from_millis(500);
-/// Sessions opened per round at most, so thousands of devices do not connect at the same instant.
-const MAX_OPENS_PER_ROUND: usize = 50;
+/// How often a round runs.
+const ROUND_EVERY: Duration = Duration::from_millis(500);
+/// Sessions opened (devices claimed) per round at most, so thousands of devices do not connect at
+/// the same instant after a worker dies or the fleet restarts.
+const MAX_CLAIMS_PER_ROUND: i64 = 50;
+/// Devices handed off per round at most when over the fair share.
+const MAX_RELEASES_PER_ROUND: usize = 20;
 /// First and longest wait before retrying a session that failed to open.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
+/// How a worker identifies itself and how much it takes on.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// Unique name in leases.
+    pub id: String,
+    /// Most sessions held at once.
+    pub capacity: u32,
+    /// How long a claim lasts without renewal.
+    pub lease_ttl: Duration,
+}
+
 /// A live session this worker holds.
 struct Held {
+    /// The lease it is held under.
+    fence: Fence,
     /// The request generation it was opened for; a newer one reopens it.
     generation: i64,
     /// The session, shared with request handlers.
@@ -43,6 +64,11 @@ struct Retry {
 pub struct SessionManager {
     db: Db,
     link: Arc<dyn Link>,
+    options: WorkerOptions,
+    /// Leases this worker holds, by device.
+    leases: HashMap<DeviceId, Fence>,
+    /// When the leases were last renewed successfully.
+    renewed_at: Instant,
     held: HashMap<DeviceId, Held>,
     retries: HashMap<DeviceId, Retry>,
     requests: RequestRunner,
@@ -50,20 +76,30 @@ pub struct SessionManager {
 
 impl SessionManager {
     /// A manager that opens sessions through `link`.
-    pub fn new(db: Db, link: Arc<dyn Link>) -> Self {
+    pub fn new(db: Db, link: Arc<dyn Link>, options: WorkerOptions) -> Self {
         let requests = RequestRunner::new(db.clone());
         SessionManager {
             db,
             link,
+            options,
+            leases: HashMap::new(),
+            renewed_at: Instant::now(),
             held: HashMap::new(),
             retries: HashMap::new(),
             requests,
         }
     }
 
-    /// Reconciles until `shutdown`, then closes every session, keeping credentials.
+    fn ttl_secs(&self) -> i64 {
+        i64::try_from(self.options.lease_ttl.as_secs())
+            .unwrap_or(i64::MAX)
+            .max(1)
+    }
+
+    /// Runs rounds until `shutdown`, then hands every device off: sessions close (credentials
+    /// kept) and leases are released so other workers take them at once.
     pub async fn run(&mut self, shutdown: Shutdown) {
-        let mut tick = tokio::time::interval(RECONCILE_EVERY);
+        let mut tick = tokio::time::interval(ROUND_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let stop = shutdown.wait();
         tokio::pin!(stop);
@@ -71,16 +107,15 @@ impl SessionManager {
             tokio::select! {
                 () = &mut stop => break,
                 _ = tick.tick() => {
-                    if let Err(err) = self.reconcile().await {
-                        tracing::warn!(error = ?err, "reconcile round failed; retrying");
+                    if let Err(err) = self.round().await {
+                        tracing::warn!(error = ?err, "worker round failed; retrying");
                     }
                 }
             }
         }
-        for (device, held) in self.held.drain() {
-            held.session.close().await;
-            held.events.abort();
-            tracing::info!(%device, "session closed for shutdown");
+        self.hand_off_all().await;
+        if let Err(err) = self.db.worker_gone(&self.options.id, self.ttl_secs() * 4).await {
+            tracing::warn!(error = ?err, "leaving the worker list failed; the entry expires by itself");
         }
     }
 
@@ -89,9 +124,131 @@ impl SessionManager {
         self.held.len()
     }
 
-    /// One round: close what is no longer wanted, (re)open what is, answer pending requests.
-    pub async fn reconcile(&mut self) -> wafleet_core::Result<()> {
-        let targets = self.db.session_targets().await?;
+    /// One round: keep leases, reconcile sessions (logouts first), balance load, answer requests.
+    pub async fn round(&mut self) -> wafleet_core::Result<()> {
+        self.keep_leases().await;
+        self.reconcile().await?;
+        self.balance().await?;
+        self.requests.run_pending(&self.sessions()).await;
+        Ok(())
+    }
+
+    /// Renews leases (a third of the lease time after the last renewal) and steps down from any
+    /// lost. If renewal keeps failing, steps down from everything before the leases can expire, so
+    /// no device is ever held twice.
+    async fn keep_leases(&mut self) {
+        let ttl = self.options.lease_ttl;
+        if self.renewed_at.elapsed() >= ttl / 3 {
+            let renewed = async {
+                self.db
+                    .worker_heartbeat(&self.options.id, i64::from(self.options.capacity))
+                    .await?;
+                self.db.renew_leases(&self.options.id, self.ttl_secs()).await
+            };
+            match renewed.await {
+                Ok(fences) => {
+                    self.leases = fences.into_iter().map(|f| (f.device, f)).collect();
+                    self.renewed_at = Instant::now();
+                }
+                Err(err) => tracing::warn!(error = ?err, "renewing leases failed"),
+            }
+        }
+        if self.renewed_at.elapsed() >= ttl * 2 / 3 && !self.leases.is_empty() {
+            tracing::error!(
+                held = self.leases.len(),
+                "cannot renew leases; stepping down from every device"
+            );
+            self.leases.clear();
+        }
+        let lost: Vec<DeviceId> = self
+            .held
+            .iter()
+            .filter(|(device, held)| self.leases.get(device) != Some(&held.fence))
+            .map(|(device, _)| *device)
+            .collect();
+        for device in lost {
+            if let Some(held) = self.held.remove(&device) {
+                tracing::warn!(%device, "lease lost; closing the session");
+                held.session.close().await;
+                held.events.abort();
+            }
+        }
+    }
+
+    /// Claims free devices up to the fair share of the live workers (and capacity), and hands off
+    /// devices beyond it. The fair share is rounded up, so the shares cover every device and a
+    /// worker above its share is over for certain: handing off never makes another worker claim
+    /// back, and a joining worker always finds devices to take.
+    async fn balance(&mut self) -> wafleet_core::Result<()> {
+        let fleet = self.db.fleet(self.ttl_secs()).await?;
+        let live = fleet.live_workers.max(1);
+        let fair = ((fleet.wanted + live - 1) / live).min(i64::from(self.options.capacity));
+        let held = i64::try_from(self.leases.len()).unwrap_or(i64::MAX);
+        if held < fair {
+            let want = (fair - held).min(MAX_CLAIMS_PER_ROUND);
+            for fence in self.db.claim_leases(&self.options.id, want, self.ttl_secs()).await? {
+                tracing::debug!(device = %fence.device, token = fence.token, "lease claimed");
+                self.leases.insert(fence.device, fence);
+            }
+        } else if held > fair {
+            let excess = usize::try_from(held - fair).unwrap_or(0).min(MAX_RELEASES_PER_ROUND);
+            let handed: Vec<Fence> = self.leases.values().take(excess).copied().collect();
+            for fence in handed {
+                self.hand_off(fence).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands a device to another worker: the lease goes first (refused if the owner meanwhile
+    /// asked for a logout, which this worker must then carry out), then the session closes with
+    /// its credentials kept.
+    async fn hand_off(&mut self, fence: Fence) {
+        match self.db.hand_off_lease(fence).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(err) => {
+                tracing::warn!(device = %fence.device, error = ?err, "handing off failed; keeping the device");
+                return;
+            }
+        }
+        self.leases.remove(&fence.device);
+        if let Some(held) = self.held.remove(&fence.device) {
+            held.session.close().await;
+            held.events.abort();
+        }
+    }
+
+    /// Lets go of a device nobody wants a session for any more (its session is already stopped).
+    async fn release(&mut self, fence: Fence) {
+        self.leases.remove(&fence.device);
+        if let Some(held) = self.held.remove(&fence.device) {
+            held.session.close().await;
+            held.events.abort();
+        }
+        if let Err(err) = self.db.release_lease(fence).await {
+            tracing::warn!(device = %fence.device, error = ?err, "releasing a lease failed; it expires by itself");
+        }
+    }
+
+    /// At shutdown: every session closes (credentials kept) and every lease is released, so other
+    /// workers take the devices at once instead of after the lease time.
+    async fn hand_off_all(&mut self) {
+        let fences: Vec<Fence> = self.leases.values().copied().collect();
+        let count = fences.len();
+        for fence in fences {
+            self.release(fence).await;
+        }
+        for (_, held) in self.held.drain() {
+            held.session.close().await;
+            held.events.abort();
+        }
+        tracing::info!(count, "devices handed off");
+    }
+
+    /// Opens, reopens or closes the sessions of held devices to match what their owners asked for.
+    async fn reconcile(&mut self) -> wafleet_core::Result<()> {
+        let targets = self.db.held_session_targets(&self.options.id).await?;
         let by_device: HashMap<DeviceId, &SessionTarget> = targets.iter().map(|t| (t.device_id, t)).collect();
 
         let stale: Vec<DeviceId> = self
@@ -109,27 +266,27 @@ impl SessionManager {
             let Some(held) = self.held.remove(&device) else {
                 continue;
             };
-            let logout =
-                by_device.get(&device).is_some_and(|t| t.desired == Desired::Unlinked) && !held.events.is_finished();
-            self.stop(device, held, logout).await;
+            let unlinked = by_device.get(&device).is_none_or(|t| t.desired == Desired::Unlinked);
+            self.stop(held, unlinked).await;
         }
 
         let now = Instant::now();
-        let mut opened = 0;
         for target in &targets {
-            if target.desired == Desired::Unlinked || self.held.contains_key(&target.device_id) {
+            let Some(fence) = self.leases.get(&target.device_id).copied() else {
+                continue;
+            };
+            if target.desired == Desired::Unlinked {
+                // Nobody wants this session any more (it was logged out above): let the lease go.
+                self.release(fence).await;
                 continue;
             }
-            if self.retries.get(&target.device_id).is_some_and(|r| r.at > now) {
+            if self.held.contains_key(&target.device_id)
+                || self.retries.get(&target.device_id).is_some_and(|r| r.at > now)
+            {
                 continue;
             }
-            if opened == MAX_OPENS_PER_ROUND {
-                break;
-            }
-            opened += 1;
-            self.open(target).await;
+            self.open(fence, target).await;
         }
-        self.requests.run_pending(&self.sessions()).await;
         Ok(())
     }
 
@@ -140,13 +297,13 @@ impl SessionManager {
             .collect()
     }
 
-    #[tracing::instrument(skip(self, held))]
-    async fn stop(&mut self, device: DeviceId, held: Held, logout: bool) {
-        if logout {
+    #[tracing::instrument(skip(self, held), fields(device = %held.fence.device))]
+    async fn stop(&mut self, held: Held, logout: bool) {
+        if logout && !held.events.is_finished() {
             if let Err(err) = held.session.logout().await {
                 tracing::warn!(error = %err, "logout failed; closing the session anyway");
             }
-            if let Err(err) = self.db.set_device_status(device, DeviceStatus::LoggedOut).await {
+            if let Err(err) = self.db.set_device_status(held.fence, DeviceStatus::LoggedOut).await {
                 tracing::warn!(error = ?err, "recording logout failed");
             }
         }
@@ -155,26 +312,33 @@ impl SessionManager {
         tracing::info!(logout, "session stopped");
     }
 
-    #[tracing::instrument(skip(self, target), fields(device = %target.device_id, desired = ?target.desired))]
-    async fn open(&mut self, target: &SessionTarget) {
-        let device = target.device_id;
+    #[tracing::instrument(skip(self, target), fields(device = %fence.device, desired = ?target.desired))]
+    async fn open(&mut self, fence: Fence, target: &SessionTarget) {
+        let device = fence.device;
         let mode = match target.desired {
             Desired::PairQr => OpenMode::PairQr,
             Desired::Connected => OpenMode::Connect,
             Desired::PairCode => match target.pair_phone.as_deref().map(str::parse::<PhoneNumber>) {
                 Some(Ok(phone)) => OpenMode::PairCode(phone),
                 _ => {
-                    self.give_up(
-                        device,
-                        DeviceStatus::Offline,
-                        "pairing by code needs a valid phone number",
-                    )
-                    .await;
-                    return;
+                    return self
+                        .give_up(
+                            fence,
+                            DeviceStatus::Offline,
+                            "pairing by code needs a valid phone number",
+                        )
+                        .await;
                 }
             },
             Desired::Unlinked => return,
         };
+        if mode == OpenMode::Connect {
+            // The status may still say what a previous holder last saw (it may have died).
+            if let Err(err) = self.db.set_device_status(fence, DeviceStatus::Connecting).await {
+                tracing::warn!(error = ?err, "recording the status failed");
+                return;
+            }
+        }
         match self.link.open(device, mode).await {
             Ok(mut session) => {
                 let Some(stream) = session.take_events() else {
@@ -182,19 +346,20 @@ impl SessionManager {
                     return;
                 };
                 self.retries.remove(&device);
-                let events = tokio::spawn(events::consume(self.db.clone(), device, stream));
+                let events = tokio::spawn(events::consume(self.db.clone(), fence, stream));
                 self.held.insert(
                     device,
                     Held {
+                        fence,
                         generation: target.generation,
                         session: Arc::from(session),
                         events,
                     },
                 );
-                tracing::info!("session opened");
+                tracing::info!(token = fence.token, "session opened");
             }
-            Err(LinkError::Device(reason)) => self.give_up(device, DeviceStatus::LoggedOut, &reason).await,
-            Err(LinkError::Invalid(reason)) => self.give_up(device, DeviceStatus::Offline, &reason).await,
+            Err(LinkError::Device(reason)) => self.give_up(fence, DeviceStatus::LoggedOut, &reason).await,
+            Err(LinkError::Invalid(reason)) => self.give_up(fence, DeviceStatus::Offline, &reason).await,
             Err(err) => {
                 let wait = self
                     .retries
@@ -210,17 +375,18 @@ impl SessionManager {
                     },
                 );
                 tracing::warn!(error = %err, retry_in = ?(wait + jitter), "opening the session failed");
-                if let Err(err) = self.db.set_device_status(device, DeviceStatus::Offline).await {
+                if let Err(err) = self.db.set_device_status(fence, DeviceStatus::Offline).await {
                     tracing::warn!(error = ?err, "recording the status failed");
                 }
             }
         }
     }
 
-    async fn give_up(&mut self, device: DeviceId, status: DeviceStatus, reason: &str) {
-        tracing::warn!(%device, reason, "session cannot open until its owner acts");
-        if let Err(err) = self.db.mark_unlinked(device, status, reason).await {
+    async fn give_up(&mut self, fence: Fence, status: DeviceStatus, reason: &str) {
+        tracing::warn!(device = %fence.device, reason, "session cannot open until its owner acts");
+        if let Err(err) = self.db.mark_unlinked(fence, status, reason).await {
             tracing::warn!(error = ?err, "recording the failure failed");
         }
+        self.release(fence).await;
     }
 }

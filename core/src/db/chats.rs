@@ -4,7 +4,8 @@ use crate::link::{IncomingMessage, Jid, ReceiptKind};
 use crate::types::{DeviceId, Timestamp, UserId};
 use crate::{Db, Result};
 
-use super::on_db;
+use super::leases::fenced;
+use super::{Fence, on_db};
 
 /// A chat as listed to its owner.
 #[derive(Clone, Debug, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
@@ -28,7 +29,8 @@ impl Db {
     /// Stores a personal-chat message and updates its chat; returns `false` for a replay (same id),
     /// which changes nothing. Durable when this returns.
     #[tracing::instrument(skip(self, message), fields(message = %message.id))]
-    pub async fn store_message(&self, device: DeviceId, message: &IncomingMessage) -> Result<bool> {
+    pub async fn store_message(&self, fence: Fence, message: &IncomingMessage) -> Result<bool> {
+        let device = fence.device;
         let kind = serde_json::to_value(message.kind)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
@@ -40,8 +42,7 @@ impl Db {
         let status = message.from_me.then_some("sent");
         let unread = i64::from(!message.from_me);
         let now = Timestamp::now();
-        on_db!(self, pool => {
-            let mut tx = pool.begin().await?;
+        Ok(fenced!(self, fence, tx => {
             let inserted = sqlx::query(
                 "INSERT INTO messages (device_id, id, chat_jid, sender_jid, from_me, kind, body, sent_at, status, received_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (device_id, id) DO NOTHING")
@@ -78,14 +79,14 @@ impl Db {
                     .execute(&mut *tx)
                     .await?;
             }
-            tx.commit().await?;
-            Ok(inserted)
-        })
+            inserted
+        }))
     }
 
     /// Records delivered/read receipts for this account's own messages. Status only moves forward.
     #[tracing::instrument(skip(self, ids))]
-    pub async fn apply_receipt(&self, device: DeviceId, chat: &Jid, kind: ReceiptKind, ids: &[String]) -> Result<()> {
+    pub async fn apply_receipt(&self, fence: Fence, chat: &Jid, kind: ReceiptKind, ids: &[String]) -> Result<()> {
+        let device = fence.device;
         let (status, sql) = match kind {
             ReceiptKind::Delivered => (
                 "delivered",
@@ -98,16 +99,11 @@ impl Db {
                  AND from_me AND (status IS NULL OR status IN ('sent', 'delivered'))",
             ),
         };
-        for id in ids {
-            on_db!(self, pool => sqlx::query(sql)
-                .bind(device)
-                .bind(&chat.0)
-                .bind(id)
-                .bind(status)
-                .execute(pool)
-                .await
-                .map(drop))?;
-        }
+        fenced!(self, fence, tx => {
+            for id in ids {
+                sqlx::query(sql).bind(device).bind(&chat.0).bind(id).bind(status).execute(&mut *tx).await?;
+            }
+        });
         Ok(())
     }
 

@@ -8,8 +8,9 @@ use crate::link::Jid;
 use crate::types::{DeviceId, PhoneNumber, Timestamp, UserId};
 use crate::{Db, Error, Result};
 
-use super::DeviceStatus;
+use super::leases::fenced;
 use super::on_db;
+use super::{DeviceStatus, Fence};
 
 /// What the owner wants the session to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -113,16 +114,32 @@ impl Db {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+            // A lease row makes the device claimable by workers.
+            sqlx::query("INSERT INTO device_leases (device_id) VALUES ($1) ON CONFLICT (device_id) DO NOTHING")
+                .bind(device)
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
             Ok(())
         })
     }
 
-    /// Every device's desired session (the worker's reconcile input).
+    /// Every device's desired session.
     #[tracing::instrument(skip(self))]
     pub async fn session_targets(&self) -> Result<Vec<SessionTarget>> {
         Ok(on_db!(self, pool => sqlx::query_as::<_, SessionTarget>(
             "SELECT device_id, desired, pair_phone, generation FROM device_sessions ORDER BY device_id")
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    /// The desired sessions of the devices `worker` holds leases on (its reconcile input).
+    #[tracing::instrument(skip(self))]
+    pub async fn held_session_targets(&self, worker: &str) -> Result<Vec<SessionTarget>> {
+        Ok(on_db!(self, pool => sqlx::query_as::<_, SessionTarget>(
+            "SELECT s.device_id, s.desired, s.pair_phone, s.generation FROM device_sessions s \
+             JOIN device_leases l ON l.device_id = s.device_id WHERE l.holder = $1 ORDER BY s.device_id")
+            .bind(worker)
             .fetch_all(pool)
             .await)?)
     }
@@ -158,98 +175,95 @@ impl Db {
         Ok(rows.into_iter().map(|r| (r.device_id, r.view)).collect())
     }
 
-    /// A worker shows a new QR code for `device`.
+    /// The holder shows a new QR code.
     #[tracing::instrument(skip(self, code))]
-    pub async fn set_qr_code(&self, device: DeviceId, code: &str, expires_at: Timestamp) -> Result<()> {
-        on_db!(self, pool => sqlx::query(
-            "UPDATE device_sessions SET qr_code = $2, qr_expires_at = $3, updated_at = $4 WHERE device_id = $1")
-            .bind(device)
-            .bind(code)
-            .bind(expires_at)
-            .bind(Timestamp::now())
-            .execute(pool)
-            .await
-            .map(drop))?;
+    pub async fn set_qr_code(&self, fence: Fence, code: &str, expires_at: Timestamp) -> Result<()> {
+        fenced!(self, fence, tx => {
+            sqlx::query("UPDATE device_sessions SET qr_code = $1, qr_expires_at = $2, updated_at = $3 WHERE device_id = $4")
+                .bind(code)
+                .bind(expires_at)
+                .bind(Timestamp::now())
+                .bind(fence.device)
+                .execute(&mut *tx)
+                .await?;
+        });
         Ok(())
     }
 
-    /// A worker shows the pair code for `device`.
+    /// The holder shows the pair code.
     #[tracing::instrument(skip(self))]
-    pub async fn set_pair_code(&self, device: DeviceId, code: &str) -> Result<()> {
-        on_db!(self, pool => sqlx::query("UPDATE device_sessions SET pair_code = $2, updated_at = $3 WHERE device_id = $1")
-            .bind(device)
-            .bind(code)
-            .bind(Timestamp::now())
-            .execute(pool)
-            .await
-            .map(drop))?;
+    pub async fn set_pair_code(&self, fence: Fence, code: &str) -> Result<()> {
+        fenced!(self, fence, tx => {
+            sqlx::query("UPDATE device_sessions SET pair_code = $1, updated_at = $2 WHERE device_id = $3")
+                .bind(code)
+                .bind(Timestamp::now())
+                .bind(fence.device)
+                .execute(&mut *tx)
+                .await?;
+        });
         Ok(())
     }
 
-    /// A worker reports the session's status; `online` also records `last_seen_at`.
+    /// The holder reports the session's status; `online` also records `last_seen_at`.
     #[tracing::instrument(skip(self))]
-    pub async fn set_device_status(&self, device: DeviceId, status: DeviceStatus) -> Result<()> {
-        let now = Timestamp::now();
-        on_db!(self, pool => sqlx::query(
-            "UPDATE devices SET status = $2, updated_at = $3, \
-               last_seen_at = CASE WHEN $2 = 'online' THEN $3 ELSE last_seen_at END WHERE id = $1")
-            .bind(device)
-            .bind(status.as_str())
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(drop))?;
+    pub async fn set_device_status(&self, fence: Fence, status: DeviceStatus) -> Result<()> {
+        fenced!(self, fence, tx => {
+            sqlx::query(
+                "UPDATE devices SET status = $1, updated_at = $2, \
+                   last_seen_at = CASE WHEN $1 = 'online' THEN $2 ELSE last_seen_at END WHERE id = $3")
+                .bind(status.as_str())
+                .bind(Timestamp::now())
+                .bind(fence.device)
+                .execute(&mut *tx)
+                .await?;
+        });
         Ok(())
     }
 
     /// Pairing succeeded: the device is linked to `jid` and should stay connected.
     #[tracing::instrument(skip(self))]
-    pub async fn mark_paired(&self, device: DeviceId, jid: &Jid) -> Result<()> {
+    pub async fn mark_paired(&self, fence: Fence, jid: &Jid) -> Result<()> {
         let now = Timestamp::now();
-        on_db!(self, pool => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("UPDATE devices SET jid = $2, status = 'online', last_seen_at = $3, updated_at = $3 WHERE id = $1")
-                .bind(device)
+        fenced!(self, fence, tx => {
+            sqlx::query("UPDATE devices SET jid = $1, status = 'online', last_seen_at = $2, updated_at = $2 WHERE id = $3")
                 .bind(&jid.0)
                 .bind(now)
+                .bind(fence.device)
                 .execute(&mut *tx)
                 .await?;
-            // The generation stays: the worker already holds the session that just paired.
+            // The generation stays: the holder already has the session that just paired.
             sqlx::query(
                 "UPDATE device_sessions SET desired = 'connected', qr_code = NULL, qr_expires_at = NULL, \
-                   pair_code = NULL, last_error = NULL, updated_at = $2 WHERE device_id = $1")
-                .bind(device)
+                   pair_code = NULL, last_error = NULL, updated_at = $1 WHERE device_id = $2")
                 .bind(now)
+                .bind(fence.device)
                 .execute(&mut *tx)
                 .await?;
-            tx.commit().await?;
-            Ok(())
-        })
+        });
+        Ok(())
     }
 
     /// The session ended for good (logged out, banned, pairing failed): nothing is held until the
     /// owner asks again, and `reason` is shown to them.
     #[tracing::instrument(skip(self))]
-    pub async fn mark_unlinked(&self, device: DeviceId, status: DeviceStatus, reason: &str) -> Result<()> {
+    pub async fn mark_unlinked(&self, fence: Fence, status: DeviceStatus, reason: &str) -> Result<()> {
         let now = Timestamp::now();
-        on_db!(self, pool => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("UPDATE devices SET status = $2, updated_at = $3 WHERE id = $1")
-                .bind(device)
+        fenced!(self, fence, tx => {
+            sqlx::query("UPDATE devices SET status = $1, updated_at = $2 WHERE id = $3")
                 .bind(status.as_str())
                 .bind(now)
+                .bind(fence.device)
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(
                 "UPDATE device_sessions SET desired = 'unlinked', qr_code = NULL, qr_expires_at = NULL, \
-                   pair_code = NULL, last_error = $2, updated_at = $3 WHERE device_id = $1")
-                .bind(device)
+                   pair_code = NULL, last_error = $1, updated_at = $2 WHERE device_id = $3")
                 .bind(reason)
                 .bind(now)
+                .bind(fence.device)
                 .execute(&mut *tx)
                 .await?;
-            tx.commit().await?;
-            Ok(())
-        })
+        });
+        Ok(())
     }
 }

@@ -10,6 +10,7 @@ mod chats;
 mod device_requests;
 mod device_sessions;
 mod devices;
+mod leases;
 mod link_credentials;
 mod login_failures;
 mod sessions;
@@ -28,6 +29,7 @@ pub use chats::Chat;
 pub use device_requests::{DeviceRequest, RequestOutcome};
 pub use device_sessions::{Desired, PairingView, SessionTarget};
 pub use devices::{Device, DeviceChanges, DeviceStatus};
+pub use leases::{Fence, Fleet};
 pub use users::{NewUserRole, User};
 
 /// Runs `$body` with `$pool` bound to the backend's native pool.
