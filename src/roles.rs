@@ -13,6 +13,8 @@ use crate::{Role, demo};
 
 /// Runs `role` until a shutdown signal, then drains.
 pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
+    // Installed first, so nothing counted before the first scrape is lost.
+    let _ = wafleet_core::metrics::handle();
     let (trigger, shutdown) = shutdown::channel();
     trigger.trigger_on_signals();
     if let Role::Sim(config) = role {

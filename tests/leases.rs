@@ -35,8 +35,14 @@ async fn a_stale_holder_cannot_write(backend: Backend) {
     let test = TestDb::new(backend).await;
     let db = &test.db;
     let device = device_wanting_a_session(db, "fenced", "+60123456789").await;
+    assert_eq!(
+        db.unheld_devices().await.unwrap(),
+        1,
+        "wanted and not held: what autoscaling follows"
+    );
     let first = db.claim_leases("worker-a", 10, 1).await.unwrap();
     assert_eq!(first.len(), 1);
+    assert_eq!(db.unheld_devices().await.unwrap(), 0);
     let a = first[0];
     assert!(
         db.claim_leases("worker-b", 10, 1).await.unwrap().is_empty(),
@@ -46,6 +52,11 @@ async fn a_stale_holder_cannot_write(backend: Backend) {
 
     // Worker A stalls past its lease (a long pause, a partition); B claims the device.
     tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        db.unheld_devices().await.unwrap(),
+        1,
+        "an expired lease counts as unheld"
+    );
     let taken = db.claim_leases("worker-b", 10, 30).await.unwrap();
     assert_eq!(taken.len(), 1);
     let b = taken[0];

@@ -207,6 +207,25 @@ async fn pair_by_qr_receive_check_and_survive_a_worker_restart(backend: Backend)
         "group and status messages never reach storage: {text}"
     );
 
+    // The worker's metrics say what it holds and stored (same process, same recorder).
+    let metrics = stack
+        .client
+        .get(format!("{}/metrics", stack.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("wafleet_sessions_held{") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("wafleet_messages_stored_total"), "{metrics}");
+    assert!(metrics.contains("wafleet_leases_claimed_total{"), "{metrics}");
+
     // Numbers: the simulator says which have accounts.
     control
         .set_number(&wafleet_sim::control::NumberRule {

@@ -1,4 +1,4 @@
-//! Liveness and readiness probes, mounted by every role.
+//! Liveness and readiness probes and Prometheus metrics, mounted by every role.
 
 use axum::Router;
 use axum::extract::State;
@@ -12,13 +12,20 @@ pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(|State(state): State<AppState>| ready(state.db)))
+        .route("/metrics", get(metrics))
 }
 
-/// The probes alone, for roles that serve no API (worker, scheduler).
+/// The probes and metrics alone, for roles that serve no API (worker, scheduler).
 pub fn probes(db: Db) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(move || ready(db.clone())))
+        .route("/metrics", get(metrics))
+}
+
+/// Prometheus text format.
+async fn metrics() -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], wafleet_core::metrics::handle().render())
 }
 
 /// Liveness: the process answers. Plain `OK`, as the compatible API does.

@@ -59,6 +59,8 @@ impl AppState {
 
 /// The whole HTTP application: pages, JSON API, OpenAPI document and health probes.
 pub fn app(state: AppState) -> Router {
+    // Installs the metrics recorder before the first request is counted.
+    let _ = wafleet_core::metrics::handle();
     let (api, spec) = openapi::ApiDoc::router()
         .merge(accounts::router())
         .merge(tokens::router())
@@ -77,8 +79,19 @@ pub fn app(state: AppState) -> Router {
         .fallback(error::no_route)
         .layer(axum::middleware::from_fn_with_state(state.clone(), csrf::protect))
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(axum::middleware::from_fn(count_requests))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Counts requests by status class and records their latency.
+async fn count_requests(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let class = format!("{}xx", response.status().as_u16() / 100);
+    metrics::counter!(wafleet_core::metrics::HTTP_REQUESTS, "status" => class).increment(1);
+    metrics::histogram!(wafleet_core::metrics::HTTP_DURATION).record(started.elapsed().as_secs_f64());
+    response
 }
 
 /// Binds `settings.host:settings.port`, with a message that says what to do when it is taken.

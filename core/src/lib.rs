@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod link;
+pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]

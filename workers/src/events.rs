@@ -88,7 +88,12 @@ async fn store_with_retry(
     let mut wait = Duration::from_millis(50);
     for attempt in 1.. {
         match db.store_message(device, message).await {
-            Ok(_) => return Ok(()),
+            Ok(new) => {
+                if new {
+                    metrics::counter!(wafleet_core::metrics::MESSAGES_STORED).increment(1);
+                }
+                return Ok(());
+            }
             Err(wafleet_core::Error::Fenced) => return Err(wafleet_core::Error::Fenced),
             Err(err) if attempt < 5 => {
                 tracing::warn!(error = ?err, attempt, "storing a message failed; retrying");

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use wafleet_core::Db;
 use wafleet_core::db::{Desired, DeviceStatus, Fence, SessionTarget};
 use wafleet_core::link::{Link, LinkError, OpenMode, Session};
+use wafleet_core::metrics as m;
 use wafleet_core::shutdown::Shutdown;
 use wafleet_core::types::{DeviceId, PhoneNumber};
 
@@ -130,6 +131,7 @@ impl SessionManager {
         self.reconcile().await?;
         self.balance().await?;
         self.requests.run_pending(&self.sessions()).await;
+        metrics::gauge!(m::SESSIONS_HELD, "worker" => self.options.id.clone()).set(self.held.len() as f64);
         Ok(())
     }
 
@@ -168,6 +170,7 @@ impl SessionManager {
             .collect();
         for device in lost {
             if let Some(held) = self.held.remove(&device) {
+                metrics::counter!(m::LEASES_LOST, "worker" => self.options.id.clone()).increment(1);
                 tracing::warn!(%device, "lease lost; closing the session");
                 held.session.close().await;
                 held.events.abort();
@@ -188,6 +191,7 @@ impl SessionManager {
             let want = (fair - held).min(MAX_CLAIMS_PER_ROUND);
             for fence in self.db.claim_leases(&self.options.id, want, self.ttl_secs()).await? {
                 tracing::debug!(device = %fence.device, token = fence.token, "lease claimed");
+                metrics::counter!(m::LEASES_CLAIMED, "worker" => self.options.id.clone()).increment(1);
                 self.leases.insert(fence.device, fence);
             }
         } else if held > fair {
@@ -212,6 +216,7 @@ impl SessionManager {
                 return;
             }
         }
+        metrics::counter!(m::LEASES_HANDED_OFF, "worker" => self.options.id.clone()).increment(1);
         self.leases.remove(&fence.device);
         if let Some(held) = self.held.remove(&fence.device) {
             held.session.close().await;

@@ -42,6 +42,14 @@ async fn health_openapi_and_docs(app: TestApp) {
         "no external assets: works offline"
     );
 
+    let metrics = client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains("wafleet_http_requests_total{status=\"2xx\"}"),
+        "requests are counted: {text}"
+    );
+
     let missing = client.get(app.url("/api/nope")).send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     assert_eq!(body(missing).await["message"], "API route not found");

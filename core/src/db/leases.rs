@@ -114,6 +114,18 @@ impl Db {
         Ok(Fleet { wanted, live_workers })
     }
 
+    /// Devices that want a session but have no live lease (the autoscaling signal).
+    #[tracing::instrument(skip(self))]
+    pub async fn unheld_devices(&self) -> Result<i64> {
+        let (count,): (i64,) = on_db!(self, pool => sqlx::query_as(
+            "SELECT COUNT(*) FROM device_sessions s LEFT JOIN device_leases l ON l.device_id = s.device_id \
+             WHERE s.desired <> 'unlinked' AND (l.device_id IS NULL OR l.holder IS NULL OR l.expires_at <= $1)")
+            .bind(Timestamp::now())
+            .fetch_one(pool)
+            .await)?;
+        Ok(count)
+    }
+
     /// Claims up to `limit` free leases of devices that want a session, for `ttl_secs`. Safe with
     /// any number of workers claiming at once: the repeated expiry test makes a row that another
     /// claim just took fail the update (PostgreSQL re-checks it on the new row version).

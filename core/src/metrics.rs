@@ -1,0 +1,68 @@
+//! Prometheus metrics. Every role installs the same recorder and serves it at `GET /metrics`.
+//!
+//! | Metric | Kind | Meaning |
+//! |---|---|---|
+//! | `wafleet_sessions_held{worker}` | gauge | device sessions this worker holds |
+//! | `wafleet_leases_claimed_total{worker}` | counter | device leases claimed |
+//! | `wafleet_leases_lost_total{worker}` | counter | leases found taken by another worker (stepped down) |
+//! | `wafleet_leases_handed_off_total{worker}` | counter | devices given to other workers (balancing, shutdown) |
+//! | `wafleet_devices_wanted` | gauge | devices whose owners want a session |
+//! | `wafleet_devices_unheld` | gauge | of those, held by no live worker: **scale workers on this** |
+//! | `wafleet_workers_live` | gauge | workers with a recent heartbeat |
+//! | `wafleet_messages_stored_total` | counter | incoming personal messages stored (replays not counted) |
+//! | `wafleet_http_requests_total{status}` | counter | HTTP requests answered, by status class (`2xx`, `4xx`, …) |
+//! | `wafleet_http_request_duration_seconds` | summary | HTTP request latency |
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Device sessions held by a worker.
+pub const SESSIONS_HELD: &str = "wafleet_sessions_held";
+/// Leases claimed.
+pub const LEASES_CLAIMED: &str = "wafleet_leases_claimed_total";
+/// Leases lost to another worker.
+pub const LEASES_LOST: &str = "wafleet_leases_lost_total";
+/// Devices handed to other workers.
+pub const LEASES_HANDED_OFF: &str = "wafleet_leases_handed_off_total";
+/// Devices that want a session.
+pub const DEVICES_WANTED: &str = "wafleet_devices_wanted";
+/// Devices that want a session and have no live holder.
+pub const DEVICES_UNHELD: &str = "wafleet_devices_unheld";
+/// Live workers.
+pub const WORKERS_LIVE: &str = "wafleet_workers_live";
+/// Incoming messages stored.
+pub const MESSAGES_STORED: &str = "wafleet_messages_stored_total";
+/// HTTP requests answered.
+pub const HTTP_REQUESTS: &str = "wafleet_http_requests_total";
+/// HTTP request latency.
+pub const HTTP_DURATION: &str = "wafleet_http_request_duration_seconds";
+
+/// The process's recorder, installed on first use; render it for `GET /metrics`.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder was installed first; metrics then go there instead.
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+        }
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(SESSIONS_HELD, "Device sessions this worker holds");
+    describe_counter!(LEASES_CLAIMED, "Device leases claimed");
+    describe_counter!(LEASES_LOST, "Leases found taken by another worker");
+    describe_counter!(LEASES_HANDED_OFF, "Devices given to other workers");
+    describe_gauge!(DEVICES_WANTED, "Devices whose owners want a session");
+    describe_gauge!(DEVICES_UNHELD, "Devices that want a session but have no live holder");
+    describe_gauge!(WORKERS_LIVE, "Workers with a recent heartbeat");
+    describe_counter!(MESSAGES_STORED, "Incoming personal messages stored");
+    describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by status class");
+    describe_histogram!(HTTP_DURATION, metrics::Unit::Seconds, "HTTP request latency");
+}
