@@ -79,12 +79,17 @@ impl SessionManager {
     /// A manager that opens sessions through `link`.
     pub fn new(db: Db, link: Arc<dyn Link>, options: WorkerOptions) -> Self {
         let requests = RequestRunner::new(db.clone());
+        // As if the last renewal were a lease time ago: the first round heartbeats at once, so the
+        // other workers count this one in their fair share from the start.
+        let renewed_at = Instant::now()
+            .checked_sub(options.lease_ttl)
+            .unwrap_or_else(Instant::now);
         SessionManager {
             db,
             link,
             options,
             leases: HashMap::new(),
-            renewed_at: Instant::now(),
+            renewed_at,
             held: HashMap::new(),
             retries: HashMap::new(),
             requests,
@@ -118,11 +123,6 @@ impl SessionManager {
         if let Err(err) = self.db.worker_gone(&self.options.id, self.ttl_secs() * 4).await {
             tracing::warn!(error = ?err, "leaving the worker list failed; the entry expires by itself");
         }
-    }
-
-    /// How many sessions this worker holds.
-    pub fn held(&self) -> usize {
-        self.held.len()
     }
 
     /// One round: keep leases, reconcile sessions (logouts first), balance load, answer requests.
