@@ -25,7 +25,10 @@ pub fn probes(db: Db) -> Router {
 
 /// Prometheus text format.
 async fn metrics() -> impl axum::response::IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], wafleet_core::metrics::handle().render())
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        wafleet_core::metrics::handle().render(),
+    )
 }
 
 /// Liveness: the process answers. Plain `OK`, as the compatible API does.
