@@ -7,6 +7,7 @@
 
 mod api_tokens;
 mod chats;
+mod cron_runs;
 mod device_requests;
 mod device_sessions;
 mod devices;

@@ -1,0 +1,82 @@
+//! The scheduler's standard jobs and their schedules.
+
+use anyhow::Context;
+use wafleet_core::Db;
+use wafleet_core::types::Timestamp;
+
+use crate::{Fire, Scheduler};
+
+/// Housekeeping every ten minutes, on the minute.
+pub const HOUSEKEEPING_SCHEDULE: &str = "0 */10 * * * *";
+/// Fleet gauges every five seconds.
+pub const FLEET_GAUGES_SCHEDULE: &str = "*/5 * * * * *";
+/// Campaign dispatch at the start of every minute.
+pub const CAMPAIGN_DISPATCH_SCHEDULE: &str = "0 * * * * *";
+
+/// Heartbeats older than this mean a worker is gone (matches the default lease time).
+const LIVE_WORKER_SECS: i64 = 15;
+/// Workers silent this long are removed from the `workers` table.
+const STALE_WORKER_SECS: i64 = 3600;
+/// How long `cron_runs` remembers a tick.
+const CRON_RUNS_KEPT_SECS: i64 = 7 * 24 * 3600;
+
+/// Adds the standard jobs to `scheduler`.
+pub fn standard(scheduler: Scheduler) -> anyhow::Result<Scheduler> {
+    scheduler
+        .job("housekeeping", HOUSEKEEPING_SCHEDULE, Fire::Once, |db, _| {
+            Box::pin(async move { housekeeping(&db).await })
+        })?
+        .job("fleet_gauges", FLEET_GAUGES_SCHEDULE, Fire::EveryReplica, |db, _| {
+            Box::pin(async move { fleet_gauges(&db).await })
+        })?
+        .job(
+            "campaign_dispatch",
+            CAMPAIGN_DISPATCH_SCHEDULE,
+            Fire::Once,
+            |db, tick| Box::pin(async move { campaign_dispatch(&db, tick).await }),
+        )
+}
+
+/// Publishes how many devices want a session, how many of those no live worker holds (what worker
+/// autoscaling follows), and how many workers are alive. Runs on every replica, since each exports
+/// its own gauges.
+pub async fn fleet_gauges(db: &Db) -> anyhow::Result<()> {
+    use wafleet_core::metrics as m;
+    let fleet = db.fleet(LIVE_WORKER_SECS).await.context("reading fleet counts")?;
+    let unheld = db.unheld_devices().await.context("counting unheld devices")?;
+    metrics::gauge!(m::DEVICES_WANTED).set(fleet.wanted as f64);
+    metrics::gauge!(m::WORKERS_LIVE).set(fleet.live_workers as f64);
+    metrics::gauge!(m::DEVICES_UNHELD).set(unheld as f64);
+    Ok(())
+}
+
+/// One round of housekeeping: expired login sessions, workers silent for an hour, and ticks older
+/// than a week. Each step is idempotent; a failure is retried next round.
+pub async fn housekeeping(db: &Db) -> anyhow::Result<()> {
+    let now = Timestamp::now();
+    let sessions = db
+        .delete_expired_sessions(now)
+        .await
+        .context("removing expired sessions")?;
+    if sessions > 0 {
+        tracing::info!(removed = sessions, "expired login sessions removed");
+    }
+    db.worker_gone("", STALE_WORKER_SECS)
+        .await
+        .context("removing stale workers")?;
+    let ticks = db
+        .delete_cron_runs_before(now.plus_secs(-CRON_RUNS_KEPT_SECS))
+        .await
+        .context("removing old cron runs")?;
+    if ticks > 0 {
+        tracing::debug!(removed = ticks, "old cron runs removed");
+    }
+    Ok(())
+}
+
+/// Campaign dispatch: will expand due campaigns into recipients. Campaigns do not exist yet, so for
+/// now a tick only records that it ran; the job is here so its once-per-tick firing is in place.
+pub async fn campaign_dispatch(_db: &Db, tick: Timestamp) -> anyhow::Result<()> {
+    tracing::debug!(%tick, "no campaigns to dispatch yet");
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! Scheduler tests, on SQLite and PostgreSQL (one test binary).
+
+mod dedup;
+mod replicas;
