@@ -99,7 +99,14 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
 /// The link the settings choose for workers.
 fn link_for(settings: &Settings, db: &Db) -> Arc<dyn Link> {
     match settings.whatsapp_link {
-        LinkChoice::Whatsapp => Arc::new(wafleet_wa::WaLink::new(db.clone(), settings.wa_server_url.clone())),
+        LinkChoice::Whatsapp => {
+            let config = wafleet_wa::WaLinkConfig {
+                server_url: settings.wa_server_url.clone(),
+                app_version: settings.wa_app_version.map(|v| (v.0, v.1, v.2)),
+                ..Default::default()
+            };
+            Arc::new(wafleet_wa::WaLink::with_config(db.clone(), config))
+        }
         LinkChoice::Simulator => {
             tracing::warn!(url = %settings.simulator_url, "workers connect to the network SIMULATOR, not to WhatsApp");
             Arc::new(wafleet_sim::SimLink::new(settings.simulator_url.clone(), db.clone()))

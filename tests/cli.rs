@@ -154,6 +154,14 @@ fn help_lists_every_setting() {
         "MAX_BODY_BYTES",
         "SHUTDOWN_TIMEOUT_SECS",
         "LOG_FORMAT",
+        "WHATSAPP_LINK",
+        "SIMULATOR_URL",
+        "WA_SERVER_URL",
+        "WA_APP_VERSION",
+        "LEASE_TTL_SECS",
+        "WORKER_CAPACITY",
+        "WORKER_ID",
+        "WORKER_WAIT_SECS",
     ] {
         assert!(help.contains(var), "--help names {var}");
     }

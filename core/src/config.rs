@@ -64,6 +64,29 @@ pub enum LinkChoice {
     Simulator,
 }
 
+/// A WhatsApp Web version, `major.minor.patch` (e.g. `2.3000.1023456789`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppVersion(pub u32, pub u32, pub u32);
+
+impl FromStr for AppVersion {
+    type Err = String;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<u32> = input
+            .trim()
+            .split('.')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map_err(|_| format!("`{input}` is not a version: use three numbers such as 2.3000.1023456789"))?;
+        match parts.as_slice() {
+            [major, minor, patch] => Ok(AppVersion(*major, *minor, *patch)),
+            _ => Err(format!(
+                "`{input}` is not a version: use three numbers such as 2.3000.1023456789"
+            )),
+        }
+    }
+}
+
 /// Where data lives, resolved from [`Settings::database_url`] and [`Settings::data_dir`].
 #[derive(Clone, Debug)]
 pub enum DatabaseTarget {
@@ -173,6 +196,11 @@ pub struct Settings {
     /// a protocol-level server).
     #[arg(long, env = "WA_SERVER_URL", global = true)]
     pub wa_server_url: Option<String>,
+
+    /// WhatsApp Web version the wa-rs client announces; unset fetches the current one from
+    /// web.whatsapp.com (set it with `WA_SERVER_URL`, or where that host is unreachable).
+    #[arg(long, env = "WA_APP_VERSION", global = true)]
+    pub wa_app_version: Option<AppVersion>,
 
     /// Seconds a worker's claim on a device lasts without renewal; a dead worker's devices are
     /// claimed by others within this time.
@@ -360,6 +388,17 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("unknown setting `no_such_setting`"), "{err}");
+    }
+
+    #[test]
+    fn app_versions_need_three_numbers() {
+        assert_eq!(
+            "2.3000.1023456789".parse::<AppVersion>().unwrap(),
+            AppVersion(2, 3000, 1_023_456_789)
+        );
+        for bad in ["", "2.3000", "2.x.1", "1.2.3.4"] {
+            assert!(bad.parse::<AppVersion>().is_err(), "{bad:?}");
+        }
     }
 
     #[test]
