@@ -16,40 +16,25 @@ use super::on_db;
 macro_rules! fenced {
     ($db:expr, $fence:expr, $tx:ident => $body:block) => {
         match $db {
-            $crate::db::Db::Sqlite(pool) => {
-                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                let held: Option<(i64,)> = sqlx::query_as(
-                    "SELECT token FROM device_leases WHERE device_id = $1 AND token = $2 AND holder IS NOT NULL",
-                )
-                .bind($fence.device)
-                .bind($fence.token)
-                .fetch_optional(&mut *$tx)
-                .await?;
-                if held.is_none() {
-                    return Err($crate::Error::Fenced);
-                }
-                let out = $body;
-                $tx.commit().await?;
-                out
-            }
-            $crate::db::Db::Postgres(pool) => {
-                let mut $tx = pool.begin().await?;
-                let held: Option<(i64,)> = sqlx::query_as(
-                    "SELECT token FROM device_leases WHERE device_id = $1 AND token = $2 AND holder IS NOT NULL FOR SHARE",
-                )
-                .bind($fence.device)
-                .bind($fence.token)
-                .fetch_optional(&mut *$tx)
-                .await?;
-                if held.is_none() {
-                    return Err($crate::Error::Fenced);
-                }
-                let out = $body;
-                $tx.commit().await?;
-                out
-            }
+            $crate::db::Db::Sqlite(pool) => fenced!(@run pool.begin_with("BEGIN IMMEDIATE"),
+                "SELECT token FROM device_leases WHERE device_id = $1 AND token = $2 AND holder IS NOT NULL",
+                $fence, $tx => $body),
+            $crate::db::Db::Postgres(pool) => fenced!(@run pool.begin(),
+                "SELECT token FROM device_leases WHERE device_id = $1 AND token = $2 AND holder IS NOT NULL FOR SHARE",
+                $fence, $tx => $body),
         }
     };
+    (@run $begin:expr, $check:literal, $fence:expr, $tx:ident => $body:block) => {{
+        let mut $tx = $begin.await?;
+        let held: Option<(i64,)> =
+            sqlx::query_as($check).bind($fence.device).bind($fence.token).fetch_optional(&mut *$tx).await?;
+        if held.is_none() {
+            return Err($crate::Error::Fenced);
+        }
+        let out = $body;
+        $tx.commit().await?;
+        out
+    }};
 }
 pub(crate) use fenced;
 
