@@ -55,6 +55,14 @@ struct Held {
     events: JoinHandle<()>,
 }
 
+impl Held {
+    /// Closes the connection (credentials kept) and stops consuming its events.
+    async fn close(self) {
+        self.session.close().await;
+        self.events.abort();
+    }
+}
+
 /// When to try a failed device again.
 struct Retry {
     at: Instant,
@@ -172,8 +180,7 @@ impl SessionManager {
             if let Some(held) = self.held.remove(&device) {
                 metrics::counter!(m::LEASES_LOST, "worker" => self.options.id.clone()).increment(1);
                 tracing::warn!(%device, "lease lost; closing the session");
-                held.session.close().await;
-                held.events.abort();
+                held.close().await;
             }
         }
     }
@@ -217,22 +224,24 @@ impl SessionManager {
             }
         }
         metrics::counter!(m::LEASES_HANDED_OFF, "worker" => self.options.id.clone()).increment(1);
-        self.leases.remove(&fence.device);
-        if let Some(held) = self.held.remove(&fence.device) {
-            held.session.close().await;
-            held.events.abort();
-        }
+        self.let_go(fence.device).await;
     }
 
     /// Lets go of a device nobody wants a session for any more (its session is already stopped).
     async fn release(&mut self, fence: Fence) {
-        self.leases.remove(&fence.device);
-        if let Some(held) = self.held.remove(&fence.device) {
-            held.session.close().await;
-            held.events.abort();
-        }
+        self.let_go(fence.device).await;
         if let Err(err) = self.db.release_lease(fence).await {
             tracing::warn!(device = %fence.device, error = ?err, "releasing a lease failed; it expires by itself");
+        }
+    }
+
+    /// Forgets a device this worker no longer holds: its lease, its retry state, and its session,
+    /// which closes with its credentials kept.
+    async fn let_go(&mut self, device: DeviceId) {
+        self.leases.remove(&device);
+        self.retries.remove(&device);
+        if let Some(held) = self.held.remove(&device) {
+            held.close().await;
         }
     }
 
@@ -245,8 +254,7 @@ impl SessionManager {
             self.release(fence).await;
         }
         for (_, held) in self.held.drain() {
-            held.session.close().await;
-            held.events.abort();
+            held.close().await;
         }
         tracing::info!(count, "devices handed off");
     }
@@ -312,8 +320,7 @@ impl SessionManager {
                 tracing::warn!(error = ?err, "recording logout failed");
             }
         }
-        held.session.close().await;
-        held.events.abort();
+        held.close().await;
         tracing::info!(logout, "session stopped");
     }
 
