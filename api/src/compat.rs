@@ -11,7 +11,6 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use wafleet_core::auth;
 use wafleet_core::db::User;
 use wafleet_core::types::{DeviceId, PhoneNumber};
 
@@ -58,12 +57,7 @@ impl FromRequestParts<AppState> for TokenUser {
                 "send an API token: `Authorization: Bearer <token>` (or Basic with the token as password)".into(),
             )
         })?;
-        state
-            .db
-            .api_token_user(&auth::digest(&token))
-            .await?
-            .map(TokenUser)
-            .ok_or_else(|| ApiError::Unauthorized("the API token is unknown or revoked".into()))
+        crate::session::token_user(state, &token).await.map(TokenUser)
     }
 }
 

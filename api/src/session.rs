@@ -31,12 +31,7 @@ impl FromRequestParts<AppState> for CurrentUser {
                 .ok_or_else(|| {
                     ApiError::Unauthorized("the Authorization header must be `Bearer <API token>`".into())
                 })?;
-            return state
-                .db
-                .api_token_user(&auth::digest(token.trim()))
-                .await?
-                .map(CurrentUser)
-                .ok_or_else(|| ApiError::Unauthorized("the API token is unknown or revoked".into()));
+            return token_user(state, token).await.map(CurrentUser);
         }
         session_user(parts, state).await?.map(CurrentUser).ok_or_else(|| {
             ApiError::Unauthorized("log in first, or send an API token as `Authorization: Bearer <token>`".into())
@@ -66,6 +61,15 @@ impl FromRequestParts<AppState> for PageUser {
             Err(err) => Err(err.into_response()),
         }
     }
+}
+
+/// The owner of the live API token `token`; 401 when it is unknown or revoked.
+pub(crate) async fn token_user(state: &AppState, token: &str) -> Result<User, ApiError> {
+    state
+        .db
+        .api_token_user(&auth::digest(token.trim()))
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("the API token is unknown or revoked".into()))
 }
 
 async fn session_user(parts: &Parts, state: &AppState) -> Result<Option<User>, ApiError> {

@@ -51,6 +51,26 @@ where
     }
 }
 
+/// Waits for the worker pairing `device` to show what `pick` takes from the pairing progress (a QR
+/// code, a pair code); a failure the worker records ends the wait with 409, silence with 503.
+async fn await_pairing<T>(
+    state: &AppState,
+    user: UserId,
+    device: DeviceId,
+    what: &str,
+    pick: impl Fn(PairingView) -> Option<T>,
+) -> ApiResult<T> {
+    let found = wait_for(state, || async {
+        let view = state.db.pairing_view(user, device).await?;
+        if let Some(error) = &view.last_error {
+            return Err(ApiError::Conflict(format!("pairing failed: {error}")));
+        }
+        Ok(pick(view))
+    })
+    .await?;
+    found.ok_or_else(|| ApiError::Unavailable(format!("no worker produced a {what} in time; try again shortly")))
+}
+
 /// Starts pairing `device` by QR code and waits for the first code.
 pub(crate) async fn begin_qr(state: &AppState, user: UserId, device: DeviceId) -> ApiResult<PairingView> {
     state
@@ -58,15 +78,10 @@ pub(crate) async fn begin_qr(state: &AppState, user: UserId, device: DeviceId) -
         .request_session(user, device, Desired::PairQr, None)
         .await
         .or_not_found("device")?;
-    let view = wait_for(state, || async {
-        let view = state.db.pairing_view(user, device).await?;
-        if let Some(error) = view.last_error.clone() {
-            return Err(ApiError::Conflict(format!("pairing failed: {error}")));
-        }
-        Ok(view.qr_code.is_some().then_some(view))
+    await_pairing(state, user, device, "QR code", |view| {
+        view.qr_code.is_some().then_some(view)
     })
-    .await?;
-    view.ok_or_else(|| ApiError::Unavailable("no worker produced a QR code in time; try again shortly".into()))
+    .await
 }
 
 /// Starts pairing `device` by phone code and waits for the code.
@@ -81,15 +96,7 @@ pub(crate) async fn begin_pair_code(
         .request_session(user, device, Desired::PairCode, Some(phone))
         .await
         .or_not_found("device")?;
-    let code = wait_for(state, || async {
-        let view = state.db.pairing_view(user, device).await?;
-        if let Some(error) = view.last_error {
-            return Err(ApiError::Conflict(format!("pairing failed: {error}")));
-        }
-        Ok(view.pair_code)
-    })
-    .await?;
-    code.ok_or_else(|| ApiError::Unavailable("no worker produced a pair code in time; try again shortly".into()))
+    await_pairing(state, user, device, "pair code", |view| view.pair_code).await
 }
 
 /// Asks the device's session to reconnect with its stored credentials.
