@@ -69,6 +69,11 @@ pub struct SimConfig {
     /// thousands of idle sessions cheap.
     #[arg(long, env = "WAFLEET_SIM_WS_BUFFER_BYTES", default_value_t = 4096)]
     pub ws_buffer_bytes: usize,
+
+    /// Port of the WhatsApp Web front end, where the real wa-rs client connects
+    /// (`WA_SERVER_URL=ws://HOST:PORT/ws/chat`); unset: not started; 0 picks a free one.
+    #[arg(long, env = "WAFLEET_SIM_WAWEB_PORT")]
+    pub waweb_port: Option<u16>,
 }
 
 impl Default for SimConfig {
@@ -88,6 +93,7 @@ impl Default for SimConfig {
             ban_unreplied_ratio: 0.7,
             ban_min_stranger_messages: 20,
             ws_buffer_bytes: 4096,
+            waweb_port: None,
         }
     }
 }

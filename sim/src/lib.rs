@@ -13,6 +13,7 @@ pub mod conformance;
 pub mod control;
 pub mod protocol;
 pub mod server;
+pub mod waweb;
 
 pub use client::{LinkOptions, SimLink};
 pub use config::SimConfig;

@@ -249,6 +249,27 @@ fn receipts_for_personal_chats() {
             ..
         })
     ));
+    // What wa-rs makes of WhatsApp's untyped delivery receipts.
+    let untyped = map_event(&receipt(
+        "60111@s.whatsapp.net",
+        ReceiptType::Other("delivery".into()),
+        false,
+    ));
+    assert!(matches!(
+        untyped,
+        Some(LinkEvent::Receipt {
+            kind: ReceiptKind::Delivered,
+            ..
+        })
+    ));
+    assert!(
+        map_event(&receipt(
+            "60111@s.whatsapp.net",
+            ReceiptType::Other("sender".into()),
+            false
+        ))
+        .is_none()
+    );
     assert!(map_event(&receipt("60111@s.whatsapp.net", ReceiptType::Retry, false)).is_none());
     assert!(map_event(&receipt("60111@s.whatsapp.net", ReceiptType::ReadSelf, true)).is_none());
     assert!(map_event(&receipt("120363000000@g.us", ReceiptType::Read, false)).is_none());

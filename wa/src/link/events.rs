@@ -57,8 +57,12 @@ pub fn map_event(event: &Event) -> Option<LinkEvent> {
         },
         Event::Message(message, info) => return map_message(message, info),
         Event::Receipt(receipt) => {
-            let kind = match receipt.r#type {
+            let kind = match &receipt.r#type {
                 ReceiptType::Delivered => ReceiptKind::Delivered,
+                // WhatsApp's delivery receipts carry no type; wa-rs reads a missing type as
+                // "delivery" (src/receipt.rs:24), which its own mapping only knows as "" (wa-rs-core
+                // src/types/presence.rs:46), so they arrive as `Other("delivery")`.
+                ReceiptType::Other(other) if other == "delivery" => ReceiptKind::Delivered,
                 ReceiptType::Read | ReceiptType::Played => ReceiptKind::Read,
                 _ => return None,
             };

@@ -3,6 +3,7 @@
 
 mod errors;
 mod events;
+mod media;
 mod session;
 mod transport;
 
@@ -12,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use wa_rs::bot::Bot;
-use wa_rs::transport::{TokioWebSocketTransportFactory, UreqHttpClient};
+use wa_rs::transport::TokioWebSocketTransportFactory;
 use wa_rs_core::net::WHATSAPP_WEB_WS_URL;
 use wa_rs_core::pair_code::PairCodeOptions;
 use wa_rs_core::store::traits::DeviceStore;
@@ -36,6 +37,9 @@ pub struct WaLinkConfig {
     pub app_version: Option<(u32, u32, u32)>,
     /// Capacity of each session's event channel.
     pub event_capacity: usize,
+    /// Upload and download media over plain HTTP where wa-rs asks for HTTPS: only for the
+    /// simulator's media host, which serves plain HTTP on loopback.
+    pub plain_http_media: bool,
 }
 
 impl Default for WaLinkConfig {
@@ -45,6 +49,7 @@ impl Default for WaLinkConfig {
             connect_timeout: Duration::from_secs(10),
             app_version: None,
             event_capacity: 256,
+            plain_http_media: false,
         }
     }
 }
@@ -126,7 +131,7 @@ impl Link for WaLink {
         let mut builder = Bot::builder()
             .with_backend(Arc::new(store.clone()))
             .with_transport_factory(factory)
-            .with_http_client(UreqHttpClient::new())
+            .with_http_client(media::MediaHttp::new(self.config.plain_http_media))
             // History sync replays old chats; wafleet only handles what arrives from now on.
             .skip_history_sync();
         if let Some(version) = self.config.app_version {

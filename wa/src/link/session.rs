@@ -92,6 +92,38 @@ impl Drop for WaSession {
     }
 }
 
+impl WaSession {
+    /// Which of `phones` WhatsApp says are registered, by the same usync query as
+    /// `Client::contacts().is_on_whatsapp`. That call cannot be used: its parser reads the `jid`
+    /// attribute with `optional_string`, which is `None` for JID-encoded values, and the binary
+    /// codec encodes every attribute that looks like a JID as one (wa-rs-core 0.2.0
+    /// src/iq/usync.rs:283, wa-rs-binary src/attrs.rs:56), so it finds no number at all.
+    async fn registered(&self, phones: &[PhoneNumber]) -> Result<Vec<WaJid>, LinkError> {
+        use wa_rs_core::iq::spec::IqSpec;
+        let digits: Vec<String> = phones.iter().map(|p| p.digits().to_owned()).collect();
+        let sid = format!("check-{}", chrono_free_now_secs());
+        let query = wa_rs_core::iq::usync::IsOnWhatsAppSpec::new(digits, sid).build_iq();
+        let response = self
+            .client
+            .send_iq(query)
+            .await
+            .map_err(|e| classify_iq(format!("checking numbers: {e}"), &e))?;
+        let users = response
+            .get_optional_child_by_tag(&["usync", "list"])
+            .map(|list| list.get_children_by_tag("user").collect::<Vec<_>>())
+            .unwrap_or_default();
+        Ok(users
+            .into_iter()
+            .filter(|user| {
+                user.get_optional_child("contact")
+                    .is_some_and(|c| c.attrs().optional_string("type") == Some("in"))
+            })
+            .filter_map(|user| user.attrs().optional_jid("jid"))
+            .map(|jid| jid.to_non_ad())
+            .collect())
+    }
+}
+
 /// A personal chat's JID in wa-rs's type.
 fn recipient(to: &Jid) -> Result<WaJid, LinkError> {
     if !to.is_personal() {
@@ -167,21 +199,15 @@ impl Session for WaSession {
             return Ok(Vec::new());
         }
         self.ready()?;
-        let digits: Vec<&str> = phones.iter().map(PhoneNumber::digits).collect();
-        let found = self
-            .client
-            .contacts()
-            .is_on_whatsapp(&digits)
-            .await
-            .map_err(|e| classify("checking numbers", &e))?;
+        let found = self.registered(phones).await?;
         Ok(phones
             .iter()
             .map(|phone| NumberCheck {
                 phone: phone.clone(),
                 jid: found
                     .iter()
-                    .find(|r| r.is_registered && r.jid.user == phone.digits())
-                    .map(|r| Jid(r.jid.to_non_ad().to_string())),
+                    .find(|jid| jid.user == phone.digits())
+                    .map(|jid| Jid(jid.to_string())),
             })
             .collect())
     }

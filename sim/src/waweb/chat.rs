@@ -1,0 +1,239 @@
+//! One-to-one messages between linked devices and simulated phones, end-to-end encrypted with
+//! Signal: prekey bundles, messages in both directions, server acks and receipts.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use rand::Rng;
+use wa_rs_binary::builder::NodeBuilder;
+use wa_rs_binary::node::{Node, NodeContent};
+use wa_rs_libsignal::protocol::{DeviceId, ProtocolAddress};
+use wa_rs_proto::whatsapp as wa;
+
+use super::Network;
+use super::model::{ConnState, Model, SentMessage};
+use super::nodes::{attr, now_secs, result};
+use super::signal::bundle_node;
+
+/// (number, device) of a JID in any of its forms (`601…@s.whatsapp.net`, `601…:2@…`, a LID).
+pub(crate) fn resolve(model: &Model, jid: &str) -> Option<(String, u16)> {
+    let (user, server) = jid.split_once('@')?;
+    let (user, device) = user.split_once(':').unwrap_or((user, "0"));
+    let user = user.split('.').next()?;
+    let device = device.parse().ok()?;
+    if server == "lid" {
+        let phone = model.accounts.iter().find(|(_, a)| a.lid == user)?.0.clone();
+        return Some((phone, device));
+    }
+    Some((user.to_owned(), device))
+}
+
+/// The signal address a phone uses for a peer device.
+fn address(phone: &str, device: u16) -> ProtocolAddress {
+    ProtocolAddress::new(phone.to_owned(), DeviceId::from(u32::from(device)))
+}
+
+/// Answers a prekey fetch (`<key><user jid=…/>…</key>`) with each device's bundle: a phone's from
+/// its own keys, a linked device's from what it registered and uploaded.
+pub(crate) async fn fetch_prekeys(net: &Arc<Network>, conn: u64, request: &Node) {
+    let users: Vec<String> = request
+        .get_optional_child("key")
+        .map(|key| key.get_children_by_tag("user").filter_map(|u| attr(u, "jid")).collect())
+        .unwrap_or_default();
+    let mut answers = Vec::new();
+    for jid in users {
+        let (phone_signal, linked) = {
+            let mut model = net.lock();
+            match resolve(&model, &jid) {
+                Some((phone, 0)) => (model.accounts.get(&phone).map(|a| Arc::clone(&a.signal)), None),
+                Some(key) => (
+                    None,
+                    model.devices.get_mut(&key).map(|d| {
+                        let r = &mut d.registration;
+                        let prekey = r.prekeys.pop();
+                        let (id, ref key, ref sig) = r.signed_prekey;
+                        let prekey = prekey.as_ref().map(|(id, k)| (*id, k.as_slice()));
+                        bundle_node(&jid, r.registration_id, &r.identity, prekey, (id, key, sig))
+                    }),
+                ),
+                None => (None, None),
+            }
+        };
+        let answer = match (phone_signal, linked) {
+            (Some(signal), _) => signal.lock().await.bundle_node(&jid).ok(),
+            (None, linked) => linked,
+        };
+        answers.push(answer.unwrap_or_else(|| {
+            NodeBuilder::new("user")
+                .attr("jid", jid)
+                .children([NodeBuilder::new("error")
+                    .attr("code", "404")
+                    .attr("text", "item-not-found")
+                    .build()])
+                .build()
+        }));
+    }
+    let list = NodeBuilder::new("list").children(answers).build();
+    net.lock().send(conn, result(request, vec![list]));
+}
+
+/// A message a linked device sends: every copy addressed to a phone is decrypted by that phone,
+/// the server acknowledges it, and the recipient's phone reports delivery and then reading.
+pub(crate) async fn on_message(net: &Arc<Network>, conn: u64, node: &Node) {
+    let (sender, copies) = {
+        let model = net.lock();
+        let Some(ConnState::LoggedIn { phone, device }) = model.conns.get(&conn).map(|c| &c.state) else {
+            return;
+        };
+        let copies: Vec<_> = copies(node)
+            .into_iter()
+            .filter_map(|(jid, kind, bytes)| {
+                let (to_phone, to_device) = resolve(&model, &jid)?;
+                let signal = model.accounts.get(&to_phone).map(|a| Arc::clone(&a.signal))?;
+                (to_device == 0).then_some((to_phone, signal, kind, bytes))
+            })
+            .collect();
+        ((phone.clone(), *device), copies)
+    };
+    let id = attr(node, "id").unwrap_or_default();
+    let to = attr(node, "to").unwrap_or_default();
+    let from = address(&sender.0, sender.1);
+    for (to_phone, signal, kind, bytes) in copies {
+        let decrypted = signal.lock().await.decrypt(&from, &kind, &bytes).await;
+        match decrypted {
+            // The account's own phone gets a copy of everything its devices send.
+            Ok(_) if to_phone == sender.0 => {}
+            Ok(message) => {
+                let (kind, text) = content(&message);
+                net.lock().sent.push(SentMessage {
+                    id: id.clone(),
+                    from: sender.0.clone(),
+                    to: to_phone.clone(),
+                    kind,
+                    text,
+                    image: message.image_message.as_deref().cloned(),
+                });
+                tokio::spawn(receipts(Arc::clone(net), sender.clone(), to_phone, id.clone()));
+            }
+            Err(err) => tracing::warn!(error = %format!("{err:#}"), %id, "a copy does not decrypt"),
+        }
+    }
+    let ack = NodeBuilder::new("ack")
+        .attr("class", "message")
+        .attr("id", id)
+        .attr("from", to)
+        .attr("t", now_secs().to_string())
+        .build();
+    net.lock().send(conn, ack);
+}
+
+/// The `(recipient jid, enc type, ciphertext)` of every copy in a message stanza.
+fn copies(node: &Node) -> Vec<(String, String, Vec<u8>)> {
+    let enc = |holder: &Node, jid: String| {
+        let e = holder.get_optional_child("enc")?;
+        match &e.content {
+            Some(NodeContent::Bytes(b)) => Some((jid, attr(e, "type").unwrap_or_default(), b.clone())),
+            _ => None,
+        }
+    };
+    match node.get_optional_child("participants") {
+        Some(participants) => participants
+            .get_children_by_tag("to")
+            .filter_map(|to| enc(to, attr(to, "jid")?))
+            .collect(),
+        None => enc(node, attr(node, "to").unwrap_or_default()).into_iter().collect(),
+    }
+}
+
+/// Kind and text of a message's content.
+fn content(message: &wa::Message) -> (String, Option<String>) {
+    if let Some(text) = &message.conversation {
+        ("text".into(), Some(text.clone()))
+    } else if let Some(extended) = &message.extended_text_message {
+        ("text".into(), extended.text.clone())
+    } else if let Some(image) = &message.image_message {
+        ("image".into(), image.caption.clone())
+    } else {
+        ("other".into(), None)
+    }
+}
+
+/// The recipient's phone reports delivery, then reading, of `id` to the sender's device.
+async fn receipts(net: Arc<Network>, sender: (String, u16), recipient: String, id: String) {
+    for (delay, kind) in [
+        (net.config.delivered_after, None),
+        (net.config.read_after, Some("read")),
+    ] {
+        tokio::time::sleep(delay).await;
+        let mut receipt = NodeBuilder::new("receipt")
+            .attr("from", format!("{recipient}@s.whatsapp.net"))
+            .attr("id", id.clone())
+            .attr("t", now_secs().to_string());
+        if let Some(kind) = kind {
+            receipt = receipt.attr("type", kind);
+        }
+        let mut model = net.lock();
+        deliver(&mut model, &sender, receipt.build());
+    }
+}
+
+/// Sends `node` to a device now, or queues it until the device is back online.
+pub(crate) fn deliver(model: &mut Model, device: &(String, u16), node: Node) {
+    match model.conn_of(&device.0, device.1) {
+        Some(conn) => model.send(conn, node),
+        None => model.offline.entry(device.clone()).or_default().push(node),
+    }
+}
+
+/// The phone of `from` sends `message` to every linked device of `to`; returns its id.
+pub(crate) async fn phone_sends(
+    net: &Arc<Network>,
+    from: &str,
+    to: &str,
+    message: wa::Message,
+) -> anyhow::Result<String> {
+    let (signal, devices) = {
+        let mut model = net.lock();
+        model.account(from);
+        let signal = Arc::clone(&model.accounts[from].signal);
+        let devices: Vec<u16> = model.devices.keys().filter(|(p, _)| p == to).map(|(_, d)| *d).collect();
+        (signal, devices)
+    };
+    anyhow::ensure!(!devices.is_empty(), "{to} has no linked device");
+    let bytes: [u8; 8] = rand::rng().random();
+    let id = format!("3EB0{}", bytes.iter().map(|b| format!("{b:02X}")).collect::<String>());
+    let kind = if message.image_message.is_some() {
+        "media"
+    } else {
+        "text"
+    };
+    for device in devices {
+        let mut phone = signal.lock().await;
+        let mut registration = {
+            let model = net.lock();
+            model
+                .devices
+                .get(&(to.to_owned(), device))
+                .context("the device went away")?
+                .registration
+                .clone()
+        };
+        let enc = phone.encrypt(&address(to, device), &mut registration, &message).await?;
+        drop(phone);
+        let stanza = NodeBuilder::new("message")
+            .attr("from", format!("{from}@s.whatsapp.net"))
+            .attr("id", id.clone())
+            .attr("type", kind)
+            .attr("t", now_secs().to_string())
+            .attr("notify", format!("Sim {from}"))
+            .children([enc])
+            .build();
+        let mut model = net.lock();
+        // A one-time prekey used for the session is gone from the server.
+        if let Some(linked) = model.devices.get_mut(&(to.to_owned(), device)) {
+            linked.registration.prekeys = registration.prekeys;
+        }
+        deliver(&mut model, &(to.to_owned(), device), stanza);
+    }
+    Ok(id)
+}

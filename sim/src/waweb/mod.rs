@@ -1,0 +1,433 @@
+//! The simulator's WhatsApp Web front end: the server the unmodified wa-rs client connects to.
+//!
+//! It speaks the real protocol with wa-rs's own building blocks (the Noise handshake and frames
+//! of `wa-rs-noise`, the binary nodes of `wa-rs-binary`, the protobufs of `wa-rs-proto` and the
+//! keys of `wa-rs-libsignal`), on its own loopback listener: point the wa-rs adapter at
+//! [`WaWebHandle::url`] with `WA_SERVER_URL`. Simulated phones are driven through the handle
+//! (the tests' hooks) rather than the JSON control API.
+
+mod chat;
+mod conn;
+mod iq;
+mod login;
+mod media;
+mod model;
+mod nodes;
+mod noise;
+mod pairing;
+mod signal;
+mod usync;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use wa_rs_binary::node::Node;
+
+pub use model::SentMessage;
+use model::{ConnState, Model, Out};
+use noise::ServerIdentity;
+
+/// How the front end behaves.
+#[derive(Clone, Debug)]
+pub struct WaWebConfig {
+    /// Address to listen on (loopback).
+    pub host: String,
+    /// Port; 0 picks a free one.
+    pub port: u16,
+    /// How often a pairing companion gets a new ref (a new QR code); only the newest links.
+    pub qr_refresh: Duration,
+    /// Refs issued before the server stops issuing them (the companion then gives up on its own).
+    pub qr_max_codes: u32,
+    /// Read and write buffer of each WebSocket, in bytes.
+    pub ws_buffer_bytes: usize,
+    /// From a message reaching a phone until the phone reports it delivered.
+    pub delivered_after: Duration,
+    /// From delivery until the phone reports it read.
+    pub read_after: Duration,
+}
+
+impl WaWebConfig {
+    /// Settings for tests: a free loopback port and a quick QR refresh.
+    pub fn for_tests() -> Self {
+        WaWebConfig {
+            host: "127.0.0.1".into(),
+            port: 0,
+            qr_refresh: Duration::from_millis(500),
+            qr_max_codes: 40,
+            ws_buffer_bytes: 4096,
+            delivered_after: Duration::from_millis(20),
+            read_after: Duration::from_millis(40),
+        }
+    }
+
+    /// The front end's settings from the simulator's (`--waweb-port` and the QR timings).
+    pub fn from_sim(sim: &crate::SimConfig, port: u16) -> Self {
+        WaWebConfig {
+            host: sim.host.clone(),
+            port,
+            qr_refresh: Duration::from_secs_f64(sim.qr_refresh_secs.max(0.05)),
+            qr_max_codes: sim.qr_max_codes,
+            ws_buffer_bytes: sim.ws_buffer_bytes,
+            delivered_after: Duration::from_millis(sim.delivered_ms),
+            read_after: Duration::from_millis(sim.read_ms),
+        }
+    }
+}
+
+/// The front end's shared state.
+pub(crate) struct Network {
+    /// Settings.
+    config: WaWebConfig,
+    /// The Noise identity every connection's handshake proves.
+    identity: ServerIdentity,
+    /// Accounts, devices and connections.
+    model: Mutex<Model>,
+    /// The media host's blobs.
+    media: Arc<media::MediaStore>,
+}
+
+impl Network {
+    /// The model, locked (every change is small, so a panic elsewhere leaves it usable).
+    fn lock(&self) -> MutexGuard<'_, Model> {
+        self.model.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A connection finished its handshake: log it in or start pairing. Returns its id.
+    fn open(
+        self: &Arc<Self>,
+        client_static: [u8; 32],
+        payload: &wa_rs_proto::whatsapp::ClientPayload,
+        tx: mpsc::UnboundedSender<Out>,
+    ) -> u64 {
+        let mut model = self.lock();
+        model.next_conn += 1;
+        let id = model.next_conn;
+        match payload.username {
+            Some(user) => login::login(&mut model, id, &user.to_string(), payload, client_static, tx),
+            None => {
+                if login::register(&mut model, id, payload, client_static, tx) {
+                    drop(model);
+                    tokio::spawn(login::rotate_refs(Arc::clone(self), id));
+                }
+            }
+        }
+        id
+    }
+
+    /// Connection `conn` closed.
+    fn closed(&self, conn: u64) {
+        self.lock().conns.remove(&conn);
+    }
+
+    /// A node from connection `conn`.
+    async fn handle(self: &Arc<Self>, conn: u64, node: Node) {
+        let xmlns = nodes::attr(&node, "xmlns");
+        match node.tag.as_str() {
+            "iq" if xmlns.as_deref() == Some("encrypt") && node.get_optional_child("key").is_some() => {
+                return chat::fetch_prekeys(self, conn, &node).await;
+            }
+            "message" => return chat::on_message(self, conn, &node).await,
+            _ => {}
+        }
+        if xmlns.as_deref() == Some("w:m") && node.get_optional_child("media_conn").is_some() {
+            let answer = nodes::result(&node, vec![self.media.media_conn()]);
+            return self.lock().send(conn, answer);
+        }
+        let mut model = self.lock();
+        if node.tag == "iq" && pairing::on_signed(&mut model, conn, &node) {
+            return;
+        }
+        iq::handle(&mut model, conn, &node);
+    }
+}
+
+/// A running front end; stops when dropped or on [`WaWebHandle::stop`].
+pub struct WaWebHandle {
+    /// Where it listens.
+    addr: SocketAddr,
+    /// The shared state, for the hooks.
+    net: Arc<Network>,
+    /// Ends the accept loop.
+    stop: Option<oneshot::Sender<()>>,
+    /// The accept loop.
+    task: Option<JoinHandle<()>>,
+}
+
+impl WaWebHandle {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The WebSocket URL for the wa-rs adapter (`WA_SERVER_URL`).
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws/chat", self.addr)
+    }
+
+    /// The phone of `phone` (digits) scans the QR code `code`; returns the linked device's JID.
+    pub fn scan(&self, code: &str, phone: &str) -> anyhow::Result<String> {
+        pairing::scan(&mut self.net.lock(), code, phone)
+    }
+
+    /// Pairing refs the companions currently waiting to be linked were given, newest last.
+    pub fn pairing_refs(&self) -> Vec<Vec<String>> {
+        self.net
+            .lock()
+            .conns
+            .values()
+            .filter_map(|c| match &c.state {
+                ConnState::Pairing(pairing) => Some(pairing.refs.clone()),
+                ConnState::LoggedIn { .. } => None,
+            })
+            .collect()
+    }
+
+    /// JIDs of the devices logged in now.
+    pub fn logged_in(&self) -> Vec<String> {
+        let model = self.net.lock();
+        let mut jids: Vec<String> = model
+            .conns
+            .values()
+            .filter_map(|c| match &c.state {
+                ConnState::LoggedIn { phone, device } => Some(format!("{phone}:{device}@s.whatsapp.net")),
+                ConnState::Pairing(_) => None,
+            })
+            .collect();
+        jids.sort();
+        jids
+    }
+
+    /// A phone installs WhatsApp: `phone` (digits) gets an account, so checks find it and
+    /// messages can be exchanged with it.
+    pub fn add_account(&self, phone: &str) {
+        self.net.lock().account(phone);
+    }
+
+    /// One-time prekeys the device `jid` uploaded and nobody used yet (`None`: not linked).
+    pub fn prekey_count(&self, jid: &str) -> Option<usize> {
+        let key = device_key(jid)?;
+        Some(self.net.lock().devices.get(&key)?.registration.prekeys.len())
+    }
+
+    /// Keepalive pings the logged-in device `jid` sent on its current connection.
+    pub fn pings_from(&self, jid: &str) -> u32 {
+        let model = self.net.lock();
+        device_key(jid)
+            .and_then(|(phone, device)| model.conn_of(&phone, device))
+            .and_then(|id| model.conns.get(&id))
+            .map_or(0, |c| c.pings)
+    }
+
+    /// The server pings the logged-in device `jid` and waits for its answer (`urn:xmpp:ping`).
+    pub async fn ping(&self, jid: &str, timeout: Duration) -> anyhow::Result<()> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut model = self.net.lock();
+            let (phone, device) = device_key(jid).context("not a device JID")?;
+            let conn = model.conn_of(&phone, device).context("the device is not connected")?;
+            let id = model.iq_id();
+            model.waiters.insert(id.clone(), tx);
+            let ping = nodes::iq(id, "get", "urn:xmpp:ping")
+                .children([wa_rs_binary::builder::NodeBuilder::new("ping").build()])
+                .build();
+            model.send(conn, ping);
+        }
+        let answer = tokio::time::timeout(timeout, rx)
+            .await
+            .context("no answer to the ping")?
+            .context("the connection closed")?;
+        anyhow::ensure!(
+            nodes::attr(&answer, "type").as_deref() == Some("result"),
+            "the ping was answered with an error"
+        );
+        Ok(())
+    }
+
+    /// The phone of `from` sends `text` to every linked device of `to` (digits); returns the
+    /// message id. Devices that are offline get it when they are back.
+    pub async fn send_text(&self, from: &str, to: &str, text: &str) -> anyhow::Result<String> {
+        let message = wa_rs_proto::whatsapp::Message {
+            conversation: Some(text.to_owned()),
+            ..Default::default()
+        };
+        chat::phone_sends(&self.net, from, to, message).await
+    }
+
+    /// The phone of `from` sends an image (uploaded to the media host, encrypted as WhatsApp
+    /// does) with `caption` to every linked device of `to`; returns the message id.
+    pub async fn send_image(&self, from: &str, to: &str, image: &[u8], caption: &str) -> anyhow::Result<String> {
+        use wa_rs_core::download::MediaType;
+        let encrypted = wa_rs_core::upload::encrypt_media(image, MediaType::Image)?;
+        let direct_path = self.net.media.put(encrypted.data_to_upload);
+        let message = wa_rs_proto::whatsapp::Message {
+            image_message: Some(Box::new(wa_rs_proto::whatsapp::message::ImageMessage {
+                url: Some(format!("https://{}{direct_path}", self.net.media.host())),
+                direct_path: Some(direct_path),
+                mimetype: Some("image/jpeg".into()),
+                caption: Some(caption.to_owned()),
+                media_key: Some(encrypted.media_key.to_vec()),
+                file_sha256: Some(encrypted.file_sha256.to_vec()),
+                file_enc_sha256: Some(encrypted.file_enc_sha256.to_vec()),
+                file_length: Some(image.len() as u64),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        chat::phone_sends(&self.net, from, to, message).await
+    }
+
+    /// The picture of a sent image message, fetched from the media host and decrypted with the
+    /// message's media key, as the recipient's phone would.
+    pub fn image_bytes(&self, message: &SentMessage) -> anyhow::Result<Vec<u8>> {
+        let image = message.image.as_ref().context("not an image message")?;
+        let path = image.direct_path.as_deref().context("no direct path")?;
+        let blob = self
+            .net
+            .media
+            .get(path)
+            .context("nothing uploaded at the direct path")?;
+        wa_rs_core::download::DownloadUtils::verify_and_decrypt(
+            &blob,
+            image.media_key.as_deref().context("no media key")?,
+            wa_rs_core::download::MediaType::Image,
+        )
+    }
+
+    /// What the linked devices of `phone` sent to phones, oldest first.
+    pub fn sent(&self, phone: &str) -> Vec<SentMessage> {
+        self.net
+            .lock()
+            .sent
+            .iter()
+            .filter(|m| m.from == phone)
+            .cloned()
+            .collect()
+    }
+
+    /// Receipts linked devices sent for message `id`: their types (`delivery`, `read`, …).
+    pub fn receipts_for(&self, id: &str) -> Vec<String> {
+        let model = self.net.lock();
+        model
+            .receipts
+            .iter()
+            .filter(|(_, i, _)| i == id)
+            .map(|(_, _, k)| k.clone())
+            .collect()
+    }
+
+    /// The phone of `phone` unlinks all its devices (Linked devices → Log out): connected ones
+    /// are told at once (`device_removed`), the others are refused when they next log in.
+    /// Returns how many were linked.
+    pub fn logout(&self, phone: &str) -> usize {
+        let mut model = self.net.lock();
+        let devices: Vec<(String, u16)> = model.devices.keys().filter(|(p, _)| p == phone).cloned().collect();
+        for key in &devices {
+            model.devices.remove(key);
+            if let Some(conn) = model.conn_of(&key.0, key.1)
+                && let Some(c) = model.conns.remove(&conn)
+            {
+                let _ = c.tx.send(Out::Last(nodes::conflict("device_removed")));
+            }
+        }
+        devices.len()
+    }
+
+    /// Ends the connection of the logged-in device `jid` as replaced by another connection of
+    /// the same device (`conflict type=replaced`). Returns whether it was connected.
+    pub fn replace(&self, jid: &str) -> bool {
+        self.end_stream(jid, nodes::conflict("replaced"))
+    }
+
+    /// Ends the connection of the logged-in device `jid` with `<stream:error code=…>` (503:
+    /// service unavailable, 515: restart, others: errors). Returns whether it was connected.
+    pub fn stream_error(&self, jid: &str, code: &str) -> bool {
+        self.end_stream(jid, nodes::stream_error(code))
+    }
+
+    fn end_stream(&self, jid: &str, last: Node) -> bool {
+        let mut model = self.net.lock();
+        let Some(conn) = device_key(jid).and_then(|(phone, device)| model.conn_of(&phone, device)) else {
+            return false;
+        };
+        model
+            .conns
+            .remove(&conn)
+            .is_some_and(|c| c.tx.send(Out::Last(last)).is_ok())
+    }
+
+    /// Whether `jid` is a linked device.
+    pub fn is_linked(&self, jid: &str) -> bool {
+        device_key(jid).is_some_and(|key| self.net.lock().devices.contains_key(&key))
+    }
+
+    /// Stops listening and drops every connection.
+    pub async fn stop(mut self) {
+        self.shut();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    fn shut(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        // Dropping the senders ends every connection's task.
+        self.net.lock().conns.clear();
+    }
+}
+
+impl Drop for WaWebHandle {
+    fn drop(&mut self) {
+        self.shut();
+    }
+}
+
+/// (number, device id) of a device JID such as `60123456789:3@s.whatsapp.net`.
+fn device_key(jid: &str) -> Option<(String, u16)> {
+    let user = jid.split('@').next()?;
+    let (phone, device) = user.split_once(':').unwrap_or((user, "0"));
+    Some((phone.to_owned(), device.parse().ok()?))
+}
+
+/// Starts the front end in this process.
+pub async fn start(config: WaWebConfig) -> anyhow::Result<WaWebHandle> {
+    let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
+        .await
+        .with_context(|| format!("binding the WhatsApp Web front end to {}:{}", config.host, config.port))?;
+    let addr = listener.local_addr().context("reading the front end's address")?;
+    let net = Arc::new(Network {
+        config,
+        identity: ServerIdentity::generate(),
+        model: Mutex::new(Model::default()),
+        media: Arc::new(media::MediaStore::default()),
+    });
+    media::start(Arc::clone(&net.media), &net.config.host).await?;
+    let (stop, mut stopped) = oneshot::channel::<()>();
+    let accepting = Arc::clone(&net);
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nodelay(true);
+                        tokio::spawn(conn::serve(Arc::clone(&accepting), stream));
+                    }
+                    Err(err) => tracing::warn!(%err, "accepting a WhatsApp Web connection failed"),
+                },
+            }
+        }
+    });
+    tracing::info!(%addr, "WhatsApp Web front end listening");
+    Ok(WaWebHandle {
+        addr,
+        net,
+        stop: Some(stop),
+        task: Some(task),
+    })
+}

@@ -1,0 +1,181 @@
+//! What the WhatsApp Web front end knows: accounts (a phone each), their linked companion
+//! devices with the keys they registered, and the live connections.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use wa_rs_binary::node::Node;
+use wa_rs_libsignal::protocol::KeyPair;
+
+use super::signal::PhoneSignal;
+
+/// Something for a connection's task to do.
+#[derive(Debug)]
+pub(crate) enum Out {
+    /// Send this node.
+    Node(Node),
+    /// Send this node, then close the socket (stream errors, failures).
+    Last(Node),
+}
+
+/// A simulated account: the phone (primary device 0) that links companions.
+pub(crate) struct Account {
+    /// The account's linked identity (LID) user part.
+    pub lid: String,
+    /// The phone's ADV account key: it signs every companion's device identity.
+    pub adv_key: KeyPair,
+    /// The device id the next companion gets (the phone is 0).
+    pub next_device: u16,
+    /// The phone's Signal keys and sessions (an async lock: libsignal's calls are async).
+    pub signal: Arc<tokio::sync::Mutex<PhoneSignal>>,
+}
+
+/// What a companion registered when it first connected (from its ClientPayload), and later
+/// uploaded: enough for a contact to start a Signal session with it.
+#[derive(Clone, Debug)]
+pub(crate) struct Registration {
+    /// The companion's Noise static key: how it is recognised on every later login.
+    pub noise_key: [u8; 32],
+    /// Its Signal identity public key.
+    pub identity: Vec<u8>,
+    /// Its Signal registration id.
+    pub registration_id: u32,
+    /// Its signed prekey: id, public key, signature.
+    pub signed_prekey: (u32, Vec<u8>, Vec<u8>),
+    /// The one-time prekeys it uploaded and nobody has used yet: id and public key.
+    pub prekeys: Vec<(u32, Vec<u8>)>,
+}
+
+/// A companion device linked to an account.
+pub(crate) struct LinkedDevice {
+    /// The account's number.
+    pub phone: String,
+    /// Its device id on the account (1 and up).
+    pub device: u16,
+    /// Its keys.
+    pub registration: Registration,
+}
+
+impl LinkedDevice {
+    /// The device's JID, e.g. `60123456789:3@s.whatsapp.net`.
+    pub fn jid(&self) -> String {
+        format!("{}:{}@s.whatsapp.net", self.phone, self.device)
+    }
+}
+
+/// A new companion waiting to be linked by QR.
+pub(crate) struct Pairing {
+    /// What it registered.
+    pub registration: Registration,
+    /// Refs sent, newest last; only the newest links.
+    pub refs: Vec<String>,
+    /// Linked by a phone: the pair-success IQ id and the device it will be, until the companion
+    /// signs its identity.
+    pub linking: Option<(String, LinkedDevice)>,
+}
+
+/// Where a connection is in its life.
+pub(crate) enum ConnState {
+    /// Waiting to be linked (boxed: most connections are logged in, and small).
+    Pairing(Box<Pairing>),
+    /// A linked device, logged in.
+    LoggedIn {
+        /// The account's number.
+        phone: String,
+        /// The device id.
+        device: u16,
+    },
+}
+
+/// A live socket.
+pub(crate) struct Conn {
+    /// Nodes for its task to send.
+    pub tx: mpsc::UnboundedSender<Out>,
+    /// What it is.
+    pub state: ConnState,
+    /// Keepalive pings it sent.
+    pub pings: u32,
+}
+
+/// Everything the front end knows, behind one lock (each change is small).
+#[derive(Default)]
+pub(crate) struct Model {
+    /// Accounts by number.
+    pub accounts: HashMap<String, Account>,
+    /// Linked companions by (number, device id).
+    pub devices: HashMap<(String, u16), LinkedDevice>,
+    /// Live connections by id.
+    pub conns: HashMap<u64, Conn>,
+    /// The next connection id.
+    pub next_conn: u64,
+    /// The next IQ id the server uses.
+    pub next_id: u64,
+    /// Who waits for the answer to which of the server's IQs.
+    pub waiters: HashMap<String, oneshot::Sender<Node>>,
+    /// Messages linked devices sent to phones, oldest first.
+    pub sent: Vec<SentMessage>,
+    /// Receipts linked devices sent: (sender's number, message id, type: `delivery` or `read`).
+    pub receipts: Vec<(String, String, String)>,
+    /// Stanzas for devices that are offline, delivered when they are back.
+    pub offline: HashMap<(String, u16), Vec<Node>>,
+}
+
+/// A message a linked device sent to a phone, as the phone decrypted it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SentMessage {
+    /// WhatsApp's message id (chosen by the sender).
+    pub id: String,
+    /// The sender's number.
+    pub from: String,
+    /// The recipient's number.
+    pub to: String,
+    /// `text`, `image` or `other`.
+    pub kind: String,
+    /// The text, or an image's caption.
+    pub text: Option<String>,
+    /// The image message (media keys and paths), for images.
+    pub image: Option<wa_rs_proto::whatsapp::message::ImageMessage>,
+}
+
+impl Model {
+    /// A fresh IQ id.
+    pub fn iq_id(&mut self) -> String {
+        self.next_id += 1;
+        format!("sim-{}", self.next_id)
+    }
+
+    /// The account of `phone`, created on first use (as a phone that installs WhatsApp).
+    pub fn account(&mut self, phone: &str) -> &mut Account {
+        self.accounts.entry(phone.to_owned()).or_insert_with(|| Account {
+            lid: lid_for(phone),
+            adv_key: KeyPair::generate(&mut rand::rng()),
+            next_device: 1,
+            signal: Arc::new(tokio::sync::Mutex::new(PhoneSignal::generate())),
+        })
+    }
+
+    /// The connection logged in as (phone, device), if any.
+    pub fn conn_of(&self, phone: &str, device: u16) -> Option<u64> {
+        self.conns.iter().find_map(|(id, conn)| match &conn.state {
+            ConnState::LoggedIn { phone: p, device: d } if p == phone && *d == device => Some(*id),
+            _ => None,
+        })
+    }
+
+    /// Sends `node` on connection `conn`, if it is still there.
+    pub fn send(&self, conn: u64, node: Node) {
+        if let Some(c) = self.conns.get(&conn) {
+            let _ = c.tx.send(Out::Node(node));
+        }
+    }
+}
+
+/// A stable linked-identity number for a phone (LIDs are opaque numbers unrelated to the phone
+/// number; deriving it keeps the model reproducible).
+fn lid_for(phone: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(phone.as_bytes());
+    let n = u64::from_be_bytes(digest[..8].try_into().unwrap_or_default()) % 100_000_000_000_000;
+    format!("{}", 100_000_000_000_000 + n)
+}

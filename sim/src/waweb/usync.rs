@@ -1,0 +1,86 @@
+//! User sync (`usync`) queries: which numbers are on WhatsApp (`<contact>`), and which devices
+//! an account has (`<devices>`), which senders need before encrypting to each of them.
+
+use wa_rs_binary::builder::NodeBuilder;
+use wa_rs_binary::node::{Node, NodeContent};
+
+use super::model::Model;
+use super::nodes::{attr, error, result};
+
+/// Answers a usync query for every user in its list.
+pub(crate) fn answer(model: &Model, request: &Node) -> Node {
+    let Some(usync) = request.get_optional_child("usync") else {
+        return error(request, 400, "bad-request");
+    };
+    let wants = |tag: &str| {
+        usync
+            .get_optional_child("query")
+            .is_some_and(|q| q.get_optional_child(tag).is_some())
+    };
+    let (contact, devices) = (wants("contact"), wants("devices"));
+    let users = usync
+        .get_optional_child("list")
+        .map(|list| list.get_children_by_tag("user").cloned().collect::<Vec<_>>())
+        .unwrap_or_default();
+    let mut answered = Vec::new();
+    for user in &users {
+        let Some(phone) = user_phone(user) else {
+            continue;
+        };
+        let registered = model.accounts.contains_key(&phone);
+        let mut children = Vec::new();
+        if contact {
+            let kind = if registered { "in" } else { "out" };
+            children.push(NodeBuilder::new("contact").attr("type", kind).build());
+        }
+        if devices && registered {
+            children.push(device_list(model, &phone));
+        }
+        answered.push(
+            NodeBuilder::new("user")
+                .attr("jid", format!("{phone}@s.whatsapp.net"))
+                .children(children)
+                .build(),
+        );
+    }
+    let list = NodeBuilder::new("list").children(answered).build();
+    let mut usync_out = NodeBuilder::new("usync").children([list]);
+    if let Some(sid) = attr(usync, "sid") {
+        usync_out = usync_out.attr("sid", sid);
+    }
+    result(request, vec![usync_out.build()])
+}
+
+/// The number a `<user>` asks about: its `jid` attribute, or its `<contact>` text (`+6012…`).
+fn user_phone(user: &Node) -> Option<String> {
+    if let Some(jid) = attr(user, "jid") {
+        let user_part = jid.split('@').next()?.split([':', '.']).next()?;
+        return Some(user_part.to_owned());
+    }
+    let contact = user.get_optional_child("contact")?;
+    let text = match &contact.content {
+        Some(NodeContent::String(s)) => s.clone(),
+        Some(NodeContent::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
+        _ => return None,
+    };
+    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+    (!digits.is_empty()).then_some(digits)
+}
+
+/// `<devices><device-list>`: the phone (device 0) and its linked companions.
+fn device_list(model: &Model, phone: &str) -> Node {
+    let mut ids: Vec<u16> = model
+        .devices
+        .keys()
+        .filter(|(p, _)| p == phone)
+        .map(|(_, device)| *device)
+        .collect();
+    ids.push(0);
+    ids.sort_unstable();
+    let devices = ids
+        .into_iter()
+        .map(|id| NodeBuilder::new("device").attr("id", id.to_string()).build());
+    NodeBuilder::new("devices")
+        .children([NodeBuilder::new("device-list").children(devices).build()])
+        .build()
+}

@@ -1,0 +1,66 @@
+//! Milestones 1-3: handshake and registration, QR pairing, logging in again after a restart.
+
+use wa_rs_core::store::traits::DeviceStore;
+use wafleet_core::link::{LinkEvent, OpenMode};
+use wafleet_core::testing::Backend;
+
+use crate::support::{World, eventually, next, wait_for};
+
+/// The real client completes the Noise handshake against the self-made certificate chain,
+/// registers, and shows the refs the server issues as QR codes, a new one on each refresh.
+pub async fn handshake_then_refreshing_qr_codes(backend: Backend) {
+    let world = World::new(backend).await;
+    let (session, mut events) = world.open(OpenMode::PairQr).await;
+    let LinkEvent::QrCode { code: first, valid_for } = next(&mut events, "the first QR code").await else {
+        panic!("the first event must be a QR code");
+    };
+    assert!(!valid_for.is_zero());
+    let parts: Vec<&str> = first.split(',').collect();
+    assert_eq!(parts.len(), 4, "ref, noise key, identity key, ADV secret: {first}");
+    let issued = world.net.pairing_refs();
+    assert_eq!(issued.len(), 1, "one companion is pairing");
+    assert_eq!(issued[0][0], parts[0], "the QR code shows the server's first ref");
+
+    let LinkEvent::QrCode { code: second, .. } = next(&mut events, "a refreshed QR code").await else {
+        panic!("expected a refreshed QR code");
+    };
+    assert_ne!(first, second);
+    assert!(
+        world.net.scan(&first, "60123000001").is_err(),
+        "a replaced code does not link"
+    );
+    assert!(world.net.logged_in().is_empty());
+    session.close().await;
+}
+
+/// A simulated phone scans the code: the client verifies the account's signature over its
+/// identity, counter-signs, restarts the stream and logs in as the phone's new device.
+pub async fn qr_pairing_logs_in(backend: Backend) {
+    let world = World::new(backend).await;
+    let phone = "60123000002";
+    let (session, _events) = world.pair_by_qr(phone).await;
+    let jid = format!("{phone}:1@s.whatsapp.net");
+    assert_eq!(world.net.logged_in(), vec![jid.clone()]);
+    let stored = world.store.load().await.unwrap().expect("the device is stored");
+    assert_eq!(stored.pn.map(|j| j.to_string()), Some(jid));
+    assert!(stored.account.is_some(), "the signed device identity is kept");
+    assert!(stored.lid.is_some(), "the account's LID is kept");
+    session.close().await;
+}
+
+/// After a restart (a new link on the same database), the device logs in with its stored
+/// credentials: Connected, without any pairing event.
+pub async fn restart_logs_in_without_pairing(backend: Backend) {
+    let world = World::new(backend).await;
+    let phone = "60123000003";
+    let (session, _events) = world.pair_by_qr(phone).await;
+    session.close().await;
+    eventually("the first session is gone", || world.net.logged_in().is_empty()).await;
+
+    let (session, mut events) = world.open(OpenMode::Connect).await;
+    let event = wait_for(&mut events, "Connected", |e| matches!(e, LinkEvent::Connected)).await;
+    assert!(matches!(event, LinkEvent::Connected));
+    assert_eq!(world.net.logged_in(), vec![format!("{phone}:1@s.whatsapp.net")]);
+    assert!(world.net.pairing_refs().is_empty(), "no pairing on the way");
+    session.close().await;
+}

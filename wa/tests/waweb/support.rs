@@ -1,0 +1,130 @@
+//! The world each check runs in: a database of its own, a WhatsApp Web front end, and links.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use wafleet_core::link::{Link, LinkEvent, OpenMode, Session};
+use wafleet_core::testing::{Backend, TestDb};
+use wafleet_sim::waweb::{self, WaWebConfig, WaWebHandle};
+use wafleet_wa::{WaLink, WaLinkConfig, WaStore};
+
+/// How long any expected event may take (wa-rs's post-login work waits up to 5 s on its own).
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A test's database, front end and one device's store.
+pub struct World {
+    /// The database (kept alive for the test's length).
+    pub test: TestDb,
+    /// The simulated WhatsApp.
+    pub net: WaWebHandle,
+    /// The device's wa-rs state.
+    pub store: WaStore,
+}
+
+impl World {
+    /// A fresh database with one device, and a front end with test timings.
+    pub async fn new(backend: Backend) -> World {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("wafleet_sim=debug,wafleet_wa=debug,wa_rs=info")
+            .with_test_writer()
+            .try_init();
+        let (test, _user, mut stores) = crate::common::devices(backend, 1).await;
+        let net = waweb::start(WaWebConfig::for_tests())
+            .await
+            .expect("start the front end");
+        World {
+            test,
+            net,
+            store: stores.remove(0),
+        }
+    }
+
+    /// A new link instance (as a restarted worker would make), pointed at the front end.
+    pub fn link(&self) -> WaLink {
+        WaLink::with_config(
+            self.test.db.clone(),
+            WaLinkConfig {
+                server_url: Some(self.net.url()),
+                connect_timeout: Duration::from_secs(5),
+                // Nothing may be fetched from web.whatsapp.com.
+                app_version: Some((2, 3000, 1)),
+                // The simulated media host speaks plain HTTP.
+                plain_http_media: true,
+                ..WaLinkConfig::default()
+            },
+        )
+    }
+
+    /// Opens the device's session on a new link.
+    pub async fn open(&self, mode: OpenMode) -> (Box<dyn Session>, mpsc::Receiver<LinkEvent>) {
+        let mut session = self
+            .link()
+            .open(self.store.device(), mode)
+            .await
+            .expect("open a session");
+        let events = session.take_events().expect("events");
+        (session, events)
+    }
+
+    /// Links the device by QR with the phone of `phone` (digits) and waits until it is connected.
+    pub async fn pair_by_qr(&self, phone: &str) -> (Box<dyn Session>, mpsc::Receiver<LinkEvent>) {
+        let (session, mut events) = self.open(OpenMode::PairQr).await;
+        let code = match next(&mut events, "a QR code").await {
+            LinkEvent::QrCode { code, .. } => code,
+            other => panic!("expected a QR code, got {other:?}"),
+        };
+        // The code may have been replaced between reading and scanning: scan the newest one.
+        let mut code = code;
+        while self.net.scan(&code, phone).is_err() {
+            match next(&mut events, "a newer QR code").await {
+                LinkEvent::QrCode { code: newer, .. } => code = newer,
+                other => panic!("expected a QR code, got {other:?}"),
+            }
+        }
+        wait_for(&mut events, "PairSuccess", |e| {
+            matches!(e, LinkEvent::PairSuccess { .. })
+        })
+        .await;
+        wait_for(&mut events, "Connected", |e| matches!(e, LinkEvent::Connected)).await;
+        (session, events)
+    }
+}
+
+/// The next event, or a panic naming what was expected.
+pub async fn next(events: &mut mpsc::Receiver<LinkEvent>, expecting: &str) -> LinkEvent {
+    match tokio::time::timeout(EVENT_TIMEOUT, events.recv()).await {
+        Ok(Some(event)) => event,
+        Ok(None) => panic!("the event stream ended while expecting {expecting}"),
+        Err(_) => panic!("no event within {EVENT_TIMEOUT:?} while expecting {expecting}"),
+    }
+}
+
+/// The first event matching `wanted`, skipping QR codes and receipts; anything else first fails.
+pub async fn wait_for(
+    events: &mut mpsc::Receiver<LinkEvent>,
+    expecting: &str,
+    wanted: impl Fn(&LinkEvent) -> bool,
+) -> LinkEvent {
+    loop {
+        let event = next(events, expecting).await;
+        if wanted(&event) {
+            return event;
+        }
+        assert!(
+            matches!(event, LinkEvent::QrCode { .. } | LinkEvent::Receipt { .. }),
+            "expected {expecting}, got {event:?}"
+        );
+    }
+}
+
+/// Polls `check` until it holds, for up to [`EVENT_TIMEOUT`].
+pub async fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {EVENT_TIMEOUT:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
