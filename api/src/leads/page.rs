@@ -1,0 +1,68 @@
+//! The leads page of a device: a table with search and filters, add, edit, delete, CSV import
+//! (showing every row error when a file is refused) and export. It drives the JSON API from
+//! `leads.js` with the page's CSRF token, like the dashboard.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum_extra::extract::cookie::CookieJar;
+use wafleet_core::db::LeadStatus;
+use wafleet_core::types::DeviceId;
+
+use super::transfer::MAX_IMPORT_ROWS;
+use crate::AppState;
+use crate::csrf;
+use crate::error::{ApiResult, OrNotFound};
+use crate::extract::Path;
+use crate::pages::{asset, page};
+use crate::session::PageUser;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/device/{id}/leads", get(leads_page))
+        .route(
+            "/static/leads.js",
+            get(|| asset("text/javascript; charset=utf-8", include_str!("../../static/leads.js"))),
+        )
+        .route(
+            "/static/leads.css",
+            get(|| asset("text/css; charset=utf-8", include_str!("../../static/leads.css"))),
+        )
+}
+
+#[derive(Template)]
+#[template(path = "leads.html")]
+struct LeadsPage {
+    csrf: String,
+    email: String,
+    is_admin: bool,
+    device_id: DeviceId,
+    device_name: String,
+    device_phone: Option<String>,
+    statuses: [&'static str; 6],
+    max_rows: usize,
+}
+
+async fn leads_page(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    jar: CookieJar,
+    Path(id): Path<DeviceId>,
+) -> ApiResult<Response> {
+    let device = state.db.device(user.id, id).await.or_not_found("device")?;
+    let (jar, csrf) = csrf::token(jar, state.settings.cookie_secure);
+    let view = LeadsPage {
+        csrf,
+        email: user.email.to_string(),
+        is_admin: user.is_admin,
+        device_id: device.id,
+        device_name: device.name,
+        device_phone: device.phone.map(|p| p.to_string()),
+        statuses: LeadStatus::ALL.map(LeadStatus::as_str),
+        max_rows: MAX_IMPORT_ROWS,
+    };
+    Ok((jar, page(StatusCode::OK, &view)).into_response())
+}

@@ -1,0 +1,191 @@
+//! The leads page in headless Chromium: a refused import shows every bad row and stores nothing,
+//! the fixed file imports, a lead is edited in place, and the filtered export downloads.
+
+use std::time::Duration;
+
+use fantoccini::{Client, Locator};
+use wafleet_core::db::LeadFilter;
+use wafleet_core::types::{DeviceId, Email, UserId};
+
+use crate::browser::support::{click, fill, screenshot, start_browser, wait_for_text};
+use crate::helpers::TestApp;
+use crate::leads_csv::{FIXED, TWO_BAD_ROWS};
+
+async fn stored(app: &TestApp, owner: UserId, device: DeviceId) -> Vec<wafleet_core::db::Lead> {
+    app.db
+        .export_leads(owner, device, &LeadFilter::default())
+        .await
+        .unwrap()
+}
+
+/// Waits up to 10 s for exactly `count` elements to match `css`.
+async fn wait_for_count(browser: &Client, css: &str, count: usize) {
+    for _ in 0..100 {
+        if browser.find_all(Locator::Css(css)).await.unwrap().len() == count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "expected {count} `{css}`:\n{}",
+        browser.source().await.unwrap_or_default()
+    );
+}
+
+/// Chooses `path` in the import form and submits it.
+async fn import(browser: &Client, path: &std::path::Path) {
+    let input = browser
+        .find(Locator::Css("#import-leads input[type=file]"))
+        .await
+        .unwrap();
+    input.send_keys(&path.display().to_string()).await.unwrap();
+    click(browser, "#import-leads button[type=submit]").await;
+}
+
+async fn import_edit_and_export_leads_in_the_browser(app: TestApp) {
+    let files = tempfile::tempdir().unwrap();
+    let (bad, fixed) = (files.path().join("leads-bad.csv"), files.path().join("leads.csv"));
+    std::fs::write(&bad, TWO_BAD_ROWS).unwrap();
+    std::fs::write(&fixed, FIXED).unwrap();
+
+    let (_driver, browser) = start_browser().await;
+    browser.goto(&app.url("/register")).await.unwrap();
+    fill(&browser, "input[name=email]", "leads@example.com").await;
+    fill(&browser, "input[name=password]", "correct horse battery").await;
+    click(&browser, "#account-form button[type=submit]").await;
+    fill(&browser, "#add-device input[name=name]", "Sales 1").await;
+    click(&browser, "#add-device button[type=submit]").await;
+    wait_for_text(&browser, ".device .name", "Sales 1").await;
+    let owner = app
+        .db
+        .user_by_email(&Email::parse("leads@example.com").unwrap())
+        .await
+        .unwrap()
+        .expect("registered")
+        .id;
+    let device = app.db.list_devices(owner).await.unwrap()[0].id;
+
+    // The device's card links to its leads.
+    click(&browser, ".device .leads-link").await;
+    wait_for_text(&browser, "#device-name", "Sales 1").await;
+    assert!(
+        browser
+            .current_url()
+            .await
+            .unwrap()
+            .path()
+            .ends_with(&format!("/device/{device}/leads"))
+    );
+    wait_for_text(&browser, "#no-leads", "No leads match.").await;
+
+    // A file with two bad rows: both are listed, nothing is imported.
+    click(&browser, "#import-box summary").await;
+    import(&browser, &bad).await;
+    wait_for_count(&browser, "#import-errors:not([hidden]) tr.import-error", 2).await;
+    let errors: Vec<String> = {
+        let mut texts = Vec::new();
+        for row in browser.find_all(Locator::Css("tr.import-error")).await.unwrap() {
+            texts.push(row.text().await.unwrap());
+        }
+        texts
+    };
+    assert!(
+        errors[0].starts_with("3 phone") && errors[0].contains("`12ab` is not a phone number"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].starts_with("5 status") && errors[1].contains("unknown status `hot`"),
+        "{errors:?}"
+    );
+    let message = browser.find(Locator::Css("#import-errors-message")).await.unwrap();
+    assert!(message.text().await.unwrap().contains("nothing was imported"));
+    screenshot(&browser, "leads-import-refused").await;
+    assert_eq!(browser.find_all(Locator::Css("#leads tr.lead")).await.unwrap().len(), 0);
+    assert!(stored(&app, owner, device).await.is_empty(), "nothing was imported");
+
+    // The fixed file imports whole.
+    import(&browser, &fixed).await;
+    wait_for_text(&browser, "#import-result", "4 leads imported").await;
+    wait_for_count(&browser, "#leads tr.lead", 4).await;
+    assert!(
+        !browser
+            .find(Locator::Css("#import-errors"))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap()
+    );
+    assert_eq!(stored(&app, owner, device).await.len(), 4);
+    screenshot(&browser, "leads-imported").await;
+
+    // Edit Bo in place.
+    let bo = stored(&app, owner, device)
+        .await
+        .into_iter()
+        .find(|l| l.name == "Bo")
+        .unwrap();
+    click(&browser, &format!("tr.lead[data-id='{}'] .edit", bo.id)).await;
+    fill(&browser, "tr.editing input[name=notes]", "called on Monday").await;
+    browser
+        .find(Locator::Css("tr.editing select[name=status]"))
+        .await
+        .unwrap()
+        .select_by_value("interested")
+        .await
+        .unwrap();
+    click(&browser, "tr.editing .save").await;
+    wait_for_text(
+        &browser,
+        &format!("tr.lead[data-id='{}'] .lead-status", bo.id),
+        "Interested",
+    )
+    .await;
+    let edited = app.db.lead(owner, bo.id).await.unwrap();
+    assert_eq!(edited.status.as_str(), "interested");
+    assert_eq!(edited.notes.as_deref(), Some("called on Monday"));
+    assert_eq!(edited.phone, bo.phone, "untouched fields are kept");
+
+    // Filter by niche, then export what is shown.
+    fill(&browser, "#lead-search input[name=niche]", "florist").await;
+    click(&browser, "#lead-search button[type=submit]").await;
+    wait_for_count(&browser, "#leads tr.lead", 2).await;
+    let exported = browser
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch(document.getElementById('export').href)
+               .then(async (r) => done([r.status, r.headers.get('content-type'), await r.text()]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let href = browser
+        .find(Locator::Css("#export"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        href.ends_with(&format!("/api/devices/{device}/leads/export?niche=florist")),
+        "{href}"
+    );
+    assert_eq!(exported[0], 200);
+    assert_eq!(exported[1], "text/csv; charset=utf-8");
+    let csv = exported[2].as_str().unwrap();
+    assert!(csv.starts_with("name,phone,niche,journey,status,notes\n"), "{csv}");
+    assert!(
+        csv.contains("Chong,+60171112222,florist") && csv.contains("Dewi,"),
+        "{csv}"
+    );
+    assert!(
+        !csv.contains("Aminah") && !csv.contains("Bo,"),
+        "only the filtered leads: {csv}"
+    );
+    screenshot(&browser, "leads-filtered").await;
+
+    browser.close().await.unwrap();
+}
+
+on_both_backends!(app: import_edit_and_export_leads_in_the_browser);

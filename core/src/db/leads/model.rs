@@ -1,0 +1,194 @@
+//! What a lead is: its fields, its status, the changes and filters applied to it.
+
+use std::str::FromStr;
+
+use crate::types::{DeviceId, LeadId, PhoneNumber, Timestamp};
+
+/// Where a lead stands in the sales funnel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LeadStatus {
+    /// Added, not contacted yet.
+    New,
+    /// We wrote to them.
+    Contacted,
+    /// They answered.
+    Replied,
+    /// They asked for more (a quote, a call, a demo).
+    Interested,
+    /// They bought or signed up.
+    Converted,
+    /// Not interested, wrong number, or asked not to be contacted.
+    Lost,
+}
+
+impl LeadStatus {
+    /// Every status, in funnel order.
+    pub const ALL: [LeadStatus; 6] = [
+        LeadStatus::New,
+        LeadStatus::Contacted,
+        LeadStatus::Replied,
+        LeadStatus::Interested,
+        LeadStatus::Converted,
+        LeadStatus::Lost,
+    ];
+
+    /// The stored (and CSV) spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeadStatus::New => "new",
+            LeadStatus::Contacted => "contacted",
+            LeadStatus::Replied => "replied",
+            LeadStatus::Interested => "interested",
+            LeadStatus::Converted => "converted",
+            LeadStatus::Lost => "lost",
+        }
+    }
+}
+
+impl FromStr for LeadStatus {
+    type Err = String;
+
+    /// Accepts the stored spelling in any case, with surrounding spaces.
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let wanted = input.trim().to_ascii_lowercase();
+        Self::ALL.into_iter().find(|s| s.as_str() == wanted).ok_or_else(|| {
+            let known: Vec<&str> = Self::ALL.iter().map(|s| s.as_str()).collect();
+            format!("unknown status `{}`: use one of {}", input.trim(), known.join(", "))
+        })
+    }
+}
+
+impl TryFrom<String> for LeadStatus {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+/// A lead as its owner sees it.
+#[derive(Clone, Debug, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
+pub struct Lead {
+    /// Row id.
+    pub id: LeadId,
+    /// The device whose contact this is.
+    pub device_id: DeviceId,
+    /// The person's name.
+    pub name: String,
+    /// Their number, E.164; unique among the device's leads.
+    pub phone: PhoneNumber,
+    /// The market they belong to (the owner's label); campaigns select by it.
+    pub niche: Option<String>,
+    /// The follow-up sequence or stage they are in (the owner's label).
+    pub journey: Option<String>,
+    /// Where they stand in the funnel.
+    #[sqlx(try_from = "String")]
+    pub status: LeadStatus,
+    /// Free notes.
+    pub notes: Option<String>,
+    /// When it was added.
+    pub created_at: Timestamp,
+    /// When it was last changed.
+    pub updated_at: Timestamp,
+}
+
+/// A lead to add, already validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewLead {
+    /// The person's name.
+    pub name: String,
+    /// Their number.
+    pub phone: PhoneNumber,
+    /// Market label.
+    pub niche: Option<String>,
+    /// Follow-up label.
+    pub journey: Option<String>,
+    /// Funnel status.
+    pub status: LeadStatus,
+    /// Free notes.
+    pub notes: Option<String>,
+}
+
+/// A change to a lead: `None` keeps a field; for the optional labels `Some(None)` clears it.
+#[derive(Clone, Debug, Default)]
+pub struct LeadChanges {
+    /// New name.
+    pub name: Option<String>,
+    /// New number.
+    pub phone: Option<PhoneNumber>,
+    /// New niche, or cleared.
+    pub niche: Option<Option<String>>,
+    /// New journey, or cleared.
+    pub journey: Option<Option<String>>,
+    /// New status.
+    pub status: Option<LeadStatus>,
+    /// New notes, or cleared.
+    pub notes: Option<Option<String>>,
+}
+
+/// Which of a device's leads to list or export; every set field must match.
+#[derive(Clone, Debug, Default)]
+pub struct LeadFilter {
+    /// Case-insensitive substring of the name or notes, or digits within the phone number.
+    pub q: Option<String>,
+    /// Exact niche.
+    pub niche: Option<String>,
+    /// Exact status.
+    pub status: Option<LeadStatus>,
+    /// Exact journey.
+    pub journey: Option<String>,
+}
+
+impl LeadFilter {
+    /// The `LIKE` pattern for name and notes.
+    pub(super) fn text_pattern(&self) -> Option<String> {
+        let q = self.q.as_deref().map(str::trim).filter(|q| !q.is_empty())?;
+        Some(format!("%{}%", escape_like(q)))
+    }
+
+    /// The `LIKE` pattern for the phone: the digits of a query that looks like (part of) a number.
+    /// Leading zeros (a national trunk prefix, as in `012…`) are dropped, since stored numbers are
+    /// international (`+6012…`).
+    pub(super) fn phone_pattern(&self) -> Option<String> {
+        let q = self.q.as_deref()?.trim();
+        let looks_like_phone = q.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c));
+        let digits: String = q.chars().filter(char::is_ascii_digit).collect();
+        let significant = match digits.trim_start_matches('0') {
+            "" => digits.as_str(),
+            rest => rest,
+        };
+        (looks_like_phone && !digits.is_empty()).then(|| format!("%{significant}%"))
+    }
+}
+
+/// Escapes `LIKE` wildcards so the query matches literally (with `ESCAPE '\'`).
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_parses_any_case_and_names_the_choices() {
+        assert_eq!(" Interested ".parse::<LeadStatus>(), Ok(LeadStatus::Interested));
+        let err = "hot".parse::<LeadStatus>().unwrap_err();
+        assert!(err.contains("`hot`") && err.contains("new, contacted, replied, interested, converted, lost"));
+        for status in LeadStatus::ALL {
+            assert_eq!(status.as_str().parse::<LeadStatus>(), Ok(status));
+        }
+    }
+
+    #[test]
+    fn search_patterns_escape_wildcards_and_match_phone_digits() {
+        let filter = |q: &str| LeadFilter {
+            q: Some(q.into()),
+            ..Default::default()
+        };
+        assert_eq!(filter("50%_off").text_pattern().as_deref(), Some("%50\\%\\_off%"));
+        assert_eq!(filter("012-345").phone_pattern().as_deref(), Some("%12345%"));
+        assert_eq!(filter("ana 1").phone_pattern(), None, "words are not a number");
+        assert_eq!(filter("  ").text_pattern(), None);
+    }
+}
