@@ -1,0 +1,165 @@
+//! The WhatsApp page in headless Chromium: reached from the device's card, it lists stored chats
+//! while the device is offline (red bar), opens a chat with its ticks, offers no way to write, and
+//! shows a message that arrives while it is open without a reload.
+
+use fantoccini::{Client, Locator};
+use wafleet_core::db::DeviceStatus;
+use wafleet_core::link::ReceiptKind;
+use wafleet_core::types::Timestamp;
+
+use crate::browser::support::{click, fill, screenshot, start_browser, wait_for_text};
+use crate::chat_view::{hold, jid, store, text};
+use crate::helpers::TestApp;
+
+const EMAIL: &str = "viewer@example.com";
+
+async fn attr(browser: &Client, css: &str, name: &str) -> Option<String> {
+    browser.find(Locator::Css(css)).await.unwrap().attr(name).await.unwrap()
+}
+
+async fn read_stored_chats_and_see_new_messages_live(app: TestApp) {
+    let (_driver, browser) = start_browser().await;
+    browser.goto(&app.url("/register")).await.unwrap();
+    fill(&browser, "input[name=email]", EMAIL).await;
+    fill(&browser, "input[name=password]", "correct horse battery").await;
+    click(&browser, "#account-form button[type=submit]").await;
+    fill(&browser, "#add-device input[name=name]", "Sales 1").await;
+    click(&browser, "#add-device button[type=submit]").await;
+    wait_for_text(&browser, ".device .name", "Sales 1").await;
+    let owner = app
+        .db
+        .user_by_email(&wafleet_core::types::Email::parse(EMAIL).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let device = app.db.list_devices(owner).await.unwrap()[0].id;
+
+    // History stored by a worker that holds the device, which is now offline.
+    let fence = hold(&app, EMAIL, device.0).await;
+    let (aminah, bo) = ("60191000001", "60191000002");
+    let now = Timestamp::now().millis();
+    store(
+        &app,
+        fence,
+        vec![
+            text(
+                "a1",
+                aminah,
+                false,
+                Some("Aminah"),
+                "hi, is the cake ready?",
+                now - 60_000,
+            ),
+            text("a2", aminah, true, None, "hello Aminah", now - 50_000),
+            text("a3", aminah, true, None, "yes, come at five", now - 40_000),
+            text("b1", bo, false, Some("Bo"), "price list please", now - 90_000),
+        ],
+    )
+    .await;
+    let ids = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    app.db
+        .apply_receipt(fence, &jid(aminah), ReceiptKind::Read, &ids(&["a2"]))
+        .await
+        .unwrap();
+    app.db
+        .apply_receipt(fence, &jid(aminah), ReceiptKind::Delivered, &ids(&["a3"]))
+        .await
+        .unwrap();
+    app.db.set_device_status(fence, DeviceStatus::Offline).await.unwrap();
+
+    // The device's card links to its WhatsApp page.
+    click(&browser, ".device .whatsapp-link").await;
+    wait_for_text(&browser, "#device-name", "Sales 1").await;
+    let path = browser.current_url().await.unwrap().path().to_owned();
+    assert!(path.ends_with(&format!("/device/{device}/whatsapp-web")), "{path}");
+    wait_for_text(&browser, "li.chat .chat-name", "Aminah").await;
+    wait_for_text(&browser, "li.chat .chat-name", "Bo").await;
+    let first = browser.find(Locator::Css("li.chat .chat-name")).await.unwrap();
+    assert_eq!(first.text().await.unwrap(), "Aminah", "newest first");
+    let bar = attr(&browser, "#status-bar", "class").await.unwrap();
+    assert!(bar.contains("offline"), "a red bar while offline: {bar}");
+    let bar_text = browser
+        .find(Locator::Css("#status-bar"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(bar_text.contains("stored history"), "{bar_text}");
+
+    // Opening a chat shows who wrote what, with ticks on the account's own messages.
+    click(&browser, &format!("li.chat[data-jid='{aminah}@s.whatsapp.net']")).await;
+    wait_for_text(&browser, "li.message .body", "yes, come at five").await;
+    wait_for_text(&browser, "#thread-name", "Aminah").await;
+    let read = attr(&browser, "li.message[data-id='a2'] .tick", "data-status").await;
+    assert_eq!(read.as_deref(), Some("read"));
+    let delivered = attr(&browser, "li.message[data-id='a3'] .tick", "data-status").await;
+    assert_eq!(delivered.as_deref(), Some("delivered"));
+    let incoming = browser.find(Locator::Css("li.message[data-id='a1']")).await.unwrap();
+    assert_eq!(incoming.attr("class").await.unwrap().as_deref(), Some("message in"));
+    assert!(
+        browser
+            .find_all(Locator::Css("li.message[data-id='a1'] .tick"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let order: Vec<String> = {
+        let mut ids = Vec::new();
+        for li in browser.find_all(Locator::Css("li.message")).await.unwrap() {
+            ids.push(li.attr("data-id").await.unwrap().unwrap());
+        }
+        ids
+    };
+    assert_eq!(order, ["a1", "a2", "a3"], "oldest at the top, like WhatsApp");
+    assert!(
+        browser.find_all(Locator::Css("textarea")).await.unwrap().is_empty(),
+        "no input box"
+    );
+    let inputs = browser
+        .find_all(Locator::Css("input:not([type=hidden])"))
+        .await
+        .unwrap();
+    assert_eq!(inputs.len(), 1, "only the chat search");
+    screenshot(&browser, "whatsapp-chat-open").await;
+
+    // Messages that arrive while the page is open appear without a reload.
+    let later = Timestamp::now().millis();
+    store(&app, fence, vec![text("a4", aminah, false, None, "on my way", later)]).await;
+    wait_for_text(&browser, "li.message .body", "on my way").await;
+    store(
+        &app,
+        fence,
+        vec![text(
+            "c1",
+            "60191000003",
+            false,
+            Some("Chong"),
+            "new customer here",
+            later + 1,
+        )],
+    )
+    .await;
+    wait_for_text(&browser, "li.chat .chat-name", "Chong").await;
+    let first = browser.find(Locator::Css("li.chat .chat-name")).await.unwrap();
+    assert_eq!(first.text().await.unwrap(), "Chong", "the newest chat moves to the top");
+    assert_eq!(
+        browser.find_all(Locator::Css("li.message")).await.unwrap().len(),
+        4,
+        "another chat's message stays out of the open one"
+    );
+
+    // The bar turns green when the device comes online.
+    app.db.set_device_status(fence, DeviceStatus::Online).await.unwrap();
+    wait_for_text(
+        &browser,
+        "#status-bar.online",
+        "Online: new messages appear as they arrive.",
+    )
+    .await;
+    screenshot(&browser, "whatsapp-live").await;
+    browser.close().await.unwrap();
+}
+
+on_both_backends!(app: read_stored_chats_and_see_new_messages_live);
