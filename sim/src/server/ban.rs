@@ -94,3 +94,8 @@ mod tests {
         assert!(banned.is_some_and(|reason| reason.contains("unreplied")));
     }
 }
+
+/// A campaign run against this ban model with a worker's pacing schedule, on a virtual clock.
+#[cfg(test)]
+#[path = "ban_pacing_tests.rs"]
+mod pacing_tests;

@@ -1,0 +1,189 @@
+//! Campaigns: plan a message to the leads of one niche on chosen devices, follow what became of
+//! each recipient, and set how fast each device may send. Every handler reaches a campaign through
+//! its owner, so another user's campaign answers 404 exactly like a missing one.
+
+mod fields;
+mod pacing;
+mod page;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::response::IntoResponse;
+use chrono::Datelike;
+use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use wafleet_core::db::{CalendarDay, Campaign, CampaignReport};
+use wafleet_core::types::{CampaignId, Timestamp};
+
+use crate::AppState;
+use crate::envelope::{Envelope, created, ok};
+use crate::error::{ApiError, ApiResult, OrNotFound};
+use crate::extract::{Json, Path};
+use crate::session::CurrentUser;
+
+pub use fields::CampaignBody;
+pub(crate) use page::router as page_router;
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_campaigns, create_campaign))
+        .routes(routes!(calendar))
+        .routes(routes!(get_campaign, update_campaign, delete_campaign))
+        .routes(routes!(report))
+        .routes(routes!(retry_failed))
+        .routes(routes!(pacing::get_pacing, pacing::put_pacing))
+}
+
+/// Which year.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct YearQuery {
+    /// The year (default: this one, in UTC).
+    pub year: Option<i32>,
+}
+
+impl YearQuery {
+    fn year(&self) -> ApiResult<i32> {
+        let year = self.year.unwrap_or_else(|| Timestamp::now().to_datetime().year());
+        if !(2000..=2199).contains(&year) {
+            return Err(ApiError::Invalid("year: must be 2000 to 2199".into()));
+        }
+        Ok(year)
+    }
+}
+
+/// Your campaigns of a year, by send time.
+#[utoipa::path(get, path = "/api/campaigns", tag = "campaigns", params(YearQuery),
+    responses((status = 200, body = Envelope<Vec<Campaign>>), (status = 422, description = "Bad year")))]
+async fn list_campaigns(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    query: Result<Query<YearQuery>, QueryRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let year = query?.0.year()?;
+    let edge = |y: i32| fields::send_at(&format!("{y}-01-01T00:00:00Z"), chrono_tz::Tz::UTC);
+    let campaigns = state.db.list_campaigns(user.id, edge(year)?, edge(year + 1)?).await?;
+    Ok(ok("campaigns", campaigns))
+}
+
+/// Plan a campaign. It is sent from each target device to that device's leads whose niche is the
+/// campaign's (except leads marked lost), paced by each device's pacing policy.
+#[utoipa::path(post, path = "/api/campaigns", tag = "campaigns", request_body = CampaignBody,
+    responses((status = 201, body = Envelope<Campaign>), (status = 404, description = "A device is not yours"),
+              (status = 422, description = "A field is invalid; the message says which and how to fix it")))]
+async fn create_campaign(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Json(body): Json<CampaignBody>,
+) -> ApiResult<impl IntoResponse> {
+    let new = body.into_new()?;
+    let campaign = state.db.create_campaign(user.id, &new).await.or_not_found("device")?;
+    tracing::info!(user = %user.id, campaign = %campaign.id, "campaign planned");
+    Ok(created("campaign planned", campaign))
+}
+
+/// One of your campaigns.
+#[utoipa::path(get, path = "/api/campaigns/{id}", tag = "campaigns",
+    params(("id" = i64, Path, description = "Campaign id")),
+    responses((status = 200, body = Envelope<Campaign>), (status = 404, description = "No such campaign of yours")))]
+async fn get_campaign(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<CampaignId>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(ok(
+        "campaign",
+        state.db.campaign(user.id, id).await.or_not_found("campaign")?,
+    ))
+}
+
+/// Change a campaign: its content while it is a draft or scheduled; its status (`paused`, `running`
+/// to resume, `cancelled`, `draft` ⇄ `scheduled`) at any time before it ends.
+#[utoipa::path(put, path = "/api/campaigns/{id}", tag = "campaigns",
+    params(("id" = i64, Path, description = "Campaign id")), request_body = CampaignBody,
+    responses((status = 200, body = Envelope<Campaign>), (status = 404, description = "No such campaign or device of yours"),
+              (status = 409, description = "Not possible in the campaign's status"),
+              (status = 422, description = "A field is invalid")))]
+async fn update_campaign(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<CampaignId>,
+    Json(body): Json<CampaignBody>,
+) -> ApiResult<impl IntoResponse> {
+    let current = state.db.campaign(user.id, id).await.or_not_found("campaign")?;
+    let changes = body.into_changes(&current.time_zone)?;
+    if let Some(devices) = &changes.devices {
+        for device in devices {
+            state.db.device(user.id, *device).await.or_not_found("device")?;
+        }
+    }
+    let campaign = state
+        .db
+        .update_campaign(user.id, id, &changes)
+        .await
+        .or_not_found("campaign")?;
+    Ok(ok(format!("campaign {}", campaign.status.as_str()), campaign))
+}
+
+/// Delete a campaign and its report (not while it is running: pause or cancel it first).
+#[utoipa::path(delete, path = "/api/campaigns/{id}", tag = "campaigns",
+    params(("id" = i64, Path, description = "Campaign id")),
+    responses((status = 200, body = Envelope<Option<String>>), (status = 404, description = "No such campaign of yours"),
+              (status = 409, description = "It is running")))]
+async fn delete_campaign(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<CampaignId>,
+) -> ApiResult<impl IntoResponse> {
+    state.db.delete_campaign(user.id, id).await.or_not_found("campaign")?;
+    Ok(ok("campaign deleted", None::<String>))
+}
+
+/// The days of a year with campaigns, each naming up to five of them with their niche, for a
+/// year calendar. Days are in each campaign's own time zone.
+#[utoipa::path(get, path = "/api/campaigns/summary", tag = "campaigns", params(YearQuery),
+    responses((status = 200, body = Envelope<Vec<CalendarDay>>), (status = 422, description = "Bad year")))]
+async fn calendar(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    query: Result<Query<YearQuery>, QueryRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let year = query?.0.year()?;
+    Ok(ok("calendar", state.db.campaign_calendar(user.id, year).await?))
+}
+
+/// How many recipients are queued, sent, delivered, read, replied or failed, with percentages,
+/// in all and per device.
+#[utoipa::path(get, path = "/api/campaigns/{id}/report", tag = "campaigns",
+    params(("id" = i64, Path, description = "Campaign id")),
+    responses((status = 200, body = Envelope<CampaignReport>), (status = 404, description = "No such campaign of yours")))]
+async fn report(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<CampaignId>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(ok(
+        "report",
+        state.db.campaign_report(user.id, id).await.or_not_found("campaign")?,
+    ))
+}
+
+/// Send again to the recipients whose send failed (each as a new send); a finished campaign runs
+/// again. Answers how many were retried.
+#[utoipa::path(post, path = "/api/campaigns/{id}/retry", tag = "campaigns",
+    params(("id" = i64, Path, description = "Campaign id")),
+    responses((status = 200, body = Envelope<u64>), (status = 404, description = "No such campaign of yours"),
+              (status = 409, description = "It is cancelled")))]
+async fn retry_failed(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<CampaignId>,
+) -> ApiResult<impl IntoResponse> {
+    let retried = state
+        .db
+        .retry_failed_recipients(user.id, id)
+        .await
+        .or_not_found("campaign")?;
+    Ok(ok(format!("{retried} recipients to send again"), retried))
+}

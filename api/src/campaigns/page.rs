@@ -1,0 +1,61 @@
+//! The Campaigns page: a year calendar naming up to five campaigns a day with their niche; a day
+//! opens a form to plan one, a campaign opens it for editing with its progress per device. It
+//! drives the JSON API from `campaigns.js` with the page's CSRF token.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum_extra::extract::cookie::CookieJar;
+
+use crate::AppState;
+use crate::csrf;
+use crate::error::ApiResult;
+use crate::pages::{asset, page};
+use crate::session::PageUser;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/campaigns", get(campaigns_page))
+        .route(
+            "/static/campaigns.js",
+            get(|| {
+                asset(
+                    "text/javascript; charset=utf-8",
+                    include_str!("../../static/campaigns.js"),
+                )
+            }),
+        )
+        .route(
+            "/static/campaigns.css",
+            get(|| asset("text/css; charset=utf-8", include_str!("../../static/campaigns.css"))),
+        )
+}
+
+#[derive(Template)]
+#[template(path = "campaigns.html")]
+struct CampaignsPage {
+    csrf: String,
+    email: String,
+    is_admin: bool,
+    /// The user's devices: `(id, name)`.
+    devices: Vec<(i64, String)>,
+}
+
+async fn campaigns_page(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    jar: CookieJar,
+) -> ApiResult<Response> {
+    let devices = state.db.list_devices(user.id).await?;
+    let (jar, csrf) = csrf::token(jar, state.settings.cookie_secure);
+    let view = CampaignsPage {
+        csrf,
+        email: user.email.to_string(),
+        is_admin: user.is_admin,
+        devices: devices.into_iter().map(|d| (d.id.0, d.name)).collect(),
+    };
+    Ok((jar, page(StatusCode::OK, &view)).into_response())
+}

@@ -1,0 +1,117 @@
+//! The Campaigns page in headless Chromium: a day of the year calendar opens the form, the planned
+//! campaign shows on its day with its niche, and once it runs its progress per device shows and
+//! its failed recipient can be retried.
+
+use chrono::Datelike;
+use fantoccini::Locator;
+use wafleet_core::db::{LeadStatus, NewLead};
+use wafleet_core::types::{Email, PhoneNumber, Timestamp};
+
+use crate::browser::support::{click, fill, screenshot, start_browser, wait_for_text};
+use crate::campaigns::exec;
+use crate::helpers::TestApp;
+
+async fn plan_a_campaign_on_the_calendar_and_follow_it(app: TestApp) {
+    let (_driver, browser) = start_browser().await;
+    browser.goto(&app.url("/register")).await.unwrap();
+    fill(&browser, "input[name=email]", "camp@example.com").await;
+    fill(&browser, "input[name=password]", "correct horse battery").await;
+    click(&browser, "#account-form button[type=submit]").await;
+    fill(&browser, "#add-device input[name=name]", "Sales 1").await;
+    click(&browser, "#add-device button[type=submit]").await;
+    wait_for_text(&browser, ".device .name", "Sales 1").await;
+    let owner = app
+        .db
+        .user_by_email(&Email::parse("camp@example.com").unwrap())
+        .await
+        .unwrap()
+        .expect("registered")
+        .id;
+    let device = app.db.list_devices(owner).await.unwrap()[0].id;
+    for phone in ["+60123000001", "+60123000002"] {
+        let lead = NewLead {
+            name: "Lead".into(),
+            phone: PhoneNumber::parse(phone, app.settings.default_country).unwrap(),
+            niche: Some("bakery".into()),
+            journey: None,
+            status: LeadStatus::New,
+            notes: None,
+        };
+        app.db.create_lead(owner, device, &lead).await.unwrap();
+    }
+
+    // A day early in this year: already due, so dispatch starts it at once.
+    let date = format!("{}-01-15", Timestamp::now().to_datetime().year());
+    click(&browser, "nav a[href='/campaigns']").await;
+    let day = format!(".day[data-date='{date}']");
+    click(&browser, &day).await;
+    fill(&browser, "#campaign-form input[name=title]", "January promo").await;
+    fill(&browser, "#campaign-form input[name=niche]", "bakery").await;
+    fill(&browser, "#campaign-form textarea[name=message]", "Fresh bread!").await;
+    click(
+        &browser,
+        &format!("#campaign-form input[name=device][value='{device}']"),
+    )
+    .await;
+    click(&browser, "#save").await;
+    wait_for_text(&browser, &format!("{day} .chip"), "bakery").await;
+    screenshot(&browser, "campaigns-calendar").await;
+
+    let done = app.db.dispatch_campaigns(Timestamp::now()).await.unwrap();
+    assert_eq!((done.started, done.queued), (1, 2), "{done:?}");
+    exec(
+        &app.db,
+        "UPDATE outbound_messages SET status = 'failed', reason = '463' \
+                   WHERE recipient = '60123000002@s.whatsapp.net'",
+    )
+    .await;
+
+    browser.refresh().await.unwrap();
+    click(&browser, &format!("{day} .chip")).await;
+    wait_for_text(&browser, "#campaign-status", "running").await;
+    let progress = browser.find(Locator::Css("#report-total")).await.unwrap();
+    let text = progress.text().await.unwrap();
+    assert!(
+        text.contains("1 of 2 done") && text.contains("failed 1 (50%)"),
+        "{text}"
+    );
+    let per_device = browser
+        .find_all(Locator::Css("#report-devices .device-progress"))
+        .await
+        .unwrap();
+    assert_eq!(per_device.len(), 1);
+    assert!(per_device[0].text().await.unwrap().contains("Sales 1"));
+    screenshot(&browser, "campaigns-progress").await;
+
+    click(&browser, "#retry").await;
+    for _ in 0..100 {
+        let text = browser
+            .find(Locator::Css("#report-total"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("0 of 2 done") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let text = browser
+        .find(Locator::Css("#report-total"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("0 of 2 done"),
+        "the failed recipient is queued again: {text}"
+    );
+
+    click(&browser, "#pause").await;
+    wait_for_text(&browser, "#campaign-status", "paused").await;
+    browser.close().await.unwrap();
+}
+
+on_both_backends!(app: plan_a_campaign_on_the_calendar_and_follow_it);

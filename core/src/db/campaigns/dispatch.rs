@@ -1,0 +1,217 @@
+//! Dispatch: due campaigns start, their recipients are listed, and their sends are recorded a
+//! little at a time for the devices' holders, which pace them.
+//!
+//! Every step is idempotent, so a dispatcher that dies half-way, or two that overlap, neither
+//! skip nor repeat anyone: recipients are listed with `INSERT … ON CONFLICT DO NOTHING` on the
+//! `(campaign, device, lead)` key, and each send is recorded under the idempotency key
+//! `campaign:{campaign}:{lead}`, which [`Db::record_send`] turns into the same row on a re-run.
+//! Sends are recorded only a couple of minutes' worth ahead of each device's pace, so pausing a
+//! campaign stops it within about that much, and a holder's queue never fills with work it may
+//! not start for hours.
+
+use crate::link::{Jid, USER_SERVER};
+use crate::types::{CampaignId, DeviceId, Timestamp, UserId};
+use crate::{Db, Error, Result};
+
+use super::super::on_db;
+use super::super::outbound::NewSend;
+use super::report::recipient_status;
+
+/// What one round of dispatch did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dispatched {
+    /// Campaigns that became due and started.
+    pub started: u64,
+    /// Recipients listed.
+    pub listed: u64,
+    /// Sends recorded for the holders.
+    pub queued: u64,
+    /// Campaigns that finished.
+    pub finished: u64,
+}
+
+/// Sends recorded ahead of a device's pace when pacing is off.
+const UNPACED_BACKLOG: i64 = 500;
+
+/// The idempotency key of a recipient's send; a retry is a new send under a new key.
+pub fn send_key(campaign: CampaignId, lead: i64, attempt: i64) -> String {
+    if attempt <= 1 {
+        format!("campaign:{campaign}:{lead}")
+    } else {
+        format!("campaign:{campaign}:{lead}:{attempt}")
+    }
+}
+
+impl Db {
+    /// One round of dispatch at `now`; see the module's documentation.
+    #[tracing::instrument(skip(self))]
+    pub async fn dispatch_campaigns(&self, now: Timestamp) -> Result<Dispatched> {
+        let mut done = Dispatched {
+            started: on_db!(self, pool => sqlx::query(
+                "UPDATE campaigns SET status = 'running', updated_at = $1 WHERE status = 'scheduled' AND send_at <= $1")
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()))?,
+            ..Dispatched::default()
+        };
+        let running: Vec<(CampaignId, UserId, Option<Timestamp>)> = on_db!(self, pool => sqlx::query_as(
+            "SELECT id, user_id, expanded_at FROM campaigns WHERE status = 'running' ORDER BY id")
+            .fetch_all(pool)
+            .await)?;
+        for (campaign, user, expanded) in running {
+            if expanded.is_none() {
+                done.listed += self.list_recipients(campaign, now).await?;
+            }
+            done.queued += self.queue_recipients(campaign, user).await?;
+        }
+        done.finished = on_db!(self, pool => sqlx::query(concat!(
+            "UPDATE campaigns SET status = 'finished', updated_at = $1 WHERE status = 'running' \
+             AND expanded_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM (SELECT ",
+            recipient_status!(),
+            " AS st FROM campaign_recipients r LEFT JOIN outbound_messages o ON o.id = r.outbound_id \
+             WHERE r.campaign_id = campaigns.id) s WHERE s.st = 'queued')"))
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(done)
+    }
+
+    /// Lists a campaign's recipients: the leads of its niche on each target device (still the
+    /// owner's), except those marked lost. Returns how many were new.
+    async fn list_recipients(&self, campaign: CampaignId, now: Timestamp) -> Result<u64> {
+        on_db!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let listed = sqlx::query(
+                "INSERT INTO campaign_recipients (campaign_id, device_id, lead_id, phone, created_at) \
+                 SELECT c.id, d.device_id, l.id, l.phone, $2 FROM campaigns c \
+                 JOIN campaign_devices d ON d.campaign_id = c.id \
+                 JOIN devices v ON v.id = d.device_id AND v.user_id = c.user_id \
+                 JOIN leads l ON l.device_id = d.device_id AND l.niche = c.niche AND l.status <> 'lost' \
+                 WHERE c.id = $1 ORDER BY l.id \
+                 ON CONFLICT (campaign_id, device_id, lead_id) DO NOTHING")
+                .bind(campaign)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("UPDATE campaigns SET expanded_at = $2 WHERE id = $1 AND expanded_at IS NULL")
+                .bind(campaign)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, Error>(listed)
+        })
+    }
+
+    /// Records sends for a running campaign's recipients, per device up to two minutes of its pace
+    /// ahead of what is already waiting. Returns how many were recorded.
+    async fn queue_recipients(&self, campaign: CampaignId, user: UserId) -> Result<u64> {
+        let (message, image): (String, Option<Vec<u8>>) = on_db!(self, pool => sqlx::query_as(
+            "SELECT message, image FROM campaigns WHERE id = $1")
+            .bind(campaign)
+            .fetch_one(pool)
+            .await)?;
+        let devices: Vec<DeviceId> = on_db!(self, pool => sqlx::query_scalar(
+            "SELECT device_id FROM campaign_devices WHERE campaign_id = $1 ORDER BY device_id")
+            .bind(campaign)
+            .fetch_all(pool)
+            .await)?;
+        let mut queued = 0;
+        for device in devices {
+            let pacing = self.device_pacing(device).await?.policy;
+            let backlog = if pacing.enabled {
+                pacing.per_minute * 2
+            } else {
+                UNPACED_BACKLOG
+            };
+            let waiting: i64 = on_db!(self, pool => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM campaign_recipients r JOIN outbound_messages o ON o.id = r.outbound_id \
+                 WHERE r.campaign_id = $1 AND r.device_id = $2 AND o.status IN ('queued', 'sending')")
+                .bind(campaign)
+                .bind(device)
+                .fetch_one(pool)
+                .await)?;
+            if waiting >= backlog {
+                continue;
+            }
+            let next: Vec<(i64, i64, String, i64)> = on_db!(self, pool => sqlx::query_as(
+                "SELECT id, lead_id, phone, attempt FROM campaign_recipients WHERE campaign_id = $1 AND device_id = $2 \
+                 AND outbound_id IS NULL AND status = 'queued' ORDER BY id LIMIT $3")
+                .bind(campaign)
+                .bind(device)
+                .bind(backlog - waiting)
+                .fetch_all(pool)
+                .await)?;
+            for (recipient, lead, phone, attempt) in next {
+                let send = NewSend {
+                    user,
+                    device,
+                    idempotency_key: send_key(campaign, lead, attempt),
+                    to: Jid(format!("{}@{USER_SERVER}", phone.trim_start_matches('+'))),
+                    body: Some(message.clone()),
+                    image: image.clone(),
+                };
+                match self.record_send(&send).await {
+                    Ok((outbound, _)) => {
+                        on_db!(self, pool => sqlx::query(
+                            "UPDATE campaign_recipients SET outbound_id = $2 WHERE id = $1 AND outbound_id IS NULL")
+                            .bind(recipient)
+                            .bind(outbound.id)
+                            .execute(pool)
+                            .await
+                            .map(drop))?;
+                        queued += 1;
+                    }
+                    // The key is taken by a different send (a user's own key clashing): fail
+                    // this recipient visibly rather than skip it silently.
+                    Err(Error::Conflict(reason)) => {
+                        on_db!(self, pool => sqlx::query(
+                            "UPDATE campaign_recipients SET status = 'failed', reason = $2 WHERE id = $1")
+                            .bind(recipient)
+                            .bind(&reason)
+                            .execute(pool)
+                            .await
+                            .map(drop))?;
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        Ok(queued)
+    }
+
+    /// Sends a campaign's failed recipients again, each as a new send under a new key, and
+    /// restarts the campaign if it had finished. Returns how many.
+    #[tracing::instrument(skip(self))]
+    pub async fn retry_failed_recipients(&self, user: UserId, campaign: CampaignId) -> Result<u64> {
+        let current = self.campaign(user, campaign).await?;
+        if matches!(current.status, super::CampaignStatus::Cancelled) {
+            return Err(Error::Conflict("the campaign is cancelled".into()));
+        }
+        let now = Timestamp::now();
+        on_db!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let retried = sqlx::query(
+                "UPDATE campaign_recipients SET outbound_id = NULL, attempt = attempt + 1, status = 'queued', \
+                 reason = NULL WHERE campaign_id = $1 AND (status = 'failed' OR outbound_id IN \
+                 (SELECT id FROM outbound_messages WHERE status = 'failed'))")
+                .bind(campaign)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if retried > 0 {
+                sqlx::query(
+                    "UPDATE campaigns SET status = 'running', updated_at = $2 WHERE id = $1 AND status = 'finished'")
+                    .bind(campaign)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok::<_, Error>(retried)
+        })
+    }
+}

@@ -1,0 +1,203 @@
+//! What a campaign is: its fields, its status and the moves between statuses its owner may make.
+
+use std::str::FromStr;
+
+use crate::types::{CampaignId, DeviceId, Timestamp};
+
+/// Where a campaign stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignStatus {
+    /// Being written; never sent.
+    Draft,
+    /// Goes out at its send time.
+    Scheduled,
+    /// Its recipients are being sent to.
+    Running,
+    /// No new sends are queued until it is resumed.
+    Paused,
+    /// Every recipient has a final status.
+    Finished,
+    /// Stopped for good.
+    Cancelled,
+}
+
+impl CampaignStatus {
+    /// Every status.
+    pub const ALL: [CampaignStatus; 6] = [
+        CampaignStatus::Draft,
+        CampaignStatus::Scheduled,
+        CampaignStatus::Running,
+        CampaignStatus::Paused,
+        CampaignStatus::Finished,
+        CampaignStatus::Cancelled,
+    ];
+
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignStatus::Draft => "draft",
+            CampaignStatus::Scheduled => "scheduled",
+            CampaignStatus::Running => "running",
+            CampaignStatus::Paused => "paused",
+            CampaignStatus::Finished => "finished",
+            CampaignStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether its content (text, image, devices, time) may still change: not once sending began.
+    pub fn editable(self) -> bool {
+        matches!(self, CampaignStatus::Draft | CampaignStatus::Scheduled)
+    }
+
+    /// The status a request for `wanted` leads to from `self`; `expanded` says whether its
+    /// recipients were listed already (a resumed campaign that never started waits for its time).
+    pub fn move_to(self, wanted: CampaignStatus, expanded: bool) -> Result<CampaignStatus, String> {
+        use CampaignStatus::*;
+        let next = match (self, wanted) {
+            (from, to) if from == to => return Ok(from),
+            (Finished | Cancelled, _) => {
+                return Err(format!("the campaign is {} and can no longer change", self.as_str()));
+            }
+            (_, Finished) => return Err("a campaign finishes by itself once every recipient is done".into()),
+            (_, Cancelled) => Cancelled,
+            (Draft, Scheduled) | (Scheduled, Draft) => wanted,
+            (Scheduled | Running, Paused) => Paused,
+            (Paused, Running | Scheduled) if expanded => Running,
+            (Paused, Running | Scheduled) => Scheduled,
+            _ => {
+                return Err(format!(
+                    "a {} campaign cannot become {}",
+                    self.as_str(),
+                    wanted.as_str()
+                ));
+            }
+        };
+        Ok(next)
+    }
+}
+
+impl FromStr for CampaignStatus {
+    type Err = String;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let wanted = input.trim().to_ascii_lowercase();
+        Self::ALL.into_iter().find(|s| s.as_str() == wanted).ok_or_else(|| {
+            let known: Vec<&str> = Self::ALL.iter().map(|s| s.as_str()).collect();
+            format!("unknown status `{}`: use one of {}", input.trim(), known.join(", "))
+        })
+    }
+}
+
+impl TryFrom<String> for CampaignStatus {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        value.parse()
+    }
+}
+
+/// A campaign as its owner sees it.
+#[derive(Clone, Debug, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
+pub struct Campaign {
+    /// Row id.
+    pub id: CampaignId,
+    /// A name for people.
+    pub title: String,
+    /// Leads of the target devices with this niche receive it.
+    pub niche: String,
+    /// The text, or the image's caption.
+    pub message: String,
+    /// Whether an image goes with it.
+    pub has_image: bool,
+    /// When it goes out (UTC).
+    pub send_at: Timestamp,
+    /// The IANA time zone it was planned in; the calendar shows its day there.
+    pub time_zone: String,
+    /// Where it stands.
+    #[sqlx(try_from = "String")]
+    pub status: CampaignStatus,
+    /// When.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// The devices it goes out from.
+    #[sqlx(skip)]
+    pub device_ids: Vec<DeviceId>,
+}
+
+/// A campaign to create, already checked.
+#[derive(Clone, Debug)]
+pub struct NewCampaign {
+    /// A name for people.
+    pub title: String,
+    /// Which leads.
+    pub niche: String,
+    /// The text or caption.
+    pub message: String,
+    /// A compressed JPEG.
+    pub image: Option<Vec<u8>>,
+    /// When (UTC).
+    pub send_at: Timestamp,
+    /// IANA name.
+    pub time_zone: String,
+    /// `draft` or `scheduled`.
+    pub status: CampaignStatus,
+    /// Target devices (owned by the creator; checked by the caller and again by the insert).
+    pub devices: Vec<DeviceId>,
+}
+
+/// Changes to a campaign; `None` keeps a field.
+#[derive(Clone, Debug, Default)]
+pub struct CampaignChanges {
+    /// New title.
+    pub title: Option<String>,
+    /// New niche.
+    pub niche: Option<String>,
+    /// New text.
+    pub message: Option<String>,
+    /// `Some(None)` removes the image.
+    pub image: Option<Option<Vec<u8>>>,
+    /// New time.
+    pub send_at: Option<Timestamp>,
+    /// New time zone.
+    pub time_zone: Option<String>,
+    /// New target devices.
+    pub devices: Option<Vec<DeviceId>>,
+    /// Requested status.
+    pub status: Option<CampaignStatus>,
+}
+
+impl CampaignChanges {
+    /// Whether any content (not only the status) changes.
+    pub fn touches_content(&self) -> bool {
+        self.title.is_some()
+            || self.niche.is_some()
+            || self.message.is_some()
+            || self.image.is_some()
+            || self.send_at.is_some()
+            || self.time_zone.is_some()
+            || self.devices.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CampaignStatus::*;
+
+    #[test]
+    fn owners_move_campaigns_only_along_allowed_paths() {
+        assert_eq!(Draft.move_to(Scheduled, false), Ok(Scheduled));
+        assert_eq!(Scheduled.move_to(Paused, false), Ok(Paused));
+        assert_eq!(
+            Paused.move_to(Running, false),
+            Ok(Scheduled),
+            "never started: waits for its time"
+        );
+        assert_eq!(Paused.move_to(Running, true), Ok(Running), "resumed");
+        assert_eq!(Running.move_to(Cancelled, true), Ok(Cancelled));
+        assert!(Draft.move_to(Running, false).is_err());
+        assert!(Running.move_to(Finished, true).is_err());
+        assert!(Finished.move_to(Scheduled, true).is_err());
+        assert!(Cancelled.move_to(Running, true).is_err());
+    }
+}
