@@ -11,6 +11,8 @@
 //! | `POST /pair-code` | [`PairCodeRequest`] → [`Paired`] | the phone confirms a pair code |
 //! | `POST /provision` | [`ProvisionRequest`] → `[Provisioned]` | links devices without pairing (benchmarks) |
 //! | `POST /messages` | [`InjectMessage`] → [`Injected`] | a contact (or group, …) writes to an account |
+//! | `POST /flood` | [`FloodRequest`] → [`Count`] | closed-loop inbound load for benchmarks |
+//! | `GET /flood` | → [`FloodReport`] | what the flood did: messages, acks, delays |
 //! | `POST /numbers` | [`NumberRule`] → [`NumberRule`] | a number's behaviour (on WhatsApp, 463, read/reply odds) |
 //! | `GET /accounts/{phone}/sent` | → `[SentRecord]` | what the account's devices sent |
 //! | `POST /accounts/{phone}/disconnect` | → [`Count`] | drops the sockets of its devices |

@@ -82,6 +82,17 @@ impl ControlClient {
         .await
     }
 
+    /// Starts a closed-loop flood of incoming messages; returns how many accounts it feeds.
+    pub async fn flood(&self, request: &FloodRequest) -> anyhow::Result<usize> {
+        let count: Count = self.post("/flood", request).await?;
+        Ok(count.count)
+    }
+
+    /// What the current or last flood did.
+    pub async fn flood_report(&self) -> anyhow::Result<FloodReport> {
+        self.get("/flood").await
+    }
+
     /// Sets how a number behaves as a recipient.
     pub async fn set_number(&self, rule: &NumberRule) -> anyhow::Result<NumberRule> {
         self.post("/numbers", rule).await

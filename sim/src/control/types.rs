@@ -214,4 +214,44 @@ pub struct Counters {
     pub bans: u64,
     /// Sockets dropped by the control API.
     pub drops: u64,
+    /// Connects of a device that already had a live connection (the older one is replaced): a
+    /// device held by two workers at once shows here.
+    #[serde(default)]
+    pub replaced: u64,
+}
+
+/// `POST /control/flood`: closed-loop inbound load for benchmarks. Each account gets `window`
+/// messages at once, and a new one each time one of them is acknowledged, until `seconds` pass.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FloodRequest {
+    /// The receiving accounts' numbers (one linked device each, for a clean count).
+    pub phones: Vec<String>,
+    /// Unacknowledged messages kept in flight per account.
+    pub window: usize,
+    /// How long new messages are generated.
+    pub seconds: f64,
+    /// Distinct senders (chats) per account; messages go to them in turn.
+    pub contacts: usize,
+}
+
+/// `GET /control/flood`: what the current (or last) flood did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct FloodReport {
+    /// Still generating messages.
+    pub active: bool,
+    /// Messages generated.
+    pub injected: u64,
+    /// Of those, acknowledged (each counted once, replays included only once).
+    pub acked: u64,
+    /// Acknowledgements of messages no longer pending: replays a device stored already and
+    /// acknowledged again (skipped by message id, so never stored twice).
+    pub repeat_acks: u64,
+    /// Seconds since the flood started.
+    pub elapsed_secs: f64,
+    /// Injection to acknowledgement, in microseconds: median.
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// Worst.
+    pub max_us: u64,
 }

@@ -23,6 +23,7 @@ pub(crate) fn router() -> Router<Arc<Sim>> {
         .route("/pair-code", post(pair_code))
         .route("/provision", post(provision))
         .route("/messages", post(inject))
+        .route("/flood", post(flood).get(flood_report))
         .route("/numbers", post(set_number))
         .route("/accounts/{phone}/sent", get(sent))
         .route("/accounts/{phone}/disconnect", post(disconnect))
@@ -110,6 +111,16 @@ async fn provision(State(sim): State<Arc<Sim>>, Json(body): Json<ProvisionReques
 
 async fn inject(State(sim): State<Arc<Sim>>, Json(body): Json<InjectMessage>) -> Result<Injected> {
     Ok(Json(sim.inject(body)?))
+}
+
+async fn flood(State(sim): State<Arc<Sim>>, Json(body): Json<FloodRequest>) -> Result<Count> {
+    Ok(Json(Count {
+        count: sim.start_flood(body)?,
+    }))
+}
+
+async fn flood_report(State(sim): State<Arc<Sim>>) -> Json<FloodReport> {
+    Json(sim.flood_report())
 }
 
 async fn set_number(State(sim): State<Arc<Sim>>, Json(body): Json<NumberRule>) -> Result<NumberRule> {

@@ -4,6 +4,7 @@
 mod ban;
 mod conn;
 mod control;
+mod flood;
 mod page;
 mod sessions;
 mod traffic;
@@ -163,9 +164,19 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
 
 /// Runs a simulator until `shutdown` (the `wafleet sim` role).
 pub async fn run(config: SimConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+    let waweb = match config.waweb_port {
+        Some(port) => Some(crate::waweb::start(crate::waweb::WaWebConfig::from_sim(&config, port)).await?),
+        None => None,
+    };
     let handle = start(config).await?;
     tracing::info!(ws = %handle.ws_url(), control = %handle.control_url(), "simulator ready");
+    if let Some(waweb) = &waweb {
+        tracing::info!(url = %waweb.url(), "WhatsApp Web front end ready (WA_SERVER_URL)");
+    }
     shutdown.wait().await;
     handle.stop().await;
+    if let Some(waweb) = waweb {
+        waweb.stop().await;
+    }
     Ok(())
 }

@@ -257,6 +257,7 @@ fn connect(w: &mut World, conn: u64, token: String) {
         c.token = Some(token);
     }
     if let Some(old) = previous.filter(|old| *old != conn) {
+        w.counters.replaced += 1;
         w.push(old, &ServerFrame::Replaced);
         w.close(old);
     }

@@ -174,9 +174,17 @@ impl Sim {
         let Some(token) = w.conns.get(&conn).and_then(|c| c.token.clone()) else {
             return;
         };
-        if let Some(device) = w.devices.get_mut(&token) {
-            device.pending.retain(|m| m.id != id);
-            w.counters.acks += 1;
+        let Some(device) = w.devices.get_mut(&token) else {
+            return;
+        };
+        let position = device.pending.iter().position(|m| m.id == id);
+        if let Some(at) = position {
+            device.pending.remove(at);
+        }
+        w.counters.acks += 1;
+        if w.flood.is_some() {
+            let account = device_account(&w, &token);
+            super::flood::on_ack(&mut w, &account, id, position.is_some());
         }
     }
 
@@ -225,8 +233,18 @@ impl Sim {
     }
 }
 
+/// The account (digits) of the device with `token`.
+fn device_account(w: &World, token: &str) -> String {
+    w.devices.get(token).map(|d| d.account.clone()).unwrap_or_default()
+}
+
 /// A new personal-chat message from `from` (digits).
-fn personal_message(from: &str, kind: MessageKind, text: Option<String>, push_name: Option<String>) -> IncomingMessage {
+pub(super) fn personal_message(
+    from: &str,
+    kind: MessageKind,
+    text: Option<String>,
+    push_name: Option<String>,
+) -> IncomingMessage {
     IncomingMessage {
         id: message_id(),
         chat: jid_of(from),
@@ -240,7 +258,7 @@ fn personal_message(from: &str, kind: MessageKind, text: Option<String>, push_na
 }
 
 /// Queues `message` for every linked device of `to` (digits) and sends it to the connected ones.
-fn deliver(w: &mut World, to: &str, message: IncomingMessage) -> usize {
+pub(super) fn deliver(w: &mut World, to: &str, message: IncomingMessage) -> usize {
     w.counters.injected += 1;
     let Some(account) = w.accounts.get_mut(to) else {
         return 0;

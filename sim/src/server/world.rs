@@ -125,6 +125,8 @@ pub(crate) struct World {
     pub counters: Counters,
     /// Stopped: no new connections.
     pub closed: bool,
+    /// The benchmark flood in progress, or the last one.
+    pub flood: Option<super::flood::Flood>,
 }
 
 /// The JID of an account.

@@ -1,0 +1,186 @@
+//! Sessions: N idle simulated sessions held by one worker process: resident memory per session,
+//! CPU while idle, and the time to bring them all online. The ceiling is the same number of bare
+//! idle WebSockets (4 KiB buffers, one reading task each, as `SimLink` uses) to the same simulator,
+//! held by a process of their own.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::cluster::{Cluster, Topology};
+use crate::report::{Row, thousands};
+use crate::{Common, fleet, proc};
+
+/// Settings of the sessions scenario.
+#[derive(clap::Parser, Clone, Debug)]
+pub struct Options {
+    /// Sessions held by the one worker.
+    #[arg(long, default_value_t = 2000)]
+    pub sessions: usize,
+    /// Seconds over which idle CPU is measured.
+    #[arg(long, default_value_t = 10)]
+    pub idle_secs: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        <Options as clap::Parser>::parse_from(["sessions"])
+    }
+}
+
+/// Settings of the ceiling's child process.
+#[derive(clap::Args, Clone, Debug)]
+pub struct HoldOptions {
+    /// WebSocket URL.
+    #[arg(long)]
+    url: String,
+    /// Connections to open.
+    #[arg(long)]
+    count: usize,
+}
+
+/// What the ceiling's child measured.
+struct Held {
+    kib_per_connection: f64,
+    open_secs: f64,
+}
+
+/// Runs the scenario.
+pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>> {
+    let o = if common.smoke {
+        Options {
+            sessions: 50,
+            idle_secs: 1,
+        }
+    } else {
+        options.clone()
+    };
+    let n = o.sessions;
+    if let Some(limit) = proc::open_files_limit().filter(|l| *l < n as u64 + 200) {
+        bail!("ulimit -n is {limit}: raise it above {} for {n} sessions", n + 200);
+    }
+    let topology = Topology {
+        apis: 0,
+        workers: 1,
+        schedulers: 0,
+    };
+    let env = [("WORKER_CAPACITY", n.to_string())];
+    let cluster = Cluster::start(common, "sessions", topology, &env).await?;
+    let (db, sim) = (cluster.db(), cluster.sim());
+
+    // The ceiling first, so the simulator never holds both sets of sockets at once.
+    let held = hold_in_child(&cluster.sim_ws_url(), n)?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    fleet::provision(db, &sim, &cluster.sim_ws_url(), n).await?;
+    let worker = cluster.pid("worker-1")?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_before = proc::rss_kib(&worker)?;
+    fleet::want_sessions(db).await?;
+    let online = fleet::wait_all_held(db, &sim, n, "", Duration::from_secs(60 + n as u64 / 50)).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_after = proc::rss_kib(&worker)?;
+    let cpu_before = proc::cpu_secs(&worker)?;
+    tokio::time::sleep(Duration::from_secs(o.idle_secs)).await;
+    let idle = (proc::cpu_secs(&worker)? - cpu_before) / o.idle_secs as f64;
+    fleet::check_never_twice(&fleet::standing(db, &sim, "").await?)?;
+
+    let per_session = rss_after.saturating_sub(rss_before) as f64 / n as f64;
+    eprintln!(
+        "[bench] sessions: worker {rss_before} → {rss_after} KiB for {n} sessions, online in {online:.1?}, \
+         idle CPU {:.1}%",
+        idle * 100.0
+    );
+    let command = format!("wafleet-bench sessions --sessions {n} --idle-secs {}", o.idle_secs);
+    let count = thousands(n as u64);
+    Ok(vec![
+        Row::new(
+            format!("sessions: RSS per session ({count} held by one worker)"),
+            format!("{per_session:.1} KiB ({:.0} MiB in all)", rss_after as f64 / 1024.0),
+            format!("{:.1} KiB per bare idle WebSocket", held.kib_per_connection),
+        )
+        .ratio(per_session / held.kib_per_connection)
+        .command(&command),
+        Row::new(
+            format!("sessions: time to bring {count} online"),
+            format!("{:.2} s", online.as_secs_f64()),
+            format!("{:.2} s to open {count} bare WebSockets", held.open_secs),
+        )
+        .ratio(online.as_secs_f64() / held.open_secs)
+        .command(&command),
+        Row::new(
+            format!("sessions: worker CPU while {count} sessions idle"),
+            format!("{:.1}% of one core", idle * 100.0),
+            "0%",
+        )
+        .command(&command),
+    ])
+}
+
+/// Runs the ceiling in a child process (this program's hidden `ws-hold`): reads its one line of
+/// figures, then closes its stdin to end it.
+fn hold_in_child(url: &str, count: usize) -> anyhow::Result<Held> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["ws-hold", "--url", url, "--count", &count.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the bare WebSocket holder")?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("child stdout")?).read_line(&mut line)?;
+    let mut stdin = child.stdin.take().context("child stdin")?;
+    let _ = stdin.write_all(b"\n");
+    drop(stdin);
+    let status = child.wait()?;
+    let figures: Vec<f64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    let [kib_per_connection, open_secs] = figures[..] else {
+        bail!("the bare WebSocket holder failed ({status}): {line:?}");
+    };
+    Ok(Held {
+        kib_per_connection,
+        open_secs,
+    })
+}
+
+/// The `ws-hold` child: opens `count` idle WebSockets, prints KiB per connection and seconds to
+/// open them all, and holds them until stdin closes.
+pub fn hold(options: &HoldOptions) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let before = proc::rss_kib("self")?;
+        let started = Instant::now();
+        let config = WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(4096);
+        let sockets: Vec<_> = futures_util::stream::iter(0..options.count)
+            .map(|_| tokio_tungstenite::connect_async_with_config(options.url.as_str(), Some(config), true))
+            .buffer_unordered(200)
+            .collect()
+            .await;
+        let mut tasks = Vec::with_capacity(sockets.len());
+        for socket in sockets {
+            let (mut ws, _) = socket.context("opening a WebSocket")?;
+            tasks.push(tokio::spawn(async move { while ws.next().await.is_some() {} }));
+        }
+        let open_secs = started.elapsed().as_secs_f64();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = proc::rss_kib("self")?;
+        println!(
+            "{:.2} {open_secs:.3}",
+            after.saturating_sub(before) as f64 / options.count as f64
+        );
+        tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+        })
+        .await?;
+        for task in tasks {
+            task.abort();
+        }
+        anyhow::Ok(())
+    })
+}
