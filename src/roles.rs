@@ -6,6 +6,7 @@ use anyhow::Context;
 use wafleet_api::AppState;
 use wafleet_core::config::LinkChoice;
 use wafleet_core::link::Link;
+use wafleet_core::queue::Queues;
 use wafleet_core::{Db, Settings, shutdown};
 use wafleet_workers::WorkerOptions;
 
@@ -21,6 +22,16 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
         return wafleet_sim::run(config, shutdown).await;
     }
 
+    // Checked before touching the database, so a misconfigured process changes nothing.
+    if !matches!(role, Role::Migrate)
+        && settings.redis_url.is_none()
+        && matches!(settings.database()?, wafleet_core::config::DatabaseTarget::Postgres(_))
+    {
+        anyhow::bail!(
+            "REDIS_URL is not set: with PostgreSQL (scale-out mode) the job queue lives in Redis; \
+             set REDIS_URL=redis://host:6379"
+        );
+    }
     let db = Db::connect(&settings).await?;
     db.migrate().await?;
     if matches!(role, Role::Migrate) {
@@ -28,6 +39,7 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
         return Ok(());
     }
     wafleet_core::accounts::ensure_admin(&db, &settings).await?;
+    let queues = Queues::connect(&settings, &db).await?;
 
     let settings = Arc::new(settings);
     let mut tasks = tokio::task::JoinSet::new();
@@ -35,7 +47,7 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
     let mut _simulator = None;
     match role {
         Role::Serve { demo } => {
-            let mut state = AppState::new(db.clone(), settings.clone());
+            let mut state = AppState::new(db.clone(), settings.clone()).with_queues(queues.clone());
             let link: Arc<dyn Link> = if demo {
                 let handle = demo::start().await?;
                 state.demo = Some(demo::DemoPhones::new(&handle));
@@ -51,6 +63,7 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
             tasks.spawn(wafleet_workers::run(
                 db.clone(),
                 link,
+                queues,
                 WorkerOptions::from_settings(&settings),
                 shutdown.clone(),
             ));
@@ -59,7 +72,7 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
         Role::Api => {
             let listener = wafleet_api::bind(&settings).await?;
             tasks.spawn(wafleet_api::serve(
-                AppState::new(db.clone(), settings.clone()),
+                AppState::new(db.clone(), settings.clone()).with_queues(queues),
                 listener,
                 shutdown.clone(),
             ));
@@ -70,11 +83,13 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
             tasks.spawn(wafleet_workers::run(
                 db.clone(),
                 link_for(&settings, &db),
+                queues,
                 options,
                 shutdown.clone(),
             ));
         }
         Role::Scheduler => {
+            drop(queues);
             tasks.spawn(probes(db.clone(), settings.clone(), shutdown.clone()));
             tasks.spawn(wafleet_scheduler::run(db.clone(), shutdown.clone()));
         }

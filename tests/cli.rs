@@ -44,42 +44,46 @@ fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<std::process::Exi
 #[test]
 fn embedded_default_serves_the_login_page_and_drains_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut child = wafleet(dir.path())
-        .env("PORT", port.to_string())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let page = loop {
-        if let Some(page) = get(port, "/login") {
-            break page;
-        }
+    // The second start finds the database (and the embedded queue's tables) already there.
+    for round in ["first start", "restart on the same data"] {
+        let port = free_port();
+        let mut child = wafleet(dir.path())
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        let page = loop {
+            if let Some(page) = get(port, "/login") {
+                break page;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{round}: wafleet did not start listening on {port}"
+            );
+            assert!(child.try_wait().unwrap().is_none(), "{round}: wafleet exited early");
+            std::thread::sleep(Duration::from_millis(100));
+        };
         assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "wafleet did not start listening on {port}"
+            page.starts_with("HTTP/1.0 200") || page.starts_with("HTTP/1.1 200"),
+            "{page}"
         );
-        assert!(child.try_wait().unwrap().is_none(), "wafleet exited early");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(
-        page.starts_with("HTTP/1.0 200") || page.starts_with("HTTP/1.1 200"),
-        "{page}"
-    );
-    assert!(page.contains("<title>Log in · wafleet</title>"), "{page}");
-    assert!(
-        dir.path().join("data/wafleet.db").is_file(),
-        "the SQLite file is created under ./data"
-    );
-    assert!(get(port, "/ready").unwrap().contains("ready"));
+        assert!(page.contains("<title>Log in · wafleet</title>"), "{page}");
+        assert!(
+            dir.path().join("data/wafleet.db").is_file(),
+            "the SQLite file is created under ./data"
+        );
+        assert!(get(port, "/ready").unwrap().contains("ready"));
 
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = wait_for_exit(&mut child, Duration::from_secs(15)).expect("wafleet drains and exits after SIGTERM");
-    assert!(status.success(), "clean exit after SIGTERM: {status:?}");
+        let kill = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let status =
+            wait_for_exit(&mut child, Duration::from_secs(15)).expect("wafleet drains and exits after SIGTERM");
+        assert!(status.success(), "{round}: clean exit after SIGTERM: {status:?}");
+    }
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -111,7 +115,9 @@ fn misconfiguration_gets_one_clear_line_and_a_failing_exit() {
         "DATABASE_URL must start with postgres://",
     );
     assert_fails_with(
-        run(wafleet(dir.path()).env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")),
+        run(wafleet(dir.path())
+            .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+            .env("REDIS_URL", "redis://127.0.0.1:6379")),
         "cannot connect to PostgreSQL at DATABASE_URL",
     );
     assert_fails_with(
@@ -124,6 +130,16 @@ fn misconfiguration_gets_one_clear_line_and_a_failing_exit() {
     assert_fails_with(
         run(wafleet(dir.path()).env("DEFAULT_COUNTRY", "Narnia")),
         "not a country",
+    );
+    assert_fails_with(
+        run(wafleet(dir.path()).env("REDIS_URL", "redis://127.0.0.1:1")),
+        "cannot connect to Redis at REDIS_URL",
+    );
+    assert_fails_with(
+        run(wafleet(dir.path())
+            .arg("worker")
+            .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")),
+        "REDIS_URL is not set",
     );
 }
 
@@ -139,6 +155,7 @@ fn help_lists_every_setting() {
         "DATABASE_URL",
         "DATABASE_MAX_CONNECTIONS",
         "REDIS_URL",
+        "QUEUE_NAMESPACE",
         "HOST",
         "PORT",
         "APP_PORT",

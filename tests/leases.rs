@@ -3,33 +3,19 @@
 //! exactly one worker, the spread within ±10% of the fair share, `kill -9` of a worker, and a
 //! worker joining. Runs against the project's network simulator only.
 
+mod support;
+
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::{Worker, assert_never_twice, device_wanting_a_session, holdings, link_simulated_devices, spawn_worker};
 use wafleet_core::Db;
-use wafleet_core::db::{Desired, DeviceStatus, NewUserRole};
+use wafleet_core::db::DeviceStatus;
 use wafleet_core::link::{IncomingMessage, Jid, MessageKind};
 use wafleet_core::testing::{Backend, TestDb};
-use wafleet_core::types::{DeviceId, Email, PhoneNumber, Timestamp};
-use wafleet_sim::{SimConfig, SimLink};
-
-async fn device_wanting_a_session(db: &Db, name: &str, phone: &str) -> DeviceId {
-    let email = Email::parse(&format!("{name}@example.com")).unwrap();
-    let user = match db.user_by_email(&email).await.unwrap() {
-        Some(user) => user,
-        None => db
-            .create_user(&email, "unused", NewUserRole::FirstBecomesAdmin)
-            .await
-            .unwrap(),
-    };
-    let phone: PhoneNumber = phone.parse().unwrap();
-    let device = db.create_device(user.id, name, Some(&phone)).await.unwrap();
-    db.request_session(user.id, device.id, Desired::Connected, None)
-        .await
-        .unwrap();
-    device.id
-}
+use wafleet_core::types::{Email, Timestamp};
+use wafleet_sim::SimConfig;
 
 async fn a_stale_holder_cannot_write(backend: Backend) {
     let test = TestDb::new(backend).await;
@@ -117,61 +103,8 @@ async fn postgres_a_stale_holder_cannot_write() {
 }
 
 /// A `wafleet worker` process, killed when dropped.
-struct Worker {
-    child: Child,
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 const LEASE_TTL_SECS: u64 = 3;
 const DEVICES: usize = 300;
-
-fn spawn_worker(id: &str, database_url: &str, simulator_url: &str) -> Worker {
-    let child = Command::new(env!("CARGO_BIN_EXE_wafleet"))
-        .arg("worker")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", database_url)
-        .env("DATABASE_MAX_CONNECTIONS", "4")
-        .env("WHATSAPP_LINK", "simulator")
-        .env("SIMULATOR_URL", simulator_url)
-        .env("LEASE_TTL_SECS", LEASE_TTL_SECS.to_string())
-        .env("WORKER_ID", id)
-        .env("PORT", "0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    Worker { child }
-}
-
-/// Live leases by holder, and how many devices are online.
-async fn holdings(db: &Db) -> (HashMap<String, usize>, usize) {
-    let Db::Postgres(pool) = db else {
-        unreachable!("multi-process runs on PostgreSQL")
-    };
-    let now = Timestamp::now();
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT holder, COUNT(*) FROM device_leases WHERE holder IS NOT NULL AND expires_at > $1 GROUP BY holder",
-    )
-    .bind(now)
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    let (online,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM devices WHERE status = 'online'")
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    (
-        rows.into_iter().map(|(h, n)| (h, n as usize)).collect(),
-        online as usize,
-    )
-}
 
 /// Waits until every device is held and online, by exactly `workers`, each within ±10% of the fair
 /// share; returns how long that took.
@@ -181,14 +114,7 @@ async fn wait_balanced(db: &Db, sim: &wafleet_sim::ControlClient, workers: &[&st
     loop {
         let (held, online) = holdings(db).await;
         let state = sim.state().await.unwrap();
-        // The safety property holds at every moment, not only at the end: never two sessions.
-        let twice: Vec<&str> = state
-            .accounts
-            .iter()
-            .filter(|a| a.connected > 1)
-            .map(|a| a.phone.as_str())
-            .collect();
-        assert!(twice.is_empty(), "devices connected twice: {twice:?}");
+        assert_never_twice(&state);
         let total: usize = held.values().sum();
         let balanced = workers.iter().all(|w| {
             held.get(*w)
@@ -217,18 +143,11 @@ async fn workers_share_devices_survive_kill_9_and_rebalance() {
     let db = &test.db;
     let sim = wafleet_sim::start(SimConfig::for_tests()).await.unwrap();
     let control = sim.control();
-    let phones: Vec<String> = (0..DEVICES).map(|i| format!("+6012{:07}", 1_000_000 + i)).collect();
-    let provisioned = control.provision(phones.clone()).await.unwrap();
-    let link = SimLink::new(sim.ws_url(), db.clone());
-    for (i, account) in provisioned.iter().enumerate() {
-        let device = device_wanting_a_session(db, &format!("d{i}"), &account.phone).await;
-        link.adopt(device, account).await.unwrap();
-    }
-    let url = test.settings.database_url.as_ref().unwrap().expose().to_owned();
+    link_simulated_devices(db, &control, &sim.ws_url(), DEVICES, |i| format!("d{i}")).await;
 
     let mut workers: HashMap<&str, Worker> = ["w1", "w2", "w3"]
         .into_iter()
-        .map(|id| (id, spawn_worker(id, &url, &sim.ws_url())))
+        .map(|id| (id, spawn_worker(id, &test.settings, &sim.ws_url(), LEASE_TTL_SECS)))
         .collect();
     let took = wait_balanced(db, &control, &["w1", "w2", "w3"], Duration::from_secs(60)).await;
     println!("300 devices held and online across 3 workers in {took:?}");
@@ -255,7 +174,7 @@ async fn workers_share_devices_survive_kill_9_and_rebalance() {
     );
 
     // A fourth worker joins and takes its share by graceful hand-off.
-    workers.insert("w4", spawn_worker("w4", &url, &sim.ws_url()));
+    workers.insert("w4", spawn_worker("w4", &test.settings, &sim.ws_url(), LEASE_TTL_SECS));
     let took = wait_balanced(db, &control, &["w2", "w3", "w4"], Duration::from_secs(60)).await;
     println!("a joining worker took its share in {took:?}");
 }

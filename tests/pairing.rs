@@ -20,20 +20,27 @@ struct Stack {
     csrf: String,
     sim: SimHandle,
     db: TestDb,
+    queues: wafleet_core::queue::Queues,
     api: ShutdownTrigger,
     worker: Option<(ShutdownTrigger, tokio::task::JoinHandle<anyhow::Result<()>>)>,
 }
 
 impl Stack {
     async fn start(backend: Backend) -> Stack {
-        let db = TestDb::with_settings(backend, |s| s.worker_wait_secs = 10).await;
+        let db = TestDb::with_settings(backend, |s| {
+            s.worker_wait_secs = 10;
+            // Room for a photo uploaded as base64 JSON.
+            s.max_body_bytes = 32 << 20;
+        })
+        .await;
         let sim = wafleet_sim::start(SimConfig::for_tests())
             .await
             .expect("simulator starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (api, api_shutdown) = shutdown::channel();
-        let state = AppState::new(db.db.clone(), Arc::new(db.settings.clone()));
+        let queues = db.queues().await;
+        let state = AppState::new(db.db.clone(), Arc::new(db.settings.clone())).with_queues(queues.clone());
         tokio::spawn(wafleet_api::serve(state, listener, api_shutdown));
         let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
         let creds = json!({"email": "ana@example.com", "password": "correct horse battery"});
@@ -64,6 +71,7 @@ impl Stack {
             csrf,
             sim,
             db,
+            queues,
             api,
             worker: None,
         };
@@ -76,7 +84,14 @@ impl Stack {
         let (trigger, shutdown) = shutdown::channel();
         let link = Arc::new(SimLink::new(self.sim.ws_url(), self.db.db.clone()));
         let options = wafleet_workers::WorkerOptions::from_settings(&self.db.settings);
-        let task = tokio::spawn(wafleet_workers::run(self.db.db.clone(), link, options, shutdown));
+        let queues = self.queues.clone();
+        let task = tokio::spawn(wafleet_workers::run(
+            self.db.db.clone(),
+            link,
+            queues,
+            options,
+            shutdown,
+        ));
         self.worker = Some((trigger, task));
     }
 
@@ -194,7 +209,7 @@ async fn pair_by_qr_receive_check_and_survive_a_worker_restart(backend: Backend)
         .unwrap();
     let chats = stack
         .eventually(&format!("{device}/chats"), "two personal chats", |c| {
-            c.as_array().unwrap().len() == 2
+            c["chats"].as_array().unwrap().len() == 2
         })
         .await;
     let text = chats.to_string();
@@ -254,7 +269,7 @@ async fn pair_by_qr_receive_check_and_survive_a_worker_restart(backend: Backend)
     stack.start_worker();
     let chats = stack
         .eventually(&format!("{device}/chats"), "the queued message after restart", |c| {
-            c.as_array().unwrap().len() == 3
+            c["chats"].as_array().unwrap().len() == 3
         })
         .await;
     assert!(chats.to_string().contains("sent while no worker held the device"));
@@ -305,6 +320,169 @@ async fn pair_by_code_then_log_out_from_wafleet(backend: Backend) {
         .await;
 }
 
+/// A PNG of `width` x `height`, base64-encoded.
+fn png_base64(width: u32, height: u32) -> String {
+    use base64::Engine;
+    // Photo-like: a gradient with grain, which PNG stores poorly and JPEG well.
+    let mut seed = 0x2545_f491_u32;
+    let image = image::RgbImage::from_fn(width, height, |x, y| {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let grain = (seed % 24) as u8;
+        image::Rgb([(x / 10 % 200) as u8 + grain, (y / 8 % 200) as u8 + grain, 90 + grain])
+    });
+    let mut bytes = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .unwrap();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+async fn sends_go_out_once_per_key_and_follow_receipts(backend: Backend) {
+    let mut stack = Stack::start(backend).await;
+    let phone = "+60123457777";
+    let (_, added) = stack
+        .post("/api/devices", json!({"name": "Sender", "phone": phone}))
+        .await;
+    let id = added["results"]["id"].as_i64().unwrap();
+    let device = format!("/api/devices/{id}");
+    let (status, body) = stack.post(&format!("{device}/pair-code"), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let code = body["results"]["pair_code"].as_str().unwrap().to_owned();
+    let control = stack.sim.control();
+    control.confirm_pair_code(&code).await.unwrap();
+    stack.eventually(&device, "online", |d| d["status"] == "online").await;
+    // This test is about delivery, not pace: the default pace would space these sends minutes apart.
+    let mut pacing = stack.get(&format!("{device}/pacing")).await["policy"].clone();
+    pacing["enabled"] = json!(false);
+    let (status, body) = stack
+        .call(reqwest::Method::PUT, &format!("{device}/pacing"), Some(pacing))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (client, url, csrf) = (
+        stack.client.clone(),
+        format!("{}{device}/send", stack.base),
+        stack.csrf.clone(),
+    );
+    let send = |key: &'static str, body: Value| {
+        client
+            .post(&url)
+            .header("X-CSRF-Token", &csrf)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let first = send("order-1", json!({"to": "+60191000001", "text": "your order shipped"}))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.unwrap();
+    let message = first["results"]["id"].as_i64().unwrap();
+    assert_eq!(first["results"]["status"], "queued");
+
+    // The same key again is the same send, never a second one.
+    let again = send("order-1", json!({"to": "+60191000001", "text": "your order shipped"}))
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["results"]["id"].as_i64(), Some(message));
+    // The same key for another message is refused.
+    let clash = send("order-1", json!({"to": "+60191000001", "text": "something else"}))
+        .await
+        .unwrap();
+    assert_eq!(clash.status(), StatusCode::CONFLICT);
+
+    let status_path = format!("/api/messages/{message}");
+    let done = stack
+        .eventually(&status_path, "delivered or read", |m| {
+            m["status"] == "delivered" || m["status"] == "read"
+        })
+        .await;
+    let wa_id = done["wa_message_id"].as_str().unwrap().to_owned();
+    assert!(done["sent_at"].is_string(), "{done}");
+
+    // An image goes out as a JPEG of at most 1200 px, much smaller than the upload.
+    let upload = png_base64(2400, 1600);
+    let image = send(
+        "photo-1",
+        json!({"to": "0191000003", "text": "the catalogue", "image_base64": upload}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(image.status(), StatusCode::ACCEPTED);
+    let image: Value = image.json().await.unwrap();
+    let image_path = format!("/api/messages/{}", image["results"]["id"].as_i64().unwrap());
+    stack
+        .eventually(&image_path, "image sent", |m| {
+            m["status"] != "queued" && m["status"] != "sending"
+        })
+        .await;
+
+    let sent = control.sent(phone).await.unwrap();
+    let texts: Vec<_> = sent
+        .iter()
+        .filter(|r| r.text.as_deref() == Some("your order shipped"))
+        .collect();
+    assert_eq!(texts.len(), 1, "sent exactly once: {sent:?}");
+    assert_eq!(texts[0].id, wa_id);
+    let photo = sent
+        .iter()
+        .find(|r| r.text.as_deref() == Some("the catalogue"))
+        .expect("the image arrived");
+    let bytes = photo.image_bytes.expect("an image");
+    let png_bytes = upload.len() * 3 / 4;
+    assert!(
+        bytes > 0 && bytes * 4 < png_bytes,
+        "compressed: {bytes} bytes from {png_bytes}"
+    );
+
+    // Sent messages appear in their chat.
+    let chats = stack
+        .eventually(&format!("{device}/chats"), "the sent message in its chat", |c| {
+            c.to_string().contains("your order shipped")
+        })
+        .await;
+    assert!(chats.to_string().contains("60191000001@s.whatsapp.net"));
+
+    // Accepted while no worker holds the device: the next holder sends it.
+    stack.stop_worker().await;
+    let later = send(
+        "order-2",
+        json!({"to": "+60191000002", "text": "sent by the next holder"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(later.status(), StatusCode::ACCEPTED);
+    let later: Value = later.json().await.unwrap();
+    let later_path = format!("/api/messages/{}", later["results"]["id"].as_i64().unwrap());
+    assert_eq!(stack.get(&later_path).await["status"], "queued");
+    stack.start_worker();
+    stack
+        .eventually(&later_path, "sent after the restart", |m| {
+            ["sent", "delivered", "read"].contains(&m["status"].as_str().unwrap_or_default())
+        })
+        .await;
+
+    // Bad input changes nothing.
+    for (body, what) in [
+        (json!({"to": "120363999@g.us", "text": "hi"}), "personal chats only"),
+        (json!({"to": "not a number", "text": "hi"}), "to:"),
+        (json!({"to": "+60191000001"}), "give the text"),
+        (json!({"to": "+60191000001", "image_base64": "aGVsbG8="}), "image:"),
+    ] {
+        let response = send("bad", body).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let text = response.text().await.unwrap();
+        assert!(text.contains(what), "{text}");
+    }
+    let (status, _) = stack.call(reqwest::Method::GET, "/api/messages/999999", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),*) => {
         mod sqlite {
@@ -319,6 +497,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    sends_go_out_once_per_key_and_follow_receipts,
     pair_by_qr_receive_check_and_survive_a_worker_restart,
     pair_by_code_then_log_out_from_wafleet
 );

@@ -68,14 +68,21 @@ struct DeviceQuery {
 
 /// The device a request is about: `X-Device-Id` header or `device_id` query; the only device
 /// when the user has exactly one.
-async fn target_device(parts: &Parts, state: &AppState, user: &User) -> ApiResult<DeviceId> {
+/// `body_device` is a `device_id` field of the body, used when neither header nor query name one.
+pub(crate) async fn target_device(
+    parts: &Parts,
+    state: &AppState,
+    user: &User,
+    body_device: Option<&str>,
+) -> ApiResult<DeviceId> {
     let query: Option<DeviceQuery> = Query::try_from_uri(&parts.uri).ok().map(|Query(q)| q);
     let named = parts
         .headers
         .get("x-device-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
-        .or_else(|| query.and_then(|q| q.device_id));
+        .or_else(|| query.and_then(|q| q.device_id))
+        .or_else(|| body_device.map(str::to_owned));
     if let Some(raw) = named {
         let id = raw.trim().parse().map_err(|_| {
             ApiError::BadRequest(format!(
@@ -101,7 +108,7 @@ async fn target_device(parts: &Parts, state: &AppState, user: &User) -> ApiResul
 /// Resolves the caller and the device named by the request.
 async fn caller(parts: &mut Parts, state: &AppState) -> ApiResult<(User, DeviceId)> {
     let TokenUser(user) = TokenUser::from_request_parts(parts, state).await?;
-    let device = target_device(parts, state, &user).await?;
+    let device = target_device(parts, state, &user, None).await?;
     Ok((user, device))
 }
 

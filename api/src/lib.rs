@@ -5,7 +5,11 @@
 //! requests except the database pool, so any number of replicas can run behind a load balancer.
 
 mod accounts;
+mod admin;
+mod campaigns;
+mod chat_view;
 mod compat;
+mod compat_send;
 mod csrf;
 mod demo;
 mod devices;
@@ -13,9 +17,11 @@ mod envelope;
 pub mod error;
 mod extract;
 pub mod health;
+mod leads;
 mod live;
 mod openapi;
 mod pages;
+mod sends;
 mod session;
 mod sessions;
 mod tokens;
@@ -30,6 +36,7 @@ use axum::extract::DefaultBodyLimit;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 use wafleet_core::link::SimulatedPhones;
+use wafleet_core::queue::Queues;
 use wafleet_core::shutdown::Shutdown;
 use wafleet_core::{Db, Settings};
 
@@ -44,6 +51,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// In demo mode, the simulated phones the dashboard can use to link devices.
     pub demo: Option<Arc<dyn SimulatedPhones>>,
+    /// The job queues; without them, accepted sends wait for the holder's next sweep.
+    pub queues: Option<Queues>,
 }
 
 impl AppState {
@@ -53,7 +62,14 @@ impl AppState {
             db,
             settings,
             demo: None,
+            queues: None,
         }
+    }
+
+    /// Adds the job queues (every real process has them).
+    pub fn with_queues(mut self, queues: Queues) -> Self {
+        self.queues = Some(queues);
+        self
     }
 }
 
@@ -65,14 +81,23 @@ pub fn app(state: AppState) -> Router {
         .merge(accounts::router())
         .merge(tokens::router())
         .merge(devices::router())
+        .merge(leads::router())
+        .merge(campaigns::router())
         .merge(sessions::router())
+        .merge(chat_view::router())
         .merge(compat::router())
+        .merge(compat_send::router())
+        .merge(sends::router())
+        .merge(admin::router())
         .split_for_parts();
     let spec = Arc::new(spec);
     Router::new()
         .merge(api)
         .merge(openapi::router(spec))
         .merge(pages::router())
+        .merge(leads::page_router())
+        .merge(chat_view::page_router())
+        .merge(campaigns::page_router())
         .merge(live::router())
         .merge(demo::router())
         .merge(health::router())

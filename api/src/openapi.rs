@@ -27,7 +27,15 @@ use crate::AppState;
         (name = "accounts", description = "Register, log in, log out"),
         (name = "tokens", description = "API tokens for the REST API"),
         (name = "devices", description = "Your WhatsApp numbers"),
-        (name = "sessions", description = "Linking devices to WhatsApp, their chats and number checks"),
+        (name = "leads", description = "Contacts kept per device: search, filters, CSV import and export. \
+            Status is one of new, contacted, replied, interested, converted, lost"),
+        (name = "sessions", description = "Linking devices to WhatsApp and number checks"),
+        (name = "chats", description = "Read-only view of a device's personal chats: chat list with search, \
+            messages with delivered/read ticks (cursor pages, newest first) and a live event stream"),
+        (name = "messages", description = "Sending text and images, and following a send's status"),
+        (name = "admin", description = "For administrators: jobs the queues gave up on"),
+        (name = "campaigns", description = "Messages to the leads of one niche on chosen devices, at a planned \
+            time, paced per device; per-recipient status queued, sent, delivered, read, replied or failed"),
         (name = "compatible", description = "Routes kept from the REST API wafleet grew out of; API tokens only"),
     )
 )]

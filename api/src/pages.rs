@@ -32,7 +32,8 @@ pub(crate) fn router() -> Router<AppState> {
         )
 }
 
-async fn asset(content_type: &'static str, body: &'static str) -> Response {
+/// A static asset compiled into the binary.
+pub(crate) async fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),
@@ -44,7 +45,7 @@ async fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// Renders a template with a status, or a 500 if rendering fails.
-fn page(status: StatusCode, template: &impl Template) -> Response {
+pub(crate) fn page(status: StatusCode, template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => ApiError::Internal(e.into()).into_response(),

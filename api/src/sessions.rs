@@ -1,5 +1,5 @@
-//! Linking devices to WhatsApp: pairing by QR or phone code, logout, reconnect, number checks and
-//! the chat list. Handlers only record what the owner wants; the worker holding the device does it
+//! Linking devices to WhatsApp: pairing by QR or phone code, logout, reconnect and number checks
+//! (the chat list and messages are in `chat_view`). Handlers only record what the owner wants; the worker holding the device does it
 //! and writes progress back, which these handlers (and the event stream) read.
 
 use std::time::Duration;
@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use wafleet_core::db::{Chat, Desired, DeviceStatus, PairingView, RequestOutcome};
+use wafleet_core::db::{Desired, DeviceStatus, PairingView, RequestOutcome};
 use wafleet_core::link::NumberCheck;
 use wafleet_core::types::{DeviceId, PhoneNumber, UserId};
 
@@ -30,7 +30,6 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(logout))
         .routes(routes!(reconnect))
         .routes(routes!(check_numbers))
-        .routes(routes!(chats))
 }
 
 /// Polls `probe` until it yields a value or `WORKER_WAIT_SECS` pass.
@@ -332,16 +331,4 @@ async fn check_numbers(
         })
         .collect::<ApiResult<Vec<_>>>()?;
     Ok(ok("numbers checked", run_check(&state, user.id, id, &phones).await?))
-}
-
-/// The device's personal chats, most recent first (groups, broadcasts and status never appear).
-#[utoipa::path(get, path = "/api/devices/{id}/chats", tag = "sessions", params(("id" = i64, Path, description = "Device id")),
-    responses((status = 200, body = Envelope<Vec<Chat>>), (status = 404, description = "No such device of yours")))]
-async fn chats(
-    State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
-    Path(id): Path<DeviceId>,
-) -> ApiResult<impl IntoResponse> {
-    state.db.device(user.id, id).await.or_not_found("device")?;
-    Ok(ok("chats", state.db.list_chats(user.id, id, 100).await?))
 }

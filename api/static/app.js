@@ -68,6 +68,8 @@ function createCard(device) {
   const id = device.id;
   const $ = (sel) => card.querySelector(sel);
 
+  $(".leads-link").href = `/device/${id}/leads`;
+  $(".whatsapp-link").href = `/device/${id}/whatsapp-web`;
   const rename = $(".rename");
   $(".edit").addEventListener("click", () => {
     rename.hidden = false;
@@ -160,8 +162,9 @@ function createCard(device) {
 }
 
 async function loadChats(card) {
-  const chats = await act(() => api("GET", `/api/devices/${card.dataset.id}/chats`));
-  if (!chats) return;
+  const page = await act(() => api("GET", `/api/devices/${card.dataset.id}/chats`));
+  if (!page) return;
+  const chats = page.chats;
   const list = card.querySelector(".chat-list");
   if (chats.length === 0) {
     const empty = document.createElement("li");

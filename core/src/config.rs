@@ -127,6 +127,10 @@ pub struct Settings {
     #[arg(long, env = "REDIS_URL", global = true, value_name = "URL", hide_env_values = true)]
     pub redis_url: Option<Secret>,
 
+    /// Prefix of every queue name, so several deployments can share one Redis.
+    #[arg(long, env = "QUEUE_NAMESPACE", global = true, default_value = "wafleet")]
+    pub queue_namespace: String,
+
     /// Address to listen on. Use 0.0.0.0 in containers.
     #[arg(long, env = "HOST", global = true, default_value = "127.0.0.1")]
     pub host: IpAddr,

@@ -8,7 +8,9 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod link;
+pub mod media;
 pub mod metrics;
+pub mod queue;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]

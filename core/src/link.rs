@@ -222,6 +222,10 @@ pub enum LinkError {
     /// The request itself is wrong (bad image, empty text).
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// A send left for WhatsApp but no answer came (timeout, connection lost): it may or may not
+    /// have arrived. Never retried, since retrying could deliver it twice.
+    #[error("no confirmation from WhatsApp: {0}")]
+    Unconfirmed(String),
 }
 
 /// Whether a number is on WhatsApp.

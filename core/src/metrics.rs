@@ -10,6 +10,11 @@
 //! | `wafleet_devices_unheld` | gauge | of those, held by no live worker: **scale workers on this** |
 //! | `wafleet_workers_live` | gauge | workers with a recent heartbeat |
 //! | `wafleet_messages_stored_total` | counter | incoming personal messages stored (replays not counted) |
+//! | `wafleet_jobs_total{queue,outcome}` | counter | job runs by outcome: `done`, `retried`, `dead` (dead letters) |
+//! | `wafleet_queue_depth{queue}` | gauge | jobs waiting in a queue (`sends`: queued or in-flight sends across all workers) |
+//! | `wafleet_sends_total{status}` | counter | outbound sends by how they ended: `sent`, `failed`, `unknown` |
+//! | `wafleet_flush_batch_rows` | histogram | events written per ingest batch |
+//! | `wafleet_flush_seconds` | histogram | time to write one ingest batch |
 //! | `wafleet_http_requests_total{status}` | counter | HTTP requests answered, by status class (`2xx`, `4xx`, …) |
 //! | `wafleet_http_request_duration_seconds` | summary | HTTP request latency |
 
@@ -33,6 +38,16 @@ pub const DEVICES_UNHELD: &str = "wafleet_devices_unheld";
 pub const WORKERS_LIVE: &str = "wafleet_workers_live";
 /// Incoming messages stored.
 pub const MESSAGES_STORED: &str = "wafleet_messages_stored_total";
+/// Job runs by queue and outcome.
+pub const JOBS: &str = "wafleet_jobs_total";
+/// Jobs waiting per queue.
+pub const QUEUE_DEPTH: &str = "wafleet_queue_depth";
+/// Outbound sends by how they ended.
+pub const SENDS: &str = "wafleet_sends_total";
+/// Events written per ingest batch.
+pub const FLUSH_BATCH_ROWS: &str = "wafleet_flush_batch_rows";
+/// Seconds to write one ingest batch.
+pub const FLUSH_SECONDS: &str = "wafleet_flush_seconds";
 /// HTTP requests answered.
 pub const HTTP_REQUESTS: &str = "wafleet_http_requests_total";
 /// HTTP request latency.
@@ -63,6 +78,11 @@ fn describe() {
     describe_gauge!(DEVICES_UNHELD, "Devices that want a session but have no live holder");
     describe_gauge!(WORKERS_LIVE, "Workers with a recent heartbeat");
     describe_counter!(MESSAGES_STORED, "Incoming personal messages stored");
+    describe_counter!(JOBS, "Job runs by queue and outcome (done, retried, dead)");
+    describe_gauge!(QUEUE_DEPTH, "Jobs waiting per queue");
+    describe_counter!(SENDS, "Outbound sends by how they ended");
+    describe_histogram!(FLUSH_BATCH_ROWS, "Events written per ingest batch");
+    describe_histogram!(FLUSH_SECONDS, metrics::Unit::Seconds, "Time to write one ingest batch");
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by status class");
     describe_histogram!(HTTP_DURATION, metrics::Unit::Seconds, "HTTP request latency");
 }

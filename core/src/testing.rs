@@ -26,7 +26,11 @@ pub struct TestDb {
 
 enum Storage {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
+    /// A database on the server, and the Redis key namespace of the test's queues.
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
 }
 
 impl Drop for Storage {
@@ -44,6 +48,7 @@ impl Drop for Storage {
                         let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
                         let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
                     }
+                    let _ = forget_redis_keys(&name).await;
                 });
             })
             .join();
@@ -54,6 +59,25 @@ impl Drop for Storage {
 /// The PostgreSQL server tests create their databases on.
 pub fn postgres_admin_url() -> String {
     std::env::var("WAFLEET_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The Redis server tests keep their queues on (`WAFLEET_TEST_REDIS_URL`, default local).
+pub fn redis_url() -> String {
+    std::env::var("WAFLEET_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Deletes the keys of a test's queue namespace.
+async fn forget_redis_keys(namespace: &str) -> redis::RedisResult<()> {
+    let client = redis::Client::open(redis_url())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{namespace}:*"))
+        .query_async(&mut conn)
+        .await?;
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(keys).query_async(&mut conn).await?;
+    }
+    Ok(())
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -68,6 +92,13 @@ fn unique_name() -> String {
 }
 
 impl TestDb {
+    /// The job queues of this test's settings (Redis for PostgreSQL, the SQLite file otherwise).
+    pub async fn queues(&self) -> crate::queue::Queues {
+        crate::queue::Queues::connect(&self.settings, &self.db)
+            .await
+            .expect("Redis must run for the PostgreSQL tests")
+    }
+
     /// A new, migrated database on `backend`. Panics with a clear message when PostgreSQL is down.
     pub async fn new(backend: Backend) -> TestDb {
         Self::with_settings(backend, |_| {}).await
@@ -95,6 +126,9 @@ impl TestDb {
                 admin.close().await;
                 let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
                 settings.database_url = Some(format!("{base}/{name}").as_str().into());
+                // Scale-out mode: queues in Redis, under a namespace of the test's own.
+                settings.redis_url = Some(redis_url().as_str().into());
+                settings.queue_namespace = name.clone();
                 Storage::Postgres { admin_url, name }
             }
         };

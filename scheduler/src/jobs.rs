@@ -38,7 +38,7 @@ pub fn standard(scheduler: Scheduler) -> anyhow::Result<Scheduler> {
 }
 
 /// Publishes how many devices want a session, how many of those no live worker holds (what worker
-/// autoscaling follows), and how many workers are alive. Runs on every replica, since each exports
+/// autoscaling follows), how many workers are alive, and the send backlog. Runs on every replica, since each exports
 /// its own gauges.
 pub async fn fleet_gauges(db: &Db) -> anyhow::Result<()> {
     use wafleet_core::metrics as m;
@@ -47,6 +47,9 @@ pub async fn fleet_gauges(db: &Db) -> anyhow::Result<()> {
     metrics::gauge!(m::DEVICES_WANTED).set(fleet.wanted as f64);
     metrics::gauge!(m::WORKERS_LIVE).set(fleet.live_workers as f64);
     metrics::gauge!(m::DEVICES_UNHELD).set(unheld as f64);
+    // Sends live in per-worker queues; the database's count is the backlog across all of them.
+    let sends = db.queued_send_count().await.context("counting queued sends")?;
+    metrics::gauge!(m::QUEUE_DEPTH, "queue" => "sends").set(sends as f64);
     Ok(())
 }
 
@@ -74,9 +77,15 @@ pub async fn housekeeping(db: &Db) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Campaign dispatch: will expand due campaigns into recipients. Campaigns do not exist yet, so for
-/// now a tick only records that it ran; the job is here so its once-per-tick firing is in place.
-pub async fn campaign_dispatch(_db: &Db, tick: Timestamp) -> anyhow::Result<()> {
-    tracing::debug!(%tick, "no campaigns to dispatch yet");
+/// Campaign dispatch: due campaigns start, their recipients are listed and a couple of minutes'
+/// worth of sends per device is recorded for the devices' holders (see
+/// [`Db::dispatch_campaigns`]). Idempotent, so a tick run twice, or a failed one retried by the
+/// next, neither skips nor repeats a recipient.
+pub async fn campaign_dispatch(db: &Db, tick: Timestamp) -> anyhow::Result<()> {
+    let done = db.dispatch_campaigns(tick).await.context("dispatching campaigns")?;
+    if done != Default::default() {
+        tracing::info!(%tick, started = done.started, listed = done.listed, queued = done.queued,
+            finished = done.finished, "campaigns dispatched");
+    }
     Ok(())
 }

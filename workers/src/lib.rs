@@ -6,16 +6,26 @@
 //! worker directly, so either can restart or move without the other noticing.
 
 mod events;
+mod flush;
+pub mod pacing;
 mod requests;
+mod sends;
 mod sessions;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use wafleet_core::Db;
 use wafleet_core::link::Link;
+use wafleet_core::queue::{ConsumeOptions, Queues};
 use wafleet_core::shutdown::Shutdown;
 
+pub use flush::{Flusher, Ingest, MAX_BATCH};
+pub use sends::{Roster, Sender};
 pub use sessions::{SessionManager, WorkerOptions};
+
+/// Sends run at once per worker.
+const SEND_CONCURRENCY: usize = 64;
 
 impl WorkerOptions {
     /// Options from settings; without `WORKER_ID`, a name from the host, process id and a random suffix.
@@ -39,17 +49,51 @@ impl WorkerOptions {
     }
 }
 
-/// Runs the worker until `shutdown`, then hands its devices off (sessions closed, credentials
-/// kept, leases released).
+/// Runs the worker until `shutdown`, then drains: the send queue stops taking jobs and lets those
+/// under way finish, every device is handed off (sessions closed, credentials kept, leases
+/// released), and the ingest buffer is written out.
 #[tracing::instrument(name = "worker", skip_all, fields(worker = %options.id))]
-pub async fn run(db: Db, link: Arc<dyn Link>, options: WorkerOptions, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run(
+    db: Db,
+    link: Arc<dyn Link>,
+    queues: Queues,
+    options: WorkerOptions,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     tracing::info!(
         backend = db.backend_name(),
         capacity = options.capacity,
         "worker started"
     );
-    let mut manager = SessionManager::new(db, link, options);
+    let flusher = Flusher::start(db.clone());
+    let roster = Roster::default();
+    let sender = Sender::new(db.clone(), queues.clone(), options.id.clone(), roster.clone());
+    let consume = ConsumeOptions {
+        worker: options.id.clone(),
+        concurrency: SEND_CONCURRENCY,
+        heartbeat: Duration::from_secs(options.lease_ttl.as_secs().max(1)),
+    };
+    let handler = sender.clone();
+    let sends = tokio::spawn(wafleet_core::queue::consume(
+        queues.clone(),
+        sender.queue(),
+        consume,
+        move |job, attempt| {
+            let handler = handler.clone();
+            async move { handler.run(job, attempt).await }
+        },
+        shutdown.clone(),
+    ));
+    let mut manager = SessionManager::new(db, link, options, flusher.ingest(), roster, Some(sender));
     manager.run(shutdown).await;
+    match sends.await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::warn!(error = ?err, "the send queue stopped with an error"),
+        Err(err) => tracing::warn!(error = ?err, "the send queue task failed"),
+    }
+    manager.drain().await;
+    drop(manager);
+    flusher.close().await;
     tracing::info!("worker drained");
     Ok(())
 }

@@ -19,13 +19,18 @@ use wafleet_core::shutdown::Shutdown;
 use wafleet_core::types::{DeviceId, PhoneNumber};
 
 use crate::events;
+use crate::flush::Ingest;
 use crate::requests::RequestRunner;
+use crate::sends::{Entry, Roster, Sender};
 
 /// How often a round runs.
 const ROUND_EVERY: Duration = Duration::from_millis(500);
 /// Sessions opened (devices claimed) per round at most, so thousands of devices do not connect at
 /// the same instant after a worker dies or the fleet restarts.
 const MAX_CLAIMS_PER_ROUND: i64 = 50;
+/// How often the holder sweeps the database for queued sends of its devices (and at once after
+/// claiming devices).
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// Devices handed off per round at most when over the fair share.
 const MAX_RELEASES_PER_ROUND: usize = 20;
 /// First and longest wait before retrying a session that failed to open.
@@ -53,11 +58,16 @@ struct Held {
     session: Arc<dyn Session>,
     /// Consumes the session's events; ends when the session ends for good.
     events: JoinHandle<()>,
+    /// Taken exclusively before closing, so sends under way finish first (see [`Entry::gate`]).
+    gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Held {
-    /// Closes the connection (credentials kept) and stops consuming its events.
-    async fn close(self) {
+    /// Closes the connection (credentials kept) and stops consuming its events, once the sends
+    /// under way on it have finished. No new send starts: it leaves `roster` first.
+    async fn close(self, roster: &Roster) {
+        roster.remove(self.fence.device);
+        let _no_sends = self.gate.write().await;
         self.session.close().await;
         self.events.abort();
     }
@@ -81,11 +91,27 @@ pub struct SessionManager {
     held: HashMap<DeviceId, Held>,
     retries: HashMap<DeviceId, Retry>,
     requests: RequestRunner,
+    /// The held sessions as the send handler sees them.
+    roster: Roster,
+    /// Where sessions' messages and receipts go to be written in batches.
+    ingest: Ingest,
+    /// Runs sends; `None` when this process runs no send queue (tests of leases alone).
+    sender: Option<Sender>,
+    /// When queued sends were last swept for.
+    swept_at: Option<Instant>,
 }
 
 impl SessionManager {
-    /// A manager that opens sessions through `link`.
-    pub fn new(db: Db, link: Arc<dyn Link>, options: WorkerOptions) -> Self {
+    /// A manager that opens sessions through `link`, hands their events to `ingest`, and tells
+    /// `sender` (sharing `roster`) about the sessions it holds.
+    pub fn new(
+        db: Db,
+        link: Arc<dyn Link>,
+        options: WorkerOptions,
+        ingest: Ingest,
+        roster: Roster,
+        sender: Option<Sender>,
+    ) -> Self {
         let requests = RequestRunner::new(db.clone());
         // As if the last renewal were a lease time ago: the first round heartbeats at once, so the
         // other workers count this one in their fair share from the start.
@@ -101,6 +127,10 @@ impl SessionManager {
             held: HashMap::new(),
             retries: HashMap::new(),
             requests,
+            roster,
+            ingest,
+            sender,
+            swept_at: None,
         }
     }
 
@@ -110,8 +140,7 @@ impl SessionManager {
             .max(1)
     }
 
-    /// Runs rounds until `shutdown`, then hands every device off: sessions close (credentials
-    /// kept) and leases are released so other workers take them at once.
+    /// Runs rounds until `shutdown`. Then call [`SessionManager::drain`].
     pub async fn run(&mut self, shutdown: Shutdown) {
         let mut tick = tokio::time::interval(ROUND_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -127,6 +156,11 @@ impl SessionManager {
                 }
             }
         }
+    }
+
+    /// Hands every device off: sessions close (credentials kept) and leases are released so
+    /// other workers take them at once; then leaves the worker list.
+    pub async fn drain(&mut self) {
         self.hand_off_all().await;
         if let Err(err) = self.db.worker_gone(&self.options.id, self.ttl_secs() * 4).await {
             tracing::warn!(error = ?err, "leaving the worker list failed; the entry expires by itself");
@@ -137,8 +171,9 @@ impl SessionManager {
     pub async fn round(&mut self) -> wafleet_core::Result<()> {
         self.keep_leases().await;
         self.reconcile().await?;
-        self.balance().await?;
+        let claimed = self.balance().await?;
         self.requests.run_pending(&self.sessions()).await;
+        self.sweep_sends(claimed).await;
         metrics::gauge!(m::SESSIONS_HELD, "worker" => self.options.id.clone()).set(self.held.len() as f64);
         Ok(())
     }
@@ -180,8 +215,23 @@ impl SessionManager {
             if let Some(held) = self.held.remove(&device) {
                 metrics::counter!(m::LEASES_LOST, "worker" => self.options.id.clone()).increment(1);
                 tracing::warn!(%device, "lease lost; closing the session");
-                held.close().await;
+                held.close(&self.roster).await;
             }
+        }
+    }
+
+    /// Queues the queued sends of held devices: after claiming devices (a new holder picks up
+    /// what its predecessor left) and every [`SWEEP_EVERY`].
+    async fn sweep_sends(&mut self, claimed: bool) {
+        let Some(sender) = &self.sender else {
+            return;
+        };
+        if !claimed && self.swept_at.is_some_and(|at| at.elapsed() < SWEEP_EVERY) {
+            return;
+        }
+        match sender.sweep().await {
+            Ok(()) => self.swept_at = Some(Instant::now()),
+            Err(err) => tracing::warn!(error = ?err, "sweeping for queued sends failed"),
         }
     }
 
@@ -189,14 +239,17 @@ impl SessionManager {
     /// devices beyond it. The fair share is rounded up, so the shares cover every device and a
     /// worker above its share is over for certain: handing off never makes another worker claim
     /// back, and a joining worker always finds devices to take.
-    async fn balance(&mut self) -> wafleet_core::Result<()> {
+    /// Returns whether it claimed any.
+    async fn balance(&mut self) -> wafleet_core::Result<bool> {
         let fleet = self.db.fleet(self.ttl_secs()).await?;
         let live = fleet.live_workers.max(1);
         let fair = ((fleet.wanted + live - 1) / live).min(i64::from(self.options.capacity));
         let held = i64::try_from(self.leases.len()).unwrap_or(i64::MAX);
+        let mut claimed = false;
         if held < fair {
             let want = (fair - held).min(MAX_CLAIMS_PER_ROUND);
             for fence in self.db.claim_leases(&self.options.id, want, self.ttl_secs()).await? {
+                claimed = true;
                 tracing::debug!(device = %fence.device, token = fence.token, "lease claimed");
                 metrics::counter!(m::LEASES_CLAIMED, "worker" => self.options.id.clone()).increment(1);
                 self.leases.insert(fence.device, fence);
@@ -208,7 +261,7 @@ impl SessionManager {
                 self.hand_off(fence).await;
             }
         }
-        Ok(())
+        Ok(claimed)
     }
 
     /// Hands a device to another worker: the lease goes first (refused if the owner meanwhile
@@ -241,7 +294,7 @@ impl SessionManager {
         self.leases.remove(&device);
         self.retries.remove(&device);
         if let Some(held) = self.held.remove(&device) {
-            held.close().await;
+            held.close(&self.roster).await;
         }
     }
 
@@ -254,7 +307,7 @@ impl SessionManager {
             self.release(fence).await;
         }
         for (_, held) in self.held.drain() {
-            held.close().await;
+            held.close(&self.roster).await;
         }
         tracing::info!(count, "devices handed off");
     }
@@ -320,7 +373,7 @@ impl SessionManager {
                 tracing::warn!(error = ?err, "recording logout failed");
             }
         }
-        held.close().await;
+        held.close(&self.roster).await;
         tracing::info!(logout, "session stopped");
     }
 
@@ -358,14 +411,25 @@ impl SessionManager {
                     return;
                 };
                 self.retries.remove(&device);
-                let events = tokio::spawn(events::consume(self.db.clone(), fence, stream));
+                let events = tokio::spawn(events::consume(self.db.clone(), self.ingest.clone(), fence, stream));
+                let session: Arc<dyn Session> = Arc::from(session);
+                let gate = Arc::default();
+                self.roster.insert(
+                    device,
+                    Entry {
+                        fence,
+                        session: session.clone(),
+                        gate: Arc::clone(&gate),
+                    },
+                );
                 self.held.insert(
                     device,
                     Held {
                         fence,
                         generation: target.generation,
-                        session: Arc::from(session),
+                        session,
                         events,
+                        gate,
                     },
                 );
                 tracing::info!(token = fence.token, "session opened");

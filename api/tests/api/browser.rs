@@ -6,7 +6,7 @@ use fantoccini::Locator;
 use wafleet_core::types::{Email, UserId};
 
 #[path = "../support/browser.rs"]
-mod support;
+pub(crate) mod support;
 
 use support::{click, fill, screenshot, start_browser, wait_for_text};
 

@@ -46,7 +46,8 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (trigger, shutdown) = shutdown::channel();
-    let state = AppState::new(db.clone(), std::sync::Arc::new(settings.clone()));
+    let queues = test_db.queues().await;
+    let state = AppState::new(db.clone(), std::sync::Arc::new(settings.clone())).with_queues(queues);
     tokio::spawn(wafleet_api::serve(state, listener, shutdown));
     TestApp {
         base,

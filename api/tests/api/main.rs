@@ -31,10 +31,20 @@ macro_rules! on_both_backends {
 
 mod accounts;
 mod browser;
+mod campaigns;
+mod campaigns_browser;
+mod campaigns_isolation;
+mod chat_view;
+mod chat_view_browser;
 mod csrf;
 mod devices;
 mod docs;
 mod helpers;
 mod isolation;
+mod leads;
+mod leads_browser;
+mod leads_csv;
+mod leads_isolation;
+mod sends;
 mod sessions;
 mod tokens;

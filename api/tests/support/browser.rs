@@ -95,27 +95,41 @@ pub async fn wait_for_text(browser: &Client, css: &str, text: &str) {
     );
 }
 
+/// Types `value` into the field `css` once it can take input (shown, enabled), replacing its text.
 pub async fn fill(browser: &Client, css: &str, value: &str) {
-    let input = browser
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap();
-    input.clear().await.unwrap();
-    input.send_keys(value).await.unwrap();
+    until_interactable(browser, css, async |input| {
+        input.clear().await?;
+        input.send_keys(value).await
+    })
+    .await;
 }
 
+/// Clicks `css` once it can be clicked: present is not enough while a page's script is still
+/// showing it, as a person would wait for the button to appear.
 pub async fn click(browser: &Client, css: &str) {
-    browser
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    until_interactable(browser, css, async |element| element.click().await.map(drop)).await;
+}
+
+async fn until_interactable(
+    browser: &Client,
+    css: &str,
+    mut act: impl AsyncFnMut(fantoccini::elements::Element) -> Result<(), fantoccini::error::CmdError>,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let element = browser
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap();
+        match act(element).await {
+            Ok(()) => return,
+            // Not interactable yet, or replaced by the page's script meanwhile: look again.
+            Err(_) if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(err) => panic!("{css} never became usable: {err}"),
+        }
+    }
 }
 
 /// Saves a screenshot as `<WAFLEET_SCREENSHOTS>/<name>.png` when that variable is set (for looking

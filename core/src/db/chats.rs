@@ -4,7 +4,6 @@ use crate::link::{IncomingMessage, Jid, ReceiptKind};
 use crate::types::{DeviceId, Timestamp, UserId};
 use crate::{Db, Result};
 
-use super::leases::fenced;
 use super::{Fence, on_db};
 
 /// A chat as listed to its owner.
@@ -24,87 +23,279 @@ pub struct Chat {
 
 /// Longest preview kept on a chat.
 const PREVIEW_CHARS: usize = 120;
+/// Rows per multi-row statement (SQLite allows 32,766 bound values; 10 columns a row).
+pub(super) const ROWS_PER_STATEMENT: usize = 500;
 
-impl Db {
-    /// Stores a personal-chat message and updates its chat; returns `false` for a replay (same id),
-    /// which changes nothing. Durable when this returns.
-    #[tracing::instrument(skip(self, message), fields(message = %message.id))]
-    pub async fn store_message(&self, fence: Fence, message: &IncomingMessage) -> Result<bool> {
-        let device = fence.device;
-        let kind = serde_json::to_value(message.kind)
+/// One thing a session reported, for [`Db::write_batch`].
+#[derive(Clone, Debug)]
+pub enum IngestItem {
+    /// A personal-chat message (received, or sent from another of the account's devices).
+    Message(IncomingMessage),
+    /// Delivered/read receipts for this account's own messages.
+    Receipt {
+        /// The chat.
+        chat: Jid,
+        /// Delivered or read.
+        kind: ReceiptKind,
+        /// WhatsApp's ids of the messages.
+        ids: Vec<String>,
+    },
+}
+
+/// What [`Db::write_batch`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// For each item, whether it was written (or was a replay): `false` when its fence was stale,
+    /// so it must not be acknowledged.
+    pub accepted: Vec<bool>,
+    /// Messages stored for the first time (replays excluded).
+    pub new_messages: u64,
+    /// Devices whose chats changed, for cache invalidation and live updates.
+    pub devices: Vec<DeviceId>,
+}
+
+impl IngestItem {
+    pub(super) fn kind_name(message: &IncomingMessage) -> String {
+        serde_json::to_value(message.kind)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_else(|| "other".into());
-        let preview = message
-            .text
-            .as_deref()
-            .map(|t| t.chars().take(PREVIEW_CHARS).collect::<String>());
-        let status = message.from_me.then_some("sent");
-        let unread = i64::from(!message.from_me);
-        let now = Timestamp::now();
-        Ok(fenced!(self, fence, tx => {
-            let inserted = sqlx::query(
-                "INSERT INTO messages (device_id, id, chat_jid, sender_jid, from_me, kind, body, sent_at, status, received_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (device_id, id) DO NOTHING")
-                .bind(device)
-                .bind(&message.id)
-                .bind(&message.chat.0)
-                .bind(&message.sender.0)
-                .bind(message.from_me)
-                .bind(&kind)
-                .bind(message.text.as_deref())
-                .bind(message.sent_at)
-                .bind(status)
-                .bind(now)
-                .execute(&mut *tx)
+            .unwrap_or_else(|| "other".into())
+    }
+}
+
+/// Inserts messages (many rows per statement), skipping replays, and updates their chats: last
+/// message, preview, name and unread count. Evaluates to the number of new messages.
+macro_rules! insert_messages {
+    ($tx:expr, $rows:expr, $now:expr) => {{
+        let rows: &[(DeviceId, &IncomingMessage)] = $rows;
+        let mut new_rows: Vec<(DeviceId, &IncomingMessage)> = Vec::new();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO messages (device_id, id, chat_jid, sender_jid, from_me, kind, body, sent_at, status, \
+                 received_at) ",
+            );
+            insert.push_values(chunk, |mut row, (device, m)| {
+                row.push_bind(*device)
+                    .push_bind(&m.id)
+                    .push_bind(&m.chat.0)
+                    .push_bind(&m.sender.0)
+                    .push_bind(m.from_me)
+                    .push_bind(IngestItem::kind_name(m))
+                    .push_bind(m.text.as_deref())
+                    .push_bind(m.sent_at)
+                    .push_bind(m.from_me.then_some("sent"))
+                    .push_bind($now);
+            });
+            insert.push(" ON CONFLICT (device_id, id) DO NOTHING RETURNING device_id, id");
+            let inserted: std::collections::HashSet<(DeviceId, String)> = insert
+                .build_query_as::<(DeviceId, String)>()
+                .fetch_all(&mut *$tx)
                 .await?
-                .rows_affected()
-                == 1;
-            if inserted {
-                sqlx::query(
-                    "INSERT INTO chats (device_id, jid, name, last_message_at, last_message_preview, unread_count) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, jid) DO UPDATE SET \
-                       name = COALESCE(excluded.name, chats.name), \
-                       last_message_at = CASE WHEN excluded.last_message_at >= chats.last_message_at \
-                         THEN excluded.last_message_at ELSE chats.last_message_at END, \
-                       last_message_preview = CASE WHEN excluded.last_message_at >= chats.last_message_at \
-                         THEN excluded.last_message_preview ELSE chats.last_message_preview END, \
-                       unread_count = chats.unread_count + excluded.unread_count")
-                    .bind(device)
-                    .bind(&message.chat.0)
-                    .bind(if message.from_me { None } else { message.push_name.as_deref() })
-                    .bind(message.sent_at)
-                    .bind(preview.as_deref())
-                    .bind(unread)
-                    .execute(&mut *tx)
-                    .await?;
+                .into_iter()
+                .collect();
+            new_rows.extend(
+                chunk
+                    .iter()
+                    .filter(|(d, m)| inserted.contains(&(*d, m.id.clone())))
+                    .copied(),
+            );
+        }
+        // One row per chat, so an upsert never touches the same row twice in a statement.
+        let mut chats: std::collections::BTreeMap<(DeviceId, &str), ChatDelta> = std::collections::BTreeMap::new();
+        for (device, m) in &new_rows {
+            chats.entry((*device, m.chat.0.as_str())).or_default().add(m);
+        }
+        let chats: Vec<_> = chats.into_iter().collect();
+        for chunk in chats.chunks(ROWS_PER_STATEMENT) {
+            let mut upsert = sqlx::QueryBuilder::new(
+                "INSERT INTO chats (device_id, jid, name, last_message_at, last_message_preview, unread_count) ",
+            );
+            upsert.push_values(chunk, |mut row, ((device, jid), delta)| {
+                row.push_bind(*device)
+                    .push_bind(*jid)
+                    .push_bind(delta.name.clone())
+                    .push_bind(delta.last_at)
+                    .push_bind(delta.preview.clone())
+                    .push_bind(delta.unread);
+            });
+            upsert.push(
+                " ON CONFLICT (device_id, jid) DO UPDATE SET \
+                   name = COALESCE(excluded.name, chats.name), \
+                   last_message_at = CASE WHEN excluded.last_message_at >= chats.last_message_at \
+                     THEN excluded.last_message_at ELSE chats.last_message_at END, \
+                   last_message_preview = CASE WHEN excluded.last_message_at >= chats.last_message_at \
+                     THEN excluded.last_message_preview ELSE chats.last_message_preview END, \
+                   unread_count = chats.unread_count + excluded.unread_count",
+            );
+            upsert.build().execute(&mut *$tx).await?;
+        }
+        new_rows.len() as u64
+    }};
+}
+pub(super) use insert_messages;
+
+/// What a batch changes on one chat.
+#[derive(Default)]
+pub(super) struct ChatDelta {
+    pub(super) name: Option<String>,
+    pub(super) last_at: Timestamp,
+    pub(super) preview: Option<String>,
+    pub(super) unread: i64,
+}
+
+impl ChatDelta {
+    pub(super) fn add(&mut self, m: &IncomingMessage) {
+        if !m.from_me && m.push_name.is_some() {
+            self.name.clone_from(&m.push_name);
+        }
+        if m.sent_at >= self.last_at {
+            self.last_at = m.sent_at;
+            self.preview = m.text.as_deref().map(|t| t.chars().take(PREVIEW_CHARS).collect());
+        }
+        self.unread += i64::from(!m.from_me);
+    }
+}
+
+/// The body of [`Db::write_batch`] for one backend's transaction; `$lock` makes PostgreSQL hold
+/// the lease rows until commit (SQLite's `BEGIN IMMEDIATE` already excludes other writers).
+macro_rules! write_batch_in {
+    ($tx:ident, $items:expr, $lock:literal) => {{
+        let items: &[(Fence, IngestItem)] = $items;
+        let now = Timestamp::now();
+        let mut devices: Vec<DeviceId> = items.iter().map(|(f, _)| f.device).collect();
+        devices.sort_unstable();
+        devices.dedup();
+        let mut check = sqlx::QueryBuilder::new(
+            "SELECT device_id, token FROM device_leases WHERE holder IS NOT NULL AND device_id IN (",
+        );
+        let mut list = check.separated(", ");
+        for device in &devices {
+            list.push_bind(*device);
+        }
+        check.push(concat!(")", $lock));
+        let live: std::collections::HashSet<(DeviceId, i64)> = check
+            .build_query_as::<(DeviceId, i64)>()
+            .fetch_all(&mut *$tx)
+            .await?
+            .into_iter()
+            .collect();
+        let accepted: Vec<bool> = items.iter().map(|(f, _)| live.contains(&(f.device, f.token))).collect();
+
+        let messages: Vec<(DeviceId, &IncomingMessage)> = items
+            .iter()
+            .zip(&accepted)
+            .filter_map(|((f, item), ok)| match item {
+                IngestItem::Message(m) if *ok => Some((f.device, m)),
+                _ => None,
+            })
+            .collect();
+        let new_messages = insert_messages!($tx, &messages, now);
+        for ((fence, item), ok) in items.iter().zip(&accepted) {
+            if let (IngestItem::Receipt { chat, kind, ids }, true) = (item, ok) {
+                apply_receipt_in!($tx, fence.device, chat, *kind, ids, now);
             }
-            inserted
-        }))
+        }
+        $tx.commit().await?;
+        let mut touched: Vec<DeviceId> = items
+            .iter()
+            .zip(&accepted)
+            .filter(|(_, ok)| **ok)
+            .map(|((f, _), _)| f.device)
+            .collect();
+        touched.sort_unstable();
+        touched.dedup();
+        BatchOutcome {
+            accepted,
+            new_messages,
+            devices: touched,
+        }
+    }};
+}
+
+/// Moves the status of this account's own messages (and of the sends behind them) forward.
+macro_rules! apply_receipt_in {
+    ($tx:ident, $device:expr, $chat:expr, $kind:expr, $ids:expr, $now:expr) => {{
+        let (status, before) = match $kind {
+            ReceiptKind::Delivered => ("delivered", "('sent')"),
+            ReceiptKind::Read => ("read", "('sent', 'delivered')"),
+        };
+        for chunk in $ids.chunks(ROWS_PER_STATEMENT) {
+            let mut update = sqlx::QueryBuilder::new("UPDATE messages SET status = ");
+            update.push_bind(status).push(" WHERE device_id = ").push_bind($device);
+            update
+                .push(" AND chat_jid = ")
+                .push_bind(&$chat.0)
+                .push(" AND from_me AND (status IS NULL OR status IN ");
+            update.push(before).push(") AND id IN (");
+            let mut list = update.separated(", ");
+            for id in chunk {
+                list.push_bind(id);
+            }
+            update.push(")");
+            update.build().execute(&mut *$tx).await?;
+
+            let mut sends = sqlx::QueryBuilder::new("UPDATE outbound_messages SET status = ");
+            sends.push_bind(status).push(", updated_at = ").push_bind($now);
+            sends
+                .push(" WHERE device_id = ")
+                .push_bind($device)
+                .push(" AND status IN ");
+            sends.push(before).push(" AND wa_message_id IN (");
+            let mut list = sends.separated(", ");
+            for id in chunk {
+                list.push_bind(id);
+            }
+            sends.push(")");
+            sends.build().execute(&mut *$tx).await?;
+        }
+    }};
+}
+
+impl Db {
+    /// Writes what sessions reported, from any number of devices, in one transaction: messages
+    /// (replays skipped), their chats, and receipts. Items whose lease token is stale are not
+    /// written and come back as not accepted. Durable when this returns.
+    #[tracing::instrument(skip_all, fields(items = items.len()))]
+    pub async fn write_batch(&self, items: &[(Fence, IngestItem)]) -> Result<BatchOutcome> {
+        if items.is_empty() {
+            return Ok(BatchOutcome::default());
+        }
+        Ok(match self {
+            Db::Sqlite(pool) => {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                write_batch_in!(tx, items, "")
+            }
+            Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                write_batch_in!(tx, items, " FOR SHARE")
+            }
+        })
     }
 
-    /// Records delivered/read receipts for this account's own messages. Status only moves forward.
-    #[tracing::instrument(skip(self, ids))]
+    /// Stores one message; `false` for a replay. Fails with [`crate::Error::Fenced`] when `fence`
+    /// is stale.
+    pub async fn store_message(&self, fence: Fence, message: &IncomingMessage) -> Result<bool> {
+        let outcome = self
+            .write_batch(&[(fence, IngestItem::Message(message.clone()))])
+            .await?;
+        match outcome.accepted.first() {
+            Some(true) => Ok(outcome.new_messages == 1),
+            _ => Err(crate::Error::Fenced),
+        }
+    }
+
+    /// Records one receipt. Fails with [`crate::Error::Fenced`] when `fence` is stale.
     pub async fn apply_receipt(&self, fence: Fence, chat: &Jid, kind: ReceiptKind, ids: &[String]) -> Result<()> {
-        let device = fence.device;
-        let (status, sql) = match kind {
-            ReceiptKind::Delivered => (
-                "delivered",
-                "UPDATE messages SET status = $4 WHERE device_id = $1 AND chat_jid = $2 AND id = $3 \
-                 AND from_me AND (status IS NULL OR status = 'sent')",
-            ),
-            ReceiptKind::Read => (
-                "read",
-                "UPDATE messages SET status = $4 WHERE device_id = $1 AND chat_jid = $2 AND id = $3 \
-                 AND from_me AND (status IS NULL OR status IN ('sent', 'delivered'))",
-            ),
+        let item = IngestItem::Receipt {
+            chat: chat.clone(),
+            kind,
+            ids: ids.to_vec(),
         };
-        fenced!(self, fence, tx => {
-            for id in ids {
-                sqlx::query(sql).bind(device).bind(&chat.0).bind(id).bind(status).execute(&mut *tx).await?;
-            }
-        });
-        Ok(())
+        let outcome = self.write_batch(&[(fence, item)]).await?;
+        match outcome.accepted.first() {
+            Some(true) => Ok(()),
+            _ => Err(crate::Error::Fenced),
+        }
     }
 
     /// How many chats each of `user`'s devices has.

@@ -62,7 +62,7 @@ impl Db {
     pub async fn worker_heartbeat(&self, worker: &str, capacity: i64) -> Result<()> {
         let now = Timestamp::now();
         on_db!(self, pool => sqlx::query(
-            "INSERT INTO workers (id, capacity, heartbeat_at, started_at) VALUES ($1, $2, $3, $3) \
+            "INSERT INTO fleet_workers (id, capacity, heartbeat_at, started_at) VALUES ($1, $2, $3, $3) \
              ON CONFLICT (id) DO UPDATE SET capacity = excluded.capacity, heartbeat_at = excluded.heartbeat_at")
             .bind(worker)
             .bind(capacity)
@@ -77,7 +77,7 @@ impl Db {
     #[tracing::instrument(skip(self))]
     pub async fn worker_gone(&self, worker: &str, stale_secs: i64) -> Result<()> {
         let stale = Timestamp::now().plus_secs(-stale_secs);
-        on_db!(self, pool => sqlx::query("DELETE FROM workers WHERE id = $1 OR heartbeat_at < $2")
+        on_db!(self, pool => sqlx::query("DELETE FROM fleet_workers WHERE id = $1 OR heartbeat_at < $2")
             .bind(worker)
             .bind(stale)
             .execute(pool)
@@ -92,7 +92,7 @@ impl Db {
         let since = Timestamp::now().plus_secs(-ttl_secs);
         let (wanted, live_workers): (i64, i64) = on_db!(self, pool => sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM device_sessions WHERE desired <> 'unlinked'), \
-                    (SELECT COUNT(*) FROM workers WHERE heartbeat_at >= $1)")
+                    (SELECT COUNT(*) FROM fleet_workers WHERE heartbeat_at >= $1)")
             .bind(since)
             .fetch_one(pool)
             .await)?;
@@ -179,6 +179,18 @@ impl Db {
             .await
             .map(drop))?;
         Ok(())
+    }
+
+    /// The worker holding `device`'s lease now, if any.
+    #[tracing::instrument(skip(self))]
+    pub async fn device_holder(&self, device: DeviceId) -> Result<Option<String>> {
+        let row: Option<(Option<String>,)> = on_db!(self, pool => sqlx::query_as(
+            "SELECT holder FROM device_leases WHERE device_id = $1 AND holder IS NOT NULL AND expires_at > $2")
+            .bind(device)
+            .bind(Timestamp::now())
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row.and_then(|(holder,)| holder))
     }
 
     /// Whether `fence` is still the current claim of its device.

@@ -6,14 +6,20 @@
 //! dialects differ, a query matches on [`Db`] itself.
 
 mod api_tokens;
+mod campaigns;
+mod chat_views;
 mod chats;
 mod cron_runs;
+mod dead_letters;
 mod device_requests;
 mod device_sessions;
 mod devices;
+mod leads;
 mod leases;
 mod link_credentials;
 mod login_failures;
+mod outbound;
+mod pacing;
 mod sessions;
 mod users;
 
@@ -26,11 +32,21 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use crate::config::{DatabaseTarget, Settings};
 
 pub use api_tokens::ApiToken;
-pub use chats::Chat;
+pub use campaigns::send_key;
+pub use campaigns::{
+    CalendarDay, CalendarEntry, Campaign, CampaignChanges, CampaignReport, CampaignStatus, DeviceReport, Dispatched,
+    NewCampaign, StatusCounts,
+};
+pub use chat_views::{ChatCursor, ChatMessage, DeviceActivity, MessageCursor};
+pub use chats::{BatchOutcome, Chat, IngestItem};
+pub use dead_letters::DeadLetter;
 pub use device_requests::{DeviceRequest, RequestOutcome};
 pub use device_sessions::{Desired, PairingView, SessionTarget};
 pub use devices::{Device, DeviceChanges, DeviceStatus};
+pub use leads::{Lead, LeadChanges, LeadFilter, LeadStatus, NewLead};
 pub use leases::{Fence, Fleet};
+pub use outbound::{NewSend, OutboundMessage, OutboundStatus, SendWork};
+pub use pacing::{DevicePacing, Pacing, SendStats};
 pub use users::{NewUserRole, User};
 
 /// Runs `$body` with `$pool` bound to the backend's native pool.
@@ -52,9 +68,6 @@ pub enum Db {
     /// Scale-out: a PostgreSQL server shared by every process.
     Postgres(PgPool),
 }
-
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
 impl Db {
     /// Connects to the configured database, creating the SQLite file and its directory if needed.
@@ -101,11 +114,23 @@ impl Db {
 
     /// Applies pending migrations of this dialect. Safe to run from several processes at once:
     /// sqlx takes an advisory lock on PostgreSQL, and SQLite serialises writers.
+    ///
+    /// Versions the database knows but this binary does not are allowed: the embedded queue's
+    /// own migrations share sqlx's bookkeeping table, and during a rolling upgrade processes of
+    /// the previous release keep starting against a schema one step ahead (migrations only add).
     #[tracing::instrument(skip(self), fields(backend = self.backend_name()))]
     pub async fn migrate(&self) -> anyhow::Result<()> {
         match self {
-            Db::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
-            Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+            Db::Sqlite(pool) => {
+                let mut migrator = sqlx::migrate!("../migrations/sqlite");
+                migrator.set_ignore_missing(true);
+                migrator.run(pool).await
+            }
+            Db::Postgres(pool) => {
+                let mut migrator = sqlx::migrate!("../migrations/postgres");
+                migrator.set_ignore_missing(true);
+                migrator.run(pool).await
+            }
         }
         .context("applying database migrations")?;
         Ok(())

@@ -29,3 +29,11 @@ id_type!(
     /// Id of an API token.
     ApiTokenId
 );
+id_type!(
+    /// Id of a lead (a contact kept for one device).
+    LeadId
+);
+id_type!(
+    /// Id of a campaign.
+    CampaignId
+);

@@ -6,6 +6,6 @@ mod phone;
 mod time;
 
 pub use email::Email;
-pub use ids::{ApiTokenId, DeviceId, UserId};
+pub use ids::{ApiTokenId, CampaignId, DeviceId, LeadId, UserId};
 pub use phone::{Country, PhoneError, PhoneNumber};
 pub use time::Timestamp;

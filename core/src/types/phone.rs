@@ -56,8 +56,15 @@ impl PhoneNumber {
         let trimmed = input.trim();
         // WhatsApp-style input often omits the `+`: a bare run of digits longer than any national
         // number with a leading calling code is read as international.
-        let parsed =
-            phonenumber::parse(Some(default.0), trimmed).map_err(|_| PhoneError::Unparseable(trimmed.to_owned()))?;
+        // A number with `+` names its own country. The `phonenumber` crate would still apply the
+        // default country's national prefix to it (with US, `+60 12…` loses the `1` after the
+        // calling code), so the default applies only to numbers without `+`.
+        let region = if trimmed.starts_with('+') {
+            None
+        } else {
+            Some(default.0)
+        };
+        let parsed = phonenumber::parse(region, trimmed).map_err(|_| PhoneError::Unparseable(trimmed.to_owned()))?;
         let parsed = if parsed.is_valid() {
             parsed
         } else {
@@ -140,6 +147,23 @@ mod tests {
             PhoneNumber::parse("628123456789", my()).unwrap().digits(),
             "628123456789"
         );
+    }
+
+    #[test]
+    fn international_numbers_ignore_the_default_country() {
+        for default in ["US", "MY", "GB", "ID"] {
+            let country = default.parse().unwrap();
+            assert_eq!(
+                PhoneNumber::parse("+60123456789", country).unwrap().as_str(),
+                "+60123456789",
+                "default {default}"
+            );
+            assert_eq!(
+                PhoneNumber::parse("+1 650-253-0000", country).unwrap().as_str(),
+                "+16502530000",
+                "default {default}"
+            );
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 /// A UTC instant with millisecond precision. Stored as `BIGINT` so that SQLite and PostgreSQL
 /// compare and index it the same way; shown as RFC 3339 in JSON.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, sqlx::Type, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, sqlx::Type, utoipa::ToSchema)]
 #[sqlx(transparent)]
 #[schema(value_type = String, format = DateTime, example = "2026-01-01T00:00:00.000Z")]
 pub struct Timestamp(pub i64);

@@ -71,11 +71,15 @@ impl SimSession {
             return Err(self.ended_error());
         }
         match tokio::time::timeout(self.request_timeout, answer).await {
-            Err(_) => Err(LinkError::Transient(format!(
+            // The request may have reached the simulator: say so, so a send is not repeated.
+            Err(_) => Err(LinkError::Unconfirmed(format!(
                 "no answer from the simulator within {:?}",
                 self.request_timeout
             ))),
-            Ok(Err(_)) => Err(self.ended_error()),
+            Ok(Err(_)) => Err(match self.ended_error() {
+                LinkError::Transient(reason) => LinkError::Unconfirmed(reason),
+                other => other,
+            }),
             Ok(Ok(Ok(ServerFrame::Error { class, message, .. }))) => Err(class.into_error(message)),
             Ok(Ok(answer)) => answer,
         }

@@ -1,0 +1,160 @@
+//! Sending and checking numbers through the routes kept from the REST API wafleet grew out of:
+//! `POST /send/message`, `POST /send/image`, `GET /user/check`. The device is named by the
+//! `X-Device-Id` header, a `device_id` query parameter or a `device_id` field. Sends are queued:
+//! `results.message_id` is wafleet's id for the send (follow it at `GET /api/messages/{id}`).
+
+use axum::extract::{FromRequestParts, Multipart, Query, State};
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use wafleet_core::types::PhoneNumber;
+
+use crate::AppState;
+use crate::compat::{TokenUser, target_device};
+use crate::envelope::{Envelope, ok};
+use crate::error::{ApiError, ApiResult};
+use crate::sends::{accept, idempotency_key, read_form};
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(send_message))
+        .routes(routes!(send_image))
+        .routes(routes!(user_check))
+}
+
+/// `results` of the send routes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SendResults {
+    /// wafleet's id for the send.
+    pub message_id: String,
+    /// `queued` for a new send; the current status for a repeated `Idempotency-Key`.
+    pub status: String,
+}
+
+/// Body of `POST /send/message`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct SendMessageBody {
+    /// Phone number with country code, or `number@s.whatsapp.net`.
+    pub phone: String,
+    /// The text.
+    pub message: String,
+    /// The device to send from (instead of the `X-Device-Id` header).
+    pub device_id: Option<String>,
+}
+
+/// The request's parts, for resolving the device after the body is read.
+struct RequestParts(Parts);
+
+impl FromRequestParts<AppState> for RequestParts {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(RequestParts(parts.clone()))
+    }
+}
+
+/// Send a text message (compatible route).
+#[utoipa::path(post, path = "/send/message", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send")),
+    request_body = SendMessageBody,
+    responses((status = 200, body = Envelope<SendResults>)), security(("bearer" = [])))]
+async fn send_message(
+    State(state): State<AppState>,
+    TokenUser(user): TokenUser,
+    RequestParts(parts): RequestParts,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<SendMessageBody>,
+) -> ApiResult<impl IntoResponse> {
+    let device = target_device(&parts, &state, &user, body.device_id.as_deref()).await?;
+    let key = idempotency_key(&headers)?;
+    let (message, _) = accept(&state, user.id, device, key, &body.phone, Some(body.message), None).await?;
+    Ok(ok(
+        "Message queued",
+        SendResults {
+            message_id: message.id.to_string(),
+            status: message.status.as_str().into(),
+        },
+    ))
+}
+
+/// Send an image, `multipart/form-data` with `phone`, `image` (a file) and optional `caption`
+/// (compatible route). Images are always sent as JPEG, at most 1200 px on the longest side;
+/// `image_url` is not accepted (wafleet does not fetch URLs for clients).
+#[utoipa::path(post, path = "/send/image", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send")),
+    request_body(content_type = "multipart/form-data", description = "phone, caption, image (file)"),
+    responses((status = 200, body = Envelope<SendResults>)), security(("bearer" = [])))]
+async fn send_image(
+    State(state): State<AppState>,
+    TokenUser(user): TokenUser,
+    RequestParts(parts): RequestParts,
+    headers: HeaderMap,
+    form: Multipart,
+) -> ApiResult<impl IntoResponse> {
+    let (fields, image) = read_form(form, "image").await?;
+    let device = target_device(&parts, &state, &user, fields.get("device_id").map(String::as_str)).await?;
+    if fields.get("image_url").is_some_and(|u| !u.trim().is_empty()) && image.is_none() {
+        return Err(ApiError::Invalid(
+            "image_url is not supported: upload the file in the `image` field".into(),
+        ));
+    }
+    let image = image.ok_or_else(|| ApiError::Invalid("image: attach the image file in the `image` field".into()))?;
+    let phone = fields
+        .get("phone")
+        .ok_or_else(|| ApiError::Invalid("phone: give the recipient's number".into()))?;
+    let key = idempotency_key(&headers)?;
+    let caption = fields.get("caption").cloned();
+    let (message, _) = accept(&state, user.id, device, key, phone, caption, Some(image)).await?;
+    Ok(ok(
+        "Image queued",
+        SendResults {
+            message_id: message.id.to_string(),
+            status: message.status.as_str().into(),
+        },
+    ))
+}
+
+/// Query of `GET /user/check`.
+#[derive(Debug, Deserialize)]
+struct CheckQuery {
+    phone: Option<String>,
+}
+
+/// `results` of `GET /user/check`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UserCheckResults {
+    /// Whether the number has a WhatsApp account.
+    pub is_on_whatsapp: bool,
+}
+
+/// Whether a number is on WhatsApp, asked through the device's live session (compatible route).
+#[utoipa::path(get, path = "/user/check", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
+           ("phone" = String, Query, description = "Phone number with country code")),
+    responses((status = 200, body = Envelope<UserCheckResults>)), security(("bearer" = [])))]
+async fn user_check(
+    State(state): State<AppState>,
+    TokenUser(user): TokenUser,
+    RequestParts(parts): RequestParts,
+    Query(query): Query<CheckQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let device = target_device(&parts, &state, &user, None).await?;
+    let raw = query
+        .phone
+        .ok_or_else(|| ApiError::Invalid("phone: give the number to check, e.g. ?phone=60123456789".into()))?;
+    let number = if raw.starts_with('+') {
+        raw.clone()
+    } else {
+        format!("+{}", raw.trim())
+    };
+    let phone = PhoneNumber::parse(&number, state.settings.default_country)
+        .map_err(|e| ApiError::Invalid(format!("phone: {e}")))?;
+    let checks = crate::sessions::run_check(&state, user.id, device, std::slice::from_ref(&phone)).await?;
+    let is_on_whatsapp = checks.first().is_some_and(|c| c.jid.is_some());
+    Ok(ok("Success check user", UserCheckResults { is_on_whatsapp }))
+}

@@ -1,0 +1,259 @@
+//! Outbound sends: accepted, recorded under an idempotency key, queued for the device's holder,
+//! answered at once with the send's id; `GET /api/messages/{id}` follows it.
+
+use axum::Json;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use wafleet_core::db::{DeviceStatus, NewSend, OutboundMessage};
+use wafleet_core::link::{Jid, USER_SERVER};
+use wafleet_core::queue::{SendJob, sends_queue};
+use wafleet_core::types::{DeviceId, PhoneNumber, UserId};
+
+use crate::AppState;
+use crate::envelope::{Envelope, ok};
+use crate::error::{ApiError, ApiResult, OrNotFound};
+use crate::session::CurrentUser;
+
+/// Longest text WhatsApp carries in one message.
+const MAX_TEXT_CHARS: usize = 65_536;
+/// Longest idempotency key accepted.
+const MAX_KEY_LEN: usize = 200;
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(send_from_device))
+        .routes(routes!(send_status))
+}
+
+/// A message to send.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct SendRequest {
+    /// The recipient: a phone number (`+60123456789`, or national with the default country) or a
+    /// personal JID (`60123456789@s.whatsapp.net`).
+    pub to: String,
+    /// Text, or the caption when `image_base64` is given.
+    pub text: Option<String>,
+    /// An image (JPEG, PNG, WebP or GIF), base64-encoded. It is sent as a JPEG of at most
+    /// 1200 px on the longest side.
+    pub image_base64: Option<String>,
+}
+
+/// Send a text or image from a device. Answers 202 with the send's id at once; repeating a
+/// request with the same `Idempotency-Key` answers 200 with the same send and never sends twice.
+#[utoipa::path(post, path = "/api/devices/{id}/send", tag = "messages",
+    params(("id" = i64, Path, description = "Device id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send (max 200 characters)")),
+    request_body = SendRequest,
+    responses((status = 202, body = Envelope<OutboundMessage>, description = "Queued"),
+              (status = 200, body = Envelope<OutboundMessage>, description = "Already accepted under this key"),
+              (status = 404, description = "No such device of yours"),
+              (status = 409, description = "Device not linked, or the key was used for another send"),
+              (status = 422, description = "Bad recipient, text or image")))]
+async fn send_from_device(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(device): Path<DeviceId>,
+    headers: HeaderMap,
+    Json(body): Json<SendRequest>,
+) -> ApiResult<Response> {
+    let image = body
+        .image_base64
+        .as_deref()
+        .map(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|_| ApiError::Invalid("image_base64: not valid base64".into()))
+        })
+        .transpose()?;
+    let (message, created) = accept(
+        &state,
+        user.id,
+        device,
+        idempotency_key(&headers)?,
+        &body.to,
+        body.text,
+        image,
+    )
+    .await?;
+    let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
+    let mut response = (status, Json(envelope_of(message))).into_response();
+    if !created {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+fn envelope_of(message: OutboundMessage) -> Envelope<OutboundMessage> {
+    Envelope {
+        code: "SUCCESS".into(),
+        message: format!("message {}", message.status.as_str()),
+        results: message,
+    }
+}
+
+/// Where one of your sends stands: queued, sending, sent, delivered, read, or failed with a reason.
+#[utoipa::path(get, path = "/api/messages/{id}", tag = "messages", params(("id" = i64, Path, description = "Send id")),
+    responses((status = 200, body = Envelope<OutboundMessage>), (status = 404, description = "No such send of yours")))]
+async fn send_status(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<impl IntoResponse> {
+    let message = state.db.outbound_message(user.id, id).await.or_not_found("message")?;
+    Ok(ok(format!("message {}", message.status.as_str()), message))
+}
+
+/// The `Idempotency-Key` header, or a fresh key when there is none.
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> ApiResult<String> {
+    match headers.get("idempotency-key") {
+        None => Ok(format!("wafleet-{:032x}", rand::random::<u128>())),
+        Some(value) => {
+            let key = value
+                .to_str()
+                .ok()
+                .map(str::trim)
+                .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters"
+                    ))
+                })?;
+            Ok(key.to_owned())
+        }
+    }
+}
+
+/// Parses a recipient: a phone number, or the JID of a person (never a group or broadcast).
+pub(crate) fn recipient(raw: &str, state: &AppState) -> ApiResult<Jid> {
+    let raw = raw.trim();
+    let number = match raw.split_once('@') {
+        Some((user, USER_SERVER)) => format!("+{}", user.split(':').next().unwrap_or(user)),
+        Some(_) => {
+            return Err(ApiError::Invalid(format!(
+                "to: `{raw}` is not a person's chat; wafleet sends to personal chats only (no groups or broadcasts)"
+            )));
+        }
+        None => raw.to_owned(),
+    };
+    let phone = PhoneNumber::parse(&number, state.settings.default_country)
+        .map_err(|e| ApiError::Invalid(format!("to: {e}")))?;
+    Ok(Jid::for_phone(&phone))
+}
+
+/// Validates a send, records it (or finds the one already recorded under `key`) and queues it
+/// for the device's holder. Returns the send and whether it is new.
+pub(crate) async fn accept(
+    state: &AppState,
+    user: UserId,
+    device: DeviceId,
+    key: String,
+    to: &str,
+    text: Option<String>,
+    image: Option<Vec<u8>>,
+) -> ApiResult<(OutboundMessage, bool)> {
+    let current = state.db.device(user, device).await.or_not_found("device")?;
+    let to = recipient(to, state)?;
+    let text = text.filter(|t| !t.trim().is_empty());
+    if let Some(text) = &text
+        && text.chars().count() > MAX_TEXT_CHARS
+    {
+        return Err(ApiError::Invalid(format!("text: at most {MAX_TEXT_CHARS} characters")));
+    }
+    if text.is_none() && image.is_none() {
+        return Err(ApiError::Invalid("give the text to send, or an image".into()));
+    }
+    let image = image
+        .map(|bytes| wafleet_core::media::compress(&bytes).map_err(|e| ApiError::Invalid(format!("image: {e}"))))
+        .transpose()?;
+    match current.status {
+        DeviceStatus::LoggedOut | DeviceStatus::Banned | DeviceStatus::Pairing => {
+            return Err(ApiError::Conflict(format!(
+                "the device is {}: link it before sending",
+                current.status.as_str().replace('_', " ")
+            )));
+        }
+        _ if current.jid.is_none() => {
+            return Err(ApiError::Conflict(
+                "the device is not linked yet: pair it by QR code or pair code first".into(),
+            ));
+        }
+        _ => {}
+    }
+    let new = NewSend {
+        user,
+        device,
+        idempotency_key: key,
+        to,
+        body: text,
+        image,
+    };
+    let (message, created) = state
+        .db
+        .record_send(&new)
+        .await
+        .map_err(|e| ApiError::from_core(e, "device"))?;
+    if created {
+        enqueue(state, &message).await;
+    }
+    Ok((message, created))
+}
+
+/// Tells the device's holder about a new send. Best effort: the send is already recorded, and the
+/// holder's sweep finds it if this push fails or no worker holds the device yet.
+async fn enqueue(state: &AppState, message: &OutboundMessage) {
+    let Some(queues) = &state.queues else {
+        return;
+    };
+    let holder = match state.db.device_holder(message.device_id).await {
+        Ok(Some(holder)) => holder,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::warn!(error = ?err, "finding the device's holder failed; the sweep will queue the send");
+            return;
+        }
+    };
+    let job = SendJob {
+        message: message.id,
+        device: message.device_id,
+    };
+    if let Err(err) = queues.push(&sends_queue(&holder), job).await {
+        tracing::warn!(error = ?err, "queueing a send failed; the holder's sweep will find it");
+    }
+}
+
+/// Reads a multipart form into named text fields and the one file field `file_field`.
+pub(crate) async fn read_form(
+    mut form: Multipart,
+    file_field: &str,
+) -> ApiResult<(std::collections::HashMap<String, String>, Option<Vec<u8>>)> {
+    let mut fields = std::collections::HashMap::new();
+    let mut file = None;
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("malformed multipart form: {e}")))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        if name == file_field {
+            let bytes = field
+                .bytes()
+                .await
+                .map_err(|e| ApiError::BadRequest(format!("reading `{name}`: {e}")))?;
+            file = Some(bytes.to_vec());
+        } else {
+            let text = field
+                .text()
+                .await
+                .map_err(|e| ApiError::BadRequest(format!("reading `{name}`: {e}")))?;
+            fields.insert(name, text);
+        }
+    }
+    Ok((fields, file))
+}

@@ -1,0 +1,28 @@
+//! The jobs wafleet queues, shared by the roles that push them and the roles that run them.
+
+use std::time::Duration;
+
+use super::Job;
+use crate::types::DeviceId;
+
+/// Sends one recorded outbound message (`outbound_messages`). Runs only on the worker holding
+/// the device, so it is pushed to that worker's own queue ([`sends_queue`]).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SendJob {
+    /// The send's id.
+    pub message: i64,
+    /// Its device.
+    pub device: DeviceId,
+}
+
+impl Job for SendJob {
+    const MAX_ATTEMPTS: u32 = 6;
+    const FIRST_RETRY: Duration = Duration::from_secs(2);
+    const LONGEST_RETRY: Duration = Duration::from_secs(60);
+    const TIMEOUT: Duration = Duration::from_secs(60);
+}
+
+/// The queue of sends for the worker named `worker`.
+pub fn sends_queue(worker: &str) -> String {
+    format!("sends.{worker}")
+}
