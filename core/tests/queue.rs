@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use wafleet_core::queue::{ConsumeOptions, Job, Outcome, Queues, consume};
+use wafleet_core::queue::{ConsumeOptions, Job, Outcome, Queues, consume, sends_queue};
 use wafleet_core::shutdown;
 use wafleet_core::testing::{Backend, TestDb};
 
@@ -181,6 +181,67 @@ async fn a_job_held_by_a_dead_consumer_returns_to_the_queue(backend: Backend) {
     assert_eq!(queues_depth(&queues, "slow").await, 0);
 }
 
+/// The housekeeping's tidying: finished jobs go, and so does the send queue of a worker that is
+/// gone (its sends live on in the database), while a known worker's waiting jobs stay.
+async fn tidying_removes_finished_jobs_and_gone_workers_queues(backend: Backend) {
+    let test = TestDb::new(backend).await;
+    let queues = test.queues().await;
+    let (live, gone) = (sends_queue("live-worker"), sends_queue("gone-worker"));
+    for n in 1..=2 {
+        queues.push(&live, Slow { n }).await.unwrap();
+    }
+    queues.push(&gone, Slow { n: 3 }).await.unwrap();
+    let ran = Arc::new(AtomicU32::new(0));
+    let (stop, shutdown) = shutdown::channel();
+    let consumer = {
+        let ran = ran.clone();
+        tokio::spawn(consume(
+            queues.clone(),
+            live.clone(),
+            options("live-worker"),
+            move |_job: Slow, _attempt| {
+                let ran = ran.clone();
+                async move {
+                    ran.fetch_add(1, Ordering::SeqCst);
+                    Outcome::Done
+                }
+            },
+            shutdown,
+        ))
+    };
+    until("the live worker's jobs run", Duration::from_secs(30), async || {
+        ran.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    stop.trigger();
+    consumer.await.unwrap().unwrap();
+    // A job still waiting in the live worker's queue is never touched.
+    queues.push(&live, Slow { n: 4 }).await.unwrap();
+    assert_eq!(queues_depth(&queues, &gone).await, 1);
+
+    let known = vec!["live-worker".to_owned()];
+    let mut tidied = queues.tidy(&known, Duration::ZERO).await.unwrap();
+    // apalis marks a job done just after the handler returns: give the last one a moment.
+    for _ in 0..50 {
+        if tidied.finished_jobs >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let more = queues.tidy(&known, Duration::ZERO).await.unwrap();
+        tidied.finished_jobs += more.finished_jobs;
+        tidied.queues_removed += more.queues_removed;
+    }
+    assert_eq!(tidied.finished_jobs, 2, "{tidied:?}");
+    assert_eq!(tidied.queues_removed, 1, "{tidied:?}");
+    assert_eq!(queues_depth(&queues, &gone).await, 0);
+    assert_eq!(queues_depth(&queues, &live).await, 1, "the waiting job stays");
+    // Nothing of the gone worker's queue is left to be found again.
+    assert_eq!(
+        queues.tidy(&known, Duration::from_secs(3600)).await.unwrap(),
+        wafleet_core::queue::Tidied::default()
+    );
+}
+
 async fn queues_depth(queues: &Queues, queue: &str) -> u64 {
     queues.depth(queue).await.unwrap()
 }
@@ -200,5 +261,6 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     a_failing_job_runs_max_attempts_then_becomes_a_replayable_dead_letter,
-    a_job_held_by_a_dead_consumer_returns_to_the_queue
+    a_job_held_by_a_dead_consumer_returns_to_the_queue,
+    tidying_removes_finished_jobs_and_gone_workers_queues
 );

@@ -86,6 +86,18 @@ impl Db {
         Ok(())
     }
 
+    /// Names of the workers that sent a heartbeat within the last `secs`.
+    #[tracing::instrument(skip(self))]
+    pub async fn recent_workers(&self, secs: i64) -> Result<Vec<String>> {
+        let since = Timestamp::now().plus_secs(-secs);
+        let rows: Vec<(String,)> = on_db!(self, pool => sqlx::query_as(
+            "SELECT id FROM fleet_workers WHERE heartbeat_at >= $1 ORDER BY id")
+            .bind(since)
+            .fetch_all(pool)
+            .await)?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
     /// How many devices want a session and how many workers are alive (heartbeat within `ttl_secs`).
     #[tracing::instrument(skip(self))]
     pub async fn fleet(&self, ttl_secs: i64) -> Result<Fleet> {

@@ -22,7 +22,10 @@ impl Job for SendJob {
     const TIMEOUT: Duration = Duration::from_secs(60);
 }
 
+/// What every worker's send queue is named with, before the worker's name.
+pub(crate) const SENDS_PREFIX: &str = "sends.";
+
 /// The queue of sends for the worker named `worker`.
 pub fn sends_queue(worker: &str) -> String {
-    format!("sends.{worker}")
+    format!("{SENDS_PREFIX}{worker}")
 }

@@ -11,6 +11,7 @@
 
 mod jobs;
 mod run;
+mod tidy;
 
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ use crate::{Db, Settings};
 
 pub use jobs::{SendJob, sends_queue};
 pub use run::{ConsumeOptions, consume};
+pub use tidy::Tidied;
 
 /// A job: what a queue carries. The type decides its retry policy.
 pub trait Job: Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + std::fmt::Debug + 'static {
