@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use wafleet_api::AppState;
+use wafleet_core::cache::{Invalidations, ReadCache};
 use wafleet_core::config::LinkChoice;
 use wafleet_core::link::Link;
 use wafleet_core::queue::Queues;
@@ -41,13 +42,35 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
     wafleet_core::accounts::ensure_admin(&db, &settings).await?;
     let queues = Queues::connect(&settings, &db).await?;
 
+    // The read cache serves the API; workers and the scheduler only announce what they change.
+    let cache = match role {
+        Role::Serve { .. } | Role::Api => ReadCache::from_settings(&settings),
+        _ => ReadCache::off(),
+    };
+    let invalidations = Invalidations::connect(&settings, cache.clone()).await?;
+    let scheduler_context = wafleet_scheduler::Context {
+        invalidations: invalidations.clone(),
+        live_worker: std::time::Duration::from_secs(settings.lease_ttl_secs),
+        queues: queues.clone(),
+    };
+
     let settings = Arc::new(settings);
     let mut tasks = tokio::task::JoinSet::new();
+    if matches!(role, Role::Serve { .. } | Role::Api) {
+        // In scale-out mode, other processes' writes reach this one's cache through Redis.
+        let follow = wafleet_core::cache::follow(&settings, cache.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            follow.await;
+            Ok(())
+        });
+    }
     // Kept alive for the life of the process in demo mode.
     let mut _simulator = None;
     match role {
         Role::Serve { demo } => {
-            let mut state = AppState::new(db.clone(), settings.clone()).with_queues(queues.clone());
+            let mut state = AppState::new(db.clone(), settings.clone())
+                .with_queues(queues.clone())
+                .with_cache(cache, invalidations.clone());
             let link: Arc<dyn Link> = if demo {
                 let handle = demo::start().await?;
                 state.demo = Some(demo::DemoPhones::new(&handle));
@@ -64,15 +87,18 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
                 db.clone(),
                 link,
                 queues,
+                invalidations,
                 WorkerOptions::from_settings(&settings),
                 shutdown.clone(),
             ));
-            tasks.spawn(wafleet_scheduler::run(db.clone(), shutdown.clone()));
+            tasks.spawn(wafleet_scheduler::run(db.clone(), scheduler_context, shutdown.clone()));
         }
         Role::Api => {
             let listener = wafleet_api::bind(&settings).await?;
             tasks.spawn(wafleet_api::serve(
-                AppState::new(db.clone(), settings.clone()).with_queues(queues),
+                AppState::new(db.clone(), settings.clone())
+                    .with_queues(queues)
+                    .with_cache(cache, invalidations),
                 listener,
                 shutdown.clone(),
             ));
@@ -84,14 +110,14 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
                 db.clone(),
                 link_for(&settings, &db),
                 queues,
+                invalidations,
                 options,
                 shutdown.clone(),
             ));
         }
         Role::Scheduler => {
-            drop(queues);
             tasks.spawn(probes(db.clone(), settings.clone(), shutdown.clone()));
-            tasks.spawn(wafleet_scheduler::run(db.clone(), shutdown.clone()));
+            tasks.spawn(wafleet_scheduler::run(db.clone(), scheduler_context, shutdown.clone()));
         }
         Role::Migrate | Role::Sim(_) => unreachable!("handled above"),
     }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::link_simulated_devices;
+use wafleet_core::cache::{Invalidations, ReadCache};
 use wafleet_core::db::{NewSend, OutboundStatus, Pacing};
 use wafleet_core::link::Jid;
 use wafleet_core::shutdown;
@@ -54,6 +55,7 @@ async fn three_sends(backend: Backend, policy: Pacing) -> Vec<Timestamp> {
         db.clone(),
         link,
         test.queues().await,
+        Invalidations::Local(ReadCache::off()),
         options,
         signal,
     ));

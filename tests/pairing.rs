@@ -9,6 +9,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wafleet_api::AppState;
+use wafleet_core::cache::Invalidations;
 use wafleet_core::shutdown::{self, ShutdownTrigger};
 use wafleet_core::testing::{Backend, TestDb};
 use wafleet_sim::{SimConfig, SimHandle, SimLink};
@@ -23,6 +24,7 @@ struct Stack {
     queues: wafleet_core::queue::Queues,
     api: ShutdownTrigger,
     worker: Option<(ShutdownTrigger, tokio::task::JoinHandle<anyhow::Result<()>>)>,
+    invalidations: Invalidations,
 }
 
 impl Stack {
@@ -41,6 +43,8 @@ impl Stack {
         let (api, api_shutdown) = shutdown::channel();
         let queues = db.queues().await;
         let state = AppState::new(db.db.clone(), Arc::new(db.settings.clone())).with_queues(queues.clone());
+        // The worker announces its writes to the API's read cache, as in one embedded process.
+        let invalidations = state.invalidations.clone();
         tokio::spawn(wafleet_api::serve(state, listener, api_shutdown));
         let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
         let creds = json!({"email": "ana@example.com", "password": "correct horse battery"});
@@ -72,6 +76,7 @@ impl Stack {
             sim,
             db,
             queues,
+            invalidations,
             api,
             worker: None,
         };
@@ -89,6 +94,7 @@ impl Stack {
             self.db.db.clone(),
             link,
             queues,
+            self.invalidations.clone(),
             options,
             shutdown,
         ));

@@ -6,11 +6,12 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use wafleet_core::cache::Topic;
 use wafleet_core::db::{Device, DeviceChanges};
 use wafleet_core::types::{DeviceId, PhoneNumber};
 
 use crate::AppState;
-use crate::envelope::{Envelope, created, ok};
+use crate::envelope::{Envelope, cache_key, cached_ok, created, ok};
 use crate::error::{ApiError, ApiResult, OrNotFound};
 use crate::extract::{Json, Path};
 use crate::session::CurrentUser;
@@ -93,7 +94,11 @@ async fn get_device(
     CurrentUser(user): CurrentUser,
     Path(id): Path<DeviceId>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(ok("device", state.db.device(user.id, id).await.or_not_found("device")?))
+    let what = cache_key(&["device", &user.id.to_string()]);
+    cached_ok(&state, Topic::Device(id), what, "device", async {
+        state.db.device(user.id, id).await.or_not_found("device")
+    })
+    .await
 }
 
 /// Rename a device or change its number.
@@ -116,6 +121,7 @@ async fn update_device(
         .update_device(user.id, id, &changes)
         .await
         .or_not_found("device")?;
+    state.invalidations.device_changed(id).await;
     tracing::info!(user = %user.id, device = %device.id, "device updated");
     Ok(ok("device updated", device))
 }
@@ -129,6 +135,7 @@ async fn delete_device(
     Path(id): Path<DeviceId>,
 ) -> ApiResult<impl IntoResponse> {
     state.db.delete_device(user.id, id).await.or_not_found("device")?;
+    state.invalidations.device_changed(id).await;
     tracing::info!(user = %user.id, device = %id, "device deleted");
     Ok(ok("device deleted", ()))
 }

@@ -49,3 +49,39 @@ impl<T: Serialize> IntoResponse for Reply<T> {
         (self.status, Json(self.body)).into_response()
     }
 }
+
+/// 200 with `results`, served from the read cache while nothing of `topic` has changed since it
+/// was stored. `what` names everything else the response depends on (the caller, the route, its
+/// parameters); `load` runs on a miss, and its errors are never cached.
+pub async fn cached_ok<T, F>(
+    state: &crate::AppState,
+    topic: wafleet_core::cache::Topic,
+    what: String,
+    message: &'static str,
+    load: F,
+) -> crate::error::ApiResult<Response>
+where
+    T: Serialize,
+    F: std::future::Future<Output = crate::error::ApiResult<T>>,
+{
+    let body = state
+        .cache
+        .get_or_load(topic, what, async {
+            let results = load.await?;
+            let envelope = Envelope {
+                code: "SUCCESS".to_owned(),
+                message: message.to_owned(),
+                results,
+            };
+            let json = serde_json::to_vec(&envelope).map_err(anyhow::Error::from)?;
+            Ok::<_, crate::error::ApiError>(bytes::Bytes::from(json))
+        })
+        .await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// A cache key from the parts a response depends on; lengths keep `("a,b", "c")` apart from
+/// `("a", "b,c")`.
+pub fn cache_key(parts: &[&str]) -> String {
+    parts.iter().map(|p| format!("{}:{p}", p.len())).collect()
+}

@@ -35,6 +35,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
+use wafleet_core::cache::{Invalidations, ReadCache};
 use wafleet_core::link::SimulatedPhones;
 use wafleet_core::queue::Queues;
 use wafleet_core::shutdown::Shutdown;
@@ -53,17 +54,32 @@ pub struct AppState {
     pub demo: Option<Arc<dyn SimulatedPhones>>,
     /// The job queues; without them, accepted sends wait for the holder's next sweep.
     pub queues: Option<Queues>,
+    /// The read cache in front of chat lists, messages pages and devices.
+    pub cache: ReadCache,
+    /// Where this process announces the devices it changes (to its own cache and, in scale-out
+    /// mode, to every other API process's).
+    pub invalidations: Invalidations,
 }
 
 impl AppState {
-    /// State for a normal (non-demo) process.
+    /// State for a normal (non-demo) process, with a read cache of its own as `settings` ask.
     pub fn new(db: Db, settings: Arc<Settings>) -> Self {
+        let cache = ReadCache::from_settings(&settings);
         AppState {
             db,
             settings,
             demo: None,
             queues: None,
+            invalidations: Invalidations::Local(cache.clone()),
+            cache,
         }
+    }
+
+    /// Uses `cache`, with writes announced to `invalidations` (which must reach `cache` too).
+    pub fn with_cache(mut self, cache: ReadCache, invalidations: Invalidations) -> Self {
+        self.cache = cache;
+        self.invalidations = invalidations;
+        self
     }
 
     /// Adds the job queues (every real process has them).

@@ -72,11 +72,7 @@ async fn await_pairing<T>(
 
 /// Starts pairing `device` by QR code and waits for the first code.
 pub(crate) async fn begin_qr(state: &AppState, user: UserId, device: DeviceId) -> ApiResult<PairingView> {
-    state
-        .db
-        .request_session(user, device, Desired::PairQr, None)
-        .await
-        .or_not_found("device")?;
+    request(state, user, device, Desired::PairQr, None).await?;
     await_pairing(state, user, device, "QR code", |view| {
         view.qr_code.is_some().then_some(view)
     })
@@ -90,11 +86,7 @@ pub(crate) async fn begin_pair_code(
     device: DeviceId,
     phone: &PhoneNumber,
 ) -> ApiResult<String> {
-    state
-        .db
-        .request_session(user, device, Desired::PairCode, Some(phone))
-        .await
-        .or_not_found("device")?;
+    request(state, user, device, Desired::PairCode, Some(phone)).await?;
     await_pairing(state, user, device, "pair code", |view| view.pair_code).await
 }
 
@@ -106,20 +98,30 @@ pub(crate) async fn begin_reconnect(state: &AppState, user: UserId, device: Devi
             "the device is not linked yet: pair it by QR code or phone code first".into(),
         ));
     }
-    state
-        .db
-        .request_session(user, device, Desired::Connected, None)
-        .await
-        .or_not_found("device")
+    request(state, user, device, Desired::Connected, None).await
 }
 
 /// Logs the device out of WhatsApp (keeps the device).
 pub(crate) async fn begin_logout(state: &AppState, user: UserId, device: DeviceId) -> ApiResult<()> {
+    request(state, user, device, Desired::Unlinked, None).await
+}
+
+/// Records what the owner wants of the device's session (which sets its status), and lets the
+/// device's cached reads go.
+async fn request(
+    state: &AppState,
+    user: UserId,
+    device: DeviceId,
+    desired: Desired,
+    pair_phone: Option<&PhoneNumber>,
+) -> ApiResult<()> {
     state
         .db
-        .request_session(user, device, Desired::Unlinked, None)
+        .request_session(user, device, desired, pair_phone)
         .await
-        .or_not_found("device")
+        .or_not_found("device")?;
+    state.invalidations.device_changed(device).await;
+    Ok(())
 }
 
 /// Which of `phones` are on WhatsApp, asked of the device's live session.

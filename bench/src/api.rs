@@ -33,6 +33,9 @@ pub struct Options {
     /// Messages stored in the database, over 100 devices (the data set's size).
     #[arg(long, default_value_t = 100_000)]
     pub messages: u64,
+    /// `READ_CACHE_TTL_SECS` of the API process; 0 reads the database on every request.
+    #[arg(long, default_value_t = 5)]
+    pub read_cache_ttl: u64,
 }
 
 impl Default for Options {
@@ -69,6 +72,7 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
             secs: 2,
             chats: 50,
             messages: 1_000,
+            read_cache_ttl: options.read_cache_ttl,
         }
     } else {
         options.clone()
@@ -78,7 +82,8 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
         workers: 0,
         schedulers: 0,
     };
-    let cluster = Cluster::start(common, "api", topology, &[]).await?;
+    let env = [("READ_CACHE_TTL_SECS", o.read_cache_ttl.to_string())];
+    let cluster = Cluster::start(common, "api", topology, &env).await?;
     let (device, token) = data_set(&cluster, &o).await?;
     let port = cluster.api_port(1);
     let chats = format!("/api/devices/{}/chats", device.0);
@@ -89,11 +94,15 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
         ensure!(!load.latencies.is_empty(), "no request to {path} completed");
     }
     let command = format!(
-        "wafleet-bench api --connections {} --secs {} --chats {} --messages {}",
-        o.connections, o.secs, o.chats, o.messages
+        "wafleet-bench api --connections {} --secs {} --chats {} --messages {} --read-cache-ttl {}",
+        o.connections, o.secs, o.chats, o.messages, o.read_cache_ttl
     );
+    let cache = match o.read_cache_ttl {
+        0 => "read cache off".to_owned(),
+        ttl => format!("read cache {ttl} s"),
+    };
     let what = format!(
-        "GET /api/devices/{{id}}/chats ({} chats, {} messages), {} connections",
+        "GET /api/devices/{{id}}/chats ({} chats, {} messages), {} connections, {cache}",
         thousands(o.chats),
         thousands(o.messages),
         o.connections

@@ -211,6 +211,15 @@ pub struct Settings {
     #[arg(long, env = "LEASE_TTL_SECS", global = true, default_value_t = 15)]
     pub lease_ttl_secs: u64,
 
+    /// Seconds a cached read (chat list, messages page, device) may be served before it is read
+    /// again; writes invalidate it sooner. 0 turns the read cache off.
+    #[arg(long, env = "READ_CACHE_TTL_SECS", global = true, default_value_t = 5)]
+    pub read_cache_ttl_secs: u64,
+
+    /// Memory the read cache of one API process may use, in MiB.
+    #[arg(long, env = "READ_CACHE_MIB", global = true, default_value_t = 64)]
+    pub read_cache_mib: u64,
+
     /// Most device sessions one worker holds.
     #[arg(long, env = "WORKER_CAPACITY", global = true, default_value_t = 5000)]
     pub worker_capacity: u32,

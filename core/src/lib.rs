@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -48,6 +48,10 @@ pub const SENDS: &str = "wafleet_sends_total";
 pub const FLUSH_BATCH_ROWS: &str = "wafleet_flush_batch_rows";
 /// Seconds to write one ingest batch.
 pub const FLUSH_SECONDS: &str = "wafleet_flush_seconds";
+/// Reads answered by the read cache (`result="hit"`) or the database (`result="miss"`).
+pub const READ_CACHE: &str = "wafleet_read_cache_total";
+/// Entries in this process's read cache, as of its last cleanup.
+pub const READ_CACHE_ENTRIES: &str = "wafleet_read_cache_entries";
 /// HTTP requests answered.
 pub const HTTP_REQUESTS: &str = "wafleet_http_requests_total";
 /// HTTP request latency.
@@ -83,6 +87,11 @@ fn describe() {
     describe_counter!(SENDS, "Outbound sends by how they ended");
     describe_histogram!(FLUSH_BATCH_ROWS, "Events written per ingest batch");
     describe_histogram!(FLUSH_SECONDS, metrics::Unit::Seconds, "Time to write one ingest batch");
+    describe_counter!(
+        READ_CACHE,
+        "Reads answered from the read cache (hit) or the database (miss)"
+    );
+    describe_gauge!(READ_CACHE_ENTRIES, "Entries in the read cache after its last cleanup");
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by status class");
     describe_histogram!(HTTP_DURATION, metrics::Unit::Seconds, "HTTP request latency");
 }

@@ -1,7 +1,11 @@
 //! The scheduler's standard jobs and their schedules.
 
-use anyhow::Context;
+use std::time::Duration;
+
+use anyhow::Context as _;
 use wafleet_core::Db;
+use wafleet_core::cache::Invalidations;
+use wafleet_core::queue::Queues;
 use wafleet_core::types::Timestamp;
 
 use crate::{Fire, Scheduler};
@@ -12,22 +16,48 @@ pub const HOUSEKEEPING_SCHEDULE: &str = "0 */10 * * * *";
 pub const FLEET_GAUGES_SCHEDULE: &str = "*/5 * * * * *";
 /// Campaign dispatch at the start of every minute.
 pub const CAMPAIGN_DISPATCH_SCHEDULE: &str = "0 * * * * *";
-
-/// Heartbeats older than this mean a worker is gone (matches the default lease time).
-const LIVE_WORKER_SECS: i64 = 15;
-/// Workers silent this long are removed from the `workers` table.
+/// Read-cache cleanup every minute, at half past.
+pub const CACHE_CLEANUP_SCHEDULE: &str = "30 * * * * *";
+/// Workers silent this long are removed from the `workers` table, and their send queues with them.
 const STALE_WORKER_SECS: i64 = 3600;
+/// Finished jobs are kept this long in the queue's storage (for inspection), then deleted.
+const KEEP_FINISHED_JOBS: Duration = Duration::from_secs(24 * 3600);
 /// How long `cron_runs` remembers a tick.
 const CRON_RUNS_KEPT_SECS: i64 = 7 * 24 * 3600;
 
+/// What the standard jobs need besides the database.
+#[derive(Clone, Debug)]
+pub struct Context {
+    /// Where the cache cleanup is announced (every API process cleans its own read cache).
+    pub invalidations: Invalidations,
+    /// A worker whose heartbeat is older than this is gone: the lease time (`LEASE_TTL_SECS`).
+    pub live_worker: Duration,
+    /// The job queues, tidied by the housekeeping.
+    pub queues: Queues,
+}
+
 /// Adds the standard jobs to `scheduler`.
-pub fn standard(scheduler: Scheduler) -> anyhow::Result<Scheduler> {
+pub fn standard(scheduler: Scheduler, context: Context) -> anyhow::Result<Scheduler> {
+    let live_worker_secs = i64::try_from(context.live_worker.as_secs().max(1)).unwrap_or(i64::MAX);
+    let invalidations = context.invalidations;
+    let queues = context.queues;
     scheduler
-        .job("housekeeping", HOUSEKEEPING_SCHEDULE, Fire::Once, |db, _| {
-            Box::pin(async move { housekeeping(&db).await })
+        .job("housekeeping", HOUSEKEEPING_SCHEDULE, Fire::Once, move |db, _| {
+            let queues = queues.clone();
+            Box::pin(async move { housekeeping(&db, &queues).await })
         })?
-        .job("fleet_gauges", FLEET_GAUGES_SCHEDULE, Fire::EveryReplica, |db, _| {
-            Box::pin(async move { fleet_gauges(&db).await })
+        .job(
+            "fleet_gauges",
+            FLEET_GAUGES_SCHEDULE,
+            Fire::EveryReplica,
+            move |db, _| Box::pin(async move { fleet_gauges(&db, live_worker_secs).await }),
+        )?
+        .job("cache_cleanup", CACHE_CLEANUP_SCHEDULE, Fire::Once, move |_, _| {
+            let invalidations = invalidations.clone();
+            Box::pin(async move {
+                invalidations.clean_everywhere().await;
+                Ok(())
+            })
         })?
         .job(
             "campaign_dispatch",
@@ -40,9 +70,9 @@ pub fn standard(scheduler: Scheduler) -> anyhow::Result<Scheduler> {
 /// Publishes how many devices want a session, how many of those no live worker holds (what worker
 /// autoscaling follows), how many workers are alive, and the send backlog. Runs on every replica, since each exports
 /// its own gauges.
-pub async fn fleet_gauges(db: &Db) -> anyhow::Result<()> {
+pub async fn fleet_gauges(db: &Db, live_worker_secs: i64) -> anyhow::Result<()> {
     use wafleet_core::metrics as m;
-    let fleet = db.fleet(LIVE_WORKER_SECS).await.context("reading fleet counts")?;
+    let fleet = db.fleet(live_worker_secs).await.context("reading fleet counts")?;
     let unheld = db.unheld_devices().await.context("counting unheld devices")?;
     metrics::gauge!(m::DEVICES_WANTED).set(fleet.wanted as f64);
     metrics::gauge!(m::WORKERS_LIVE).set(fleet.live_workers as f64);
@@ -53,9 +83,10 @@ pub async fn fleet_gauges(db: &Db) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One round of housekeeping: expired login sessions, workers silent for an hour, and ticks older
-/// than a week. Each step is idempotent; a failure is retried next round.
-pub async fn housekeeping(db: &Db) -> anyhow::Result<()> {
+/// One round of housekeeping: expired login sessions, workers silent for an hour and their send
+/// queues, finished jobs older than a day, and ticks older than a week. Each step is idempotent;
+/// a failure is retried next round.
+pub async fn housekeeping(db: &Db, queues: &Queues) -> anyhow::Result<()> {
     let now = Timestamp::now();
     let sessions = db
         .delete_expired_sessions(now)
@@ -67,6 +98,18 @@ pub async fn housekeeping(db: &Db) -> anyhow::Result<()> {
     db.worker_gone("", STALE_WORKER_SECS)
         .await
         .context("removing stale workers")?;
+    let known = db.recent_workers(STALE_WORKER_SECS).await.context("listing workers")?;
+    let tidied = queues
+        .tidy(&known, KEEP_FINISHED_JOBS)
+        .await
+        .context("tidying the job queues")?;
+    if tidied != Default::default() {
+        tracing::info!(
+            finished_jobs = tidied.finished_jobs,
+            gone_worker_queues = tidied.queues_removed,
+            "job queues tidied"
+        );
+    }
     let ticks = db
         .delete_cron_runs_before(now.plus_secs(-CRON_RUNS_KEPT_SECS))
         .await

@@ -34,6 +34,17 @@ enum Flow {
 }
 
 async fn handle(db: &Db, ingest: &Ingest, device: Fence, event: LinkEvent) -> wafleet_core::Result<Flow> {
+    // Everything but messages and receipts (which the batch writer announces) changes the
+    // device's row: its cached reads go.
+    let row_changed = !matches!(event, LinkEvent::Message { .. } | LinkEvent::Receipt { .. });
+    let flow = apply(db, ingest, device, event).await;
+    if row_changed {
+        ingest.device_changed(device.device).await;
+    }
+    flow
+}
+
+async fn apply(db: &Db, ingest: &Ingest, device: Fence, event: LinkEvent) -> wafleet_core::Result<Flow> {
     match event {
         LinkEvent::QrCode { code, valid_for } => {
             let expires = Timestamp::now().plus_secs(i64::try_from(valid_for.as_secs()).unwrap_or(60));

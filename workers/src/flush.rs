@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use wafleet_core::Db;
+use wafleet_core::cache::{Invalidations, Topic};
 use wafleet_core::db::{Fence, IngestItem};
 use wafleet_core::link::Ack;
 use wafleet_core::metrics as m;
+use wafleet_core::types::DeviceId;
 
 /// Most rows written in one batch.
 pub const MAX_BATCH: usize = 500;
@@ -34,6 +36,7 @@ struct Pending {
 #[derive(Clone)]
 pub struct Ingest {
     tx: mpsc::Sender<Pending>,
+    invalidations: Invalidations,
 }
 
 /// The batch writer task.
@@ -43,12 +46,16 @@ pub struct Flusher {
 }
 
 impl Flusher {
-    /// Starts the writer on `db`.
-    pub fn start(db: Db) -> Flusher {
+    /// Starts the writer on `db`; each committed batch invalidates the cached reads of the
+    /// devices it wrote to.
+    pub fn start(db: Db, invalidations: Invalidations) -> Flusher {
         let (tx, rx) = mpsc::channel(BUFFER);
         Flusher {
-            ingest: Ingest { tx },
-            task: tokio::spawn(write_loop(db, rx)),
+            ingest: Ingest {
+                tx,
+                invalidations: invalidations.clone(),
+            },
+            task: tokio::spawn(write_loop(db, invalidations, rx)),
         }
     }
 
@@ -74,17 +81,25 @@ impl Ingest {
             tracing::warn!("the ingest writer has stopped; event left unacknowledged");
         }
     }
-}
 
-async fn write_loop(db: Db, mut rx: mpsc::Receiver<Pending>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        write(&db, std::mem::take(&mut batch)).await;
+    /// A device's row changed outside the batches (status, pairing): its cached reads go.
+    pub async fn device_changed(&self, device: DeviceId) {
+        self.invalidations.device_changed(device).await;
     }
 }
 
+async fn write_loop(db: Db, invalidations: Invalidations, mut rx: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let devices = write(&db, std::mem::take(&mut batch)).await;
+        let topics: Vec<Topic> = devices.into_iter().map(Topic::Device).collect();
+        invalidations.changed(&topics).await;
+    }
+}
+
+/// Writes one batch; returns the devices whose chats changed.
 #[tracing::instrument(skip_all, fields(rows = batch.len()))]
-async fn write(db: &Db, batch: Vec<Pending>) {
+async fn write(db: &Db, batch: Vec<Pending>) -> Vec<DeviceId> {
     let (acks, items): (Vec<Ack>, Vec<(Fence, IngestItem)>) =
         batch.into_iter().map(|p| (p.ack, (p.fence, p.item))).unzip();
     let started = Instant::now();
@@ -106,7 +121,7 @@ async fn write(db: &Db, batch: Vec<Pending>) {
                 if fenced > 0 {
                     tracing::warn!(fenced, "events of devices now held by another worker were not written");
                 }
-                return;
+                return outcome.devices;
             }
             Err(err) => {
                 tracing::warn!(error = ?err, attempt, "writing an ingest batch failed; retrying");
@@ -119,4 +134,5 @@ async fn write(db: &Db, batch: Vec<Pending>) {
         rows = items.len(),
         "giving up on an ingest batch; WhatsApp will deliver it again"
     );
+    Vec::new()
 }

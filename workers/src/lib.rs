@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wafleet_core::Db;
+use wafleet_core::cache::Invalidations;
 use wafleet_core::link::Link;
 use wafleet_core::queue::{ConsumeOptions, Queues};
 use wafleet_core::shutdown::Shutdown;
@@ -51,12 +52,14 @@ impl WorkerOptions {
 
 /// Runs the worker until `shutdown`, then drains: the send queue stops taking jobs and lets those
 /// under way finish, every device is handed off (sessions closed, credentials kept, leases
-/// released), and the ingest buffer is written out.
+/// released), and the ingest buffer is written out. What the worker writes is announced to
+/// `invalidations`, so the API's cached reads follow.
 #[tracing::instrument(name = "worker", skip_all, fields(worker = %options.id))]
 pub async fn run(
     db: Db,
     link: Arc<dyn Link>,
     queues: Queues,
+    invalidations: Invalidations,
     options: WorkerOptions,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
@@ -65,9 +68,15 @@ pub async fn run(
         capacity = options.capacity,
         "worker started"
     );
-    let flusher = Flusher::start(db.clone());
+    let flusher = Flusher::start(db.clone(), invalidations.clone());
     let roster = Roster::default();
-    let sender = Sender::new(db.clone(), queues.clone(), options.id.clone(), roster.clone());
+    let sender = Sender::new(
+        db.clone(),
+        queues.clone(),
+        options.id.clone(),
+        roster.clone(),
+        invalidations,
+    );
     let consume = ConsumeOptions {
         worker: options.id.clone(),
         concurrency: SEND_CONCURRENCY,

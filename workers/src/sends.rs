@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use wafleet_core::Db;
+use wafleet_core::cache::Invalidations;
 use wafleet_core::db::Fence;
 use wafleet_core::link::{Jid, LinkError, OutgoingImage, Session};
 use wafleet_core::metrics as m;
@@ -79,12 +80,15 @@ pub struct Sender {
     in_flight: Arc<Mutex<HashMap<i64, Instant>>>,
     /// Each device's pace, across all its sends.
     pacer: Pacer,
+    /// A performed send adds a message to the device's chat: its cached reads go.
+    invalidations: Invalidations,
 }
 
 impl Sender {
     /// A sender for `worker`'s devices in `roster`.
-    pub fn new(db: Db, queues: Queues, worker: String, roster: Roster) -> Self {
+    pub fn new(db: Db, queues: Queues, worker: String, roster: Roster, invalidations: Invalidations) -> Self {
         Sender {
+            invalidations,
             pacer: Pacer::new(db.clone()),
             db,
             queues,
@@ -175,6 +179,7 @@ impl Sender {
         match sent {
             Ok(wa_id) => {
                 self.record_sent(work.id, &wa_id).await;
+                self.invalidations.device_changed(job.device).await;
                 metrics::counter!(m::SENDS, "status" => "sent").increment(1);
                 Outcome::Done
             }

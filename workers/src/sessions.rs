@@ -369,7 +369,7 @@ impl SessionManager {
             if let Err(err) = held.session.logout().await {
                 tracing::warn!(error = %err, "logout failed; closing the session anyway");
             }
-            if let Err(err) = self.db.set_device_status(held.fence, DeviceStatus::LoggedOut).await {
+            if let Err(err) = self.set_status(held.fence, DeviceStatus::LoggedOut).await {
                 tracing::warn!(error = ?err, "recording logout failed");
             }
         }
@@ -399,7 +399,7 @@ impl SessionManager {
         };
         if mode == OpenMode::Connect {
             // The status may still say what a previous holder last saw (it may have died).
-            if let Err(err) = self.db.set_device_status(fence, DeviceStatus::Connecting).await {
+            if let Err(err) = self.set_status(fence, DeviceStatus::Connecting).await {
                 tracing::warn!(error = ?err, "recording the status failed");
                 return;
             }
@@ -451,7 +451,7 @@ impl SessionManager {
                     },
                 );
                 tracing::warn!(error = %err, retry_in = ?(wait + jitter), "opening the session failed");
-                if let Err(err) = self.db.set_device_status(fence, DeviceStatus::Offline).await {
+                if let Err(err) = self.set_status(fence, DeviceStatus::Offline).await {
                     tracing::warn!(error = ?err, "recording the status failed");
                 }
             }
@@ -463,6 +463,14 @@ impl SessionManager {
         if let Err(err) = self.db.mark_unlinked(fence, status, reason).await {
             tracing::warn!(error = ?err, "recording the failure failed");
         }
+        self.ingest.device_changed(fence.device).await;
         self.release(fence).await;
+    }
+
+    /// Records the session's status and lets cached reads of the device go.
+    async fn set_status(&self, fence: Fence, status: DeviceStatus) -> wafleet_core::Result<()> {
+        let result = self.db.set_device_status(fence, status).await;
+        self.ingest.device_changed(fence.device).await;
+        result
     }
 }

@@ -14,11 +14,12 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use wafleet_core::cache::Topic;
 use wafleet_core::db::{Chat, ChatCursor, ChatMessage, MessageCursor};
 use wafleet_core::types::DeviceId;
 
 use crate::AppState;
-use crate::envelope::{Envelope, ok};
+use crate::envelope::{Envelope, cache_key, cached_ok};
 use crate::error::{ApiError, ApiResult, OrNotFound};
 use crate::extract::Path;
 use crate::session::CurrentUser;
@@ -116,18 +117,28 @@ async fn list_chats(
     let Query(query) = query?;
     let limit = page_limit(query.limit)?;
     let after = query.cursor.as_deref().map(cursor::decode_chat).transpose()?;
-    state.db.device(user.id, device).await.or_not_found("device")?;
-    let mut chats = state
-        .db
-        .chat_page(user.id, device, query.q.as_deref(), after.as_ref(), limit + 1)
-        .await?;
-    let next_cursor = split_page(&mut chats, limit, |c| {
-        cursor::encode_chat(&ChatCursor {
-            last_message_at: c.last_message_at,
-            jid: c.jid.clone(),
-        })
-    });
-    Ok(ok("chats", ChatPage { chats, next_cursor }))
+    let what = cache_key(&[
+        "chats",
+        &user.id.to_string(),
+        &limit.to_string(),
+        query.cursor.as_deref().unwrap_or_default(),
+        query.q.as_deref().unwrap_or_default(),
+    ]);
+    cached_ok(&state, Topic::Device(device), what, "chats", async {
+        state.db.device(user.id, device).await.or_not_found("device")?;
+        let mut chats = state
+            .db
+            .chat_page(user.id, device, query.q.as_deref(), after.as_ref(), limit + 1)
+            .await?;
+        let next_cursor = split_page(&mut chats, limit, |c| {
+            cursor::encode_chat(&ChatCursor {
+                last_message_at: c.last_message_at,
+                jid: c.jid.clone(),
+            })
+        });
+        Ok(ChatPage { chats, next_cursor })
+    })
+    .await
 }
 
 /// List the messages of one chat, newest first; `before` pages back to older ones. The account's
@@ -153,31 +164,38 @@ async fn list_messages(
             "chat: give the chat's JID, e.g. 60123456789@s.whatsapp.net".into(),
         ));
     }
-    let chat = match state.db.chat(user.id, device, &jid).await {
-        Ok(chat) => chat,
-        Err(wafleet_core::Error::NotFound) => {
-            // Tell a missing device from a missing chat only to the device's owner.
-            state.db.device(user.id, device).await.or_not_found("device")?;
-            return Err(ApiError::NotFound("chat"));
-        }
-        Err(e) => return Err(ApiError::from_core(e, "chat")),
-    };
-    let mut messages = state
-        .db
-        .message_page(user.id, device, &jid, before.as_ref(), limit + 1)
-        .await?;
-    let next_before = split_page(&mut messages, limit, |m| {
-        cursor::encode_message(&MessageCursor {
-            sent_at: m.sent_at,
-            id: m.id.clone(),
-        })
-    });
-    Ok(ok(
+    let what = cache_key(&[
         "messages",
-        MessagePage {
+        &user.id.to_string(),
+        &limit.to_string(),
+        &jid,
+        query.before.as_deref().unwrap_or_default(),
+    ]);
+    cached_ok(&state, Topic::Device(device), what, "messages", async {
+        let chat = match state.db.chat(user.id, device, &jid).await {
+            Ok(chat) => chat,
+            Err(wafleet_core::Error::NotFound) => {
+                // Tell a missing device from a missing chat only to the device's owner.
+                state.db.device(user.id, device).await.or_not_found("device")?;
+                return Err(ApiError::NotFound("chat"));
+            }
+            Err(e) => return Err(ApiError::from_core(e, "chat")),
+        };
+        let mut messages = state
+            .db
+            .message_page(user.id, device, &jid, before.as_ref(), limit + 1)
+            .await?;
+        let next_before = split_page(&mut messages, limit, |m| {
+            cursor::encode_message(&MessageCursor {
+                sent_at: m.sent_at,
+                id: m.id.clone(),
+            })
+        });
+        Ok(MessagePage {
             chat,
             messages,
             next_before,
-        },
-    ))
+        })
+    })
+    .await
 }

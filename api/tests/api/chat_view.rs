@@ -10,7 +10,7 @@ use wafleet_core::db::{Desired, Fence, IngestItem};
 use wafleet_core::link::{IncomingMessage, Jid, MessageKind, ReceiptKind};
 use wafleet_core::types::{DeviceId, Email, Timestamp};
 
-use crate::helpers::{Session, TestApp, body, expect_error};
+use crate::helpers::{Backend, Session, TestApp, body, expect_error, spawn_app_with};
 
 /// The JID of a Malaysian number given without `+`.
 pub fn jid(number: &str) -> Jid {
@@ -53,6 +53,7 @@ pub async fn store(app: &TestApp, fence: Fence, messages: Vec<IncomingMessage>) 
     let items: Vec<_> = messages.into_iter().map(|m| (fence, IngestItem::Message(m))).collect();
     let outcome = app.db.write_batch(&items).await.unwrap();
     assert!(outcome.accepted.iter().all(|ok| *ok));
+    app.changed(fence.device).await;
 }
 
 /// `results` of a GET that must succeed.
@@ -177,6 +178,7 @@ async fn messages_page_back_with_ticks(app: TestApp) {
         .apply_receipt(fence, &jid(chat), ReceiptKind::Read, &ids(&["a2"]))
         .await
         .unwrap();
+    app.changed(fence.device).await;
 
     let base = format!("/api/devices/{device}/messages/{chat}%40s.whatsapp.net");
     let (mut seen, mut sizes, mut before) = (Vec::new(), Vec::new(), None::<String>);
@@ -373,5 +375,87 @@ async fn events_stream_status_and_new_messages(app: TestApp) {
     assert_eq!(seen.matches("live-1").count(), 1, "each message once: {seen}");
 }
 
+/// Chat pages, message pages and the device are served from the read cache until the device is
+/// announced as changed (as the worker's batch writer and the API's own edits do), and the cache
+/// never hands one user's page to another.
+async fn reads_are_cached_until_the_device_changes(backend: Backend) {
+    // A long TTL, so that only an announcement can make a page fresh here.
+    let app = spawn_app_with(backend, |s| s.read_cache_ttl_secs = 600).await;
+    let ana = app.session("ana@example.com").await;
+    let device = ana.add_device("Sales", None).await;
+    let fence = hold(&app, "ana@example.com", device).await;
+    store(
+        &app,
+        fence,
+        vec![text("c1", "60191000001", false, Some("Aminah"), "hi", 1_000)],
+    )
+    .await;
+    let chats = format!("/api/devices/{device}/chats");
+    let messages = format!("/api/devices/{device}/messages/60191000001%40s.whatsapp.net");
+    let chat_jids = async || {
+        let page = results(&ana, &chats).await;
+        page["chats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["jid"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(chat_jids().await, ["60191000001@s.whatsapp.net"]);
+    assert_eq!(results(&ana, &messages).await["messages"].as_array().unwrap().len(), 1);
+
+    // Written without an announcement: the cached pages still show the old state…
+    let unannounced = vec![
+        (
+            fence,
+            IngestItem::Message(text("c2", "60191000002", false, Some("Bo"), "hello", 2_000)),
+        ),
+        (
+            fence,
+            IngestItem::Message(text("c3", "60191000001", false, None, "again", 3_000)),
+        ),
+    ];
+    assert!(
+        app.db
+            .write_batch(&unannounced)
+            .await
+            .unwrap()
+            .accepted
+            .iter()
+            .all(|ok| *ok)
+    );
+    assert_eq!(
+        chat_jids().await,
+        ["60191000001@s.whatsapp.net"],
+        "served from the cache"
+    );
+    assert_eq!(results(&ana, &messages).await["messages"].as_array().unwrap().len(), 1);
+    // …until the device is announced as changed.
+    app.changed(DeviceId(device)).await;
+    assert_eq!(
+        chat_jids().await,
+        ["60191000001@s.whatsapp.net", "60191000002@s.whatsapp.net"]
+    );
+    assert_eq!(results(&ana, &messages).await["messages"].as_array().unwrap().len(), 2);
+
+    // Another user asking for the same pages gets 404, not Ana's cached ones.
+    let bo = app.session("bo@example.com").await;
+    expect_error(bo.get(&chats).await, StatusCode::NOT_FOUND, "device not found").await;
+    expect_error(bo.get(&messages).await, StatusCode::NOT_FOUND, "device not found").await;
+
+    // The API's own edits refresh the cached device at once.
+    let path = format!("/api/devices/{device}");
+    assert_eq!(results(&ana, &path).await["name"], "Sales");
+    assert_eq!(
+        ana.put(&path, serde_json::json!({"name": "Support"})).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(results(&ana, &path).await["name"], "Support");
+    assert_eq!(ana.delete(&path).await.status(), StatusCode::OK);
+    expect_error(ana.get(&path).await, StatusCode::NOT_FOUND, "device not found").await;
+    expect_error(ana.get(&chats).await, StatusCode::NOT_FOUND, "device not found").await;
+}
+
 on_both_backends!(app: chats_page_newest_first_and_search, messages_page_back_with_ticks, chat_view_is_owner_only,
-    bad_paging_input_is_refused, events_stream_status_and_new_messages);
+    bad_paging_input_is_refused, events_stream_status_and_new_messages;
+    backend: reads_are_cached_until_the_device_changes);

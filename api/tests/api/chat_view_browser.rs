@@ -67,6 +67,7 @@ async fn read_stored_chats_and_see_new_messages_live(app: TestApp) {
         .await
         .unwrap();
     app.db.set_device_status(fence, DeviceStatus::Offline).await.unwrap();
+    app.changed(fence.device).await;
 
     // The device's card links to its WhatsApp page.
     click(&browser, ".device .whatsapp-link").await;

@@ -3,8 +3,10 @@
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 use wafleet_api::AppState;
+use wafleet_core::cache::{Invalidations, ReadCache};
 use wafleet_core::shutdown::{self, ShutdownTrigger};
 use wafleet_core::testing::TestDb;
+use wafleet_core::types::DeviceId;
 use wafleet_core::{Db, Settings};
 
 pub use wafleet_core::testing::Backend;
@@ -16,8 +18,18 @@ pub struct TestApp {
     /// The server's database, for asserting what was (not) stored.
     pub db: Db,
     pub settings: Settings,
+    /// Where the server's read cache hears of changes: through Redis on PostgreSQL (as from a
+    /// worker process), in-process on SQLite.
+    pub invalidations: Invalidations,
     trigger: ShutdownTrigger,
     _db: TestDb,
+}
+
+impl TestApp {
+    /// Announces that `device`'s data changed, as a worker does after writing it.
+    pub async fn changed(&self, device: DeviceId) {
+        self.invalidations.device_changed(device).await;
+    }
 }
 
 impl Drop for TestApp {
@@ -47,12 +59,21 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (trigger, shutdown) = shutdown::channel();
     let queues = test_db.queues().await;
-    let state = AppState::new(db.clone(), std::sync::Arc::new(settings.clone())).with_queues(queues);
+    // The read cache as a real API process has it, following Redis on the scale-out backend.
+    let cache = ReadCache::from_settings(&settings);
+    let invalidations = Invalidations::connect(&settings, cache.clone())
+        .await
+        .expect("cache invalidations");
+    tokio::spawn(wafleet_core::cache::follow(&settings, cache.clone(), shutdown.clone()));
+    let state = AppState::new(db.clone(), std::sync::Arc::new(settings.clone()))
+        .with_queues(queues)
+        .with_cache(cache, invalidations.clone());
     tokio::spawn(wafleet_api::serve(state, listener, shutdown));
     TestApp {
         base,
         db,
         settings,
+        invalidations,
         trigger,
         _db: test_db,
     }

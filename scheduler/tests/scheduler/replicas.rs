@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wafleet_core::Db;
+use wafleet_core::cache::{Invalidations, ReadCache};
 use wafleet_core::shutdown;
 use wafleet_core::testing::{Backend, TestDb};
 use wafleet_core::types::Timestamp;
@@ -93,7 +94,12 @@ async fn claimed_ticks(db: &Db) -> BTreeMap<i64, bool> {
 async fn standard_jobs_stop_on_shutdown(backend: Backend) {
     let t = TestDb::new(backend).await;
     let (trigger, stop) = shutdown::channel();
-    let run = tokio::spawn(wafleet_scheduler::run(t.db.clone(), stop));
+    let context = wafleet_scheduler::Context {
+        invalidations: Invalidations::Local(ReadCache::off()),
+        live_worker: Duration::from_secs(15),
+        queues: t.queues().await,
+    };
+    let run = tokio::spawn(wafleet_scheduler::run(t.db.clone(), context, stop));
     tokio::time::sleep(Duration::from_millis(300)).await;
     trigger.trigger();
     tokio::time::timeout(Duration::from_secs(40), run)
