@@ -67,12 +67,9 @@ pub fn standard(scheduler: Scheduler, context: Context) -> anyhow::Result<Schedu
             Fire::Once,
             |db, tick| Box::pin(async move { campaign_dispatch(&db, tick).await }),
         )?
-        .job(
-            "analytics_rollup",
-            ANALYTICS_ROLLUP_SCHEDULE,
-            Fire::Once,
-            |db, _| Box::pin(async move { analytics_rollup(&db).await }),
-        )
+        .job("analytics_rollup", ANALYTICS_ROLLUP_SCHEDULE, Fire::Once, |db, _| {
+            Box::pin(async move { analytics_rollup(&db).await })
+        })
 }
 
 /// Publishes how many devices want a session, how many of those no live worker holds (what worker

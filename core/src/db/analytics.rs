@@ -297,7 +297,10 @@ mod tests {
         let c = AnalyticsCounts::new(8, 6, 3, 2, 2);
         assert_eq!((c.not_delivered, c.not_read), (2, 3));
         let p = c.percent();
-        assert_eq!((p.delivered, p.not_delivered, p.read, p.not_read), (75.0, 25.0, 50.0, 50.0));
+        assert_eq!(
+            (p.delivered, p.not_delivered, p.read, p.not_read),
+            (75.0, 25.0, 50.0, 50.0)
+        );
         assert_eq!((p.replied, p.failed), (25.0, 20.0));
     }
 
