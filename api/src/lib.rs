@@ -6,6 +6,7 @@
 
 mod accounts;
 mod admin;
+mod analytics;
 mod campaigns;
 mod chat_view;
 mod compat;
@@ -99,6 +100,7 @@ pub fn app(state: AppState) -> Router {
         .merge(devices::router())
         .merge(leads::router())
         .merge(campaigns::router())
+        .merge(analytics::router())
         .merge(sessions::router())
         .merge(chat_view::router())
         .merge(compat::router())

@@ -36,6 +36,8 @@ use crate::AppState;
         (name = "admin", description = "For administrators: jobs the queues gave up on"),
         (name = "campaigns", description = "Messages to the leads of one niche on chosen devices, at a planned \
             time, paced per device; per-recipient status queued, sent, delivered, read, replied or failed"),
+        (name = "analytics", description = "Sends per UTC day from roll-ups refreshed every minute: sent, delivered, \
+            read, replied and failed with percentages, a per-day series, and devices online; by range and device"),
         (name = "compatible", description = "Routes kept from the REST API wafleet grew out of; API tokens only"),
     )
 )]

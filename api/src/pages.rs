@@ -30,6 +30,10 @@ pub(crate) fn router() -> Router<AppState> {
             "/static/app.js",
             get(|| asset("text/javascript; charset=utf-8", include_str!("../static/app.js"))),
         )
+        .route(
+            "/static/analytics.js",
+            get(|| asset("text/javascript; charset=utf-8", include_str!("../static/analytics.js"))),
+        )
 }
 
 /// A static asset compiled into the binary.

@@ -330,7 +330,12 @@ document.getElementById("add-token").addEventListener("submit", async (event) =>
 
 // ---- Tabs -------------------------------------------------------------------------------------
 
-const loaders = { devices: loadDevices, tokens: loadTokens };
+// The analytics tab lives in analytics.js, loaded after this file.
+const loaders = {
+  devices: loadDevices,
+  tokens: loadTokens,
+  analytics: () => window.analyticsTab.show(),
+};
 
 function selectTab(name) {
   for (const tab of document.querySelectorAll("[data-tab]")) {

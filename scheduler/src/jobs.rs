@@ -16,6 +16,8 @@ pub const HOUSEKEEPING_SCHEDULE: &str = "0 */10 * * * *";
 pub const FLEET_GAUGES_SCHEDULE: &str = "*/5 * * * * *";
 /// Campaign dispatch at the start of every minute.
 pub const CAMPAIGN_DISPATCH_SCHEDULE: &str = "0 * * * * *";
+/// Analytics roll-ups every minute, at a quarter past (clear of campaign dispatch).
+pub const ANALYTICS_ROLLUP_SCHEDULE: &str = "15 * * * * *";
 /// Read-cache cleanup every minute, at half past.
 pub const CACHE_CLEANUP_SCHEDULE: &str = "30 * * * * *";
 /// Workers silent this long are removed from the `workers` table, and their send queues with them.
@@ -64,7 +66,10 @@ pub fn standard(scheduler: Scheduler, context: Context) -> anyhow::Result<Schedu
             CAMPAIGN_DISPATCH_SCHEDULE,
             Fire::Once,
             |db, tick| Box::pin(async move { campaign_dispatch(&db, tick).await }),
-        )
+        )?
+        .job("analytics_rollup", ANALYTICS_ROLLUP_SCHEDULE, Fire::Once, |db, _| {
+            Box::pin(async move { analytics_rollup(&db).await })
+        })
 }
 
 /// Publishes how many devices want a session, how many of those no live worker holds (what worker
@@ -129,6 +134,17 @@ pub async fn campaign_dispatch(db: &Db, tick: Timestamp) -> anyhow::Result<()> {
     if done != Default::default() {
         tracing::info!(%tick, started = done.started, listed = done.listed, queued = done.queued,
             finished = done.finished, "campaigns dispatched");
+    }
+    Ok(())
+}
+
+/// Analytics roll-ups: recounts the days whose sends changed or were answered since the last run
+/// (see [`Db::refresh_analytics`]). Idempotent, so a missed or repeated tick only delays or
+/// repeats the same counts.
+pub async fn analytics_rollup(db: &Db) -> anyhow::Result<()> {
+    let rows = db.refresh_analytics().await.context("refreshing analytics roll-ups")?;
+    if rows > 0 {
+        tracing::debug!(rows, "analytics roll-ups refreshed");
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! The scheduler role: cron jobs (housekeeping, fleet gauges, campaign dispatch, read-cache
-//! cleanup) on apalis-cron.
+//! The scheduler role: cron jobs (housekeeping, fleet gauges, campaign dispatch, analytics
+//! roll-ups, read-cache cleanup) on apalis-cron.
 //!
 //! Every replica's cron fires every tick; [`Fire::Once`] jobs claim each tick in the database
 //! (`cron_runs`, keyed by job and the schedule's own tick time) so that exactly one replica runs it.

@@ -60,6 +60,11 @@ impl Scheduler {
         Ok(self)
     }
 
+    /// The names of the jobs added so far, in order.
+    pub fn job_names(&self) -> Vec<&'static str> {
+        self.jobs.iter().map(|job| job.name).collect()
+    }
+
     /// Runs every job until `shutdown`, then lets running ticks finish (up to a grace period).
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
         tracing::info!(backend = self.db.backend_name(), runner = %self.runner, jobs = self.jobs.len(), "scheduler started");

@@ -30,6 +30,8 @@ macro_rules! on_both_backends {
 }
 
 mod accounts;
+mod analytics;
+mod analytics_browser;
 mod browser;
 mod campaigns;
 mod campaigns_browser;

@@ -5,6 +5,7 @@
 //! body once per backend so that each copy is type-checked against its own driver. Where the
 //! dialects differ, a query matches on [`Db`] itself.
 
+mod analytics;
 mod api_tokens;
 mod campaigns;
 mod chat_views;
@@ -31,6 +32,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::config::{DatabaseTarget, Settings};
 
+pub use analytics::{Analytics, AnalyticsCounts, AnalyticsDay, AnalyticsPercent, DeviceCounts};
 pub use api_tokens::ApiToken;
 pub use campaigns::send_key;
 pub use campaigns::{

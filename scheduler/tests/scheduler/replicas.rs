@@ -128,3 +128,17 @@ async fn standard_jobs_stop_on_shutdown_sqlite() {
 async fn standard_jobs_stop_on_shutdown_postgres() {
     standard_jobs_stop_on_shutdown(Backend::Postgres).await;
 }
+
+#[tokio::test]
+async fn analytics_rollup_is_a_standard_job() {
+    let t = TestDb::new(Backend::Sqlite).await;
+    let context = wafleet_scheduler::Context {
+        invalidations: Invalidations::Local(ReadCache::off()),
+        live_worker: Duration::from_secs(15),
+        queues: t.queues().await,
+    };
+    let scheduler = wafleet_scheduler::jobs::standard(Scheduler::new(t.db.clone()), context).expect("schedules");
+    assert!(scheduler.job_names().contains(&"analytics_rollup"));
+    // The job itself runs against a fresh database.
+    wafleet_scheduler::jobs::analytics_rollup(&t.db).await.expect("roll-up");
+}

@@ -1,0 +1,312 @@
+//! Analytics: what became of a user's sends per UTC day, read from the `analytics_daily` roll-ups.
+//!
+//! Counting rule. Every send recorded in `outbound_messages` counts (campaign sends and single
+//! sends alike), on the UTC day it went out (`sent_at`), or, for a send that never went out, the day
+//! it was recorded. A send is
+//! - *sent* once WhatsApp accepted it (status sent, delivered or read);
+//! - *delivered* when delivered or read; *not delivered* = sent − delivered;
+//! - *read* when read; *not read* = delivered − read;
+//! - *replied* when it went out and the contact later wrote in that chat (a message not from us with
+//!   `sent_at` at or after the send's), as the campaign report counts it;
+//! - *failed* when it was not sent (never part of `sent`).
+//!
+//! Sends still queued or being sent are not counted yet. Percentages compare each figure with its
+//! base: delivered and not delivered with sent, read and not read with delivered, replied with
+//! sent, failed with sent + failed; a zero base gives 0.
+
+use chrono::NaiveDate;
+
+use crate::types::{DeviceId, Timestamp, UserId};
+use crate::{Db, Result};
+
+use super::on_db;
+
+/// Milliseconds in a day.
+const DAY_MS: i64 = 86_400_000;
+/// How far before the watermark a roll-up looks again. Writers stamp `updated_at` and
+/// `received_at` before they commit, so a transaction committing after a roll-up read the tables
+/// can carry a stamp older than that roll-up's start; recounting a day twice changes nothing.
+const OVERLAP_SECS: i64 = 300;
+
+/// The days a roll-up recounts: of sends changed since `$1`, and of sends answered by a message
+/// received since `$1`; then each such (device, day) recounted from its sends in one upsert.
+const ROLLUP_SQL: &str = "\
+WITH touched AS (
+    SELECT device_id, COALESCE(sent_at, created_at) AS at FROM outbound_messages WHERE updated_at >= $1
+    UNION
+    SELECT o.device_id, o.sent_at FROM devices d
+      JOIN messages m ON m.device_id = d.id AND m.received_at >= $1 AND m.from_me = FALSE
+      JOIN outbound_messages o ON o.device_id = m.device_id AND o.recipient = m.chat_jid AND o.sent_at <= m.sent_at
+),
+dirty AS (SELECT DISTINCT device_id, at - at % 86400000 AS day FROM touched)
+INSERT INTO analytics_daily (device_id, day, sent, delivered, read, replied, failed, updated_at)
+SELECT d.device_id, d.day,
+    SUM(CASE WHEN o.status IN ('sent', 'delivered', 'read') THEN 1 ELSE 0 END),
+    SUM(CASE WHEN o.status IN ('delivered', 'read') THEN 1 ELSE 0 END),
+    SUM(CASE WHEN o.status = 'read' THEN 1 ELSE 0 END),
+    SUM(CASE WHEN o.status IN ('sent', 'delivered', 'read') AND EXISTS (
+        SELECT 1 FROM messages m WHERE m.device_id = o.device_id AND m.chat_jid = o.recipient
+          AND m.from_me = FALSE AND m.sent_at >= o.sent_at) THEN 1 ELSE 0 END),
+    SUM(CASE WHEN o.status = 'failed' THEN 1 ELSE 0 END),
+    $2
+FROM dirty d JOIN outbound_messages o ON o.device_id = d.device_id
+    AND COALESCE(o.sent_at, o.created_at) >= d.day AND COALESCE(o.sent_at, o.created_at) < d.day + 86400000
+WHERE o.status IN ('sent', 'delivered', 'read', 'failed')
+GROUP BY d.device_id, d.day
+ON CONFLICT (device_id, day) DO UPDATE SET sent = excluded.sent, delivered = excluded.delivered,
+    read = excluded.read, replied = excluded.replied, failed = excluded.failed, updated_at = excluded.updated_at";
+
+/// Counts of sends, as the module's counting rule defines them.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct AnalyticsCounts {
+    /// Accepted by WhatsApp.
+    pub sent: i64,
+    /// On the contact's phone (read ones included).
+    pub delivered: i64,
+    /// Sent but not (yet) delivered.
+    pub not_delivered: i64,
+    /// Opened.
+    pub read: i64,
+    /// Delivered but not (yet) opened.
+    pub not_read: i64,
+    /// The contact wrote back afterwards.
+    pub replied: i64,
+    /// Not sent.
+    pub failed: i64,
+}
+
+impl AnalyticsCounts {
+    fn new(sent: i64, delivered: i64, read: i64, replied: i64, failed: i64) -> Self {
+        AnalyticsCounts {
+            sent,
+            delivered,
+            not_delivered: sent - delivered,
+            read,
+            not_read: delivered - read,
+            replied,
+            failed,
+        }
+    }
+
+    fn add(&mut self, other: &AnalyticsCounts) {
+        *self = AnalyticsCounts::new(
+            self.sent + other.sent,
+            self.delivered + other.delivered,
+            self.read + other.read,
+            self.replied + other.replied,
+            self.failed + other.failed,
+        );
+    }
+
+    /// Each figure as a percentage of its base (see the module's counting rule).
+    pub fn percent(&self) -> AnalyticsPercent {
+        AnalyticsPercent {
+            delivered: percent(self.delivered, self.sent),
+            not_delivered: percent(self.not_delivered, self.sent),
+            read: percent(self.read, self.delivered),
+            not_read: percent(self.not_read, self.delivered),
+            replied: percent(self.replied, self.sent),
+            failed: percent(self.failed, self.sent + self.failed),
+        }
+    }
+}
+
+/// `part` of `whole` in percent with one decimal; 0 when `whole` is 0.
+fn percent(part: i64, whole: i64) -> f64 {
+    if whole <= 0 {
+        return 0.0;
+    }
+    (part as f64 * 1000.0 / whole as f64).round() / 10.0
+}
+
+/// Percentages (0-100, one decimal), each of its own base.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct AnalyticsPercent {
+    /// Delivered of sent.
+    pub delivered: f64,
+    /// Not delivered of sent.
+    pub not_delivered: f64,
+    /// Read of delivered.
+    pub read: f64,
+    /// Not read of delivered.
+    pub not_read: f64,
+    /// Replied of sent.
+    pub replied: f64,
+    /// Failed of sent + failed.
+    pub failed: f64,
+}
+
+/// How many of the devices are connected.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct DeviceCounts {
+    /// Devices counted (all of yours, or the one filtered on).
+    pub total: i64,
+    /// Online now.
+    pub active: i64,
+    /// Any other status (offline, pairing, connecting, logged out, banned).
+    pub inactive: i64,
+}
+
+/// One day of the chart.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct AnalyticsDay {
+    /// `YYYY-MM-DD`, UTC.
+    pub date: String,
+    /// That day's sends.
+    pub counts: AnalyticsCounts,
+}
+
+/// Analytics of a range of days.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Analytics {
+    /// First day, `YYYY-MM-DD` (UTC).
+    pub start: String,
+    /// Last day, included.
+    pub end: String,
+    /// The device filtered on, if any.
+    pub device: Option<DeviceId>,
+    /// Devices active and inactive now.
+    pub devices: DeviceCounts,
+    /// Sends of the whole range.
+    pub totals: AnalyticsCounts,
+    /// Percentages of the totals.
+    pub percent: AnalyticsPercent,
+    /// Every day of the range, oldest first (days without sends have zeros).
+    pub series: Vec<AnalyticsDay>,
+    /// When the roll-ups were last refreshed (they lag the sends by up to a minute); `null`
+    /// before the first refresh.
+    pub updated_at: Option<Timestamp>,
+}
+
+/// Midnight UTC starting `day`, in milliseconds.
+fn day_start(day: NaiveDate) -> i64 {
+    day.and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .and_utc()
+        .timestamp_millis()
+}
+
+impl Db {
+    /// Recounts the roll-ups of every (device, day) whose sends changed or were answered since the
+    /// last refresh (all of them on the first). Idempotent: a day is recounted from its sends, never
+    /// incremented. Returns the rows written.
+    #[tracing::instrument(skip(self))]
+    pub async fn refresh_analytics(&self) -> Result<u64> {
+        let started = Timestamp::now();
+        let watermark: Option<Timestamp> = on_db!(self, pool => sqlx::query_scalar(
+            "SELECT watermark FROM analytics_rollup WHERE id = 1")
+            .fetch_optional(pool)
+            .await)?;
+        let since = watermark.map_or(Timestamp(0), |w| w.plus_secs(-OVERLAP_SECS));
+        let written = on_db!(self, pool => sqlx::query(ROLLUP_SQL)
+            .bind(since)
+            .bind(started)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+        on_db!(self, pool => sqlx::query(
+            "INSERT INTO analytics_rollup (id, watermark) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET watermark = excluded.watermark")
+            .bind(started)
+            .execute(pool)
+            .await
+            .map(drop))?;
+        Ok(written)
+    }
+
+    /// The user's analytics from `first` to `last` (UTC days, both included), of all their devices
+    /// or of `device` only. The caller checks that `device` is the user's; another user's device
+    /// simply has nothing counted here, since every row is reached through its owner.
+    #[tracing::instrument(skip(self))]
+    pub async fn analytics(
+        &self,
+        user: UserId,
+        device: Option<DeviceId>,
+        first: NaiveDate,
+        last: NaiveDate,
+    ) -> Result<Analytics> {
+        let (from, until) = (day_start(first), day_start(last) + DAY_MS);
+        let rows: Vec<(i64, i64, i64, i64, i64, i64)> = on_db!(self, pool => sqlx::query_as(
+            "SELECT a.day, CAST(SUM(a.sent) AS BIGINT), CAST(SUM(a.delivered) AS BIGINT), \
+               CAST(SUM(a.read) AS BIGINT), CAST(SUM(a.replied) AS BIGINT), CAST(SUM(a.failed) AS BIGINT) \
+             FROM analytics_daily a JOIN devices d ON d.id = a.device_id \
+             WHERE d.user_id = $1 AND ($2 IS NULL OR a.device_id = $2) AND a.day >= $3 AND a.day < $4 \
+             GROUP BY a.day ORDER BY a.day")
+            .bind(user)
+            .bind(device)
+            .bind(from)
+            .bind(until)
+            .fetch_all(pool)
+            .await)?;
+        let (total, active): (i64, Option<i64>) = on_db!(self, pool => sqlx::query_as(
+            "SELECT COUNT(*), CAST(SUM(CASE WHEN status = 'online' THEN 1 ELSE 0 END) AS BIGINT) \
+             FROM devices WHERE user_id = $1 AND ($2 IS NULL OR id = $2)")
+            .bind(user)
+            .bind(device)
+            .fetch_one(pool)
+            .await)?;
+        let updated_at: Option<Timestamp> = on_db!(self, pool => sqlx::query_scalar(
+            "SELECT watermark FROM analytics_rollup WHERE id = 1")
+            .fetch_optional(pool)
+            .await)?;
+
+        let mut totals = AnalyticsCounts::default();
+        let mut rows = rows.into_iter().peekable();
+        let series = first
+            .iter_days()
+            .take_while(|day| *day <= last)
+            .map(|day| {
+                let start = day_start(day);
+                let counts = match rows.next_if(|r| r.0 == start) {
+                    Some((_, sent, delivered, read, replied, failed)) => {
+                        AnalyticsCounts::new(sent, delivered, read, replied, failed)
+                    }
+                    None => AnalyticsCounts::default(),
+                };
+                totals.add(&counts);
+                AnalyticsDay {
+                    date: day.format("%Y-%m-%d").to_string(),
+                    counts,
+                }
+            })
+            .collect();
+        let active = active.unwrap_or(0);
+        Ok(Analytics {
+            start: first.format("%Y-%m-%d").to_string(),
+            end: last.format("%Y-%m-%d").to_string(),
+            device,
+            devices: DeviceCounts {
+                total,
+                active,
+                inactive: total - active,
+            },
+            percent: totals.percent(),
+            totals,
+            series,
+            updated_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_counts_and_percentages() {
+        let c = AnalyticsCounts::new(8, 6, 3, 2, 2);
+        assert_eq!((c.not_delivered, c.not_read), (2, 3));
+        let p = c.percent();
+        assert_eq!(
+            (p.delivered, p.not_delivered, p.read, p.not_read),
+            (75.0, 25.0, 50.0, 50.0)
+        );
+        assert_eq!((p.replied, p.failed), (25.0, 20.0));
+    }
+
+    #[test]
+    fn zero_bases_give_zero_not_nan() {
+        assert_eq!(AnalyticsCounts::default().percent(), AnalyticsPercent::default());
+        assert_eq!(percent(1, 3), 33.3);
+    }
+}
