@@ -13,11 +13,12 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use wafleet_core::cache::Topic;
 use wafleet_core::db::Analytics;
 use wafleet_core::types::{DeviceId, Timestamp};
 
 use crate::AppState;
-use crate::envelope::{Envelope, Reply, ok};
+use crate::envelope::{Envelope, cache_key, cached_ok};
 use crate::error::{ApiError, ApiResult, OrNotFound};
 use crate::extract::Path;
 use crate::session::CurrentUser;
@@ -116,12 +117,29 @@ async fn answer(
     device: Option<DeviceId>,
     first: NaiveDate,
     last: NaiveDate,
-) -> ApiResult<Reply<Analytics>> {
-    if let Some(device) = device {
-        state.db.device(user, device).await.or_not_found("device")?;
-    }
-    let analytics = state.db.analytics(user, device, first, last).await?;
-    Ok(ok(format!("analytics {first} to {last}"), analytics))
+) -> ApiResult<axum::response::Response> {
+    // Cached until the next roll-up refresh (device counts may lag by the cache's TTL).
+    let device_part = device.map(|d| d.0.to_string()).unwrap_or_default();
+    let what = cache_key(&[
+        "analytics",
+        &user.0.to_string(),
+        &device_part,
+        &first.to_string(),
+        &last.to_string(),
+    ]);
+    cached_ok(
+        state,
+        Topic::Analytics,
+        what,
+        format!("analytics {first} to {last}"),
+        async {
+            if let Some(device) = device {
+                state.db.device(user, device).await.or_not_found("device")?;
+            }
+            Ok(state.db.analytics(user, device, first, last).await?)
+        },
+    )
+    .await
 }
 
 /// A `YYYY-MM-DD` query parameter that must be present.

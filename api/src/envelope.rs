@@ -57,20 +57,21 @@ pub async fn cached_ok<T, F>(
     state: &crate::AppState,
     topic: wafleet_core::cache::Topic,
     what: String,
-    message: &'static str,
+    message: impl Into<String>,
     load: F,
 ) -> crate::error::ApiResult<Response>
 where
     T: Serialize,
     F: std::future::Future<Output = crate::error::ApiResult<T>>,
 {
+    let message = message.into();
     let body = state
         .cache
         .get_or_load(topic, what, async {
             let results = load.await?;
             let envelope = Envelope {
                 code: "SUCCESS".to_owned(),
-                message: message.to_owned(),
+                message,
                 results,
             };
             let json = serde_json::to_vec(&envelope).map_err(anyhow::Error::from)?;

@@ -1,5 +1,5 @@
 //! The read cache: a small TTL cache in front of the API's hot reads (chat lists, messages pages,
-//! a device and its status), so that a dashboard opened by many people, or a client polling, costs
+//! a device and its status, analytics), so that a dashboard opened by many people, or a client polling, costs
 //! the database one query per TTL rather than one per request.
 //!
 //! Entries are serialised responses, keyed by what they belong to (a [`Topic`]) and by what was
@@ -36,16 +36,22 @@ pub enum Topic {
     /// A device: its chats and messages (the flush and the sender write them), and the device row
     /// itself (status, name).
     Device(DeviceId),
+    /// Every user's analytics: the roll-ups they are read from (refreshed every minute).
+    Analytics,
 }
 
 impl Topic {
     fn encode(self) -> String {
         match self {
             Topic::Device(id) => format!("d{}", id.0),
+            Topic::Analytics => "a".to_owned(),
         }
     }
 
     fn decode(text: &str) -> Option<Topic> {
+        if text == "a" {
+            return Some(Topic::Analytics);
+        }
         let id = text.strip_prefix('d')?.parse().ok()?;
         Some(Topic::Device(DeviceId(id)))
     }
@@ -421,8 +427,9 @@ mod tests {
 
     #[test]
     fn topics_survive_the_wire() {
-        let topic = Topic::Device(DeviceId(42));
-        assert_eq!(Topic::decode(&topic.encode()), Some(topic));
+        for topic in [Topic::Device(DeviceId(42)), Topic::Analytics] {
+            assert_eq!(Topic::decode(&topic.encode()), Some(topic));
+        }
         assert_eq!(Topic::decode("x1"), None);
         assert_eq!(Topic::decode("d"), None);
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use wafleet_core::Db;
-use wafleet_core::cache::Invalidations;
+use wafleet_core::cache::{Invalidations, Topic};
 use wafleet_core::queue::Queues;
 use wafleet_core::types::Timestamp;
 
@@ -42,6 +42,7 @@ pub struct Context {
 pub fn standard(scheduler: Scheduler, context: Context) -> anyhow::Result<Scheduler> {
     let live_worker_secs = i64::try_from(context.live_worker.as_secs().max(1)).unwrap_or(i64::MAX);
     let invalidations = context.invalidations;
+    let refreshed = invalidations.clone();
     let queues = context.queues;
     scheduler
         .job("housekeeping", HOUSEKEEPING_SCHEDULE, Fire::Once, move |db, _| {
@@ -67,9 +68,15 @@ pub fn standard(scheduler: Scheduler, context: Context) -> anyhow::Result<Schedu
             Fire::Once,
             |db, tick| Box::pin(async move { campaign_dispatch(&db, tick).await }),
         )?
-        .job("analytics_rollup", ANALYTICS_ROLLUP_SCHEDULE, Fire::Once, |db, _| {
-            Box::pin(async move { analytics_rollup(&db).await })
-        })
+        .job(
+            "analytics_rollup",
+            ANALYTICS_ROLLUP_SCHEDULE,
+            Fire::Once,
+            move |db, _| {
+                let invalidations = refreshed.clone();
+                Box::pin(async move { analytics_rollup(&db, &invalidations).await })
+            },
+        )
 }
 
 /// Publishes how many devices want a session, how many of those no live worker holds (what worker
@@ -140,10 +147,11 @@ pub async fn campaign_dispatch(db: &Db, tick: Timestamp) -> anyhow::Result<()> {
 
 /// Analytics roll-ups: recounts the days whose sends changed or were answered since the last run
 /// (see [`Db::refresh_analytics`]). Idempotent, so a missed or repeated tick only delays or
-/// repeats the same counts.
-pub async fn analytics_rollup(db: &Db) -> anyhow::Result<()> {
+/// repeats the same counts. Cached analytics go when anything changed.
+pub async fn analytics_rollup(db: &Db, invalidations: &Invalidations) -> anyhow::Result<()> {
     let rows = db.refresh_analytics().await.context("refreshing analytics roll-ups")?;
     if rows > 0 {
+        invalidations.changed(&[Topic::Analytics]).await;
         tracing::debug!(rows, "analytics roll-ups refreshed");
     }
     Ok(())

@@ -186,7 +186,7 @@ async fn counts_percentages_and_series(app: TestApp) {
     assert_eq!(counts(&before["totals"]), [0; 7], "nothing before the first roll-up");
     assert!(before["updated_at"].is_null());
 
-    app.db.refresh_analytics().await.unwrap();
+    app.refresh_analytics().await;
     let week = results(&s.ana, "/api/analytics/7").await;
     assert_eq!(
         (week["start"].as_str(), week["end"].as_str()),
@@ -232,10 +232,10 @@ async fn counts_percentages_and_series(app: TestApp) {
 
 async fn rollup_is_idempotent_and_follows_changes(app: TestApp) {
     let s = seed(&app).await;
-    app.db.refresh_analytics().await.unwrap();
+    app.refresh_analytics().await;
     let rows = rollup_rows(&app.db).await;
     let first = results(&s.ana, "/api/analytics/90").await;
-    app.db.refresh_analytics().await.unwrap();
+    app.refresh_analytics().await;
     assert_eq!(rollup_rows(&app.db).await, rows, "a second run changes nothing");
     let second = results(&s.ana, "/api/analytics/90").await;
     assert_eq!(first["totals"], second["totals"]);
@@ -254,7 +254,7 @@ async fn rollup_is_idempotent_and_follows_changes(app: TestApp) {
         .await
         .unwrap();
     reply(&app, s.shop_fence, "60111000006", Timestamp::now().millis()).await;
-    app.db.refresh_analytics().await.unwrap();
+    app.refresh_analytics().await;
     let after = results(&s.ana, "/api/analytics/7").await;
     assert_eq!(counts(&after["totals"]), [7, 5, 2, 4, 1, 3, 1]);
     let series = after["series"].as_array().unwrap();
@@ -263,7 +263,7 @@ async fn rollup_is_idempotent_and_follows_changes(app: TestApp) {
 
 async fn only_your_devices_are_counted(app: TestApp) {
     let s = seed(&app).await;
-    app.db.refresh_analytics().await.unwrap();
+    app.refresh_analytics().await;
     let ben = results(&s.ben, "/api/analytics/7").await;
     assert_eq!(counts(&ben["totals"]), [1, 0, 1, 0, 0, 1, 0]);
     assert_eq!(ben["devices"]["total"], json!(1));

@@ -9,7 +9,7 @@ use crate::helpers::TestApp;
 
 async fn analytics_tab_shows_and_filters_the_figures(app: TestApp) {
     let s = seed(&app).await;
-    app.db.refresh_analytics().await.unwrap();
+    app.refresh_analytics().await;
     let (_driver, browser) = start_browser().await;
     browser.goto(&app.url("/login")).await.unwrap();
     fill(&browser, "input[name=email]", "ana@example.com").await;

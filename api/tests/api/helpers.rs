@@ -30,6 +30,15 @@ impl TestApp {
     pub async fn changed(&self, device: DeviceId) {
         self.invalidations.device_changed(device).await;
     }
+
+    /// Refreshes the analytics roll-ups and announces it, as the scheduler's job does.
+    pub async fn refresh_analytics(&self) {
+        if self.db.refresh_analytics().await.expect("analytics roll-up") > 0 {
+            self.invalidations
+                .changed(&[wafleet_core::cache::Topic::Analytics])
+                .await;
+        }
+    }
 }
 
 impl Drop for TestApp {

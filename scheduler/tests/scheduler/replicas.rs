@@ -140,5 +140,7 @@ async fn analytics_rollup_is_a_standard_job() {
     let scheduler = wafleet_scheduler::jobs::standard(Scheduler::new(t.db.clone()), context).expect("schedules");
     assert!(scheduler.job_names().contains(&"analytics_rollup"));
     // The job itself runs against a fresh database.
-    wafleet_scheduler::jobs::analytics_rollup(&t.db).await.expect("roll-up");
+    wafleet_scheduler::jobs::analytics_rollup(&t.db, &Invalidations::Local(ReadCache::off()))
+        .await
+        .expect("roll-up");
 }
