@@ -397,12 +397,15 @@ impl SessionManager {
             },
             Desired::Unlinked => return,
         };
-        if mode == OpenMode::Connect {
-            // The status may still say what a previous holder last saw (it may have died).
-            if let Err(err) = self.set_status(fence, DeviceStatus::Connecting).await {
-                tracing::warn!(error = ?err, "recording the status failed");
-                return;
-            }
+        // The status may still say what a previous holder last saw (it may have died), or
+        // `offline` from a failed attempt that this one retries.
+        let status = match mode {
+            OpenMode::Connect => DeviceStatus::Connecting,
+            OpenMode::PairQr | OpenMode::PairCode(_) => DeviceStatus::Pairing,
+        };
+        if let Err(err) = self.set_status(fence, status).await {
+            tracing::warn!(error = ?err, "recording the status failed");
+            return;
         }
         match self.link.open(device, mode).await {
             Ok(mut session) => {

@@ -115,7 +115,9 @@ async fn until_interactable(
     css: &str,
     mut act: impl AsyncFnMut(fantoccini::elements::Element) -> Result<(), fantoccini::error::CmdError>,
 ) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    // Generous: on a loaded machine (the whole suite starting at once) a page's script and its
+    // event stream can take seconds to show an element.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let element = browser
             .wait()
