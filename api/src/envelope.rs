@@ -68,13 +68,8 @@ where
     let body = state
         .cache
         .get_or_load(topic, what, async {
-            let results = load.await?;
-            let envelope = Envelope {
-                code: "SUCCESS".to_owned(),
-                message,
-                results,
-            };
-            let json = serde_json::to_vec(&envelope).map_err(anyhow::Error::from)?;
+            let reply = ok(message, load.await?);
+            let json = serde_json::to_vec(&reply.body).map_err(anyhow::Error::from)?;
             Ok::<_, crate::error::ApiError>(bytes::Bytes::from(json))
         })
         .await?;
