@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use fantoccini::Locator;
-use wafleet_core::types::{Email, UserId};
+use fantoccini::{Client, Locator};
+use wafleet_core::types::{DeviceId, Email, UserId};
 
 #[path = "../support/browser.rs"]
 pub(crate) mod support;
@@ -19,6 +19,21 @@ async fn user_id(app: &TestApp, email: &str) -> UserId {
         .unwrap()
         .expect("registered")
         .id
+}
+
+/// Registers `email` on the register page and adds the device "Sales 1" on the dashboard, as a new
+/// user does; returns the user and the device.
+pub(crate) async fn register_with_a_device(app: &TestApp, browser: &Client, email: &str) -> (UserId, DeviceId) {
+    browser.goto(&app.url("/register")).await.unwrap();
+    fill(browser, "input[name=email]", email).await;
+    fill(browser, "input[name=password]", "correct horse battery").await;
+    click(browser, "#account-form button[type=submit]").await;
+    fill(browser, "#add-device input[name=name]", "Sales 1").await;
+    click(browser, "#add-device button[type=submit]").await;
+    wait_for_text(browser, ".device .name", "Sales 1").await;
+    let owner = user_id(app, email).await;
+    let device = app.db.list_devices(owner).await.unwrap()[0].id;
+    (owner, device)
 }
 
 async fn register_and_manage_devices_in_the_browser(app: TestApp) {

@@ -5,29 +5,16 @@
 use chrono::Datelike;
 use fantoccini::Locator;
 use wafleet_core::db::{LeadStatus, NewLead};
-use wafleet_core::types::{Email, PhoneNumber, Timestamp};
+use wafleet_core::types::{PhoneNumber, Timestamp};
 
+use crate::browser::register_with_a_device;
 use crate::browser::support::{click, fill, screenshot, start_browser, wait_for_text};
 use crate::campaigns::exec;
 use crate::helpers::TestApp;
 
 async fn plan_a_campaign_on_the_calendar_and_follow_it(app: TestApp) {
     let (_driver, browser) = start_browser().await;
-    browser.goto(&app.url("/register")).await.unwrap();
-    fill(&browser, "input[name=email]", "camp@example.com").await;
-    fill(&browser, "input[name=password]", "correct horse battery").await;
-    click(&browser, "#account-form button[type=submit]").await;
-    fill(&browser, "#add-device input[name=name]", "Sales 1").await;
-    click(&browser, "#add-device button[type=submit]").await;
-    wait_for_text(&browser, ".device .name", "Sales 1").await;
-    let owner = app
-        .db
-        .user_by_email(&Email::parse("camp@example.com").unwrap())
-        .await
-        .unwrap()
-        .expect("registered")
-        .id;
-    let device = app.db.list_devices(owner).await.unwrap()[0].id;
+    let (owner, device) = register_with_a_device(&app, &browser, "camp@example.com").await;
     for phone in ["+60123000001", "+60123000002"] {
         let lead = NewLead {
             name: "Lead".into(),

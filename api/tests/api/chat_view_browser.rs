@@ -7,7 +7,8 @@ use wafleet_core::db::DeviceStatus;
 use wafleet_core::link::ReceiptKind;
 use wafleet_core::types::Timestamp;
 
-use crate::browser::support::{click, fill, screenshot, start_browser, wait_for_text};
+use crate::browser::register_with_a_device;
+use crate::browser::support::{click, screenshot, start_browser, wait_for_text};
 use crate::chat_view::{hold, jid, store, text};
 use crate::helpers::TestApp;
 
@@ -19,21 +20,7 @@ async fn attr(browser: &Client, css: &str, name: &str) -> Option<String> {
 
 async fn read_stored_chats_and_see_new_messages_live(app: TestApp) {
     let (_driver, browser) = start_browser().await;
-    browser.goto(&app.url("/register")).await.unwrap();
-    fill(&browser, "input[name=email]", EMAIL).await;
-    fill(&browser, "input[name=password]", "correct horse battery").await;
-    click(&browser, "#account-form button[type=submit]").await;
-    fill(&browser, "#add-device input[name=name]", "Sales 1").await;
-    click(&browser, "#add-device button[type=submit]").await;
-    wait_for_text(&browser, ".device .name", "Sales 1").await;
-    let owner = app
-        .db
-        .user_by_email(&wafleet_core::types::Email::parse(EMAIL).unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
-    let device = app.db.list_devices(owner).await.unwrap()[0].id;
+    let (_, device) = register_with_a_device(&app, &browser, EMAIL).await;
 
     // History stored by a worker that holds the device, which is now offline.
     let fence = hold(&app, EMAIL, device.0).await;

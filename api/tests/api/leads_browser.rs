@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use fantoccini::{Client, Locator};
 use wafleet_core::db::LeadFilter;
-use wafleet_core::types::{DeviceId, Email, UserId};
+use wafleet_core::types::{DeviceId, UserId};
 
+use crate::browser::register_with_a_device;
 use crate::browser::support::{click, fill, screenshot, start_browser, wait_for_text};
 use crate::helpers::TestApp;
 use crate::leads_csv::{FIXED, TWO_BAD_ROWS};
@@ -49,21 +50,7 @@ async fn import_edit_and_export_leads_in_the_browser(app: TestApp) {
     std::fs::write(&fixed, FIXED).unwrap();
 
     let (_driver, browser) = start_browser().await;
-    browser.goto(&app.url("/register")).await.unwrap();
-    fill(&browser, "input[name=email]", "leads@example.com").await;
-    fill(&browser, "input[name=password]", "correct horse battery").await;
-    click(&browser, "#account-form button[type=submit]").await;
-    fill(&browser, "#add-device input[name=name]", "Sales 1").await;
-    click(&browser, "#add-device button[type=submit]").await;
-    wait_for_text(&browser, ".device .name", "Sales 1").await;
-    let owner = app
-        .db
-        .user_by_email(&Email::parse("leads@example.com").unwrap())
-        .await
-        .unwrap()
-        .expect("registered")
-        .id;
-    let device = app.db.list_devices(owner).await.unwrap()[0].id;
+    let (owner, device) = register_with_a_device(&app, &browser, "leads@example.com").await;
 
     // The device's card links to its leads.
     click(&browser, ".device .leads-link").await;
