@@ -193,11 +193,19 @@ async fn kill_9_and_a_redis_restart_lose_nothing_and_send_nothing_twice() {
         if open == 0 && rows.len() == SENDS {
             break rows;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{open} of {} sends still open after 120 s",
-            rows.len()
-        );
+        if started.elapsed() >= Duration::from_secs(120) {
+            // (send, status, device, lease holder, lease expiry)
+            type Stuck = (i64, String, i64, Option<String>, Option<i64>);
+            let stuck: Vec<Stuck> = sqlx::query_as(
+                "SELECT o.id, o.status, o.device_id, l.holder, l.expires_at FROM outbound_messages o \
+                 LEFT JOIN device_leases l ON l.device_id = o.device_id \
+                 WHERE o.status IN ('queued', 'sending') ORDER BY o.id",
+            )
+            .fetch_all(postgres(db))
+            .await
+            .unwrap();
+            panic!("{open} of {} sends still open after 120 s: {stuck:?}", rows.len());
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
 

@@ -9,7 +9,7 @@
 //! Before beginning a send, the holder asks the device's [`Pacer`] whether it may go now; if not,
 //! the job comes back when its slot is due ([`Outcome::Later`], which costs no attempt).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -78,6 +78,10 @@ pub struct Sender {
     roster: Roster,
     /// Sends pushed by the sweep and not yet finished, so a sweep does not push them twice.
     in_flight: Arc<Mutex<HashMap<i64, Instant>>>,
+    /// Sends an attempt in this process is working on (from just before `begin_send` until the
+    /// attempt ends or is dropped), so the sweep can tell a cancelled attempt from a live one.
+    /// Counted, since a send pushed twice can have two attempts at once (one finds it begun).
+    running: Arc<Mutex<HashMap<i64, u32>>>,
     /// Each device's pace, across all its sends.
     pacer: Pacer,
     /// A performed send adds a message to the device's chat: its cached reads go.
@@ -95,6 +99,7 @@ impl Sender {
             worker,
             roster,
             in_flight: Arc::default(),
+            running: Arc::default(),
         }
     }
 
@@ -109,6 +114,13 @@ impl Sender {
         if abandoned > 0 {
             metrics::counter!(m::SENDS, "status" => "unknown").increment(abandoned);
             tracing::warn!(abandoned, "sends left unconfirmed by a previous holder marked failed");
+        }
+        let running: HashSet<i64> = self.running.lock().expect("running sends").keys().copied().collect();
+        let begun_before = wafleet_core::types::Timestamp::now().plus_secs(-(2 * SEND_TIMEOUT.as_secs() as i64));
+        let dropped = self.db.fail_dropped_sends(&self.worker, &running, begun_before).await?;
+        if dropped > 0 {
+            metrics::counter!(m::SENDS, "status" => "unknown").increment(dropped);
+            tracing::warn!(dropped, "sends whose attempt was cancelled mid-flight marked failed");
         }
         let queued = self.db.queued_sends(&self.worker, SWEEP_LIMIT).await?;
         for (message, device) in queued {
@@ -154,6 +166,7 @@ impl Sender {
         if let Some(wait) = self.pacer.wait(job.device, job.message).await {
             return Outcome::Later(wait);
         }
+        let _running = Running::new(&self.running, job.message);
         let work = match self.db.begin_send(entry.fence, job.message).await {
             Ok(Some(work)) => work,
             // Already begun or finished by someone, or the lease moved on: nothing to do here.
@@ -230,5 +243,30 @@ impl Sender {
             wa_id,
             "could not record a performed send; it will show as unconfirmed"
         );
+    }
+}
+
+/// Marks a send as worked on in this process for as long as it lives, dropped future included.
+struct Running<'a> {
+    set: &'a Mutex<HashMap<i64, u32>>,
+    message: i64,
+}
+
+impl<'a> Running<'a> {
+    fn new(set: &'a Mutex<HashMap<i64, u32>>, message: i64) -> Self {
+        *set.lock().expect("running sends").entry(message).or_default() += 1;
+        Running { set, message }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut set = self.set.lock().expect("running sends");
+        if let Some(count) = set.get_mut(&self.message) {
+            *count -= 1;
+            if *count == 0 {
+                set.remove(&self.message);
+            }
+        }
     }
 }

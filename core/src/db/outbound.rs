@@ -261,6 +261,42 @@ impl Db {
             .map(|r| r.rows_affected()))?)
     }
 
+    /// Sends `worker` itself began under its current lease, more than `begun_before` ago, that no
+    /// attempt in this process is running any more (`running`): the attempt was cancelled (its
+    /// job torn down mid-flight) after it may have reached WhatsApp, so, like an abandoned send,
+    /// it fails visibly instead of waiting forever or going twice. Returns how many.
+    #[tracing::instrument(skip(self, running))]
+    pub async fn fail_dropped_sends(
+        &self,
+        worker: &str,
+        running: &std::collections::HashSet<i64>,
+        begun_before: Timestamp,
+    ) -> Result<u64> {
+        let candidates: Vec<(i64,)> = on_db!(self, pool => sqlx::query_as(
+            "SELECT o.id FROM outbound_messages o JOIN device_leases l ON l.device_id = o.device_id \
+             WHERE o.status = 'sending' AND l.holder = $1 AND o.send_token = l.token AND o.updated_at < $2")
+            .bind(worker)
+            .bind(begun_before)
+            .fetch_all(pool)
+            .await)?;
+        let now = Timestamp::now();
+        let mut failed = 0;
+        for (id,) in candidates.into_iter().filter(|(id,)| !running.contains(id)) {
+            failed += on_db!(self, pool => sqlx::query(
+                "UPDATE outbound_messages SET status = 'failed', updated_at = $2, \
+                   reason = 'outcome unknown: its attempt was cancelled before WhatsApp confirmed it; \
+                             not sent again, to avoid a duplicate' \
+                 WHERE id = $1 AND status = 'sending' AND updated_at < $3")
+                .bind(id)
+                .bind(now)
+                .bind(begun_before)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()))?;
+        }
+        Ok(failed)
+    }
+
     /// Begins a send as the device's holder: `queued → sending` under the lease's token. `None`
     /// when it is not queued (already begun, done, or not this device's).
     #[tracing::instrument(skip(self))]

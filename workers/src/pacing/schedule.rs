@@ -37,6 +37,10 @@ pub struct Schedule {
     failures: VecDeque<i64>,
     /// Sends are paused until then (UTC ms), and why.
     pub paused: Option<(i64, String)>,
+    /// When the last send was let go (UTC ms). Waiting sends come back late and together when
+    /// their jobs are delayed (a busy queue, the holder's sweep): their slots alone would then
+    /// let them go at once, so every release also keeps the pace from this one.
+    last_go: Option<i64>,
 }
 
 impl Schedule {
@@ -51,6 +55,7 @@ impl Schedule {
             reserved: HashMap::new(),
             failures: VecDeque::new(),
             paused: None,
+            last_go: last_sent,
         }
     }
 
@@ -83,9 +88,18 @@ impl Schedule {
             }
             self.paused = None;
         }
+        let interval = 60_000 / self.policy.per_minute.max(1);
+        let paced_from = self.last_go.map_or(i64::MIN, |last| last + interval);
         if let Some(&at) = self.reserved.get(&message) {
             if at <= now + GRACE_MS {
+                if paced_from > now + GRACE_MS {
+                    // Late, and another send went meanwhile: the next slot after it.
+                    self.reserved.insert(message, paced_from);
+                    self.next_free = self.next_free.max(paced_from + interval);
+                    return Slot::At(paced_from);
+                }
                 self.reserved.remove(&message);
+                self.last_go = Some(now);
                 return Slot::Now;
             }
             return Slot::At(at);
@@ -93,7 +107,7 @@ impl Schedule {
         // Slots of sends that never came back (their job was lost) are forgotten after a while.
         self.reserved.retain(|_, at| *at + BURST_WINDOW_MS > now);
         self.per_day.retain(|day, _| *day >= now.div_euclid(DAY_MS) - 1);
-        let mut at = now.max(self.next_free);
+        let mut at = now.max(self.next_free).max(paced_from);
         loop {
             let day = at.div_euclid(DAY_MS);
             if self.per_day.get(&day).copied().unwrap_or(0) < self.cap(day) {
@@ -102,9 +116,9 @@ impl Schedule {
             }
             at = at.max((day + 1) * DAY_MS);
         }
-        let interval = 60_000 / self.policy.per_minute.max(1);
         self.next_free = at + interval + jitter(self.policy.jitter_ms.max(0));
         if at <= now + GRACE_MS {
+            self.last_go = Some(now);
             Slot::Now
         } else {
             self.reserved.insert(message, at);

@@ -47,6 +47,30 @@ fn sends_are_spaced_to_the_per_minute_pace_and_keep_their_slots() {
 }
 
 #[test]
+fn waiting_sends_that_come_back_late_together_still_keep_the_pace() {
+    let mut schedule = warmed(Pacing {
+        jitter_ms: 0,
+        ..Pacing::default()
+    });
+    let at = slots(&mut schedule, 0..3, NOON);
+    assert_eq!(at, [NOON, NOON + MIN / 3, NOON + 2 * MIN / 3]);
+    // Both waiting jobs return at once, well after their slots.
+    let late = NOON + MIN;
+    assert_eq!(schedule.slot(1, late, |_| 0), Slot::Now);
+    assert_eq!(
+        schedule.slot(2, late + 2, |_| 0),
+        Slot::At(late + MIN / 3),
+        "not two at once: the next slot after the one that just went"
+    );
+    assert_eq!(schedule.slot(2, late + MIN / 3, |_| 0), Slot::Now);
+    assert_eq!(
+        schedule.slot(3, late + MIN / 3, |_| 0),
+        Slot::At(late + 2 * MIN / 3),
+        "a new send is behind both"
+    );
+}
+
+#[test]
 fn jitter_only_adds_to_the_gap() {
     let mut schedule = warmed(Pacing::default());
     let mut last = None;
