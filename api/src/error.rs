@@ -67,6 +67,24 @@ impl ApiError {
         }
     }
 
+    /// The error of a load several requests shared (the read cache's): the same status and
+    /// message for each of them.
+    pub fn shared(err: std::sync::Arc<ApiError>) -> Self {
+        std::sync::Arc::try_unwrap(err).unwrap_or_else(|shared| match &*shared {
+            ApiError::BadRequest(m) => ApiError::BadRequest(m.clone()),
+            ApiError::Unauthorized(m) => ApiError::Unauthorized(m.clone()),
+            ApiError::Forbidden(m) => ApiError::Forbidden(m.clone()),
+            ApiError::NotFound(what) => ApiError::NotFound(what),
+            ApiError::Conflict(m) => ApiError::Conflict(m.clone()),
+            ApiError::PayloadTooLarge(n) => ApiError::PayloadTooLarge(*n),
+            ApiError::UnsupportedMediaType(m) => ApiError::UnsupportedMediaType(m.clone()),
+            ApiError::Invalid(m) => ApiError::Invalid(m.clone()),
+            ApiError::TooManyRequests(s) => ApiError::TooManyRequests(*s),
+            ApiError::Unavailable(m) => ApiError::Unavailable(m.clone()),
+            ApiError::Internal(e) => ApiError::Internal(anyhow::anyhow!("{e:#}")),
+        })
+    }
+
     /// Maps a storage error, naming what was not found.
     pub fn from_core(err: wafleet_core::Error, what: &'static str) -> Self {
         use wafleet_core::Error as E;

@@ -123,13 +123,16 @@ impl ReadCache {
 
     /// The response stored for `what` of `topic`, or `load`'s, which is stored when it succeeds.
     /// `what` must name everything the response depends on besides the topic (the caller, the
-    /// route, its parameters).
-    pub async fn get_or_load<E, F>(&self, topic: Topic, what: String, load: F) -> Result<Bytes, E>
+    /// route, its parameters). Concurrent misses of one key run one `load` and share its answer,
+    /// error included: when a popular entry expires under load, one request goes to the database
+    /// instead of every one of them at once.
+    pub async fn get_or_load<E, F>(&self, topic: Topic, what: String, load: F) -> Result<Bytes, Arc<E>>
     where
         F: Future<Output = Result<Bytes, E>>,
+        E: Send + Sync + 'static,
     {
         let Some(inner) = &self.0 else {
-            return load.await;
+            return load.await.map_err(Arc::new);
         };
         // The generation is taken before the database is read: a write that lands meanwhile
         // raises it, and what this read stores is never found.
@@ -139,14 +142,17 @@ impl ReadCache {
             generation: inner.generation(topic),
             what,
         };
-        if let Some(hit) = inner.entries.get(&key).await {
-            metrics::counter!(m::READ_CACHE, "result" => "hit").increment(1);
-            return Ok(hit);
-        }
-        metrics::counter!(m::READ_CACHE, "result" => "miss").increment(1);
-        let value = load.await?;
-        inner.entries.insert(key, value.clone()).await;
-        Ok(value)
+        let mut loaded = false;
+        let value = inner
+            .entries
+            .try_get_with(key, async {
+                loaded = true;
+                load.await
+            })
+            .await;
+        let result = if loaded { "miss" } else { "hit" };
+        metrics::counter!(m::READ_CACHE, "result" => result).increment(1);
+        value
     }
 
     /// Everything cached for `topics` stops being served.
@@ -368,6 +374,41 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(fresh.as_ref(), b"four");
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_load_once_and_share_the_answer() {
+        let cache = ReadCache::new(Duration::from_secs(60), 1 << 20);
+        let topic = Topic::Analytics;
+        let loads = AtomicU64::new(0);
+        let read = || {
+            cache.get_or_load(topic, "summary".into(), async {
+                loads.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                body("counted")
+            })
+        };
+        let answers = futures_util::future::join_all((0..20).map(|_| read())).await;
+        assert!(answers.iter().all(|a| a.as_ref().unwrap().as_ref() == b"counted"));
+        assert_eq!(loads.load(Ordering::SeqCst), 1, "one load for twenty concurrent misses");
+
+        // A failed load is shared with those waiting on it, and not stored.
+        let failed = futures_util::future::join_all((0..5).map(|_| {
+            cache.get_or_load(topic, "broken".into(), async {
+                loads.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Err::<Bytes, _>("database down")
+            })
+        }))
+        .await;
+        assert!(
+            failed
+                .iter()
+                .all(|a| a.as_ref().unwrap_err().as_ref() == &"database down")
+        );
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+        let retried = cache.get_or_load(topic, "broken".into(), async { body("back") }).await;
+        assert_eq!(retried.unwrap().as_ref(), b"back");
     }
 
     #[tokio::test]
