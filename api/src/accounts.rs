@@ -1,5 +1,5 @@
-//! Accounts: register, log in, log out, and who am I. The JSON routes live here; the form pages
-//! in `pages` call the same [`register`] and [`login`].
+//! Accounts: register, log in, log out, who am I, and changing the password. The JSON routes live
+//! here; the form pages in `pages` call the same [`register`], [`login`] and [`change_password`].
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -45,6 +45,22 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(login_json))
         .routes(routes!(logout_json))
         .routes(routes!(me))
+        .routes(routes!(change_password_json))
+}
+
+/// The current password and the one to replace it.
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
+pub struct PasswordChange {
+    /// The password in use now.
+    pub current_password: String,
+    /// The new password (8 to 256 characters, not the current one).
+    pub new_password: String,
+}
+
+impl std::fmt::Debug for PasswordChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordChange").finish_non_exhaustive()
+    }
 }
 
 /// The caller's address, from the socket or, when configured, from `X-Forwarded-For`.
@@ -134,6 +150,43 @@ pub(crate) async fn login(state: &AppState, creds: &Credentials, ip: ClientIp) -
     }
 }
 
+/// Changes `user`'s password after checking the current one (a wrong one counts as a failed login,
+/// so a stolen session cannot guess it), then ends every other session of theirs; `keep` is the
+/// digest of the session making the change. Returns how many sessions were ended.
+pub(crate) async fn change_password(
+    state: &AppState,
+    user: &User,
+    change: &PasswordChange,
+    ip: ClientIp,
+    keep: Option<&str>,
+) -> ApiResult<u64> {
+    auth::validate_password(&change.new_password).map_err(|e| ApiError::Invalid(format!("new_password: {e}")))?;
+    if change.new_password == change.current_password {
+        return Err(ApiError::Invalid(
+            "new_password: is the current password; choose another".into(),
+        ));
+    }
+    let creds = Credentials {
+        email: user.email.to_string(),
+        password: change.current_password.clone(),
+    };
+    match login(state, &creds, ip).await {
+        Ok(_) => {}
+        // Not 401: that would read as "logged out" to the pages.
+        Err(ApiError::Unauthorized(_)) => {
+            return Err(ApiError::Invalid("current_password: is not your password".into()));
+        }
+        Err(e) => return Err(e),
+    }
+    let password = change.new_password.clone();
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(|e| anyhow::anyhow!("hashing task: {e}"))??;
+    let ended = state.db.set_password(user.id, &hash, keep).await?;
+    tracing::info!(user = %user.id, sessions_ended = ended, "password changed");
+    Ok(ended)
+}
+
 /// Register an account and start a session (cookie).
 #[utoipa::path(post, path = "/api/register", tag = "accounts", request_body = Credentials,
     responses(
@@ -175,6 +228,27 @@ async fn login_json(
 async fn logout_json(State(state): State<AppState>, jar: CookieJar) -> ApiResult<impl IntoResponse> {
     let jar = session::end(&state, jar).await?;
     Ok((jar, ok("logged out", ())))
+}
+
+/// Change the password. Every other browser session of the account is logged out; the one making
+/// the change stays logged in. API tokens keep working (revoke them on the dashboard).
+#[utoipa::path(post, path = "/api/account/password", tag = "accounts", request_body = PasswordChange,
+    responses(
+        (status = 200, description = "Password changed; `results.sessions_ended` other sessions logged out"),
+        (status = 401, description = "Not logged in"),
+        (status = 422, description = "The current password is wrong, or the new one is too short or unchanged"),
+        (status = 429, description = "Too many wrong passwords; see Retry-After"),
+    ))]
+async fn change_password_json(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ip: ClientIp,
+    jar: CookieJar,
+    Json(change): Json<PasswordChange>,
+) -> ApiResult<impl IntoResponse> {
+    let keep = session::cookie_digest(&jar);
+    let ended = change_password(&state, &user, &change, ip, keep.as_deref()).await?;
+    Ok(ok("password changed", serde_json::json!({ "sessions_ended": ended })))
 }
 
 /// The current account.

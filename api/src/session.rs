@@ -73,11 +73,15 @@ pub(crate) async fn token_user(state: &AppState, token: &str) -> Result<User, Ap
 }
 
 async fn session_user(parts: &Parts, state: &AppState) -> Result<Option<User>, ApiError> {
-    let jar = CookieJar::from_headers(&parts.headers);
-    match jar.get(SESSION_COOKIE) {
-        Some(cookie) => Ok(state.db.session_user(&auth::digest(cookie.value())).await?),
+    match cookie_digest(&CookieJar::from_headers(&parts.headers)) {
+        Some(digest) => Ok(state.db.session_user(&digest).await?),
         None => Ok(None),
     }
+}
+
+/// The stored digest of the session cookie in `jar`, if it has one.
+pub(crate) fn cookie_digest(jar: &CookieJar) -> Option<String> {
+    jar.get(SESSION_COOKIE).map(|cookie| auth::digest(cookie.value()))
 }
 
 /// Starts a session for `user` and returns the jar with its cookie set.

@@ -328,7 +328,149 @@ async fn closed_registration_and_env_admin(backend: Backend) {
     assert_eq!(response.status(), StatusCode::OK);
 }
 
+/// Logs `email` in with `password` on a fresh client; the client, or the status when refused.
+async fn log_in(app: &TestApp, email: &str, password: &str) -> Result<reqwest::Client, StatusCode> {
+    let client = browser_like_client();
+    let response = client
+        .post(app.url("/api/login"))
+        .json(&serde_json::json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    match response.status() {
+        StatusCode::OK => Ok(client),
+        status => Err(status),
+    }
+}
+
+async fn me_status(app: &TestApp, client: &reqwest::Client) -> StatusCode {
+    client.get(app.url("/api/me")).send().await.unwrap().status()
+}
+
+async fn changing_the_password_logs_out_other_sessions(app: TestApp) {
+    let ana = app.session("pw@example.com").await;
+    let other = log_in(&app, "pw@example.com", "correct horse battery").await.unwrap();
+    let bob = app.session("bob@example.com").await;
+    let change = |current: &str, new: &str| serde_json::json!({"current_password": current, "new_password": new});
+
+    for (body, needle) in [
+        (
+            change("wrong guess!", "a new passphrase"),
+            "current_password: is not your password",
+        ),
+        (change("correct horse battery", "short"), "new_password:"),
+        (
+            change("correct horse battery", "correct horse battery"),
+            "new_password: is the current password",
+        ),
+    ] {
+        expect_error(
+            ana.post("/api/account/password", body).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            needle,
+        )
+        .await;
+    }
+    assert_eq!(
+        me_status(&app, &other).await,
+        StatusCode::OK,
+        "refused changes end nothing"
+    );
+    assert!(log_in(&app, "pw@example.com", "correct horse battery").await.is_ok());
+
+    let response = ana
+        .post(
+            "/api/account/password",
+            change("correct horse battery", "a new passphrase"),
+        )
+        .await;
+    let answer = body(response).await;
+    assert_eq!(answer["results"]["sessions_ended"], serde_json::json!(2), "{answer}");
+    assert_eq!(
+        me_status(&app, &ana.client).await,
+        StatusCode::OK,
+        "the changing session stays"
+    );
+    assert_eq!(
+        me_status(&app, &other).await,
+        StatusCode::UNAUTHORIZED,
+        "other sessions end"
+    );
+    assert_eq!(
+        log_in(&app, "pw@example.com", "correct horse battery")
+            .await
+            .unwrap_err(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(log_in(&app, "pw@example.com", "a new passphrase").await.is_ok());
+    assert_eq!(
+        me_status(&app, &bob.client).await,
+        StatusCode::OK,
+        "another user is untouched"
+    );
+    assert!(log_in(&app, "bob@example.com", "correct horse battery").await.is_ok());
+
+    let anonymous = browser_like_client()
+        .post(app.url("/api/account/password"))
+        .json(&change("a new passphrase", "another passphrase"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    // Wrong current passwords count as failed logins, so a stolen session cannot guess it.
+    for _ in 0..app.settings.login_max_failures {
+        ana.post("/api/account/password", change("guess guess", "another passphrase"))
+            .await;
+    }
+    let blocked = ana
+        .post(
+            "/api/account/password",
+            change("a new passphrase", "another passphrase"),
+        )
+        .await;
+    assert_eq!(blocked.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+async fn the_account_page_changes_the_password(app: TestApp) {
+    let ana = app.session("page@example.com").await;
+    let html = ana.get("/account").await.text().await.unwrap();
+    assert!(
+        html.contains("page@example.com") && html.contains("Change password"),
+        "{html}"
+    );
+    let csrf = crate::helpers::csrf_from_html(&html);
+    let post = |current: &'static str, new: &'static str| {
+        let fields = [
+            ("current_password", current),
+            ("new_password", new),
+            ("csrf_token", csrf.as_str()),
+        ];
+        ana.client.post(ana.url("/account")).form(&fields).send()
+    };
+    let wrong = post("nope nope nope", "a new passphrase").await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        wrong
+            .text()
+            .await
+            .unwrap()
+            .contains("current_password: is not your password")
+    );
+    let done = post("correct horse battery", "a new passphrase").await.unwrap();
+    assert_eq!(done.status(), StatusCode::OK);
+    assert!(done.text().await.unwrap().contains("Password changed."));
+    assert!(log_in(&app, "page@example.com", "a new passphrase").await.is_ok());
+    let anonymous = browser_like_client().get(app.url("/account")).send().await.unwrap();
+    assert_eq!(
+        anonymous.status(),
+        StatusCode::SEE_OTHER,
+        "logged-out visitors go to log in"
+    );
+}
+
 on_both_backends!(
-    app: register_login_logout, register_rejects_bad_input, login_is_rate_limited, form_pages_log_in_and_out;
+    app: register_login_logout, register_rejects_bad_input, login_is_rate_limited, form_pages_log_in_and_out,
+        changing_the_password_logs_out_other_sessions, the_account_page_changes_the_password;
     backend: closed_registration_and_env_admin
 );

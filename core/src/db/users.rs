@@ -64,6 +64,31 @@ impl Db {
         Ok(on_db!(self, pool => sqlx::query_as::<_, User>(sql).bind(email).fetch_optional(pool).await)?)
     }
 
+    /// Replaces `user`'s password hash and ends every session of theirs except `keep` (the one
+    /// that changed it), in one transaction; returns how many sessions were ended. A stolen
+    /// session cookie stops working once the owner changes the password.
+    #[tracing::instrument(skip(self, password_hash, keep))]
+    pub async fn set_password(&self, user: UserId, password_hash: &str, keep: Option<&str>) -> Result<u64> {
+        let keep = keep.unwrap_or("");
+        on_db!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                .bind(password_hash)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+            let ended = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+                .bind(user)
+                .bind(keep)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(ended)
+        }.await)
+        .map_err(Error::from)
+    }
+
     /// Marks an existing account as administrator.
     #[tracing::instrument(skip(self))]
     pub async fn make_admin(&self, user: UserId) -> Result<()> {
