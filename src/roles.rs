@@ -52,6 +52,7 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
         invalidations: invalidations.clone(),
         live_worker: std::time::Duration::from_secs(settings.lease_ttl_secs),
         queues: queues.clone(),
+        webhook_keep: std::time::Duration::from_secs(settings.webhook_keep_days.saturating_mul(24 * 3600)),
     };
 
     let settings = Arc::new(settings);

@@ -49,6 +49,7 @@ async fn three_sends(backend: Backend, policy: Pacing) -> Vec<Timestamp> {
         id: "pacer".into(),
         capacity: 10,
         lease_ttl: Duration::from_secs(5),
+        webhooks: wafleet_workers::WebhookOptions::default(),
     };
     let link = Arc::new(SimLink::new(sim.ws_url(), db.clone()));
     let worker = tokio::spawn(wafleet_workers::run(

@@ -233,6 +233,29 @@ pub struct Settings {
     #[arg(long, env = "WORKER_WAIT_SECS", global = true, default_value_t = 15)]
     pub worker_wait_secs: u64,
 
+    /// Seconds a webhook receiver has to answer one delivery before the attempt counts as failed.
+    #[arg(long, env = "WEBHOOK_TIMEOUT_SECS", global = true, default_value_t = 10)]
+    pub webhook_timeout_secs: u64,
+
+    /// Attempts at delivering one webhook event before it is marked dead (and can be replayed).
+    #[arg(long, env = "WEBHOOK_MAX_ATTEMPTS", global = true, default_value_t = 6,
+        value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub webhook_max_attempts: u32,
+
+    /// Wait before the first webhook retry, in milliseconds; each next retry waits about twice as
+    /// long (with jitter), up to ten minutes.
+    #[arg(long, env = "WEBHOOK_FIRST_RETRY_MS", global = true, default_value_t = 1000)]
+    pub webhook_first_retry_ms: u64,
+
+    /// How often each worker looks for newly recorded webhook events to queue, in milliseconds;
+    /// the webhook queue is checked for due retries at twice this.
+    #[arg(long, env = "WEBHOOK_POLL_MS", global = true, default_value_t = 500)]
+    pub webhook_poll_ms: u64,
+
+    /// Days webhook deliveries stay listed before housekeeping removes them.
+    #[arg(long, env = "WEBHOOK_KEEP_DAYS", global = true, default_value_t = 7)]
+    pub webhook_keep_days: u64,
+
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

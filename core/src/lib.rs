@@ -17,6 +17,7 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod types;
+pub mod webhooks;
 
 pub use config::Settings;
 pub use db::Db;

@@ -13,8 +13,11 @@
 //! | `wafleet_jobs_total{queue,outcome}` | counter | job runs by outcome: `done`, `retried`, `dead` (dead letters) |
 //! | `wafleet_queue_depth{queue}` | gauge | jobs waiting in a queue (`sends`: queued or in-flight sends across all workers) |
 //! | `wafleet_sends_total{status}` | counter | outbound sends by how they ended: `sent`, `failed`, `unknown` |
+//! | `wafleet_webhook_deliveries_total{outcome}` | counter | webhook attempts: `delivered`, `retried`, `dead` |
 //! | `wafleet_flush_batch_rows` | histogram | events written per ingest batch |
 //! | `wafleet_flush_seconds` | histogram | time to write one ingest batch |
+//! | `wafleet_device_actions_total{kind}` | counter | actions taken from a device's actions page or API: `test_send`, `check_numbers`, `broadcast` |
+//! | `wafleet_broadcast_recipients_total` | counter | recipients of accepted broadcasts (each one send) |
 //! | `wafleet_http_requests_total{status}` | counter | HTTP requests answered, by status class (`2xx`, `4xx`, …) |
 //! | `wafleet_http_request_duration_seconds` | summary | HTTP request latency |
 
@@ -44,6 +47,8 @@ pub const JOBS: &str = "wafleet_jobs_total";
 pub const QUEUE_DEPTH: &str = "wafleet_queue_depth";
 /// Outbound sends by how they ended.
 pub const SENDS: &str = "wafleet_sends_total";
+/// Webhook delivery attempts by outcome.
+pub const WEBHOOK_DELIVERIES: &str = "wafleet_webhook_deliveries_total";
 /// Events written per ingest batch.
 pub const FLUSH_BATCH_ROWS: &str = "wafleet_flush_batch_rows";
 /// Seconds to write one ingest batch.
@@ -52,6 +57,10 @@ pub const FLUSH_SECONDS: &str = "wafleet_flush_seconds";
 pub const READ_CACHE: &str = "wafleet_read_cache_total";
 /// Entries in this process's read cache, as of its last cleanup.
 pub const READ_CACHE_ENTRIES: &str = "wafleet_read_cache_entries";
+/// Device actions taken (test sends, number checks, broadcasts) by kind.
+pub const DEVICE_ACTIONS: &str = "wafleet_device_actions_total";
+/// Recipients of accepted broadcasts.
+pub const BROADCAST_RECIPIENTS: &str = "wafleet_broadcast_recipients_total";
 /// HTTP requests answered.
 pub const HTTP_REQUESTS: &str = "wafleet_http_requests_total";
 /// HTTP request latency.
@@ -85,6 +94,10 @@ fn describe() {
     describe_counter!(JOBS, "Job runs by queue and outcome (done, retried, dead)");
     describe_gauge!(QUEUE_DEPTH, "Jobs waiting per queue");
     describe_counter!(SENDS, "Outbound sends by how they ended");
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Webhook delivery attempts by outcome (delivered, retried, dead)"
+    );
     describe_histogram!(FLUSH_BATCH_ROWS, "Events written per ingest batch");
     describe_histogram!(FLUSH_SECONDS, metrics::Unit::Seconds, "Time to write one ingest batch");
     describe_counter!(

@@ -28,6 +28,7 @@ fn options(worker: &str) -> ConsumeOptions {
         worker: worker.into(),
         concurrency: 4,
         heartbeat: Duration::from_secs(1),
+        retry: None,
     }
 }
 

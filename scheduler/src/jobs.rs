@@ -24,6 +24,9 @@ pub const CACHE_CLEANUP_SCHEDULE: &str = "30 * * * * *";
 const STALE_WORKER_SECS: i64 = 3600;
 /// Finished jobs are kept this long in the queue's storage (for inspection), then deleted.
 const KEEP_FINISHED_JOBS: Duration = Duration::from_secs(24 * 3600);
+/// A pending webhook delivery untouched this long lost its job (the longest retry wait is ten
+/// minutes), so it is queued again.
+const STALE_DELIVERY_SECS: i64 = 3600;
 /// How long `cron_runs` remembers a tick.
 const CRON_RUNS_KEPT_SECS: i64 = 7 * 24 * 3600;
 
@@ -36,6 +39,8 @@ pub struct Context {
     pub live_worker: Duration,
     /// The job queues, tidied by the housekeeping.
     pub queues: Queues,
+    /// How long webhook deliveries stay listed (`WEBHOOK_KEEP_DAYS`).
+    pub webhook_keep: Duration,
 }
 
 /// Adds the standard jobs to `scheduler`.
@@ -44,10 +49,11 @@ pub fn standard(scheduler: Scheduler, context: Context) -> anyhow::Result<Schedu
     let invalidations = context.invalidations;
     let refreshed = invalidations.clone();
     let queues = context.queues;
+    let webhook_keep = context.webhook_keep;
     scheduler
         .job("housekeeping", HOUSEKEEPING_SCHEDULE, Fire::Once, move |db, _| {
             let queues = queues.clone();
-            Box::pin(async move { housekeeping(&db, &queues).await })
+            Box::pin(async move { housekeeping(&db, &queues, webhook_keep).await })
         })?
         .job(
             "fleet_gauges",
@@ -96,9 +102,10 @@ pub async fn fleet_gauges(db: &Db, live_worker_secs: i64) -> anyhow::Result<()> 
 }
 
 /// One round of housekeeping: expired login sessions, workers silent for an hour and their send
-/// queues, finished jobs older than a day, and ticks older than a week. Each step is idempotent;
-/// a failure is retried next round.
-pub async fn housekeeping(db: &Db, queues: &Queues) -> anyhow::Result<()> {
+/// queues, finished jobs older than a day, ticks older than a week, and webhook deliveries older
+/// than `webhook_keep` (pending ones whose job was lost are queued again). Each step is
+/// idempotent; a failure is retried next round.
+pub async fn housekeeping(db: &Db, queues: &Queues, webhook_keep: Duration) -> anyhow::Result<()> {
     let now = Timestamp::now();
     let sessions = db
         .delete_expired_sessions(now)
@@ -128,6 +135,14 @@ pub async fn housekeeping(db: &Db, queues: &Queues) -> anyhow::Result<()> {
         .context("removing old cron runs")?;
     if ticks > 0 {
         tracing::debug!(removed = ticks, "old cron runs removed");
+    }
+    let keep = i64::try_from(webhook_keep.as_secs()).unwrap_or(i64::MAX);
+    let (removed, requeued) = db
+        .tidy_deliveries(now.plus_secs(-keep), now.plus_secs(-STALE_DELIVERY_SECS))
+        .await
+        .context("tidying webhook deliveries")?;
+    if removed + requeued > 0 {
+        tracing::info!(removed, requeued, "webhook deliveries tidied");
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ pub mod pacing;
 mod requests;
 mod sends;
 mod sessions;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use wafleet_core::shutdown::Shutdown;
 pub use flush::{Flusher, Ingest, MAX_BATCH};
 pub use sends::{Roster, Sender};
 pub use sessions::{SessionManager, WorkerOptions};
+pub use webhooks::WebhookOptions;
 
 /// Sends run at once per worker.
 const SEND_CONCURRENCY: usize = 64;
@@ -46,6 +48,7 @@ impl WorkerOptions {
             id,
             capacity: settings.worker_capacity,
             lease_ttl: std::time::Duration::from_secs(settings.lease_ttl_secs.max(1)),
+            webhooks: WebhookOptions::from_settings(settings),
         }
     }
 }
@@ -81,6 +84,7 @@ pub async fn run(
         worker: options.id.clone(),
         concurrency: SEND_CONCURRENCY,
         heartbeat: Duration::from_secs(options.lease_ttl.as_secs().max(1)),
+        retry: None,
     };
     let handler = sender.clone();
     let sends = tokio::spawn(wafleet_core::queue::consume(
@@ -93,12 +97,23 @@ pub async fn run(
         },
         shutdown.clone(),
     ));
+    // Webhooks are delivered by every worker, for every user: nothing ties them to a device.
+    let webhooks = tokio::spawn(webhooks::run(
+        db.clone(),
+        queues.clone(),
+        options.id.clone(),
+        options.webhooks.clone(),
+        shutdown.clone(),
+    ));
     let mut manager = SessionManager::new(db, link, options, flusher.ingest(), roster, Some(sender));
     manager.run(shutdown).await;
     match sends.await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => tracing::warn!(error = ?err, "the send queue stopped with an error"),
         Err(err) => tracing::warn!(error = ?err, "the send queue task failed"),
+    }
+    if let Err(err) = webhooks.await {
+        tracing::warn!(error = ?err, "the webhook deliverer failed");
     }
     manager.drain().await;
     drop(manager);

@@ -46,6 +46,8 @@ pub struct WorkerOptions {
     pub capacity: u32,
     /// How long a claim lasts without renewal.
     pub lease_ttl: Duration,
+    /// How webhook events are delivered.
+    pub webhooks: crate::WebhookOptions,
 }
 
 /// A live session this worker holds.

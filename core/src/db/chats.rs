@@ -4,6 +4,7 @@ use crate::link::{IncomingMessage, Jid, ReceiptKind};
 use crate::types::{DeviceId, Timestamp, UserId};
 use crate::{Db, Result};
 
+use super::webhooks::{Event, emit_in};
 use super::{Fence, on_db};
 
 /// A chat as listed to its owner.
@@ -24,7 +25,7 @@ pub struct Chat {
 /// Longest preview kept on a chat.
 const PREVIEW_CHARS: usize = 120;
 /// Rows per multi-row statement (SQLite allows 32,766 bound values; 10 columns a row).
-pub(super) const ROWS_PER_STATEMENT: usize = 500;
+pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 
 /// One thing a session reported, for [`Db::write_batch`].
 #[derive(Clone, Debug)]
@@ -55,7 +56,7 @@ pub struct BatchOutcome {
 }
 
 impl IngestItem {
-    pub(super) fn kind_name(message: &IncomingMessage) -> String {
+    pub(crate) fn kind_name(message: &IncomingMessage) -> String {
         serde_json::to_value(message.kind)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
@@ -64,7 +65,7 @@ impl IngestItem {
 }
 
 /// Inserts messages (many rows per statement), skipping replays, and updates their chats: last
-/// message, preview, name and unread count. Evaluates to the number of new messages.
+/// message, preview, name and unread count. Evaluates to the new messages (replays left out).
 macro_rules! insert_messages {
     ($tx:expr, $rows:expr, $now:expr) => {{
         let rows: &[(DeviceId, &IncomingMessage)] = $rows;
@@ -129,7 +130,7 @@ macro_rules! insert_messages {
             );
             upsert.build().execute(&mut *$tx).await?;
         }
-        new_rows.len() as u64
+        new_rows
     }};
 }
 pub(super) use insert_messages;
@@ -189,12 +190,20 @@ macro_rules! write_batch_in {
                 _ => None,
             })
             .collect();
-        let new_messages = insert_messages!($tx, &messages, now);
+        let new_rows = insert_messages!($tx, &messages, now);
+        let new_messages = new_rows.len() as u64;
+        let mut events: Vec<(DeviceId, Event<'_>)> = new_rows
+            .iter()
+            .map(|(device, m)| (*device, Event::Message(m)))
+            .collect();
         for ((fence, item), ok) in items.iter().zip(&accepted) {
             if let (IngestItem::Receipt { chat, kind, ids }, true) = (item, ok) {
                 apply_receipt_in!($tx, fence.device, chat, *kind, ids, now);
+                events.push((fence.device, Event::Receipt { chat, kind: *kind, ids }));
             }
         }
+        // In the same transaction: an event is recorded exactly when what it reports is.
+        emit_in!($tx, &events, now);
         $tx.commit().await?;
         let mut touched: Vec<DeviceId> = items
             .iter()

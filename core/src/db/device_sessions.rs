@@ -10,6 +10,7 @@ use crate::{Db, Error, Result};
 
 use super::leases::fenced;
 use super::on_db;
+use super::webhooks::{status_before_in, status_changed_in};
 use super::{DeviceStatus, Fence};
 
 /// What the owner wants the session to be.
@@ -207,15 +208,18 @@ impl Db {
     /// The holder reports the session's status; `online` also records `last_seen_at`.
     #[tracing::instrument(skip(self))]
     pub async fn set_device_status(&self, fence: Fence, status: DeviceStatus) -> Result<()> {
+        let now = Timestamp::now();
         fenced!(self, fence, tx => {
+            let before = status_before_in!(tx, fence.device);
             sqlx::query(
                 "UPDATE devices SET status = $1, updated_at = $2, \
                    last_seen_at = CASE WHEN $1 = 'online' THEN $2 ELSE last_seen_at END WHERE id = $3")
                 .bind(status.as_str())
-                .bind(Timestamp::now())
+                .bind(now)
                 .bind(fence.device)
                 .execute(&mut *tx)
                 .await?;
+            status_changed_in!(tx, fence.device, before, status.as_str(), now);
         });
         Ok(())
     }
@@ -225,12 +229,14 @@ impl Db {
     pub async fn mark_paired(&self, fence: Fence, jid: &Jid) -> Result<()> {
         let now = Timestamp::now();
         fenced!(self, fence, tx => {
+            let before = status_before_in!(tx, fence.device);
             sqlx::query("UPDATE devices SET jid = $1, status = 'online', last_seen_at = $2, updated_at = $2 WHERE id = $3")
                 .bind(&jid.0)
                 .bind(now)
                 .bind(fence.device)
                 .execute(&mut *tx)
                 .await?;
+            status_changed_in!(tx, fence.device, before, "online", now);
             // The generation stays: the holder already has the session that just paired.
             sqlx::query(
                 "UPDATE device_sessions SET desired = 'connected', qr_code = NULL, qr_expires_at = NULL, \
@@ -249,12 +255,14 @@ impl Db {
     pub async fn mark_unlinked(&self, fence: Fence, status: DeviceStatus, reason: &str) -> Result<()> {
         let now = Timestamp::now();
         fenced!(self, fence, tx => {
+            let before = status_before_in!(tx, fence.device);
             sqlx::query("UPDATE devices SET status = $1, updated_at = $2 WHERE id = $3")
                 .bind(status.as_str())
                 .bind(now)
                 .bind(fence.device)
                 .execute(&mut *tx)
                 .await?;
+            status_changed_in!(tx, fence.device, before, status.as_str(), now);
             sqlx::query(
                 "UPDATE device_sessions SET desired = 'unlinked', qr_code = NULL, qr_expires_at = NULL, \
                    pair_code = NULL, last_error = $1, updated_at = $2 WHERE device_id = $3")

@@ -5,8 +5,10 @@
 //! body once per backend so that each copy is type-checked against its own driver. Where the
 //! dialects differ, a query matches on [`Db`] itself.
 
+mod activity;
 mod analytics;
 mod api_tokens;
+mod broadcasts;
 mod campaigns;
 mod chat_views;
 mod chats;
@@ -23,6 +25,7 @@ mod outbound;
 mod pacing;
 mod sessions;
 mod users;
+pub(crate) mod webhooks;
 
 use std::time::Duration;
 
@@ -32,8 +35,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::config::{DatabaseTarget, Settings};
 
+pub use activity::{ActivityEntry, ActivityKind, NewActivity};
 pub use analytics::{Analytics, AnalyticsCounts, AnalyticsDay, AnalyticsPercent, DeviceCounts};
 pub use api_tokens::ApiToken;
+pub use broadcasts::{Broadcast, NewBroadcast, broadcast_send_key};
 pub use campaigns::send_key;
 pub use campaigns::{
     CalendarDay, CalendarEntry, Campaign, CampaignChanges, CampaignReport, CampaignStatus, DeviceReport, Dispatched,
@@ -50,6 +55,7 @@ pub use leases::{Fence, Fleet};
 pub use outbound::{NewSend, OutboundMessage, OutboundStatus, SendWork};
 pub use pacing::{DevicePacing, Pacing, SendStats};
 pub use users::{NewUserRole, User};
+pub use webhooks::{Attempt, AttemptResult, Delivery, DeliveryStatus, Webhook};
 
 /// Runs `$body` with `$pool` bound to the backend's native pool.
 macro_rules! on_db {

@@ -29,3 +29,22 @@ pub(crate) const SENDS_PREFIX: &str = "sends.";
 pub fn sends_queue(worker: &str) -> String {
     format!("{SENDS_PREFIX}{worker}")
 }
+
+/// Delivers one recorded webhook event (`webhook_deliveries`) to its owner's URL. Any worker may
+/// run it. Its retry policy comes from settings (see [`super::Retry`]); the constants here are
+/// the defaults of those settings.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct WebhookJob {
+    /// The delivery's id.
+    pub delivery: i64,
+}
+
+impl Job for WebhookJob {
+    const MAX_ATTEMPTS: u32 = 6;
+    const FIRST_RETRY: Duration = Duration::from_secs(1);
+    const LONGEST_RETRY: Duration = Duration::from_secs(600);
+    const TIMEOUT: Duration = Duration::from_secs(60);
+}
+
+/// The queue of webhook deliveries, shared by every worker.
+pub const WEBHOOKS_QUEUE: &str = "webhooks";

@@ -26,7 +26,7 @@ use sqlx::SqlitePool;
 
 use crate::{Db, Settings};
 
-pub use jobs::{SendJob, sends_queue};
+pub use jobs::{SendJob, WEBHOOKS_QUEUE, WebhookJob, sends_queue};
 pub use run::{ConsumeOptions, consume};
 pub use tidy::Tidied;
 
@@ -40,6 +40,28 @@ pub trait Job: Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + std:
     const LONGEST_RETRY: Duration = Duration::from_secs(600);
     /// A run that takes longer is cut off and counts as a failed attempt.
     const TIMEOUT: Duration = Duration::from_secs(60);
+}
+
+/// A retry policy chosen at run time (from settings), in place of the job type's constants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retry {
+    /// How often a job is tried before it becomes a dead letter.
+    pub max_attempts: u32,
+    /// The first retry waits about this long; each next one twice as long (with jitter).
+    pub first: Duration,
+    /// No retry waits longer than this.
+    pub longest: Duration,
+}
+
+impl Retry {
+    /// The policy `J` declares.
+    pub fn of<J: Job>() -> Retry {
+        Retry {
+            max_attempts: J::MAX_ATTEMPTS,
+            first: J::FIRST_RETRY,
+            longest: J::LONGEST_RETRY,
+        }
+    }
 }
 
 /// A job with the number of the attempt it is on, as stored in the queue.

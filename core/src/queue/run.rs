@@ -11,7 +11,7 @@ use apalis_redis::RedisStorage;
 use apalis_sqlite::SqliteStorage;
 use tracing::Instrument;
 
-use super::{Envelope, Job, Outcome, Queues, Store, backoff};
+use super::{Envelope, Job, Outcome, Queues, Retry, Store, backoff};
 use crate::metrics as m;
 use crate::shutdown::Shutdown;
 
@@ -25,6 +25,8 @@ pub struct ConsumeOptions {
     /// How often the consumer tells the queue it is alive. Jobs held by a consumer silent for
     /// three of these go back to the queue for another consumer.
     pub heartbeat: Duration,
+    /// The retry policy, when it is set at run time rather than by the job type.
+    pub retry: Option<Retry>,
 }
 
 type Handler<J> = dyn Fn(J, u32) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync;
@@ -32,6 +34,7 @@ type Handler<J> = dyn Fn(J, u32) -> Pin<Box<dyn Future<Output = Outcome> + Send>
 /// What every run of a queue's handler needs.
 struct Consumer<J> {
     queues: Queues,
+    retry: Retry,
     queue: String,
     handler: Arc<Handler<J>>,
 }
@@ -53,6 +56,7 @@ where
     let handler: Arc<Handler<J>> = Arc::new(move |job, attempt| Box::pin(handler(job, attempt)));
     let consumer = Arc::new(Consumer {
         queues: queues.clone(),
+        retry: options.retry.unwrap_or_else(Retry::of::<J>),
         queue: queue.clone(),
         handler,
     });
@@ -61,6 +65,7 @@ where
         worker,
         concurrency,
         heartbeat,
+        retry: _,
     } = options;
     let monitor = Monitor::new()
         .shutdown_timeout(J::TIMEOUT)
@@ -117,7 +122,7 @@ async fn on_job<J: Job>(envelope: Envelope<J>, consumer: Data<Arc<Consumer<J>>>)
         let label = match &outcome {
             Outcome::Done => "done",
             Outcome::Later(_) => "deferred",
-            Outcome::Retry(_) if envelope.attempt < J::MAX_ATTEMPTS => "retried",
+            Outcome::Retry(_) if envelope.attempt < consumer.retry.max_attempts => "retried",
             Outcome::Retry(_) | Outcome::Fail(_) => "dead",
         };
         metrics::counter!(m::JOBS, "queue" => queue_label(queue), "outcome" => label).increment(1);
@@ -128,9 +133,9 @@ async fn on_job<J: Job>(envelope: Envelope<J>, consumer: Data<Arc<Consumer<J>>>)
                 consumer.queues.push_envelope(queue, envelope, Some(delay)).await?;
                 Ok(())
             }
-            Outcome::Retry(reason) if envelope.attempt < J::MAX_ATTEMPTS => {
+            Outcome::Retry(reason) if envelope.attempt < consumer.retry.max_attempts => {
                 let next = envelope.attempt + 1;
-                let delay = backoff(next, J::FIRST_RETRY, J::LONGEST_RETRY);
+                let delay = backoff(next, consumer.retry.first, consumer.retry.longest);
                 tracing::info!(reason, next, ?delay, "job failed; retrying");
                 let retry = Envelope {
                     job: envelope.job,

@@ -98,6 +98,7 @@ async fn standard_jobs_stop_on_shutdown(backend: Backend) {
         invalidations: Invalidations::Local(ReadCache::off()),
         live_worker: Duration::from_secs(15),
         queues: t.queues().await,
+        webhook_keep: Duration::from_secs(7 * 24 * 3600),
     };
     let run = tokio::spawn(wafleet_scheduler::run(t.db.clone(), context, stop));
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -136,6 +137,7 @@ async fn analytics_rollup_is_a_standard_job() {
         invalidations: Invalidations::Local(ReadCache::off()),
         live_worker: Duration::from_secs(15),
         queues: t.queues().await,
+        webhook_keep: Duration::from_secs(7 * 24 * 3600),
     };
     let scheduler = wafleet_scheduler::jobs::standard(Scheduler::new(t.db.clone()), context).expect("schedules");
     assert!(scheduler.job_names().contains(&"analytics_rollup"));

@@ -15,7 +15,9 @@ use crate::{Db, Error, Result};
 
 use super::super::on_db;
 use super::super::outbound::NewSend;
+use super::super::webhooks::{NewDelivery, insert_deliveries_in};
 use super::report::recipient_status;
+use crate::webhooks::{self, EventKind};
 
 /// What one round of dispatch did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -65,17 +67,55 @@ impl Db {
             }
             done.queued += self.queue_recipients(campaign, user).await?;
         }
-        done.finished = on_db!(self, pool => sqlx::query(concat!(
-            "UPDATE campaigns SET status = 'finished', updated_at = $1 WHERE status = 'running' \
-             AND expanded_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM (SELECT ",
-            recipient_status!(),
-            " AS st FROM campaign_recipients r LEFT JOIN outbound_messages o ON o.id = r.outbound_id \
-             WHERE r.campaign_id = campaigns.id) s WHERE s.st = 'queued')"))
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
+        done.finished = self.finish_campaigns(now).await?;
         Ok(done)
+    }
+
+    /// Marks running campaigns whose every recipient has settled as finished, and records a
+    /// `campaign.finished` event for owners with a webhook in the same transaction. The status
+    /// change from `running` is what fires the event, so it fires once per finish, however many
+    /// dispatchers run (a campaign restarted by "retry failed" finishes, and fires, again).
+    async fn finish_campaigns(&self, now: Timestamp) -> Result<u64> {
+        on_db!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let finished: Vec<(CampaignId, UserId, String, String)> = sqlx::query_as(concat!(
+                "UPDATE campaigns SET status = 'finished', updated_at = $1 WHERE status = 'running' \
+                 AND expanded_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM (SELECT ",
+                recipient_status!(),
+                " AS st FROM campaign_recipients r LEFT JOIN outbound_messages o ON o.id = r.outbound_id \
+                 WHERE r.campaign_id = campaigns.id) s WHERE s.st = 'queued') \
+                 RETURNING id, user_id, title, niche"))
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+            if !finished.is_empty() {
+                let mut users: Vec<UserId> = finished.iter().map(|f| f.1).collect();
+                users.sort_unstable();
+                users.dedup();
+                let mut query = sqlx::QueryBuilder::new("SELECT user_id, events FROM webhooks WHERE enabled AND user_id IN (");
+                let mut list = query.separated(", ");
+                for user in &users {
+                    list.push_bind(*user);
+                }
+                query.push(")");
+                let hooks: std::collections::HashMap<UserId, String> =
+                    query.build_query_as().fetch_all(&mut *tx).await?.into_iter().collect();
+                let rows: Vec<NewDelivery> = finished
+                    .iter()
+                    .filter(|(_, user, _, _)| {
+                        hooks.get(user).is_some_and(|events| webhooks::wants(events, EventKind::CampaignFinished))
+                    })
+                    .map(|(id, user, title, niche)| NewDelivery {
+                        user: *user,
+                        event: EventKind::CampaignFinished.as_str(),
+                        body: webhooks::campaign_body(id.0, title, niche, now),
+                    })
+                    .collect();
+                insert_deliveries_in!(tx, &rows, now);
+            }
+            tx.commit().await?;
+            Ok::<_, Error>(finished.len() as u64)
+        })
     }
 
     /// Lists a campaign's recipients: the leads of its niche on each target device (still the

@@ -49,7 +49,7 @@ pub struct StatusCounts {
 }
 
 impl StatusCounts {
-    fn add(&mut self, status: &str, n: i64) {
+    pub(crate) fn add(&mut self, status: &str, n: i64) {
         let slot = match status {
             "sent" => &mut self.sent,
             "delivered" => &mut self.delivered,
@@ -62,7 +62,7 @@ impl StatusCounts {
         self.total += n;
     }
 
-    fn finish(mut self) -> Self {
+    pub(crate) fn finish(mut self) -> Self {
         let total = self.total.max(1) as f64;
         let pairs = [
             ("queued", self.queued),

@@ -1,0 +1,277 @@
+//! Webhooks: the events a user's URL receives, their JSON bodies and their signature.
+//!
+//! Bodies follow the webhook payloads of the REST API wafleet grew out of, so receivers written
+//! for it keep working: `{"event", "device_id", "timestamp", "payload"}`, the signature
+//! `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the exact body>`, `message` and `message.ack`
+//! shaped as there. wafleet adds `session_id` (its device id), the `device.connected`,
+//! `device.disconnected`, `campaign.finished` and `webhook.test` events, and a delivery id header
+//! that stays the same across retries and replays.
+
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::link::{IncomingMessage, Jid, ReceiptKind};
+use crate::types::{DeviceId, Timestamp};
+
+/// Header carrying `sha256=<hex HMAC-SHA256 of the body under the user's secret>`.
+pub const SIGNATURE_HEADER: &str = "X-Hub-Signature-256";
+/// Header carrying the delivery's id: the same on every attempt and replay, for de-duplication.
+pub const DELIVERY_HEADER: &str = "X-Webhook-Delivery";
+/// Header carrying the event's name.
+pub const EVENT_HEADER: &str = "X-Webhook-Event";
+/// Longest URL accepted.
+pub const MAX_URL_LEN: usize = 2048;
+/// Shortest secret a user may choose.
+pub const MIN_SECRET_LEN: usize = 16;
+/// Longest secret a user may choose.
+pub const MAX_SECRET_LEN: usize = 256;
+
+/// What a webhook can be told about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub enum EventKind {
+    /// A personal message arrived (or was written from the account's phone).
+    #[serde(rename = "message")]
+    Message,
+    /// A message this account sent was delivered or read.
+    #[serde(rename = "message.ack")]
+    MessageAck,
+    /// A device's session came online.
+    #[serde(rename = "device.connected")]
+    DeviceConnected,
+    /// A device's session that was online went away (dropped, logged out, banned).
+    #[serde(rename = "device.disconnected")]
+    DeviceDisconnected,
+    /// A campaign's last send settled.
+    #[serde(rename = "campaign.finished")]
+    CampaignFinished,
+}
+
+impl EventKind {
+    /// Every event, in the order the dashboard lists them.
+    pub const ALL: [EventKind; 5] = [
+        EventKind::Message,
+        EventKind::MessageAck,
+        EventKind::DeviceConnected,
+        EventKind::DeviceDisconnected,
+        EventKind::CampaignFinished,
+    ];
+
+    /// The event's name in bodies and settings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Message => "message",
+            EventKind::MessageAck => "message.ack",
+            EventKind::DeviceConnected => "device.connected",
+            EventKind::DeviceDisconnected => "device.disconnected",
+            EventKind::CampaignFinished => "campaign.finished",
+        }
+    }
+
+    /// Parses a name, in any case (as the REST API wafleet grew out of does).
+    pub fn parse(name: &str) -> Option<EventKind> {
+        let name = name.trim().to_ascii_lowercase();
+        EventKind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+/// The events a user subscribed to, as stored: names separated by commas; empty means all.
+pub fn wants(events: &str, kind: EventKind) -> bool {
+    events.trim().is_empty() || events.split(',').any(|name| EventKind::parse(name) == Some(kind))
+}
+
+/// Checks a list of event names from a user; returns it normalised (sorted, no repeats).
+pub fn parse_events(names: &[String]) -> Result<Vec<EventKind>, String> {
+    let mut kinds = Vec::new();
+    for name in names {
+        let kind = EventKind::parse(name).ok_or_else(|| {
+            let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+            format!("events: unknown event `{name}`; give any of {}", known.join(", "))
+        })?;
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    kinds.sort_by_key(|k| EventKind::ALL.iter().position(|a| a == k));
+    Ok(kinds)
+}
+
+/// Checks a webhook URL: absolute `http` or `https` with a host, no credentials, no fragment.
+/// Returns it as given (trimmed), so what the user typed is what is shown.
+pub fn parse_url(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Err("url: give the address wafleet should POST events to, e.g. https://example.com/hooks".into());
+    }
+    if raw.len() > MAX_URL_LEN {
+        return Err(format!("url: at most {MAX_URL_LEN} characters"));
+    }
+    let url =
+        url::Url::parse(raw).map_err(|e| format!("url: not a valid URL ({e}); e.g. https://example.com/hooks"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "url: must start with http:// or https:// (got {}:)",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("url: names no host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("url: must not carry a user name or password; use the secret to authenticate".into());
+    }
+    if url.fragment().is_some() {
+        return Err("url: must not have a #fragment (it is never sent to the server)".into());
+    }
+    Ok(raw.to_owned())
+}
+
+/// Checks a secret a user chose.
+pub fn parse_secret(raw: &str) -> Result<String, String> {
+    let len = raw.chars().count();
+    if !(MIN_SECRET_LEN..=MAX_SECRET_LEN).contains(&len) || raw.trim() != raw {
+        return Err(format!(
+            "secret: give {MIN_SECRET_LEN} to {MAX_SECRET_LEN} characters without surrounding spaces, \
+             or leave it out to have one generated"
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+/// The `X-Hub-Signature-256` value for `body` under `secret`.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(body);
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+/// Whether `header` is the signature of `body` under `secret` (compared in constant time).
+pub fn verify(secret: &str, body: &[u8], header: &str) -> bool {
+    crate::auth::constant_time_eq(&signature(secret, body), header)
+}
+
+/// The device an event is about, as the body names it.
+#[derive(Clone, Debug)]
+pub struct DeviceRef {
+    /// wafleet's id (the body's `session_id`).
+    pub id: DeviceId,
+    /// Its name on the dashboard.
+    pub name: String,
+    /// Its WhatsApp JID once linked (the body's `device_id`, as the REST API wafleet grew out of names it).
+    pub jid: Option<String>,
+}
+
+/// The envelope every body shares.
+fn envelope(event: &str, device: Option<&DeviceRef>, at: Timestamp, payload: Value) -> String {
+    let mut body = json!({ "event": event, "timestamp": at, "payload": payload });
+    if let Some(device) = device {
+        body["device_id"] = json!(device.jid.clone().unwrap_or_default());
+        body["session_id"] = json!(device.id.0.to_string());
+    }
+    body.to_string()
+}
+
+/// `message`: a personal message stored for the first time.
+pub fn message_body(device: &DeviceRef, m: &IncomingMessage, at: Timestamp) -> String {
+    let mut payload = json!({
+        "id": m.id,
+        "chat_id": m.chat.0,
+        "from": m.sender.0,
+        "timestamp": m.sent_at,
+        "is_from_me": m.from_me,
+        "kind": crate::db::IngestItem::kind_name(m),
+    });
+    if let Some(name) = &m.push_name {
+        payload["from_name"] = json!(name);
+    }
+    if let Some(text) = &m.text {
+        payload["body"] = json!(text);
+    }
+    envelope(EventKind::Message.as_str(), Some(device), at, payload)
+}
+
+/// `message.ack`: receipts for messages this account sent.
+pub fn receipt_body(device: &DeviceRef, chat: &Jid, kind: ReceiptKind, ids: &[String], at: Timestamp) -> String {
+    let (name, description) = match kind {
+        ReceiptKind::Delivered => (
+            "delivered",
+            "means the message was delivered to the device (but the user might not have noticed).",
+        ),
+        ReceiptKind::Read => ("read", "the user opened the chat and saw the message."),
+    };
+    let payload = json!({
+        "ids": ids,
+        "chat_id": chat.0,
+        "from": chat.0,
+        "receipt_type": name,
+        "receipt_type_description": description,
+    });
+    envelope(EventKind::MessageAck.as_str(), Some(device), at, payload)
+}
+
+/// `device.connected` / `device.disconnected`.
+pub fn device_body(device: &DeviceRef, kind: EventKind, status: &str, at: Timestamp) -> String {
+    let payload = json!({ "id": device.id, "name": device.name, "jid": device.jid, "status": status });
+    envelope(kind.as_str(), Some(device), at, payload)
+}
+
+/// `campaign.finished`.
+pub fn campaign_body(id: i64, title: &str, niche: &str, at: Timestamp) -> String {
+    let payload = json!({ "id": id, "title": title, "niche": niche, "finished_at": at });
+    envelope(EventKind::CampaignFinished.as_str(), None, at, payload)
+}
+
+/// Name of the test event (sent whatever the user subscribed to).
+pub const TEST_EVENT: &str = "webhook.test";
+
+/// `webhook.test`: what the dashboard's *Send test event* sends.
+pub fn test_body(at: Timestamp) -> String {
+    envelope(TEST_EVENT, None, at, json!({ "message": "test event from wafleet" }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_accept_http_and_https_only() {
+        assert!(parse_url("https://example.com/hooks?x=1").is_ok());
+        assert!(parse_url(" http://127.0.0.1:9000/h ").is_ok());
+        for bad in [
+            "",
+            "example.com/hooks",
+            "ftp://example.com",
+            "javascript:alert(1)",
+            "https://u:p@example.com",
+            "https://example.com/#x",
+            "http://",
+        ] {
+            assert!(parse_url(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn signature_matches_a_known_hmac() {
+        // RFC 4231 test case 2.
+        let sig = signature("Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            sig,
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert!(verify("Jefe", b"what do ya want for nothing?", &sig));
+        assert!(!verify("Jefe", b"what do ya want for nothing!", &sig));
+    }
+
+    #[test]
+    fn event_filters() {
+        assert!(wants("", EventKind::Message));
+        assert!(wants("message.ack,DEVICE.CONNECTED", EventKind::DeviceConnected));
+        assert!(!wants("message.ack", EventKind::Message));
+        assert!(parse_events(&["nope".into()]).is_err());
+        assert_eq!(
+            parse_events(&["campaign.finished".into(), "message".into(), "message".into()]).unwrap(),
+            vec![EventKind::Message, EventKind::CampaignFinished]
+        );
+    }
+}
