@@ -44,6 +44,14 @@ pub fn created<T: Serialize>(message: impl Into<String>, results: T) -> Reply<T>
     }
 }
 
+/// 202 with `results`: accepted, carried out in the background.
+pub fn accepted<T: Serialize>(message: impl Into<String>, results: T) -> Reply<T> {
+    Reply {
+        status: StatusCode::ACCEPTED,
+        ..ok(message, results)
+    }
+}
+
 impl<T: Serialize> IntoResponse for Reply<T> {
     fn into_response(self) -> Response {
         (self.status, Json(self.body)).into_response()
@@ -72,7 +80,8 @@ where
             let json = serde_json::to_vec(&reply.body).map_err(anyhow::Error::from)?;
             Ok::<_, crate::error::ApiError>(bytes::Bytes::from(json))
         })
-        .await?;
+        .await
+        .map_err(crate::error::ApiError::shared)?;
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 

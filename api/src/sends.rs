@@ -9,7 +9,7 @@ use base64::Engine;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use wafleet_core::db::{DeviceStatus, NewSend, OutboundMessage};
+use wafleet_core::db::{Device, DeviceStatus, NewSend, OutboundMessage};
 use wafleet_core::link::{Jid, USER_SERVER};
 use wafleet_core::queue::{SendJob, sends_queue};
 use wafleet_core::types::{DeviceId, PhoneNumber, UserId};
@@ -61,15 +61,7 @@ async fn send_from_device(
     headers: HeaderMap,
     Json(body): Json<SendRequest>,
 ) -> ApiResult<Response> {
-    let image = body
-        .image_base64
-        .as_deref()
-        .map(|b64| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .map_err(|_| ApiError::Invalid("image_base64: not valid base64".into()))
-        })
-        .transpose()?;
+    let image = decode_image(body.image_base64.as_deref())?;
     let (message, created) = accept(
         &state,
         user.id,
@@ -160,32 +152,8 @@ pub(crate) async fn accept(
 ) -> ApiResult<(OutboundMessage, bool)> {
     let current = state.db.device(user, device).await.or_not_found("device")?;
     let to = recipient(to, state)?;
-    let text = text.filter(|t| !t.trim().is_empty());
-    if let Some(text) = &text
-        && text.chars().count() > MAX_TEXT_CHARS
-    {
-        return Err(ApiError::Invalid(format!("text: at most {MAX_TEXT_CHARS} characters")));
-    }
-    if text.is_none() && image.is_none() {
-        return Err(ApiError::Invalid("give the text to send, or an image".into()));
-    }
-    let image = image
-        .map(|bytes| wafleet_core::media::compress(&bytes).map_err(|e| ApiError::Invalid(format!("image: {e}"))))
-        .transpose()?;
-    match current.status {
-        DeviceStatus::LoggedOut | DeviceStatus::Banned | DeviceStatus::Pairing => {
-            return Err(ApiError::Conflict(format!(
-                "the device is {}: link it before sending",
-                current.status.as_str().replace('_', " ")
-            )));
-        }
-        _ if current.jid.is_none() => {
-            return Err(ApiError::Conflict(
-                "the device is not linked yet: pair it by QR code or pair code first".into(),
-            ));
-        }
-        _ => {}
-    }
+    let (text, image) = content(text, image)?;
+    ensure_linked(&current)?;
     let new = NewSend {
         user,
         device,
@@ -205,9 +173,50 @@ pub(crate) async fn accept(
     Ok((message, created))
 }
 
+/// Checks a message's text and image, and compresses the image as every send's is.
+pub(crate) fn content(text: Option<String>, image: Option<Vec<u8>>) -> ApiResult<(Option<String>, Option<Vec<u8>>)> {
+    let text = text.filter(|t| !t.trim().is_empty());
+    if let Some(text) = &text
+        && text.chars().count() > MAX_TEXT_CHARS
+    {
+        return Err(ApiError::Invalid(format!("text: at most {MAX_TEXT_CHARS} characters")));
+    }
+    if text.is_none() && image.is_none() {
+        return Err(ApiError::Invalid("give the text to send, or an image".into()));
+    }
+    let image = image
+        .map(|bytes| wafleet_core::media::compress(&bytes).map_err(|e| ApiError::Invalid(format!("image: {e}"))))
+        .transpose()?;
+    Ok((text, image))
+}
+
+/// Refuses sends from a device that is not linked to WhatsApp (409, saying what to do).
+pub(crate) fn ensure_linked(device: &Device) -> ApiResult<()> {
+    match device.status {
+        DeviceStatus::LoggedOut | DeviceStatus::Banned | DeviceStatus::Pairing => Err(ApiError::Conflict(format!(
+            "the device is {}: link it before sending",
+            device.status.as_str().replace('_', " ")
+        ))),
+        _ if device.jid.is_none() => Err(ApiError::Conflict(
+            "the device is not linked yet: pair it by QR code or pair code first".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Decodes an `image_base64` field.
+pub(crate) fn decode_image(b64: Option<&str>) -> ApiResult<Option<Vec<u8>>> {
+    b64.map(|b64| {
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|_| ApiError::Invalid("image_base64: not valid base64".into()))
+    })
+    .transpose()
+}
+
 /// Tells the device's holder about a new send. Best effort: the send is already recorded, and the
 /// holder's sweep finds it if this push fails or no worker holds the device yet.
-async fn enqueue(state: &AppState, message: &OutboundMessage) {
+pub(crate) async fn enqueue(state: &AppState, message: &OutboundMessage) {
     let Some(queues) = &state.queues else {
         return;
     };

@@ -3,6 +3,8 @@
 //! stand. Each test file uses part of it.
 #![allow(dead_code)]
 
+pub mod stack;
+
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

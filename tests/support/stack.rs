@@ -1,0 +1,191 @@
+//! API + worker + simulator in one test process, each on its own loopback port, on SQLite or on
+//! PostgreSQL + Redis: the stack the end-to-end tests of pairing, sends and device actions drive
+//! over real sockets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use wafleet_api::AppState;
+use wafleet_core::cache::Invalidations;
+use wafleet_core::shutdown::{self, ShutdownTrigger};
+use wafleet_core::testing::{Backend, TestDb};
+use wafleet_sim::{SimConfig, SimHandle, SimLink};
+
+/// API + worker + simulator, each on its own loopback port.
+pub struct Stack {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub csrf: String,
+    pub sim: SimHandle,
+    pub db: TestDb,
+    pub queues: wafleet_core::queue::Queues,
+    pub api: ShutdownTrigger,
+    pub worker: Option<(ShutdownTrigger, tokio::task::JoinHandle<anyhow::Result<()>>)>,
+    pub invalidations: Invalidations,
+}
+
+impl Stack {
+    pub async fn start(backend: Backend) -> Stack {
+        let db = TestDb::with_settings(backend, |s| {
+            s.worker_wait_secs = 10;
+            // Room for a photo uploaded as base64 JSON.
+            s.max_body_bytes = 32 << 20;
+        })
+        .await;
+        let sim = wafleet_sim::start(SimConfig::for_tests())
+            .await
+            .expect("simulator starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (api, api_shutdown) = shutdown::channel();
+        let queues = db.queues().await;
+        let state = AppState::new(db.db.clone(), Arc::new(db.settings.clone())).with_queues(queues.clone());
+        // The worker announces its writes to the API's read cache, as in one embedded process.
+        let invalidations = state.invalidations.clone();
+        tokio::spawn(wafleet_api::serve(state, listener, api_shutdown));
+        let client = reqwest::Client::builder().cookie_store(true).build().unwrap();
+        let creds = json!({"email": "ana@example.com", "password": "correct horse battery"});
+        assert_eq!(
+            client
+                .post(format!("{base}/api/register"))
+                .json(&creds)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::CREATED
+        );
+        let page = client
+            .get(format!("{base}/dashboard"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let marker = "name=\"csrf-token\" content=\"";
+        let start = page.find(marker).unwrap() + marker.len();
+        let csrf = page[start..].split('"').next().unwrap().to_owned();
+        let mut stack = Stack {
+            base,
+            client,
+            csrf,
+            sim,
+            db,
+            queues,
+            invalidations,
+            api,
+            worker: None,
+        };
+        stack.start_worker();
+        stack
+    }
+
+    /// Starts a worker with a fresh link instance (as a new process would).
+    pub fn start_worker(&mut self) {
+        let (trigger, shutdown) = shutdown::channel();
+        let link = Arc::new(SimLink::new(self.sim.ws_url(), self.db.db.clone()));
+        let options = wafleet_workers::WorkerOptions::from_settings(&self.db.settings);
+        let queues = self.queues.clone();
+        let task = tokio::spawn(wafleet_workers::run(
+            self.db.db.clone(),
+            link,
+            queues,
+            self.invalidations.clone(),
+            options,
+            shutdown,
+        ));
+        self.worker = Some((trigger, task));
+    }
+
+    pub async fn stop_worker(&mut self) {
+        let (trigger, task) = self.worker.take().expect("a worker runs");
+        trigger.trigger();
+        task.await.unwrap().unwrap();
+    }
+
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header("X-CSRF-Token", &self.csrf);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        body["results"].clone()
+    }
+
+    /// Waits up to 15 s until `probe` holds for `GET path`'s results (the worker acts
+    /// asynchronously).
+    pub async fn eventually(&self, path: &str, what: &str, probe: impl Fn(&Value) -> bool) -> Value {
+        self.eventually_within(Duration::from_secs(15), path, what, probe).await
+    }
+
+    /// [`Stack::eventually`] with a time limit of its own (for sends that wait for their pace).
+    pub async fn eventually_within(
+        &self,
+        limit: Duration,
+        path: &str,
+        what: &str,
+        probe: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..limit.as_millis() / 100 {
+            last = self.get(path).await;
+            if probe(&last) {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{what}: never true; last {path} = {last}");
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.api.trigger();
+        if let Some((trigger, _)) = &self.worker {
+            trigger.trigger();
+        }
+    }
+}
+
+impl Stack {
+    /// Adds a device and links it through the simulator by pair code, as its owner would; returns
+    /// its id once it is online.
+    pub async fn linked_device(&self, name: &str, phone: &str) -> i64 {
+        let (status, added) = self.post("/api/devices", json!({"name": name, "phone": phone})).await;
+        assert_eq!(status, StatusCode::CREATED, "{added}");
+        let id = added["results"]["id"].as_i64().unwrap();
+        let device = format!("/api/devices/{id}");
+        let (status, body) = self.post(&format!("{device}/pair-code"), json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let code = body["results"]["pair_code"].as_str().unwrap().to_owned();
+        self.sim.control().confirm_pair_code(&code).await.unwrap();
+        self.eventually(&device, "online", |d| d["status"] == "online").await;
+        id
+    }
+
+    /// Changes the device's pacing policy: `change` edits the current one.
+    pub async fn pace(&self, device: i64, change: impl FnOnce(&mut Value)) {
+        let path = format!("/api/devices/{device}/pacing");
+        let mut policy = self.get(&path).await["policy"].clone();
+        change(&mut policy);
+        let (status, body) = self.call(reqwest::Method::PUT, &path, Some(policy)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
