@@ -1,9 +1,19 @@
 //! Memory and CPU of connected wa-rs sessions: pairs N devices by QR through `WaLink` (state on a
-//! fresh SQLite database) against the simulator's WhatsApp Web front end in this process, then
-//! holds them connected and idle (keepalives only) and prints RSS and CPU per session.
+//! fresh SQLite database) against the simulator's WhatsApp Web front end, then holds them
+//! connected and idle (keepalives only) and prints RSS and CPU per session.
 //!
 //! `cargo run --release -p wafleet-wa --example waweb_sessions -- 100 60`
-//! (sessions, idle seconds). The figures include the front end's share of each connection.
+//! (sessions, idle seconds) runs the front end in this process: the figures include its share
+//! of each connection. To measure the clients alone, run the front end as its own process and
+//! name it:
+//!
+//! ```sh
+//! wafleet sim --sim-port 3100 --waweb-port 3101 --qr-refresh-secs 120 --qr-max-codes 3 &
+//! WAWEB_CONTROL_URL=http://127.0.0.1:3100/control WA_SERVER_URL=ws://127.0.0.1:3101/ws/chat \
+//!   cargo run --release -p wafleet-wa --example waweb_sessions -- 1000 60
+//! ```
+//!
+//! and read the front end's RSS and CPU from `/proc/PID` of that process.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +22,7 @@ use wafleet_core::Settings;
 use wafleet_core::db::NewUserRole;
 use wafleet_core::link::{Link, LinkEvent, OpenMode, Session};
 use wafleet_core::types::{DeviceId, Email};
+use wafleet_sim::ControlClient;
 use wafleet_sim::waweb::{self, WaWebConfig, WaWebHandle};
 use wafleet_wa::{WaLink, WaLinkConfig};
 
@@ -40,8 +51,40 @@ fn cpu_time() -> anyhow::Result<Duration> {
     Ok(Duration::from_millis(ticks * 10))
 }
 
+/// The front end the sessions connect to: in this process, or another one's control API.
+enum FrontEnd {
+    /// Started here.
+    InProcess(WaWebHandle),
+    /// `wafleet sim --waweb-port`, scripted through `/control/waweb`.
+    External { control: ControlClient, url: String },
+}
+
+impl FrontEnd {
+    fn url(&self) -> String {
+        match self {
+            FrontEnd::InProcess(net) => net.url(),
+            FrontEnd::External { url, .. } => url.clone(),
+        }
+    }
+
+    /// The phone of `phone` scans `code`.
+    async fn scan(&self, code: &str, phone: &str) -> anyhow::Result<()> {
+        match self {
+            FrontEnd::InProcess(net) => net.scan(code, phone).map(drop),
+            FrontEnd::External { control, .. } => control.waweb_scan(code, phone).await.map(drop),
+        }
+    }
+
+    async fn logged_in(&self) -> anyhow::Result<usize> {
+        match self {
+            FrontEnd::InProcess(net) => Ok(net.logged_in().len()),
+            FrontEnd::External { control, .. } => Ok(control.waweb_logged_in().await?.len()),
+        }
+    }
+}
+
 /// Pairs `device` by QR as the phone `phone` and returns its connected session.
-async fn pair(link: &WaLink, net: &WaWebHandle, device: DeviceId, phone: &str) -> anyhow::Result<Box<dyn Session>> {
+async fn pair(link: &WaLink, net: &FrontEnd, device: DeviceId, phone: &str) -> anyhow::Result<Box<dyn Session>> {
     let mut session = link.open(device, OpenMode::PairQr).await?;
     let mut events = session.take_events().context("events")?;
     loop {
@@ -52,7 +95,7 @@ async fn pair(link: &WaLink, net: &WaWebHandle, device: DeviceId, phone: &str) -
         match event {
             LinkEvent::QrCode { code, .. } => {
                 // A code replaced meanwhile fails to scan; the next one comes as an event.
-                let _ = net.scan(&code, phone);
+                let _ = net.scan(&code, phone).await;
             }
             LinkEvent::Connected => break,
             LinkEvent::PairSuccess { .. } => {}
@@ -82,11 +125,25 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..n {
         devices.push(db.create_device(user.id, &format!("bench {i}"), None).await?.id);
     }
-    let net = waweb::start(WaWebConfig {
-        qr_refresh: Duration::from_secs(60),
-        ..WaWebConfig::for_tests()
-    })
-    .await?;
+    let net = match (std::env::var("WAWEB_CONTROL_URL"), std::env::var("WA_SERVER_URL")) {
+        (Ok(control), Ok(url)) => {
+            println!("front end: another process ({url}); figures are the clients' alone");
+            FrontEnd::External {
+                control: ControlClient::new(control),
+                url,
+            }
+        }
+        _ => {
+            println!("front end: in this process; figures include its share");
+            FrontEnd::InProcess(
+                waweb::start(WaWebConfig {
+                    qr_refresh: Duration::from_secs(120),
+                    ..WaWebConfig::for_tests()
+                })
+                .await?,
+            )
+        }
+    };
     let link = WaLink::with_config(
         db.clone(),
         WaLinkConfig {
@@ -119,7 +176,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "sessions connected: {} (server sees {})",
         sessions.len(),
-        net.logged_in().len()
+        net.logged_in().await?
     );
     println!(
         "pairing all: {paired_in:.1?} wall, {:.1?} CPU",
@@ -137,7 +194,9 @@ async fn main() -> anyhow::Result<()> {
     for session in &sessions {
         session.close().await;
     }
-    net.stop().await;
+    if let FrontEnd::InProcess(net) = net {
+        net.stop().await;
+    }
     db.close().await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -56,14 +56,14 @@ fn pairing_and_connection_events() {
         code: "6ZPJKFNJ".into(),
         timeout: Duration::from_secs(180),
     });
-    assert!(matches!(code, Some(LinkEvent::PairCode { ref code }) if code == "6ZPJKFNJ"));
+    assert!(matches!(code, Some(LinkEvent::PairCode { ref code }) if code == "6ZPJ-KFNJ"));
     let success = map_event(&Event::PairSuccess(PairSuccess {
         id: jid("60123456789:7@s.whatsapp.net"),
         lid: jid("100200300:7@lid"),
         business_name: String::new(),
         platform: "android".into(),
     }));
-    assert!(matches!(success, Some(LinkEvent::PairSuccess { ref jid }) if jid.0 == "60123456789:7@s.whatsapp.net"));
+    assert!(matches!(success, Some(LinkEvent::PairSuccess { ref jid }) if jid.0 == "60123456789@s.whatsapp.net"));
     let error = map_event(&Event::PairError(PairError {
         id: WaJid::default(),
         lid: WaJid::default(),

@@ -4,20 +4,14 @@ use std::time::Duration;
 
 use wafleet_core::link::{Jid, LinkError, LinkEvent, OpenMode};
 
-use super::Harness;
-use super::support::{new_device, next_event, pair, unique_phone, wait_for};
-use crate::control::NumberRule;
+use super::support::{contact, control, new_device, next_event, pair, unique_phone, wait_for};
+use super::{Contact, Harness};
 
 /// A number without WhatsApp is reported so, and sending to it is the recipient's failure.
 pub async fn check_numbers(h: &dyn Harness) {
     let paired = pair(h).await;
-    let (absent, present) = (unique_phone(), unique_phone());
-    let rule = NumberRule {
-        phone: absent.as_str().into(),
-        on_whatsapp: Some(false),
-        ..NumberRule::default()
-    };
-    h.network().set_number(&rule).await.expect("configure the number");
+    let absent = contact(h, Contact::NotOnWhatsApp).await;
+    let present = contact(h, Contact::OnWhatsApp).await;
     let checks = paired
         .session
         .check_numbers(&[absent.clone(), present.clone()])
@@ -39,18 +33,12 @@ pub async fn check_numbers(h: &dyn Harness) {
 /// A 463 refusal is the recipient's failure and names the code.
 pub async fn refusal_463(h: &dyn Harness) {
     let paired = pair(h).await;
-    let refusing = unique_phone();
-    let rule = NumberRule {
-        phone: refusing.as_str().into(),
-        refuse_463: Some(true),
-        ..NumberRule::default()
-    };
-    h.network().set_number(&rule).await.expect("configure the number");
+    let refusing = contact(h, Contact::Refuses463).await;
     match paired.session.send_text(&Jid::for_phone(&refusing), "hello").await {
         Err(LinkError::Recipient(reason)) => assert!(reason.contains("463"), "{reason}"),
         other => panic!("expected a 463 refusal: {other:?}"),
     }
-    let sent = h.network().sent(paired.phone.as_str()).await.expect("sent");
+    let sent = h.phones().sent(&paired.phone).await.expect("sent");
     assert!(sent.is_empty(), "a refused message was not sent: {sent:?}");
     paired.session.close().await;
 }
@@ -59,7 +47,7 @@ pub async fn refusal_463(h: &dyn Harness) {
 /// works afterwards.
 pub async fn dropped_connection_reconnects(h: &dyn Harness) {
     let mut paired = pair(h).await;
-    assert_eq!(h.network().disconnect(paired.phone.as_str()).await.expect("drop"), 1);
+    assert_eq!(h.phones().drop_connections(&paired.phone).await.expect("drop"), 1);
     let event = wait_for(&mut paired.events, "Disconnected", |e| {
         matches!(e, LinkEvent::Disconnected { .. })
     })
@@ -67,40 +55,40 @@ pub async fn dropped_connection_reconnects(h: &dyn Harness) {
     assert!(matches!(event, LinkEvent::Disconnected { .. }));
     let event = next_event(&mut paired.events, "Connected again").await;
     assert!(matches!(event, LinkEvent::Connected), "{event:?}");
+    let friend = contact(h, Contact::OnWhatsApp).await;
     let injected = h
-        .network()
-        .inject_text(paired.phone.as_str(), unique_phone().as_str(), "still there?")
+        .phones()
+        .write(&friend, &paired.phone, "still there?")
         .await
         .expect("inject");
     let event = wait_for(&mut paired.events, "a message", |e| {
         matches!(e, LinkEvent::Message { .. })
     })
     .await;
-    assert!(matches!(&event, LinkEvent::Message { message, .. } if message.id == injected.id));
+    assert!(matches!(&event, LinkEvent::Message { message, .. } if message.id == injected));
     paired
         .session
-        .send_text(&Jid::for_phone(&unique_phone()), "yes")
+        .send_text(&Jid::for_phone(&friend), "yes")
         .await
         .expect("send after reconnecting");
     paired.session.close().await;
 }
 
 /// Unlinked from the phone: LoggedOut (not banned), credentials gone, calls and new connections
-/// fail as the device's problem. The same holds for a device unlinked while not connected.
+/// fail as the device's problem. A device unlinked while not connected is refused when it next
+/// connects (at `open`, or as LoggedOut right after it) and its credentials are gone.
 pub async fn remote_logout(h: &dyn Harness) {
     let mut paired = pair(h).await;
-    assert_eq!(h.network().logout(paired.phone.as_str()).await.expect("logout"), 1);
+    assert_eq!(h.phones().unlink_all(&paired.phone).await.expect("logout"), 1);
     let event = wait_for(&mut paired.events, "LoggedOut", |e| {
         matches!(e, LinkEvent::LoggedOut { .. })
     })
     .await;
     assert!(matches!(event, LinkEvent::LoggedOut { banned: false, .. }), "{event:?}");
-    let stored = h
-        .db()
-        .link_credentials(paired.device, h.credentials_name())
-        .await
-        .expect("read");
-    assert!(stored.is_none(), "credentials are deleted on logout");
+    assert!(
+        !h.has_credentials(paired.device).await,
+        "credentials are deleted on logout"
+    );
     let sent = paired
         .session
         .send_text(&Jid::for_phone(&unique_phone()), "hello")
@@ -113,24 +101,28 @@ pub async fn remote_logout(h: &dyn Harness) {
 
     let offline = pair(h).await;
     offline.session.close().await;
-    h.network().logout(offline.phone.as_str()).await.expect("logout");
+    h.phones().unlink_all(&offline.phone).await.expect("logout");
     match h.link().open(offline.device, OpenMode::Connect).await {
         Err(LinkError::Device(_)) => {}
-        other => panic!("revoked credentials cannot connect: {:?}", other.err()),
+        Ok(mut session) => {
+            let mut events = session.take_events().expect("events");
+            let event = next_event(&mut events, "LoggedOut").await;
+            assert!(matches!(event, LinkEvent::LoggedOut { banned: false, .. }), "{event:?}");
+            session.close().await;
+        }
+        Err(other) => panic!("revoked credentials cannot connect: {other:?}"),
     }
-    let stored = h
-        .db()
-        .link_credentials(offline.device, h.credentials_name())
-        .await
-        .expect("read");
-    assert!(stored.is_none(), "refused credentials are deleted");
+    assert!(
+        !h.has_credentials(offline.device).await,
+        "refused credentials are deleted"
+    );
 }
 
 /// Sending faster than the network's limit to numbers that never wrote gets the account banned:
 /// LoggedOut{banned}, credentials gone, no reconnect.
 pub async fn ban_after_fast_sends_to_strangers(h: &dyn Harness) {
     let mut paired = pair(h).await;
-    let limit = h.network().config().await.expect("config").ban_strangers_per_minute;
+    let limit = control(h).config().await.expect("config").ban_strangers_per_minute;
     for n in 0..=limit {
         let result = paired
             .session
@@ -145,19 +137,17 @@ pub async fn ban_after_fast_sends_to_strangers(h: &dyn Harness) {
     })
     .await;
     assert!(matches!(event, LinkEvent::LoggedOut { banned: true, .. }), "{event:?}");
-    let state = h.network().state().await.expect("state");
+    let state = control(h).state().await.expect("state");
     let account = state
         .accounts
         .iter()
         .find(|a| a.phone == paired.phone.as_str())
         .expect("account");
     assert!(account.banned);
-    let stored = h
-        .db()
-        .link_credentials(paired.device, h.credentials_name())
-        .await
-        .expect("read");
-    assert!(stored.is_none(), "credentials are deleted on a ban");
+    assert!(
+        !h.has_credentials(paired.device).await,
+        "credentials are deleted on a ban"
+    );
     assert!(matches!(
         h.link().open(paired.device, OpenMode::Connect).await,
         Err(LinkError::Device(_))

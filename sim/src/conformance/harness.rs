@@ -4,10 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use async_trait::async_trait;
 use wafleet_core::Db;
 use wafleet_core::link::Link;
+use wafleet_core::types::DeviceId;
 
-use super::Harness;
+use super::{Harness, Phones};
 use crate::{ControlClient, LinkOptions, SimConfig, SimHandle, SimLink};
 
 /// An in-process simulator on 127.0.0.1 with test timings and links to it.
@@ -57,8 +59,14 @@ impl SimHarness {
     pub fn sim(&self) -> &SimHandle {
         &self.sim
     }
+
+    /// The simulator's control API.
+    pub fn network(&self) -> &ControlClient {
+        &self.network
+    }
 }
 
+#[async_trait]
 impl Harness for SimHarness {
     fn link(&self) -> Arc<dyn Link> {
         Arc::new(SimLink::with_options(
@@ -80,11 +88,19 @@ impl Harness for SimHarness {
         &self.db
     }
 
-    fn network(&self) -> &ControlClient {
+    fn phones(&self) -> &dyn Phones {
         &self.network
     }
 
-    fn credentials_name(&self) -> &str {
-        crate::client::LINK_NAME
+    fn control(&self) -> Option<&ControlClient> {
+        Some(&self.network)
+    }
+
+    async fn has_credentials(&self, device: DeviceId) -> bool {
+        self.db
+            .link_credentials(device, crate::client::LINK_NAME)
+            .await
+            .expect("read credentials")
+            .is_some()
     }
 }

@@ -2,9 +2,9 @@
 
 use wafleet_core::link::{Jid, LinkEvent, MessageKind, OpenMode, OutgoingImage, ReceiptKind};
 
-use super::Harness;
-use super::support::{eventually, next_event, pair, pending, unique_phone, wait_for};
-use crate::control::{ChatKind, InjectMessage, NumberRule};
+use super::support::{contact, control, eventually, next_event, pair, pending, sent_message, unique_phone, wait_for};
+use super::{Contact, Harness};
+use crate::control::{ChatKind, InjectMessage};
 
 fn is_message(event: &LinkEvent) -> bool {
     matches!(event, LinkEvent::Message { .. })
@@ -16,14 +16,14 @@ pub async fn incoming_message_acked_once_and_replayed_until_then(h: &dyn Harness
     let mut paired = pair(h).await;
     let contact = unique_phone();
     let injected = h
-        .network()
-        .inject_text(paired.phone.as_str(), contact.as_str(), "hi there")
+        .phones()
+        .write(&contact, &paired.phone, "hi there")
         .await
         .expect("inject");
     let LinkEvent::Message { message, ack } = wait_for(&mut paired.events, "the message", is_message).await else {
         unreachable!()
     };
-    assert_eq!(message.id, injected.id);
+    assert_eq!(message.id, injected);
     assert_eq!(message.text.as_deref(), Some("hi there"));
     assert_eq!(
         (message.chat.clone(), message.sender.clone()),
@@ -43,7 +43,7 @@ pub async fn incoming_message_acked_once_and_replayed_until_then(h: &dyn Harness
     let LinkEvent::Message { message: replay, ack } = wait_for(&mut events, "the replay", is_message).await else {
         unreachable!()
     };
-    assert_eq!(replay.id, injected.id, "a replay carries the same id");
+    assert_eq!(replay.id, injected, "a replay carries the same id");
     ack.done();
     eventually("the ack reaches the network", || async {
         pending(h, &paired.phone).await == 0
@@ -62,14 +62,14 @@ pub async fn incoming_message_acked_once_and_replayed_until_then(h: &dyn Harness
         LinkEvent::Connected
     ));
     let marker = h
-        .network()
-        .inject_text(paired.phone.as_str(), contact.as_str(), "marker")
+        .phones()
+        .write(&contact, &paired.phone, "marker")
         .await
         .expect("inject");
     let LinkEvent::Message { message, .. } = wait_for(&mut events, "the marker", is_message).await else {
         unreachable!()
     };
-    assert_eq!(message.id, marker.id, "an acknowledged message is not delivered again");
+    assert_eq!(message.id, marker, "an acknowledged message is not delivered again");
     session.close().await;
 }
 
@@ -91,11 +91,11 @@ pub async fn non_personal_chats_never_surface(h: &dyn Harness) {
             kind: None,
             push_name: None,
         };
-        h.network().inject(&message).await.expect("inject");
+        control(h).inject(&message).await.expect("inject");
     }
     let marker = h
-        .network()
-        .inject_text(paired.phone.as_str(), contact.as_str(), "personal")
+        .phones()
+        .write(&contact, &paired.phone, "personal")
         .await
         .expect("inject");
     let LinkEvent::Message { message, ack } = wait_for(&mut paired.events, "the personal message", is_message).await
@@ -103,7 +103,7 @@ pub async fn non_personal_chats_never_surface(h: &dyn Harness) {
         unreachable!()
     };
     assert_eq!(
-        message.id, marker.id,
+        message.id, marker,
         "only the personal message surfaces, got {message:?}"
     );
     ack.done();
@@ -117,20 +117,10 @@ pub async fn non_personal_chats_never_surface(h: &dyn Harness) {
 /// A sent text gets the network's id, then a delivered and a read receipt for that id.
 pub async fn send_text_gets_delivered_then_read(h: &dyn Harness) {
     let mut paired = pair(h).await;
-    let contact = unique_phone();
-    let rule = NumberRule {
-        phone: contact.as_str().into(),
-        read_probability: Some(1.0),
-        ..NumberRule::default()
-    };
-    h.network().set_number(&rule).await.expect("configure the contact");
-    let to = Jid::for_phone(&contact);
+    let to = Jid::for_phone(&contact(h, Contact::ReadsEverything).await);
     let id = paired.session.send_text(&to, "hello").await.expect("send");
-    let sent = h.network().sent(paired.phone.as_str()).await.expect("sent");
-    assert!(
-        sent.iter()
-            .any(|m| m.id == id && m.text.as_deref() == Some("hello") && m.kind == MessageKind::Text)
-    );
+    let sent = sent_message(h, &paired.phone, &id).await;
+    assert_eq!((sent.text.as_deref(), sent.kind), (Some("hello"), MessageKind::Text));
     for expected in [ReceiptKind::Delivered, ReceiptKind::Read] {
         let event = next_event(&mut paired.events, "a receipt").await;
         let LinkEvent::Receipt {
@@ -150,7 +140,7 @@ pub async fn send_text_gets_delivered_then_read(h: &dyn Harness) {
 /// An image with a caption is sent as an image.
 pub async fn image_with_caption(h: &dyn Harness) {
     let mut paired = pair(h).await;
-    let to = Jid::for_phone(&unique_phone());
+    let to = Jid::for_phone(&contact(h, Contact::OnWhatsApp).await);
     let bytes = vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F', 0, 0xFF, 0xD9];
     let image = OutgoingImage {
         bytes: bytes.clone(),
@@ -158,8 +148,7 @@ pub async fn image_with_caption(h: &dyn Harness) {
         caption: Some("look".into()),
     };
     let id = paired.session.send_image(&to, image).await.expect("send the image");
-    let sent = h.network().sent(paired.phone.as_str()).await.expect("sent");
-    let record = sent.iter().find(|m| m.id == id).expect("the network got the image");
+    let record = sent_message(h, &paired.phone, &id).await;
     assert_eq!(
         (record.kind, record.text.as_deref()),
         (MessageKind::Image, Some("look"))

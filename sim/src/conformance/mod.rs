@@ -2,20 +2,25 @@
 //!
 //! Each check is a public async function taking a [`Harness`]: something that makes link
 //! instances (as separate worker processes would have them, sharing one database) and scripts
-//! the network through the simulator's control API. [`SimHarness`] runs them against
-//! [`crate::SimLink`] and an in-process simulator over real sockets; another implementation
-//! passes the same checks against the simulator speaking its protocol.
+//! the network's phones through [`Phones`]. [`SimHarness`] runs them against [`crate::SimLink`]
+//! and an in-process simulator over real sockets; the wa-rs adapter runs them against the
+//! simulator's WhatsApp Web front end (`wafleet-wa`'s `conformance` tests). A harness that cannot
+//! run a check names it with the reason ([`Harness::uncovered`]), and [`assert_coverage`] fails
+//! when a check is neither run nor named, so no check is skipped silently.
 
 mod failures;
 mod harness;
 mod messages;
 mod pairing;
+mod phones;
 mod support;
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use wafleet_core::Db;
 use wafleet_core::link::Link;
+use wafleet_core::types::DeviceId;
 
 use crate::ControlClient;
 
@@ -29,9 +34,47 @@ pub use messages::{
     send_text_gets_delivered_then_read,
 };
 pub use pairing::{pair_code_pairing, qr_pairing_with_refreshing_codes, reconnect_from_another_link};
-pub use support::{Paired, new_device, next_event, pair, unique_phone, wait_for};
+pub use phones::{Contact, Phones, Sent};
+pub use support::{Paired, contact, new_device, next_event, pair, unique_phone, wait_for};
 
-/// What the checks need: links, their database and the network's control API.
+/// Every check of the suite, by function name.
+pub const CHECKS: &[&str] = &[
+    "qr_pairing_with_refreshing_codes",
+    "pair_code_pairing",
+    "reconnect_from_another_link",
+    "incoming_message_acked_once_and_replayed_until_then",
+    "non_personal_chats_never_surface",
+    "send_text_gets_delivered_then_read",
+    "image_with_caption",
+    "check_numbers",
+    "refusal_463",
+    "dropped_connection_reconnects",
+    "remote_logout",
+    "ban_after_fast_sends_to_strangers",
+    "unreachable_network_fails_fast",
+];
+
+/// Fails unless every check in [`CHECKS`] is either in `run` or named in `uncovered` (not
+/// both), and prints the uncovered ones with their reasons.
+pub fn assert_coverage(harness: &str, run: &[&str], uncovered: &[(&str, &str)]) {
+    for (check, reason) in uncovered {
+        println!("{harness}: not covered: {check}: {reason}");
+        assert!(!reason.trim().is_empty(), "{check} is uncovered without a reason");
+        assert!(!run.contains(check), "{check} is both run and named uncovered");
+    }
+    for check in CHECKS {
+        assert!(
+            run.contains(check) || uncovered.iter().any(|(c, _)| c == check),
+            "{harness} neither runs nor names {check}"
+        );
+    }
+    for check in run.iter().chain(uncovered.iter().map(|(c, _)| c)) {
+        assert!(CHECKS.contains(check), "{check} is not a check of the suite");
+    }
+}
+
+/// What the checks need: links, their database and the network's phones.
+#[async_trait]
 pub trait Harness: Send + Sync {
     /// A new link instance, as another worker process would hold; all share one database and
     /// one network.
@@ -40,8 +83,15 @@ pub trait Harness: Send + Sync {
     fn unreachable_link(&self) -> Arc<dyn Link>;
     /// The database links keep credentials in.
     fn db(&self) -> &Db;
-    /// The simulated network.
-    fn network(&self) -> &ControlClient;
-    /// The name the link stores credentials under (`link_credentials.link`).
-    fn credentials_name(&self) -> &str;
+    /// The network's phones.
+    fn phones(&self) -> &dyn Phones;
+    /// The simulator's control API, for what only the simulator models (non-personal chats,
+    /// the acks it waits for, bans); `None` where the checks that need it are uncovered.
+    fn control(&self) -> Option<&ControlClient>;
+    /// Whether the link keeps credentials for `device` (it may connect without pairing).
+    async fn has_credentials(&self, device: DeviceId) -> bool;
+    /// Checks this harness cannot run, each with the reason.
+    fn uncovered(&self) -> Vec<(&'static str, &'static str)> {
+        Vec::new()
+    }
 }

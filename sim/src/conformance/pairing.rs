@@ -2,8 +2,8 @@
 
 use wafleet_core::link::{Jid, LinkError, LinkEvent, OpenMode};
 
-use super::Harness;
-use super::support::{new_device, next_event, pair, unique_phone, wait_for};
+use super::support::{contact, new_device, next_event, pair, sent_message, unique_phone, wait_for};
+use super::{Contact, Harness};
 
 /// QR codes come at once and refresh; an old code no longer links; scanning the current one
 /// gives PairSuccess with the scanning phone's JID, stored credentials, then Connected.
@@ -25,12 +25,12 @@ pub async fn qr_pairing_with_refreshing_codes(h: &dyn Harness) {
     };
     assert_ne!(first, current, "a refreshed code differs");
     assert!(
-        h.network().scan(&first, phone.as_str()).await.is_err(),
+        h.phones().scan(&first, &phone).await.is_err(),
         "an expired code does not link"
     );
     // The code may refresh again between reading it and scanning it: scan the newest one.
     let mut attempts = 0;
-    while let Err(err) = h.network().scan(&current, phone.as_str()).await {
+    while let Err(err) = h.phones().scan(&current, &phone).await {
         attempts += 1;
         assert!(attempts < 5, "scanning the current QR code failed: {err:#}");
         let LinkEvent::QrCode { code, .. } = next_event(&mut events, "a QR code").await else {
@@ -43,20 +43,16 @@ pub async fn qr_pairing_with_refreshing_codes(h: &dyn Harness) {
         panic!("expected PairSuccess, got {event:?}")
     };
     assert_eq!(jid, Jid::for_phone(&phone));
-    assert!(matches!(
-        next_event(&mut events, "Connected").await,
-        LinkEvent::Connected
-    ));
-    let stored = h
-        .db()
-        .link_credentials(device, h.credentials_name())
-        .await
-        .expect("read credentials");
-    assert!(stored.is_some(), "credentials are stored on pair success");
+    wait_for(&mut events, "Connected", |e| matches!(e, LinkEvent::Connected)).await;
+    assert!(
+        h.has_credentials(device).await,
+        "credentials are stored on pair success"
+    );
     session.close().await;
 }
 
-/// One `XXXX-XXXX` code (A-Z, 0-9); confirming it links the number it was asked for.
+/// One `XXXX-XXXX` code (A-Z, 0-9; QR codes may come too, as either way links); typing it on
+/// the phone of the number it was asked for links that number.
 pub async fn pair_code_pairing(h: &dyn Harness) {
     let device = new_device(h.db()).await;
     let phone = unique_phone();
@@ -66,8 +62,10 @@ pub async fn pair_code_pairing(h: &dyn Harness) {
         .await
         .expect("open for pair code");
     let mut events = session.take_events().expect("events");
-    let LinkEvent::PairCode { code } = next_event(&mut events, "a pair code").await else {
-        panic!("the first event must be the pair code");
+    let LinkEvent::PairCode { code } =
+        wait_for(&mut events, "a pair code", |e| matches!(e, LinkEvent::PairCode { .. })).await
+    else {
+        unreachable!("wait_for returns what it waited for");
     };
     let (left, right) = code.split_once('-').unwrap_or_else(|| panic!("{code} has no dash"));
     for half in [left, right] {
@@ -78,25 +76,21 @@ pub async fn pair_code_pairing(h: &dyn Harness) {
         );
     }
     assert!(
-        h.network().confirm_pair_code("AAAA-0000").await.is_err(),
+        h.phones().enter_pair_code(&phone, "AAAA-0000").await.is_err(),
         "an unknown code links nothing"
     );
-    let paired = h.network().confirm_pair_code(&code).await.expect("confirm the code");
-    assert_eq!(paired.jid, Jid::for_phone(&phone));
-    let LinkEvent::PairSuccess { jid } = next_event(&mut events, "PairSuccess").await else {
-        panic!("expected PairSuccess");
+    let linked = h.phones().enter_pair_code(&phone, &code).await.expect("type the code");
+    assert_eq!(linked, Jid::for_phone(&phone));
+    let event = wait_for(&mut events, "PairSuccess", |e| !matches!(e, LinkEvent::QrCode { .. })).await;
+    let LinkEvent::PairSuccess { jid } = event else {
+        panic!("expected PairSuccess, got {event:?}");
     };
     assert_eq!(jid, Jid::for_phone(&phone));
-    assert!(matches!(
-        next_event(&mut events, "Connected").await,
-        LinkEvent::Connected
-    ));
-    let stored = h
-        .db()
-        .link_credentials(device, h.credentials_name())
-        .await
-        .expect("read credentials");
-    assert!(stored.is_some(), "credentials are stored on pair success");
+    wait_for(&mut events, "Connected", |e| matches!(e, LinkEvent::Connected)).await;
+    assert!(
+        h.has_credentials(device).await,
+        "credentials are stored on pair success"
+    );
     session.close().await;
 }
 
@@ -105,12 +99,7 @@ pub async fn pair_code_pairing(h: &dyn Harness) {
 pub async fn reconnect_from_another_link(h: &dyn Harness) {
     let paired = pair(h).await;
     paired.session.close().await;
-    let stored = h
-        .db()
-        .link_credentials(paired.device, h.credentials_name())
-        .await
-        .expect("read");
-    assert!(stored.is_some(), "close keeps the credentials");
+    assert!(h.has_credentials(paired.device).await, "close keeps the credentials");
 
     let mut session = h
         .link()
@@ -122,16 +111,12 @@ pub async fn reconnect_from_another_link(h: &dyn Harness) {
         next_event(&mut events, "Connected").await,
         LinkEvent::Connected
     ));
-    let to = Jid::for_phone(&unique_phone());
+    let to = Jid::for_phone(&contact(h, Contact::OnWhatsApp).await);
     let id = session
         .send_text(&to, "from the second worker")
         .await
         .expect("send after resuming");
-    let sent = h.network().sent(paired.phone.as_str()).await.expect("sent messages");
-    assert!(
-        sent.iter().any(|m| m.id == id && m.to == to),
-        "the network got {id}: {sent:?}"
-    );
+    assert_eq!(sent_message(h, &paired.phone, &id).await.to, to);
     session.close().await;
 
     let unpaired = new_device(h.db()).await;

@@ -10,7 +10,7 @@ use wafleet_core::db::NewUserRole;
 use wafleet_core::link::{Jid, LinkEvent, OpenMode, Session};
 use wafleet_core::types::{DeviceId, Email, PhoneNumber};
 
-use super::Harness;
+use super::{Contact, Harness, Sent};
 
 /// How long any expected event may take.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -99,13 +99,15 @@ pub async fn pair(h: &dyn Harness) -> Paired {
         .await
         .expect("open for pairing");
     let mut events = session.take_events().expect("events");
-    let LinkEvent::PairCode { code } = next_event(&mut events, "a pair code").await else {
-        panic!("expected a pair code");
+    let LinkEvent::PairCode { code } =
+        wait_for(&mut events, "a pair code", |e| matches!(e, LinkEvent::PairCode { .. })).await
+    else {
+        unreachable!("wait_for returns what it waited for");
     };
-    h.network()
-        .confirm_pair_code(&code)
+    h.phones()
+        .enter_pair_code(&phone, &code)
         .await
-        .expect("confirm the pair code");
+        .expect("type the pair code on the phone");
     wait_for(&mut events, "PairSuccess", |e| {
         matches!(e, LinkEvent::PairSuccess { .. })
     })
@@ -135,9 +137,42 @@ where
     }
 }
 
+/// A new contact's number that behaves as `how`.
+pub async fn contact(h: &dyn Harness, how: Contact) -> PhoneNumber {
+    let phone = unique_phone();
+    h.phones()
+        .set_contact(&phone, how)
+        .await
+        .expect("configure the contact");
+    phone
+}
+
+/// The message `id` as the network recorded it from the devices of `phone`. Waits for it: a
+/// client may return from a send once the stanza is written, before the network has it.
+pub async fn sent_message(h: &dyn Harness, phone: &PhoneNumber, id: &str) -> Sent {
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    loop {
+        let sent = h.phones().sent(phone).await.expect("sent messages");
+        if let Some(message) = sent.into_iter().find(|m| m.id == id) {
+            return message;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the network did not get {id} within {EVENT_TIMEOUT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The simulator's control API, for checks only it can script.
+pub fn control(h: &dyn Harness) -> &crate::ControlClient {
+    h.control()
+        .expect("this check needs the simulator's control API: list it as uncovered instead")
+}
+
 /// Messages waiting for an ack on the account of `phone`.
 pub async fn pending(h: &dyn Harness, phone: &PhoneNumber) -> usize {
-    let state = h.network().state().await.expect("network state");
+    let state = control(h).state().await.expect("network state");
     state
         .accounts
         .iter()

@@ -56,7 +56,36 @@ impl ControlClient {
 
     /// The phone confirms the pair code `code`.
     pub async fn confirm_pair_code(&self, code: &str) -> anyhow::Result<Paired> {
-        self.post("/pair-code", &PairCodeRequest { code: code.into() }).await
+        let body = PairCodeRequest {
+            code: code.into(),
+            phone: None,
+        };
+        self.post("/pair-code", &body).await
+    }
+
+    /// The phone of `phone` scans the QR code `code` a wa-rs client shows on the WhatsApp Web
+    /// front end.
+    pub async fn waweb_scan(&self, code: &str, phone: &str) -> anyhow::Result<Paired> {
+        let body = ScanRequest {
+            code: code.into(),
+            phone: phone.into(),
+        };
+        self.post("/waweb/scan", &body).await
+    }
+
+    /// The phone of `phone` types the pair code `code` a wa-rs client shows on the WhatsApp Web
+    /// front end; answers once the device is linked.
+    pub async fn waweb_enter_code(&self, phone: &str, code: &str) -> anyhow::Result<Paired> {
+        let body = PairCodeRequest {
+            code: code.into(),
+            phone: Some(phone.into()),
+        };
+        self.post("/waweb/pair-code", &body).await
+    }
+
+    /// JIDs of the devices logged in to the WhatsApp Web front end now.
+    pub async fn waweb_logged_in(&self) -> anyhow::Result<Vec<String>> {
+        self.get("/waweb/logged-in").await
     }
 
     /// Links one device per number without pairing; returns their tokens.

@@ -18,6 +18,10 @@ pub struct ScanRequest {
 pub struct PairCodeRequest {
     /// The `XXXX-XXXX` code the device shows.
     pub code: String,
+    /// The typing phone's number: required by the WhatsApp Web front end, which never learns
+    /// the code (`/control/waweb/pair-code`); the simulator's own protocol ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
 }
 
 /// A device linked by the control API.

@@ -8,6 +8,7 @@ mod flood;
 mod page;
 mod sessions;
 mod traffic;
+mod waweb_control;
 mod world;
 
 use std::net::SocketAddr;
@@ -30,6 +31,8 @@ pub(crate) struct Sim {
     pub config: SimConfig,
     /// The network.
     world: Mutex<World>,
+    /// The WhatsApp Web front end beside it, once attached (`--waweb-port`).
+    pub(crate) waweb: std::sync::OnceLock<Arc<crate::waweb::WaWebHandle>>,
 }
 
 impl Sim {
@@ -92,6 +95,11 @@ impl SimHandle {
         format!("http://{}/control", self.addr)
     }
 
+    /// Serves the phones of `waweb` under `/control/waweb` (once; later calls are ignored).
+    pub fn attach_waweb(&self, waweb: Arc<crate::waweb::WaWebHandle>) {
+        let _ = self.sim.waweb.set(waweb);
+    }
+
     /// A client of this simulator's control API.
     pub fn control(&self) -> crate::ControlClient {
         crate::ControlClient::new(self.control_url())
@@ -130,6 +138,7 @@ fn router(sim: Arc<Sim>) -> Router {
         .route("/ws", axum::routing::get(conn::upgrade))
         .route("/", axum::routing::get(page::page))
         .nest("/control", control::router())
+        .nest("/control/waweb", waweb_control::router())
         .with_state(sim)
 }
 
@@ -142,6 +151,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
     let sim = Arc::new(Sim {
         config,
         world: Mutex::new(World::default()),
+        waweb: std::sync::OnceLock::new(),
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let app = router(Arc::clone(&sim));
@@ -165,17 +175,23 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
 /// Runs a simulator until `shutdown` (the `wafleet sim` role).
 pub async fn run(config: SimConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     let waweb = match config.waweb_port {
-        Some(port) => Some(crate::waweb::start(crate::waweb::WaWebConfig::from_sim(&config, port)).await?),
+        Some(port) => Some(Arc::new(
+            crate::waweb::start(crate::waweb::WaWebConfig::from_sim(&config, port)).await?,
+        )),
         None => None,
     };
     let handle = start(config).await?;
+    if let Some(waweb) = &waweb {
+        handle.attach_waweb(Arc::clone(waweb));
+    }
     tracing::info!(ws = %handle.ws_url(), control = %handle.control_url(), "simulator ready");
     if let Some(waweb) = &waweb {
         tracing::info!(url = %waweb.url(), "WhatsApp Web front end ready (WA_SERVER_URL)");
     }
     shutdown.wait().await;
     handle.stop().await;
-    if let Some(waweb) = waweb {
+    // The simulator's state held the other reference; dropping a handle stops it too.
+    if let Some(waweb) = waweb.and_then(|w| Arc::try_unwrap(w).ok()) {
         waweb.stop().await;
     }
     Ok(())

@@ -98,6 +98,7 @@ pub(crate) fn register(
                 registration,
                 refs: vec![first],
                 linking: None,
+                code_request: None,
             })),
             pings: 0,
         },

@@ -14,6 +14,7 @@ mod media;
 mod model;
 mod nodes;
 mod noise;
+mod pair_code;
 mod pairing;
 mod signal;
 mod usync;
@@ -138,6 +139,9 @@ impl Network {
             return self.lock().send(conn, answer);
         }
         let mut model = self.lock();
+        if pair_code::is_request(&node) {
+            return pair_code::on_request(&mut model, conn, &node);
+        }
         if node.tag == "iq" && pairing::on_signed(&mut model, conn, &node) {
             return;
         }
@@ -171,6 +175,13 @@ impl WaWebHandle {
     /// The phone of `phone` (digits) scans the QR code `code`; returns the linked device's JID.
     pub fn scan(&self, code: &str, phone: &str) -> anyhow::Result<String> {
         pairing::scan(&mut self.net.lock(), code, phone)
+    }
+
+    /// The phone of `phone` (digits) types the pairing code `code` that a companion asking to
+    /// be linked to this number shows; returns the linked device's JID once the companion
+    /// finished linking. A wrong code links nothing and says so.
+    pub async fn enter_code(&self, phone: &str, code: &str) -> anyhow::Result<String> {
+        pair_code::enter(&self.net, phone, code).await
     }
 
     /// Pairing refs the companions currently waiting to be linked were given, newest last.
@@ -334,6 +345,18 @@ impl WaWebHandle {
             }
         }
         devices.len()
+    }
+
+    /// Drops the connections of the logged-in devices of `phone` (digits) without a word, as a
+    /// network failure would. Returns how many there were.
+    pub fn drop_connections(&self, phone: &str) -> usize {
+        let mut model = self.net.lock();
+        let before = model.conns.len();
+        // Dropping a connection's sender ends its task, which closes the socket.
+        model
+            .conns
+            .retain(|_, c| !matches!(&c.state, ConnState::LoggedIn { phone: p, .. } if p == phone));
+        before - model.conns.len()
     }
 
     /// Ends the connection of the logged-in device `jid` as replaced by another connection of

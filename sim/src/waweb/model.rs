@@ -64,7 +64,7 @@ impl LinkedDevice {
     }
 }
 
-/// A new companion waiting to be linked by QR.
+/// A new companion waiting to be linked, by QR code or by a code typed on the phone.
 pub(crate) struct Pairing {
     /// What it registered.
     pub registration: Registration,
@@ -73,6 +73,8 @@ pub(crate) struct Pairing {
     /// Linked by a phone: the pair-success IQ id and the device it will be, until the companion
     /// signs its identity.
     pub linking: Option<(String, LinkedDevice)>,
+    /// A pairing code it asked for, if it chose to link with the phone's number.
+    pub code_request: Option<super::pair_code::CodeRequest>,
 }
 
 /// Where a connection is in its life.

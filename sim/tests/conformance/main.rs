@@ -24,6 +24,8 @@ where
 /// Declares `sqlite::NAME` and `postgres::NAME` for each conformance check.
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
+        /// The checks this suite runs.
+        const RUN: &[&str] = &[$(stringify!($name)),*];
         on_both_backends!(@mod sqlite, Sqlite, $($name),*);
         on_both_backends!(@mod postgres, Postgres, $($name),*);
     };
@@ -57,3 +59,9 @@ on_both_backends!(
     ban_after_fast_sends_to_strangers,
     unreachable_network_fails_fast,
 );
+
+/// The simulator's own link runs every check of the suite.
+#[test]
+fn coverage() {
+    conformance::assert_coverage("SimLink", RUN, &[]);
+}

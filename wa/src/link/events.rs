@@ -19,9 +19,10 @@ pub fn map_event(event: &Event) -> Option<LinkEvent> {
             code: code.clone(),
             valid_for: *timeout,
         },
-        Event::PairingCode { code, .. } => LinkEvent::PairCode { code: code.clone() },
+        Event::PairingCode { code, .. } => LinkEvent::PairCode { code: dashed(code) },
+        // The account's JID, as the other link reports it: without this companion's device id.
         Event::PairSuccess(success) => LinkEvent::PairSuccess {
-            jid: Jid(success.id.to_string()),
+            jid: Jid(success.id.to_non_ad().to_string()),
         },
         Event::PairError(error) => LinkEvent::PairError {
             reason: error.error.clone(),
@@ -167,9 +168,28 @@ impl EventHandler for Forwarder {
     }
 }
 
+/// A pairing code as the phone shows it, `XXXX-XXXX` (wa-rs gives the eight characters bare).
+fn dashed(code: &str) -> String {
+    match (code.get(..4), code.get(4..)) {
+        (Some(left), Some(right)) if code.len() == 8 => format!("{left}-{right}"),
+        _ => code.to_owned(),
+    }
+}
+
 /// Moves queued events to the session's bounded channel, in order, until either side closes.
-pub(crate) async fn pump(mut queue: mpsc::UnboundedReceiver<LinkEvent>, events: mpsc::Sender<LinkEvent>) {
+/// A logout wipes the device's stored state first: the credentials are dead, and whoever sees
+/// the event may at once try to connect the device again.
+pub(crate) async fn pump(
+    mut queue: mpsc::UnboundedReceiver<LinkEvent>,
+    events: mpsc::Sender<LinkEvent>,
+    store: crate::WaStore,
+) {
     while let Some(event) = queue.recv().await {
+        if matches!(event, LinkEvent::LoggedOut { .. })
+            && let Err(e) = store.wipe().await
+        {
+            tracing::warn!(device = %store.device(), error = %e, "wiping a logged-out device failed");
+        }
         if events.send(event).await.is_err() {
             break;
         }

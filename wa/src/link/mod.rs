@@ -152,7 +152,7 @@ impl Link for WaLink {
             device,
             queue: queue_tx,
         }));
-        let pump = tokio::spawn(events::pump(queue_rx, events_tx));
+        let pump = tokio::spawn(events::pump(queue_rx, events_tx, store.clone()));
         let run = bot
             .run()
             .await

@@ -1,5 +1,6 @@
 //! [`WaSession`]: one device's live wa-rs client.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +36,9 @@ pub struct WaSession {
     events: Option<mpsc::Receiver<LinkEvent>>,
     /// The client's run loop and the event pump.
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Numbers WhatsApp confirmed during this session, so that only the first send to each
+    /// pays for the check.
+    registered: Mutex<HashSet<String>>,
 }
 
 impl WaSession {
@@ -51,12 +55,17 @@ impl WaSession {
             client,
             events: Some(events),
             tasks: Mutex::new(tasks),
+            registered: Mutex::new(HashSet::new()),
         }
     }
 
-    /// Fails unless the client is logged in, so that sends say why instead of timing out.
+    /// Fails unless the client is logged in, so that sends say why instead of timing out: as
+    /// the device's problem once it was logged out (its store is retired then), as a passing
+    /// one while it connects.
     fn ready(&self) -> Result<(), LinkError> {
-        if self.client.is_logged_in() {
+        if self.store.is_retired() {
+            Err(LinkError::Device("the device was logged out: link it again".into()))
+        } else if self.client.is_logged_in() {
             Ok(())
         } else {
             Err(LinkError::Transient(
@@ -98,9 +107,8 @@ impl WaSession {
     /// attribute with `optional_string`, which is `None` for JID-encoded values, and the binary
     /// codec encodes every attribute that looks like a JID as one (wa-rs-core 0.2.0
     /// src/iq/usync.rs:283, wa-rs-binary src/attrs.rs:56), so it finds no number at all.
-    async fn registered(&self, phones: &[PhoneNumber]) -> Result<Vec<WaJid>, LinkError> {
+    async fn registered(&self, digits: Vec<String>) -> Result<Vec<WaJid>, LinkError> {
         use wa_rs_core::iq::spec::IqSpec;
-        let digits: Vec<String> = phones.iter().map(|p| p.digits().to_owned()).collect();
         let sid = format!("check-{}", chrono_free_now_secs());
         let query = wa_rs_core::iq::usync::IsOnWhatsAppSpec::new(digits, sid).build_iq();
         let response = self
@@ -121,6 +129,38 @@ impl WaSession {
             .filter_map(|user| user.attrs().optional_jid("jid"))
             .map(|jid| jid.to_non_ad())
             .collect())
+    }
+
+    /// Fails with [`LinkError::Recipient`] when `to` (a phone-number JID) has no WhatsApp account.
+    /// wa-rs sends to such a number without complaint (the stanza reaches nobody), so the
+    /// number is checked first, once per session.
+    async fn ensure_registered(&self, to: &WaJid) -> Result<(), LinkError> {
+        if to.server != wa_rs_binary::jid::DEFAULT_USER_SERVER {
+            return Ok(());
+        }
+        let known = |s: &Self| {
+            s.registered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&to.user)
+        };
+        if known(self) {
+            return Ok(());
+        }
+        if self
+            .registered(vec![to.user.clone()])
+            .await?
+            .iter()
+            .any(|j| j.user == to.user)
+        {
+            self.registered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(to.user.clone());
+            Ok(())
+        } else {
+            Err(LinkError::Recipient(format!("{} is not on WhatsApp", to.user)))
+        }
     }
 }
 
@@ -150,6 +190,7 @@ impl Session for WaSession {
             conversation: Some(text.to_owned()),
             ..Default::default()
         };
+        self.ensure_registered(&to).await?;
         self.client
             .send_message(to, message)
             .await
@@ -167,6 +208,7 @@ impl Session for WaSession {
             )));
         }
         self.ready()?;
+        self.ensure_registered(&to).await?;
         let upload = self
             .client
             .upload(image.bytes, MediaType::Image)
@@ -199,7 +241,9 @@ impl Session for WaSession {
             return Ok(Vec::new());
         }
         self.ready()?;
-        let found = self.registered(phones).await?;
+        let found = self
+            .registered(phones.iter().map(|p| p.digits().to_owned()).collect())
+            .await?;
         Ok(phones
             .iter()
             .map(|phone| NumberCheck {

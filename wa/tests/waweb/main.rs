@@ -6,6 +6,7 @@
 mod chat;
 #[path = "../common/mod.rs"]
 mod common;
+mod control;
 mod failures;
 mod media;
 mod pairing;
@@ -40,6 +41,8 @@ on_both_backends!(pairing_on => pairing:
     handshake_then_refreshing_qr_codes,
     qr_pairing_logs_in,
     restart_logs_in_without_pairing,
+    pair_code_links_and_logs_in_again,
+    wrong_pair_code_links_nothing,
 );
 
 on_both_backends!(upkeep_on => upkeep: keepalive_and_prekeys, check_numbers_uses_usync);
@@ -52,3 +55,4 @@ on_both_backends!(failures_on => failures:
     logout_from_wafleet_unlinks,
 );
 on_both_backends!(media_on => media: image_both_ways);
+on_both_backends!(control_on => control: control_api_links_by_qr_and_code);

@@ -64,3 +64,46 @@ pub async fn restart_logs_in_without_pairing(backend: Backend) {
     assert!(world.net.pairing_refs().is_empty(), "no pairing on the way");
     session.close().await;
 }
+
+/// The client asks for a pairing code for a number; the phone of that number types it: the
+/// key exchange completes, the phone vouches for the companion's identity as after a QR scan,
+/// and the device logs in, then logs in again from stored credentials on a new link.
+pub async fn pair_code_links_and_logs_in_again(backend: Backend) {
+    let world = World::new(backend).await;
+    let phone = "60123000004";
+    let (session, _events) = world.pair_by_code(phone).await;
+    let jid = format!("{phone}:1@s.whatsapp.net");
+    assert_eq!(world.net.logged_in(), vec![jid.clone()]);
+    let stored = world.store.load().await.unwrap().expect("the device is stored");
+    assert_eq!(stored.pn.map(|j| j.to_string()), Some(jid.clone()));
+    assert!(stored.account.is_some(), "the signed device identity is kept");
+    session.close().await;
+    eventually("the first session is gone", || world.net.logged_in().is_empty()).await;
+
+    let (session, mut events) = world.open(OpenMode::Connect).await;
+    wait_for(&mut events, "Connected", |e| matches!(e, LinkEvent::Connected)).await;
+    assert_eq!(world.net.logged_in(), vec![jid]);
+    session.close().await;
+}
+
+/// A code typed wrong cannot open the companion's key bundle: nothing is linked, the phone is
+/// told why, and the companion is not logged in.
+pub async fn wrong_pair_code_links_nothing(backend: Backend) {
+    let world = World::new(backend).await;
+    let phone = "60123000005";
+    let (code, session, _events) = world.request_code(phone).await;
+    let wrong = if code.starts_with('A') { "BBBBBBBB" } else { "AAAAAAAA" };
+    let err = world
+        .net
+        .enter_code(phone, wrong)
+        .await
+        .expect_err("a wrong code must not link");
+    assert!(err.to_string().contains("code"), "says the code is wrong: {err:#}");
+    assert!(!world.net.is_linked(&format!("{phone}:1@s.whatsapp.net")));
+    assert!(world.net.logged_in().is_empty());
+    assert!(
+        world.net.enter_code("60123000099", &code).await.is_err(),
+        "no companion waits for another number"
+    );
+    session.close().await;
+}

@@ -88,6 +88,35 @@ impl World {
         wait_for(&mut events, "Connected", |e| matches!(e, LinkEvent::Connected)).await;
         (session, events)
     }
+
+    /// Opens the device for linking with `phone` (digits) by pairing code and returns the code
+    /// the client shows, with the session and its events.
+    pub async fn request_code(&self, phone: &str) -> (String, Box<dyn Session>, mpsc::Receiver<LinkEvent>) {
+        let number = format!("+{phone}").parse().expect("a valid number");
+        let (session, mut events) = self.open(OpenMode::PairCode(number)).await;
+        let LinkEvent::PairCode { code } =
+            wait_for(&mut events, "a pair code", |e| matches!(e, LinkEvent::PairCode { .. })).await
+        else {
+            unreachable!("wait_for returns what it waited for");
+        };
+        (code, session, events)
+    }
+
+    /// Links the device by pairing code, typed on the phone of `phone` (digits), and waits until
+    /// it is connected.
+    pub async fn pair_by_code(&self, phone: &str) -> (Box<dyn Session>, mpsc::Receiver<LinkEvent>) {
+        let (code, session, mut events) = self.request_code(phone).await;
+        self.net
+            .enter_code(phone, &code)
+            .await
+            .expect("the phone types the code");
+        wait_for(&mut events, "PairSuccess", |e| {
+            matches!(e, LinkEvent::PairSuccess { .. })
+        })
+        .await;
+        wait_for(&mut events, "Connected", |e| matches!(e, LinkEvent::Connected)).await;
+        (session, events)
+    }
 }
 
 /// The next event, or a panic naming what was expected.

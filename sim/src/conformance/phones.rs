@@ -1,0 +1,109 @@
+//! [`Phones`]: what the checks do on the network's side (phones scanning, typing codes, writing,
+//! unlinking), so that the same checks run against any network a link can talk to.
+
+use async_trait::async_trait;
+use wafleet_core::link::{Jid, MessageKind};
+use wafleet_core::types::PhoneNumber;
+
+use crate::ControlClient;
+use crate::control::NumberRule;
+
+/// How a contact's number behaves as a recipient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contact {
+    /// It has WhatsApp and receives messages.
+    OnWhatsApp,
+    /// It has WhatsApp and reads every message it gets.
+    ReadsEverything,
+    /// It has no WhatsApp account.
+    NotOnWhatsApp,
+    /// The network refuses messages to it with a 463 error.
+    Refuses463,
+}
+
+/// A message a linked device sent, as the network recorded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// WhatsApp's message id.
+    pub id: String,
+    /// The recipient's chat.
+    pub to: Jid,
+    /// Text or image.
+    pub kind: MessageKind,
+    /// The text, or an image's caption.
+    pub text: Option<String>,
+    /// The image's size as the recipient decoded it, for images.
+    pub image_bytes: Option<usize>,
+}
+
+/// The phones of the simulated network, as the checks script them.
+#[async_trait]
+pub trait Phones: Send + Sync {
+    /// The phone of `phone` scans the QR code `code`.
+    async fn scan(&self, code: &str, phone: &PhoneNumber) -> anyhow::Result<()>;
+    /// The phone of `phone` types the pairing code `code`; returns the linked account's JID.
+    async fn enter_pair_code(&self, phone: &PhoneNumber, code: &str) -> anyhow::Result<Jid>;
+    /// `contact` behaves as `how` from now on.
+    async fn set_contact(&self, contact: &PhoneNumber, how: Contact) -> anyhow::Result<()>;
+    /// The phone of `from` writes `text` to the account of `to`; returns the message id.
+    async fn write(&self, from: &PhoneNumber, to: &PhoneNumber, text: &str) -> anyhow::Result<String>;
+    /// What the linked devices of `phone` sent, oldest first.
+    async fn sent(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<Sent>>;
+    /// Drops the connections of the devices of `phone` without a word; returns how many.
+    async fn drop_connections(&self, phone: &PhoneNumber) -> anyhow::Result<usize>;
+    /// The phone of `phone` unlinks all its devices; returns how many were linked.
+    async fn unlink_all(&self, phone: &PhoneNumber) -> anyhow::Result<usize>;
+}
+
+/// The simulator's own network, through its control API.
+#[async_trait]
+impl Phones for ControlClient {
+    async fn scan(&self, code: &str, phone: &PhoneNumber) -> anyhow::Result<()> {
+        ControlClient::scan(self, code, phone.as_str()).await.map(drop)
+    }
+
+    async fn enter_pair_code(&self, _phone: &PhoneNumber, code: &str) -> anyhow::Result<Jid> {
+        // The simulator knows which companion shows which code; the number is implied.
+        Ok(self.confirm_pair_code(code).await?.jid)
+    }
+
+    async fn set_contact(&self, contact: &PhoneNumber, how: Contact) -> anyhow::Result<()> {
+        let mut rule = NumberRule {
+            phone: contact.as_str().into(),
+            on_whatsapp: Some(how != Contact::NotOnWhatsApp),
+            ..NumberRule::default()
+        };
+        match how {
+            Contact::ReadsEverything => rule.read_probability = Some(1.0),
+            Contact::Refuses463 => rule.refuse_463 = Some(true),
+            Contact::OnWhatsApp | Contact::NotOnWhatsApp => {}
+        }
+        self.set_number(&rule).await.map(drop)
+    }
+
+    async fn write(&self, from: &PhoneNumber, to: &PhoneNumber, text: &str) -> anyhow::Result<String> {
+        Ok(self.inject_text(to.as_str(), from.as_str(), text).await?.id)
+    }
+
+    async fn sent(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<Sent>> {
+        Ok(ControlClient::sent(self, phone.as_str())
+            .await?
+            .into_iter()
+            .map(|m| Sent {
+                id: m.id,
+                to: m.to,
+                kind: m.kind,
+                text: m.text,
+                image_bytes: m.image_bytes,
+            })
+            .collect())
+    }
+
+    async fn drop_connections(&self, phone: &PhoneNumber) -> anyhow::Result<usize> {
+        self.disconnect(phone.as_str()).await
+    }
+
+    async fn unlink_all(&self, phone: &PhoneNumber) -> anyhow::Result<usize> {
+        self.logout(phone.as_str()).await
+    }
+}

@@ -1,0 +1,175 @@
+//! [`WawebHarness`]: `WaLink` sessions against the simulator's WhatsApp Web front end, whose
+//! simulated phones play the network's side of each check.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use async_trait::async_trait;
+use wa_rs_core::store::traits::DeviceStore;
+use wafleet_core::Db;
+use wafleet_core::link::{Jid, Link, MessageKind};
+use wafleet_core::types::{DeviceId, PhoneNumber};
+use wafleet_sim::ControlClient;
+use wafleet_sim::conformance::{Contact, Harness, Phones, Sent};
+use wafleet_sim::waweb::{self, WaWebConfig, WaWebHandle};
+use wafleet_wa::{WaLink, WaLinkConfig, WaStore};
+
+/// The checks that cannot run against wa-rs and the front end, and why.
+pub const UNCOVERED: &[(&str, &str)] = &[
+    (
+        "incoming_message_acked_once_and_replayed_until_then",
+        "wa-rs acknowledges an incoming message to WhatsApp itself as it decrypts it, before \
+         wafleet stores it: an unstored message is not delivered again",
+    ),
+    (
+        "non_personal_chats_never_surface",
+        "the front end does not model groups, broadcast lists, status updates or newsletters",
+    ),
+    (
+        "refusal_463",
+        "wa-rs returns from a send once the stanza is written and never waits for the server's \
+         answer to it, so a 463 refusal cannot fail the send",
+    ),
+    (
+        "ban_after_fast_sends_to_strangers",
+        "the front end does not model bans or the sending rates that lead to them",
+    ),
+];
+
+/// A front end with test timings, and `WaLink`s to it on one database.
+pub struct WawebHarness {
+    /// The simulated phones and the front end they talk through.
+    phones: WawebPhones,
+    /// Where the links keep each device's wa-rs state.
+    db: Db,
+    /// A URL nothing listens on.
+    dead_url: String,
+}
+
+impl WawebHarness {
+    /// Starts a front end with [`WaWebConfig::for_tests`].
+    pub async fn start(db: Db) -> anyhow::Result<WawebHarness> {
+        let net = waweb::start(WaWebConfig::for_tests()).await?;
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").context("finding a closed port")?;
+        let dead_url = format!("ws://{}/ws/chat", probe.local_addr()?);
+        drop(probe);
+        Ok(WawebHarness {
+            phones: WawebPhones(net),
+            db,
+            dead_url,
+        })
+    }
+
+    fn link_to(&self, url: String) -> Arc<dyn Link> {
+        Arc::new(WaLink::with_config(
+            self.db.clone(),
+            WaLinkConfig {
+                server_url: Some(url),
+                connect_timeout: Duration::from_secs(2),
+                // Nothing may be fetched from web.whatsapp.com.
+                app_version: Some((2, 3000, 1)),
+                // The simulated media host speaks plain HTTP.
+                plain_http_media: true,
+                ..WaLinkConfig::default()
+            },
+        ))
+    }
+}
+
+#[async_trait]
+impl Harness for WawebHarness {
+    fn link(&self) -> Arc<dyn Link> {
+        self.link_to(self.phones.0.url())
+    }
+
+    fn unreachable_link(&self) -> Arc<dyn Link> {
+        self.link_to(self.dead_url.clone())
+    }
+
+    fn db(&self) -> &Db {
+        &self.db
+    }
+
+    fn phones(&self) -> &dyn Phones {
+        &self.phones
+    }
+
+    fn control(&self) -> Option<&ControlClient> {
+        None
+    }
+
+    async fn has_credentials(&self, device: DeviceId) -> bool {
+        WaStore::new(self.db.clone(), device)
+            .load()
+            .await
+            .expect("read the device's wa-rs state")
+            .is_some_and(|d| d.pn.is_some())
+    }
+
+    fn uncovered(&self) -> Vec<(&'static str, &'static str)> {
+        UNCOVERED.to_vec()
+    }
+}
+
+/// The front end's simulated phones.
+pub struct WawebPhones(WaWebHandle);
+
+/// The account JID of a device JID (`601…:1@s.whatsapp.net` → `601…@s.whatsapp.net`).
+fn account_jid(device_jid: &str) -> Jid {
+    let user = device_jid.split(['@', ':']).next().unwrap_or_default();
+    Jid(format!("{user}@s.whatsapp.net"))
+}
+
+#[async_trait]
+impl Phones for WawebPhones {
+    async fn scan(&self, code: &str, phone: &PhoneNumber) -> anyhow::Result<()> {
+        self.0.scan(code, phone.digits()).map(drop)
+    }
+
+    async fn enter_pair_code(&self, phone: &PhoneNumber, code: &str) -> anyhow::Result<Jid> {
+        Ok(account_jid(&self.0.enter_code(phone.digits(), code).await?))
+    }
+
+    async fn set_contact(&self, contact: &PhoneNumber, how: Contact) -> anyhow::Result<()> {
+        match how {
+            // Phones read what they get on their own (`read_after`).
+            Contact::OnWhatsApp | Contact::ReadsEverything => self.0.add_account(contact.digits()),
+            // A number has no account until it is added.
+            Contact::NotOnWhatsApp => {}
+            Contact::Refuses463 => bail!("the front end does not model 463 refusals"),
+        }
+        Ok(())
+    }
+
+    async fn write(&self, from: &PhoneNumber, to: &PhoneNumber, text: &str) -> anyhow::Result<String> {
+        self.0.send_text(from.digits(), to.digits(), text).await
+    }
+
+    async fn sent(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<Sent>> {
+        Ok(self
+            .0
+            .sent(phone.digits())
+            .into_iter()
+            .map(|m| Sent {
+                image_bytes: self.0.image_bytes(&m).ok().map(|b| b.len()),
+                kind: match m.kind.as_str() {
+                    "text" => MessageKind::Text,
+                    "image" => MessageKind::Image,
+                    _ => MessageKind::Other,
+                },
+                to: account_jid(&m.to),
+                id: m.id,
+                text: m.text,
+            })
+            .collect())
+    }
+
+    async fn drop_connections(&self, phone: &PhoneNumber) -> anyhow::Result<usize> {
+        Ok(self.0.drop_connections(phone.digits()))
+    }
+
+    async fn unlink_all(&self, phone: &PhoneNumber) -> anyhow::Result<usize> {
+        Ok(self.0.logout(phone.digits()))
+    }
+}
