@@ -1,22 +1,18 @@
-//! API: latency and throughput of the chat list against a trivial route (the ceiling: `/health`,
-//! which touches nothing), at 200 concurrent keep-alive connections to one `wafleet api` process.
-//! The load generator runs in this process (one HTTP/1.1 connection per task), on the same cores.
+//! API: latency and throughput of the chat list, a chat's messages page and the analytics
+//! against a trivial route (the ceiling: `/health`, which touches nothing), at 200 concurrent
+//! keep-alive connections to one `wafleet api` process. The load generator runs in this process
+//! (one HTTP/1.1 connection per task), on the same cores.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, ensure};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::header::{AUTHORIZATION, HOST};
-use hyper_util::rt::TokioIo;
-use wafleet_core::auth;
+use anyhow::ensure;
 use wafleet_core::db::NewUserRole;
 use wafleet_core::types::{DeviceId, Email, Timestamp};
 
+use crate::client::ApiClient;
 use crate::cluster::{Cluster, Topology};
-use crate::report::{Row, quantile, thousands};
-use crate::{Common, fleet};
+use crate::report::{Row, thousands};
+use crate::{Common, dataset, fleet, load};
 
 /// Settings of the API scenario.
 #[derive(clap::Parser, Clone, Debug)]
@@ -30,9 +26,12 @@ pub struct Options {
     /// Chats of the device whose list is read (the list shows the latest 100).
     #[arg(long, default_value_t = 1_000)]
     pub chats: u64,
-    /// Messages stored in the database, over 100 devices (the data set's size).
+    /// Messages stored in the database, over all devices (the data set's size).
     #[arg(long, default_value_t = 100_000)]
     pub messages: u64,
+    /// Devices of the user, the messages spread over them.
+    #[arg(long, default_value_t = 100)]
+    pub devices: u64,
     /// `READ_CACHE_TTL_SECS` of the API process; 0 reads the database on every request.
     #[arg(long, default_value_t = 5)]
     pub read_cache_ttl: u64,
@@ -44,26 +43,6 @@ impl Default for Options {
     }
 }
 
-/// Latencies and failures of one route under load.
-struct Load {
-    /// Microseconds, sorted; requests after the warm-up only.
-    latencies: Vec<u64>,
-    /// Non-2xx answers.
-    failures: u64,
-    /// Seconds measured.
-    secs: f64,
-}
-
-impl Load {
-    fn rate(&self) -> f64 {
-        self.latencies.len() as f64 / self.secs
-    }
-
-    fn ms(&self, q: f64) -> f64 {
-        quantile(&self.latencies, q) as f64 / 1e3
-    }
-}
-
 /// Runs the scenario; fails on any non-2xx answer.
 pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>> {
     let o = if common.smoke {
@@ -72,6 +51,7 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
             secs: 2,
             chats: 50,
             messages: 1_000,
+            devices: 10,
             read_cache_ttl: options.read_cache_ttl,
         }
     } else {
@@ -84,63 +64,89 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
     };
     let env = [("READ_CACHE_TTL_SECS", o.read_cache_ttl.to_string())];
     let cluster = Cluster::start(common, "api", topology, &env).await?;
-    let (device, token) = data_set(&cluster, &o).await?;
+    let (device, api) = data_set(&cluster, &o).await?;
     let port = cluster.api_port(1);
-    let chats = format!("/api/devices/{}/chats", device.0);
-    let trivial = run_load(port, "/health", None, &o).await?;
-    let listed = run_load(port, &chats, Some(format!("Bearer {token}")), &o).await?;
-    for (load, path) in [(&trivial, "/health"), (&listed, chats.as_str())] {
-        ensure!(load.failures == 0, "{} requests to {path} failed", load.failures);
-        ensure!(!load.latencies.is_empty(), "no request to {path} completed");
-    }
     let command = format!(
-        "wafleet-bench api --connections {} --secs {} --chats {} --messages {} --read-cache-ttl {}",
-        o.connections, o.secs, o.chats, o.messages, o.read_cache_ttl
+        "wafleet-bench api --connections {} --secs {} --chats {} --messages {} --devices {} --read-cache-ttl {}",
+        o.connections, o.secs, o.chats, o.messages, o.devices, o.read_cache_ttl
     );
     let cache = match o.read_cache_ttl {
         0 => "read cache off".to_owned(),
         ttl => format!("read cache {ttl} s"),
     };
-    let what = format!(
-        "GET /api/devices/{{id}}/chats ({} chats, {} messages), {} connections, {cache}",
-        thousands(o.chats),
+    let size = format!(
+        "{} messages on {} devices, {} connections, {cache}",
         thousands(o.messages),
+        thousands(o.devices),
         o.connections
     );
-    Ok(vec![
+    let trivial = load::run(port, "/health", None, o.connections, o.secs).await?;
+    ensure!(
+        trivial.failures == 0 && !trivial.latencies.is_empty(),
+        "GET /health failed under load"
+    );
+    let routes = [
+        (
+            format!("GET /api/devices/{{id}}/chats ({} chats)", thousands(o.chats)),
+            format!("/api/devices/{}/chats", device.0),
+        ),
+        (
+            "GET /api/devices/{id}/messages/{chat}".to_owned(),
+            format!("/api/devices/{}/messages/{}%40s.whatsapp.net", device.0, jid(1)),
+        ),
+        ("GET /api/analytics/30".to_owned(), "/api/analytics/30".to_owned()),
+    ];
+    let mut rows = Vec::new();
+    for (name, path) in routes {
+        let listed = load::run(port, &path, Some(&api.authorization), o.connections, o.secs).await?;
+        ensure!(listed.failures == 0, "{} requests to {path} failed", listed.failures);
+        ensure!(!listed.latencies.is_empty(), "no request to {path} completed");
+        rows.extend(rows_of("api", &format!("{name}, {size}"), &listed, &trivial, &command));
+    }
+    Ok(rows)
+}
+
+/// The req/s and latency rows of one route beside `/health`'s, named after `scenario`.
+pub fn rows_of(scenario: &str, what: &str, route: &load::Load, trivial: &load::Load, command: &str) -> [Row; 2] {
+    [
         Row::new(
-            format!("api: req/s, {what}"),
-            format!("{} req/s", thousands(listed.rate() as u64)),
+            format!("{scenario}: req/s, {what}"),
+            format!("{} req/s", thousands(route.rate() as u64)),
             format!("{} req/s (GET /health)", thousands(trivial.rate() as u64)),
         )
-        .ratio(listed.rate() / trivial.rate())
-        .command(&command),
+        .ratio(route.rate() / trivial.rate())
+        .command(command),
         Row::new(
-            format!("api: latency, {what}"),
-            format!("p50 {:.1} ms, p99 {:.1} ms", listed.ms(0.5), listed.ms(0.99)),
+            format!("{scenario}: latency, {what}"),
+            format!("p50 {:.1} ms, p99 {:.1} ms", route.ms(0.5), route.ms(0.99)),
             format!(
                 "p50 {:.1} ms, p99 {:.1} ms (GET /health)",
                 trivial.ms(0.5),
                 trivial.ms(0.99)
             ),
         )
-        .ratio(listed.ms(0.99) / trivial.ms(0.99).max(0.001))
-        .command(&command),
-    ])
+        .ratio(route.ms(0.99) / trivial.ms(0.99).max(0.001))
+        .command(command),
+    ]
 }
 
-/// A user with an API token and 100 devices; the first gets `chats` chats, and `messages`
-/// messages are spread over all of them. Returns the first device and the token.
-async fn data_set(cluster: &Cluster, o: &Options) -> anyhow::Result<(DeviceId, String)> {
+/// The number of contact `n`, as chats and messages name it.
+fn jid(n: u64) -> String {
+    format!("60190{n:07}")
+}
+
+/// A user with an API token and `devices` devices; the first gets `chats` chats, `messages`
+/// messages are spread over all of them (every chat of the first device gets its share), and
+/// each device has 30 days of analytics roll-ups (what the scheduler writes from its sends).
+/// Returns the first device and the user's client.
+async fn data_set(cluster: &Cluster, o: &Options) -> anyhow::Result<(DeviceId, ApiClient)> {
     let db = cluster.db();
     let started = Instant::now();
     let email = Email::parse("api-bench@example.com").map_err(anyhow::Error::msg)?;
     let user = db.create_user(&email, "unused", NewUserRole::FirstBecomesAdmin).await?;
-    let token = format!("{}{}", auth::API_TOKEN_PREFIX, auth::random_secret());
-    db.create_api_token(user.id, "bench", &auth::digest(&token), "bench")
-        .await?;
+    let api = ApiClient::new(db, user.id, cluster.api_port(1)).await?;
     let mut devices = Vec::new();
-    for n in 0..100 {
+    for n in 0..o.devices {
         devices.push(db.create_device(user.id, &format!("api {n}"), None).await?.id);
     }
     let pool = fleet::postgres(db);
@@ -156,86 +162,29 @@ async fn data_set(cluster: &Cluster, o: &Options) -> anyhow::Result<(DeviceId, S
     .execute(pool)
     .await?;
     let ids: Vec<i64> = devices.iter().map(|d| d.0).collect();
-    sqlx::query(
+    // Message n goes to device n % devices, in its chat 1 + (n / devices) % chats.
+    let insert = sqlx::query(
         "INSERT INTO messages (device_id, id, chat_jid, sender_jid, from_me, kind, body, sent_at, status, \
-         received_at) SELECT ($1::BIGINT[])[1 + n % 100], 'API' || n, '60190' || lpad((n % $2)::TEXT, 7, '0') || \
-         '@s.whatsapp.net', '60190' || lpad((n % $2)::TEXT, 7, '0') || '@s.whatsapp.net', false, 'text', \
-         'Message ' || n, $3 - n, NULL, $3 - n FROM generate_series(1, $4) AS n",
+         received_at) SELECT ($1::BIGINT[])[1 + n % $5], 'API' || n, c, c, false, 'text', 'Message ' || n, $3 - n, \
+         NULL, $3 - n FROM generate_series(0, $4 - 1) AS n, \
+         LATERAL (SELECT '60190' || lpad((1 + (n / $5) % $2)::TEXT, 7, '0') || '@s.whatsapp.net' AS c) AS chat",
     )
-    .bind(&ids)
+    .bind(ids.clone())
     .bind(o.chats.max(1) as i64)
     .bind(now)
     .bind(o.messages as i64)
+    .bind(o.devices as i64);
+    dataset::fill(pool, "messages", o.messages > dataset::REBUILD_ABOVE, insert).await?;
+    let today = now - now.rem_euclid(86_400_000);
+    sqlx::query(
+        "INSERT INTO analytics_daily (device_id, day, sent, delivered, read, replied, failed, updated_at) \
+         SELECT d, $2 - k::BIGINT * 86400000, 100, 90, 60, 20, 3, $2 FROM unnest($1::BIGINT[]) AS d, generate_series(0, 29) AS k",
+    )
+    .bind(&ids)
+    .bind(today)
     .execute(pool)
     .await?;
     sqlx::query("ANALYZE").execute(pool).await?;
     eprintln!("[bench] api: data set written in {:.1?}", started.elapsed());
-    Ok((devices[0], token))
-}
-
-/// `connections` keep-alive connections asking for `path` in a loop for `secs` (the first
-/// second, or a fifth of a short run, is warm-up and not counted).
-async fn run_load(port: u16, path: &str, authorization: Option<String>, o: &Options) -> anyhow::Result<Load> {
-    let warm = Duration::from_secs_f64((o.secs as f64 / 5.0).min(1.0));
-    let started = Instant::now();
-    let (measure_from, until) = (started + warm, started + Duration::from_secs(o.secs));
-    let path: Arc<str> = path.into();
-    let authorization: Option<Arc<str>> = authorization.map(Into::into);
-    let tasks: Vec<_> = (0..o.connections)
-        .map(|_| {
-            let (path, authorization) = (path.clone(), authorization.clone());
-            tokio::spawn(async move { connection(port, &path, authorization.as_deref(), measure_from, until).await })
-        })
-        .collect();
-    let mut load = Load {
-        latencies: Vec::new(),
-        failures: 0,
-        secs: (until - measure_from).as_secs_f64(),
-    };
-    for task in tasks {
-        let (latencies, failures) = task.await??;
-        load.latencies.extend(latencies);
-        load.failures += failures;
-    }
-    load.latencies.sort_unstable();
-    eprintln!(
-        "[bench] api: {path}: {:.0} req/s, p99 {:.1} ms",
-        load.rate(),
-        load.ms(0.99)
-    );
-    Ok(load)
-}
-
-/// One connection's request loop; returns its latencies (µs) after `measure_from` and failures.
-async fn connection(
-    port: u16,
-    path: &str,
-    authorization: Option<&str>,
-    measure_from: Instant,
-    until: Instant,
-) -> anyhow::Result<(Vec<u64>, u64)> {
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .context("connecting to the API")?;
-    stream.set_nodelay(true)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let (mut latencies, mut failures) = (Vec::new(), 0);
-    while Instant::now() < until {
-        let mut request = hyper::Request::get(path).header(HOST, "127.0.0.1");
-        if let Some(value) = authorization {
-            request = request.header(AUTHORIZATION, value);
-        }
-        let request = request.body(Empty::<Bytes>::new())?;
-        sender.ready().await?;
-        let sent = Instant::now();
-        let response = sender.send_request(request).await?;
-        let ok = response.status().is_success();
-        response.into_body().collect().await?;
-        if sent >= measure_from {
-            latencies.push(sent.elapsed().as_micros() as u64);
-            failures += u64::from(!ok);
-        }
-    }
-    Ok((latencies, failures))
+    Ok((devices[0], api))
 }

@@ -58,7 +58,7 @@ fn root() -> anyhow::Result<PathBuf> {
 }
 
 /// The `wafleet` binary: `--bin`, or the one beside this program.
-fn wafleet_bin(common: &Common) -> anyhow::Result<PathBuf> {
+pub fn wafleet_bin(common: &Common) -> anyhow::Result<PathBuf> {
     let bin = match &common.bin {
         Some(bin) => bin.clone(),
         None => std::env::current_exe()?.with_file_name("wafleet"),

@@ -2,11 +2,16 @@
 //! `infra/local-cluster`), drives bounded load, checks correctness while it measures, and prints
 //! each figure beside its ceiling measured in the same run. Exits non-zero when a check fails.
 
+mod analytics;
 mod api;
+mod campaign;
+mod client;
 mod cluster;
+mod dataset;
 mod failover;
 mod fleet;
 mod ingest;
+mod load;
 mod proc;
 mod report;
 mod sessions;
@@ -55,6 +60,10 @@ enum Scenario {
     Failover(failover::Options),
     /// HTTP API latency and throughput: the chat list against a trivial route.
     Api(api::Options),
+    /// A campaign to many leads: dispatch by the scheduler, then paced sends checked for violations.
+    Campaign(campaign::Options),
+    /// Analytics: the roll-up's time and the analytics routes under load, checked against the rows.
+    Analytics(analytics::Options),
     /// Every scenario in turn, with its defaults (or smoke sizes).
     All,
     /// Holds bare idle WebSockets to a URL (the sessions scenario's ceiling runs this as a child).
@@ -88,11 +97,15 @@ async fn run(cli: &Cli) -> anyhow::Result<Vec<Row>> {
         Scenario::Sessions(o) => sessions::run(common, o).await?,
         Scenario::Failover(o) => failover::run(common, o).await?,
         Scenario::Api(o) => api::run(common, o).await?,
+        Scenario::Campaign(o) => campaign::run(common, o).await?,
+        Scenario::Analytics(o) => analytics::run(common, o).await?,
         Scenario::All => {
             let mut rows = ingest::run(common, &ingest::Options::default()).await?;
             rows.extend(sessions::run(common, &sessions::Options::default()).await?);
             rows.extend(failover::run(common, &failover::Options::default()).await?);
             rows.extend(api::run(common, &api::Options::default()).await?);
+            rows.extend(campaign::run(common, &campaign::Options::default()).await?);
+            rows.extend(analytics::run(common, &analytics::Options::default()).await?);
             rows
         }
         Scenario::WsHold(_) => unreachable!("handled before the runtime starts"),
