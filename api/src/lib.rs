@@ -5,6 +5,7 @@
 //! requests except the database pool, so any number of replicas can run behind a load balancer.
 
 mod accounts;
+mod actions;
 mod admin;
 mod analytics;
 mod campaigns;
@@ -26,6 +27,7 @@ mod sends;
 mod session;
 mod sessions;
 mod tokens;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -107,6 +109,8 @@ pub fn app(state: AppState) -> Router {
         .merge(compat_send::router())
         .merge(sends::router())
         .merge(admin::router())
+        .merge(actions::router())
+        .merge(webhooks::router())
         .split_for_parts();
     let spec = Arc::new(spec);
     Router::new()
@@ -116,6 +120,7 @@ pub fn app(state: AppState) -> Router {
         .merge(leads::page_router())
         .merge(chat_view::page_router())
         .merge(campaigns::page_router())
+        .merge(actions::page_router())
         .merge(live::router())
         .merge(demo::router())
         .merge(health::router())

@@ -38,6 +38,12 @@ use crate::AppState;
             time, paced per device; per-recipient status queued, sent, delivered, read, replied or failed"),
         (name = "analytics", description = "Sends per UTC day from roll-ups refreshed every minute: sent, delivered, \
             read, replied and failed with percentages, a per-day series, and devices online; by range and device"),
+        (name = "actions", description = "A device's actions: test sends, number checks per pasted line, broadcasts \
+            to pasted lists (all lines checked first; each recipient a paced send under `broadcast:{id}:{phone}`) \
+            with their progress, and the device's activity log"),
+        (name = "webhooks", description = "Your URL for events (message, message.ack, device.connected, \
+            device.disconnected, campaign.finished), signed with HMAC-SHA256 in `X-Hub-Signature-256`; deliveries \
+            retried with backoff, dead ones listed and replayable"),
         (name = "compatible", description = "Routes kept from the REST API wafleet grew out of; API tokens only"),
     )
 )]

@@ -10,10 +10,11 @@ use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::accounts::{self, ClientIp, Credentials};
+use crate::accounts::{self, ClientIp, Credentials, PasswordChange};
 use crate::csrf;
 use crate::error::ApiError;
 use crate::session::{self, CurrentUser, PageUser};
+use wafleet_core::db::User;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -22,6 +23,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/register", get(register_page).post(register_form))
         .route("/logout", get(logout_page).post(logout_form))
         .route("/dashboard", get(dashboard))
+        .route("/account", get(account_page).post(account_form_post))
         .route(
             "/static/app.css",
             get(|| asset("text/css; charset=utf-8", include_str!("../static/app.css"))),
@@ -33,6 +35,10 @@ pub(crate) fn router() -> Router<AppState> {
         .route(
             "/static/analytics.js",
             get(|| asset("text/javascript; charset=utf-8", include_str!("../static/analytics.js"))),
+        )
+        .route(
+            "/static/webhooks.js",
+            get(|| asset("text/javascript; charset=utf-8", include_str!("../static/webhooks.js"))),
         )
 }
 
@@ -192,4 +198,65 @@ async fn dashboard(State(state): State<AppState>, PageUser(user): PageUser, jar:
         demo: state.demo.is_some(),
     };
     (jar, page(StatusCode::OK, &view)).into_response()
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    csrf: String,
+    email: String,
+    is_admin: bool,
+    since: String,
+    error: Option<String>,
+    done: Option<String>,
+}
+
+fn account_view(
+    state: &AppState,
+    jar: CookieJar,
+    user: &User,
+    status: StatusCode,
+    outcome: Result<String, String>,
+) -> Response {
+    let (jar, csrf) = csrf::token(jar, state.settings.cookie_secure);
+    let (done, error) = match outcome {
+        Ok(done) if done.is_empty() => (None, None),
+        Ok(done) => (Some(done), None),
+        Err(error) => (None, Some(error)),
+    };
+    let view = AccountPage {
+        csrf,
+        email: user.email.to_string(),
+        is_admin: user.is_admin,
+        since: user.created_at.to_datetime().format("%Y-%m-%d").to_string(),
+        error,
+        done,
+    };
+    (jar, page(status, &view)).into_response()
+}
+
+async fn account_page(State(state): State<AppState>, PageUser(user): PageUser, jar: CookieJar) -> Response {
+    account_view(&state, jar, &user, StatusCode::OK, Ok(String::new()))
+}
+
+async fn account_form_post(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    ip: ClientIp,
+    jar: CookieJar,
+    Form(change): Form<PasswordChange>,
+) -> Response {
+    let keep = session::cookie_digest(&jar);
+    match accounts::change_password(&state, &user, &change, ip, keep.as_deref()).await {
+        Ok(ended) => {
+            let done = match ended {
+                0 => "Password changed.".to_owned(),
+                1 => "Password changed; 1 other session was logged out.".to_owned(),
+                n => format!("Password changed; {n} other sessions were logged out."),
+            };
+            account_view(&state, jar, &user, StatusCode::OK, Ok(done))
+        }
+        Err(ApiError::Internal(e)) => ApiError::Internal(e).into_response(),
+        Err(e) => account_view(&state, jar, &user, e.status(), Err(e.to_string())),
+    }
 }

@@ -70,6 +70,7 @@ function createCard(device) {
 
   $(".leads-link").href = `/device/${id}/leads`;
   $(".whatsapp-link").href = `/device/${id}/whatsapp-web`;
+  $(".actions-link").href = `/device/${id}/actions`;
   const rename = $(".rename");
   $(".edit").addEventListener("click", () => {
     rename.hidden = false;
@@ -330,11 +331,12 @@ document.getElementById("add-token").addEventListener("submit", async (event) =>
 
 // ---- Tabs -------------------------------------------------------------------------------------
 
-// The analytics tab lives in analytics.js, loaded after this file.
+// The analytics and webhooks tabs live in analytics.js and webhooks.js, loaded after this file.
 const loaders = {
   devices: loadDevices,
   tokens: loadTokens,
   analytics: () => window.analyticsTab.show(),
+  webhooks: () => window.webhooksTab.show(),
 };
 
 function selectTab(name) {

@@ -196,6 +196,18 @@ async function setStatus(status) {
   }
 }
 
+// While a campaign that can still change is open, its status and progress refresh every few
+// seconds, so a running campaign can be watched; not while the page is hidden.
+setInterval(async () => {
+  if (!editor.open || !current || document.hidden) return;
+  if (!["scheduled", "running", "paused"].includes(current.status)) return;
+  const id = current.id;
+  const campaign = await act(() => api("GET", `/api/campaigns/${id}`));
+  if (!campaign || !editor.open || !current || current.id !== id) return;
+  show(campaign);
+  await drawReport(id);
+}, 5000);
+
 form.addEventListener("submit", save);
 document.getElementById("pause").addEventListener("click", () => setStatus("paused"));
 document.getElementById("resume").addEventListener("click", () => setStatus("running"));

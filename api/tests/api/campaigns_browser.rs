@@ -56,8 +56,21 @@ async fn plan_a_campaign_on_the_calendar_and_follow_it(app: TestApp) {
     browser.refresh().await.unwrap();
     click(&browser, &format!("{day} .chip")).await;
     wait_for_text(&browser, "#campaign-status", "running").await;
-    let progress = browser.find(Locator::Css("#report-total")).await.unwrap();
-    let text = progress.text().await.unwrap();
+    // The status shows before the report is drawn: wait for the report.
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = browser
+            .find(Locator::Css("#report-total"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if !text.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert!(
         text.contains("1 of 2 done") && text.contains("failed 1 (50%)"),
         "{text}"

@@ -30,6 +30,8 @@ macro_rules! on_both_backends {
 }
 
 mod accounts;
+mod actions;
+mod actions_isolation;
 mod analytics;
 mod analytics_browser;
 mod browser;
@@ -50,3 +52,6 @@ mod leads_isolation;
 mod sends;
 mod sessions;
 mod tokens;
+mod webhooks;
+mod webhooks_browser;
+mod webhooks_isolation;
