@@ -24,6 +24,10 @@ use crate::WaStore;
 /// How long the unlink request may take before logout reports a transient failure.
 const LOGOUT_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How long a WebSocket close may take before the socket is simply dropped (see
+/// [`WaSession::disconnect`]).
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// One device's session on wa-rs. Dropping it without [`Session::close`] stops its tasks.
 pub struct WaSession {
     /// The device, for logs.
@@ -81,10 +85,28 @@ impl WaSession {
         }
     }
 
+    /// Disconnects wa-rs's client, giving up after [`DISCONNECT_TIMEOUT`]. wa-rs closes its
+    /// WebSocket by reading until the server ends the stream, and its message loop may still be
+    /// reading the same socket: the close then waits for a wake-up that goes to the loop instead,
+    /// forever. Giving up drops the socket, which ends the connection all the same; the client
+    /// was told first that the disconnect is intended, so it does not reconnect.
+    async fn disconnect(&self) {
+        if tokio::time::timeout(DISCONNECT_TIMEOUT, self.client.disconnect())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                device = %self.device,
+                timeout = ?DISCONNECT_TIMEOUT,
+                "the WebSocket close did not finish; dropping the socket instead"
+            );
+        }
+    }
+
     /// Disconnects, saves what wa-rs still holds in memory, and retires the store so wa-rs's
     /// background saver cannot write after the next session has started.
     async fn shut_down(&self) {
-        self.client.disconnect().await;
+        self.disconnect().await;
         self.stop_tasks();
         let device = self.client.persistence_manager().get_device_snapshot().await;
         // A no-op when the store was already retired (after a logout).
@@ -275,7 +297,7 @@ impl Session for WaSession {
             })?;
         }
         // Not paired yet (or unlinked above): nothing remains on WhatsApp's side.
-        self.client.disconnect().await;
+        self.disconnect().await;
         self.stop_tasks();
         self.store
             .wipe()
