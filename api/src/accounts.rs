@@ -11,6 +11,7 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_core::auth;
+use wafleet_core::cache::Topic;
 use wafleet_core::db::{NewUserRole, User};
 use wafleet_core::types::Email;
 
@@ -183,6 +184,7 @@ pub(crate) async fn change_password(
         .await
         .map_err(|e| anyhow::anyhow!("hashing task: {e}"))??;
     let ended = state.db.set_password(user.id, &hash, keep).await?;
+    state.invalidations.changed(&[Topic::Callers]).await;
     tracing::info!(user = %user.id, sessions_ended = ended, "password changed");
     Ok(ended)
 }

@@ -6,6 +6,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use wafleet_core::auth;
+use wafleet_core::cache::Topic;
 use wafleet_core::db::User;
 
 use crate::AppState;
@@ -63,19 +64,43 @@ impl FromRequestParts<AppState> for PageUser {
     }
 }
 
-/// The owner of the live API token `token`; 401 when it is unknown or revoked.
+/// The owner of the live API token `token`; 401 when it is unknown or revoked. Cached (see
+/// [`ReadCache::caller`](wafleet_core::cache::ReadCache::caller)): revoking announces it.
 pub(crate) async fn token_user(state: &AppState, token: &str) -> Result<User, ApiError> {
+    let digest = auth::digest(token.trim());
     state
-        .db
-        .api_token_user(&auth::digest(token.trim()))
-        .await?
-        .ok_or_else(|| ApiError::Unauthorized("the API token is unknown or revoked".into()))
+        .cache
+        .caller(&format!("t{digest}"), async {
+            state
+                .db
+                .api_token_user(&digest)
+                .await?
+                .ok_or_else(|| ApiError::Unauthorized("the API token is unknown or revoked".into()))
+        })
+        .await
+        .map_err(ApiError::shared)
 }
 
+/// The account of the request's session cookie, if it has a live one. Cached like
+/// [`token_user`]: logging out and changing the password announce it.
 async fn session_user(parts: &Parts, state: &AppState) -> Result<Option<User>, ApiError> {
-    match cookie_digest(&CookieJar::from_headers(&parts.headers)) {
-        Some(digest) => Ok(state.db.session_user(&digest).await?),
-        None => Ok(None),
+    let Some(digest) = cookie_digest(&CookieJar::from_headers(&parts.headers)) else {
+        return Ok(None);
+    };
+    let user = state
+        .cache
+        .caller(&format!("s{digest}"), async {
+            state
+                .db
+                .session_user(&digest)
+                .await?
+                .ok_or_else(|| ApiError::Unauthorized("no live session".into()))
+        })
+        .await;
+    match user.map_err(ApiError::shared) {
+        Ok(user) => Ok(Some(user)),
+        Err(ApiError::Unauthorized(_)) => Ok(None),
+        Err(err) => Err(err),
     }
 }
 
@@ -103,10 +128,12 @@ pub async fn start(state: &AppState, jar: CookieJar, user: &User) -> Result<Cook
     Ok(jar.add(cookie))
 }
 
-/// Ends the session in `jar`, if any, and returns the jar with the cookie removed.
+/// Ends the session in `jar`, if any, everywhere at once, and returns the jar with the cookie
+/// removed.
 pub async fn end(state: &AppState, jar: CookieJar) -> Result<CookieJar, ApiError> {
-    if let Some(cookie) = jar.get(SESSION_COOKIE) {
-        state.db.delete_session(&auth::digest(cookie.value())).await?;
+    if let Some(digest) = cookie_digest(&jar) {
+        state.db.delete_session(&digest).await?;
+        state.invalidations.changed(&[Topic::Callers]).await;
     }
     Ok(jar.remove(Cookie::build(SESSION_COOKIE).path("/")))
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_core::auth;
+use wafleet_core::cache::Topic;
 use wafleet_core::db::ApiToken;
 use wafleet_core::types::ApiTokenId;
 
@@ -84,6 +85,7 @@ async fn revoke_token(
     Path(id): Path<ApiTokenId>,
 ) -> ApiResult<impl IntoResponse> {
     state.db.revoke_api_token(user.id, id).await.or_not_found("API token")?;
+    state.invalidations.changed(&[Topic::Callers]).await;
     tracing::info!(user = %user.id, token = %id, "API token revoked");
     Ok(ok("API token revoked", ()))
 }

@@ -1,6 +1,8 @@
 //! The read cache: a small TTL cache in front of the API's hot reads (chat lists, messages pages,
 //! a device and its status, analytics), so that a dashboard opened by many people, or a client polling, costs
-//! the database one query per TTL rather than one per request.
+//! the database one query per TTL rather than one per request. It also holds who each credential
+//! (session cookie or API token) belongs to ([`ReadCache::caller`]), so that a cached answer costs
+//! no query at all.
 //!
 //! Entries are serialised responses, keyed by what they belong to (a [`Topic`]) and by what was
 //! asked. Writers never touch the entries: they announce that a topic changed, which raises the
@@ -26,6 +28,7 @@ use redis::AsyncCommands;
 
 use crate::Settings;
 use crate::config::Secret;
+use crate::db::User;
 use crate::metrics as m;
 use crate::shutdown::Shutdown;
 use crate::types::DeviceId;
@@ -38,6 +41,10 @@ pub enum Topic {
     Device(DeviceId),
     /// Every user's analytics: the roll-ups they are read from (refreshed every minute).
     Analytics,
+    /// Who every credential belongs to: announced when one ends before its time (logout, a
+    /// revoked API token, a password change), so that it stops working everywhere at once.
+    /// Rare, so one topic for all of them: each costs every credential one lookup.
+    Callers,
 }
 
 impl Topic {
@@ -45,17 +52,23 @@ impl Topic {
         match self {
             Topic::Device(id) => format!("d{}", id.0),
             Topic::Analytics => "a".to_owned(),
+            Topic::Callers => "c".to_owned(),
         }
     }
 
     fn decode(text: &str) -> Option<Topic> {
-        if text == "a" {
-            return Some(Topic::Analytics);
+        match text {
+            "a" => return Some(Topic::Analytics),
+            "c" => return Some(Topic::Callers),
+            _ => {}
         }
         let id = text.strip_prefix('d')?.parse().ok()?;
         Some(Topic::Device(DeviceId(id)))
     }
 }
+
+/// Credentials whose account is kept at most (each entry is an account: ~200 bytes).
+const MAX_CALLERS: u64 = 100_000;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct Key {
@@ -67,6 +80,8 @@ struct Key {
 
 struct Inner {
     entries: moka::future::Cache<Key, Bytes>,
+    /// The account of each credential's digest, under [`Topic::Callers`].
+    callers: moka::future::Cache<Key, User>,
     generations: Mutex<HashMap<Topic, u64>>,
     /// Raised by [`ReadCache::invalidate_all`]: every entry stored before is unreachable.
     epoch: AtomicU64,
@@ -101,8 +116,14 @@ impl ReadCache {
             .time_to_live(ttl)
             .support_invalidation_closures()
             .build();
+        let callers = moka::future::Cache::builder()
+            .max_capacity(MAX_CALLERS)
+            .time_to_live(ttl)
+            .support_invalidation_closures()
+            .build();
         ReadCache(Some(Arc::new(Inner {
             entries,
+            callers,
             generations: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
         })))
@@ -134,14 +155,7 @@ impl ReadCache {
         let Some(inner) = &self.0 else {
             return load.await.map_err(Arc::new);
         };
-        // The generation is taken before the database is read: a write that lands meanwhile
-        // raises it, and what this read stores is never found.
-        let key = Key {
-            epoch: inner.epoch.load(Ordering::Acquire),
-            topic,
-            generation: inner.generation(topic),
-            what,
-        };
+        let key = inner.key(topic, what);
         let mut loaded = false;
         let value = inner
             .entries
@@ -153,6 +167,33 @@ impl ReadCache {
         let result = if loaded { "miss" } else { "hit" };
         metrics::counter!(m::READ_CACHE, "result" => result).increment(1);
         value
+    }
+
+    /// The account `credential` (the stored digest of a session cookie or API token) belongs to,
+    /// as cached, or as `load` finds it. Only found accounts are kept: `load` fails for an
+    /// unknown or ended credential, and failures are never stored. Ending a credential must
+    /// announce [`Topic::Callers`]; what expires on its own (a session past its time) may still
+    /// be served for up to one TTL.
+    pub async fn caller<E, F>(&self, credential: &str, load: F) -> Result<User, Arc<E>>
+    where
+        F: Future<Output = Result<User, E>>,
+        E: Send + Sync + 'static,
+    {
+        let Some(inner) = &self.0 else {
+            return load.await.map_err(Arc::new);
+        };
+        let key = inner.key(Topic::Callers, credential.to_owned());
+        let mut loaded = false;
+        let user = inner
+            .callers
+            .try_get_with(key, async {
+                loaded = true;
+                load.await
+            })
+            .await;
+        let result = if loaded { "miss" } else { "hit" };
+        metrics::counter!(m::CALLER_CACHE, "result" => result).increment(1);
+        user
     }
 
     /// Everything cached for `topics` stops being served.
@@ -179,10 +220,14 @@ impl ReadCache {
         let epoch = inner.epoch.load(Ordering::Acquire);
         let current = inner.generations.lock().unwrap_or_else(|e| e.into_inner()).clone();
         // Entries of an older epoch or generation can never be found again.
-        let _ = inner.entries.invalidate_entries_if(move |key, _| {
+        let stale = move |key: &Key| {
             key.epoch != epoch || current.get(&key.topic).copied().unwrap_or_default() != key.generation
-        });
+        };
+        let callers_stale = stale.clone();
+        let _ = inner.entries.invalidate_entries_if(move |key, _| stale(key));
+        let _ = inner.callers.invalidate_entries_if(move |key, _| callers_stale(key));
         inner.entries.run_pending_tasks().await;
+        inner.callers.run_pending_tasks().await;
         let left = inner.entries.entry_count();
         metrics::gauge!(m::READ_CACHE_ENTRIES).set(left as f64);
         left
@@ -197,6 +242,17 @@ impl ReadCache {
 }
 
 impl Inner {
+    /// The key of `what` of `topic` now. The generation is taken before the database is read: a
+    /// write that lands meanwhile raises it, and what this read stores is never found.
+    fn key(&self, topic: Topic, what: String) -> Key {
+        Key {
+            epoch: self.epoch.load(Ordering::Acquire),
+            topic,
+            generation: self.generation(topic),
+            what,
+        }
+    }
+
     fn generation(&self, topic: Topic) -> u64 {
         let generations = self.generations.lock().unwrap_or_else(|e| e.into_inner());
         generations.get(&topic).copied().unwrap_or_default()
@@ -450,6 +506,56 @@ mod tests {
         assert_eq!(loaded.as_ref(), b"reloaded", "an expired entry is loaded again");
     }
 
+    fn user(id: i64) -> Result<User, &'static str> {
+        Ok(User {
+            id: crate::types::UserId(id),
+            email: crate::types::Email::parse(&format!("u{id}@example.com")).unwrap(),
+            password_hash: String::new(),
+            is_admin: false,
+            created_at: crate::types::Timestamp(0),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_credential_is_looked_up_once_until_callers_change() {
+        let cache = ReadCache::new(Duration::from_secs(60), 1 << 20);
+        let loads = AtomicU64::new(0);
+        let resolve = |credential: &'static str, id: i64| {
+            let loads = &loads;
+            let cache = &cache;
+            async move {
+                cache
+                    .caller(credential, async {
+                        loads.fetch_add(1, Ordering::SeqCst);
+                        user(id)
+                    })
+                    .await
+                    .map(|u| u.id.0)
+            }
+        };
+        assert_eq!(resolve("t1", 1).await, Ok(1));
+        assert_eq!(resolve("t1", 2).await, Ok(1), "cached");
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        // A device's change leaves credentials alone; the end of a credential does not.
+        cache.invalidate(&[Topic::Device(DeviceId(1)), Topic::Analytics]);
+        assert_eq!(resolve("t1", 2).await, Ok(1));
+        cache.invalidate(&[Topic::Callers]);
+        assert_eq!(resolve("t1", 2).await, Ok(2), "looked up again");
+        assert_eq!(loads.load(Ordering::SeqCst), 2);
+
+        // An unknown credential is not remembered: it is looked up every time.
+        for _ in 0..2 {
+            let unknown = cache
+                .caller("t9", async {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    Err::<User, _>("unknown")
+                })
+                .await;
+            assert_eq!(unknown.map(|u| u.id.0).map_err(|e| *e), Err("unknown"));
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 4);
+    }
+
     #[tokio::test]
     async fn off_always_loads() {
         let cache = ReadCache::new(Duration::ZERO, 1 << 20);
@@ -468,7 +574,7 @@ mod tests {
 
     #[test]
     fn topics_survive_the_wire() {
-        for topic in [Topic::Device(DeviceId(42)), Topic::Analytics] {
+        for topic in [Topic::Device(DeviceId(42)), Topic::Analytics, Topic::Callers] {
             assert_eq!(Topic::decode(&topic.encode()), Some(topic));
         }
         assert_eq!(Topic::decode("x1"), None);

@@ -55,6 +55,8 @@ pub const FLUSH_BATCH_ROWS: &str = "wafleet_flush_batch_rows";
 pub const FLUSH_SECONDS: &str = "wafleet_flush_seconds";
 /// Reads answered by the read cache (`result="hit"`) or the database (`result="miss"`).
 pub const READ_CACHE: &str = "wafleet_read_cache_total";
+/// Credentials resolved from the read cache (`result="hit"`) or the database (`result="miss"`).
+pub const CALLER_CACHE: &str = "wafleet_caller_cache_total";
 /// Entries in this process's read cache, as of its last cleanup.
 pub const READ_CACHE_ENTRIES: &str = "wafleet_read_cache_entries";
 /// Device actions taken (test sends, number checks, broadcasts) by kind.
@@ -103,6 +105,10 @@ fn describe() {
     describe_counter!(
         READ_CACHE,
         "Reads answered from the read cache (hit) or the database (miss)"
+    );
+    describe_counter!(
+        CALLER_CACHE,
+        "Session cookies and API tokens resolved from the cache (hit) or the database (miss)"
     );
     describe_gauge!(READ_CACHE_ENTRIES, "Entries in the read cache after its last cleanup");
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by status class");

@@ -21,11 +21,17 @@ pub struct TestApp {
     /// Where the server's read cache hears of changes: through Redis on PostgreSQL (as from a
     /// worker process), in-process on SQLite.
     pub invalidations: Invalidations,
-    trigger: ShutdownTrigger,
+    _server: Server,
     _db: TestDb,
 }
 
 impl TestApp {
+    /// A second API server over the same database and Redis, as another API process of the
+    /// deployment behind the same load balancer.
+    pub async fn another_server(&self) -> Server {
+        Server::start(&self.db, &self.settings, &self._db).await
+    }
+
     /// Announces that `device`'s data changed, as a worker does after writing it.
     pub async fn changed(&self, device: DeviceId) {
         self.invalidations.device_changed(device).await;
@@ -38,12 +44,6 @@ impl TestApp {
                 .changed(&[wafleet_core::cache::Topic::Analytics])
                 .await;
         }
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.trigger.trigger();
     }
 }
 
@@ -64,27 +64,55 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
     wafleet_core::accounts::ensure_admin(&db, &settings)
         .await
         .expect("ensure admin");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (trigger, shutdown) = shutdown::channel();
-    let queues = test_db.queues().await;
-    // The read cache as a real API process has it, following Redis on the scale-out backend.
-    let cache = ReadCache::from_settings(&settings);
-    let invalidations = Invalidations::connect(&settings, cache.clone())
-        .await
-        .expect("cache invalidations");
-    tokio::spawn(wafleet_core::cache::follow(&settings, cache.clone(), shutdown.clone()));
-    let state = AppState::new(db.clone(), std::sync::Arc::new(settings.clone()))
-        .with_queues(queues)
-        .with_cache(cache, invalidations.clone());
-    tokio::spawn(wafleet_api::serve(state, listener, shutdown));
+    let server = Server::start(&db, &settings, &test_db).await;
     TestApp {
-        base,
+        base: server.base.clone(),
+        invalidations: server.invalidations.clone(),
         db,
         settings,
-        invalidations,
-        trigger,
+        _server: server,
         _db: test_db,
+    }
+}
+
+/// One API server process's worth: its listener, read cache and invalidations. Stops when dropped.
+pub struct Server {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Its read cache's announcements (and followers'), as in [`TestApp::invalidations`].
+    pub invalidations: Invalidations,
+    trigger: ShutdownTrigger,
+}
+
+impl Server {
+    /// Serves the API on a new port over `db`, with its own read cache, as one API process of a
+    /// deployment does.
+    async fn start(db: &Db, settings: &Settings, test_db: &TestDb) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (trigger, shutdown) = shutdown::channel();
+        let queues = test_db.queues().await;
+        // The read cache as a real API process has it, following Redis on the scale-out backend.
+        let cache = ReadCache::from_settings(settings);
+        let invalidations = Invalidations::connect(settings, cache.clone())
+            .await
+            .expect("cache invalidations");
+        tokio::spawn(wafleet_core::cache::follow(settings, cache.clone(), shutdown.clone()));
+        let state = AppState::new(db.clone(), std::sync::Arc::new(settings.clone()))
+            .with_queues(queues)
+            .with_cache(cache, invalidations.clone());
+        tokio::spawn(wafleet_api::serve(state, listener, shutdown));
+        Server {
+            base,
+            invalidations,
+            trigger,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.trigger.trigger();
     }
 }
 

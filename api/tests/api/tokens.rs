@@ -1,5 +1,7 @@
 //! API tokens: shown once, usable as Bearer without CSRF, revocable.
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -78,3 +80,88 @@ async fn api_tokens_work_and_revoke(app: TestApp) {
 }
 
 on_both_backends!(app: api_tokens_work_and_revoke);
+
+/// Two API processes of a scale-out deployment, each with its own cache of who a credential
+/// belongs to: ending a credential through one stops it on the other at once (announced over
+/// Redis), though both had just answered it. Scale-out only: the embedded default is one process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_out_ended_credentials_stop_working_on_every_api_process() {
+    let app = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await;
+    let other = app.another_server().await;
+    let ana = app.session("ana@example.com").await;
+    let ana_on_other = crate::helpers::Session {
+        client: ana.client.clone(),
+        base: other.base.clone(),
+        csrf: ana.csrf.clone(),
+    };
+    let created = body(ana.post("/api/tokens", json!({"name": "crm"})).await).await["results"].clone();
+    let token = created["token"].as_str().unwrap().to_owned();
+    let rest = reqwest::Client::new();
+    let me = |base: &str| rest.get(format!("{base}/api/me")).bearer_auth(&token).send();
+    // Both processes answer (and so cache) the token and the session.
+    for base in [&app.base, &other.base] {
+        assert_eq!(me(base).await.unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(ana_on_other.get("/api/me").await.status(), StatusCode::OK);
+
+    let id = created["id"].as_i64().unwrap();
+    assert_eq!(ana.delete(&format!("/api/tokens/{id}")).await.status(), StatusCode::OK);
+    // Well within the cache's 5 s: announced, not expired.
+    eventually_within(
+        Duration::from_secs(2),
+        "the other process refuses the token",
+        || async { me(&other.base).await.unwrap().status() == StatusCode::UNAUTHORIZED },
+    )
+    .await;
+    expect_error(
+        me(&other.base).await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "unknown or revoked",
+    )
+    .await;
+
+    // A second browser of ana's, logged in through the first process and seen by both.
+    let login = rest
+        .post(app.url("/api/login"))
+        .json(&json!({"email": "ana@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let browser = |base: &str| rest.get(format!("{base}/api/me")).header("cookie", &cookie).send();
+    for base in [&app.base, &other.base] {
+        assert_eq!(browser(base).await.unwrap().status(), StatusCode::OK);
+    }
+    // Changing the password from the first browser ends the second one everywhere.
+    let change = json!({"current_password": "correct horse battery", "new_password": "another horse battery"});
+    assert_eq!(ana.post("/api/account/password", change).await.status(), StatusCode::OK);
+    eventually_within(Duration::from_secs(2), "the other process ends the session", || async {
+        browser(&other.base).await.unwrap().status() == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    assert_eq!(
+        ana_on_other.get("/api/me").await.status(),
+        StatusCode::OK,
+        "the changing browser stays"
+    );
+}
+
+/// Waits until `check` holds, for at most `limit`.
+async fn eventually_within<F, Fut>(limit: Duration, what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
