@@ -7,12 +7,12 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, Locator};
+use fantoccini::Locator;
 
 #[path = "../api/tests/support/browser.rs"]
 mod support;
 
-use support::{click, fill, screenshot, start_browser, wait_for_text};
+use support::{click, fill, screenshot, start_browser, texts, wait_for_text, wait_for_text_matching};
 
 /// The `wafleet` process, killed when dropped.
 struct Server {
@@ -51,15 +51,6 @@ fn serve_demo() -> Server {
         std::thread::sleep(Duration::from_millis(100));
     }
     Server { child, base, _dir: dir }
-}
-
-/// The texts of the elements matching `css`.
-async fn texts(browser: &Client, css: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for element in browser.find_all(Locator::Css(css)).await.unwrap() {
-        out.push(element.text().await.unwrap_or_default());
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,20 +127,6 @@ async fn a_new_user_links_a_simulated_phone_and_sees_its_chats() {
     browser.close().await.unwrap();
 }
 
-/// Waits up to `secs` for an element matching `css` whose text satisfies `ok`; returns that text.
-async fn eventually(browser: &Client, css: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut seen = Vec::new();
-    while Instant::now() < deadline {
-        seen = texts(browser, css).await;
-        if let Some(text) = seen.iter().find(|t| ok(t)) {
-            return text.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    panic!("after {secs} s, `{css}` still shows {seen:?}");
-}
-
 /// A CSV of five bakery leads where rows 2 and 4 (the file's lines 3 and 5) are wrong.
 const LEADS_TWO_BAD_ROWS: &str = "Name,Phone,Niche,Status\n\
     Aminah,+60 12-300 0001,bakery,new\n\
@@ -199,7 +176,7 @@ async fn a_user_walks_from_pairing_to_analytics() {
 
     // Read a chat in the WhatsApp view.
     click(&browser, ".device .whatsapp-link").await;
-    eventually(&browser, "li.chat .chat-name", 20, |t| t == "Aisyah").await;
+    wait_for_text_matching(&browser, "li.chat .chat-name", 20, |t| t == "Aisyah").await;
     wait_for_text(
         &browser,
         "#status-bar.online",
@@ -229,7 +206,7 @@ async fn a_user_walks_from_pairing_to_analytics() {
         click(&browser, "#import-leads button[type=submit]").await;
     };
     choose(&bad).await;
-    let errors = eventually(&browser, "#import-errors-message", 10, |t| {
+    let errors = wait_for_text_matching(&browser, "#import-errors-message", 10, |t| {
         t.contains("nothing was imported")
     })
     .await;
@@ -247,7 +224,7 @@ async fn a_user_walks_from_pairing_to_analytics() {
     screenshot(&browser, "walk-import-refused").await;
     choose(&fixed).await;
     wait_for_text(&browser, "#import-result", "5 leads imported").await;
-    eventually(&browser, "#leads tr.lead", 10, |t| t.contains("Dani")).await;
+    wait_for_text_matching(&browser, "#leads tr.lead", 10, |t| t.contains("Dani")).await;
 
     // Plan a campaign for the bakery leads a minute ahead (the next whole minute at least 45 s away).
     let now = chrono::Utc::now();
@@ -276,10 +253,10 @@ async fn a_user_walks_from_pairing_to_analytics() {
     screenshot(&browser, "walk-campaign-scheduled").await;
 
     // At its minute the scheduler starts it; the open report follows it to delivered and read.
-    eventually(&browser, "#campaign-status", 150, |t| t == "running" || t == "finished").await;
+    wait_for_text_matching(&browser, "#campaign-status", 150, |t| t == "running" || t == "finished").await;
     // The report counts each send once, by the furthest it got: done and neither still "sent"
     // (no receipt) nor failed means every one was delivered, read or answered.
-    let done = eventually(&browser, "#report-total", 240, |t| {
+    let done = wait_for_text_matching(&browser, "#report-total", 240, |t| {
         t.contains("5 of 5 done") && t.contains("sent 0 ") && t.contains("failed 0 ")
     })
     .await;
@@ -298,7 +275,7 @@ async fn a_user_walks_from_pairing_to_analytics() {
     // The analytics tab counts the campaign's sends once the next roll-up ran.
     browser.goto(dashboard.as_str()).await.unwrap();
     click(&browser, "[data-tab=analytics]").await;
-    eventually(&browser, ".stat[data-stat=sent] .count", 120, |t| t == "5").await;
+    wait_for_text_matching(&browser, ".stat[data-stat=sent] .count", 120, |t| t == "5").await;
     wait_for_text(&browser, ".stat[data-stat=delivered] .count", "5").await;
     wait_for_text(&browser, ".stat[data-stat=delivered] .pct", "100%").await;
     let shown: u32 = texts(&browser, ".stat[data-stat=read] .count").await[0]

@@ -8,7 +8,7 @@ use wafleet_core::db::{LeadStatus, NewLead};
 use wafleet_core::types::{PhoneNumber, Timestamp};
 
 use crate::browser::register_with_a_device;
-use crate::browser::support::{click, fill, screenshot, start_browser, wait_for_text};
+use crate::browser::support::{click, fill, screenshot, start_browser, wait_for_text, wait_for_text_matching};
 use crate::campaigns::exec;
 use crate::helpers::TestApp;
 
@@ -57,20 +57,7 @@ async fn plan_a_campaign_on_the_calendar_and_follow_it(app: TestApp) {
     click(&browser, &format!("{day} .chip")).await;
     wait_for_text(&browser, "#campaign-status", "running").await;
     // The status shows before the report is drawn: wait for the report.
-    let mut text = String::new();
-    for _ in 0..100 {
-        text = browser
-            .find(Locator::Css("#report-total"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if !text.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let text = wait_for_text_matching(&browser, "#report-total", 10, |t| !t.is_empty()).await;
     assert!(
         text.contains("1 of 2 done") && text.contains("failed 1 (50%)"),
         "{text}"
@@ -84,30 +71,8 @@ async fn plan_a_campaign_on_the_calendar_and_follow_it(app: TestApp) {
     screenshot(&browser, "campaigns-progress").await;
 
     click(&browser, "#retry").await;
-    for _ in 0..100 {
-        let text = browser
-            .find(Locator::Css("#report-total"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if text.contains("0 of 2 done") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let text = browser
-        .find(Locator::Css("#report-total"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        text.contains("0 of 2 done"),
-        "the failed recipient is queued again: {text}"
-    );
+    // The failed recipient is queued again.
+    wait_for_text_matching(&browser, "#report-total", 10, |t| t.contains("0 of 2 done")).await;
 
     click(&browser, "#pause").await;
     wait_for_text(&browser, "#campaign-status", "paused").await;

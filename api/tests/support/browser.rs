@@ -95,6 +95,30 @@ pub async fn wait_for_text(browser: &Client, css: &str, text: &str) {
     );
 }
 
+/// The texts of every element matching `css`, in page order.
+pub async fn texts(browser: &Client, css: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for element in browser.find_all(Locator::Css(css)).await.unwrap() {
+        out.push(element.text().await.unwrap_or_default());
+    }
+    out
+}
+
+/// Waits up to `secs` for an element matching `css` whose text satisfies `ok`, and returns that
+/// text: for what a page updates on its own (a report refreshed by polling, live counts).
+pub async fn wait_for_text_matching(browser: &Client, css: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    let mut seen = Vec::new();
+    while std::time::Instant::now() < deadline {
+        seen = texts(browser, css).await;
+        if let Some(text) = seen.iter().find(|t| ok(t)) {
+            return text.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("after {secs} s, `{css}` still shows {seen:?}");
+}
+
 /// Types `value` into the field `css` once it can take input (shown, enabled), replacing its text.
 pub async fn fill(browser: &Client, css: &str, value: &str) {
     until_interactable(browser, css, async |input| {
