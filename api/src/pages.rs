@@ -29,6 +29,10 @@ pub(crate) fn router() -> Router<AppState> {
             get(|| asset("text/css; charset=utf-8", include_str!("../static/app.css"))),
         )
         .route(
+            "/static/common.js",
+            get(|| asset("text/javascript; charset=utf-8", include_str!("../static/common.js"))),
+        )
+        .route(
             "/static/app.js",
             get(|| asset("text/javascript; charset=utf-8", include_str!("../static/app.js"))),
         )

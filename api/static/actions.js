@@ -3,56 +3,12 @@
 // token.
 "use strict";
 
-const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const pageEl = document.getElementById("actions-page");
 const device = pageEl.dataset.device;
 const maxBytes = Number(pageEl.dataset.maxBytes);
-const flash = document.getElementById("flash");
 
-/** An Error carrying the server's message and its envelope's `results`. */
-class ApiFailure extends Error {
-  constructor(message, status, results) {
-    super(message);
-    this.status = status;
-    this.results = results;
-  }
-}
-
-/** Calls the API with a JSON body. */
-async function api(method, path, body) {
-  const init = { method, headers: { "X-CSRF-Token": csrf, Accept: "application/json" }, credentials: "same-origin" };
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
-  const response = await fetch(path, init);
-  if (response.status === 401) {
-    window.location.assign("/login");
-    throw new Error("logged out");
-  }
-  const data = await response.json().catch(() => ({ message: response.statusText }));
-  if (!response.ok) {
-    throw new ApiFailure(data.message || `request failed (${response.status})`, response.status, data.results);
-  }
-  return data;
-}
-
-function showError(err) {
-  flash.textContent = err.message;
-  flash.hidden = false;
-}
-
-/** Runs `action`, showing its error in the flash bar; resolves to undefined on failure. */
-async function act(action) {
-  try {
-    const result = await action();
-    flash.hidden = true;
-    return result;
-  } catch (err) {
-    showError(err);
-    return undefined;
-  }
-}
+/** Calls the API (common.js); resolves to the whole envelope. */
+const api = callApi;
 
 function cell(text, className) {
   const td = document.createElement("td");

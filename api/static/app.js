@@ -1,34 +1,8 @@
 // The dashboard: device cards and API tokens, over the JSON API with the page's CSRF token.
 "use strict";
 
-const csrf = document.querySelector('meta[name="csrf-token"]').content;
-const flash = document.getElementById("flash");
-
-/** Calls the JSON API; throws an Error carrying the server's message on failure. */
-async function api(method, path, body) {
-  const init = { method, headers: { "X-CSRF-Token": csrf, Accept: "application/json" }, credentials: "same-origin" };
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
-  const response = await fetch(path, init);
-  if (response.status === 401) {
-    window.location.assign("/login");
-    throw new Error("logged out");
-  }
-  const data = await response.json().catch(() => ({ message: response.statusText }));
-  if (!response.ok) throw new Error(data.message || `request failed (${response.status})`);
-  return data.results;
-}
-
-function showError(err) {
-  flash.textContent = err.message;
-  flash.hidden = false;
-}
-
-function clearError() {
-  flash.hidden = true;
-}
+/** Calls the API (common.js); resolves to the envelope's `results`. */
+const api = async (method, path, body) => (await callApi(method, path, body)).results;
 
 function when(value) {
   return value ? new Date(value).toLocaleString() : "never";
@@ -47,18 +21,6 @@ const cardTemplate = document.getElementById("device-card");
 /** Shows `el` when `show` is true. */
 function toggle(el, show) {
   if (el) el.hidden = !show;
-}
-
-/** Runs an action of a card, showing its error in the flash bar. */
-async function act(action) {
-  try {
-    const result = await action();
-    clearError();
-    return result;
-  } catch (err) {
-    showError(err);
-    return undefined;
-  }
 }
 
 /** Creates the card of a device and wires its buttons; `updateCard` fills it. */

@@ -2,8 +2,6 @@
 // the form to plan a campaign there, a campaign opens it for editing, with its progress per device.
 "use strict";
 
-const csrf = document.querySelector('meta[name="csrf-token"]').content;
-const flash = document.getElementById("flash");
 const calendar = document.getElementById("calendar");
 const editor = document.getElementById("editor");
 const form = document.getElementById("campaign-form");
@@ -13,33 +11,8 @@ const STATES = ["sent", "delivered", "read", "replied", "failed"];
 let year = new Date().getFullYear();
 let current = null;
 
-async function api(method, path, body) {
-  const init = { method, headers: { "X-CSRF-Token": csrf, Accept: "application/json" }, credentials: "same-origin" };
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
-  const response = await fetch(path, init);
-  if (response.status === 401) {
-    window.location.assign("/login");
-    throw new Error("logged out");
-  }
-  const data = await response.json().catch(() => ({ message: response.statusText }));
-  if (!response.ok) throw new Error(data.message || `request failed (${response.status})`);
-  return data.results;
-}
-
-async function act(action) {
-  try {
-    const result = await action();
-    flash.hidden = true;
-    return result;
-  } catch (err) {
-    flash.textContent = err.message;
-    flash.hidden = false;
-    return undefined;
-  }
-}
+/** Calls the API (common.js); resolves to the envelope's `results`. */
+const api = async (method, path, body) => (await callApi(method, path, body)).results;
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);

@@ -2,61 +2,15 @@
 // the JSON API with the page's CSRF token.
 "use strict";
 
-const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const device = document.getElementById("leads-page").dataset.device;
-const flash = document.getElementById("flash");
 const rows = document.querySelector("#leads tbody");
 const more = document.getElementById("more");
 const searchForm = document.getElementById("lead-search");
 const exportLink = document.getElementById("export");
 const editTemplate = document.getElementById("lead-edit");
 
-/** An Error carrying the server's message and its envelope's `results`. */
-class ApiFailure extends Error {
-  constructor(message, status, results) {
-    super(message);
-    this.status = status;
-    this.results = results;
-  }
-}
-
-/** Calls the API; `body` is sent as JSON, or as is when it is FormData. */
-async function api(method, path, body) {
-  const init = { method, headers: { "X-CSRF-Token": csrf, Accept: "application/json" }, credentials: "same-origin" };
-  if (body instanceof FormData) {
-    init.body = body;
-  } else if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
-  const response = await fetch(path, init);
-  if (response.status === 401) {
-    window.location.assign("/login");
-    throw new Error("logged out");
-  }
-  const data = await response.json().catch(() => ({ message: response.statusText }));
-  if (!response.ok) {
-    throw new ApiFailure(data.message || `request failed (${response.status})`, response.status, data.results);
-  }
-  return data;
-}
-
-function showError(err) {
-  flash.textContent = err.message;
-  flash.hidden = false;
-}
-
-/** Runs `action`, showing its error in the flash bar; resolves to undefined on failure. */
-async function act(action) {
-  try {
-    const result = await action();
-    flash.hidden = true;
-    return result;
-  } catch (err) {
-    showError(err);
-    return undefined;
-  }
-}
+/** Calls the API (common.js); resolves to the whole envelope. */
+const api = callApi;
 
 // ---- Listing ----------------------------------------------------------------------------------
 
