@@ -1,6 +1,7 @@
-//! API + worker + simulator in one test process, each on its own loopback port, on SQLite or on
-//! PostgreSQL + Redis: the stack the end-to-end tests of pairing, sends and device actions drive
-//! over real sockets.
+//! API + worker + simulated network in one test process, each on its own loopback port, on SQLite
+//! or on PostgreSQL + Redis: the stack the end-to-end tests of pairing, sends and device actions
+//! drive over real sockets. The network is the simulator, reached through its own link, or its
+//! WhatsApp Web front end, reached by the real wa-rs client ([`Network`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,17 +9,75 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wafleet_api::AppState;
+use wafleet_core::Db;
 use wafleet_core::cache::Invalidations;
+use wafleet_core::link::Link;
 use wafleet_core::shutdown::{self, ShutdownTrigger};
 use wafleet_core::testing::{Backend, TestDb};
+use wafleet_sim::waweb::{self, WaWebConfig, WaWebHandle};
 use wafleet_sim::{SimConfig, SimHandle, SimLink};
+use wafleet_wa::{WaLink, WaLinkConfig};
 
-/// API + worker + simulator, each on its own loopback port.
-pub struct Stack {
+/// The simulated WhatsApp side of a [`Stack`], and how a worker links to it.
+pub trait Network: Sized {
+    /// How long [`StackOn::eventually`] waits for the worker by default.
+    const PATIENCE: Duration;
+
+    /// Starts it on a loopback port.
+    async fn start() -> Self;
+
+    /// A fresh link to it, as a newly started worker process makes.
+    fn link(&self, db: &Db) -> Arc<dyn Link>;
+}
+
+impl Network for SimHandle {
+    const PATIENCE: Duration = Duration::from_secs(15);
+
+    async fn start() -> Self {
+        wafleet_sim::start(SimConfig::for_tests())
+            .await
+            .expect("simulator starts")
+    }
+
+    fn link(&self, db: &Db) -> Arc<dyn Link> {
+        Arc::new(SimLink::new(self.ws_url(), db.clone()))
+    }
+}
+
+/// The front end for the real wa-rs client; wa-rs waits up to 5 s after each login before it
+/// reports being connected, hence more patience.
+impl Network for WaWebHandle {
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    async fn start() -> Self {
+        waweb::start(WaWebConfig::for_tests()).await.expect("front end starts")
+    }
+
+    fn link(&self, db: &Db) -> Arc<dyn Link> {
+        Arc::new(WaLink::with_config(
+            db.clone(),
+            WaLinkConfig {
+                server_url: Some(self.url()),
+                connect_timeout: Duration::from_secs(5),
+                // Nothing may be fetched from web.whatsapp.com.
+                app_version: Some((2, 3000, 1)),
+                // The simulated media host speaks plain HTTP.
+                plain_http_media: true,
+                ..WaLinkConfig::default()
+            },
+        ))
+    }
+}
+
+/// The stack on the simulator's own link, which most tests use.
+pub type Stack = StackOn<SimHandle>;
+
+/// API + worker + simulated network, each on its own loopback port.
+pub struct StackOn<N: Network> {
     pub base: String,
     pub client: reqwest::Client,
     pub csrf: String,
-    pub sim: SimHandle,
+    pub sim: N,
     pub db: TestDb,
     pub queues: wafleet_core::queue::Queues,
     pub api: ShutdownTrigger,
@@ -26,17 +85,15 @@ pub struct Stack {
     pub invalidations: Invalidations,
 }
 
-impl Stack {
-    pub async fn start(backend: Backend) -> Stack {
+impl<N: Network> StackOn<N> {
+    pub async fn start(backend: Backend) -> StackOn<N> {
         let db = TestDb::with_settings(backend, |s| {
             s.worker_wait_secs = 10;
             // Room for a photo uploaded as base64 JSON.
             s.max_body_bytes = 32 << 20;
         })
         .await;
-        let sim = wafleet_sim::start(SimConfig::for_tests())
-            .await
-            .expect("simulator starts");
+        let sim = N::start().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (api, api_shutdown) = shutdown::channel();
@@ -68,7 +125,7 @@ impl Stack {
         let marker = "name=\"csrf-token\" content=\"";
         let start = page.find(marker).unwrap() + marker.len();
         let csrf = page[start..].split('"').next().unwrap().to_owned();
-        let mut stack = Stack {
+        let mut stack = StackOn {
             base,
             client,
             csrf,
@@ -86,7 +143,7 @@ impl Stack {
     /// Starts a worker with a fresh link instance (as a new process would).
     pub fn start_worker(&mut self) {
         let (trigger, shutdown) = shutdown::channel();
-        let link = Arc::new(SimLink::new(self.sim.ws_url(), self.db.db.clone()));
+        let link = self.sim.link(&self.db.db);
         let options = wafleet_workers::WorkerOptions::from_settings(&self.db.settings);
         let queues = self.queues.clone();
         let task = tokio::spawn(wafleet_workers::run(
@@ -129,13 +186,13 @@ impl Stack {
         body["results"].clone()
     }
 
-    /// Waits up to 15 s until `probe` holds for `GET path`'s results (the worker acts
-    /// asynchronously).
+    /// Waits up to the network's [`Network::PATIENCE`] until `probe` holds for `GET path`'s
+    /// results (the worker acts asynchronously).
     pub async fn eventually(&self, path: &str, what: &str, probe: impl Fn(&Value) -> bool) -> Value {
-        self.eventually_within(Duration::from_secs(15), path, what, probe).await
+        self.eventually_within(N::PATIENCE, path, what, probe).await
     }
 
-    /// [`Stack::eventually`] with a time limit of its own (for sends that wait for their pace).
+    /// [`StackOn::eventually`] with a time limit of its own (for sends that wait for their pace).
     pub async fn eventually_within(
         &self,
         limit: Duration,
@@ -153,9 +210,32 @@ impl Stack {
         }
         panic!("{what}: never true; last {path} = {last}");
     }
+
+    /// Adds a device with `phone` and returns its API path.
+    pub async fn add_device(&self, name: &str, phone: &str) -> String {
+        let (status, added) = self.post("/api/devices", json!({"name": name, "phone": phone})).await;
+        assert_eq!(status, StatusCode::CREATED, "{added}");
+        format!("/api/devices/{}", added["results"]["id"].as_i64().unwrap())
+    }
+
+    /// Sends through the API with an idempotency key; returns the send's status path.
+    pub async fn send(&self, device: &str, key: &str, body: Value) -> String {
+        let response = self
+            .client
+            .post(format!("{}{device}/send", self.base))
+            .header("X-CSRF-Token", &self.csrf)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body: Value = response.json().await.unwrap();
+        format!("/api/messages/{}", body["results"]["id"].as_i64().unwrap())
+    }
 }
 
-impl Drop for Stack {
+impl<N: Network> Drop for StackOn<N> {
     fn drop(&mut self) {
         self.api.trigger();
         if let Some((trigger, _)) = &self.worker {
@@ -168,10 +248,8 @@ impl Stack {
     /// Adds a device and links it through the simulator by pair code, as its owner would; returns
     /// its id once it is online.
     pub async fn linked_device(&self, name: &str, phone: &str) -> i64 {
-        let (status, added) = self.post("/api/devices", json!({"name": name, "phone": phone})).await;
-        assert_eq!(status, StatusCode::CREATED, "{added}");
-        let id = added["results"]["id"].as_i64().unwrap();
-        let device = format!("/api/devices/{id}");
+        let device = self.add_device(name, phone).await;
+        let id = device.rsplit('/').next().unwrap().parse().unwrap();
         let (status, body) = self.post(&format!("{device}/pair-code"), json!({})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let code = body["results"]["pair_code"].as_str().unwrap().to_owned();
