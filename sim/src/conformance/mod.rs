@@ -37,6 +37,46 @@ pub use pairing::{pair_code_pairing, qr_pairing_with_refreshing_codes, reconnect
 pub use phones::{Contact, Phones, Sent};
 pub use support::{Paired, contact, new_device, next_event, pair, unique_phone, wait_for};
 
+/// Declares a conformance test suite in a test crate: for each named check, `sqlite::CHECK` and
+/// `postgres::CHECK` tests that run it against a fresh `$harness` (its `start(db)`) on a database
+/// of their own, logging at `$log` (an env-filter); and `RUN`, the checks run, for
+/// [`assert_coverage`]. The test crate needs `wafleet-core` (feature `testing`) and
+/// `tracing-subscriber`.
+#[macro_export]
+macro_rules! conformance_suite {
+    (harness: $harness:ty, log: $log:expr, checks: [$($name:ident),* $(,)?] $(,)?) => {
+        /// Runs `check` against a fresh harness and database on `backend`.
+        async fn run<F, Fut>(backend: ::wafleet_core::testing::Backend, check: F)
+        where
+            F: FnOnce($harness) -> Fut,
+            Fut: ::std::future::Future<Output = ()>,
+        {
+            let _ = ::tracing_subscriber::fmt().with_env_filter($log).with_test_writer().try_init();
+            let test_db = ::wafleet_core::testing::TestDb::new(backend).await;
+            let harness = <$harness>::start(test_db.db.clone()).await.expect("start the harness");
+            check(harness).await;
+        }
+
+        /// The checks this suite runs.
+        const RUN: &[&str] = &[$(stringify!($name)),*];
+        $crate::conformance_suite!(@mod sqlite, Sqlite, $($name),*);
+        $crate::conformance_suite!(@mod postgres, Postgres, $($name),*);
+    };
+    (@mod $module:ident, $backend:ident, $($name:ident),*) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::run(::wafleet_core::testing::Backend::$backend, |h| async move {
+                        $crate::conformance::$name(&h).await
+                    })
+                    .await
+                }
+            )*
+        }
+    };
+}
+
 /// Every check of the suite, by function name.
 pub const CHECKS: &[&str] = &[
     "qr_pairing_with_refreshing_codes",

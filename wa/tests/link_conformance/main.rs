@@ -6,61 +6,24 @@
 
 mod harness;
 
-use wafleet_core::testing::{Backend, TestDb};
 use wafleet_sim::conformance;
 
 use harness::WawebHarness;
 
-/// Runs `check` against a fresh front end and database on `backend`.
-async fn run<F, Fut>(backend: Backend, check: F)
-where
-    F: FnOnce(WawebHarness) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("wafleet_sim=debug,wafleet_wa=debug,wa_rs=info")
-        .with_test_writer()
-        .try_init();
-    let test_db = TestDb::new(backend).await;
-    let harness = WawebHarness::start(test_db.db.clone())
-        .await
-        .expect("start the front end");
-    check(harness).await;
-}
-
-/// Declares `sqlite::NAME` and `postgres::NAME` for each check run, and [`RUN`].
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        /// The checks this suite runs.
-        const RUN: &[&str] = &[$(stringify!($name)),*];
-        on_both_backends!(@mod sqlite, Sqlite, $($name),*);
-        on_both_backends!(@mod postgres, Postgres, $($name),*);
-    };
-    (@mod $module:ident, $backend:ident, $($name:ident),*) => {
-        mod $module {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::run(wafleet_core::testing::Backend::$backend, |h| async move {
-                        super::conformance::$name(&h).await
-                    })
-                    .await
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
-    qr_pairing_with_refreshing_codes,
-    pair_code_pairing,
-    reconnect_from_another_link,
-    send_text_gets_delivered_then_read,
-    image_with_caption,
-    check_numbers,
-    dropped_connection_reconnects,
-    remote_logout,
-    unreachable_network_fails_fast,
+wafleet_sim::conformance_suite!(
+    harness: WawebHarness,
+    log: "wafleet_sim=debug,wafleet_wa=debug,wa_rs=info",
+    checks: [
+        qr_pairing_with_refreshing_codes,
+        pair_code_pairing,
+        reconnect_from_another_link,
+        send_text_gets_delivered_then_read,
+        image_with_caption,
+        check_numbers,
+        dropped_connection_reconnects,
+        remote_logout,
+        unreachable_network_fails_fast,
+    ],
 );
 
 /// Every check of the suite either runs above or is named as not covered, with the reason.
