@@ -152,6 +152,7 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
     eprintln!("[bench] campaign: listed {listed_after:.2} s after due, first round recorded {queued_after:.2} s after");
 
     tokio::time::sleep(Duration::from_secs(o.send_secs)).await;
+    wait_first_send(pool, campaign, Duration::from_secs(90)).await?;
     let findings = check_sends(&cluster, &devices, campaign, &policy).await?;
     cluster.stop_processes();
     let ceiling = ceiling(pool, campaign).await?;
@@ -318,6 +319,30 @@ struct Findings {
 
 /// Checks every device's sends, as the database and the simulator recorded them; fails on any
 /// violation or disagreement.
+/// Waits, up to `limit` more, until the campaign has at least one performed send: on a busy
+/// machine the send window can pass before the first paced send goes, and checking nothing
+/// would prove nothing.
+async fn wait_first_send(pool: &sqlx::PgPool, campaign: i64, limit: Duration) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let sent: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM campaign_recipients r JOIN outbound_messages o ON o.id = r.outbound_id \
+             WHERE r.campaign_id = $1 AND o.status IN ('sent', 'delivered', 'read')",
+        )
+        .bind(campaign)
+        .fetch_one(pool)
+        .await?;
+        if sent > 0 {
+            return Ok(());
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no device sent anything within {limit:?} after the send window"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 async fn check_sends(
     cluster: &Cluster,
     devices: &[fleet::Device],
