@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, bail};
 use wafleet_core::Db;
@@ -58,6 +59,9 @@ pub struct Cluster {
     topology: Topology,
     /// What the workers' sessions connect through.
     pub link: Link,
+    /// Replaced logins at the WhatsApp Web front end that the checks do not count (see
+    /// [`crate::pairing::settle`]).
+    replaced_while_linking: AtomicU64,
     /// Every process the script started, with the binary it runs, to be sure none outlives the run.
     started: Vec<(String, PathBuf)>,
 }
@@ -123,6 +127,7 @@ impl Cluster {
             base_port: common.base_port,
             topology,
             link,
+            replaced_while_linking: AtomicU64::new(0),
             test,
             started: Vec::new(),
         };
@@ -143,7 +148,11 @@ impl Cluster {
             .args(["--workers", &topology.workers.to_string()])
             .args(["--schedulers", &topology.schedulers.to_string()])
             .env("QUEUE_NAMESPACE", &settings.queue_namespace)
-            .env("RUST_LOG", "warn");
+            .env("RUST_LOG", "warn")
+            // With RUST_BACKTRACE set, every error value (wa-rs makes some at each login) captures
+            // a backtrace, and printing one loads the binary's debug info: hundreds of MiB that
+            // would read as memory per session. Panics keep their backtraces.
+            .env("RUST_LIB_BACKTRACE", "0");
         if link == Link::Wa {
             command.arg("--waweb").env("WAFLEET_SIM_QR_MAX_CODES", QR_MAX_CODES);
         }
@@ -174,6 +183,16 @@ impl Cluster {
         let mut command = Command::new(&self.script);
         command.arg("--run-dir").arg(&self.run_dir).arg(verb);
         command
+    }
+
+    /// Replaced logins the checks do not count.
+    pub fn replaced_while_linking(&self) -> u64 {
+        self.replaced_while_linking.load(Ordering::Relaxed)
+    }
+
+    /// Leaves `replaced` more replaced logins out of the checks.
+    pub fn forgive_replaced(&self, replaced: u64) {
+        self.replaced_while_linking.fetch_add(replaced, Ordering::Relaxed);
     }
 
     /// The run's database.

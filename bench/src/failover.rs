@@ -63,6 +63,7 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
             let limit = Duration::from_secs(120 + n as u64 / 2);
             let linked = pairing::pair_all(db, &cluster.sim(), &devices, limit).await?;
             eprintln!("[bench] failover: {n} devices linked by QR in {linked:.1?}");
+            pairing::settle(&cluster, n, Duration::from_secs(60 + n as u64 / 50)).await?;
         }
     }
     let limit = Duration::from_secs(60 + n as u64 / 50);

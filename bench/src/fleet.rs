@@ -163,7 +163,8 @@ pub async fn standing(cluster: &Cluster, excluded: &str) -> anyhow::Result<Stand
         }
         Link::Wa => {
             let stats = sim.waweb_stats().await?;
-            (stats.logged_in, Vec::new(), stats.replaced)
+            let replaced = stats.replaced.saturating_sub(cluster.replaced_while_linking());
+            (stats.logged_in, Vec::new(), replaced)
         }
     };
     Ok(Standing {

@@ -11,7 +11,8 @@ use wafleet_core::Db;
 use wafleet_core::types::{DeviceId, Timestamp};
 use wafleet_sim::ControlClient;
 
-use crate::fleet::{Device, postgres};
+use crate::cluster::Cluster;
+use crate::fleet::{self, Device, postgres};
 
 /// Pairings under way at once (scanned, not yet recorded as linked by the worker): as many
 /// owners scanning at the same moment, and a bound on the handshakes the worker and the front
@@ -43,7 +44,7 @@ pub async fn want_pairing(db: &Db) -> anyhow::Result<()> {
 
 /// One device's pairing as the database shows it.
 #[derive(sqlx::FromRow)]
-struct Row {
+struct Pairing {
     device_id: DeviceId,
     desired: String,
     qr_code: Option<String>,
@@ -63,7 +64,7 @@ pub async fn pair_all(db: &Db, sim: &ControlClient, devices: &[Device], limit: D
     let mut under_way: HashSet<DeviceId> = HashSet::new();
     let mut reported = Instant::now();
     loop {
-        let rows: Vec<Row> = sqlx::query_as("SELECT device_id, desired, qr_code, last_error FROM device_sessions")
+        let rows: Vec<Pairing> = sqlx::query_as("SELECT device_id, desired, qr_code, last_error FROM device_sessions")
             .fetch_all(postgres(db))
             .await?;
         let mut linked = 0;
@@ -112,6 +113,31 @@ pub async fn pair_all(db: &Db, sim: &ControlClient, devices: &[Device], limit: D
                 under_way.len()
             );
             reported = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until every linked device is held, online and logged in once; returns how long that
+/// took. The logins replaced until then are left out of later checks: wa-rs reconnects after the
+/// restart that ends a pairing and now and then opens two sockets for it milliseconds apart (one
+/// client in one worker, the second login replacing the first), which is not a device held twice.
+pub async fn settle(cluster: &Cluster, devices: usize, limit: Duration) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let s = fleet::standing(cluster, "").await?;
+        if s.held == devices && s.online == devices && s.connected == devices {
+            if s.replaced > 0 {
+                eprintln!(
+                    "[bench] {} logins replaced while devices linked (wa-rs reconnecting after pairing)",
+                    s.replaced
+                );
+            }
+            cluster.forgive_replaced(s.replaced);
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > limit {
+            bail!("after {limit:?} only {s:?} of {devices} devices");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -148,7 +148,7 @@ async fn real_clients(cluster: &Cluster, o: &Options) -> anyhow::Result<Vec<Row>
         pairing::want_pairing(cluster.db()).await?;
         let limit = Duration::from_secs(120 + n as u64 / 2);
         linked = pairing::pair_all(cluster.db(), &cluster.sim(), &devices, limit).await?;
-        let connected = fleet::wait_all_held(cluster, n, "", Duration::from_secs(60 + n as u64 / 50)).await?;
+        let connected = pairing::settle(cluster, n, Duration::from_secs(60 + n as u64 / 50)).await?;
         anyhow::Ok(linked + connected)
     })
     .await?;
