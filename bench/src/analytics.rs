@@ -13,7 +13,7 @@ use anyhow::{Context, ensure};
 use wafleet_core::types::Timestamp;
 
 use crate::client::ApiClient;
-use crate::cluster::{Cluster, Topology, wafleet_bin};
+use crate::cluster::{Cluster, Link, Topology, wafleet_bin};
 use crate::report::{Row, thousands};
 use crate::{Common, api, load};
 
@@ -76,7 +76,7 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
         schedulers: 0,
     };
     let env = [("READ_CACHE_TTL_SECS", "5".to_owned())];
-    let cluster = Cluster::start(common, "analytics", topology, &env).await?;
+    let cluster = Cluster::start(common, "analytics", topology, Link::Sim, &env).await?;
     let db = cluster.db();
     let user = data::generate(db, &o).await?;
 

@@ -10,7 +10,7 @@ use wafleet_core::db::NewUserRole;
 use wafleet_core::types::{DeviceId, Email, Timestamp};
 
 use crate::client::ApiClient;
-use crate::cluster::{Cluster, Topology};
+use crate::cluster::{Cluster, Link, Topology};
 use crate::report::{Row, thousands};
 use crate::{Common, dataset, fleet, load};
 
@@ -63,7 +63,7 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
         schedulers: 0,
     };
     let env = [("READ_CACHE_TTL_SECS", o.read_cache_ttl.to_string())];
-    let cluster = Cluster::start(common, "api", topology, &env).await?;
+    let cluster = Cluster::start(common, "api", topology, Link::Sim, &env).await?;
     let (device, api) = data_set(&cluster, &o).await?;
     let port = cluster.api_port(1);
     let command = format!(

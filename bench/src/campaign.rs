@@ -19,7 +19,7 @@ use wafleet_core::db::Pacing;
 use wafleet_core::types::{Timestamp, UserId};
 
 use crate::client::ApiClient;
-use crate::cluster::{Cluster, Topology};
+use crate::cluster::{Cluster, Link, Topology};
 use crate::report::{Row, thousands};
 use crate::{Common, fleet};
 
@@ -109,9 +109,9 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
         apis: 1,
         ..Topology::SHIPPED
     };
-    let cluster = Cluster::start(common, "campaign", topology, &env).await?;
-    let (db, sim) = (cluster.db(), cluster.sim());
-    let devices = fleet::provision(db, &sim, &cluster.sim_ws_url(), o.devices).await?;
+    let cluster = Cluster::start(common, "campaign", topology, Link::Sim, &env).await?;
+    let db = cluster.db();
+    let devices = fleet::provision(&cluster, o.devices).await?;
     let pool = fleet::postgres(db);
     let user: UserId = sqlx::query_scalar("SELECT user_id FROM devices LIMIT 1")
         .fetch_one(pool)
@@ -138,7 +138,7 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
         );
     }
     fleet::want_sessions(db).await?;
-    fleet::wait_all_held(db, &sim, o.devices, "", Duration::from_secs(120)).await?;
+    fleet::wait_all_held(&cluster, o.devices, "", Duration::from_secs(120)).await?;
 
     let due = next_tick(Timestamp::now().millis());
     let campaign = create_campaign(&api, &devices, due).await?;

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, bail};
 use wafleet_core::Db;
@@ -32,6 +33,22 @@ impl Topology {
     };
 }
 
+/// What the workers' sessions connect through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Link {
+    /// The simulator's own protocol (`SimLink`): the cheapest session, so the figures are
+    /// wafleet's own costs. Devices are provisioned as linked.
+    #[default]
+    Sim,
+    /// Real wa-rs clients (`WaLink`) connected to the simulator's WhatsApp Web front end: the
+    /// cost of a real session. Devices are linked by QR code, scanned by the front end's phones.
+    Wa,
+}
+
+/// QR codes a pairing wa-rs client is shown before it gives up (`WAFLEET_SIM_QR_MAX_CODES`): the
+/// default (6 of 20 s) is shorter than a device of a large run may wait for its turn to be scanned.
+const QR_MAX_CODES: &str = "200";
+
 /// A running cluster; stopped (SIGTERM, drain) and its database dropped when dropped.
 pub struct Cluster {
     /// The run's database (and queue namespace); dropped last.
@@ -40,6 +57,11 @@ pub struct Cluster {
     run_dir: PathBuf,
     base_port: u16,
     topology: Topology,
+    /// What the workers' sessions connect through.
+    pub link: Link,
+    /// Replaced logins at the WhatsApp Web front end that the checks do not count (see
+    /// [`crate::pairing::settle`]).
+    replaced_while_linking: AtomicU64,
     /// Every process the script started, with the binary it runs, to be sure none outlives the run.
     started: Vec<(String, PathBuf)>,
 }
@@ -74,11 +96,13 @@ pub fn wafleet_bin(common: &Common) -> anyhow::Result<PathBuf> {
 
 impl Cluster {
     /// A new database, then every process of `topology` plus the simulator, each answering its
-    /// probe. `env` goes to every process (wafleet settings such as `LEASE_TTL_SECS`).
+    /// probe, the workers' sessions going through `link`. `env` goes to every process (wafleet
+    /// settings such as `LEASE_TTL_SECS`).
     pub async fn start(
         common: &Common,
         name: &str,
         topology: Topology,
+        link: Link,
         env: &[(&str, String)],
     ) -> anyhow::Result<Cluster> {
         let test = TestDb::new(Backend::Postgres).await;
@@ -102,6 +126,8 @@ impl Cluster {
             run_dir,
             base_port: common.base_port,
             topology,
+            link,
+            replaced_while_linking: AtomicU64::new(0),
             test,
             started: Vec::new(),
         };
@@ -122,12 +148,19 @@ impl Cluster {
             .args(["--workers", &topology.workers.to_string()])
             .args(["--schedulers", &topology.schedulers.to_string()])
             .env("QUEUE_NAMESPACE", &settings.queue_namespace)
-            .env("RUST_LOG", "warn");
+            .env("RUST_LOG", "warn")
+            // With RUST_BACKTRACE set, every error value (wa-rs makes some at each login) captures
+            // a backtrace, and printing one loads the binary's debug info: hundreds of MiB that
+            // would read as memory per session. Panics keep their backtraces.
+            .env("RUST_LIB_BACKTRACE", "0");
+        if link == Link::Wa {
+            command.arg("--waweb").env("WAFLEET_SIM_QR_MAX_CODES", QR_MAX_CODES);
+        }
         for (key, value) in env {
             command.env(key, value);
         }
         eprintln!(
-            "[bench] starting the cluster ({topology:?}, logs in {})",
+            "[bench] starting the cluster ({topology:?}, {link:?} link, logs in {})",
             cluster.run_dir.display()
         );
         let status = command.stdout(std::process::Stdio::null()).status()?;
@@ -150,6 +183,16 @@ impl Cluster {
         let mut command = Command::new(&self.script);
         command.arg("--run-dir").arg(&self.run_dir).arg(verb);
         command
+    }
+
+    /// Replaced logins the checks do not count.
+    pub fn replaced_while_linking(&self) -> u64 {
+        self.replaced_while_linking.load(Ordering::Relaxed)
+    }
+
+    /// Leaves `replaced` more replaced logins out of the checks.
+    pub fn forgive_replaced(&self, replaced: u64) {
+        self.replaced_while_linking.fetch_add(replaced, Ordering::Relaxed);
     }
 
     /// The run's database.

@@ -1,14 +1,18 @@
 //! Failover: `kill -9` of a worker holding its share of N sessions among three; the time until
 //! every device is held by a live worker, online and connected again, with no device ever
 //! connected twice. The ceiling is the lease TTL: a dead worker's leases cannot move sooner.
+//!
+//! With `--link wa` the sessions are real wa-rs clients, linked by QR code first; the devices of
+//! the dead worker must resume from their stored credentials on the others: none pairs again.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 
-use crate::cluster::{Cluster, Topology, metric};
+use crate::cluster::{Cluster, Link, Topology, metric};
 use crate::report::{Row, thousands};
-use crate::{Common, fleet};
+use crate::{Common, fleet, pairing};
 
 /// Settings of the failover scenario.
 #[derive(clap::Parser, Clone, Debug)]
@@ -19,6 +23,10 @@ pub struct Options {
     /// `LEASE_TTL_SECS` of the workers (15 is the shipped default).
     #[arg(long, default_value_t = 15)]
     pub lease_ttl: u64,
+    /// What the sessions are: `sim`, the simulator's own protocol, or `wa`, real wa-rs clients
+    /// linked by QR code to the simulator's WhatsApp Web front end.
+    #[arg(long, value_enum, default_value_t = Link::Sim)]
+    pub link: Link,
 }
 
 impl Default for Options {
@@ -27,12 +35,14 @@ impl Default for Options {
     }
 }
 
-/// Runs the scenario; fails when a device is connected twice or not held again in time.
+/// Runs the scenario; fails when a device is connected twice, is not held again in time, or
+/// (`--link wa`) pairs again instead of resuming.
 pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>> {
     let o = if common.smoke {
         Options {
-            sessions: 30,
+            sessions: if options.link == Link::Wa { 6 } else { 30 },
             lease_ttl: 2,
+            link: options.link,
         }
     } else {
         options.clone()
@@ -40,13 +50,30 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
     let n = o.sessions;
     let topology = Topology::SHIPPED;
     let env = [("LEASE_TTL_SECS", o.lease_ttl.to_string())];
-    let cluster = Cluster::start(common, "failover", topology, &env).await?;
-    let (db, sim) = (cluster.db(), cluster.sim());
-    fleet::provision(db, &sim, &cluster.sim_ws_url(), n).await?;
-    fleet::want_sessions(db).await?;
+    let cluster = Cluster::start(common, "failover", topology, o.link, &env).await?;
+    let db = cluster.db();
+    match o.link {
+        Link::Sim => {
+            fleet::provision(&cluster, n).await?;
+            fleet::want_sessions(db).await?;
+        }
+        Link::Wa => {
+            let devices = fleet::provision_unlinked(db, n).await?;
+            pairing::want_pairing(db).await?;
+            let limit = Duration::from_secs(120 + n as u64 / 2);
+            let linked = pairing::pair_all(db, &cluster.sim(), &devices, limit).await?;
+            eprintln!("[bench] failover: {n} devices linked by QR in {linked:.1?}");
+            pairing::settle(&cluster, n, Duration::from_secs(60 + n as u64 / 50)).await?;
+        }
+    }
     let limit = Duration::from_secs(60 + n as u64 / 50);
-    fleet::wait_all_held(db, &sim, n, "", limit).await?;
+    fleet::wait_all_held(&cluster, n, "", limit).await?;
     let victim_held = wait_spread(&cluster, topology.workers, n).await?;
+    // Every pairing is done: a later one would be a device paired again.
+    let pairings = match o.link {
+        Link::Sim => 0,
+        Link::Wa => cluster.sim().waweb_stats().await?.pairings,
+    };
 
     let (_, labels) = metric(cluster.worker_port(1), "wafleet_sessions_held").await?;
     let victim = labels
@@ -59,31 +86,75 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
     let killed = std::process::Command::new("kill").args(["-KILL", &pid]).status()?;
     ensure!(killed.success(), "kill -9 {pid} failed");
     let killed_at = Instant::now();
-    let took = fleet::wait_all_held(db, &sim, n, &victim, Duration::from_secs(o.lease_ttl * 3 + 60)).await?;
-    fleet::check_never_twice(&fleet::standing(db, &sim, &victim).await?)?;
+    let took = fleet::wait_all_held(&cluster, n, &victim, Duration::from_secs(o.lease_ttl * 3 + 60)).await?;
+    fleet::check_never_twice(&fleet::standing(&cluster, &victim).await?)?;
     ensure!(
         killed_at.elapsed() >= Duration::from_secs(o.lease_ttl) / 2,
         "devices moved before their leases could have expired"
     );
+    if o.link == Link::Wa {
+        check_resumed(&cluster, pairings).await?;
+    }
     eprintln!("[bench] failover: every device held again in {took:.1?}");
     let ttl = o.lease_ttl as f64;
+    let (scenario, flag, resumed) = match o.link {
+        Link::Sim => ("failover", "", ""),
+        Link::Wa => ("failover (wa-rs)", " --link wa", ", none paired again"),
+    };
     Ok(vec![
         Row::new(
             format!(
-                "failover: kill -9 of 1 of 3 workers ({} of {} sessions), LEASE_TTL_SECS={}",
+                "{scenario}: kill -9 of 1 of 3 workers ({} of {} sessions), LEASE_TTL_SECS={}",
                 thousands(victim_held as u64),
                 thousands(n as u64),
                 o.lease_ttl
             ),
-            format!("{:.1} s until all held and online again", took.as_secs_f64()),
+            format!("{:.1} s until all held and online again{resumed}", took.as_secs_f64()),
             format!("{ttl:.0} s (lease TTL)"),
         )
         .ratio(took.as_secs_f64() / ttl)
         .command(&format!(
-            "wafleet-bench failover --sessions {n} --lease-ttl {}",
+            "wafleet-bench failover{flag} --sessions {n} --lease-ttl {}",
             o.lease_ttl
         )),
     ])
+}
+
+/// Fails unless every device came back by resuming its stored wa-rs credentials: no pairing
+/// completed since `pairings` were counted before the kill, no client is pairing, no device asks
+/// to pair, and the devices logged in to the front end are exactly the linked ones.
+async fn check_resumed(cluster: &Cluster, pairings: u64) -> anyhow::Result<()> {
+    let sim = cluster.sim();
+    let stats = sim.waweb_stats().await?;
+    ensure!(
+        stats.pairings == pairings && stats.pairing == 0,
+        "devices paired again instead of resuming from their stored credentials: {} pairings since \
+         the kill, {} clients pairing now",
+        stats.pairings - pairings,
+        stats.pairing
+    );
+    let pool = fleet::postgres(cluster.db());
+    let (unlinked,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM device_sessions WHERE desired <> 'connected' OR qr_code IS NOT NULL")
+            .fetch_one(pool)
+            .await?;
+    ensure!(unlinked == 0, "{unlinked} devices went back to pairing after the kill");
+    // Account JIDs (`60…@s.whatsapp.net`) against the front end's device JIDs (`60…:1@…`).
+    let user = |jid: &str| jid.split(['@', ':']).next().unwrap_or_default().to_owned();
+    let jids: Vec<Option<String>> = sqlx::query_scalar("SELECT jid FROM devices").fetch_all(pool).await?;
+    let linked: BTreeSet<String> = jids.iter().flatten().map(|j| user(j)).collect();
+    let logged_in: BTreeSet<String> = sim.waweb_logged_in().await?.iter().map(|j| user(j)).collect();
+    if linked != logged_in || linked.len() != jids.len() {
+        bail!(
+            "the front end's logged-in devices are not the linked ones: {} linked of {}, {} logged in, {} \
+             differ",
+            linked.len(),
+            jids.len(),
+            logged_in.len(),
+            linked.symmetric_difference(&logged_in).count()
+        );
+    }
+    Ok(())
 }
 
 /// Waits until worker 1 holds a share of the sessions (the balancing is done); returns its count.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::ensure;
 use wafleet_sim::control::FloodRequest;
 
-use crate::cluster::{Cluster, Topology, metric};
+use crate::cluster::{Cluster, Link, Topology, metric};
 use crate::proc::CpuSample;
 use crate::report::{Row, thousands};
 use crate::{Common, fleet};
@@ -74,11 +74,11 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
         workers: o.workers,
         ..Topology::SHIPPED
     };
-    let cluster = Cluster::start(common, "ingest", topology, &[]).await?;
+    let cluster = Cluster::start(common, "ingest", topology, Link::Sim, &[]).await?;
     let (db, sim) = (cluster.db(), cluster.sim());
-    let devices = fleet::provision(db, &sim, &cluster.sim_ws_url(), o.devices).await?;
+    let devices = fleet::provision(&cluster, o.devices).await?;
     fleet::want_sessions(db).await?;
-    fleet::wait_all_held(db, &sim, o.devices, "", Duration::from_secs(120)).await?;
+    fleet::wait_all_held(&cluster, o.devices, "", Duration::from_secs(120)).await?;
 
     let mut pids = vec![cluster.pid("sim")?];
     for n in 1..=o.workers {
@@ -227,6 +227,6 @@ async fn check_stored(cluster: &Cluster, last: &wafleet_sim::control::FloodRepor
         unread == stored,
         "chats count {unread} unread messages for {stored} stored"
     );
-    fleet::check_never_twice(&fleet::standing(cluster.db(), &cluster.sim(), "").await?)?;
+    fleet::check_never_twice(&fleet::standing(cluster, "").await?)?;
     Ok(stored as u64)
 }

@@ -12,6 +12,7 @@ mod failover;
 mod fleet;
 mod ingest;
 mod load;
+mod pairing;
 mod proc;
 mod report;
 mod sessions;
@@ -54,9 +55,11 @@ pub struct Common {
 enum Scenario {
     /// Inbound messages from the simulator into PostgreSQL through worker processes.
     Ingest(ingest::Options),
-    /// Idle simulated sessions held by one worker: memory, idle CPU, time to bring online.
+    /// Idle sessions held by one worker (`--link wa`: real wa-rs clients): memory, idle CPU, time
+    /// to bring online.
     Sessions(sessions::Options),
-    /// `kill -9` of a worker among three: time until every device is held again.
+    /// `kill -9` of a worker among three: time until every device is held again (`--link wa`:
+    /// real wa-rs clients, resumed without pairing).
     Failover(failover::Options),
     /// HTTP API latency and throughput: the chat list against a trivial route.
     Api(api::Options),
@@ -64,7 +67,8 @@ enum Scenario {
     Campaign(campaign::Options),
     /// Analytics: the roll-up's time and the analytics routes under load, checked against the rows.
     Analytics(analytics::Options),
-    /// Every scenario in turn, with its defaults (or smoke sizes).
+    /// Every scenario in turn, with its defaults (or smoke sizes; with `--smoke`, sessions also
+    /// with `--link wa`).
     All,
     /// Holds bare idle WebSockets to a URL (the sessions scenario's ceiling runs this as a child).
     #[command(hide = true)]
@@ -102,6 +106,14 @@ async fn run(cli: &Cli) -> anyhow::Result<Vec<Row>> {
         Scenario::All => {
             let mut rows = ingest::run(common, &ingest::Options::default()).await?;
             rows.extend(sessions::run(common, &sessions::Options::default()).await?);
+            if common.smoke {
+                // The real-client mode too, at a few sessions, so that it keeps working.
+                let wa = sessions::Options {
+                    link: cluster::Link::Wa,
+                    ..sessions::Options::default()
+                };
+                rows.extend(sessions::run(common, &wa).await?);
+            }
             rows.extend(failover::run(common, &failover::Options::default()).await?);
             rows.extend(api::run(common, &api::Options::default()).await?);
             rows.extend(campaign::run(common, &campaign::Options::default()).await?);

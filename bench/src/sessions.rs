@@ -1,8 +1,13 @@
-//! Sessions: N idle simulated sessions held by one worker process: resident memory per session,
-//! CPU while idle, and the time to bring them all online. The ceiling is the same number of bare
-//! idle WebSockets (4 KiB buffers, one reading task each, as `SimLink` uses) to the same simulator,
+//! Sessions: N idle sessions held by one worker process: resident memory per session, CPU while
+//! idle, and the time to bring them all online. The ceiling is the same number of bare idle
+//! WebSockets (4 KiB buffers, one reading task each, as `SimLink` uses) to the same simulator,
 //! held by a process of their own.
+//!
+//! With `--link sim` the sessions are the simulator's own protocol, provisioned as linked; with
+//! `--link wa` they are real wa-rs clients linked by QR code to the simulator's WhatsApp Web front
+//! end, and the front end's share (in the simulator's process) is reported apart from the worker's.
 
+use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,9 +16,9 @@ use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::cluster::{Cluster, Topology};
+use crate::cluster::{Cluster, Link, Topology};
 use crate::report::{Row, thousands};
-use crate::{Common, fleet, proc};
+use crate::{Common, fleet, pairing, proc};
 
 /// Settings of the sessions scenario.
 #[derive(clap::Parser, Clone, Debug)]
@@ -24,6 +29,11 @@ pub struct Options {
     /// Seconds over which idle CPU is measured.
     #[arg(long, default_value_t = 10)]
     pub idle_secs: u64,
+    /// What the sessions are: `sim`, the simulator's own protocol (wafleet's own cost per
+    /// session), or `wa`, real wa-rs clients linked by QR code to the simulator's WhatsApp Web
+    /// front end (the cost of a real session).
+    #[arg(long, value_enum, default_value_t = Link::Sim)]
+    pub link: Link,
 }
 
 impl Default for Options {
@@ -49,12 +59,26 @@ struct Held {
     open_secs: f64,
 }
 
+/// What holding the sessions cost, measured around bringing them online.
+struct Measured {
+    /// The worker's RSS before and after, in KiB.
+    worker_rss: (u64, u64),
+    /// The simulator's RSS before and after, in KiB (the WhatsApp Web front end runs in it).
+    sim_rss: (u64, u64),
+    /// From asking for the sessions until all were online.
+    online: Duration,
+    /// The worker's CPU while they idled, in cores.
+    idle: f64,
+}
+
 /// Runs the scenario.
 pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>> {
     let o = if common.smoke {
         Options {
-            sessions: 50,
+            // Real clients pair one by one through the front end: a few check the path.
+            sessions: if options.link == Link::Wa { 3 } else { 50 },
             idle_secs: 1,
+            link: options.link,
         }
     } else {
         options.clone()
@@ -69,56 +93,147 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
         schedulers: 0,
     };
     let env = [("WORKER_CAPACITY", n.to_string())];
-    let cluster = Cluster::start(common, "sessions", topology, &env).await?;
-    let (db, sim) = (cluster.db(), cluster.sim());
+    let cluster = Cluster::start(common, "sessions", topology, o.link, &env).await?;
+    match o.link {
+        Link::Sim => simulated(&cluster, &o).await,
+        Link::Wa => real_clients(&cluster, &o).await,
+    }
+}
 
+/// `--link sim`: devices provisioned as linked, then all asked for a session at once.
+async fn simulated(cluster: &Cluster, o: &Options) -> anyhow::Result<Vec<Row>> {
+    let n = o.sessions;
     // The ceiling first, so the simulator never holds both sets of sockets at once.
     let held = hold_in_child(&cluster.sim_ws_url(), n)?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-
-    fleet::provision(db, &sim, &cluster.sim_ws_url(), n).await?;
-    let worker = cluster.pid("worker-1")?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_before = proc::rss_kib(&worker)?;
-    fleet::want_sessions(db).await?;
-    let online = fleet::wait_all_held(db, &sim, n, "", Duration::from_secs(60 + n as u64 / 50)).await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_after = proc::rss_kib(&worker)?;
-    let cpu_before = proc::cpu_secs(&worker)?;
-    tokio::time::sleep(Duration::from_secs(o.idle_secs)).await;
-    let idle = (proc::cpu_secs(&worker)? - cpu_before) / o.idle_secs as f64;
-    fleet::check_never_twice(&fleet::standing(db, &sim, "").await?)?;
-
-    let per_session = rss_after.saturating_sub(rss_before) as f64 / n as f64;
-    eprintln!(
-        "[bench] sessions: worker {rss_before} → {rss_after} KiB for {n} sessions, online in {online:.1?}, \
-         idle CPU {:.1}%",
-        idle * 100.0
-    );
+    fleet::provision(cluster, n).await?;
+    let m = measure(cluster, o, async {
+        fleet::want_sessions(cluster.db()).await?;
+        fleet::wait_all_held(cluster, n, "", Duration::from_secs(60 + n as u64 / 50)).await
+    })
+    .await?;
+    let per_session = m.worker_rss.1.saturating_sub(m.worker_rss.0) as f64 / n as f64;
     let command = format!("wafleet-bench sessions --sessions {n} --idle-secs {}", o.idle_secs);
     let count = thousands(n as u64);
     Ok(vec![
         Row::new(
             format!("sessions: RSS per session ({count} held by one worker)"),
-            format!("{per_session:.1} KiB ({:.0} MiB in all)", rss_after as f64 / 1024.0),
+            format!(
+                "{per_session:.1} KiB ({:.0} MiB in all)",
+                m.worker_rss.1 as f64 / 1024.0
+            ),
             format!("{:.1} KiB per bare idle WebSocket", held.kib_per_connection),
         )
         .ratio(per_session / held.kib_per_connection)
         .command(&command),
         Row::new(
             format!("sessions: time to bring {count} online"),
-            format!("{:.2} s", online.as_secs_f64()),
+            format!("{:.2} s", m.online.as_secs_f64()),
             format!("{:.2} s to open {count} bare WebSockets", held.open_secs),
         )
-        .ratio(online.as_secs_f64() / held.open_secs)
+        .ratio(m.online.as_secs_f64() / held.open_secs)
+        .command(&command),
+        idle_row("sessions", &count, m.idle, &command),
+    ])
+}
+
+/// `--link wa`: devices known to the database only, each linked by QR code through its worker's
+/// wa-rs client, then held connected. The ceiling comes last, so the simulator's memory before
+/// the sessions is not the bare sockets' left over.
+async fn real_clients(cluster: &Cluster, o: &Options) -> anyhow::Result<Vec<Row>> {
+    let n = o.sessions;
+    let devices = fleet::provision_unlinked(cluster.db(), n).await?;
+    let mut linked = Duration::ZERO;
+    let m = measure(cluster, o, async {
+        pairing::want_pairing(cluster.db()).await?;
+        let limit = Duration::from_secs(120 + n as u64 / 2);
+        linked = pairing::pair_all(cluster.db(), &cluster.sim(), &devices, limit).await?;
+        let connected = pairing::settle(cluster, n, Duration::from_secs(60 + n as u64 / 50)).await?;
+        anyhow::Ok(linked + connected)
+    })
+    .await?;
+    let held = hold_in_child(&cluster.sim_ws_url(), n)?;
+    let per = |(before, after): (u64, u64)| after.saturating_sub(before) as f64 / n as f64;
+    let (worker, sim) = (per(m.worker_rss), per(m.sim_rss));
+    let command = format!(
+        "wafleet-bench sessions --link wa --sessions {n} --idle-secs {}",
+        o.idle_secs
+    );
+    let count = thousands(n as u64);
+    Ok(vec![
+        Row::new(
+            format!("sessions (wa-rs): worker RSS per session ({count} held by one worker)"),
+            format!("{worker:.1} KiB ({:.0} MiB in all)", m.worker_rss.1 as f64 / 1024.0),
+            format!("{:.1} KiB per bare idle WebSocket", held.kib_per_connection),
+        )
+        .ratio(worker / held.kib_per_connection)
         .command(&command),
         Row::new(
-            format!("sessions: worker CPU while {count} sessions idle"),
-            format!("{:.1}% of one core", idle * 100.0),
-            "0%",
+            format!("sessions (wa-rs): simulated WhatsApp Web server RSS per session ({count})"),
+            format!("{sim:.1} KiB ({:.0} MiB in all)", m.sim_rss.1 as f64 / 1024.0),
+            format!("{:.1} KiB per bare idle WebSocket", held.kib_per_connection),
         )
+        .ratio(sim / held.kib_per_connection)
         .command(&command),
+        Row::new(
+            format!("sessions (wa-rs): time to link {count} by QR and bring them online"),
+            format!(
+                "{:.2} s ({:.2} s until all linked)",
+                m.online.as_secs_f64(),
+                linked.as_secs_f64()
+            ),
+            format!("{:.2} s to open {count} bare WebSockets", held.open_secs),
+        )
+        .ratio(m.online.as_secs_f64() / held.open_secs)
+        .command(&command),
+        idle_row("sessions (wa-rs)", &count, m.idle, &command),
     ])
+}
+
+/// Measures the worker and the simulator around `bring_online` (which returns how long bringing
+/// every session online took), then the worker's CPU while the sessions idle; fails when a device
+/// is connected twice.
+async fn measure(
+    cluster: &Cluster,
+    o: &Options,
+    bring_online: impl Future<Output = anyhow::Result<Duration>>,
+) -> anyhow::Result<Measured> {
+    let (worker, sim) = (cluster.pid("worker-1")?, cluster.pid("sim")?);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = (proc::rss_kib(&worker)?, proc::rss_kib(&sim)?);
+    let online = bring_online.await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = (proc::rss_kib(&worker)?, proc::rss_kib(&sim)?);
+    let cpu_before = proc::cpu_secs(&worker)?;
+    tokio::time::sleep(Duration::from_secs(o.idle_secs)).await;
+    let idle = (proc::cpu_secs(&worker)? - cpu_before) / o.idle_secs as f64;
+    fleet::check_never_twice(&fleet::standing(cluster, "").await?)?;
+    eprintln!(
+        "[bench] sessions: worker {} → {} KiB, simulator {} → {} KiB for {} sessions, online in {online:.1?}, \
+         idle CPU {:.1}%",
+        before.0,
+        after.0,
+        before.1,
+        after.1,
+        o.sessions,
+        idle * 100.0
+    );
+    Ok(Measured {
+        worker_rss: (before.0, after.0),
+        sim_rss: (before.1, after.1),
+        online,
+        idle,
+    })
+}
+
+/// The worker's CPU while `count` sessions idle.
+fn idle_row(scenario: &str, count: &str, idle: f64, command: &str) -> Row {
+    Row::new(
+        format!("{scenario}: worker CPU while {count} sessions idle"),
+        format!("{:.1}% of one core", idle * 100.0),
+        "0%",
+    )
+    .command(command)
 }
 
 /// Runs the ceiling in a child process (this program's hidden `ws-hold`): reads its one line of

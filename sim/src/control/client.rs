@@ -88,6 +88,11 @@ impl ControlClient {
         self.get("/waweb/logged-in").await
     }
 
+    /// What the WhatsApp Web front end holds now: linked devices, logins, pairings, replaced logins.
+    pub async fn waweb_stats(&self) -> anyhow::Result<WaWebStats> {
+        self.get("/waweb/stats").await
+    }
+
     /// Links one device per number without pairing; returns their tokens.
     pub async fn provision(&self, phones: Vec<String>) -> anyhow::Result<Vec<Provisioned>> {
         self.post("/provision", &ProvisionRequest { phones }).await

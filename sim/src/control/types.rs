@@ -224,6 +224,23 @@ pub struct Counters {
     pub replaced: u64,
 }
 
+/// `GET /control/waweb/stats`: what the WhatsApp Web front end holds now, so a benchmark can
+/// tell that devices resumed rather than paired again, and that none was connected twice.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaWebStats {
+    /// Companion devices linked now.
+    pub linked: usize,
+    /// Pairings completed since the front end started: a device that pairs again adds one.
+    pub pairings: u64,
+    /// Connections logged in as a linked device now.
+    pub logged_in: usize,
+    /// Connections of companions waiting to be linked now.
+    pub pairing: usize,
+    /// Logins of a device that already had a live connection (the older one is replaced, as
+    /// WhatsApp does): a device held by two clients at once shows here.
+    pub replaced: u64,
+}
+
 /// `POST /control/flood`: closed-loop inbound load for benchmarks. Each account gets `window`
 /// messages at once, and a new one each time one of them is acknowledged, until `seconds` pass.
 #[derive(Clone, Debug, Serialize, Deserialize)]

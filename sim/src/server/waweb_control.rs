@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use crate::control::{PairCodeRequest, Paired, ScanRequest};
+use crate::control::{PairCodeRequest, Paired, ScanRequest, WaWebStats};
 use crate::waweb::WaWebHandle;
 use wafleet_core::link::Jid;
 
@@ -23,6 +23,7 @@ pub(crate) fn router() -> Router<Arc<Sim>> {
         .route("/scan", post(scan))
         .route("/pair-code", post(pair_code))
         .route("/logged-in", get(logged_in))
+        .route("/stats", get(stats))
 }
 
 /// The front end, or a 404 that says how to start it.
@@ -65,4 +66,8 @@ async fn pair_code(State(sim): State<Arc<Sim>>, Json(body): Json<PairCodeRequest
 
 async fn logged_in(State(sim): State<Arc<Sim>>) -> Result<Vec<String>> {
     Ok(Json(front_end(&sim)?.logged_in()))
+}
+
+async fn stats(State(sim): State<Arc<Sim>>) -> Result<WaWebStats> {
+    Ok(Json(front_end(&sim)?.stats()))
 }

@@ -35,6 +35,7 @@ pub(crate) fn login(
     if let Some(old) = model.conn_of(phone, device)
         && let Some(conn) = model.conns.remove(&old)
     {
+        model.replaced += 1;
         let _ = conn.tx.send(Out::Last(conflict("replaced")));
     }
     let lid = model.accounts.get(phone).map(|a| a.lid.clone()).unwrap_or_default();
@@ -149,5 +150,74 @@ pub(crate) async fn rotate_refs(net: Arc<Network>, conn: u64) {
         let next = new_ref();
         let _ = tx.send(Out::Node(pair_device(iq_id, &next)));
         pairing.refs.push(next);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::WaWebStats;
+    use crate::waweb::model::LinkedDevice;
+
+    /// Links device 1 of `phone` with the Noise key `key`, as a finished pairing would.
+    fn link(model: &mut Model, phone: &str, key: [u8; 32]) {
+        let registration = Registration {
+            noise_key: key,
+            identity: vec![0; 32],
+            registration_id: 1,
+            signed_prekey: (1, Vec::new(), Vec::new()),
+            prekeys: Vec::new(),
+        };
+        let device = LinkedDevice {
+            phone: phone.to_owned(),
+            device: 1,
+            registration,
+        };
+        model.devices.insert((phone.to_owned(), 1), device);
+    }
+
+    /// Two clients of one device at once cannot both be logged in: the second login replaces the
+    /// first, which is told so, and the stats count it, so that a benchmark can prove that no
+    /// device was held twice. Logins of other devices, and a login after a close, count nothing.
+    #[test]
+    fn a_second_live_login_of_a_device_replaces_the_first_and_is_counted() {
+        let mut model = Model::default();
+        let (key, other_key) = ([7; 32], [8; 32]);
+        link(&mut model, "60123000001", key);
+        link(&mut model, "60123000002", other_key);
+        let payload = wa::ClientPayload {
+            device: Some(1),
+            ..Default::default()
+        };
+        let (first, mut first_rx) = mpsc::unbounded_channel();
+        login(&mut model, 1, "60123000001", &payload, key, first);
+        let (other, _other_rx) = mpsc::unbounded_channel();
+        login(&mut model, 2, "60123000002", &payload, other_key, other);
+        let stats = model.stats();
+        assert_eq!(
+            stats,
+            WaWebStats {
+                linked: 2,
+                pairings: 0,
+                logged_in: 2,
+                pairing: 0,
+                replaced: 0
+            }
+        );
+
+        let (second, _second_rx) = mpsc::unbounded_channel();
+        login(&mut model, 3, "60123000001", &payload, key, second);
+        assert_eq!((model.stats().logged_in, model.stats().replaced), (2, 1));
+        assert!(matches!(first_rx.try_recv(), Ok(Out::Node(n)) if n.tag == "success"));
+        let Ok(Out::Last(last)) = first_rx.try_recv() else {
+            panic!("the first connection was not ended");
+        };
+        assert_eq!(last, conflict("replaced"));
+
+        // Closed first (as a killed worker's socket is), then logged in again: a resume.
+        model.conns.remove(&3);
+        let (third, _third_rx) = mpsc::unbounded_channel();
+        login(&mut model, 4, "60123000001", &payload, key, third);
+        assert_eq!((model.stats().logged_in, model.stats().replaced), (2, 1));
     }
 }

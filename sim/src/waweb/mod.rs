@@ -212,6 +212,11 @@ impl WaWebHandle {
         jids
     }
 
+    /// Linked, logged-in and pairing counts now, and logins that replaced a live connection.
+    pub fn stats(&self) -> crate::control::WaWebStats {
+        self.net.lock().stats()
+    }
+
     /// A phone installs WhatsApp: `phone` (digits) gets an account, so checks find it and
     /// messages can be exchanged with it.
     pub fn add_account(&self, phone: &str) {

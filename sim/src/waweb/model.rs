@@ -9,6 +9,7 @@ use wa_rs_binary::node::Node;
 use wa_rs_libsignal::protocol::KeyPair;
 
 use super::signal::PhoneSignal;
+use crate::control::WaWebStats;
 
 /// Something for a connection's task to do.
 #[derive(Debug)]
@@ -121,6 +122,10 @@ pub(crate) struct Model {
     pub receipts: Vec<(String, String, String)>,
     /// Stanzas for devices that are offline, delivered when they are back.
     pub offline: HashMap<(String, u16), Vec<Node>>,
+    /// Pairings completed since the start.
+    pub pairings: u64,
+    /// Logins that replaced a live connection of the same device, since the start.
+    pub replaced: u64,
 }
 
 /// A message a linked device sent to a phone, as the phone decrypted it.
@@ -163,6 +168,22 @@ impl Model {
             ConnState::LoggedIn { phone: p, device: d } if p == phone && *d == device => Some(*id),
             _ => None,
         })
+    }
+
+    /// Counts of what is linked, logged in and pairing now, and of replaced logins.
+    pub fn stats(&self) -> WaWebStats {
+        let logged_in = self
+            .conns
+            .values()
+            .filter(|c| matches!(c.state, ConnState::LoggedIn { .. }))
+            .count();
+        WaWebStats {
+            linked: self.devices.len(),
+            pairings: self.pairings,
+            logged_in,
+            pairing: self.conns.len() - logged_in,
+            replaced: self.replaced,
+        }
     }
 
     /// Sends `node` on connection `conn`, if it is still there.

@@ -204,6 +204,7 @@ pub(crate) fn on_signed(model: &mut Model, conn_id: u64, node: &Node) -> bool {
     match verify_device_signature(model, &linked, node) {
         Ok(()) => {
             tracing::info!(jid = %linked.jid(), "companion linked");
+            model.pairings += 1;
             model.devices.insert((linked.phone.clone(), linked.device), linked);
             let _ = tx.send(Out::Last(stream_error("515")));
         }

@@ -97,6 +97,18 @@ pub async fn control_api_links_by_qr_and_code(backend: Backend) {
         control.waweb_logged_in().await.expect("logged in"),
         vec!["60123000041:1@s.whatsapp.net", "60123000042:1@s.whatsapp.net"]
     );
+    let stats = control.waweb_stats().await.expect("stats");
+    assert_eq!(
+        (
+            stats.linked,
+            stats.pairings,
+            stats.logged_in,
+            stats.pairing,
+            stats.replaced
+        ),
+        (2, 2, 2, 0, 0),
+        "{stats:?}"
+    );
     by_qr.close().await;
     by_code.close().await;
 }
