@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use apalis::prelude::{BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt};
+use apalis::prelude::{BackendExt, BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt};
 use apalis_redis::RedisStorage;
 use apalis_sqlite::SqliteStorage;
 use tracing::Instrument;
@@ -28,6 +28,13 @@ pub struct ConsumeOptions {
     /// The retry policy, when it is set at run time rather than by the job type.
     pub retry: Option<Retry>,
 }
+
+/// How often a Redis consumer looks for jobs besides being told of new ones. apalis-redis moves
+/// a delayed job (a send waiting for its slot, a retry) to the queue only when a consumer fetches,
+/// and pushing a delayed job tells nobody: without polling it waited for the next heartbeat (15 s),
+/// which held paced sends to one per heartbeat per device. One small script per consumer a second
+/// is cheap; a due job waits 1 s at most.
+const POLL_EVERY: Duration = Duration::from_secs(1);
 
 type Handler<J> = dyn Fn(J, u32) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync;
 
@@ -82,7 +89,11 @@ where
                 .heartbeat_interval(heartbeat)
                 .missed_heartbeats(3);
             WorkerBuilder::new(worker.clone())
-                .backend(RedisStorage::<Envelope<J>>::new(conn.clone()).with_config(config))
+                .backend(
+                    RedisStorage::<Envelope<J>>::new(conn.clone())
+                        .with_config(config)
+                        .poll_with_interval(POLL_EVERY),
+                )
                 .concurrency(concurrency)
                 .data(consumer.clone())
                 .build(on_job::<J>)
