@@ -29,11 +29,11 @@ pub struct ConsumeOptions {
     pub retry: Option<Retry>,
 }
 
-/// How often a Redis consumer looks for jobs besides being told of new ones. apalis-redis moves
-/// a delayed job (a send waiting for its slot, a retry) to the queue only when a consumer fetches,
-/// and pushing a delayed job tells nobody: without polling it waited for the next heartbeat (15 s),
-/// which held paced sends to one per heartbeat per device. One small script per consumer a second
-/// is cheap; a due job waits 1 s at most.
+/// How often a consumer looks for jobs besides its own rhythm. Both apalis backends fetch again
+/// only after a batch or on their heartbeat: a delayed job (a send waiting for its slot, a retry)
+/// that comes due, or a job pushed just after a fetch, waited for the next heartbeat (15 s by
+/// default), which held paced sends to one per heartbeat per device. One small query per consumer
+/// a second is cheap; a due job waits 1 s at most.
 const POLL_EVERY: Duration = Duration::from_secs(1);
 
 type Handler<J> = dyn Fn(J, u32) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync;
@@ -104,7 +104,11 @@ where
                 .heartbeat_interval(heartbeat)
                 .missed_heartbeats(3);
             WorkerBuilder::new(worker.clone())
-                .backend(SqliteStorage::<Envelope<J>>::new(&pool).with_config(config))
+                .backend(
+                    SqliteStorage::<Envelope<J>>::new(&pool)
+                        .with_config(config)
+                        .poll_with_interval(POLL_EVERY),
+                )
                 .concurrency(concurrency)
                 .data(consumer.clone())
                 .build(on_job::<J>)
