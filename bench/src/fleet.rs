@@ -98,24 +98,33 @@ pub fn postgres(db: &Db) -> &sqlx::PgPool {
 /// Every device asks for a session at once: what `request_session` writes, for all in one
 /// transaction.
 pub async fn want_sessions(db: &Db) -> anyhow::Result<()> {
-    let pool = postgres(db);
+    want_all(db, "connecting", "connected").await
+}
+
+/// Every device asks for `desired` (a session, a QR pairing) at once and shows `status`: what
+/// `request_session` writes, for all in one transaction.
+pub async fn want_all(db: &Db, status: &str, desired: &str) -> anyhow::Result<()> {
     let now = Timestamp::now();
-    let mut tx = pool.begin().await?;
-    sqlx::query("UPDATE devices SET status = 'connecting', updated_at = $1")
+    let mut tx = postgres(db).begin().await?;
+    sqlx::query("UPDATE devices SET status = $2, updated_at = $1")
         .bind(now)
+        .bind(status)
         .execute(&mut *tx)
         .await?;
     sqlx::query(
         "INSERT INTO device_sessions (device_id, desired, generation, updated_at) \
-         SELECT id, 'connected', 1, $1 FROM devices ON CONFLICT (device_id) DO NOTHING",
+         SELECT id, $2, 1, $1 FROM devices ON CONFLICT (device_id) DO NOTHING",
     )
     .bind(now)
+    .bind(desired)
     .execute(&mut *tx)
     .await?;
     sqlx::query("INSERT INTO device_leases (device_id) SELECT id FROM devices ON CONFLICT (device_id) DO NOTHING")
         .execute(&mut *tx)
         .await?;
-    tx.commit().await.context("asking for sessions")?;
+    tx.commit()
+        .await
+        .with_context(|| format!("asking every device for {desired}"))?;
     Ok(())
 }
 

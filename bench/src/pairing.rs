@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use wafleet_core::Db;
-use wafleet_core::types::{DeviceId, Timestamp};
+use wafleet_core::types::DeviceId;
 use wafleet_sim::ControlClient;
 
 use crate::cluster::Cluster;
@@ -22,24 +22,7 @@ const CONCURRENCY: usize = 25;
 /// Every device asks to be linked by QR code at once: what `request_session` with `pair_qr`
 /// writes, for all in one transaction.
 pub async fn want_pairing(db: &Db) -> anyhow::Result<()> {
-    let now = Timestamp::now();
-    let mut tx = postgres(db).begin().await?;
-    sqlx::query("UPDATE devices SET status = 'pairing', updated_at = $1")
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO device_sessions (device_id, desired, generation, updated_at) \
-         SELECT id, 'pair_qr', 1, $1 FROM devices ON CONFLICT (device_id) DO NOTHING",
-    )
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("INSERT INTO device_leases (device_id) SELECT id FROM devices ON CONFLICT (device_id) DO NOTHING")
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await.context("asking for pairings")?;
-    Ok(())
+    fleet::want_all(db, "pairing", "pair_qr").await
 }
 
 /// One device's pairing as the database shows it.
