@@ -98,6 +98,9 @@ impl Server {
             .await
             .expect("cache invalidations");
         tokio::spawn(wafleet_core::cache::follow(settings, cache.clone(), shutdown.clone()));
+        if settings.redis_url.is_some() {
+            wait_until_following(settings, &cache).await;
+        }
         let state = AppState::new(db.clone(), std::sync::Arc::new(settings.clone()))
             .with_queues(queues)
             .with_cache(cache, invalidations.clone());
@@ -108,6 +111,33 @@ impl Server {
             trigger,
         }
     }
+}
+
+/// Waits until `cache` follows the deployment's announcements. Once subscribed, the follower drops
+/// everything cached so far (announcements made meanwhile are lost), so a page a test cached
+/// before that would vanish under it. A probe entry changes once the follower has done that drop
+/// or applied the probe's announcement, which it does only after the drop.
+async fn wait_until_following(settings: &Settings, cache: &ReadCache) {
+    let probe = wafleet_core::cache::Topic::Device(DeviceId(-1));
+    let loads = std::sync::atomic::AtomicU32::new(0);
+    let read = || {
+        cache.get_or_load(probe, "following".into(), async {
+            let n = loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, std::convert::Infallible>(bytes::Bytes::from(n.to_string()))
+        })
+    };
+    let first = read().await.unwrap();
+    let announcer = Invalidations::connect(settings, ReadCache::off())
+        .await
+        .expect("cache announcer");
+    announcer.device_changed(DeviceId(-1)).await;
+    for _ in 0..500 {
+        if read().await.unwrap() != first {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the API's cache never followed the announcements");
 }
 
 impl Drop for Server {
