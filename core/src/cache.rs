@@ -155,18 +155,7 @@ impl ReadCache {
         let Some(inner) = &self.0 else {
             return load.await.map_err(Arc::new);
         };
-        let key = inner.key(topic, what);
-        let mut loaded = false;
-        let value = inner
-            .entries
-            .try_get_with(key, async {
-                loaded = true;
-                load.await
-            })
-            .await;
-        let result = if loaded { "miss" } else { "hit" };
-        metrics::counter!(m::READ_CACHE, "result" => result).increment(1);
-        value
+        load_through(&inner.entries, inner.key(topic, what), m::READ_CACHE, load).await
     }
 
     /// The account `credential` (the stored digest of a session cookie or API token) belongs to,
@@ -183,17 +172,7 @@ impl ReadCache {
             return load.await.map_err(Arc::new);
         };
         let key = inner.key(Topic::Callers, credential.to_owned());
-        let mut loaded = false;
-        let user = inner
-            .callers
-            .try_get_with(key, async {
-                loaded = true;
-                load.await
-            })
-            .await;
-        let result = if loaded { "miss" } else { "hit" };
-        metrics::counter!(m::CALLER_CACHE, "result" => result).increment(1);
-        user
+        load_through(&inner.callers, key, m::CALLER_CACHE, load).await
     }
 
     /// Everything cached for `topics` stops being served.
@@ -239,6 +218,31 @@ impl ReadCache {
         inner.entries.run_pending_tasks().await;
         inner.entries.entry_count()
     }
+}
+
+/// The value of `key` in `entries`, or `load`'s, stored when it succeeds; concurrent misses share
+/// one load. Counts the hit or miss on `metric`.
+async fn load_through<V, E, F>(
+    entries: &moka::future::Cache<Key, V>,
+    key: Key,
+    metric: &'static str,
+    load: F,
+) -> Result<V, Arc<E>>
+where
+    V: Clone + Send + Sync + 'static,
+    F: Future<Output = Result<V, E>>,
+    E: Send + Sync + 'static,
+{
+    let mut loaded = false;
+    let value = entries
+        .try_get_with(key, async {
+            loaded = true;
+            load.await
+        })
+        .await;
+    let result = if loaded { "miss" } else { "hit" };
+    metrics::counter!(metric, "result" => result).increment(1);
+    value
 }
 
 impl Inner {
