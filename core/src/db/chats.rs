@@ -64,13 +64,56 @@ impl IngestItem {
     }
 }
 
-/// Inserts messages (many rows per statement), skipping replays, and updates their chats: last
-/// message, preview, name and unread count. Evaluates to the new messages (replays left out).
+/// How a chats upsert merges a batch's change into the stored row (a literal, so each statement
+/// that ends with it is one `&'static str`).
+macro_rules! chat_upsert {
+    () => {
+        " ON CONFLICT (device_id, jid) DO UPDATE SET \
+        name = COALESCE(excluded.name, chats.name), \
+        last_message_at = CASE WHEN excluded.last_message_at >= chats.last_message_at \
+          THEN excluded.last_message_at ELSE chats.last_message_at END, \
+        last_message_preview = CASE WHEN excluded.last_message_at >= chats.last_message_at \
+          THEN excluded.last_message_preview ELSE chats.last_message_preview END, \
+        unread_count = chats.unread_count + excluded.unread_count"
+    };
+}
+pub(super) use chat_upsert;
+
+/// What the new messages change on each chat: one entry per chat, so an upsert never touches the
+/// same row twice in a statement.
+pub(super) fn chat_deltas<'m>(new_rows: &[(DeviceId, &'m IncomingMessage)]) -> Vec<((DeviceId, &'m str), ChatDelta)> {
+    let mut chats: std::collections::BTreeMap<(DeviceId, &str), ChatDelta> = std::collections::BTreeMap::new();
+    for (device, m) in new_rows {
+        chats.entry((*device, m.chat.0.as_str())).or_default().add(m);
+    }
+    chats.into_iter().collect()
+}
+
+/// Keeps the rows of `chunk` whose (device, id) is in `inserted`: the new ones, not replays.
+pub(super) fn new_of<'m>(
+    chunk: &[(DeviceId, &'m IncomingMessage)],
+    inserted: Vec<(DeviceId, String)>,
+) -> Vec<(DeviceId, &'m IncomingMessage)> {
+    let mut ids: std::collections::HashMap<DeviceId, std::collections::HashSet<String>> =
+        std::collections::HashMap::new();
+    for (device, id) in inserted {
+        ids.entry(device).or_default().insert(id);
+    }
+    chunk
+        .iter()
+        .filter(|(d, m)| ids.get(d).is_some_and(|ids| ids.contains(m.id.as_str())))
+        .copied()
+        .collect()
+}
+
+/// Inserts messages (many rows per statement, one bind parameter per value: any backend),
+/// skipping replays, and updates their chats: last message, preview, name and unread count.
+/// Evaluates to the new messages (replays left out).
 macro_rules! insert_messages {
     ($tx:expr, $rows:expr, $now:expr) => {{
-        let rows: &[(DeviceId, &IncomingMessage)] = $rows;
-        let mut new_rows: Vec<(DeviceId, &IncomingMessage)> = Vec::new();
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let rows: &[($crate::types::DeviceId, &$crate::link::IncomingMessage)] = $rows;
+        let mut new_rows: Vec<($crate::types::DeviceId, &$crate::link::IncomingMessage)> = Vec::new();
+        for chunk in rows.chunks($crate::db::chats::ROWS_PER_STATEMENT) {
             let mut insert = sqlx::QueryBuilder::new(
                 "INSERT INTO messages (device_id, id, chat_jid, sender_jid, from_me, kind, body, sent_at, status, \
                  received_at) ",
@@ -81,33 +124,21 @@ macro_rules! insert_messages {
                     .push_bind(&m.chat.0)
                     .push_bind(&m.sender.0)
                     .push_bind(m.from_me)
-                    .push_bind(IngestItem::kind_name(m))
+                    .push_bind($crate::db::chats::IngestItem::kind_name(m))
                     .push_bind(m.text.as_deref())
                     .push_bind(m.sent_at)
                     .push_bind(m.from_me.then_some("sent"))
                     .push_bind($now);
             });
             insert.push(" ON CONFLICT (device_id, id) DO NOTHING RETURNING device_id, id");
-            let inserted: std::collections::HashSet<(DeviceId, String)> = insert
-                .build_query_as::<(DeviceId, String)>()
+            let inserted = insert
+                .build_query_as::<($crate::types::DeviceId, String)>()
                 .fetch_all(&mut *$tx)
-                .await?
-                .into_iter()
-                .collect();
-            new_rows.extend(
-                chunk
-                    .iter()
-                    .filter(|(d, m)| inserted.contains(&(*d, m.id.clone())))
-                    .copied(),
-            );
+                .await?;
+            new_rows.extend($crate::db::chats::new_of(chunk, inserted));
         }
-        // One row per chat, so an upsert never touches the same row twice in a statement.
-        let mut chats: std::collections::BTreeMap<(DeviceId, &str), ChatDelta> = std::collections::BTreeMap::new();
-        for (device, m) in &new_rows {
-            chats.entry((*device, m.chat.0.as_str())).or_default().add(m);
-        }
-        let chats: Vec<_> = chats.into_iter().collect();
-        for chunk in chats.chunks(ROWS_PER_STATEMENT) {
+        let chats = $crate::db::chats::chat_deltas(&new_rows);
+        for chunk in chats.chunks($crate::db::chats::ROWS_PER_STATEMENT) {
             let mut upsert = sqlx::QueryBuilder::new(
                 "INSERT INTO chats (device_id, jid, name, last_message_at, last_message_preview, unread_count) ",
             );
@@ -119,21 +150,89 @@ macro_rules! insert_messages {
                     .push_bind(delta.preview.clone())
                     .push_bind(delta.unread);
             });
-            upsert.push(
-                " ON CONFLICT (device_id, jid) DO UPDATE SET \
-                   name = COALESCE(excluded.name, chats.name), \
-                   last_message_at = CASE WHEN excluded.last_message_at >= chats.last_message_at \
-                     THEN excluded.last_message_at ELSE chats.last_message_at END, \
-                   last_message_preview = CASE WHEN excluded.last_message_at >= chats.last_message_at \
-                     THEN excluded.last_message_preview ELSE chats.last_message_preview END, \
-                   unread_count = chats.unread_count + excluded.unread_count",
-            );
+            upsert.push($crate::db::chats::chat_upsert!());
             upsert.build().execute(&mut *$tx).await?;
         }
         new_rows
     }};
 }
 pub(super) use insert_messages;
+
+/// [`insert_messages!`] for PostgreSQL: one array per column (`UNNEST`), so a statement has the
+/// same ten parameters and one cached plan whatever the batch size, instead of up to 5,000
+/// parameters that the server decodes and plans one by one.
+macro_rules! insert_messages_unnest {
+    ($tx:expr, $rows:expr, $now:expr) => {{
+        let rows: &[($crate::types::DeviceId, &$crate::link::IncomingMessage)] = $rows;
+        let mut new_rows: Vec<($crate::types::DeviceId, &$crate::link::IncomingMessage)> = Vec::new();
+        for chunk in rows.chunks($crate::db::chats::ROWS_PER_STATEMENT) {
+            let inserted: Vec<($crate::types::DeviceId, String)> = sqlx::query_as(
+                "INSERT INTO messages (device_id, id, chat_jid, sender_jid, from_me, kind, body, sent_at, status, \
+                 received_at) \
+                 SELECT device_id, id, chat_jid, sender_jid, from_me, kind, body, sent_at, status, $10::BIGINT \
+                 FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BOOLEAN[], $6::TEXT[], \
+                   $7::TEXT[], $8::BIGINT[], $9::TEXT[]) \
+                   AS t (device_id, id, chat_jid, sender_jid, from_me, kind, body, sent_at, status) \
+                 ON CONFLICT (device_id, id) DO NOTHING RETURNING device_id, id",
+            )
+            .bind(chunk.iter().map(|(d, _)| d.0).collect::<Vec<i64>>())
+            .bind(chunk.iter().map(|(_, m)| m.id.as_str()).collect::<Vec<&str>>())
+            .bind(chunk.iter().map(|(_, m)| m.chat.0.as_str()).collect::<Vec<&str>>())
+            .bind(chunk.iter().map(|(_, m)| m.sender.0.as_str()).collect::<Vec<&str>>())
+            .bind(chunk.iter().map(|(_, m)| m.from_me).collect::<Vec<bool>>())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|(_, m)| $crate::db::chats::IngestItem::kind_name(m))
+                    .collect::<Vec<String>>(),
+            )
+            .bind(
+                chunk
+                    .iter()
+                    .map(|(_, m)| m.text.as_deref())
+                    .collect::<Vec<Option<&str>>>(),
+            )
+            .bind(chunk.iter().map(|(_, m)| m.sent_at.0).collect::<Vec<i64>>())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|(_, m)| m.from_me.then_some("sent"))
+                    .collect::<Vec<Option<&str>>>(),
+            )
+            .bind($now)
+            .fetch_all(&mut *$tx)
+            .await?;
+            new_rows.extend($crate::db::chats::new_of(chunk, inserted));
+        }
+        let chats = $crate::db::chats::chat_deltas(&new_rows);
+        for chunk in chats.chunks($crate::db::chats::ROWS_PER_STATEMENT) {
+            sqlx::query(concat!(
+                "INSERT INTO chats (device_id, jid, name, last_message_at, last_message_preview, unread_count) \
+                 SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[], $6::BIGINT[])",
+                $crate::db::chats::chat_upsert!()
+            ))
+            .bind(chunk.iter().map(|((d, _), _)| d.0).collect::<Vec<i64>>())
+            .bind(chunk.iter().map(|((_, jid), _)| *jid).collect::<Vec<&str>>())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|(_, delta)| delta.name.as_deref())
+                    .collect::<Vec<Option<&str>>>(),
+            )
+            .bind(chunk.iter().map(|(_, delta)| delta.last_at.0).collect::<Vec<i64>>())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|(_, delta)| delta.preview.as_deref())
+                    .collect::<Vec<Option<&str>>>(),
+            )
+            .bind(chunk.iter().map(|(_, delta)| delta.unread).collect::<Vec<i64>>())
+            .execute(&mut *$tx)
+            .await?;
+        }
+        new_rows
+    }};
+}
 
 /// What a batch changes on one chat.
 #[derive(Default)]
@@ -160,7 +259,7 @@ impl ChatDelta {
 /// The body of [`Db::write_batch`] for one backend's transaction; `$lock` makes PostgreSQL hold
 /// the lease rows until commit (SQLite's `BEGIN IMMEDIATE` already excludes other writers).
 macro_rules! write_batch_in {
-    ($tx:ident, $items:expr, $lock:literal) => {{
+    ($tx:ident, $items:expr, $lock:literal, $insert:ident) => {{
         let items: &[(Fence, IngestItem)] = $items;
         let now = Timestamp::now();
         let mut devices: Vec<DeviceId> = items.iter().map(|(f, _)| f.device).collect();
@@ -190,7 +289,7 @@ macro_rules! write_batch_in {
                 _ => None,
             })
             .collect();
-        let new_rows = insert_messages!($tx, &messages, now);
+        let new_rows = $insert!($tx, &messages, now);
         let new_messages = new_rows.len() as u64;
         let mut events: Vec<(DeviceId, Event<'_>)> = new_rows
             .iter()
@@ -272,11 +371,11 @@ impl Db {
         Ok(match self {
             Db::Sqlite(pool) => {
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                write_batch_in!(tx, items, "")
+                write_batch_in!(tx, items, "", insert_messages)
             }
             Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
-                write_batch_in!(tx, items, " FOR SHARE")
+                write_batch_in!(tx, items, " FOR SHARE", insert_messages_unnest)
             }
         })
     }

@@ -10,7 +10,7 @@ use crate::link::{IncomingMessage, Jid, MessageKind};
 use crate::types::{DeviceId, Timestamp, UserId};
 use crate::{Db, Error, Result};
 
-use super::chats::{ChatDelta, IngestItem, ROWS_PER_STATEMENT, insert_messages};
+use super::chats::insert_messages;
 use super::leases::fenced;
 use super::{Fence, on_db};
 
