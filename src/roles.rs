@@ -74,7 +74,7 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
                 .with_cache(cache, invalidations.clone());
             let link: Arc<dyn Link> = if demo {
                 let handle = demo::start().await?;
-                state.demo = Some(demo::DemoPhones::new(&handle));
+                state = state.with_demo(demo::DemoPhones::new(&handle));
                 let link = Arc::new(wafleet_sim::SimLink::new(handle.ws_url(), db.clone()));
                 _simulator = Some(handle);
                 link

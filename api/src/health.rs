@@ -11,7 +11,7 @@ use crate::AppState;
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
-        .route("/ready", get(|State(state): State<AppState>| ready(state.db)))
+        .route("/ready", get(|State(state): State<AppState>| ready(state.db.clone())))
         .route("/metrics", get(metrics))
 }
 

@@ -46,9 +46,14 @@ use wafleet_core::{Db, Settings};
 
 pub use error::ApiError;
 
-/// What every handler can reach.
+/// What every handler can reach: one shared allocation, so the clone that routing makes for
+/// every request is a reference count, not a copy of each part.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The parts of [`AppState`].
+#[derive(Clone)]
+pub struct Shared {
     /// The database pool.
     pub db: Db,
     /// Settings of this process.
@@ -64,30 +69,45 @@ pub struct AppState {
     pub invalidations: Invalidations,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
 impl AppState {
     /// State for a normal (non-demo) process, with a read cache of its own as `settings` ask.
     pub fn new(db: Db, settings: Arc<Settings>) -> Self {
         let cache = ReadCache::from_settings(&settings);
-        AppState {
+        AppState(Arc::new(Shared {
             db,
             settings,
             demo: None,
             queues: None,
             invalidations: Invalidations::Local(cache.clone()),
             cache,
-        }
+        }))
     }
 
     /// Uses `cache`, with writes announced to `invalidations` (which must reach `cache` too).
     pub fn with_cache(mut self, cache: ReadCache, invalidations: Invalidations) -> Self {
-        self.cache = cache;
-        self.invalidations = invalidations;
+        let shared = Arc::make_mut(&mut self.0);
+        shared.cache = cache;
+        shared.invalidations = invalidations;
         self
     }
 
     /// Adds the job queues (every real process has them).
     pub fn with_queues(mut self, queues: Queues) -> Self {
-        self.queues = Some(queues);
+        Arc::make_mut(&mut self.0).queues = Some(queues);
+        self
+    }
+
+    /// Lets the dashboard link devices to `phones` (demo mode).
+    pub fn with_demo(mut self, phones: Arc<dyn SimulatedPhones>) -> Self {
+        Arc::make_mut(&mut self.0).demo = Some(phones);
         self
     }
 }
@@ -136,7 +156,13 @@ pub fn app(state: AppState) -> Router {
 async fn count_requests(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     let started = std::time::Instant::now();
     let response = next.run(request).await;
-    let class = format!("{}xx", response.status().as_u16() / 100);
+    let class = match response.status().as_u16() / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    };
     metrics::counter!(wafleet_core::metrics::HTTP_REQUESTS, "status" => class).increment(1);
     metrics::histogram!(wafleet_core::metrics::HTTP_DURATION).record(started.elapsed().as_secs_f64());
     response
