@@ -28,8 +28,12 @@ const DAY_MS: i64 = 86_400_000;
 /// can carry a stamp older than that roll-up's start; recounting a day twice changes nothing.
 const OVERLAP_SECS: i64 = 300;
 
-/// The days a roll-up recounts: of sends changed since `$1`, and of sends answered by a message
-/// received since `$1`; then each such (device, day) recounted from its sends in one upsert.
+/// The days a roll-up recounts: of sends changed since `$1`, and of sends that a message received
+/// since `$1` answers for the first time (a send an earlier reply already answers was counted as
+/// replied when that reply came in, so its day need not be recounted); then each such (device,
+/// day) recounted from its sends in one upsert. The join on the day itself lets PostgreSQL hash
+/// on (device, day) rather than on the device alone and filter every send of a device against each
+/// of its touched days; the range beside it keeps the index on (device, send time) usable.
 const ROLLUP_SQL: &str = "\
 WITH touched AS (
     SELECT device_id, COALESCE(sent_at, created_at) AS at FROM outbound_messages WHERE updated_at >= $1
@@ -37,6 +41,9 @@ WITH touched AS (
     SELECT o.device_id, o.sent_at FROM devices d
       JOIN messages m ON m.device_id = d.id AND m.received_at >= $1 AND m.from_me = FALSE
       JOIN outbound_messages o ON o.device_id = m.device_id AND o.recipient = m.chat_jid AND o.sent_at <= m.sent_at
+      WHERE NOT EXISTS (
+        SELECT 1 FROM messages p WHERE p.device_id = o.device_id AND p.chat_jid = o.recipient
+          AND p.from_me = FALSE AND p.sent_at >= o.sent_at AND p.received_at < $1)
 ),
 dirty AS (SELECT DISTINCT device_id, at - at % 86400000 AS day FROM touched)
 INSERT INTO analytics_daily (device_id, day, sent, delivered, read, replied, failed, updated_at)
@@ -50,6 +57,7 @@ SELECT d.device_id, d.day,
     SUM(CASE WHEN o.status = 'failed' THEN 1 ELSE 0 END),
     $2
 FROM dirty d JOIN outbound_messages o ON o.device_id = d.device_id
+    AND COALESCE(o.sent_at, o.created_at) - COALESCE(o.sent_at, o.created_at) % 86400000 = d.day
     AND COALESCE(o.sent_at, o.created_at) >= d.day AND COALESCE(o.sent_at, o.created_at) < d.day + 86400000
 WHERE o.status IN ('sent', 'delivered', 'read', 'failed')
 GROUP BY d.device_id, d.day
