@@ -48,6 +48,7 @@ async fn three_sends(backend: Backend, policy: Pacing) -> Vec<Timestamp> {
     let options = WorkerOptions {
         id: "pacer".into(),
         capacity: 10,
+        claim_rate: 100,
         lease_ttl: Duration::from_secs(5),
         webhooks: wafleet_workers::WebhookOptions::default(),
     };

@@ -23,6 +23,10 @@ pub struct Options {
     /// `LEASE_TTL_SECS` of the workers (15 is the shipped default).
     #[arg(long, default_value_t = 15)]
     pub lease_ttl: u64,
+    /// `WORKER_CLAIM_RATE` of the workers: devices each claims per second (100 is the shipped
+    /// default).
+    #[arg(long, default_value_t = 100)]
+    pub claim_rate: u32,
     /// What the sessions are: `sim`, the simulator's own protocol, or `wa`, real wa-rs clients
     /// linked by QR code to the simulator's WhatsApp Web front end.
     #[arg(long, value_enum, default_value_t = Link::Sim)]
@@ -42,6 +46,7 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
         Options {
             sessions: if options.link == Link::Wa { 6 } else { 30 },
             lease_ttl: 2,
+            claim_rate: options.claim_rate,
             link: options.link,
         }
     } else {
@@ -49,7 +54,10 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
     };
     let n = o.sessions;
     let topology = Topology::SHIPPED;
-    let env = [("LEASE_TTL_SECS", o.lease_ttl.to_string())];
+    let env = [
+        ("LEASE_TTL_SECS", o.lease_ttl.to_string()),
+        ("WORKER_CLAIM_RATE", o.claim_rate.to_string()),
+    ];
     let cluster = Cluster::start(common, "failover", topology, o.link, &env).await?;
     let db = cluster.db();
     match o.link {
@@ -97,6 +105,11 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
     }
     eprintln!("[bench] failover: every device held again in {took:.1?}");
     let ttl = o.lease_ttl as f64;
+    // Named only when not the shipped default, so the default rows keep their names.
+    let (rate, rate_flag) = match o.claim_rate {
+        100 => (String::new(), String::new()),
+        r => (format!(", WORKER_CLAIM_RATE={r}"), format!(" --claim-rate {r}")),
+    };
     let (scenario, flag, resumed) = match o.link {
         Link::Sim => ("failover", "", ""),
         Link::Wa => ("failover (wa-rs)", " --link wa", ", none paired again"),
@@ -104,7 +117,7 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
     Ok(vec![
         Row::new(
             format!(
-                "{scenario}: kill -9 of 1 of 3 workers ({} of {} sessions), LEASE_TTL_SECS={}",
+                "{scenario}: kill -9 of 1 of 3 workers ({} of {} sessions), LEASE_TTL_SECS={}{rate}",
                 thousands(victim_held as u64),
                 thousands(n as u64),
                 o.lease_ttl
@@ -114,7 +127,7 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
         )
         .ratio(took.as_secs_f64() / ttl)
         .command(&format!(
-            "wafleet-bench failover{flag} --sessions {n} --lease-ttl {}",
+            "wafleet-bench failover{flag} --sessions {n} --lease-ttl {}{rate_flag}",
             o.lease_ttl
         )),
     ])

@@ -224,6 +224,14 @@ pub struct Settings {
     #[arg(long, env = "WORKER_CAPACITY", global = true, default_value_t = 5000)]
     pub worker_capacity: u32,
 
+    /// Devices one worker claims (sessions it opens) per second at most, so thousands of devices
+    /// do not reconnect to WhatsApp at the same instant after a worker dies or the fleet restarts.
+    /// A dead worker's devices are held again after about `LEASE_TTL_SECS` plus its devices ÷
+    /// (live workers × this).
+    #[arg(long, env = "WORKER_CLAIM_RATE", global = true, default_value_t = 100,
+        value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub worker_claim_rate: u32,
+
     /// Name of this worker in leases and metrics (default: host name, process id and a random suffix).
     #[arg(long, env = "WORKER_ID", global = true)]
     pub worker_id: Option<String>,

@@ -47,6 +47,7 @@ impl WorkerOptions {
         WorkerOptions {
             id,
             capacity: settings.worker_capacity,
+            claim_rate: settings.worker_claim_rate,
             lease_ttl: std::time::Duration::from_secs(settings.lease_ttl_secs.max(1)),
             webhooks: WebhookOptions::from_settings(settings),
         }

@@ -25,9 +25,6 @@ use crate::sends::{Entry, Roster, Sender};
 
 /// How often a round runs.
 const ROUND_EVERY: Duration = Duration::from_millis(500);
-/// Sessions opened (devices claimed) per round at most, so thousands of devices do not connect at
-/// the same instant after a worker dies or the fleet restarts.
-const MAX_CLAIMS_PER_ROUND: i64 = 50;
 /// How often the holder sweeps the database for queued sends of its devices (and at once after
 /// claiming devices).
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
@@ -44,10 +41,18 @@ pub struct WorkerOptions {
     pub id: String,
     /// Most sessions held at once.
     pub capacity: u32,
+    /// Devices claimed (sessions opened) per second at most (`WORKER_CLAIM_RATE`).
+    pub claim_rate: u32,
     /// How long a claim lasts without renewal.
     pub lease_ttl: Duration,
     /// How webhook events are delivered.
     pub webhooks: crate::WebhookOptions,
+}
+
+/// Devices claimed per round at most for `rate` claims a second: at least one.
+fn claims_per_round(rate: u32) -> i64 {
+    let per_round = (f64::from(rate) * ROUND_EVERY.as_secs_f64()).ceil() as i64;
+    per_round.max(1)
 }
 
 /// A live session this worker holds.
@@ -249,7 +254,7 @@ impl SessionManager {
         let held = i64::try_from(self.leases.len()).unwrap_or(i64::MAX);
         let mut claimed = false;
         if held < fair {
-            let want = (fair - held).min(MAX_CLAIMS_PER_ROUND);
+            let want = (fair - held).min(claims_per_round(self.options.claim_rate));
             for fence in self.db.claim_leases(&self.options.id, want, self.ttl_secs()).await? {
                 claimed = true;
                 tracing::debug!(device = %fence.device, token = fence.token, "lease claimed");
@@ -477,5 +482,19 @@ impl SessionManager {
         let result = self.db.set_device_status(fence, status).await;
         self.ingest.device_changed(fence.device).await;
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_per_round_follow_the_rate_and_never_stop() {
+        // Two rounds a second.
+        assert_eq!(claims_per_round(100), 50);
+        assert_eq!(claims_per_round(1_000), 500);
+        assert_eq!(claims_per_round(3), 2, "rounded up, so the rate is reached");
+        assert_eq!(claims_per_round(1), 1, "a worker always claims something");
     }
 }
