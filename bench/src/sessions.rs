@@ -153,28 +153,31 @@ async fn real_clients(cluster: &Cluster, o: &Options) -> anyhow::Result<Vec<Row>
     })
     .await?;
     let held = hold_in_child(&cluster.sim_ws_url(), n)?;
-    let per = |(before, after): (u64, u64)| after.saturating_sub(before) as f64 / n as f64;
-    let (worker, sim) = (per(m.worker_rss), per(m.sim_rss));
     let command = format!(
         "wafleet-bench sessions --link wa --sessions {n} --idle-secs {}",
         o.idle_secs
     );
     let count = thousands(n as u64);
+    // One process's memory per session, beside a bare socket's.
+    let rss_row = |what: String, (before, after): (u64, u64)| {
+        let per_session = after.saturating_sub(before) as f64 / n as f64;
+        Row::new(
+            what,
+            format!("{per_session:.1} KiB ({:.0} MiB in all)", after as f64 / 1024.0),
+            format!("{:.1} KiB per bare idle WebSocket", held.kib_per_connection),
+        )
+        .ratio(per_session / held.kib_per_connection)
+        .command(&command)
+    };
     Ok(vec![
-        Row::new(
+        rss_row(
             format!("sessions (wa-rs): worker RSS per session ({count} held by one worker)"),
-            format!("{worker:.1} KiB ({:.0} MiB in all)", m.worker_rss.1 as f64 / 1024.0),
-            format!("{:.1} KiB per bare idle WebSocket", held.kib_per_connection),
-        )
-        .ratio(worker / held.kib_per_connection)
-        .command(&command),
-        Row::new(
+            m.worker_rss,
+        ),
+        rss_row(
             format!("sessions (wa-rs): simulated WhatsApp Web server RSS per session ({count})"),
-            format!("{sim:.1} KiB ({:.0} MiB in all)", m.sim_rss.1 as f64 / 1024.0),
-            format!("{:.1} KiB per bare idle WebSocket", held.kib_per_connection),
-        )
-        .ratio(sim / held.kib_per_connection)
-        .command(&command),
+            m.sim_rss,
+        ),
         Row::new(
             format!("sessions (wa-rs): time to link {count} by QR and bring them online"),
             format!(
