@@ -106,6 +106,24 @@ impl TestDb {
 
     /// Like [`TestDb::new`], with settings adjusted by `configure` before connecting.
     pub async fn with_settings(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestDb {
+        let test = Self::unmigrated(backend, configure).await;
+        test.db.migrate().await.expect("migrate the test database");
+        test
+    }
+
+    /// A new database on `backend` with the migrations up to `version` applied, to test what a
+    /// later one does to existing rows; [`Db::migrate`] then applies the rest.
+    pub async fn migrated_to(backend: Backend, version: i64) -> TestDb {
+        let test = Self::unmigrated(backend, |_| {}).await;
+        let run = match &test.db {
+            Db::Sqlite(pool) => sqlx::migrate!("../migrations/sqlite").run_to(version, pool).await,
+            Db::Postgres(pool) => sqlx::migrate!("../migrations/postgres").run_to(version, pool).await,
+        };
+        run.expect("migrate the test database");
+        test
+    }
+
+    async fn unmigrated(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestDb {
         let mut settings = Settings::defaults();
         let storage = match backend {
             Backend::Sqlite => {
@@ -135,7 +153,6 @@ impl TestDb {
         settings.database_max_connections = 5;
         configure(&mut settings);
         let db = Db::connect(&settings).await.expect("connect to the test database");
-        db.migrate().await.expect("migrate the test database");
         TestDb {
             db,
             settings,

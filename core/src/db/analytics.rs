@@ -7,7 +7,8 @@
 //! - *delivered* when delivered or read; *not delivered* = sent − delivered;
 //! - *read* when read; *not read* = delivered − read;
 //! - *replied* when it went out and the contact later wrote in that chat (a message not from us with
-//!   `sent_at` at or after the send's), as the campaign report counts it;
+//!   `sent_at` at or after the send's), as the campaign report counts it; each roll-up marks the
+//!   sends newly answered (`replied_at`) and counts a day's marks;
 //! - *failed* when it was not sent (never part of `sent`).
 //!
 //! Sends still queued or being sent are not counted yet. Percentages compare each figure with its
@@ -28,32 +29,37 @@ const DAY_MS: i64 = 86_400_000;
 /// can carry a stamp older than that roll-up's start; recounting a day twice changes nothing.
 const OVERLAP_SECS: i64 = 300;
 
-/// The days a roll-up recounts: of sends changed since `$1`, and of sends that a message received
-/// since `$1` answers for the first time (a send an earlier reply already answers was counted as
-/// replied when that reply came in, so its day need not be recounted); then each such (device,
-/// day) recounted from its sends in one upsert. The join on the day itself lets PostgreSQL hash
-/// on (device, day) rather than on the device alone and filter every send of a device against each
-/// of its touched days; the range beside it keeps the index on (device, send time) usable.
-const ROLLUP_SQL: &str = "\
-WITH touched AS (
-    SELECT device_id, COALESCE(sent_at, created_at) AS at FROM outbound_messages WHERE updated_at >= $1
-    UNION
-    SELECT o.device_id, o.sent_at FROM devices d
+/// Marks the sends that messages received since `$1` answer for the first time: `replied_at`
+/// becomes the earliest such message's send time and `updated_at` becomes `$2`, so the recount
+/// that follows takes in their days. A send an earlier message already answered keeps its mark.
+/// The devices lead, so each device's new messages are found through its index on receipt time.
+const MARK_REPLIES_SQL: &str = "\
+UPDATE outbound_messages SET updated_at = $2, replied_at = (
+    SELECT MIN(m.sent_at) FROM messages m
+    WHERE m.device_id = outbound_messages.device_id AND m.chat_jid = outbound_messages.recipient
+      AND m.from_me = FALSE AND m.sent_at >= outbound_messages.sent_at AND m.received_at >= $1)
+WHERE replied_at IS NULL AND status IN ('sent', 'delivered', 'read') AND id IN (
+    SELECT o.id FROM devices d
       JOIN messages m ON m.device_id = d.id AND m.received_at >= $1 AND m.from_me = FALSE
-      JOIN outbound_messages o ON o.device_id = m.device_id AND o.recipient = m.chat_jid AND o.sent_at <= m.sent_at
-      WHERE NOT EXISTS (
-        SELECT 1 FROM messages p WHERE p.device_id = o.device_id AND p.chat_jid = o.recipient
-          AND p.from_me = FALSE AND p.sent_at >= o.sent_at AND p.received_at < $1)
-),
-dirty AS (SELECT DISTINCT device_id, at - at % 86400000 AS day FROM touched)
+      JOIN outbound_messages o ON o.device_id = m.device_id AND o.recipient = m.chat_jid AND o.sent_at <= m.sent_at)";
+
+/// Recounts each (device, day) with a send changed since `$1` (recorded, sent, a receipt, a
+/// failure, or marked replied just before) from its sends, in one upsert. The join on the day
+/// itself lets PostgreSQL hash on (device, day) rather than on the device alone and filter every
+/// send of a device against each of its touched days; the range beside it keeps the index on
+/// (device, send time) usable.
+const ROLLUP_SQL: &str = "\
+WITH dirty AS (
+    SELECT DISTINCT device_id,
+        COALESCE(sent_at, created_at) - COALESCE(sent_at, created_at) % 86400000 AS day
+    FROM outbound_messages WHERE updated_at >= $1
+)
 INSERT INTO analytics_daily (device_id, day, sent, delivered, read, replied, failed, updated_at)
 SELECT d.device_id, d.day,
     SUM(CASE WHEN o.status IN ('sent', 'delivered', 'read') THEN 1 ELSE 0 END),
     SUM(CASE WHEN o.status IN ('delivered', 'read') THEN 1 ELSE 0 END),
     SUM(CASE WHEN o.status = 'read' THEN 1 ELSE 0 END),
-    SUM(CASE WHEN o.status IN ('sent', 'delivered', 'read') AND EXISTS (
-        SELECT 1 FROM messages m WHERE m.device_id = o.device_id AND m.chat_jid = o.recipient
-          AND m.from_me = FALSE AND m.sent_at >= o.sent_at) THEN 1 ELSE 0 END),
+    SUM(CASE WHEN o.status IN ('sent', 'delivered', 'read') AND o.replied_at IS NOT NULL THEN 1 ELSE 0 END),
     SUM(CASE WHEN o.status = 'failed' THEN 1 ELSE 0 END),
     $2
 FROM dirty d JOIN outbound_messages o ON o.device_id = d.device_id
@@ -195,9 +201,11 @@ fn day_start(day: NaiveDate) -> i64 {
 }
 
 impl Db {
-    /// Recounts the roll-ups of every (device, day) whose sends changed or were answered since the
-    /// last refresh (all of them on the first). Idempotent: a day is recounted from its sends, never
-    /// incremented. Returns the rows written.
+    /// Marks the sends answered since the last refresh, then recounts the roll-ups of every
+    /// (device, day) whose sends changed or were answered since then (all of them on the first).
+    /// Idempotent: a day is recounted from its sends, never incremented, and a refresh cut short
+    /// is redone by the next one, since the watermark moves only at the end. Returns the rows
+    /// written.
     #[tracing::instrument(skip(self))]
     pub async fn refresh_analytics(&self) -> Result<u64> {
         let started = Timestamp::now();
@@ -206,6 +214,12 @@ impl Db {
             .fetch_optional(pool)
             .await)?;
         let since = watermark.map_or(Timestamp(0), |w| w.plus_secs(-OVERLAP_SECS));
+        on_db!(self, pool => sqlx::query(MARK_REPLIES_SQL)
+            .bind(since)
+            .bind(started)
+            .execute(pool)
+            .await
+            .map(drop))?;
         let written = on_db!(self, pool => sqlx::query(ROLLUP_SQL)
             .bind(since)
             .bind(started)
