@@ -12,3 +12,10 @@ WHERE status IN ('sent', 'delivered', 'read') AND sent_at IS NOT NULL AND EXISTS
     SELECT 1 FROM messages m
     WHERE m.device_id = outbound_messages.device_id AND m.chat_jid = outbound_messages.recipient
       AND m.from_me = FALSE AND m.sent_at >= outbound_messages.sent_at);
+
+-- The roll-up joins a day's sends on this expression; without statistics of its own PostgreSQL
+-- guesses a handful of sends per (device, day), sorts millions of rows it thought were thousands,
+-- and spills them to disk.
+CREATE STATISTICS outbound_messages_day_stats
+    ON (COALESCE(sent_at, created_at) - COALESCE(sent_at, created_at) % 86400000) FROM outbound_messages;
+ANALYZE outbound_messages;

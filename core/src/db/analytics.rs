@@ -41,7 +41,8 @@ UPDATE outbound_messages SET updated_at = $2, replied_at = (
 WHERE replied_at IS NULL AND status IN ('sent', 'delivered', 'read') AND id IN (
     SELECT o.id FROM devices d
       JOIN messages m ON m.device_id = d.id AND m.received_at >= $1 AND m.from_me = FALSE
-      JOIN outbound_messages o ON o.device_id = m.device_id AND o.recipient = m.chat_jid AND o.sent_at <= m.sent_at)";
+      JOIN outbound_messages o ON o.device_id = m.device_id AND o.recipient = m.chat_jid AND o.sent_at <= m.sent_at
+        AND o.replied_at IS NULL)";
 
 /// Recounts each (device, day) with a send changed since `$1` (recorded, sent, a receipt, a
 /// failure, or marked replied just before) from its sends, in one upsert. The join on the day
