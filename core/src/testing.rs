@@ -115,9 +115,10 @@ impl TestDb {
     /// later one does to existing rows; [`Db::migrate`] then applies the rest.
     pub async fn migrated_to(backend: Backend, version: i64) -> TestDb {
         let test = Self::unmigrated(backend, |_| {}).await;
+        let migrator = test.db.migrator();
         let run = match &test.db {
-            Db::Sqlite(pool) => sqlx::migrate!("../migrations/sqlite").run_to(version, pool).await,
-            Db::Postgres(pool) => sqlx::migrate!("../migrations/postgres").run_to(version, pool).await,
+            Db::Sqlite(pool) => migrator.run_to(version, pool).await,
+            Db::Postgres(pool) => migrator.run_to(version, pool).await,
         };
         run.expect("migrate the test database");
         test

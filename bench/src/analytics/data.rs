@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use anyhow::Context;
+
 use chrono::NaiveDate;
 use wafleet_core::Db;
 use wafleet_core::db::NewUserRole;
@@ -65,24 +67,26 @@ pub async fn generate(db: &Db, o: &Options) -> anyhow::Result<UserId> {
     Ok(user.id)
 }
 
+/// Migration 0013, whose backfill [`mark_replies`] runs and times.
+const MIGRATION_0013: &str = include_str!("../../../migrations/postgres/0013_outbound_replied.sql");
+
 /// Marks the sends the data set's replies answer, as ingest and the roll-ups would have over its
-/// days, with the statement migration 0013 runs on a database that already holds them. Returns
-/// the sends marked and the time it took.
+/// days, with the statement migration 0013 runs on a database that already holds them (taken from
+/// the migration itself, so the figure stays that statement's). Returns the sends marked and the
+/// time it took.
 pub async fn mark_replies(db: &Db) -> anyhow::Result<(u64, f64)> {
+    let backfill = MIGRATION_0013
+        .find("UPDATE outbound_messages")
+        .and_then(|start| {
+            let rest = &MIGRATION_0013[start..];
+            rest.find(';').map(|end| &rest[..end])
+        })
+        .context("migration 0013 no longer has its UPDATE of outbound_messages")?;
     let started = Instant::now();
-    let marked = sqlx::query(
-        "UPDATE outbound_messages SET replied_at = ( \
-           SELECT MIN(m.sent_at) FROM messages m \
-           WHERE m.device_id = outbound_messages.device_id AND m.chat_jid = outbound_messages.recipient \
-             AND m.from_me = FALSE AND m.sent_at >= outbound_messages.sent_at) \
-         WHERE status IN ('sent', 'delivered', 'read') AND sent_at IS NOT NULL AND EXISTS ( \
-           SELECT 1 FROM messages m \
-           WHERE m.device_id = outbound_messages.device_id AND m.chat_jid = outbound_messages.recipient \
-             AND m.from_me = FALSE AND m.sent_at >= outbound_messages.sent_at)",
-    )
-    .execute(fleet::postgres(db))
-    .await?
-    .rows_affected();
+    let marked = sqlx::query(sqlx::AssertSqlSafe(backfill))
+        .execute(fleet::postgres(db))
+        .await?
+        .rows_affected();
     sqlx::query("ANALYZE outbound_messages")
         .execute(fleet::postgres(db))
         .await?;

@@ -128,20 +128,24 @@ impl Db {
     /// the previous release keep starting against a schema one step ahead (migrations only add).
     #[tracing::instrument(skip(self), fields(backend = self.backend_name()))]
     pub async fn migrate(&self) -> anyhow::Result<()> {
+        let migrator = self.migrator();
         match self {
-            Db::Sqlite(pool) => {
-                let mut migrator = sqlx::migrate!("../migrations/sqlite");
-                migrator.set_ignore_missing(true);
-                migrator.run(pool).await
-            }
-            Db::Postgres(pool) => {
-                let mut migrator = sqlx::migrate!("../migrations/postgres");
-                migrator.set_ignore_missing(true);
-                migrator.run(pool).await
-            }
+            Db::Sqlite(pool) => migrator.run(pool).await,
+            Db::Postgres(pool) => migrator.run(pool).await,
         }
         .context("applying database migrations")?;
         Ok(())
+    }
+
+    /// This dialect's embedded migrations, allowing versions the database knows and this binary
+    /// does not (see [`Db::migrate`]).
+    pub(crate) fn migrator(&self) -> sqlx::migrate::Migrator {
+        let mut migrator = match self {
+            Db::Sqlite(_) => sqlx::migrate!("../migrations/sqlite"),
+            Db::Postgres(_) => sqlx::migrate!("../migrations/postgres"),
+        };
+        migrator.set_ignore_missing(true);
+        migrator
     }
 
     /// `"sqlite"` or `"postgres"`, for logs and metrics.
