@@ -50,6 +50,7 @@ async fn three_sends(backend: Backend, policy: Pacing) -> Vec<Timestamp> {
         capacity: 10,
         claim_rate: 100,
         lease_ttl: Duration::from_secs(5),
+        confirm_wait: Duration::from_secs(60),
         webhooks: wafleet_workers::WebhookOptions::default(),
     };
     let link = Arc::new(SimLink::new(sim.ws_url(), db.clone()));

@@ -232,6 +232,13 @@ pub struct Settings {
         value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub worker_claim_rate: u32,
 
+    /// Seconds a send that left for WhatsApp without a confirmation (its worker died, the answer
+    /// timed out) waits for a delivery or read receipt naming its id before it is marked failed
+    /// with "outcome unknown". It is never sent again; a receipt that comes later still marks it
+    /// delivered.
+    #[arg(long, env = "SEND_CONFIRM_WAIT_SECS", global = true, default_value_t = 60)]
+    pub send_confirm_wait_secs: u64,
+
     /// Name of this worker in leases and metrics (default: host name, process id and a random suffix).
     #[arg(long, env = "WORKER_ID", global = true)]
     pub worker_id: Option<String>,

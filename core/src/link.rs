@@ -4,10 +4,10 @@
 //! implementations pass one conformance suite: the real client (wa-rs, its state in our database)
 //! and the client of the project's WhatsApp network simulator (`wafleet sim`, over a WebSocket).
 //!
-//! Events arrive in order on one channel per session. An incoming message carries an [`Ack`]: the
-//! consumer fires it once the message is durable, and only then is it acknowledged to the network,
-//! so a crash before the write means the network delivers it again (replays are deduplicated by
-//! message id downstream).
+//! Events arrive in order on one channel per session. An incoming message or receipt carries an
+//! [`Ack`]: the consumer fires it once the event is durable, and only then is it acknowledged to
+//! the network, so a crash before the write means the network delivers it again (replays are
+//! deduplicated by message id downstream).
 
 use std::fmt;
 use std::time::Duration;
@@ -203,6 +203,10 @@ pub enum LinkEvent {
         message_ids: Vec<String>,
         /// When, as reported.
         at: Timestamp,
+        /// Fire when durable: like messages, receipts are acknowledged to the network only once
+        /// stored, so one that arrives while a device changes hands is delivered again rather
+        /// than lost.
+        ack: Ack,
     },
 }
 
@@ -237,6 +241,62 @@ pub struct NumberCheck {
     pub jid: Option<Jid>,
 }
 
+/// A message to send, with the id it goes out under.
+///
+/// The id is chosen before sending, so the send can be recorded with it first: a send whose
+/// worker died mid-flight is then recognised by WhatsApp's ack or a later receipt naming that id,
+/// instead of being left unknown (or sent twice).
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    /// The message id, in WhatsApp Web's form ([`new_message_id`]).
+    pub id: String,
+    /// The recipient.
+    pub to: Jid,
+    /// What is sent.
+    pub content: Content,
+}
+
+/// What an [`Outgoing`] message holds.
+#[derive(Clone, Debug)]
+pub enum Content {
+    /// Text.
+    Text(String),
+    /// An image with an optional caption.
+    Image(OutgoingImage),
+}
+
+impl Outgoing {
+    /// A text to `to` under a new id.
+    pub fn text(to: &Jid, text: &str) -> Self {
+        Outgoing {
+            id: new_message_id(),
+            to: to.clone(),
+            content: Content::Text(text.to_owned()),
+        }
+    }
+
+    /// An image to `to` under a new id.
+    pub fn image(to: &Jid, image: OutgoingImage) -> Self {
+        Outgoing {
+            id: new_message_id(),
+            to: to.clone(),
+            content: Content::Image(image),
+        }
+    }
+}
+
+/// A new message id as WhatsApp Web makes them: `3EB0` and 18 upper-case hex digits, random.
+pub fn new_message_id() -> String {
+    use rand::Rng;
+    let bytes: [u8; 9] = rand::rng().random();
+    let mut id = String::with_capacity(22);
+    id.push_str("3EB0");
+    for b in bytes {
+        id.push_str(&format!("{b:02X}"));
+    }
+    id
+}
+
 /// An image to send.
 #[derive(Clone, Debug)]
 pub struct OutgoingImage {
@@ -261,11 +321,9 @@ pub trait Session: Send + Sync {
     /// The event stream; `None` after the first call.
     fn take_events(&mut self) -> Option<mpsc::Receiver<LinkEvent>>;
 
-    /// Sends a text message; returns WhatsApp's id for it.
-    async fn send_text(&self, to: &Jid, text: &str) -> Result<String, LinkError>;
-
-    /// Sends an image with an optional caption; returns WhatsApp's id for it.
-    async fn send_image(&self, to: &Jid, image: OutgoingImage) -> Result<String, LinkError>;
+    /// Sends `message`; returns the id WhatsApp has for it: `message.id`, unless the link cannot
+    /// choose ids (then the receipts of a send whose worker died cannot be matched to it).
+    async fn send(&self, message: &Outgoing) -> Result<String, LinkError>;
 
     /// Which of `phones` are on WhatsApp.
     async fn check_numbers(&self, phones: &[PhoneNumber]) -> Result<Vec<NumberCheck>, LinkError>;

@@ -16,8 +16,9 @@
 //! 2. Requests carry a client-chosen `req` number, echoed by exactly one answer: `send` →
 //!    `sent{id}`, `check` → `checked`, `logout` → `logout_done`; any of them → `error{class}`.
 //! 3. The server pushes `message` (any chat: groups, broadcasts, status and newsletters too),
-//!    `receipt` and `logged_out`; the client answers each `message` with `ack{id}` once it is
-//!    durable, and the server keeps it (per linked device) until then.
+//!    `receipt` and `logged_out`; the client answers each `message` and `receipt` with `ack{id}`
+//!    once it is durable, and the server keeps it (per linked device) until then, replaying what
+//!    is unacknowledged on the device's next connection. A `send` may name the message's id.
 //! 4. `replaced` means another connection took over the device; the server then closes.
 //!
 //! A connection closed without `logged_out` or `replaced` is a network drop: the client
@@ -67,6 +68,10 @@ pub enum ClientFrame {
     Send {
         /// Request number.
         req: u64,
+        /// The message id the client chose (WhatsApp clients choose their ids); the server
+        /// makes one when it is missing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
         /// Recipient JID.
         to: Jid,
         /// Text, or the caption of `image`.
@@ -86,9 +91,9 @@ pub enum ClientFrame {
         /// Request number.
         req: u64,
     },
-    /// A delivered message is durable on the client; forget it.
+    /// A delivered message or receipt is durable on the client; forget it.
     Ack {
-        /// The message id.
+        /// The message id, or the receipt's own id.
         id: String,
     },
 }
@@ -164,8 +169,12 @@ pub enum ServerFrame {
         /// The message.
         message: IncomingMessage,
     },
-    /// Receipts for messages the account sent.
+    /// Receipts for messages the account sent (acknowledge them with `ack` and the receipt's
+    /// own `id`; the server replays unacknowledged ones on the next connection).
     Receipt {
+        /// The receipt's own id.
+        #[serde(default)]
+        id: String,
         /// Delivered or read.
         kind: ReceiptKind,
         /// The chat.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use wafleet_core::link::{Jid, LinkError, LinkEvent, OpenMode};
+use wafleet_core::link::{Jid, LinkError, LinkEvent, OpenMode, Outgoing};
 use wafleet_core::testing::{Backend, TestDb};
 use wafleet_sim::conformance::{Harness, SimHarness, pair, unique_phone, wait_for};
 use wafleet_sim::control::NumberRule;
@@ -32,7 +32,7 @@ async fn contacts_reply_and_schedules_deliver() {
     h.network().set_number(&rule).await.expect("configure the contact");
     paired
         .session
-        .send_text(&Jid::for_phone(&contact), "ping")
+        .send(&Outgoing::text(&Jid::for_phone(&contact), "ping"))
         .await
         .expect("send");
     let LinkEvent::Message { message, ack } = wait_for(&mut paired.events, "the reply", is_message).await else {
@@ -86,7 +86,7 @@ async fn a_stopped_simulator_gives_transient_errors() {
     assert!(matches!(event, LinkEvent::Disconnected { .. }));
     let sent = tokio::time::timeout(
         Duration::from_secs(10),
-        paired.session.send_text(&paired.jid(), "hello"),
+        paired.session.send(&Outgoing::text(&paired.jid(), "hello")),
     )
     .await
     .expect("never hangs");

@@ -232,6 +232,7 @@ fn receipts_for_personal_chats() {
         chat,
         message_ids,
         at,
+        ..
     }) = delivered
     else {
         panic!("a delivery receipt must become an event");

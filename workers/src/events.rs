@@ -3,7 +3,7 @@
 use tokio::sync::mpsc;
 use wafleet_core::Db;
 use wafleet_core::db::{DeviceStatus, Fence, IngestItem};
-use wafleet_core::link::{Ack, LinkEvent};
+use wafleet_core::link::LinkEvent;
 use wafleet_core::types::Timestamp;
 
 use crate::flush::Ingest;
@@ -87,6 +87,7 @@ async fn apply(db: &Db, ingest: &Ingest, device: Fence, event: LinkEvent) -> waf
             kind,
             chat,
             message_ids,
+            ack,
             ..
         } => {
             let item = IngestItem::Receipt {
@@ -94,7 +95,7 @@ async fn apply(db: &Db, ingest: &Ingest, device: Fence, event: LinkEvent) -> waf
                 kind,
                 ids: message_ids,
             };
-            ingest.push(device, item, Ack::none()).await;
+            ingest.push(device, item, ack).await;
         }
     }
     Ok(Flow::Continue)

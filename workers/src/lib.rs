@@ -27,8 +27,8 @@ pub use sends::{Roster, Sender};
 pub use sessions::{SessionManager, WorkerOptions};
 pub use webhooks::WebhookOptions;
 
-/// Sends run at once per worker.
-const SEND_CONCURRENCY: usize = 64;
+/// Wake-up jobs handled at once per worker (each only wakes a device's send loop).
+const SEND_CONCURRENCY: usize = 16;
 
 impl WorkerOptions {
     /// Options from settings; without `WORKER_ID`, a name from the host, process id and a random suffix.
@@ -49,14 +49,15 @@ impl WorkerOptions {
             capacity: settings.worker_capacity,
             claim_rate: settings.worker_claim_rate,
             lease_ttl: std::time::Duration::from_secs(settings.lease_ttl_secs.max(1)),
+            confirm_wait: std::time::Duration::from_secs(settings.send_confirm_wait_secs),
             webhooks: WebhookOptions::from_settings(settings),
         }
     }
 }
 
-/// Runs the worker until `shutdown`, then drains: the send queue stops taking jobs and lets those
-/// under way finish, every device is handed off (sessions closed, credentials kept, leases
-/// released), and the ingest buffer is written out. What the worker writes is announced to
+/// Runs the worker until `shutdown`, then drains: the send queue stops taking wake-ups, every
+/// device is handed off (sends under way finish, sessions close with their credentials kept,
+/// leases are released), and the ingest buffer is written out. What the worker writes is announced to
 /// `invalidations`, so the API's cached reads follow.
 #[tracing::instrument(name = "worker", skip_all, fields(worker = %options.id))]
 pub async fn run(
@@ -76,10 +77,10 @@ pub async fn run(
     let roster = Roster::default();
     let sender = Sender::new(
         db.clone(),
-        queues.clone(),
         options.id.clone(),
         roster.clone(),
         invalidations,
+        options.confirm_wait,
     );
     let consume = ConsumeOptions {
         worker: options.id.clone(),
@@ -92,9 +93,9 @@ pub async fn run(
         queues.clone(),
         sender.queue(),
         consume,
-        move |job, attempt| {
+        move |job, _attempt| {
             let handler = handler.clone();
-            async move { handler.run(job, attempt).await }
+            async move { handler.on_job(job).await }
         },
         shutdown.clone(),
     ));

@@ -1,36 +1,43 @@
 //! Outbound sends, run on the worker that holds the device.
 //!
-//! The API records a send and pushes a [`SendJob`] to the holder's own queue. The holder begins
-//! it under its lease's fencing token (`queued → sending`), sends through the session and records
-//! WhatsApp's id. Every few seconds, and whenever it claims devices, a holder also sweeps the
-//! database for queued sends of its devices: the path by which sends reach a new holder after
-//! failover, or were accepted while no worker held the device.
+//! The database is the only list of waiting sends. Every held device has one send loop here: it
+//! reads the device's oldest queued send that is due, asks the device's [`Pacer`] whether it may
+//! go now (if not, it says why on the send and sleeps until its slot), begins it under the lease's
+//! fencing token with the WhatsApp message id it goes out under, sends through the session and
+//! records the outcome. Then the next.
 //!
-//! Before beginning a send, the holder asks the device's [`Pacer`] whether it may go now; if not,
-//! the job comes back when its slot is due ([`Outcome::Later`], which costs no attempt).
+//! The queue only wakes a loop early: the API pushes a [`SendJob`] to the holder's queue when it
+//! records a send, and the handler here just wakes that device's loop. A lost job (a Redis that
+//! restarted empty, a holder that moved) costs at most one sweep interval, since the holder also
+//! sweeps the database for devices with due sends; nothing waits in memory or in the queue.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use wafleet_core::Db;
 use wafleet_core::cache::Invalidations;
-use wafleet_core::db::Fence;
-use wafleet_core::link::{Jid, LinkError, OutgoingImage, Session};
+use wafleet_core::db::{Fence, NextSend, SendWork};
+use wafleet_core::link::{Content, Jid, LinkError, Outgoing, OutgoingImage, Session, new_message_id};
 use wafleet_core::metrics as m;
-use wafleet_core::queue::{Job, Outcome, Queues, SendJob, sends_queue};
-use wafleet_core::types::DeviceId;
+use wafleet_core::queue::{Outcome, SendJob, backoff, sends_queue};
+use wafleet_core::types::{DeviceId, Timestamp};
 
 use crate::pacing::Pacer;
 
 /// Longest wait for WhatsApp to accept one send.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-/// A send pushed by the sweep is not pushed again for this long; after it, a send still queued is
-/// taken for lost (a Redis restart without persistence) and pushed again. Pushing twice is safe:
-/// only one run can move it out of `queued`.
-const IN_FLIGHT_FOR: Duration = Duration::from_secs(30);
-/// Sends queued per sweep at most.
-const SWEEP_LIMIT: i64 = 1_000;
+/// Tries of a send whose failures reached nothing (a dropped connection) before it fails.
+const MAX_ATTEMPTS: i64 = 6;
+/// First and longest wait before trying such a send again.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_LONGEST: Duration = Duration::from_secs(60);
+/// How often a loop settles sends left unconfirmed, and looks again while nothing is due.
+const SETTLE_EVERY: Duration = Duration::from_secs(10);
+/// A loop whose database reads fail tries again after this long.
+const DB_RETRY: Duration = Duration::from_secs(1);
 
 /// A held device's live session, as sends see it.
 #[derive(Clone)]
@@ -39,49 +46,48 @@ pub struct Entry {
     pub fence: Fence,
     /// The session.
     pub session: Arc<dyn Session>,
-    /// Sends hold it shared while they run; closing the session takes it exclusively, so a
-    /// hand-off waits for sends under way instead of cutting them off mid-flight (which would
-    /// leave their outcome unknown).
+    /// The send loop holds it shared while a send is under way; closing the session takes it
+    /// exclusively, so a hand-off waits for that send instead of cutting it off mid-flight.
     pub gate: Arc<tokio::sync::RwLock<()>>,
 }
 
-/// The sessions this worker holds, shared by the session manager and the send handler.
+/// The sessions this worker holds, shared by the session manager and the send loops.
 #[derive(Clone, Default)]
 pub struct Roster(Arc<RwLock<HashMap<DeviceId, Entry>>>);
 
 impl Roster {
     /// Adds a held session.
     pub fn insert(&self, device: DeviceId, entry: Entry) {
-        self.0.write().expect("roster").insert(device, entry);
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(device, entry);
     }
 
-    /// Removes a session; sends not yet begun on it will find it gone.
+    /// Removes a session; its send loop begins no further send.
     pub fn remove(&self, device: DeviceId) {
-        self.0.write().expect("roster").remove(&device);
-    }
-
-    fn get(&self, device: DeviceId) -> Option<Entry> {
-        self.0.read().expect("roster").get(&device).cloned()
+        self.0.write().unwrap_or_else(PoisonError::into_inner).remove(&device);
     }
 
     fn holds(&self, fence: Fence) -> bool {
-        self.get(fence.device).is_some_and(|e| e.fence == fence)
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&fence.device)
+            .is_some_and(|e| e.fence == fence)
     }
 }
 
-/// Runs sends for this worker's devices.
+/// Runs the send loops of this worker's devices.
 #[derive(Clone)]
 pub struct Sender {
     db: Db,
-    queues: Queues,
     worker: String,
     roster: Roster,
-    /// Sends pushed by the sweep and not yet finished, so a sweep does not push them twice.
-    in_flight: Arc<Mutex<HashMap<i64, Instant>>>,
-    /// Sends an attempt in this process is working on (from just before `begin_send` until the
-    /// attempt ends or is dropped), so the sweep can tell a cancelled attempt from a live one.
-    /// Counted, since a send pushed twice can have two attempts at once (one finds it begun).
-    running: Arc<Mutex<HashMap<i64, u32>>>,
+    /// How long a send that began and was never confirmed waits for a receipt before it fails.
+    confirm_wait: Duration,
+    /// Wakes each running loop.
+    wakes: Arc<Mutex<HashMap<DeviceId, Arc<Notify>>>>,
     /// Each device's pace, across all its sends.
     pacer: Pacer,
     /// A performed send adds a message to the device's chat: its cached reads go.
@@ -90,136 +96,189 @@ pub struct Sender {
 
 impl Sender {
     /// A sender for `worker`'s devices in `roster`.
-    pub fn new(db: Db, queues: Queues, worker: String, roster: Roster, invalidations: Invalidations) -> Self {
+    pub fn new(db: Db, worker: String, roster: Roster, invalidations: Invalidations, confirm_wait: Duration) -> Self {
         Sender {
-            invalidations,
             pacer: Pacer::new(db.clone()),
             db,
-            queues,
             worker,
             roster,
-            in_flight: Arc::default(),
-            running: Arc::default(),
+            confirm_wait,
+            wakes: Arc::default(),
+            invalidations,
         }
     }
 
-    /// This worker's send queue.
+    /// This worker's send queue (wake-ups).
     pub fn queue(&self) -> String {
         sends_queue(&self.worker)
     }
 
-    /// Fails sends a dead holder left unconfirmed, and queues the queued sends of this worker's devices.
+    /// Starts the send loop of a device just added to the roster; abort the handle (after
+    /// taking the entry's gate) to stop it.
+    pub fn start(&self, entry: Entry) -> JoinHandle<()> {
+        let wake = Arc::new(Notify::new());
+        self.wakes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(entry.fence.device, wake.clone());
+        tokio::spawn(self.clone().run_loop(entry, wake))
+    }
+
+    /// Forgets a device whose loop was stopped.
+    pub fn stopped(&self, device: DeviceId) {
+        self.wakes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&device);
+        self.pacer.forget(device);
+    }
+
+    /// Wakes `device`'s loop, if it runs here: a send may be due.
+    pub fn wake(&self, device: DeviceId) {
+        if let Some(wake) = self.wakes.lock().unwrap_or_else(PoisonError::into_inner).get(&device) {
+            wake.notify_one();
+        }
+    }
+
+    /// Handles a wake-up job from the queue.
+    pub async fn on_job(&self, job: SendJob) -> Outcome {
+        self.wake(job.device);
+        Outcome::Done
+    }
+
+    /// Wakes the loops of held devices with a due send: the safety net for wake-ups lost with
+    /// the queue.
     pub async fn sweep(&self) -> wafleet_core::Result<()> {
-        let abandoned = self.db.fail_abandoned_sends(&self.worker).await?;
-        if abandoned > 0 {
-            metrics::counter!(m::SENDS, "status" => "unknown").increment(abandoned);
-            tracing::warn!(abandoned, "sends left unconfirmed by a previous holder marked failed");
-        }
-        let running: HashSet<i64> = self.running.lock().expect("running sends").keys().copied().collect();
-        let begun_before = wafleet_core::types::Timestamp::now().plus_secs(-(2 * SEND_TIMEOUT.as_secs() as i64));
-        let dropped = self.db.fail_dropped_sends(&self.worker, &running, begun_before).await?;
-        if dropped > 0 {
-            metrics::counter!(m::SENDS, "status" => "unknown").increment(dropped);
-            tracing::warn!(dropped, "sends whose attempt was cancelled mid-flight marked failed");
-        }
-        let queued = self.db.queued_sends(&self.worker, SWEEP_LIMIT).await?;
-        for (message, device) in queued {
-            {
-                let mut in_flight = self.in_flight.lock().expect("in-flight sends");
-                // A send waiting for its pacing slot is still in flight, however long it waits.
-                in_flight.retain(|id, since| since.elapsed() < IN_FLIGHT_FOR || self.pacer.holds(*id));
-                if in_flight.insert(message, Instant::now()).is_some() {
-                    continue;
-                }
-            }
-            if let Err(err) = self.queues.push(&self.queue(), SendJob { message, device }).await {
-                self.done(message);
-                return Err(err);
-            }
+        for device in self.db.devices_with_due_sends(&self.worker, Timestamp::now()).await? {
+            self.wake(device);
         }
         Ok(())
     }
 
-    fn done(&self, message: i64) {
-        self.in_flight.lock().expect("in-flight sends").remove(&message);
-    }
-
-    /// Runs one attempt of a send job.
-    #[tracing::instrument(skip(self), fields(message = job.message, device = %job.device))]
-    pub async fn run(&self, job: SendJob, attempt: u32) -> Outcome {
-        let outcome = self.attempt(&job, attempt).await;
-        if !matches!(outcome, Outcome::Retry(_) | Outcome::Later(_)) {
-            self.done(job.message);
+    #[tracing::instrument(name = "send_loop", skip_all, fields(device = %entry.fence.device, token = entry.fence.token))]
+    async fn run_loop(self, entry: Entry, wake: Arc<Notify>) {
+        let fence = entry.fence;
+        let mut settled_at: Option<Instant> = None;
+        while self.roster.holds(fence) {
+            if settled_at.is_none_or(|at| at.elapsed() >= SETTLE_EVERY) {
+                self.settle(fence).await;
+                settled_at = Some(Instant::now());
+            }
+            let now = Timestamp::now();
+            let id = match self.db.next_send(fence.device, now).await {
+                Ok(NextSend::Due(id)) => id,
+                Ok(NextSend::At(at)) => {
+                    let until = Duration::from_millis(u64::try_from(at.millis() - now.millis()).unwrap_or(0));
+                    sleep_or_wake(&wake, until.min(SETTLE_EVERY)).await;
+                    continue;
+                }
+                Ok(NextSend::Idle) => {
+                    sleep_or_wake(&wake, SETTLE_EVERY).await;
+                    continue;
+                }
+                Err(err) => {
+                    tracing::warn!(error = ?err, "reading the next send failed; trying again");
+                    tokio::time::sleep(DB_RETRY).await;
+                    continue;
+                }
+            };
+            if let Some((wait, reason)) = self.pacer.wait(fence.device, id).await {
+                let until = now.plus_millis(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+                if let Err(err) = self.db.set_send_waiting(id, &reason, until).await {
+                    tracing::warn!(error = ?err, "recording why a send waits failed");
+                }
+                // Not cut short by wake-ups: the pace holds whatever else arrives.
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            self.attempt(&entry, id).await;
         }
-        outcome
+        tracing::debug!("send loop stopped: the device is no longer held here");
     }
 
-    async fn attempt(&self, job: &SendJob, attempt: u32) -> Outcome {
-        // Not held here (any more): the holder's sweep finds it queued.
-        let Some(entry) = self.roster.get(job.device) else {
-            return Outcome::Done;
-        };
+    /// Records what WhatsApp's receipts showed about unconfirmed sends, and fails those with no
+    /// trace after the wait. Runs only between sends of this loop, so none of them is under way.
+    async fn settle(&self, fence: Fence) {
+        let begun_before = Timestamp::now().plus_secs(-i64::try_from(self.confirm_wait.as_secs()).unwrap_or(0));
+        match self.db.settle_sends(fence, begun_before).await {
+            Ok(settled) => {
+                if settled.confirmed > 0 {
+                    metrics::counter!(m::SENDS, "status" => "sent").increment(settled.confirmed);
+                    tracing::info!(
+                        confirmed = settled.confirmed,
+                        "unconfirmed sends resolved by WhatsApp's receipts"
+                    );
+                    self.invalidations.device_changed(fence.device).await;
+                }
+                if settled.unknown > 0 {
+                    metrics::counter!(m::SENDS, "status" => "unknown").increment(settled.unknown);
+                    tracing::warn!(
+                        unknown = settled.unknown,
+                        "unconfirmed sends with no trace marked failed"
+                    );
+                }
+            }
+            Err(err) => tracing::warn!(error = ?err, "settling unconfirmed sends failed"),
+        }
+    }
+
+    /// One attempt at send `id`.
+    #[tracing::instrument(skip(self, entry), fields(device = %entry.fence.device))]
+    async fn attempt(&self, entry: &Entry, id: i64) {
         let _sending = entry.gate.read().await;
         if !self.roster.holds(entry.fence) {
-            return Outcome::Done;
+            return;
         }
-        if let Some(wait) = self.pacer.wait(job.device, job.message).await {
-            return Outcome::Later(wait);
-        }
-        let _running = Running::new(&self.running, job.message);
-        let work = match self.db.begin_send(entry.fence, job.message).await {
+        let work = match self.db.begin_send(entry.fence, id, &new_message_id()).await {
             Ok(Some(work)) => work,
             // Already begun or finished by someone, or the lease moved on: nothing to do here.
-            Ok(None) | Err(wafleet_core::Error::Fenced) => return Outcome::Done,
-            Err(err) => return Outcome::Retry(format!("database: {err}")),
+            Ok(None) | Err(wafleet_core::Error::Fenced) => return,
+            Err(err) => {
+                tracing::warn!(error = ?err, "beginning a send failed; trying again");
+                tokio::time::sleep(DB_RETRY).await;
+                return;
+            }
         };
-        let to = Jid(work.recipient);
-        let sent = match work.image {
-            Some(bytes) => {
-                let image = OutgoingImage {
-                    bytes,
-                    mime: "image/jpeg".into(),
-                    caption: work.body,
-                };
-                tokio::time::timeout(SEND_TIMEOUT, entry.session.send_image(&to, image)).await
-            }
-            None => {
-                let text = work.body.unwrap_or_default();
-                tokio::time::timeout(SEND_TIMEOUT, entry.session.send_text(&to, &text)).await
-            }
-        }
-        .unwrap_or_else(|_| Err(LinkError::Unconfirmed(format!("no answer within {SEND_TIMEOUT:?}"))));
+        let (work_id, attempts) = (work.id, work.attempts);
+        let message = outgoing(work);
+        let sent = tokio::time::timeout(SEND_TIMEOUT, entry.session.send(&message))
+            .await
+            .unwrap_or_else(|_| Err(LinkError::Unconfirmed(format!("no answer within {SEND_TIMEOUT:?}"))));
         match sent {
             Ok(wa_id) => {
-                self.record_sent(work.id, &wa_id).await;
-                self.invalidations.device_changed(job.device).await;
+                self.record_sent(work_id, &wa_id).await;
+                self.invalidations.device_changed(entry.fence.device).await;
                 metrics::counter!(m::SENDS, "status" => "sent").increment(1);
-                Outcome::Done
             }
-            Err(LinkError::Transient(reason)) if attempt < SendJob::MAX_ATTEMPTS => {
-                // Nothing reached WhatsApp: it may safely go again.
-                if let Err(err) = self.db.requeue_send(work.id, &reason).await {
+            Err(LinkError::Transient(reason)) if attempts < MAX_ATTEMPTS => {
+                // Nothing reached WhatsApp: it may safely go again, under the same id.
+                let wait = backoff(
+                    u32::try_from(attempts + 1).unwrap_or(u32::MAX),
+                    RETRY_FIRST,
+                    RETRY_LONGEST,
+                );
+                let at = Timestamp::now().plus_millis(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+                if let Err(err) = self.db.retry_send(work_id, &reason, at).await {
                     tracing::warn!(error = ?err, "putting a send back in the queue failed");
                 }
-                Outcome::Retry(reason)
+            }
+            // It may have reached WhatsApp: it stays `sending` under its id until a receipt
+            // confirms it or the wait for one runs out (see `settle`).
+            Err(LinkError::Unconfirmed(reason)) => {
+                tracing::warn!(reason, "a send left without confirmation; waiting for a receipt");
             }
             Err(err) => {
                 if matches!(err, LinkError::Recipient(_) | LinkError::Device(_)) {
-                    self.pacer.failed(job.device).await;
+                    self.pacer.failed(entry.fence.device).await;
                 }
-                let (label, reason) = match &err {
-                    LinkError::Unconfirmed(_) => (
-                        "unknown",
-                        format!("outcome unknown ({err}); not sent again, to avoid a duplicate"),
-                    ),
-                    LinkError::Transient(_) => ("failed", format!("gave up after {attempt} attempts: {err}")),
-                    _ => ("failed", err.to_string()),
+                let reason = match &err {
+                    LinkError::Transient(_) => format!("gave up after {attempts} attempts: {err}"),
+                    _ => err.to_string(),
                 };
-                metrics::counter!(m::SENDS, "status" => label).increment(1);
-                if let Err(err) = self.db.fail_send(work.id, &reason).await {
+                metrics::counter!(m::SENDS, "status" => "failed").increment(1);
+                if let Err(err) = self.db.fail_send(work_id, &reason).await {
                     tracing::warn!(error = ?err, "recording a failed send failed");
                 }
-                Outcome::Fail(reason)
             }
         }
     }
@@ -241,32 +300,32 @@ impl Sender {
         tracing::error!(
             id,
             wa_id,
-            "could not record a performed send; it will show as unconfirmed"
+            "could not record a performed send; its receipts will resolve it"
         );
     }
 }
 
-/// Marks a send as worked on in this process for as long as it lives, dropped future included.
-struct Running<'a> {
-    set: &'a Mutex<HashMap<i64, u32>>,
-    message: i64,
-}
-
-impl<'a> Running<'a> {
-    fn new(set: &'a Mutex<HashMap<i64, u32>>, message: i64) -> Self {
-        *set.lock().expect("running sends").entry(message).or_default() += 1;
-        Running { set, message }
+/// The message a begun send goes out as.
+fn outgoing(work: SendWork) -> Outgoing {
+    let content = match work.image {
+        Some(bytes) => Content::Image(OutgoingImage {
+            bytes,
+            mime: "image/jpeg".into(),
+            caption: work.body,
+        }),
+        None => Content::Text(work.body.unwrap_or_default()),
+    };
+    Outgoing {
+        id: work.wa_message_id,
+        to: Jid(work.recipient),
+        content,
     }
 }
 
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        let mut set = self.set.lock().expect("running sends");
-        if let Some(count) = set.get_mut(&self.message) {
-            *count -= 1;
-            if *count == 0 {
-                set.remove(&self.message);
-            }
-        }
+/// Sleeps for `wait`, or less if woken.
+async fn sleep_or_wake(wake: &Notify, wait: Duration) {
+    tokio::select! {
+        () = wake.notified() => {}
+        () = tokio::time::sleep(wait) => {}
     }
 }

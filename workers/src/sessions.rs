@@ -45,6 +45,8 @@ pub struct WorkerOptions {
     pub claim_rate: u32,
     /// How long a claim lasts without renewal.
     pub lease_ttl: Duration,
+    /// How long a send left unconfirmed waits for a receipt before it fails (`SEND_CONFIRM_WAIT_SECS`).
+    pub confirm_wait: Duration,
     /// How webhook events are delivered.
     pub webhooks: crate::WebhookOptions,
 }
@@ -65,16 +67,25 @@ struct Held {
     session: Arc<dyn Session>,
     /// Consumes the session's events; ends when the session ends for good.
     events: JoinHandle<()>,
+    /// The device's send loop, when this worker runs sends.
+    sends: Option<JoinHandle<()>>,
     /// Taken exclusively before closing, so sends under way finish first (see [`Entry::gate`]).
     gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Held {
-    /// Closes the connection (credentials kept) and stops consuming its events, once the sends
-    /// under way on it have finished. No new send starts: it leaves `roster` first.
-    async fn close(self, roster: &Roster) {
+    /// Closes the connection (credentials kept) and stops consuming its events, once the send
+    /// under way on it has finished. No new send starts: it leaves `roster` first, and its send
+    /// loop stops.
+    async fn close(self, roster: &Roster, sender: Option<&Sender>) {
         roster.remove(self.fence.device);
         let _no_sends = self.gate.write().await;
+        if let Some(sends) = self.sends {
+            sends.abort();
+        }
+        if let Some(sender) = sender {
+            sender.stopped(self.fence.device);
+        }
         self.session.close().await;
         self.events.abort();
     }
@@ -222,7 +233,7 @@ impl SessionManager {
             if let Some(held) = self.held.remove(&device) {
                 metrics::counter!(m::LEASES_LOST, "worker" => self.options.id.clone()).increment(1);
                 tracing::warn!(%device, "lease lost; closing the session");
-                held.close(&self.roster).await;
+                held.close(&self.roster, self.sender.as_ref()).await;
             }
         }
     }
@@ -301,7 +312,7 @@ impl SessionManager {
         self.leases.remove(&device);
         self.retries.remove(&device);
         if let Some(held) = self.held.remove(&device) {
-            held.close(&self.roster).await;
+            held.close(&self.roster, self.sender.as_ref()).await;
         }
     }
 
@@ -314,7 +325,7 @@ impl SessionManager {
             self.release(fence).await;
         }
         for (_, held) in self.held.drain() {
-            held.close(&self.roster).await;
+            held.close(&self.roster, self.sender.as_ref()).await;
         }
         tracing::info!(count, "devices handed off");
     }
@@ -380,7 +391,7 @@ impl SessionManager {
                 tracing::warn!(error = ?err, "recording logout failed");
             }
         }
-        held.close(&self.roster).await;
+        held.close(&self.roster, self.sender.as_ref()).await;
         tracing::info!(logout, "session stopped");
     }
 
@@ -424,14 +435,13 @@ impl SessionManager {
                 let events = tokio::spawn(events::consume(self.db.clone(), self.ingest.clone(), fence, stream));
                 let session: Arc<dyn Session> = Arc::from(session);
                 let gate = Arc::default();
-                self.roster.insert(
-                    device,
-                    Entry {
-                        fence,
-                        session: session.clone(),
-                        gate: Arc::clone(&gate),
-                    },
-                );
+                let entry = Entry {
+                    fence,
+                    session: session.clone(),
+                    gate: Arc::clone(&gate),
+                };
+                self.roster.insert(device, entry.clone());
+                let sends = self.sender.as_ref().map(|sender| sender.start(entry));
                 self.held.insert(
                     device,
                     Held {
@@ -439,6 +449,7 @@ impl SessionManager {
                         generation: target.generation,
                         session,
                         events,
+                        sends,
                         gate,
                     },
                 );

@@ -49,8 +49,12 @@ pub async fn send(app: &TestApp, user: UserId, fence: Fence, to: &str, outcome: 
         app.db.fail_send(message.id, "not on WhatsApp").await.unwrap();
         return message.id;
     }
-    app.db.begin_send(fence, message.id).await.unwrap().expect("begun");
     let wa_id = format!("wa-{}", message.id);
+    app.db
+        .begin_send(fence, message.id, &wa_id)
+        .await
+        .unwrap()
+        .expect("begun");
     app.db.finish_send(message.id, &wa_id).await.unwrap();
     let receipts: &[ReceiptKind] = match outcome {
         Outcome::Delivered => &[ReceiptKind::Delivered],

@@ -327,6 +327,12 @@ macro_rules! apply_receipt_in {
             ReceiptKind::Delivered => ("delivered", "('sent')"),
             ReceiptKind::Read => ("read", "('sent', 'delivered')"),
         };
+        // A send's receipt may come before its holder recorded it as sent (`sending`), or after
+        // a new holder gave up on it (`failed`, outcome unknown): either way it went out.
+        let sends_before = match $kind {
+            ReceiptKind::Delivered => "('sending', 'sent', 'failed')",
+            ReceiptKind::Read => "('sending', 'sent', 'delivered', 'failed')",
+        };
         for chunk in $ids.chunks(ROWS_PER_STATEMENT) {
             let mut update = sqlx::QueryBuilder::new("UPDATE messages SET status = ");
             update.push_bind(status).push(" WHERE device_id = ").push_bind($device);
@@ -343,12 +349,15 @@ macro_rules! apply_receipt_in {
             update.build().execute(&mut *$tx).await?;
 
             let mut sends = sqlx::QueryBuilder::new("UPDATE outbound_messages SET status = ");
-            sends.push_bind(status).push(", updated_at = ").push_bind($now);
+            sends
+                .push_bind(status)
+                .push(", reason = NULL, updated_at = ")
+                .push_bind($now);
             sends
                 .push(" WHERE device_id = ")
                 .push_bind($device)
                 .push(" AND status IN ");
-            sends.push(before).push(" AND wa_message_id IN (");
+            sends.push(sends_before).push(" AND wa_message_id IN (");
             let mut list = sends.separated(", ");
             for id in chunk {
                 list.push_bind(id);

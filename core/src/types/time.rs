@@ -25,6 +25,11 @@ impl Timestamp {
         Timestamp(self.0.saturating_add(secs.saturating_mul(1000)))
     }
 
+    /// This instant moved by `millis` milliseconds (negative moves back).
+    pub fn plus_millis(self, millis: i64) -> Self {
+        Timestamp(self.0.saturating_add(millis))
+    }
+
     /// As a `chrono` value.
     pub fn to_datetime(self) -> DateTime<Utc> {
         DateTime::from_timestamp_millis(self.0).unwrap_or_default()

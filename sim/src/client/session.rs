@@ -4,15 +4,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use wafleet_core::link::{Jid, LinkError, LinkEvent, NumberCheck, OutgoingImage, Session};
+use wafleet_core::link::{Content, Jid, LinkError, LinkEvent, NumberCheck, Outgoing, Session};
 use wafleet_core::types::{DeviceId, PhoneNumber};
 
 use crate::protocol::{ImageInfo, ServerFrame};
 
 /// A request for the session's task.
 pub(crate) enum Request {
-    /// Send text or an image.
+    /// Send text or an image under a chosen id.
     Send {
+        id: String,
         to: Jid,
         text: Option<String>,
         image: Option<ImageInfo>,
@@ -85,15 +86,8 @@ impl SimSession {
         }
     }
 
-    async fn send(&self, to: &Jid, text: Option<String>, image: Option<ImageInfo>) -> Result<String, LinkError> {
-        match self
-            .request(Request::Send {
-                to: to.clone(),
-                text,
-                image,
-            })
-            .await?
-        {
+    async fn send_frame(&self, request: Request) -> Result<String, LinkError> {
+        match self.request(request).await? {
             ServerFrame::Sent { id, .. } => Ok(id),
             other => Err(unexpected(&other)),
         }
@@ -110,24 +104,27 @@ impl Session for SimSession {
         self.events.take()
     }
 
-    #[tracing::instrument(skip(self, text), fields(device = %self.device))]
-    async fn send_text(&self, to: &Jid, text: &str) -> Result<String, LinkError> {
-        if text.trim().is_empty() {
-            return Err(LinkError::Invalid("empty text".into()));
-        }
-        self.send(to, Some(text.to_owned()), None).await
-    }
-
-    #[tracing::instrument(skip(self, image), fields(device = %self.device))]
-    async fn send_image(&self, to: &Jid, image: OutgoingImage) -> Result<String, LinkError> {
-        if image.bytes.is_empty() {
-            return Err(LinkError::Invalid("empty image".into()));
-        }
-        let info = ImageInfo {
-            bytes: image.bytes.len(),
-            mime: image.mime,
+    #[tracing::instrument(skip(self, message), fields(device = %self.device, id = %message.id))]
+    async fn send(&self, message: &Outgoing) -> Result<String, LinkError> {
+        let (text, image) = match &message.content {
+            Content::Text(text) if text.trim().is_empty() => return Err(LinkError::Invalid("empty text".into())),
+            Content::Text(text) => (Some(text.clone()), None),
+            Content::Image(image) if image.bytes.is_empty() => return Err(LinkError::Invalid("empty image".into())),
+            Content::Image(image) => (
+                image.caption.clone(),
+                Some(ImageInfo {
+                    bytes: image.bytes.len(),
+                    mime: image.mime.clone(),
+                }),
+            ),
         };
-        self.send(to, image.caption, Some(info)).await
+        self.send_frame(Request::Send {
+            id: message.id.clone(),
+            to: message.to.clone(),
+            text,
+            image,
+        })
+        .await
     }
 
     #[tracing::instrument(skip(self, phones), fields(device = %self.device, count = phones.len()))]

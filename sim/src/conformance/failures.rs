@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use wafleet_core::link::{Jid, LinkError, LinkEvent, OpenMode};
+use wafleet_core::link::{Jid, LinkError, LinkEvent, OpenMode, Outgoing};
 
 use super::support::{contact, control, new_device, next_event, pair, unique_phone, wait_for};
 use super::{Contact, Harness};
@@ -23,7 +23,11 @@ pub async fn check_numbers(h: &dyn Harness) {
         (&checks[1].phone, &checks[1].jid),
         (&present, &Some(Jid::for_phone(&present)))
     );
-    match paired.session.send_text(&Jid::for_phone(&absent), "hello?").await {
+    match paired
+        .session
+        .send(&Outgoing::text(&Jid::for_phone(&absent), "hello?"))
+        .await
+    {
         Err(LinkError::Recipient(_)) => {}
         other => panic!("sending to a number without WhatsApp: {other:?}"),
     }
@@ -34,7 +38,11 @@ pub async fn check_numbers(h: &dyn Harness) {
 pub async fn refusal_463(h: &dyn Harness) {
     let paired = pair(h).await;
     let refusing = contact(h, Contact::Refuses463).await;
-    match paired.session.send_text(&Jid::for_phone(&refusing), "hello").await {
+    match paired
+        .session
+        .send(&Outgoing::text(&Jid::for_phone(&refusing), "hello"))
+        .await
+    {
         Err(LinkError::Recipient(reason)) => assert!(reason.contains("463"), "{reason}"),
         other => panic!("expected a 463 refusal: {other:?}"),
     }
@@ -68,7 +76,7 @@ pub async fn dropped_connection_reconnects(h: &dyn Harness) {
     assert!(matches!(&event, LinkEvent::Message { message, .. } if message.id == injected));
     paired
         .session
-        .send_text(&Jid::for_phone(&friend), "yes")
+        .send(&Outgoing::text(&Jid::for_phone(&friend), "yes"))
         .await
         .expect("send after reconnecting");
     paired.session.close().await;
@@ -91,7 +99,7 @@ pub async fn remote_logout(h: &dyn Harness) {
     );
     let sent = paired
         .session
-        .send_text(&Jid::for_phone(&unique_phone()), "hello")
+        .send(&Outgoing::text(&Jid::for_phone(&unique_phone()), "hello"))
         .await;
     assert!(matches!(sent, Err(LinkError::Device(_))), "{sent:?}");
     assert!(matches!(
@@ -126,7 +134,7 @@ pub async fn ban_after_fast_sends_to_strangers(h: &dyn Harness) {
     for n in 0..=limit {
         let result = paired
             .session
-            .send_text(&Jid::for_phone(&unique_phone()), &format!("offer {n}"))
+            .send(&Outgoing::text(&Jid::for_phone(&unique_phone()), &format!("offer {n}")))
             .await;
         if n < limit {
             result.unwrap_or_else(|e| panic!("message {n} within the limit: {e}"));

@@ -1,8 +1,10 @@
 //! Incoming messages (ack, replay, filter) and sending with receipts.
 
-use wafleet_core::link::{Jid, LinkEvent, MessageKind, OpenMode, OutgoingImage, ReceiptKind};
+use wafleet_core::link::{Jid, LinkEvent, MessageKind, OpenMode, Outgoing, OutgoingImage, ReceiptKind};
 
-use super::support::{contact, control, eventually, next_event, pair, pending, sent_message, unique_phone, wait_for};
+use super::support::{
+    contact, control, eventually, next_event, pair, pending, pending_receipts, sent_message, unique_phone, wait_for,
+};
 use super::{Contact, Harness};
 use crate::control::{ChatKind, InjectMessage};
 
@@ -118,7 +120,7 @@ pub async fn non_personal_chats_never_surface(h: &dyn Harness) {
 pub async fn send_text_gets_delivered_then_read(h: &dyn Harness) {
     let mut paired = pair(h).await;
     let to = Jid::for_phone(&contact(h, Contact::ReadsEverything).await);
-    let id = paired.session.send_text(&to, "hello").await.expect("send");
+    let id = paired.session.send(&Outgoing::text(&to, "hello")).await.expect("send");
     let sent = sent_message(h, &paired.phone, &id).await;
     assert_eq!((sent.text.as_deref(), sent.kind), (Some("hello"), MessageKind::Text));
     for expected in [ReceiptKind::Delivered, ReceiptKind::Read] {
@@ -147,7 +149,11 @@ pub async fn image_with_caption(h: &dyn Harness) {
         mime: "image/jpeg".into(),
         caption: Some("look".into()),
     };
-    let id = paired.session.send_image(&to, image).await.expect("send the image");
+    let id = paired
+        .session
+        .send(&Outgoing::image(&to, image))
+        .await
+        .expect("send the image");
     let record = sent_message(h, &paired.phone, &id).await;
     assert_eq!(
         (record.kind, record.text.as_deref()),
@@ -160,4 +166,91 @@ pub async fn image_with_caption(h: &dyn Harness) {
         "{event:?}"
     );
     paired.session.close().await;
+}
+
+fn is_receipt_for(id: &str) -> impl Fn(&LinkEvent) -> bool + '_ {
+    move |event| matches!(event, LinkEvent::Receipt { message_ids, .. } if message_ids.iter().any(|m| m == id))
+}
+
+/// A message goes out under the id chosen before sending it, and its receipts name that id: so a
+/// send recorded with its id first can be recognised after its worker died.
+pub async fn send_goes_out_under_the_chosen_id(h: &dyn Harness) {
+    let mut paired = pair(h).await;
+    let to = Jid::for_phone(&contact(h, Contact::OnWhatsApp).await);
+    let message = Outgoing::text(&to, "under my own id");
+    let id = paired.session.send(&message).await.expect("send");
+    assert_eq!(id, message.id, "the link reports the id it was given");
+    let sent = sent_message(h, &paired.phone, &message.id).await;
+    assert_eq!(sent.text.as_deref(), Some("under my own id"));
+    wait_for(
+        &mut paired.events,
+        "a receipt naming the chosen id",
+        is_receipt_for(&message.id),
+    )
+    .await;
+    paired.session.close().await;
+}
+
+/// A receipt arrives with an ack; unacknowledged it comes again on the next connection (from
+/// another link instance), acknowledged it does not: so a receipt that arrives while a device
+/// changes hands is not lost.
+pub async fn receipt_acked_once_and_replayed_until_then(h: &dyn Harness) {
+    let mut paired = pair(h).await;
+    let to = Jid::for_phone(&contact(h, Contact::ReadsEverything).await);
+    let first = paired.session.send(&Outgoing::text(&to, "first")).await.expect("send");
+    for kind in [ReceiptKind::Delivered, ReceiptKind::Read] {
+        let LinkEvent::Receipt { kind: got, ack, .. } =
+            wait_for(&mut paired.events, "a receipt", is_receipt_for(&first)).await
+        else {
+            unreachable!()
+        };
+        assert_eq!(got, kind);
+        drop(ack); // not stored
+    }
+    paired.session.close().await;
+
+    let mut session = h.link().open(paired.device, OpenMode::Connect).await.expect("resume");
+    let mut events = session.take_events().expect("events");
+    assert!(matches!(
+        next_event(&mut events, "Connected").await,
+        LinkEvent::Connected
+    ));
+    for kind in [ReceiptKind::Delivered, ReceiptKind::Read] {
+        let LinkEvent::Receipt { kind: got, ack, .. } =
+            wait_for(&mut events, "the replayed receipt", is_receipt_for(&first)).await
+        else {
+            unreachable!()
+        };
+        assert_eq!(got, kind, "receipts are replayed in order");
+        ack.done();
+    }
+    eventually("the acks reach the network", || async {
+        pending_receipts(h, &paired.phone).await == 0
+    })
+    .await;
+    session.close().await;
+
+    let mut session = h
+        .link()
+        .open(paired.device, OpenMode::Connect)
+        .await
+        .expect("resume again");
+    let mut events = session.take_events().expect("events");
+    assert!(matches!(
+        next_event(&mut events, "Connected").await,
+        LinkEvent::Connected
+    ));
+    let marker = session
+        .send(&Outgoing::text(&to, "marker"))
+        .await
+        .expect("send the marker");
+    let LinkEvent::Receipt { message_ids, .. } = wait_for(&mut events, "the next receipt", |e| {
+        matches!(e, LinkEvent::Receipt { .. })
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(message_ids, [marker], "an acknowledged receipt is not delivered again");
+    session.close().await;
 }

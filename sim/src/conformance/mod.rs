@@ -31,7 +31,7 @@ pub use failures::{
 pub use harness::SimHarness;
 pub use messages::{
     image_with_caption, incoming_message_acked_once_and_replayed_until_then, non_personal_chats_never_surface,
-    send_text_gets_delivered_then_read,
+    receipt_acked_once_and_replayed_until_then, send_goes_out_under_the_chosen_id, send_text_gets_delivered_then_read,
 };
 pub use pairing::{pair_code_pairing, qr_pairing_with_refreshing_codes, reconnect_from_another_link};
 pub use phones::{Contact, Phones, Sent};
@@ -85,6 +85,8 @@ pub const CHECKS: &[&str] = &[
     "incoming_message_acked_once_and_replayed_until_then",
     "non_personal_chats_never_surface",
     "send_text_gets_delivered_then_read",
+    "send_goes_out_under_the_chosen_id",
+    "receipt_acked_once_and_replayed_until_then",
     "image_with_caption",
     "check_numbers",
     "refusal_463",

@@ -1,6 +1,6 @@
 //! Pairing by QR code and by pair code, and resuming a device from another link instance.
 
-use wafleet_core::link::{Jid, LinkError, LinkEvent, OpenMode};
+use wafleet_core::link::{Jid, LinkError, LinkEvent, OpenMode, Outgoing};
 
 use super::support::{contact, new_device, next_event, pair, sent_message, unique_phone, wait_for};
 use super::{Contact, Harness};
@@ -113,7 +113,7 @@ pub async fn reconnect_from_another_link(h: &dyn Harness) {
     ));
     let to = Jid::for_phone(&contact(h, Contact::OnWhatsApp).await);
     let id = session
-        .send_text(&to, "from the second worker")
+        .send(&Outgoing::text(&to, "from the second worker"))
         .await
         .expect("send after resuming");
     assert_eq!(sent_message(h, &paired.phone, &id).await.to, to);

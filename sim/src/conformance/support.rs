@@ -179,3 +179,13 @@ pub async fn pending(h: &dyn Harness, phone: &PhoneNumber) -> usize {
         .find(|a| a.phone == phone.as_str())
         .map_or(0, |a| a.pending)
 }
+
+/// Receipts the simulator keeps for `phone`'s devices until they acknowledge them.
+pub async fn pending_receipts(h: &dyn Harness, phone: &PhoneNumber) -> usize {
+    let state = control(h).state().await.expect("network state");
+    state
+        .accounts
+        .iter()
+        .find(|a| a.phone == phone.as_str())
+        .map_or(0, |a| a.pending_receipts)
+}

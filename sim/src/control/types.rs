@@ -180,6 +180,9 @@ pub struct AccountView {
     pub connected: usize,
     /// Messages waiting for an ack, over all its devices.
     pub pending: usize,
+    /// Receipts waiting for an ack, over all its devices.
+    #[serde(default)]
+    pub pending_receipts: usize,
     /// Messages its devices sent.
     pub sent: usize,
     /// Messages it received.

@@ -86,7 +86,22 @@ async fn handle(sim: &Arc<Sim>, conn: u64, frame: ClientFrame, greeted: &mut boo
         tokio::time::sleep(Duration::from_millis(sim.config.latency_ms)).await;
     }
     match frame {
-        ClientFrame::Send { req, to, text, image } => sim.send(conn, SendRequest { req, to, text, image }),
+        ClientFrame::Send {
+            req,
+            id,
+            to,
+            text,
+            image,
+        } => sim.send(
+            conn,
+            SendRequest {
+                req,
+                id,
+                to,
+                text,
+                image,
+            },
+        ),
         ClientFrame::Check { req, phones } => sim.check(conn, req, &phones),
         ClientFrame::Logout { req } => sim.logout(conn, req),
         ClientFrame::Hello { .. } | ClientFrame::Ack { .. } => {

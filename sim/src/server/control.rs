@@ -56,6 +56,7 @@ pub(crate) fn state_view(sim: &Sim) -> StateView {
                 linked_devices: devices.iter().filter(|d| !d.unlinked).count(),
                 connected: devices.iter().filter(|d| d.conn.is_some()).count(),
                 pending: devices.iter().map(|d| d.pending.len()).sum(),
+                pending_receipts: devices.iter().map(|d| d.pending_receipts.len()).sum(),
                 sent: a.sent.len(),
                 received: a.received,
                 stranger_messages: a.stranger_messages,

@@ -193,6 +193,7 @@ impl Sim {
             }
             device.unlinked = true;
             device.pending.clear();
+            device.pending_receipts.clear();
             if let Some(conn) = device.conn.take() {
                 w.push(
                     conn,
@@ -226,6 +227,7 @@ impl Sim {
         {
             device.unlinked = true;
             device.pending.clear();
+            device.pending_receipts.clear();
             device.conn = None;
         }
         w.push(conn, &ServerFrame::LogoutDone { req });
@@ -252,7 +254,11 @@ fn connect(w: &mut World, conn: u64, token: String) {
         return;
     };
     let previous = device.conn.replace(conn);
-    let (jid, pending) = (jid_of(&device.account), device.pending.clone());
+    let (jid, pending, receipts) = (
+        jid_of(&device.account),
+        device.pending.clone(),
+        device.pending_receipts.clone(),
+    );
     if let Some(c) = w.conns.get_mut(&conn) {
         c.token = Some(token);
     }
@@ -265,6 +271,9 @@ fn connect(w: &mut World, conn: u64, token: String) {
     w.counters.replays += pending.len() as u64;
     for message in pending {
         w.push(conn, &ServerFrame::Message { message });
+    }
+    for receipt in receipts {
+        w.push(conn, &receipt);
     }
 }
 

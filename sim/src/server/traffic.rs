@@ -18,6 +18,8 @@ use super::{ControlError, Sim, ban};
 pub(crate) struct SendRequest {
     /// Request number.
     pub req: u64,
+    /// The id the client chose, if any.
+    pub id: Option<String>,
     /// Recipient.
     pub to: Jid,
     /// Text or caption.
@@ -68,7 +70,11 @@ impl Sim {
         if text.is_none() && request.image.is_none() {
             return fail(&w, ErrorClass::Invalid, "empty message");
         }
-        let id = message_id();
+        // The client's own id, as WhatsApp clients choose theirs; one of ours when it names none.
+        let id = request
+            .id
+            .filter(|id| !id.is_empty() && id.len() <= 64)
+            .unwrap_or_else(message_id);
         let record = SentRecord {
             id: id.clone(),
             to: jid_of(&to),
@@ -120,17 +126,13 @@ impl Sim {
             )
         };
         tokio::spawn(async move {
-            let receipt = |kind| ServerFrame::Receipt {
-                kind,
-                chat: jid_of(&to),
-                ids: vec![id.clone()],
-                at: Timestamp::now(),
-            };
             tokio::time::sleep(Duration::from_millis(sim.config.delivered_ms)).await;
-            sim.lock().push_account(&from, &receipt(ReceiptKind::Delivered));
+            sim.lock()
+                .push_receipt(&from, ReceiptKind::Delivered, jid_of(&to), vec![id.clone()]);
             tokio::time::sleep(Duration::from_millis(sim.config.read_ms)).await;
             if reads {
-                sim.lock().push_account(&from, &receipt(ReceiptKind::Read));
+                sim.lock()
+                    .push_receipt(&from, ReceiptKind::Read, jid_of(&to), vec![id.clone()]);
             }
             if replies {
                 tokio::time::sleep(Duration::from_millis(sim.config.reply_ms)).await;
@@ -168,7 +170,7 @@ impl Sim {
         Ok(Injected { id, queued_for })
     }
 
-    /// The device of `conn` stored message `id`.
+    /// The device of `conn` stored message or receipt `id`.
     pub(crate) fn ack(&self, conn: u64, id: &str) {
         let mut w = self.lock();
         let Some(token) = w.conns.get(&conn).and_then(|c| c.token.clone()) else {
@@ -180,6 +182,13 @@ impl Sim {
         let position = device.pending.iter().position(|m| m.id == id);
         if let Some(at) = position {
             device.pending.remove(at);
+        } else if let Some(at) = device
+            .pending_receipts
+            .iter()
+            .position(|r| matches!(r, ServerFrame::Receipt { id: rid, .. } if rid == id))
+        {
+            device.pending_receipts.remove(at);
+            return;
         }
         w.counters.acks += 1;
         if w.flood.is_some() {

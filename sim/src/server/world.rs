@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use rand::Rng;
 use tokio::sync::mpsc;
-use wafleet_core::link::{IncomingMessage, Jid};
+use wafleet_core::link::{IncomingMessage, Jid, ReceiptKind};
+use wafleet_core::types::Timestamp;
 
 use crate::control::{Counters, NumberRule, SentRecord};
 use crate::protocol::ServerFrame;
@@ -102,6 +103,8 @@ pub(crate) struct Device {
     pub unlinked: bool,
     /// Messages not yet acknowledged, oldest first.
     pub pending: Vec<IncomingMessage>,
+    /// Receipts not yet acknowledged, oldest first (`ServerFrame::Receipt` frames).
+    pub pending_receipts: Vec<ServerFrame>,
     /// Its live connection.
     pub conn: Option<u64>,
 }
@@ -181,10 +184,25 @@ impl World {
         }
     }
 
-    /// Queues `frame` on every live connection of `digits`' devices.
-    pub fn push_account(&self, digits: &str, frame: &ServerFrame) {
-        for conn in self.account_conns(digits) {
-            self.push(conn, frame);
+    /// Hands a receipt to every linked device of `digits` and keeps it with each until that
+    /// device acknowledges it, as WhatsApp keeps what a device has not acknowledged.
+    pub fn push_receipt(&mut self, digits: &str, kind: ReceiptKind, chat: Jid, ids: Vec<String>) {
+        let frame = ServerFrame::Receipt {
+            id: format!("R{}", random_string(HEX, 20)),
+            kind,
+            chat,
+            ids,
+            at: Timestamp::now(),
+        };
+        let tokens = self.accounts.get(digits).map(|a| a.devices.clone()).unwrap_or_default();
+        for token in tokens {
+            let Some(device) = self.devices.get_mut(&token).filter(|d| !d.unlinked) else {
+                continue;
+            };
+            device.pending_receipts.push(frame.clone());
+            if let Some(conn) = device.conn {
+                self.push(conn, &frame);
+            }
         }
     }
 
@@ -216,6 +234,7 @@ impl World {
                 account: digits.to_owned(),
                 unlinked: false,
                 pending: Vec::new(),
+                pending_receipts: Vec::new(),
                 conn: None,
             },
         );

@@ -13,6 +13,8 @@ wafleet_sim::conformance_suite!(
         incoming_message_acked_once_and_replayed_until_then,
         non_personal_chats_never_surface,
         send_text_gets_delivered_then_read,
+        send_goes_out_under_the_chosen_id,
+        receipt_acked_once_and_replayed_until_then,
         image_with_caption,
         check_numbers,
         refusal_463,

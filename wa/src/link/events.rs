@@ -77,6 +77,8 @@ pub fn map_event(event: &Event) -> Option<LinkEvent> {
                 chat,
                 message_ids: receipt.message_ids.clone(),
                 at: Timestamp(receipt.timestamp.timestamp_millis()),
+                // wa-rs acknowledges receipts itself as they arrive.
+                ack: Ack::none(),
             }
         }
         _ => return None,

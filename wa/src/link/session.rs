@@ -15,7 +15,7 @@ use wa_rs_binary::jid::{Jid as WaJid, SERVER_JID};
 use wa_rs_binary::node::NodeContent;
 use wa_rs_core::download::MediaType;
 use wa_rs_core::store::traits::DeviceStore;
-use wafleet_core::link::{Jid, LinkError, LinkEvent, NumberCheck, OutgoingImage, Session};
+use wafleet_core::link::{Content, Jid, LinkError, LinkEvent, NumberCheck, Outgoing, OutgoingImage, Session};
 use wafleet_core::types::{DeviceId, PhoneNumber};
 
 use super::errors::{classify, classify_iq};
@@ -201,6 +201,71 @@ impl Session for WaSession {
         self.events.take()
     }
 
+    /// Sends under wa-rs's own id: wa-rs 0.2 makes the id inside `send_message` and does not take
+    /// one, so `message.id` is not used and the id returned is the one to record.
+    async fn send(&self, message: &Outgoing) -> Result<String, LinkError> {
+        match &message.content {
+            Content::Text(text) => self.send_text(&message.to, text).await,
+            Content::Image(image) => self.send_image(&message.to, image.clone()).await,
+        }
+    }
+    #[tracing::instrument(skip_all, fields(device = %self.device, count = phones.len()))]
+    async fn check_numbers(&self, phones: &[PhoneNumber]) -> Result<Vec<NumberCheck>, LinkError> {
+        if phones.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.ready()?;
+        let found = self
+            .registered(phones.iter().map(|p| p.digits().to_owned()).collect())
+            .await?;
+        Ok(phones
+            .iter()
+            .map(|phone| NumberCheck {
+                phone: phone.clone(),
+                jid: found
+                    .iter()
+                    .find(|jid| jid.user == phone.digits())
+                    .map(|jid| Jid(jid.to_string())),
+            })
+            .collect())
+    }
+
+    /// wa-rs has no logout call: this sends WhatsApp Web's unlink request (`remove-companion-device`)
+    /// for our own JID, disconnects, then wipes the device's stored state. When the request
+    /// fails, nothing is wiped (the phone would keep listing the device), and the error says why.
+    #[tracing::instrument(skip_all, fields(device = %self.device))]
+    async fn logout(&self) -> Result<(), LinkError> {
+        if let Some(own) = self.client.get_pn().await {
+            self.ready()?;
+            let unlink = NodeBuilder::new("remove-companion-device")
+                .attr("jid", own.to_string())
+                .attr("reason", "user_initiated")
+                .build();
+            let mut query = InfoQuery::set("md", WaJid::new("", SERVER_JID), Some(NodeContent::Nodes(vec![unlink])));
+            query.timeout = Some(LOGOUT_TIMEOUT);
+            self.client.send_iq(query).await.map_err(|e| match &e {
+                wa_rs::request::IqError::ServerError { .. } => classify_iq(format!("unlinking: {e}"), &e),
+                _ => LinkError::Transient(format!("unlinking: {e}")),
+            })?;
+        }
+        // Not paired yet (or unlinked above): nothing remains on WhatsApp's side.
+        self.disconnect().await;
+        self.stop_tasks();
+        self.store
+            .wipe()
+            .await
+            .map_err(|e| LinkError::Transient(format!("forgetting the device's credentials: {e}")))?;
+        tracing::info!("logged out and wiped");
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(device = %self.device))]
+    async fn close(&self) {
+        self.shut_down().await;
+    }
+}
+
+impl WaSession {
     #[tracing::instrument(skip_all, fields(device = %self.device, to = %to))]
     async fn send_text(&self, to: &Jid, text: &str) -> Result<String, LinkError> {
         let to = recipient(to)?;
@@ -255,61 +320,6 @@ impl Session for WaSession {
             .send_message(to, message)
             .await
             .map_err(|e| classify("sending an image", &e))
-    }
-
-    #[tracing::instrument(skip_all, fields(device = %self.device, count = phones.len()))]
-    async fn check_numbers(&self, phones: &[PhoneNumber]) -> Result<Vec<NumberCheck>, LinkError> {
-        if phones.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.ready()?;
-        let found = self
-            .registered(phones.iter().map(|p| p.digits().to_owned()).collect())
-            .await?;
-        Ok(phones
-            .iter()
-            .map(|phone| NumberCheck {
-                phone: phone.clone(),
-                jid: found
-                    .iter()
-                    .find(|jid| jid.user == phone.digits())
-                    .map(|jid| Jid(jid.to_string())),
-            })
-            .collect())
-    }
-
-    /// wa-rs has no logout call: this sends WhatsApp Web's unlink request (`remove-companion-device`)
-    /// for our own JID, disconnects, then wipes the device's stored state. When the request
-    /// fails, nothing is wiped (the phone would keep listing the device), and the error says why.
-    #[tracing::instrument(skip_all, fields(device = %self.device))]
-    async fn logout(&self) -> Result<(), LinkError> {
-        if let Some(own) = self.client.get_pn().await {
-            self.ready()?;
-            let unlink = NodeBuilder::new("remove-companion-device")
-                .attr("jid", own.to_string())
-                .attr("reason", "user_initiated")
-                .build();
-            let mut query = InfoQuery::set("md", WaJid::new("", SERVER_JID), Some(NodeContent::Nodes(vec![unlink])));
-            query.timeout = Some(LOGOUT_TIMEOUT);
-            self.client.send_iq(query).await.map_err(|e| match &e {
-                wa_rs::request::IqError::ServerError { .. } => classify_iq(format!("unlinking: {e}"), &e),
-                _ => LinkError::Transient(format!("unlinking: {e}")),
-            })?;
-        }
-        // Not paired yet (or unlinked above): nothing remains on WhatsApp's side.
-        self.disconnect().await;
-        self.stop_tasks();
-        self.store
-            .wipe()
-            .await
-            .map_err(|e| LinkError::Transient(format!("forgetting the device's credentials: {e}")))?;
-        tracing::info!("logged out and wiped");
-        Ok(())
-    }
-
-    #[tracing::instrument(skip_all, fields(device = %self.device))]
-    async fn close(&self) {
-        self.shut_down().await;
     }
 }
 

@@ -32,6 +32,16 @@ pub const UNCOVERED: &[(&str, &str)] = &[
          answer to it, so a 463 refusal cannot fail the send",
     ),
     (
+        "send_goes_out_under_the_chosen_id",
+        "wa-rs 0.2 makes each message id inside `send_message` and takes none from its caller, so a \
+         send cannot be recorded with its id before it goes",
+    ),
+    (
+        "receipt_acked_once_and_replayed_until_then",
+        "wa-rs acknowledges a receipt to WhatsApp itself as it arrives, before wafleet stores it, and \
+         the front end does not keep unacknowledged receipts",
+    ),
+    (
         "ban_after_fast_sends_to_strangers",
         "the front end does not model bans or the sending rates that lead to them",
     ),

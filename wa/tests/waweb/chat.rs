@@ -1,7 +1,7 @@
 //! Milestone 5: one-to-one text both ways with real Signal encryption, server acks, and
 //! delivered and read receipts.
 
-use wafleet_core::link::{Jid, LinkEvent, MessageKind, ReceiptKind};
+use wafleet_core::link::{Jid, LinkEvent, MessageKind, Outgoing, ReceiptKind};
 use wafleet_core::testing::Backend;
 use wafleet_core::types::PhoneNumber;
 
@@ -17,7 +17,7 @@ pub async fn text_both_ways_with_receipts(backend: Backend) {
     let contact_jid = Jid::for_phone(&format!("+{contact}").parse::<PhoneNumber>().expect("phone"));
 
     let id = session
-        .send_text(&contact_jid, "hello from wafleet")
+        .send(&Outgoing::text(&contact_jid, "hello from wafleet"))
         .await
         .expect("send");
     eventually("the contact's phone decrypts the text", || {
@@ -66,7 +66,10 @@ pub async fn text_both_ways_with_receipts(backend: Backend) {
     .await;
 
     // A second message each way rides the established sessions (Signal `msg`, not `pkmsg`).
-    let second = session.send_text(&contact_jid, "and again").await.expect("send again");
+    let second = session
+        .send(&Outgoing::text(&contact_jid, "and again"))
+        .await
+        .expect("send again");
     eventually("the second text is decrypted", || {
         world
             .net

@@ -1,6 +1,6 @@
 //! Milestone 7 (images): pictures both ways through the simulated media host.
 
-use wafleet_core::link::{Jid, LinkEvent, MessageKind, OutgoingImage};
+use wafleet_core::link::{Jid, LinkEvent, MessageKind, Outgoing, OutgoingImage};
 use wafleet_core::testing::Backend;
 use wafleet_core::types::PhoneNumber;
 
@@ -17,14 +17,14 @@ pub async fn image_both_ways(backend: Backend) {
     let picture: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
 
     let id = session
-        .send_image(
+        .send(&Outgoing::image(
             &contact_jid,
             OutgoingImage {
                 bytes: picture.clone(),
                 mime: "image/jpeg".into(),
                 caption: Some("a picture".into()),
             },
-        )
+        ))
         .await
         .expect("send an image");
     eventually("the contact's phone gets the image message", || {

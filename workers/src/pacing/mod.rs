@@ -11,7 +11,7 @@ mod schedule;
 mod tests;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -48,24 +48,19 @@ impl Pacer {
         }
     }
 
-    /// Whether `message` waits for a slot it was given (so it need not be queued again).
-    pub fn holds(&self, message: i64) -> bool {
-        self.gates
-            .lock()
-            .expect("pacing")
-            .values()
-            .any(|g| g.schedule.holds(message))
-    }
-
-    /// How long `message` of `device` must wait before it may be sent; `None` when it may go now.
-    /// When the database cannot be read, sends wait rather than go unpaced.
-    pub async fn wait(&self, device: DeviceId, message: i64) -> Option<Duration> {
+    /// How long `message` of `device` must wait before it may be sent, and why (for its owner);
+    /// `None` when it may go now. When the database cannot be read, sends wait rather than go
+    /// unpaced.
+    pub async fn wait(&self, device: DeviceId, message: i64) -> Option<(Duration, String)> {
         if let Err(err) = self.refresh(device).await {
             tracing::warn!(error = ?err, %device, "reading the device's pacing failed; holding its sends");
-            return Some(Duration::from_secs(10));
+            return Some((
+                Duration::from_secs(10),
+                "the device's pacing could not be read; trying again".into(),
+            ));
         }
         let now = Timestamp::now().millis();
-        let mut gates = self.gates.lock().expect("pacing");
+        let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
         let gate = gates.get_mut(&device)?;
         match gate.schedule.slot(message, now, |most| {
             if most > 0 {
@@ -75,14 +70,17 @@ impl Pacer {
             }
         }) {
             Slot::Now => None,
-            Slot::At(at) => Some(Duration::from_millis((at - now).max(1) as u64)),
+            Slot::At(at) => Some((
+                Duration::from_millis((at - now).max(1) as u64),
+                gate.schedule.explain(at, now),
+            )),
         }
     }
 
     /// Counts a send refused by its recipient or failed by the device; a burst pauses the device.
     pub async fn failed(&self, device: DeviceId) {
         let pause = {
-            let mut gates = self.gates.lock().expect("pacing");
+            let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
             gates
                 .get_mut(&device)
                 .and_then(|g| g.schedule.failed(Timestamp::now().millis()))
@@ -94,14 +92,17 @@ impl Pacer {
 
     /// Forgets a device (its lease moved away).
     pub fn forget(&self, device: DeviceId) {
-        self.gates.lock().expect("pacing").remove(&device);
+        self.gates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&device);
     }
 
     async fn refresh(&self, device: DeviceId) -> wafleet_core::Result<()> {
         let fresh = self
             .gates
             .lock()
-            .expect("pacing")
+            .unwrap_or_else(PoisonError::into_inner)
             .get(&device)
             .is_some_and(|g| g.refreshed.elapsed() < REFRESH);
         if fresh {
@@ -115,7 +116,7 @@ impl Pacer {
             .send_stats(device, day_start, Timestamp(now - UNREPLIED_WINDOW_DAYS * DAY_MS))
             .await?;
         let pause = {
-            let mut gates = self.gates.lock().expect("pacing");
+            let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
             let gate = gates.entry(device).or_insert_with(|| Gate {
                 schedule: Schedule::new(
                     pacing.policy.clone(),

@@ -126,6 +126,34 @@ impl Schedule {
         }
     }
 
+    /// Why a send given the slot `at` (UTC ms) waits until then at `now`, for its owner.
+    pub fn explain(&self, at: i64, now: i64) -> String {
+        if let Some((until, reason)) = &self.paused
+            && *until >= at
+        {
+            return format!("the device's sends are paused: {reason}");
+        }
+        let today = now.div_euclid(DAY_MS);
+        if at.div_euclid(DAY_MS) > today {
+            let cap = self.cap(today);
+            let age = today - self.added_at.div_euclid(DAY_MS);
+            let warmup = self.policy.warmup_days;
+            return if warmup > 0 && age < warmup {
+                format!(
+                    "daily cap reached: {cap} sends today on day {} of this new number's {warmup}-day warm-up; \
+                     it sends again tomorrow (UTC)",
+                    age.max(0) + 1
+                )
+            } else {
+                format!("daily cap reached: {cap} sends today; it sends again tomorrow (UTC)")
+            };
+        }
+        format!(
+            "waiting for its turn at the device's pace of {} sends a minute",
+            self.policy.per_minute
+        )
+    }
+
     /// Counts a refusal or device error; returns the pause it starts when it completes a burst.
     pub fn failed(&mut self, now: i64) -> Option<(i64, String)> {
         let burst = self.policy.error_burst;

@@ -40,27 +40,27 @@ impl Task {
             ServerFrame::Connected { .. } => self.emit(LinkEvent::Connected).await,
             ServerFrame::Message { message } => {
                 if message.chat.is_personal() {
-                    let (ack, done) = Ack::new();
-                    let (id, sender) = (message.id.clone(), self.ack_sender.clone());
-                    tokio::spawn(async move {
-                        if done.await.is_ok()
-                            && let Some(sender) = sender.upgrade()
-                        {
-                            let _ = sender.send(Command::Ack(id)).await;
-                        }
-                    });
+                    let ack = self.ack_when_durable(message.id.clone());
                     self.emit(LinkEvent::Message { message, ack }).await;
                 } else if let Err(err) = wire::send(ws, &ClientFrame::Ack { id: message.id }).await {
                     // Not a personal chat: never stored, so acknowledged at once.
                     return Some(Exit::Lost(err.to_string()));
                 }
             }
-            ServerFrame::Receipt { kind, chat, ids, at } => {
+            ServerFrame::Receipt {
+                id,
+                kind,
+                chat,
+                ids,
+                at,
+            } => {
+                let ack = self.ack_when_durable(id);
                 self.emit(LinkEvent::Receipt {
                     kind,
                     chat,
                     message_ids: ids,
                     at,
+                    ack,
                 })
                 .await;
             }
@@ -100,6 +100,20 @@ impl Task {
             }
         }
         None
+    }
+
+    /// An [`Ack`] that, once fired, acknowledges `id` (a message's or a receipt's) to the server.
+    fn ack_when_durable(&self, id: String) -> Ack {
+        let (ack, done) = Ack::new();
+        let sender = self.ack_sender.clone();
+        tokio::spawn(async move {
+            if done.await.is_ok()
+                && let Some(sender) = sender.upgrade()
+            {
+                let _ = sender.send(Command::Ack(id)).await;
+            }
+        });
+        ack
     }
 
     async fn store(&self, credentials: &Credentials) -> Result<(), String> {

@@ -178,7 +178,13 @@ impl Task {
                         self.next_req += 1;
                         let req = self.next_req;
                         let frame = match *request {
-                            Request::Send { to, text, image } => ClientFrame::Send { req, to, text, image },
+                            Request::Send { id, to, text, image } => ClientFrame::Send {
+                                req,
+                                id: Some(id),
+                                to,
+                                text,
+                                image,
+                            },
                             Request::Check { phones } => ClientFrame::Check { req, phones },
                             Request::Logout => ClientFrame::Logout { req },
                         };

@@ -1,0 +1,239 @@
+//! Outbound sends: recorded before anything else, moved along by the worker holding the device.
+//!
+//! A send is performed at most once per idempotency key: `record → fence → send → record`. The
+//! database is the only list of what is waiting: the holder takes the oldest queued send of a
+//! device that is due ([`holder`]), moves it from `queued` to `sending` under its lease's fencing
+//! token together with the WhatsApp message id it will go out under, sends, then records `sent`.
+//! A worker that dies between the two records leaves `sending` behind with that id, so WhatsApp's
+//! receipts for it still resolve it; one with no trace after a bounded wait fails with that reason
+//! rather than being sent twice.
+
+mod holder;
+
+use crate::link::Jid;
+use crate::types::{DeviceId, Timestamp, UserId};
+use crate::{Db, Error, Result};
+
+use super::on_db;
+
+pub use holder::{NextSend, SendWork, Settled};
+
+/// Where a send stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboundStatus {
+    /// Waiting for the device's holder.
+    Queued,
+    /// Handed to WhatsApp; not yet confirmed.
+    Sending,
+    /// WhatsApp accepted it.
+    Sent,
+    /// Reached the recipient's phone.
+    Delivered,
+    /// The recipient opened it.
+    Read,
+    /// It was not sent, or whether it was is unknown; `reason` says which.
+    Failed,
+}
+
+impl OutboundStatus {
+    /// The status as it appears in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboundStatus::Queued => "queued",
+            OutboundStatus::Sending => "sending",
+            OutboundStatus::Sent => "sent",
+            OutboundStatus::Delivered => "delivered",
+            OutboundStatus::Read => "read",
+            OutboundStatus::Failed => "failed",
+        }
+    }
+
+    fn parse(raw: &str) -> OutboundStatus {
+        match raw {
+            "queued" => OutboundStatus::Queued,
+            "sending" => OutboundStatus::Sending,
+            "sent" => OutboundStatus::Sent,
+            "delivered" => OutboundStatus::Delivered,
+            "read" => OutboundStatus::Read,
+            _ => OutboundStatus::Failed,
+        }
+    }
+}
+
+/// A send as its owner sees it.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct OutboundMessage {
+    /// wafleet's id for the send.
+    pub id: i64,
+    /// The device it goes out from.
+    pub device_id: DeviceId,
+    /// The idempotency key it was recorded under.
+    pub idempotency_key: String,
+    /// The recipient.
+    pub to: Jid,
+    /// `text` or `image`.
+    pub kind: String,
+    /// Where it stands.
+    pub status: OutboundStatus,
+    /// Why it failed, when it did.
+    pub reason: Option<String>,
+    /// Attempts to send it so far.
+    pub attempts: i64,
+    /// WhatsApp's message id once sent.
+    pub wa_message_id: Option<String>,
+    /// When it was accepted.
+    pub created_at: Timestamp,
+    /// When WhatsApp accepted it.
+    pub sent_at: Option<Timestamp>,
+    /// Why a queued send has not gone yet (its device's pace, daily cap, warm-up, a pause, a
+    /// retry after a dropped connection); `None` once it goes, or while nothing holds it back.
+    pub waiting_reason: Option<String>,
+    /// When a waiting send is expected to move.
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+type OutboundRow = (
+    i64,
+    DeviceId,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<String>,
+    Timestamp,
+    Option<Timestamp>,
+    Option<String>,
+    Option<Timestamp>,
+);
+
+/// A recorded send followed by its text, read when a key is used again.
+type ReplayRow = (
+    i64,
+    DeviceId,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<String>,
+    Timestamp,
+    Option<Timestamp>,
+    Option<String>,
+    Option<Timestamp>,
+    Option<String>,
+);
+
+impl From<OutboundRow> for OutboundMessage {
+    fn from(r: OutboundRow) -> Self {
+        OutboundMessage {
+            id: r.0,
+            device_id: r.1,
+            idempotency_key: r.2,
+            to: Jid(r.3),
+            kind: r.4,
+            status: OutboundStatus::parse(&r.5),
+            reason: r.6,
+            attempts: r.7,
+            wa_message_id: r.8,
+            created_at: r.9,
+            sent_at: r.10,
+            waiting_reason: r.11,
+            next_attempt_at: r.12,
+        }
+    }
+}
+
+/// A send to record.
+#[derive(Clone, Debug)]
+pub struct NewSend {
+    /// Whose it is.
+    pub user: UserId,
+    /// From which of their devices.
+    pub device: DeviceId,
+    /// Same key, same send.
+    pub idempotency_key: String,
+    /// To whom.
+    pub to: Jid,
+    /// Text, or the image's caption.
+    pub body: Option<String>,
+    /// A compressed JPEG, for an image send.
+    pub image: Option<Vec<u8>>,
+}
+
+impl Db {
+    /// Records a send, or returns the one already recorded under the same key (then `false`).
+    /// A key reused for a different send is a conflict.
+    #[tracing::instrument(skip(self, new), fields(user = %new.user, device = %new.device, key = %new.idempotency_key))]
+    pub async fn record_send(&self, new: &NewSend) -> Result<(OutboundMessage, bool)> {
+        let now = Timestamp::now();
+        let kind = if new.image.is_some() { "image" } else { "text" };
+        let inserted: Option<OutboundRow> = on_db!(self, pool => sqlx::query_as(concat!(
+            "INSERT INTO outbound_messages (user_id, device_id, idempotency_key, recipient, kind, body, image, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+             ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING ",
+            "id, device_id, idempotency_key, recipient, kind, status, reason, attempts, wa_message_id, created_at, sent_at, \
+             waiting_reason, next_attempt_at"))
+            .bind(new.user)
+            .bind(new.device)
+            .bind(&new.idempotency_key)
+            .bind(&new.to.0)
+            .bind(kind)
+            .bind(new.body.as_deref())
+            .bind(new.image.as_deref())
+            .bind(now)
+            .fetch_optional(pool)
+            .await)?;
+        if let Some(row) = inserted {
+            return Ok((row.into(), true));
+        }
+        let replay: ReplayRow = on_db!(self, pool => sqlx::query_as(
+            "SELECT id, device_id, idempotency_key, recipient, kind, status, reason, attempts, wa_message_id, \
+             created_at, sent_at, waiting_reason, next_attempt_at, body FROM outbound_messages \
+             WHERE user_id = $1 AND idempotency_key = $2")
+            .bind(new.user)
+            .bind(&new.idempotency_key)
+            .fetch_one(pool)
+            .await)?;
+        let r = replay;
+        let (existing, body): (OutboundRow, _) = (
+            (r.0, r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12),
+            r.13,
+        );
+        let same = existing.1 == new.device && existing.3 == new.to.0 && existing.4 == kind && body == new.body;
+        if !same {
+            return Err(Error::Conflict(format!(
+                "Idempotency-Key `{}` was already used for a different send (message {}); use a new key",
+                new.idempotency_key, existing.0
+            )));
+        }
+        Ok((existing.into(), false))
+    }
+
+    /// One of `user`'s sends.
+    #[tracing::instrument(skip(self))]
+    pub async fn outbound_message(&self, user: UserId, id: i64) -> Result<OutboundMessage> {
+        let row: OutboundRow = on_db!(self, pool => sqlx::query_as(concat!("SELECT ",
+            "id, device_id, idempotency_key, recipient, kind, status, reason, attempts, wa_message_id, created_at, sent_at, \
+             waiting_reason, next_attempt_at",
+            " FROM outbound_messages WHERE id = $1 AND user_id = $2"))
+            .bind(id)
+            .bind(user)
+            .fetch_one(pool)
+            .await)?;
+        Ok(row.into())
+    }
+
+    /// Sends waiting to go out, across every device (the send backlog, for metrics).
+    #[tracing::instrument(skip(self))]
+    pub async fn queued_send_count(&self) -> Result<i64> {
+        let (n,): (i64,) = on_db!(self, pool => sqlx::query_as(
+            "SELECT COUNT(*) FROM outbound_messages WHERE status IN ('queued', 'sending')")
+            .fetch_one(pool)
+            .await)?;
+        Ok(n)
+    }
+}
