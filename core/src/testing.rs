@@ -161,3 +161,16 @@ impl TestDb {
         }
     }
 }
+
+/// Polls `probe` every 50 ms until it holds; fails the test naming `what` after `limit`.
+pub async fn eventually<F, Fut>(limit: std::time::Duration, what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !probe().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not so after {limit:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -22,8 +22,11 @@ pub const ANALYTICS_ROLLUP_SCHEDULE: &str = "15 * * * * *";
 pub const CACHE_CLEANUP_SCHEDULE: &str = "30 * * * * *";
 /// Workers silent this long are removed from the `workers` table, and their send queues with them.
 const STALE_WORKER_SECS: i64 = 3600;
-/// Finished jobs are kept this long in the queue's storage (for inspection), then deleted.
-const KEEP_FINISHED_JOBS: Duration = Duration::from_secs(24 * 3600);
+/// Finished jobs are kept this long in the queue's storage (for inspection), then deleted. Short:
+/// every send, webhook and retry is a row in the database, and a job is only its wake-up, so a
+/// finished one is worth nothing after a while and thousands of sends an hour must not pile up
+/// in Redis.
+const KEEP_FINISHED_JOBS: Duration = Duration::from_secs(3600);
 /// A pending webhook delivery untouched this long lost its job (the longest retry wait is ten
 /// minutes), so it is queued again.
 const STALE_DELIVERY_SECS: i64 = 3600;
@@ -102,7 +105,7 @@ pub async fn fleet_gauges(db: &Db, live_worker_secs: i64) -> anyhow::Result<()> 
 }
 
 /// One round of housekeeping: expired login sessions, workers silent for an hour and their send
-/// queues, finished jobs older than a day, ticks older than a week, and webhook deliveries older
+/// queues, finished jobs older than an hour, ticks older than a week, and webhook deliveries older
 /// than `webhook_keep` (pending ones whose job was lost are queued again). Each step is
 /// idempotent; a failure is retried next round.
 pub async fn housekeeping(db: &Db, queues: &Queues, webhook_keep: Duration) -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 //! stand. Each test file uses part of it.
 #![allow(dead_code)]
 
+pub mod redis;
 pub mod stack;
 
 use std::collections::HashMap;
@@ -158,10 +159,21 @@ pub fn spawn_worker(id: &str, settings: &wafleet_core::Settings, simulator_url: 
         .env("WHATSAPP_LINK", "simulator")
         .env("SIMULATOR_URL", simulator_url)
         .env("LEASE_TTL_SECS", lease_ttl_secs.to_string())
+        // The simulator's receipts come within milliseconds: an unconfirmed send need not wait
+        // the production default for one.
+        .env("SEND_CONFIRM_WAIT_SECS", "10")
         .env("WORKER_ID", id)
         .env("PORT", "0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        // WAFLEET_TEST_WORKER_LOG sets the workers' log filter, to see what they do.
+        .env(
+            "RUST_LOG",
+            std::env::var("WAFLEET_TEST_WORKER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        // … and WAFLEET_TEST_WORKER_LOG_DIR where their logs go (by worker id).
+        .stdout(match std::env::var("WAFLEET_TEST_WORKER_LOG_DIR") {
+            Ok(dir) => Stdio::from(std::fs::File::create(format!("{dir}/{id}.log")).unwrap()),
+            Err(_) => Stdio::null(),
+        })
         .spawn()
         .unwrap();
     Worker { child }

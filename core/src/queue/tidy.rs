@@ -6,8 +6,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use apalis_core::backend::Vacuum;
-use apalis_redis::{ConnectionManager, RedisStorage};
+use apalis_redis::ConnectionManager;
 
 use super::{Queues, Store};
 use crate::types::Timestamp;
@@ -112,16 +111,40 @@ async fn tidy_redis(
                 .await?;
             tidied.queues_removed += 1;
         } else {
-            let mut storage = RedisStorage::<serde_json::Value>::new(conn.clone())
-                .with_config(apalis_redis::Config::default().queue(&queue));
-            let deleted = storage
-                .vacuum_before(keep_finished)
-                .await
-                .map_err(|e| anyhow::anyhow!("deleting finished jobs of {queue}: {e}"))?;
-            tidied.finished_jobs += deleted as u64;
+            tidied.finished_jobs += delete_finished(&mut conn, &queue, keep_finished).await?;
         }
     }
     Ok(tidied)
+}
+
+/// Deletes the jobs of `queue` that finished more than `keep` ago; returns how many.
+async fn delete_finished(conn: &mut ConnectionManager, queue: &str, keep: Duration) -> anyhow::Result<u64> {
+    static SCRIPT: std::sync::LazyLock<redis::Script> =
+        std::sync::LazyLock::new(|| redis::Script::new(include_str!("tidy_finished.lua")));
+    let config = apalis_redis::Config::default().queue(queue);
+    let cutoff = Timestamp::now().0 / 1000 - i64::try_from(keep.as_secs()).unwrap_or(i64::MAX);
+    let mut deleted = 0u64;
+    for set in [config.done_jobs_set(), config.dead_jobs_set()] {
+        let mut cursor = "0".to_owned();
+        loop {
+            let (next, count): (String, u64) = SCRIPT
+                .key(&set)
+                .key(config.job_data_hash())
+                .key(config.job_meta_hash())
+                .arg(cutoff)
+                .arg(&cursor)
+                .arg(DELETE_CHUNK)
+                .invoke_async(conn)
+                .await
+                .with_context(|| format!("deleting finished jobs of {queue}"))?;
+            deleted += count;
+            if next == "0" {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    Ok(deleted)
 }
 
 /// Every key matching `pattern`, by SCAN (never KEYS, which blocks Redis).
