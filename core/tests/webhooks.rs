@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use wafleet_core::Db;
-use wafleet_core::db::{Desired, Fence, IngestItem, NewUserRole};
+use wafleet_core::db::{Desired, DeviceStatus, Fence, IngestItem, NewUserRole};
 use wafleet_core::link::{IncomingMessage, Jid, MessageKind};
 use wafleet_core::testing::{Backend, TestDb};
 use wafleet_core::types::{Email, Timestamp, UserId};
@@ -150,4 +150,72 @@ async fn sqlite_housekeeping_removes_old_deliveries_and_requeues_lost_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_housekeeping_removes_old_deliveries_and_requeues_lost_ones() {
     housekeeping_removes_old_deliveries_and_requeues_lost_ones(Backend::Postgres).await
+}
+
+/// The owner logging an online device out, or asking to pair it again, takes it offline:
+/// `device.disconnected` is recorded with that change, once; the holder's later status change
+/// (from a device no longer online) adds none.
+async fn owner_requests_record_device_disconnected(backend: Backend) {
+    let test = TestDb::new(backend).await;
+    let db = &test.db;
+    let (user, fence) = held_device(db, "owner").await;
+    db.put_webhook(
+        user,
+        "https://hooks.example.com/in",
+        "a-secret-of-enough-length",
+        "",
+        true,
+    )
+    .await
+    .unwrap();
+    let events = || async {
+        let mut names: Vec<(String, String)> = db
+            .deliveries(user, None, 500)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| {
+                let body: serde_json::Value = serde_json::from_str(&d.body).unwrap();
+                (
+                    d.event,
+                    body["payload"]["status"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        names.reverse();
+        names
+    };
+
+    db.set_device_status(fence, DeviceStatus::Online).await.unwrap();
+    db.request_session(user, fence.device, Desired::PairQr, None)
+        .await
+        .unwrap();
+    // The holder reopens it to pair; pairing is no change of online-ness.
+    db.set_device_status(fence, DeviceStatus::Pairing).await.unwrap();
+    db.set_device_status(fence, DeviceStatus::Online).await.unwrap();
+    db.request_session(user, fence.device, Desired::Unlinked, None)
+        .await
+        .unwrap();
+    db.mark_unlinked(fence, DeviceStatus::LoggedOut, "logged out by its owner")
+        .await
+        .unwrap();
+    assert_eq!(
+        events().await,
+        [
+            ("device.connected".to_owned(), "online".to_owned()),
+            ("device.disconnected".to_owned(), "pairing".to_owned()),
+            ("device.connected".to_owned(), "online".to_owned()),
+            ("device.disconnected".to_owned(), "offline".to_owned()),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_owner_requests_record_device_disconnected() {
+    owner_requests_record_device_disconnected(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_owner_requests_record_device_disconnected() {
+    owner_requests_record_device_disconnected(Backend::Postgres).await
 }

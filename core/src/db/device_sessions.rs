@@ -92,6 +92,9 @@ impl Db {
         let now = Timestamp::now();
         on_db!(self, pool => {
             let mut tx = pool.begin().await?;
+            // The owner logging a device out or pairing it again takes an online device offline:
+            // webhooks hear of it here, in the change's own transaction, as they would from a worker.
+            let before = status_before_in!(tx, device);
             let owned = sqlx::query("UPDATE devices SET status = $3, updated_at = $4 WHERE id = $1 AND user_id = $2")
                 .bind(device)
                 .bind(user)
@@ -103,6 +106,7 @@ impl Db {
             if owned == 0 {
                 return Err(Error::NotFound);
             }
+            status_changed_in!(tx, device, before, status.as_str(), now);
             sqlx::query(
                 "INSERT INTO device_sessions (device_id, desired, pair_phone, generation, updated_at) \
                  VALUES ($1, $2, $3, 1, $4) \
