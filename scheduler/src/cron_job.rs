@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use apalis::prelude::{BoxDynError, Data};
 use apalis_cron::Tick;
@@ -64,23 +65,52 @@ pub(crate) async fn on_tick(tick: Tick, ctx: Data<TickContext>) -> Result<(), Bo
 async fn run_tick(ctx: &TickContext, tick_at: Timestamp) -> anyhow::Result<()> {
     use anyhow::Context;
     let job = &ctx.job;
-    if job.fire == Fire::Once {
-        let claimed = ctx
-            .db
-            .claim_cron_tick(job.name, tick_at, &ctx.runner)
-            .await
-            .context("claiming the cron tick")?;
-        if !claimed {
-            tracing::trace!("tick already claimed by another replica");
-            return Ok(());
-        }
+    if job.fire == Fire::EveryReplica {
+        return (job.body)(ctx.db.clone(), tick_at).await;
     }
-    (job.body)(ctx.db.clone(), tick_at).await?;
-    if job.fire == Fire::Once {
-        ctx.db
+    let claimed = ctx
+        .db
+        .claim_cron_tick(job.name, tick_at, &ctx.runner)
+        .await
+        .context("claiming the cron tick")?;
+    if !claimed {
+        tracing::trace!("tick already claimed by another replica");
+        return Ok(());
+    }
+    run_claimed(ctx, tick_at).await
+}
+
+/// How often a replica running a claimed tick says so.
+pub(crate) const BEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs a tick this replica claimed (or took over), beating while it runs, and records how it
+/// ended: finished, or failed (left for the job's next tick).
+pub(crate) async fn run_claimed(ctx: &TickContext, tick_at: Timestamp) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let job = &ctx.job;
+    let beats = async {
+        loop {
+            tokio::time::sleep(BEAT_EVERY).await;
+            if let Err(err) = ctx.db.beat_cron_tick(job.name, tick_at, &ctx.runner).await {
+                tracing::warn!(error = ?err, "telling the other replicas this tick still runs failed");
+            }
+        }
+    };
+    let ran = tokio::select! {
+        ran = (job.body)(ctx.db.clone(), tick_at) => ran,
+        never = beats => never,
+    };
+    match ran {
+        Ok(()) => ctx
+            .db
             .finish_cron_tick(job.name, tick_at)
             .await
-            .context("recording the cron tick as finished")?;
+            .context("recording the cron tick as finished"),
+        Err(err) => {
+            if let Err(record) = ctx.db.fail_cron_tick(job.name, tick_at, &ctx.runner).await {
+                tracing::warn!(error = ?record, "recording the failed run failed");
+            }
+            Err(err)
+        }
     }
-    Ok(())
 }

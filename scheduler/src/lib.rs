@@ -3,9 +3,12 @@
 //!
 //! Every replica's cron fires every tick; [`Fire::Once`] jobs claim each tick in the database
 //! (`cron_runs`, keyed by job and the schedule's own tick time) so that exactly one replica runs it.
+//! The claimant beats while it runs; a tick whose claimant died mid-run is taken over by another
+//! replica within seconds and run again (`rescue`), which the jobs' idempotence makes safe.
 
 mod cron_job;
 pub mod jobs;
+mod rescue;
 mod runner;
 
 use wafleet_core::Db;

@@ -69,6 +69,12 @@ impl Scheduler {
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
         tracing::info!(backend = self.db.backend_name(), runner = %self.runner, jobs = self.jobs.len(), "scheduler started");
         let runner: Arc<str> = self.runner.into();
+        let rescue = tokio::spawn(crate::rescue::run(
+            self.db.clone(),
+            runner.clone(),
+            self.jobs.clone(),
+            shutdown.clone(),
+        ));
         let mut monitor = Monitor::new()
             .shutdown_timeout(SHUTDOWN_GRACE)
             // A worker ends with an error only when its cron stream does (a tick computed in the
@@ -99,6 +105,9 @@ impl Scheduler {
             })
             .await
             .context("running the cron workers")?;
+        if let Err(err) = rescue.await {
+            tracing::warn!(error = ?err, "the task finishing dead replicas' ticks failed");
+        }
         tracing::info!("scheduler stopped");
         Ok(())
     }

@@ -2,3 +2,4 @@
 
 mod dedup;
 mod replicas;
+mod takeover;
