@@ -1,7 +1,9 @@
 //! Device leases across workers: fencing of stale holders (both backends), and several real
 //! `wafleet worker` processes sharing 300 simulated devices on PostgreSQL: every device held by
-//! exactly one worker, the spread within ±10% of the fair share, `kill -9` of a worker, and a
-//! worker joining. Runs against the project's network simulator only.
+//! exactly one worker, the spread within ±10% of the fair share, `kill -9` of a worker (its
+//! devices move once its liveness lock is gone, well before its leases expire), a worker whose
+//! lock connection is cut (it steps down; nothing is ever held twice), and a worker joining.
+//! Runs against the project's network simulator only.
 
 mod support;
 
@@ -13,7 +15,7 @@ use support::{Worker, assert_never_twice, device_wanting_a_session, holdings, li
 use wafleet_core::Db;
 use wafleet_core::db::DeviceStatus;
 use wafleet_core::link::{IncomingMessage, Jid, MessageKind};
-use wafleet_core::testing::{Backend, TestDb};
+use wafleet_core::testing::{Backend, TestDb, eventually};
 use wafleet_core::types::{Email, Timestamp};
 use wafleet_sim::SimConfig;
 
@@ -102,8 +104,8 @@ async fn postgres_a_stale_holder_cannot_write() {
     a_stale_holder_cannot_write(Backend::Postgres).await
 }
 
-/// A `wafleet worker` process, killed when dropped.
-const LEASE_TTL_SECS: u64 = 3;
+/// Long, so that devices moving sooner can only be the liveness lock's doing.
+const LEASE_TTL_SECS: u64 = 30;
 const DEVICES: usize = 300;
 
 /// Waits until every device is held and online, by exactly `workers`, each within ±10% of the fair
@@ -152,26 +154,54 @@ async fn workers_share_devices_survive_kill_9_and_rebalance() {
     let took = wait_balanced(db, &control, &["w1", "w2", "w3"], Duration::from_secs(60)).await;
     println!("300 devices held and online across 3 workers in {took:?}");
 
-    // kill -9: no hand-off, no release; its leases must expire and others claim them.
+    // kill -9: no hand-off, no release. Its liveness lock goes with its database connection, so
+    // the others move its devices without waiting for its leases to expire.
     let killed = workers.remove("w1").unwrap();
     let pid = killed.child.id().to_string();
     assert!(Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
     let killed_at = Instant::now();
     drop(killed);
-    let took = wait_balanced(
-        db,
-        &control,
-        &["w2", "w3"],
-        Duration::from_secs(LEASE_TTL_SECS * 4 + 30),
-    )
-    .await;
+    let took = wait_balanced(db, &control, &["w2", "w3"], Duration::from_secs(LEASE_TTL_SECS / 2)).await;
     println!(
         "after kill -9 of a worker, every device was held and online again in {took:?} (lease TTL {LEASE_TTL_SECS} s)"
     );
     assert!(
-        killed_at.elapsed() >= Duration::from_secs(LEASE_TTL_SECS) / 2,
-        "leases are not taken before they can have expired"
+        killed_at.elapsed() < Duration::from_secs(LEASE_TTL_SECS / 2),
+        "a dead worker's devices move well before its leases expire"
     );
+
+    // A live worker loses its lock's connection (cut by the server): it steps down from every
+    // device before the others can move them, takes its lock again, and takes its share again.
+    // `wait_balanced` fails if any device is ever connected twice on the way.
+    const W2_LEASES: &str = "SELECT device_id, token FROM device_leases WHERE holder = 'w2' ORDER BY device_id";
+    let before: Vec<(i64, i64)> = sqlx::query_as(W2_LEASES)
+        .fetch_all(support::postgres(db))
+        .await
+        .unwrap();
+    assert!(!before.is_empty(), "w2 holds devices");
+    let cut: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'wafleet-worker w2'",
+    )
+    .fetch_all(support::postgres(db))
+    .await
+    .unwrap();
+    assert_eq!(cut, [(true,)], "w2's lock connection was found and cut");
+    eventually(
+        Duration::from_secs(LEASE_TTL_SECS / 2),
+        "w2 let go of its devices",
+        || async {
+            let tokens: HashMap<i64, i64> = sqlx::query_as("SELECT device_id, token FROM device_leases")
+                .fetch_all(support::postgres(db))
+                .await
+                .unwrap()
+                .into_iter()
+                .collect();
+            before.iter().all(|(device, token)| tokens[device] > *token)
+        },
+    )
+    .await;
+    let took = wait_balanced(db, &control, &["w2", "w3"], Duration::from_secs(LEASE_TTL_SECS)).await;
+    println!("after w2's lock connection was cut, all held and balanced again in {took:?}");
 
     // A fourth worker joins and takes its share by graceful hand-off.
     workers.insert("w4", spawn_worker("w4", &test.settings, &sim.ws_url(), LEASE_TTL_SECS));

@@ -206,8 +206,9 @@ pub struct Settings {
     #[arg(long, env = "WA_APP_VERSION", global = true)]
     pub wa_app_version: Option<AppVersion>,
 
-    /// Seconds a worker's claim on a device lasts without renewal; a dead worker's devices are
-    /// claimed by others within this time.
+    /// Seconds a worker's claim on a device lasts without renewal. A worker whose process died is
+    /// noticed sooner on PostgreSQL (its connection, and the liveness lock on it, go with it); this
+    /// bounds the move of a worker that is cut off but still running.
     #[arg(long, env = "LEASE_TTL_SECS", global = true, default_value_t = 15)]
     pub lease_ttl_secs: u64,
 
@@ -226,9 +227,10 @@ pub struct Settings {
 
     /// Devices one worker claims (sessions it opens) per second at most, so thousands of devices
     /// do not reconnect to WhatsApp at the same instant after a worker dies or the fleet restarts.
-    /// A dead worker's devices are held again after about `LEASE_TTL_SECS` plus its devices ÷
+    /// A dead worker's devices are held again after about two seconds (on PostgreSQL, where its
+    /// death is noticed by its lost connection; `LEASE_TTL_SECS` otherwise) plus its devices ÷
     /// (live workers × this).
-    #[arg(long, env = "WORKER_CLAIM_RATE", global = true, default_value_t = 100,
+    #[arg(long, env = "WORKER_CLAIM_RATE", global = true, default_value_t = 250,
         value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub worker_claim_rate: u32,
 

@@ -33,6 +33,8 @@ pub const LEASES_CLAIMED: &str = "wafleet_leases_claimed_total";
 pub const LEASES_LOST: &str = "wafleet_leases_lost_total";
 /// Devices handed to other workers.
 pub const LEASES_HANDED_OFF: &str = "wafleet_leases_handed_off_total";
+/// Workers found dead by their liveness lock, whose devices were moved before their leases expired.
+pub const WORKERS_BURIED: &str = "wafleet_workers_buried_total";
 /// Devices that want a session.
 pub const DEVICES_WANTED: &str = "wafleet_devices_wanted";
 /// Devices that want a session and have no live holder.
@@ -89,6 +91,10 @@ fn describe() {
     describe_counter!(LEASES_CLAIMED, "Device leases claimed");
     describe_counter!(LEASES_LOST, "Leases found taken by another worker");
     describe_counter!(LEASES_HANDED_OFF, "Devices given to other workers");
+    describe_counter!(
+        WORKERS_BURIED,
+        "Workers found dead by their liveness lock, their devices moved before their leases expired"
+    );
     describe_gauge!(DEVICES_WANTED, "Devices whose owners want a session");
     describe_gauge!(DEVICES_UNHELD, "Devices that want a session but have no live holder");
     describe_gauge!(WORKERS_LIVE, "Workers with a recent heartbeat");

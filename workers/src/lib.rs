@@ -7,6 +7,7 @@
 
 mod events;
 mod flush;
+mod liveness;
 pub mod pacing;
 mod requests;
 mod sends;

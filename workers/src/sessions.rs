@@ -20,6 +20,7 @@ use wafleet_core::types::{DeviceId, PhoneNumber};
 
 use crate::events;
 use crate::flush::Ingest;
+use crate::liveness::{Keep, Liveness};
 use crate::requests::RequestRunner;
 use crate::sends::{Entry, Roster, Sender};
 
@@ -117,6 +118,8 @@ pub struct SessionManager {
     sender: Option<Sender>,
     /// When queued sends were last swept for.
     swept_at: Option<Instant>,
+    /// This worker's liveness lock, and the dead workers it finds.
+    liveness: Liveness,
 }
 
 impl SessionManager {
@@ -131,6 +134,7 @@ impl SessionManager {
         sender: Option<Sender>,
     ) -> Self {
         let requests = RequestRunner::new(db.clone());
+        let liveness = Liveness::new(db.clone(), options.id.clone());
         // As if the last renewal were a lease time ago: the first round heartbeats at once, so the
         // other workers count this one in their fair share from the start.
         let renewed_at = Instant::now()
@@ -149,6 +153,7 @@ impl SessionManager {
             ingest,
             sender,
             swept_at: None,
+            liveness,
         }
     }
 
@@ -185,11 +190,21 @@ impl SessionManager {
         }
     }
 
-    /// One round: keep leases, reconcile sessions (logouts first), balance load, answer requests.
+    /// One round: keep the liveness lock and the leases, move dead workers' devices, reconcile
+    /// sessions (logouts first), balance load, answer requests.
     pub async fn round(&mut self) -> wafleet_core::Result<()> {
+        if self.liveness.keep().await == Keep::Lost {
+            // Other workers may take these devices any moment now: let go of all of them first.
+            self.hand_off_all().await;
+        }
         self.keep_leases().await;
+        self.liveness.bury_silent().await;
         self.reconcile().await?;
-        let claimed = self.balance().await?;
+        let claimed = if self.liveness.may_claim() {
+            self.balance().await?
+        } else {
+            false
+        };
         self.requests.run_pending(&self.sessions()).await;
         self.sweep_sends(claimed).await;
         metrics::gauge!(m::SESSIONS_HELD, "worker" => self.options.id.clone()).set(self.held.len() as f64);
@@ -201,14 +216,20 @@ impl SessionManager {
     /// no device is ever held twice.
     async fn keep_leases(&mut self) {
         let ttl = self.options.lease_ttl;
-        if self.renewed_at.elapsed() >= ttl / 3 {
-            let renewed = async {
-                self.db
-                    .worker_heartbeat(&self.options.id, i64::from(self.options.capacity))
-                    .await?;
-                self.db.renew_leases(&self.options.id, self.ttl_secs()).await
+        if self.renewed_at.elapsed() >= ttl / 3 || self.liveness.stale_record() {
+            let locked = self.liveness.locked();
+            let heartbeat = self
+                .db
+                .worker_heartbeat(&self.options.id, i64::from(self.options.capacity), locked)
+                .await;
+            let renewed = match heartbeat {
+                Ok(()) => {
+                    self.liveness.recorded(locked);
+                    self.db.renew_leases(&self.options.id, self.ttl_secs()).await
+                }
+                Err(err) => Err(err),
             };
-            match renewed.await {
+            match renewed {
                 Ok(fences) => {
                     self.leases = fences.into_iter().map(|f| (f.device, f)).collect();
                     self.renewed_at = Instant::now();

@@ -57,16 +57,19 @@ pub struct Fleet {
 }
 
 impl Db {
-    /// Records that `worker` is alive with room for `capacity` sessions.
+    /// Records that `worker` is alive with room for `capacity` sessions, and whether it holds its
+    /// liveness lock (see [`crate::db::LivenessLock`]).
     #[tracing::instrument(skip(self))]
-    pub async fn worker_heartbeat(&self, worker: &str, capacity: i64) -> Result<()> {
+    pub async fn worker_heartbeat(&self, worker: &str, capacity: i64, liveness_lock: bool) -> Result<()> {
         let now = Timestamp::now();
         on_db!(self, pool => sqlx::query(
-            "INSERT INTO fleet_workers (id, capacity, heartbeat_at, started_at) VALUES ($1, $2, $3, $3) \
-             ON CONFLICT (id) DO UPDATE SET capacity = excluded.capacity, heartbeat_at = excluded.heartbeat_at")
+            "INSERT INTO fleet_workers (id, capacity, heartbeat_at, started_at, liveness_lock) \
+             VALUES ($1, $2, $3, $3, $4) ON CONFLICT (id) DO UPDATE SET capacity = excluded.capacity, \
+             heartbeat_at = excluded.heartbeat_at, liveness_lock = excluded.liveness_lock")
             .bind(worker)
             .bind(capacity)
             .bind(now)
+            .bind(liveness_lock)
             .execute(pool)
             .await
             .map(drop))?;
