@@ -1,0 +1,150 @@
+//! A delivery receipt that arrives while a device changes hands is not lost: the network keeps a
+//! receipt until the device that got it says it is stored, and replays it to the next holder.
+//! On SQLite and on PostgreSQL + Redis, against the project's network simulator.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::link_simulated_devices;
+use wafleet_core::Db;
+use wafleet_core::cache::{Invalidations, ReadCache};
+use wafleet_core::db::NewSend;
+use wafleet_core::link::Jid;
+use wafleet_core::queue::{SendJob, sends_queue};
+use wafleet_core::shutdown::{self, ShutdownTrigger};
+use wafleet_core::testing::{Backend, TestDb, eventually};
+use wafleet_core::types::Email;
+use wafleet_sim::{SimConfig, SimHandle, SimLink};
+
+/// The contact's phone reports delivery this long after a message arrives: long enough for the
+/// device to change hands in between.
+const DELIVERED_AFTER: Duration = Duration::from_secs(3);
+
+/// A worker on `test`'s database and queues.
+fn start_worker(test: &TestDb, queues: &wafleet_core::queue::Queues, sim: &SimHandle, id: &str) -> Worker {
+    let (trigger, signal) = shutdown::channel();
+    let mut options = wafleet_workers::WorkerOptions::from_settings(&test.settings);
+    options.id = id.into();
+    let link = Arc::new(SimLink::new(sim.ws_url(), test.db.clone()));
+    let task = tokio::spawn(wafleet_workers::run(
+        test.db.clone(),
+        link,
+        queues.clone(),
+        Invalidations::Local(ReadCache::off()),
+        options,
+        signal,
+    ));
+    Worker { trigger, task }
+}
+
+struct Worker {
+    trigger: ShutdownTrigger,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Worker {
+    /// Stops the worker the way SIGTERM does: devices handed off, buffers written.
+    async fn stop(self) {
+        self.trigger.trigger();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+async fn status(db: &Db, id: i64) -> String {
+    const SQL: &str = "SELECT status FROM outbound_messages WHERE id = $1";
+    match db {
+        Db::Sqlite(pool) => sqlx::query_scalar(SQL).bind(id).fetch_one(pool).await,
+        Db::Postgres(pool) => sqlx::query_scalar(SQL).bind(id).fetch_one(pool).await,
+    }
+    .unwrap()
+}
+
+async fn a_receipt_during_a_hand_over_is_not_lost(backend: Backend) {
+    let test = TestDb::with_settings(backend, |s| s.lease_ttl_secs = 3).await;
+    let db = &test.db;
+    let sim = wafleet_sim::start(SimConfig {
+        delivered_ms: DELIVERED_AFTER.as_millis() as u64,
+        read_probability: 0.0,
+        ..SimConfig::for_tests()
+    })
+    .await
+    .unwrap();
+    let control = sim.control();
+    let device = link_simulated_devices(db, &control, &sim.ws_url(), 1, |_| "owner".into()).await[0];
+    let user = db
+        .user_by_email(&Email::parse("owner@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    support::unpaced(db, user.id, &[device]).await;
+    let queues = test.queues().await;
+    let first = start_worker(&test, &queues, &sim, "first");
+    eventually(Duration::from_secs(30), "the first worker holds the device", || async {
+        db.device_holder(device).await.unwrap().as_deref() == Some("first")
+    })
+    .await;
+
+    let (send, _) = db
+        .record_send(&NewSend {
+            user: user.id,
+            device,
+            idempotency_key: "hand-over".into(),
+            to: Jid("60199990001@s.whatsapp.net".into()),
+            body: Some("are you there?".into()),
+            image: None,
+        })
+        .await
+        .unwrap();
+    queues
+        .push(
+            &sends_queue("first"),
+            SendJob {
+                message: send.id,
+                device,
+            },
+        )
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(30), "the send goes out", || async {
+        status(db, send.id).await == "sent"
+    })
+    .await;
+    first.stop().await;
+    assert_eq!(
+        status(db, send.id).await,
+        "sent",
+        "the receipt must come after the hand-over for this test to mean anything"
+    );
+
+    // The receipt comes while no worker holds the device; then another takes it.
+    tokio::time::sleep(DELIVERED_AFTER + Duration::from_millis(500)).await;
+    let second = start_worker(&test, &queues, &sim, "second");
+    eventually(
+        Duration::from_secs(30),
+        "the replayed receipt marks the send delivered",
+        || async { status(db, send.id).await == "delivered" },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "the network forgets the stored receipt",
+        || async {
+            let state = control.state().await.unwrap();
+            state.accounts.iter().all(|a| a.pending_receipts == 0)
+        },
+    )
+    .await;
+    second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_receipt_during_a_hand_over_is_not_lost() {
+    a_receipt_during_a_hand_over_is_not_lost(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_receipt_during_a_hand_over_is_not_lost() {
+    a_receipt_during_a_hand_over_is_not_lost(Backend::Postgres).await
+}
