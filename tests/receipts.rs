@@ -8,14 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use support::link_simulated_devices;
-use wafleet_core::Db;
 use wafleet_core::cache::{Invalidations, ReadCache};
 use wafleet_core::db::NewSend;
-use wafleet_core::link::Jid;
+use wafleet_core::link::{Jid, Link, LinkError, LinkEvent, NumberCheck, OpenMode, Outgoing, Session};
 use wafleet_core::queue::{SendJob, sends_queue};
 use wafleet_core::shutdown::{self, ShutdownTrigger};
 use wafleet_core::testing::{Backend, TestDb, eventually};
 use wafleet_core::types::Email;
+use wafleet_core::types::{DeviceId, PhoneNumber};
+use wafleet_core::{Db, Settings};
 use wafleet_sim::{SimConfig, SimHandle, SimLink};
 
 /// The contact's phone reports delivery this long after a message arrives: long enough for the
@@ -147,4 +148,152 @@ async fn sqlite_a_receipt_during_a_hand_over_is_not_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_receipt_during_a_hand_over_is_not_lost() {
     a_receipt_during_a_hand_over_is_not_lost(Backend::Postgres).await
+}
+
+/// A link whose sessions send for real and then never answer, as if the worker froze (or died)
+/// between "sent on the wire" and "recorded as sent".
+struct FreezeAfterSend(Arc<dyn Link>);
+
+#[async_trait::async_trait]
+impl Link for FreezeAfterSend {
+    async fn open(&self, device: DeviceId, mode: OpenMode) -> Result<Box<dyn Session>, LinkError> {
+        Ok(Box::new(FreezingSession(self.0.open(device, mode).await?)))
+    }
+}
+
+struct FreezingSession(Box<dyn Session>);
+
+#[async_trait::async_trait]
+impl Session for FreezingSession {
+    fn take_events(&mut self) -> Option<tokio::sync::mpsc::Receiver<LinkEvent>> {
+        self.0.take_events()
+    }
+    async fn send(&self, message: &Outgoing) -> Result<String, LinkError> {
+        self.0.send(message).await?;
+        std::future::pending().await
+    }
+    async fn check_numbers(&self, phones: &[PhoneNumber]) -> Result<Vec<NumberCheck>, LinkError> {
+        self.0.check_numbers(phones).await
+    }
+    async fn logout(&self) -> Result<(), LinkError> {
+        self.0.logout().await
+    }
+    async fn close(&self) {
+        self.0.close().await
+    }
+}
+
+/// A worker process of its own, as far as the test can tell: its own runtime, database pool and
+/// queue connection. Dropping the runtime is kill -9: none of its code runs again, and its
+/// sockets close.
+fn worker_process(settings: &Settings, link: Arc<dyn Link>, id: &str) -> tokio::runtime::Runtime {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (settings, id) = (settings.clone(), id.to_owned());
+    runtime.spawn(async move {
+        let db = Db::connect(&settings).await.unwrap();
+        let queues = wafleet_core::queue::Queues::connect(&settings, &db).await.unwrap();
+        let mut options = wafleet_workers::WorkerOptions::from_settings(&settings);
+        options.id = id;
+        let (_alive, signal) = shutdown::channel();
+        let _ = wafleet_workers::run(
+            db,
+            link,
+            queues,
+            Invalidations::Local(ReadCache::off()),
+            options,
+            signal,
+        )
+        .await;
+    });
+    runtime
+}
+
+/// A worker dies after a send went out and before it recorded it: the next holder resolves the
+/// send by its receipt (it went out under an id recorded before it left), so it ends delivered,
+/// neither failed nor sent again.
+async fn a_send_whose_worker_died_mid_flight_is_resolved_by_its_receipt(backend: Backend) {
+    let test = TestDb::with_settings(backend, |s| {
+        s.lease_ttl_secs = 3;
+        s.send_confirm_wait_secs = 60;
+    })
+    .await;
+    let db = &test.db;
+    // The receipt comes after the worker is gone (else that worker would store it itself).
+    let sim = wafleet_sim::start(SimConfig {
+        delivered_ms: DELIVERED_AFTER.as_millis() as u64,
+        read_probability: 0.0,
+        ..SimConfig::for_tests()
+    })
+    .await
+    .unwrap();
+    let control = sim.control();
+    let device = link_simulated_devices(db, &control, &sim.ws_url(), 1, |_| "owner".into()).await[0];
+    let user = db
+        .user_by_email(&Email::parse("owner@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    support::unpaced(db, user.id, &[device]).await;
+    let simulated: Arc<dyn Link> = Arc::new(SimLink::new(sim.ws_url(), db.clone()));
+    let frozen = worker_process(&test.settings, Arc::new(FreezeAfterSend(simulated.clone())), "frozen");
+    eventually(
+        Duration::from_secs(30),
+        "the freezing worker holds the device",
+        || async { db.device_holder(device).await.unwrap().as_deref() == Some("frozen") },
+    )
+    .await;
+    let (send, _) = db
+        .record_send(&NewSend {
+            user: user.id,
+            device,
+            idempotency_key: "mid-flight".into(),
+            to: Jid("60199990002@s.whatsapp.net".into()),
+            body: Some("did you get this?".into()),
+            image: None,
+        })
+        .await
+        .unwrap();
+    let phone = db.device(user.id, device).await.unwrap().phone.unwrap().to_string();
+    eventually(Duration::from_secs(30), "the send reaches the network", || async {
+        !control.sent(&phone).await.unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(status(db, send.id).await, "sending", "on the wire, not yet recorded");
+    frozen.shutdown_background();
+
+    let next = start_worker(&test, &test.queues().await, &sim, "next");
+    eventually(Duration::from_secs(30), "the receipt resolves the send", || async {
+        status(db, send.id).await == "delivered"
+    })
+    .await;
+    let sent = control.sent(&phone).await.unwrap();
+    assert_eq!(sent.len(), 1, "sent once: {sent:?}");
+    let recorded = db.outbound_message(user.id, send.id).await.unwrap();
+    assert_eq!(
+        recorded.wa_message_id.as_deref(),
+        Some(sent[0].id.as_str()),
+        "recorded under the id it went out with"
+    );
+    assert!(recorded.sent_at.is_some(), "resolved sends count as sent");
+    let chat = db
+        .message_page(user.id, device, "60199990002@s.whatsapp.net", None, 10)
+        .await
+        .unwrap();
+    assert_eq!(chat.len(), 1, "the send shows in its chat once: {chat:?}");
+    assert_eq!(chat[0].status.as_deref(), Some("delivered"), "with its receipt's tick");
+    next.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_send_whose_worker_died_mid_flight_is_resolved_by_its_receipt() {
+    a_send_whose_worker_died_mid_flight_is_resolved_by_its_receipt(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_send_whose_worker_died_mid_flight_is_resolved_by_its_receipt() {
+    a_send_whose_worker_died_mid_flight_is_resolved_by_its_receipt(Backend::Postgres).await
 }

@@ -156,7 +156,7 @@ macro_rules! insert_messages {
         new_rows
     }};
 }
-pub(super) use insert_messages;
+pub(crate) use insert_messages;
 
 /// [`insert_messages!`] for PostgreSQL: one array per column (`UNNEST`), so a statement has the
 /// same ten parameters and one cached plan whatever the batch size, instead of up to 5,000
@@ -295,11 +295,20 @@ macro_rules! write_batch_in {
             .iter()
             .map(|(device, m)| (*device, Event::Message(m)))
             .collect();
+        let mut receipted: Vec<DeviceId> = Vec::new();
         for ((fence, item), ok) in items.iter().zip(&accepted) {
             if let (IngestItem::Receipt { chat, kind, ids }, true) = (item, ok) {
                 apply_receipt_in!($tx, fence.device, chat, *kind, ids, now);
                 events.push((fence.device, Event::Receipt { chat, kind: *kind, ids }));
+                receipted.push(fence.device);
             }
+        }
+        // Receipts can be the first news that a send went out (its holder died before recording
+        // it, or the receipt overtook the record): such sends are recorded as sent here.
+        receipted.sort_unstable();
+        receipted.dedup();
+        for device in receipted {
+            $crate::db::outbound::holder::settle_confirmed_in!($tx, device, now);
         }
         // In the same transaction: an event is recorded exactly when what it reports is.
         emit_in!($tx, &events, now);

@@ -5,11 +5,9 @@
 //! Nothing here is kept anywhere but in the rows, so a holder that starts (after a crash, a
 //! failover, a Redis restart that lost every queued job) finds all of its work by reading them.
 
-use crate::link::{IncomingMessage, Jid, MessageKind};
 use crate::types::{DeviceId, Timestamp};
 use crate::{Db, Error, Result};
 
-use super::super::chats::insert_messages;
 use super::super::leases::fenced;
 use super::super::{Fence, on_db};
 
@@ -57,7 +55,7 @@ pub struct Settled {
 const UNKNOWN_REASON: &str = "outcome unknown: no acknowledgement or receipt from WhatsApp after the worker sending it \
      stopped; not sent again, to avoid a duplicate";
 
-type SettleRow = (
+pub(crate) type SettleRow = (
     i64,
     DeviceId,
     String,
@@ -208,16 +206,7 @@ impl Db {
         let now = Timestamp::now();
         on_db!(self, pool => {
             let mut tx = pool.begin().await?;
-            // A receipt's time is when the row last changed: the send went out before it.
-            let rows: Vec<SettleRow> = sqlx::query_as(
-                "UPDATE outbound_messages SET sent_at = updated_at, reason = NULL WHERE device_id = $1 \
-                 AND sent_at IS NULL AND status IN ('delivered', 'read') \
-                 RETURNING id, device_id, recipient, kind, body, status, wa_message_id, sent_at")
-                .bind(fence.device)
-                .fetch_all(&mut *tx)
-                .await?;
-            let confirmed = rows.len() as u64;
-            add_to_chats!(tx, rows, now);
+            let confirmed = settle_confirmed_in!(tx, fence.device, now);
             let unknown = sqlx::query(
                 "UPDATE outbound_messages SET status = 'failed', reason = $4, updated_at = $3 \
                  WHERE device_id = $1 AND status = 'sending' AND send_token <= $2 AND updated_at < $5")
@@ -235,11 +224,32 @@ impl Db {
     }
 }
 
+/// Records as sent the sends of `$device` that receipts showed were delivered or read before
+/// anyone recorded them as sent (their holder died, or the receipt overtook the record), and adds
+/// them to their chats; evaluates to how many. A receipt's time is when the row last changed: the
+/// send went out before it.
+macro_rules! settle_confirmed_in {
+    ($tx:ident, $device:expr, $now:expr) => {{
+        let rows: Vec<$crate::db::outbound::holder::SettleRow> = sqlx::query_as(
+            "UPDATE outbound_messages SET sent_at = updated_at, reason = NULL WHERE device_id = $1 \
+             AND sent_at IS NULL AND status IN ('delivered', 'read') \
+             RETURNING id, device_id, recipient, kind, body, status, wa_message_id, sent_at",
+        )
+        .bind($device)
+        .fetch_all(&mut *$tx)
+        .await?;
+        let confirmed = rows.len() as u64;
+        $crate::db::outbound::holder::add_to_chats!($tx, rows, $now);
+        confirmed
+    }};
+}
+pub(crate) use settle_confirmed_in;
+
 /// Adds settled sends (`SettleRow`s) to their chats as messages from this account, with the
 /// status their receipts gave them.
 macro_rules! add_to_chats {
     ($tx:ident, $rows:expr, $now:expr) => {{
-        let rows: Vec<SettleRow> = $rows;
+        let rows: Vec<$crate::db::outbound::holder::SettleRow> = $rows;
         let mut messages = Vec::with_capacity(rows.len());
         for (_, device, recipient, kind, body, _, wa_id, sent_at) in &rows {
             let (own,): (Option<String>,) = sqlx::query_as("SELECT jid FROM devices WHERE id = $1")
@@ -248,16 +258,16 @@ macro_rules! add_to_chats {
                 .await?;
             messages.push((
                 *device,
-                IncomingMessage {
+                $crate::link::IncomingMessage {
                     id: wa_id.clone().unwrap_or_default(),
-                    chat: Jid(recipient.clone()),
-                    sender: Jid(own.unwrap_or_default()),
+                    chat: $crate::link::Jid(recipient.clone()),
+                    sender: $crate::link::Jid(own.unwrap_or_default()),
                     from_me: true,
                     push_name: None,
                     kind: if kind == "image" {
-                        MessageKind::Image
+                        $crate::link::MessageKind::Image
                     } else {
-                        MessageKind::Text
+                        $crate::link::MessageKind::Text
                     },
                     text: body.clone(),
                     sent_at: *sent_at,
@@ -265,8 +275,9 @@ macro_rules! add_to_chats {
             ));
         }
         if !messages.is_empty() {
-            let refs: Vec<(DeviceId, &IncomingMessage)> = messages.iter().map(|(d, m)| (*d, m)).collect();
-            insert_messages!($tx, &refs, $now);
+            let refs: Vec<($crate::types::DeviceId, &$crate::link::IncomingMessage)> =
+                messages.iter().map(|(d, m)| (*d, m)).collect();
+            $crate::db::chats::insert_messages!($tx, &refs, $now);
         }
         // A receipt that came before the message was in its chat: the message takes its status.
         for (_, device, _, _, _, status, wa_id, _) in rows.iter().filter(|r| r.5 != "sent") {
@@ -279,4 +290,4 @@ macro_rules! add_to_chats {
         }
     }};
 }
-use add_to_chats;
+pub(crate) use add_to_chats;

@@ -8,7 +8,7 @@
 //! receipts for it still resolve it; one with no trace after a bounded wait fails with that reason
 //! rather than being sent twice.
 
-mod holder;
+pub(crate) mod holder;
 
 use crate::link::Jid;
 use crate::types::{DeviceId, Timestamp, UserId};
