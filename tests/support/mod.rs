@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use wafleet_core::Db;
+use wafleet_core::keys::KeyRing;
 use wafleet_core::db::{Desired, NewUserRole};
 use wafleet_core::types::{DeviceId, Email, PhoneNumber, Timestamp};
 use wafleet_sim::{ControlClient, SimLink};
@@ -39,18 +40,20 @@ pub async fn device_wanting_a_session(db: &Db, name: &str, phone: &str) -> Devic
 }
 
 /// `count` devices the simulator knows as linked: each number is provisioned in the simulator
-/// (no pairing) and its credentials stored, so a worker opens the session as after a restart.
+/// (no pairing) and its credentials stored sealed with `keys`, so a worker given that key opens
+/// the session as after a restart.
 /// `owner(i)` names the owner of the i-th device (see [`device_of`]).
 pub async fn link_simulated_devices(
     db: &Db,
     control: &ControlClient,
     ws_url: &str,
     count: usize,
+    keys: &KeyRing,
     owner: impl Fn(usize) -> String,
 ) -> Vec<DeviceId> {
     let phones: Vec<String> = (0..count).map(|i| format!("+6012{:07}", 1_000_000 + i)).collect();
     let provisioned = control.provision(phones).await.unwrap();
-    let link = SimLink::new(ws_url.to_owned(), db.clone());
+    let link = SimLink::new(ws_url.to_owned(), db.clone(), keys.clone());
     let mut devices = Vec::with_capacity(count);
     for (i, account) in provisioned.iter().enumerate() {
         let device = device_of(db, &owner(i), &format!("d{i}"), &account.phone).await;
@@ -159,6 +162,7 @@ pub fn spawn_worker(id: &str, settings: &wafleet_core::Settings, simulator_url: 
         .env("SIMULATOR_URL", simulator_url)
         .env("LEASE_TTL_SECS", lease_ttl_secs.to_string())
         .env("WORKER_ID", id)
+        .env("WA_KEYS_SECRET", settings.wa_keys_secret.as_ref().unwrap().expose())
         .env("PORT", "0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

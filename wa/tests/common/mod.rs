@@ -23,7 +23,7 @@ pub async fn devices(backend: Backend, n: usize) -> (TestDb, UserId, Vec<WaStore
             .create_device(user.id, &format!("phone {i}"), None)
             .await
             .expect("device");
-        stores.push(WaStore::new(test.db.clone(), device.id));
+        stores.push(WaStore::new(test.db.clone(), test.keys.clone(), device.id));
     }
     (test, user.id, stores)
 }

@@ -43,6 +43,7 @@ impl World {
     pub fn link(&self) -> WaLink {
         WaLink::with_config(
             self.test.db.clone(),
+            self.test.keys.clone(),
             WaLinkConfig {
                 server_url: Some(self.net.url()),
                 connect_timeout: Duration::from_secs(5),
