@@ -292,6 +292,78 @@ pub async fn sweep(
     Ok(report)
 }
 
+/// Rewrites every sealed value of `columns` in plain text, as releases before encryption stored
+/// them: for tests of the migration from such a database. Returns how many rows it rewrote.
+#[cfg(feature = "testing")]
+pub async fn unseal_all(db: &Db, ring: &KeyRing, columns: &[&SealedColumn]) -> crate::Result<u64> {
+    let mut rewritten = 0;
+    for column in columns {
+        // No sealed value starts with zeros, so this selects them all.
+        let nothing = match column.form {
+            Form::Binary => vec![0u8; super::envelope::HEADER_LEN],
+            Form::Text => vec![b'0'; 14],
+        };
+        let sql = Statements::new(column, nothing.len(), 500);
+        let mut last: Option<Found> = None;
+        loop {
+            let batch = fetch(db, column, &sql, &nothing, last.as_ref()).await?;
+            let Some(tail) = batch.last() else { break };
+            let mut updates = Vec::with_capacity(batch.len());
+            for found in &batch {
+                let key: Vec<RowKey<'_>> = found.key.iter().map(KeyValue::as_row_key).collect();
+                let cell = column.cell(found.device, &key);
+                let plain = match &found.value {
+                    Value::Bytes(b) => Value::Bytes(ring.open(&cell, b).map_err(|e| anyhow::anyhow!("{e}"))?),
+                    Value::Text(t) => Value::Text(ring.open_text(&cell, t).map_err(|e| anyhow::anyhow!("{e}"))?),
+                };
+                updates.push((found, plain));
+            }
+            rewritten += write(db, &sql, &updates).await?;
+            last = Some(Found {
+                device: tail.device,
+                key: tail.key.clone(),
+                value: tail.value.clone(),
+            });
+        }
+    }
+    Ok(rewritten)
+}
+
+/// The embedded default's upgrade from a database written before encryption: seals every row
+/// before sessions start, then rebuilds the SQLite file (`VACUUM`) and empties its WAL, so no
+/// plain-text copy stays behind in free pages. Nothing else writes yet, so neither blocks anyone;
+/// the one-off cost is in proportion to the database. Does nothing when there is no plain text.
+pub async fn seal_plaintext_before_start(db: &Db, ring: &KeyRing, columns: &[&SealedColumn]) -> anyhow::Result<()> {
+    let Db::Sqlite(pool) = db else { return Ok(()) };
+    if !ring.plaintext_readable() {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let (_trigger, shutdown) = crate::shutdown::channel();
+    let fast = SweepOptions {
+        batch: 500,
+        pause: Duration::ZERO,
+        ..SweepOptions::default()
+    };
+    let report = sweep(db, ring, columns, &fast, &shutdown).await?;
+    anyhow::ensure!(
+        report.complete,
+        "{} rows written before encryption cannot be read; see the warnings above",
+        report.unreadable
+    );
+    sqlx::query("VACUUM").execute(pool).await.context("compacting the database file")?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(pool)
+        .await
+        .context("emptying the write-ahead log")?;
+    tracing::info!(
+        rows = report.moved,
+        took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "sealed the WhatsApp keys written before encryption and rebuilt the database file without them"
+    );
+    Ok(())
+}
+
 /// Whether any row of `columns` is not under the current key.
 async fn any_behind(db: &Db, ring: &KeyRing, columns: &[&SealedColumn]) -> crate::Result<bool> {
     for column in columns {
