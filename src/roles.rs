@@ -39,6 +39,9 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
              set REDIS_URL=redis://host:6379"
         );
     }
+    if matches!(role, Role::Serve { .. } | Role::Worker) {
+        wafleet_core::keys::source::require_for_scale_out(&settings)?;
+    }
     let db = Db::connect(&settings).await?;
     db.migrate().await?;
     if matches!(role, Role::Migrate) {
@@ -53,7 +56,10 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
     // The roles that hold sessions read and write key material: they need the key (checked
     // against the database before anything else starts) and carry the re-encryption sweep.
     let keys = if matches!(role, Role::Serve { .. } | Role::Worker) {
-        Some(wafleet_core::keys::registry::load(&settings, &db, &crate::keys::sealed_columns()).await?)
+        let columns = crate::keys::sealed_columns();
+        let keys = wafleet_core::keys::registry::load(&settings, &db, &columns).await?;
+        reseal::seal_plaintext_before_start(&db, &keys, &columns).await?;
+        Some(keys)
     } else {
         None
     };

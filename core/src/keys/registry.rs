@@ -50,12 +50,7 @@ pub async fn registered(db: &Db) -> crate::Result<Vec<RegisteredKey>> {
 pub async fn load(settings: &Settings, db: &Db, columns: &[&SealedColumn]) -> anyhow::Result<KeyRing> {
     let ring = match source::configured(settings)? {
         Some(ring) => ring,
-        None if matches!(db, Db::Postgres(_)) => bail!(
-            "WA_KEYS_SECRET is not set: with PostgreSQL every process that holds WhatsApp sessions needs \
-             the key that encrypts their keys in the database. Generate one once with `wafleet keys generate`, \
-             keep it in your secret store, and give the same value to every worker as WA_KEYS_SECRET \
-             (or a file holding it as WA_KEYS_SECRET_FILE); see docs/operations.md"
-        ),
+        None if matches!(db, Db::Postgres(_)) => bail!("{}", source::MISSING_IN_SCALE_OUT),
         None => embedded_default(settings, db).await?,
     };
     startup(db, &ring, columns).await?;

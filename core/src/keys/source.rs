@@ -107,6 +107,22 @@ pub fn configured(settings: &Settings) -> anyhow::Result<Option<KeyRing>> {
     }
 }
 
+/// Refuses PostgreSQL (scale-out) without a configured key, before anything connects: only the
+/// embedded default may generate its own key file, since scale-out processes on many machines
+/// must all share one key.
+pub fn require_for_scale_out(settings: &Settings) -> anyhow::Result<()> {
+    if matches!(settings.database()?, crate::config::DatabaseTarget::Postgres(_)) && configured(settings)?.is_none() {
+        bail!("{MISSING_IN_SCALE_OUT}");
+    }
+    Ok(())
+}
+
+/// The error of a session-holding process on PostgreSQL without a key.
+pub(crate) const MISSING_IN_SCALE_OUT: &str = "WA_KEYS_SECRET is not set: with PostgreSQL every process that holds \
+WhatsApp sessions needs the key that encrypts their keys in the database. Generate one once with `wafleet keys \
+generate`, keep it in your secret store, and give the same value to every worker as WA_KEYS_SECRET (or a file \
+holding it as WA_KEYS_SECRET_FILE); see docs/operations.md";
+
 /// The key file of the embedded default: `<DATA_DIR>/wa-keys.secret`.
 pub fn default_file(settings: &Settings) -> PathBuf {
     settings.data_dir.join(DEFAULT_FILE_NAME)
