@@ -54,7 +54,11 @@ pub async fn run(command: KeysCommand, settings: &Settings, db: &Db) -> anyhow::
                 report.moved,
                 ring.current_id(),
                 report.unreadable,
-                if report.complete { "every row is under the current key" } else { "rows remain on other keys" }
+                if report.complete {
+                    "every row is under the current key"
+                } else {
+                    "rows remain on other keys"
+                }
             );
             if !report.complete {
                 anyhow::bail!("the sweep did not finish: see the warnings above and `wafleet keys status`");
@@ -81,7 +85,11 @@ async fn status(settings: &Settings, db: &Db, columns: &[&SealedColumn]) -> anyh
         let rows = census.by_key.get(&key.id).copied().unwrap_or(0);
         println!("{:<10} {config:<10} {rows:>10}  {state}", key.id.to_string());
     }
-    for (id, rows) in census.by_key.iter().filter(|(id, _)| !registered.iter().any(|k| k.id == **id)) {
+    for (id, rows) in census
+        .by_key
+        .iter()
+        .filter(|(id, _)| !registered.iter().any(|k| k.id == **id))
+    {
         println!("{:<10} {:<10} {rows:>10}  not registered", id.to_string(), "-");
     }
     println!("{:<10} {:<10} {:>10}", "plain text", "", census.plaintext);

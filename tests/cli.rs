@@ -170,7 +170,10 @@ fn start_and_stop(dir: &Path, env: &[(&str, &str)]) {
         assert!(child.try_wait().unwrap().is_none(), "wafleet exited early");
         std::thread::sleep(Duration::from_millis(100));
     }
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let status = wait_for_exit(&mut child, Duration::from_secs(15)).expect("exits after SIGTERM");
     assert!(status.success(), "{status:?}");
 }

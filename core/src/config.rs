@@ -210,7 +210,13 @@ pub struct Settings {
     /// keys, link credentials) in the database: 32 random bytes in base64, from `wafleet keys
     /// generate`. Required by `worker` and `serve` with PostgreSQL. Unset with SQLite: the key
     /// file `<data_dir>/wa-keys.secret`, created on first start (back it up apart from the database).
-    #[arg(long, env = "WA_KEYS_SECRET", global = true, hide_env_values = true, value_name = "BASE64")]
+    #[arg(
+        long,
+        env = "WA_KEYS_SECRET",
+        global = true,
+        hide_env_values = true,
+        value_name = "BASE64"
+    )]
     pub wa_keys_secret: Option<Secret>,
 
     /// A file holding `WA_KEYS_SECRET` (e.g. a mounted secret), instead of the value itself.
@@ -219,7 +225,13 @@ pub struct Settings {
 
     /// During a key rotation, the old secret: rows sealed with it are still read, and moved to
     /// `WA_KEYS_SECRET` in the background. Remove it once `wafleet keys status` shows no row on it.
-    #[arg(long, env = "WA_KEYS_SECRET_PREVIOUS", global = true, hide_env_values = true, value_name = "BASE64")]
+    #[arg(
+        long,
+        env = "WA_KEYS_SECRET_PREVIOUS",
+        global = true,
+        hide_env_values = true,
+        value_name = "BASE64"
+    )]
     pub wa_keys_secret_previous: Option<Secret>,
 
     /// A file holding `WA_KEYS_SECRET_PREVIOUS`, instead of the value itself.

@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use wafleet_core::Db;
-use wafleet_core::keys::KeyRing;
 use wafleet_core::db::{Desired, NewUserRole};
+use wafleet_core::keys::KeyRing;
 use wafleet_core::types::{DeviceId, Email, PhoneNumber, Timestamp};
 use wafleet_sim::{ControlClient, SimLink};
 

@@ -8,8 +8,7 @@ use crate::{Db, Result};
 use super::on_db;
 
 /// `link_credentials.data`, bound to its device and link name.
-pub const LINK_CREDENTIALS: SealedColumn =
-    SealedColumn::text("link_credentials", "data", &[KeyColumn::text("link")]);
+pub const LINK_CREDENTIALS: SealedColumn = SealedColumn::text("link_credentials", "data", &[KeyColumn::text("link")]);
 
 impl Db {
     /// The credentials `link` stored for `device`, if any.

@@ -99,7 +99,13 @@ impl SealKey {
         let aad = [aad, &self.header()].concat();
         let ciphertext = self
             .cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
             .expect("XChaCha20-Poly1305 encrypts any length wafleet stores");
         let mut body = Vec::with_capacity(NONCE_LEN + ciphertext.len());
         body.extend_from_slice(&nonce);
@@ -115,7 +121,13 @@ impl SealKey {
         let (nonce, ciphertext) = body.split_at(NONCE_LEN);
         let aad = [aad, &self.header()].concat();
         self.cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| SealError::Unauthentic(self.id))
     }
 
@@ -148,7 +160,10 @@ fn header(id: KeyId) -> [u8; HEADER_LEN] {
 /// What a stored value is.
 pub(crate) enum Stored<'a> {
     /// Sealed with key `id`; `body` is nonce and ciphertext.
-    Sealed { id: KeyId, body: std::borrow::Cow<'a, [u8]> },
+    Sealed {
+        id: KeyId,
+        body: std::borrow::Cow<'a, [u8]>,
+    },
     /// Written in plain text (before encryption was introduced).
     Plain(&'a [u8]),
 }
@@ -202,7 +217,9 @@ mod tests {
         let key = SealKey::from_secret(&[7; 32]);
         let sealed = key.seal(b"row", b"secret bytes");
         assert_eq!(sealed.len(), HEADER_LEN + NONCE_LEN + 12 + TAG_LEN);
-        let Stored::Sealed { id, body } = parse(&sealed).unwrap() else { panic!("sealed") };
+        let Stored::Sealed { id, body } = parse(&sealed).unwrap() else {
+            panic!("sealed")
+        };
         assert_eq!(id, key.id);
         assert_eq!(key.open(b"row", &body).unwrap(), b"secret bytes");
         assert!(matches!(key.open(b"other row", &body), Err(SealError::Unauthentic(_))));
@@ -210,7 +227,9 @@ mod tests {
         let text = key.seal_text(b"row", b"{\"token\":1}");
         assert!(text.starts_with(&key.text_header()));
         assert_eq!(key.text_header().len(), 14, "wfk1: and 8 hex digits and :");
-        let Stored::Sealed { body, .. } = parse_text(&text).unwrap() else { panic!("sealed") };
+        let Stored::Sealed { body, .. } = parse_text(&text).unwrap() else {
+            panic!("sealed")
+        };
         assert_eq!(key.open(b"row", &body).unwrap(), b"{\"token\":1}");
     }
 
@@ -222,7 +241,9 @@ mod tests {
         assert!(matches!(parse(&sealed), Err(SealError::UnsupportedVersion(2))));
         let mut sealed = key.seal(b"row", b"secret");
         sealed[HEADER_LEN] ^= 1;
-        let Stored::Sealed { body, .. } = parse(&sealed).unwrap() else { panic!("sealed") };
+        let Stored::Sealed { body, .. } = parse(&sealed).unwrap() else {
+            panic!("sealed")
+        };
         assert!(key.open(b"row", &body).is_err());
     }
 
@@ -231,7 +252,10 @@ mod tests {
         assert!(matches!(parse(b"\x0a\x20protobuf"), Ok(Stored::Plain(_))));
         assert!(matches!(parse(b""), Ok(Stored::Plain(_))));
         assert!(matches!(parse_text("{\"token\":\"x\"}"), Ok(Stored::Plain(_))));
-        assert!(matches!(parse_text("wfk9:00000000:AAAA"), Err(SealError::UnsupportedVersion(9))));
+        assert!(matches!(
+            parse_text("wfk9:00000000:AAAA"),
+            Err(SealError::UnsupportedVersion(9))
+        ));
         assert!(matches!(parse(&MAGIC), Err(SealError::Malformed)));
     }
 

@@ -172,7 +172,8 @@ impl KeyRing {
     /// A known plaintext sealed with key `id`, stored per key so that start-up can tell a wrong
     /// key from a right one before touching any row.
     pub(crate) fn check_value(&self, id: KeyId) -> Option<Vec<u8>> {
-        self.key(id).map(|k| k.seal(&registry::check_aad(id), registry::CHECK_PLAINTEXT))
+        self.key(id)
+            .map(|k| k.seal(&registry::check_aad(id), registry::CHECK_PLAINTEXT))
     }
 
     /// Whether `check` is the check value of key `id` of this ring.
@@ -221,9 +222,14 @@ mod tests {
         let written_before = before.seal_text(&cell, "{\"token\":\"t\"}");
         assert_eq!(during.open_text(&cell, &written_before).unwrap(), "{\"token\":\"t\"}");
         let written_during = during.seal_text(&cell, "x");
-        assert!(matches!(before.open_text(&cell, &written_during), Err(SealError::UnknownKey(id)) if id == during.current_id()));
+        assert!(
+            matches!(before.open_text(&cell, &written_during), Err(SealError::UnknownKey(id)) if id == during.current_id())
+        );
         let after = KeyRing::new(&new, None);
-        assert!(matches!(after.open_text(&cell, &written_before), Err(SealError::UnknownKey(_))));
+        assert!(matches!(
+            after.open_text(&cell, &written_before),
+            Err(SealError::UnknownKey(_))
+        ));
     }
 
     #[test]

@@ -112,7 +112,9 @@ pub async fn startup(db: &Db, ring: &KeyRing, columns: &[&SealedColumn]) -> anyh
         }
     }
     let now = Timestamp::now().millis();
-    let check_value = ring.check_value(ring.current_id()).expect("the current key is in the ring");
+    let check_value = ring
+        .check_value(ring.current_id())
+        .expect("the current key is in the ring");
     on_db!(db, pool => sqlx::query(
         "INSERT INTO seal_keys (key_id, check_value, added_at) VALUES ($1, $2, $3) \
          ON CONFLICT (key_id) DO UPDATE SET retired_at = NULL")

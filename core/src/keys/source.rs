@@ -42,7 +42,9 @@ pub fn parse_secret(text: &str, what: &str) -> anyhow::Result<SecretBytes> {
             .decode(text)
             .or_else(|_| STANDARD_NO_PAD.decode(text))
             .map_err(|_| {
-                anyhow::anyhow!("{what} is not base64: give 32 random bytes in base64, e.g. from `wafleet keys generate`")
+                anyhow::anyhow!(
+                    "{what} is not base64: give 32 random bytes in base64, e.g. from `wafleet keys generate`"
+                )
             })?,
     );
     let secret: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
@@ -91,7 +93,11 @@ fn one_of(secret: &Option<Secret>, file: &Option<PathBuf>, name: &str) -> anyhow
 /// The ring the settings give, or `None` when neither `WA_KEYS_SECRET` nor
 /// `WA_KEYS_SECRET_FILE` is set.
 pub fn configured(settings: &Settings) -> anyhow::Result<Option<KeyRing>> {
-    let current = one_of(&settings.wa_keys_secret, &settings.wa_keys_secret_file, "WA_KEYS_SECRET")?;
+    let current = one_of(
+        &settings.wa_keys_secret,
+        &settings.wa_keys_secret_file,
+        "WA_KEYS_SECRET",
+    )?;
     let previous = one_of(
         &settings.wa_keys_secret_previous,
         &settings.wa_keys_secret_previous_file,

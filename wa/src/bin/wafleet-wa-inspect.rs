@@ -10,8 +10,8 @@
 
 use anyhow::{Context, bail};
 use wa_rs_core::store::traits::{DeviceStore, SignalStore};
-use wafleet_core::types::DeviceId;
 use wafleet_core::keys::KeyRing;
+use wafleet_core::types::DeviceId;
 use wafleet_core::{Db, Settings};
 use wafleet_wa::WaStore;
 

@@ -24,8 +24,7 @@ pub const PREKEY: SealedColumn = SealedColumn::binary("wa_prekeys", "record", &[
 pub const SIGNED_PREKEY: SealedColumn =
     SealedColumn::binary("wa_signed_prekeys", "record", &[KeyColumn::int("key_id")]);
 /// `wa_sender_keys.record`.
-pub const SENDER_KEY: SealedColumn =
-    SealedColumn::binary("wa_sender_keys", "record", &[KeyColumn::text("address")]);
+pub const SENDER_KEY: SealedColumn = SealedColumn::binary("wa_sender_keys", "record", &[KeyColumn::text("address")]);
 /// `wa_app_state_keys.key_data`.
 pub const APP_STATE_KEY: SealedColumn =
     SealedColumn::binary("wa_app_state_keys", "key_data", &[KeyColumn::bytes("key_id")]);

@@ -23,7 +23,13 @@ impl Dump {
 
 /// What a backup of `test`'s database holds.
 pub async fn dump(test: &TestDb) -> Dump {
-    let url = test.settings.database_url.as_ref().expect("a database URL").expose().to_owned();
+    let url = test
+        .settings
+        .database_url
+        .as_ref()
+        .expect("a database URL")
+        .expose()
+        .to_owned();
     match &test.db {
         Db::Sqlite(pool) => {
             let path = url.strip_prefix("sqlite://").expect("an SQLite URL");

@@ -36,14 +36,31 @@ async fn secrets(world: &World, keys: &KeyRing) -> Vec<(String, Vec<u8>)> {
     let store = WaStore::new(world.test.db.clone(), keys.clone(), world.store.device());
     let device = store.load().await.unwrap().expect("the device is stored");
     let mut secrets = vec![
-        ("identity private key".into(), device.identity_key.private_key.serialize().to_vec()),
-        ("Noise private key".into(), device.noise_key.private_key.serialize().to_vec()),
-        ("signed pre-key private key".into(), device.signed_pre_key.private_key.serialize().to_vec()),
+        (
+            "identity private key".into(),
+            device.identity_key.private_key.serialize().to_vec(),
+        ),
+        (
+            "Noise private key".into(),
+            device.noise_key.private_key.serialize().to_vec(),
+        ),
+        (
+            "signed pre-key private key".into(),
+            device.signed_pre_key.private_key.serialize().to_vec(),
+        ),
         ("adv secret".into(), device.adv_secret_key.to_vec()),
     ];
     let addresses: Vec<String> = match &world.test.db {
-        wafleet_core::Db::Sqlite(pool) => sqlx::query_scalar("SELECT address FROM wa_sessions").fetch_all(pool).await,
-        wafleet_core::Db::Postgres(pool) => sqlx::query_scalar("SELECT address FROM wa_sessions").fetch_all(pool).await,
+        wafleet_core::Db::Sqlite(pool) => {
+            sqlx::query_scalar("SELECT address FROM wa_sessions")
+                .fetch_all(pool)
+                .await
+        }
+        wafleet_core::Db::Postgres(pool) => {
+            sqlx::query_scalar("SELECT address FROM wa_sessions")
+                .fetch_all(pool)
+                .await
+        }
     }
     .unwrap();
     assert!(!addresses.is_empty(), "a Signal session with the contact is stored");
@@ -80,7 +97,11 @@ async fn talk(
     })
     .await;
     let reply_text = format!("back {round}");
-    let reply = world.net.send_text(contact, me, &reply_text).await.expect("the contact replies");
+    let reply = world
+        .net
+        .send_text(contact, me, &reply_text)
+        .await
+        .expect("the contact replies");
     loop {
         if let LinkEvent::Message { message, ack } = next(events, &format!("reply {round}")).await {
             ack.done();
@@ -105,7 +126,9 @@ pub async fn dump_holds_no_key_material(backend: Backend) {
     let world = World::new(backend).await;
     let people = ("60123000041", "60198700041");
     world.net.add_account(people.1);
-    registry::startup(&world.test.db, &world.test.keys, &columns()).await.unwrap();
+    registry::startup(&world.test.db, &world.test.keys, &columns())
+        .await
+        .unwrap();
     let (session, mut events) = world.pair_by_qr(people.0).await;
     talk(&world, session.as_ref(), &mut events, people, "1").await;
     session.close().await;
@@ -153,9 +176,16 @@ pub async fn rotation_reseals_while_the_session_talks(backend: Backend) {
 
     let census = reseal::census(&db, &columns).await.unwrap();
     assert_eq!(census.plaintext, 0);
-    assert_eq!(census.by_key.keys().copied().collect::<Vec<_>>(), vec![rotating.current_id()]);
+    assert_eq!(
+        census.by_key.keys().copied().collect::<Vec<_>>(),
+        vec![rotating.current_id()]
+    );
     let registered = registry::registered(&db).await.unwrap();
-    assert!(registered.iter().any(|k| k.id == old.current_id() && k.retired_at.is_some()));
+    assert!(
+        registered
+            .iter()
+            .any(|k| k.id == old.current_id() && k.retired_at.is_some())
+    );
     talk(&world, session.as_ref(), &mut events, people, "after").await;
     session.close().await;
     eventually("the rotating session is gone", || world.net.logged_in().is_empty()).await;
@@ -166,17 +196,27 @@ pub async fn rotation_reseals_while_the_session_talks(backend: Backend) {
     talk(&world, session.as_ref(), &mut events, people, "new key alone").await;
     session.close().await;
     let moved = WaStore::new(db.clone(), new_only.clone(), other);
-    assert_eq!(moved.get_session("contact.0").await.unwrap(), Some(b"a session record".to_vec()));
+    assert_eq!(
+        moved.get_session("contact.0").await.unwrap(),
+        Some(b"a session record".to_vec())
+    );
 
     let err = registry::startup(&db, &old, &columns).await.unwrap_err().to_string();
     assert!(err.contains("wrong WA_KEYS_SECRET"), "{err}");
-    assert!(err.contains(&rotating.current_id().to_string()), "names the key in use: {err}");
+    assert!(
+        err.contains(&rotating.current_id().to_string()),
+        "names the key in use: {err}"
+    );
 }
 
 /// A second device of another user, with a Signal session stored under `keys`.
 async fn second_device(test: &TestDb, keys: &KeyRing) -> wafleet_core::types::DeviceId {
     let email = Email::parse("second@example.com").unwrap();
-    let user = test.db.create_user(&email, "hash", NewUserRole::FirstBecomesAdmin).await.unwrap();
+    let user = test
+        .db
+        .create_user(&email, "hash", NewUserRole::FirstBecomesAdmin)
+        .await
+        .unwrap();
     let device = test.db.create_device(user.id, "second", None).await.unwrap().id;
     let store = WaStore::new(test.db.clone(), keys.clone(), device);
     store.create().await.unwrap();
@@ -214,7 +254,9 @@ pub async fn plaintext_database_is_sealed_and_keeps_working(backend: Backend) {
     let session = match &db {
         // The embedded default seals everything before sessions start, and rebuilds the file.
         wafleet_core::Db::Sqlite(_) => {
-            reseal::seal_plaintext_before_start(&db, &upgraded, &columns).await.unwrap();
+            reseal::seal_plaintext_before_start(&db, &upgraded, &columns)
+                .await
+                .unwrap();
             assert!(!upgraded.plaintext_readable());
             let (session, events) = connect(&world, &upgraded).await;
             (session, events)
