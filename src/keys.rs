@@ -93,15 +93,14 @@ async fn status(settings: &Settings, db: &Db, columns: &[&SealedColumn]) -> anyh
         println!("{:<10} {:<10} {rows:>10}  not registered", id.to_string(), "-");
     }
     println!("{:<10} {:<10} {:>10}", "plain text", "", census.plaintext);
-    let behind = census.plaintext
-        + census
+    if let Some(ring) = &ring {
+        let elsewhere: u64 = census
             .by_key
             .iter()
-            .filter(|(id, _)| ring.as_ref().is_none_or(|r| r.current_id() != **id))
-            .map(|(_, n)| n)
-            .sum::<u64>();
-    if ring.is_some() {
-        println!("rows not under the current key: {behind}");
+            .filter(|(id, _)| **id != ring.current_id())
+            .map(|(_, rows)| rows)
+            .sum();
+        println!("rows not yet under the current key: {}", elsewhere + census.plaintext);
     }
     Ok(())
 }

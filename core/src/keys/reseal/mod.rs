@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::{Form, KeyRing, RowKey, SealedColumn, registry};
+use super::{Form, KeyRing, SealedColumn, registry};
 use crate::Db;
 use crate::db::on_db;
 use crate::shutdown::Shutdown;
@@ -51,7 +51,7 @@ mod rows;
 mod tests;
 
 pub use census::{Census, census};
-use rows::{Found, KeyValue, Statements, Value, fetch, reseal, write};
+use rows::{Found, Statements, Value, fetch, reseal, write};
 
 /// Pacing of the sweep.
 #[derive(Clone, Debug)]
@@ -181,7 +181,7 @@ pub async fn unseal_all(db: &Db, ring: &KeyRing, columns: &[&SealedColumn]) -> c
             let Some(tail) = batch.last() else { break };
             let mut updates = Vec::with_capacity(batch.len());
             for found in &batch {
-                let key: Vec<RowKey<'_>> = found.key.iter().map(KeyValue::as_row_key).collect();
+                let key: Vec<super::RowKey<'_>> = found.key.iter().map(rows::KeyValue::as_row_key).collect();
                 let cell = column.cell(found.device, &key);
                 let plain = match &found.value {
                     Value::Bytes(b) => Value::Bytes(ring.open(&cell, b).map_err(|e| anyhow::anyhow!("{e}"))?),
