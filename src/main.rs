@@ -1,6 +1,7 @@
 //! `wafleet`: one binary, several roles. See `wafleet --help`.
 
 mod demo;
+mod keys;
 mod roles;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,9 @@ enum Role {
     Scheduler,
     /// Apply database migrations and exit.
     Migrate,
+    /// The key that encrypts WhatsApp key material in the database: generate, status, reseal.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// The WhatsApp network simulator, for tests, benchmarks and demos (never real WhatsApp).
     Sim(wafleet_sim::SimConfig),
 }

@@ -6,6 +6,8 @@ use anyhow::Context;
 use wafleet_api::AppState;
 use wafleet_core::cache::{Invalidations, ReadCache};
 use wafleet_core::config::LinkChoice;
+use wafleet_core::keys::KeyRing;
+use wafleet_core::keys::reseal::{self, SweepOptions};
 use wafleet_core::link::Link;
 use wafleet_core::queue::Queues;
 use wafleet_core::{Db, Settings, shutdown};
@@ -22,9 +24,13 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
     if let Role::Sim(config) = role {
         return wafleet_sim::run(config, shutdown).await;
     }
+    if let Role::Keys(crate::keys::KeysCommand::Generate) = role {
+        crate::keys::generate();
+        return Ok(());
+    }
 
     // Checked before touching the database, so a misconfigured process changes nothing.
-    if !matches!(role, Role::Migrate)
+    if !matches!(role, Role::Migrate | Role::Keys(_))
         && settings.redis_url.is_none()
         && matches!(settings.database()?, wafleet_core::config::DatabaseTarget::Postgres(_))
     {
@@ -33,12 +39,30 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
              set REDIS_URL=redis://host:6379"
         );
     }
+    if matches!(role, Role::Serve { .. } | Role::Worker) {
+        wafleet_core::keys::source::require_for_scale_out(&settings)?;
+    }
     let db = Db::connect(&settings).await?;
     db.migrate().await?;
     if matches!(role, Role::Migrate) {
         tracing::info!(backend = db.backend_name(), "migrations applied");
         return Ok(());
     }
+    if let Role::Keys(command) = role {
+        let result = crate::keys::run(command, &settings, &db).await;
+        db.close().await;
+        return result;
+    }
+    // The roles that hold sessions read and write key material: they need the key (checked
+    // against the database before anything else starts) and carry the re-encryption sweep.
+    let keys = if matches!(role, Role::Serve { .. } | Role::Worker) {
+        let columns = crate::keys::sealed_columns();
+        let keys = wafleet_core::keys::registry::load(&settings, &db, &columns).await?;
+        reseal::seal_plaintext_before_start(&db, &keys, &columns).await?;
+        Some(keys)
+    } else {
+        None
+    };
     wafleet_core::accounts::ensure_admin(&db, &settings).await?;
     let queues = Queues::connect(&settings, &db).await?;
 
@@ -65,21 +89,35 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         });
     }
+    if let Some(keys) = keys.clone() {
+        let sweep = reseal::run(
+            db.clone(),
+            keys,
+            crate::keys::sealed_columns(),
+            SweepOptions::default(),
+            shutdown.clone(),
+        );
+        tasks.spawn(async move {
+            sweep.await;
+            Ok(())
+        });
+    }
     // Kept alive for the life of the process in demo mode.
     let mut _simulator = None;
     match role {
         Role::Serve { demo } => {
+            let keys = keys.expect("serve loads the keys");
             let mut state = AppState::new(db.clone(), settings.clone())
                 .with_queues(queues.clone())
                 .with_cache(cache, invalidations.clone());
             let link: Arc<dyn Link> = if demo {
                 let handle = demo::start().await?;
                 state = state.with_demo(demo::DemoPhones::new(&handle));
-                let link = Arc::new(wafleet_sim::SimLink::new(handle.ws_url(), db.clone()));
+                let link = Arc::new(wafleet_sim::SimLink::new(handle.ws_url(), db.clone(), keys.clone()));
                 _simulator = Some(handle);
                 link
             } else {
-                link_for(&settings, &db)
+                link_for(&settings, &db, &keys)
             };
             let listener = wafleet_api::bind(&settings).await?;
             tracing::info!(url = %format!("http://{}", listener.local_addr()?), demo, "wafleet is running (all roles, embedded)");
@@ -109,7 +147,7 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
             let options = WorkerOptions::from_settings(&settings);
             tasks.spawn(wafleet_workers::run(
                 db.clone(),
-                link_for(&settings, &db),
+                link_for(&settings, &db, &keys.expect("a worker loads the keys")),
                 queues,
                 invalidations,
                 options,
@@ -120,7 +158,7 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
             tasks.spawn(probes(db.clone(), settings.clone(), shutdown.clone()));
             tasks.spawn(wafleet_scheduler::run(db.clone(), scheduler_context, shutdown.clone()));
         }
-        Role::Migrate | Role::Sim(_) => unreachable!("handled above"),
+        Role::Migrate | Role::Sim(_) | Role::Keys(_) => unreachable!("handled above"),
     }
     // Tasks end at shutdown; if one fails first, the others are told to stop and its error is returned.
     let mut result = Ok(());
@@ -139,7 +177,7 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
 }
 
 /// The link the settings choose for workers.
-fn link_for(settings: &Settings, db: &Db) -> Arc<dyn Link> {
+fn link_for(settings: &Settings, db: &Db, keys: &KeyRing) -> Arc<dyn Link> {
     match settings.whatsapp_link {
         LinkChoice::Whatsapp => {
             let config = wafleet_wa::WaLinkConfig {
@@ -147,11 +185,15 @@ fn link_for(settings: &Settings, db: &Db) -> Arc<dyn Link> {
                 app_version: settings.wa_app_version.map(|v| (v.0, v.1, v.2)),
                 ..Default::default()
             };
-            Arc::new(wafleet_wa::WaLink::with_config(db.clone(), config))
+            Arc::new(wafleet_wa::WaLink::with_config(db.clone(), keys.clone(), config))
         }
         LinkChoice::Simulator => {
             tracing::warn!(url = %settings.simulator_url, "workers connect to the network SIMULATOR, not to WhatsApp");
-            Arc::new(wafleet_sim::SimLink::new(settings.simulator_url.clone(), db.clone()))
+            Arc::new(wafleet_sim::SimLink::new(
+                settings.simulator_url.clone(),
+                db.clone(),
+                keys.clone(),
+            ))
         }
     }
 }

@@ -117,7 +117,8 @@ fn misconfiguration_gets_one_clear_line_and_a_failing_exit() {
     assert_fails_with(
         run(wafleet(dir.path())
             .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
-            .env("REDIS_URL", "redis://127.0.0.1:6379")),
+            .env("REDIS_URL", "redis://127.0.0.1:6379")
+            .env("WA_KEYS_SECRET", format!("{}=", "A".repeat(43)))),
         "cannot connect to PostgreSQL at DATABASE_URL",
     );
     assert_fails_with(
@@ -141,6 +142,81 @@ fn misconfiguration_gets_one_clear_line_and_a_failing_exit() {
             .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")),
         "REDIS_URL is not set",
     );
+    assert_fails_with(
+        run(wafleet(dir.path())
+            .arg("worker")
+            .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+            .env("REDIS_URL", "redis://127.0.0.1:1")),
+        "WA_KEYS_SECRET is not set: with PostgreSQL every process that holds WhatsApp sessions needs",
+    );
+    assert_fails_with(
+        run(wafleet(dir.path()).env("WA_KEYS_SECRET", "c2hvcnQ=")),
+        "WA_KEYS_SECRET holds 5 bytes, not 32",
+    );
+}
+
+/// Starts `wafleet serve` in `dir` until it answers, then stops it with SIGTERM.
+fn start_and_stop(dir: &Path, env: &[(&str, &str)]) {
+    let port = free_port();
+    let mut child = wafleet(dir)
+        .env("PORT", port.to_string())
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while get(port, "/ready").is_none() {
+        assert!(start.elapsed() < Duration::from_secs(30), "wafleet did not start");
+        assert!(child.try_wait().unwrap().is_none(), "wafleet exited early");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = wait_for_exit(&mut child, Duration::from_secs(15)).expect("exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+}
+
+/// The embedded default makes its own key file (owner-only) beside the database on first start
+/// and keeps using it; another key, or none once the database has one, stops start-up with an
+/// error that says what to set; `wafleet keys status` names the key in use.
+#[test]
+fn embedded_key_file_is_made_once_and_a_wrong_or_missing_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    start_and_stop(dir.path(), &[]);
+    let key_file = dir.path().join("data/wa-keys.secret");
+    let secret = std::fs::read_to_string(&key_file).expect("a key file is made on first start");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "only its owner may read the key file");
+    }
+    start_and_stop(dir.path(), &[]);
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), secret, "the key is kept");
+
+    let generated = run(wafleet(dir.path()).args(["keys", "generate"]));
+    assert!(generated.status.success());
+    let other = String::from_utf8(generated.stdout).unwrap();
+    assert_fails_with(
+        run(wafleet(dir.path()).env("WA_KEYS_SECRET", other.trim())),
+        "wrong WA_KEYS_SECRET: the WhatsApp keys in the database are encrypted with key",
+    );
+    start_and_stop(dir.path(), &[("WA_KEYS_SECRET", secret.trim())]);
+
+    let status = run(wafleet(dir.path()).args(["keys", "status"]));
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(table.contains("in use"), "{table}");
+
+    std::fs::rename(&key_file, dir.path().join("elsewhere.secret")).unwrap();
+    assert_fails_with(
+        run(&mut wafleet(dir.path())),
+        "no WA_KEYS_SECRET or WA_KEYS_SECRET_FILE is set and the key file ./data/wa-keys.secret does not exist",
+    );
+    let elsewhere = dir.path().join("elsewhere.secret");
+    start_and_stop(dir.path(), &[("WA_KEYS_SECRET_FILE", elsewhere.to_str().unwrap())]);
 }
 
 #[test]
@@ -179,10 +255,14 @@ fn help_lists_every_setting() {
         "WORKER_CAPACITY",
         "WORKER_ID",
         "WORKER_WAIT_SECS",
+        "WA_KEYS_SECRET",
+        "WA_KEYS_SECRET_FILE",
+        "WA_KEYS_SECRET_PREVIOUS",
+        "WA_KEYS_SECRET_PREVIOUS_FILE",
     ] {
         assert!(help.contains(var), "--help names {var}");
     }
-    for role in ["serve", "api", "worker", "scheduler", "migrate", "sim"] {
+    for role in ["serve", "api", "worker", "scheduler", "migrate", "sim", "keys"] {
         assert!(help.contains(&format!("  {role} ")), "--help names the {role} role");
     }
 }

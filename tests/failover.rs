@@ -34,7 +34,7 @@ async fn kill_9_and_a_redis_restart_lose_nothing_and_send_nothing_twice() {
     let db = &test.db;
     let sim = wafleet_sim::start(SimConfig::for_tests()).await.unwrap();
     let control = sim.control();
-    let devices = link_simulated_devices(db, &control, &sim.ws_url(), DEVICES, |_| "owner".into()).await;
+    let devices = link_simulated_devices(db, &control, &sim.ws_url(), DEVICES, &test.keys, |_| "owner".into()).await;
     let phones: Vec<String> = (0..DEVICES).map(|i| format!("+6012{:07}", 1_000_000 + i)).collect();
 
     let mut workers: HashMap<&str, support::Worker> = ["w1", "w2", "w3"]

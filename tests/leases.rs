@@ -145,7 +145,7 @@ async fn workers_share_devices_survive_kill_9_and_rebalance() {
     let db = &test.db;
     let sim = wafleet_sim::start(SimConfig::for_tests()).await.unwrap();
     let control = sim.control();
-    link_simulated_devices(db, &control, &sim.ws_url(), DEVICES, |i| format!("d{i}")).await;
+    link_simulated_devices(db, &control, &sim.ws_url(), DEVICES, &test.keys, |i| format!("d{i}")).await;
 
     let mut workers: HashMap<&str, Worker> = ["w1", "w2", "w3"]
         .into_iter()

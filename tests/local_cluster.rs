@@ -39,7 +39,7 @@ fn script() -> PathBuf {
 }
 
 /// `infra/local-cluster --run-dir … <args>`, with only the settings this test chooses.
-fn local_cluster(run_dir: &Path, args: &[&str]) -> Output {
+fn local_cluster(run_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     // Queues of this cluster only, even when other test runs share the Redis database.
     let queue_namespace = format!(
         "wafleet-lc-{}",
@@ -59,6 +59,7 @@ fn local_cluster(run_dir: &Path, args: &[&str]) -> Output {
         .env("DATABASE_MAX_CONNECTIONS", "4")
         .env("RUST_LOG", "info")
         .env("QUEUE_NAMESPACE", &queue_namespace)
+        .envs(env.iter().copied())
         .output()
         .expect("run infra/local-cluster")
 }
@@ -93,7 +94,8 @@ fn free_port_range(len: u16) -> u16 {
 }
 
 impl Cluster {
-    fn start(database_url: &str, redis_url: &str) -> Cluster {
+    /// `keys_secret`: the key the workers open the devices' credentials with.
+    fn start(database_url: &str, redis_url: &str, keys_secret: &str) -> Cluster {
         let run_dir = tempfile::tempdir().unwrap();
         let base_port = free_port_range(SIM_PORT_OFFSET + 1);
         let binary = env!("CARGO_BIN_EXE_wafleet");
@@ -110,7 +112,7 @@ impl Cluster {
             "--sim",
             "start",
         ];
-        let output = local_cluster(run_dir.path(), &args);
+        let output = local_cluster(run_dir.path(), &args, &[("WA_KEYS_SECRET", keys_secret)]);
         let cluster = Cluster {
             run_dir,
             base_port,
@@ -121,7 +123,7 @@ impl Cluster {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        local_cluster(self.run_dir.path(), args)
+        local_cluster(self.run_dir.path(), args, &[])
     }
 
     fn api(&self, i: u16) -> String {
@@ -244,7 +246,8 @@ async fn rolling_restart_of_workers_keeps_every_device_held() {
     let test = TestDb::new(Backend::Postgres).await;
     let db = &test.db;
     let url = test.settings.database_url.as_ref().unwrap().expose().to_owned();
-    let mut cluster = Cluster::start(&url, &redis_url());
+    let secret = test.settings.wa_keys_secret.as_ref().unwrap().expose().to_owned();
+    let mut cluster = Cluster::start(&url, &redis_url(), &secret);
     let control = ControlClient::new(format!("http://127.0.0.1:{}/control", cluster.sim_port()));
 
     // An operator registers through one api process; the first account becomes the administrator.
@@ -259,7 +262,7 @@ async fn rolling_restart_of_workers_keeps_every_device_held() {
     assert_eq!(registered.status(), StatusCode::CREATED);
 
     let ws_url = format!("ws://127.0.0.1:{}/ws", cluster.sim_port());
-    link_simulated_devices(db, &control, &ws_url, DEVICES, |_| "ops".into()).await;
+    link_simulated_devices(db, &control, &ws_url, DEVICES, &test.keys, |_| "ops".into()).await;
     let took = wait_all_held(db, &control, DEVICES, Duration::from_secs(60)).await;
     println!("{DEVICES} devices held and online across 3 worker processes in {took:?}");
 
@@ -292,7 +295,7 @@ async fn rolling_restart_of_workers_keeps_every_device_held() {
     let sampler = tokio::spawn(sample_leases(db.clone(), control.clone(), stop.clone()));
     let run_dir = cluster.run_dir.path().to_owned();
     let started = Instant::now();
-    let restart = tokio::task::spawn_blocking(move || local_cluster(&run_dir, &["restart-workers"]))
+    let restart = tokio::task::spawn_blocking(move || local_cluster(&run_dir, &["restart-workers"], &[]))
         .await
         .unwrap();
     assert_ran("restart-workers", &restart);

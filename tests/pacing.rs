@@ -24,7 +24,7 @@ async fn three_sends(backend: Backend, policy: Pacing) -> Vec<Timestamp> {
     let test = TestDb::new(backend).await;
     let db = test.db.clone();
     let sim = wafleet_sim::start(SimConfig::for_tests()).await.unwrap();
-    let device = link_simulated_devices(&db, &sim.control(), &sim.ws_url(), 1, |_| "pace".into()).await[0];
+    let device = link_simulated_devices(&db, &sim.control(), &sim.ws_url(), 1, &test.keys, |_| "pace".into()).await[0];
     let user = db
         .user_by_email(&Email::parse("pace@example.com").unwrap())
         .await
@@ -53,7 +53,7 @@ async fn three_sends(backend: Backend, policy: Pacing) -> Vec<Timestamp> {
         confirm_wait: Duration::from_secs(60),
         webhooks: wafleet_workers::WebhookOptions::default(),
     };
-    let link = Arc::new(SimLink::new(sim.ws_url(), db.clone()));
+    let link = Arc::new(SimLink::new(sim.ws_url(), db.clone(), test.keys.clone()));
     let worker = tokio::spawn(wafleet_workers::run(
         db.clone(),
         link,

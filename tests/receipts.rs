@@ -28,7 +28,7 @@ fn start_worker(test: &TestDb, queues: &wafleet_core::queue::Queues, sim: &SimHa
     let (trigger, signal) = shutdown::channel();
     let mut options = wafleet_workers::WorkerOptions::from_settings(&test.settings);
     options.id = id.into();
-    let link = Arc::new(SimLink::new(sim.ws_url(), test.db.clone()));
+    let link = Arc::new(SimLink::new(sim.ws_url(), test.db.clone(), test.keys.clone()));
     let task = tokio::spawn(wafleet_workers::run(
         test.db.clone(),
         link,
@@ -73,7 +73,7 @@ async fn a_receipt_during_a_hand_over_is_not_lost(backend: Backend) {
     .await
     .unwrap();
     let control = sim.control();
-    let device = link_simulated_devices(db, &control, &sim.ws_url(), 1, |_| "owner".into()).await[0];
+    let device = link_simulated_devices(db, &control, &sim.ws_url(), 1, &test.keys, |_| "owner".into()).await[0];
     let user = db
         .user_by_email(&Email::parse("owner@example.com").unwrap())
         .await
@@ -231,14 +231,14 @@ async fn a_send_whose_worker_died_mid_flight_is_resolved_by_its_receipt(backend:
     .await
     .unwrap();
     let control = sim.control();
-    let device = link_simulated_devices(db, &control, &sim.ws_url(), 1, |_| "owner".into()).await[0];
+    let device = link_simulated_devices(db, &control, &sim.ws_url(), 1, &test.keys, |_| "owner".into()).await[0];
     let user = db
         .user_by_email(&Email::parse("owner@example.com").unwrap())
         .await
         .unwrap()
         .unwrap();
     support::unpaced(db, user.id, &[device]).await;
-    let simulated: Arc<dyn Link> = Arc::new(SimLink::new(sim.ws_url(), db.clone()));
+    let simulated: Arc<dyn Link> = Arc::new(SimLink::new(sim.ws_url(), db.clone(), test.keys.clone()));
     let frozen = worker_process(&test.settings, Arc::new(FreezeAfterSend(simulated.clone())), "frozen");
     eventually(
         Duration::from_secs(30),

@@ -41,7 +41,7 @@ async fn paced_sends_waiting_through_a_redis_restart_go_out_once_each() {
     let db = &test.db;
     let sim = wafleet_sim::start(SimConfig::for_tests()).await.unwrap();
     let control = sim.control();
-    let devices = link_simulated_devices(db, &control, &sim.ws_url(), DEVICES, |_| "owner".into()).await;
+    let devices = link_simulated_devices(db, &control, &sim.ws_url(), DEVICES, &test.keys, |_| "owner".into()).await;
     let phones: Vec<String> = (0..DEVICES).map(|i| format!("+6012{:07}", 1_000_000 + i)).collect();
     // The contact wrote to every number first: these are replies in open chats, not messages to
     // a stranger, which the simulator's ban model would punish at this rate.

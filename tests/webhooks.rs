@@ -120,7 +120,7 @@ async fn start_worker(test: &TestDb, sim: &SimHandle, id: &str) -> (ShutdownTrig
     let (trigger, signal) = shutdown::channel();
     let mut options = wafleet_workers::WorkerOptions::from_settings(&test.settings);
     options.id = id.into();
-    let link = Arc::new(SimLink::new(sim.ws_url(), test.db.clone()));
+    let link = Arc::new(SimLink::new(sim.ws_url(), test.db.clone(), test.keys.clone()));
     let worker = tokio::spawn({
         let (db, queues) = (test.db.clone(), test.queues().await);
         async move {
@@ -156,7 +156,7 @@ async fn every_source_is_delivered_signed(backend: Backend) {
     let db = test.db.clone();
     let sim = wafleet_sim::start(SimConfig::for_tests()).await.unwrap();
     let owners = ["hooked", "bystander"];
-    let devices = link_simulated_devices(&db, &sim.control(), &sim.ws_url(), 2, |i| owners[i].into()).await;
+    let devices = link_simulated_devices(&db, &sim.control(), &sim.ws_url(), 2, &test.keys, |i| owners[i].into()).await;
     let (hooked, bystander) = (user(&db, "hooked").await, user(&db, "bystander").await);
     let (receiver, url) = Receiver::start().await;
     let (other, other_url) = Receiver::start().await;

@@ -148,6 +148,10 @@ impl Cluster {
             .args(["--workers", &topology.workers.to_string()])
             .args(["--schedulers", &topology.schedulers.to_string()])
             .env("QUEUE_NAMESPACE", &settings.queue_namespace)
+            .env(
+                "WA_KEYS_SECRET",
+                settings.wa_keys_secret.as_ref().context("keys secret")?.expose(),
+            )
             .env("RUST_LOG", "warn")
             // With RUST_BACKTRACE set, every error value (wa-rs makes some at each login) captures
             // a backtrace, and printing one loads the binary's debug info: hundreds of MiB that
@@ -198,6 +202,11 @@ impl Cluster {
     /// The run's database.
     pub fn db(&self) -> &Db {
         &self.test.db
+    }
+
+    /// The key the cluster's workers seal key material with (its secret is passed to them).
+    pub fn keys(&self) -> &wafleet_core::keys::KeyRing {
+        &self.test.keys
     }
 
     /// Port of the `n`-th (from 1) process of a role, in the script's order.

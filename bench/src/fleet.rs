@@ -31,7 +31,7 @@ pub async fn provision(cluster: &Cluster, count: usize) -> anyhow::Result<Vec<De
     let (db, sim) = (cluster.db(), cluster.sim());
     let started = Instant::now();
     let user = bench_user(db).await?;
-    let link = SimLink::new(cluster.sim_ws_url(), db.clone());
+    let link = SimLink::new(cluster.sim_ws_url(), db.clone(), cluster.keys().clone());
     let phones: Vec<String> = (0..count).map(phone).collect();
     let mut accounts = Vec::with_capacity(count);
     for chunk in phones.chunks(1000) {

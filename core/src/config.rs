@@ -206,6 +206,38 @@ pub struct Settings {
     #[arg(long, env = "WA_APP_VERSION", global = true)]
     pub wa_app_version: Option<AppVersion>,
 
+    /// The secret that encrypts WhatsApp key material (Signal and Noise keys, sessions, app-state
+    /// keys, link credentials) in the database: 32 random bytes in base64, from `wafleet keys
+    /// generate`. Required by `worker` and `serve` with PostgreSQL. Unset with SQLite: the key
+    /// file `<data_dir>/wa-keys.secret`, created on first start (back it up apart from the database).
+    #[arg(
+        long,
+        env = "WA_KEYS_SECRET",
+        global = true,
+        hide_env_values = true,
+        value_name = "BASE64"
+    )]
+    pub wa_keys_secret: Option<Secret>,
+
+    /// A file holding `WA_KEYS_SECRET` (e.g. a mounted secret), instead of the value itself.
+    #[arg(long, env = "WA_KEYS_SECRET_FILE", global = true, value_name = "FILE")]
+    pub wa_keys_secret_file: Option<PathBuf>,
+
+    /// During a key rotation, the old secret: rows sealed with it are still read, and moved to
+    /// `WA_KEYS_SECRET` in the background. Remove it once `wafleet keys status` shows no row on it.
+    #[arg(
+        long,
+        env = "WA_KEYS_SECRET_PREVIOUS",
+        global = true,
+        hide_env_values = true,
+        value_name = "BASE64"
+    )]
+    pub wa_keys_secret_previous: Option<Secret>,
+
+    /// A file holding `WA_KEYS_SECRET_PREVIOUS`, instead of the value itself.
+    #[arg(long, env = "WA_KEYS_SECRET_PREVIOUS_FILE", global = true, value_name = "FILE")]
+    pub wa_keys_secret_previous_file: Option<PathBuf>,
+
     /// Seconds a worker's claim on a device lasts without renewal. A worker whose process died is
     /// noticed sooner on PostgreSQL (its connection, and the liveness lock on it, go with it); this
     /// bounds the move of a worker that is cut off but still running.
@@ -458,6 +490,10 @@ mod tests {
     fn secrets_do_not_show_in_debug() {
         let mut settings = Settings::defaults();
         settings.database_url = Some("postgres://u:hunter2@h/db".into());
-        assert!(!format!("{settings:?}").contains("hunter2"));
+        settings.wa_keys_secret = Some("c2VjcmV0LWtleS1ieXRlcw==".into());
+        settings.wa_keys_secret_previous = Some("b2xkLXNlY3JldA==".into());
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("hunter2"));
+        assert!(!shown.contains("c2VjcmV0") && !shown.contains("b2xkLXNl"), "{shown}");
     }
 }

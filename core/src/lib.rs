@@ -8,6 +8,7 @@ pub mod cache;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod keys;
 pub mod link;
 pub mod media;
 pub mod metrics;

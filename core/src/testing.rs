@@ -19,8 +19,12 @@ pub enum Backend {
 pub struct TestDb {
     /// The pool.
     pub db: Db,
-    /// Defaults, with `database_url` set to this database.
+    /// Defaults, with `database_url` set to this database and `wa_keys_secret` to a random key
+    /// of the test's own (so processes a test starts can be given it).
     pub settings: Settings,
+    /// The ring of that key, for links and stores the test makes. Not registered in the
+    /// database: tests of start-up call [`crate::keys::registry::startup`] themselves.
+    pub keys: crate::keys::KeyRing,
     _storage: Storage,
 }
 
@@ -152,11 +156,17 @@ impl TestDb {
             }
         };
         settings.database_max_connections = 5;
+        let secret = crate::keys::source::random_secret();
+        settings.wa_keys_secret = Some(crate::keys::source::encode_secret(&secret).as_str().into());
         configure(&mut settings);
+        let keys = crate::keys::source::configured(&settings)
+            .expect("valid test keys")
+            .unwrap_or_else(|| crate::keys::KeyRing::new(&secret, None));
         let db = Db::connect(&settings).await.expect("connect to the test database");
         TestDb {
             db,
             settings,
+            keys,
             _storage: storage,
         }
     }

@@ -85,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
 
     let test_db = TestDb::new(Backend::Sqlite).await;
     let db = test_db.db.clone();
-    let link = SimLink::new(url.clone(), db.clone());
+    let link = SimLink::new(url.clone(), db.clone(), test_db.keys.clone());
     let user = db
         .create_user(
             &Email::parse("rss@example.com").map_err(anyhow::Error::msg)?,

@@ -19,7 +19,7 @@ async fn two_thousand_sessions_connect_and_receive() {
         .await
         .expect("start the simulator");
     let network = sim.control();
-    let link = SimLink::new(sim.ws_url(), db.clone());
+    let link = SimLink::new(sim.ws_url(), db.clone(), test_db.keys.clone());
 
     let email = Email::parse("scale@example.com").expect("email");
     let user = db

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use wafleet_core::Db;
 use wafleet_core::db::{Desired, NewUserRole};
+use wafleet_core::keys::KeyRing;
 use wafleet_core::types::{DeviceId, Email, PhoneNumber, Timestamp};
 use wafleet_sim::{ControlClient, SimLink};
 
@@ -40,18 +41,20 @@ pub async fn device_wanting_a_session(db: &Db, name: &str, phone: &str) -> Devic
 }
 
 /// `count` devices the simulator knows as linked: each number is provisioned in the simulator
-/// (no pairing) and its credentials stored, so a worker opens the session as after a restart.
+/// (no pairing) and its credentials stored sealed with `keys`, so a worker given that key opens
+/// the session as after a restart.
 /// `owner(i)` names the owner of the i-th device (see [`device_of`]).
 pub async fn link_simulated_devices(
     db: &Db,
     control: &ControlClient,
     ws_url: &str,
     count: usize,
+    keys: &KeyRing,
     owner: impl Fn(usize) -> String,
 ) -> Vec<DeviceId> {
     let phones: Vec<String> = (0..count).map(|i| format!("+6012{:07}", 1_000_000 + i)).collect();
     let provisioned = control.provision(phones).await.unwrap();
-    let link = SimLink::new(ws_url.to_owned(), db.clone());
+    let link = SimLink::new(ws_url.to_owned(), db.clone(), keys.clone());
     let mut devices = Vec::with_capacity(count);
     for (i, account) in provisioned.iter().enumerate() {
         let device = device_of(db, &owner(i), &format!("d{i}"), &account.phone).await;
@@ -163,6 +166,7 @@ pub fn spawn_worker(id: &str, settings: &wafleet_core::Settings, simulator_url: 
         // the production default for one.
         .env("SEND_CONFIRM_WAIT_SECS", "10")
         .env("WORKER_ID", id)
+        .env("WA_KEYS_SECRET", settings.wa_keys_secret.as_ref().unwrap().expose())
         .env("PORT", "0")
         // WAFLEET_TEST_WORKER_LOG sets the workers' log filter, to see what they do.
         .env(

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use wafleet_api::AppState;
 use wafleet_core::Db;
 use wafleet_core::cache::Invalidations;
+use wafleet_core::keys::KeyRing;
 use wafleet_core::link::Link;
 use wafleet_core::shutdown::{self, ShutdownTrigger};
 use wafleet_core::testing::{Backend, TestDb};
@@ -26,8 +27,8 @@ pub trait Network: Sized {
     /// Starts it on a loopback port.
     async fn start() -> Self;
 
-    /// A fresh link to it, as a newly started worker process makes.
-    fn link(&self, db: &Db) -> Arc<dyn Link>;
+    /// A fresh link to it, as a newly started worker process makes, sealing key material with `keys`.
+    fn link(&self, db: &Db, keys: &KeyRing) -> Arc<dyn Link>;
 }
 
 impl Network for SimHandle {
@@ -39,8 +40,8 @@ impl Network for SimHandle {
             .expect("simulator starts")
     }
 
-    fn link(&self, db: &Db) -> Arc<dyn Link> {
-        Arc::new(SimLink::new(self.ws_url(), db.clone()))
+    fn link(&self, db: &Db, keys: &KeyRing) -> Arc<dyn Link> {
+        Arc::new(SimLink::new(self.ws_url(), db.clone(), keys.clone()))
     }
 }
 
@@ -53,9 +54,10 @@ impl Network for WaWebHandle {
         waweb::start(WaWebConfig::for_tests()).await.expect("front end starts")
     }
 
-    fn link(&self, db: &Db) -> Arc<dyn Link> {
+    fn link(&self, db: &Db, keys: &KeyRing) -> Arc<dyn Link> {
         Arc::new(WaLink::with_config(
             db.clone(),
+            keys.clone(),
             WaLinkConfig {
                 server_url: Some(self.url()),
                 connect_timeout: Duration::from_secs(5),
@@ -143,7 +145,7 @@ impl<N: Network> StackOn<N> {
     /// Starts a worker with a fresh link instance (as a new process would).
     pub fn start_worker(&mut self) {
         let (trigger, shutdown) = shutdown::channel();
-        let link = self.sim.link(&self.db.db);
+        let link = self.sim.link(&self.db.db, &self.db.keys);
         let options = wafleet_workers::WorkerOptions::from_settings(&self.db.settings);
         let queues = self.queues.clone();
         let task = tokio::spawn(wafleet_workers::run(

@@ -39,6 +39,8 @@ async fn main() -> anyhow::Result<()> {
     settings.database_max_connections = 4;
     let db = wafleet_core::Db::connect(&settings).await?;
     db.migrate().await?;
+    // A throwaway key: the example's database lives only as long as the run.
+    let keys = wafleet_core::keys::KeyRing::random();
     let email = Email::parse("idle@example.com").map_err(anyhow::Error::msg)?;
     let user = db.create_user(&email, "x", NewUserRole::FirstBecomesAdmin).await?;
     let mut devices = Vec::with_capacity(n);
@@ -50,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
     let mut bots = Vec::with_capacity(n);
     for &device in &devices {
         let bot = Bot::builder()
-            .with_backend(Arc::new(WaStore::new(db.clone(), device)))
+            .with_backend(Arc::new(WaStore::new(db.clone(), keys.clone(), device)))
             .with_transport_factory(TokioWebSocketTransportFactory::new())
             .with_http_client(UreqHttpClient::new())
             .skip_history_sync()

@@ -146,6 +146,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let link = WaLink::with_config(
         db.clone(),
+        // A throwaway key: the example's database lives only as long as the run.
+        wafleet_core::keys::KeyRing::random(),
         WaLinkConfig {
             server_url: Some(net.url()),
             app_version: Some((2, 3000, 1)),

@@ -30,9 +30,12 @@ async fn written_here_read_there(backend: Backend) {
         .expose()
         .to_owned();
     let id = a.device().0.to_string();
+    // The other process is given the key the way a worker is.
+    let secret = test.settings.wa_keys_secret.as_ref().unwrap().expose().to_owned();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_wafleet-wa-inspect"))
             .args([url.as_str(), id.as_str(), "60198765432.0", "60111111111.0"])
+            .env("WA_KEYS_SECRET", secret)
             .output()
     })
     .await

@@ -18,9 +18,10 @@ fn closed_port() -> u16 {
     port
 }
 
-fn link(db: wafleet_core::Db) -> WaLink {
+fn link(test: &wafleet_core::testing::TestDb) -> WaLink {
     WaLink::with_config(
-        db,
+        test.db.clone(),
+        test.keys.clone(),
         WaLinkConfig {
             server_url: Some(format!("ws://127.0.0.1:{}/ws/chat", closed_port())),
             connect_timeout: Duration::from_secs(2),
@@ -36,7 +37,7 @@ async fn pairing_against_a_closed_port_is_a_transient_error() {
     let started = Instant::now();
     let outcome = tokio::time::timeout(
         Duration::from_secs(10),
-        link(test.db.clone()).open(stores[0].device(), OpenMode::PairQr),
+        link(&test).open(stores[0].device(), OpenMode::PairQr),
     )
     .await
     .expect("open must not hang");
@@ -59,7 +60,7 @@ async fn connecting_a_paired_device_without_network_is_a_transient_error() {
     stores[0].save(&device).await.unwrap();
     let outcome = tokio::time::timeout(
         Duration::from_secs(10),
-        link(test.db.clone()).open(stores[0].device(), OpenMode::Connect),
+        link(&test).open(stores[0].device(), OpenMode::Connect),
     )
     .await
     .expect("open must not hang");
@@ -69,7 +70,7 @@ async fn connecting_a_paired_device_without_network_is_a_transient_error() {
 #[tokio::test]
 async fn connecting_an_unpaired_device_is_a_device_error() {
     let (test, _user, stores) = common::devices(Backend::Sqlite, 1).await;
-    let outcome = link(test.db.clone()).open(stores[0].device(), OpenMode::Connect).await;
+    let outcome = link(&test).open(stores[0].device(), OpenMode::Connect).await;
     assert!(matches!(outcome, Err(LinkError::Device(_))), "{:?}", outcome.err());
 }
 
@@ -87,6 +88,7 @@ async fn a_server_that_never_answers_gives_a_disconnected_event() {
     let (test, _user, stores) = common::devices(Backend::Sqlite, 1).await;
     let link = WaLink::with_config(
         test.db.clone(),
+        test.keys.clone(),
         WaLinkConfig {
             server_url: Some(format!("ws://127.0.0.1:{port}/ws/chat")),
             connect_timeout: Duration::from_secs(1),

@@ -53,6 +53,7 @@ pub use device_sessions::{Desired, PairingView, SessionTarget};
 pub use devices::{Device, DeviceChanges, DeviceStatus};
 pub use leads::{Lead, LeadChanges, LeadFilter, LeadStatus, NewLead};
 pub use leases::{Fence, Fleet};
+pub use link_credentials::LINK_CREDENTIALS;
 pub use liveness::LivenessLock;
 pub use outbound::{NewSend, NextSend, OutboundMessage, OutboundStatus, SendWork, Settled};
 pub use pacing::{DevicePacing, Pacing, SendStats};

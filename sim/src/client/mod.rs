@@ -1,7 +1,8 @@
 //! [`SimLink`]: the [`Link`] to the simulator, over one WebSocket per session.
 //!
 //! Credentials (the simulator's device token and the account's JID, as JSON) live in our
-//! database under the link name `sim`, so any worker process can resume a device.
+//! database under the link name `sim`, sealed at rest like every credential, so any worker
+//! process can resume a device.
 
 mod session;
 mod task;
@@ -10,6 +11,7 @@ mod wire;
 use std::time::Duration;
 
 use wafleet_core::Db;
+use wafleet_core::keys::KeyRing;
 use wafleet_core::link::{Link, LinkError, OpenMode, Session};
 use wafleet_core::types::DeviceId;
 
@@ -57,21 +59,25 @@ pub struct SimLink {
     url: String,
     /// Where credentials live.
     db: Db,
+    /// Seals the credentials.
+    keys: KeyRing,
     /// Timings.
     options: LinkOptions,
 }
 
 impl SimLink {
-    /// A link to the simulator at `ws_url` (`ws://HOST:PORT/ws`), keeping credentials in `db`.
-    pub fn new(ws_url: impl Into<String>, db: Db) -> Self {
-        Self::with_options(ws_url, db, LinkOptions::default())
+    /// A link to the simulator at `ws_url` (`ws://HOST:PORT/ws`), keeping credentials in `db`
+    /// sealed with `keys`.
+    pub fn new(ws_url: impl Into<String>, db: Db, keys: KeyRing) -> Self {
+        Self::with_options(ws_url, db, keys, LinkOptions::default())
     }
 
     /// Like [`SimLink::new`], with other timings.
-    pub fn with_options(ws_url: impl Into<String>, db: Db, options: LinkOptions) -> Self {
+    pub fn with_options(ws_url: impl Into<String>, db: Db, keys: KeyRing, options: LinkOptions) -> Self {
         SimLink {
             url: ws_url.into(),
             db,
+            keys,
             options,
         }
     }
@@ -86,7 +92,7 @@ impl SimLink {
         let data = serde_json::to_string(&credentials)
             .map_err(|err| LinkError::Invalid(format!("encoding credentials: {err}")))?;
         self.db
-            .put_link_credentials(device, LINK_NAME, &data)
+            .put_link_credentials(&self.keys, device, LINK_NAME, &data)
             .await
             .map_err(|err| LinkError::Transient(format!("storing the credentials of device {device}: {err}")))
     }
@@ -94,7 +100,7 @@ impl SimLink {
     async fn stored_token(&self, device: DeviceId) -> Result<String, LinkError> {
         let stored = self
             .db
-            .link_credentials(device, LINK_NAME)
+            .link_credentials(&self.keys, device, LINK_NAME)
             .await
             .map_err(|err| LinkError::Transient(format!("reading the credentials of device {device}: {err}")))?
             .ok_or_else(|| LinkError::Device(format!("device {device} is not paired with the simulator")))?;
@@ -131,7 +137,14 @@ impl Link for SimLink {
             }
         };
         let connected = token.is_some();
-        let (session, task) = Task::new(device, self.url.clone(), self.db.clone(), self.options.clone(), token);
+        let (session, task) = Task::new(
+            device,
+            self.url.clone(),
+            self.db.clone(),
+            self.keys.clone(),
+            self.options.clone(),
+            token,
+        );
         task.start(ws, connected);
         Ok(Box::new(session))
     }

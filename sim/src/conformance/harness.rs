@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use wafleet_core::Db;
+use wafleet_core::keys::KeyRing;
 use wafleet_core::link::Link;
 use wafleet_core::types::DeviceId;
 
@@ -20,6 +21,8 @@ pub struct SimHarness {
     network: ControlClient,
     /// Credentials storage.
     db: Db,
+    /// A random key sealing the credentials.
+    keys: KeyRing,
     /// Link timings (fast reconnects).
     options: LinkOptions,
     /// A URL nothing listens on.
@@ -50,6 +53,7 @@ impl SimHarness {
             network: sim.control(),
             sim,
             db,
+            keys: KeyRing::random(),
             options,
             dead_url,
         })
@@ -72,6 +76,7 @@ impl Harness for SimHarness {
         Arc::new(SimLink::with_options(
             self.sim.ws_url(),
             self.db.clone(),
+            self.keys.clone(),
             self.options.clone(),
         ))
     }
@@ -80,6 +85,7 @@ impl Harness for SimHarness {
         Arc::new(SimLink::with_options(
             self.dead_url.clone(),
             self.db.clone(),
+            self.keys.clone(),
             self.options.clone(),
         ))
     }
@@ -98,7 +104,7 @@ impl Harness for SimHarness {
 
     async fn has_credentials(&self, device: DeviceId) -> bool {
         self.db
-            .link_credentials(device, crate::client::LINK_NAME)
+            .link_credentials(&self.keys, device, crate::client::LINK_NAME)
             .await
             .expect("read credentials")
             .is_some()

@@ -3,9 +3,14 @@
 //! pre-keys and, for each address given, its Signal session.
 //!
 //! `wafleet-wa-inspect <database-url> <device-id> [address…]`
+//!
+//! The key that seals the session at rest comes from `WA_KEYS_SECRET` or `WA_KEYS_SECRET_FILE`
+//! (and `WA_KEYS_SECRET_PREVIOUS` during a rotation), else from `$DATA_DIR/wa-keys.secret`
+//! (`./data` by default), as `wafleet` itself reads it.
 
 use anyhow::{Context, bail};
 use wa_rs_core::store::traits::{DeviceStore, SignalStore};
+use wafleet_core::keys::KeyRing;
 use wafleet_core::types::DeviceId;
 use wafleet_core::{Db, Settings};
 use wafleet_wa::WaStore;
@@ -21,7 +26,18 @@ async fn main() -> anyhow::Result<()> {
     settings.database_url = Some(url.as_str().into());
     settings.database_max_connections = 1;
     let db = Db::connect(&settings).await.context("opening the database")?;
-    let store = WaStore::new(db.clone(), device);
+    let keys = match wafleet_core::keys::source::configured(&settings_from_env())? {
+        Some(keys) => keys,
+        None => {
+            let data_dir = std::env::var_os("DATA_DIR").unwrap_or_else(|| "./data".into());
+            let path = std::path::Path::new(&data_dir).join(wafleet_core::keys::source::DEFAULT_FILE_NAME);
+            let secret = wafleet_core::keys::source::read_secret_file(&path, "key file")?;
+            KeyRing::new(&secret, None)
+        }
+    };
+    // Read-only: a database from before encryption is shown as it is.
+    keys.set_plaintext_readable(true);
+    let store = WaStore::new(db.clone(), keys, device);
 
     let stored = store.load().await.context("loading the device")?;
     let mut sessions = serde_json::Map::new();
@@ -49,6 +65,17 @@ async fn main() -> anyhow::Result<()> {
     println!("{report}");
     db.close().await;
     Ok(())
+}
+
+/// The key settings from the environment (this tool takes no flags).
+fn settings_from_env() -> Settings {
+    let mut settings = Settings::defaults();
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    settings.wa_keys_secret = var("WA_KEYS_SECRET").map(|v| v.as_str().into());
+    settings.wa_keys_secret_file = var("WA_KEYS_SECRET_FILE").map(Into::into);
+    settings.wa_keys_secret_previous = var("WA_KEYS_SECRET_PREVIOUS").map(|v| v.as_str().into());
+    settings.wa_keys_secret_previous_file = var("WA_KEYS_SECRET_PREVIOUS_FILE").map(Into::into);
+    settings
 }
 
 /// Lower-case hex, for printing keys and records.

@@ -18,6 +18,7 @@ use wa_rs_core::net::WHATSAPP_WEB_WS_URL;
 use wa_rs_core::pair_code::PairCodeOptions;
 use wa_rs_core::store::traits::DeviceStore;
 use wafleet_core::Db;
+use wafleet_core::keys::KeyRing;
 use wafleet_core::link::{Link, LinkError, OpenMode, Session};
 use wafleet_core::types::DeviceId;
 
@@ -66,15 +67,19 @@ impl WaLinkConfig {
 pub struct WaLink {
     /// Where every device's wa-rs state lives.
     db: Db,
+    /// Seals that state's key material at rest.
+    keys: KeyRing,
     /// How to reach WhatsApp.
     config: WaLinkConfig,
 }
 
 impl WaLink {
-    /// A link on `db`, connecting to `server_url` (`None`: WhatsApp itself) with default settings.
-    pub fn new(db: Db, server_url: Option<String>) -> WaLink {
+    /// A link on `db` sealing key material with `keys`, connecting to `server_url` (`None`:
+    /// WhatsApp itself) with default settings.
+    pub fn new(db: Db, keys: KeyRing, server_url: Option<String>) -> WaLink {
         Self::with_config(
             db,
+            keys,
             WaLinkConfig {
                 server_url,
                 ..WaLinkConfig::default()
@@ -83,8 +88,8 @@ impl WaLink {
     }
 
     /// A link with explicit settings.
-    pub fn with_config(db: Db, config: WaLinkConfig) -> WaLink {
-        WaLink { db, config }
+    pub fn with_config(db: Db, keys: KeyRing, config: WaLinkConfig) -> WaLink {
+        WaLink { db, keys, config }
     }
 
     /// The settings in use.
@@ -106,7 +111,7 @@ fn mode_name(mode: &OpenMode) -> &'static str {
 impl Link for WaLink {
     #[tracing::instrument(skip(self, mode), fields(mode = mode_name(&mode), url = self.config.url()))]
     async fn open(&self, device: DeviceId, mode: OpenMode) -> Result<Box<dyn Session>, LinkError> {
-        let store = WaStore::new(self.db.clone(), device);
+        let store = WaStore::new(self.db.clone(), self.keys.clone(), device);
         if mode == OpenMode::Connect {
             let paired = store
                 .load()

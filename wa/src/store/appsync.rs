@@ -6,6 +6,9 @@ use wa_rs_core::appstate::processor::AppStateMutationMAC;
 use wa_rs_core::store::error::Result;
 use wa_rs_core::store::traits::{AppStateSyncKey, AppSyncStore};
 
+use wafleet_core::keys::RowKey;
+
+use super::sealed::APP_STATE_KEY;
 use super::{WaStore, db_error, on_db, serde_error};
 
 #[async_trait]
@@ -18,21 +21,25 @@ impl AppSyncStore for WaStore {
             .bind(self.device).bind(key_id)
             .fetch_optional(pool).await)
         .map_err(db_error("loading an app-state sync key"))?;
-        Ok(row.map(|(key_data, fingerprint, timestamp)| AppStateSyncKey {
-            key_data,
-            fingerprint,
-            timestamp,
-        }))
+        row.map(|(key_data, fingerprint, timestamp)| {
+            Ok(AppStateSyncKey {
+                key_data: self.open(&APP_STATE_KEY, &[RowKey::Bytes(key_id)], &key_data)?,
+                fingerprint,
+                timestamp,
+            })
+        })
+        .transpose()
     }
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn set_sync_key(&self, key_id: &[u8], key: AppStateSyncKey) -> Result<()> {
+        let key_data = self.seal(&APP_STATE_KEY, &[RowKey::Bytes(key_id)], &key.key_data);
         let sql = "INSERT INTO wa_app_state_keys (device_id, key_id, key_data, fingerprint, timestamp) \
                    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, key_id) DO UPDATE \
                    SET key_data = excluded.key_data, fingerprint = excluded.fingerprint, \
                        timestamp = excluded.timestamp";
         on_db!(&self.db, pool => sqlx::query(sql)
-            .bind(self.device).bind(key_id).bind(&key.key_data).bind(&key.fingerprint).bind(key.timestamp)
+            .bind(self.device).bind(key_id).bind(key_data).bind(&key.fingerprint).bind(key.timestamp)
             .execute(pool).await.map(drop))
         .map_err(db_error("storing an app-state sync key"))
     }

@@ -6,6 +6,7 @@ use wa_rs_core::store::error::{Result, StoreError};
 use wa_rs_core::store::traits::DeviceStore;
 use wafleet_core::types::Timestamp;
 
+use super::sealed::DEVICE;
 use super::{WaStore, db_error, on_db};
 
 /// The first byte of a stored device: which encoding follows.
@@ -40,7 +41,7 @@ impl DeviceStore for WaStore {
             tracing::debug!("not saving: the session using this store has ended");
             return Ok(());
         }
-        let data = encode(device)?;
+        let data = self.seal(&DEVICE, &[], &encode(device)?);
         let sql = "INSERT INTO wa_devices (device_id, data, updated_at) VALUES ($1, $2, $3) \
                    ON CONFLICT (device_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at";
         on_db!(&self.db, pool => sqlx::query(sql)
@@ -59,7 +60,7 @@ impl DeviceStore for WaStore {
         match data.flatten() {
             // No row, or a row created but never saved: wa-rs then starts from a fresh device.
             None => Ok(None),
-            Some(data) => decode(&data).map(Some),
+            Some(data) => decode(&self.open(&DEVICE, &[], &data)?).map(Some),
         }
     }
 

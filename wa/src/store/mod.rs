@@ -3,11 +3,13 @@
 //! [`WaStore`] implements the four wa-rs storage traits on sqlx, for SQLite and PostgreSQL alike.
 //! Every row is keyed by the device it belongs to (tables `wa_*`, migration `0003_wa_store`), so
 //! one database holds the state of every device, a device never sees another's keys, and a
-//! session can move to another worker or survive a restart.
+//! session can move to another worker or survive a restart. Key material is sealed at rest with
+//! the process's [`KeyRing`] ([`sealed`] lists the columns).
 
 mod appsync;
 mod device;
 mod protocol;
+pub mod sealed;
 mod signal;
 
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use wa_rs_core::store::error::StoreError;
 use wafleet_core::Db;
+use wafleet_core::keys::KeyRing;
 use wafleet_core::types::DeviceId;
 
 /// Runs `$body` with `$pool` bound to the backend's native pool (each copy is type-checked
@@ -37,6 +40,8 @@ pub struct WaStore {
     db: Db,
     /// The device this store reads and writes; every query is scoped by it.
     device: DeviceId,
+    /// Seals key material before it is written, and opens it when read.
+    keys: KeyRing,
     /// Set once the session that used this store has ended (closed or logged out): wa-rs keeps
     /// a background saver running for the life of the process, and a late save from it must not
     /// bring wiped credentials back or overwrite what the device's next session wrote.
@@ -44,11 +49,13 @@ pub struct WaStore {
 }
 
 impl WaStore {
-    /// The store of `device` on `db`. The device's row in `devices` must exist (foreign key).
-    pub fn new(db: Db, device: DeviceId) -> WaStore {
+    /// The store of `device` on `db`, sealing key material with `keys`. The device's row in
+    /// `devices` must exist (foreign key).
+    pub fn new(db: Db, keys: KeyRing, device: DeviceId) -> WaStore {
         WaStore {
             db,
             device,
+            keys,
             retired: Arc::new(AtomicBool::new(false)),
         }
     }

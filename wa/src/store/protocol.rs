@@ -6,6 +6,9 @@ use wa_rs::Jid;
 use wa_rs_core::store::error::{Result, StoreError};
 use wa_rs_core::store::traits::{DeviceInfo, DeviceListRecord, LidPnMappingEntry, ProtocolStore, TcTokenEntry};
 
+use wafleet_core::keys::RowKey;
+
+use super::sealed::{BASE_KEY, TC_TOKEN};
 use super::{WaStore, db_error, on_db, serde_error};
 
 /// The columns of a LID mapping, in [`LidRow`] order.
@@ -132,6 +135,7 @@ impl ProtocolStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn save_base_key(&self, address: &str, message_id: &str, base_key: &[u8]) -> Result<()> {
+        let base_key = self.seal(&BASE_KEY, &[RowKey::Text(address), RowKey::Text(message_id)], base_key);
         let sql = "INSERT INTO wa_base_keys (device_id, address, message_id, base_key) VALUES ($1, $2, $3, $4) \
                    ON CONFLICT (device_id, address, message_id) DO UPDATE SET base_key = excluded.base_key";
         on_db!(&self.db, pool => sqlx::query(sql)
@@ -147,6 +151,7 @@ impl ProtocolStore for WaStore {
             .bind(self.device).bind(address).bind(message_id)
             .fetch_optional(pool).await)
         .map_err(db_error("loading a base key"))?;
+        let saved = self.open_optional(&BASE_KEY, &[RowKey::Text(address), RowKey::Text(message_id)], saved)?;
         Ok(saved.is_some_and(|saved| saved == current_base_key))
     }
 
@@ -220,21 +225,25 @@ impl ProtocolStore for WaStore {
             .bind(self.device).bind(jid)
             .fetch_optional(pool).await)
         .map_err(db_error("loading a trusted-contact token"))?;
-        Ok(row.map(|(token, token_timestamp, sender_timestamp)| TcTokenEntry {
-            token,
-            token_timestamp,
-            sender_timestamp,
-        }))
+        row.map(|(token, token_timestamp, sender_timestamp)| {
+            Ok(TcTokenEntry {
+                token: self.open(&TC_TOKEN, &[RowKey::Text(jid)], &token)?,
+                token_timestamp,
+                sender_timestamp,
+            })
+        })
+        .transpose()
     }
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn put_tc_token(&self, jid: &str, entry: &TcTokenEntry) -> Result<()> {
+        let token = self.seal(&TC_TOKEN, &[RowKey::Text(jid)], &entry.token);
         let sql = "INSERT INTO wa_tc_tokens (device_id, jid, token, token_timestamp, sender_timestamp) \
                    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, jid) DO UPDATE \
                    SET token = excluded.token, token_timestamp = excluded.token_timestamp, \
                        sender_timestamp = excluded.sender_timestamp";
         on_db!(&self.db, pool => sqlx::query(sql)
-            .bind(self.device).bind(jid).bind(&entry.token).bind(entry.token_timestamp).bind(entry.sender_timestamp)
+            .bind(self.device).bind(jid).bind(token).bind(entry.token_timestamp).bind(entry.sender_timestamp)
             .execute(pool).await.map(drop))
         .map_err(db_error("storing a trusted-contact token"))
     }

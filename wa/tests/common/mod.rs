@@ -9,7 +9,11 @@ use wafleet_wa::WaStore;
 
 /// A migrated database of the test's own with one user and `n` devices, and a store per device.
 pub async fn devices(backend: Backend, n: usize) -> (TestDb, UserId, Vec<WaStore>) {
-    let test = TestDb::new(backend).await;
+    devices_in(TestDb::new(backend).await, n).await
+}
+
+/// [`devices`] in the database `test`.
+pub async fn devices_in(test: TestDb, n: usize) -> (TestDb, UserId, Vec<WaStore>) {
     let email = Email::parse("owner@example.com").expect("email");
     let user = test
         .db
@@ -23,7 +27,7 @@ pub async fn devices(backend: Backend, n: usize) -> (TestDb, UserId, Vec<WaStore
             .create_device(user.id, &format!("phone {i}"), None)
             .await
             .expect("device");
-        stores.push(WaStore::new(test.db.clone(), device.id));
+        stores.push(WaStore::new(test.db.clone(), test.keys.clone(), device.id));
     }
     (test, user.id, stores)
 }

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use async_trait::async_trait;
 use wa_rs_core::store::traits::DeviceStore;
 use wafleet_core::Db;
+use wafleet_core::keys::KeyRing;
 use wafleet_core::link::{Jid, Link, MessageKind};
 use wafleet_core::types::{DeviceId, PhoneNumber};
 use wafleet_sim::ControlClient;
@@ -53,6 +54,8 @@ pub struct WawebHarness {
     phones: WawebPhones,
     /// Where the links keep each device's wa-rs state.
     db: Db,
+    /// A random key sealing that state.
+    keys: KeyRing,
     /// A URL nothing listens on.
     dead_url: String,
 }
@@ -67,6 +70,7 @@ impl WawebHarness {
         Ok(WawebHarness {
             phones: WawebPhones(net),
             db,
+            keys: KeyRing::random(),
             dead_url,
         })
     }
@@ -74,6 +78,7 @@ impl WawebHarness {
     fn link_to(&self, url: String) -> Arc<dyn Link> {
         Arc::new(WaLink::with_config(
             self.db.clone(),
+            self.keys.clone(),
             WaLinkConfig {
                 server_url: Some(url),
                 connect_timeout: Duration::from_secs(2),
@@ -110,7 +115,7 @@ impl Harness for WawebHarness {
     }
 
     async fn has_credentials(&self, device: DeviceId) -> bool {
-        WaStore::new(self.db.clone(), device)
+        WaStore::new(self.db.clone(), self.keys.clone(), device)
             .load()
             .await
             .expect("read the device's wa-rs state")

@@ -34,6 +34,7 @@ pub async fn control_api_links_by_qr_and_code(backend: Backend) {
     sim.attach_waweb(Arc::clone(&net));
     let link = WaLink::with_config(
         test.db.clone(),
+        test.keys.clone(),
         WaLinkConfig {
             server_url: Some(net.url()),
             connect_timeout: Duration::from_secs(5),

@@ -7,7 +7,9 @@ mod chat;
 #[path = "../common/mod.rs"]
 mod common;
 mod control;
+mod dump;
 mod failures;
+mod keys;
 mod media;
 mod pairing;
 mod support;
@@ -55,4 +57,9 @@ on_both_backends!(failures_on => failures:
     logout_from_wafleet_unlinks,
 );
 on_both_backends!(media_on => media: image_both_ways);
+on_both_backends!(keys_on => keys:
+    dump_holds_no_key_material,
+    rotation_reseals_while_the_session_talks,
+    plaintext_database_is_sealed_and_keeps_working,
+);
 on_both_backends!(control_on => control: control_api_links_by_qr_and_code);

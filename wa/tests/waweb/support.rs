@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use wafleet_core::keys::KeyRing;
 use wafleet_core::link::{Link, LinkEvent, OpenMode, Session};
 use wafleet_core::testing::{Backend, TestDb};
 use wafleet_sim::waweb::{self, WaWebConfig, WaWebHandle};
@@ -24,11 +25,16 @@ pub struct World {
 impl World {
     /// A fresh database with one device, and a front end with test timings.
     pub async fn new(backend: Backend) -> World {
+        World::in_database(TestDb::new(backend).await).await
+    }
+
+    /// [`World::new`] in the database `test` (e.g. one at an older schema).
+    pub async fn in_database(test: TestDb) -> World {
         let _ = tracing_subscriber::fmt()
             .with_env_filter("wafleet_sim=debug,wafleet_wa=debug,wa_rs=info")
             .with_test_writer()
             .try_init();
-        let (test, _user, mut stores) = crate::common::devices(backend, 1).await;
+        let (test, _user, mut stores) = crate::common::devices_in(test, 1).await;
         let net = waweb::start(WaWebConfig::for_tests())
             .await
             .expect("start the front end");
@@ -39,10 +45,12 @@ impl World {
         }
     }
 
-    /// A new link instance (as a restarted worker would make), pointed at the front end.
-    pub fn link(&self) -> WaLink {
+    /// A new link instance (as a restarted worker would make), pointed at the front end, sealing
+    /// key material with `keys`.
+    pub fn link_with(&self, keys: &KeyRing) -> WaLink {
         WaLink::with_config(
             self.test.db.clone(),
+            keys.clone(),
             WaLinkConfig {
                 server_url: Some(self.net.url()),
                 connect_timeout: Duration::from_secs(5),
@@ -57,8 +65,13 @@ impl World {
 
     /// Opens the device's session on a new link.
     pub async fn open(&self, mode: OpenMode) -> (Box<dyn Session>, mpsc::Receiver<LinkEvent>) {
+        self.open_with(&self.test.keys, mode).await
+    }
+
+    /// [`World::open`] on a link sealing with `keys`.
+    pub async fn open_with(&self, keys: &KeyRing, mode: OpenMode) -> (Box<dyn Session>, mpsc::Receiver<LinkEvent>) {
         let mut session = self
-            .link()
+            .link_with(keys)
             .open(self.store.device(), mode)
             .await
             .expect("open a session");

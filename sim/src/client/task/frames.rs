@@ -119,7 +119,7 @@ impl Task {
     async fn store(&self, credentials: &Credentials) -> Result<(), String> {
         let data = serde_json::to_string(credentials).map_err(|err| format!("encoding credentials: {err}"))?;
         // Boxed, like every rare call here: the task's future stays small for idle sessions.
-        Box::pin(self.db.put_link_credentials(self.device, LINK_NAME, &data))
+        Box::pin(self.db.put_link_credentials(&self.keys, self.device, LINK_NAME, &data))
             .await
             .map_err(|err| format!("cannot store the credentials of device {}: {err}", self.device))
     }

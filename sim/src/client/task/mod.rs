@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tracing::Instrument;
 use wafleet_core::Db;
+use wafleet_core::keys::KeyRing;
 use wafleet_core::link::{LinkError, LinkEvent};
 use wafleet_core::types::DeviceId;
 
@@ -35,6 +36,8 @@ pub(crate) struct Task {
     url: String,
     /// Where credentials live.
     db: Db,
+    /// Seals the credentials.
+    keys: KeyRing,
     /// Timings.
     options: LinkOptions,
     /// The device token, once linked.
@@ -59,6 +62,7 @@ impl Task {
         device: DeviceId,
         url: String,
         db: Db,
+        keys: KeyRing,
         options: LinkOptions,
         token: Option<String>,
     ) -> (SimSession, Task) {
@@ -76,6 +80,7 @@ impl Task {
             device,
             url,
             db,
+            keys,
             options,
             token,
             events: events_tx,
