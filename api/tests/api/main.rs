@@ -49,6 +49,7 @@ mod leads;
 mod leads_browser;
 mod leads_csv;
 mod leads_isolation;
+mod login_limits;
 mod sends;
 mod sessions;
 mod tokens;

@@ -52,6 +52,7 @@ pub use device_sessions::{Desired, PairingView, SessionTarget};
 pub use devices::{Device, DeviceChanges, DeviceStatus};
 pub use leads::{Lead, LeadChanges, LeadFilter, LeadStatus, NewLead};
 pub use leases::{Fence, Fleet};
+pub use login_failures::LoginAttempt;
 pub use outbound::{NewSend, OutboundMessage, OutboundStatus, SendWork};
 pub use pacing::{DevicePacing, Pacing, SendStats};
 pub use users::{NewUserRole, User};
