@@ -44,6 +44,7 @@ mod csrf;
 mod devices;
 mod docs;
 mod helpers;
+mod images;
 mod isolation;
 mod leads;
 mod leads_browser;
