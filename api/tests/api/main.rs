@@ -57,3 +57,4 @@ mod tokens;
 mod webhooks;
 mod webhooks_browser;
 mod webhooks_isolation;
+mod webhooks_targets;
