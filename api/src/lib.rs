@@ -44,6 +44,7 @@ use wafleet_core::queue::Queues;
 use wafleet_core::shutdown::Shutdown;
 use wafleet_core::{Db, Settings};
 
+pub use demo::Demo;
 pub use error::ApiError;
 
 /// What every handler can reach: one shared allocation, so the clone that routing makes for
@@ -59,7 +60,7 @@ pub struct Shared {
     /// Settings of this process.
     pub settings: Arc<Settings>,
     /// In demo mode, the simulated phones the dashboard can use to link devices.
-    pub demo: Option<Arc<dyn SimulatedPhones>>,
+    pub demo: Option<demo::Demo>,
     /// The job queues; without them, accepted sends wait for the holder's next sweep.
     pub queues: Option<Queues>,
     /// The read cache in front of chat lists, messages pages and devices.
@@ -107,7 +108,7 @@ impl AppState {
 
     /// Lets the dashboard link devices to `phones` (demo mode).
     pub fn with_demo(mut self, phones: Arc<dyn SimulatedPhones>) -> Self {
-        Arc::make_mut(&mut self.0).demo = Some(phones);
+        Arc::make_mut(&mut self.0).demo = Some(demo::Demo::new(phones));
         self
     }
 }

@@ -41,6 +41,7 @@ mod campaigns_isolation;
 mod chat_view;
 mod chat_view_browser;
 mod csrf;
+mod demo;
 mod devices;
 mod docs;
 mod helpers;
