@@ -18,6 +18,7 @@ mod devices;
 mod envelope;
 pub mod error;
 mod extract;
+mod headers;
 pub mod health;
 mod leads;
 mod live;
@@ -26,6 +27,7 @@ mod pages;
 mod sends;
 mod session;
 mod sessions;
+mod text;
 mod tokens;
 mod webhooks;
 
@@ -134,7 +136,7 @@ pub fn app(state: AppState) -> Router {
         .merge(webhooks::router())
         .split_for_parts();
     let spec = Arc::new(spec);
-    Router::new()
+    let router = Router::new()
         .merge(api)
         .merge(openapi::router(spec))
         .merge(pages::router())
@@ -147,7 +149,9 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .fallback(error::no_route)
         .layer(axum::middleware::from_fn_with_state(state.clone(), csrf::protect))
-        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(axum::middleware::from_fn(text::refuse_nul_in_uri))
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes));
+    headers::add(router)
         .layer(axum::middleware::from_fn(count_requests))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -1,7 +1,6 @@
 //! Outbound sends: accepted, recorded under an idempotency key, queued for the device's holder,
 //! answered at once with the send's id; `GET /api/messages/{id}` follows it.
 
-use axum::Json;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +16,7 @@ use wafleet_core::types::{DeviceId, PhoneNumber, UserId};
 use crate::AppState;
 use crate::envelope::{Envelope, ok};
 use crate::error::{ApiError, ApiResult, OrNotFound};
+use crate::extract::Json;
 use crate::session::CurrentUser;
 
 /// Longest text WhatsApp carries in one message.
@@ -73,7 +73,7 @@ async fn send_from_device(
     )
     .await?;
     let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
-    let mut response = (status, Json(envelope_of(message))).into_response();
+    let mut response = (status, axum::Json(envelope_of(message))).into_response();
     if !created {
         response
             .headers_mut()
@@ -272,6 +272,7 @@ pub(crate) async fn read_form(
                 .text()
                 .await
                 .map_err(|e| ApiError::BadRequest(format!("reading `{name}`: {e}")))?;
+            crate::text::refuse_nul(&name, &text)?;
             fields.insert(name, text);
         }
     }

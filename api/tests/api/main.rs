@@ -52,6 +52,8 @@ mod leads_browser;
 mod leads_csv;
 mod leads_isolation;
 mod login_limits;
+mod nul_bytes;
+mod security_headers;
 mod sends;
 mod sessions;
 mod tokens;
