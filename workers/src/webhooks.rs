@@ -263,9 +263,11 @@ mod tests {
             .await
             .unwrap();
         let id = db.record_test_delivery(user).await.unwrap();
-        let mut options = WebhookOptions::default();
-        options.allowed_hosts = allowed.parse().unwrap();
-        options.timeout = Duration::from_secs(5);
+        let options = WebhookOptions {
+            allowed_hosts: allowed.parse().unwrap(),
+            timeout: Duration::from_secs(5),
+            ..WebhookOptions::default()
+        };
         let deliverer = Deliverer::new(db.clone(), &options).unwrap();
         deliverer.deliver(id, options.retry.max_attempts).await;
         db.delivery(user, id).await.unwrap()

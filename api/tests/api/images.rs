@@ -146,5 +146,57 @@ async fn send_image(session: &Session, device: i64, b64: &str) -> StatusCode {
         .status()
 }
 
+/// The figure in BENCHMARKS.md: `/health` latency while six clients post bombs without pause.
+/// `cargo nextest run -p wafleet-api --run-ignored only -E 'test(health_under_bombs)' --no-capture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run it on purpose"]
+async fn health_under_bombs() {
+    let app = crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await;
+    let ana = app.session("ana@example.com").await;
+    let device = ana.add_device("Sales", Some("+60123456789")).await;
+    linked(&app, device).await;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(bomb());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let bombers = (0..6).map(|_| async {
+        let mut sent = 0;
+        while std::time::Instant::now() < deadline {
+            assert_eq!(send_image(&ana, device, &b64).await, StatusCode::UNPROCESSABLE_ENTITY);
+            sent += 1;
+        }
+        sent
+    });
+    let probe = async {
+        let client = reqwest::Client::new();
+        let mut took = Vec::new();
+        while std::time::Instant::now() < deadline {
+            let started = std::time::Instant::now();
+            assert!(
+                client
+                    .get(app.url("/health"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .is_success()
+            );
+            took.push(started.elapsed());
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        took
+    };
+    let (sent, mut took) = tokio::join!(futures_util::future::join_all(bombers), probe);
+    took.sort();
+    let at = |q: f64| took[((took.len() as f64 * q) as usize).min(took.len() - 1)];
+    println!(
+        "{} bombs refused by 6 clients in 20 s; /health x{}: p50 {:?}, p99 {:?}, max {:?}",
+        sent.iter().sum::<usize>(),
+        took.len(),
+        at(0.5),
+        at(0.99),
+        took[took.len() - 1]
+    );
+    assert!(at(0.99) < std::time::Duration::from_millis(50), "p99 {:?}", at(0.99));
+}
+
 on_both_backends!(app: a_bomb_is_refused_on_every_route_that_takes_an_image, a_campaign_checks_its_devices_before_its_image,
     bombs_at_once_leave_the_server_answering);
