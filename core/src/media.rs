@@ -107,6 +107,17 @@ pub fn compress(bytes: &[u8]) -> Result<Vec<u8>, MediaError> {
 /// image per CPU at a time.
 #[tracing::instrument(skip_all, fields(bytes = bytes.len()))]
 pub async fn compress_off_runtime(bytes: Vec<u8>) -> Result<Vec<u8>, MediaError> {
+    let result = decode_in_turn(bytes).await;
+    let outcome = match &result {
+        Ok(_) => "compressed",
+        Err(MediaError::TooLarge(..)) => "too_large",
+        Err(MediaError::Unreadable(_)) => "unreadable",
+    };
+    metrics::counter!(crate::metrics::IMAGES, "outcome" => outcome).increment(1);
+    result
+}
+
+async fn decode_in_turn(bytes: Vec<u8>) -> Result<Vec<u8>, MediaError> {
     dimensions(&bytes)?;
     let permit = DECODES.acquire().await.expect("the decode semaphore is never closed");
     tokio::task::spawn_blocking(move || {

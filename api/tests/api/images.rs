@@ -101,9 +101,19 @@ async fn a_bomb_is_refused_on_every_route_that_takes_an_image(app: TestApp) {
     assert_eq!(sends["results"], json!([]), "no broadcast was recorded");
 }
 
+/// How many images this process compressed, from `/metrics`.
+async fn compressed(app: &TestApp) -> u64 {
+    let text = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    text.lines()
+        .find(|l| l.starts_with("wafleet_images_total{outcome=\"compressed\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
 async fn a_campaign_checks_its_devices_before_its_image(app: TestApp) {
     // A user with no device: the image (a real one, within the budget) is never decoded for them.
     let eve = app.session("eve@example.com").await;
+    let before = compressed(&app).await;
     let image = image::RgbImage::from_pixel(64, 64, image::Rgb([1, 2, 3]));
     let mut png = Vec::new();
     image
@@ -112,6 +122,12 @@ async fn a_campaign_checks_its_devices_before_its_image(app: TestApp) {
     let b64 = base64::engine::general_purpose::STANDARD.encode(&png);
     let response = eve.post("/api/campaigns", campaign(424_242, &b64)).await;
     expect_error(response, StatusCode::NOT_FOUND, "device not found").await;
+    assert_eq!(compressed(&app).await, before, "the image was not decoded");
+    // Her own device: the same image is decoded, and counted.
+    let device = eve.add_device("Mine", None).await;
+    let response = eve.post("/api/campaigns", campaign(device, &b64)).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(compressed(&app).await, before + 1);
 }
 
 async fn bombs_at_once_leave_the_server_answering(app: TestApp) {
