@@ -111,6 +111,8 @@ fn quick(settings: &mut Settings) {
     settings.webhook_poll_ms = 50;
     settings.webhook_max_attempts = 3;
     settings.webhook_timeout_secs = 2;
+    // The receivers listen on loopback, which webhooks reach only when the operator allows it.
+    settings.webhook_allowed_hosts = "127.0.0.1".parse().unwrap();
     // The worker sweeps for recorded sends (and polls its send queue) at a fraction of this.
     settings.lease_ttl_secs = 3;
 }

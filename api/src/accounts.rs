@@ -116,17 +116,21 @@ pub(crate) async fn register(state: &AppState, creds: &Credentials) -> ApiResult
     Ok(user)
 }
 
-/// Checks credentials, with per-account and per-address limits on failures.
+/// Checks credentials, with per-account and per-address limits on failures. Each attempt is
+/// counted before its password is checked (see [`reserve_attempt`]), so parallel guesses cannot
+/// slip past the limit between a check and a count.
 pub(crate) async fn login(state: &AppState, creds: &Credentials, ip: ClientIp) -> ApiResult<User> {
     let email = Email::parse(&creds.email).map_err(|e| ApiError::Invalid(format!("email: {e}")))?;
-    let window = i64::try_from(state.settings.login_lockout_secs).unwrap_or(i64::MAX);
     let max = state.settings.login_max_failures;
     let email_key = format!("email:{email}");
     let ip_key = ip.0.map(|ip| format!("ip:{ip}"));
-    for (key, limit) in std::iter::once((&email_key, max)).chain(ip_key.as_ref().map(|k| (k, max.saturating_mul(4)))) {
-        if let Some(secs) = state.db.login_blocked_for(key, limit, window).await? {
-            return Err(ApiError::TooManyRequests(secs));
-        }
+    reserve_attempt(state, &email_key, max).await?;
+    if let Some(ip_key) = &ip_key
+        && let Err(refused) = reserve_attempt(state, ip_key, max.saturating_mul(4)).await
+    {
+        // This attempt is never checked, so it is not the account's failure.
+        state.db.refund_login_attempt(&email_key).await?;
+        return Err(refused);
     }
     let user = state.db.user_by_email(&email).await?;
     let password = creds.password.clone();
@@ -140,14 +144,24 @@ pub(crate) async fn login(state: &AppState, creds: &Credentials, ip: ClientIp) -
     match user {
         Some(user) if matches => {
             state.db.clear_login_failures(&email_key).await?;
+            // The address keeps its count of failures; this attempt was not one.
+            if let Some(ip_key) = &ip_key {
+                state.db.refund_login_attempt(ip_key).await?;
+            }
             Ok(user)
         }
-        _ => {
-            for key in std::iter::once(&email_key).chain(ip_key.as_ref()) {
-                state.db.record_login_failure(key, window).await?;
-            }
-            Err(ApiError::Unauthorized("wrong email or password".into()))
-        }
+        // The attempts counted above stay counted: they are this failure.
+        _ => Err(ApiError::Unauthorized("wrong email or password".into())),
+    }
+}
+
+/// Counts an attempt under `key` and refuses it (429) when it is over `limit` in the window.
+async fn reserve_attempt(state: &AppState, key: &str, limit: u32) -> ApiResult<()> {
+    let window = i64::try_from(state.settings.login_lockout_secs).unwrap_or(i64::MAX);
+    let attempt = state.db.reserve_login_attempt(key, window).await?;
+    match attempt.blocked_for(limit) {
+        Some(secs) => Err(ApiError::TooManyRequests(secs)),
+        None => Ok(()),
     }
 }
 

@@ -16,6 +16,7 @@ use crate::AppState;
 use crate::compat::{TokenUser, target_device};
 use crate::envelope::{Envelope, ok};
 use crate::error::{ApiError, ApiResult};
+use crate::extract::Json;
 use crate::sends::{accept, idempotency_key, read_form};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -67,7 +68,7 @@ async fn send_message(
     TokenUser(user): TokenUser,
     RequestParts(parts): RequestParts,
     headers: HeaderMap,
-    axum::Json(body): axum::Json<SendMessageBody>,
+    Json(body): Json<SendMessageBody>,
 ) -> ApiResult<impl IntoResponse> {
     let device = target_device(&parts, &state, &user, body.device_id.as_deref()).await?;
     let key = idempotency_key(&headers)?;

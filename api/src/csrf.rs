@@ -6,8 +6,10 @@
 //!
 //! A state-changing request must carry the token when a browser could have sent it on its own:
 //! it carries our session cookie, or its body is a form (the only bodies a cross-site page can post
-//! without a CORS preflight, which we never grant). JSON clients without cookies and requests
-//! authenticated by `Authorization: Bearer` are not exposed to CSRF and pass.
+//! without a CORS preflight, which we never grant). JSON clients without cookies, and clients that
+//! authenticate by `Authorization: Bearer` without our session cookie, are not exposed to CSRF and
+//! pass. A request that carries the session cookie always needs the token, whatever other headers
+//! it has: the cookie is what a forged request rides on, and the page routes act on it alone.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -34,18 +36,22 @@ pub async fn protect(State(state): State<AppState>, request: Request, next: Next
         return Ok(next.run(request).await);
     }
     let headers = request.headers();
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("Bearer "));
     let jar = CookieJar::from_headers(headers);
-    let form = content_type(headers).is_some_and(|ct| {
-        ct.starts_with("application/x-www-form-urlencoded")
-            || ct.starts_with("multipart/form-data")
-            || ct.starts_with("text/plain")
-    });
-    if bearer || (jar.get(SESSION_COOKIE).is_none() && !form) {
-        return Ok(next.run(request).await);
+    if jar.get(SESSION_COOKIE).is_none() {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("Bearer "));
+        let form = content_type(headers).is_some_and(|ct| {
+            ct.starts_with("application/x-www-form-urlencoded")
+                || ct.starts_with("multipart/form-data")
+                || ct.starts_with("text/plain")
+        });
+        // Without the cookie, a bearer request is authenticated by its token alone (or not at
+        // all), which a cross-site page cannot send.
+        if bearer || !form {
+            return Ok(next.run(request).await);
+        }
     }
     let expected = jar
         .get(CSRF_COOKIE)

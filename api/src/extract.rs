@@ -1,5 +1,7 @@
-//! Extractors whose rejections are [`ApiError`]s in the JSON envelope, not axum's plain text.
+//! Extractors whose rejections are [`ApiError`]s in the JSON envelope, not axum's plain text, and
+//! which refuse text holding NUL characters (see [`crate::text`]).
 
+use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequest, Request};
 use axum::http::header;
 use axum::http::request::Parts;
@@ -7,19 +9,61 @@ use serde::de::DeserializeOwned;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::text::{refuse_nul, refuse_nul_in_json};
 
-/// A JSON request body. Wrong content type → 415, bad syntax → 400, wrong fields → 422,
-/// too large → 413 naming the limit.
+/// A JSON request body. Wrong content type → 415, bad syntax → 400, wrong fields or a NUL
+/// character in any string → 422, too large → 413 naming the limit.
 pub struct Json<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        <axum::Json<T> as FromRequest<AppState>>::from_request(req, state)
+        // Read as a document first, so every string is checked whatever `T` makes of it.
+        let axum::Json(document) = <axum::Json<serde_json::Value> as FromRequest<AppState>>::from_request(req, state)
             .await
-            .map(|axum::Json(value)| Json(value))
-            .map_err(|rejection| ApiError::from_json_rejection(rejection, state.settings.max_body_bytes))
+            .map_err(|rejection| ApiError::from_json_rejection(rejection, state.settings.max_body_bytes))?;
+        refuse_nul_in_json(&document)?;
+        serde_path_to_error::deserialize(document).map(Json).map_err(|err| {
+            ApiError::Invalid(format!(
+                "Failed to deserialize the JSON body into the target type: {err}"
+            ))
+        })
+    }
+}
+
+/// A URL-encoded form body (the pages' forms). Wrong content type → 415, a field that does not
+/// fit or holds a NUL character → 422.
+pub struct Form<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Form<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+        if !is_form {
+            return Err(ApiError::UnsupportedMediaType(
+                "send the form as `application/x-www-form-urlencoded`".into(),
+            ));
+        }
+        let limit = state.settings.max_body_bytes;
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(limit)
+            } else {
+                ApiError::BadRequest(rejection.body_text())
+            }
+        })?;
+        for (name, value) in form_urlencoded::parse(&bytes) {
+            refuse_nul(&name, &value)?;
+        }
+        serde_urlencoded::from_bytes(&bytes)
+            .map(Form)
+            .map_err(|e| ApiError::Invalid(format!("the form does not fit: {e}")))
     }
 }
 

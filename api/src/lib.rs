@@ -18,6 +18,7 @@ mod devices;
 mod envelope;
 pub mod error;
 mod extract;
+mod headers;
 pub mod health;
 mod leads;
 mod live;
@@ -26,6 +27,7 @@ mod pages;
 mod sends;
 mod session;
 mod sessions;
+mod text;
 mod tokens;
 mod webhooks;
 
@@ -44,6 +46,7 @@ use wafleet_core::queue::Queues;
 use wafleet_core::shutdown::Shutdown;
 use wafleet_core::{Db, Settings};
 
+pub use demo::Demo;
 pub use error::ApiError;
 
 /// What every handler can reach: one shared allocation, so the clone that routing makes for
@@ -59,7 +62,7 @@ pub struct Shared {
     /// Settings of this process.
     pub settings: Arc<Settings>,
     /// In demo mode, the simulated phones the dashboard can use to link devices.
-    pub demo: Option<Arc<dyn SimulatedPhones>>,
+    pub demo: Option<demo::Demo>,
     /// The job queues; without them, accepted sends wait for the holder's next sweep.
     pub queues: Option<Queues>,
     /// The read cache in front of chat lists, messages pages and devices.
@@ -107,7 +110,7 @@ impl AppState {
 
     /// Lets the dashboard link devices to `phones` (demo mode).
     pub fn with_demo(mut self, phones: Arc<dyn SimulatedPhones>) -> Self {
-        Arc::make_mut(&mut self.0).demo = Some(phones);
+        Arc::make_mut(&mut self.0).demo = Some(demo::Demo::new(phones));
         self
     }
 }
@@ -133,7 +136,7 @@ pub fn app(state: AppState) -> Router {
         .merge(webhooks::router())
         .split_for_parts();
     let spec = Arc::new(spec);
-    Router::new()
+    let router = Router::new()
         .merge(api)
         .merge(openapi::router(spec))
         .merge(pages::router())
@@ -146,7 +149,9 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .fallback(error::no_route)
         .layer(axum::middleware::from_fn_with_state(state.clone(), csrf::protect))
-        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(axum::middleware::from_fn(text::refuse_nul_in_uri))
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes));
+    headers::add(router)
         .layer(axum::middleware::from_fn(count_requests))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

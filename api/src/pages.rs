@@ -1,11 +1,11 @@
 //! Server-rendered pages. Templates and assets are compiled into the binary (no CDN).
 
 use askama::Template;
+use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Form, Router};
 use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
 
@@ -13,6 +13,7 @@ use crate::AppState;
 use crate::accounts::{self, ClientIp, Credentials, PasswordChange};
 use crate::csrf;
 use crate::error::ApiError;
+use crate::extract::Form;
 use crate::session::{self, CurrentUser, PageUser};
 use wafleet_core::db::User;
 

@@ -1,7 +1,6 @@
 //! Outbound sends: accepted, recorded under an idempotency key, queued for the device's holder,
 //! answered at once with the send's id; `GET /api/messages/{id}` follows it.
 
-use axum::Json;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +16,7 @@ use wafleet_core::types::{DeviceId, PhoneNumber, UserId};
 use crate::AppState;
 use crate::envelope::{Envelope, ok};
 use crate::error::{ApiError, ApiResult, OrNotFound};
+use crate::extract::Json;
 use crate::session::CurrentUser;
 
 /// Longest text WhatsApp carries in one message.
@@ -73,7 +73,7 @@ async fn send_from_device(
     )
     .await?;
     let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
-    let mut response = (status, Json(envelope_of(message))).into_response();
+    let mut response = (status, axum::Json(envelope_of(message))).into_response();
     if !created {
         response
             .headers_mut()
@@ -152,8 +152,10 @@ pub(crate) async fn accept(
 ) -> ApiResult<(OutboundMessage, bool)> {
     let current = state.db.device(user, device).await.or_not_found("device")?;
     let to = recipient(to, state)?;
-    let (text, image) = content(text, image)?;
+    let text = text_content(text, image.is_some())?;
+    // Every cheap check passes before an image is decoded.
     ensure_linked(&current)?;
+    let image = image_content(image).await?;
     let new = NewSend {
         user,
         device,
@@ -173,21 +175,30 @@ pub(crate) async fn accept(
     Ok((message, created))
 }
 
-/// Checks a message's text and image, and compresses the image as every send's is.
-pub(crate) fn content(text: Option<String>, image: Option<Vec<u8>>) -> ApiResult<(Option<String>, Option<Vec<u8>>)> {
+/// Checks a message's text (`None` when blank); `has_image` says whether an image comes with it.
+pub(crate) fn text_content(text: Option<String>, has_image: bool) -> ApiResult<Option<String>> {
     let text = text.filter(|t| !t.trim().is_empty());
     if let Some(text) = &text
         && text.chars().count() > MAX_TEXT_CHARS
     {
         return Err(ApiError::Invalid(format!("text: at most {MAX_TEXT_CHARS} characters")));
     }
-    if text.is_none() && image.is_none() {
+    if text.is_none() && !has_image {
         return Err(ApiError::Invalid("give the text to send, or an image".into()));
     }
-    let image = image
-        .map(|bytes| wafleet_core::media::compress(&bytes).map_err(|e| ApiError::Invalid(format!("image: {e}"))))
-        .transpose()?;
-    Ok((text, image))
+    Ok(text)
+}
+
+/// Compresses an image as every send's is, off the async runtime and within the pixel budget
+/// (see [`wafleet_core::media`]). Call it after every cheap check of the request has passed.
+pub(crate) async fn image_content(image: Option<Vec<u8>>) -> ApiResult<Option<Vec<u8>>> {
+    match image {
+        None => Ok(None),
+        Some(bytes) => wafleet_core::media::compress_off_runtime(bytes)
+            .await
+            .map(Some)
+            .map_err(|e| ApiError::Invalid(format!("image: {e}"))),
+    }
 }
 
 /// Refuses sends from a device that is not linked to WhatsApp (409, saying what to do).
@@ -261,6 +272,7 @@ pub(crate) async fn read_form(
                 .text()
                 .await
                 .map_err(|e| ApiError::BadRequest(format!("reading `{name}`: {e}")))?;
+            crate::text::refuse_nul(&name, &text)?;
             fields.insert(name, text);
         }
     }

@@ -8,6 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_core::auth;
 use wafleet_core::db::{Delivery, DeliveryStatus, Webhook};
+use wafleet_core::egress;
 use wafleet_core::types::Timestamp;
 use wafleet_core::webhooks::{self as hooks, EventKind};
 
@@ -89,7 +90,9 @@ pub enum EventList {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutWebhook {
-    /// An absolute `http://` or `https://` URL.
+    /// An absolute `http://` or `https://` URL at a public address: hosts that are or resolve to
+    /// loopback, private, link-local, unique-local or other special-purpose addresses are
+    /// refused unless the operator allows them (`WEBHOOK_ALLOWED_HOSTS`).
     #[schema(example = "https://example.com/hooks/wafleet")]
     pub url: String,
     /// The secret that signs each body (16 to 256 characters). Left out: the current one is kept,
@@ -115,13 +118,18 @@ async fn get_webhook(State(state): State<AppState>, CurrentUser(user): CurrentUs
 
 /// Set your webhook. A generated secret is in this answer only: store it now.
 #[utoipa::path(put, path = "/api/webhook", tag = "webhooks", request_body = PutWebhook,
-    responses((status = 200, body = Envelope<WebhookView>), (status = 422, description = "Bad URL, secret or event name")))]
+    responses((status = 200, body = Envelope<WebhookView>),
+              (status = 422, description = "Bad URL (or one leading to a loopback, private, link-local or other internal address), secret or event name")))]
 async fn put_webhook(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Json(body): Json<PutWebhook>,
 ) -> ApiResult<impl IntoResponse> {
     let url = hooks::parse_url(&body.url).map_err(ApiError::Invalid)?;
+    // Checked again at every delivery: the name may resolve elsewhere by then.
+    egress::check_url(&url, &state.settings.webhook_allowed_hosts)
+        .await
+        .map_err(ApiError::Invalid)?;
     let names: Vec<String> = match body.events {
         None => Vec::new(),
         Some(EventList::List(names)) => names,

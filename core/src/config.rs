@@ -14,6 +14,7 @@ use anyhow::{Context, bail};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
+use crate::egress::AllowedHosts;
 use crate::types::Country;
 
 /// A string that never shows in `Debug` or logs (database URLs with passwords, admin password).
@@ -301,6 +302,19 @@ pub struct Settings {
     #[arg(long, env = "WEBHOOK_POLL_MS", global = true, default_value_t = 500)]
     pub webhook_poll_ms: u64,
 
+    /// Internal hosts webhooks may be delivered to, comma-separated: host names (matched exactly),
+    /// addresses or networks, e.g. `hooks.internal,10.1.2.3,10.0.0.0/8`. Webhooks reach public
+    /// addresses only otherwise: loopback, private, link-local, unique-local and other
+    /// special-purpose addresses are refused when a URL is saved and again at every delivery.
+    #[arg(
+        long,
+        env = "WEBHOOK_ALLOWED_HOSTS",
+        global = true,
+        default_value = "",
+        value_name = "HOSTS"
+    )]
+    pub webhook_allowed_hosts: AllowedHosts,
+
     /// Days webhook deliveries stay listed before housekeeping removes them.
     #[arg(long, env = "WEBHOOK_KEEP_DAYS", global = true, default_value_t = 7)]
     pub webhook_keep_days: u64,
@@ -484,6 +498,18 @@ mod tests {
         for bad in ["", "2.3000", "2.x.1", "1.2.3.4"] {
             assert!(bad.parse::<AppVersion>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn webhook_allowed_hosts_are_parsed_at_start_up() {
+        assert_eq!(Settings::defaults().webhook_allowed_hosts, AllowedHosts::default());
+        let argv = ["wafleet", "--webhook-allowed-hosts", "hooks.internal, 10.0.0.0/8"];
+        let cli: Cli = parse_layered_from(argv.iter().map(OsString::from).collect()).unwrap();
+        assert!(cli.settings.webhook_allowed_hosts.allows_name("hooks.internal"));
+        assert_eq!(
+            cli.settings.webhook_allowed_hosts.refusal("10.1.2.3".parse().unwrap()),
+            None
+        );
     }
 
     #[test]

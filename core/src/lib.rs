@@ -7,6 +7,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod db;
+pub mod egress;
 pub mod error;
 pub mod keys;
 pub mod link;

@@ -1,18 +1,37 @@
 //! Images as wafleet sends them: the longest side at most 1200 px, JPEG at quality 70. Smaller
 //! files upload faster from every worker and look the same on a phone.
+//!
+//! A small file can claim a huge canvas (a PNG of zeros of 16384×10000 px is under 500 KB and
+//! decodes to 500 MB), so an image is measured from its header before anything is decoded and
+//! refused over [`MAX_PIXELS`]; the decoder's own limits are a second guard. Decoding is CPU work
+//! of up to seconds: [`compress_off_runtime`] does it on the blocking pool, a few at a time, so
+//! it never stalls the async runtime that answers every other request.
 
 use std::io::Cursor;
+use std::sync::LazyLock;
 
 use image::imageops::FilterType;
-use image::{ImageReader, Limits};
+use image::{ImageError, ImageReader, Limits};
+use tokio::sync::Semaphore;
 
 /// The longest side of a sent image, in pixels.
 pub const MAX_SIDE: u32 = 1200;
 /// JPEG quality of a sent image.
 pub const JPEG_QUALITY: u8 = 70;
-/// Largest width or height accepted as input; beyond it a file is more likely a decompression
-/// bomb than a photo.
-const MAX_INPUT_SIDE: u32 = 16_384;
+/// Most pixels (width × height) an input image may have: a 40-megapixel photo, larger than any
+/// phone camera's, and 160 MB once decoded.
+pub const MAX_PIXELS: u64 = 40_000_000;
+/// Largest width or height accepted as input.
+pub const MAX_INPUT_SIDE: u32 = 16_384;
+/// Most bytes a decoder may allocate: the pixel budget at 8 bytes a pixel (16-bit RGBA, the
+/// widest pixel we read), so any image within the budget fits and nothing much larger does.
+const MAX_DECODE_BYTES: u64 = MAX_PIXELS * 8;
+
+/// Decodes running at once in this process: as many as there are CPUs, since each keeps one busy.
+static DECODES: LazyLock<Semaphore> = LazyLock::new(|| {
+    let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    Semaphore::new(cpus)
+});
 
 /// Why an image was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -20,31 +39,54 @@ pub enum MediaError {
     /// Not an image in a format we read, or damaged.
     #[error("not an image wafleet can read ({0}); send a JPEG, PNG, WebP or GIF file")]
     Unreadable(String),
-    /// Too many pixels.
-    #[error("image is {0}x{1} pixels; the most accepted is 16384 on a side")]
+    /// Too many pixels, or too wide or tall.
+    #[error(
+        "image is {0}x{1} pixels; the most accepted is 40 megapixels (40,000,000 pixels) and 16384 pixels on a side: send a smaller image"
+    )]
     TooLarge(u32, u32),
 }
 
-/// Decodes `bytes` and re-encodes them as a JPEG no larger than [`MAX_SIDE`] on either side.
-pub fn compress(bytes: &[u8]) -> Result<Vec<u8>, MediaError> {
+fn unreadable(err: ImageError) -> MediaError {
+    MediaError::Unreadable(err.to_string())
+}
+
+/// A reader of `bytes` with the decoder limits set.
+fn reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>, MediaError> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| MediaError::Unreadable(e.to_string()))?;
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_INPUT_SIDE);
     limits.max_image_height = Some(MAX_INPUT_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
-    let (width, height) = reader
-        .into_dimensions()
+    Ok(reader)
+}
+
+/// The image's width and height, read from its header alone (cheap: nothing is decoded), or why
+/// it is refused: unreadable, or over [`MAX_PIXELS`] or [`MAX_INPUT_SIDE`].
+pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), MediaError> {
+    // Without limits here, so that an oversized image is told apart from a damaged one.
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
         .map_err(|e| MediaError::Unreadable(e.to_string()))?;
-    if width > MAX_INPUT_SIDE || height > MAX_INPUT_SIDE {
+    reader.no_limits();
+    let (width, height) = reader.into_dimensions().map_err(unreadable)?;
+    if u64::from(width) * u64::from(height) > MAX_PIXELS || width.max(height) > MAX_INPUT_SIDE {
         return Err(MediaError::TooLarge(width, height));
     }
-    let image = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| MediaError::Unreadable(e.to_string()))?
-        .decode()
-        .map_err(|e| MediaError::Unreadable(e.to_string()))?;
+    Ok((width, height))
+}
+
+/// Decodes `bytes` and re-encodes them as a JPEG no larger than [`MAX_SIDE`] on either side.
+/// Blocks for as long as decoding takes: from async code, call [`compress_off_runtime`].
+pub fn compress(bytes: &[u8]) -> Result<Vec<u8>, MediaError> {
+    let (width, height) = dimensions(bytes)?;
+    let image = reader(bytes)?.decode().map_err(|e| match e {
+        // The header passed the budget, so only a lying or unusual file gets here.
+        ImageError::Limits(_) => MediaError::TooLarge(width, height),
+        other => unreadable(other),
+    })?;
     let image = if image.width().max(image.height()) > MAX_SIDE {
         // Fits within MAX_SIDE x MAX_SIDE, keeping the aspect ratio.
         image.resize(MAX_SIDE, MAX_SIDE, FilterType::Triangle)
@@ -56,8 +98,35 @@ pub fn compress(bytes: &[u8]) -> Result<Vec<u8>, MediaError> {
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY)
         .encode_image(&rgb)
-        .map_err(|e| MediaError::Unreadable(e.to_string()))?;
+        .map_err(unreadable)?;
     Ok(out)
+}
+
+/// [`compress`] for async code: the header is checked here (so an oversized image is refused at
+/// once, without waiting for a turn), then the image is decoded on the blocking pool, at most one
+/// image per CPU at a time.
+#[tracing::instrument(skip_all, fields(bytes = bytes.len()))]
+pub async fn compress_off_runtime(bytes: Vec<u8>) -> Result<Vec<u8>, MediaError> {
+    let result = decode_in_turn(bytes).await;
+    let outcome = match &result {
+        Ok(_) => "compressed",
+        Err(MediaError::TooLarge(..)) => "too_large",
+        Err(MediaError::Unreadable(_)) => "unreadable",
+    };
+    metrics::counter!(crate::metrics::IMAGES, "outcome" => outcome).increment(1);
+    result
+}
+
+async fn decode_in_turn(bytes: Vec<u8>) -> Result<Vec<u8>, MediaError> {
+    dimensions(&bytes)?;
+    let permit = DECODES.acquire().await.expect("the decode semaphore is never closed");
+    tokio::task::spawn_blocking(move || {
+        // Held until the decode ends, even if the request that asked for it has gone.
+        let _permit = permit;
+        compress(&bytes)
+    })
+    .await
+    .unwrap_or_else(|e| Err(MediaError::Unreadable(format!("the image decoder failed: {e}"))))
 }
 
 #[cfg(test)]
@@ -88,6 +157,76 @@ mod tests {
         let jpeg = compress(&png(640, 480)).unwrap();
         let decoded = image::load_from_memory(&jpeg).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (640, 480));
+    }
+
+    /// A decompression bomb: a PNG of zeros whose header claims `width`×`height` grey pixels.
+    pub(crate) fn zero_png(width: u32, height: u32) -> Vec<u8> {
+        use image::ImageEncoder;
+        use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
+        let pixels = vec![0u8; width as usize * height as usize];
+        let mut out = Vec::new();
+        PngEncoder::new_with_quality(&mut out, CompressionType::Best, PngFilter::NoFilter)
+            .write_image(&pixels, width, height, image::ExtendedColorType::L8)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused_from_its_header() {
+        let bomb = zero_png(16_384, 10_000);
+        assert!(bomb.len() < 1024 * 1024, "a small file: {} bytes", bomb.len());
+        let started = std::time::Instant::now();
+        let err = compress(&bomb).unwrap_err();
+        assert_eq!(err, MediaError::TooLarge(16_384, 10_000));
+        assert!(err.to_string().contains("40 megapixels"), "{err}");
+        // Decoding it would take seconds and half a gigabyte; reading the header takes nothing.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        // Wide but within the budget on pixels is refused for its side; within both is accepted.
+        assert_eq!(dimensions(&zero_png(20_000, 10)), Err(MediaError::TooLarge(20_000, 10)));
+        assert_eq!(dimensions(&zero_png(8_000, 5_000)), Ok((8_000, 5_000)));
+    }
+
+    #[test]
+    fn decoding_runs_off_the_async_runtime() {
+        // One runtime thread: if the decode ran on it, nothing else could run until it ended.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let big = png(4000, 3000);
+        runtime.block_on(async {
+            let decode = tokio::spawn(async move {
+                let jpeg = compress_off_runtime(big).await;
+                (jpeg, std::time::Instant::now())
+            });
+            // Lets the decode start first.
+            tokio::task::yield_now().await;
+            let ticked = std::time::Instant::now();
+            let (jpeg, decoded) = decode.await.unwrap();
+            assert!(jpeg.is_ok());
+            assert!(
+                ticked < decoded,
+                "the runtime ran other work while the image was decoded"
+            );
+        });
+    }
+
+    #[tokio::test]
+    async fn a_bomb_is_refused_without_waiting_for_a_decode_turn() {
+        // Every decode turn taken: a bomb is still refused at once, from its header.
+        let cpus = DECODES.available_permits();
+        let _all = DECODES.acquire_many(cpus as u32).await.unwrap();
+        let refused = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            compress_off_runtime(zero_png(16_384, 10_000)),
+        )
+        .await
+        .expect("refused without a turn");
+        assert_eq!(refused, Err(MediaError::TooLarge(16_384, 10_000)));
     }
 
     #[test]

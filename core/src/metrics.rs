@@ -65,6 +65,9 @@ pub const READ_CACHE_ENTRIES: &str = "wafleet_read_cache_entries";
 pub const DEVICE_ACTIONS: &str = "wafleet_device_actions_total";
 /// Recipients of accepted broadcasts.
 pub const BROADCAST_RECIPIENTS: &str = "wafleet_broadcast_recipients_total";
+/// Images given to be sent, by outcome: `compressed`, `too_large` (refused from the header, never
+/// decoded) or `unreadable`.
+pub const IMAGES: &str = "wafleet_images_total";
 /// HTTP requests answered.
 pub const HTTP_REQUESTS: &str = "wafleet_http_requests_total";
 /// HTTP request latency.
@@ -117,6 +120,10 @@ fn describe() {
         "Session cookies and API tokens resolved from the cache (hit) or the database (miss)"
     );
     describe_gauge!(READ_CACHE_ENTRIES, "Entries in the read cache after its last cleanup");
+    describe_counter!(
+        IMAGES,
+        "Images given to be sent, by outcome (compressed, too_large, unreadable)"
+    );
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by status class");
     describe_histogram!(HTTP_DURATION, metrics::Unit::Seconds, "HTTP request latency");
 }

@@ -6,15 +6,23 @@
 //! consumes the queue: one POST per attempt, signed, under the delivery's id. A 2xx answer
 //! delivers it; anything else, or no answer within the timeout, is retried with exponential
 //! backoff, and after the last attempt the delivery is `dead` until its owner replays it.
+//!
+//! Only public addresses (and those the operator allows) are ever connected to, checked at each
+//! connection (see [`crate::egress`]); a refused attempt records "refused: address not allowed"
+//! and nothing else, so deliveries cannot be used to probe the deployment's own network.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use wafleet_core::db::{AttemptResult, DeliveryStatus};
+use wafleet_core::egress::{AllowedHosts, Refused, literal_refusal};
 use wafleet_core::metrics as m;
 use wafleet_core::queue::{ConsumeOptions, Outcome, Queues, Retry, WEBHOOKS_QUEUE, WebhookJob};
 use wafleet_core::shutdown::Shutdown;
 use wafleet_core::webhooks::{DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, signature};
 use wafleet_core::{Db, Settings};
+
+use crate::egress::{GuardedResolver, is_refusal};
 
 /// Deliveries queued per poll, at most.
 const CLAIM_BATCH: i64 = 500;
@@ -32,6 +40,8 @@ pub struct WebhookOptions {
     pub retry: Retry,
     /// How often recorded events are looked for.
     pub poll: Duration,
+    /// Internal hosts deliveries may reach besides public addresses.
+    pub allowed_hosts: AllowedHosts,
 }
 
 impl WebhookOptions {
@@ -45,6 +55,7 @@ impl WebhookOptions {
                 longest: LONGEST_RETRY,
             },
             poll: Duration::from_millis(settings.webhook_poll_ms.max(10)),
+            allowed_hosts: settings.webhook_allowed_hosts.clone(),
         }
     }
 }
@@ -122,6 +133,7 @@ struct Deliverer {
     client: reqwest::Client,
     timeout: Duration,
     max_attempts: u32,
+    allowed: AllowedHosts,
 }
 
 impl Deliverer {
@@ -129,7 +141,12 @@ impl Deliverer {
         let client = reqwest::Client::builder()
             .timeout(options.timeout)
             // A redirect would turn the POST into a GET elsewhere; the URL must answer itself.
+            // Also keeps deliveries from being sent on to an internal address.
             .redirect(reqwest::redirect::Policy::none())
+            // Every name resolves through the guard, at every connection.
+            .dns_resolver(Arc::new(GuardedResolver::new(options.allowed_hosts.clone())))
+            // A proxy would resolve names itself, past the guard.
+            .no_proxy()
             .user_agent(concat!("wafleet-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Deliverer {
@@ -137,6 +154,7 @@ impl Deliverer {
             client,
             timeout: options.timeout,
             max_attempts: options.retry.max_attempts,
+            allowed: options.allowed_hosts.clone(),
         })
     }
 
@@ -156,6 +174,10 @@ impl Deliverer {
             let error = "no enabled webhook: set one, then replay".to_owned();
             return self.failed(id, None, error, true).await;
         };
+        // An address in the URL never reaches the resolver, so it is checked here.
+        if let Some(refused) = literal_refusal(&hook.url, &self.allowed) {
+            return self.failed(id, None, refused.to_string(), last).await;
+        }
         let body = found.delivery.body;
         let sent = self
             .client
@@ -182,6 +204,8 @@ impl Deliverer {
                 let error = format!("the receiver answered {}", response.status());
                 self.failed(id, Some(status), error, last).await
             }
+            // Nothing about the target: not whether it answered, nor how the connection failed.
+            Err(err) if is_refusal(&err) => self.failed(id, None, Refused.to_string(), last).await,
             Err(err) if err.is_timeout() => {
                 let error = format!("no answer within {:?}", self.timeout);
                 self.failed(id, None, error, last).await
@@ -211,5 +235,90 @@ impl Deliverer {
         } else {
             Outcome::Retry(error)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use wafleet_core::db::NewUserRole;
+    use wafleet_core::testing::{Backend, TestDb};
+    use wafleet_core::types::{Email, UserId};
+
+    use super::*;
+
+    async fn user(db: &Db) -> UserId {
+        let email = Email::parse("hooked@example.com").unwrap();
+        db.create_user(&email, "not-a-hash", NewUserRole::FirstBecomesAdmin)
+            .await
+            .unwrap()
+            .id
+    }
+
+    /// One attempt (the last) at a test event sent to `url`, as if the URL had been saved when
+    /// its host resolved to a public address.
+    async fn attempt(db: &Db, user: UserId, url: &str, allowed: &str) -> wafleet_core::db::Delivery {
+        db.put_webhook(user, url, "a-secret-of-enough-length", "", true)
+            .await
+            .unwrap();
+        let id = db.record_test_delivery(user).await.unwrap();
+        let options = WebhookOptions {
+            allowed_hosts: allowed.parse().unwrap(),
+            timeout: Duration::from_secs(5),
+            ..WebhookOptions::default()
+        };
+        let deliverer = Deliverer::new(db.clone(), &options).unwrap();
+        deliverer.deliver(id, options.retry.max_attempts).await;
+        db.delivery(user, id).await.unwrap()
+    }
+
+    async fn internal_targets_are_refused_at_connection_without_a_trace(backend: Backend) {
+        let test = TestDb::new(backend).await;
+        let user = user(&test.db).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        for url in [
+            // A name that resolves to loopback by the time it is delivered to (DNS rebinding).
+            format!("http://localhost:{port}/hook"),
+            format!("http://127.0.0.1:{port}/hook"),
+            format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+        ] {
+            let delivery = attempt(&test.db, user, &url, "").await;
+            assert_eq!(delivery.status, DeliveryStatus::Dead, "{url}");
+            assert_eq!(
+                delivery.last_error.as_deref(),
+                Some("refused: address not allowed"),
+                "{url}"
+            );
+            assert_eq!(delivery.response_status, None, "{url}");
+        }
+        let connected = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(connected.is_err(), "no connection was made");
+
+        // Allowed by the operator, the same receiver gets it.
+        let answer = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0; 64 * 1024];
+            let _ = socket.read(&mut request).await.unwrap();
+            socket
+                .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await
+                .unwrap();
+        });
+        let delivery = attempt(&test.db, user, &format!("http://localhost:{port}/hook"), "127.0.0.1").await;
+        answer.await.unwrap();
+        assert_eq!(delivery.status, DeliveryStatus::Delivered);
+        assert_eq!(delivery.response_status, Some(204));
+    }
+
+    #[tokio::test]
+    async fn internal_targets_are_refused_on_sqlite() {
+        internal_targets_are_refused_at_connection_without_a_trace(Backend::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn internal_targets_are_refused_on_postgres() {
+        internal_targets_are_refused_at_connection_without_a_trace(Backend::Postgres).await;
     }
 }

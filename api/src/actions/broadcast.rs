@@ -17,7 +17,7 @@ use crate::AppState;
 use crate::envelope::{Envelope, ok};
 use crate::error::{ApiError, ApiResult, OrNotFound};
 use crate::extract::{Json, Path};
-use crate::sends::{content, decode_image, enqueue, ensure_linked, idempotency_key};
+use crate::sends::{decode_image, enqueue, ensure_linked, idempotency_key, image_content, text_content};
 use crate::session::CurrentUser;
 
 /// Most recipients (pasted lines) of one broadcast.
@@ -95,8 +95,11 @@ pub(super) async fn create_broadcast(
     if !errors.is_empty() {
         return Ok(refused(errors));
     }
-    let (text, image) = content(body.text, decode_image(body.image_base64.as_deref())?)?;
+    let image = decode_image(body.image_base64.as_deref())?;
+    let text = text_content(body.text, image.is_some())?;
+    // Every cheap check passes before the image is decoded.
     ensure_linked(&current)?;
+    let image = image_content(image).await?;
     let (recipients, duplicates) = lines::distinct(&pasted);
     let new = NewBroadcast {
         user: user.id,

@@ -91,6 +91,8 @@ pub fn send_at(value: &str, tz: Tz) -> ApiResult<Timestamp> {
     Ok(Timestamp(instant))
 }
 
+/// The image's bytes, still to be compressed: decoding is the one expensive step, so the handler
+/// does it once every cheap check has passed. Its header is checked here (`""`: no image).
 fn image(value: &str) -> ApiResult<Option<Vec<u8>>> {
     if value.trim().is_empty() {
         return Ok(None);
@@ -98,8 +100,8 @@ fn image(value: &str) -> ApiResult<Option<Vec<u8>>> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(value.trim())
         .map_err(|_| ApiError::Invalid("image_base64: not valid base64".into()))?;
-    let jpeg = wafleet_core::media::compress(&bytes).map_err(|e| ApiError::Invalid(format!("image: {e}")))?;
-    Ok(Some(jpeg))
+    wafleet_core::media::dimensions(&bytes).map_err(|e| ApiError::Invalid(format!("image: {e}")))?;
+    Ok(Some(bytes))
 }
 
 fn devices(value: &[DeviceId]) -> ApiResult<Vec<DeviceId>> {
@@ -120,8 +122,10 @@ fn status(value: &str) -> ApiResult<CampaignStatus> {
 }
 
 impl CampaignBody {
-    /// A new campaign; every field but the image, time zone and status is required.
-    pub fn into_new(self) -> ApiResult<NewCampaign> {
+    /// A new campaign; every field but the image, time zone and status is required. Its image,
+    /// if any, comes back beside it uncompressed (see [`image`]), and `image` of the campaign is
+    /// left empty for the caller to fill.
+    pub fn into_new(self) -> ApiResult<(NewCampaign, Option<Vec<u8>>)> {
         let required =
             |name: &str, v: &Option<String>| v.clone().ok_or_else(|| ApiError::Invalid(format!("{name}: required")));
         let tz = time_zone(self.time_zone.as_deref().unwrap_or("UTC"))?;
@@ -132,27 +136,31 @@ impl CampaignBody {
                 _ => return Err(ApiError::Invalid("status: a new campaign is draft or scheduled".into())),
             },
         };
-        Ok(NewCampaign {
+        let new = NewCampaign {
             title: text("title", &required("title", &self.title)?, MAX_TITLE)?,
             niche: text("niche", &required("niche", &self.niche)?, MAX_NICHE)?,
             message: text("message", &required("message", &self.message)?, MAX_MESSAGE)?,
-            image: self.image_base64.as_deref().map(image).transpose()?.flatten(),
+            image: None,
             send_at: send_at(&required("send_at", &self.send_at)?, tz)?,
             time_zone: tz.name().to_owned(),
             status,
             devices: devices(self.device_ids.as_deref().unwrap_or_default())?,
-        })
+        };
+        let image = self.image_base64.as_deref().map(image).transpose()?.flatten();
+        Ok((new, image))
     }
 
     /// Changes to a campaign planned in `current_tz` (a local `send_at` is read in the new time
-    /// zone when one is given).
-    pub fn into_changes(self, current_tz: &str) -> ApiResult<CampaignChanges> {
+    /// zone when one is given). A new image comes back beside them uncompressed, as in
+    /// [`CampaignBody::into_new`]; removing the image (`""`) is one of the changes.
+    pub fn into_changes(self, current_tz: &str) -> ApiResult<(CampaignChanges, Option<Vec<u8>>)> {
         let tz = match &self.time_zone {
             Some(name) => Some(time_zone(name)?),
             None => None,
         };
         let at_tz = tz.unwrap_or_else(|| current_tz.parse().unwrap_or(Tz::UTC));
-        Ok(CampaignChanges {
+        let image = self.image_base64.as_deref().map(image).transpose()?;
+        let changes = CampaignChanges {
             title: self.title.as_deref().map(|v| text("title", v, MAX_TITLE)).transpose()?,
             niche: self.niche.as_deref().map(|v| text("niche", v, MAX_NICHE)).transpose()?,
             message: self
@@ -160,12 +168,14 @@ impl CampaignBody {
                 .as_deref()
                 .map(|v| text("message", v, MAX_MESSAGE))
                 .transpose()?,
-            image: self.image_base64.as_deref().map(image).transpose()?,
+            // `Some(None)` removes the image; a new one is set by the caller once compressed.
+            image: matches!(image, Some(None)).then_some(None),
             send_at: self.send_at.as_deref().map(|v| send_at(v, at_tz)).transpose()?,
             time_zone: tz.map(|tz| tz.name().to_owned()),
             devices: self.device_ids.as_deref().map(devices).transpose()?,
             status: self.status.as_deref().map(status).transpose()?,
-        })
+        };
+        Ok((changes, image.flatten()))
     }
 }
 

@@ -14,12 +14,13 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_core::db::{CalendarDay, Campaign, CampaignReport};
-use wafleet_core::types::{CampaignId, Timestamp};
+use wafleet_core::types::{CampaignId, DeviceId, Timestamp, UserId};
 
 use crate::AppState;
 use crate::envelope::{Envelope, created, ok};
 use crate::error::{ApiError, ApiResult, OrNotFound};
 use crate::extract::{Json, Path};
+use crate::sends::image_content;
 use crate::session::CurrentUser;
 
 pub use fields::CampaignBody;
@@ -77,10 +78,26 @@ async fn create_campaign(
     CurrentUser(user): CurrentUser,
     Json(body): Json<CampaignBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let new = body.into_new()?;
+    let (mut new, image) = body.into_new()?;
+    if image.is_some() {
+        // Only a user who may plan this campaign gets an image decoded.
+        ensure_owned(&state, user.id, &new.devices).await?;
+        new.image = image_content(image).await?;
+    }
     let campaign = state.db.create_campaign(user.id, &new).await.or_not_found("device")?;
     tracing::info!(user = %user.id, campaign = %campaign.id, "campaign planned");
     Ok(created("campaign planned", campaign))
+}
+
+/// Refuses (404, as for any device not yours) unless every one of `devices` is the user's.
+async fn ensure_owned(state: &AppState, user: UserId, devices: &[DeviceId]) -> ApiResult<()> {
+    let owned: std::collections::HashSet<DeviceId> =
+        state.db.list_devices(user).await?.into_iter().map(|d| d.id).collect();
+    if devices.iter().all(|d| owned.contains(d)) {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound("device"))
+    }
 }
 
 /// One of your campaigns.
@@ -112,11 +129,12 @@ async fn update_campaign(
     Json(body): Json<CampaignBody>,
 ) -> ApiResult<impl IntoResponse> {
     let current = state.db.campaign(user.id, id).await.or_not_found("campaign")?;
-    let changes = body.into_changes(&current.time_zone)?;
+    let (mut changes, image) = body.into_changes(&current.time_zone)?;
     if let Some(devices) = &changes.devices {
-        for device in devices {
-            state.db.device(user.id, *device).await.or_not_found("device")?;
-        }
+        ensure_owned(&state, user.id, devices).await?;
+    }
+    if image.is_some() {
+        changes.image = Some(image_content(image).await?);
     }
     let campaign = state
         .db

@@ -228,6 +228,9 @@ fn parse_row(
                 "is not UTF-8 text: save the file as CSV UTF-8",
             )]
         })?;
+        if text.contains('\0') {
+            return Err(vec![RowError::new(row, Some(column), crate::text::NUL_REFUSED)]);
+        }
         cells.insert(column, text);
     }
     let cell = |column: &str| cells.get(column).copied().unwrap_or_default();

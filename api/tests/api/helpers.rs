@@ -4,6 +4,7 @@ use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 use wafleet_api::AppState;
 use wafleet_core::cache::{Invalidations, ReadCache};
+use wafleet_core::link::SimulatedPhones;
 use wafleet_core::shutdown::{self, ShutdownTrigger};
 use wafleet_core::testing::TestDb;
 use wafleet_core::types::DeviceId;
@@ -29,7 +30,7 @@ impl TestApp {
     /// A second API server over the same database and Redis, as another API process of the
     /// deployment behind the same load balancer.
     pub async fn another_server(&self) -> Server {
-        Server::start(&self.db, &self.settings, &self._db).await
+        Server::start(&self.db, &self.settings, &self._db, None).await
     }
 
     /// Announces that `device`'s data changed, as a worker does after writing it.
@@ -54,6 +55,19 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Starts the app on `backend` after `configure` adjusts the settings.
 pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn(backend, configure, None).await
+}
+
+/// Starts the app in demo mode on `backend`, linking devices through `phones`.
+pub async fn spawn_demo_app(backend: Backend, phones: std::sync::Arc<dyn SimulatedPhones>) -> TestApp {
+    spawn(backend, |_| {}, Some(phones)).await
+}
+
+async fn spawn(
+    backend: Backend,
+    configure: impl FnOnce(&mut Settings),
+    demo: Option<std::sync::Arc<dyn SimulatedPhones>>,
+) -> TestApp {
     let test_db = TestDb::with_settings(backend, |s| {
         // No worker runs beside these tests: requests that wait for one give up quickly.
         s.worker_wait_secs = 1;
@@ -64,7 +78,7 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
     wafleet_core::accounts::ensure_admin(&db, &settings)
         .await
         .expect("ensure admin");
-    let server = Server::start(&db, &settings, &test_db).await;
+    let server = Server::start(&db, &settings, &test_db, demo).await;
     TestApp {
         base: server.base.clone(),
         invalidations: server.invalidations.clone(),
@@ -87,7 +101,12 @@ pub struct Server {
 impl Server {
     /// Serves the API on a new port over `db`, with its own read cache, as one API process of a
     /// deployment does.
-    async fn start(db: &Db, settings: &Settings, test_db: &TestDb) -> Server {
+    async fn start(
+        db: &Db,
+        settings: &Settings,
+        test_db: &TestDb,
+        demo: Option<std::sync::Arc<dyn SimulatedPhones>>,
+    ) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (trigger, shutdown) = shutdown::channel();
@@ -101,9 +120,12 @@ impl Server {
         if settings.redis_url.is_some() {
             wait_until_following(settings, &cache).await;
         }
-        let state = AppState::new(db.clone(), std::sync::Arc::new(settings.clone()))
+        let mut state = AppState::new(db.clone(), std::sync::Arc::new(settings.clone()))
             .with_queues(queues)
             .with_cache(cache, invalidations.clone());
+        if let Some(phones) = demo {
+            state = state.with_demo(phones);
+        }
         tokio::spawn(wafleet_api::serve(state, listener, shutdown));
         Server {
             base,

@@ -162,6 +162,35 @@ impl Db {
         Ok(row.unwrap_or_default())
     }
 
+    /// The number `user`'s device is pairing by code with, if it is.
+    #[tracing::instrument(skip(self))]
+    pub async fn pair_phone(&self, user: UserId, device: DeviceId) -> Result<Option<String>> {
+        let row: Option<Option<String>> = on_db!(self, pool => sqlx::query_scalar(
+            "SELECT s.pair_phone FROM device_sessions s JOIN devices d ON d.id = s.device_id \
+             WHERE s.device_id = $1 AND d.user_id = $2 AND s.desired = 'pair_code'")
+            .bind(device)
+            .bind(user)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row.flatten())
+    }
+
+    /// Whether a device of a user other than `user` is linked as `phone`'s WhatsApp account.
+    #[tracing::instrument(skip(self))]
+    pub async fn linked_by_another_user(&self, user: UserId, phone: &PhoneNumber) -> Result<bool> {
+        // A linked device's JID is the number's, with or without a `:device` suffix.
+        let jid = Jid::for_phone(phone);
+        let with_device = format!("{}:%@{}", phone.digits(), crate::link::USER_SERVER);
+        let found: Option<DeviceId> = on_db!(self, pool => sqlx::query_scalar(
+            "SELECT id FROM devices WHERE user_id <> $1 AND (jid = $2 OR jid LIKE $3) LIMIT 1")
+            .bind(user)
+            .bind(&jid.0)
+            .bind(&with_device)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(found.is_some())
+    }
+
     /// Pairing progress of every device of `user` that has any.
     #[tracing::instrument(skip(self))]
     pub async fn pairing_views(&self, user: UserId) -> Result<Vec<(DeviceId, PairingView)>> {

@@ -55,6 +55,7 @@ pub use leads::{Lead, LeadChanges, LeadFilter, LeadStatus, NewLead};
 pub use leases::{Fence, Fleet};
 pub use link_credentials::LINK_CREDENTIALS;
 pub use liveness::LivenessLock;
+pub use login_failures::LoginAttempt;
 pub use outbound::{NewSend, NextSend, OutboundMessage, OutboundStatus, SendWork, Settled};
 pub use pacing::{DevicePacing, Pacing, SendStats};
 pub use users::{NewUserRole, User};
