@@ -4,11 +4,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use wa_rs_core::store::Device;
-use wa_rs_core::store::traits::DeviceStore;
 use wafleet_core::link::{Link, LinkError, OpenMode};
 use wafleet_core::testing::Backend;
 use wafleet_wa::{WaLink, WaLinkConfig};
+use whatsapp_rust::wacore::store::Device;
+use whatsapp_rust::wacore::store::traits::DeviceStore;
 
 /// A local port nothing listens on: bound, then released.
 fn closed_port() -> u16 {

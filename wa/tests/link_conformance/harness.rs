@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use async_trait::async_trait;
-use wa_rs_core::store::traits::DeviceStore;
 use wafleet_core::Db;
 use wafleet_core::keys::KeyRing;
 use wafleet_core::link::{Jid, Link, MessageKind};
@@ -15,6 +14,7 @@ use wafleet_sim::ControlClient;
 use wafleet_sim::conformance::{Contact, Harness, Phones, Sent};
 use wafleet_sim::waweb::{self, WaWebConfig, WaWebHandle};
 use wafleet_wa::{WaLink, WaLinkConfig, WaStore};
+use whatsapp_rust::wacore::store::traits::DeviceStore;
 
 /// The checks that cannot run against wa-rs and the front end, and why.
 pub const UNCOVERED: &[(&str, &str)] = &[

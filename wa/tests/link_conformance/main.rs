@@ -12,7 +12,7 @@ use harness::WawebHarness;
 
 wafleet_sim::conformance_suite!(
     harness: WawebHarness,
-    log: "wafleet_sim=debug,wafleet_wa=debug,wa_rs=info",
+    log: "wafleet_sim=debug,wafleet_wa=debug,whatsapp_rust=info,wacore=info",
     checks: [
         qr_pairing_with_refreshing_codes,
         pair_code_pairing,

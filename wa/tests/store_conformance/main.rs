@@ -24,4 +24,5 @@ on_both_backends!(
     protocol::protocol_store,
     device::device_store,
     device::wipe_and_cascade,
+    device::device_from_the_previous_client,
 );

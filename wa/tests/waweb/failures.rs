@@ -1,9 +1,9 @@
 //! Milestone 6: how the adapter sees remote logouts, replaced connections and stream errors,
 //! and its own logout.
 
-use wa_rs_core::store::traits::DeviceStore;
 use wafleet_core::link::{LinkEvent, OpenMode};
 use wafleet_core::testing::Backend;
+use whatsapp_rust::wacore::store::traits::DeviceStore;
 
 use crate::support::{World, eventually, wait_for};
 

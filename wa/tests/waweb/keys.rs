@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use wa_rs_core::store::traits::{DeviceStore, SignalStore};
 use wafleet_core::db::NewUserRole;
 use wafleet_core::keys::reseal::{self, SweepOptions};
 use wafleet_core::keys::{KeyRing, SealedColumn, registry, source};
@@ -13,6 +12,7 @@ use wafleet_core::link::{Jid, LinkEvent, OpenMode, Outgoing, Session};
 use wafleet_core::testing::{Backend, TestDb};
 use wafleet_core::types::{Email, PhoneNumber};
 use wafleet_wa::WaStore;
+use whatsapp_rust::wacore::store::traits::{DeviceStore, SignalStore};
 
 use crate::dump::{appears, dump};
 use crate::support::{World, eventually, next, wait_for};
@@ -66,7 +66,7 @@ async fn secrets(world: &World, keys: &KeyRing) -> Vec<(String, Vec<u8>)> {
     assert!(!addresses.is_empty(), "a Signal session with the contact is stored");
     for address in addresses {
         let record = store.get_session(&address).await.unwrap().expect("the session");
-        secrets.push((format!("Signal session with {address}"), record));
+        secrets.push((format!("Signal session with {address}"), record.to_vec()));
     }
     secrets
 }
@@ -197,7 +197,7 @@ pub async fn rotation_reseals_while_the_session_talks(backend: Backend) {
     session.close().await;
     let moved = WaStore::new(db.clone(), new_only.clone(), other);
     assert_eq!(
-        moved.get_session("contact.0").await.unwrap(),
+        moved.get_session("contact.0").await.unwrap().map(|r| r.to_vec()),
         Some(b"a session record".to_vec())
     );
 

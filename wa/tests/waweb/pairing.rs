@@ -1,8 +1,8 @@
 //! Milestones 1-3: handshake and registration, QR pairing, logging in again after a restart.
 
-use wa_rs_core::store::traits::DeviceStore;
 use wafleet_core::link::{LinkEvent, OpenMode};
 use wafleet_core::testing::Backend;
+use whatsapp_rust::wacore::store::traits::DeviceStore;
 
 use crate::support::{World, eventually, next, wait_for};
 
@@ -16,7 +16,11 @@ pub async fn handshake_then_refreshing_qr_codes(backend: Backend) {
     };
     assert!(!valid_for.is_zero());
     let parts: Vec<&str> = first.split(',').collect();
-    assert_eq!(parts.len(), 4, "ref, noise key, identity key, ADV secret: {first}");
+    assert_eq!(
+        parts.len(),
+        5,
+        "ref, noise key, identity key, ADV secret, platform (as WhatsApp Web shows them): {first}"
+    );
     let issued = world.net.pairing_refs();
     assert_eq!(issued.len(), 1, "one companion is pairing");
     assert_eq!(issued[0][0], parts[0], "the QR code shows the server's first ref");

@@ -31,7 +31,7 @@ impl World {
     /// [`World::new`] in the database `test` (e.g. one at an older schema).
     pub async fn in_database(test: TestDb) -> World {
         let _ = tracing_subscriber::fmt()
-            .with_env_filter("wafleet_sim=debug,wafleet_wa=debug,wa_rs=info")
+            .with_env_filter("wafleet_sim=debug,wafleet_wa=debug,whatsapp_rust=info,wacore=info")
             .with_test_writer()
             .try_init();
         let (test, _user, mut stores) = crate::common::devices_in(test, 1).await;
