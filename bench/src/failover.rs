@@ -2,7 +2,7 @@
 //! every device is held by a live worker, online and connected again, with no device ever
 //! connected twice. The ceiling is the lease TTL: a dead worker's leases cannot move sooner.
 //!
-//! With `--link wa` the sessions are real wa-rs clients, linked by QR code first; the devices of
+//! With `--link wa` the sessions are real whatsapp-rust clients, linked by QR code first; the devices of
 //! the dead worker must resume from their stored credentials on the others: none pairs again.
 
 use std::collections::BTreeSet;
@@ -27,7 +27,7 @@ pub struct Options {
     /// default).
     #[arg(long, default_value_t = 100)]
     pub claim_rate: u32,
-    /// What the sessions are: `sim`, the simulator's own protocol, or `wa`, real wa-rs clients
+    /// What the sessions are: `sim`, the simulator's own protocol, or `wa`, real whatsapp-rust clients
     /// linked by QR code to the simulator's WhatsApp Web front end.
     #[arg(long, value_enum, default_value_t = Link::Sim)]
     pub link: Link,
@@ -112,7 +112,7 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
     };
     let (scenario, flag, resumed) = match o.link {
         Link::Sim => ("failover", "", ""),
-        Link::Wa => ("failover (wa-rs)", " --link wa", ", none paired again"),
+        Link::Wa => ("failover (whatsapp-rust)", " --link wa", ", none paired again"),
     };
     Ok(vec![
         Row::new(
@@ -133,7 +133,7 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
     ])
 }
 
-/// Fails unless every device came back by resuming its stored wa-rs credentials: no pairing
+/// Fails unless every device came back by resuming its stored whatsapp-rust credentials: no pairing
 /// completed since `pairings` were counted before the kill, no client is pairing, no device asks
 /// to pair, and the devices logged in to the front end are exactly the linked ones.
 async fn check_resumed(cluster: &Cluster, pairings: u64) -> anyhow::Result<()> {

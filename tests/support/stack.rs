@@ -1,7 +1,7 @@
 //! API + worker + simulated network in one test process, each on its own loopback port, on SQLite
 //! or on PostgreSQL + Redis: the stack the end-to-end tests of pairing, sends and device actions
 //! drive over real sockets. The network is the simulator, reached through its own link, or its
-//! WhatsApp Web front end, reached by the real wa-rs client ([`Network`]).
+//! WhatsApp Web front end, reached by the real whatsapp-rust client ([`Network`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,7 +45,7 @@ impl Network for SimHandle {
     }
 }
 
-/// The front end for the real wa-rs client; wa-rs waits up to 5 s after each login before it
+/// The front end for the real whatsapp-rust client; whatsapp-rust waits up to 5 s after each login before it
 /// reports being connected, hence more patience.
 impl Network for WaWebHandle {
     const PATIENCE: Duration = Duration::from_secs(30);
