@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use async_trait::async_trait;
 use wafleet_core::Db;
 use wafleet_core::keys::KeyRing;
@@ -152,7 +152,7 @@ impl Phones for WawebPhones {
             Contact::OnWhatsApp | Contact::ReadsEverything => self.0.add_account(contact.digits()),
             // A number has no account until it is added.
             Contact::NotOnWhatsApp => {}
-            Contact::Refuses463 => bail!("the front end does not model 463 refusals"),
+            Contact::Refuses463 => self.0.refuse_463(contact.digits()),
         }
         Ok(())
     }
@@ -186,5 +186,13 @@ impl Phones for WawebPhones {
 
     async fn unlink_all(&self, phone: &PhoneNumber) -> anyhow::Result<usize> {
         Ok(self.0.logout(phone.digits()))
+    }
+
+    async fn pending(&self, phone: &PhoneNumber) -> anyhow::Result<usize> {
+        Ok(self.0.pending_messages(phone.digits()))
+    }
+
+    async fn pending_receipts(&self, phone: &PhoneNumber) -> anyhow::Result<usize> {
+        Ok(self.0.pending_receipts(phone.digits()))
     }
 }
