@@ -31,7 +31,13 @@ fn on_receipt(model: &mut Model, conn: u64, node: &Node) {
     let Some(device) = logged_in(model, conn) else {
         return;
     };
-    let kind = attr(node, "type").unwrap_or_else(|| "delivery".into());
+    // A client that is not in the foreground reports delivery as `inactive`: to the sender it
+    // is a delivery all the same.
+    let kind = match attr(node, "type") {
+        None => "delivery".to_owned(),
+        Some(kind) if kind == "inactive" => "delivery".to_owned(),
+        Some(kind) => kind,
+    };
     let mut ids: Vec<String> = attr(node, "id").into_iter().collect();
     if let Some(list) = node.get_optional_child("list") {
         ids.extend(list.get_children_by_tag("item").filter_map(|i| attr(i, "id")));

@@ -128,6 +128,7 @@ impl Network {
 
     /// A node from connection `conn`.
     async fn handle(self: &Arc<Self>, conn: u64, node: Node) {
+        tracing::trace!(conn, tag = %node.tag, attrs = ?node.attrs, "from the client");
         let xmlns = nodes::attr(&node, "xmlns");
         match node.tag.as_str() {
             "iq" if xmlns.as_deref() == Some("encrypt") && node.get_optional_child("key").is_some() => {
