@@ -54,6 +54,10 @@ async fn run(net: Arc<Network>, stream: TcpStream) -> anyhow::Result<()> {
                 Progress::More => {}
                 Progress::Reply(bytes) => ws.send(Message::binary(bytes)).await?,
                 Progress::Established(established) => break established,
+                Progress::ReplyEstablished(bytes, established) => {
+                    ws.send(Message::binary(bytes)).await?;
+                    break established;
+                }
             }
         }
     };

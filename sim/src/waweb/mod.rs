@@ -6,6 +6,7 @@
 //! [`WaWebHandle::url`] with `WA_SERVER_URL`. Simulated phones are driven through the handle
 //! (the tests' hooks) rather than the JSON control API.
 
+mod appstate;
 mod chat;
 mod conn;
 mod iq;
@@ -17,6 +18,7 @@ mod noise;
 mod pair_code;
 mod pairing;
 mod signal;
+mod startup;
 mod usync;
 
 use std::net::SocketAddr;
@@ -126,6 +128,7 @@ impl Network {
 
     /// A node from connection `conn`.
     async fn handle(self: &Arc<Self>, conn: u64, node: Node) {
+        tracing::trace!(conn, tag = %node.tag, attrs = ?node.attrs, "from the client");
         let xmlns = nodes::attr(&node, "xmlns");
         match node.tag.as_str() {
             "iq" if xmlns.as_deref() == Some("encrypt") && node.get_optional_child("key").is_some() => {
@@ -142,8 +145,16 @@ impl Network {
         if pair_code::is_request(&node) {
             return pair_code::on_request(&mut model, conn, &node);
         }
-        if node.tag == "iq" && pairing::on_signed(&mut model, conn, &node) {
-            return;
+        if node.tag == "iq" {
+            match pairing::on_signed(&mut model, conn, &node) {
+                pairing::Signed::NotASignature => {}
+                pairing::Signed::Refused => return,
+                pairing::Signed::Linked(phone, device) => {
+                    drop(model);
+                    tokio::spawn(appstate::share_key(Arc::clone(self), phone, device));
+                    return;
+                }
+            }
         }
         iq::handle(&mut model, conn, &node);
     }
@@ -223,6 +234,25 @@ impl WaWebHandle {
         self.net.lock().account(phone);
     }
 
+    /// From now on the network refuses messages to `phone` (digits) with a 463 error, as it
+    /// does for a new chat without a privacy token.
+    pub fn refuse_463(&self, phone: &str) {
+        let mut model = self.net.lock();
+        model.account(phone);
+        model.refuses_463.insert(phone.to_owned());
+    }
+
+    /// Messages the linked devices of `phone` (digits) have not acknowledged yet: they are
+    /// delivered again on each device's next connection.
+    pub fn pending_messages(&self, phone: &str) -> usize {
+        self.net.lock().pending_count(phone, model::Class::Message)
+    }
+
+    /// Receipts the linked devices of `phone` (digits) have not acknowledged yet.
+    pub fn pending_receipts(&self, phone: &str) -> usize {
+        self.net.lock().pending_count(phone, model::Class::Receipt)
+    }
+
     /// One-time prekeys the device `jid` uploaded and nobody used yet (`None`: not linked).
     pub fn prekey_count(&self, jid: &str) -> Option<usize> {
         let key = device_key(jid)?;
@@ -264,7 +294,8 @@ impl WaWebHandle {
     }
 
     /// The phone of `from` sends `text` to every linked device of `to` (digits); returns the
-    /// message id. Devices that are offline get it when they are back.
+    /// message id. Devices that are offline get it when they are back, and each device gets it
+    /// again on every connection until it acknowledges it.
     pub async fn send_text(&self, from: &str, to: &str, text: &str) -> anyhow::Result<String> {
         let message = wa_rs_proto::whatsapp::Message {
             conversation: Some(text.to_owned()),
@@ -343,6 +374,7 @@ impl WaWebHandle {
         let devices: Vec<(String, u16)> = model.devices.keys().filter(|(p, _)| p == phone).cloned().collect();
         for key in &devices {
             model.devices.remove(key);
+            model.pending.remove(key);
             if let Some(conn) = model.conn_of(&key.0, key.1)
                 && let Some(c) = model.conns.remove(&conn)
             {

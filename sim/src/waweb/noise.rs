@@ -1,17 +1,32 @@
-//! The server side of WhatsApp Web's Noise XX handshake, and the encrypted frames after it.
+//! The server side of WhatsApp Web's Noise handshakes, and the encrypted frames after it.
 //!
-//! The client (wa-rs) opens with the `WA` header and a ClientHello; the server answers with its
-//! ephemeral key, its static key and a certificate chain, both encrypted; the client finishes with
-//! its own static key (its Noise key) and the ClientPayload that says who it is. Every later frame
-//! is one binary node, AES-GCM encrypted with a per-direction counter.
+//! A client without the server's static key (a new companion, or one that forgot it) runs **XX**:
+//! it opens with the `WA` header and a ClientHello holding its ephemeral key; the server answers
+//! with its ephemeral key, its static key and a certificate chain, both encrypted; the client
+//! finishes with its own static key (its Noise key) and the ClientPayload that says who it is.
 //!
-//! The certificate chain is self-made: wa-rs checks its structure (serials and that the leaf
-//! certifies the static key) but not its signatures against WhatsApp's root, so a local chain
-//! passes. It is signed anyway, by a root key of this server, so that it is well-formed.
+//! A client that kept the server's static key from an earlier XX resumes with **IK**: its
+//! ClientHello already carries its static key and ClientPayload, encrypted to the server's static
+//! key, and the server's answer (its ephemeral key and the certificate chain, no static key)
+//! completes the handshake in one round trip. When the ClientHello was sealed to a static key
+//! that is not this server's (it changed since), the server answers **XXfallback**: an XX-shaped
+//! ServerHello over the client's ephemeral key, and the client finishes as in XX.
+//!
+//! Every later frame is one binary node, AES-GCM encrypted with a per-direction counter.
+//!
+//! The certificate chain is self-made: the test builds of the client check its structure (serials
+//! and that the leaf certifies the static key) but not its signatures against WhatsApp's root, so
+//! a local chain passes. It is signed anyway, by a root key of this server, so that it is
+//! well-formed.
 
 use anyhow::{Context, bail};
 use prost::Message as _;
 use wa_rs_binary::consts::{NOISE_START_PATTERN, WA_CONN_HEADER};
+
+/// Noise protocol name of the resumed handshake (32 bytes, used as the initial hash).
+const NOISE_IK_PATTERN: &str = "Noise_IK_25519_AESGCM_SHA256\x00\x00\x00\x00";
+/// Noise protocol name of the fallback after a refused IK (longer than 32 bytes: hashed).
+const NOISE_XX_FALLBACK_PATTERN: &str = "Noise_XXfallback_25519_AESGCM_SHA256";
 use wa_rs_binary::node::Node;
 use wa_rs_libsignal::protocol::KeyPair;
 use wa_rs_noise::framing::{FrameDecoder, encode_frame};
@@ -91,6 +106,18 @@ pub(crate) struct FrameCodec {
 }
 
 impl FrameCodec {
+    /// The codec of a channel whose client writes with `client_write` and reads with
+    /// `client_read`.
+    fn new(client_write: NoiseCipher, client_read: NoiseCipher) -> FrameCodec {
+        FrameCodec {
+            read: client_write,
+            read_counter: 0,
+            write: client_read,
+            write_counter: 0,
+            decoder: FrameDecoder::new(),
+        }
+    }
+
     /// Adds bytes from the socket.
     pub fn feed(&mut self, data: &[u8]) {
         self.decoder.feed(data);
@@ -154,6 +181,8 @@ pub(crate) enum Progress {
     Reply(Vec<u8>),
     /// The handshake is complete.
     Established(Box<Established>),
+    /// Send these bytes; with them the handshake is complete (a resumed IK handshake).
+    ReplyEstablished(Vec<u8>, Box<Established>),
 }
 
 impl<'a> ServerHandshake<'a> {
@@ -179,12 +208,31 @@ impl<'a> ServerHandshake<'a> {
                     self.step = Step::Hello;
                     return Ok(Progress::More);
                 };
-                let hello = HandshakeMessage::decode(frame.as_slice()).context("decoding ClientHello")?;
-                let client_ephemeral = hello
+                let hello = HandshakeMessage::decode(frame.as_slice())
+                    .context("decoding ClientHello")?
                     .client_hello
-                    .and_then(|h| h.ephemeral)
+                    .context("no ClientHello")?;
+                let client_ephemeral = hello
+                    .ephemeral
+                    .clone()
                     .context("ClientHello without an ephemeral key")?;
-                let (reply, noise, ephemeral) = self.server_hello(&client_ephemeral)?;
+                let pattern = match (&hello.r#static, &hello.payload) {
+                    (Some(sealed_static), Some(sealed_payload)) => {
+                        match self.resume(&client_ephemeral, sealed_static, sealed_payload) {
+                            Ok((reply, established)) => {
+                                let mut established = established;
+                                established.codec.decoder.feed(&std::mem::take(&mut self.buffer));
+                                return Ok(Progress::ReplyEstablished(reply, Box::new(established)));
+                            }
+                            Err(err) => {
+                                tracing::debug!(error = %format!("{err:#}"), "IK refused; falling back to XX");
+                                NOISE_XX_FALLBACK_PATTERN
+                            }
+                        }
+                    }
+                    _ => NOISE_START_PATTERN,
+                };
+                let (reply, noise, ephemeral) = self.server_hello(pattern, &client_ephemeral)?;
                 self.step = Step::Finish {
                     noise: Box::new(noise),
                     ephemeral,
@@ -213,28 +261,74 @@ impl<'a> ServerHandshake<'a> {
                 let payload = wa::ClientPayload::decode(payload.as_slice()).context("decoding the client payload")?;
                 // The client writes with the first key and reads with the second.
                 let (client_write, client_read) = noise.finish()?;
-                let mut decoder = FrameDecoder::new();
-                decoder.feed(&std::mem::take(&mut self.buffer));
+                let mut codec = FrameCodec::new(client_write, client_read);
+                codec.decoder.feed(&std::mem::take(&mut self.buffer));
                 Ok(Progress::Established(Box::new(Established {
                     client_static,
                     payload,
-                    codec: FrameCodec {
-                        read: client_write,
-                        read_counter: 0,
-                        write: client_read,
-                        write_counter: 0,
-                        decoder,
-                    },
+                    codec,
                 })))
             }
             Step::Done => bail!("the handshake is over"),
         }
     }
 
-    /// Our ephemeral key, our static key and the certificate chain, in Noise order.
-    fn server_hello(&self, client_ephemeral: &[u8]) -> anyhow::Result<(Vec<u8>, NoiseHandshake, KeyPair)> {
+    /// An IK ClientHello (`-> e, es, s, ss` and the payload, after the pre-message `<- s`): the
+    /// client's static key and payload when they open with our static key, and our answer
+    /// (`<- e, ee, se` and the certificate chain) with the channel it completes. An error means
+    /// the hello was sealed to another static key: the caller falls back to XX.
+    fn resume(
+        &self,
+        client_ephemeral: &[u8],
+        sealed_static: &[u8],
+        sealed_payload: &[u8],
+    ) -> anyhow::Result<(Vec<u8>, Established)> {
+        let ours = &self.identity.static_key;
+        let mut noise = NoiseHandshake::new(NOISE_IK_PATTERN, &WA_CONN_HEADER)?;
+        noise.authenticate(ours.public_key.public_key_bytes());
+        noise.authenticate(client_ephemeral);
+        noise.mix_shared_secret(ours.private_key.serialize(), client_ephemeral)?;
+        let client_static: [u8; 32] = noise
+            .decrypt(sealed_static)
+            .context("decrypting the client's static key")?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("the client's static key is not 32 bytes"))?;
+        noise.mix_shared_secret(ours.private_key.serialize(), &client_static)?;
+        let payload = noise.decrypt(sealed_payload).context("decrypting the client payload")?;
+        let payload = wa::ClientPayload::decode(payload.as_slice()).context("decoding the client payload")?;
+
         let ephemeral = KeyPair::generate(&mut rand::rng());
-        let mut noise = NoiseHandshake::new(NOISE_START_PATTERN, &WA_CONN_HEADER)?;
+        noise.authenticate(ephemeral.public_key.public_key_bytes());
+        noise.mix_shared_secret(ephemeral.private_key.serialize(), client_ephemeral)?;
+        noise.mix_shared_secret(ephemeral.private_key.serialize(), &client_static)?;
+        let cert_sealed = noise.encrypt(&self.identity.cert_chain)?;
+        let hello = HandshakeMessage {
+            server_hello: Some(wa::handshake_message::ServerHello {
+                ephemeral: Some(ephemeral.public_key.public_key_bytes().to_vec()),
+                r#static: None,
+                payload: Some(cert_sealed),
+                extended_static: None,
+            }),
+            ..Default::default()
+        };
+        let (client_write, client_read) = noise.finish()?;
+        let established = Established {
+            client_static,
+            payload,
+            codec: FrameCodec::new(client_write, client_read),
+        };
+        Ok((encode_frame(&hello.encode_to_vec(), None)?, established))
+    }
+
+    /// Our ephemeral key, our static key and the certificate chain, in Noise order (`pattern`:
+    /// XX, or XXfallback over the ephemeral key of a refused IK hello).
+    fn server_hello(
+        &self,
+        pattern: &str,
+        client_ephemeral: &[u8],
+    ) -> anyhow::Result<(Vec<u8>, NoiseHandshake, KeyPair)> {
+        let ephemeral = KeyPair::generate(&mut rand::rng());
+        let mut noise = NoiseHandshake::new(pattern, &WA_CONN_HEADER)?;
         noise.authenticate(client_ephemeral);
         noise.authenticate(ephemeral.public_key.public_key_bytes());
         noise.mix_shared_secret(ephemeral.private_key.serialize(), client_ephemeral)?;
