@@ -29,6 +29,10 @@ pub struct Options {
     /// Seconds over which idle CPU is measured.
     #[arg(long, default_value_t = 10)]
     pub idle_secs: u64,
+    /// Seconds to wait once every session is online before memory and idle CPU are measured:
+    /// real clients finish their start-up exchanges (app state, prekeys, privacy tokens) first.
+    #[arg(long, default_value_t = 30)]
+    pub settle_secs: u64,
     /// What the sessions are: `sim`, the simulator's own protocol (wafleet's own cost per
     /// session), or `wa`, real whatsapp-rust clients linked by QR code to the simulator's WhatsApp Web
     /// front end (the cost of a real session).
@@ -78,6 +82,7 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
             // Real clients pair one by one through the front end: a few check the path.
             sessions: if options.link == Link::Wa { 3 } else { 50 },
             idle_secs: 1,
+            settle_secs: 2,
             link: options.link,
         }
     } else {
@@ -205,7 +210,7 @@ async fn measure(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = (proc::rss_kib(&worker)?, proc::rss_kib(&sim)?);
     let online = bring_online.await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(o.settle_secs)).await;
     let after = (proc::rss_kib(&worker)?, proc::rss_kib(&sim)?);
     let cpu_before = proc::cpu_secs(&worker)?;
     tokio::time::sleep(Duration::from_secs(o.idle_secs)).await;
