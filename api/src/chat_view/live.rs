@@ -6,8 +6,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
@@ -18,7 +17,7 @@ use wafleet_core::types::{DeviceId, Timestamp, UserId};
 
 use crate::AppState;
 use crate::error::{ApiResult, OrNotFound};
-use crate::extract::Path;
+use crate::extract::{Path, Query};
 use crate::session::CurrentUser;
 
 /// How often the stream looks for changes.
@@ -120,9 +119,9 @@ pub(super) async fn device_events(
     CurrentUser(user): CurrentUser,
     Path(device): Path<DeviceId>,
     headers: HeaderMap,
-    query: Result<Query<EventsQuery>, QueryRejection>,
+    query: Query<EventsQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let Query(query) = query?;
+    let Query(query) = query;
     state.db.device(user.id, device).await.or_not_found("device")?;
     let resume = headers
         .get("last-event-id")
