@@ -96,7 +96,7 @@ impl Watch {
                     .data(data.to_string()),
             );
         }
-        let window = Timestamp(self.newest.millis() - LAG_MILLIS);
+        let window = Timestamp(self.newest.millis().saturating_sub(LAG_MILLIS));
         self.sent.retain(|_, at| *at > window);
         self.from = window.max(self.floor);
         if full && let Some(last) = last_seen {
@@ -127,7 +127,10 @@ pub(super) async fn device_events(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i64>().ok());
-    let start = resume.or(query.since).map_or_else(Timestamp::now, Timestamp);
+    // Nothing is stored before the epoch: an earlier instant means the same as the epoch.
+    let start = resume
+        .or(query.since)
+        .map_or_else(Timestamp::now, |at| Timestamp(at.max(0)));
     // Reach back one window: the client drops messages it already shows, and this catches those
     // stamped just before `start` but committed after it.
     let floor = Timestamp(start.millis().saturating_sub(LAG_MILLIS));
