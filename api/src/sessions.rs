@@ -316,7 +316,8 @@ pub struct CheckRequest {
 #[utoipa::path(post, path = "/api/devices/{id}/check", tag = "sessions", params(("id" = i64, Path, description = "Device id")),
     request_body = CheckRequest,
     responses((status = 200, body = Envelope<Vec<NumberCheck>>), (status = 404, description = "No such device of yours"),
-              (status = 409, description = "Device not online"), (status = 422, description = "Invalid numbers")))]
+              (status = 409, description = "Device not online"), (status = 422, description = "Invalid numbers"),
+              (status = 503, description = "The device's worker did not answer in time")))]
 async fn check_numbers(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
