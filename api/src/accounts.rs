@@ -204,7 +204,7 @@ pub(crate) async fn change_password(
 }
 
 /// Register an account and start a session (cookie).
-#[utoipa::path(post, path = "/api/register", tag = "accounts", request_body = Credentials,
+#[utoipa::path(post, path = "/api/register", tag = "accounts", request_body = Credentials, security(()),
     responses(
         (status = 201, description = "Account created and logged in", body = Envelope<User>),
         (status = 403, description = "Registration is closed"),
@@ -222,7 +222,7 @@ async fn register_json(
 }
 
 /// Log in and start a session (cookie).
-#[utoipa::path(post, path = "/api/login", tag = "accounts", request_body = Credentials,
+#[utoipa::path(post, path = "/api/login", tag = "accounts", request_body = Credentials, security(()),
     responses(
         (status = 200, description = "Logged in", body = Envelope<User>),
         (status = 401, description = "Wrong email or password"),
@@ -240,7 +240,7 @@ async fn login_json(
 }
 
 /// End the current session.
-#[utoipa::path(post, path = "/api/logout", tag = "accounts", responses((status = 200, description = "Logged out")))]
+#[utoipa::path(post, path = "/api/logout", tag = "accounts", security(()), responses((status = 200, description = "Logged out")))]
 async fn logout_json(State(state): State<AppState>, jar: CookieJar) -> ApiResult<impl IntoResponse> {
     let jar = session::end(&state, jar).await?;
     Ok((jar, ok("logged out", ())))

@@ -1,6 +1,6 @@
 //! What administrators of the installation see: jobs the queues gave up on.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
@@ -10,6 +10,7 @@ use wafleet_core::db::DeadLetter;
 use crate::AppState;
 use crate::envelope::{Envelope, ok};
 use crate::error::{ApiError, ApiResult};
+use crate::extract::Query;
 use crate::session::CurrentUser;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {

@@ -6,8 +6,7 @@
 //! were last refreshed). They are not put in the read cache: a roll-up refresh announces no device
 //! change, so a cached answer would outlive it, and reading a few rows per day is fast anyway.
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::IntoResponse;
 use chrono::NaiveDate;
 use serde::Deserialize;
@@ -20,7 +19,7 @@ use wafleet_core::types::{DeviceId, Timestamp};
 use crate::AppState;
 use crate::envelope::{Envelope, cache_key, cached_ok};
 use crate::error::{ApiError, ApiResult, OrNotFound};
-use crate::extract::Path;
+use crate::extract::{Path, Query};
 use crate::session::CurrentUser;
 
 /// The longest range served, in days.
@@ -65,7 +64,7 @@ async fn last_days(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(days): Path<String>,
-    query: Result<Query<DeviceQuery>, QueryRejection>,
+    query: Query<DeviceQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let days = days
         .parse::<i64>()
@@ -77,7 +76,7 @@ async fn last_days(
                  for other ranges use /api/analytics/custom?start=YYYY-MM-DD&end=YYYY-MM-DD"
             ))
         })?;
-    let device = parse_device(query?.0.device.as_deref())?;
+    let device = parse_device(query.0.device.as_deref())?;
     let today = Timestamp::now().to_datetime().date_naive();
     let first = today - chrono::Days::new(u64::try_from(days - 1).unwrap_or_default());
     answer(&state, user.id, device, first, today).await
@@ -90,9 +89,9 @@ async fn last_days(
 async fn custom_range(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    query: Result<Query<RangeQuery>, QueryRejection>,
+    query: Query<RangeQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let query = query?.0;
+    let query = query.0;
     let start = parse_date("start", query.start.as_deref())?;
     let end = parse_date("end", query.end.as_deref())?;
     if end < start {

@@ -3,7 +3,7 @@
 //! Basic with the token as password, as existing clients send) and never a browser cookie: a
 //! link on another site cannot trigger them.
 
-use axum::extract::{FromRequestParts, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
@@ -17,6 +17,7 @@ use wafleet_core::types::{DeviceId, PhoneNumber};
 use crate::AppState;
 use crate::envelope::{Envelope, ok};
 use crate::error::{ApiError, ApiResult};
+use crate::extract::Query;
 use crate::sessions;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -75,7 +76,7 @@ pub(crate) async fn target_device(
     user: &User,
     body_device: Option<&str>,
 ) -> ApiResult<DeviceId> {
-    let query: Option<DeviceQuery> = Query::try_from_uri(&parts.uri).ok().map(|Query(q)| q);
+    let query: Option<DeviceQuery> = Query::from_uri(&parts.uri).ok().map(|Query(q)| q);
     let named = parts
         .headers
         .get("x-device-id")
@@ -134,7 +135,9 @@ pub struct LoginResults {
 
 /// Start pairing the device by QR code (compatible route).
 #[utoipa::path(get, path = "/app/login", tag = "compatible", params(("X-Device-Id" = Option<String>, Header, description = "Device id")),
-    responses((status = 200, body = Envelope<LoginResults>)), security(("bearer" = [])))]
+    responses((status = 200, body = Envelope<LoginResults>), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 409, description = "Pairing failed"), (status = 503, description = "No worker produced a code in time")),
+    security(("bearer" = [])))]
 async fn app_login(
     State(state): State<AppState>,
     Caller(user, device): Caller,
@@ -168,7 +171,10 @@ pub struct CodeResults {
 
 /// Start pairing the device by phone code (compatible route).
 #[utoipa::path(get, path = "/app/login-with-code", tag = "compatible", params(CodeQuery),
-    responses((status = 200, body = Envelope<CodeResults>)), security(("bearer" = [])))]
+    responses((status = 200, body = Envelope<CodeResults>), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 409, description = "Pairing failed"), (status = 422, description = "Not a phone number"),
+              (status = 503, description = "No worker produced a code in time")),
+    security(("bearer" = [])))]
 async fn app_login_with_code(
     State(state): State<AppState>,
     Caller(user, device): Caller,
@@ -181,7 +187,7 @@ async fn app_login_with_code(
 }
 
 /// Log the device out of WhatsApp, keeping the device (compatible route).
-#[utoipa::path(get, path = "/app/logout", tag = "compatible", responses((status = 200, description = "Logout requested")),
+#[utoipa::path(get, path = "/app/logout", tag = "compatible", responses((status = 200, description = "Logout requested"), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all")),
     security(("bearer" = [])))]
 async fn app_logout(State(state): State<AppState>, Caller(user, device): Caller) -> ApiResult<impl IntoResponse> {
     sessions::begin_logout(&state, user.id, device).await?;
@@ -189,7 +195,8 @@ async fn app_logout(State(state): State<AppState>, Caller(user, device): Caller)
 }
 
 /// Reconnect the device (compatible route).
-#[utoipa::path(get, path = "/app/reconnect", tag = "compatible", responses((status = 200, description = "Reconnect requested")),
+#[utoipa::path(get, path = "/app/reconnect", tag = "compatible", responses((status = 200, description = "Reconnect requested"), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 409, description = "Not linked yet")),
     security(("bearer" = [])))]
 async fn app_reconnect(State(state): State<AppState>, Caller(user, device): Caller) -> ApiResult<impl IntoResponse> {
     sessions::begin_reconnect(&state, user.id, device).await?;
@@ -198,7 +205,8 @@ async fn app_reconnect(State(state): State<AppState>, Caller(user, device): Call
 
 /// The device's current QR code as an SVG image (compatible route; start pairing with `/app/login`).
 #[utoipa::path(get, path = "/app/qr", tag = "compatible",
-    responses((status = 200, description = "SVG image", content_type = "image/svg+xml"), (status = 404, description = "No QR code now")),
+    responses((status = 200, description = "SVG image", content_type = "image/svg+xml"), (status = 404, description = "No such device of yours, or no QR code now"),
+              (status = 400, description = "Several devices and none named, or a device id that is not a number")),
     security(("bearer" = [])))]
 async fn app_qr(State(state): State<AppState>, Caller(user, device): Caller) -> ApiResult<impl IntoResponse> {
     let view = state.db.pairing_view(user.id, device).await?;

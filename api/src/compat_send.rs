@@ -3,7 +3,7 @@
 //! `X-Device-Id` header, a `device_id` query parameter or a `device_id` field. Sends are queued:
 //! `results.message_id` is wafleet's id for the send (follow it at `GET /api/messages/{id}`).
 
-use axum::extract::{FromRequestParts, Multipart, Query, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
@@ -16,7 +16,7 @@ use crate::AppState;
 use crate::compat::{TokenUser, target_device};
 use crate::envelope::{Envelope, ok};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Json;
+use crate::extract::{Json, Multipart, Query};
 use crate::sends::{accept, idempotency_key, read_form};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -62,7 +62,10 @@ impl FromRequestParts<AppState> for RequestParts {
     params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
            ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send")),
     request_body = SendMessageBody,
-    responses((status = 200, body = Envelope<SendResults>)), security(("bearer" = [])))]
+    responses((status = 200, body = Envelope<SendResults>), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 409, description = "Device not linked, or the key was used for another send"),
+              (status = 422, description = "A missing or bad field: phone, message")),
+    security(("bearer" = [])))]
 async fn send_message(
     State(state): State<AppState>,
     TokenUser(user): TokenUser,
@@ -89,15 +92,18 @@ async fn send_message(
     params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
            ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send")),
     request_body(content_type = "multipart/form-data", description = "phone, caption, image (file)"),
-    responses((status = 200, body = Envelope<SendResults>)), security(("bearer" = [])))]
+    responses((status = 200, body = Envelope<SendResults>), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 409, description = "Device not linked, or the key was used for another send"),
+              (status = 422, description = "A missing or bad field: phone, image")),
+    security(("bearer" = [])))]
 async fn send_image(
     State(state): State<AppState>,
     TokenUser(user): TokenUser,
     RequestParts(parts): RequestParts,
     headers: HeaderMap,
-    form: Multipart,
+    Multipart(form): Multipart,
 ) -> ApiResult<impl IntoResponse> {
-    let (fields, image) = read_form(form, "image").await?;
+    let (fields, image) = read_form(form, "image", state.settings.max_body_bytes).await?;
     let device = target_device(&parts, &state, &user, fields.get("device_id").map(String::as_str)).await?;
     if fields.get("image_url").is_some_and(|u| !u.trim().is_empty()) && image.is_none() {
         return Err(ApiError::Invalid(
@@ -137,7 +143,10 @@ pub struct UserCheckResults {
 #[utoipa::path(get, path = "/user/check", tag = "compatible",
     params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
            ("phone" = String, Query, description = "Phone number with country code")),
-    responses((status = 200, body = Envelope<UserCheckResults>)), security(("bearer" = [])))]
+    responses((status = 200, body = Envelope<UserCheckResults>), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 409, description = "Device not online"), (status = 422, description = "No or not a phone number"),
+              (status = 503, description = "The device's worker did not answer in time")),
+    security(("bearer" = [])))]
 async fn user_check(
     State(state): State<AppState>,
     TokenUser(user): TokenUser,

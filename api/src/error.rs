@@ -23,6 +23,9 @@ pub enum ApiError {
     /// 404: no such thing, or it belongs to someone else (never told apart).
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// 405: the route exists but does not answer this method; the message lists those it does.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// 409: clashes with existing data.
     #[error("{0}")]
     Conflict(String),
@@ -57,6 +60,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -75,6 +79,7 @@ impl ApiError {
             ApiError::Unauthorized(m) => ApiError::Unauthorized(m.clone()),
             ApiError::Forbidden(m) => ApiError::Forbidden(m.clone()),
             ApiError::NotFound(what) => ApiError::NotFound(what),
+            ApiError::MethodNotAllowed(m) => ApiError::MethodNotAllowed(m.clone()),
             ApiError::Conflict(m) => ApiError::Conflict(m.clone()),
             ApiError::PayloadTooLarge(n) => ApiError::PayloadTooLarge(*n),
             ApiError::UnsupportedMediaType(m) => ApiError::UnsupportedMediaType(m.clone()),
@@ -182,4 +187,29 @@ pub async fn no_route(method: Method, uri: Uri) -> ApiError {
     } else {
         "page"
     })
+}
+
+/// Answers the router's 405 (empty, with the `Allow` header) as the envelope naming the methods
+/// the route does answer, keeping `Allow`. It must wrap the whole router: the router adds `Allow`
+/// outside every layer it was given.
+pub async fn method_not_allowed(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = next.run(request).await;
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED {
+        return response;
+    }
+    let methods = response
+        .headers()
+        .get(header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .replace(',', ", ");
+    let mut answer = ApiError::MethodNotAllowed(format!("{path} answers {methods} only, not {method}")).into_response();
+    // `Allow` and the security headers stay; the body is the envelope's.
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name, value.clone());
+        }
+    }
+    answer
 }

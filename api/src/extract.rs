@@ -94,3 +94,55 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Path<T> {
             .map_err(ApiError::from)
     }
 }
+
+/// A query string; one that does not fit (an unknown value, `limit=1.9`, a missing required
+/// parameter) → 400 naming the parameter.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned> Query<T> {
+    /// Parses the query string of `uri` (none is the same as an empty one).
+    pub fn from_uri(uri: &axum::http::Uri) -> Result<Self, ApiError> {
+        let raw = uri.query().unwrap_or_default();
+        let parser = form_urlencoded::parse(raw.as_bytes());
+        serde_path_to_error::deserialize(serde_urlencoded::Deserializer::new(parser))
+            .map(Query)
+            .map_err(|err| {
+                let at = err.path().to_string();
+                let inner = err.into_inner();
+                if at == "." {
+                    ApiError::BadRequest(format!("the query string does not fit: {inner}"))
+                } else {
+                    ApiError::BadRequest(format!("query parameter `{at}`: {inner}"))
+                }
+            })
+    }
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Query::from_uri(&parts.uri)
+    }
+}
+
+/// A `multipart/form-data` body. Another content type → 415; too large → 413 naming the limit.
+pub struct Multipart(pub axum::extract::Multipart);
+
+impl FromRequest<AppState> for Multipart {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        <axum::extract::Multipart as FromRequest<AppState>>::from_request(req, state)
+            .await
+            .map(Multipart)
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge(state.settings.max_body_bytes)
+                } else {
+                    // The only other rejection: no `multipart/form-data` content type with a boundary.
+                    ApiError::UnsupportedMediaType("send the body as `multipart/form-data` (with its boundary)".into())
+                }
+            })
+    }
+}

@@ -17,6 +17,7 @@ mod demo;
 mod devices;
 mod envelope;
 pub mod error;
+mod error_docs;
 mod extract;
 mod headers;
 pub mod health;
@@ -119,7 +120,7 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     // Installs the metrics recorder before the first request is counted.
     let _ = wafleet_core::metrics::handle();
-    let (api, spec) = openapi::ApiDoc::router()
+    let (api, mut spec) = openapi::ApiDoc::router()
         .merge(accounts::router())
         .merge(tokens::router())
         .merge(devices::router())
@@ -135,6 +136,7 @@ pub fn app(state: AppState) -> Router {
         .merge(actions::router())
         .merge(webhooks::router())
         .split_for_parts();
+    error_docs::document(&mut spec);
     let spec = Arc::new(spec);
     let router = Router::new()
         .merge(api)
@@ -151,10 +153,14 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), csrf::protect))
         .layer(axum::middleware::from_fn(text::refuse_nul_in_uri))
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes));
-    headers::add(router)
+    let app = headers::add(router)
         .layer(axum::middleware::from_fn(count_requests))
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state);
+    // A router of its own around the whole application: see `error::method_not_allowed`.
+    Router::new()
+        .fallback_service(app)
+        .layer(axum::middleware::from_fn(error::method_not_allowed))
 }
 
 /// Counts requests by status class and records their latency.

@@ -20,7 +20,9 @@ use crate::AppState;
     info(title = "wafleet", description = "Run a fleet of WhatsApp numbers from one place.\n\n\
         Authenticate with a browser session (cookie, plus the `X-CSRF-Token` header on changes) or an \
         API token (`Authorization: Bearer wft_…`, made on the dashboard). Responses use the envelope \
-        `{\"code\", \"message\", \"results\"}`."),
+        `{\"code\", \"message\", \"results\"}`. Every error is that envelope with an upper-case `code`, a \
+        `message` that says what to fix and `results` null (schema `ApiError`); each operation lists the \
+        statuses it can answer."),
     modifiers(&Security),
     security(("bearer" = []), ("session" = [])),
     tags(

@@ -1,7 +1,7 @@
 //! Outbound sends: accepted, recorded under an idempotency key, queued for the device's holder,
 //! answered at once with the send's id; `GET /api/messages/{id}` follows it.
 
-use axum::extract::{Multipart, Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -16,7 +16,7 @@ use wafleet_core::types::{DeviceId, PhoneNumber, UserId};
 use crate::AppState;
 use crate::envelope::{Envelope, ok};
 use crate::error::{ApiError, ApiResult, OrNotFound};
-use crate::extract::Json;
+use crate::extract::{Json, Path};
 use crate::session::CurrentUser;
 
 /// Longest text WhatsApp carries in one message.
@@ -248,30 +248,39 @@ pub(crate) async fn enqueue(state: &AppState, message: &OutboundMessage) {
     }
 }
 
-/// Reads a multipart form into named text fields and the one file field `file_field`.
+/// Reads a multipart form into named text fields and the one file field `file_field`; `limit` is
+/// the body limit, named when the form outgrows it.
 pub(crate) async fn read_form(
-    mut form: Multipart,
+    mut form: axum::extract::Multipart,
     file_field: &str,
+    limit: usize,
 ) -> ApiResult<(std::collections::HashMap<String, String>, Option<Vec<u8>>)> {
+    let unreadable = |what: String, err: axum::extract::multipart::MultipartError| {
+        if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(limit)
+        } else {
+            ApiError::BadRequest(format!("{what}: {}", err.body_text()))
+        }
+    };
     let mut fields = std::collections::HashMap::new();
     let mut file = None;
     while let Some(field) = form
         .next_field()
         .await
-        .map_err(|e| ApiError::BadRequest(format!("malformed multipart form: {e}")))?
+        .map_err(|e| unreadable("malformed multipart form".into(), e))?
     {
         let name = field.name().unwrap_or_default().to_owned();
         if name == file_field {
             let bytes = field
                 .bytes()
                 .await
-                .map_err(|e| ApiError::BadRequest(format!("reading `{name}`: {e}")))?;
+                .map_err(|e| unreadable(format!("reading `{name}`"), e))?;
             file = Some(bytes.to_vec());
         } else {
             let text = field
                 .text()
                 .await
-                .map_err(|e| ApiError::BadRequest(format!("reading `{name}`: {e}")))?;
+                .map_err(|e| unreadable(format!("reading `{name}`"), e))?;
             crate::text::refuse_nul(&name, &text)?;
             fields.insert(name, text);
         }

@@ -17,7 +17,7 @@ use wafleet_core::types::{DeviceId, PhoneNumber, UserId};
 use crate::AppState;
 use crate::envelope::{Envelope, ok};
 use crate::error::{ApiError, ApiResult, OrNotFound};
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, Query};
 use crate::session::CurrentUser;
 
 /// Most numbers checked in one request.
@@ -197,7 +197,7 @@ fn qr_view(view: PairingView) -> Option<QrCode> {
 /// Start linking a device by QR code; answers with the first code.
 #[utoipa::path(post, path = "/api/devices/{id}/qr", tag = "sessions", params(("id" = i64, Path, description = "Device id")),
     responses((status = 200, body = Envelope<QrCode>), (status = 404, description = "No such device of yours"),
-              (status = 503, description = "No worker produced a code in time")))]
+              (status = 409, description = "Pairing failed"), (status = 503, description = "No worker produced a code in time")))]
 async fn start_qr(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -221,7 +221,7 @@ async fn current_qr(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<DeviceId>,
-    axum::extract::Query(query): axum::extract::Query<QrQuery>,
+    Query(query): Query<QrQuery>,
 ) -> ApiResult<Response> {
     state.db.device(user.id, id).await.or_not_found("device")?;
     let qr = qr_view(state.db.pairing_view(user.id, id).await?).ok_or(ApiError::NotFound("QR code"))?;
@@ -257,7 +257,8 @@ pub struct PairCode {
 #[utoipa::path(post, path = "/api/devices/{id}/pair-code", tag = "sessions", params(("id" = i64, Path, description = "Device id")),
     request_body = PairCodeRequest,
     responses((status = 200, body = Envelope<PairCode>), (status = 404, description = "No such device of yours"),
-              (status = 422, description = "No or invalid phone number"), (status = 503, description = "No worker produced a code in time")))]
+              (status = 409, description = "Pairing failed"), (status = 422, description = "No or invalid phone number"),
+              (status = 503, description = "No worker produced a code in time")))]
 async fn pair_code(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -315,7 +316,8 @@ pub struct CheckRequest {
 #[utoipa::path(post, path = "/api/devices/{id}/check", tag = "sessions", params(("id" = i64, Path, description = "Device id")),
     request_body = CheckRequest,
     responses((status = 200, body = Envelope<Vec<NumberCheck>>), (status = 404, description = "No such device of yours"),
-              (status = 409, description = "Device not online"), (status = 422, description = "Invalid numbers")))]
+              (status = 409, description = "Device not online"), (status = 422, description = "Invalid numbers"),
+              (status = 503, description = "The device's worker did not answer in time")))]
 async fn check_numbers(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

@@ -1,7 +1,7 @@
 //! Webhook settings per user (URL, secret, events, enabled), a test event, and the deliveries:
 //! listed by status, and replayed once they are dead.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
@@ -15,7 +15,7 @@ use wafleet_core::webhooks::{self as hooks, EventKind};
 use crate::AppState;
 use crate::envelope::{Envelope, accepted, ok};
 use crate::error::{ApiError, ApiResult, OrNotFound};
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, Query};
 use crate::session::CurrentUser;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {

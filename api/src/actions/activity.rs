@@ -1,7 +1,6 @@
 //! The device's activity log over the API: newest first, in pages.
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use wafleet_core::db::ActivityEntry;
@@ -10,7 +9,7 @@ use wafleet_core::types::DeviceId;
 use crate::AppState;
 use crate::envelope::{Envelope, ok};
 use crate::error::{ApiError, ApiResult, OrNotFound};
-use crate::extract::Path;
+use crate::extract::{Path, Query};
 use crate::session::CurrentUser;
 
 /// Entries per page unless `limit` says otherwise.
@@ -47,9 +46,9 @@ pub(super) async fn list_activity(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(device): Path<DeviceId>,
-    query: Result<Query<ActivityQuery>, QueryRejection>,
+    query: Query<ActivityQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let Query(query) = query?;
+    let Query(query) = query;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::Invalid(format!("limit: give 1 to {MAX_LIMIT}")));

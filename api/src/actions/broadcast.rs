@@ -79,8 +79,8 @@ pub(super) struct BroadcastPath {
               (status = 200, body = Envelope<BroadcastAccepted>, description = "Already accepted under this key"),
               (status = 404, description = "No such device of yours"),
               (status = 409, description = "Device not linked, or the key was used for another broadcast"),
-              (status = 422, body = Envelope<BroadcastRefused>,
-               description = "Bad lines (each listed; nothing was queued), no numbers, too many, or bad text or image")))]
+              (status = 422, body = Envelope<Option<BroadcastRefused>>,
+               description = "Bad lines, each listed in `results` (nothing was queued); or, with `results` null, no numbers, too many, or bad text or image")))]
 pub(super) async fn create_broadcast(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

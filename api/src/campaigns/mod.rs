@@ -6,8 +6,7 @@ mod fields;
 mod pacing;
 mod page;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::IntoResponse;
 use chrono::Datelike;
 use serde::Deserialize;
@@ -19,7 +18,7 @@ use wafleet_core::types::{CampaignId, DeviceId, Timestamp, UserId};
 use crate::AppState;
 use crate::envelope::{Envelope, created, ok};
 use crate::error::{ApiError, ApiResult, OrNotFound};
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, Query};
 use crate::sends::image_content;
 use crate::session::CurrentUser;
 
@@ -60,9 +59,9 @@ impl YearQuery {
 async fn list_campaigns(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    query: Result<Query<YearQuery>, QueryRejection>,
+    query: Query<YearQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let year = query?.0.year()?;
+    let year = query.0.year()?;
     let edge = |y: i32| fields::send_at(&format!("{y}-01-01T00:00:00Z"), chrono_tz::Tz::UTC);
     let campaigns = state.db.list_campaigns(user.id, edge(year)?, edge(year + 1)?).await?;
     Ok(ok("campaigns", campaigns))
@@ -165,9 +164,9 @@ async fn delete_campaign(
 async fn calendar(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    query: Result<Query<YearQuery>, QueryRejection>,
+    query: Query<YearQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let year = query?.0.year()?;
+    let year = query.0.year()?;
     Ok(ok("calendar", state.db.campaign_calendar(user.id, year).await?))
 }
 

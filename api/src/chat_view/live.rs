@@ -6,8 +6,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
@@ -18,7 +17,7 @@ use wafleet_core::types::{DeviceId, Timestamp, UserId};
 
 use crate::AppState;
 use crate::error::{ApiResult, OrNotFound};
-use crate::extract::Path;
+use crate::extract::{Path, Query};
 use crate::session::CurrentUser;
 
 /// How often the stream looks for changes.
@@ -97,7 +96,7 @@ impl Watch {
                     .data(data.to_string()),
             );
         }
-        let window = Timestamp(self.newest.millis() - LAG_MILLIS);
+        let window = Timestamp(self.newest.millis().saturating_sub(LAG_MILLIS));
         self.sent.retain(|_, at| *at > window);
         self.from = window.max(self.floor);
         if full && let Some(last) = last_seen {
@@ -120,15 +119,18 @@ pub(super) async fn device_events(
     CurrentUser(user): CurrentUser,
     Path(device): Path<DeviceId>,
     headers: HeaderMap,
-    query: Result<Query<EventsQuery>, QueryRejection>,
+    query: Query<EventsQuery>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let Query(query) = query?;
+    let Query(query) = query;
     state.db.device(user.id, device).await.or_not_found("device")?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i64>().ok());
-    let start = resume.or(query.since).map_or_else(Timestamp::now, Timestamp);
+    // Nothing is stored before the epoch: an earlier instant means the same as the epoch.
+    let start = resume
+        .or(query.since)
+        .map_or_else(Timestamp::now, |at| Timestamp(at.max(0)));
     // Reach back one window: the client drops messages it already shows, and this catches those
     // stamped just before `start` but committed after it.
     let floor = Timestamp(start.millis().saturating_sub(LAG_MILLIS));

@@ -8,8 +8,7 @@ mod cursor;
 mod live;
 mod page;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
@@ -21,7 +20,7 @@ use wafleet_core::types::DeviceId;
 use crate::AppState;
 use crate::envelope::{Envelope, cache_key, cached_ok};
 use crate::error::{ApiError, ApiResult, OrNotFound};
-use crate::extract::Path;
+use crate::extract::{Path, Query};
 use crate::session::CurrentUser;
 
 pub(crate) use page::router as page_router;
@@ -112,9 +111,9 @@ async fn list_chats(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(device): Path<DeviceId>,
-    query: Result<Query<ChatQuery>, QueryRejection>,
+    query: Query<ChatQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let Query(query) = query?;
+    let Query(query) = query;
     let limit = page_limit(query.limit)?;
     let after = query.cursor.as_deref().map(cursor::decode_chat).transpose()?;
     let what = cache_key(&[
@@ -154,9 +153,9 @@ async fn list_messages(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path((device, jid)): Path<(DeviceId, String)>,
-    query: Result<Query<MessageQuery>, QueryRejection>,
+    query: Query<MessageQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let Query(query) = query?;
+    let Query(query) = query;
     let limit = page_limit(query.limit)?;
     let before = query.before.as_deref().map(cursor::decode_message).transpose()?;
     if jid.is_empty() || jid.len() > MAX_JID_CHARS || !jid.contains('@') {

@@ -7,8 +7,7 @@ mod fields;
 mod page;
 mod transfer;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
@@ -19,7 +18,7 @@ use wafleet_core::types::{DeviceId, LeadId};
 use crate::AppState;
 use crate::envelope::{Envelope, created, ok};
 use crate::error::{ApiError, ApiResult, OrNotFound};
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, Query};
 use crate::session::CurrentUser;
 
 pub(crate) use page::router as page_router;
@@ -140,10 +139,10 @@ async fn list_leads(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(device): Path<DeviceId>,
-    filter: Result<Query<LeadQuery>, QueryRejection>,
-    page: Result<Query<PageQuery>, QueryRejection>,
+    filter: Query<LeadQuery>,
+    page: Query<PageQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let (Query(filter), Query(page)) = (filter?, page?);
+    let (Query(filter), Query(page)) = (filter, page);
     let limit = page.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::Invalid(format!("limit: must be 1 to {MAX_LIMIT}")));

@@ -4,8 +4,7 @@
 use std::collections::HashSet;
 
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -17,7 +16,7 @@ use super::csv::{self, Refusal};
 use crate::AppState;
 use crate::envelope::{Envelope, created};
 use crate::error::{ApiError, ApiResult, OrNotFound};
-use crate::extract::Path;
+use crate::extract::{Path, Query};
 use crate::session::CurrentUser;
 
 use super::csv::RowError;
@@ -64,9 +63,9 @@ pub(super) async fn export_leads(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(device): Path<DeviceId>,
-    filter: Result<Query<LeadQuery>, QueryRejection>,
+    filter: Query<LeadQuery>,
 ) -> ApiResult<Response> {
-    let Query(filter) = filter?;
+    let Query(filter) = filter;
     let leads = state
         .db
         .export_leads(user.id, device, &filter.filter()?)
@@ -98,7 +97,8 @@ pub(super) async fn export_leads(
               (status = 409, description = "A lead with one of the numbers was added meanwhile; nothing was stored"),
               (status = 413, description = "The file is larger than MAX_BODY_BYTES"),
               (status = 415, description = "Neither a multipart upload nor a CSV body"),
-              (status = 422, body = Envelope<ImportRefused>, description = "Rows with errors; nothing was stored")))]
+              (status = 422, body = Envelope<Option<ImportRefused>>,
+               description = "Rows with errors, each listed in `results` (nothing was stored); or, with `results` null, more rows than allowed or a NUL character")))]
 pub(super) async fn import_leads(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

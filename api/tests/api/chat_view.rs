@@ -375,6 +375,31 @@ async fn events_stream_status_and_new_messages(app: TestApp) {
     assert_eq!(seen.matches("live-1").count(), 1, "each message once: {seen}");
 }
 
+/// A start far before the epoch (as from a client's arithmetic gone wrong) streams from the epoch,
+/// rather than overflowing the look-back window and dropping the connection.
+async fn events_from_long_before_the_epoch(app: TestApp) {
+    let ana = app.session("ana@example.com").await;
+    let device = ana.add_device("Sales", None).await;
+    for since in [i64::MIN, -9_223_372_036_854_775_807, -1] {
+        let mut stream = ana.get(&format!("/api/devices/{device}/events?since={since}")).await;
+        assert_eq!(stream.status(), StatusCode::OK);
+        let mut seen = String::new();
+        read_until(&mut stream, &mut seen, |s| s.contains("event: status")).await;
+    }
+    let fence = hold(&app, "ana@example.com", device).await;
+    store(
+        &app,
+        fence,
+        vec![text("old", "60191000001", false, None, "before", 1_000)],
+    )
+    .await;
+    let mut stream = ana
+        .get(&format!("/api/devices/{device}/events?since={}", i64::MIN))
+        .await;
+    let mut seen = String::new();
+    read_until(&mut stream, &mut seen, |s| s.contains(r#""id":"old""#)).await;
+}
+
 /// Chat pages, message pages and the device are served from the read cache until the device is
 /// announced as changed (as the worker's batch writer and the API's own edits do), and the cache
 /// never hands one user's page to another.
@@ -457,5 +482,5 @@ async fn reads_are_cached_until_the_device_changes(backend: Backend) {
 }
 
 on_both_backends!(app: chats_page_newest_first_and_search, messages_page_back_with_ticks, chat_view_is_owner_only,
-    bad_paging_input_is_refused, events_stream_status_and_new_messages;
+    bad_paging_input_is_refused, events_stream_status_and_new_messages, events_from_long_before_the_epoch;
     backend: reads_are_cached_until_the_device_changes);

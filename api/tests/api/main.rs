@@ -44,6 +44,7 @@ mod csrf;
 mod demo;
 mod devices;
 mod docs;
+mod errors;
 mod helpers;
 mod images;
 mod isolation;

@@ -12,6 +12,7 @@ use super::leases::fenced;
 use super::on_db;
 use super::webhooks::{status_before_in, status_changed_in};
 use super::{DeviceStatus, Fence};
+use crate::db::BeginWrite;
 
 /// What the owner wants the session to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -91,7 +92,7 @@ impl Db {
         };
         let now = Timestamp::now();
         on_db!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             // The owner logging a device out or pairing it again takes an online device offline:
             // webhooks hear of it here, in the change's own transaction, as they would from a worker.
             let before = status_before_in!(tx, device);

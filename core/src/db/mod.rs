@@ -72,6 +72,35 @@ macro_rules! on_db {
 }
 pub(crate) use on_db;
 
+/// Begins a transaction that writes. SQLite's default transaction is deferred: it takes the write
+/// lock at its first write, and if another connection committed after this one first read, that
+/// upgrade fails at once with "database is locked" (the busy timeout cannot help: the snapshot it
+/// read is stale). `BEGIN IMMEDIATE` takes the write lock up front, waiting up to the busy timeout,
+/// so concurrent writers queue instead of failing. PostgreSQL's row locks need nothing of the kind.
+pub(crate) trait BeginWrite {
+    /// The pool's database.
+    type Database: sqlx::Database;
+
+    /// A transaction that may write.
+    async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, Self::Database>>;
+}
+
+impl BeginWrite for SqlitePool {
+    type Database = sqlx::Sqlite;
+
+    async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Database = sqlx::Postgres;
+
+    async fn begin_write(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        self.begin().await
+    }
+}
+
 /// A connection pool to whichever database the settings chose. Cheap to clone.
 #[derive(Clone, Debug)]
 pub enum Db {

@@ -4,6 +4,7 @@ use crate::types::{Email, Timestamp, UserId};
 use crate::{Db, Error, Result};
 
 use super::on_db;
+use crate::db::BeginWrite;
 
 /// An account.
 #[derive(Clone, Debug, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
@@ -71,7 +72,7 @@ impl Db {
     pub async fn set_password(&self, user: UserId, password_hash: &str, keep: Option<&str>) -> Result<u64> {
         let keep = keep.unwrap_or("");
         on_db!(self, pool => async {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
                 .bind(password_hash)
                 .bind(user)

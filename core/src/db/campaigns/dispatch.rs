@@ -17,6 +17,7 @@ use super::super::on_db;
 use super::super::outbound::NewSend;
 use super::super::webhooks::{NewDelivery, insert_deliveries_in};
 use super::report::recipient_status;
+use crate::db::BeginWrite;
 use crate::webhooks::{self, EventKind};
 
 /// What one round of dispatch did.
@@ -77,7 +78,7 @@ impl Db {
     /// dispatchers run (a campaign restarted by "retry failed" finishes, and fires, again).
     async fn finish_campaigns(&self, now: Timestamp) -> Result<u64> {
         on_db!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let finished: Vec<(CampaignId, UserId, String, String)> = sqlx::query_as(concat!(
                 "UPDATE campaigns SET status = 'finished', updated_at = $1 WHERE status = 'running' \
                  AND expanded_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM (SELECT ",
@@ -122,7 +123,7 @@ impl Db {
     /// owner's), except those marked lost. Returns how many were new.
     async fn list_recipients(&self, campaign: CampaignId, now: Timestamp) -> Result<u64> {
         on_db!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let listed = sqlx::query(
                 "INSERT INTO campaign_recipients (campaign_id, device_id, lead_id, phone, created_at) \
                  SELECT c.id, d.device_id, l.id, l.phone, $2 FROM campaigns c \
@@ -233,7 +234,7 @@ impl Db {
         }
         let now = Timestamp::now();
         on_db!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let retried = sqlx::query(
                 "UPDATE campaign_recipients SET outbound_id = NULL, attempt = attempt + 1, status = 'queued', \
                  reason = NULL WHERE campaign_id = $1 AND (status = 'failed' OR outbound_id IN \

@@ -16,6 +16,7 @@ use crate::types::{CampaignId, DeviceId, Timestamp, UserId};
 use crate::{Db, Error, Result};
 
 use super::on_db;
+use crate::db::BeginWrite;
 
 /// The columns of [`Campaign`], as a literal so queries stay `&'static str`.
 macro_rules! campaign_columns {
@@ -58,7 +59,7 @@ impl Db {
     pub async fn create_campaign(&self, user: UserId, new: &NewCampaign) -> Result<Campaign> {
         let now = Timestamp::now();
         let id: CampaignId = on_db!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let id: CampaignId = sqlx::query_scalar(
                 "INSERT INTO campaigns (user_id, title, niche, message, image, send_at, time_zone, status, \
                  created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id")
@@ -137,7 +138,7 @@ impl Db {
     pub async fn update_campaign(&self, user: UserId, id: CampaignId, changes: &CampaignChanges) -> Result<Campaign> {
         let now = Timestamp::now();
         on_db!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let (status, expanded): (String, Option<i64>) = sqlx::query_as(
                 "SELECT status, expanded_at FROM campaigns WHERE id = $1 AND user_id = $2")
                 .bind(id)

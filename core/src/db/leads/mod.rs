@@ -12,6 +12,7 @@ use crate::types::{DeviceId, LeadId, PhoneNumber, Timestamp, UserId};
 use crate::{Db, Error, Result};
 
 use super::on_db;
+use crate::db::BeginWrite;
 
 /// The columns of [`Lead`], as a literal so queries stay `&'static str`.
 macro_rules! lead_columns {
@@ -219,7 +220,7 @@ impl Db {
         let now = Timestamp::now();
         let conflict = "another lead with one of these numbers was added meanwhile; nothing was imported";
         on_db!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let owned: Option<DeviceId> = sqlx::query_scalar("SELECT id FROM devices WHERE id = $1 AND user_id = $2")
                 .bind(device)
                 .bind(user)

@@ -10,6 +10,7 @@ use crate::{Db, Error, Result};
 
 use super::super::leases::fenced;
 use super::super::{Fence, on_db};
+use crate::db::BeginWrite;
 
 /// What the holder needs to perform a send it has begun.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -147,7 +148,7 @@ impl Db {
     pub async fn finish_send(&self, id: i64, wa_message_id: &str) -> Result<()> {
         let now = Timestamp::now();
         on_db!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let rows: Vec<SettleRow> = sqlx::query_as(
                 "UPDATE outbound_messages SET wa_message_id = $2, sent_at = $3, updated_at = $3, reason = NULL, \
                  status = CASE WHEN status IN ('sending', 'failed') THEN 'sent' ELSE status END \
@@ -205,7 +206,7 @@ impl Db {
     pub async fn settle_sends(&self, fence: Fence, begun_before: Timestamp) -> Result<Settled> {
         let now = Timestamp::now();
         on_db!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let confirmed = settle_confirmed_in!(tx, fence.device, now);
             let unknown = sqlx::query(
                 "UPDATE outbound_messages SET status = 'failed', reason = $4, updated_at = $3 \

@@ -5,6 +5,7 @@ use sqlx::Row;
 
 use super::super::{Form, KeyKind, KeyRing, RowKey, SealedColumn};
 use crate::Db;
+use crate::db::BeginWrite;
 use crate::db::on_db;
 use crate::types::DeviceId;
 
@@ -138,7 +139,7 @@ pub(super) fn reseal(ring: &KeyRing, column: &SealedColumn, found: &Found) -> Re
 /// Rewrites `updates` in one transaction, each only if unchanged since read; returns how many.
 pub(super) async fn write(db: &Db, sql: &Statements, updates: &[(&Found, Value)]) -> crate::Result<u64> {
     on_db!(db, pool => {
-        let mut tx = pool.begin().await?;
+        let mut tx = pool.begin_write().await?;
         let mut written = 0;
         for (found, value) in updates {
             let query = bind_value!(sqlx::query(sqlx::AssertSqlSafe(sql.update.as_str())), value);
