@@ -1,10 +1,10 @@
 -- The WhatsApp client's state as its current release (whatsapp-rust 0.7) keeps it; see 0003 for the
 -- conventions (keyed by device first, wa times in Unix seconds).
 
--- Which devices of a group hold our sender key (`has_key`), replacing the two tables the previous
--- client used for it. wafleet never sends to groups, so nothing is carried over.
-DROP TABLE wa_skdm_recipients;
-DROP TABLE wa_sender_key_forget;
+-- Which devices of a group hold our sender key (`has_key`), replacing the previous client's
+-- wa_skdm_recipients and wa_sender_key_forget. wafleet never sends to groups, so nothing is carried
+-- over; those two tables stay (unused) so that binaries of the release before keep running against
+-- this schema, and go in a later release.
 CREATE TABLE wa_sender_key_devices (
     device_id  BIGINT  NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
     group_jid  TEXT    NOT NULL,
