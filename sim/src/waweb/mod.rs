@@ -32,6 +32,7 @@ use wa_rs_binary::node::Node;
 
 pub use model::SentMessage;
 use model::{ConnState, Model, Out};
+pub use noise::HandshakeCounts;
 use noise::ServerIdentity;
 
 /// How the front end behaves.
@@ -226,6 +227,11 @@ impl WaWebHandle {
     /// Linked, logged-in and pairing counts now, and logins that replaced a live connection.
     pub fn stats(&self) -> crate::control::WaWebStats {
         self.net.lock().stats()
+    }
+
+    /// Noise handshakes completed since the start, by pattern (XX, IK, XXfallback).
+    pub fn handshakes(&self) -> HandshakeCounts {
+        self.net.lock().handshakes
     }
 
     /// A phone installs WhatsApp: `phone` (digits) gets an account, so checks find it and

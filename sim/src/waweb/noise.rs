@@ -80,8 +80,43 @@ impl ServerIdentity {
     }
 }
 
+/// Handshakes completed since the front end started, by pattern.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HandshakeCounts {
+    /// Full handshakes (a client that does not know the server's static key).
+    pub xx: u64,
+    /// Resumed handshakes (a client that kept the server's static key).
+    pub ik: u64,
+    /// Resumes sealed to another static key, finished as XXfallback.
+    pub xx_fallback: u64,
+}
+
+/// Which handshake a connection went through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pattern {
+    /// Noise XX.
+    Xx,
+    /// Noise IK.
+    Ik,
+    /// Noise XXfallback after a refused IK hello.
+    XxFallback,
+}
+
+impl HandshakeCounts {
+    /// Counts one handshake of `pattern`.
+    pub(crate) fn count(&mut self, pattern: Pattern) {
+        match pattern {
+            Pattern::Xx => self.xx += 1,
+            Pattern::Ik => self.ik += 1,
+            Pattern::XxFallback => self.xx_fallback += 1,
+        }
+    }
+}
+
 /// A connection after the handshake: who the client says it is, and its encrypted channel.
 pub(crate) struct Established {
+    /// The handshake it went through.
+    pub pattern: Pattern,
     /// The client's static Noise public key (a device's lasting identity on the socket).
     pub client_static: [u8; 32],
     /// Who the client says it is: a login (username, device) or a registration.
@@ -168,6 +203,7 @@ enum Step {
     Finish {
         noise: Box<NoiseHandshake>,
         ephemeral: KeyPair,
+        pattern: Pattern,
     },
     /// Over (failed or handed on).
     Done,
@@ -216,7 +252,7 @@ impl<'a> ServerHandshake<'a> {
                     .ephemeral
                     .clone()
                     .context("ClientHello without an ephemeral key")?;
-                let pattern = match (&hello.r#static, &hello.payload) {
+                let (name, pattern) = match (&hello.r#static, &hello.payload) {
                     (Some(sealed_static), Some(sealed_payload)) => {
                         match self.resume(&client_ephemeral, sealed_static, sealed_payload) {
                             Ok((reply, established)) => {
@@ -226,22 +262,31 @@ impl<'a> ServerHandshake<'a> {
                             }
                             Err(err) => {
                                 tracing::debug!(error = %format!("{err:#}"), "IK refused; falling back to XX");
-                                NOISE_XX_FALLBACK_PATTERN
+                                (NOISE_XX_FALLBACK_PATTERN, Pattern::XxFallback)
                             }
                         }
                     }
-                    _ => NOISE_START_PATTERN,
+                    _ => (NOISE_START_PATTERN, Pattern::Xx),
                 };
-                let (reply, noise, ephemeral) = self.server_hello(pattern, &client_ephemeral)?;
+                let (reply, noise, ephemeral) = self.server_hello(name, &client_ephemeral)?;
                 self.step = Step::Finish {
                     noise: Box::new(noise),
                     ephemeral,
+                    pattern,
                 };
                 Ok(Progress::Reply(reply))
             }
-            Step::Finish { mut noise, ephemeral } => {
+            Step::Finish {
+                mut noise,
+                ephemeral,
+                pattern,
+            } => {
                 let Some(frame) = take_frame(&mut self.buffer, 0) else {
-                    self.step = Step::Finish { noise, ephemeral };
+                    self.step = Step::Finish {
+                        noise,
+                        ephemeral,
+                        pattern,
+                    };
                     return Ok(Progress::More);
                 };
                 let finish = HandshakeMessage::decode(frame.as_slice())
@@ -264,6 +309,7 @@ impl<'a> ServerHandshake<'a> {
                 let mut codec = FrameCodec::new(client_write, client_read);
                 codec.decoder.feed(&std::mem::take(&mut self.buffer));
                 Ok(Progress::Established(Box::new(Established {
+                    pattern,
                     client_static,
                     payload,
                     codec,
@@ -313,6 +359,7 @@ impl<'a> ServerHandshake<'a> {
         };
         let (client_write, client_read) = noise.finish()?;
         let established = Established {
+            pattern: Pattern::Ik,
             client_static,
             payload,
             codec: FrameCodec::new(client_write, client_read),

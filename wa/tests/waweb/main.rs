@@ -43,6 +43,7 @@ on_both_backends!(pairing_on => pairing:
     handshake_then_refreshing_qr_codes,
     qr_pairing_logs_in,
     restart_logs_in_without_pairing,
+    stale_server_key_falls_back_to_xx,
     pair_code_links_and_logs_in_again,
     wrong_pair_code_links_nothing,
 );
