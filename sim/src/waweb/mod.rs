@@ -1,10 +1,12 @@
-//! The simulator's WhatsApp Web front end: the server the unmodified wa-rs client connects to.
+//! The simulator's WhatsApp Web front end: the server unmodified WhatsApp Web clients connect
+//! to (whatsapp-rust, which wafleet's real link uses).
 //!
-//! It speaks the real protocol with wa-rs's own building blocks (the Noise handshake and frames
-//! of `wa-rs-noise`, the binary nodes of `wa-rs-binary`, the protobufs of `wa-rs-proto` and the
-//! keys of `wa-rs-libsignal`), on its own loopback listener: point the wa-rs adapter at
-//! [`WaWebHandle::url`] with `WA_SERVER_URL`. Simulated phones are driven through the handle
-//! (the tests' hooks) rather than the JSON control API.
+//! It speaks the real protocol with the building blocks of the previous release of that client
+//! (wa-rs: the Noise handshake and frames of `wa-rs-noise`, the binary nodes of `wa-rs-binary`,
+//! the protobufs of `wa-rs-proto` and the keys of `wa-rs-libsignal`; the wire has not changed),
+//! on its own loopback listener: point the real link at [`WaWebHandle::url`] with
+//! `WA_SERVER_URL`. Simulated phones are driven through the handle (the tests' hooks) rather than
+//! the JSON control API.
 
 mod appstate;
 mod chat;
@@ -179,7 +181,7 @@ impl WaWebHandle {
         self.addr
     }
 
-    /// The WebSocket URL for the wa-rs adapter (`WA_SERVER_URL`).
+    /// The WebSocket URL for the real link (`WA_SERVER_URL`).
     pub fn url(&self) -> String {
         format!("ws://{}/ws/chat", self.addr)
     }

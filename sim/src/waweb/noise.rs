@@ -68,7 +68,7 @@ impl ServerIdentity {
                 signature,
             }
         };
-        // wa-rs expects the intermediate to be issued by serial 0 (WhatsApp's root).
+        // Clients expect the intermediate to be issued by serial 0 (WhatsApp's root).
         let chain = CertChain {
             intermediate: Some(certificate(1, 0, &intermediate, &root)),
             leaf: Some(certificate(2, 1, &static_key, &intermediate)),
