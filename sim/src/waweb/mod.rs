@@ -231,6 +231,13 @@ impl WaWebHandle {
         self.net.lock().stats()
     }
 
+    /// The public key that signs the front end's certificate chain in place of WhatsApp's root.
+    /// Clients that check the chain against WhatsApp's key (Baileys) are pointed at this one in
+    /// tests, as the Rust client's test builds skip the check.
+    pub fn root_key(&self) -> [u8; 32] {
+        self.net.identity.root_public
+    }
+
     /// Noise handshakes completed since the start, by pattern (XX, IK, XXfallback).
     pub fn handshakes(&self) -> HandshakeCounts {
         self.net.lock().handshakes

@@ -38,6 +38,9 @@ use wa_rs_proto::whatsapp::{self as wa, CertChain, HandshakeMessage};
 pub(crate) struct ServerIdentity {
     /// The static key pair the handshake proves possession of.
     static_key: KeyPair,
+    /// The public key of the root that signs the intermediate certificate (WhatsApp's own, in
+    /// the real service).
+    pub root_public: [u8; 32],
     /// The encoded [`CertChain`] (intermediate issued by serial 0, leaf certifying `static_key`).
     cert_chain: Vec<u8>,
 }
@@ -73,8 +76,11 @@ impl ServerIdentity {
             intermediate: Some(certificate(1, 0, &intermediate, &root)),
             leaf: Some(certificate(2, 1, &static_key, &intermediate)),
         };
+        let mut root_public = [0; 32];
+        root_public.copy_from_slice(root.public_key.public_key_bytes());
         ServerIdentity {
             static_key,
+            root_public,
             cert_chain: chain.encode_to_vec(),
         }
     }
