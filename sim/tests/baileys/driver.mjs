@@ -25,6 +25,9 @@ WA_CERT_DETAILS.PUBLIC_KEY = Buffer.from(rootKeyHex, 'hex');
 
 const out = (event) => process.stdout.write(JSON.stringify(event) + '\n');
 const { state, saveCreds } = await useMultiFileAuthState(authDir);
+// One write of the credentials at a time: two at once can leave the file truncated.
+let saving = Promise.resolve();
+const save = () => (saving = saving.then(saveCreds));
 const logger = pino({ level: process.env.BAILEYS_LOG ?? 'silent' }, pino.destination(2));
 let sock;
 
@@ -40,7 +43,7 @@ function start() {
     markOnlineOnConnect: false,
     connectTimeoutMs: 10_000,
   });
-  sock.ev.on('creds.update', saveCreds);
+  sock.ev.on('creds.update', save);
   sock.ev.on('connection.update', (update) => {
     if (update.qr) out({ event: 'qr', code: update.qr });
     if (update.connection === 'open') out({ event: 'open', jid: sock.user?.id });
@@ -75,6 +78,9 @@ for await (const line of createInterface({ input: process.stdin })) {
     out({ event: 'error', error: String(error?.stack ?? error) });
   }
 }
-await saveCreds();
+// Closed first, then a moment for the key writes in flight, then the last save: a restart must
+// find everything this session stored.
 sock.end(undefined);
+await new Promise((resolve) => setTimeout(resolve, 500));
+await save();
 process.exit(0);
