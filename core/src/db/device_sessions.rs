@@ -90,8 +90,14 @@ impl Db {
             Desired::Connected => DeviceStatus::Connecting,
         };
         let now = Timestamp::now();
+        // SQLite takes its one write lock up front: this transaction reads before it writes, and
+        // a deferred one fails at once (busy) when a worker commits in between.
+        let begin = match self {
+            Db::Sqlite(_) => "BEGIN IMMEDIATE",
+            Db::Postgres(_) => "BEGIN",
+        };
         on_db!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with(begin).await?;
             // The owner logging a device out or pairing it again takes an online device offline:
             // webhooks hear of it here, in the change's own transaction, as they would from a worker.
             let before = status_before_in!(tx, device);
