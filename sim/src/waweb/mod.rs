@@ -11,6 +11,7 @@
 mod appstate;
 mod chat;
 mod conn;
+mod identity;
 mod iq;
 mod login;
 mod media;

@@ -22,69 +22,18 @@
 use anyhow::{Context, bail};
 use prost::Message as _;
 use wa_rs_binary::consts::{NOISE_START_PATTERN, WA_CONN_HEADER};
+use wa_rs_binary::node::Node;
+use wa_rs_libsignal::protocol::KeyPair;
+use wa_rs_noise::framing::{FrameDecoder, encode_frame};
+use wa_rs_noise::{NoiseCipher, NoiseHandshake};
+use wa_rs_proto::whatsapp::{self as wa, HandshakeMessage};
+
+pub(crate) use super::identity::ServerIdentity;
 
 /// Noise protocol name of the resumed handshake (32 bytes, used as the initial hash).
 const NOISE_IK_PATTERN: &str = "Noise_IK_25519_AESGCM_SHA256\x00\x00\x00\x00";
 /// Noise protocol name of the fallback after a refused IK (longer than 32 bytes: hashed).
 const NOISE_XX_FALLBACK_PATTERN: &str = "Noise_XXfallback_25519_AESGCM_SHA256";
-use wa_rs_binary::node::Node;
-use wa_rs_libsignal::protocol::KeyPair;
-use wa_rs_noise::framing::{FrameDecoder, encode_frame};
-use wa_rs_noise::{NoiseCipher, NoiseHandshake};
-use wa_rs_proto::whatsapp::cert_chain::{NoiseCertificate, noise_certificate::Details};
-use wa_rs_proto::whatsapp::{self as wa, CertChain, HandshakeMessage};
-
-/// The server's Noise identity: its static key and the certificate chain that vouches for it.
-pub(crate) struct ServerIdentity {
-    /// The static key pair the handshake proves possession of.
-    static_key: KeyPair,
-    /// The public key of the root that signs the intermediate certificate (WhatsApp's own, in
-    /// the real service).
-    pub root_public: [u8; 32],
-    /// The encoded [`CertChain`] (intermediate issued by serial 0, leaf certifying `static_key`).
-    cert_chain: Vec<u8>,
-}
-
-impl ServerIdentity {
-    /// A fresh identity with its own root, intermediate and leaf.
-    pub fn generate() -> ServerIdentity {
-        let mut rng = rand::rng();
-        let root = KeyPair::generate(&mut rng);
-        let intermediate = KeyPair::generate(&mut rng);
-        let static_key = KeyPair::generate(&mut rng);
-        let certificate = |serial: u32, issuer_serial: u32, key: &KeyPair, signer: &KeyPair| {
-            let details = Details {
-                serial: Some(serial),
-                issuer_serial: Some(issuer_serial),
-                key: Some(key.public_key.public_key_bytes().to_vec()),
-                not_before: Some(0),
-                not_after: Some(u64::from(u32::MAX)),
-            }
-            .encode_to_vec();
-            let signature = signer
-                .private_key
-                .calculate_signature(&details, &mut rand::rng())
-                .map(|s| s.to_vec())
-                .ok();
-            NoiseCertificate {
-                details: Some(details),
-                signature,
-            }
-        };
-        // Clients expect the intermediate to be issued by serial 0 (WhatsApp's root).
-        let chain = CertChain {
-            intermediate: Some(certificate(1, 0, &intermediate, &root)),
-            leaf: Some(certificate(2, 1, &static_key, &intermediate)),
-        };
-        let mut root_public = [0; 32];
-        root_public.copy_from_slice(root.public_key.public_key_bytes());
-        ServerIdentity {
-            static_key,
-            root_public,
-            cert_chain: chain.encode_to_vec(),
-        }
-    }
-}
 
 /// Handshakes completed since the front end started, by pattern.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
