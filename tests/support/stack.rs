@@ -100,7 +100,9 @@ impl<N: Network> StackOn<N> {
     /// The stack on a network the caller started (with settings of its own).
     pub async fn start_on(backend: Backend, sim: N) -> StackOn<N> {
         let db = TestDb::with_settings(backend, |s| {
-            s.worker_wait_secs = 10;
+            // The real client derives a pair code's key (PBKDF2, 2^17 rounds) before it shows the
+            // code: seconds in a debug build on a busy machine.
+            s.worker_wait_secs = 30;
             // Room for a photo uploaded as base64 JSON.
             s.max_body_bytes = 32 << 20;
         })

@@ -160,7 +160,6 @@ fn personal_messages_carry_their_content() {
     let wrapped = wa::Message {
         ephemeral_message: MessageField::some(wa::message::FutureProofMessage {
             message: MessageField::some(image),
-            ..Default::default()
         }),
         ..Default::default()
     };

@@ -61,6 +61,7 @@ async fn run(net: Arc<Network>, stream: TcpStream) -> anyhow::Result<()> {
             }
         }
     };
+    net.lock().handshakes.count(established.pattern);
     let mut codec = established.codec;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let conn = net.open(established.client_static, &established.payload, tx);

@@ -134,6 +134,8 @@ pub(crate) struct Model {
     pub pairings: u64,
     /// Logins that replaced a live connection of the same device, since the start.
     pub replaced: u64,
+    /// Noise handshakes completed since the start, by pattern.
+    pub handshakes: super::noise::HandshakeCounts,
 }
 
 /// What kind of stanza a device has to acknowledge, and how it does.

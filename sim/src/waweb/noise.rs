@@ -22,66 +22,56 @@
 use anyhow::{Context, bail};
 use prost::Message as _;
 use wa_rs_binary::consts::{NOISE_START_PATTERN, WA_CONN_HEADER};
+use wa_rs_binary::node::Node;
+use wa_rs_libsignal::protocol::KeyPair;
+use wa_rs_noise::framing::{FrameDecoder, encode_frame};
+use wa_rs_noise::{NoiseCipher, NoiseHandshake};
+use wa_rs_proto::whatsapp::{self as wa, HandshakeMessage};
+
+pub(crate) use super::identity::ServerIdentity;
 
 /// Noise protocol name of the resumed handshake (32 bytes, used as the initial hash).
 const NOISE_IK_PATTERN: &str = "Noise_IK_25519_AESGCM_SHA256\x00\x00\x00\x00";
 /// Noise protocol name of the fallback after a refused IK (longer than 32 bytes: hashed).
 const NOISE_XX_FALLBACK_PATTERN: &str = "Noise_XXfallback_25519_AESGCM_SHA256";
-use wa_rs_binary::node::Node;
-use wa_rs_libsignal::protocol::KeyPair;
-use wa_rs_noise::framing::{FrameDecoder, encode_frame};
-use wa_rs_noise::{NoiseCipher, NoiseHandshake};
-use wa_rs_proto::whatsapp::cert_chain::{NoiseCertificate, noise_certificate::Details};
-use wa_rs_proto::whatsapp::{self as wa, CertChain, HandshakeMessage};
 
-/// The server's Noise identity: its static key and the certificate chain that vouches for it.
-pub(crate) struct ServerIdentity {
-    /// The static key pair the handshake proves possession of.
-    static_key: KeyPair,
-    /// The encoded [`CertChain`] (intermediate issued by serial 0, leaf certifying `static_key`).
-    cert_chain: Vec<u8>,
+/// Handshakes completed since the front end started, by pattern.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HandshakeCounts {
+    /// Full handshakes (a client that does not know the server's static key).
+    pub xx: u64,
+    /// Resumed handshakes (a client that kept the server's static key).
+    pub ik: u64,
+    /// Resumes sealed to another static key, finished as XXfallback.
+    pub xx_fallback: u64,
 }
 
-impl ServerIdentity {
-    /// A fresh identity with its own root, intermediate and leaf.
-    pub fn generate() -> ServerIdentity {
-        let mut rng = rand::rng();
-        let root = KeyPair::generate(&mut rng);
-        let intermediate = KeyPair::generate(&mut rng);
-        let static_key = KeyPair::generate(&mut rng);
-        let certificate = |serial: u32, issuer_serial: u32, key: &KeyPair, signer: &KeyPair| {
-            let details = Details {
-                serial: Some(serial),
-                issuer_serial: Some(issuer_serial),
-                key: Some(key.public_key.public_key_bytes().to_vec()),
-                not_before: Some(0),
-                not_after: Some(u64::from(u32::MAX)),
-            }
-            .encode_to_vec();
-            let signature = signer
-                .private_key
-                .calculate_signature(&details, &mut rand::rng())
-                .map(|s| s.to_vec())
-                .ok();
-            NoiseCertificate {
-                details: Some(details),
-                signature,
-            }
-        };
-        // wa-rs expects the intermediate to be issued by serial 0 (WhatsApp's root).
-        let chain = CertChain {
-            intermediate: Some(certificate(1, 0, &intermediate, &root)),
-            leaf: Some(certificate(2, 1, &static_key, &intermediate)),
-        };
-        ServerIdentity {
-            static_key,
-            cert_chain: chain.encode_to_vec(),
+/// Which handshake a connection went through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pattern {
+    /// Noise XX.
+    Xx,
+    /// Noise IK.
+    Ik,
+    /// Noise XXfallback after a refused IK hello.
+    XxFallback,
+}
+
+impl HandshakeCounts {
+    /// Counts one handshake of `pattern`.
+    pub(crate) fn count(&mut self, pattern: Pattern) {
+        match pattern {
+            Pattern::Xx => self.xx += 1,
+            Pattern::Ik => self.ik += 1,
+            Pattern::XxFallback => self.xx_fallback += 1,
         }
     }
 }
 
 /// A connection after the handshake: who the client says it is, and its encrypted channel.
 pub(crate) struct Established {
+    /// The handshake it went through.
+    pub pattern: Pattern,
     /// The client's static Noise public key (a device's lasting identity on the socket).
     pub client_static: [u8; 32],
     /// Who the client says it is: a login (username, device) or a registration.
@@ -168,6 +158,7 @@ enum Step {
     Finish {
         noise: Box<NoiseHandshake>,
         ephemeral: KeyPair,
+        pattern: Pattern,
     },
     /// Over (failed or handed on).
     Done,
@@ -216,7 +207,7 @@ impl<'a> ServerHandshake<'a> {
                     .ephemeral
                     .clone()
                     .context("ClientHello without an ephemeral key")?;
-                let pattern = match (&hello.r#static, &hello.payload) {
+                let (name, pattern) = match (&hello.r#static, &hello.payload) {
                     (Some(sealed_static), Some(sealed_payload)) => {
                         match self.resume(&client_ephemeral, sealed_static, sealed_payload) {
                             Ok((reply, established)) => {
@@ -226,22 +217,31 @@ impl<'a> ServerHandshake<'a> {
                             }
                             Err(err) => {
                                 tracing::debug!(error = %format!("{err:#}"), "IK refused; falling back to XX");
-                                NOISE_XX_FALLBACK_PATTERN
+                                (NOISE_XX_FALLBACK_PATTERN, Pattern::XxFallback)
                             }
                         }
                     }
-                    _ => NOISE_START_PATTERN,
+                    _ => (NOISE_START_PATTERN, Pattern::Xx),
                 };
-                let (reply, noise, ephemeral) = self.server_hello(pattern, &client_ephemeral)?;
+                let (reply, noise, ephemeral) = self.server_hello(name, &client_ephemeral)?;
                 self.step = Step::Finish {
                     noise: Box::new(noise),
                     ephemeral,
+                    pattern,
                 };
                 Ok(Progress::Reply(reply))
             }
-            Step::Finish { mut noise, ephemeral } => {
+            Step::Finish {
+                mut noise,
+                ephemeral,
+                pattern,
+            } => {
                 let Some(frame) = take_frame(&mut self.buffer, 0) else {
-                    self.step = Step::Finish { noise, ephemeral };
+                    self.step = Step::Finish {
+                        noise,
+                        ephemeral,
+                        pattern,
+                    };
                     return Ok(Progress::More);
                 };
                 let finish = HandshakeMessage::decode(frame.as_slice())
@@ -264,6 +264,7 @@ impl<'a> ServerHandshake<'a> {
                 let mut codec = FrameCodec::new(client_write, client_read);
                 codec.decoder.feed(&std::mem::take(&mut self.buffer));
                 Ok(Progress::Established(Box::new(Established {
+                    pattern,
                     client_static,
                     payload,
                     codec,
@@ -313,6 +314,7 @@ impl<'a> ServerHandshake<'a> {
         };
         let (client_write, client_read) = noise.finish()?;
         let established = Established {
+            pattern: Pattern::Ik,
             client_static,
             payload,
             codec: FrameCodec::new(client_write, client_read),

@@ -45,9 +45,9 @@ pub(crate) fn classify_iq(message: String, error: &IqError) -> LinkError {
 pub(crate) fn classify_nack(code: &str) -> LinkError {
     match code {
         // 463: no privacy token for a new chat, or the account may not start new chats now.
-        "463" => LinkError::Recipient(format!(
-            "463 WhatsApp refused the message to a new chat (privacy token missing, or new chats restricted)"
-        )),
+        "463" => LinkError::Recipient(
+            "463 WhatsApp refused the message to a new chat (privacy token missing, or new chats restricted)".into(),
+        ),
         "404" => LinkError::Recipient("404 the recipient has no WhatsApp account".into()),
         "400" | "479" => LinkError::Invalid(format!("{code} WhatsApp refused the message as malformed")),
         "401" | "403" => LinkError::Device(format!("{code} WhatsApp refused the device")),

@@ -127,7 +127,11 @@ impl WaSession {
         if known {
             return Ok(());
         }
-        if self.registered_users(&[user.clone()]).await?.contains(&user) {
+        if self
+            .registered_users(std::slice::from_ref(&user))
+            .await?
+            .contains(&user)
+        {
             self.registered
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)

@@ -71,7 +71,6 @@ fn from_wa_rs(old: wa_rs_core::store::Device) -> Result<Device> {
             account_signature_key: a.account_signature_key,
             account_signature: a.account_signature,
             device_signature: a.device_signature,
-            ..Default::default()
         })
     });
     device.push_name = old.push_name;

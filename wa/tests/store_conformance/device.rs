@@ -36,7 +36,6 @@ pub async fn device_store(backend: Backend) {
         account_signature_key: Some(vec![4; 32]),
         account_signature: Some(vec![5; 64]),
         device_signature: None,
-        ..Default::default()
     }));
     a.save(&device).await.unwrap();
     device.push_name = "Shop 2".into();
