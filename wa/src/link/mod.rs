@@ -71,7 +71,7 @@ impl WaLinkConfig {
 /// Opens sessions whose state lives in `db`. Cheap to share across a worker's devices.
 #[derive(Clone, Debug)]
 pub struct WaLink {
-    /// Where every device's wa-rs state lives.
+    /// Where every device's client state lives.
     db: Db,
     /// Seals that state's key material at rest.
     keys: KeyRing,

@@ -55,7 +55,7 @@ impl AppSyncStore for WaStore {
             .fetch_optional(pool).await)
         .map_err(db_error("loading an app-state version"))?;
         match state {
-            // A collection never synced starts from version 0, as wa-rs expects.
+            // A collection never synced starts from version 0, as the client expects.
             None => Ok(HashState::default()),
             Some(json) => serde_json::from_slice(&json).map_err(serde_error("decoding an app-state version")),
         }

@@ -38,7 +38,7 @@ macro_rules! on_db {
 }
 pub(crate) use on_db;
 
-/// One device's wa-rs state in wafleet's database. Cheap to clone; pass it to wa-rs as
+/// One device's client state in wafleet's database. Cheap to clone; pass it to the client as
 /// `Arc<dyn Backend>`.
 #[derive(Clone, Debug)]
 pub struct WaStore {
@@ -48,7 +48,7 @@ pub struct WaStore {
     device: DeviceId,
     /// Seals key material before it is written, and opens it when read.
     keys: KeyRing,
-    /// Set once the session that used this store has ended (closed or logged out): wa-rs keeps
+    /// Set once the session that used this store has ended (closed or logged out): the client keeps
     /// a background saver running for the life of the process, and a late save from it must not
     /// bring wiped credentials back or overwrite what the device's next session wrote.
     retired: Arc<AtomicBool>,
@@ -99,9 +99,9 @@ impl WaStore {
         &self.db
     }
 
-    /// Deletes everything wa-rs stored for this device (after a logout): the next session has to
+    /// Deletes everything the client stored for this device (after a logout): the next session has to
     /// pair again. Runs in one transaction so a crash leaves either all state or none. Retires
-    /// the store first, so that wa-rs cannot save the device back afterwards.
+    /// the store first, so that the client cannot save the device back afterwards.
     #[tracing::instrument(skip(self), fields(device = %self.device))]
     pub async fn wipe(&self) -> Result<(), StoreError> {
         self.retire();

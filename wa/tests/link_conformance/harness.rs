@@ -38,7 +38,7 @@ pub const UNCOVERED: &[(&str, &str)] = &[
 pub struct WawebHarness {
     /// The simulated phones and the front end they talk through.
     phones: WawebPhones,
-    /// Where the links keep each device's wa-rs state.
+    /// Where the links keep each device's client state.
     db: Db,
     /// A random key sealing that state.
     keys: KeyRing,
@@ -104,7 +104,7 @@ impl Harness for WawebHarness {
         WaStore::new(self.db.clone(), self.keys.clone(), device)
             .load()
             .await
-            .expect("read the device's wa-rs state")
+            .expect("read the device's client state")
             .is_some_and(|d| d.pn.is_some())
     }
 

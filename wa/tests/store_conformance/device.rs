@@ -97,7 +97,7 @@ pub async fn wipe_and_cascade(backend: Backend) {
     assert!(!b.is_retired());
     assert!(b.get_session("bob.0").await.unwrap().is_some());
 
-    // Deleting the device deletes its wa-rs state with it (ON DELETE CASCADE).
+    // Deleting the device deletes its client state with it (ON DELETE CASCADE).
     common::delete_device(&test, user, b.device()).await;
     assert!(!b.exists().await.unwrap());
     assert!(b.get_session("bob.0").await.unwrap().is_none());

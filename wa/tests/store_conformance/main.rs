@@ -1,5 +1,5 @@
-//! One conformance suite for `WaStore`, the wa-rs storage backend, run on SQLite and PostgreSQL:
-//! every method of the four wa-rs storage traits, round-trips, upserts, deletes, and isolation
+//! One conformance suite for `WaStore`, the client's storage backend, run on SQLite and PostgreSQL:
+//! every method of the client's storage traits, round-trips, upserts, deletes, and isolation
 //! between devices.
 
 #[path = "../common/mod.rs"]
