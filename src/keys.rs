@@ -18,7 +18,7 @@ pub enum KeysCommand {
     Reseal,
 }
 
-/// Every sealed column: the wa-rs store's and the link credentials.
+/// Every sealed column: the whatsapp-rust store's and the link credentials.
 pub fn sealed_columns() -> Vec<&'static SealedColumn> {
     wafleet_wa::store::sealed::SEALED_COLUMNS
         .iter()

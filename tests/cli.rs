@@ -341,3 +341,41 @@ fn sim_runs_as_its_own_process_with_a_control_api() {
     let status = wait_for_exit(&mut child, Duration::from_secs(15)).expect("wafleet sim exits after SIGTERM");
     assert!(status.success(), "{status:?}");
 }
+
+/// The features `package`'s build of the WhatsApp client's Noise layer gets, by `cargo tree`
+/// over the given dependency kinds.
+fn noise_features(package: &str, edges: &str) -> String {
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--locked",
+            "--offline",
+            "-p",
+            package,
+            "-e",
+            edges,
+            "-i",
+            "wacore-noise",
+        ])
+        .args(["--depth", "0", "-f", "{f}"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo tree runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+/// The binary users run verifies WhatsApp's certificate chain: nothing it is built from turns
+/// the check off. Only test builds (dev-dependencies) and the explicit `sim-server` feature trust
+/// the simulator's chain, and this test would see it if they reached the binary.
+#[test]
+fn the_shipped_binary_verifies_whatsapps_certificate() {
+    const BYPASS: &str = "danger-skip-cert-chain-verify";
+    let shipped = noise_features("wafleet", "normal,build");
+    assert!(
+        !shipped.contains(BYPASS),
+        "the binary would trust any server: {shipped}"
+    );
+    let tests = noise_features("wafleet", "normal,build,dev");
+    assert!(tests.contains(BYPASS), "test builds trust the simulator: {tests}");
+}

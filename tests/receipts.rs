@@ -7,16 +7,16 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use support::faults::{FreezeAfterSend, worker_process};
 use support::link_simulated_devices;
+use wafleet_core::Db;
 use wafleet_core::cache::{Invalidations, ReadCache};
 use wafleet_core::db::NewSend;
-use wafleet_core::link::{Jid, Link, LinkError, LinkEvent, NumberCheck, OpenMode, Outgoing, Session};
+use wafleet_core::link::Jid;
 use wafleet_core::queue::{SendJob, sends_queue};
 use wafleet_core::shutdown::{self, ShutdownTrigger};
 use wafleet_core::testing::{Backend, TestDb, eventually};
 use wafleet_core::types::Email;
-use wafleet_core::types::{DeviceId, PhoneNumber};
-use wafleet_core::{Db, Settings};
 use wafleet_sim::{SimConfig, SimHandle, SimLink};
 
 /// The contact's phone reports delivery this long after a message arrives: long enough for the
@@ -150,68 +150,6 @@ async fn postgres_a_receipt_during_a_hand_over_is_not_lost() {
     a_receipt_during_a_hand_over_is_not_lost(Backend::Postgres).await
 }
 
-/// A link whose sessions send for real and then never answer, as if the worker froze (or died)
-/// between "sent on the wire" and "recorded as sent".
-struct FreezeAfterSend(Arc<dyn Link>);
-
-#[async_trait::async_trait]
-impl Link for FreezeAfterSend {
-    async fn open(&self, device: DeviceId, mode: OpenMode) -> Result<Box<dyn Session>, LinkError> {
-        Ok(Box::new(FreezingSession(self.0.open(device, mode).await?)))
-    }
-}
-
-struct FreezingSession(Box<dyn Session>);
-
-#[async_trait::async_trait]
-impl Session for FreezingSession {
-    fn take_events(&mut self) -> Option<tokio::sync::mpsc::Receiver<LinkEvent>> {
-        self.0.take_events()
-    }
-    async fn send(&self, message: &Outgoing) -> Result<String, LinkError> {
-        self.0.send(message).await?;
-        std::future::pending().await
-    }
-    async fn check_numbers(&self, phones: &[PhoneNumber]) -> Result<Vec<NumberCheck>, LinkError> {
-        self.0.check_numbers(phones).await
-    }
-    async fn logout(&self) -> Result<(), LinkError> {
-        self.0.logout().await
-    }
-    async fn close(&self) {
-        self.0.close().await
-    }
-}
-
-/// A worker process of its own, as far as the test can tell: its own runtime, database pool and
-/// queue connection. Dropping the runtime is kill -9: none of its code runs again, and its
-/// sockets close.
-fn worker_process(settings: &Settings, link: Arc<dyn Link>, id: &str) -> tokio::runtime::Runtime {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (settings, id) = (settings.clone(), id.to_owned());
-    runtime.spawn(async move {
-        let db = Db::connect(&settings).await.unwrap();
-        let queues = wafleet_core::queue::Queues::connect(&settings, &db).await.unwrap();
-        let mut options = wafleet_workers::WorkerOptions::from_settings(&settings);
-        options.id = id;
-        let (_alive, signal) = shutdown::channel();
-        let _ = wafleet_workers::run(
-            db,
-            link,
-            queues,
-            Invalidations::Local(ReadCache::off()),
-            options,
-            signal,
-        )
-        .await;
-    });
-    runtime
-}
-
 /// A worker dies after a send went out and before it recorded it: the next holder resolves the
 /// send by its receipt (it went out under an id recorded before it left), so it ends delivered,
 /// neither failed nor sent again.
@@ -238,8 +176,10 @@ async fn a_send_whose_worker_died_mid_flight_is_resolved_by_its_receipt(backend:
         .unwrap()
         .unwrap();
     support::unpaced(db, user.id, &[device]).await;
-    let simulated: Arc<dyn Link> = Arc::new(SimLink::new(sim.ws_url(), db.clone(), test.keys.clone()));
-    let frozen = worker_process(&test.settings, Arc::new(FreezeAfterSend(simulated.clone())), "frozen");
+    let url = sim.ws_url();
+    let frozen = worker_process(&test.settings, &test.keys, "frozen", move |db, keys| {
+        Arc::new(FreezeAfterSend(Arc::new(SimLink::new(url, db, keys))))
+    });
     eventually(
         Duration::from_secs(30),
         "the freezing worker holds the device",

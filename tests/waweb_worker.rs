@@ -1,5 +1,5 @@
 //! The worker end to end with the real WhatsApp client: the API and `wafleet_workers::run` with
-//! the wa-rs link (`WaLink`, session state in our database) pointed at the simulator's WhatsApp
+//! the whatsapp-rust link (`WaLink`, session state in our database) pointed at the simulator's WhatsApp
 //! Web front end over real sockets, on SQLite and on PostgreSQL. One device links by QR code and
 //! one by pair code; a new worker resumes both without pairing; text and images go both ways;
 //! sends follow delivered and read receipts; a logout from the phone shows on the device.
@@ -15,7 +15,7 @@ use serde_json::json;
 use wafleet_core::testing::Backend;
 use wafleet_sim::waweb::WaWebHandle;
 
-/// API + worker + the front end, for the real wa-rs client.
+/// API + worker + the front end, for the real whatsapp-rust client.
 type Stack = support::stack::StackOn<WaWebHandle>;
 
 /// A PNG of 600 x 400, base64-encoded.
@@ -77,6 +77,13 @@ async fn two_devices_pair_resume_talk_and_log_out(backend: Backend) {
 
     // A new worker with a fresh link resumes both from the stored state: no pairing.
     stack.stop_worker().await;
+    // The client's close returns before the front end has read the socket's end.
+    for _ in 0..100 {
+        if stack.sim.logged_in().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(stack.sim.logged_in().is_empty(), "the old worker closed its sessions");
     stack
         .sim

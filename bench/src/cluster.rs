@@ -40,12 +40,12 @@ pub enum Link {
     /// wafleet's own costs. Devices are provisioned as linked.
     #[default]
     Sim,
-    /// Real wa-rs clients (`WaLink`) connected to the simulator's WhatsApp Web front end: the
+    /// Real whatsapp-rust clients (`WaLink`) connected to the simulator's WhatsApp Web front end: the
     /// cost of a real session. Devices are linked by QR code, scanned by the front end's phones.
     Wa,
 }
 
-/// QR codes a pairing wa-rs client is shown before it gives up (`WAFLEET_SIM_QR_MAX_CODES`): the
+/// QR codes a pairing whatsapp-rust client is shown before it gives up (`WAFLEET_SIM_QR_MAX_CODES`): the
 /// default (6 of 20 s) is shorter than a device of a large run may wait for its turn to be scanned.
 const QR_MAX_CODES: &str = "200";
 
@@ -153,7 +153,7 @@ impl Cluster {
                 settings.wa_keys_secret.as_ref().context("keys secret")?.expose(),
             )
             .env("RUST_LOG", "warn")
-            // With RUST_BACKTRACE set, every error value (wa-rs makes some at each login) captures
+            // With RUST_BACKTRACE set, every error value (whatsapp-rust makes some at each login) captures
             // a backtrace, and printing one loads the binary's debug info: hundreds of MiB that
             // would read as memory per session. Panics keep their backtraces.
             .env("RUST_LIB_BACKTRACE", "0");

@@ -4,7 +4,7 @@
 //! devices move about 2 s after the kill, well before its leases expire: the lease TTL is the
 //! ceiling the figure is compared with, the bound for a worker that is cut off but still running.
 //!
-//! With `--link wa` the sessions are real wa-rs clients, linked by QR code first; the devices of
+//! With `--link wa` the sessions are real whatsapp-rust clients, linked by QR code first; the devices of
 //! the dead worker must resume from their stored credentials on the others: none pairs again.
 
 use std::collections::BTreeSet;
@@ -29,7 +29,7 @@ pub struct Options {
     /// default).
     #[arg(long, default_value_t = 250)]
     pub claim_rate: u32,
-    /// What the sessions are: `sim`, the simulator's own protocol, or `wa`, real wa-rs clients
+    /// What the sessions are: `sim`, the simulator's own protocol, or `wa`, real whatsapp-rust clients
     /// linked by QR code to the simulator's WhatsApp Web front end.
     #[arg(long, value_enum, default_value_t = Link::Sim)]
     pub link: Link,
@@ -113,7 +113,7 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
     };
     let (scenario, flag, resumed) = match o.link {
         Link::Sim => ("failover", "", ""),
-        Link::Wa => ("failover (wa-rs)", " --link wa", ", none paired again"),
+        Link::Wa => ("failover (whatsapp-rust)", " --link wa", ", none paired again"),
     };
     let command = format!(
         "wafleet-bench failover{flag} --sessions {n} --lease-ttl {}{rate_flag}",
@@ -202,7 +202,7 @@ async fn check_buried(cluster: &Cluster) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fails unless every device came back by resuming its stored wa-rs credentials: no pairing
+/// Fails unless every device came back by resuming its stored whatsapp-rust credentials: no pairing
 /// completed since `pairings` were counted before the kill, no client is pairing, no device asks
 /// to pair, and the devices logged in to the front end are exactly the linked ones.
 async fn check_resumed(cluster: &Cluster, pairings: u64) -> anyhow::Result<()> {

@@ -55,11 +55,11 @@ pub struct Common {
 enum Scenario {
     /// Inbound messages from the simulator into PostgreSQL through worker processes.
     Ingest(ingest::Options),
-    /// Idle sessions held by one worker (`--link wa`: real wa-rs clients): memory, idle CPU, time
+    /// Idle sessions held by one worker (`--link wa`: real whatsapp-rust clients): memory, idle CPU, time
     /// to bring online.
     Sessions(sessions::Options),
     /// `kill -9` of a worker among three: time until every device is held again (`--link wa`:
-    /// real wa-rs clients, resumed without pairing).
+    /// real whatsapp-rust clients, resumed without pairing).
     Failover(failover::Options),
     /// HTTP API latency and throughput: the chat list against a trivial route.
     Api(api::Options),

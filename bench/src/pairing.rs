@@ -1,5 +1,5 @@
 //! Linking devices as their owners do, for `--link wa`: every device asks to be linked by QR
-//! code, the worker holding it shows the codes its real wa-rs client gets (in `device_sessions`,
+//! code, the worker holding it shows the codes its real whatsapp-rust client gets (in `device_sessions`,
 //! where the API reads them), and the phone of the device's number scans the current one at the
 //! simulator's WhatsApp Web front end (`POST /control/waweb/scan`).
 
@@ -102,7 +102,7 @@ pub async fn pair_all(db: &Db, sim: &ControlClient, devices: &[Device], limit: D
 }
 
 /// Waits until every linked device is held, online and logged in once; returns how long that
-/// took. The logins replaced until then are left out of later checks: wa-rs reconnects after the
+/// took. The logins replaced until then are left out of later checks: whatsapp-rust reconnects after the
 /// restart that ends a pairing and now and then opens two sockets for it milliseconds apart (one
 /// client in one worker, the second login replacing the first), which is not a device held twice.
 pub async fn settle(cluster: &Cluster, devices: usize, limit: Duration) -> anyhow::Result<Duration> {
@@ -112,7 +112,7 @@ pub async fn settle(cluster: &Cluster, devices: usize, limit: Duration) -> anyho
         if s.held == devices && s.online == devices && s.connected == devices {
             if s.replaced > 0 {
                 eprintln!(
-                    "[bench] {} logins replaced while devices linked (wa-rs reconnecting after pairing)",
+                    "[bench] {} logins replaced while devices linked (whatsapp-rust reconnecting after pairing)",
                     s.replaced
                 );
             }

@@ -4,7 +4,7 @@
 //! held by a process of their own.
 //!
 //! With `--link sim` the sessions are the simulator's own protocol, provisioned as linked; with
-//! `--link wa` they are real wa-rs clients linked by QR code to the simulator's WhatsApp Web front
+//! `--link wa` they are real whatsapp-rust clients linked by QR code to the simulator's WhatsApp Web front
 //! end, and the front end's share (in the simulator's process) is reported apart from the worker's.
 
 use std::future::Future;
@@ -29,8 +29,12 @@ pub struct Options {
     /// Seconds over which idle CPU is measured.
     #[arg(long, default_value_t = 10)]
     pub idle_secs: u64,
+    /// Seconds to wait once every session is online before memory and idle CPU are measured:
+    /// real clients finish their start-up exchanges (app state, prekeys, privacy tokens) first.
+    #[arg(long, default_value_t = 30)]
+    pub settle_secs: u64,
     /// What the sessions are: `sim`, the simulator's own protocol (wafleet's own cost per
-    /// session), or `wa`, real wa-rs clients linked by QR code to the simulator's WhatsApp Web
+    /// session), or `wa`, real whatsapp-rust clients linked by QR code to the simulator's WhatsApp Web
     /// front end (the cost of a real session).
     #[arg(long, value_enum, default_value_t = Link::Sim)]
     pub link: Link,
@@ -78,6 +82,7 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
             // Real clients pair one by one through the front end: a few check the path.
             sessions: if options.link == Link::Wa { 3 } else { 50 },
             idle_secs: 1,
+            settle_secs: 2,
             link: options.link,
         }
     } else {
@@ -138,7 +143,7 @@ async fn simulated(cluster: &Cluster, o: &Options) -> anyhow::Result<Vec<Row>> {
 }
 
 /// `--link wa`: devices known to the database only, each linked by QR code through its worker's
-/// wa-rs client, then held connected. The ceiling comes last, so the simulator's memory before
+/// whatsapp-rust client, then held connected. The ceiling comes last, so the simulator's memory before
 /// the sessions is not the bare sockets' left over.
 async fn real_clients(cluster: &Cluster, o: &Options) -> anyhow::Result<Vec<Row>> {
     let n = o.sessions;
@@ -171,15 +176,15 @@ async fn real_clients(cluster: &Cluster, o: &Options) -> anyhow::Result<Vec<Row>
     };
     Ok(vec![
         rss_row(
-            format!("sessions (wa-rs): worker RSS per session ({count} held by one worker)"),
+            format!("sessions (whatsapp-rust): worker RSS per session ({count} held by one worker)"),
             m.worker_rss,
         ),
         rss_row(
-            format!("sessions (wa-rs): simulated WhatsApp Web server RSS per session ({count})"),
+            format!("sessions (whatsapp-rust): simulated WhatsApp Web server RSS per session ({count})"),
             m.sim_rss,
         ),
         Row::new(
-            format!("sessions (wa-rs): time to link {count} by QR and bring them online"),
+            format!("sessions (whatsapp-rust): time to link {count} by QR and bring them online"),
             format!(
                 "{:.2} s ({:.2} s until all linked)",
                 m.online.as_secs_f64(),
@@ -189,7 +194,7 @@ async fn real_clients(cluster: &Cluster, o: &Options) -> anyhow::Result<Vec<Row>
         )
         .ratio(m.online.as_secs_f64() / held.open_secs)
         .command(&command),
-        idle_row("sessions (wa-rs)", &count, m.idle, &command),
+        idle_row("sessions (whatsapp-rust)", &count, m.idle, &command),
     ])
 }
 
@@ -205,7 +210,7 @@ async fn measure(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = (proc::rss_kib(&worker)?, proc::rss_kib(&sim)?);
     let online = bring_online.await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(o.settle_secs)).await;
     let after = (proc::rss_kib(&worker)?, proc::rss_kib(&sim)?);
     let cpu_before = proc::cpu_secs(&worker)?;
     tokio::time::sleep(Duration::from_secs(o.idle_secs)).await;

@@ -59,7 +59,7 @@ pub enum LogFormat {
 /// Which WhatsApp network the workers' sessions connect to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LinkChoice {
-    /// The real WhatsApp, through the wa-rs client.
+    /// The real WhatsApp, through the whatsapp-rust client.
     Whatsapp,
     /// The project's network simulator (`wafleet sim`) at `SIMULATOR_URL`.
     Simulator,
@@ -189,7 +189,7 @@ pub struct Settings {
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", global = true, default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
 
-    /// Which WhatsApp network workers connect to: `whatsapp` (real, through wa-rs) or `simulator`.
+    /// Which WhatsApp network workers connect to: `whatsapp` (real, through whatsapp-rust) or `simulator`.
     #[arg(long, env = "WHATSAPP_LINK", global = true, value_enum, default_value_t = LinkChoice::Whatsapp)]
     pub whatsapp_link: LinkChoice,
 
@@ -197,12 +197,12 @@ pub struct Settings {
     #[arg(long, env = "SIMULATOR_URL", global = true, default_value = "ws://127.0.0.1:3100/ws")]
     pub simulator_url: String,
 
-    /// WhatsApp server URL for the wa-rs client; unset means the real WhatsApp (for testing against
+    /// WhatsApp server URL for the whatsapp-rust client; unset means the real WhatsApp (for testing against
     /// a protocol-level server).
     #[arg(long, env = "WA_SERVER_URL", global = true)]
     pub wa_server_url: Option<String>,
 
-    /// WhatsApp Web version the wa-rs client announces; unset fetches the current one from
+    /// WhatsApp Web version the whatsapp-rust client announces; unset fetches the current one from
     /// web.whatsapp.com (set it with `WA_SERVER_URL`, or where that host is unreachable).
     #[arg(long, env = "WA_APP_VERSION", global = true)]
     pub wa_app_version: Option<AppVersion>,

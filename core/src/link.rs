@@ -1,7 +1,7 @@
 //! The one boundary between workers and WhatsApp.
 //!
 //! A [`Link`] opens [`Session`]s: one per device, held by at most one worker at a time. Two
-//! implementations pass one conformance suite: the real client (wa-rs, its state in our database)
+//! implementations pass one conformance suite: the real client (whatsapp-rust, its state in our database)
 //! and the client of the project's WhatsApp network simulator (`wafleet sim`, over a WebSocket).
 //!
 //! Events arrive in order on one channel per session. An incoming message or receipt carries an

@@ -3,6 +3,7 @@
 //! stand. Each test file uses part of it.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod redis;
 pub mod stack;
 

@@ -1,7 +1,7 @@
 //! API + worker + simulated network in one test process, each on its own loopback port, on SQLite
 //! or on PostgreSQL + Redis: the stack the end-to-end tests of pairing, sends and device actions
 //! drive over real sockets. The network is the simulator, reached through its own link, or its
-//! WhatsApp Web front end, reached by the real wa-rs client ([`Network`]).
+//! WhatsApp Web front end, reached by the real whatsapp-rust client ([`Network`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,7 +45,7 @@ impl Network for SimHandle {
     }
 }
 
-/// The front end for the real wa-rs client; wa-rs waits up to 5 s after each login before it
+/// The front end for the real whatsapp-rust client; whatsapp-rust waits up to 5 s after each login before it
 /// reports being connected, hence more patience.
 impl Network for WaWebHandle {
     const PATIENCE: Duration = Duration::from_secs(30);
@@ -58,16 +58,21 @@ impl Network for WaWebHandle {
         Arc::new(WaLink::with_config(
             db.clone(),
             keys.clone(),
-            WaLinkConfig {
-                server_url: Some(self.url()),
-                connect_timeout: Duration::from_secs(5),
-                // Nothing may be fetched from web.whatsapp.com.
-                app_version: Some((2, 3000, 1)),
-                // The simulated media host speaks plain HTTP.
-                plain_http_media: true,
-                ..WaLinkConfig::default()
-            },
+            wa_link_config(&self.url()),
         ))
+    }
+}
+
+/// How a worker's real client reaches the front end at `url`.
+pub fn wa_link_config(url: &str) -> WaLinkConfig {
+    WaLinkConfig {
+        server_url: Some(url.to_owned()),
+        connect_timeout: Duration::from_secs(5),
+        // Nothing may be fetched from web.whatsapp.com.
+        app_version: Some((2, 3000, 1)),
+        // The simulated media host speaks plain HTTP.
+        plain_http_media: true,
+        ..WaLinkConfig::default()
     }
 }
 
@@ -89,13 +94,19 @@ pub struct StackOn<N: Network> {
 
 impl<N: Network> StackOn<N> {
     pub async fn start(backend: Backend) -> StackOn<N> {
+        Self::start_on(backend, N::start().await).await
+    }
+
+    /// The stack on a network the caller started (with settings of its own).
+    pub async fn start_on(backend: Backend, sim: N) -> StackOn<N> {
         let db = TestDb::with_settings(backend, |s| {
-            s.worker_wait_secs = 10;
+            // The real client derives a pair code's key (PBKDF2, 2^17 rounds) before it shows the
+            // code: seconds in a debug build on a busy machine.
+            s.worker_wait_secs = 30;
             // Room for a photo uploaded as base64 JSON.
             s.max_body_bytes = 32 << 20;
         })
         .await;
-        let sim = N::start().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (api, api_shutdown) = shutdown::channel();

@@ -1,17 +1,16 @@
-//! Memory of idle wa-rs clients on wafleet's storage: builds N clients (one device each, state on
-//! a fresh SQLite database) without connecting them and prints the resident memory per client.
+//! Memory of idle WhatsApp clients on wafleet's storage: builds N clients (one device each, state
+//! on a fresh SQLite database) without connecting them and prints the resident memory per client.
 //!
 //! `cargo run --release -p wafleet-wa --example idle_clients -- 1000`
 
-use std::sync::Arc;
-
 use anyhow::Context;
-use wa_rs::bot::Bot;
-use wa_rs::transport::{TokioWebSocketTransportFactory, UreqHttpClient};
 use wafleet_core::Settings;
 use wafleet_core::db::NewUserRole;
 use wafleet_core::types::Email;
 use wafleet_wa::WaStore;
+use whatsapp_rust::bot::Bot;
+use whatsapp_rust::http::UreqHttpClient;
+use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 
 /// Resident memory of this process in KiB (`VmRSS` of `/proc/self/status`).
 fn rss_kib() -> anyhow::Result<u64> {
@@ -52,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
     let mut bots = Vec::with_capacity(n);
     for &device in &devices {
         let bot = Bot::builder()
-            .with_backend(Arc::new(WaStore::new(db.clone(), keys.clone(), device)))
+            .with_backend(WaStore::new(db.clone(), keys.clone(), device))
             .with_transport_factory(TokioWebSocketTransportFactory::new())
             .with_http_client(UreqHttpClient::new())
             .skip_history_sync()

@@ -7,7 +7,6 @@
 
 use std::time::{Duration, Instant};
 
-use wa_rs_core::store::traits::SignalStore;
 use wafleet_core::Db;
 use wafleet_core::db::NewUserRole;
 use wafleet_core::keys::reseal::{self, SweepOptions};
@@ -16,6 +15,7 @@ use wafleet_core::testing::{Backend, TestDb};
 use wafleet_core::types::Email;
 use wafleet_wa::WaStore;
 use wafleet_wa::store::sealed::SESSION;
+use whatsapp_rust::wacore::store::traits::SignalStore;
 
 /// A Signal session record is about this large.
 const RECORD: usize = 1_200;

@@ -1,12 +1,12 @@
-//! The real WhatsApp link: a wa-rs adapter whose session state lives in wafleet's database.
+//! The real WhatsApp link: a whatsapp-rust adapter whose session state lives in wafleet's database.
 //!
-//! - [`store::WaStore`]: wa-rs's storage backend on our SQLite or PostgreSQL database, one
+//! - [`store::WaStore`]: the client's storage backend on our SQLite or PostgreSQL database, one
 //!   device's state per store.
-//! - [`WaLink`]: wafleet's [`Link`](wafleet_core::link::Link) on wa-rs, one client per device,
+//! - [`WaLink`]: wafleet's [`Link`](wafleet_core::link::Link) on whatsapp-rust, one client per device,
 //!   events in order and limited to personal chats.
 
 pub mod link;
 pub mod store;
 
-pub use link::{WaLink, WaLinkConfig, WaSession, map_event};
+pub use link::{WaLink, WaLinkConfig, WaSession, map_event, map_message};
 pub use store::WaStore;

@@ -5,9 +5,9 @@ mod common;
 
 use std::process::Command;
 
-use wa_rs_core::store::Device;
-use wa_rs_core::store::traits::{DeviceStore, SignalStore};
 use wafleet_core::testing::Backend;
+use whatsapp_rust::wacore::store::Device;
+use whatsapp_rust::wacore::store::traits::{DeviceStore, SignalStore};
 
 async fn written_here_read_there(backend: Backend) {
     let (test, _user, stores) = common::devices(backend, 2).await;

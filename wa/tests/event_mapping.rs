@@ -1,16 +1,18 @@
-//! wa-rs's own event and message types through the adapter's mapping: what becomes which
-//! `LinkEvent`, and what never becomes one (groups, status, broadcasts, newsletters).
+//! The client's own event and message types through the adapter's mapping: what becomes which
+//! `LinkEvent` or stored message, and what never does (groups, status, broadcasts, newsletters).
 
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use wa_rs::Jid as WaJid;
-use wa_rs::wa_rs_proto::whatsapp as wa;
-use wa_rs_core::types::events::*;
-use wa_rs_core::types::message::{MessageInfo, MessageSource};
-use wa_rs_core::types::presence::ReceiptType;
-use wafleet_core::link::{Jid, LinkEvent, MessageKind, ReceiptKind};
-use wafleet_wa::map_event;
+use wafleet_core::link::{IncomingMessage, Jid, LinkEvent, MessageKind, ReceiptKind};
+use wafleet_wa::{map_event, map_message};
+use whatsapp_rust::Jid as WaJid;
+use whatsapp_rust::wacore::net::DisconnectReason;
+use whatsapp_rust::wacore::types::events::*;
+use whatsapp_rust::wacore::types::message::{MessageInfo, MessageSource};
+use whatsapp_rust::wacore::types::presence::ReceiptType;
+use whatsapp_rust::waproto::buffa::MessageField;
+use whatsapp_rust::waproto::whatsapp as wa;
 
 fn jid(s: &str) -> WaJid {
     s.parse().expect("jid")
@@ -39,86 +41,100 @@ fn text(body: &str) -> wa::Message {
     }
 }
 
-fn message_event(message: wa::Message, info: MessageInfo) -> Option<LinkEvent> {
-    map_event(&Event::Message(Box::new(message), info))
+fn event(e: Event) -> Option<LinkEvent> {
+    map_event(&e)
 }
 
 #[test]
 fn pairing_and_connection_events() {
-    let qr = map_event(&Event::PairingQrCode {
-        code: "2@abc".into(),
-        timeout: Duration::from_secs(60),
-    });
+    let qr = event(Event::PairingQrCode(
+        PairingQrCode::builder()
+            .code("2@abc".into())
+            .timeout(Duration::from_secs(60))
+            .build(),
+    ));
     assert!(
         matches!(qr, Some(LinkEvent::QrCode { ref code, valid_for }) if code == "2@abc" && valid_for == Duration::from_secs(60))
     );
-    let code = map_event(&Event::PairingCode {
-        code: "6ZPJKFNJ".into(),
-        timeout: Duration::from_secs(180),
-    });
+    let code = event(Event::PairingCode(
+        PairingCode::builder()
+            .code("6ZPJKFNJ".into())
+            .timeout(Duration::from_secs(180))
+            .build(),
+    ));
     assert!(matches!(code, Some(LinkEvent::PairCode { ref code }) if code == "6ZPJ-KFNJ"));
-    let success = map_event(&Event::PairSuccess(PairSuccess {
-        id: jid("60123456789:7@s.whatsapp.net"),
-        lid: jid("100200300:7@lid"),
-        business_name: String::new(),
-        platform: "android".into(),
-    }));
+    let success = event(Event::PairSuccess(
+        PairSuccess::builder()
+            .id(jid("60123456789:7@s.whatsapp.net"))
+            .lid(jid("100200300:7@lid"))
+            .business_name(String::new())
+            .platform("android".into())
+            .build(),
+    ));
     assert!(matches!(success, Some(LinkEvent::PairSuccess { ref jid }) if jid.0 == "60123456789@s.whatsapp.net"));
-    let error = map_event(&Event::PairError(PairError {
-        id: WaJid::default(),
-        lid: WaJid::default(),
-        business_name: String::new(),
-        platform: String::new(),
-        error: "Socket timeout".into(),
-    }));
+    let error = event(Event::PairError(
+        PairError::builder()
+            .id(WaJid::default())
+            .lid(WaJid::default())
+            .business_name(String::new())
+            .platform(String::new())
+            .error("Socket timeout".into())
+            .build(),
+    ));
     assert!(matches!(error, Some(LinkEvent::PairError { ref reason }) if reason == "Socket timeout"));
     assert!(matches!(
-        map_event(&Event::Connected(Connected)),
+        event(Event::Connected(Connected::builder().build())),
         Some(LinkEvent::Connected)
     ));
-    assert!(matches!(
-        map_event(&Event::Disconnected(Disconnected)),
-        Some(LinkEvent::Disconnected { .. })
+    let dropped = event(Event::Disconnected(
+        Disconnected::builder().reason(DisconnectReason::StreamEnded).build(),
     ));
-    let replaced = map_event(&Event::StreamReplaced(StreamReplaced));
+    assert!(matches!(dropped, Some(LinkEvent::Disconnected { .. })));
+    let replaced = event(Event::StreamReplaced(StreamReplaced::builder().build()));
     assert!(matches!(replaced, Some(LinkEvent::Disconnected { ref reason }) if reason.contains("replaced")));
-    let stream = map_event(&Event::StreamError(StreamError {
-        code: "500".into(),
-        raw: None,
-    }));
+    let stream = event(Event::StreamError(StreamError::builder().code("500".into()).build()));
     assert!(matches!(stream, Some(LinkEvent::Disconnected { ref reason }) if reason.contains("500")));
 }
 
 #[test]
 fn logouts_and_bans() {
-    let unlinked = map_event(&Event::LoggedOut(LoggedOut {
-        on_connect: true,
-        reason: ConnectFailureReason::LoggedOut,
-    }));
+    let unlinked = event(Event::LoggedOut(
+        LoggedOut::builder()
+            .on_connect(true)
+            .reason(ConnectFailureReason::LoggedOut)
+            .build(),
+    ));
     assert!(matches!(unlinked, Some(LinkEvent::LoggedOut { banned: false, ref reason }) if reason.contains("401")));
-    let gone = map_event(&Event::LoggedOut(LoggedOut {
-        on_connect: false,
-        reason: ConnectFailureReason::MainDeviceGone,
-    }));
-    assert!(matches!(gone, Some(LinkEvent::LoggedOut { banned: false, .. })));
-    let banned = map_event(&Event::TemporaryBan(TemporaryBan {
-        code: TempBanReason::SentToTooManyPeople,
-        expire: chrono::Duration::seconds(3600),
-    }));
+    let locked = event(Event::LoggedOut(
+        LoggedOut::builder()
+            .on_connect(false)
+            .reason(ConnectFailureReason::AccountLocked)
+            .build(),
+    ));
+    assert!(matches!(locked, Some(LinkEvent::LoggedOut { banned: false, ref reason }) if reason.contains("403")));
+    let banned = event(Event::TemporaryBan(
+        TemporaryBan::builder()
+            .code(TempBanReason::SentToTooManyPeople)
+            .expire(chrono::Duration::seconds(3600))
+            .build(),
+    ));
     assert!(
         matches!(banned, Some(LinkEvent::LoggedOut { banned: true, ref reason }) if reason.contains("101") && reason.contains("3600")),
         "{banned:?}"
     );
 }
 
+fn personal(message: wa::Message, info: MessageInfo, what: &str) -> IncomingMessage {
+    map_message(&message, &info).unwrap_or_else(|| panic!("{what} must become a message"))
+}
+
 #[test]
 fn personal_messages_carry_their_content() {
-    let Some(LinkEvent::Message { message, .. }) = message_event(
+    let message = personal(
         text("hello"),
         info("60111@s.whatsapp.net", "60111:3@s.whatsapp.net", false),
-    ) else {
-        panic!("a personal text must become a message");
-    };
+        "a personal text",
+    );
     assert_eq!(message.id, "3EB0ABC");
     assert_eq!(message.chat, Jid("60111@s.whatsapp.net".into()));
     assert_eq!(
@@ -134,24 +150,22 @@ fn personal_messages_carry_their_content() {
     assert_eq!(message.sent_at.millis(), 1_700_000_123_000);
 
     let image = wa::Message {
-        image_message: Some(Box::new(wa::message::ImageMessage {
+        image_message: MessageField::some(wa::message::ImageMessage {
             caption: Some("menu".into()),
             ..Default::default()
-        })),
+        }),
         ..Default::default()
     };
     // Disappearing messages arrive wrapped; the content inside counts.
     let wrapped = wa::Message {
-        ephemeral_message: Some(Box::new(wa::message::FutureProofMessage {
-            message: Some(Box::new(image)),
-        })),
+        ephemeral_message: MessageField::some(wa::message::FutureProofMessage {
+            message: MessageField::some(image),
+        }),
         ..Default::default()
     };
     let mut mine = info("100200300@lid", "60999@s.whatsapp.net", true);
     mine.push_name = String::new();
-    let Some(LinkEvent::Message { message, .. }) = message_event(wrapped, mine) else {
-        panic!("an image in a LID chat must become a message");
-    };
+    let message = personal(wrapped, mine, "an image in a LID chat");
     assert_eq!(
         (message.kind, message.text.as_deref()),
         (MessageKind::Image, Some("menu"))
@@ -159,36 +173,36 @@ fn personal_messages_carry_their_content() {
     assert_eq!((message.from_me, message.push_name), (true, None));
 
     let extended = wa::Message {
-        extended_text_message: Some(Box::new(wa::message::ExtendedTextMessage {
+        extended_text_message: MessageField::some(wa::message::ExtendedTextMessage {
             text: Some("https://x".into()),
             ..Default::default()
-        })),
+        }),
         ..Default::default()
     };
-    let Some(LinkEvent::Message { message, .. }) =
-        message_event(extended, info("60111@s.whatsapp.net", "60111@s.whatsapp.net", false))
-    else {
-        panic!("extended text must become a message");
-    };
+    let message = personal(
+        extended,
+        info("60111@s.whatsapp.net", "60111@s.whatsapp.net", false),
+        "extended text",
+    );
     assert_eq!(
         (message.kind, message.text.as_deref()),
         (MessageKind::Text, Some("https://x"))
     );
 
     let sticker = wa::Message {
-        sticker_message: Some(Box::default()),
+        sticker_message: MessageField::some(wa::message::StickerMessage::default()),
         ..Default::default()
     };
-    let Some(LinkEvent::Message { message, .. }) =
-        message_event(sticker, info("60111@s.whatsapp.net", "60111@s.whatsapp.net", false))
-    else {
-        panic!("a sticker must become a message");
-    };
+    let message = personal(
+        sticker,
+        info("60111@s.whatsapp.net", "60111@s.whatsapp.net", false),
+        "a sticker",
+    );
     assert_eq!((message.kind, message.text), (MessageKind::Sticker, None));
 }
 
 #[test]
-fn other_chats_never_become_events() {
+fn other_chats_never_become_messages() {
     for (chat, sender) in [
         ("120363000000@g.us", "60111@s.whatsapp.net"),
         ("status@broadcast", "60111@s.whatsapp.net"),
@@ -196,37 +210,41 @@ fn other_chats_never_become_events() {
         ("120363111111@newsletter", "120363111111@newsletter"),
     ] {
         assert!(
-            message_event(text("hi"), info(chat, sender, false)).is_none(),
-            "{chat} became an event"
+            map_message(&text("hi"), &info(chat, sender, false)).is_none(),
+            "{chat} became a message"
         );
     }
     let protocol = wa::Message {
-        protocol_message: Some(Box::default()),
+        protocol_message: MessageField::some(wa::message::ProtocolMessage::default()),
         ..Default::default()
     };
-    assert!(message_event(protocol, info("60111@s.whatsapp.net", "60111@s.whatsapp.net", false)).is_none());
-    let presence = Event::OfflineSyncCompleted(OfflineSyncCompleted { count: 3 });
-    assert!(map_event(&presence).is_none());
+    assert!(map_message(&protocol, &info("60111@s.whatsapp.net", "60111@s.whatsapp.net", false)).is_none());
+    let done = event(Event::OfflineSyncCompleted(
+        OfflineSyncCompleted::builder().count(3).build(),
+    ));
+    assert!(done.is_none());
 }
 
 fn receipt(chat: &str, kind: ReceiptType, from_me: bool) -> Event {
-    Event::Receipt(Receipt {
-        source: MessageSource {
-            chat: jid(chat),
-            sender: jid(chat),
-            is_from_me: from_me,
-            ..Default::default()
-        },
-        message_ids: vec!["A1".into(), "A2".into()],
-        timestamp: Utc.timestamp_millis_opt(1_700_000_999_000).unwrap(),
-        r#type: kind,
-        message_sender: jid(chat),
-    })
+    Event::Receipt(
+        Receipt::builder()
+            .source(MessageSource {
+                chat: jid(chat),
+                sender: jid(chat),
+                is_from_me: from_me,
+                ..Default::default()
+            })
+            .message_ids(vec!["A1".into(), "A2".into()])
+            .timestamp(Utc.timestamp_millis_opt(1_700_000_999_000).unwrap())
+            .r#type(kind)
+            .offline(false)
+            .build(),
+    )
 }
 
 #[test]
 fn receipts_for_personal_chats() {
-    let delivered = map_event(&receipt("60111@s.whatsapp.net", ReceiptType::Delivered, false));
+    let delivered = event(receipt("60111@s.whatsapp.net", ReceiptType::Delivered, false));
     let Some(LinkEvent::Receipt {
         kind,
         chat,
@@ -242,7 +260,7 @@ fn receipts_for_personal_chats() {
         (ReceiptKind::Delivered, "60111@s.whatsapp.net", 1_700_000_999_000)
     );
     assert_eq!(message_ids, vec!["A1", "A2"]);
-    let read = map_event(&receipt("60111@s.whatsapp.net", ReceiptType::Read, false));
+    let read = event(receipt("60111@s.whatsapp.net", ReceiptType::Read, false));
     assert!(matches!(
         read,
         Some(LinkEvent::Receipt {
@@ -250,29 +268,9 @@ fn receipts_for_personal_chats() {
             ..
         })
     ));
-    // What wa-rs makes of WhatsApp's untyped delivery receipts.
-    let untyped = map_event(&receipt(
-        "60111@s.whatsapp.net",
-        ReceiptType::Other("delivery".into()),
-        false,
-    ));
-    assert!(matches!(
-        untyped,
-        Some(LinkEvent::Receipt {
-            kind: ReceiptKind::Delivered,
-            ..
-        })
-    ));
-    assert!(
-        map_event(&receipt(
-            "60111@s.whatsapp.net",
-            ReceiptType::Other("sender".into()),
-            false
-        ))
-        .is_none()
-    );
-    assert!(map_event(&receipt("60111@s.whatsapp.net", ReceiptType::Retry, false)).is_none());
-    assert!(map_event(&receipt("60111@s.whatsapp.net", ReceiptType::ReadSelf, true)).is_none());
-    assert!(map_event(&receipt("120363000000@g.us", ReceiptType::Read, false)).is_none());
-    assert!(map_event(&receipt("status@broadcast", ReceiptType::Read, false)).is_none());
+    assert!(event(receipt("60111@s.whatsapp.net", ReceiptType::Sender, false)).is_none());
+    assert!(event(receipt("60111@s.whatsapp.net", ReceiptType::Retry, false)).is_none());
+    assert!(event(receipt("60111@s.whatsapp.net", ReceiptType::ReadSelf, true)).is_none());
+    assert!(event(receipt("120363000000@g.us", ReceiptType::Read, false)).is_none());
+    assert!(event(receipt("status@broadcast", ReceiptType::Read, false)).is_none());
 }

@@ -4,11 +4,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use wa_rs_core::store::Device;
-use wa_rs_core::store::traits::DeviceStore;
 use wafleet_core::link::{Link, LinkError, OpenMode};
 use wafleet_core::testing::Backend;
 use wafleet_wa::{WaLink, WaLinkConfig};
+use whatsapp_rust::wacore::store::Device;
+use whatsapp_rust::wacore::store::traits::DeviceStore;
 
 /// A local port nothing listens on: bound, then released.
 fn closed_port() -> u16 {
@@ -102,7 +102,7 @@ async fn a_server_that_never_answers_gives_a_disconnected_event() {
         .expect("the server is reachable, so the session starts");
     assert!(
         stores[0].exists().await.unwrap(),
-        "wa-rs created the device's row through our store"
+        "the client created the device's row through our store"
     );
     let mut events = session.take_events().expect("events");
     assert!(session.take_events().is_none(), "events are handed out once");

@@ -28,7 +28,7 @@ use super::SealError;
 
 /// Leading bytes of every sealed binary value, so a value written in plain text before
 /// encryption is told apart from a sealed one: 0xF0 starts no UTF-8 text, no postcard device
-/// (format byte 1) and no protobuf record wa-rs stores (their first field tags are single bytes);
+/// (format byte 1) and no protobuf record the WhatsApp client stores (their first field tags are single bytes);
 /// a random key starts with these five bytes (with the version) once in 2^40.
 pub(crate) const MAGIC: [u8; 4] = [0xF0, b'W', b'F', b'K'];
 /// The envelope format this release writes (and the only one it reads).

@@ -53,6 +53,10 @@ pub trait Phones: Send + Sync {
     async fn drop_connections(&self, phone: &PhoneNumber) -> anyhow::Result<usize>;
     /// The phone of `phone` unlinks all its devices; returns how many were linked.
     async fn unlink_all(&self, phone: &PhoneNumber) -> anyhow::Result<usize>;
+    /// Messages the network keeps for the devices of `phone` until they acknowledge them.
+    async fn pending(&self, phone: &PhoneNumber) -> anyhow::Result<usize>;
+    /// Receipts the network keeps for the devices of `phone` until they acknowledge them.
+    async fn pending_receipts(&self, phone: &PhoneNumber) -> anyhow::Result<usize>;
 }
 
 /// The simulator's own network, through its control API.
@@ -106,4 +110,21 @@ impl Phones for ControlClient {
     async fn unlink_all(&self, phone: &PhoneNumber) -> anyhow::Result<usize> {
         self.logout(phone.as_str()).await
     }
+
+    async fn pending(&self, phone: &PhoneNumber) -> anyhow::Result<usize> {
+        Ok(account_state(self, phone).await?.map_or(0, |a| a.pending))
+    }
+
+    async fn pending_receipts(&self, phone: &PhoneNumber) -> anyhow::Result<usize> {
+        Ok(account_state(self, phone).await?.map_or(0, |a| a.pending_receipts))
+    }
+}
+
+/// The simulator's view of the account of `phone`, if it has one.
+async fn account_state(
+    control: &ControlClient,
+    phone: &PhoneNumber,
+) -> anyhow::Result<Option<crate::control::AccountView>> {
+    let state = control.state().await?;
+    Ok(state.accounts.into_iter().find(|a| a.phone == phone.as_str()))
 }

@@ -172,20 +172,10 @@ pub fn control(h: &dyn Harness) -> &crate::ControlClient {
 
 /// Messages waiting for an ack on the account of `phone`.
 pub async fn pending(h: &dyn Harness, phone: &PhoneNumber) -> usize {
-    let state = control(h).state().await.expect("network state");
-    state
-        .accounts
-        .iter()
-        .find(|a| a.phone == phone.as_str())
-        .map_or(0, |a| a.pending)
+    h.phones().pending(phone).await.expect("network state")
 }
 
-/// Receipts the simulator keeps for `phone`'s devices until they acknowledge them.
+/// Receipts the network keeps for `phone`'s devices until they acknowledge them.
 pub async fn pending_receipts(h: &dyn Harness, phone: &PhoneNumber) -> usize {
-    let state = control(h).state().await.expect("network state");
-    state
-        .accounts
-        .iter()
-        .find(|a| a.phone == phone.as_str())
-        .map_or(0, |a| a.pending_receipts)
+    h.phones().pending_receipts(phone).await.expect("network state")
 }

@@ -11,7 +11,7 @@ use wa_rs_libsignal::protocol::{DeviceId, ProtocolAddress};
 use wa_rs_proto::whatsapp as wa;
 
 use super::Network;
-use super::model::{ConnState, Model, SentMessage};
+use super::model::{Class, ConnState, Model, SentMessage};
 use super::nodes::{attr, now_secs, result};
 use super::signal::bundle_node;
 
@@ -97,6 +97,22 @@ pub(crate) async fn on_message(net: &Arc<Network>, conn: u64, node: &Node) {
     };
     let id = attr(node, "id").unwrap_or_default();
     let to = attr(node, "to").unwrap_or_default();
+    let refused = {
+        let model = net.lock();
+        resolve(&model, &to).is_some_and(|(phone, _)| model.refuses_463.contains(&phone))
+    };
+    if refused {
+        // The network refuses the message (no privacy token for a new chat): nobody gets it.
+        tracing::info!(%id, %to, "message refused with 463");
+        let nack = NodeBuilder::new("ack")
+            .attr("class", "message")
+            .attr("id", id)
+            .attr("from", to)
+            .attr("t", now_secs().to_string())
+            .attr("error", "463")
+            .build();
+        return net.lock().send(conn, nack);
+    }
     let from = address(&sender.0, sender.1);
     for (to_phone, signal, kind, bytes) in copies {
         let decrypted = signal.lock().await.decrypt(&from, &kind, &bytes).await;
@@ -172,16 +188,7 @@ async fn receipts(net: Arc<Network>, sender: (String, u16), recipient: String, i
         if let Some(kind) = kind {
             receipt = receipt.attr("type", kind);
         }
-        let mut model = net.lock();
-        deliver(&mut model, &sender, receipt.build());
-    }
-}
-
-/// Sends `node` to a device now, or queues it until the device is back online.
-pub(crate) fn deliver(model: &mut Model, device: &(String, u16), node: Node) {
-    match model.conn_of(&device.0, device.1) {
-        Some(conn) => model.send(conn, node),
-        None => model.offline.entry(device.clone()).or_default().push(node),
+        net.lock().deliver(&sender, Class::Receipt, receipt.build());
     }
 }
 
@@ -192,14 +199,26 @@ pub(crate) async fn phone_sends(
     to: &str,
     message: wa::Message,
 ) -> anyhow::Result<String> {
-    let (signal, devices) = {
-        let mut model = net.lock();
-        model.account(from);
-        let signal = Arc::clone(&model.accounts[from].signal);
-        let devices: Vec<u16> = model.devices.keys().filter(|(p, _)| p == to).map(|(_, d)| *d).collect();
-        (signal, devices)
+    let devices: Vec<u16> = {
+        let model = net.lock();
+        model.devices.keys().filter(|(p, _)| p == to).map(|(_, d)| *d).collect()
     };
     anyhow::ensure!(!devices.is_empty(), "{to} has no linked device");
+    phone_sends_to(net, from, to, &devices, message).await
+}
+
+/// The phone of `from` sends `message` to the linked devices `devices` of `to`; returns its id.
+pub(crate) async fn phone_sends_to(
+    net: &Arc<Network>,
+    from: &str,
+    to: &str,
+    devices: &[u16],
+    message: wa::Message,
+) -> anyhow::Result<String> {
+    let signal = {
+        let mut model = net.lock();
+        Arc::clone(&model.account(from).signal)
+    };
     let bytes: [u8; 8] = rand::rng().random();
     let id = format!("3EB0{}", bytes.iter().map(|b| format!("{b:02X}")).collect::<String>());
     let kind = if message.image_message.is_some() {
@@ -207,7 +226,7 @@ pub(crate) async fn phone_sends(
     } else {
         "text"
     };
-    for device in devices {
+    for &device in devices {
         let mut phone = signal.lock().await;
         let mut registration = {
             let model = net.lock();
@@ -233,7 +252,7 @@ pub(crate) async fn phone_sends(
         if let Some(linked) = model.devices.get_mut(&(to.to_owned(), device)) {
             linked.registration.prekeys = registration.prekeys;
         }
-        deliver(&mut model, &(to.to_owned(), device), stanza);
+        model.deliver(&(to.to_owned(), device), Class::Message, stanza);
     }
     Ok(id)
 }

@@ -54,9 +54,14 @@ async fn run(net: Arc<Network>, stream: TcpStream) -> anyhow::Result<()> {
                 Progress::More => {}
                 Progress::Reply(bytes) => ws.send(Message::binary(bytes)).await?,
                 Progress::Established(established) => break established,
+                Progress::ReplyEstablished(bytes, established) => {
+                    ws.send(Message::binary(bytes)).await?;
+                    break established;
+                }
             }
         }
     };
+    net.lock().handshakes.count(established.pattern);
     let mut codec = established.codec;
     let (tx, mut rx) = mpsc::unbounded_channel();
     let conn = net.open(established.client_static, &established.payload, tx);

@@ -3,30 +3,100 @@
 use wa_rs_binary::builder::NodeBuilder;
 use wa_rs_binary::node::Node;
 
-use super::model::{ConnState, Model};
+use super::model::{Class, ConnState, Model};
 use super::nodes::{attr, child_bytes, error, result};
 
 /// Answers a node from connection `conn`.
 pub(crate) fn handle(model: &mut Model, conn: u64, node: &Node) {
     match node.tag.as_str() {
         "iq" => handle_iq(model, conn, node),
-        "receipt" => {
-            let Some(ConnState::LoggedIn { phone, .. }) = model.conns.get(&conn).map(|c| &c.state) else {
-                return;
-            };
-            let kind = attr(node, "type").unwrap_or_else(|| "delivery".into());
-            let mut ids: Vec<String> = attr(node, "id").into_iter().collect();
-            if let Some(list) = node.get_optional_child("list") {
-                ids.extend(list.get_children_by_tag("item").filter_map(|i| attr(i, "id")));
-            }
-            let phone = phone.clone();
-            for id in ids {
-                model.receipts.push((phone.clone(), id, kind.clone()));
-            }
-        }
-        // Presence, acks of what the server sent, unified-session pings: nothing to answer.
+        "receipt" => on_receipt(model, conn, node),
+        "ack" => on_ack(model, conn, node),
+        // Presence, unified-session pings: nothing to answer.
         _ => tracing::trace!(tag = %node.tag, "ignored"),
     }
+}
+
+/// The device on `conn`, when it is logged in.
+pub(crate) fn logged_in(model: &Model, conn: u64) -> Option<(String, u16)> {
+    match model.conns.get(&conn).map(|c| &c.state) {
+        Some(ConnState::LoggedIn { phone, device }) => Some((phone.clone(), *device)),
+        _ => None,
+    }
+}
+
+/// A receipt a device sends for messages it got: recorded for the tests, and (unless it asks
+/// for the message again) the device's acknowledgement of them.
+fn on_receipt(model: &mut Model, conn: u64, node: &Node) {
+    let Some(device) = logged_in(model, conn) else {
+        return;
+    };
+    // A client that is not in the foreground reports delivery as `inactive`: to the sender it
+    // is a delivery all the same.
+    let kind = match attr(node, "type") {
+        None => "delivery".to_owned(),
+        Some(kind) if kind == "inactive" => "delivery".to_owned(),
+        Some(kind) => kind,
+    };
+    let mut ids: Vec<String> = attr(node, "id").into_iter().collect();
+    if let Some(list) = node.get_optional_child("list") {
+        ids.extend(list.get_children_by_tag("item").filter_map(|i| attr(i, "id")));
+    }
+    // A retry receipt says the message did not decrypt: it is not delivered yet.
+    let acknowledges = !kind.contains("retry");
+    for id in ids {
+        if acknowledges {
+            model.acknowledged(&device, Class::Message, &id, None);
+        }
+        model.receipts.push((device.0.clone(), id, kind.clone()));
+    }
+    // The server acknowledges every receipt it takes.
+    let mut ack = NodeBuilder::new("ack")
+        .attr("class", "receipt")
+        .attr("id", attr(node, "id").unwrap_or_default())
+        .attr("from", attr(node, "to").unwrap_or_default());
+    if let Some(kind) = attr(node, "type") {
+        ack = ack.attr("type", kind);
+    }
+    model.send(conn, ack.build());
+}
+
+/// A device's `<ack>` of a stanza the server sent it (a receipt, a message, a notification).
+fn on_ack(model: &mut Model, conn: u64, node: &Node) {
+    let Some(device) = logged_in(model, conn) else {
+        return;
+    };
+    let id = attr(node, "id").unwrap_or_default();
+    match attr(node, "class").as_deref() {
+        Some("receipt") => model.acknowledged(&device, Class::Receipt, &id, attr(node, "type").as_deref()),
+        Some("message") => model.acknowledged(&device, Class::Message, &id, None),
+        _ => {}
+    }
+}
+
+/// The device on `conn` leaves passive mode: what it has not acknowledged is delivered (marked
+/// `offline`), then `<ib><offline count=…/>` says the backlog is over.
+fn activate(model: &mut Model, conn: u64, device: &(String, u16)) {
+    if let Some(c) = model.conns.get_mut(&conn) {
+        c.active = true;
+    }
+    let mut backlog = Vec::new();
+    for pending in model.pending.get_mut(device).into_iter().flatten() {
+        if pending.sent_on != Some(conn) {
+            pending.sent_on = Some(conn);
+            let mut stanza = pending.node.clone();
+            stanza.attrs.insert("offline".into(), "1");
+            backlog.push(stanza);
+        }
+    }
+    let count = backlog.len();
+    for stanza in backlog {
+        model.send(conn, stanza);
+    }
+    let end = NodeBuilder::new("ib")
+        .children([NodeBuilder::new("offline").attr("count", count.to_string()).build()])
+        .build();
+    model.send(conn, end);
 }
 
 fn handle_iq(model: &mut Model, conn: u64, node: &Node) {
@@ -39,10 +109,7 @@ fn handle_iq(model: &mut Model, conn: u64, node: &Node) {
         return;
     }
     let xmlns = attr(node, "xmlns").unwrap_or_default();
-    let logged_in = match model.conns.get(&conn).map(|c| &c.state) {
-        Some(ConnState::LoggedIn { phone, device }) => Some((phone.clone(), *device)),
-        _ => None,
-    };
+    let logged_in = logged_in(model, conn);
     let first = node
         .children()
         .and_then(|c| c.first())
@@ -56,18 +123,16 @@ fn handle_iq(model: &mut Model, conn: u64, node: &Node) {
             result(node, Vec::new())
         }
         ("usync", "get", _, Some(_)) => super::usync::answer(model, node),
-        ("passive", _, _, Some(device)) => {
+        ("passive", "set", "active", Some(device)) => {
+            let device = device.clone();
             model.send(conn, result(node, Vec::new()));
-            // Leaving passive mode starts delivery of what was queued while offline.
-            let queued = model.offline.remove(device).unwrap_or_default();
-            let count = queued.len();
-            for mut stanza in queued {
-                stanza.attrs.insert("offline".into(), "1");
-                model.send(conn, stanza);
+            return activate(model, conn, &device);
+        }
+        ("passive", "set", _, Some(_)) => {
+            if let Some(c) = model.conns.get_mut(&conn) {
+                c.active = false;
             }
-            NodeBuilder::new("ib")
-                .children([NodeBuilder::new("offline").attr("count", count.to_string()).build()])
-                .build()
+            result(node, Vec::new())
         }
         ("encrypt", "get", "count", Some(device)) => {
             let count = model.devices.get(device).map_or(0, |d| d.registration.prekeys.len());
@@ -77,6 +142,12 @@ fn handle_iq(model: &mut Model, conn: u64, node: &Node) {
             )
         }
         ("encrypt", "set", _, Some(device)) => upload_prekeys(model, device, node),
+        ("w:sync:app:state", "set", "sync", Some(_)) => super::appstate::answer_sync(node),
+        ("encrypt", "get", "digest", Some(device)) => super::startup::key_digest(model, device, node),
+        ("abt", "get", "props", Some(_)) => super::startup::props(node),
+        ("privacy", "get", "privacy", Some(_)) => super::startup::privacy(node),
+        ("privacy", "set", "tokens", Some(_)) => super::startup::issue_tokens(node),
+        ("blocklist", "get", _, Some(_)) => super::startup::blocklist(node),
         ("md", "set", "remove-companion-device", Some(device)) => {
             // The device unlinks itself (its own logout): it is forgotten, and answered.
             model.devices.remove(device);

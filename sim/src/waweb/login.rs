@@ -58,6 +58,7 @@ pub(crate) fn login(
                 device,
             },
             pings: 0,
+            active: false,
         },
     );
 }
@@ -102,6 +103,7 @@ pub(crate) fn register(
                 code_request: None,
             })),
             pings: 0,
+            active: false,
         },
     );
     true

@@ -1,13 +1,18 @@
-//! The simulator's WhatsApp Web front end: the server the unmodified wa-rs client connects to.
+//! The simulator's WhatsApp Web front end: the server unmodified WhatsApp Web clients connect
+//! to (whatsapp-rust, which wafleet's real link uses).
 //!
-//! It speaks the real protocol with wa-rs's own building blocks (the Noise handshake and frames
-//! of `wa-rs-noise`, the binary nodes of `wa-rs-binary`, the protobufs of `wa-rs-proto` and the
-//! keys of `wa-rs-libsignal`), on its own loopback listener: point the wa-rs adapter at
-//! [`WaWebHandle::url`] with `WA_SERVER_URL`. Simulated phones are driven through the handle
-//! (the tests' hooks) rather than the JSON control API.
+//! It speaks the real protocol with the building blocks of the previous release of that client
+//! (wa-rs: the Noise handshake and frames of `wa-rs-noise`, the binary nodes of `wa-rs-binary`,
+//! the protobufs of `wa-rs-proto` and the keys of `wa-rs-libsignal`; the wire has not changed),
+//! on its own loopback listener: point the real link at [`WaWebHandle::url`] with
+//! `WA_SERVER_URL`. Simulated phones are driven through the handle (the tests' hooks) rather than
+//! the JSON control API.
 
+mod appstate;
 mod chat;
 mod conn;
+mod handle;
+mod identity;
 mod iq;
 mod login;
 mod media;
@@ -17,19 +22,20 @@ mod noise;
 mod pair_code;
 mod pairing;
 mod signal;
+mod startup;
 mod usync;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use wa_rs_binary::node::Node;
 
+pub use handle::WaWebHandle;
 pub use model::SentMessage;
-use model::{ConnState, Model, Out};
+use model::{Model, Out};
+pub use noise::HandshakeCounts;
 use noise::ServerIdentity;
 
 /// How the front end behaves.
@@ -126,6 +132,7 @@ impl Network {
 
     /// A node from connection `conn`.
     async fn handle(self: &Arc<Self>, conn: u64, node: Node) {
+        tracing::trace!(conn, tag = %node.tag, attrs = ?node.attrs, "from the client");
         let xmlns = nodes::attr(&node, "xmlns");
         match node.tag.as_str() {
             "iq" if xmlns.as_deref() == Some("encrypt") && node.get_optional_child("key").is_some() => {
@@ -142,284 +149,19 @@ impl Network {
         if pair_code::is_request(&node) {
             return pair_code::on_request(&mut model, conn, &node);
         }
-        if node.tag == "iq" && pairing::on_signed(&mut model, conn, &node) {
-            return;
+        if node.tag == "iq" {
+            match pairing::on_signed(&mut model, conn, &node) {
+                pairing::Signed::NotASignature => {}
+                pairing::Signed::Refused => return,
+                pairing::Signed::Linked(phone, device) => {
+                    drop(model);
+                    tokio::spawn(appstate::share_key(Arc::clone(self), phone, device));
+                    return;
+                }
+            }
         }
         iq::handle(&mut model, conn, &node);
     }
-}
-
-/// A running front end; stops when dropped or on [`WaWebHandle::stop`].
-pub struct WaWebHandle {
-    /// Where it listens.
-    addr: SocketAddr,
-    /// The shared state, for the hooks.
-    net: Arc<Network>,
-    /// Ends the accept loop.
-    stop: Option<oneshot::Sender<()>>,
-    /// The accept loop.
-    task: Option<JoinHandle<()>>,
-}
-
-impl WaWebHandle {
-    /// The address it listens on.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The WebSocket URL for the wa-rs adapter (`WA_SERVER_URL`).
-    pub fn url(&self) -> String {
-        format!("ws://{}/ws/chat", self.addr)
-    }
-
-    /// The phone of `phone` (digits) scans the QR code `code`; returns the linked device's JID.
-    pub fn scan(&self, code: &str, phone: &str) -> anyhow::Result<String> {
-        pairing::scan(&mut self.net.lock(), code, phone)
-    }
-
-    /// The phone of `phone` (digits) types the pairing code `code` that a companion asking to
-    /// be linked to this number shows; returns the linked device's JID once the companion
-    /// finished linking. A wrong code links nothing and says so.
-    pub async fn enter_code(&self, phone: &str, code: &str) -> anyhow::Result<String> {
-        pair_code::enter(&self.net, phone, code).await
-    }
-
-    /// Pairing refs the companions currently waiting to be linked were given, newest last.
-    pub fn pairing_refs(&self) -> Vec<Vec<String>> {
-        self.net
-            .lock()
-            .conns
-            .values()
-            .filter_map(|c| match &c.state {
-                ConnState::Pairing(pairing) => Some(pairing.refs.clone()),
-                ConnState::LoggedIn { .. } => None,
-            })
-            .collect()
-    }
-
-    /// JIDs of the devices logged in now.
-    pub fn logged_in(&self) -> Vec<String> {
-        let model = self.net.lock();
-        let mut jids: Vec<String> = model
-            .conns
-            .values()
-            .filter_map(|c| match &c.state {
-                ConnState::LoggedIn { phone, device } => Some(format!("{phone}:{device}@s.whatsapp.net")),
-                ConnState::Pairing(_) => None,
-            })
-            .collect();
-        jids.sort();
-        jids
-    }
-
-    /// Linked, logged-in and pairing counts now, and logins that replaced a live connection.
-    pub fn stats(&self) -> crate::control::WaWebStats {
-        self.net.lock().stats()
-    }
-
-    /// A phone installs WhatsApp: `phone` (digits) gets an account, so checks find it and
-    /// messages can be exchanged with it.
-    pub fn add_account(&self, phone: &str) {
-        self.net.lock().account(phone);
-    }
-
-    /// One-time prekeys the device `jid` uploaded and nobody used yet (`None`: not linked).
-    pub fn prekey_count(&self, jid: &str) -> Option<usize> {
-        let key = device_key(jid)?;
-        Some(self.net.lock().devices.get(&key)?.registration.prekeys.len())
-    }
-
-    /// Keepalive pings the logged-in device `jid` sent on its current connection.
-    pub fn pings_from(&self, jid: &str) -> u32 {
-        let model = self.net.lock();
-        device_key(jid)
-            .and_then(|(phone, device)| model.conn_of(&phone, device))
-            .and_then(|id| model.conns.get(&id))
-            .map_or(0, |c| c.pings)
-    }
-
-    /// The server pings the logged-in device `jid` and waits for its answer (`urn:xmpp:ping`).
-    pub async fn ping(&self, jid: &str, timeout: Duration) -> anyhow::Result<()> {
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut model = self.net.lock();
-            let (phone, device) = device_key(jid).context("not a device JID")?;
-            let conn = model.conn_of(&phone, device).context("the device is not connected")?;
-            let id = model.iq_id();
-            model.waiters.insert(id.clone(), tx);
-            let ping = nodes::iq(id, "get", "urn:xmpp:ping")
-                .children([wa_rs_binary::builder::NodeBuilder::new("ping").build()])
-                .build();
-            model.send(conn, ping);
-        }
-        let answer = tokio::time::timeout(timeout, rx)
-            .await
-            .context("no answer to the ping")?
-            .context("the connection closed")?;
-        anyhow::ensure!(
-            nodes::attr(&answer, "type").as_deref() == Some("result"),
-            "the ping was answered with an error"
-        );
-        Ok(())
-    }
-
-    /// The phone of `from` sends `text` to every linked device of `to` (digits); returns the
-    /// message id. Devices that are offline get it when they are back.
-    pub async fn send_text(&self, from: &str, to: &str, text: &str) -> anyhow::Result<String> {
-        let message = wa_rs_proto::whatsapp::Message {
-            conversation: Some(text.to_owned()),
-            ..Default::default()
-        };
-        chat::phone_sends(&self.net, from, to, message).await
-    }
-
-    /// The phone of `from` sends an image (uploaded to the media host, encrypted as WhatsApp
-    /// does) with `caption` to every linked device of `to`; returns the message id.
-    pub async fn send_image(&self, from: &str, to: &str, image: &[u8], caption: &str) -> anyhow::Result<String> {
-        use wa_rs_core::download::MediaType;
-        let encrypted = wa_rs_core::upload::encrypt_media(image, MediaType::Image)?;
-        let direct_path = self.net.media.put(encrypted.data_to_upload);
-        let message = wa_rs_proto::whatsapp::Message {
-            image_message: Some(Box::new(wa_rs_proto::whatsapp::message::ImageMessage {
-                url: Some(format!("https://{}{direct_path}", self.net.media.host())),
-                direct_path: Some(direct_path),
-                mimetype: Some("image/jpeg".into()),
-                caption: Some(caption.to_owned()),
-                media_key: Some(encrypted.media_key.to_vec()),
-                file_sha256: Some(encrypted.file_sha256.to_vec()),
-                file_enc_sha256: Some(encrypted.file_enc_sha256.to_vec()),
-                file_length: Some(image.len() as u64),
-                ..Default::default()
-            })),
-            ..Default::default()
-        };
-        chat::phone_sends(&self.net, from, to, message).await
-    }
-
-    /// The picture of a sent image message, fetched from the media host and decrypted with the
-    /// message's media key, as the recipient's phone would.
-    pub fn image_bytes(&self, message: &SentMessage) -> anyhow::Result<Vec<u8>> {
-        let image = message.image.as_ref().context("not an image message")?;
-        let path = image.direct_path.as_deref().context("no direct path")?;
-        let blob = self
-            .net
-            .media
-            .get(path)
-            .context("nothing uploaded at the direct path")?;
-        wa_rs_core::download::DownloadUtils::verify_and_decrypt(
-            &blob,
-            image.media_key.as_deref().context("no media key")?,
-            wa_rs_core::download::MediaType::Image,
-        )
-    }
-
-    /// What the linked devices of `phone` sent to phones, oldest first.
-    pub fn sent(&self, phone: &str) -> Vec<SentMessage> {
-        self.net
-            .lock()
-            .sent
-            .iter()
-            .filter(|m| m.from == phone)
-            .cloned()
-            .collect()
-    }
-
-    /// Receipts linked devices sent for message `id`: their types (`delivery`, `read`, …).
-    pub fn receipts_for(&self, id: &str) -> Vec<String> {
-        let model = self.net.lock();
-        model
-            .receipts
-            .iter()
-            .filter(|(_, i, _)| i == id)
-            .map(|(_, _, k)| k.clone())
-            .collect()
-    }
-
-    /// The phone of `phone` unlinks all its devices (Linked devices → Log out): connected ones
-    /// are told at once (`device_removed`), the others are refused when they next log in.
-    /// Returns how many were linked.
-    pub fn logout(&self, phone: &str) -> usize {
-        let mut model = self.net.lock();
-        let devices: Vec<(String, u16)> = model.devices.keys().filter(|(p, _)| p == phone).cloned().collect();
-        for key in &devices {
-            model.devices.remove(key);
-            if let Some(conn) = model.conn_of(&key.0, key.1)
-                && let Some(c) = model.conns.remove(&conn)
-            {
-                let _ = c.tx.send(Out::Last(nodes::conflict("device_removed")));
-            }
-        }
-        devices.len()
-    }
-
-    /// Drops the connections of the logged-in devices of `phone` (digits) without a word, as a
-    /// network failure would. Returns how many there were.
-    pub fn drop_connections(&self, phone: &str) -> usize {
-        let mut model = self.net.lock();
-        let before = model.conns.len();
-        // Dropping a connection's sender ends its task, which closes the socket.
-        model
-            .conns
-            .retain(|_, c| !matches!(&c.state, ConnState::LoggedIn { phone: p, .. } if p == phone));
-        before - model.conns.len()
-    }
-
-    /// Ends the connection of the logged-in device `jid` as replaced by another connection of
-    /// the same device (`conflict type=replaced`). Returns whether it was connected.
-    pub fn replace(&self, jid: &str) -> bool {
-        self.end_stream(jid, nodes::conflict("replaced"))
-    }
-
-    /// Ends the connection of the logged-in device `jid` with `<stream:error code=…>` (503:
-    /// service unavailable, 515: restart, others: errors). Returns whether it was connected.
-    pub fn stream_error(&self, jid: &str, code: &str) -> bool {
-        self.end_stream(jid, nodes::stream_error(code))
-    }
-
-    fn end_stream(&self, jid: &str, last: Node) -> bool {
-        let mut model = self.net.lock();
-        let Some(conn) = device_key(jid).and_then(|(phone, device)| model.conn_of(&phone, device)) else {
-            return false;
-        };
-        model
-            .conns
-            .remove(&conn)
-            .is_some_and(|c| c.tx.send(Out::Last(last)).is_ok())
-    }
-
-    /// Whether `jid` is a linked device.
-    pub fn is_linked(&self, jid: &str) -> bool {
-        device_key(jid).is_some_and(|key| self.net.lock().devices.contains_key(&key))
-    }
-
-    /// Stops listening and drops every connection.
-    pub async fn stop(mut self) {
-        self.shut();
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-
-    fn shut(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        // Dropping the senders ends every connection's task.
-        self.net.lock().conns.clear();
-    }
-}
-
-impl Drop for WaWebHandle {
-    fn drop(&mut self) {
-        self.shut();
-    }
-}
-
-/// (number, device id) of a device JID such as `60123456789:3@s.whatsapp.net`.
-fn device_key(jid: &str) -> Option<(String, u16)> {
-    let user = jid.split('@').next()?;
-    let (phone, device) = user.split_once(':').unwrap_or((user, "0"));
-    Some((phone.to_owned(), device.parse().ok()?))
 }
 
 /// Starts the front end in this process.

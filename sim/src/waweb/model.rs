@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 use wa_rs_binary::node::Node;
 use wa_rs_libsignal::protocol::KeyPair;
 
+use super::appstate::AppStateKey;
 use super::signal::PhoneSignal;
 use crate::control::WaWebStats;
 
@@ -30,6 +31,8 @@ pub(crate) struct Account {
     pub next_device: u16,
     /// The phone's Signal keys and sessions (an async lock: libsignal's calls are async).
     pub signal: Arc<tokio::sync::Mutex<PhoneSignal>>,
+    /// The key the account's app state is encrypted with, shared with every companion.
+    pub app_state_key: AppStateKey,
 }
 
 /// What a companion registered when it first connected (from its ClientPayload), and later
@@ -99,6 +102,8 @@ pub(crate) struct Conn {
     pub state: ConnState,
     /// Keepalive pings it sent.
     pub pings: u32,
+    /// Whether its client left passive mode (`<active/>`): only then are stanzas delivered.
+    pub active: bool,
 }
 
 /// Everything the front end knows, behind one lock (each change is small).
@@ -120,12 +125,42 @@ pub(crate) struct Model {
     pub sent: Vec<SentMessage>,
     /// Receipts linked devices sent: (sender's number, message id, type: `delivery` or `read`).
     pub receipts: Vec<(String, String, String)>,
-    /// Stanzas for devices that are offline, delivered when they are back.
-    pub offline: HashMap<(String, u16), Vec<Node>>,
+    /// Stanzas for each device, kept until its client acknowledges them: delivered at once to
+    /// an active connection, and again on every later connection until acknowledged.
+    pub pending: HashMap<(String, u16), Vec<Pending>>,
+    /// Numbers the network refuses messages to with a 463 error (a missing privacy token).
+    pub refuses_463: std::collections::HashSet<String>,
     /// Pairings completed since the start.
     pub pairings: u64,
     /// Logins that replaced a live connection of the same device, since the start.
     pub replaced: u64,
+    /// Noise handshakes completed since the start, by pattern.
+    pub handshakes: super::noise::HandshakeCounts,
+}
+
+/// What kind of stanza a device has to acknowledge, and how it does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// A message: acknowledged by the device's delivery (or read) receipt for it, or an
+    /// `<ack class="message">`.
+    Message,
+    /// A receipt for a message the device sent: acknowledged by `<ack class="receipt">` of the
+    /// same id and type.
+    Receipt,
+}
+
+/// A stanza kept for a device until its client acknowledges it.
+pub(crate) struct Pending {
+    /// The stanza's id (the message id; for a receipt, the id of the message it is about).
+    pub id: String,
+    /// A receipt's type (`None` for a delivery receipt and for messages).
+    pub kind: Option<String>,
+    /// How it is acknowledged.
+    pub class: Class,
+    /// The stanza.
+    pub node: Node,
+    /// The connection it was last sent on: it is sent once per connection.
+    pub sent_on: Option<u64>,
 }
 
 /// A message a linked device sent to a phone, as the phone decrypted it.
@@ -154,11 +189,16 @@ impl Model {
 
     /// The account of `phone`, created on first use (as a phone that installs WhatsApp).
     pub fn account(&mut self, phone: &str) -> &mut Account {
-        self.accounts.entry(phone.to_owned()).or_insert_with(|| Account {
-            lid: lid_for(phone),
-            adv_key: KeyPair::generate(&mut rand::rng()),
-            next_device: 1,
-            signal: Arc::new(tokio::sync::Mutex::new(PhoneSignal::generate())),
+        self.accounts.entry(phone.to_owned()).or_insert_with(|| {
+            let signal = PhoneSignal::generate();
+            Account {
+                lid: lid_for(phone),
+                // As on a real phone, the account key is the phone's identity key.
+                adv_key: signal.identity_key_pair(),
+                next_device: 1,
+                signal: Arc::new(tokio::sync::Mutex::new(signal)),
+                app_state_key: AppStateKey::generate(),
+            }
         })
     }
 
@@ -184,6 +224,50 @@ impl Model {
             pairing: self.conns.len() - logged_in,
             replaced: self.replaced,
         }
+    }
+
+    /// The device's connection that accepts deliveries (logged in and active), if any.
+    pub fn active_conn_of(&self, phone: &str, device: u16) -> Option<u64> {
+        self.conn_of(phone, device)
+            .filter(|id| self.conns.get(id).is_some_and(|c| c.active))
+    }
+
+    /// Keeps `node` for `device` until it is acknowledged, and sends it now if the device is
+    /// connected and active.
+    pub fn deliver(&mut self, device: &(String, u16), class: Class, node: Node) {
+        let attr = |key: &str| node.attrs.get(key).map(|v| v.to_string_value());
+        let (id, kind) = (attr("id").unwrap_or_default(), attr("type"));
+        let kind = kind.filter(|_| class == Class::Receipt);
+        let conn = self.active_conn_of(&device.0, device.1);
+        if let Some(conn) = conn {
+            self.send(conn, node.clone());
+        }
+        self.pending.entry(device.clone()).or_default().push(Pending {
+            id,
+            kind,
+            class,
+            node,
+            sent_on: conn,
+        });
+    }
+
+    /// The device acknowledged stanzas of `class` with id `id` (and, for receipts, type
+    /// `kind`): they are not delivered again.
+    pub fn acknowledged(&mut self, device: &(String, u16), class: Class, id: &str, kind: Option<&str>) {
+        if let Some(pending) = self.pending.get_mut(device) {
+            pending.retain(|p| {
+                !(p.class == class && p.id == id && (class == Class::Message || p.kind.as_deref() == kind))
+            });
+        }
+    }
+
+    /// Stanzas the devices of `phone` have not acknowledged yet, of `class`.
+    pub fn pending_count(&self, phone: &str, class: Class) -> usize {
+        self.pending
+            .iter()
+            .filter(|((p, _), _)| p == phone)
+            .map(|(_, list)| list.iter().filter(|p| p.class == class).count())
+            .sum()
     }
 
     /// Sends `node` on connection `conn`, if it is still there.

@@ -1,13 +1,23 @@
-//! The server side of WhatsApp Web's Noise XX handshake, and the encrypted frames after it.
+//! The server side of WhatsApp Web's Noise handshakes, and the encrypted frames after it.
 //!
-//! The client (wa-rs) opens with the `WA` header and a ClientHello; the server answers with its
-//! ephemeral key, its static key and a certificate chain, both encrypted; the client finishes with
-//! its own static key (its Noise key) and the ClientPayload that says who it is. Every later frame
-//! is one binary node, AES-GCM encrypted with a per-direction counter.
+//! A client without the server's static key (a new companion, or one that forgot it) runs **XX**:
+//! it opens with the `WA` header and a ClientHello holding its ephemeral key; the server answers
+//! with its ephemeral key, its static key and a certificate chain, both encrypted; the client
+//! finishes with its own static key (its Noise key) and the ClientPayload that says who it is.
 //!
-//! The certificate chain is self-made: wa-rs checks its structure (serials and that the leaf
-//! certifies the static key) but not its signatures against WhatsApp's root, so a local chain
-//! passes. It is signed anyway, by a root key of this server, so that it is well-formed.
+//! A client that kept the server's static key from an earlier XX resumes with **IK**: its
+//! ClientHello already carries its static key and ClientPayload, encrypted to the server's static
+//! key, and the server's answer (its ephemeral key and the certificate chain, no static key)
+//! completes the handshake in one round trip. When the ClientHello was sealed to a static key
+//! that is not this server's (it changed since), the server answers **XXfallback**: an XX-shaped
+//! ServerHello over the client's ephemeral key, and the client finishes as in XX.
+//!
+//! Every later frame is one binary node, AES-GCM encrypted with a per-direction counter.
+//!
+//! The certificate chain is self-made: the test builds of the client check its structure (serials
+//! and that the leaf certifies the static key) but not its signatures against WhatsApp's root, so
+//! a local chain passes. It is signed anyway, by a root key of this server, so that it is
+//! well-formed.
 
 use anyhow::{Context, bail};
 use prost::Message as _;
@@ -16,57 +26,52 @@ use wa_rs_binary::node::Node;
 use wa_rs_libsignal::protocol::KeyPair;
 use wa_rs_noise::framing::{FrameDecoder, encode_frame};
 use wa_rs_noise::{NoiseCipher, NoiseHandshake};
-use wa_rs_proto::whatsapp::cert_chain::{NoiseCertificate, noise_certificate::Details};
-use wa_rs_proto::whatsapp::{self as wa, CertChain, HandshakeMessage};
+use wa_rs_proto::whatsapp::{self as wa, HandshakeMessage};
 
-/// The server's Noise identity: its static key and the certificate chain that vouches for it.
-pub(crate) struct ServerIdentity {
-    /// The static key pair the handshake proves possession of.
-    static_key: KeyPair,
-    /// The encoded [`CertChain`] (intermediate issued by serial 0, leaf certifying `static_key`).
-    cert_chain: Vec<u8>,
+pub(crate) use super::identity::ServerIdentity;
+
+/// Noise protocol name of the resumed handshake (32 bytes, used as the initial hash).
+const NOISE_IK_PATTERN: &str = "Noise_IK_25519_AESGCM_SHA256\x00\x00\x00\x00";
+/// Noise protocol name of the fallback after a refused IK (longer than 32 bytes: hashed).
+const NOISE_XX_FALLBACK_PATTERN: &str = "Noise_XXfallback_25519_AESGCM_SHA256";
+
+/// Handshakes completed since the front end started, by pattern.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HandshakeCounts {
+    /// Full handshakes (a client that does not know the server's static key).
+    pub xx: u64,
+    /// Resumed handshakes (a client that kept the server's static key).
+    pub ik: u64,
+    /// Resumes sealed to another static key, finished as XXfallback.
+    pub xx_fallback: u64,
 }
 
-impl ServerIdentity {
-    /// A fresh identity with its own root, intermediate and leaf.
-    pub fn generate() -> ServerIdentity {
-        let mut rng = rand::rng();
-        let root = KeyPair::generate(&mut rng);
-        let intermediate = KeyPair::generate(&mut rng);
-        let static_key = KeyPair::generate(&mut rng);
-        let certificate = |serial: u32, issuer_serial: u32, key: &KeyPair, signer: &KeyPair| {
-            let details = Details {
-                serial: Some(serial),
-                issuer_serial: Some(issuer_serial),
-                key: Some(key.public_key.public_key_bytes().to_vec()),
-                not_before: Some(0),
-                not_after: Some(u64::from(u32::MAX)),
-            }
-            .encode_to_vec();
-            let signature = signer
-                .private_key
-                .calculate_signature(&details, &mut rand::rng())
-                .map(|s| s.to_vec())
-                .ok();
-            NoiseCertificate {
-                details: Some(details),
-                signature,
-            }
-        };
-        // wa-rs expects the intermediate to be issued by serial 0 (WhatsApp's root).
-        let chain = CertChain {
-            intermediate: Some(certificate(1, 0, &intermediate, &root)),
-            leaf: Some(certificate(2, 1, &static_key, &intermediate)),
-        };
-        ServerIdentity {
-            static_key,
-            cert_chain: chain.encode_to_vec(),
+/// Which handshake a connection went through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pattern {
+    /// Noise XX.
+    Xx,
+    /// Noise IK.
+    Ik,
+    /// Noise XXfallback after a refused IK hello.
+    XxFallback,
+}
+
+impl HandshakeCounts {
+    /// Counts one handshake of `pattern`.
+    pub(crate) fn count(&mut self, pattern: Pattern) {
+        match pattern {
+            Pattern::Xx => self.xx += 1,
+            Pattern::Ik => self.ik += 1,
+            Pattern::XxFallback => self.xx_fallback += 1,
         }
     }
 }
 
 /// A connection after the handshake: who the client says it is, and its encrypted channel.
 pub(crate) struct Established {
+    /// The handshake it went through.
+    pub pattern: Pattern,
     /// The client's static Noise public key (a device's lasting identity on the socket).
     pub client_static: [u8; 32],
     /// Who the client says it is: a login (username, device) or a registration.
@@ -91,6 +96,18 @@ pub(crate) struct FrameCodec {
 }
 
 impl FrameCodec {
+    /// The codec of a channel whose client writes with `client_write` and reads with
+    /// `client_read`.
+    fn new(client_write: NoiseCipher, client_read: NoiseCipher) -> FrameCodec {
+        FrameCodec {
+            read: client_write,
+            read_counter: 0,
+            write: client_read,
+            write_counter: 0,
+            decoder: FrameDecoder::new(),
+        }
+    }
+
     /// Adds bytes from the socket.
     pub fn feed(&mut self, data: &[u8]) {
         self.decoder.feed(data);
@@ -141,6 +158,7 @@ enum Step {
     Finish {
         noise: Box<NoiseHandshake>,
         ephemeral: KeyPair,
+        pattern: Pattern,
     },
     /// Over (failed or handed on).
     Done,
@@ -154,6 +172,8 @@ pub(crate) enum Progress {
     Reply(Vec<u8>),
     /// The handshake is complete.
     Established(Box<Established>),
+    /// Send these bytes; with them the handshake is complete (a resumed IK handshake).
+    ReplyEstablished(Vec<u8>, Box<Established>),
 }
 
 impl<'a> ServerHandshake<'a> {
@@ -179,21 +199,49 @@ impl<'a> ServerHandshake<'a> {
                     self.step = Step::Hello;
                     return Ok(Progress::More);
                 };
-                let hello = HandshakeMessage::decode(frame.as_slice()).context("decoding ClientHello")?;
-                let client_ephemeral = hello
+                let hello = HandshakeMessage::decode(frame.as_slice())
+                    .context("decoding ClientHello")?
                     .client_hello
-                    .and_then(|h| h.ephemeral)
+                    .context("no ClientHello")?;
+                let client_ephemeral = hello
+                    .ephemeral
+                    .clone()
                     .context("ClientHello without an ephemeral key")?;
-                let (reply, noise, ephemeral) = self.server_hello(&client_ephemeral)?;
+                let (name, pattern) = match (&hello.r#static, &hello.payload) {
+                    (Some(sealed_static), Some(sealed_payload)) => {
+                        match self.resume(&client_ephemeral, sealed_static, sealed_payload) {
+                            Ok((reply, established)) => {
+                                let mut established = established;
+                                established.codec.decoder.feed(&std::mem::take(&mut self.buffer));
+                                return Ok(Progress::ReplyEstablished(reply, Box::new(established)));
+                            }
+                            Err(err) => {
+                                tracing::debug!(error = %format!("{err:#}"), "IK refused; falling back to XX");
+                                (NOISE_XX_FALLBACK_PATTERN, Pattern::XxFallback)
+                            }
+                        }
+                    }
+                    _ => (NOISE_START_PATTERN, Pattern::Xx),
+                };
+                let (reply, noise, ephemeral) = self.server_hello(name, &client_ephemeral)?;
                 self.step = Step::Finish {
                     noise: Box::new(noise),
                     ephemeral,
+                    pattern,
                 };
                 Ok(Progress::Reply(reply))
             }
-            Step::Finish { mut noise, ephemeral } => {
+            Step::Finish {
+                mut noise,
+                ephemeral,
+                pattern,
+            } => {
                 let Some(frame) = take_frame(&mut self.buffer, 0) else {
-                    self.step = Step::Finish { noise, ephemeral };
+                    self.step = Step::Finish {
+                        noise,
+                        ephemeral,
+                        pattern,
+                    };
                     return Ok(Progress::More);
                 };
                 let finish = HandshakeMessage::decode(frame.as_slice())
@@ -213,28 +261,76 @@ impl<'a> ServerHandshake<'a> {
                 let payload = wa::ClientPayload::decode(payload.as_slice()).context("decoding the client payload")?;
                 // The client writes with the first key and reads with the second.
                 let (client_write, client_read) = noise.finish()?;
-                let mut decoder = FrameDecoder::new();
-                decoder.feed(&std::mem::take(&mut self.buffer));
+                let mut codec = FrameCodec::new(client_write, client_read);
+                codec.decoder.feed(&std::mem::take(&mut self.buffer));
                 Ok(Progress::Established(Box::new(Established {
+                    pattern,
                     client_static,
                     payload,
-                    codec: FrameCodec {
-                        read: client_write,
-                        read_counter: 0,
-                        write: client_read,
-                        write_counter: 0,
-                        decoder,
-                    },
+                    codec,
                 })))
             }
             Step::Done => bail!("the handshake is over"),
         }
     }
 
-    /// Our ephemeral key, our static key and the certificate chain, in Noise order.
-    fn server_hello(&self, client_ephemeral: &[u8]) -> anyhow::Result<(Vec<u8>, NoiseHandshake, KeyPair)> {
+    /// An IK ClientHello (`-> e, es, s, ss` and the payload, after the pre-message `<- s`): the
+    /// client's static key and payload when they open with our static key, and our answer
+    /// (`<- e, ee, se` and the certificate chain) with the channel it completes. An error means
+    /// the hello was sealed to another static key: the caller falls back to XX.
+    fn resume(
+        &self,
+        client_ephemeral: &[u8],
+        sealed_static: &[u8],
+        sealed_payload: &[u8],
+    ) -> anyhow::Result<(Vec<u8>, Established)> {
+        let ours = &self.identity.static_key;
+        let mut noise = NoiseHandshake::new(NOISE_IK_PATTERN, &WA_CONN_HEADER)?;
+        noise.authenticate(ours.public_key.public_key_bytes());
+        noise.authenticate(client_ephemeral);
+        noise.mix_shared_secret(ours.private_key.serialize(), client_ephemeral)?;
+        let client_static: [u8; 32] = noise
+            .decrypt(sealed_static)
+            .context("decrypting the client's static key")?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("the client's static key is not 32 bytes"))?;
+        noise.mix_shared_secret(ours.private_key.serialize(), &client_static)?;
+        let payload = noise.decrypt(sealed_payload).context("decrypting the client payload")?;
+        let payload = wa::ClientPayload::decode(payload.as_slice()).context("decoding the client payload")?;
+
         let ephemeral = KeyPair::generate(&mut rand::rng());
-        let mut noise = NoiseHandshake::new(NOISE_START_PATTERN, &WA_CONN_HEADER)?;
+        noise.authenticate(ephemeral.public_key.public_key_bytes());
+        noise.mix_shared_secret(ephemeral.private_key.serialize(), client_ephemeral)?;
+        noise.mix_shared_secret(ephemeral.private_key.serialize(), &client_static)?;
+        let cert_sealed = noise.encrypt(&self.identity.cert_chain)?;
+        let hello = HandshakeMessage {
+            server_hello: Some(wa::handshake_message::ServerHello {
+                ephemeral: Some(ephemeral.public_key.public_key_bytes().to_vec()),
+                r#static: None,
+                payload: Some(cert_sealed),
+                extended_static: None,
+            }),
+            ..Default::default()
+        };
+        let (client_write, client_read) = noise.finish()?;
+        let established = Established {
+            pattern: Pattern::Ik,
+            client_static,
+            payload,
+            codec: FrameCodec::new(client_write, client_read),
+        };
+        Ok((encode_frame(&hello.encode_to_vec(), None)?, established))
+    }
+
+    /// Our ephemeral key, our static key and the certificate chain, in Noise order (`pattern`:
+    /// XX, or XXfallback over the ephemeral key of a refused IK hello).
+    fn server_hello(
+        &self,
+        pattern: &str,
+        client_ephemeral: &[u8],
+    ) -> anyhow::Result<(Vec<u8>, NoiseHandshake, KeyPair)> {
+        let ephemeral = KeyPair::generate(&mut rand::rng());
+        let mut noise = NoiseHandshake::new(pattern, &WA_CONN_HEADER)?;
         noise.authenticate(client_ephemeral);
         noise.authenticate(ephemeral.public_key.public_key_bytes());
         noise.mix_shared_secret(ephemeral.private_key.serialize(), client_ephemeral)?;

@@ -233,16 +233,19 @@ pub(crate) async fn enter(net: &Arc<Network>, phone: &str, code: &str) -> anyhow
             companion_ephemeral,
             done,
         });
+        let pairing_ref = request.pairing_ref.clone().into_bytes();
         let notification = NodeBuilder::new("notification")
             .attr("from", wa_rs_binary::jid::SERVER_JID)
             .attr("id", id)
             .attr("type", "link_code_companion_reg")
             .children([NodeBuilder::new("link_code_companion_reg")
+                .attr("stage", "primary_hello")
                 .children([
                     NodeBuilder::new("link_code_pairing_wrapped_primary_ephemeral_pub")
                         .bytes(wrapped_primary.to_vec())
                         .build(),
                     NodeBuilder::new("primary_identity_pub").bytes(identity).build(),
+                    NodeBuilder::new("link_code_pairing_ref").bytes(pairing_ref).build(),
                 ])
                 .build()])
             .build();

@@ -36,7 +36,9 @@ pub(crate) fn pair_device(id: String, pairing_ref: &str) -> Node {
         .build()
 }
 
-/// What a QR code carries: `ref,noise key,identity key,adv secret` (base64 keys).
+/// What a QR code carries: `ref,noise key,identity key,adv secret` (base64 keys), and since
+/// 2025 a fifth part, the companion's platform (`…,adv secret,1`); WhatsApp Web and Baileys
+/// show it behind `https://wa.me/settings/linked_devices#`, which the phone's camera accepts too.
 pub(crate) struct QrPayload {
     /// The ref the server issued.
     pub pairing_ref: String,
@@ -48,12 +50,24 @@ pub(crate) struct QrPayload {
     pub adv_secret: [u8; 32],
 }
 
+/// The link prefix a QR code may carry before its fields.
+const QR_LINK_PREFIX: &str = "https://wa.me/settings/linked_devices#";
+
 impl QrPayload {
     /// Parses a QR code as the phone's camera reads it.
     pub fn parse(code: &str) -> anyhow::Result<QrPayload> {
-        let parts: Vec<&str> = code.split(',').collect();
-        let [pairing_ref, noise, identity, adv] = parts[..] else {
-            bail!("a QR code has four comma-separated parts");
+        let body = code.trim();
+        let body = body.strip_prefix(QR_LINK_PREFIX).unwrap_or(body);
+        let parts: Vec<&str> = body.split(',').collect();
+        let (pairing_ref, noise, identity, adv) = match parts[..] {
+            [pairing_ref, noise, identity, adv] => (pairing_ref, noise, identity, adv),
+            [pairing_ref, noise, identity, adv, platform] => {
+                if platform.is_empty() || !platform.bytes().all(|b| b.is_ascii_digit()) {
+                    bail!("a QR code's fifth part is the companion's platform, a number");
+                }
+                (pairing_ref, noise, identity, adv)
+            }
+            _ => bail!("a QR code has four or five comma-separated parts"),
         };
         let key = |b64: &str, what: &str| -> anyhow::Result<[u8; 32]> {
             BASE64_STANDARD
@@ -183,37 +197,49 @@ fn signed_device_identity(
     .encode_to_vec())
 }
 
+/// What a node meant for a pairing in progress.
+pub(crate) enum Signed {
+    /// It is not the answer to a `pair-success`.
+    NotASignature,
+    /// The companion's signature did not hold: not linked.
+    Refused,
+    /// The companion (number, device id) is linked.
+    Linked(String, u16),
+}
+
 /// The companion answered `pair-success` with its counter-signed identity: when the signature
 /// holds, the device is linked and the stream restarts (515) so that it logs in.
-pub(crate) fn on_signed(model: &mut Model, conn_id: u64, node: &Node) -> bool {
+pub(crate) fn on_signed(model: &mut Model, conn_id: u64, node: &Node) -> Signed {
     let Some(conn) = model.conns.get_mut(&conn_id) else {
-        return false;
+        return Signed::NotASignature;
     };
     let ConnState::Pairing(pairing) = &mut conn.state else {
-        return false;
+        return Signed::NotASignature;
     };
     let linking = &mut pairing.linking;
     let id = node.attrs.get("id").map(|v| v.to_string_value());
     if linking.as_ref().map(|(pending, _)| Some(pending)) != Some(id.as_ref()) {
-        return false;
+        return Signed::NotASignature;
     }
     let Some((_, linked)) = linking.take() else {
-        return false;
+        return Signed::NotASignature;
     };
     let tx = conn.tx.clone();
     match verify_device_signature(model, &linked, node) {
         Ok(()) => {
             tracing::info!(jid = %linked.jid(), "companion linked");
             model.pairings += 1;
-            model.devices.insert((linked.phone.clone(), linked.device), linked);
+            let key = (linked.phone.clone(), linked.device);
+            model.devices.insert(key.clone(), linked);
             let _ = tx.send(Out::Last(stream_error("515")));
+            Signed::Linked(key.0, key.1)
         }
         Err(err) => {
             tracing::warn!(%err, "the companion's signed identity does not hold; not linked");
             let _ = tx.send(Out::Last(stream_error("401")));
+            Signed::Refused
         }
     }
-    true
 }
 
 /// Checks the companion's device signature over (details, its identity, the account key).
@@ -237,8 +263,16 @@ fn verify_device_signature(model: &Model, linked: &LinkedDevice, node: &Node) ->
     ]
     .concat();
     let identity = PublicKey::from_djb_public_key_bytes(&linked.registration.identity)?;
-    if signed.account_signature_key() != account_key || !identity.verify_signature(&message, signed.device_signature())
+    // The companion may leave the account key out of its answer (Baileys does, as WhatsApp Web
+    // once did): the server knows it. One that is there must be the account's.
+    if signed
+        .account_signature_key
+        .as_deref()
+        .is_some_and(|key| key != account_key)
     {
+        bail!("the answer names another account key");
+    }
+    if !identity.verify_signature(&message, signed.device_signature()) {
         bail!("device signature mismatch");
     }
     Ok(())

@@ -69,6 +69,11 @@ impl PhoneSignal {
         }
     }
 
+    /// The phone's identity key pair (which is also the account's ADV signing key).
+    pub fn identity_key_pair(&self) -> KeyPair {
+        KeyPair::new(*self.identity.public_key(), self.identity.private_key().clone())
+    }
+
     /// The prekey bundle of this phone as a `<user>` of a prekey fetch answer, with a fresh
     /// one-time prekey.
     pub fn bundle_node(&mut self, jid: &str) -> anyhow::Result<Node> {

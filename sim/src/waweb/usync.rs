@@ -17,31 +17,38 @@ pub(crate) fn answer(model: &Model, request: &Node) -> Node {
             .get_optional_child("query")
             .is_some_and(|q| q.get_optional_child(tag).is_some())
     };
-    let (contact, devices) = (wants("contact"), wants("devices"));
+    let (contact, devices, lid) = (wants("contact"), wants("devices"), wants("lid"));
     let users = usync
         .get_optional_child("list")
         .map(|list| list.get_children_by_tag("user").cloned().collect::<Vec<_>>())
         .unwrap_or_default();
     let mut answered = Vec::new();
     for user in &users {
-        let Some(phone) = user_phone(user) else {
+        let Some(phone) = user_phone(model, user) else {
             continue;
         };
-        let registered = model.accounts.contains_key(&phone);
+        let account = model.accounts.get(&phone);
         let mut children = Vec::new();
         if contact {
-            let kind = if registered { "in" } else { "out" };
+            let kind = if account.is_some() { "in" } else { "out" };
             children.push(NodeBuilder::new("contact").attr("type", kind).build());
         }
-        if devices && registered {
+        if devices && account.is_some() {
             children.push(device_list(model, &phone));
         }
-        answered.push(
-            NodeBuilder::new("user")
-                .attr("jid", format!("{phone}@s.whatsapp.net"))
-                .children(children)
-                .build(),
-        );
+        // The account's linked identity: clients address its devices by it.
+        if lid && let Some(account) = account {
+            children.push(
+                NodeBuilder::new("lid")
+                    .attr("val", format!("{}@lid", account.lid))
+                    .build(),
+            );
+        }
+        // A user asked about by LID is answered under that LID.
+        let jid = attr(user, "jid")
+            .filter(|jid| jid.ends_with("@lid"))
+            .unwrap_or_else(|| format!("{phone}@s.whatsapp.net"));
+        answered.push(NodeBuilder::new("user").attr("jid", jid).children(children).build());
     }
     let list = NodeBuilder::new("list").children(answered).build();
     let mut usync_out = NodeBuilder::new("usync").children([list]);
@@ -51,11 +58,11 @@ pub(crate) fn answer(model: &Model, request: &Node) -> Node {
     result(request, vec![usync_out.build()])
 }
 
-/// The number a `<user>` asks about: its `jid` attribute, or its `<contact>` text (`+6012…`).
-fn user_phone(user: &Node) -> Option<String> {
+/// The number a `<user>` asks about: its `jid` attribute (a number's or a LID), or its
+/// `<contact>` text (`+6012…`).
+fn user_phone(model: &Model, user: &Node) -> Option<String> {
     if let Some(jid) = attr(user, "jid") {
-        let user_part = jid.split('@').next()?.split([':', '.']).next()?;
-        return Some(user_part.to_owned());
+        return super::chat::resolve(model, &jid).map(|(phone, _)| phone);
     }
     let contact = user.get_optional_child("contact")?;
     let text = match &contact.content {

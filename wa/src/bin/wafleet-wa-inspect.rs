@@ -9,11 +9,11 @@
 //! (`./data` by default), as `wafleet` itself reads it.
 
 use anyhow::{Context, bail};
-use wa_rs_core::store::traits::{DeviceStore, SignalStore};
 use wafleet_core::keys::KeyRing;
 use wafleet_core::types::DeviceId;
 use wafleet_core::{Db, Settings};
 use wafleet_wa::WaStore;
+use whatsapp_rust::wacore::store::traits::{DeviceStore, SignalStore};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {

@@ -1,32 +1,30 @@
-//! wa-rs failures → [`LinkError`] classes, which decide what wafleet does next.
+//! Client failures → [`LinkError`] classes, which decide what wafleet does next.
 
-use wa_rs::client::ClientError;
-use wa_rs::request::IqError;
 use wafleet_core::link::LinkError;
+use whatsapp_rust::ClientError;
+use whatsapp_rust::IqError;
+use whatsapp_rust::send::SendError;
 
-/// Classifies a wa-rs failure while `doing` something. Only failures that say the device itself
-/// cannot act become [`LinkError::Device`]; unknown failures are transient (retried later).
-pub(crate) fn classify(doing: &str, error: &anyhow::Error) -> LinkError {
-    let message = format!("{doing}: {error:#}");
-    for cause in error.chain() {
-        if let Some(iq) = cause.downcast_ref::<IqError>() {
-            return classify_iq(message, iq);
-        }
-        if let Some(client) = cause.downcast_ref::<ClientError>() {
-            return match client {
-                ClientError::NotLoggedIn => LinkError::Device(message),
-                _ => LinkError::Transient(message),
-            };
-        }
+/// Classifies a failed send while `doing` something. Nothing left for WhatsApp when the client
+/// refuses before writing the stanza, so those failures may be retried; only the device's own
+/// state (not logged in) is a device failure.
+pub(crate) fn classify_send(doing: &str, error: &SendError) -> LinkError {
+    let message = format!("{doing}: {error}");
+    match error {
+        SendError::NotLoggedIn => LinkError::Device(message),
+        SendError::Client(client) => classify_client(message, client),
+        SendError::Iq(iq) => classify_iq(message, iq),
+        SendError::InvalidRequest(_) => LinkError::Invalid(message),
+        _ => LinkError::Transient(message),
     }
-    // wa-rs reports some refusals only as text.
-    let lower = message.to_ascii_lowercase();
-    if lower.contains("463") || lower.contains("not on whatsapp") || lower.contains("no devices") {
-        LinkError::Recipient(message)
-    } else if lower.contains("not logged in") || lower.contains("logged out") {
-        LinkError::Device(message)
-    } else {
-        LinkError::Transient(message)
+}
+
+/// Classifies a client failure by its kind.
+pub(crate) fn classify_client(message: String, error: &ClientError) -> LinkError {
+    match error {
+        ClientError::NotLoggedIn => LinkError::Device(message),
+        ClientError::Iq(iq) => classify_iq(message, iq),
+        _ => LinkError::Transient(message),
     }
 }
 
@@ -43,29 +41,53 @@ pub(crate) fn classify_iq(message: String, error: &IqError) -> LinkError {
     }
 }
 
+/// Classifies WhatsApp's refusal of a sent message by its code (the `error` of its `<ack>`).
+pub(crate) fn classify_nack(code: &str) -> LinkError {
+    match code {
+        // 463: no privacy token for a new chat, or the account may not start new chats now.
+        "463" => LinkError::Recipient(
+            "463 WhatsApp refused the message to a new chat (privacy token missing, or new chats restricted)".into(),
+        ),
+        "404" => LinkError::Recipient("404 the recipient has no WhatsApp account".into()),
+        "400" | "479" => LinkError::Invalid(format!("{code} WhatsApp refused the message as malformed")),
+        "401" | "403" => LinkError::Device(format!("{code} WhatsApp refused the device")),
+        other => LinkError::Transient(format!("{other} WhatsApp refused the message")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn classes_follow_the_cause() {
-        let not_logged_in = anyhow::Error::new(ClientError::NotLoggedIn).context("sending");
-        assert!(matches!(classify("send", &not_logged_in), LinkError::Device(_)));
-        let timeout = anyhow::Error::new(IqError::Timeout);
-        assert!(matches!(classify("check", &timeout), LinkError::Transient(_)));
-        let refused = anyhow::Error::new(IqError::ServerError {
-            code: 463,
-            text: "nope".into(),
-        });
-        assert!(matches!(classify("send", &refused), LinkError::Recipient(_)));
-        let unlinked = anyhow::Error::new(IqError::ServerError {
-            code: 401,
-            text: "".into(),
-        });
-        assert!(matches!(classify("logout", &unlinked), LinkError::Device(_)));
         assert!(matches!(
-            classify("send", &anyhow::anyhow!("boom")),
+            classify_send("send", &SendError::NotLoggedIn),
+            LinkError::Device(_)
+        ));
+        assert!(matches!(
+            classify_send("send", &SendError::Client(ClientError::NotConnected)),
             LinkError::Transient(_)
         ));
+        let refused = IqError::ServerError {
+            code: 463,
+            text: "nope".into(),
+            error_type: None,
+            backoff: None,
+        };
+        assert!(matches!(classify_iq("send".into(), &refused), LinkError::Recipient(_)));
+        let unlinked = IqError::ServerError {
+            code: 401,
+            text: "".into(),
+            error_type: None,
+            backoff: None,
+        };
+        assert!(matches!(classify_iq("logout".into(), &unlinked), LinkError::Device(_)));
+        assert!(matches!(
+            classify_iq("check".into(), &IqError::Timeout),
+            LinkError::Transient(_)
+        ));
+        assert!(matches!(classify_nack("463"), LinkError::Recipient(r) if r.contains("463")));
+        assert!(matches!(classify_nack("500"), LinkError::Transient(_)));
     }
 }

@@ -1,25 +1,32 @@
-//! wa-rs events → [`LinkEvent`]s, in order, personal chats only.
+//! The client's events → [`LinkEvent`]s, in order, personal chats only.
+
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use wa_rs_core::proto_helpers::MessageExt;
-use wa_rs_core::types::events::{ConnectFailureReason, Event, EventHandler};
-use wa_rs_core::types::message::MessageInfo;
-use wa_rs_core::types::presence::ReceiptType;
 use wafleet_core::link::{Ack, IncomingMessage, Jid, LinkEvent, MessageKind, ReceiptKind};
 use wafleet_core::types::{DeviceId, Timestamp};
+use whatsapp_rust::wacore::proto_helpers::MessageExt;
+use whatsapp_rust::wacore::types::events::{ConnectFailureReason, Event, EventHandler};
+use whatsapp_rust::wacore::types::message::MessageInfo;
+use whatsapp_rust::wacore::types::presence::ReceiptType;
+use whatsapp_rust::waproto::whatsapp as wa;
 
-use wa_rs::wa_rs_proto::whatsapp as wa;
+use super::acks::SendAcks;
 
-/// What a wa-rs event means for wafleet; `None` for events wafleet does not act on (presence,
+/// What a client event means for wafleet; `None` for events wafleet does not act on (presence,
 /// app-state updates, history sync, …) and for anything outside personal chats: groups,
-/// broadcast lists, status updates and newsletters never become events.
+/// broadcast lists, status updates and newsletters never become events. Incoming messages reach
+/// wafleet through the durability hook ([`super::hook`]), not through here: those the hook did
+/// not see (newsletters, recovered placeholders) are not personal messages wafleet stores.
 pub fn map_event(event: &Event) -> Option<LinkEvent> {
     Some(match event {
-        Event::PairingQrCode { code, timeout } => LinkEvent::QrCode {
-            code: code.clone(),
-            valid_for: *timeout,
+        Event::PairingQrCode(qr) => LinkEvent::QrCode {
+            code: qr.code.clone(),
+            valid_for: qr.timeout,
         },
-        Event::PairingCode { code, .. } => LinkEvent::PairCode { code: dashed(code) },
+        Event::PairingCode(code) => LinkEvent::PairCode {
+            code: dashed(&code.code),
+        },
         // The account's JID, as the other link reports it: without this companion's device id.
         Event::PairSuccess(success) => LinkEvent::PairSuccess {
             jid: Jid(success.id.to_non_ad().to_string()),
@@ -27,13 +34,18 @@ pub fn map_event(event: &Event) -> Option<LinkEvent> {
         Event::PairError(error) => LinkEvent::PairError {
             reason: error.error.clone(),
         },
+        Event::PairingCodeError(error) => LinkEvent::PairError {
+            reason: format!("WhatsApp refused the pair code: {}", error.error),
+        },
+        Event::PairingQrCodesExhausted(_) => LinkEvent::PairError {
+            reason: "no QR code was scanned in time".into(),
+        },
         Event::QrScannedWithoutMultidevice(_) => LinkEvent::PairError {
             reason: "the phone scanned the code but has multi-device disabled".into(),
         },
         Event::Connected(_) => LinkEvent::Connected,
-        // wa-rs says nothing about why; the events before it (stream error, failure) do.
-        Event::Disconnected(_) => LinkEvent::Disconnected {
-            reason: "the connection to WhatsApp closed".into(),
+        Event::Disconnected(disconnected) => LinkEvent::Disconnected {
+            reason: format!("the connection to WhatsApp closed: {}", disconnected.reason),
         },
         Event::StreamReplaced(_) => LinkEvent::Disconnected {
             reason: "another connection of this device replaced this one".into(),
@@ -45,25 +57,31 @@ pub fn map_event(event: &Event) -> Option<LinkEvent> {
             reason: "WhatsApp rejected the client version as outdated".into(),
         },
         Event::ConnectFailure(failure) => LinkEvent::Disconnected {
-            reason: format!("connect failure {}: {}", failure.reason.code(), failure.message),
+            reason: format!(
+                "connect failure {} ({:?}): {}",
+                failure.reason.code(),
+                failure.reason,
+                failure.message.as_deref().unwrap_or("no message")
+            ),
         },
         Event::LoggedOut(logged_out) => LinkEvent::LoggedOut {
-            reason: logout_reason(logged_out.reason),
+            reason: logout_reason(&logged_out.reason),
             banned: logged_out.reason == ConnectFailureReason::TempBanned,
         },
-        // wa-rs stops reconnecting after a ban: for wafleet the device is banned.
+        // The client stops reconnecting after a ban: for wafleet the device is banned.
         Event::TemporaryBan(ban) => LinkEvent::LoggedOut {
-            reason: format!("banned by WhatsApp ({}), for {} s", ban.code, ban.expire.num_seconds()),
+            reason: format!(
+                "banned by WhatsApp ({} {:?}), for {} s{}",
+                ban.code.code(),
+                ban.code,
+                ban.expire.num_seconds(),
+                ban.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+            ),
             banned: true,
         },
-        Event::Message(message, info) => return map_message(message, info),
         Event::Receipt(receipt) => {
             let kind = match &receipt.r#type {
                 ReceiptType::Delivered => ReceiptKind::Delivered,
-                // WhatsApp's delivery receipts carry no type; wa-rs reads a missing type as
-                // "delivery" (src/receipt.rs:24), which its own mapping only knows as "" (wa-rs-core
-                // src/types/presence.rs:46), so they arrive as `Other("delivery")`.
-                ReceiptType::Other(other) if other == "delivery" => ReceiptKind::Delivered,
                 ReceiptType::Read | ReceiptType::Played => ReceiptKind::Read,
                 _ => return None,
             };
@@ -75,9 +93,10 @@ pub fn map_event(event: &Event) -> Option<LinkEvent> {
             LinkEvent::Receipt {
                 kind,
                 chat,
-                message_ids: receipt.message_ids.clone(),
+                message_ids: receipt.message_ids.iter().map(ToString::to_string).collect(),
                 at: Timestamp(receipt.timestamp.timestamp_millis()),
-                // wa-rs acknowledges receipts itself as they arrive.
+                // The client acknowledges receipts itself as its handlers return; it cannot wait
+                // for wafleet's batch.
                 ack: Ack::none(),
             }
         }
@@ -85,28 +104,28 @@ pub fn map_event(event: &Event) -> Option<LinkEvent> {
     })
 }
 
-fn logout_reason(reason: ConnectFailureReason) -> String {
+fn logout_reason(reason: &ConnectFailureReason) -> String {
     match reason {
         ConnectFailureReason::LoggedOut => "the device was unlinked (401)".into(),
-        ConnectFailureReason::MainDeviceGone => "the phone's account is gone (403)".into(),
+        ConnectFailureReason::AccountLocked => "the account is locked by WhatsApp (403)".into(),
         other => format!("logged out ({}: {other:?})", other.code()),
     }
 }
 
 /// A personal-chat message as wafleet sees it, or `None` for other chats and for messages that
 /// carry no content (protocol messages such as key shares or revocations).
-fn map_message(message: &wa::Message, info: &MessageInfo) -> Option<LinkEvent> {
+pub fn map_message(message: &wa::Message, info: &MessageInfo) -> Option<IncomingMessage> {
     let chat = Jid(info.source.chat.to_non_ad().to_string());
     if info.source.is_group || !chat.is_personal() {
         return None;
     }
     let base = message.get_base_message();
-    if base.protocol_message.is_some() || (base.sender_key_distribution_message.is_some() && !has_content(base)) {
+    if base.protocol_message.is_set() || (base.sender_key_distribution_message.is_set() && !has_content(base)) {
         return None;
     }
     let (kind, text) = content(base);
-    let message = IncomingMessage {
-        id: info.id.clone(),
+    Some(IncomingMessage {
+        id: info.id.to_string(),
         chat,
         sender: Jid(info.source.sender.to_non_ad().to_string()),
         from_me: info.source.is_from_me,
@@ -114,14 +133,6 @@ fn map_message(message: &wa::Message, info: &MessageInfo) -> Option<LinkEvent> {
         kind,
         text,
         sent_at: Timestamp(info.timestamp.timestamp_millis()),
-    };
-    // wa-rs acknowledges messages on its own: `Client::dispatch_parsed_message` spawns the
-    // delivery receipt at the moment it dispatches the event, so nothing can wait for wafleet to
-    // store it and the ack is not awaited. A crash between that receipt and our write loses the
-    // message unless WhatsApp redelivers it; replays are still deduplicated by id downstream.
-    Some(LinkEvent::Message {
-        message,
-        ack: Ack::none(),
     })
 }
 
@@ -133,36 +144,44 @@ fn has_content(message: &wa::Message) -> bool {
 fn content(m: &wa::Message) -> (MessageKind, Option<String>) {
     if let Some(text) = &m.conversation {
         (MessageKind::Text, Some(text.clone()))
-    } else if let Some(extended) = &m.extended_text_message {
+    } else if let Some(extended) = m.extended_text_message.as_option() {
         (MessageKind::Text, extended.text.clone())
-    } else if let Some(image) = &m.image_message {
+    } else if let Some(image) = m.image_message.as_option() {
         (MessageKind::Image, image.caption.clone())
-    } else if let Some(video) = &m.video_message {
+    } else if let Some(video) = m.video_message.as_option() {
         (MessageKind::Video, video.caption.clone())
-    } else if m.audio_message.is_some() {
+    } else if m.audio_message.is_set() {
         (MessageKind::Audio, None)
-    } else if let Some(document) = &m.document_message {
+    } else if let Some(document) = m.document_message.as_option() {
         (MessageKind::Document, document.caption.clone())
-    } else if m.sticker_message.is_some() {
+    } else if m.sticker_message.is_set() {
         (MessageKind::Sticker, None)
     } else {
         (MessageKind::Other, None)
     }
 }
 
-/// Receives wa-rs events synchronously, in dispatch order (registered with
-/// `Client::register_handler`, unlike `Bot::on_event` which spawns a task per event), and
-/// queues the mapped ones without blocking wa-rs's reader.
+/// Receives the client's events synchronously, in dispatch order (`with_event_handler` handlers
+/// run inline on the dispatch path), and queues the mapped ones without blocking the client's
+/// reader. Server acks of sent messages go to the sends waiting for them.
 pub(crate) struct Forwarder {
     /// The device, for logs.
     pub device: DeviceId,
     /// Unbounded so that dispatch never blocks; [`pump`] applies the session's bound.
     pub queue: mpsc::UnboundedSender<LinkEvent>,
+    /// Sends waiting for WhatsApp's answer.
+    pub acks: SendAcks,
 }
 
 impl EventHandler for Forwarder {
-    fn handle_event(&self, event: &Event) {
-        if let Some(mapped) = map_event(event) {
+    fn handle_event(&self, event: Arc<Event>) {
+        if let Event::ServerAck(ack) = &*event {
+            if ack.class.as_deref().is_none_or(|class| class == "message") {
+                self.acks.answer(&ack.id, ack.error.clone());
+            }
+            return;
+        }
+        if let Some(mapped) = map_event(&event) {
             tracing::debug!(device = %self.device, event = ?std::mem::discriminant(&mapped), "link event");
             // The session is gone when the receiver is dropped; nothing is left to tell.
             let _ = self.queue.send(mapped);
@@ -170,7 +189,7 @@ impl EventHandler for Forwarder {
     }
 }
 
-/// A pairing code as the phone shows it, `XXXX-XXXX` (wa-rs gives the eight characters bare).
+/// A pairing code as the phone shows it, `XXXX-XXXX` (the client gives the eight characters bare).
 fn dashed(code: &str) -> String {
     match (code.get(..4), code.get(4..)) {
         (Some(left), Some(right)) if code.len() == 8 => format!("{left}-{right}"),

@@ -1,29 +1,35 @@
-//! [`WaLink`]: wafleet's [`Link`] on the real WhatsApp client, wa-rs, with each device's state in
-//! wafleet's database ([`WaStore`]).
+//! [`WaLink`]: wafleet's [`Link`] on the real WhatsApp client (whatsapp-rust), with each device's
+//! state in wafleet's database ([`WaStore`]).
+//!
+//! What the client is given: our store, a WebSocket with a connect deadline, an HTTP client for
+//! media, an event handler that keeps events in order ([`events`]), and the inbound durability
+//! hook ([`hook`]) that holds back the acknowledgement of every incoming message until wafleet has
+//! stored it. Sends go out under the id wafleet chose and wait for WhatsApp's answer ([`acks`]).
 
+mod acks;
 mod errors;
 mod events;
+mod hook;
 mod media;
 mod session;
 mod transport;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
-use wa_rs::bot::Bot;
-use wa_rs::transport::TokioWebSocketTransportFactory;
-use wa_rs_core::net::WHATSAPP_WEB_WS_URL;
-use wa_rs_core::pair_code::PairCodeOptions;
-use wa_rs_core::store::traits::DeviceStore;
 use wafleet_core::Db;
 use wafleet_core::keys::KeyRing;
 use wafleet_core::link::{Link, LinkError, OpenMode, Session};
 use wafleet_core::types::DeviceId;
+use whatsapp_rust::bot::Bot;
+use whatsapp_rust::transport::TokioWebSocketTransportFactory;
+use whatsapp_rust::wacore::net::WHATSAPP_WEB_WS_URL;
+use whatsapp_rust::wacore::pair_code::PairCodeOptions;
+use whatsapp_rust::wacore::store::traits::DeviceStore;
 
 use crate::WaStore;
-pub use events::map_event;
+pub use events::{map_event, map_message};
 pub use session::WaSession;
 
 /// How a [`WaLink`] reaches WhatsApp.
@@ -38,7 +44,7 @@ pub struct WaLinkConfig {
     pub app_version: Option<(u32, u32, u32)>,
     /// Capacity of each session's event channel.
     pub event_capacity: usize,
-    /// Upload and download media over plain HTTP where wa-rs asks for HTTPS: only for the
+    /// Upload and download media over plain HTTP where the client asks for HTTPS: only for the
     /// simulator's media host, which serves plain HTTP on loopback.
     pub plain_http_media: bool,
 }
@@ -62,10 +68,10 @@ impl WaLinkConfig {
     }
 }
 
-/// Opens wa-rs sessions whose state lives in `db`. Cheap to share across a worker's devices.
+/// Opens sessions whose state lives in `db`. Cheap to share across a worker's devices.
 #[derive(Clone, Debug)]
 pub struct WaLink {
-    /// Where every device's wa-rs state lives.
+    /// Where every device's client state lives.
     db: Db,
     /// Seals that state's key material at rest.
     keys: KeyRing,
@@ -89,6 +95,13 @@ impl WaLink {
 
     /// A link with explicit settings.
     pub fn with_config(db: Db, keys: KeyRing, config: WaLinkConfig) -> WaLink {
+        if config.server_url.is_some() && !cfg!(feature = "sim-server") {
+            tracing::warn!(
+                url = config.url(),
+                "WA_SERVER_URL is set, and this binary verifies WhatsApp's certificate: the \
+                 simulator's front end needs a binary built with `--features sim-server`"
+            );
+        }
         WaLink { db, keys, config }
     }
 
@@ -127,6 +140,7 @@ impl Link for WaLink {
 
         let (queue_tx, queue_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::channel(self.config.event_capacity);
+        let acks = acks::SendAcks::default();
         let factory = transport::TimedTransportFactory {
             inner: TokioWebSocketTransportFactory::new().with_url(url.clone()),
             url,
@@ -134,9 +148,19 @@ impl Link for WaLink {
             events: queue_tx.clone(),
         };
         let mut builder = Bot::builder()
-            .with_backend(Arc::new(store.clone()))
+            .with_backend(store.clone())
             .with_transport_factory(factory)
             .with_http_client(media::MediaHttp::new(self.config.plain_http_media))
+            .with_event_handler(events::Forwarder {
+                device,
+                queue: queue_tx.clone(),
+                acks: acks.clone(),
+            })
+            .with_inbound_durability_hook(hook::Durability {
+                device,
+                queue: queue_tx,
+            })
+            .with_cache_config(cache_config())
             // History sync replays old chats; wafleet only handles what arrives from now on.
             .skip_history_sync();
         if let Some(version) = self.config.app_version {
@@ -148,27 +172,25 @@ impl Link for WaLink {
                 ..PairCodeOptions::default()
             });
         }
-        let mut bot = builder
+        let bot = builder
             .build()
             .await
             .map_err(|e| LinkError::Transient(format!("starting the WhatsApp client: {e:#}")))?;
-        let client = bot.client();
-        client.register_handler(Arc::new(events::Forwarder {
-            device,
-            queue: queue_tx,
-        }));
         let pump = tokio::spawn(events::pump(queue_rx, events_tx, store.clone()));
-        let run = bot
-            .run()
-            .await
-            .map_err(|e| LinkError::Transient(format!("running the WhatsApp client: {e:#}")))?;
-        tracing::info!("wa-rs session started");
-        Ok(Box::new(WaSession::new(
-            device,
-            store,
-            client,
-            events_rx,
-            vec![run, pump],
-        )))
+        let bot = bot.spawn();
+        tracing::info!("WhatsApp session started");
+        Ok(Box::new(WaSession::new(device, store, bot, events_rx, pump, acks)))
+    }
+}
+
+/// The client's caches, sized for thousands of sessions in one process: each session keeps
+/// little in memory beyond what the store holds. Per-message secrets are not kept for what
+/// wafleet sends (they decrypt reactions and poll votes to a message, which wafleet does not
+/// store).
+fn cache_config() -> whatsapp_rust::CacheConfig {
+    use whatsapp_rust::wacore::msg_secret::MsgSecretPolicy;
+    whatsapp_rust::CacheConfig {
+        msg_secret_policy: MsgSecretPolicy::Disabled,
+        ..whatsapp_rust::CacheConfig::default()
     }
 }

@@ -1,45 +1,52 @@
-//! [`WaSession`]: one device's live wa-rs client.
+//! [`WaSession`]: one device's live WhatsApp client.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use wa_rs::Client;
-use wa_rs::request::InfoQuery;
-use wa_rs::wa_rs_proto::whatsapp as wa;
-use wa_rs_binary::builder::NodeBuilder;
-use wa_rs_binary::jid::{Jid as WaJid, SERVER_JID};
-use wa_rs_binary::node::NodeContent;
-use wa_rs_core::download::MediaType;
-use wa_rs_core::store::traits::DeviceStore;
 use wafleet_core::link::{Content, Jid, LinkError, LinkEvent, NumberCheck, Outgoing, OutgoingImage, Session};
 use wafleet_core::types::{DeviceId, PhoneNumber};
+use whatsapp_rust::Client;
+use whatsapp_rust::Jid as WaJid;
+use whatsapp_rust::bot::BotHandle;
+use whatsapp_rust::media::{ImageOptions, image_message};
+use whatsapp_rust::send::SendOptions;
+use whatsapp_rust::upload::UploadOptions;
+use whatsapp_rust::wacore::download::MediaType;
+use whatsapp_rust::wacore::iq::devices::RemoveCompanionDeviceSpec;
+use whatsapp_rust::waproto::whatsapp as wa;
 
-use super::errors::{classify, classify_iq};
+use super::acks::SendAcks;
+use super::errors::{classify_iq, classify_nack, classify_send};
 use crate::WaStore;
 
 /// How long the unlink request may take before logout reports a transient failure.
 const LOGOUT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a close may take before the client's task is aborted.
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a sent message waits for WhatsApp's acknowledgement before it is reported as
+/// unconfirmed (it may or may not have arrived; it is never sent again).
+const ACK_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// How long a WebSocket close may take before the socket is simply dropped (see
-/// [`WaSession::disconnect`]).
-const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// One device's session on wa-rs. Dropping it without [`Session::close`] stops its tasks.
+/// One device's session. Dropping it without [`Session::close`] stops its tasks.
 pub struct WaSession {
     /// The device, for logs.
     device: DeviceId,
-    /// The device's wa-rs state.
+    /// The device's WhatsApp state.
     store: WaStore,
-    /// The wa-rs client.
+    /// The client.
     client: Arc<Client>,
     /// Ordered events, until taken.
     events: Option<mpsc::Receiver<LinkEvent>>,
-    /// The client's run loop and the event pump.
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The client's run loop; dropping it aborts the client.
+    bot: Mutex<Option<BotHandle>>,
+    /// Moves events to the session's channel.
+    pump: Mutex<Option<JoinHandle<()>>>,
+    /// Sends waiting for WhatsApp's answer.
+    acks: SendAcks,
     /// Numbers WhatsApp confirmed during this session, so that only the first send to each
     /// pays for the check.
     registered: Mutex<HashSet<String>>,
@@ -49,16 +56,19 @@ impl WaSession {
     pub(crate) fn new(
         device: DeviceId,
         store: WaStore,
-        client: Arc<Client>,
+        bot: BotHandle,
         events: mpsc::Receiver<LinkEvent>,
-        tasks: Vec<JoinHandle<()>>,
+        pump: JoinHandle<()>,
+        acks: SendAcks,
     ) -> WaSession {
         WaSession {
             device,
             store,
-            client,
+            client: bot.client(),
             events: Some(events),
-            tasks: Mutex::new(tasks),
+            bot: Mutex::new(Some(bot)),
+            pump: Mutex::new(Some(pump)),
+            acks,
             registered: Mutex::new(HashSet::new()),
         }
     }
@@ -78,42 +88,113 @@ impl WaSession {
         }
     }
 
-    fn stop_tasks(&self) {
-        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|poison| poison.into_inner()));
-        for task in tasks {
-            task.abort();
-        }
-    }
-
-    /// Disconnects wa-rs's client, giving up after [`DISCONNECT_TIMEOUT`]. wa-rs closes its
-    /// WebSocket by reading until the server ends the stream, and its message loop may still be
-    /// reading the same socket: the close then waits for a wake-up that goes to the loop instead,
-    /// forever. Giving up drops the socket, which ends the connection all the same; the client
-    /// was told first that the disconnect is intended, so it does not reconnect.
-    async fn disconnect(&self) {
+    /// Disconnects (the client flushes what it holds: the device, buffered receipts, its Signal
+    /// cache), stops the client's tasks, and retires the store so that nothing this session
+    /// still holds can write after the device's next session has started.
+    async fn shut_down(&self) {
         if tokio::time::timeout(DISCONNECT_TIMEOUT, self.client.disconnect())
             .await
             .is_err()
         {
-            tracing::warn!(
-                device = %self.device,
-                timeout = ?DISCONNECT_TIMEOUT,
-                "the WebSocket close did not finish; dropping the socket instead"
-            );
+            tracing::warn!(device = %self.device, timeout = ?DISCONNECT_TIMEOUT, "the disconnect did not finish; aborting the client");
+        }
+        self.stop_tasks();
+        self.store.retire();
+    }
+
+    fn stop_tasks(&self) {
+        if let Some(bot) = self.bot.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            bot.abort();
+        }
+        if let Some(pump) = self.pump.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            pump.abort();
         }
     }
 
-    /// Disconnects, saves what wa-rs still holds in memory, and retires the store so wa-rs's
-    /// background saver cannot write after the next session has started.
-    async fn shut_down(&self) {
-        self.disconnect().await;
-        self.stop_tasks();
-        let device = self.client.persistence_manager().get_device_snapshot().await;
-        // A no-op when the store was already retired (after a logout).
-        if let Err(e) = self.store.save(&device).await {
-            tracing::warn!(device = %self.device, error = %e, "saving the device at close failed");
+    /// Fails with [`LinkError::Recipient`] when `to` (a phone-number JID) has no WhatsApp account:
+    /// the client sends to such a number without complaint (the stanza reaches nobody), so the
+    /// number is checked first, once per session.
+    async fn ensure_registered(&self, to: &WaJid) -> Result<(), LinkError> {
+        if !to.is_pn() {
+            return Ok(());
         }
-        self.store.retire();
+        let user = to.user.to_string();
+        let known = self
+            .registered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&user);
+        if known {
+            return Ok(());
+        }
+        if self
+            .registered_users(std::slice::from_ref(&user))
+            .await?
+            .contains(&user)
+        {
+            self.registered
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(user);
+            Ok(())
+        } else {
+            Err(LinkError::Recipient(format!("{user} is not on WhatsApp")))
+        }
+    }
+
+    /// Which of the numbers (digits) WhatsApp says have an account.
+    async fn registered_users(&self, digits: &[String]) -> Result<HashSet<String>, LinkError> {
+        let jids: Vec<WaJid> = digits.iter().map(|d| WaJid::pn(d.as_str())).collect();
+        let results = self
+            .client
+            .contacts()
+            .is_on_whatsapp(&jids)
+            .await
+            .map_err(|e| LinkError::Transient(format!("checking numbers: {e}")))?;
+        Ok(results
+            .into_iter()
+            .filter(|r| r.is_registered)
+            .filter_map(|r| {
+                // A number's answer may name its LID first and the number beside it.
+                let pn = r.pn_jid.filter(WaJid::is_pn).or(Some(r.jid).filter(WaJid::is_pn))?;
+                Some(pn.user.to_string())
+            })
+            .collect())
+    }
+
+    /// The message to send for `content`, its media uploaded first.
+    async fn message_for(&self, content: &Content) -> Result<wa::Message, LinkError> {
+        match content {
+            Content::Text(text) if text.trim().is_empty() => Err(LinkError::Invalid("empty text".into())),
+            Content::Text(text) => Ok(wa::Message {
+                conversation: Some(text.clone()),
+                ..Default::default()
+            }),
+            Content::Image(image) => self.image(image).await,
+        }
+    }
+
+    async fn image(&self, image: &OutgoingImage) -> Result<wa::Message, LinkError> {
+        if image.bytes.is_empty() || !image.mime.starts_with("image/") {
+            return Err(LinkError::Invalid(format!(
+                "not an image ({} bytes of {})",
+                image.bytes.len(),
+                image.mime
+            )));
+        }
+        let upload = self
+            .client
+            .upload(image.bytes.clone(), MediaType::Image, UploadOptions::default())
+            .await
+            .map_err(|e| LinkError::Transient(format!("uploading an image: {e:#}")))?;
+        Ok(image_message(
+            upload,
+            ImageOptions {
+                caption: image.caption.clone(),
+                mimetype: Some(image.mime.clone()),
+                ..ImageOptions::default()
+            },
+        ))
     }
 }
 
@@ -123,70 +204,7 @@ impl Drop for WaSession {
     }
 }
 
-impl WaSession {
-    /// Which of `phones` WhatsApp says are registered, by the same usync query as
-    /// `Client::contacts().is_on_whatsapp`. That call cannot be used: its parser reads the `jid`
-    /// attribute with `optional_string`, which is `None` for JID-encoded values, and the binary
-    /// codec encodes every attribute that looks like a JID as one (wa-rs-core 0.2.0
-    /// src/iq/usync.rs:283, wa-rs-binary src/attrs.rs:56), so it finds no number at all.
-    async fn registered(&self, digits: Vec<String>) -> Result<Vec<WaJid>, LinkError> {
-        use wa_rs_core::iq::spec::IqSpec;
-        let sid = format!("check-{}", chrono_free_now_secs());
-        let query = wa_rs_core::iq::usync::IsOnWhatsAppSpec::new(digits, sid).build_iq();
-        let response = self
-            .client
-            .send_iq(query)
-            .await
-            .map_err(|e| classify_iq(format!("checking numbers: {e}"), &e))?;
-        let users = response
-            .get_optional_child_by_tag(&["usync", "list"])
-            .map(|list| list.get_children_by_tag("user").collect::<Vec<_>>())
-            .unwrap_or_default();
-        Ok(users
-            .into_iter()
-            .filter(|user| {
-                user.get_optional_child("contact")
-                    .is_some_and(|c| c.attrs().optional_string("type") == Some("in"))
-            })
-            .filter_map(|user| user.attrs().optional_jid("jid"))
-            .map(|jid| jid.to_non_ad())
-            .collect())
-    }
-
-    /// Fails with [`LinkError::Recipient`] when `to` (a phone-number JID) has no WhatsApp account.
-    /// wa-rs sends to such a number without complaint (the stanza reaches nobody), so the
-    /// number is checked first, once per session.
-    async fn ensure_registered(&self, to: &WaJid) -> Result<(), LinkError> {
-        if to.server != wa_rs_binary::jid::DEFAULT_USER_SERVER {
-            return Ok(());
-        }
-        let known = |s: &Self| {
-            s.registered
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&to.user)
-        };
-        if known(self) {
-            return Ok(());
-        }
-        if self
-            .registered(vec![to.user.clone()])
-            .await?
-            .iter()
-            .any(|j| j.user == to.user)
-        {
-            self.registered
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(to.user.clone());
-            Ok(())
-        } else {
-            Err(LinkError::Recipient(format!("{} is not on WhatsApp", to.user)))
-        }
-    }
-}
-
-/// A personal chat's JID in wa-rs's type.
+/// A personal chat's JID in the client's type.
 fn recipient(to: &Jid) -> Result<WaJid, LinkError> {
     if !to.is_personal() {
         return Err(LinkError::Invalid(format!("`{to}` is not a personal chat")));
@@ -201,129 +219,73 @@ impl Session for WaSession {
         self.events.take()
     }
 
-    /// Sends under wa-rs's own id: wa-rs 0.2 makes the id inside `send_message` and does not take
-    /// one, so `message.id` is not used and the id returned is the one to record.
+    /// Sends under `message.id` and waits for WhatsApp's acknowledgement: a refusal (463 and the
+    /// like) fails the send; no answer in time reports it as unconfirmed, never as sent.
+    #[tracing::instrument(skip_all, fields(device = %self.device, to = %message.to, id = %message.id))]
     async fn send(&self, message: &Outgoing) -> Result<String, LinkError> {
-        match &message.content {
-            Content::Text(text) => self.send_text(&message.to, text).await,
-            Content::Image(image) => self.send_image(&message.to, image.clone()).await,
+        let to = recipient(&message.to)?;
+        let body = self.message_for(&message.content).await?;
+        self.ready()?;
+        self.ensure_registered(&to).await?;
+        let answer = self.acks.wait_for(&message.id);
+        self.client
+            .send_message_with_options(to, body, SendOptions::default().with_message_id(message.id.clone()))
+            .await
+            .map_err(|e| classify_send("sending", &e))?;
+        match answer.answer(ACK_TIMEOUT).await {
+            Some(None) => Ok(message.id.clone()),
+            Some(Some(code)) => Err(classify_nack(&code)),
+            None => Err(LinkError::Unconfirmed(format!(
+                "WhatsApp did not acknowledge the message within {ACK_TIMEOUT:?}"
+            ))),
         }
     }
+
     #[tracing::instrument(skip_all, fields(device = %self.device, count = phones.len()))]
     async fn check_numbers(&self, phones: &[PhoneNumber]) -> Result<Vec<NumberCheck>, LinkError> {
         if phones.is_empty() {
             return Ok(Vec::new());
         }
         self.ready()?;
-        let found = self
-            .registered(phones.iter().map(|p| p.digits().to_owned()).collect())
-            .await?;
+        let digits: Vec<String> = phones.iter().map(|p| p.digits().to_owned()).collect();
+        let found = self.registered_users(&digits).await?;
         Ok(phones
             .iter()
             .map(|phone| NumberCheck {
                 phone: phone.clone(),
-                jid: found
-                    .iter()
-                    .find(|jid| jid.user == phone.digits())
-                    .map(|jid| Jid(jid.to_string())),
+                jid: found.contains(phone.digits()).then(|| Jid::for_phone(phone)),
             })
             .collect())
     }
 
-    /// wa-rs has no logout call: this sends WhatsApp Web's unlink request (`remove-companion-device`)
-    /// for our own JID, disconnects, then wipes the device's stored state. When the request
-    /// fails, nothing is wiped (the phone would keep listing the device), and the error says why.
+    /// Unlinks the device from its phone (the same request WhatsApp Web makes), then wipes what
+    /// was stored for it. The wipe happens only once WhatsApp confirmed the unlink, so a failure
+    /// leaves a device that still works.
     #[tracing::instrument(skip_all, fields(device = %self.device))]
     async fn logout(&self) -> Result<(), LinkError> {
-        if let Some(own) = self.client.get_pn().await {
-            self.ready()?;
-            let unlink = NodeBuilder::new("remove-companion-device")
-                .attr("jid", own.to_string())
-                .attr("reason", "user_initiated")
-                .build();
-            let mut query = InfoQuery::set("md", WaJid::new("", SERVER_JID), Some(NodeContent::Nodes(vec![unlink])));
-            query.timeout = Some(LOGOUT_TIMEOUT);
-            self.client.send_iq(query).await.map_err(|e| match &e {
-                wa_rs::request::IqError::ServerError { .. } => classify_iq(format!("unlinking: {e}"), &e),
-                _ => LinkError::Transient(format!("unlinking: {e}")),
-            })?;
+        self.ready()?;
+        let Some(pn) = self.client.pn() else {
+            return Err(LinkError::Device("the device is not linked".into()));
+        };
+        match tokio::time::timeout(LOGOUT_TIMEOUT, self.client.execute(RemoveCompanionDeviceSpec::new(&pn))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(classify_iq(format!("unlinking: {e}"), &e)),
+            Err(_) => {
+                return Err(LinkError::Transient(format!(
+                    "unlinking: no answer within {LOGOUT_TIMEOUT:?}"
+                )));
+            }
         }
-        // Not paired yet (or unlinked above): nothing remains on WhatsApp's side.
-        self.disconnect().await;
-        self.stop_tasks();
+        self.shut_down().await;
         self.store
             .wipe()
             .await
-            .map_err(|e| LinkError::Transient(format!("forgetting the device's credentials: {e}")))?;
-        tracing::info!("logged out and wiped");
-        Ok(())
+            .map_err(|e| LinkError::Transient(format!("forgetting the device's state: {e}")))
     }
 
+    /// Closes the connection and keeps the credentials (hand-off, shutdown).
     #[tracing::instrument(skip_all, fields(device = %self.device))]
     async fn close(&self) {
         self.shut_down().await;
     }
-}
-
-impl WaSession {
-    #[tracing::instrument(skip_all, fields(device = %self.device, to = %to))]
-    async fn send_text(&self, to: &Jid, text: &str) -> Result<String, LinkError> {
-        let to = recipient(to)?;
-        if text.trim().is_empty() {
-            return Err(LinkError::Invalid("empty text".into()));
-        }
-        self.ready()?;
-        let message = wa::Message {
-            conversation: Some(text.to_owned()),
-            ..Default::default()
-        };
-        self.ensure_registered(&to).await?;
-        self.client
-            .send_message(to, message)
-            .await
-            .map_err(|e| classify("sending a text", &e))
-    }
-
-    #[tracing::instrument(skip_all, fields(device = %self.device, to = %to, bytes = image.bytes.len()))]
-    async fn send_image(&self, to: &Jid, image: OutgoingImage) -> Result<String, LinkError> {
-        let to = recipient(to)?;
-        if image.bytes.is_empty() || !image.mime.starts_with("image/") {
-            return Err(LinkError::Invalid(format!(
-                "not an image ({} bytes of {})",
-                image.bytes.len(),
-                image.mime
-            )));
-        }
-        self.ready()?;
-        self.ensure_registered(&to).await?;
-        let upload = self
-            .client
-            .upload(image.bytes, MediaType::Image)
-            .await
-            .map_err(|e| classify("uploading an image", &e))?;
-        let message = wa::Message {
-            image_message: Some(Box::new(wa::message::ImageMessage {
-                mimetype: Some(image.mime),
-                caption: image.caption,
-                url: Some(upload.url),
-                direct_path: Some(upload.direct_path),
-                media_key: Some(upload.media_key),
-                file_enc_sha256: Some(upload.file_enc_sha256),
-                file_sha256: Some(upload.file_sha256),
-                file_length: Some(upload.file_length),
-                media_key_timestamp: Some(chrono_free_now_secs()),
-                ..Default::default()
-            })),
-            ..Default::default()
-        };
-        self.client
-            .send_message(to, message)
-            .await
-            .map_err(|e| classify("sending an image", &e))
-    }
-}
-
-/// Seconds since the Unix epoch (media key timestamps are in seconds).
-fn chrono_free_now_secs() -> i64 {
-    wafleet_core::types::Timestamp::now().millis() / 1000
 }

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
-use wa_rs::transport::{TokioWebSocketTransportFactory, Transport, TransportEvent, TransportFactory};
 use wafleet_core::link::{LinkError, LinkEvent};
+use whatsapp_rust::transport::{TokioWebSocketTransportFactory, Transport, TransportEvent, TransportFactory};
 
-/// The stock factory, bounded by a connect deadline. wa-rs retries failed connections on its
+/// The stock factory, bounded by a connect deadline. the client retries failed connections on its
 /// own, silently; this reports each failure so that the session's owner sees it.
 pub(crate) struct TimedTransportFactory {
     /// The stock WebSocket factory, with our URL.

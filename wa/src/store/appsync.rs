@@ -1,10 +1,12 @@
 //! WhatsApp app-state sync: sync keys, collection versions and mutation MACs.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
-use wa_rs_core::appstate::hash::HashState;
-use wa_rs_core::appstate::processor::AppStateMutationMAC;
-use wa_rs_core::store::error::Result;
-use wa_rs_core::store::traits::{AppStateSyncKey, AppSyncStore};
+use whatsapp_rust::wacore::appstate::hash::HashState;
+use whatsapp_rust::wacore::appstate::processor::AppStateMutationMAC;
+use whatsapp_rust::wacore::store::error::{Result, StoreError};
+use whatsapp_rust::wacore::store::traits::{AppStateSyncKey, AppSyncStore};
 
 use wafleet_core::keys::RowKey;
 
@@ -33,6 +35,7 @@ impl AppSyncStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn set_sync_key(&self, key_id: &[u8], key: AppStateSyncKey) -> Result<()> {
+        self.writable()?;
         let key_data = self.seal(&APP_STATE_KEY, &[RowKey::Bytes(key_id)], &key.key_data);
         let sql = "INSERT INTO wa_app_state_keys (device_id, key_id, key_data, fingerprint, timestamp) \
                    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, key_id) DO UPDATE \
@@ -52,7 +55,7 @@ impl AppSyncStore for WaStore {
             .fetch_optional(pool).await)
         .map_err(db_error("loading an app-state version"))?;
         match state {
-            // A collection never synced starts from version 0, as wa-rs expects.
+            // A collection never synced starts from version 0, as the client expects.
             None => Ok(HashState::default()),
             Some(json) => serde_json::from_slice(&json).map_err(serde_error("decoding an app-state version")),
         }
@@ -60,6 +63,7 @@ impl AppSyncStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, collection = name))]
     async fn set_version(&self, name: &str, state: HashState) -> Result<()> {
+        self.writable()?;
         let json = serde_json::to_vec(&state).map_err(serde_error("encoding an app-state version"))?;
         let sql = "INSERT INTO wa_app_state_versions (device_id, name, state) VALUES ($1, $2, $3) \
                    ON CONFLICT (device_id, name) DO UPDATE SET state = excluded.state";
@@ -71,8 +75,9 @@ impl AppSyncStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, collection = name, version))]
     async fn put_mutation_macs(&self, name: &str, version: u64, mutations: &[AppStateMutationMAC]) -> Result<()> {
-        let version = i64::try_from(version)
-            .map_err(|_| wa_rs_core::store::error::StoreError::Serialization(format!("version {version} too large")))?;
+        self.writable()?;
+        let version =
+            i64::try_from(version).map_err(|_| StoreError::Validation(format!("version {version} too large")))?;
         let sql = "INSERT INTO wa_app_state_mutation_macs (device_id, name, index_mac, version, value_mac) \
                    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, name, index_mac) DO UPDATE \
                    SET version = excluded.version, value_mac = excluded.value_mac";
@@ -101,6 +106,7 @@ impl AppSyncStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, collection = name))]
     async fn delete_mutation_macs(&self, name: &str, index_macs: &[Vec<u8>]) -> Result<()> {
+        self.writable()?;
         let sql = "DELETE FROM wa_app_state_mutation_macs WHERE device_id = $1 AND name = $2 AND index_mac = $3";
         on_db!(&self.db, pool => {
             let mut tx = pool.begin().await.map_err(db_error("beginning to delete mutation MACs"))?;
@@ -112,5 +118,50 @@ impl AppSyncStore for WaStore {
             }
             tx.commit().await.map_err(db_error("committing mutation MAC deletions"))
         })
+    }
+
+    #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, collection = name, count = index_macs.len()))]
+    async fn get_mutation_macs(&self, name: &str, index_macs: &[[u8; 32]]) -> Result<HashMap<[u8; 32], Vec<u8>>> {
+        let mut found = HashMap::with_capacity(index_macs.len());
+        for chunk in index_macs.chunks(200) {
+            let rows: Vec<(Vec<u8>, Vec<u8>)> = on_db!(&self.db, pool => {
+                let mut select = sqlx::QueryBuilder::new(
+                    "SELECT index_mac, value_mac FROM wa_app_state_mutation_macs WHERE device_id = ");
+                select.push_bind(self.device).push(" AND name = ").push_bind(name).push(" AND index_mac IN (");
+                let mut list = select.separated(", ");
+                for mac in chunk {
+                    list.push_bind(mac.as_slice());
+                }
+                select.push(")");
+                select.build_query_as().fetch_all(pool).await
+            })
+            .map_err(db_error("loading mutation MACs"))?;
+            for (index_mac, value_mac) in rows {
+                if let Ok(index_mac) = <[u8; 32]>::try_from(index_mac.as_slice()) {
+                    found.insert(index_mac, value_mac);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, collection = name))]
+    async fn clear_mutation_macs(&self, name: &str) -> Result<()> {
+        self.writable()?;
+        let sql = "DELETE FROM wa_app_state_mutation_macs WHERE device_id = $1 AND name = $2";
+        on_db!(&self.db, pool => sqlx::query(sql)
+            .bind(self.device).bind(name)
+            .execute(pool).await.map(drop))
+        .map_err(db_error("clearing a collection's mutation MACs"))
+    }
+
+    /// The newest sync key: the greatest key id, as WhatsApp Web orders them.
+    #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
+    async fn get_latest_sync_key_id(&self) -> Result<Option<Vec<u8>>> {
+        let sql = "SELECT key_id FROM wa_app_state_keys WHERE device_id = $1 ORDER BY key_id DESC LIMIT 1";
+        on_db!(&self.db, pool => sqlx::query_scalar(sql)
+            .bind(self.device)
+            .fetch_optional(pool).await)
+        .map_err(db_error("finding the newest app-state sync key"))
     }
 }

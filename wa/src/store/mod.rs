@@ -1,24 +1,30 @@
-//! wa-rs's storage [`Backend`](wa_rs_core::store::traits::Backend) on wafleet's database.
+//! The WhatsApp client's storage [`Backend`](whatsapp_rust::wacore::store::traits::Backend) on
+//! wafleet's database.
 //!
-//! [`WaStore`] implements the four wa-rs storage traits on sqlx, for SQLite and PostgreSQL alike.
-//! Every row is keyed by the device it belongs to (tables `wa_*`, migration `0003_wa_store`), so
-//! one database holds the state of every device, a device never sees another's keys, and a
-//! session can move to another worker or survive a restart. Key material is sealed at rest with
-//! the process's [`KeyRing`] ([`sealed`] lists the columns).
+//! [`WaStore`] implements the client's storage traits on sqlx, for SQLite and PostgreSQL alike.
+//! Every row is keyed by the device it belongs to (tables `wa_*`, migrations `0003_wa_store` and
+//! `0016_wa_client_07`), so one database holds the state of every device, a device never sees
+//! another's keys, and a session can move to another worker or survive a restart. Key material
+//! is sealed at rest with the process's [`KeyRing`] ([`sealed`] lists the columns). The pending
+//! inbound buffer ([`inbound`]) is what lets an incoming message be acknowledged to WhatsApp only
+//! once wafleet has stored it, and replayed from here by any worker after a crash.
 
 mod appsync;
 mod device;
+mod inbound;
+mod msg_secret;
 mod protocol;
 pub mod sealed;
 mod signal;
+mod tc_tokens;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use wa_rs_core::store::error::StoreError;
 use wafleet_core::Db;
 use wafleet_core::keys::KeyRing;
 use wafleet_core::types::DeviceId;
+use whatsapp_rust::wacore::store::error::StoreError;
 
 /// Runs `$body` with `$pool` bound to the backend's native pool (each copy is type-checked
 /// against its own driver), the same pattern as wafleet-core's storage.
@@ -32,7 +38,7 @@ macro_rules! on_db {
 }
 pub(crate) use on_db;
 
-/// One device's wa-rs state in wafleet's database. Cheap to clone; pass it to wa-rs as
+/// One device's client state in wafleet's database. Cheap to clone; pass it to the client as
 /// `Arc<dyn Backend>`.
 #[derive(Clone, Debug)]
 pub struct WaStore {
@@ -42,7 +48,7 @@ pub struct WaStore {
     device: DeviceId,
     /// Seals key material before it is written, and opens it when read.
     keys: KeyRing,
-    /// Set once the session that used this store has ended (closed or logged out): wa-rs keeps
+    /// Set once the session that used this store has ended (closed or logged out): the client keeps
     /// a background saver running for the life of the process, and a late save from it must not
     /// bring wiped credentials back or overwrite what the device's next session wrote.
     retired: Arc<AtomicBool>,
@@ -70,6 +76,19 @@ impl WaStore {
         self.retired.load(Ordering::SeqCst)
     }
 
+    /// Refuses writes once the session using this store has ended: the client flushes its Signal
+    /// state behind the scenes, and a late flush of a closed session must not overwrite what the
+    /// device's next session (perhaps on another worker) wrote since.
+    pub(crate) fn writable(&self) -> Result<(), StoreError> {
+        if self.is_retired() {
+            return Err(StoreError::Validation(format!(
+                "the session of device {} has ended; its state belongs to the device's next session",
+                self.device
+            )));
+        }
+        Ok(())
+    }
+
     /// The device this store belongs to.
     pub fn device(&self) -> DeviceId {
         self.device
@@ -80,15 +99,15 @@ impl WaStore {
         &self.db
     }
 
-    /// Deletes everything wa-rs stored for this device (after a logout): the next session has to
+    /// Deletes everything the client stored for this device (after a logout): the next session has to
     /// pair again. Runs in one transaction so a crash leaves either all state or none. Retires
-    /// the store first, so that wa-rs cannot save the device back afterwards.
+    /// the store first, so that the client cannot save the device back afterwards.
     #[tracing::instrument(skip(self), fields(device = %self.device))]
     pub async fn wipe(&self) -> Result<(), StoreError> {
         self.retire();
         // Children first is not needed (no foreign keys between wa_* tables), but the device row
         // goes last so that `exists()` stays true until the rest is gone.
-        const TABLES: [&str; 15] = [
+        const TABLES: [&str; 17] = [
             "DELETE FROM wa_identities WHERE device_id = $1",
             "DELETE FROM wa_sessions WHERE device_id = $1",
             "DELETE FROM wa_prekeys WHERE device_id = $1",
@@ -97,12 +116,14 @@ impl WaStore {
             "DELETE FROM wa_app_state_keys WHERE device_id = $1",
             "DELETE FROM wa_app_state_versions WHERE device_id = $1",
             "DELETE FROM wa_app_state_mutation_macs WHERE device_id = $1",
-            "DELETE FROM wa_skdm_recipients WHERE device_id = $1",
+            "DELETE FROM wa_sender_key_devices WHERE device_id = $1",
             "DELETE FROM wa_lid_mappings WHERE device_id = $1",
             "DELETE FROM wa_base_keys WHERE device_id = $1",
             "DELETE FROM wa_device_lists WHERE device_id = $1",
-            "DELETE FROM wa_sender_key_forget WHERE device_id = $1",
             "DELETE FROM wa_tc_tokens WHERE device_id = $1",
+            "DELETE FROM wa_sent_messages WHERE device_id = $1",
+            "DELETE FROM wa_msg_secrets WHERE device_id = $1",
+            "DELETE FROM wa_pending_inbound WHERE device_id = $1",
             "DELETE FROM wa_devices WHERE device_id = $1",
         ];
         on_db!(&self.db, pool => {
@@ -112,24 +133,33 @@ impl WaStore {
                     .bind(self.device)
                     .execute(&mut *tx)
                     .await
-                    .map_err(db_error("wiping the device's wa-rs state"))?;
+                    .map_err(db_error("wiping the device's WhatsApp state"))?;
             }
             tx.commit().await.map_err(db_error("committing the wipe"))
         })
     }
 }
 
-/// Maps a database error to wa-rs's error type, saying what we were doing.
+/// An error of the database or of an encoding, with what the store was doing.
+#[derive(Debug, thiserror::Error)]
+#[error("{doing}: {source}")]
+pub(crate) struct Doing<E: std::error::Error + 'static> {
+    doing: &'static str,
+    #[source]
+    source: E,
+}
+
+/// Maps a database error to the client's error type, saying what we were doing.
 pub(crate) fn db_error(doing: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |e| StoreError::Database(format!("{doing}: {e}"))
+    move |source| StoreError::Database(Box::new(Doing { doing, source }))
 }
 
-/// Maps a (de)serialisation error to wa-rs's error type, saying what we were doing.
+/// Maps a (de)serialisation error to the client's error type, saying what we were doing.
 pub(crate) fn serde_error(doing: &'static str) -> impl FnOnce(serde_json::Error) -> StoreError {
-    move |e| StoreError::Serialization(format!("{doing}: {e}"))
+    move |source| StoreError::Serialization(Box::new(Doing { doing, source }))
 }
 
-/// Reads back a u32 that wa-rs gave us and we stored as BIGINT.
+/// Reads back a u32 that the client gave us and we stored as BIGINT.
 pub(crate) fn to_u32(value: i64, what: &'static str) -> Result<u32, StoreError> {
-    u32::try_from(value).map_err(|_| StoreError::Serialization(format!("stored {what} {value} is not a u32")))
+    u32::try_from(value).map_err(|_| StoreError::Validation(format!("stored {what} {value} is not a u32")))
 }

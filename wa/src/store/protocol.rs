@@ -1,14 +1,16 @@
-//! WhatsApp Web protocol state: sender-key distribution, LID mappings, base keys, device lists,
-//! forgotten sender keys and trusted-contact tokens.
+//! WhatsApp Web protocol state: which group devices hold our sender key, LID mappings, base keys,
+//! device lists, trusted-contact tokens ([`super::tc_tokens`]), sent messages kept for retries and
+//! the pending inbound buffer ([`super::inbound`]).
 
 use async_trait::async_trait;
-use wa_rs::Jid;
-use wa_rs_core::store::error::{Result, StoreError};
-use wa_rs_core::store::traits::{DeviceInfo, DeviceListRecord, LidPnMappingEntry, ProtocolStore, TcTokenEntry};
+use whatsapp_rust::wacore::store::error::Result;
+use whatsapp_rust::wacore::store::traits::{
+    DeviceInfo, DeviceListRecord, LidPnMappingEntry, PendingInboundKey, PendingInboundRow, ProtocolStore, TcTokenEntry,
+};
 
 use wafleet_core::keys::RowKey;
 
-use super::sealed::{BASE_KEY, TC_TOKEN};
+use super::sealed::BASE_KEY;
 use super::{WaStore, db_error, on_db, serde_error};
 
 /// The columns of a LID mapping, in [`LidRow`] order.
@@ -31,47 +33,6 @@ fn lid_entry((lid, phone_number, created_at, updated_at, learning_source): LidRo
 
 #[async_trait]
 impl ProtocolStore for WaStore {
-    #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
-    async fn get_skdm_recipients(&self, group_jid: &str) -> Result<Vec<Jid>> {
-        let sql = "SELECT device_jid FROM wa_skdm_recipients WHERE device_id = $1 AND group_jid = $2 \
-                   ORDER BY device_jid";
-        let jids: Vec<String> = on_db!(&self.db, pool => sqlx::query_scalar(sql)
-            .bind(self.device).bind(group_jid)
-            .fetch_all(pool).await)
-        .map_err(db_error("loading sender-key recipients"))?;
-        jids.iter()
-            .map(|jid| {
-                jid.parse::<Jid>()
-                    .map_err(|e| StoreError::Serialization(format!("stored JID `{jid}`: {e}")))
-            })
-            .collect()
-    }
-
-    #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
-    async fn add_skdm_recipients(&self, group_jid: &str, device_jids: &[Jid]) -> Result<()> {
-        let sql = "INSERT INTO wa_skdm_recipients (device_id, group_jid, device_jid) VALUES ($1, $2, $3) \
-                   ON CONFLICT (device_id, group_jid, device_jid) DO NOTHING";
-        on_db!(&self.db, pool => {
-            let mut tx = pool.begin().await.map_err(db_error("beginning to add sender-key recipients"))?;
-            for jid in device_jids {
-                sqlx::query(sql)
-                    .bind(self.device).bind(group_jid).bind(jid.to_string())
-                    .execute(&mut *tx).await
-                    .map_err(db_error("adding a sender-key recipient"))?;
-            }
-            tx.commit().await.map_err(db_error("committing sender-key recipients"))
-        })
-    }
-
-    #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
-    async fn clear_skdm_recipients(&self, group_jid: &str) -> Result<()> {
-        let sql = "DELETE FROM wa_skdm_recipients WHERE device_id = $1 AND group_jid = $2";
-        on_db!(&self.db, pool => sqlx::query(sql)
-            .bind(self.device).bind(group_jid)
-            .execute(pool).await.map(drop))
-        .map_err(db_error("clearing sender-key recipients"))
-    }
-
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn get_lid_mapping(&self, lid: &str) -> Result<Option<LidPnMappingEntry>> {
         let sql = concat!(
@@ -104,6 +65,7 @@ impl ProtocolStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn put_lid_mapping(&self, entry: &LidPnMappingEntry) -> Result<()> {
+        self.writable()?;
         // `created_at` keeps the first time the mapping was learned.
         let sql = concat!(
             "INSERT INTO wa_lid_mappings (device_id, ",
@@ -135,6 +97,7 @@ impl ProtocolStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn save_base_key(&self, address: &str, message_id: &str, base_key: &[u8]) -> Result<()> {
+        self.writable()?;
         let base_key = self.seal(&BASE_KEY, &[RowKey::Text(address), RowKey::Text(message_id)], base_key);
         let sql = "INSERT INTO wa_base_keys (device_id, address, message_id, base_key) VALUES ($1, $2, $3, $4) \
                    ON CONFLICT (device_id, address, message_id) DO UPDATE SET base_key = excluded.base_key";
@@ -157,6 +120,7 @@ impl ProtocolStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn delete_base_key(&self, address: &str, message_id: &str) -> Result<()> {
+        self.writable()?;
         let sql = "DELETE FROM wa_base_keys WHERE device_id = $1 AND address = $2 AND message_id = $3";
         on_db!(&self.db, pool => sqlx::query(sql)
             .bind(self.device).bind(address).bind(message_id)
@@ -166,24 +130,28 @@ impl ProtocolStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn update_device_list(&self, record: DeviceListRecord) -> Result<()> {
+        self.writable()?;
         let devices = serde_json::to_string(&record.devices).map_err(serde_error("encoding a device list"))?;
-        let sql = "INSERT INTO wa_device_lists (device_id, user_jid, devices, timestamp, phash) \
-                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, user_jid) DO UPDATE \
-                   SET devices = excluded.devices, timestamp = excluded.timestamp, phash = excluded.phash";
+        let sql = "INSERT INTO wa_device_lists (device_id, user_jid, devices, timestamp, phash, raw_id) \
+                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, user_jid) DO UPDATE \
+                   SET devices = excluded.devices, timestamp = excluded.timestamp, phash = excluded.phash, \
+                       raw_id = excluded.raw_id";
         on_db!(&self.db, pool => sqlx::query(sql)
             .bind(self.device).bind(&record.user).bind(devices).bind(record.timestamp).bind(&record.phash)
+            .bind(record.raw_id.map(i64::from))
             .execute(pool).await.map(drop))
         .map_err(db_error("storing a device list"))
     }
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn get_devices(&self, user: &str) -> Result<Option<DeviceListRecord>> {
-        let sql = "SELECT devices, timestamp, phash FROM wa_device_lists WHERE device_id = $1 AND user_jid = $2";
-        let row: Option<(String, i64, Option<String>)> = on_db!(&self.db, pool => sqlx::query_as(sql)
+        let sql = "SELECT devices, timestamp, phash, raw_id FROM wa_device_lists \
+                   WHERE device_id = $1 AND user_jid = $2";
+        let row: Option<(String, i64, Option<String>, Option<i64>)> = on_db!(&self.db, pool => sqlx::query_as(sql)
             .bind(self.device).bind(user)
             .fetch_optional(pool).await)
         .map_err(db_error("loading a device list"))?;
-        let Some((devices, timestamp, phash)) = row else {
+        let Some((devices, timestamp, phash, raw_id)) = row else {
             return Ok(None);
         };
         let devices: Vec<DeviceInfo> = serde_json::from_str(&devices).map_err(serde_error("decoding a device list"))?;
@@ -192,87 +160,179 @@ impl ProtocolStore for WaStore {
             devices,
             timestamp,
             phash,
+            raw_id: raw_id.map(|id| super::to_u32(id, "ADV raw id")).transpose()?,
         }))
     }
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
-    async fn mark_forget_sender_key(&self, group_jid: &str, participant: &str) -> Result<()> {
-        let sql = "INSERT INTO wa_sender_key_forget (device_id, group_jid, participant) VALUES ($1, $2, $3) \
-                   ON CONFLICT (device_id, group_jid, participant) DO NOTHING";
+    async fn delete_devices(&self, user: &str) -> Result<()> {
+        self.writable()?;
+        let sql = "DELETE FROM wa_device_lists WHERE device_id = $1 AND user_jid = $2";
         on_db!(&self.db, pool => sqlx::query(sql)
-            .bind(self.device).bind(group_jid).bind(participant)
+            .bind(self.device).bind(user)
             .execute(pool).await.map(drop))
-        .map_err(db_error("marking a sender key to forget"))
+        .map_err(db_error("deleting a device list"))
     }
 
-    #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
-    async fn consume_forget_marks(&self, group_jid: &str) -> Result<Vec<String>> {
-        // DELETE … RETURNING reads and consumes in one statement, so a mark added concurrently is
-        // either returned now or kept for the next call, never lost.
-        let sql = "DELETE FROM wa_sender_key_forget WHERE device_id = $1 AND group_jid = $2 RETURNING participant";
-        let mut marks: Vec<String> = on_db!(&self.db, pool => sqlx::query_scalar(sql)
-            .bind(self.device).bind(group_jid)
-            .fetch_all(pool).await)
-        .map_err(db_error("consuming forgotten sender keys"))?;
-        marks.sort();
-        Ok(marks)
-    }
-
-    #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn get_tc_token(&self, jid: &str) -> Result<Option<TcTokenEntry>> {
-        let sql = "SELECT token, token_timestamp, sender_timestamp FROM wa_tc_tokens WHERE device_id = $1 AND jid = $2";
-        let row: Option<(Vec<u8>, i64, Option<i64>)> = on_db!(&self.db, pool => sqlx::query_as(sql)
-            .bind(self.device).bind(jid)
-            .fetch_optional(pool).await)
-        .map_err(db_error("loading a trusted-contact token"))?;
-        row.map(|(token, token_timestamp, sender_timestamp)| {
-            Ok(TcTokenEntry {
-                token: self.open(&TC_TOKEN, &[RowKey::Text(jid)], &token)?,
-                token_timestamp,
-                sender_timestamp,
+        self.tc_token(jid).await
+    }
+
+    async fn put_tc_token(&self, jid: &str, entry: &TcTokenEntry) -> Result<()> {
+        self.update_tc_token(jid, |_| Some(entry.clone())).await
+    }
+
+    async fn delete_tc_token(&self, jid: &str) -> Result<()> {
+        self.update_tc_token(jid, |_| None).await
+    }
+
+    async fn get_all_tc_token_jids(&self) -> Result<Vec<String>> {
+        self.tc_token_jids().await
+    }
+
+    async fn delete_expired_tc_tokens(&self, token_cutoff: i64, sender_cutoff: i64) -> Result<u32> {
+        self.delete_stale_tc_tokens(token_cutoff, sender_cutoff).await
+    }
+
+    async fn touch_tc_token_sender_timestamp(&self, jid: &str, sender_timestamp: i64) -> Result<()> {
+        self.update_tc_token(jid, |existing| {
+            Some(match existing {
+                Some(existing) => TcTokenEntry {
+                    sender_timestamp: Some(
+                        existing
+                            .sender_timestamp
+                            .map_or(sender_timestamp, |s| s.max(sender_timestamp)),
+                    ),
+                    ..existing
+                },
+                None => TcTokenEntry {
+                    token: Vec::new(),
+                    token_timestamp: sender_timestamp,
+                    sender_timestamp: Some(sender_timestamp),
+                },
             })
         })
-        .transpose()
+        .await
     }
 
-    #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
-    async fn put_tc_token(&self, jid: &str, entry: &TcTokenEntry) -> Result<()> {
-        let token = self.seal(&TC_TOKEN, &[RowKey::Text(jid)], &entry.token);
-        let sql = "INSERT INTO wa_tc_tokens (device_id, jid, token, token_timestamp, sender_timestamp) \
-                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, jid) DO UPDATE \
-                   SET token = excluded.token, token_timestamp = excluded.token_timestamp, \
-                       sender_timestamp = excluded.sender_timestamp";
-        on_db!(&self.db, pool => sqlx::query(sql)
-            .bind(self.device).bind(jid).bind(token).bind(entry.token_timestamp).bind(entry.sender_timestamp)
-            .execute(pool).await.map(drop))
-        .map_err(db_error("storing a trusted-contact token"))
+    async fn store_received_tc_token(&self, jid: &str, token: &[u8], token_timestamp: i64) -> Result<()> {
+        self.update_tc_token(jid, |existing| match existing {
+            // A fresher real token stays; a placeholder never blocks the first real one.
+            Some(existing) if !existing.token.is_empty() && token_timestamp < existing.token_timestamp => {
+                Some(existing)
+            }
+            existing => Some(TcTokenEntry {
+                token: token.to_vec(),
+                token_timestamp,
+                sender_timestamp: existing.and_then(|e| e.sender_timestamp),
+            }),
+        })
+        .await
     }
 
-    #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
-    async fn delete_tc_token(&self, jid: &str) -> Result<()> {
-        let sql = "DELETE FROM wa_tc_tokens WHERE device_id = $1 AND jid = $2";
-        on_db!(&self.db, pool => sqlx::query(sql)
-            .bind(self.device).bind(jid)
-            .execute(pool).await.map(drop))
-        .map_err(db_error("deleting a trusted-contact token"))
-    }
-
-    #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
-    async fn get_all_tc_token_jids(&self) -> Result<Vec<String>> {
-        let sql = "SELECT jid FROM wa_tc_tokens WHERE device_id = $1 ORDER BY jid";
-        on_db!(&self.db, pool => sqlx::query_scalar(sql)
-            .bind(self.device)
+    #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, group = group_jid))]
+    async fn get_sender_key_devices(&self, group_jid: &str) -> Result<Vec<(String, bool)>> {
+        let sql = "SELECT device_jid, has_key FROM wa_sender_key_devices WHERE device_id = $1 AND group_jid = $2 \
+                   ORDER BY device_jid";
+        on_db!(&self.db, pool => sqlx::query_as(sql)
+            .bind(self.device).bind(group_jid)
             .fetch_all(pool).await)
-        .map_err(db_error("listing trusted-contact tokens"))
+        .map_err(db_error("loading a group's sender-key devices"))
+    }
+
+    #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, group = group_jid))]
+    async fn set_sender_key_status(&self, group_jid: &str, entries: &[(&str, bool)]) -> Result<()> {
+        self.writable()?;
+        let sql = "INSERT INTO wa_sender_key_devices (device_id, group_jid, device_jid, has_key) \
+                   VALUES ($1, $2, $3, $4) ON CONFLICT (device_id, group_jid, device_jid) DO UPDATE \
+                   SET has_key = excluded.has_key";
+        on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await.map_err(db_error("beginning to store sender-key devices"))?;
+            for (device_jid, has_key) in entries {
+                sqlx::query(sql)
+                    .bind(self.device).bind(group_jid).bind(*device_jid).bind(*has_key)
+                    .execute(&mut *tx).await
+                    .map_err(db_error("storing a sender-key device"))?;
+            }
+            tx.commit().await.map_err(db_error("committing sender-key devices"))
+        })
+    }
+
+    #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, group = group_jid))]
+    async fn clear_sender_key_devices(&self, group_jid: &str) -> Result<()> {
+        self.writable()?;
+        let sql = "DELETE FROM wa_sender_key_devices WHERE device_id = $1 AND group_jid = $2";
+        on_db!(&self.db, pool => sqlx::query(sql)
+            .bind(self.device).bind(group_jid)
+            .execute(pool).await.map(drop))
+        .map_err(db_error("clearing a group's sender-key devices"))
+    }
+
+    #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, count = device_jids.len()))]
+    async fn delete_sender_key_device_rows(&self, device_jids: &[&str]) -> Result<()> {
+        self.writable()?;
+        let sql = "DELETE FROM wa_sender_key_devices WHERE device_id = $1 AND device_jid = $2";
+        on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await.map_err(db_error("beginning to forget sender-key devices"))?;
+            for device_jid in device_jids {
+                sqlx::query(sql)
+                    .bind(self.device).bind(*device_jid)
+                    .execute(&mut *tx).await
+                    .map_err(db_error("forgetting a sender-key device"))?;
+            }
+            tx.commit().await.map_err(db_error("committing forgotten sender-key devices"))
+        })
     }
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
-    async fn delete_expired_tc_tokens(&self, cutoff_timestamp: i64) -> Result<u32> {
-        let sql = "DELETE FROM wa_tc_tokens WHERE device_id = $1 AND token_timestamp < $2";
-        let deleted = on_db!(&self.db, pool => sqlx::query(sql)
-            .bind(self.device).bind(cutoff_timestamp)
-            .execute(pool).await.map(|r| r.rows_affected()))
-        .map_err(db_error("deleting expired trusted-contact tokens"))?;
-        Ok(u32::try_from(deleted).unwrap_or(u32::MAX))
+    async fn clear_all_sender_key_devices(&self) -> Result<()> {
+        self.writable()?;
+        let sql = "DELETE FROM wa_sender_key_devices WHERE device_id = $1";
+        on_db!(&self.db, pool => sqlx::query(sql)
+            .bind(self.device)
+            .execute(pool).await.map(drop))
+        .map_err(db_error("clearing every sender-key device"))
+    }
+
+    async fn store_sent_message(&self, chat_jid: &str, message_id: &str, payload: &[u8]) -> Result<()> {
+        self.keep_sent_message(chat_jid, message_id, payload).await
+    }
+
+    async fn take_sent_message(&self, chat_jid: &str, message_id: &str) -> Result<Option<Vec<u8>>> {
+        self.take_kept_message(chat_jid, message_id).await
+    }
+
+    async fn delete_expired_sent_messages(&self, cutoff_timestamp: i64) -> Result<u32> {
+        self.delete_kept_messages_before(cutoff_timestamp).await
+    }
+
+    async fn store_pending_inbound(&self, chat: &str, sender: &str, id: &str, message: &[u8]) -> Result<()> {
+        let row = PendingInboundRow {
+            chat,
+            sender,
+            id,
+            message,
+        };
+        self.buffer_inbound(&[row]).await
+    }
+
+    async fn get_pending_inbound(&self, chat: &str, sender: &str, id: &str) -> Result<Option<Vec<u8>>> {
+        self.buffered_inbound(chat, sender, id).await
+    }
+
+    async fn delete_pending_inbound(&self, chat: &str, sender: &str, id: &str) -> Result<()> {
+        self.unbuffer_inbound(&[PendingInboundKey { chat, sender, id }]).await
+    }
+
+    async fn delete_expired_pending_inbound(&self, cutoff_timestamp: i64) -> Result<u32> {
+        self.unbuffer_inbound_before(cutoff_timestamp).await
+    }
+
+    async fn store_pending_inbound_batch(&self, rows: &[PendingInboundRow<'_>]) -> Result<()> {
+        self.buffer_inbound(rows).await
+    }
+
+    async fn delete_pending_inbound_batch(&self, keys: &[PendingInboundKey<'_>]) -> Result<()> {
+        self.unbuffer_inbound(keys).await
     }
 }

@@ -7,8 +7,8 @@
 //! identity keys and base keys, which are public). Left in plain text: addresses, JIDs, LID
 //! mappings, device lists, app-state versions and mutation MACs (hashes, not keys), and times.
 
-use wa_rs_core::store::error::StoreError;
 use wafleet_core::keys::{KeyColumn, RowKey, SealedColumn};
+use whatsapp_rust::wacore::store::error::StoreError;
 
 use super::WaStore;
 
@@ -37,8 +37,19 @@ pub const BASE_KEY: SealedColumn = SealedColumn::binary(
 /// `wa_tc_tokens.token`.
 pub const TC_TOKEN: SealedColumn = SealedColumn::binary("wa_tc_tokens", "token", &[KeyColumn::text("jid")]);
 
+/// `wa_msg_secrets.secret`.
+pub const MSG_SECRET: SealedColumn = SealedColumn::binary(
+    "wa_msg_secrets",
+    "secret",
+    &[
+        KeyColumn::text("chat_jid"),
+        KeyColumn::text("sender_jid"),
+        KeyColumn::text("message_id"),
+    ],
+);
+
 /// Every sealed column of the store, for the re-encryption sweep and `wafleet keys status`.
-pub static SEALED_COLUMNS: [&SealedColumn; 9] = [
+pub static SEALED_COLUMNS: [&SealedColumn; 10] = [
     &DEVICE,
     &IDENTITY,
     &SESSION,
@@ -48,6 +59,7 @@ pub static SEALED_COLUMNS: [&SealedColumn; 9] = [
     &APP_STATE_KEY,
     &BASE_KEY,
     &TC_TOKEN,
+    &MSG_SECRET,
 ];
 
 impl WaStore {
@@ -59,7 +71,7 @@ impl WaStore {
     /// What [`WaStore::seal`] sealed; errors name the column and device, never the value.
     pub(crate) fn open(&self, column: &SealedColumn, key: &[RowKey<'_>], stored: &[u8]) -> Result<Vec<u8>, StoreError> {
         self.keys.open(&column.cell(self.device, key), stored).map_err(|e| {
-            StoreError::Database(format!(
+            StoreError::Validation(format!(
                 "opening {}.{} of device {}: {e}",
                 column.table, column.column, self.device
             ))

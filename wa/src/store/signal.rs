@@ -1,18 +1,25 @@
 //! Signal protocol state: identities, sessions, pre-keys, signed pre-keys and sender keys.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use wa_rs_core::store::error::Result;
-use wa_rs_core::store::traits::SignalStore;
+use bytes::Bytes;
+use whatsapp_rust::wacore::store::error::{Result, StoreError};
+use whatsapp_rust::wacore::store::traits::SignalStore;
 
 use wafleet_core::keys::RowKey;
 
 use super::sealed::{IDENTITY, PREKEY, SENDER_KEY, SESSION, SIGNED_PREKEY};
 use super::{WaStore, db_error, on_db};
 
+/// Rows per multi-row statement in batch writes (a few binds a row, far below either limit).
+const BATCH_ROWS: usize = 200;
+
 #[async_trait]
 impl SignalStore for WaStore {
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn put_identity(&self, address: &str, key: [u8; 32]) -> Result<()> {
+        self.writable()?;
         let key = self.seal(&IDENTITY, &[RowKey::Text(address)], &key);
         let sql = "INSERT INTO wa_identities (device_id, address, key) VALUES ($1, $2, $3) \
                    ON CONFLICT (device_id, address) DO UPDATE SET key = excluded.key";
@@ -23,17 +30,23 @@ impl SignalStore for WaStore {
     }
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
-    async fn load_identity(&self, address: &str) -> Result<Option<Vec<u8>>> {
+    async fn load_identity(&self, address: &str) -> Result<Option<[u8; 32]>> {
         let sql = "SELECT key FROM wa_identities WHERE device_id = $1 AND address = $2";
         let stored = on_db!(&self.db, pool => sqlx::query_scalar(sql)
             .bind(self.device).bind(address)
             .fetch_optional(pool).await)
         .map_err(db_error("loading an identity key"))?;
-        self.open_optional(&IDENTITY, &[RowKey::Text(address)], stored)
+        self.open_optional(&IDENTITY, &[RowKey::Text(address)], stored)?
+            .map(|key| {
+                <[u8; 32]>::try_from(key.as_slice())
+                    .map_err(|_| StoreError::Validation(format!("stored identity key of {} bytes", key.len())))
+            })
+            .transpose()
     }
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn delete_identity(&self, address: &str) -> Result<()> {
+        self.writable()?;
         let sql = "DELETE FROM wa_identities WHERE device_id = $1 AND address = $2";
         on_db!(&self.db, pool => sqlx::query(sql)
             .bind(self.device).bind(address)
@@ -42,28 +55,43 @@ impl SignalStore for WaStore {
     }
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
-    async fn get_session(&self, address: &str) -> Result<Option<Vec<u8>>> {
+    async fn get_session(&self, address: &str) -> Result<Option<Bytes>> {
         let sql = "SELECT record FROM wa_sessions WHERE device_id = $1 AND address = $2";
         let stored = on_db!(&self.db, pool => sqlx::query_scalar(sql)
             .bind(self.device).bind(address)
             .fetch_optional(pool).await)
         .map_err(db_error("loading a Signal session"))?;
-        self.open_optional(&SESSION, &[RowKey::Text(address)], stored)
+        Ok(self
+            .open_optional(&SESSION, &[RowKey::Text(address)], stored)?
+            .map(Bytes::from))
     }
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn put_session(&self, address: &str, session: &[u8]) -> Result<()> {
-        let session = self.seal(&SESSION, &[RowKey::Text(address)], session);
-        let sql = "INSERT INTO wa_sessions (device_id, address, record) VALUES ($1, $2, $3) \
-                   ON CONFLICT (device_id, address) DO UPDATE SET record = excluded.record";
-        on_db!(&self.db, pool => sqlx::query(sql)
-            .bind(self.device).bind(address).bind(session)
-            .execute(pool).await.map(drop))
-        .map_err(db_error("storing a Signal session"))
+        let owned = [(Arc::<str>::from(address), Bytes::copy_from_slice(session))];
+        self.put_sessions_batch(&owned).await
+    }
+
+    /// The client flushes its cached sessions in batches: one transaction, many rows a statement.
+    #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, count = sessions.len()))]
+    async fn put_sessions_batch(&self, sessions: &[(Arc<str>, Bytes)]) -> Result<()> {
+        self.writable()?;
+        let rows: Vec<(&str, Vec<u8>)> = sessions
+            .iter()
+            .map(|(address, record)| (&**address, self.seal(&SESSION, &[RowKey::Text(address)], record)))
+            .collect();
+        self.upsert_text_keyed(
+            "INSERT INTO wa_sessions (device_id, address, record) ",
+            " ON CONFLICT (device_id, address) DO UPDATE SET record = excluded.record",
+            &rows,
+            "storing Signal sessions",
+        )
+        .await
     }
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn delete_session(&self, address: &str) -> Result<()> {
+        self.writable()?;
         let sql = "DELETE FROM wa_sessions WHERE device_id = $1 AND address = $2";
         on_db!(&self.db, pool => sqlx::query(sql)
             .bind(self.device).bind(address)
@@ -81,30 +109,112 @@ impl SignalStore for WaStore {
         .map_err(db_error("checking for a Signal session"))
     }
 
+    /// Whether any session or identity of `user` is known: addresses are `user[:device]@server`.
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
-    async fn store_prekey(&self, id: u32, record: &[u8], uploaded: bool) -> Result<()> {
-        let record = self.seal(&PREKEY, &[RowKey::Int(i64::from(id))], record);
-        let sql = "INSERT INTO wa_prekeys (device_id, key_id, record, uploaded) VALUES ($1, $2, $3, $4) \
-                   ON CONFLICT (device_id, key_id) DO UPDATE \
-                   SET record = excluded.record, uploaded = excluded.uploaded";
+    async fn has_signal_state_for_user(&self, user: &str) -> Result<bool> {
+        let sql = "SELECT 1 FROM wa_sessions WHERE device_id = $1 \
+                     AND (address LIKE $2 ESCAPE '\\' OR address LIKE $3 ESCAPE '\\') \
+                   UNION ALL SELECT 1 FROM wa_identities WHERE device_id = $1 \
+                     AND (address LIKE $2 ESCAPE '\\' OR address LIKE $3 ESCAPE '\\') \
+                   LIMIT 1";
+        let user = like_literal(user);
+        let (devices, account) = (format!("{user}:%"), format!("{user}@%"));
         on_db!(&self.db, pool => sqlx::query(sql)
-            .bind(self.device).bind(i64::from(id)).bind(record).bind(uploaded)
-            .execute(pool).await.map(drop))
-        .map_err(db_error("storing a pre-key"))
+            .bind(self.device).bind(&devices).bind(&account)
+            .fetch_optional(pool).await.map(|row| row.is_some()))
+        .map_err(db_error("checking for a user's Signal state"))
     }
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
-    async fn load_prekey(&self, id: u32) -> Result<Option<Vec<u8>>> {
+    async fn store_prekey(&self, id: u32, record: &[u8], uploaded: bool) -> Result<()> {
+        self.store_prekeys_batch(&[(id, Bytes::copy_from_slice(record))], uploaded)
+            .await
+    }
+
+    /// Pre-keys come in batches of hundreds when the client tops up the server's supply.
+    #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, count = keys.len()))]
+    async fn store_prekeys_batch(&self, keys: &[(u32, Bytes)], uploaded: bool) -> Result<()> {
+        self.writable()?;
+        let rows: Vec<(i64, Vec<u8>)> = keys
+            .iter()
+            .map(|(id, record)| {
+                let id = i64::from(*id);
+                (id, self.seal(&PREKEY, &[RowKey::Int(id)], record))
+            })
+            .collect();
+        on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await.map_err(db_error("beginning to store pre-keys"))?;
+            for chunk in rows.chunks(BATCH_ROWS) {
+                let mut insert = sqlx::QueryBuilder::new("INSERT INTO wa_prekeys (device_id, key_id, record, uploaded) ");
+                insert.push_values(chunk, |mut row, (id, record)| {
+                    row.push_bind(self.device).push_bind(*id).push_bind(record.as_slice()).push_bind(uploaded);
+                });
+                insert.push(" ON CONFLICT (device_id, key_id) DO UPDATE SET record = excluded.record, \
+                             uploaded = excluded.uploaded");
+                insert.build().execute(&mut *tx).await.map_err(db_error("storing pre-keys"))?;
+            }
+            tx.commit().await.map_err(db_error("committing pre-keys"))
+        })
+    }
+
+    #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
+    async fn load_prekey(&self, id: u32) -> Result<Option<Bytes>> {
         let sql = "SELECT record FROM wa_prekeys WHERE device_id = $1 AND key_id = $2";
         let stored = on_db!(&self.db, pool => sqlx::query_scalar(sql)
             .bind(self.device).bind(i64::from(id))
             .fetch_optional(pool).await)
         .map_err(db_error("loading a pre-key"))?;
-        self.open_optional(&PREKEY, &[RowKey::Int(i64::from(id))], stored)
+        Ok(self
+            .open_optional(&PREKEY, &[RowKey::Int(i64::from(id))], stored)?
+            .map(Bytes::from))
+    }
+
+    #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, count = ids.len()))]
+    async fn load_prekeys_batch(&self, ids: &[u32]) -> Result<Vec<(u32, Bytes)>> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH_ROWS) {
+            let rows: Vec<(i64, Vec<u8>)> = on_db!(&self.db, pool => {
+                let mut select = sqlx::QueryBuilder::new("SELECT key_id, record FROM wa_prekeys WHERE device_id = ");
+                select.push_bind(self.device).push(" AND key_id IN (");
+                let mut list = select.separated(", ");
+                for id in chunk {
+                    list.push_bind(i64::from(*id));
+                }
+                select.push(")");
+                select.build_query_as().fetch_all(pool).await
+            })
+            .map_err(db_error("loading pre-keys"))?;
+            for (id, record) in rows {
+                let record = self.open(&PREKEY, &[RowKey::Int(id)], &record)?;
+                found.push((super::to_u32(id, "pre-key id")?, Bytes::from(record)));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Marks pre-keys as uploaded; never creates one (a key the server has must be one we kept).
+    #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, count = ids.len()))]
+    async fn mark_prekeys_uploaded(&self, ids: &[u32]) -> Result<()> {
+        self.writable()?;
+        for chunk in ids.chunks(BATCH_ROWS) {
+            on_db!(&self.db, pool => {
+                let mut update = sqlx::QueryBuilder::new("UPDATE wa_prekeys SET uploaded = TRUE WHERE device_id = ");
+                update.push_bind(self.device).push(" AND key_id IN (");
+                let mut list = update.separated(", ");
+                for id in chunk {
+                    list.push_bind(i64::from(*id));
+                }
+                update.push(")");
+                update.build().execute(pool).await.map(drop)
+            })
+            .map_err(db_error("marking pre-keys uploaded"))?;
+        }
+        Ok(())
     }
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn remove_prekey(&self, id: u32) -> Result<()> {
+        self.writable()?;
         let sql = "DELETE FROM wa_prekeys WHERE device_id = $1 AND key_id = $2";
         on_db!(&self.db, pool => sqlx::query(sql)
             .bind(self.device).bind(i64::from(id))
@@ -113,7 +223,18 @@ impl SignalStore for WaStore {
     }
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
+    async fn get_max_prekey_id(&self) -> Result<u32> {
+        let sql = "SELECT MAX(key_id) FROM wa_prekeys WHERE device_id = $1";
+        let max: Option<i64> = on_db!(&self.db, pool => sqlx::query_scalar(sql)
+            .bind(self.device)
+            .fetch_one(pool).await)
+        .map_err(db_error("reading the highest pre-key id"))?;
+        max.map_or(Ok(0), |id| super::to_u32(id, "pre-key id"))
+    }
+
+    #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn store_signed_prekey(&self, id: u32, record: &[u8]) -> Result<()> {
+        self.writable()?;
         let record = self.seal(&SIGNED_PREKEY, &[RowKey::Int(i64::from(id))], record);
         let sql = "INSERT INTO wa_signed_prekeys (device_id, key_id, record) VALUES ($1, $2, $3) \
                    ON CONFLICT (device_id, key_id) DO UPDATE SET record = excluded.record";
@@ -150,6 +271,7 @@ impl SignalStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn remove_signed_prekey(&self, id: u32) -> Result<()> {
+        self.writable()?;
         let sql = "DELETE FROM wa_signed_prekeys WHERE device_id = $1 AND key_id = $2";
         on_db!(&self.db, pool => sqlx::query(sql)
             .bind(self.device).bind(i64::from(id))
@@ -159,6 +281,7 @@ impl SignalStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn put_sender_key(&self, address: &str, record: &[u8]) -> Result<()> {
+        self.writable()?;
         let record = self.seal(&SENDER_KEY, &[RowKey::Text(address)], record);
         let sql = "INSERT INTO wa_sender_keys (device_id, address, record) VALUES ($1, $2, $3) \
                    ON CONFLICT (device_id, address) DO UPDATE SET record = excluded.record";
@@ -180,10 +303,51 @@ impl SignalStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn delete_sender_key(&self, address: &str) -> Result<()> {
+        self.writable()?;
         let sql = "DELETE FROM wa_sender_keys WHERE device_id = $1 AND address = $2";
         on_db!(&self.db, pool => sqlx::query(sql)
             .bind(self.device).bind(address)
             .execute(pool).await.map(drop))
         .map_err(db_error("deleting a sender key"))
     }
+}
+
+impl WaStore {
+    /// Upserts `(text key, sealed value)` rows of this device in one transaction, many rows a
+    /// statement: `head` is the INSERT up to its column list, `tail` its conflict clause.
+    async fn upsert_text_keyed(
+        &self,
+        head: &'static str,
+        tail: &'static str,
+        rows: &[(&str, Vec<u8>)],
+        doing: &'static str,
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        on_db!(&self.db, pool => {
+            let mut tx = pool.begin().await.map_err(db_error(doing))?;
+            for chunk in rows.chunks(BATCH_ROWS) {
+                let mut insert = sqlx::QueryBuilder::new(head);
+                insert.push_values(chunk, |mut row, (key, value)| {
+                    row.push_bind(self.device).push_bind(*key).push_bind(value.as_slice());
+                });
+                insert.push(tail);
+                insert.build().execute(&mut *tx).await.map_err(db_error(doing))?;
+            }
+            tx.commit().await.map_err(db_error(doing))
+        })
+    }
+}
+
+/// `text` as a literal inside a LIKE pattern whose escape character is `\`.
+fn like_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }

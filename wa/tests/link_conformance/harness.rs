@@ -4,9 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use async_trait::async_trait;
-use wa_rs_core::store::traits::DeviceStore;
 use wafleet_core::Db;
 use wafleet_core::keys::KeyRing;
 use wafleet_core::link::{Jid, Link, MessageKind};
@@ -15,32 +14,19 @@ use wafleet_sim::ControlClient;
 use wafleet_sim::conformance::{Contact, Harness, Phones, Sent};
 use wafleet_sim::waweb::{self, WaWebConfig, WaWebHandle};
 use wafleet_wa::{WaLink, WaLinkConfig, WaStore};
+use whatsapp_rust::wacore::store::traits::DeviceStore;
 
-/// The checks that cannot run against wa-rs and the front end, and why.
+/// The checks that cannot run against the real client and the front end, and why.
 pub const UNCOVERED: &[(&str, &str)] = &[
-    (
-        "incoming_message_acked_once_and_replayed_until_then",
-        "wa-rs acknowledges an incoming message to WhatsApp itself as it decrypts it, before \
-         wafleet stores it: an unstored message is not delivered again",
-    ),
     (
         "non_personal_chats_never_surface",
         "the front end does not model groups, broadcast lists, status updates or newsletters",
     ),
     (
-        "refusal_463",
-        "wa-rs returns from a send once the stanza is written and never waits for the server's \
-         answer to it, so a 463 refusal cannot fail the send",
-    ),
-    (
-        "send_goes_out_under_the_chosen_id",
-        "wa-rs 0.2 makes each message id inside `send_message` and takes none from its caller, so a \
-         send cannot be recorded with its id before it goes",
-    ),
-    (
         "receipt_acked_once_and_replayed_until_then",
-        "wa-rs acknowledges a receipt to WhatsApp itself as it arrives, before wafleet stores it, and \
-         the front end does not keep unacknowledged receipts",
+        "the client acknowledges a receipt to WhatsApp itself once its event handlers return; its \
+         durability hook covers messages only, so wafleet cannot hold a receipt's ack until it is \
+         stored",
     ),
     (
         "ban_after_fast_sends_to_strangers",
@@ -52,7 +38,7 @@ pub const UNCOVERED: &[(&str, &str)] = &[
 pub struct WawebHarness {
     /// The simulated phones and the front end they talk through.
     phones: WawebPhones,
-    /// Where the links keep each device's wa-rs state.
+    /// Where the links keep each device's client state.
     db: Db,
     /// A random key sealing that state.
     keys: KeyRing,
@@ -118,7 +104,7 @@ impl Harness for WawebHarness {
         WaStore::new(self.db.clone(), self.keys.clone(), device)
             .load()
             .await
-            .expect("read the device's wa-rs state")
+            .expect("read the device's client state")
             .is_some_and(|d| d.pn.is_some())
     }
 
@@ -152,7 +138,7 @@ impl Phones for WawebPhones {
             Contact::OnWhatsApp | Contact::ReadsEverything => self.0.add_account(contact.digits()),
             // A number has no account until it is added.
             Contact::NotOnWhatsApp => {}
-            Contact::Refuses463 => bail!("the front end does not model 463 refusals"),
+            Contact::Refuses463 => self.0.refuse_463(contact.digits()),
         }
         Ok(())
     }
@@ -186,5 +172,13 @@ impl Phones for WawebPhones {
 
     async fn unlink_all(&self, phone: &PhoneNumber) -> anyhow::Result<usize> {
         Ok(self.0.logout(phone.digits()))
+    }
+
+    async fn pending(&self, phone: &PhoneNumber) -> anyhow::Result<usize> {
+        Ok(self.0.pending_messages(phone.digits()))
+    }
+
+    async fn pending_receipts(&self, phone: &PhoneNumber) -> anyhow::Result<usize> {
+        Ok(self.0.pending_receipts(phone.digits()))
     }
 }

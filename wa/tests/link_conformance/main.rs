@@ -1,7 +1,7 @@
-//! The `Link` conformance suite (`wafleet_sim::conformance`) against the wa-rs adapter: the
+//! The `Link` conformance suite (`wafleet_sim::conformance`) against the real client's adapter: the
 //! unmodified client through `WaLink`, its state in wafleet's database, talking to the
 //! simulator's WhatsApp Web front end over real sockets, on SQLite and on PostgreSQL. The checks
-//! the front end or wa-rs cannot support are named with the reason in
+//! the front end or the client cannot support are named with the reason in
 //! [`harness::UNCOVERED`], and `coverage` fails if a check is neither run nor named.
 
 mod harness;
@@ -12,12 +12,15 @@ use harness::WawebHarness;
 
 wafleet_sim::conformance_suite!(
     harness: WawebHarness,
-    log: "wafleet_sim=debug,wafleet_wa=debug,wa_rs=info",
+    log: "wafleet_sim=debug,wafleet_wa=debug,whatsapp_rust=info,wacore=info",
     checks: [
         qr_pairing_with_refreshing_codes,
         pair_code_pairing,
         reconnect_from_another_link,
+        incoming_message_acked_once_and_replayed_until_then,
         send_text_gets_delivered_then_read,
+        send_goes_out_under_the_chosen_id,
+        refusal_463,
         image_with_caption,
         check_numbers,
         dropped_connection_reconnects,

@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
-use wa_rs_core::appstate::hash::HashState;
-use wa_rs_core::appstate::processor::AppStateMutationMAC;
-use wa_rs_core::store::traits::{AppStateSyncKey, AppSyncStore};
 use wafleet_core::testing::Backend;
+use whatsapp_rust::wacore::appstate::hash::HashState;
+use whatsapp_rust::wacore::appstate::processor::AppStateMutationMAC;
+use whatsapp_rust::wacore::store::traits::{AppStateSyncKey, AppSyncStore};
 
 use crate::common;
 
@@ -36,6 +36,7 @@ pub async fn app_sync_store(backend: Backend) {
         version: 42,
         hash: [7; 128],
         index_value_map: HashMap::from([("idx".to_owned(), vec![1, 2, 3])]),
+        ..HashState::default()
     };
     a.set_version("regular", state.clone()).await.unwrap();
     state.version = 43;
@@ -66,4 +67,34 @@ pub async fn app_sync_store(backend: Backend) {
     assert_eq!(a.get_mutation_mac("regular", &[1; 4]).await.unwrap(), None);
     assert_eq!(a.get_mutation_mac("regular", &[3; 4]).await.unwrap(), None);
     assert_eq!(a.get_mutation_mac("regular", &[2; 4]).await.unwrap(), Some(vec![21; 8]));
+
+    // Many MACs at once, as a patch is applied: full 32-byte index MACs.
+    let full = |i: u8| AppStateMutationMAC {
+        index_mac: vec![i; 32],
+        value_mac: vec![i; 8],
+    };
+    let many: Vec<AppStateMutationMAC> = (0..=250).map(full).collect();
+    a.put_mutation_macs("regular_high", 3, &many).await.unwrap();
+    let wanted: Vec<[u8; 32]> = vec![[5; 32], [250; 32], [251; 32]];
+    let got = a.get_mutation_macs("regular_high", &wanted).await.unwrap();
+    assert_eq!(got.len(), 2, "the missing one is left out");
+    assert_eq!(got.get(&[5; 32]), Some(&vec![5; 8]));
+    assert_eq!(got.get(&[250; 32]), Some(&vec![250; 8]));
+    assert!(b.get_mutation_macs("regular_high", &wanted).await.unwrap().is_empty());
+    a.clear_mutation_macs("regular_high").await.unwrap();
+    assert!(a.get_mutation_macs("regular_high", &wanted).await.unwrap().is_empty());
+    assert_eq!(
+        a.get_mutation_mac("regular", &[2; 4]).await.unwrap(),
+        Some(vec![21; 8]),
+        "clearing one collection kept another"
+    );
+
+    // The newest sync key is the greatest key id.
+    assert_eq!(b.get_latest_sync_key_id().await.unwrap(), None);
+    a.set_sync_key(&[0, 0, 9], key(3)).await.unwrap();
+    a.set_sync_key(&[0, 1, 0], key(4)).await.unwrap();
+    assert_eq!(a.get_latest_sync_key_id().await.unwrap(), Some(b"k1".to_vec()));
+    b.set_sync_key(&[0, 0, 9], key(3)).await.unwrap();
+    b.set_sync_key(&[0, 1, 0], key(4)).await.unwrap();
+    assert_eq!(b.get_latest_sync_key_id().await.unwrap(), Some(vec![0, 1, 0]));
 }

@@ -1,5 +1,5 @@
-//! One conformance suite for `WaStore`, the wa-rs storage backend, run on SQLite and PostgreSQL:
-//! every method of the four wa-rs storage traits, round-trips, upserts, deletes, and isolation
+//! One conformance suite for `WaStore`, the client's storage backend, run on SQLite and PostgreSQL:
+//! every method of the client's storage traits, round-trips, upserts, deletes, and isolation
 //! between devices.
 
 #[path = "../common/mod.rs"]
@@ -24,4 +24,5 @@ on_both_backends!(
     protocol::protocol_store,
     device::device_store,
     device::wipe_and_cascade,
+    device::device_from_the_previous_client,
 );

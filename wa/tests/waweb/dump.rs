@@ -94,7 +94,24 @@ fn forms(secret: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         ("base64", STANDARD.encode(secret).into_bytes()),
         ("base64 without padding", STANDARD_NO_PAD.encode(secret).into_bytes()),
         ("URL-safe base64", URL_SAFE_NO_PAD.encode(secret).into_bytes()),
+        // The client's `Device` is stored as JSON, where bytes are arrays of numbers, and
+        // pg_dump shows a bytea column holding that JSON in hex.
+        ("JSON numbers", json_numbers(secret)),
+        (
+            "JSON numbers in hex",
+            json_numbers(secret)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+                .into_bytes(),
+        ),
     ]
+}
+
+/// `secret` as the numbers inside a JSON array (a key stored as part of a longer array).
+fn json_numbers(secret: &[u8]) -> Vec<u8> {
+    let numbers: Vec<String> = secret.iter().map(u8::to_string).collect();
+    numbers.join(",").into_bytes()
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> bool {

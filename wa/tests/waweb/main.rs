@@ -1,4 +1,4 @@
-//! The unmodified wa-rs client, through `WaLink` and `WaStore`, against the simulator's WhatsApp
+//! The unmodified WhatsApp Web client (whatsapp-rust 0.7), through `WaLink` and `WaStore`, against the simulator's WhatsApp
 //! Web front end (`wafleet_sim::waweb`) over real sockets on 127.0.0.1: the Noise handshake,
 //! pairing, logging in again from stored credentials, and the rest of the protocol the link uses.
 //! Every check runs on SQLite and on PostgreSQL storage.
@@ -43,6 +43,7 @@ on_both_backends!(pairing_on => pairing:
     handshake_then_refreshing_qr_codes,
     qr_pairing_logs_in,
     restart_logs_in_without_pairing,
+    stale_server_key_falls_back_to_xx,
     pair_code_links_and_logs_in_again,
     wrong_pair_code_links_nothing,
 );

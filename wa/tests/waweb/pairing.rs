@@ -1,8 +1,8 @@
 //! Milestones 1-3: handshake and registration, QR pairing, logging in again after a restart.
 
-use wa_rs_core::store::traits::DeviceStore;
 use wafleet_core::link::{LinkEvent, OpenMode};
 use wafleet_core::testing::Backend;
+use whatsapp_rust::wacore::store::traits::DeviceStore;
 
 use crate::support::{World, eventually, next, wait_for};
 
@@ -16,7 +16,11 @@ pub async fn handshake_then_refreshing_qr_codes(backend: Backend) {
     };
     assert!(!valid_for.is_zero());
     let parts: Vec<&str> = first.split(',').collect();
-    assert_eq!(parts.len(), 4, "ref, noise key, identity key, ADV secret: {first}");
+    assert_eq!(
+        parts.len(),
+        5,
+        "ref, noise key, identity key, ADV secret, platform (as WhatsApp Web shows them): {first}"
+    );
     let issued = world.net.pairing_refs();
     assert_eq!(issued.len(), 1, "one companion is pairing");
     assert_eq!(issued[0][0], parts[0], "the QR code shows the server's first ref");
@@ -57,11 +61,72 @@ pub async fn restart_logs_in_without_pairing(backend: Backend) {
     session.close().await;
     eventually("the first session is gone", || world.net.logged_in().is_empty()).await;
 
+    let before = world.net.handshakes();
     let (session, mut events) = world.open(OpenMode::Connect).await;
     let event = wait_for(&mut events, "Connected", |e| matches!(e, LinkEvent::Connected)).await;
     assert!(matches!(event, LinkEvent::Connected));
     assert_eq!(world.net.logged_in(), vec![format!("{phone}:1@s.whatsapp.net")]);
     assert!(world.net.pairing_refs().is_empty(), "no pairing on the way");
+    let after = world.net.handshakes();
+    assert_eq!(
+        (after.ik - before.ik, after.xx - before.xx),
+        (1, 0),
+        "the client kept the server's static key and resumed with IK"
+    );
+    session.close().await;
+}
+
+/// A client that kept a static key the server no longer has (it rotated its key) resumes with
+/// IK sealed to the old key: the server cannot open it and answers XXfallback, over which the
+/// client logs in and learns the new key, so that its next resume is IK again.
+pub async fn stale_server_key_falls_back_to_xx(backend: Backend) {
+    let world = World::new(backend).await;
+    let phone = "60123000006";
+    let (session, _events) = world.pair_by_qr(phone).await;
+    session.close().await;
+    eventually("the first session is gone", || world.net.logged_in().is_empty()).await;
+    // The closed client's last writes may still land: replace the key until it stays replaced.
+    let stale = [7; 32];
+    let mut current = None;
+    for _ in 0..100 {
+        let mut device = world.store.load().await.unwrap().expect("the device is stored");
+        match device.server_cert_chain.as_mut() {
+            Some(chain) if chain.leaf.key == stale => break,
+            Some(chain) => {
+                current = Some(chain.leaf.key);
+                chain.leaf.key = stale;
+                world.store.save(&device).await.unwrap();
+            }
+            None => {}
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let current = current.expect("the server's key is kept");
+
+    let before = world.net.handshakes();
+    let (session, mut events) = world.open(OpenMode::Connect).await;
+    wait_for(&mut events, "Connected", |e| matches!(e, LinkEvent::Connected)).await;
+    let after = world.net.handshakes();
+    assert_eq!(after.xx_fallback - before.xx_fallback, 1, "{before:?} → {after:?}");
+    // The client stores the key it learnt once its handshake is done, in the background.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let device = world.store.load().await.unwrap().expect("the device is stored");
+        if device.server_cert_chain.map(|c| c.leaf.key) == Some(current) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server's current key is not kept"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    session.close().await;
+    eventually("the session is gone", || world.net.logged_in().is_empty()).await;
+
+    let (session, mut events) = world.open(OpenMode::Connect).await;
+    wait_for(&mut events, "Connected", |e| matches!(e, LinkEvent::Connected)).await;
+    assert_eq!(world.net.handshakes().ik - after.ik, 1, "resumed with IK again");
     session.close().await;
 }
 

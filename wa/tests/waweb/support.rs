@@ -9,7 +9,7 @@ use wafleet_core::testing::{Backend, TestDb};
 use wafleet_sim::waweb::{self, WaWebConfig, WaWebHandle};
 use wafleet_wa::{WaLink, WaLinkConfig, WaStore};
 
-/// How long any expected event may take (wa-rs's post-login work waits up to 5 s on its own).
+/// How long any expected event may take (the client's post-login work takes a few seconds on its own).
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A test's database, front end and one device's store.
@@ -18,7 +18,7 @@ pub struct World {
     pub test: TestDb,
     /// The simulated WhatsApp.
     pub net: WaWebHandle,
-    /// The device's wa-rs state.
+    /// The device's client state.
     pub store: WaStore,
 }
 
@@ -31,7 +31,7 @@ impl World {
     /// [`World::new`] in the database `test` (e.g. one at an older schema).
     pub async fn in_database(test: TestDb) -> World {
         let _ = tracing_subscriber::fmt()
-            .with_env_filter("wafleet_sim=debug,wafleet_wa=debug,wa_rs=info")
+            .with_env_filter("wafleet_sim=debug,wafleet_wa=debug,whatsapp_rust=info,wacore=info")
             .with_test_writer()
             .try_init();
         let (test, _user, mut stores) = crate::common::devices_in(test, 1).await;

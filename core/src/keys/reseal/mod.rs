@@ -239,7 +239,10 @@ async fn any_behind(db: &Db, ring: &KeyRing, columns: &[&SealedColumn]) -> crate
     for column in columns {
         let header = ring.current_header(column.form);
         let sql = format!(
-            "SELECT 1 FROM {table} WHERE {col} IS NOT NULL AND substr({col}, 1, {len}) <> $1 LIMIT 1",
+            // Values shorter than a header (the empty one included: SQLite's `substr` of an
+            // empty blob is NULL, which no comparison selects) are not sealed either.
+            "SELECT 1 FROM {table} WHERE {col} IS NOT NULL \
+             AND (length({col}) < {len} OR substr({col}, 1, {len}) <> $1) LIMIT 1",
             table = column.table,
             col = column.column,
             len = header.len()

@@ -59,8 +59,11 @@ impl Statements {
             .collect();
         let list = keys.join(", ");
         let placeholders: Vec<String> = (0..keys.len()).map(|i| format!("${}", i + 2)).collect();
+        // Values shorter than a header are not sealed: an empty one in particular, whose SQLite
+        // `substr` is NULL and so never unequal to anything.
         let select = format!(
-            "SELECT {list}, {col} FROM {table} WHERE {col} IS NOT NULL AND substr({col}, 1, {header_len}) <> $1"
+            "SELECT {list}, {col} FROM {table} WHERE {col} IS NOT NULL \
+             AND (length({col}) < {header_len} OR substr({col}, 1, {header_len}) <> $1)"
         );
         let order = format!("ORDER BY {list} LIMIT {batch}");
         let matches: Vec<String> = keys

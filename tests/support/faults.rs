@@ -1,0 +1,162 @@
+//! Faults for the end-to-end tests: a worker that can be killed mid-step, and links that stop at
+//! the steps worth killing it at.
+
+use std::sync::Arc;
+
+use wafleet_core::cache::{Invalidations, ReadCache};
+use wafleet_core::keys::KeyRing;
+use wafleet_core::link::{Link, LinkError, LinkEvent, NumberCheck, OpenMode, Outgoing, Session};
+use wafleet_core::shutdown;
+use wafleet_core::types::{DeviceId, PhoneNumber};
+use wafleet_core::{Db, Settings};
+
+/// A worker process of its own, as far as the test can tell: its own runtime, database pool,
+/// queue connection and link (made by `link` on that pool). Dropping the runtime (or
+/// [`tokio::runtime::Runtime::shutdown_background`]) is kill -9: none of its code runs again,
+/// and its sockets close.
+pub fn worker_process(
+    settings: &Settings,
+    keys: &KeyRing,
+    id: &str,
+    link: impl FnOnce(Db, KeyRing) -> Arc<dyn Link> + Send + 'static,
+) -> tokio::runtime::Runtime {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (settings, keys, id) = (settings.clone(), keys.clone(), id.to_owned());
+    runtime.spawn(async move {
+        let db = Db::connect(&settings).await.unwrap();
+        let queues = wafleet_core::queue::Queues::connect(&settings, &db).await.unwrap();
+        let mut options = wafleet_workers::WorkerOptions::from_settings(&settings);
+        options.id = id;
+        let (_alive, signal) = shutdown::channel();
+        let link = link(db.clone(), keys);
+        let _ = wafleet_workers::run(
+            db,
+            link,
+            queues,
+            Invalidations::Local(ReadCache::off()),
+            options,
+            signal,
+        )
+        .await;
+    });
+    runtime
+}
+
+/// A link whose sessions send for real and then never answer, as if the worker froze (or died)
+/// between "sent on the wire" and "recorded as sent".
+pub struct FreezeAfterSend(pub Arc<dyn Link>);
+
+#[async_trait::async_trait]
+impl Link for FreezeAfterSend {
+    async fn open(&self, device: DeviceId, mode: OpenMode) -> Result<Box<dyn Session>, LinkError> {
+        Ok(Box::new(Wrapped {
+            inner: self.0.open(device, mode).await?,
+            freeze_after_send: true,
+        }))
+    }
+}
+
+/// A link whose sessions hold back every incoming message whose text contains `marker` after
+/// the link has decrypted it and before wafleet stores it: its acknowledgement never fires, as
+/// if the worker stalled in its batch commit.
+pub struct StallCommit {
+    /// The real link.
+    pub inner: Arc<dyn Link>,
+    /// Messages whose text contains this are held.
+    pub marker: &'static str,
+}
+
+#[async_trait::async_trait]
+impl Link for StallCommit {
+    async fn open(&self, device: DeviceId, mode: OpenMode) -> Result<Box<dyn Session>, LinkError> {
+        let mut inner = self.inner.open(device, mode).await?;
+        let mut events = inner.take_events().expect("events");
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let marker = self.marker;
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Some(event) = events.recv().await {
+                let event = match event {
+                    LinkEvent::Message { message, ack }
+                        if message.text.as_deref().is_some_and(|t| t.contains(marker)) =>
+                    {
+                        tracing::info!(id = %message.id, "holding a message before its commit");
+                        // Kept, not dropped: a dropped ack would say "not stored" at once.
+                        held.push(ack);
+                        continue;
+                    }
+                    other => other,
+                };
+                if tx.send(event).await.is_err() {
+                    break;
+                }
+            }
+            drop(held);
+        });
+        Ok(Box::new(Wrapped {
+            inner: Box::new(WithEvents {
+                inner,
+                events: Some(rx),
+            }),
+            freeze_after_send: false,
+        }))
+    }
+}
+
+/// A session whose events come from elsewhere.
+struct WithEvents {
+    inner: Box<dyn Session>,
+    events: Option<tokio::sync::mpsc::Receiver<LinkEvent>>,
+}
+
+#[async_trait::async_trait]
+impl Session for WithEvents {
+    fn take_events(&mut self) -> Option<tokio::sync::mpsc::Receiver<LinkEvent>> {
+        self.events.take()
+    }
+    async fn send(&self, message: &Outgoing) -> Result<String, LinkError> {
+        self.inner.send(message).await
+    }
+    async fn check_numbers(&self, phones: &[PhoneNumber]) -> Result<Vec<NumberCheck>, LinkError> {
+        self.inner.check_numbers(phones).await
+    }
+    async fn logout(&self) -> Result<(), LinkError> {
+        self.inner.logout().await
+    }
+    async fn close(&self) {
+        self.inner.close().await
+    }
+}
+
+/// A session that may never answer after a send.
+struct Wrapped {
+    inner: Box<dyn Session>,
+    freeze_after_send: bool,
+}
+
+#[async_trait::async_trait]
+impl Session for Wrapped {
+    fn take_events(&mut self) -> Option<tokio::sync::mpsc::Receiver<LinkEvent>> {
+        self.inner.take_events()
+    }
+    async fn send(&self, message: &Outgoing) -> Result<String, LinkError> {
+        let id = self.inner.send(message).await?;
+        if self.freeze_after_send {
+            std::future::pending::<()>().await;
+        }
+        Ok(id)
+    }
+    async fn check_numbers(&self, phones: &[PhoneNumber]) -> Result<Vec<NumberCheck>, LinkError> {
+        self.inner.check_numbers(phones).await
+    }
+    async fn logout(&self) -> Result<(), LinkError> {
+        self.inner.logout().await
+    }
+    async fn close(&self) {
+        self.inner.close().await
+    }
+}

@@ -1,0 +1,74 @@
+//! The inbound durability hook: an incoming message is acknowledged to WhatsApp only once
+//! wafleet's batch holding it has committed.
+//!
+//! The client buffers each decrypted message in the store's pending inbound buffer, then calls
+//! this hook and waits: the hook hands every personal message to the session's event stream
+//! with an [`Ack`], in order with the other events, and returns once every ack has fired (the
+//! worker's batch writer fires them after its commit). Only then does the client send the
+//! delivery receipt and clear the buffer. If the worker dies first, WhatsApp redelivers the
+//! message to whichever worker holds the device next, whose client replays it from the buffer;
+//! wafleet skips the copy it may already have by message id.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use tokio::sync::mpsc;
+use wafleet_core::link::{Ack, LinkEvent};
+use wafleet_core::types::DeviceId;
+use whatsapp_rust::Client;
+use whatsapp_rust::InboundDurabilityHook;
+use whatsapp_rust::wacore::types::events::InboundMessage;
+
+use super::events::map_message;
+
+/// Longest a batch may wait for wafleet's write before it is left unacknowledged (WhatsApp then
+/// delivers it again on the next connection): the client's receive pipeline waits meanwhile.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The hook of one session.
+pub(crate) struct Durability {
+    /// The device, for logs.
+    pub device: DeviceId,
+    /// The session's ordered event queue (shared with the event handler).
+    pub queue: mpsc::UnboundedSender<LinkEvent>,
+}
+
+#[async_trait::async_trait]
+impl InboundDurabilityHook for Durability {
+    async fn on_messages(&self, _client: Arc<Client>, batch: &[InboundMessage]) -> anyhow::Result<()> {
+        let mut stored = Vec::new();
+        for inbound in batch {
+            // Other chats and content-less protocol messages are never stored: done as they are.
+            let Some(message) = map_message(&inbound.message, &inbound.info) else {
+                continue;
+            };
+            let (ack, done) = Ack::new();
+            self.queue
+                .send(LinkEvent::Message { message, ack })
+                .map_err(|_| anyhow!("the session's event stream is closed"))?;
+            stored.push(done);
+        }
+        if stored.is_empty() {
+            return Ok(());
+        }
+        let count = stored.len();
+        let all = async {
+            for done in stored {
+                done.await.map_err(|_| anyhow!("wafleet did not store the message"))?;
+            }
+            Ok::<_, anyhow::Error>(())
+        };
+        match tokio::time::timeout(COMMIT_TIMEOUT, all).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => {
+                tracing::warn!(device = %self.device, count, error = %err, "incoming messages left unacknowledged");
+                Err(err)
+            }
+            Err(_) => {
+                tracing::warn!(device = %self.device, count, "incoming messages not stored in time; left unacknowledged");
+                Err(anyhow!("not stored within {COMMIT_TIMEOUT:?}"))
+            }
+        }
+    }
+}
