@@ -83,12 +83,12 @@ where
             true
         });
     let monitor = match queues.store.clone() {
-        Store::Redis(conn) => monitor.register(move |_restarts| {
+        Store::Redis(conn) => monitor.register(move |restarts| {
             let config = apalis_redis::Config::default()
                 .queue(&name)
                 .heartbeat_interval(heartbeat)
                 .missed_heartbeats(3);
-            WorkerBuilder::new(worker.clone())
+            WorkerBuilder::new(consumer_name(&worker, restarts))
                 .backend(
                     RedisStorage::<Envelope<J>>::new(conn.clone())
                         .with_config(config)
@@ -98,12 +98,12 @@ where
                 .data(consumer.clone())
                 .build(on_job::<J>)
         }),
-        Store::Sqlite(pool) => monitor.register(move |_restarts| {
+        Store::Sqlite(pool) => monitor.register(move |restarts| {
             let config = apalis_sqlite::Config::default()
                 .queue(&name)
                 .heartbeat_interval(heartbeat)
                 .missed_heartbeats(3);
-            WorkerBuilder::new(worker.clone())
+            WorkerBuilder::new(consumer_name(&worker, restarts))
                 .backend(
                     SqliteStorage::<Envelope<J>>::new(&pool)
                         .with_config(config)
@@ -173,4 +173,31 @@ async fn on_job<J: Job>(envelope: Envelope<J>, consumer: Data<Arc<Consumer<J>>>)
 /// The queue's kind for metric labels: per-worker queues (`sends.<worker>`) share one label.
 fn queue_label(queue: &str) -> String {
     queue.split('.').next().unwrap_or(queue).to_owned()
+}
+
+/// The name a consumer registers under: a restarted one takes a new name, because the queue
+/// refuses to register a name whose heartbeat it saw within the last few intervals (the stopped
+/// consumer's), and a restart under the old name would fail again at once, in a loop. The old
+/// name's unfinished jobs are taken back by the other consumers once its heartbeats stop.
+fn consumer_name(worker: &str, restarts: usize) -> String {
+    match restarts {
+        0 => worker.to_owned(),
+        n => format!("{worker}.restart-{n}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::consumer_name;
+
+    #[test]
+    fn a_restarted_consumer_registers_under_a_name_of_its_own() {
+        let names: Vec<String> = (0..3).map(|restarts| consumer_name("w1-webhooks", restarts)).collect();
+        assert_eq!(
+            names[0], "w1-webhooks",
+            "the first registration keeps the configured name"
+        );
+        assert_ne!(names[1], names[0]);
+        assert_ne!(names[2], names[1]);
+    }
 }
