@@ -5,7 +5,7 @@ use crate::types::{DeviceId, Timestamp, UserId};
 use crate::{Db, Result};
 
 use super::webhooks::{Event, emit_in};
-use super::{Fence, on_db};
+use super::{BeginWrite, Fence, on_db};
 
 /// A chat as listed to its owner.
 #[derive(Clone, Debug, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
@@ -388,7 +388,7 @@ impl Db {
         }
         Ok(match self {
             Db::Sqlite(pool) => {
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = pool.begin_write().await?;
                 write_batch_in!(tx, items, "", insert_messages)
             }
             Db::Postgres(pool) => {

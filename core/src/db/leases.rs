@@ -16,7 +16,7 @@ use super::on_db;
 macro_rules! fenced {
     ($db:expr, $fence:expr, $tx:ident => $body:block) => {
         match $db {
-            $crate::db::Db::Sqlite(pool) => fenced!(@run pool.begin_with("BEGIN IMMEDIATE"),
+            $crate::db::Db::Sqlite(pool) => fenced!(@run $crate::db::BeginWrite::begin_write(pool),
                 "SELECT token FROM device_leases WHERE device_id = $1 AND token = $2 AND holder IS NOT NULL",
                 $fence, $tx => $body),
             $crate::db::Db::Postgres(pool) => fenced!(@run pool.begin(),
