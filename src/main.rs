@@ -44,6 +44,8 @@ enum Role {
     Keys(keys::KeysCommand),
     /// The WhatsApp network simulator, for tests, benchmarks and demos (never real WhatsApp).
     Sim(wafleet_sim::SimConfig),
+    /// Print the MCP server's tools as the Markdown table of docs/mcp.md, and exit.
+    McpTools,
 }
 
 #[tokio::main]

@@ -24,6 +24,10 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
     if let Role::Sim(config) = role {
         return wafleet_sim::run(config, shutdown).await;
     }
+    if let Role::McpTools = role {
+        print!("{}", wafleet_api::mcp_tool_table());
+        return Ok(());
+    }
     if let Role::Keys(crate::keys::KeysCommand::Generate) = role {
         crate::keys::generate();
         return Ok(());
@@ -158,7 +162,7 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
             tasks.spawn(probes(db.clone(), settings.clone(), shutdown.clone()));
             tasks.spawn(wafleet_scheduler::run(db.clone(), scheduler_context, shutdown.clone()));
         }
-        Role::Migrate | Role::Sim(_) | Role::Keys(_) => unreachable!("handled above"),
+        Role::Migrate | Role::Sim(_) | Role::Keys(_) | Role::McpTools => unreachable!("handled above"),
     }
     // Tasks end at shutdown; if one fails first, the others are told to stop and its error is returned.
     let mut result = Ok(());

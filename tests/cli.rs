@@ -243,6 +243,7 @@ fn help_lists_every_setting() {
         "SESSION_TTL_HOURS",
         "LOGIN_MAX_FAILURES",
         "LOGIN_LOCKOUT_SECS",
+        "MCP_SENDS_PER_MINUTE",
         "TRUST_PROXY_HEADERS",
         "MAX_BODY_BYTES",
         "SHUTDOWN_TIMEOUT_SECS",

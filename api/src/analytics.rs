@@ -142,7 +142,7 @@ async fn answer(
 }
 
 /// A `YYYY-MM-DD` query parameter that must be present.
-fn parse_date(name: &str, raw: Option<&str>) -> ApiResult<NaiveDate> {
+pub(crate) fn parse_date(name: &str, raw: Option<&str>) -> ApiResult<NaiveDate> {
     let raw = raw
         .map(str::trim)
         .filter(|r| !r.is_empty())

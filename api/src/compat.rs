@@ -58,7 +58,9 @@ impl FromRequestParts<AppState> for TokenUser {
                 "send an API token: `Authorization: Bearer <token>` (or Basic with the token as password)".into(),
             )
         })?;
-        crate::session::token_user(state, &token).await.map(TokenUser)
+        let caller = crate::session::token_caller(state, &token).await?;
+        crate::scopes::allow(&caller, &parts.method, parts.uri.path())?;
+        Ok(TokenUser(caller.user))
     }
 }
 

@@ -3,7 +3,7 @@
 //! come from the extractors and middleware it passes through, so they are added here, from what
 //! the document already says about each operation: anything with parameters or a body can be
 //! malformed (400), a secured operation can be refused its caller (401), a change can miss its
-//! CSRF token (403), a path names something that may not exist (404), a body can be too large
+//! CSRF token or a token its scope (403), a path names something that may not exist (404), a body can be too large
 //! (413) or of the wrong type (415). Every error answer is the envelope of [`ERROR_SCHEMA`].
 
 use utoipa::openapi::path::{Operation, ParameterIn};
@@ -22,7 +22,8 @@ const MEANINGS: [(&str, &str); 7] = [
     ("401", "No valid session or API token, or the wrong kind for this route"),
     (
         "403",
-        "Refused: a browser request without its CSRF token, or an action your account may not take",
+        "Refused: a browser request without its CSRF token, an API token without the scope the operation \
+         needs (`read`, `send` or `manage`), or an action your account may not take",
     ),
     ("404", "Nothing of yours by that id"),
     ("413", "The body is larger than the limit (`MAX_BODY_BYTES`)"),
@@ -75,7 +76,8 @@ fn implied(
     if secured {
         statuses.push("401");
     }
-    if changes {
+    // Changes can miss their CSRF token; any secured operation can meet a token without its scope.
+    if changes || secured {
         statuses.push("403");
     }
     if has_path {

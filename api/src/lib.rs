@@ -24,7 +24,9 @@ pub mod health;
 mod leads;
 mod live;
 mod openapi;
+mod mcp;
 mod pages;
+mod scopes;
 mod sends;
 mod session;
 mod sessions;
@@ -48,6 +50,7 @@ use wafleet_core::shutdown::Shutdown;
 use wafleet_core::{Db, Settings};
 
 pub use demo::Demo;
+pub use mcp::tool_table as mcp_tool_table;
 pub use error::ApiError;
 
 /// What every handler can reach: one shared allocation, so the clone that routing makes for
@@ -135,6 +138,7 @@ pub fn app(state: AppState) -> Router {
         .merge(admin::router())
         .merge(actions::router())
         .merge(webhooks::router())
+        .merge(mcp::api_router())
         .split_for_parts();
     error_docs::document(&mut spec);
     let spec = Arc::new(spec);
@@ -149,6 +153,7 @@ pub fn app(state: AppState) -> Router {
         .merge(live::router())
         .merge(demo::router())
         .merge(health::router())
+        .merge(mcp::router(state.clone()))
         .fallback(error::no_route)
         .layer(axum::middleware::from_fn_with_state(state.clone(), csrf::protect))
         .layer(axum::middleware::from_fn(text::refuse_nul_in_uri))

@@ -19,7 +19,9 @@ use crate::AppState;
 #[openapi(
     info(title = "wafleet", description = "Run a fleet of WhatsApp numbers from one place.\n\n\
         Authenticate with a browser session (cookie, plus the `X-CSRF-Token` header on changes) or an \
-        API token (`Authorization: Bearer wft_…`, made on the dashboard). Responses use the envelope \
+        API token (`Authorization: Bearer wft_…`, made on the dashboard). A token carries scopes: `read` for \
+        every GET and number checks, `send` for sends and broadcasts, `manage` for every other change; a \
+        token without the scope an operation needs is refused with 403. Responses use the envelope \
         `{\"code\", \"message\", \"results\"}`. Every error is that envelope with an upper-case `code`, a \
         `message` that says what to fix and `results` null (schema `ApiError`); each operation lists the \
         statuses it can answer."),
@@ -27,7 +29,9 @@ use crate::AppState;
     security(("bearer" = []), ("session" = [])),
     tags(
         (name = "accounts", description = "Register, log in, log out"),
-        (name = "tokens", description = "API tokens for the REST API"),
+        (name = "tokens", description = "API tokens for the REST API and MCP, each with its scopes (read, send, manage)"),
+        (name = "mcp", description = "AI agents over the Model Context Protocol at `/mcp` (streamable HTTP, API token as \
+            bearer): the log of every tool call they made"),
         (name = "devices", description = "Your WhatsApp numbers"),
         (name = "leads", description = "Contacts kept per device: search, filters, CSV import and export. \
             Status is one of new, contacted, replied, interested, converted, lost"),

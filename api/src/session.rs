@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use wafleet_core::auth;
 use wafleet_core::cache::Topic;
-use wafleet_core::db::User;
+use wafleet_core::db::{Caller, User};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -16,11 +16,25 @@ use crate::error::ApiError;
 pub const SESSION_COOKIE: &str = "wafleet_session";
 
 /// The authenticated caller of a JSON route: a session cookie or `Authorization: Bearer <token>`.
-/// Rejects with 401.
+/// Rejects with 401, or 403 when the token's scopes do not cover the route (see [`crate::scopes`]).
 #[derive(Clone, Debug)]
 pub struct CurrentUser(pub User);
 
 impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        CurrentCaller::from_request_parts(parts, state)
+            .await
+            .map(|CurrentCaller(caller)| CurrentUser(caller.user))
+    }
+}
+
+/// [`CurrentUser`] with the API token the call came with, if any (none for a browser session).
+#[derive(Clone, Debug)]
+pub struct CurrentCaller(pub Caller);
+
+impl FromRequestParts<AppState> for CurrentCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
@@ -32,11 +46,14 @@ impl FromRequestParts<AppState> for CurrentUser {
                 .ok_or_else(|| {
                     ApiError::Unauthorized("the Authorization header must be `Bearer <API token>`".into())
                 })?;
-            return token_user(state, token).await.map(CurrentUser);
+            let caller = token_caller(state, token).await?;
+            crate::scopes::allow(&caller, &parts.method, parts.uri.path())?;
+            return Ok(CurrentCaller(caller));
         }
-        session_user(parts, state).await?.map(CurrentUser).ok_or_else(|| {
+        let user = session_user(parts, state).await?.ok_or_else(|| {
             ApiError::Unauthorized("log in first, or send an API token as `Authorization: Bearer <token>`".into())
-        })
+        })?;
+        Ok(CurrentCaller(Caller { user, token: None }))
     }
 }
 
@@ -64,16 +81,17 @@ impl FromRequestParts<AppState> for PageUser {
     }
 }
 
-/// The owner of the live API token `token`; 401 when it is unknown or revoked. Cached (see
-/// [`ReadCache::caller`](wafleet_core::cache::ReadCache::caller)): revoking announces it.
-pub(crate) async fn token_user(state: &AppState, token: &str) -> Result<User, ApiError> {
+/// The owner of the live API token `token` and what the token allows; 401 when it is unknown or
+/// revoked. Cached (see [`ReadCache::caller`](wafleet_core::cache::ReadCache::caller)): revoking
+/// announces it.
+pub(crate) async fn token_caller(state: &AppState, token: &str) -> Result<Caller, ApiError> {
     let digest = auth::digest(token.trim());
     state
         .cache
         .caller(&format!("t{digest}"), async {
             state
                 .db
-                .api_token_user(&digest)
+                .api_token_caller(&digest)
                 .await?
                 .ok_or_else(|| ApiError::Unauthorized("the API token is unknown or revoked".into()))
         })
@@ -87,18 +105,19 @@ async fn session_user(parts: &Parts, state: &AppState) -> Result<Option<User>, A
     let Some(digest) = cookie_digest(&CookieJar::from_headers(&parts.headers)) else {
         return Ok(None);
     };
-    let user = state
+    let caller = state
         .cache
         .caller(&format!("s{digest}"), async {
             state
                 .db
                 .session_user(&digest)
                 .await?
+                .map(|user| Caller { user, token: None })
                 .ok_or_else(|| ApiError::Unauthorized("no live session".into()))
         })
         .await;
-    match user.map_err(ApiError::shared) {
-        Ok(user) => Ok(Some(user)),
+    match caller.map_err(ApiError::shared) {
+        Ok(caller) => Ok(Some(caller.user)),
         Err(ApiError::Unauthorized(_)) => Ok(None),
         Err(err) => Err(err),
     }

@@ -101,3 +101,14 @@ mod tests {
         assert!(refuse_nul("caption", "bad\0").is_err());
     }
 }
+
+/// `text` cut to `max` characters with an ellipsis, for one-line summaries and logs.
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    let mut chars = text.chars();
+    let head: String = chars.by_ref().take(max).collect();
+    if chars.next().is_some() {
+        format!("{head}…")
+    } else {
+        head
+    }
+}

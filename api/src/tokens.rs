@@ -1,4 +1,5 @@
-//! API tokens for the REST API: create (the secret is shown once), list, revoke.
+//! API tokens for the REST API and MCP: create (the secret is shown once) with the scopes it
+//! may use, list, revoke.
 
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -8,13 +9,13 @@ use utoipa_axum::routes;
 use wafleet_core::auth;
 use wafleet_core::cache::Topic;
 use wafleet_core::db::ApiToken;
-use wafleet_core::types::ApiTokenId;
+use wafleet_core::types::{ApiTokenId, Scopes};
 
 use crate::AppState;
 use crate::envelope::{Envelope, created, ok};
 use crate::error::{ApiError, ApiResult, OrNotFound};
 use crate::extract::{Json, Path};
-use crate::session::CurrentUser;
+use crate::session::{CurrentCaller, CurrentUser};
 
 /// Longest token name accepted.
 const MAX_NAME_LEN: usize = 64;
@@ -31,6 +32,10 @@ pub struct NewToken {
     /// A label such as the name of the integration that will use it.
     #[schema(example = "crm-sync")]
     pub name: String,
+    /// What it may do: `read` (see everything, check numbers), `send` (send messages), `manage`
+    /// (change devices, leads, campaigns, webhooks, tokens). Default: all three.
+    #[schema(example = json!(["read", "send"]))]
+    pub scopes: Option<Scopes>,
 }
 
 /// A token just made: the only time its secret is shown.
@@ -50,24 +55,42 @@ async fn list_tokens(State(state): State<AppState>, CurrentUser(user): CurrentUs
 }
 
 /// Create an API token. The response holds the token; it is not stored and cannot be shown again.
+/// A token may only make tokens that can do no more than itself.
 #[utoipa::path(post, path = "/api/tokens", tag = "tokens", request_body = NewToken,
-    responses((status = 201, body = Envelope<CreatedToken>), (status = 409, description = "Name in use"), (status = 422, description = "Invalid name")))]
+    responses((status = 201, body = Envelope<CreatedToken>),
+              (status = 403, description = "A token asked for a scope it does not have itself"),
+              (status = 409, description = "Name in use"), (status = 422, description = "Invalid name or no scope")))]
 async fn create_token(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    CurrentCaller(caller): CurrentCaller,
     Json(body): Json<NewToken>,
 ) -> ApiResult<impl IntoResponse> {
+    let user = caller.user;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
         return Err(ApiError::Invalid(format!(
             "name: must be 1 to {MAX_NAME_LEN} characters"
         )));
     }
+    let scopes = body.scopes.unwrap_or_else(Scopes::all);
+    if scopes.is_empty() {
+        return Err(ApiError::Invalid(
+            "scopes: choose at least one of read, send, manage".into(),
+        ));
+    }
+    if let Some(grant) = &caller.token
+        && !grant.scopes.covers(scopes)
+    {
+        return Err(ApiError::Forbidden(format!(
+            "scopes: this token has {} and cannot make a token with more",
+            crate::scopes::scope_list(grant.scopes)
+        )));
+    }
     let token = format!("{}{}", auth::API_TOKEN_PREFIX, auth::random_secret());
     let hint = token[token.len() - 4..].to_owned();
     let info = state
         .db
-        .create_api_token(user.id, name, &auth::digest(&token), &hint)
+        .create_scoped_api_token(user.id, name, &auth::digest(&token), &hint, scopes)
         .await?;
     tracing::info!(user = %user.id, token = %info.id, "API token created");
     Ok(created(

@@ -252,7 +252,8 @@ const tokenRows = document.querySelector("#tokens tbody");
 
 function renderToken(token) {
   const row = document.createElement("tr");
-  for (const text of [token.name, `…${token.hint}`, when(token.created_at), when(token.last_used_at)]) {
+  const scopes = (token.scopes || []).join(", ");
+  for (const text of [token.name, `…${token.hint}`, scopes, when(token.created_at), when(token.last_used_at)]) {
     const cell = document.createElement("td");
     cell.textContent = text;
     row.append(cell);
@@ -282,7 +283,8 @@ document.getElementById("add-token").addEventListener("submit", async (event) =>
   event.preventDefault();
   const form = event.target;
   try {
-    const created = await api("POST", "/api/tokens", { name: form.elements.name.value });
+    const scopes = [...form.querySelectorAll('input[name="scope"]:checked')].map((box) => box.value);
+    const created = await api("POST", "/api/tokens", { name: form.elements.name.value, scopes });
     document.getElementById("new-token-value").textContent = created.token;
     document.getElementById("new-token").hidden = false;
     tokenRows.prepend(renderToken(created));

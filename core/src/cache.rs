@@ -28,7 +28,7 @@ use redis::AsyncCommands;
 
 use crate::Settings;
 use crate::config::Secret;
-use crate::db::User;
+use crate::db::Caller;
 use crate::metrics as m;
 use crate::shutdown::Shutdown;
 use crate::types::DeviceId;
@@ -80,8 +80,8 @@ struct Key {
 
 struct Inner {
     entries: moka::future::Cache<Key, Bytes>,
-    /// The account of each credential's digest, under [`Topic::Callers`].
-    callers: moka::future::Cache<Key, User>,
+    /// The account (and token) of each credential's digest, under [`Topic::Callers`].
+    callers: moka::future::Cache<Key, Caller>,
     generations: Mutex<HashMap<Topic, u64>>,
     /// Raised by [`ReadCache::invalidate_all`]: every entry stored before is unreachable.
     epoch: AtomicU64,
@@ -163,9 +163,9 @@ impl ReadCache {
     /// unknown or ended credential, and failures are never stored. Ending a credential must
     /// announce [`Topic::Callers`]; what expires on its own (a session past its time) may still
     /// be served for up to one TTL.
-    pub async fn caller<E, F>(&self, credential: &str, load: F) -> Result<User, Arc<E>>
+    pub async fn caller<E, F>(&self, credential: &str, load: F) -> Result<Caller, Arc<E>>
     where
-        F: Future<Output = Result<User, E>>,
+        F: Future<Output = Result<Caller, E>>,
         E: Send + Sync + 'static,
     {
         let Some(inner) = &self.0 else {
@@ -510,13 +510,16 @@ mod tests {
         assert_eq!(loaded.as_ref(), b"reloaded", "an expired entry is loaded again");
     }
 
-    fn user(id: i64) -> Result<User, &'static str> {
-        Ok(User {
+    fn user(id: i64) -> Result<Caller, &'static str> {
+        Ok(Caller {
+            token: None,
+            user: crate::db::User {
             id: crate::types::UserId(id),
             email: crate::types::Email::parse(&format!("u{id}@example.com")).unwrap(),
             password_hash: String::new(),
             is_admin: false,
             created_at: crate::types::Timestamp(0),
+            },
         })
     }
 
@@ -534,7 +537,7 @@ mod tests {
                         user(id)
                     })
                     .await
-                    .map(|u| u.id.0)
+                    .map(|c| c.user.id.0)
             }
         };
         assert_eq!(resolve("t1", 1).await, Ok(1));
@@ -552,10 +555,10 @@ mod tests {
             let unknown = cache
                 .caller("t9", async {
                     loads.fetch_add(1, Ordering::SeqCst);
-                    Err::<User, _>("unknown")
+                    Err::<Caller, _>("unknown")
                 })
                 .await;
-            assert_eq!(unknown.map(|u| u.id.0).map_err(|e| *e), Err("unknown"));
+            assert_eq!(unknown.map(|c| c.user.id.0).map_err(|e| *e), Err("unknown"));
         }
         assert_eq!(loads.load(Ordering::SeqCst), 4);
     }

@@ -176,6 +176,11 @@ pub struct Settings {
     #[arg(long, env = "LOGIN_LOCKOUT_SECS", global = true, default_value_t = 900)]
     pub login_lockout_secs: u64,
 
+    /// Messages one API token may send per minute through MCP tools, on top of each device's
+    /// own pacing (agents retry and loop; this bounds what one token can queue).
+    #[arg(long, env = "MCP_SENDS_PER_MINUTE", global = true, default_value_t = 20)]
+    pub mcp_sends_per_minute: u32,
+
     /// Take the client address from `X-Forwarded-For` (only behind a proxy you control).
     #[arg(long, env = "TRUST_PROXY_HEADERS", global = true, default_value_t = false,
           action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]

@@ -63,6 +63,8 @@ pub const CALLER_CACHE: &str = "wafleet_caller_cache_total";
 pub const READ_CACHE_ENTRIES: &str = "wafleet_read_cache_entries";
 /// Device actions taken (test sends, number checks, broadcasts) by kind.
 pub const DEVICE_ACTIONS: &str = "wafleet_device_actions_total";
+/// MCP tool calls, by whether they succeeded (`ok="true"` or `"false"`).
+pub const MCP_TOOL_CALLS: &str = "wafleet_mcp_tool_calls_total";
 /// Recipients of accepted broadcasts.
 pub const BROADCAST_RECIPIENTS: &str = "wafleet_broadcast_recipients_total";
 /// Images given to be sent, by outcome: `compressed`, `too_large` (refused from the header, never

@@ -8,7 +8,7 @@
 
 mod activity;
 mod broadcast;
-mod check;
+pub(crate) mod check;
 mod lines;
 mod page;
 mod test_send;
@@ -21,6 +21,7 @@ use wafleet_core::db::{ActivityKind, NewActivity, User};
 use wafleet_core::types::DeviceId;
 
 use crate::AppState;
+use crate::text::clip;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -74,16 +75,5 @@ async fn log_action(state: &AppState, user: &User, device: DeviceId, headers: &H
     };
     if let Err(err) = state.db.record_activity(&entry).await {
         tracing::warn!(error = ?err, %device, kind = kind.as_str(), "recording the activity log failed");
-    }
-}
-
-/// `text` cut to `max` characters with an ellipsis, for one-line summaries.
-fn clip(text: &str, max: usize) -> String {
-    let mut chars = text.chars();
-    let head: String = chars.by_ref().take(max).collect();
-    if chars.next().is_some() {
-        format!("{head}…")
-    } else {
-        head
     }
 }

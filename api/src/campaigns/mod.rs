@@ -2,7 +2,7 @@
 //! each recipient, and set how fast each device may send. Every handler reaches a campaign through
 //! its owner, so another user's campaign answers 404 exactly like a missing one.
 
-mod fields;
+pub(crate) mod fields;
 mod pacing;
 mod page;
 
@@ -44,7 +44,7 @@ pub struct YearQuery {
 }
 
 impl YearQuery {
-    fn year(&self) -> ApiResult<i32> {
+    pub(crate) fn year(&self) -> ApiResult<i32> {
         let year = self.year.unwrap_or_else(|| Timestamp::now().to_datetime().year());
         if !(2000..=2199).contains(&year) {
             return Err(ApiError::Invalid("year: must be 2000 to 2199".into()));
@@ -89,7 +89,7 @@ async fn create_campaign(
 }
 
 /// Refuses (404, as for any device not yours) unless every one of `devices` is the user's.
-async fn ensure_owned(state: &AppState, user: UserId, devices: &[DeviceId]) -> ApiResult<()> {
+pub(crate) async fn ensure_owned(state: &AppState, user: UserId, devices: &[DeviceId]) -> ApiResult<()> {
     let owned: std::collections::HashSet<DeviceId> =
         state.db.list_devices(user).await?.into_iter().map(|d| d.id).collect();
     if devices.iter().all(|d| owned.contains(d)) {

@@ -36,23 +36,23 @@ fn decode(param: &str, raw: &str) -> Result<(Timestamp, String), ApiError> {
 }
 
 /// The cursor that continues a chat page after `cursor`.
-pub(super) fn encode_chat(cursor: &ChatCursor) -> String {
+pub(crate) fn encode_chat(cursor: &ChatCursor) -> String {
     encode(cursor.last_message_at, &cursor.jid)
 }
 
 /// Parses the `cursor` parameter of the chat list.
-pub(super) fn decode_chat(raw: &str) -> Result<ChatCursor, ApiError> {
+pub(crate) fn decode_chat(raw: &str) -> Result<ChatCursor, ApiError> {
     let (last_message_at, jid) = decode("cursor", raw)?;
     Ok(ChatCursor { last_message_at, jid })
 }
 
 /// The cursor that continues a message page before `cursor`.
-pub(super) fn encode_message(cursor: &MessageCursor) -> String {
+pub(crate) fn encode_message(cursor: &MessageCursor) -> String {
     encode(cursor.sent_at, &cursor.id)
 }
 
 /// Parses the `before` parameter of the message list.
-pub(super) fn decode_message(raw: &str) -> Result<MessageCursor, ApiError> {
+pub(crate) fn decode_message(raw: &str) -> Result<MessageCursor, ApiError> {
     let (sent_at, id) = decode("before", raw)?;
     Ok(MessageCursor { sent_at, id })
 }

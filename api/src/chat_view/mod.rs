@@ -4,7 +4,7 @@
 //! or changes anything; every route reaches data through the caller's own devices, so another
 //! user's device answers 404 like a missing one.
 
-mod cursor;
+pub(crate) mod cursor;
 mod live;
 mod page;
 
@@ -30,7 +30,7 @@ const DEFAULT_LIMIT: i64 = 50;
 /// Most chats or messages per page.
 const MAX_LIMIT: i64 = 200;
 /// Longest chat id (JID) accepted.
-const MAX_JID_CHARS: usize = 128;
+pub(crate) const MAX_JID_CHARS: usize = 128;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -82,7 +82,7 @@ pub struct MessagePage {
 }
 
 /// `limit`, or the default; 422 outside 1..=MAX_LIMIT.
-fn page_limit(limit: Option<i64>) -> ApiResult<i64> {
+pub(crate) fn page_limit(limit: Option<i64>) -> ApiResult<i64> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::Invalid(format!("limit: must be 1 to {MAX_LIMIT}")));
@@ -92,7 +92,7 @@ fn page_limit(limit: Option<i64>) -> ApiResult<i64> {
 
 /// Cuts the one row fetched beyond `limit` (which tells that another page follows) and returns
 /// the cursor of the last row kept when it did.
-fn split_page<T, C>(rows: &mut Vec<T>, limit: i64, cursor: impl Fn(&T) -> C) -> Option<C> {
+pub(crate) fn split_page<T, C>(rows: &mut Vec<T>, limit: i64, cursor: impl Fn(&T) -> C) -> Option<C> {
     if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last().map(cursor)

@@ -3,7 +3,7 @@
 //! lead or device answers 404 exactly like a missing one.
 
 mod csv;
-mod fields;
+pub(crate) mod fields;
 mod page;
 mod transfer;
 
@@ -12,8 +12,8 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use wafleet_core::db::{Lead, LeadChanges, LeadFilter, LeadStatus};
-use wafleet_core::types::{DeviceId, LeadId};
+use wafleet_core::db::{Lead, LeadChanges, LeadFilter, LeadStatus, NewLead};
+use wafleet_core::types::{Country, DeviceId, LeadId};
 
 use crate::AppState;
 use crate::envelope::{Envelope, created, ok};
@@ -26,7 +26,7 @@ pub(crate) use page::router as page_router;
 /// Leads per page when the caller does not say.
 const DEFAULT_LIMIT: i64 = 50;
 /// Most leads per page.
-const MAX_LIMIT: i64 = 500;
+pub(crate) const MAX_LIMIT: i64 = 500;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -53,7 +53,7 @@ pub struct LeadQuery {
 
 impl LeadQuery {
     /// The storage filter; empty parameters (as a blank form sends them) are ignored.
-    fn filter(&self) -> ApiResult<LeadFilter> {
+    pub(crate) fn filter(&self) -> ApiResult<LeadFilter> {
         let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
         let status = given(&self.status)
             .map(|s| s.parse::<LeadStatus>())
@@ -125,6 +125,62 @@ pub struct LeadUpdate {
     pub notes: Option<String>,
 }
 
+impl NewLeadBody {
+    /// The lead to store; 422 naming every invalid field.
+    pub(crate) fn parse(&self, country: Country) -> ApiResult<NewLead> {
+        let raw = fields::RawLead {
+            name: &self.name,
+            phone: &self.phone,
+            niche: self.niche.as_deref().unwrap_or_default(),
+            journey: self.journey.as_deref().unwrap_or_default(),
+            status: self.status.as_deref().unwrap_or_default(),
+            notes: self.notes.as_deref().unwrap_or_default(),
+        };
+        raw.parse(country).map_err(|errors| {
+            let text: Vec<String> = errors.into_iter().map(|(f, m)| format!("{f}: {m}")).collect();
+            ApiError::Invalid(text.join("; "))
+        })
+    }
+}
+
+impl LeadUpdate {
+    /// The changes to store; 422 naming the first invalid field.
+    pub(crate) fn changes(&self, country: Country) -> ApiResult<LeadChanges> {
+        Ok(LeadChanges {
+        name: self
+            .name
+            .as_deref()
+            .map(|v| field("name", fields::name(v)))
+            .transpose()?,
+        phone: self
+            .phone
+            .as_deref()
+            .map(|v| field("phone", fields::phone(v, country)))
+            .transpose()?,
+        niche: self
+            .niche
+            .as_deref()
+            .map(|v| field("niche", fields::label(v)))
+            .transpose()?,
+        journey: self
+            .journey
+            .as_deref()
+            .map(|v| field("journey", fields::label(v)))
+            .transpose()?,
+        status: self
+            .status
+            .as_deref()
+            .map(|v| field("status", fields::status(v)))
+            .transpose()?,
+        notes: self
+            .notes
+            .as_deref()
+            .map(|v| field("notes", fields::notes(v)))
+            .transpose()?,
+    })
+    }
+}
+
 /// Prefixes a field's parse error with the field's name (422).
 fn field<T>(name: &str, result: Result<T, String>) -> ApiResult<T> {
     result.map_err(|message| ApiError::Invalid(format!("{name}: {message}")))
@@ -172,18 +228,7 @@ async fn create_lead(
     CurrentUser(user): CurrentUser,
     Json(body): Json<NewLeadBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let raw = fields::RawLead {
-        name: &body.name,
-        phone: &body.phone,
-        niche: body.niche.as_deref().unwrap_or_default(),
-        journey: body.journey.as_deref().unwrap_or_default(),
-        status: body.status.as_deref().unwrap_or_default(),
-        notes: body.notes.as_deref().unwrap_or_default(),
-    };
-    let lead = raw.parse(state.settings.default_country).map_err(|errors| {
-        let text: Vec<String> = errors.into_iter().map(|(f, m)| format!("{f}: {m}")).collect();
-        ApiError::Invalid(text.join("; "))
-    })?;
+    let lead = body.parse(state.settings.default_country)?;
     let lead = state
         .db
         .create_lead(user.id, body.device_id, &lead)
@@ -216,39 +261,7 @@ async fn update_lead(
     Path(id): Path<LeadId>,
     Json(body): Json<LeadUpdate>,
 ) -> ApiResult<impl IntoResponse> {
-    let country = state.settings.default_country;
-    let changes = LeadChanges {
-        name: body
-            .name
-            .as_deref()
-            .map(|v| field("name", fields::name(v)))
-            .transpose()?,
-        phone: body
-            .phone
-            .as_deref()
-            .map(|v| field("phone", fields::phone(v, country)))
-            .transpose()?,
-        niche: body
-            .niche
-            .as_deref()
-            .map(|v| field("niche", fields::label(v)))
-            .transpose()?,
-        journey: body
-            .journey
-            .as_deref()
-            .map(|v| field("journey", fields::label(v)))
-            .transpose()?,
-        status: body
-            .status
-            .as_deref()
-            .map(|v| field("status", fields::status(v)))
-            .transpose()?,
-        notes: body
-            .notes
-            .as_deref()
-            .map(|v| field("notes", fields::notes(v)))
-            .transpose()?,
-    };
+    let changes = body.changes(state.settings.default_country)?;
     let lead = state.db.update_lead(user.id, id, &changes).await.or_not_found("lead")?;
     tracing::info!(user = %user.id, lead = %lead.id, "lead updated");
     Ok(ok("lead updated", lead))

@@ -53,6 +53,10 @@ mod leads_browser;
 mod leads_csv;
 mod leads_isolation;
 mod login_limits;
+mod mcp;
+#[path = "../support/mcp.rs"]
+mod mcp_client;
+mod mcp_isolation;
 mod nul_bytes;
 mod security_headers;
 mod sends;

@@ -1,6 +1,7 @@
-//! Per-user API tokens for the REST API. Only a digest is stored; the token is shown once.
+//! Per-user API tokens for the REST API and MCP. Only a digest is stored; the token is shown
+//! once. Each token carries scopes (read, send, manage) that bound what it may do.
 
-use crate::types::{ApiTokenId, Timestamp, UserId};
+use crate::types::{ApiTokenId, Scopes, Timestamp, UserId};
 use crate::{Db, Error, Result};
 
 use super::{User, on_db};
@@ -18,23 +19,61 @@ pub struct ApiToken {
     pub created_at: Timestamp,
     /// When it last authenticated a request (updated at most once a minute).
     pub last_used_at: Option<Timestamp>,
+    /// What it may do.
+    #[sqlx(try_from = "String")]
+    pub scopes: Scopes,
+}
+
+/// Who is calling: the account, and the API token it called with (none for a browser session).
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The account.
+    pub user: User,
+    /// The token, when the call came with one.
+    pub token: Option<TokenGrant>,
+}
+
+/// The API token a call came with, and what it allows.
+#[derive(Clone, Debug)]
+pub struct TokenGrant {
+    /// The token's row id.
+    pub id: ApiTokenId,
+    /// Its owner's label for it.
+    pub name: String,
+    /// What it may do.
+    pub scopes: Scopes,
 }
 
 /// `last_used_at` is written at most this often per token, to keep reads from turning into writes.
 const TOUCH_EVERY_SECS: i64 = 60;
 
 impl Db {
-    /// Stores a new token for `user`.
+    /// Stores a new token for `user` with every scope.
     #[tracing::instrument(skip(self, token_hash))]
     pub async fn create_api_token(&self, user: UserId, name: &str, token_hash: &str, hint: &str) -> Result<ApiToken> {
+        self.create_scoped_api_token(user, name, token_hash, hint, Scopes::all())
+            .await
+    }
+
+    /// Stores a new token for `user` that may do what `scopes` allow.
+    #[tracing::instrument(skip(self, token_hash))]
+    pub async fn create_scoped_api_token(
+        &self,
+        user: UserId,
+        name: &str,
+        token_hash: &str,
+        hint: &str,
+        scopes: Scopes,
+    ) -> Result<ApiToken> {
         on_db!(self, pool => sqlx::query_as::<_, ApiToken>(
-            "INSERT INTO api_tokens (user_id, name, token_hash, hint, created_at) VALUES ($1, $2, $3, $4, $5) \
-             RETURNING id, name, hint, created_at, last_used_at")
+            "INSERT INTO api_tokens (user_id, name, token_hash, hint, created_at, scopes) VALUES ($1, $2, $3, $4, $5, $6) \
+             RETURNING id, name, hint, created_at, last_used_at, scopes")
             .bind(user)
             .bind(name)
             .bind(token_hash)
             .bind(hint)
             .bind(Timestamp::now())
+            .bind(scopes.to_string())
             .fetch_one(pool)
             .await)
         .map_err(|e| Error::on_unique_violation(e, "a token with this name already exists"))
@@ -44,7 +83,7 @@ impl Db {
     #[tracing::instrument(skip(self))]
     pub async fn list_api_tokens(&self, user: UserId) -> Result<Vec<ApiToken>> {
         Ok(on_db!(self, pool => sqlx::query_as::<_, ApiToken>(
-            "SELECT id, name, hint, created_at, last_used_at FROM api_tokens \
+            "SELECT id, name, hint, created_at, last_used_at, scopes FROM api_tokens \
              WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id DESC")
             .bind(user)
             .fetch_all(pool)
@@ -68,12 +107,22 @@ impl Db {
     /// The owner of a live token, recording its use.
     #[tracing::instrument(skip_all)]
     pub async fn api_token_user(&self, token_hash: &str) -> Result<Option<User>> {
-        let sql = "SELECT t.id AS token_id, u.id, u.email, u.password_hash, u.is_admin, u.created_at \
+        Ok(self.api_token_caller(token_hash).await?.map(|caller| caller.user))
+    }
+
+    /// The owner of a live token and what the token allows, recording its use.
+    #[tracing::instrument(skip_all)]
+    pub async fn api_token_caller(&self, token_hash: &str) -> Result<Option<Caller>> {
+        let sql = "SELECT t.id AS token_id, t.name AS token_name, t.scopes, \
+                   u.id, u.email, u.password_hash, u.is_admin, u.created_at \
                    FROM api_tokens t JOIN users u ON u.id = t.user_id \
                    WHERE t.token_hash = $1 AND t.revoked_at IS NULL";
         #[derive(sqlx::FromRow)]
         struct Row {
             token_id: ApiTokenId,
+            token_name: String,
+            #[sqlx(try_from = "String")]
+            scopes: Scopes,
             #[sqlx(flatten)]
             user: User,
         }
@@ -91,6 +140,13 @@ impl Db {
             .execute(pool)
             .await
             .map(drop))?;
-        Ok(Some(row.user))
+        Ok(Some(Caller {
+            user: row.user,
+            token: Some(TokenGrant {
+                id: row.token_id,
+                name: row.token_name,
+                scopes: row.scopes,
+            }),
+        }))
     }
 }

@@ -22,8 +22,10 @@ mod leases;
 mod link_credentials;
 mod liveness;
 mod login_failures;
+mod mcp_calls;
 mod outbound;
 mod pacing;
+mod rate_windows;
 mod sessions;
 mod users;
 pub(crate) mod webhooks;
@@ -38,7 +40,7 @@ use crate::config::{DatabaseTarget, Settings};
 
 pub use activity::{ActivityEntry, ActivityKind, NewActivity};
 pub use analytics::{Analytics, AnalyticsCounts, AnalyticsDay, AnalyticsPercent, DeviceCounts};
-pub use api_tokens::ApiToken;
+pub use api_tokens::{ApiToken, Caller, TokenGrant};
 pub use broadcasts::{Broadcast, NewBroadcast, broadcast_send_key};
 pub use campaigns::send_key;
 pub use campaigns::{
@@ -56,8 +58,10 @@ pub use leases::{Fence, Fleet};
 pub use link_credentials::LINK_CREDENTIALS;
 pub use liveness::LivenessLock;
 pub use login_failures::LoginAttempt;
+pub use mcp_calls::{McpCall, NewMcpCall};
 pub use outbound::{NewSend, NextSend, OutboundMessage, OutboundStatus, SendWork, Settled};
 pub use pacing::{DevicePacing, Pacing, SendStats};
+pub use rate_windows::RateHit;
 pub use users::{NewUserRole, User};
 pub use webhooks::{Attempt, AttemptResult, Delivery, DeliveryStatus, Webhook};
 

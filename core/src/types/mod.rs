@@ -3,9 +3,11 @@
 mod email;
 mod ids;
 mod phone;
+mod scopes;
 mod time;
 
 pub use email::Email;
 pub use ids::{ApiTokenId, CampaignId, DeviceId, LeadId, UserId};
 pub use phone::{Country, PhoneError, PhoneNumber};
+pub use scopes::{Scope, Scopes};
 pub use time::Timestamp;

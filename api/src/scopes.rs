@@ -1,0 +1,79 @@
+//! Which scope an API token needs for a REST route: reading needs `read`, sending needs `send`,
+//! every other change needs `manage`. Browser sessions are not limited by scopes.
+
+use axum::http::Method;
+use wafleet_core::db::Caller;
+use wafleet_core::types::Scope;
+
+use crate::error::ApiError;
+
+/// The scope a token needs to call `method path`.
+pub(crate) fn required(method: &Method, path: &str) -> Scope {
+    let path = path.trim_end_matches('/');
+    // The compatible API changes a device's link with GET requests.
+    if ["/app/login", "/app/login-with-code", "/app/logout", "/app/reconnect"].contains(&path) {
+        return Scope::Manage;
+    }
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Scope::Read;
+    }
+    let sends = path.ends_with("/send")
+        || path.ends_with("/actions/test-send")
+        || path.ends_with("/broadcasts")
+        || path.starts_with("/send/");
+    // A number check asks WhatsApp and changes nothing.
+    let checks = path.ends_with("/check");
+    if sends {
+        Scope::Send
+    } else if checks {
+        Scope::Read
+    } else {
+        Scope::Manage
+    }
+}
+
+/// Refuses (403, naming the scope) a token call its scopes do not cover; sessions pass.
+pub(crate) fn allow(caller: &Caller, method: &Method, path: &str) -> Result<(), ApiError> {
+    let Some(token) = &caller.token else {
+        return Ok(());
+    };
+    let needed = required(method, path);
+    if token.scopes.has(needed) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "the API token `{}` lacks the `{}` scope this request needs (it has: {}); \
+             create a token with that scope on the dashboard",
+            token.name,
+            needed.as_str(),
+            scope_list(token.scopes)
+        )))
+    }
+}
+
+/// `read, send` or `none`, for messages.
+pub(crate) fn scope_list(scopes: wafleet_core::types::Scopes) -> String {
+    if scopes.is_empty() {
+        return "none".into();
+    }
+    scopes.iter().map(Scope::as_str).collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_map_to_the_scope_they_need() {
+        assert_eq!(required(&Method::GET, "/api/devices"), Scope::Read);
+        assert_eq!(required(&Method::POST, "/api/devices/3/send"), Scope::Send);
+        assert_eq!(required(&Method::POST, "/api/devices/3/actions/test-send"), Scope::Send);
+        assert_eq!(required(&Method::POST, "/api/devices/3/broadcasts"), Scope::Send);
+        assert_eq!(required(&Method::POST, "/send/message"), Scope::Send);
+        assert_eq!(required(&Method::POST, "/api/devices/3/check"), Scope::Read);
+        assert_eq!(required(&Method::POST, "/api/devices/3/actions/check"), Scope::Read);
+        assert_eq!(required(&Method::POST, "/api/leads"), Scope::Manage);
+        assert_eq!(required(&Method::DELETE, "/api/devices/3"), Scope::Manage);
+        assert_eq!(required(&Method::GET, "/app/logout"), Scope::Manage);
+    }
+}

@@ -1,0 +1,122 @@
+//! A real MCP client for the tests: the official Python SDK (`mcp` on PyPI, pinned below) driven
+//! by `mcp_client.py`, in a virtualenv made on first use (`WAFLEET_MCP_VENV`, by default under
+//! ~/.cache/wafleet). Without python3 and its venv module the tests fail saying so: they never
+//! skip.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::{Value, json};
+
+/// The pinned client: `mcp` on PyPI.
+pub const MCP_PYTHON_VERSION: &str = "2.3.0";
+
+/// The driver script (see its docstring for the steps it takes).
+const DRIVER: &str = include_str!("mcp_client.py");
+
+/// The virtualenv's python with the client installed, made once per test process.
+fn python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(install).clone()
+}
+
+fn install() -> PathBuf {
+    let venv = std::env::var_os("WAFLEET_MCP_VENV").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        home.join(".cache/wafleet").join(format!("mcp-{MCP_PYTHON_VERSION}"))
+    });
+    let python = venv.join("bin/python");
+    let ready = |python: &PathBuf| {
+        Command::new(python)
+            .args(["-c", "import mcp, httpx2"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if ready(&python) {
+        return python;
+    }
+    // Built beside the final place and renamed into it, so that test processes installing at
+    // the same time never see half a virtualenv.
+    let staging = venv.with_extension(format!("installing-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(staging.parent().unwrap()).expect("cache directory for the MCP client");
+    let made = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&staging)
+        .status()
+        .unwrap_or_else(|e| panic!("the MCP tests need python3 to install the `mcp` client ({e}): install python3 and python3-venv (infra/test does)"));
+    assert!(made.success(), "python3 -m venv failed: install python3-venv (infra/test does)");
+    let pip = Command::new(staging.join("bin/pip"))
+        .args(["install", "-q", "--disable-pip-version-check"])
+        .arg(format!("mcp=={MCP_PYTHON_VERSION}"))
+        .status()
+        .expect("pip in the new virtualenv");
+    assert!(pip.success(), "pip could not install mcp=={MCP_PYTHON_VERSION} from PyPI");
+    if std::fs::rename(&staging, &venv).is_err() {
+        // Another test process finished first: use its virtualenv.
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    assert!(ready(&python), "the MCP client in {} does not import", venv.display());
+    python
+}
+
+/// Connects to `base`/mcp with `token`, initializes, runs `steps` and answers the driver's
+/// document: `{"server": {...}, "results": [one per step]}`.
+pub async fn run(base: &str, token: &str, steps: Value) -> Value {
+    let script = json!({"url": format!("{base}/mcp"), "token": token, "steps": steps}).to_string();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = Command::new(python())
+            .args(["-c", DRIVER])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the MCP client");
+        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "the MCP client failed: {stderr}");
+        serde_json::from_slice::<Value>(&output.stdout)
+            .unwrap_or_else(|e| panic!("the MCP client printed no JSON ({e}): {stderr}"))
+    })
+    .await
+    .unwrap()
+}
+
+/// One step's result of [`run`].
+pub async fn one(base: &str, token: &str, step: Value) -> Value {
+    run(base, token, json!([step])).await["results"][0].clone()
+}
+
+/// A `call` step.
+pub fn call(tool: &str, arguments: Value) -> Value {
+    json!({"op": "call", "tool": tool, "arguments": arguments})
+}
+
+/// The names of the tools a `list_tools` result lists, sorted.
+pub fn tool_names(listed: &Value) -> Vec<String> {
+    let mut names: Vec<String> = listed["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a tool list: {listed}"))
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A successful `call` result's text as JSON; panics with the error otherwise.
+pub fn ok_json(result: &Value) -> Value {
+    assert_eq!(result["is_error"], false, "tool failed: {result}");
+    serde_json::from_str(result["text"].as_str().unwrap()).unwrap_or_else(|e| panic!("not JSON ({e}): {result}"))
+}
+
+/// Asserts that a `call` result is a tool error containing `needle`.
+pub fn assert_tool_error(result: &Value, needle: &str) {
+    assert_eq!(result["is_error"], true, "expected a tool error: {result}");
+    let text = result["text"].as_str().unwrap_or_default();
+    assert!(text.contains(needle), "{text:?} should contain {needle:?}");
+}
