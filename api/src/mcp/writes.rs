@@ -59,16 +59,20 @@ pub(super) async fn send(state: &AppState, caller: &Caller, send: Send) -> ApiRe
         .await
         .or_not_found("device")?;
     let image = crate::sends::decode_image(send.image_base64.as_deref())?;
+    // A retry answers the recorded send and does not count against the limit.
+    let retry = state.db.send_key_used(caller.user.id, key).await?;
     let limit_key = format!("mcp-send:{}", grant(caller).id);
-    let max = state.settings.mcp_sends_per_minute;
-    let hit = state.db.hit_rate_window(&limit_key, SEND_WINDOW_SECS).await?;
-    if let Some(wait) = hit.over(max) {
-        // Refused hits do not count, so a burst does not extend its own wait.
-        refund(state, &limit_key).await;
-        return Err(ApiError::Conflict(format!(
-            "rate limit: this API token may send {max} messages a minute over MCP; \
-             try again in {wait} seconds with the same idempotency_key"
-        )));
+    if !retry {
+        let max = state.settings.mcp_sends_per_minute;
+        let hit = state.db.hit_rate_window(&limit_key, SEND_WINDOW_SECS).await?;
+        if let Some(wait) = hit.over(max) {
+            // Refused hits do not count, so a burst does not extend its own wait.
+            refund(state, &limit_key).await;
+            return Err(ApiError::Conflict(format!(
+                "rate limit: this API token may send {max} messages a minute over MCP; \
+                 try again in {wait} seconds with the same idempotency_key"
+            )));
+        }
     }
     let accepted = crate::sends::accept(
         state,
@@ -80,22 +84,17 @@ pub(super) async fn send(state: &AppState, caller: &Caller, send: Send) -> ApiRe
         image,
     )
     .await;
-    match accepted {
-        Ok((message, created)) => {
-            if !created {
-                refund(state, &limit_key).await;
-            }
-            tracing::info!(user = %caller.user.id, device = send.device_id, message = message.id, created, "MCP send");
-            Ok(Sent {
-                message,
-                replayed: !created,
-            })
-        }
-        Err(err) => {
-            refund(state, &limit_key).await;
-            Err(err)
-        }
+    // A hit is given back when nothing new was recorded (refused, or a concurrent retry).
+    let counted = !retry && !matches!(accepted, Ok((_, true)));
+    if counted {
+        refund(state, &limit_key).await;
     }
+    let (message, created) = accepted?;
+    tracing::info!(user = %caller.user.id, device = send.device_id, message = message.id, created, "MCP send");
+    Ok(Sent {
+        message,
+        replayed: !created,
+    })
 }
 
 async fn refund(state: &AppState, key: &str) {

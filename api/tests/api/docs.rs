@@ -81,6 +81,7 @@ async fn every_operation_documents_its_errors(app: TestApp) {
             }
             if !public {
                 assert!(listed("401"), "{what}: 401");
+                assert!(listed("403"), "{what}: 403 (an API token without the scope)");
             }
             if method != "get" {
                 assert!(listed("403"), "{what}: 403 (CSRF)");

@@ -87,6 +87,7 @@ pub async fn run(base: &str, token: &str, steps: Value) -> Value {
 }
 
 /// One step's result of [`run`].
+#[allow(dead_code)] // The end-to-end tests run whole scripts only.
 pub async fn one(base: &str, token: &str, step: Value) -> Value {
     run(base, token, json!([step])).await["results"][0].clone()
 }

@@ -213,6 +213,18 @@ impl Db {
         Ok((existing.into(), false))
     }
 
+    /// Whether `user` has recorded a send under `key` (a retry, when so).
+    #[tracing::instrument(skip(self))]
+    pub async fn send_key_used(&self, user: UserId, key: &str) -> Result<bool> {
+        let found: Option<(i64,)> = on_db!(self, pool => sqlx::query_as(
+            "SELECT id FROM outbound_messages WHERE user_id = $1 AND idempotency_key = $2")
+            .bind(user)
+            .bind(key)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(found.is_some())
+    }
+
     /// One of `user`'s sends.
     #[tracing::instrument(skip(self))]
     pub async fn outbound_message(&self, user: UserId, id: i64) -> Result<OutboundMessage> {
