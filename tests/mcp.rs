@@ -112,7 +112,12 @@ async fn an_agent_uses_every_tool_and_a_retried_send_goes_out_once(backend: Back
     let messages = ok_json(&results[3]);
     assert_eq!(messages["messages"][0]["body"], "Do you deliver on Sundays?");
     let checked = ok_json(&results[4]);
-    let answers: Vec<&str> = checked.as_array().unwrap().iter().map(|c| c["result"].as_str().unwrap()).collect();
+    let answers: Vec<&str> = checked
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["result"].as_str().unwrap())
+        .collect();
     assert_eq!(answers, ["on_whatsapp", "not_on_whatsapp", "invalid"], "{checked}");
     let lead = ok_json(&results[5]);
     assert_eq!(ok_json(&results[6])["leads"][0]["id"], lead["id"]);
@@ -160,7 +165,10 @@ async fn an_agent_uses_every_tool_and_a_retried_send_goes_out_once(backend: Back
     )
     .await["results"]
         .clone();
-    assert!(matches!(ok_json(&rest[0])["status"].as_str(), Some("sent" | "delivered" | "read")));
+    assert!(matches!(
+        ok_json(&rest[0])["status"].as_str(),
+        Some("sent" | "delivered" | "read")
+    ));
     assert_eq!(ok_json(&rest[1])["name"], "Aminah");
     assert_eq!(ok_json(&rest[2])["status"], "contacted");
     assert!(ok_json(&rest[3]).is_object());
@@ -170,7 +178,11 @@ async fn an_agent_uses_every_tool_and_a_retried_send_goes_out_once(backend: Back
     assert_eq!(sent_at_sim(&stack, phone, "This week's menu").await, 1);
     assert_eq!(sent_at_sim(&stack, phone, "from the reader").await, 0);
     let calls: Value = stack.get("/api/mcp/calls?limit=200").await;
-    assert_eq!(calls["calls"].as_array().unwrap().len(), 12 + 1 + 1 + 4, "every tool call is logged");
+    assert_eq!(
+        calls["calls"].as_array().unwrap().len(),
+        12 + 1 + 1 + 4,
+        "every tool call is logged"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,8 +23,8 @@ mod headers;
 pub mod health;
 mod leads;
 mod live;
-mod openapi;
 mod mcp;
+mod openapi;
 mod pages;
 mod scopes;
 mod sends;
@@ -50,8 +50,8 @@ use wafleet_core::shutdown::Shutdown;
 use wafleet_core::{Db, Settings};
 
 pub use demo::Demo;
-pub use mcp::tool_table as mcp_tool_table;
 pub use error::ApiError;
+pub use mcp::tool_table as mcp_tool_table;
 
 /// What every handler can reach: one shared allocation, so the clone that routing makes for
 /// every request is a reference count, not a copy of each part.

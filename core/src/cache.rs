@@ -514,11 +514,11 @@ mod tests {
         Ok(Caller {
             token: None,
             user: crate::db::User {
-            id: crate::types::UserId(id),
-            email: crate::types::Email::parse(&format!("u{id}@example.com")).unwrap(),
-            password_hash: String::new(),
-            is_admin: false,
-            created_at: crate::types::Timestamp(0),
+                id: crate::types::UserId(id),
+                email: crate::types::Email::parse(&format!("u{id}@example.com")).unwrap(),
+                password_hash: String::new(),
+                is_admin: false,
+                created_at: crate::types::Timestamp(0),
             },
         })
     }

@@ -147,37 +147,37 @@ impl LeadUpdate {
     /// The changes to store; 422 naming the first invalid field.
     pub(crate) fn changes(&self, country: Country) -> ApiResult<LeadChanges> {
         Ok(LeadChanges {
-        name: self
-            .name
-            .as_deref()
-            .map(|v| field("name", fields::name(v)))
-            .transpose()?,
-        phone: self
-            .phone
-            .as_deref()
-            .map(|v| field("phone", fields::phone(v, country)))
-            .transpose()?,
-        niche: self
-            .niche
-            .as_deref()
-            .map(|v| field("niche", fields::label(v)))
-            .transpose()?,
-        journey: self
-            .journey
-            .as_deref()
-            .map(|v| field("journey", fields::label(v)))
-            .transpose()?,
-        status: self
-            .status
-            .as_deref()
-            .map(|v| field("status", fields::status(v)))
-            .transpose()?,
-        notes: self
-            .notes
-            .as_deref()
-            .map(|v| field("notes", fields::notes(v)))
-            .transpose()?,
-    })
+            name: self
+                .name
+                .as_deref()
+                .map(|v| field("name", fields::name(v)))
+                .transpose()?,
+            phone: self
+                .phone
+                .as_deref()
+                .map(|v| field("phone", fields::phone(v, country)))
+                .transpose()?,
+            niche: self
+                .niche
+                .as_deref()
+                .map(|v| field("niche", fields::label(v)))
+                .transpose()?,
+            journey: self
+                .journey
+                .as_deref()
+                .map(|v| field("journey", fields::label(v)))
+                .transpose()?,
+            status: self
+                .status
+                .as_deref()
+                .map(|v| field("status", fields::status(v)))
+                .transpose()?,
+            notes: self
+                .notes
+                .as_deref()
+                .map(|v| field("notes", fields::notes(v)))
+                .transpose()?,
+        })
     }
 }
 

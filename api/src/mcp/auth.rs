@@ -37,9 +37,10 @@ fn refuse(err: ApiError) -> Response {
     let unauthorized = matches!(err, ApiError::Unauthorized(_));
     let mut response = err.into_response();
     if unauthorized {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"wafleet\""));
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"wafleet\""),
+        );
     }
     response
 }

@@ -34,7 +34,10 @@ pub(super) fn grant(caller: &Caller) -> &TokenGrant {
 
 /// The scope `tool` needs, if it is a tool of ours.
 pub(super) fn scope_of(tool: &str) -> Option<Scope> {
-    TOOL_SCOPES.iter().find(|(name, _)| *name == tool).map(|(_, scope)| *scope)
+    TOOL_SCOPES
+        .iter()
+        .find(|(name, _)| *name == tool)
+        .map(|(_, scope)| *scope)
 }
 
 /// The tools the caller's token may use.

@@ -151,7 +151,9 @@ impl ServerHandler for Fleet {
     ) -> Result<ReadResourceResponse, ErrorData> {
         let caller = calls::caller(&context)?;
         calls::require_read(&caller)?;
-        resources::read(&self.state, &caller, &request.uri).await.map(Into::into)
+        resources::read(&self.state, &caller, &request.uri)
+            .await
+            .map(Into::into)
     }
 
     async fn list_prompts(

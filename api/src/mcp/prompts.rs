@@ -84,14 +84,16 @@ pub(super) async fn get(
     let chat = arg("chat")
         .filter(|c| !c.trim().is_empty())
         .ok_or_else(|| ErrorData::invalid_params("chat: required, a jid from list_chats or a phone number", None))?;
-    let text = transcript(state, caller.user.id, device, &chat).await.map_err(|err| match err {
-        ApiError::NotFound(what) => ErrorData::invalid_params(format!("{what} not found (or not yours)"), None),
-        ApiError::Internal(cause) => {
-            tracing::error!(error = ?cause, "building an MCP prompt failed");
-            ErrorData::internal_error("internal error: the server logged the cause", None)
-        }
-        other => ErrorData::invalid_params(other.to_string(), None),
-    })?;
+    let text = transcript(state, caller.user.id, device, &chat)
+        .await
+        .map_err(|err| match err {
+            ApiError::NotFound(what) => ErrorData::invalid_params(format!("{what} not found (or not yours)"), None),
+            ApiError::Internal(cause) => {
+                tracing::error!(error = ?cause, "building an MCP prompt failed");
+                ErrorData::internal_error("internal error: the server logged the cause", None)
+            }
+            other => ErrorData::invalid_params(other.to_string(), None),
+        })?;
     Ok(GetPromptResult::new(vec![PromptMessage::new_text(
         Role::User,
         format!("{instructions}\n\n{text}"),

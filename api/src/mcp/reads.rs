@@ -152,7 +152,11 @@ pub(super) async fn check(state: &AppState, caller: &Caller, args: CheckNumbers)
                 let jid = answers.get(&phone).cloned().flatten();
                 Checked {
                     input,
-                    result: if jid.is_some() { "on_whatsapp" } else { "not_on_whatsapp" },
+                    result: if jid.is_some() {
+                        "on_whatsapp"
+                    } else {
+                        "not_on_whatsapp"
+                    },
                     phone: Some(phone),
                     jid,
                     reason: None,
@@ -211,7 +215,11 @@ pub(super) async fn leads(state: &AppState, caller: &Caller, args: FindLeads) ->
 
 /// One of the caller's leads.
 pub(super) async fn lead(state: &AppState, caller: &Caller, args: LeadRef) -> ApiResult<Lead> {
-    state.db.lead(caller.user.id, LeadId(args.lead_id)).await.or_not_found("lead")
+    state
+        .db
+        .lead(caller.user.id, LeadId(args.lead_id))
+        .await
+        .or_not_found("lead")
 }
 
 /// The caller's campaigns of a year.

@@ -43,12 +43,19 @@ pub(super) async fn read(state: &AppState, caller: &Caller, uri: &str) -> Result
         ["devices", device, "chats", chat] => {
             let device = device.parse().map(DeviceId).map_err(|_| unknown(uri))?;
             let chat = percent_decode(chat);
-            let text = transcript(state, user, device, &chat).await.map_err(|e| failed(e, uri))?;
+            let text = transcript(state, user, device, &chat)
+                .await
+                .map_err(|e| failed(e, uri))?;
             ResourceContents::text(text, uri).with_mime_type("text/plain")
         }
         ["leads", lead] => {
             let lead = lead.parse().map(LeadId).map_err(|_| unknown(uri))?;
-            let lead = state.db.lead(user, lead).await.or_not_found("lead").map_err(|e| failed(e, uri))?;
+            let lead = state
+                .db
+                .lead(user, lead)
+                .await
+                .or_not_found("lead")
+                .map_err(|e| failed(e, uri))?;
             let json = serde_json::to_string_pretty(&lead).map_err(|e| failed(ApiError::Internal(e.into()), uri))?;
             ResourceContents::text(json, uri).with_mime_type("application/json")
         }
@@ -64,7 +71,9 @@ pub(super) async fn transcript(state: &AppState, user: UserId, device: DeviceId,
     let contact = page.chat.name.clone().unwrap_or_else(|| page.chat.jid.clone());
     let mut lines = vec![format!("Chat with {contact} ({})", page.chat.jid)];
     if page.next_before.is_some() {
-        lines.push(format!("(older messages omitted; the newest {TRANSCRIPT_MESSAGES} follow)"));
+        lines.push(format!(
+            "(older messages omitted; the newest {TRANSCRIPT_MESSAGES} follow)"
+        ));
     }
     for message in page.messages.iter().rev() {
         let who = if message.from_me { "You" } else { contact.as_str() };

@@ -41,14 +41,22 @@ impl Fleet {
 
     /// A device's personal chats, most recent first, with search; page with `next_cursor`.
     #[tool(annotations(read_only_hint = true))]
-    async fn list_chats(&self, Extension(caller): Extension<Caller>, Parameters(args): Parameters<ListChats>) -> ToolReply {
+    async fn list_chats(
+        &self,
+        Extension(caller): Extension<Caller>,
+        Parameters(args): Parameters<ListChats>,
+    ) -> ToolReply {
         reply(reads::chats(&self.state, &caller, args).await)
     }
 
     /// A chat's messages, newest first (`from_me` marks the device's own, with their ticks);
     /// page back to older ones with `next_before`.
     #[tool(annotations(read_only_hint = true))]
-    async fn read_chat(&self, Extension(caller): Extension<Caller>, Parameters(args): Parameters<ReadChat>) -> ToolReply {
+    async fn read_chat(
+        &self,
+        Extension(caller): Extension<Caller>,
+        Parameters(args): Parameters<ReadChat>,
+    ) -> ToolReply {
         reply(reads::messages(&self.state, &caller, args).await)
     }
 
@@ -66,13 +74,21 @@ impl Fleet {
     /// Where a send stands: queued (with why it waits), sent, delivered, read, or failed with
     /// the reason.
     #[tool(annotations(read_only_hint = true))]
-    async fn send_status(&self, Extension(caller): Extension<Caller>, Parameters(args): Parameters<SendStatus>) -> ToolReply {
+    async fn send_status(
+        &self,
+        Extension(caller): Extension<Caller>,
+        Parameters(args): Parameters<SendStatus>,
+    ) -> ToolReply {
         reply(reads::send_status(&self.state, &caller, args).await)
     }
 
     /// Search a device's leads (contacts) by text, status, niche or journey, newest first.
     #[tool(annotations(read_only_hint = true))]
-    async fn find_leads(&self, Extension(caller): Extension<Caller>, Parameters(args): Parameters<FindLeads>) -> ToolReply {
+    async fn find_leads(
+        &self,
+        Extension(caller): Extension<Caller>,
+        Parameters(args): Parameters<FindLeads>,
+    ) -> ToolReply {
         reply(reads::leads(&self.state, &caller, args).await)
     }
 
@@ -116,8 +132,17 @@ impl Fleet {
 
     /// Send a text from a device, paced like every send of the device. Answers the send's id
     /// at once (follow it with send_status); a retry with the same idempotency_key sends once.
-    #[tool(annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = true))]
-    async fn send_text(&self, Extension(caller): Extension<Caller>, Parameters(args): Parameters<SendText>) -> ToolReply {
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = false,
+        idempotent_hint = true,
+        open_world_hint = true
+    ))]
+    async fn send_text(
+        &self,
+        Extension(caller): Extension<Caller>,
+        Parameters(args): Parameters<SendText>,
+    ) -> ToolReply {
         let send = writes::Send {
             device_id: args.device_id,
             to: args.to,
@@ -130,8 +155,17 @@ impl Fleet {
 
     /// Send an image (with an optional caption) from a device, paced like every send of the
     /// device. A retry with the same idempotency_key sends once.
-    #[tool(annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = true))]
-    async fn send_image(&self, Extension(caller): Extension<Caller>, Parameters(args): Parameters<SendImage>) -> ToolReply {
+    #[tool(annotations(
+        read_only_hint = false,
+        destructive_hint = false,
+        idempotent_hint = true,
+        open_world_hint = true
+    ))]
+    async fn send_image(
+        &self,
+        Extension(caller): Extension<Caller>,
+        Parameters(args): Parameters<SendImage>,
+    ) -> ToolReply {
         let send = writes::Send {
             device_id: args.device_id,
             to: args.to,
@@ -144,13 +178,21 @@ impl Fleet {
 
     /// Add a lead (contact) to a device; one lead per number per device.
     #[tool(annotations(read_only_hint = false, destructive_hint = false))]
-    async fn create_lead(&self, Extension(caller): Extension<Caller>, Parameters(args): Parameters<CreateLead>) -> ToolReply {
+    async fn create_lead(
+        &self,
+        Extension(caller): Extension<Caller>,
+        Parameters(args): Parameters<CreateLead>,
+    ) -> ToolReply {
         reply(writes::create_lead(&self.state, &caller, args).await)
     }
 
     /// Change a lead: its status after a conversation, notes, labels, name or number.
     #[tool(annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true))]
-    async fn update_lead(&self, Extension(caller): Extension<Caller>, Parameters(args): Parameters<UpdateLead>) -> ToolReply {
+    async fn update_lead(
+        &self,
+        Extension(caller): Extension<Caller>,
+        Parameters(args): Parameters<UpdateLead>,
+    ) -> ToolReply {
         reply(writes::update_lead(&self.state, &caller, args).await)
     }
 

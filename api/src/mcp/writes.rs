@@ -115,7 +115,11 @@ pub(super) async fn create_lead(state: &AppState, caller: &Caller, args: CreateL
         notes: args.notes,
     };
     // The device first: another user's device is "not found" whatever the fields hold.
-    state.db.device(caller.user.id, body.device_id).await.or_not_found("device")?;
+    state
+        .db
+        .device(caller.user.id, body.device_id)
+        .await
+        .or_not_found("device")?;
     let lead = body.parse(state.settings.default_country)?;
     state
         .db
@@ -137,7 +141,11 @@ pub(super) async fn update_lead(state: &AppState, caller: &Caller, args: UpdateL
         notes: args.notes,
     }
     .changes(state.settings.default_country)?;
-    state.db.update_lead(caller.user.id, id, &changes).await.or_not_found("lead")
+    state
+        .db
+        .update_lead(caller.user.id, id, &changes)
+        .await
+        .or_not_found("lead")
 }
 
 /// Plans a campaign as a draft: it is sent only once a person schedules it on the dashboard.
@@ -159,5 +167,9 @@ pub(super) async fn create_campaign_draft(
     };
     crate::campaigns::ensure_owned(state, caller.user.id, &devices).await?;
     let (new, _) = body.into_new()?;
-    state.db.create_campaign(caller.user.id, &new).await.or_not_found("device")
+    state
+        .db
+        .create_campaign(caller.user.id, &new)
+        .await
+        .or_not_found("device")
 }

@@ -88,7 +88,12 @@ async fn tokens_see_and_call_only_the_tools_of_their_scopes(app: TestApp) {
     // The same token on the REST API: reads pass, sends and changes are refused.
     let rest = |path: &str| format!("{}{path}", app.base);
     let client = reqwest::Client::new();
-    let devices = client.get(rest("/api/devices")).bearer_auth(&read).send().await.unwrap();
+    let devices = client
+        .get(rest("/api/devices"))
+        .bearer_auth(&read)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(devices.status(), StatusCode::OK);
     let send = client
         .post(rest(&format!("/api/devices/{device}/send")))
@@ -134,18 +139,36 @@ async fn tokens_see_and_call_only_the_tools_of_their_scopes(app: TestApp) {
         .unwrap();
     crate::helpers::expect_error(escalate, StatusCode::FORBIDDEN, "cannot make a token with more").await;
     let listed = body(ana.get("/api/tokens").await).await;
-    let reader = listed["results"].as_array().unwrap().iter().find(|t| t["name"] == "reader").unwrap();
+    let reader = listed["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "reader")
+        .unwrap();
     assert_eq!(reader["scopes"], json!(["read"]));
 
     // Every call above is in the activity log, refused ones too.
-    let log = body(client.get(rest("/api/mcp/calls")).bearer_auth(&all).send().await.unwrap()).await;
+    let log = body(
+        client
+            .get(rest("/api/mcp/calls"))
+            .bearer_auth(&all)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     let calls = log["results"]["calls"].as_array().unwrap();
     assert_eq!(calls.len(), 2, "{log}");
     assert_eq!(calls[0]["tool"], "create_lead");
     assert_eq!(calls[0]["token_name"], "sender");
     assert_eq!(calls[0]["ok"], false);
     assert_eq!(calls[1]["tool"], "send_text");
-    assert!(calls[1]["arguments"].as_str().unwrap().contains("\"idempotency_key\":\"k1\""));
+    assert!(
+        calls[1]["arguments"]
+            .as_str()
+            .unwrap()
+            .contains("\"idempotency_key\":\"k1\"")
+    );
 }
 
 async fn without_a_token_mcp_answers_401(app: TestApp) {
@@ -187,16 +210,28 @@ async fn every_tool_answers_and_bad_input_is_explained(app: TestApp) {
     let png = png_base64();
     let steps = json!([
         call("list_devices", json!({})),
-        call("create_lead", json!({"device_id": device, "name": "Aminah", "phone": "+60191000001", "niche": "bakery"})),
+        call(
+            "create_lead",
+            json!({"device_id": device, "name": "Aminah", "phone": "+60191000001", "niche": "bakery"})
+        ),
         call("find_leads", json!({"device_id": device, "search": "Amin"})),
         call("send_text", key("first")),
         call("send_text", key("first")),
-        call("send_image", json!({"device_id": device, "to": "+60191000001", "image_base64": png, "caption": "menu", "idempotency_key": "img"})),
+        call(
+            "send_image",
+            json!({"device_id": device, "to": "+60191000001", "image_base64": png, "caption": "menu", "idempotency_key": "img"})
+        ),
         call("list_chats", json!({"device_id": device})),
         call("read_chat", json!({"device_id": device, "chat": "+60191000001"})),
-        call("check_numbers", json!({"device_id": device, "numbers": ["+60191000001", "not a number"]})),
-        call("create_campaign_draft", json!({"title": "March promo", "niche": "bakery", "message": "Hi!",
-            "send_at": "2030-03-14T09:00", "time_zone": "Asia/Kuala_Lumpur", "device_ids": [device]})),
+        call(
+            "check_numbers",
+            json!({"device_id": device, "numbers": ["+60191000001", "not a number"]})
+        ),
+        call(
+            "create_campaign_draft",
+            json!({"title": "March promo", "niche": "bakery", "message": "Hi!",
+            "send_at": "2030-03-14T09:00", "time_zone": "Asia/Kuala_Lumpur", "device_ids": [device]})
+        ),
         call("list_campaigns", json!({"year": 2030})),
         call("get_analytics", json!({"start": "2030-01-01", "end": "2030-01-31"})),
     ]);
@@ -208,7 +243,10 @@ async fn every_tool_answers_and_bad_input_is_explained(app: TestApp) {
     assert_eq!(ok_json(&results[2])["leads"][0]["id"], lead["id"]);
     let first = ok_json(&results[3]);
     let again = ok_json(&results[4]);
-    assert_eq!((first["replayed"].clone(), again["replayed"].clone()), (json!(false), json!(true)));
+    assert_eq!(
+        (first["replayed"].clone(), again["replayed"].clone()),
+        (json!(false), json!(true))
+    );
     assert_eq!(first["id"], again["id"], "a retry answers the same send");
     assert_eq!(ok_json(&results[5])["kind"], "image");
     assert!(ok_json(&results[6])["chats"].is_array());
@@ -220,24 +258,43 @@ async fn every_tool_answers_and_bad_input_is_explained(app: TestApp) {
     assert_eq!(draft["status"], "draft", "campaigns are created as drafts only");
     assert_eq!(ok_json(&results[10])[0]["id"], draft["id"]);
     assert!(ok_json(&results[11])["totals"].is_object() || ok_json(&results[11]).is_object());
-    assert_eq!(count(&app, "outbound_messages").await, 2, "the retried send was recorded once");
+    assert_eq!(
+        count(&app, "outbound_messages").await,
+        2,
+        "the retried send was recorded once"
+    );
 
     let (message, lead_id, campaign) = (first["id"].clone(), lead["id"].clone(), draft["id"].clone());
     let steps = json!([
         call("send_status", json!({"message_id": message})),
         call("get_lead", json!({"lead_id": lead_id})),
-        call("update_lead", json!({"lead_id": lead_id, "status": "interested", "notes": "wants a tasting"})),
+        call(
+            "update_lead",
+            json!({"lead_id": lead_id, "status": "interested", "notes": "wants a tasting"})
+        ),
         call("campaign_report", json!({"campaign_id": campaign})),
         // Bad input, each answered with what to fix.
-        call("send_text", json!({"device_id": device, "to": "+60191000001", "text": "x"})),
-        call("send_text", json!({"device_id": device, "to": "+60191000001", "text": "x", "idempotency_key": " "})),
-        call("send_text", json!({"device_id": device, "to": "12", "text": "x", "idempotency_key": "bad-to"})),
+        call(
+            "send_text",
+            json!({"device_id": device, "to": "+60191000001", "text": "x"})
+        ),
+        call(
+            "send_text",
+            json!({"device_id": device, "to": "+60191000001", "text": "x", "idempotency_key": " "})
+        ),
+        call(
+            "send_text",
+            json!({"device_id": device, "to": "12", "text": "x", "idempotency_key": "bad-to"})
+        ),
         call("create_lead", json!({"device_id": device, "name": "", "phone": "abc"})),
         call("update_lead", json!({"lead_id": lead_id, "status": "maybe"})),
         call("get_analytics", json!({"start": "2030-02-30", "end": "2030-03-01"})),
         call("list_chats", json!({"device_id": device, "cursor": "garbage"})),
         call("find_leads", json!({"device_id": device, "colour": "red"})),
-        call("create_campaign_draft", json!({"title": "x", "niche": "y", "message": "z", "send_at": "soon", "device_ids": [device]})),
+        call(
+            "create_campaign_draft",
+            json!({"title": "x", "niche": "y", "message": "z", "send_at": "soon", "device_ids": [device]})
+        ),
         call("check_numbers", json!({"device_id": device, "numbers": []})),
         call("no_such_tool", json!({})),
     ]);
@@ -261,7 +318,10 @@ async fn every_tool_answers_and_bad_input_is_explained(app: TestApp) {
         assert_tool_error(&results[i], needle);
     }
     assert!(
-        results[14]["error"].as_str().unwrap_or_default().contains("unknown tool"),
+        results[14]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown tool"),
         "{}",
         results[14]
     );
@@ -279,7 +339,10 @@ async fn resources_and_prompts_carry_the_chat(app: TestApp) {
         &one(
             &app.base,
             &all,
-            call("create_lead", json!({"device_id": device, "name": "Aminah", "phone": "+60191000001"})),
+            call(
+                "create_lead",
+                json!({"device_id": device, "name": "Aminah", "phone": "+60191000001"}),
+            ),
         )
         .await,
     );
@@ -307,11 +370,27 @@ async fn resources_and_prompts_carry_the_chat(app: TestApp) {
     assert!(transcript.contains("You: Yes, from 9am"), "{transcript}");
     assert!(results[2]["text"].as_str().unwrap().contains("Aminah"));
     assert_eq!(results[3]["prompts"], json!(["summarise_chat", "draft_follow_up"]));
-    assert!(results[4]["text"].as_str().unwrap().contains("Do you deliver on Sundays?"));
+    assert!(
+        results[4]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Do you deliver on Sundays?")
+    );
     let draft = results[5]["text"].as_str().unwrap();
-    assert!(draft.contains("book a tasting") && draft.contains("Yes, from 9am"), "{draft}");
-    assert!(results[6]["error"].as_str().unwrap().contains("unknown resource"), "{}", results[6]);
-    assert!(results[7]["error"].as_str().unwrap().contains("device_id"), "{}", results[7]);
+    assert!(
+        draft.contains("book a tasting") && draft.contains("Yes, from 9am"),
+        "{draft}"
+    );
+    assert!(
+        results[6]["error"].as_str().unwrap().contains("unknown resource"),
+        "{}",
+        results[6]
+    );
+    assert!(
+        results[7]["error"].as_str().unwrap().contains("device_id"),
+        "{}",
+        results[7]
+    );
 }
 
 async fn sends_over_mcp_are_limited_per_token(backend: crate::helpers::Backend) {

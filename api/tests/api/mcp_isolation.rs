@@ -20,15 +20,28 @@ async fn another_users_ids_are_refused_by_every_tool(app: TestApp) {
         &app.base,
         &anas,
         json!([
-            call("create_lead", json!({"device_id": device, "name": "Aminah", "phone": "+60191000001", "niche": "bakery"})),
-            call("send_text", json!({"device_id": device, "to": "+60191000001", "text": "hi", "idempotency_key": "k"})),
-            call("create_campaign_draft", json!({"title": "Promo", "niche": "bakery", "message": "Hi",
-                "send_at": "2030-03-14T09:00", "device_ids": [device]})),
+            call(
+                "create_lead",
+                json!({"device_id": device, "name": "Aminah", "phone": "+60191000001", "niche": "bakery"})
+            ),
+            call(
+                "send_text",
+                json!({"device_id": device, "to": "+60191000001", "text": "hi", "idempotency_key": "k"})
+            ),
+            call(
+                "create_campaign_draft",
+                json!({"title": "Promo", "niche": "bakery", "message": "Hi",
+                "send_at": "2030-03-14T09:00", "device_ids": [device]})
+            ),
         ]),
     )
     .await["results"]
         .clone();
-    let (lead, send, campaign) = (ok_json(&made[0])["id"].clone(), ok_json(&made[1])["id"].clone(), ok_json(&made[2])["id"].clone());
+    let (lead, send, campaign) = (
+        ok_json(&made[0])["id"].clone(),
+        ok_json(&made[1])["id"].clone(),
+        ok_json(&made[2])["id"].clone(),
+    );
     let before = (
         count(&app, "outbound_messages").await,
         count(&app, "leads").await,
@@ -41,21 +54,75 @@ async fn another_users_ids_are_refused_by_every_tool(app: TestApp) {
     let jid = "60191000001@s.whatsapp.net";
     let refused = [
         (call("list_chats", json!({"device_id": device})), "device not found"),
-        (call("read_chat", json!({"device_id": device, "chat": jid})), "device not found"),
-        (call("check_numbers", json!({"device_id": device, "numbers": ["+60191000001"]})), "device not found"),
-        (call("send_text", json!({"device_id": device, "to": "+60191000002", "text": "x", "idempotency_key": "b1"})), "device not found"),
+        (
+            call("read_chat", json!({"device_id": device, "chat": jid})),
+            "device not found",
+        ),
+        (
+            call(
+                "check_numbers",
+                json!({"device_id": device, "numbers": ["+60191000001"]}),
+            ),
+            "device not found",
+        ),
+        (
+            call(
+                "send_text",
+                json!({"device_id": device, "to": "+60191000002", "text": "x", "idempotency_key": "b1"}),
+            ),
+            "device not found",
+        ),
         // Even the key Ana used, and a body that would be refused, is a plain "not found".
-        (call("send_text", json!({"device_id": device, "to": "+60191000001", "text": "hi", "idempotency_key": "k"})), "device not found"),
-        (call("send_image", json!({"device_id": device, "to": "+60191000002", "image_base64": "!!", "idempotency_key": "b2"})), "device not found"),
+        (
+            call(
+                "send_text",
+                json!({"device_id": device, "to": "+60191000001", "text": "hi", "idempotency_key": "k"}),
+            ),
+            "device not found",
+        ),
+        (
+            call(
+                "send_image",
+                json!({"device_id": device, "to": "+60191000002", "image_base64": "!!", "idempotency_key": "b2"}),
+            ),
+            "device not found",
+        ),
         (call("send_status", json!({"message_id": send})), "message not found"),
         (call("find_leads", json!({"device_id": device})), "device not found"),
         (call("get_lead", json!({"lead_id": lead})), "lead not found"),
-        (call("create_lead", json!({"device_id": device, "name": "X", "phone": "+60191000003"})), "device not found"),
-        (call("update_lead", json!({"lead_id": lead, "status": "lost", "notes": "mine now"})), "lead not found"),
-        (call("campaign_report", json!({"campaign_id": campaign})), "campaign not found"),
-        (call("create_campaign_draft", json!({"title": "T", "niche": "bakery", "message": "M",
-            "send_at": "2030-03-14T09:00", "device_ids": [bos_device, device]})), "device not found"),
-        (call("get_analytics", json!({"start": "2030-01-01", "end": "2030-01-02", "device_id": device})), "device not found"),
+        (
+            call(
+                "create_lead",
+                json!({"device_id": device, "name": "X", "phone": "+60191000003"}),
+            ),
+            "device not found",
+        ),
+        (
+            call(
+                "update_lead",
+                json!({"lead_id": lead, "status": "lost", "notes": "mine now"}),
+            ),
+            "lead not found",
+        ),
+        (
+            call("campaign_report", json!({"campaign_id": campaign})),
+            "campaign not found",
+        ),
+        (
+            call(
+                "create_campaign_draft",
+                json!({"title": "T", "niche": "bakery", "message": "M",
+            "send_at": "2030-03-14T09:00", "device_ids": [bos_device, device]}),
+            ),
+            "device not found",
+        ),
+        (
+            call(
+                "get_analytics",
+                json!({"start": "2030-01-01", "end": "2030-01-02", "device_id": device}),
+            ),
+            "device not found",
+        ),
     ];
     let steps: Vec<_> = refused.iter().map(|(step, _)| step.clone()).collect();
     let mut steps = json!(steps);
@@ -72,11 +139,18 @@ async fn another_users_ids_are_refused_by_every_tool(app: TestApp) {
     for (i, (_, needle)) in refused.iter().enumerate() {
         assert_tool_error(&results[i], needle);
         let text = results[i]["text"].as_str().unwrap();
-        assert!(!text.contains("Aminah") && !text.contains("Ana"), "nothing of Ana's shows: {text}");
+        assert!(
+            !text.contains("Aminah") && !text.contains("Ana"),
+            "nothing of Ana's shows: {text}"
+        );
     }
     let n = refused.len();
     let bos_devices = ok_json(&results[n]);
-    assert_eq!(bos_devices.as_array().unwrap().len(), 1, "only Bo's device: {bos_devices}");
+    assert_eq!(
+        bos_devices.as_array().unwrap().len(),
+        1,
+        "only Bo's device: {bos_devices}"
+    );
     assert_eq!(bos_devices[0]["id"], bos_device);
     assert_eq!(ok_json(&results[n + 1]), json!([]), "none of Ana's campaigns");
     for i in n + 2..n + 6 {

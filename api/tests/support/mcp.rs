@@ -22,10 +22,14 @@ fn python() -> PathBuf {
 }
 
 fn install() -> PathBuf {
-    let venv = std::env::var_os("WAFLEET_MCP_VENV").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-        home.join(".cache/wafleet").join(format!("mcp-{MCP_PYTHON_VERSION}"))
-    });
+    let venv = std::env::var_os("WAFLEET_MCP_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir);
+            home.join(".cache/wafleet").join(format!("mcp-{MCP_PYTHON_VERSION}"))
+        });
     let python = venv.join("bin/python");
     let ready = |python: &PathBuf| {
         Command::new(python)
@@ -47,13 +51,19 @@ fn install() -> PathBuf {
         .arg(&staging)
         .status()
         .unwrap_or_else(|e| panic!("the MCP tests need python3 to install the `mcp` client ({e}): install python3 and python3-venv (infra/test does)"));
-    assert!(made.success(), "python3 -m venv failed: install python3-venv (infra/test does)");
+    assert!(
+        made.success(),
+        "python3 -m venv failed: install python3-venv (infra/test does)"
+    );
     let pip = Command::new(staging.join("bin/pip"))
         .args(["install", "-q", "--disable-pip-version-check"])
         .arg(format!("mcp=={MCP_PYTHON_VERSION}"))
         .status()
         .expect("pip in the new virtualenv");
-    assert!(pip.success(), "pip could not install mcp=={MCP_PYTHON_VERSION} from PyPI");
+    assert!(
+        pip.success(),
+        "pip could not install mcp=={MCP_PYTHON_VERSION} from PyPI"
+    );
     if std::fs::rename(&staging, &venv).is_err() {
         // Another test process finished first: use its virtualenv.
         let _ = std::fs::remove_dir_all(&staging);

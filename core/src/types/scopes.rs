@@ -3,7 +3,9 @@
 use std::fmt;
 
 /// One permission of an API token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// See devices, chats, messages, leads, campaigns and analytics; check numbers.
@@ -125,7 +127,9 @@ impl<'de> serde::Deserialize<'de> for Scopes {
 impl utoipa::PartialSchema for Scopes {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::schema::ArrayBuilder::new()
-            .items(utoipa::openapi::RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Scope")))
+            .items(utoipa::openapi::RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                "Scope",
+            )))
             .unique_items(true)
             .description(Some("Scopes of an API token: `read`, `send`, `manage`."))
             .into()
