@@ -62,6 +62,7 @@ mod security_headers;
 mod sends;
 mod sessions;
 mod tokens;
+mod tokens_browser;
 mod webhooks;
 mod webhooks_browser;
 mod webhooks_isolation;

@@ -1,0 +1,41 @@
+//! The dashboard's API tokens tab in headless Chromium: a token is made with only the scopes
+//! ticked, and the list shows each token's scopes.
+
+use std::time::Duration;
+
+use wafleet_core::types::{Scope, Scopes};
+
+use crate::browser::support::{click, fill, screenshot, start_browser, wait_for_text};
+use crate::helpers::TestApp;
+use crate::webhooks::user_id;
+
+async fn a_token_gets_the_scopes_ticked_in_the_form(app: TestApp) {
+    app.session("ana@example.com").await;
+    let user = user_id(&app, "ana@example.com").await;
+    let (_driver, browser) = start_browser().await;
+    browser.goto(&app.url("/login")).await.unwrap();
+    fill(&browser, "input[name=email]", "ana@example.com").await;
+    fill(&browser, "input[name=password]", "correct horse battery").await;
+    click(&browser, "#account-form button[type=submit]").await;
+    click(&browser, "[data-tab=tokens]").await;
+
+    fill(&browser, "#add-token input[name=name]", "assistant").await;
+    // All three are ticked to begin with: this agent may read only.
+    click(&browser, "#add-token input[value=send]").await;
+    click(&browser, "#add-token input[value=manage]").await;
+    click(&browser, "#add-token button[type=submit]").await;
+    wait_for_text(&browser, "#tokens tbody td", "read").await;
+    screenshot(&browser, "tokens-scopes").await;
+
+    let tokens = loop {
+        let tokens = app.db.list_api_tokens(user).await.unwrap();
+        if !tokens.is_empty() {
+            break tokens;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(tokens[0].name, "assistant");
+    assert_eq!(tokens[0].scopes, Scopes::from_iter([Scope::Read]));
+}
+
+on_both_backends!(app: a_token_gets_the_scopes_ticked_in_the_form);
