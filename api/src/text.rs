@@ -73,6 +73,17 @@ pub(crate) async fn refuse_nul_in_uri(request: Request, next: Next) -> Result<Re
     Ok(next.run(request).await)
 }
 
+/// `text` cut to `max` characters with an ellipsis, for one-line summaries and logs.
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    let mut chars = text.chars();
+    let head: String = chars.by_ref().take(max).collect();
+    if chars.next().is_some() {
+        format!("{head}…")
+    } else {
+        head
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -99,16 +110,5 @@ mod tests {
         assert!(refused(json!({"k\u{0}": 1})).unwrap().starts_with("k\\u0000:"));
         assert!(refuse_nul("caption", "fine").is_ok());
         assert!(refuse_nul("caption", "bad\0").is_err());
-    }
-}
-
-/// `text` cut to `max` characters with an ellipsis, for one-line summaries and logs.
-pub(crate) fn clip(text: &str, max: usize) -> String {
-    let mut chars = text.chars();
-    let head: String = chars.by_ref().take(max).collect();
-    if chars.next().is_some() {
-        format!("{head}…")
-    } else {
-        head
     }
 }
