@@ -23,12 +23,6 @@ pub const UNCOVERED: &[(&str, &str)] = &[
         "the front end does not model groups, broadcast lists, status updates or newsletters",
     ),
     (
-        "receipt_acked_once_and_replayed_until_then",
-        "the client acknowledges a receipt to WhatsApp itself once its event handlers return; its \
-         durability hook covers messages only, so wafleet cannot hold a receipt's ack until it is \
-         stored",
-    ),
-    (
         "ban_after_fast_sends_to_strangers",
         "the front end does not model bans or the sending rates that lead to them",
     ),

@@ -20,6 +20,7 @@ wafleet_sim::conformance_suite!(
         incoming_message_acked_once_and_replayed_until_then,
         send_text_gets_delivered_then_read,
         send_goes_out_under_the_chosen_id,
+        receipt_acked_once_and_replayed_until_then,
         refusal_463,
         image_with_caption,
         check_numbers,
