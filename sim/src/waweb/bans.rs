@@ -69,3 +69,71 @@ pub(crate) fn failure(reason: &str) -> Node {
         .attr("location", "sim")
         .build()
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::mpsc;
+    use wa_rs_proto::whatsapp as wa;
+
+    use super::*;
+    use crate::waweb::login::login;
+    use crate::waweb::model::{LinkedDevice, Registration};
+
+    /// The `reason` and `code` of a `<failure>` a connection was ended with.
+    fn ended_with(out: Option<Out>) -> (String, String) {
+        let Some(Out::Last(node)) = out else {
+            panic!("the connection was not ended: {out:?}");
+        };
+        assert_eq!(node.tag, "failure");
+        let attr = |key: &str| node.attrs.get(key).map(|v| v.to_string_value()).unwrap_or_default();
+        (attr("reason"), attr("code"))
+    }
+
+    /// The send past the limit bans the account: its live device is told with a 402 and
+    /// disconnected, and the same device is refused with a 402 when it logs in again.
+    #[test]
+    fn fast_sends_to_strangers_ban_the_live_device_and_every_later_login() {
+        let (phone, key) = ("60123000001", [7; 32]);
+        let mut model = Model::default();
+        let registration = Registration {
+            noise_key: key,
+            identity: vec![0; 32],
+            registration_id: 1,
+            signed_prekey: (1, Vec::new(), Vec::new()),
+            prekeys: Vec::new(),
+        };
+        let device = LinkedDevice {
+            phone: phone.to_owned(),
+            device: 1,
+            registration,
+        };
+        model.devices.insert((phone.to_owned(), 1), device);
+        let payload = wa::ClientPayload {
+            device: Some(1),
+            ..Default::default()
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        login(&mut model, 1, phone, &payload, key, tx);
+        assert!(matches!(rx.try_recv(), Ok(Out::Node(n)) if n.tag == "success"));
+
+        let limits = BanLimits::default();
+        record_incoming(&mut model, phone, "60190000000");
+        for _ in 0..20 {
+            assert!(!record_send(&mut model, &limits, phone, "60190000000"), "a contact");
+        }
+        for n in 0..limits.strangers_per_minute {
+            assert!(!record_send(&mut model, &limits, phone, &format!("6019100000{n}")));
+        }
+        assert!(
+            record_send(&mut model, &limits, phone, "60191999999"),
+            "one stranger too many"
+        );
+        assert_eq!(ended_with(rx.try_recv().ok()), ("402".into(), TOO_MANY_PEOPLE.into()));
+        assert_eq!(model.stats().logged_in, 0);
+
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        login(&mut model, 2, phone, &payload, key, tx);
+        assert_eq!(ended_with(rx.try_recv().ok()), ("402".into(), TOO_MANY_PEOPLE.into()));
+        assert_eq!(model.stats().logged_in, 0);
+    }
+}
