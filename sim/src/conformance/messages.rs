@@ -3,10 +3,10 @@
 use wafleet_core::link::{Jid, LinkEvent, MessageKind, OpenMode, Outgoing, OutgoingImage, ReceiptKind};
 
 use super::support::{
-    contact, control, eventually, next_event, pair, pending, pending_receipts, sent_message, unique_phone, wait_for,
+    contact, eventually, next_event, pair, pending, pending_receipts, sent_message, unique_phone, wait_for,
 };
 use super::{Contact, Harness};
-use crate::control::{ChatKind, InjectMessage};
+use crate::control::ChatKind;
 
 fn is_message(event: &LinkEvent) -> bool {
     matches!(event, LinkEvent::Message { .. })
@@ -81,25 +81,24 @@ pub async fn incoming_message_acked_once_and_replayed_until_then(h: &dyn Harness
     session.close().await;
 }
 
-/// Group, broadcast, status and newsletter messages never reach the event stream.
+/// Group, broadcast, status and newsletter messages never reach the event stream, though the
+/// device takes each of them (decrypts it, and acknowledges it so it is not kept).
 pub async fn non_personal_chats_never_surface(h: &dyn Harness) {
     let mut paired = pair(h).await;
-    let contact = unique_phone();
+    let contact = contact(h, Contact::OnWhatsApp).await;
+    let mut written = Vec::new();
     for chat in [
         ChatKind::Group,
         ChatKind::Broadcast,
         ChatKind::Status,
         ChatKind::Newsletter,
     ] {
-        let message = InjectMessage {
-            to: paired.phone.as_str().into(),
-            from: contact.as_str().into(),
-            chat,
-            text: Some(format!("{chat:?}")),
-            kind: None,
-            push_name: None,
-        };
-        control(h).inject(&message).await.expect("inject");
+        let id = h
+            .phones()
+            .write_in(chat, &contact, &paired.phone, &format!("{chat:?}"))
+            .await
+            .expect("write");
+        written.push((chat, id));
     }
     let marker = h
         .phones()
@@ -115,6 +114,14 @@ pub async fn non_personal_chats_never_surface(h: &dyn Harness) {
         "only the personal message surfaces, got {message:?}"
     );
     ack.done();
+    for (chat, id) in &written {
+        eventually(&format!("the device takes the {chat:?} message"), || async {
+            let answer = h.phones().answer(&paired.phone, id).await.expect("answer");
+            assert_ne!(answer, Some(false), "the device could not take the {chat:?} message");
+            answer == Some(true)
+        })
+        .await;
+    }
     eventually("filtered messages are not kept", || async {
         pending(h, &paired.phone).await == 0
     })

@@ -18,6 +18,7 @@ wafleet_sim::conformance_suite!(
         pair_code_pairing,
         reconnect_from_another_link,
         incoming_message_acked_once_and_replayed_until_then,
+        non_personal_chats_never_surface,
         send_text_gets_delivered_then_read,
         send_goes_out_under_the_chosen_id,
         receipt_acked_once_and_replayed_until_then,
@@ -26,6 +27,7 @@ wafleet_sim::conformance_suite!(
         check_numbers,
         dropped_connection_reconnects,
         remote_logout,
+        ban_after_fast_sends_to_strangers,
         unreachable_network_fails_fast,
     ],
 );
