@@ -49,24 +49,22 @@ async function drawCalendar(focus) {
   if (!focusDate.startsWith(`${year}-`)) focusDate = now.startsWith(`${year}-`) ? now : `${year}-01-01`;
   calendar.replaceChildren();
   for (let month = 0; month < 12; month++) {
-    const grid = el("div", { className: "days", role: "grid" });
-    grid.setAttribute("aria-label", `${MONTHS[month]} ${year}`);
-    const head = el("div", { className: "weekdays", role: "row" });
-    WEEKDAYS.forEach((w, i) => {
-      const h = el("span", { className: "weekday", role: "columnheader", title: WEEKDAY_NAMES[i] }, w);
-      h.setAttribute("aria-label", WEEKDAY_NAMES[i]);
-      head.append(h);
-    });
+    const grid = el("div", { className: "days" });
+    // The headings are for the eye: each day's button names its weekday for screen readers.
+    const head = el("div", { className: "weekdays" });
+    head.setAttribute("aria-hidden", "true");
+    WEEKDAYS.forEach((w, i) => head.append(el("span", { className: "weekday", title: WEEKDAY_NAMES[i] }, w)));
     grid.append(head);
     const first = new Date(Date.UTC(year, month, 1)).getUTCDay();
-    for (let i = 0; i < (first + 6) % 7; i++) grid.append(el("div", { className: "day blank", role: "presentation" }));
+    for (let i = 0; i < (first + 6) % 7; i++) grid.append(el("div", { className: "day blank" }));
     const length = new Date(Date.UTC(year, month + 1, 0)).getUTCDate();
     for (let d = 1; d <= length; d++) {
       const date = `${year}-${pad(month + 1)}-${pad(d)}`;
       const day = byDate.get(date);
-      const cell = el("div", { className: "day", role: "gridcell" });
+      const cell = el("div", { className: "day" });
       cell.dataset.date = date;
-      const label = `${d} ${MONTHS[month]}${date === now ? ", today" : ""}${day ? `, ${day.count} campaign${day.count === 1 ? "" : "s"}` : ""}`;
+      const weekday = WEEKDAY_NAMES[(new Date(Date.UTC(year, month, d)).getUTCDay() + 6) % 7];
+      const label = `${weekday} ${d} ${MONTHS[month]}${date === now ? ", today" : ""}${day ? `, ${day.count} campaign${day.count === 1 ? "" : "s"}` : ""}`;
       const open = el("button", { type: "button", className: "num", tabIndex: date === focusDate ? 0 : -1 }, String(d));
       open.setAttribute("aria-label", `${label}: plan a campaign`);
       open.addEventListener("click", () => openNew(date));

@@ -6,7 +6,9 @@
 window.ui = SwaggerUIBundle({
   url: "/api/openapi.json",
   dom_id: "#swagger",
-  deepLinking: true,
+  // Deep links put a link inside each operation's toggle button, which screen readers cannot
+  // use (nested controls): the reference does without them.
+  deepLinking: false,
   docExpansion: "list",
   defaultModelsExpandDepth: 0,
   // No call to a public validator: the reference works offline.
