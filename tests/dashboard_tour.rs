@@ -132,6 +132,13 @@ async fn walk(browser: &Client, base: &str, name: &str, path: &str, ready: &str,
         tokio::time::sleep(Duration::from_millis(300)).await;
         problems.extend(check_page(browser, name, label, signed_in).await);
     }
+    // The narrowest phones in use: nothing scrolls sideways there either.
+    set_viewport(browser, 360, 740).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (scroll, inner) = page_checks::widths(browser).await;
+    if scroll > inner {
+        problems.push(format!("{name} (360 px): scrolls sideways, {scroll} px of content in {inner} px"));
+    }
     problems
 }
 
@@ -323,7 +330,10 @@ async fn actions_page(browser: &Client, base: &str, device: i64, spare: i64) {
     let broadcasts = api(browser, "GET", &format!("/api/devices/{device}/broadcasts"), Value::Null).await;
     assert_eq!(broadcasts.as_array().unwrap().len(), 1, "{broadcasts}");
     // Its recipients wait behind the pace, and the table says why.
-    wait_for_text_matching(browser, "#broadcasts tr.broadcast td.queued", 20, |t| t.contains("Waiting")).await;
+    wait_for_text_matching(browser, "#broadcasts tr.broadcast td.queued .waiting-reason", 20, |t| {
+        t.contains("pace") && t.contains("Next attempt")
+    })
+    .await;
     screenshot(browser, "actions-broadcast-desktop").await;
 }
 

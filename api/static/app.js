@@ -341,6 +341,7 @@ function renderToken(token) {
     try {
       await api("DELETE", `/api/tokens/${token.id}`);
       row.remove();
+      document.getElementById("no-tokens").hidden = tokenRows.children.length > 0;
     } catch (err) { showError(err); }
   });
   const cell = document.createElement("td");
@@ -352,6 +353,7 @@ function renderToken(token) {
 async function loadTokens() {
   const tokens = await api("GET", "/api/tokens");
   tokenRows.replaceChildren(...tokens.map(renderToken));
+  document.getElementById("no-tokens").hidden = tokens.length > 0;
 }
 
 document.getElementById("add-token").addEventListener("submit", async (event) => {
@@ -362,6 +364,7 @@ document.getElementById("add-token").addEventListener("submit", async (event) =>
     document.getElementById("new-token-value").textContent = created.token;
     document.getElementById("new-token").hidden = false;
     tokenRows.prepend(renderToken(created));
+    document.getElementById("no-tokens").hidden = true;
     form.reset();
     clearError();
   } catch (err) { showError(err); }

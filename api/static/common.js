@@ -170,9 +170,9 @@ async function imageBase64(input) {
 function waitingText(item) {
   if (!item || !item.waiting_reason) return "";
   const reason = item.waiting_reason.charAt(0).toUpperCase() + item.waiting_reason.slice(1);
-  if (!item.next_attempt_at) return `Waiting: ${reason}.`;
+  if (!item.next_attempt_at) return `${reason}.`;
   const at = new Date(item.next_attempt_at);
   const sameDay = at.toDateString() === new Date().toDateString();
   const time = sameDay ? at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" }) : at.toLocaleString();
-  return `Waiting: ${reason}. Next attempt ${sameDay ? "at " : "on "}${time}.`;
+  return `${reason}. Next attempt ${sameDay ? "at " : "on "}${time}.`;
 }
