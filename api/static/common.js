@@ -61,13 +61,14 @@ async function callApi(method, path, body, headers) {
 }
 
 /**
- * The server's message as a sentence for people: a leading field name (`phone: …`,
- * `device_ids: …`) becomes its label ("Phone: …").
+ * The server's message as a sentence for people: capitalised, and a leading field name
+ * (`phone: …`, `device_ids: …`) becomes its label ("Phone: …", "Devices: …").
  */
 function readable(message) {
   const match = /^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+)*): (.*)$/s.exec(message);
-  if (!match) return message;
-  const label = match[1].replace(/\[\d+\]/g, "").replace(/\./g, " ").replace(/_ids?$/, "s").replace(/_/g, " ");
+  if (!match) return message.charAt(0).toUpperCase() + message.slice(1);
+  const words = match[1].replace(/\[\d+\]/g, "").replace(/\./g, " ").replace(/_ids$/, "s").replace(/_id$/, "").split("_");
+  const label = words.map((w) => ({ url: "URL", csv: "CSV", jid: "JID", id: "ID" }[w] || w)).join(" ");
   return `${label.charAt(0).toUpperCase()}${label.slice(1)}: ${match[2]}`;
 }
 
