@@ -137,7 +137,9 @@ async fn walk(browser: &Client, base: &str, name: &str, path: &str, ready: &str,
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (scroll, inner) = page_checks::widths(browser).await;
     if scroll > inner {
-        problems.push(format!("{name} (360 px): scrolls sideways, {scroll} px of content in {inner} px"));
+        problems.push(format!(
+            "{name} (360 px): scrolls sideways, {scroll} px of content in {inner} px"
+        ));
     }
     problems
 }
@@ -169,7 +171,9 @@ async fn every_page_at_desktop_and_phone_width() {
     screenshot(&browser, "pair-code-desktop").await;
     click(&browser, ".device .demo-confirm").await;
     wait_for_text_matching(&browser, ".device .status", 30, |s| s == "Online").await;
-    let device = api(&browser, "GET", "/api/devices", Value::Null).await[0]["id"].as_i64().unwrap();
+    let device = api(&browser, "GET", "/api/devices", Value::Null).await[0]["id"]
+        .as_i64()
+        .unwrap();
     until(
         &browser,
         "an online card has the connected look",
@@ -183,7 +187,9 @@ async fn every_page_at_desktop_and_phone_width() {
     fill(&browser, "#add-device input[name=phone]", "").await;
     click(&browser, "#add-device button[type=submit]").await;
     wait_for_text_matching(&browser, ".device .name", 10, |n| n == "Spare").await;
-    let spare = api(&browser, "GET", "/api/devices", Value::Null).await[1]["id"].as_i64().unwrap();
+    let spare = api(&browser, "GET", "/api/devices", Value::Null).await[1]["id"]
+        .as_i64()
+        .unwrap();
 
     // Something on every page: leads (one with a long number), a campaign, a token.
     for (name, phone) in [("Aminah binti Abdullah", "+60123000001"), ("Bo", "+601234567890")] {
@@ -200,8 +206,16 @@ async fn every_page_at_desktop_and_phone_width() {
     // Every signed-in page, at both widths.
     let pages = [
         ("dashboard", "/dashboard".to_owned(), ".device .status"),
-        ("analytics", "/dashboard#analytics".to_owned(), "#tab-analytics:not([hidden]) .stat"),
-        ("webhooks", "/dashboard#webhooks".to_owned(), "#tab-webhooks:not([hidden]) #webhook-form"),
+        (
+            "analytics",
+            "/dashboard#analytics".to_owned(),
+            "#tab-analytics:not([hidden]) .stat",
+        ),
+        (
+            "webhooks",
+            "/dashboard#webhooks".to_owned(),
+            "#tab-webhooks:not([hidden]) #webhook-form",
+        ),
         ("tokens", "/dashboard#tokens".to_owned(), "#tokens tbody tr"),
         ("campaigns", "/campaigns".to_owned(), ".day.today"),
         ("account", "/account".to_owned(), "#password-form"),
@@ -233,7 +247,11 @@ async fn every_page_at_desktop_and_phone_width() {
 
     // A missing device, or another user's, is a page, not JSON.
     let missing = reqwest::get(format!("{base}/device/99999/leads")).await.unwrap();
-    assert_eq!(missing.url().path(), "/login", "signed out, a device page asks to log in");
+    assert_eq!(
+        missing.url().path(),
+        "/login",
+        "signed out, a device page asks to log in"
+    );
     browser.goto(&format!("{base}/device/99999/actions")).await.unwrap();
     wait_for_text(&browser, "#problem h1", "Device not found").await;
 
@@ -260,13 +278,19 @@ async fn actions_page(browser: &Client, base: &str, device: i64, spare: i64) {
     // The page refreshes its broadcasts every 2 s; two refreshes later the error is still there.
     for _ in 0..2 {
         browser
-            .execute_async("const done = arguments[0]; loadBroadcasts().then(() => done(true));", vec![])
+            .execute_async(
+                "const done = arguments[0]; loadBroadcasts().then(() => done(true));",
+                vec![],
+            )
             .await
             .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let flash = browser.find(Locator::Css("#flash")).await.unwrap();
-    assert!(flash.is_displayed().await.unwrap(), "the error stays until the next action");
+    assert!(
+        flash.is_displayed().await.unwrap(),
+        "the error stays until the next action"
+    );
     screenshot(browser, "actions-error-phone").await;
     click(browser, "#flash-close").await;
     assert!(!flash.is_displayed().await.unwrap(), "dismissed");
@@ -290,14 +314,27 @@ async fn actions_page(browser: &Client, base: &str, device: i64, spare: i64) {
         ["sent", "delivered", "read"].contains(&s)
     })
     .await;
-    let id = js(browser, "return document.querySelector('#test-status .id').textContent;").await;
-    let sent = api(browser, "GET", &format!("/api/messages/{}", id.as_str().unwrap()), Value::Null).await;
+    let id = js(
+        browser,
+        "return document.querySelector('#test-status .id').textContent;",
+    )
+    .await;
+    let sent = api(
+        browser,
+        "GET",
+        &format!("/api/messages/{}", id.as_str().unwrap()),
+        Value::Null,
+    )
+    .await;
     assert_eq!(sent["kind"], "image", "{sent}");
 
     // The next send waits for the device's pace (3 a minute by default), and says so.
     fill(browser, "#test-send input[name=text]", "and a price list").await;
     browser
-        .execute("document.querySelector('#test-send input[name=image]').value = '';", vec![])
+        .execute(
+            "document.querySelector('#test-send input[name=image]').value = '';",
+            vec![],
+        )
         .await
         .unwrap();
     click(browser, "#test-send button[type=submit]").await;
@@ -307,16 +344,33 @@ async fn actions_page(browser: &Client, base: &str, device: i64, spare: i64) {
     .await;
     println!("waiting send shows: {why}");
     screenshot(browser, "actions-waiting-desktop").await;
-    let id = js(browser, "return document.querySelector('#test-status .id').textContent;").await;
-    let waiting = api(browser, "GET", &format!("/api/messages/{}", id.as_str().unwrap()), Value::Null).await;
+    let id = js(
+        browser,
+        "return document.querySelector('#test-status .id').textContent;",
+    )
+    .await;
+    let waiting = api(
+        browser,
+        "GET",
+        &format!("/api/messages/{}", id.as_str().unwrap()),
+        Value::Null,
+    )
+    .await;
     assert!(
-        waiting["status"] == "queued" && waiting["waiting_reason"].is_string() && waiting["next_attempt_at"].is_string()
+        waiting["status"] == "queued"
+            && waiting["waiting_reason"].is_string()
+            && waiting["next_attempt_at"].is_string()
             || waiting["status"] != "queued",
         "the API says why too: {waiting}"
     );
 
     // A double click on "Queue broadcast" queues one broadcast.
-    fill(browser, "#broadcast textarea[name=numbers]", "+60191000021\n+60191000022").await;
+    fill(
+        browser,
+        "#broadcast textarea[name=numbers]",
+        "+60191000021\n+60191000022",
+    )
+    .await;
     fill(browser, "#broadcast textarea[name=text]", "Open on Sunday").await;
     browser
         .execute(
@@ -327,7 +381,13 @@ async fn actions_page(browser: &Client, base: &str, device: i64, spare: i64) {
         .unwrap();
     wait_for_text_matching(browser, "#broadcast-result", 20, |t| t.contains("queued")).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let broadcasts = api(browser, "GET", &format!("/api/devices/{device}/broadcasts"), Value::Null).await;
+    let broadcasts = api(
+        browser,
+        "GET",
+        &format!("/api/devices/{device}/broadcasts"),
+        Value::Null,
+    )
+    .await;
     assert_eq!(broadcasts.as_array().unwrap().len(), 1, "{broadcasts}");
     // Its recipients wait behind the pace, and the table says why.
     wait_for_text_matching(browser, "#broadcasts tr.broadcast td.queued .waiting-reason", 20, |t| {
@@ -376,17 +436,39 @@ async fn campaigns_page(browser: &Client, base: &str, device: i64) {
     )
     .await;
     let today = js(browser, "return document.activeElement.closest('.day').dataset.date;").await;
-    browser.active_element().await.unwrap().send_keys("\u{E014}").await.unwrap();
+    browser
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E014}")
+        .await
+        .unwrap();
     let next = js(browser, "return document.activeElement.closest('.day').dataset.date;").await;
     let tomorrow = (chrono::NaiveDate::parse_from_str(today.as_str().unwrap(), "%Y-%m-%d").unwrap()
         + chrono::Days::new(1))
     .format("%Y-%m-%d")
     .to_string();
     assert_eq!(next, json!(tomorrow), "the right arrow moves to the next day");
-    browser.active_element().await.unwrap().send_keys("\u{E007}").await.unwrap();
-    until(browser, "Enter opens the form", 10, "return document.getElementById('editor').open;").await;
+    browser
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
+    until(
+        browser,
+        "Enter opens the form",
+        10,
+        "return document.getElementById('editor').open;",
+    )
+    .await;
     assert_eq!(
-        js(browser, "return document.querySelector('#campaign-form [name=day]').value;").await,
+        js(
+            browser,
+            "return document.querySelector('#campaign-form [name=day]').value;"
+        )
+        .await,
         json!(tomorrow)
     );
 
@@ -417,7 +499,13 @@ async fn campaigns_page(browser: &Client, base: &str, device: i64) {
     }
     browser.refresh().await.unwrap();
     click(browser, &format!(".day[data-date='{day}'] .more")).await;
-    until(browser, "the day's list opens", 10, "return document.getElementById('day-list').open;").await;
+    until(
+        browser,
+        "the day's list opens",
+        10,
+        "return document.getElementById('day-list').open;",
+    )
+    .await;
     wait_for_text_matching(browser, "#day-campaigns li", 10, |t| t.contains("Promo 5")).await;
     let listed = js(browser, "return document.querySelectorAll('#day-campaigns li').length;").await;
     assert_eq!(listed, json!(6));

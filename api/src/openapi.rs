@@ -99,9 +99,11 @@ pub(crate) fn router(spec: Arc<utoipa::openapi::OpenApi>) -> Router<AppState> {
         )
         .route(
             "/docs",
-            get(move |state: State<AppState>, user: Option<CurrentUser>, jar: CookieJar| {
-                docs_page(state, user, jar, operations.clone())
-            }),
+            get(
+                move |state: State<AppState>, user: Option<CurrentUser>, jar: CookieJar| {
+                    docs_page(state, user, jar, operations.clone())
+                },
+            ),
         )
         .route(
             "/docs/swagger-ui-bundle.js",
@@ -114,7 +116,12 @@ pub(crate) fn router(spec: Arc<utoipa::openapi::OpenApi>) -> Router<AppState> {
         )
         .route(
             "/docs/swagger-ui.css",
-            get(|| asset("text/css; charset=utf-8", include_str!("../static/swagger-ui/swagger-ui.css"))),
+            get(|| {
+                asset(
+                    "text/css; charset=utf-8",
+                    include_str!("../static/swagger-ui/swagger-ui.css"),
+                )
+            }),
         )
         .route(
             "/static/docs.js",
@@ -154,36 +161,34 @@ struct DocsPage {
 
 /// The document's operations, in its order.
 fn operations(spec: &utoipa::openapi::OpenApi) -> Vec<DocOperation> {
-    {
-        let mut operations = Vec::new();
-        for (path, item) in &spec.paths.paths {
-            let methods = [
-                ("GET", &item.get),
-                ("POST", &item.post),
-                ("PUT", &item.put),
-                ("PATCH", &item.patch),
-                ("DELETE", &item.delete),
-            ];
-            for (method, op) in methods {
-                let Some(op) = op else { continue };
-                let mut text = op.description.clone().unwrap_or_default();
-                let summary = op.summary.clone().unwrap_or_else(|| std::mem::take(&mut text));
-                operations.push(DocOperation {
-                    method,
-                    path: path.clone(),
-                    summary,
-                    description: text,
-                    responses: op
-                        .responses
-                        .responses
-                        .iter()
-                        .map(|(code, r)| (code.clone(), describe(r)))
-                        .collect(),
-                });
-            }
+    let mut operations = Vec::new();
+    for (path, item) in &spec.paths.paths {
+        let methods = [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PUT", &item.put),
+            ("PATCH", &item.patch),
+            ("DELETE", &item.delete),
+        ];
+        for (method, op) in methods {
+            let Some(op) = op else { continue };
+            let mut text = op.description.clone().unwrap_or_default();
+            let summary = op.summary.clone().unwrap_or_else(|| std::mem::take(&mut text));
+            operations.push(DocOperation {
+                method,
+                path: path.clone(),
+                summary,
+                description: text,
+                responses: op
+                    .responses
+                    .responses
+                    .iter()
+                    .map(|(code, r)| (code.clone(), describe(r)))
+                    .collect(),
+            });
         }
-        operations
     }
+    operations
 }
 
 fn describe(response: &utoipa::openapi::RefOr<utoipa::openapi::Response>) -> String {

@@ -13,8 +13,8 @@ use crate::AppState;
 use crate::accounts::{self, ClientIp, Credentials, PasswordChange};
 use crate::csrf;
 use crate::error::ApiError;
-use crate::frame::Frame;
 use crate::extract::Form;
+use crate::frame::Frame;
 use crate::session::{self, CurrentUser, PageUser};
 use wafleet_core::db::User;
 
@@ -43,7 +43,10 @@ pub(crate) fn router() -> Router<AppState> {
             get(|| asset("text/javascript; charset=utf-8", include_str!("../static/analytics.js"))),
         )
         .route("/favicon.ico", get(favicon_ico))
-        .route("/favicon.svg", get(|| asset("image/svg+xml", include_str!("../static/favicon.svg"))))
+        .route(
+            "/favicon.svg",
+            get(|| asset("image/svg+xml", include_str!("../static/favicon.svg"))),
+        )
         .route(
             "/static/webhooks.js",
             get(|| asset("text/javascript; charset=utf-8", include_str!("../static/webhooks.js"))),

@@ -15,8 +15,8 @@ use super::broadcast::MAX_BROADCAST_LINES;
 use super::check::MAX_CHECK_LINES;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, OrNotFound};
-use crate::frame::{Frame, device_not_found};
 use crate::extract::Path;
+use crate::frame::{Frame, device_not_found};
 use crate::pages::{asset, page};
 use crate::session::PageUser;
 

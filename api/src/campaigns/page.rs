@@ -11,8 +11,8 @@ use axum::routing::get;
 use axum_extra::extract::cookie::CookieJar;
 
 use crate::AppState;
-use crate::frame::Frame;
 use crate::error::ApiResult;
+use crate::frame::Frame;
 use crate::pages::{asset, page};
 use crate::session::PageUser;
 

@@ -14,8 +14,8 @@ use wafleet_core::types::{DeviceId, Timestamp};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, OrNotFound};
-use crate::frame::{Frame, device_not_found};
 use crate::extract::Path;
+use crate::frame::{Frame, device_not_found};
 use crate::pages::{asset, page};
 use crate::session::PageUser;
 

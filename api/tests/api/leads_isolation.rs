@@ -55,14 +55,26 @@ async fn another_users_leads_are_invisible(app: TestApp) {
     // the same as for a device that does not exist.
     let page = bo.get(&format!("/device/{device}/leads")).await;
     assert_eq!(page.status(), StatusCode::NOT_FOUND);
-    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     let html = page.text().await.unwrap();
-    assert!(html.contains("Device not found") && !html.contains("Ana's phone"), "{html}");
+    assert!(
+        html.contains("Device not found") && !html.contains("Ana's phone"),
+        "{html}"
+    );
     let missing = bo.get("/device/999999/leads").await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     let missing = missing.text().await.unwrap();
     let strip_csrf = |h: &str| h.lines().filter(|l| !l.contains("csrf")).collect::<Vec<_>>().join("\n");
-    assert_eq!(strip_csrf(&missing), strip_csrf(&html), "another user's device looks like a missing one");
+    assert_eq!(
+        strip_csrf(&missing),
+        strip_csrf(&html),
+        "another user's device looks like a missing one"
+    );
 
     // An API token reaches no further.
     let token = body(bo.post("/api/tokens", json!({"name": "bo-cli"})).await).await["results"]["token"]

@@ -44,12 +44,20 @@ async fn queued_sends_say_why_they_wait(app: TestApp) {
 
     // Online and nothing recorded: nothing holds them back.
     let m = message(&ana, first).await;
-    assert_eq!((m["waiting_reason"].clone(), m["next_attempt_at"].clone()), (Value::Null, Value::Null), "{m}");
+    assert_eq!(
+        (m["waiting_reason"].clone(), m["next_attempt_at"].clone()),
+        (Value::Null, Value::Null),
+        "{m}"
+    );
 
     // The holder records why the first waits; the one behind it shows the same reason.
     let until = Timestamp::now().plus_secs(3_600);
     app.db
-        .set_send_waiting(first, "daily cap reached: 20 sends today on day 1 of this new number's 14-day warm-up", until)
+        .set_send_waiting(
+            first,
+            "daily cap reached: 20 sends today on day 1 of this new number's 14-day warm-up",
+            until,
+        )
         .await
         .unwrap();
     for id in [first, second] {
@@ -69,22 +77,41 @@ async fn queued_sends_say_why_they_wait(app: TestApp) {
     let list = body(ana.get(&format!("/api/devices/{device}/broadcasts")).await).await;
     let progress = &list["results"][0]["progress"];
     assert_eq!(progress["queued"], 2);
-    assert!(progress["waiting_reason"].as_str().unwrap().contains("daily cap"), "{progress}");
+    assert!(
+        progress["waiting_reason"].as_str().unwrap().contains("daily cap"),
+        "{progress}"
+    );
 
     // Paused after refusals: that reason, until the pause ends.
     let pause_until = Timestamp::now().plus_secs(1_800);
     app.db
-        .pause_device_sends(wafleet_core::types::DeviceId(device), pause_until, "5 recipient refusals or device errors within 10 minutes")
+        .pause_device_sends(
+            wafleet_core::types::DeviceId(device),
+            pause_until,
+            "5 recipient refusals or device errors within 10 minutes",
+        )
         .await
         .unwrap();
     let m = message(&ana, second).await;
-    assert!(m["waiting_reason"].as_str().unwrap().starts_with("the device's sends are paused after refusals"), "{m}");
+    assert!(
+        m["waiting_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("the device's sends are paused after refusals"),
+        "{m}"
+    );
 
     // The device offline: that is why, and no time can be promised.
     exec(&app, "UPDATE devices SET status = 'offline' WHERE id = $1", device).await;
     for id in [first, second] {
         let m = message(&ana, id).await;
-        assert!(m["waiting_reason"].as_str().unwrap().starts_with("the device is offline"), "{m}");
+        assert!(
+            m["waiting_reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("the device is offline"),
+            "{m}"
+        );
         assert_eq!(m["next_attempt_at"], Value::Null, "{m}");
     }
 

@@ -82,10 +82,8 @@ impl Db {
         if message.status != OutboundStatus::Queued {
             return Ok(());
         }
-        let own_current = message
-            .next_attempt_at
-            .is_some_and(|at| at.millis() > now.millis())
-            && message.waiting_reason.is_some();
+        let own_current =
+            message.next_attempt_at.is_some_and(|at| at.millis() > now.millis()) && message.waiting_reason.is_some();
         let device = self.device_waiting(message.device_id, now).await?;
         let offline = device.as_ref().is_some_and(|w| w.next_attempt_at.is_none());
         if own_current && !offline {
