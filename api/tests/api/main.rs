@@ -58,6 +58,7 @@ mod security_headers;
 mod sends;
 mod sessions;
 mod tokens;
+mod waiting;
 mod webhooks;
 mod webhooks_browser;
 mod webhooks_isolation;

@@ -56,7 +56,7 @@ pub use leases::{Fence, Fleet};
 pub use link_credentials::LINK_CREDENTIALS;
 pub use liveness::LivenessLock;
 pub use login_failures::LoginAttempt;
-pub use outbound::{NewSend, NextSend, OutboundMessage, OutboundStatus, SendWork, Settled};
+pub use outbound::{NewSend, NextSend, OutboundMessage, OutboundStatus, SendWork, Settled, Waiting};
 pub use pacing::{DevicePacing, Pacing, SendStats};
 pub use users::{NewUserRole, User};
 pub use webhooks::{Attempt, AttemptResult, Delivery, DeliveryStatus, Webhook};
