@@ -207,7 +207,7 @@ async fn a_user_walks_from_pairing_to_analytics() {
     };
     choose(&bad).await;
     let errors = wait_for_text_matching(&browser, "#import-errors-message", 10, |t| {
-        t.contains("nothing was imported")
+        t.contains("Nothing was imported")
     })
     .await;
     let rows = texts(&browser, "tr.import-error").await;

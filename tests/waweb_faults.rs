@@ -5,7 +5,9 @@
 //!   is stored exactly once after another worker resumes the session, and no delivery receipt
 //!   reached the front end for a message before it was stored;
 //! - between sending a message and recording it as sent: the send ends delivered, resolved by the
-//!   id it went out under, sent once, never marked failed.
+//!   id it went out under, sent once, never marked failed;
+//! - between a delivery receipt's arrival and its commit: WhatsApp keeps the receipt until it is
+//!   stored, and the send ends delivered once another worker resumes the session.
 //!
 //! The worker runs on a runtime of its own; dropping that runtime is the kill (none of its code
 //! runs again and its sockets close). Everything here runs against the project's simulator.
@@ -52,6 +54,16 @@ async fn linked(backend: Backend, config: WaWebConfig, phone: &str) -> (Stack, S
     (stack, device)
 }
 
+/// Turns the pacing of `device` off: a new number's warm-up would hold its first send.
+async fn without_pacing(stack: &Stack, device: &str) {
+    let mut policy = stack.get(&format!("{device}/pacing")).await["policy"].clone();
+    policy["enabled"] = json!(false);
+    let (status, body) = stack
+        .call(reqwest::Method::PUT, &format!("{device}/pacing"), Some(policy))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 /// How many stored incoming messages have exactly `body`.
 async fn stored(db: &Db, body: &str) -> i64 {
     const SQL: &str = "SELECT COUNT(*) FROM messages WHERE NOT from_me AND body = $1";
@@ -77,10 +89,11 @@ async fn messages_survive_a_kill_between_decrypt_and_commit(backend: Backend) {
 
     let url = stack.sim.url();
     let first = worker_process(&stack.db.settings, &stack.db.keys, "first", move |db, keys| {
-        Arc::new(StallCommit {
-            inner: Arc::new(WaLink::with_config(db, keys, wa_link_config(&url))),
-            marker: "stall",
-        })
+        Arc::new(StallCommit::messages(Arc::new(WaLink::with_config(
+            db,
+            keys,
+            wa_link_config(&url),
+        ))))
     });
     eventually(Duration::from_secs(30), "the first worker is logged in", || async {
         !stack.sim.logged_in().is_empty()
@@ -152,12 +165,7 @@ async fn a_send_killed_on_the_wire_is_resolved_by_its_receipt(backend: Backend) 
     };
     let (mut stack, device) = linked(backend, config, phone).await;
     stack.sim.add_account(contact);
-    let mut policy = stack.get(&format!("{device}/pacing")).await["policy"].clone();
-    policy["enabled"] = json!(false);
-    let (status, body) = stack
-        .call(reqwest::Method::PUT, &format!("{device}/pacing"), Some(policy))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    without_pacing(&stack, &device).await;
 
     let url = stack.sim.url();
     let first = worker_process(&stack.db.settings, &stack.db.keys, "first", move |db, keys| {
@@ -209,6 +217,61 @@ async fn a_send_killed_on_the_wire_is_resolved_by_its_receipt(backend: Backend) 
     assert!(resolved["sent_at"].is_string(), "{resolved}");
 }
 
+async fn a_receipt_survives_a_kill_before_its_commit(backend: Backend) {
+    let (phone, contact) = ("60123500003", "60191500003");
+    let config = WaWebConfig {
+        delivered_after: Duration::from_millis(500),
+        read_after: Duration::from_secs(600),
+        ..WaWebConfig::for_tests()
+    };
+    let (mut stack, device) = linked(backend, config, phone).await;
+    stack.sim.add_account(contact);
+    without_pacing(&stack, &device).await;
+
+    let url = stack.sim.url();
+    let first = worker_process(&stack.db.settings, &stack.db.keys, "first", move |db, keys| {
+        Arc::new(StallCommit::receipts(Arc::new(WaLink::with_config(
+            db,
+            keys,
+            wa_link_config(&url),
+        ))))
+    });
+    stack.eventually(&device, "online", |d| d["status"] == "online").await;
+    let send = stack
+        .send(
+            &device,
+            "receipt-held",
+            json!({"to": format!("+{contact}"), "text": "tell me when it arrives"}),
+        )
+        .await;
+    stack.eventually(&send, "sent", |m| m["status"] == "sent").await;
+    eventually(Duration::from_secs(30), "the phone reported delivery", || async {
+        stack.sim.pending_receipts(phone) > 0
+    })
+    .await;
+    // Time for anything that would go wrong to go wrong: an ack for a receipt not stored.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        stack.sim.pending_receipts(phone) > 0,
+        "WhatsApp was told the receipt was handled before it was stored"
+    );
+    assert_eq!(stack.get(&send).await["status"], "sent", "held before its commit");
+    first.shutdown_background();
+
+    stack.start_worker();
+    stack
+        .eventually_within(Duration::from_secs(60), &send, "delivered after the resume", |m| {
+            m["status"] == "delivered"
+        })
+        .await;
+    eventually(
+        Duration::from_secs(30),
+        "the receipt acknowledged once stored",
+        || async { stack.sim.pending_receipts(phone) == 0 },
+    )
+    .await;
+}
+
 mod sqlite {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn messages_survive_a_kill_between_decrypt_and_commit() {
@@ -218,6 +281,11 @@ mod sqlite {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_send_killed_on_the_wire_is_resolved_by_its_receipt() {
         super::a_send_killed_on_the_wire_is_resolved_by_its_receipt(super::Backend::Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_receipt_survives_a_kill_before_its_commit() {
+        super::a_receipt_survives_a_kill_before_its_commit(super::Backend::Sqlite).await
     }
 }
 
@@ -230,5 +298,10 @@ mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_send_killed_on_the_wire_is_resolved_by_its_receipt() {
         super::a_send_killed_on_the_wire_is_resolved_by_its_receipt(super::Backend::Postgres).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_receipt_survives_a_kill_before_its_commit() {
+        super::a_receipt_survives_a_kill_before_its_commit(super::Backend::Postgres).await
     }
 }

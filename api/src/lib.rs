@@ -19,6 +19,7 @@ mod envelope;
 pub mod error;
 mod error_docs;
 mod extract;
+mod frame;
 mod headers;
 pub mod health;
 mod leads;

@@ -5,14 +5,20 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::Router;
-use axum::response::Html;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum_extra::extract::cookie::CookieJar;
 use utoipa::Modify;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::AppState;
+use crate::frame::Frame;
+use crate::pages::{asset, page};
+use crate::session::CurrentUser;
 
 /// The document's fixed parts; paths are added by each feature router.
 #[derive(OpenApi)]
@@ -83,17 +89,62 @@ impl ApiDoc {
     }
 }
 
-/// `GET /api/openapi.json` and `GET /docs`.
+/// `GET /api/openapi.json` and `GET /docs`: an interactive reference (Swagger UI, compiled into
+/// the binary, so it works offline) over the document, with the operations listed in the page
+/// itself for browsers without JavaScript.
 pub(crate) fn router(spec: Arc<utoipa::openapi::OpenApi>) -> Router<AppState> {
     let json = serde_json::to_string_pretty(&*spec).expect("the OpenAPI document serialises");
-    // Both are fixed for the life of the process, so they are built once.
-    let page = DocsPage::from_spec(&spec).render().expect("the docs page renders");
+    // Fixed for the life of the process, so built once.
+    let operations = Arc::new(operations(&spec));
     Router::new()
         .route(
             "/api/openapi.json",
             get(move || async move { ([("content-type", "application/json")], json) }),
         )
-        .route("/docs", get(move || async move { Html(page) }))
+        .route(
+            "/docs",
+            get(
+                move |state: State<AppState>, user: Option<CurrentUser>, jar: CookieJar| {
+                    docs_page(state, user, jar, operations.clone())
+                },
+            ),
+        )
+        .route(
+            "/docs/swagger-ui-bundle.js",
+            get(|| {
+                asset(
+                    "text/javascript; charset=utf-8",
+                    include_str!("../static/swagger-ui/swagger-ui-bundle.js"),
+                )
+            }),
+        )
+        .route(
+            "/docs/swagger-ui.css",
+            get(|| {
+                asset(
+                    "text/css; charset=utf-8",
+                    include_str!("../static/swagger-ui/swagger-ui.css"),
+                )
+            }),
+        )
+        .route(
+            "/static/docs.js",
+            get(|| asset("text/javascript; charset=utf-8", include_str!("../static/docs.js"))),
+        )
+}
+
+async fn docs_page(
+    State(state): State<AppState>,
+    user: Option<CurrentUser>,
+    jar: CookieJar,
+    operations: Arc<Vec<DocOperation>>,
+) -> Response {
+    let (jar, frame) = match &user {
+        Some(CurrentUser(user)) => Frame::new(&state, jar, user, "docs"),
+        None => Frame::anonymous(&state, jar, "docs"),
+    };
+    let view = DocsPage { frame, operations };
+    (jar, page(StatusCode::OK, &view)).into_response()
 }
 
 /// One operation on the docs page.
@@ -108,46 +159,40 @@ struct DocOperation {
 #[derive(Template)]
 #[template(path = "docs.html")]
 struct DocsPage {
-    title: String,
-    description: String,
-    operations: Vec<DocOperation>,
+    frame: Frame,
+    operations: Arc<Vec<DocOperation>>,
 }
 
-impl DocsPage {
-    fn from_spec(spec: &utoipa::openapi::OpenApi) -> Self {
-        let mut operations = Vec::new();
-        for (path, item) in &spec.paths.paths {
-            let methods = [
-                ("GET", &item.get),
-                ("POST", &item.post),
-                ("PUT", &item.put),
-                ("PATCH", &item.patch),
-                ("DELETE", &item.delete),
-            ];
-            for (method, op) in methods {
-                let Some(op) = op else { continue };
-                let mut text = op.description.clone().unwrap_or_default();
-                let summary = op.summary.clone().unwrap_or_else(|| std::mem::take(&mut text));
-                operations.push(DocOperation {
-                    method,
-                    path: path.clone(),
-                    summary,
-                    description: text,
-                    responses: op
-                        .responses
-                        .responses
-                        .iter()
-                        .map(|(code, r)| (code.clone(), describe(r)))
-                        .collect(),
-                });
-            }
-        }
-        DocsPage {
-            title: spec.info.title.clone(),
-            description: spec.info.description.clone().unwrap_or_default(),
-            operations,
+/// The document's operations, in its order.
+fn operations(spec: &utoipa::openapi::OpenApi) -> Vec<DocOperation> {
+    let mut operations = Vec::new();
+    for (path, item) in &spec.paths.paths {
+        let methods = [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PUT", &item.put),
+            ("PATCH", &item.patch),
+            ("DELETE", &item.delete),
+        ];
+        for (method, op) in methods {
+            let Some(op) = op else { continue };
+            let mut text = op.description.clone().unwrap_or_default();
+            let summary = op.summary.clone().unwrap_or_else(|| std::mem::take(&mut text));
+            operations.push(DocOperation {
+                method,
+                path: path.clone(),
+                summary,
+                description: text,
+                responses: op
+                    .responses
+                    .responses
+                    .iter()
+                    .map(|(code, r)| (code.clone(), describe(r)))
+                    .collect(),
+            });
         }
     }
+    operations
 }
 
 fn describe(response: &utoipa::openapi::RefOr<utoipa::openapi::Response>) -> String {

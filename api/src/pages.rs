@@ -14,6 +14,7 @@ use crate::accounts::{self, ClientIp, Credentials, PasswordChange};
 use crate::csrf;
 use crate::error::ApiError;
 use crate::extract::Form;
+use crate::frame::Frame;
 use crate::session::{self, CurrentUser, PageUser};
 use wafleet_core::db::User;
 
@@ -41,6 +42,11 @@ pub(crate) fn router() -> Router<AppState> {
             "/static/analytics.js",
             get(|| asset("text/javascript; charset=utf-8", include_str!("../static/analytics.js"))),
         )
+        .route("/favicon.ico", get(favicon_ico))
+        .route(
+            "/favicon.svg",
+            get(|| asset("image/svg+xml", include_str!("../static/favicon.svg"))),
+        )
         .route(
             "/static/webhooks.js",
             get(|| asset("text/javascript; charset=utf-8", include_str!("../static/webhooks.js"))),
@@ -55,6 +61,18 @@ pub(crate) async fn asset(content_type: &'static str, body: &'static str) -> Res
             (header::CACHE_CONTROL, "public, max-age=300"),
         ],
         body,
+    )
+        .into_response()
+}
+
+/// The icon browsers ask for on every page (also linked as SVG from each page's head).
+async fn favicon_ico() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/x-icon"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        &include_bytes!("../static/favicon.ico")[..],
     )
         .into_response()
 }
@@ -188,29 +206,18 @@ async fn logout_form(State(state): State<AppState>, jar: CookieJar) -> Result<Re
 #[derive(Template)]
 #[template(path = "dashboard.html")]
 struct Dashboard {
-    csrf: String,
-    email: String,
-    is_admin: bool,
-    demo: bool,
+    frame: Frame,
 }
 
 async fn dashboard(State(state): State<AppState>, PageUser(user): PageUser, jar: CookieJar) -> Response {
-    let (jar, csrf) = csrf::token(jar, state.settings.cookie_secure);
-    let view = Dashboard {
-        csrf,
-        email: user.email.to_string(),
-        is_admin: user.is_admin,
-        demo: state.demo.is_some(),
-    };
-    (jar, page(StatusCode::OK, &view)).into_response()
+    let (jar, frame) = Frame::new(&state, jar, &user, "devices");
+    (jar, page(StatusCode::OK, &Dashboard { frame })).into_response()
 }
 
 #[derive(Template)]
 #[template(path = "account.html")]
 struct AccountPage {
-    csrf: String,
-    email: String,
-    is_admin: bool,
+    frame: Frame,
     since: String,
     error: Option<String>,
     done: Option<String>,
@@ -223,16 +230,14 @@ fn account_view(
     status: StatusCode,
     outcome: Result<String, String>,
 ) -> Response {
-    let (jar, csrf) = csrf::token(jar, state.settings.cookie_secure);
+    let (jar, frame) = Frame::new(state, jar, user, "account");
     let (done, error) = match outcome {
         Ok(done) if done.is_empty() => (None, None),
         Ok(done) => (Some(done), None),
         Err(error) => (None, Some(error)),
     };
     let view = AccountPage {
-        csrf,
-        email: user.email.to_string(),
-        is_admin: user.is_admin,
+        frame,
         since: user.created_at.to_datetime().format("%Y-%m-%d").to_string(),
         error,
         done,

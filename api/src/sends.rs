@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 use wafleet_core::db::{Device, DeviceStatus, NewSend, OutboundMessage};
 use wafleet_core::link::{Jid, USER_SERVER};
 use wafleet_core::queue::{SendJob, sends_queue};
-use wafleet_core::types::{DeviceId, PhoneNumber, UserId};
+use wafleet_core::types::{DeviceId, PhoneNumber, Timestamp, UserId};
 
 use crate::AppState;
 use crate::envelope::{Envelope, ok};
@@ -91,6 +91,10 @@ fn envelope_of(message: OutboundMessage) -> Envelope<OutboundMessage> {
 }
 
 /// Where one of your sends stands: queued, sending, sent, delivered, read, or failed with a reason.
+/// While it is queued and something holds it back, `waiting_reason` says what (the device's pace,
+/// its daily cap with the warm-up day of a new number, a pause after refusals, a retry, or the
+/// device not online) and `next_attempt_at` when it should move (`null` while that waits on the
+/// device coming back online).
 #[utoipa::path(get, path = "/api/messages/{id}", tag = "messages", params(("id" = i64, Path, description = "Send id")),
     responses((status = 200, body = Envelope<OutboundMessage>), (status = 404, description = "No such send of yours")))]
 async fn send_status(
@@ -98,7 +102,8 @@ async fn send_status(
     CurrentUser(user): CurrentUser,
     Path(id): Path<i64>,
 ) -> ApiResult<impl IntoResponse> {
-    let message = state.db.outbound_message(user.id, id).await.or_not_found("message")?;
+    let mut message = state.db.outbound_message(user.id, id).await.or_not_found("message")?;
+    state.db.explain_waiting(&mut message, Timestamp::now()).await?;
     Ok(ok(format!("message {}", message.status.as_str()), message))
 }
 

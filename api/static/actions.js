@@ -5,7 +5,6 @@
 
 const pageEl = document.getElementById("actions-page");
 const device = pageEl.dataset.device;
-const maxBytes = Number(pageEl.dataset.maxBytes);
 
 /** Calls the API (common.js); resolves to the whole envelope. */
 const api = callApi;
@@ -15,22 +14,6 @@ function cell(text, className) {
   td.textContent = text ?? "";
   if (className) td.className = className;
   return td;
-}
-
-/** The chosen file of `input` as base64, or undefined; refuses files the server would not take. */
-function readImage(input) {
-  const file = input.files[0];
-  if (!file) return Promise.resolve(undefined);
-  // base64 grows a file by a third, and the body carries the rest of the form too.
-  if (file.size * 4 / 3 > maxBytes - 4096) {
-    return Promise.reject(new Error(`the image is too large: at most ${Math.floor(maxBytes * 3 / 4 / 1024)} KiB here`));
-  }
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(String(reader.result).split(",", 2)[1]);
-    reader.onerror = () => reject(new Error("the image could not be read"));
-    reader.readAsDataURL(file);
-  });
 }
 
 // ---- Test send --------------------------------------------------------------------------------
@@ -48,6 +31,9 @@ function follow(message) {
   status.textContent = message.status;
   status.className = `status status-${message.status}`;
   testStatus.querySelector(".reason").textContent = message.reason ? `(${message.reason})` : "";
+  const waiting = testStatus.querySelector(".waiting-reason");
+  waiting.textContent = message.status === "queued" ? waitingText(message) : "";
+  waiting.hidden = !waiting.textContent;
   if (message.status === "read" || message.status === "failed") return;
   following = setTimeout(async () => {
     const latest = await act(() => api("GET", `/api/messages/${message.id}`));
@@ -57,10 +43,11 @@ function follow(message) {
 
 testForm.addEventListener("submit", async (event) => {
   event.preventDefault();
-  const sent = await act(async () => {
+  const key = newKey();
+  const sent = await busy(testForm.querySelector("button[type=submit]"), async () => {
     const body = { to: testForm.to.value, text: testForm.text.value || undefined };
-    body.image_base64 = await readImage(testForm.image);
-    return api("POST", `/api/devices/${device}/actions/test-send`, body);
+    body.image_base64 = await imageBase64(testForm.image);
+    return api("POST", `/api/devices/${device}/actions/test-send`, body, { "Idempotency-Key": key });
   });
   if (!sent) return;
   follow(sent.results);
@@ -112,22 +99,34 @@ function showLineErrors(err) {
   broadcastErrors.hidden = false;
 }
 
+// The key is made once per filled-in form: a second submit of the same form (a double click
+// that slips past the disabled button, a retry after a lost answer) finds the same broadcast.
+let broadcastKey = newKey();
+broadcastForm.addEventListener("input", () => { broadcastKey = newKey(); });
+
 broadcastForm.addEventListener("submit", async (event) => {
   event.preventDefault();
+  const button = broadcastForm.querySelector("button[type=submit]");
+  if (button.disabled) return;
   broadcastResult.hidden = true;
   broadcastErrors.hidden = true;
-  flash.hidden = true;
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
   try {
     const body = { numbers: broadcastForm.numbers.value, text: broadcastForm.text.value || undefined };
-    body.image_base64 = await readImage(broadcastForm.image);
-    const done = await api("POST", `/api/devices/${device}/broadcasts`, body);
+    body.image_base64 = await imageBase64(broadcastForm.image);
+    const done = await api("POST", `/api/devices/${device}/broadcasts`, body, { "Idempotency-Key": broadcastKey });
     broadcastResult.textContent = done.message;
     broadcastResult.hidden = false;
+    broadcastKey = newKey(); // queued: the same text sent again on purpose is a new broadcast
     loadBroadcasts();
     loadActivity(false);
   } catch (err) {
     if (err.results && Array.isArray(err.results.errors)) showLineErrors(err);
     else showError(err);
+  } finally {
+    button.disabled = false;
+    button.removeAttribute("aria-busy");
   }
 });
 
@@ -137,8 +136,16 @@ function broadcastRow(b) {
   row.dataset.id = b.id;
   const p = b.progress;
   const message = (b.has_image ? "[image] " : "") + (b.message ?? "");
+  const queued = cell(p.queued, "queued");
+  const waiting = waitingText(p);
+  if (waiting) {
+    const why = document.createElement("span");
+    why.className = "waiting-reason";
+    why.textContent = waiting;
+    queued.append(document.createElement("br"), why);
+  }
   row.append(
-    cell(b.id), cell(message), cell(p.total), cell(p.queued, "queued"), cell(p.sent, "sent"),
+    cell(b.id), cell(message), cell(p.total), queued, cell(p.sent, "sent"),
     cell(p.delivered, "delivered"), cell(p.read, "read"), cell(p.replied, "replied"), cell(p.failed, "failed"),
     cell(new Date(b.created_at).toLocaleString()),
   );

@@ -94,7 +94,7 @@
     loading = true;
     try {
       showFigures(await api("GET", path()));
-      clearError();
+      // A refresh leaves an earlier error shown: only the next action of the user replaces it.
     } catch (err) {
       showError(err);
     } finally {

@@ -8,6 +8,16 @@ function when(value) {
   return value ? new Date(value).toLocaleString() : "never";
 }
 
+/** How long ago `value` was, in words ("just now", "5 min ago", "3 h ago"), or "never". */
+function ago(value) {
+  if (!value) return "never";
+  const secs = Math.max(0, (Date.now() - new Date(value).getTime()) / 1000);
+  if (secs < 45) return "just now";
+  if (secs < 3600) return `${Math.round(secs / 60)} min ago`;
+  if (secs < 86400) return `${Math.round(secs / 3600)} h ago`;
+  return new Date(value).toLocaleDateString();
+}
+
 const statusText = {
   offline: "Offline", pairing: "Pairing", connecting: "Connecting", online: "Online",
   logged_out: "Logged out", banned: "Banned",
@@ -37,12 +47,16 @@ function createCard(device) {
   $(".edit").addEventListener("click", () => {
     rename.hidden = false;
     rename.elements.name.value = card.device.name;
+    rename.elements.phone.value = card.device.phone || "";
     rename.elements.name.focus();
   });
   rename.querySelector(".cancel").addEventListener("click", () => { rename.hidden = true; });
   rename.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const updated = await act(() => api("PUT", `/api/devices/${id}`, { name: rename.elements.name.value }));
+    const changes = { name: rename.elements.name.value };
+    const phone = rename.elements.phone.value.trim();
+    if (phone !== (card.device.phone || "")) changes.phone = phone || null;
+    const updated = await busy(rename.querySelector("button[type=submit]"), () => api("PUT", `/api/devices/${id}`, changes));
     if (updated) {
       rename.hidden = true;
       updateCard(card, { ...card.view, ...updated });
@@ -112,6 +126,10 @@ function createCard(device) {
     list.hidden = false;
   });
 
+  const confirm = $(".demo-confirm");
+  if (confirm) {
+    confirm.addEventListener("click", () => busy(confirm, () => api("POST", `/api/demo/devices/${id}/confirm-code`)));
+  }
   const demo = $(".demo-scan");
   if (demo) {
     demo.addEventListener("submit", async (event) => {
@@ -161,6 +179,11 @@ function showPairCode(card, code) {
   const line = card.querySelector(".pair-code");
   line.querySelector("b").textContent = code || "";
   line.hidden = !code;
+  const confirm = card.querySelector(".demo-confirm");
+  if (confirm) confirm.hidden = !code;
+  // The demo's QR scan form is for a QR code: a pair code is entered on the phone instead.
+  const scan = card.querySelector(".demo-scan");
+  if (scan) scan.hidden = Boolean(code);
   if (code) card.querySelector(".waiting").hidden = true;
 }
 
@@ -175,7 +198,11 @@ function updateCard(card, view) {
   status.className = `status ${view.status}`;
   $(".phone").textContent = view.phone || "No number yet";
   $(".jid").textContent = view.jid ? `Linked as ${view.jid.split("@")[0]}` : "Not linked";
-  $(".seen").textContent = `Last seen: ${when(view.last_seen_at)}`;
+  const seen = $(".seen");
+  seen.dataset.at = view.last_seen_at || "";
+  seen.textContent = `Last active: ${ago(view.last_seen_at)}`;
+  seen.title = when(view.last_seen_at);
+  card.classList.toggle("online", view.status === "online");
   const pairing = view.pairing || {};
   const error = $(".last-error");
   error.textContent = pairing.last_error || "";
@@ -228,11 +255,60 @@ async function loadDevices() {
   showDevices(await api("GET", "/api/devices"));
 }
 
-/** Live updates: the server pushes the device list whenever something changes. */
-function followEvents() {
-  const source = new EventSource("/api/events");
-  source.addEventListener("devices", (event) => showDevices(JSON.parse(event.data)));
+// Live updates: the server pushes the device list whenever something changes. The page says
+// whether they are live; they can be paused, and stop while the tab is hidden.
+const liveBox = document.getElementById("devices-live");
+const liveState = document.getElementById("devices-live-state");
+let source = null;
+
+function setLiveState(text, live) {
+  liveState.textContent = text;
+  liveState.classList.toggle("is-live", live);
 }
+
+function followEvents() {
+  if (source || !liveBox.checked || document.hidden) return;
+  source = new EventSource("/api/events");
+  setLiveState("Connecting…", false);
+  source.addEventListener("open", () => setLiveState("Live: changes appear as they happen", true));
+  source.addEventListener("error", () => setLiveState("Reconnecting…", false));
+  source.addEventListener("devices", (event) => {
+    setLiveState("Live: changes appear as they happen", true);
+    showDevices(JSON.parse(event.data));
+  });
+}
+
+function stopEvents(why) {
+  if (source) source.close();
+  source = null;
+  setLiveState(why, false);
+}
+
+liveBox.addEventListener("change", () => {
+  if (liveBox.checked) {
+    loadDevices().catch(showError);
+    followEvents();
+  } else {
+    stopEvents("Paused: press Refresh now to update");
+  }
+});
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden) {
+    stopEvents("Paused while the page is hidden");
+  } else if (liveBox.checked) {
+    loadDevices().catch(showError);
+    followEvents();
+  }
+});
+document.getElementById("devices-refresh").addEventListener("click", (event) =>
+  busy(event.currentTarget, loadDevices));
+
+// "Last active" is relative: keep it true as time passes.
+setInterval(() => {
+  for (const seen of document.querySelectorAll(".device .seen")) {
+    seen.textContent = `Last active: ${ago(seen.dataset.at)}`;
+  }
+}, 30000);
 
 document.getElementById("add-device").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -266,6 +342,7 @@ function renderToken(token) {
     try {
       await api("DELETE", `/api/tokens/${token.id}`);
       row.remove();
+      document.getElementById("no-tokens").hidden = tokenRows.children.length > 0;
     } catch (err) { showError(err); }
   });
   const cell = document.createElement("td");
@@ -277,6 +354,7 @@ function renderToken(token) {
 async function loadTokens() {
   const tokens = await api("GET", "/api/tokens");
   tokenRows.replaceChildren(...tokens.map(renderToken));
+  document.getElementById("no-tokens").hidden = tokens.length > 0;
 }
 
 document.getElementById("add-token").addEventListener("submit", async (event) => {
@@ -288,6 +366,7 @@ document.getElementById("add-token").addEventListener("submit", async (event) =>
     document.getElementById("new-token-value").textContent = created.token;
     document.getElementById("new-token").hidden = false;
     tokenRows.prepend(renderToken(created));
+    document.getElementById("no-tokens").hidden = true;
     form.reset();
     clearError();
   } catch (err) { showError(err); }
@@ -303,17 +382,26 @@ const loaders = {
   webhooks: () => window.webhooksTab.show(),
 };
 
+// The main navigation links the tabs as /dashboard#analytics and so on: here they switch in place.
 function selectTab(name) {
-  for (const tab of document.querySelectorAll("[data-tab]")) {
-    const selected = tab.dataset.tab === name;
-    tab.setAttribute("aria-selected", String(selected));
-    document.getElementById(`tab-${tab.dataset.tab}`).hidden = !selected;
+  if (!loaders[name]) name = "devices";
+  for (const tab of document.querySelectorAll("#main-nav [data-tab]")) {
+    if (tab.dataset.tab === name) tab.setAttribute("aria-current", "page");
+    else tab.removeAttribute("aria-current");
+    document.getElementById(`tab-${tab.dataset.tab}`).hidden = tab.dataset.tab !== name;
   }
+  const titles = { devices: "Devices", analytics: "Analytics", tokens: "API tokens", webhooks: "Webhooks" };
+  document.title = `${titles[name]} · wafleet`;
   loaders[name]().catch(showError);
 }
 
-for (const tab of document.querySelectorAll("[data-tab]")) {
-  tab.addEventListener("click", () => selectTab(tab.dataset.tab));
+for (const tab of document.querySelectorAll("#main-nav [data-tab]")) {
+  tab.addEventListener("click", (event) => {
+    event.preventDefault();
+    history.replaceState(null, "", tab.dataset.tab === "devices" ? "/dashboard" : `/dashboard#${tab.dataset.tab}`);
+    selectTab(tab.dataset.tab);
+  });
 }
-selectTab("devices");
+window.addEventListener("hashchange", () => selectTab(location.hash.slice(1)));
+selectTab(location.hash.slice(1) || "devices");
 followEvents();

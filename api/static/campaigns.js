@@ -23,26 +23,63 @@ function el(tag, attrs, ...children) {
 
 const pad = (n) => String(n).padStart(2, "0");
 
-async function drawCalendar() {
+const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+const WEEKDAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+
+/** Today in the browser's time zone, as `YYYY-MM-DD`. */
+function today() {
+  const now = new Date();
+  return `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`;
+}
+
+/** The day of the calendar that takes the keyboard: the one last focused, or today. */
+let focusDate = today();
+
+/**
+ * Draws the year: a month per block with weekday headings, today marked, up to five campaigns a
+ * day and "+N more" listing the rest. Days are buttons; the arrow keys move between them (one
+ * tab stop for the whole calendar), Enter plans a campaign on the focused day.
+ */
+async function drawCalendar(focus) {
   document.getElementById("year").textContent = year;
   const days = await act(() => api("GET", `/api/campaigns/summary?year=${year}`));
   if (!days) return;
   const byDate = new Map(days.map((d) => [d.date, d]));
+  const now = today();
+  if (!focusDate.startsWith(`${year}-`)) focusDate = now.startsWith(`${year}-`) ? now : `${year}-01-01`;
   calendar.replaceChildren();
   for (let month = 0; month < 12; month++) {
     const grid = el("div", { className: "days" });
+    // The headings are for the eye: each day's button names its weekday for screen readers.
+    const head = el("div", { className: "weekdays" });
+    head.setAttribute("aria-hidden", "true");
+    WEEKDAYS.forEach((w, i) => head.append(el("span", { className: "weekday", title: WEEKDAY_NAMES[i] }, w)));
+    grid.append(head);
     const first = new Date(Date.UTC(year, month, 1)).getUTCDay();
     for (let i = 0; i < (first + 6) % 7; i++) grid.append(el("div", { className: "day blank" }));
     const length = new Date(Date.UTC(year, month + 1, 0)).getUTCDate();
     for (let d = 1; d <= length; d++) {
       const date = `${year}-${pad(month + 1)}-${pad(d)}`;
-      const cell = el("div", { className: "day", title: date }, el("span", { className: "num" }, String(d)));
-      cell.dataset.date = date;
-      cell.addEventListener("click", () => openNew(date));
       const day = byDate.get(date);
+      const cell = el("div", { className: "day" });
+      cell.dataset.date = date;
+      const weekday = WEEKDAY_NAMES[(new Date(Date.UTC(year, month, d)).getUTCDay() + 6) % 7];
+      const label = `${weekday} ${d} ${MONTHS[month]}${date === now ? ", today" : ""}${day ? `, ${day.count} campaign${day.count === 1 ? "" : "s"}` : ""}`;
+      const open = el("button", { type: "button", className: "num", tabIndex: date === focusDate ? 0 : -1 }, String(d));
+      open.setAttribute("aria-label", `${label}: plan a campaign`);
+      open.addEventListener("click", () => openNew(date));
+      open.addEventListener("focus", () => { focusDate = date; });
+      open.addEventListener("keydown", moveFocus);
+      cell.append(open);
+      if (date === now) {
+        cell.classList.add("today");
+        cell.setAttribute("aria-current", "date");
+      }
+      cell.addEventListener("click", (event) => { if (event.target === cell) openNew(date); });
       if (day) {
         for (const c of day.campaigns) {
-          const chip = el("span", { className: `chip ${c.status}`, title: `${c.title} (${c.status})` }, c.niche);
+          const chip = el("button", { type: "button", className: `chip ${c.status}`, title: `${c.title} (${c.status})`}, c.niche);
+          chip.setAttribute("aria-label", `${c.title}, ${c.niche}, ${c.status}`);
           chip.dataset.campaign = c.id;
           chip.addEventListener("click", (event) => {
             event.stopPropagation();
@@ -50,13 +87,82 @@ async function drawCalendar() {
           });
           cell.append(chip);
         }
-        if (day.count > day.campaigns.length) cell.append(el("span", { className: "more" }, `+${day.count - day.campaigns.length} more`));
+        if (day.count > day.campaigns.length) {
+          const more = el("button", { type: "button", className: "more" }, `+${day.count - day.campaigns.length} more`);
+          more.addEventListener("click", (event) => {
+            event.stopPropagation();
+            listDay(date);
+          });
+          cell.append(more);
+        }
       }
       grid.append(cell);
     }
-    calendar.append(el("section", { className: "month" }, el("h3", {}, MONTHS[month]), grid));
+    const section = el("section", { className: "month" }, el("h3", {}, MONTHS[month]), grid);
+    section.dataset.month = String(month + 1);
+    if (`${year}-${pad(month + 1)}` === now.slice(0, 7)) section.classList.add("current");
+    calendar.append(section);
+  }
+  const target = calendar.querySelector(`.day[data-date="${focusDate}"]`);
+  if (target) {
+    target.closest(".month").scrollIntoView({ block: "start" });
+    if (focus) target.querySelector(".num").focus({ preventScroll: true });
   }
 }
+
+/** Arrow keys move a day (left, right) or a week (up, down); Home/End the week's ends. */
+function moveFocus(event) {
+  const step = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -7, ArrowDown: 7 }[event.key];
+  const cell = event.target.closest(".day");
+  if (!cell) return;
+  const current = new Date(`${cell.dataset.date}T12:00:00Z`);
+  let next;
+  if (step) next = new Date(current.getTime() + step * 86400000);
+  else if (event.key === "Home") next = new Date(current.getTime() - ((current.getUTCDay() + 6) % 7) * 86400000);
+  else if (event.key === "End") next = new Date(current.getTime() + (6 - ((current.getUTCDay() + 6) % 7)) * 86400000);
+  else return;
+  event.preventDefault();
+  const date = next.toISOString().slice(0, 10);
+  focusDate = date;
+  const nextYear = Number(date.slice(0, 4));
+  if (nextYear !== year) {
+    year = nextYear;
+    drawCalendar(true);
+    return;
+  }
+  for (const button of calendar.querySelectorAll(".num[tabindex='0']")) button.tabIndex = -1;
+  const target = calendar.querySelector(`.day[data-date="${date}"] .num`);
+  target.tabIndex = 0;
+  target.focus();
+}
+
+/** Lists every campaign of `date` (the calendar shows five a day) in the day's dialog. */
+async function listDay(date) {
+  const campaigns = await act(() => api("GET", `/api/campaigns?year=${date.slice(0, 4)}`));
+  if (!campaigns) return;
+  const those = campaigns
+    .filter((c) => localParts(c.send_at, c.time_zone).day === date)
+    .sort((a, b) => a.send_at.localeCompare(b.send_at));
+  const list = document.getElementById("day-campaigns");
+  list.replaceChildren(...those.map((c) => {
+    const open = el("button", { type: "button", className: "link" }, `${localParts(c.send_at, c.time_zone).time} ${c.title}`);
+    open.dataset.campaign = c.id;
+    open.addEventListener("click", () => {
+      dayDialog.close();
+      openExisting(c.id);
+    });
+    return el("li", {}, open, el("span", { className: "hint" }, ` ${c.niche} · ${c.status}`));
+  }));
+  document.getElementById("day-title").textContent = `Campaigns on ${date}`;
+  document.getElementById("day-new").onclick = () => {
+    dayDialog.close();
+    openNew(date);
+  };
+  dayDialog.showModal();
+}
+
+const dayDialog = document.getElementById("day-list");
+document.getElementById("day-close").addEventListener("click", () => dayDialog.close());
 
 function localParts(iso, zone) {
   const parts = new Intl.DateTimeFormat("en-CA", {
@@ -80,7 +186,10 @@ function show(campaign) {
   document.getElementById("retry").hidden = !["running", "paused", "finished"].includes(status);
   document.getElementById("delete").hidden = !campaign || status === "running";
   document.getElementById("report").hidden = !campaign;
-  if (!editor.open) editor.showModal();
+  if (!editor.open) {
+    clearError();
+    editor.showModal();
+  }
 }
 
 function openNew(date) {
@@ -115,7 +224,10 @@ function bar(counts) {
   const progress = el("div", { className: "progress", title: STATES.map((s) => `${s} ${counts[s]}`).join(", ") });
   for (const s of STATES) progress.append(el("span", { className: s, style: `width:${(counts[s] * 100) / total}%` }));
   const done = counts.total - counts.queued;
-  return [el("div", {}, `${done} of ${counts.total} done: ` + STATES.map((s) => `${s} ${counts[s]} (${counts.percent[s]}%)`).join(", ")), progress];
+  const lines = [el("div", {}, `${done} of ${counts.total} done: ` + STATES.map((s) => `${s} ${counts[s]} (${counts.percent[s]}%)`).join(", ")), progress];
+  const waiting = waitingText(counts);
+  if (waiting) lines.splice(1, 0, el("div", { className: "waiting-reason" }, waiting));
+  return lines;
 }
 
 async function drawReport(id) {
@@ -131,15 +243,6 @@ async function drawReport(id) {
   }
 }
 
-function readImage(file) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(String(reader.result).split(",")[1]);
-    reader.onerror = () => reject(new Error("the image could not be read"));
-    reader.readAsDataURL(file);
-  });
-}
-
 async function save(event) {
   event.preventDefault();
   const f = form.elements;
@@ -152,8 +255,8 @@ async function save(event) {
     device_ids: [...form.querySelectorAll('input[name="device"]:checked')].map((b) => Number(b.value)),
     status: f.draft.checked ? "draft" : "scheduled",
   };
-  const saved = await act(async () => {
-    if (f.image.files.length) body.image_base64 = await readImage(f.image.files[0]);
+  const saved = await busy(document.getElementById("save"), async () => {
+    if (f.image.files.length) body.image_base64 = await imageBase64(f.image);
     return f.id.value ? api("PUT", `/api/campaigns/${f.id.value}`, body) : api("POST", "/api/campaigns", body);
   });
   if (!saved) return;
@@ -197,4 +300,9 @@ document.getElementById("delete").addEventListener("click", async () => {
 document.getElementById("close").addEventListener("click", () => editor.close());
 document.getElementById("prev-year").addEventListener("click", () => { year -= 1; drawCalendar(); });
 document.getElementById("next-year").addEventListener("click", () => { year += 1; drawCalendar(); });
+document.getElementById("this-month").addEventListener("click", () => {
+  focusDate = today();
+  year = Number(focusDate.slice(0, 4));
+  drawCalendar(true);
+});
 drawCalendar();

@@ -25,9 +25,12 @@ function filters() {
   return params;
 }
 
-function cell(text) {
+function cell(text, label, className) {
   const td = document.createElement("td");
   td.textContent = text ?? "";
+  // On phones the table shows each lead as a card; the label names the field there.
+  if (label) td.dataset.label = label;
+  if (className) td.className = className;
   return td;
 }
 
@@ -37,11 +40,11 @@ function leadRow(lead) {
   row.className = "lead";
   row.dataset.id = lead.id;
   row.lead = lead;
-  const status = cell(lead.status);
-  status.className = `lead-status ${lead.status}`;
+  const status = cell(lead.status, "Status", `lead-status ${lead.status}`);
   row.append(
-    cell(lead.name), cell(lead.phone), cell(lead.niche), cell(lead.journey), status, cell(lead.notes),
-    cell(new Date(lead.updated_at).toLocaleString()),
+    cell(lead.name, "Name", "name"), cell(lead.phone, "Phone", "phone"), cell(lead.niche, "Niche"),
+    cell(lead.journey, "Journey"), status, cell(lead.notes, "Notes"),
+    cell(new Date(lead.updated_at).toLocaleString(), "Updated"),
   );
   const actions = document.createElement("td");
   actions.className = "actions";

@@ -59,13 +59,14 @@
     const status = statusFilter.value;
     const list = await api("GET", "/api/webhook/deliveries" + (status ? `?status=${status}` : ""));
     rows.replaceChildren(...list.map(renderDelivery));
+    document.getElementById("no-deliveries").hidden = list.length > 0;
   }
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const events = [...form.querySelectorAll('input[name="events"]:checked')].map((b) => b.value);
     if (events.length === 0) {
-      showError(new Error("events: choose at least one event"));
+      showError(new Error("Events: choose at least one event"));
       return;
     }
     const body = {

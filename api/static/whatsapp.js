@@ -4,7 +4,6 @@
 
 const root = document.getElementById("wa-page");
 const device = root.dataset.device;
-const flash = document.getElementById("flash");
 const bar = document.getElementById("status-bar");
 const chatList = document.getElementById("chats");
 const chatPane = document.querySelector(".wa-chats");
@@ -36,13 +35,7 @@ async function api(path) {
   }
   const data = await response.json().catch(() => ({ message: response.statusText }));
   if (!response.ok) throw new Error(data.message || `request failed (${response.status})`);
-  flash.hidden = true;
   return data.results;
-}
-
-function showError(err) {
-  flash.textContent = err.message;
-  flash.hidden = false;
 }
 
 /** `+60123…` for a phone JID, its user part otherwise. */

@@ -4,9 +4,12 @@
 //!   by QR or code, incoming messages with an offline queue, receipts, replies, error replies,
 //!   drops, logouts and a ban model. Devices speak [`protocol`] over a WebSocket; tests and
 //!   pages script the network through the [`control`] API.
+//! - [`waweb`]: its WhatsApp Web front end, where unmodified WhatsApp Web clients connect.
+//! - [`ban`]: the ban model both judge accounts by.
 //! - [`SimLink`]: the [`wafleet_core::link::Link`] to it.
 //! - [`conformance`]: the conformance suite every `Link` implementation passes.
 
+pub mod ban;
 pub mod client;
 pub mod config;
 pub mod conformance;

@@ -60,14 +60,35 @@ impl Link for FreezeAfterSend {
     }
 }
 
-/// A link whose sessions hold back every incoming message whose text contains `marker` after
-/// the link has decrypted it and before wafleet stores it: its acknowledgement never fires, as
-/// if the worker stalled in its batch commit.
+/// A link whose sessions hold back every event `held` picks (an incoming message, a receipt)
+/// after the link has received it and before wafleet stores it: its acknowledgement never
+/// fires, as if the worker stalled in its batch commit.
 pub struct StallCommit {
     /// The real link.
     pub inner: Arc<dyn Link>,
-    /// Messages whose text contains this are held.
-    pub marker: &'static str,
+    /// Which events are held.
+    pub held: fn(&LinkEvent) -> bool,
+}
+
+impl StallCommit {
+    /// Holds incoming messages whose text contains "stall".
+    pub fn messages(inner: Arc<dyn Link>) -> StallCommit {
+        StallCommit {
+            inner,
+            held: |event| {
+                matches!(event, LinkEvent::Message { message, .. }
+                    if message.text.as_deref().is_some_and(|t| t.contains("stall")))
+            },
+        }
+    }
+
+    /// Holds every receipt.
+    pub fn receipts(inner: Arc<dyn Link>) -> StallCommit {
+        StallCommit {
+            inner,
+            held: |event| matches!(event, LinkEvent::Receipt { .. }),
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -76,26 +97,21 @@ impl Link for StallCommit {
         let mut inner = self.inner.open(device, mode).await?;
         let mut events = inner.take_events().expect("events");
         let (tx, rx) = tokio::sync::mpsc::channel(256);
-        let marker = self.marker;
+        let held = self.held;
         tokio::spawn(async move {
-            let mut held = Vec::new();
+            // Kept, not dropped: a dropped ack would say "not stored" at once.
+            let mut holding = Vec::new();
             while let Some(event) = events.recv().await {
-                let event = match event {
-                    LinkEvent::Message { message, ack }
-                        if message.text.as_deref().is_some_and(|t| t.contains(marker)) =>
-                    {
-                        tracing::info!(id = %message.id, "holding a message before its commit");
-                        // Kept, not dropped: a dropped ack would say "not stored" at once.
-                        held.push(ack);
-                        continue;
-                    }
-                    other => other,
-                };
+                if held(&event) {
+                    tracing::info!(event = ?event, "holding an event before its commit");
+                    holding.push(event);
+                    continue;
+                }
                 if tx.send(event).await.is_err() {
                     break;
                 }
             }
-            drop(held);
+            drop(holding);
         });
         Ok(Box::new(Wrapped {
             inner: Box::new(WithEvents {

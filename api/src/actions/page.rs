@@ -14,9 +14,9 @@ use wafleet_core::types::DeviceId;
 use super::broadcast::MAX_BROADCAST_LINES;
 use super::check::MAX_CHECK_LINES;
 use crate::AppState;
-use crate::csrf;
-use crate::error::{ApiResult, OrNotFound};
+use crate::error::{ApiError, ApiResult, OrNotFound};
 use crate::extract::Path;
+use crate::frame::{Frame, device_not_found};
 use crate::pages::{asset, page};
 use crate::session::PageUser;
 
@@ -41,12 +41,9 @@ pub(super) fn router() -> Router<AppState> {
 #[derive(Template)]
 #[template(path = "actions.html")]
 struct ActionsPage {
-    csrf: String,
-    email: String,
-    is_admin: bool,
+    frame: Frame,
     device_id: DeviceId,
     device_name: String,
-    device_phone: Option<String>,
     device_status: String,
     max_check: usize,
     max_broadcast: usize,
@@ -59,15 +56,17 @@ async fn actions_page(
     jar: CookieJar,
     Path(id): Path<DeviceId>,
 ) -> ApiResult<Response> {
-    let device = state.db.device(user.id, id).await.or_not_found("device")?;
-    let (jar, csrf) = csrf::token(jar, state.settings.cookie_secure);
+    let device = match state.db.device(user.id, id).await.or_not_found("device") {
+        Ok(device) => device,
+        Err(ApiError::NotFound(_)) => return Ok(device_not_found(&state, jar, &user)),
+        Err(err) => return Err(err),
+    };
+    let (jar, frame) = Frame::new(&state, jar, &user, "devices");
+    let frame = frame.on_device(&device, "actions");
     let view = ActionsPage {
-        csrf,
-        email: user.email.to_string(),
-        is_admin: user.is_admin,
+        frame,
         device_id: device.id,
         device_name: device.name,
-        device_phone: device.phone.map(|p| p.to_string()),
         device_status: device.status.as_str().replace('_', " "),
         max_check: MAX_CHECK_LINES,
         max_broadcast: MAX_BROADCAST_LINES,

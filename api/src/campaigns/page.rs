@@ -11,8 +11,8 @@ use axum::routing::get;
 use axum_extra::extract::cookie::CookieJar;
 
 use crate::AppState;
-use crate::csrf;
 use crate::error::ApiResult;
+use crate::frame::Frame;
 use crate::pages::{asset, page};
 use crate::session::PageUser;
 
@@ -37,9 +37,7 @@ pub(crate) fn router() -> Router<AppState> {
 #[derive(Template)]
 #[template(path = "campaigns.html")]
 struct CampaignsPage {
-    csrf: String,
-    email: String,
-    is_admin: bool,
+    frame: Frame,
     /// The user's devices: `(id, name)`.
     devices: Vec<(i64, String)>,
 }
@@ -50,11 +48,9 @@ async fn campaigns_page(
     jar: CookieJar,
 ) -> ApiResult<Response> {
     let devices = state.db.list_devices(user.id).await?;
-    let (jar, csrf) = csrf::token(jar, state.settings.cookie_secure);
+    let (jar, frame) = Frame::new(&state, jar, &user, "campaigns");
     let view = CampaignsPage {
-        csrf,
-        email: user.email.to_string(),
-        is_admin: user.is_admin,
+        frame,
         devices: devices.into_iter().map(|d| (d.id.0, d.name)).collect(),
     };
     Ok((jar, page(StatusCode::OK, &view)).into_response())

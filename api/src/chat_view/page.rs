@@ -13,9 +13,9 @@ use wafleet_core::db::DeviceStatus;
 use wafleet_core::types::{DeviceId, Timestamp};
 
 use crate::AppState;
-use crate::csrf;
-use crate::error::{ApiResult, OrNotFound};
+use crate::error::{ApiError, ApiResult, OrNotFound};
 use crate::extract::Path;
+use crate::frame::{Frame, device_not_found};
 use crate::pages::{asset, page};
 use crate::session::PageUser;
 
@@ -40,12 +40,9 @@ pub(crate) fn router() -> Router<AppState> {
 #[derive(Template)]
 #[template(path = "whatsapp.html")]
 struct WhatsAppPage {
-    csrf: String,
-    email: String,
-    is_admin: bool,
+    frame: Frame,
     device_id: DeviceId,
     device_name: String,
-    device_phone: Option<String>,
     /// The session state as stored, e.g. `logged_out`.
     status: &'static str,
     /// The same for people, e.g. `logged out`.
@@ -62,15 +59,17 @@ async fn whatsapp_page(
     Path(id): Path<DeviceId>,
 ) -> ApiResult<Response> {
     let since = Timestamp::now().millis();
-    let device = state.db.device(user.id, id).await.or_not_found("device")?;
-    let (jar, csrf) = csrf::token(jar, state.settings.cookie_secure);
+    let device = match state.db.device(user.id, id).await.or_not_found("device") {
+        Ok(device) => device,
+        Err(ApiError::NotFound(_)) => return Ok(device_not_found(&state, jar, &user)),
+        Err(err) => return Err(err),
+    };
+    let (jar, frame) = Frame::new(&state, jar, &user, "devices");
+    let frame = frame.on_device(&device, "whatsapp");
     let view = WhatsAppPage {
-        csrf,
-        email: user.email.to_string(),
-        is_admin: user.is_admin,
+        frame,
         device_id: device.id,
         device_name: device.name,
-        device_phone: device.phone.map(|p| p.to_string()),
         status: device.status.as_str(),
         status_label: device.status.as_str().replace('_', " "),
         online: device.status == DeviceStatus::Online,

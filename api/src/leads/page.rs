@@ -14,9 +14,9 @@ use wafleet_core::types::DeviceId;
 
 use super::transfer::MAX_IMPORT_ROWS;
 use crate::AppState;
-use crate::csrf;
-use crate::error::{ApiResult, OrNotFound};
+use crate::error::{ApiError, ApiResult, OrNotFound};
 use crate::extract::Path;
+use crate::frame::{Frame, device_not_found};
 use crate::pages::{asset, page};
 use crate::session::PageUser;
 
@@ -36,12 +36,9 @@ pub(crate) fn router() -> Router<AppState> {
 #[derive(Template)]
 #[template(path = "leads.html")]
 struct LeadsPage {
-    csrf: String,
-    email: String,
-    is_admin: bool,
+    frame: Frame,
     device_id: DeviceId,
     device_name: String,
-    device_phone: Option<String>,
     statuses: [&'static str; 6],
     max_rows: usize,
 }
@@ -52,15 +49,17 @@ async fn leads_page(
     jar: CookieJar,
     Path(id): Path<DeviceId>,
 ) -> ApiResult<Response> {
-    let device = state.db.device(user.id, id).await.or_not_found("device")?;
-    let (jar, csrf) = csrf::token(jar, state.settings.cookie_secure);
+    let device = match state.db.device(user.id, id).await.or_not_found("device") {
+        Ok(device) => device,
+        Err(ApiError::NotFound(_)) => return Ok(device_not_found(&state, jar, &user)),
+        Err(err) => return Err(err),
+    };
+    let (jar, frame) = Frame::new(&state, jar, &user, "devices");
+    let frame = frame.on_device(&device, "leads");
     let view = LeadsPage {
-        csrf,
-        email: user.email.to_string(),
-        is_admin: user.is_admin,
+        frame,
         device_id: device.id,
         device_name: device.name,
-        device_phone: device.phone.map(|p| p.to_string()),
         statuses: LeadStatus::ALL.map(LeadStatus::as_str),
         max_rows: MAX_IMPORT_ROWS,
     };

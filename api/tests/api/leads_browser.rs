@@ -85,7 +85,10 @@ async fn import_edit_and_export_leads_in_the_browser(app: TestApp) {
         "{errors:?}"
     );
     let message = browser.find(Locator::Css("#import-errors-message")).await.unwrap();
-    assert!(message.text().await.unwrap().contains("nothing was imported"));
+    assert!(
+        message.text().await.unwrap().contains("Nothing was imported"),
+        "the server's message, as a sentence"
+    );
     screenshot(&browser, "leads-import-refused").await;
     assert_eq!(browser.find_all(Locator::Css("#leads tr.lead")).await.unwrap().len(), 0);
     assert!(stored(&app, owner, device).await.is_empty(), "nothing was imported");

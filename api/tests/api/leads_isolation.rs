@@ -51,10 +51,29 @@ async fn another_users_leads_are_invisible(app: TestApp) {
         .await
         .unwrap();
     expect_error(import, StatusCode::NOT_FOUND, "device not found").await;
-    // Not even the page of the device opens.
+    // Not even the page of the device opens: a page that says so, naming nothing of Ana's,
+    // the same as for a device that does not exist.
+    let page = bo.get(&format!("/device/{device}/leads")).await;
+    assert_eq!(page.status(), StatusCode::NOT_FOUND);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("Device not found") && !html.contains("Ana's phone"),
+        "{html}"
+    );
+    let missing = bo.get("/device/999999/leads").await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let missing = missing.text().await.unwrap();
+    let strip_csrf = |h: &str| h.lines().filter(|l| !l.contains("csrf")).collect::<Vec<_>>().join("\n");
     assert_eq!(
-        bo.get(&format!("/device/{device}/leads")).await.status(),
-        StatusCode::NOT_FOUND
+        strip_csrf(&missing),
+        strip_csrf(&html),
+        "another user's device looks like a missing one"
     );
 
     // An API token reaches no further.

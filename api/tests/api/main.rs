@@ -63,6 +63,7 @@ mod sends;
 mod sessions;
 mod tokens;
 mod tokens_browser;
+mod waiting;
 mod webhooks;
 mod webhooks_browser;
 mod webhooks_isolation;

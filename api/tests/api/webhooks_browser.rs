@@ -23,8 +23,8 @@ async fn webhooks_tab_sets_the_url_and_replays_a_dead_delivery(app: TestApp) {
     click(&browser, "#webhook-form button[type=submit]").await;
     wait_for_text(
         &browser,
-        "#flash",
-        "url: must start with http:// or https:// (got ftp:)",
+        "#flash-text",
+        "URL: must start with http:// or https:// (got ftp:)",
     )
     .await;
 

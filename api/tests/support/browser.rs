@@ -158,11 +158,22 @@ async fn until_interactable(
     }
 }
 
-/// Saves a screenshot as `<WAFLEET_SCREENSHOTS>/<name>.png` when that variable is set (for looking
-/// at the pages while working on them).
+/// Saves a screenshot as `<dir>/<name>.png`, where `dir` is `WAFLEET_SCREENSHOTS` or else the
+/// workspace's `target/screenshots`, for a reviewer to look at the pages.
 pub async fn screenshot(browser: &Client, name: &str) {
-    if let Ok(dir) = std::env::var("WAFLEET_SCREENSHOTS") {
-        let png = browser.screenshot().await.unwrap();
-        std::fs::write(Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+    let dir = std::env::var_os("WAFLEET_SCREENSHOTS").map_or_else(default_screenshots, std::path::PathBuf::from);
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = browser.screenshot().await.unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+/// `target/screenshots` of the workspace this test crate is in.
+fn default_screenshots() -> std::path::PathBuf {
+    let mut dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    while !dir.join("Cargo.lock").exists() {
+        dir = dir.parent().expect("the workspace holds a Cargo.lock");
     }
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| dir.join("target"), std::path::PathBuf::from)
+        .join("screenshots")
 }

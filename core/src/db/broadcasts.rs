@@ -187,6 +187,11 @@ impl Db {
         for (status, n) in counts {
             progress.add(&status, n);
         }
+        let waiting = if progress.queued > 0 {
+            self.device_waiting(row.1, Timestamp::now()).await?
+        } else {
+            None
+        };
         Ok(Broadcast {
             id: row.0,
             device_id: row.1,
@@ -195,7 +200,7 @@ impl Db {
             has_image: row.4,
             duplicates: row.5,
             created_at: row.6,
-            progress: progress.finish(),
+            progress: progress.finish().waiting(waiting),
         })
     }
 }

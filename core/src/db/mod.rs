@@ -59,7 +59,7 @@ pub use link_credentials::LINK_CREDENTIALS;
 pub use liveness::LivenessLock;
 pub use login_failures::LoginAttempt;
 pub use mcp_calls::{McpCall, NewMcpCall};
-pub use outbound::{NewSend, NextSend, OutboundMessage, OutboundStatus, SendWork, Settled};
+pub use outbound::{NewSend, NextSend, OutboundMessage, OutboundStatus, SendWork, Settled, Waiting};
 pub use pacing::{DevicePacing, Pacing, SendStats};
 pub use rate_windows::RateHit;
 pub use users::{NewUserRole, User};

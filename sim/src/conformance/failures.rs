@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use wafleet_core::link::{Jid, LinkError, LinkEvent, OpenMode, Outgoing};
 
-use super::support::{contact, control, new_device, next_event, pair, unique_phone, wait_for};
+use super::support::{contact, new_device, next_event, pair, unique_phone, wait_for};
 use super::{Contact, Harness};
 
 /// A number without WhatsApp is reported so, and sending to it is the recipient's failure.
@@ -130,11 +130,15 @@ pub async fn remote_logout(h: &dyn Harness) {
 /// LoggedOut{banned}, credentials gone, no reconnect.
 pub async fn ban_after_fast_sends_to_strangers(h: &dyn Harness) {
     let mut paired = pair(h).await;
-    let limit = control(h).config().await.expect("config").ban_strangers_per_minute;
-    for n in 0..=limit {
+    let limit = h.phones().ban_limit().await.expect("the ban limit");
+    let mut strangers = Vec::new();
+    for _ in 0..=limit {
+        strangers.push(contact(h, Contact::OnWhatsApp).await);
+    }
+    for (n, stranger) in (0..=limit).zip(&strangers) {
         let result = paired
             .session
-            .send(&Outgoing::text(&Jid::for_phone(&unique_phone()), &format!("offer {n}")))
+            .send(&Outgoing::text(&Jid::for_phone(stranger), &format!("offer {n}")))
             .await;
         if n < limit {
             result.unwrap_or_else(|e| panic!("message {n} within the limit: {e}"));
@@ -145,13 +149,10 @@ pub async fn ban_after_fast_sends_to_strangers(h: &dyn Harness) {
     })
     .await;
     assert!(matches!(event, LinkEvent::LoggedOut { banned: true, .. }), "{event:?}");
-    let state = control(h).state().await.expect("state");
-    let account = state
-        .accounts
-        .iter()
-        .find(|a| a.phone == paired.phone.as_str())
-        .expect("account");
-    assert!(account.banned);
+    assert!(
+        h.phones().is_banned(&paired.phone).await.expect("the account's state"),
+        "the network banned the account"
+    );
     assert!(
         !h.has_credentials(paired.device).await,
         "credentials are deleted on a ban"

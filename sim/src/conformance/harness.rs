@@ -98,10 +98,6 @@ impl Harness for SimHarness {
         &self.network
     }
 
-    fn control(&self) -> Option<&ControlClient> {
-        Some(&self.network)
-    }
-
     async fn has_credentials(&self, device: DeviceId) -> bool {
         self.db
             .link_credentials(&self.keys, device, crate::client::LINK_NAME)

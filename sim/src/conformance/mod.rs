@@ -22,8 +22,6 @@ use wafleet_core::Db;
 use wafleet_core::link::Link;
 use wafleet_core::types::DeviceId;
 
-use crate::ControlClient;
-
 pub use failures::{
     ban_after_fast_sends_to_strangers, check_numbers, dropped_connection_reconnects, refusal_463, remote_logout,
     unreachable_network_fails_fast,
@@ -127,9 +125,6 @@ pub trait Harness: Send + Sync {
     fn db(&self) -> &Db;
     /// The network's phones.
     fn phones(&self) -> &dyn Phones;
-    /// The simulator's control API, for what only the simulator models (non-personal chats,
-    /// the acks it waits for, bans); `None` where the checks that need it are uncovered.
-    fn control(&self) -> Option<&ControlClient>;
     /// Whether the link keeps credentials for `device` (it may connect without pairing).
     async fn has_credentials(&self, device: DeviceId) -> bool;
     /// Checks this harness cannot run, each with the reason.

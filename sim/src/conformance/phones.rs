@@ -6,7 +6,7 @@ use wafleet_core::link::{Jid, MessageKind};
 use wafleet_core::types::PhoneNumber;
 
 use crate::ControlClient;
-use crate::control::NumberRule;
+use crate::control::{ChatKind, InjectMessage, NumberRule};
 
 /// How a contact's number behaves as a recipient.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +47,19 @@ pub trait Phones: Send + Sync {
     async fn set_contact(&self, contact: &PhoneNumber, how: Contact) -> anyhow::Result<()>;
     /// The phone of `from` writes `text` to the account of `to`; returns the message id.
     async fn write(&self, from: &PhoneNumber, to: &PhoneNumber, text: &str) -> anyhow::Result<String>;
+    /// The phone of `from` writes `text` in a chat of kind `chat` that the account of `to` is in
+    /// (a group, a broadcast list, its status, a newsletter it follows); returns the message id.
+    async fn write_in(
+        &self,
+        chat: ChatKind,
+        from: &PhoneNumber,
+        to: &PhoneNumber,
+        text: &str,
+    ) -> anyhow::Result<String>;
+    /// How the linked devices of `phone` answered the message `id` the network delivered:
+    /// `Some(true)` once they took it (decrypted it), `Some(false)` when they could not decrypt
+    /// or refused it, `None` before they answered.
+    async fn answer(&self, phone: &PhoneNumber, id: &str) -> anyhow::Result<Option<bool>>;
     /// What the linked devices of `phone` sent, oldest first.
     async fn sent(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<Sent>>;
     /// Drops the connections of the devices of `phone` without a word; returns how many.
@@ -57,6 +70,11 @@ pub trait Phones: Send + Sync {
     async fn pending(&self, phone: &PhoneNumber) -> anyhow::Result<usize>;
     /// Receipts the network keeps for the devices of `phone` until they acknowledge them.
     async fn pending_receipts(&self, phone: &PhoneNumber) -> anyhow::Result<usize>;
+    /// Messages to numbers that never wrote to an account that it may send within a minute; one
+    /// more gets it banned.
+    async fn ban_limit(&self) -> anyhow::Result<u32>;
+    /// Whether the network banned the account of `phone`.
+    async fn is_banned(&self, phone: &PhoneNumber) -> anyhow::Result<bool>;
 }
 
 /// The simulator's own network, through its control API.
@@ -89,6 +107,30 @@ impl Phones for ControlClient {
         Ok(self.inject_text(to.as_str(), from.as_str(), text).await?.id)
     }
 
+    async fn write_in(
+        &self,
+        chat: ChatKind,
+        from: &PhoneNumber,
+        to: &PhoneNumber,
+        text: &str,
+    ) -> anyhow::Result<String> {
+        let message = InjectMessage {
+            to: to.as_str().into(),
+            from: from.as_str().into(),
+            chat,
+            text: Some(text.into()),
+            kind: None,
+            push_name: None,
+        };
+        Ok(self.inject(&message).await?.id)
+    }
+
+    async fn answer(&self, _phone: &PhoneNumber, _id: &str) -> anyhow::Result<Option<bool>> {
+        // The simulator's protocol carries messages in the clear: a device can read every one it
+        // gets (whether it acknowledged them, `pending` tells).
+        Ok(Some(true))
+    }
+
     async fn sent(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<Sent>> {
         Ok(ControlClient::sent(self, phone.as_str())
             .await?
@@ -117,6 +159,14 @@ impl Phones for ControlClient {
 
     async fn pending_receipts(&self, phone: &PhoneNumber) -> anyhow::Result<usize> {
         Ok(account_state(self, phone).await?.map_or(0, |a| a.pending_receipts))
+    }
+
+    async fn ban_limit(&self) -> anyhow::Result<u32> {
+        Ok(self.config().await?.ban_strangers_per_minute)
+    }
+
+    async fn is_banned(&self, phone: &PhoneNumber) -> anyhow::Result<bool> {
+        Ok(account_state(self, phone).await?.is_some_and(|a| a.banned))
     }
 }
 

@@ -164,12 +164,6 @@ pub async fn sent_message(h: &dyn Harness, phone: &PhoneNumber, id: &str) -> Sen
     }
 }
 
-/// The simulator's control API, for checks only it can script.
-pub fn control(h: &dyn Harness) -> &crate::ControlClient {
-    h.control()
-        .expect("this check needs the simulator's control API: list it as uncovered instead")
-}
-
 /// Messages waiting for an ack on the account of `phone`.
 pub async fn pending(h: &dyn Harness, phone: &PhoneNumber) -> usize {
     h.phones().pending(phone).await.expect("network state")

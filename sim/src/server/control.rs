@@ -59,8 +59,8 @@ pub(crate) fn state_view(sim: &Sim) -> StateView {
                 pending_receipts: devices.iter().map(|d| d.pending_receipts.len()).sum(),
                 sent: a.sent.len(),
                 received: a.received,
-                stranger_messages: a.stranger_messages,
-                unreplied: a.unreplied,
+                stranger_messages: a.reputation.stranger_messages,
+                unreplied: a.reputation.unreplied,
             }
         })
         .collect();

@@ -1,7 +1,6 @@
 //! The simulator server: device WebSockets at `/ws` (see [`crate::protocol`]) and the control
 //! API at `/control` (see [`crate::control`]), on one port, plus a small live page at `/`.
 
-mod ban;
 mod conn;
 mod control;
 mod flood;

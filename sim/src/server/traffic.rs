@@ -12,7 +12,8 @@ use crate::control::{ChatKind, InjectMessage, Injected, SentRecord};
 use crate::protocol::{ErrorClass, ImageInfo, ServerFrame};
 
 use super::world::{World, digits_of, jid_of, message_id, random_string};
-use super::{ControlError, Sim, ban};
+use super::{ControlError, Sim};
+use crate::ban;
 
 /// A send request of a device.
 pub(crate) struct SendRequest {
@@ -97,7 +98,7 @@ impl Sim {
         );
         let account = w.account_mut(&from);
         account.sent.push(record);
-        if let Some(reason) = ban::record_send(account, &to, &self.config, Instant::now()) {
+        if let Some(reason) = ban::record_send(&mut account.reputation, &to, &(&self.config).into(), Instant::now()) {
             self.unlink_account(&mut w, &from, &reason, true);
             return;
         }
@@ -274,7 +275,7 @@ pub(super) fn deliver(w: &mut World, to: &str, message: IncomingMessage) -> usiz
     };
     account.received += 1;
     if message.chat.is_personal() {
-        ban::record_incoming(account, message.sender.user());
+        ban::record_incoming(&mut account.reputation, message.sender.user());
     }
     let tokens = account.devices.clone();
     let mut queued = 0;

@@ -3,14 +3,14 @@
 //! One mutex guards it all; it is never held across an `.await`, so every change (and the frames
 //! it queues) is atomic and frames reach each connection in the order they were queued.
 
-use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::collections::HashMap;
 
 use rand::Rng;
 use tokio::sync::mpsc;
 use wafleet_core::link::{IncomingMessage, Jid, ReceiptKind};
 use wafleet_core::types::Timestamp;
 
+use crate::ban::Reputation;
 use crate::control::{Counters, NumberRule, SentRecord};
 use crate::protocol::ServerFrame;
 
@@ -39,15 +39,6 @@ pub(crate) enum Pairing {
     Code { code: String, phone: String },
 }
 
-/// One contact of an account, for the ban model.
-#[derive(Default)]
-pub(crate) struct Contact {
-    /// The contact has written to the account (so it is no stranger).
-    pub has_written: bool,
-    /// Messages sent to it while it was a stranger, not yet replied.
-    pub unreplied: u32,
-}
-
 /// A phone number with WhatsApp.
 pub(crate) struct Account {
     /// Digits only.
@@ -56,18 +47,12 @@ pub(crate) struct Account {
     pub banned: Option<String>,
     /// Tokens of its linked devices (unlinked ones included).
     pub devices: Vec<String>,
-    /// Contacts by digits.
-    pub contacts: HashMap<String, Contact>,
     /// Everything its devices sent.
     pub sent: Vec<SentRecord>,
     /// Messages received.
     pub received: usize,
-    /// Times of recent messages to strangers (last minute).
-    pub recent_stranger_sends: VecDeque<Instant>,
-    /// Messages to strangers, ever.
-    pub stranger_messages: u32,
-    /// Of those, unreplied.
-    pub unreplied: u32,
+    /// Its messages to strangers and their replies, for the ban model.
+    pub reputation: Reputation,
     /// Bumped to cancel a running schedule.
     pub schedule_generation: u64,
 }
@@ -79,12 +64,9 @@ impl Account {
             digits: digits.to_owned(),
             banned: None,
             devices: Vec::new(),
-            contacts: HashMap::new(),
             sent: Vec::new(),
             received: 0,
-            recent_stranger_sends: VecDeque::new(),
-            stranger_messages: 0,
-            unreplied: 0,
+            reputation: Reputation::default(),
             schedule_generation: 0,
         }
     }

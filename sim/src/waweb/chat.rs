@@ -10,10 +10,10 @@ use wa_rs_binary::node::{Node, NodeContent};
 use wa_rs_libsignal::protocol::{DeviceId, ProtocolAddress};
 use wa_rs_proto::whatsapp as wa;
 
-use super::Network;
 use super::model::{Class, ConnState, Model, SentMessage};
 use super::nodes::{attr, now_secs, result};
 use super::signal::bundle_node;
+use super::{Network, bans};
 
 /// (number, device) of a JID in any of its forms (`601…@s.whatsapp.net`, `601…:2@…`, a LID).
 pub(crate) fn resolve(model: &Model, jid: &str) -> Option<(String, u16)> {
@@ -137,10 +137,25 @@ pub(crate) async fn on_message(net: &Arc<Network>, conn: u64, node: &Node) {
     let ack = NodeBuilder::new("ack")
         .attr("class", "message")
         .attr("id", id)
-        .attr("from", to)
+        .attr("from", to.clone())
         .attr("t", now_secs().to_string())
         .build();
-    net.lock().send(conn, ack);
+    let mut model = net.lock();
+    model.send(conn, ack);
+    // Judged once the network took it: the message that crosses the line still goes out.
+    if let Some(recipient) = personal(&model, &to).filter(|r| *r != sender.0) {
+        bans::record_send(&mut model, &net.config.ban, &sender.0, &recipient);
+    }
+}
+
+/// The number of a personal chat's JID (a phone number's or a LID's); `None` for groups,
+/// broadcasts, newsletters and the like.
+fn personal(model: &Model, jid: &str) -> Option<String> {
+    let server = jid.rsplit_once('@')?.1;
+    matches!(server, "s.whatsapp.net" | "lid")
+        .then(|| resolve(model, jid))
+        .flatten()
+        .map(|(phone, _)| phone)
 }
 
 /// The `(recipient jid, enc type, ciphertext)` of every copy in a message stanza.
@@ -200,7 +215,8 @@ pub(crate) async fn phone_sends(
     message: wa::Message,
 ) -> anyhow::Result<String> {
     let devices: Vec<u16> = {
-        let model = net.lock();
+        let mut model = net.lock();
+        bans::record_incoming(&mut model, to, from);
         model.devices.keys().filter(|(p, _)| p == to).map(|(_, d)| *d).collect()
     };
     anyhow::ensure!(!devices.is_empty(), "{to} has no linked device");
@@ -215,16 +231,55 @@ pub(crate) async fn phone_sends_to(
     devices: &[u16],
     message: wa::Message,
 ) -> anyhow::Result<String> {
-    let signal = {
-        let mut model = net.lock();
-        Arc::clone(&model.account(from).signal)
-    };
-    let bytes: [u8; 8] = rand::rng().random();
-    let id = format!("3EB0{}", bytes.iter().map(|b| format!("{b:02X}")).collect::<String>());
     let kind = if message.image_message.is_some() {
         "media"
     } else {
         "text"
+    };
+    let stanza = Stanza {
+        chat: format!("{from}@s.whatsapp.net"),
+        participant: None,
+        id: message_id(),
+        kind,
+        shared: None,
+    };
+    fan_out(net, from, to, devices, &stanza, &message).await?;
+    Ok(stanza.id)
+}
+
+/// A fresh message id, as phones choose them.
+pub(crate) fn message_id() -> String {
+    let bytes: [u8; 8] = rand::rng().random();
+    format!("3EB0{}", bytes.iter().map(|b| format!("{b:02X}")).collect::<String>())
+}
+
+/// How a phone's message is addressed to each device, besides its pairwise part.
+pub(crate) struct Stanza {
+    /// `from`: the chat (the phone's own JID in a personal chat).
+    pub chat: String,
+    /// `participant`: the phone, in a chat that is not its own (groups, broadcasts).
+    pub participant: Option<String>,
+    /// The message id.
+    pub id: String,
+    /// `text` or `media`.
+    pub kind: &'static str,
+    /// An `<enc>` every device gets after its pairwise one (a sender-key `skmsg`).
+    pub shared: Option<Node>,
+}
+
+/// The phone of `from` sends `stanza` to the linked devices `devices` of `to`, with `pairwise`
+/// encrypted for each device in its own Signal session.
+pub(crate) async fn fan_out(
+    net: &Arc<Network>,
+    from: &str,
+    to: &str,
+    devices: &[u16],
+    stanza: &Stanza,
+    pairwise: &wa::Message,
+) -> anyhow::Result<()> {
+    let signal = {
+        let mut model = net.lock();
+        Arc::clone(&model.account(from).signal)
     };
     for &device in devices {
         let mut phone = signal.lock().await;
@@ -237,22 +292,24 @@ pub(crate) async fn phone_sends_to(
                 .registration
                 .clone()
         };
-        let enc = phone.encrypt(&address(to, device), &mut registration, &message).await?;
+        let enc = phone.encrypt(&address(to, device), &mut registration, pairwise).await?;
         drop(phone);
-        let stanza = NodeBuilder::new("message")
-            .attr("from", format!("{from}@s.whatsapp.net"))
-            .attr("id", id.clone())
-            .attr("type", kind)
+        let mut node = NodeBuilder::new("message")
+            .attr("from", stanza.chat.clone())
+            .attr("id", stanza.id.clone())
+            .attr("type", stanza.kind)
             .attr("t", now_secs().to_string())
-            .attr("notify", format!("Sim {from}"))
-            .children([enc])
-            .build();
+            .attr("notify", format!("Sim {from}"));
+        if let Some(participant) = &stanza.participant {
+            node = node.attr("participant", participant.clone());
+        }
+        let node = node.children([enc].into_iter().chain(stanza.shared.clone())).build();
         let mut model = net.lock();
         // A one-time prekey used for the session is gone from the server.
         if let Some(linked) = model.devices.get_mut(&(to.to_owned(), device)) {
             linked.registration.prekeys = registration.prekeys;
         }
-        model.deliver(&(to.to_owned(), device), Class::Message, stanza);
+        model.deliver(&(to.to_owned(), device), Class::Message, node);
     }
-    Ok(id)
+    Ok(())
 }

@@ -11,7 +11,8 @@ use tokio::task::JoinHandle;
 use wa_rs_binary::node::Node;
 
 use super::model::{self, ConnState, Out};
-use super::{HandshakeCounts, Network, SentMessage, chat, nodes, pair_code, pairing};
+use super::{HandshakeCounts, Network, SentMessage, chat, nodes, non_personal, pair_code, pairing};
+use crate::control::ChatKind;
 
 /// A running front end; stops when dropped or on [`WaWebHandle::stop`].
 pub struct WaWebHandle {
@@ -99,6 +100,16 @@ impl WaWebHandle {
         self.net.lock().account(phone);
     }
 
+    /// When the front end bans an account.
+    pub fn ban_limits(&self) -> &crate::ban::BanLimits {
+        &self.net.config.ban
+    }
+
+    /// Whether the account of `phone` (digits) is banned.
+    pub fn is_banned(&self, phone: &str) -> bool {
+        super::bans::banned(&self.net.lock(), phone).is_some()
+    }
+
     /// From now on the network refuses messages to `phone` (digits) with a 463 error, as it
     /// does for a new chat without a privacy token.
     pub fn refuse_463(&self, phone: &str) {
@@ -167,6 +178,20 @@ impl WaWebHandle {
             ..Default::default()
         };
         chat::phone_sends(&self.net, from, to, message).await
+    }
+
+    /// The phone of `from` writes `text` in a chat of kind `chat` (a group, a broadcast list, a
+    /// status update, a newsletter; or a personal chat) that the account of `to` is in; every
+    /// linked device of `to` gets it as WhatsApp sends it. Returns the message id.
+    pub async fn send_in(&self, chat: ChatKind, from: &str, to: &str, text: &str) -> anyhow::Result<String> {
+        non_personal::phone_writes_in(&self.net, chat, from, to, text).await
+    }
+
+    /// How the linked devices answered message `id` from a phone: `Some(true)` once one took it
+    /// (decrypted it, or for plaintext acknowledged it), `Some(false)` when one could not
+    /// decrypt it or refused it, `None` before any answered.
+    pub fn answer(&self, id: &str) -> Option<bool> {
+        self.net.lock().answers.get(id).copied()
     }
 
     /// The phone of `from` sends an image (uploaded to the media host, encrypted as WhatsApp

@@ -48,6 +48,7 @@ fn on_receipt(model: &mut Model, conn: u64, node: &Node) {
         if acknowledges {
             model.acknowledged(&device, Class::Message, &id, None);
         }
+        model.answers.insert(id.clone(), acknowledges);
         model.receipts.push((device.0.clone(), id, kind.clone()));
     }
     // The server acknowledges every receipt it takes.
@@ -69,7 +70,20 @@ fn on_ack(model: &mut Model, conn: u64, node: &Node) {
     let id = attr(node, "id").unwrap_or_default();
     match attr(node, "class").as_deref() {
         Some("receipt") => model.acknowledged(&device, Class::Receipt, &id, attr(node, "type").as_deref()),
-        Some("message") => model.acknowledged(&device, Class::Message, &id, None),
+        Some("message") => {
+            // An ack takes a message as it is; for one that carries plaintext (a newsletter
+            // post) that is all a device answers. A nack (`error`) refuses it.
+            let plaintext = model.pending.get(&device).is_some_and(|list| {
+                list.iter()
+                    .any(|p| p.id == id && p.node.get_optional_child("plaintext").is_some())
+            });
+            if node.attrs.contains_key("error") {
+                model.answers.insert(id.clone(), false);
+            } else if plaintext {
+                model.answers.insert(id.clone(), true);
+            }
+            model.acknowledged(&device, Class::Message, &id, None);
+        }
         _ => {}
     }
 }

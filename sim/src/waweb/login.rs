@@ -32,6 +32,11 @@ pub(crate) fn login(
         let _ = tx.send(Out::Last(failure(401)));
         return;
     }
+    if let Some(reason) = super::bans::banned(model, phone) {
+        tracing::info!(phone, device, %reason, "login refused: the account is banned");
+        let _ = tx.send(Out::Last(super::bans::failure(&reason)));
+        return;
+    }
     if let Some(old) = model.conn_of(phone, device)
         && let Some(conn) = model.conns.remove(&old)
     {

@@ -9,6 +9,7 @@
 //! the JSON control API.
 
 mod appstate;
+mod bans;
 mod chat;
 mod conn;
 mod handle;
@@ -19,8 +20,10 @@ mod media;
 mod model;
 mod nodes;
 mod noise;
+mod non_personal;
 mod pair_code;
 mod pairing;
+mod sender_keys;
 mod signal;
 mod startup;
 mod usync;
@@ -31,6 +34,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 use wa_rs_binary::node::Node;
+
+use crate::ban::BanLimits;
 
 pub use handle::WaWebHandle;
 pub use model::SentMessage;
@@ -55,10 +60,13 @@ pub struct WaWebConfig {
     pub delivered_after: Duration,
     /// From delivery until the phone reports it read.
     pub read_after: Duration,
+    /// When an account gets banned.
+    pub ban: BanLimits,
 }
 
 impl WaWebConfig {
-    /// Settings for tests: a free loopback port and a quick QR refresh.
+    /// Settings for tests: a free loopback port and a quick QR refresh; the simulator's ban
+    /// thresholds.
     pub fn for_tests() -> Self {
         WaWebConfig {
             host: "127.0.0.1".into(),
@@ -68,10 +76,12 @@ impl WaWebConfig {
             ws_buffer_bytes: 4096,
             delivered_after: Duration::from_millis(20),
             read_after: Duration::from_millis(40),
+            ban: BanLimits::default(),
         }
     }
 
-    /// The front end's settings from the simulator's (`--waweb-port` and the QR timings).
+    /// The front end's settings from the simulator's (`--waweb-port`, the QR timings and the ban
+    /// thresholds).
     pub fn from_sim(sim: &crate::SimConfig, port: u16) -> Self {
         WaWebConfig {
             host: sim.host.clone(),
@@ -81,6 +91,7 @@ impl WaWebConfig {
             ws_buffer_bytes: sim.ws_buffer_bytes,
             delivered_after: Duration::from_millis(sim.delivered_ms),
             read_after: Duration::from_millis(sim.read_ms),
+            ban: BanLimits::from(sim),
         }
     }
 }

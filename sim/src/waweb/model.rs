@@ -33,6 +33,10 @@ pub(crate) struct Account {
     pub signal: Arc<tokio::sync::Mutex<PhoneSignal>>,
     /// The key the account's app state is encrypted with, shared with every companion.
     pub app_state_key: AppStateKey,
+    /// Its messages to strangers and their replies, for the ban model.
+    pub reputation: crate::ban::Reputation,
+    /// Why it is banned, if it is: none of its devices may log in.
+    pub banned: Option<String>,
 }
 
 /// What a companion registered when it first connected (from its ClientPayload), and later
@@ -125,6 +129,10 @@ pub(crate) struct Model {
     pub sent: Vec<SentMessage>,
     /// Receipts linked devices sent: (sender's number, message id, type: `delivery` or `read`).
     pub receipts: Vec<(String, String, String)>,
+    /// How linked devices answered the messages phones sent them, by message id: `true` once
+    /// one took it (a receipt; for plaintext, an ack), `false` when it could not decrypt it (a
+    /// retry receipt) or refused it (a nack).
+    pub answers: HashMap<String, bool>,
     /// Stanzas for each device, kept until its client acknowledges them: delivered at once to
     /// an active connection, and again on every later connection until acknowledged.
     pub pending: HashMap<(String, u16), Vec<Pending>>,
@@ -198,6 +206,8 @@ impl Model {
                 next_device: 1,
                 signal: Arc::new(tokio::sync::Mutex::new(signal)),
                 app_state_key: AppStateKey::generate(),
+                reputation: crate::ban::Reputation::default(),
+                banned: None,
             }
         })
     }

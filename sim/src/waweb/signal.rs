@@ -1,6 +1,6 @@
 //! The Signal endpoint of a simulated phone (an account's device 0): its identity and prekeys,
 //! the sessions it holds with linked devices, and encrypting and decrypting one-to-one messages
-//! with libsignal exactly as a real phone would.
+//! with libsignal exactly as a real phone would ([`SenderKeys`] for groups and status updates).
 
 use std::collections::HashMap;
 
@@ -22,6 +22,7 @@ use wa_rs_libsignal::protocol::{
 use wa_rs_proto::whatsapp as wa;
 
 use super::model::Registration;
+use super::sender_keys::SenderKeys;
 
 type SignalResult<T> = Result<T, SignalProtocolError>;
 
@@ -44,6 +45,8 @@ pub(crate) struct PhoneSignal {
     sessions: HashMap<ProtocolAddress, SessionRecord>,
     /// Identities of peers seen (trust on first use, as phones do).
     identities: HashMap<ProtocolAddress, IdentityKey>,
+    /// Its sender keys, for groups and status updates.
+    pub sender_keys: SenderKeys,
 }
 
 impl PhoneSignal {
@@ -66,6 +69,7 @@ impl PhoneSignal {
             next_prekey: 1,
             sessions: HashMap::new(),
             identities: HashMap::new(),
+            sender_keys: SenderKeys::default(),
         }
     }
 

@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 use wafleet_core::link::{Ack, IncomingMessage, Jid, LinkEvent, MessageKind, ReceiptKind};
 use wafleet_core::types::{DeviceId, Timestamp};
 use whatsapp_rust::wacore::proto_helpers::MessageExt;
-use whatsapp_rust::wacore::types::events::{ConnectFailureReason, Event, EventHandler};
+use whatsapp_rust::wacore::types::events::{ConnectFailureReason, Event, EventHandler, Receipt};
 use whatsapp_rust::wacore::types::message::MessageInfo;
 use whatsapp_rust::wacore::types::presence::ReceiptType;
 use whatsapp_rust::waproto::whatsapp as wa;
@@ -17,7 +17,8 @@ use super::acks::SendAcks;
 /// app-state updates, history sync, …) and for anything outside personal chats: groups,
 /// broadcast lists, status updates and newsletters never become events. Incoming messages reach
 /// wafleet through the durability hook ([`super::hook`]), not through here: those the hook did
-/// not see (newsletters, recovered placeholders) are not personal messages wafleet stores.
+/// not see (newsletters, recovered placeholders) are not personal messages wafleet stores. So do
+/// receipts ([`map_receipt`]).
 pub fn map_event(event: &Event) -> Option<LinkEvent> {
     Some(match event {
         Event::PairingQrCode(qr) => LinkEvent::QrCode {
@@ -79,28 +80,31 @@ pub fn map_event(event: &Event) -> Option<LinkEvent> {
             ),
             banned: true,
         },
-        Event::Receipt(receipt) => {
-            let kind = match &receipt.r#type {
-                ReceiptType::Delivered => ReceiptKind::Delivered,
-                ReceiptType::Read | ReceiptType::Played => ReceiptKind::Read,
-                _ => return None,
-            };
-            let chat = Jid(receipt.source.chat.to_non_ad().to_string());
-            // Receipts from our own other devices (read-self) are not about the recipient.
-            if receipt.source.is_from_me || !chat.is_personal() {
-                return None;
-            }
-            LinkEvent::Receipt {
-                kind,
-                chat,
-                message_ids: receipt.message_ids.iter().map(ToString::to_string).collect(),
-                at: Timestamp(receipt.timestamp.timestamp_millis()),
-                // The client acknowledges receipts itself as its handlers return; it cannot wait
-                // for wafleet's batch.
-                ack: Ack::none(),
-            }
-        }
         _ => return None,
+    })
+}
+
+/// A receipt from a personal chat as wafleet sees it, acknowledged to WhatsApp through `ack`;
+/// `None` for receipts that say nothing about a recipient (other chats, our own devices' read
+/// receipts, retries). Receipts reach wafleet through the durability hook ([`super::hook`]),
+/// which holds their ack until they are stored.
+pub fn map_receipt(receipt: &Receipt, ack: Ack) -> Option<LinkEvent> {
+    let kind = match &receipt.r#type {
+        ReceiptType::Delivered => ReceiptKind::Delivered,
+        ReceiptType::Read | ReceiptType::Played => ReceiptKind::Read,
+        _ => return None,
+    };
+    let chat = Jid(receipt.source.chat.to_non_ad().to_string());
+    // Receipts from our own other devices (read-self) are not about the recipient.
+    if receipt.source.is_from_me || !chat.is_personal() {
+        return None;
+    }
+    Some(LinkEvent::Receipt {
+        kind,
+        chat,
+        message_ids: receipt.message_ids.iter().map(ToString::to_string).collect(),
+        at: Timestamp(receipt.timestamp.timestamp_millis()),
+        ack,
     })
 }
 

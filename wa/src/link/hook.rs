@@ -1,5 +1,5 @@
-//! The inbound durability hook: an incoming message is acknowledged to WhatsApp only once
-//! wafleet's batch holding it has committed.
+//! The inbound durability hook: an incoming message or receipt is acknowledged to WhatsApp only
+//! once wafleet's batch holding it has committed.
 //!
 //! The client buffers each decrypted message in the store's pending inbound buffer, then calls
 //! this hook and waits: the hook hands every personal message to the session's event stream
@@ -7,7 +7,9 @@
 //! worker's batch writer fires them after its commit). Only then does the client send the
 //! delivery receipt and clear the buffer. If the worker dies first, WhatsApp redelivers the
 //! message to whichever worker holds the device next, whose client replays it from the buffer;
-//! wafleet skips the copy it may already have by message id.
+//! wafleet skips the copy it may already have by message id. Receipts take the same way, one
+//! stanza at a time: unacknowledged, WhatsApp delivers them again, and applying one twice
+//! changes nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +20,9 @@ use wafleet_core::link::{Ack, LinkEvent};
 use wafleet_core::types::DeviceId;
 use whatsapp_rust::Client;
 use whatsapp_rust::InboundDurabilityHook;
-use whatsapp_rust::wacore::types::events::InboundMessage;
+use whatsapp_rust::wacore::types::events::{InboundMessage, Receipt};
 
-use super::events::map_message;
+use super::events::{map_message, map_receipt};
 
 /// Longest a batch may wait for wafleet's write before it is left unacknowledged (WhatsApp then
 /// delivers it again on the next connection): the client's receive pipeline waits meanwhile.
@@ -37,15 +39,42 @@ pub(crate) struct Durability {
 #[async_trait::async_trait]
 impl InboundDurabilityHook for Durability {
     async fn on_messages(&self, _client: Arc<Client>, batch: &[InboundMessage]) -> anyhow::Result<()> {
+        // Other chats and content-less protocol messages are never stored: done as they are.
+        let events = batch
+            .iter()
+            .filter_map(|inbound| map_message(&inbound.message, &inbound.info))
+            .map(|message| move |ack| LinkEvent::Message { message, ack });
+        self.store(events, "incoming messages").await
+    }
+
+    fn gates_receipts(&self) -> bool {
+        true
+    }
+
+    async fn on_receipts(&self, _client: Arc<Client>, receipts: &[Receipt]) -> anyhow::Result<()> {
+        let mut events = Vec::new();
+        for receipt in receipts {
+            // Receipts wafleet does not keep are done as they are.
+            if map_receipt(receipt, Ack::none()).is_some() {
+                events.push(move |ack| map_receipt(receipt, ack).expect("mapped above"));
+            }
+        }
+        self.store(events, "receipts").await
+    }
+}
+
+impl Durability {
+    /// Queues each event with an [`Ack`] and waits until wafleet has stored them all, or fails
+    /// (leaving them unacknowledged) when it does not within [`COMMIT_TIMEOUT`].
+    async fn store<F>(&self, events: impl IntoIterator<Item = F>, what: &str) -> anyhow::Result<()>
+    where
+        F: FnOnce(Ack) -> LinkEvent,
+    {
         let mut stored = Vec::new();
-        for inbound in batch {
-            // Other chats and content-less protocol messages are never stored: done as they are.
-            let Some(message) = map_message(&inbound.message, &inbound.info) else {
-                continue;
-            };
+        for event in events {
             let (ack, done) = Ack::new();
             self.queue
-                .send(LinkEvent::Message { message, ack })
+                .send(event(ack))
                 .map_err(|_| anyhow!("the session's event stream is closed"))?;
             stored.push(done);
         }
@@ -55,18 +84,18 @@ impl InboundDurabilityHook for Durability {
         let count = stored.len();
         let all = async {
             for done in stored {
-                done.await.map_err(|_| anyhow!("wafleet did not store the message"))?;
+                done.await.map_err(|_| anyhow!("wafleet did not store the {what}"))?;
             }
             Ok::<_, anyhow::Error>(())
         };
         match tokio::time::timeout(COMMIT_TIMEOUT, all).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => {
-                tracing::warn!(device = %self.device, count, error = %err, "incoming messages left unacknowledged");
+                tracing::warn!(device = %self.device, count, error = %err, "{what} left unacknowledged");
                 Err(err)
             }
             Err(_) => {
-                tracing::warn!(device = %self.device, count, "incoming messages not stored in time; left unacknowledged");
+                tracing::warn!(device = %self.device, count, "{what} not stored in time; left unacknowledged");
                 Err(anyhow!("not stored within {COMMIT_TIMEOUT:?}"))
             }
         }

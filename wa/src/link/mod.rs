@@ -29,7 +29,7 @@ use whatsapp_rust::wacore::pair_code::PairCodeOptions;
 use whatsapp_rust::wacore::store::traits::DeviceStore;
 
 use crate::WaStore;
-pub use events::{map_event, map_message};
+pub use events::{map_event, map_message, map_receipt};
 pub use session::WaSession;
 
 /// How a [`WaLink`] reaches WhatsApp.

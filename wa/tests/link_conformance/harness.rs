@@ -10,29 +10,14 @@ use wafleet_core::Db;
 use wafleet_core::keys::KeyRing;
 use wafleet_core::link::{Jid, Link, MessageKind};
 use wafleet_core::types::{DeviceId, PhoneNumber};
-use wafleet_sim::ControlClient;
 use wafleet_sim::conformance::{Contact, Harness, Phones, Sent};
+use wafleet_sim::control::ChatKind;
 use wafleet_sim::waweb::{self, WaWebConfig, WaWebHandle};
 use wafleet_wa::{WaLink, WaLinkConfig, WaStore};
 use whatsapp_rust::wacore::store::traits::DeviceStore;
 
 /// The checks that cannot run against the real client and the front end, and why.
-pub const UNCOVERED: &[(&str, &str)] = &[
-    (
-        "non_personal_chats_never_surface",
-        "the front end does not model groups, broadcast lists, status updates or newsletters",
-    ),
-    (
-        "receipt_acked_once_and_replayed_until_then",
-        "the client acknowledges a receipt to WhatsApp itself once its event handlers return; its \
-         durability hook covers messages only, so wafleet cannot hold a receipt's ack until it is \
-         stored",
-    ),
-    (
-        "ban_after_fast_sends_to_strangers",
-        "the front end does not model bans or the sending rates that lead to them",
-    ),
-];
+pub const UNCOVERED: &[(&str, &str)] = &[];
 
 /// A front end with test timings, and `WaLink`s to it on one database.
 pub struct WawebHarness {
@@ -96,10 +81,6 @@ impl Harness for WawebHarness {
         &self.phones
     }
 
-    fn control(&self) -> Option<&ControlClient> {
-        None
-    }
-
     async fn has_credentials(&self, device: DeviceId) -> bool {
         WaStore::new(self.db.clone(), self.keys.clone(), device)
             .load()
@@ -147,6 +128,20 @@ impl Phones for WawebPhones {
         self.0.send_text(from.digits(), to.digits(), text).await
     }
 
+    async fn write_in(
+        &self,
+        chat: ChatKind,
+        from: &PhoneNumber,
+        to: &PhoneNumber,
+        text: &str,
+    ) -> anyhow::Result<String> {
+        self.0.send_in(chat, from.digits(), to.digits(), text).await
+    }
+
+    async fn answer(&self, _phone: &PhoneNumber, id: &str) -> anyhow::Result<Option<bool>> {
+        Ok(self.0.answer(id))
+    }
+
     async fn sent(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<Sent>> {
         Ok(self
             .0
@@ -180,5 +175,13 @@ impl Phones for WawebPhones {
 
     async fn pending_receipts(&self, phone: &PhoneNumber) -> anyhow::Result<usize> {
         Ok(self.0.pending_receipts(phone.digits()))
+    }
+
+    async fn ban_limit(&self) -> anyhow::Result<u32> {
+        Ok(self.0.ban_limits().strangers_per_minute)
+    }
+
+    async fn is_banned(&self, phone: &PhoneNumber) -> anyhow::Result<bool> {
+        Ok(self.0.is_banned(phone.digits()))
     }
 }

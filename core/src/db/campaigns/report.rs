@@ -8,6 +8,7 @@ use crate::types::{CampaignId, DeviceId, Timestamp, UserId};
 use crate::{Db, Result};
 
 use super::super::on_db;
+use super::super::outbound::Waiting;
 use super::{Campaign, CampaignStatus};
 
 /// A recipient's status, derived from its send: `queued` until WhatsApp accepted it, then the
@@ -46,6 +47,13 @@ pub struct StatusCounts {
     pub failed: i64,
     /// Each status as a percentage of `total` (0-100, one decimal).
     pub percent: BTreeMap<String, f64>,
+    /// Why the queued ones wait, while some do and something holds them: the device's pace,
+    /// its daily cap (with the warm-up day of a new number), a pause after refusals, or the
+    /// device not online. `null` when nothing is queued or nothing holds it back.
+    pub waiting_reason: Option<String>,
+    /// When the queued ones are expected to move (`null` when that waits on the device coming
+    /// back online).
+    pub next_attempt_at: Option<Timestamp>,
 }
 
 impl StatusCounts {
@@ -76,6 +84,15 @@ impl StatusCounts {
             .into_iter()
             .map(|(k, n)| (k.to_owned(), (n as f64 * 1000.0 / total).round() / 10.0))
             .collect();
+        self
+    }
+
+    /// Says why the queued ones wait, when some do and `waiting` says why.
+    pub(crate) fn waiting(mut self, waiting: Option<Waiting>) -> Self {
+        if let Some(w) = waiting.filter(|_| self.queued > 0) {
+            self.waiting_reason = Some(w.reason);
+            self.next_attempt_at = w.next_attempt_at;
+        }
         self
     }
 }
@@ -160,22 +177,41 @@ impl Db {
             .await)?;
         let mut totals = StatusCounts::default();
         let mut devices = Vec::new();
+        // The campaign as a whole waits for the device that moves first (one offline device
+        // does not hold the others back, so it explains the whole only when none moves sooner).
+        let mut first: Option<Waiting> = None;
+        let now = Timestamp::now();
         for (device, name) in names {
             let mut counts = StatusCounts::default();
             for (_, status, n) in rows.iter().filter(|(d, _, _)| *d == device) {
                 counts.add(status, *n);
                 totals.add(status, *n);
             }
+            let waiting = if counts.queued > 0 {
+                self.device_waiting(device, now).await?
+            } else {
+                None
+            };
+            if let Some(w) = &waiting {
+                let sooner = match (&first, w.next_attempt_at) {
+                    (None, _) => true,
+                    (Some(f), Some(at)) => f.next_attempt_at.is_none_or(|f| at < f),
+                    (Some(_), None) => false,
+                };
+                if sooner {
+                    first = Some(w.clone());
+                }
+            }
             devices.push(DeviceReport {
                 device_id: device,
                 name,
-                counts: counts.finish(),
+                counts: counts.finish().waiting(waiting),
             });
         }
         Ok(CampaignReport {
             campaign: id,
             status: campaign.status,
-            totals: totals.finish(),
+            totals: totals.finish().waiting(first),
             devices,
         })
     }

@@ -9,6 +9,7 @@
 //! rather than being sent twice.
 
 pub(crate) mod holder;
+mod waiting;
 
 use crate::link::Jid;
 use crate::types::{DeviceId, Timestamp, UserId};
@@ -17,6 +18,7 @@ use crate::{Db, Error, Result};
 use super::on_db;
 
 pub use holder::{NextSend, SendWork, Settled};
+pub use waiting::Waiting;
 
 /// Where a send stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]

@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use wafleet_core::db::Pacing;
 use wafleet_workers::pacing::{Schedule, Slot};
 
-use super::{record_incoming, record_send};
+use super::{BanLimits, Reputation, record_incoming, record_send};
 use crate::SimConfig;
-use crate::server::world::Account;
 
 /// A campaign still stalled after this long (virtual) is stopped where it is.
 const DEADLINE_MS: i64 = 60 * 86_400_000;
@@ -51,13 +50,13 @@ impl Lcg {
 /// chance after `reply_after_ms`. Sends follow `policy`; the unreplied share is checked each
 /// virtual minute, as the holder does.
 fn campaign(recipients: usize, devices: usize, policy: &Pacing, reply_percent: u64, reply_after_ms: i64) -> Run {
-    let config = SimConfig::default();
+    let limits = BanLimits::default();
     let start = Instant::now();
     let noon = 20_000 * 86_400_000 + 43_200_000;
     let mut rng = Lcg(7);
     let mut run = Run::default();
     for d in 0..devices {
-        let mut account = Account::new(&format!("6011000000{d}"));
+        let mut account = Reputation::default();
         // An established number (added long before): the warm-up is over.
         let mut schedule = Schedule::new(policy.clone(), 0, noon, 0, None);
         let mut replies: VecDeque<(i64, String)> = VecDeque::new();
@@ -89,7 +88,7 @@ fn campaign(recipients: usize, devices: usize, policy: &Pacing, reply_percent: u
                 }
             }
             let at = start + Duration::from_millis((now - noon) as u64);
-            if let Some(reason) = record_send(&mut account, &to, &config, at) {
+            if let Some(reason) = record_send(&mut account, &to, &limits, at) {
                 eprintln!(
                     "device {d} banned after {} sends at {:.1} h: {reason}",
                     sent.len(),
