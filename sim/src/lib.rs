@@ -6,7 +6,10 @@
 //!   pages script the network through the [`control`] API.
 //! - [`SimLink`]: the [`wafleet_core::link::Link`] to it.
 //! - [`conformance`]: the conformance suite every `Link` implementation passes.
+//! - [`baileys`]: Baileys (Node), a second real client of the WhatsApp Web front end, for its
+//!   test and the benchmark harness.
 
+pub mod baileys;
 pub mod client;
 pub mod config;
 pub mod conformance;
