@@ -40,7 +40,9 @@ pub struct Options {
     pub link: Link,
     /// With `--link wa`: Baileys sessions (the JavaScript client, in one Node process) linked
     /// through the same front end after wafleet's are measured, for its memory and idle CPU per
-    /// session beside theirs; 0 leaves Baileys out. Default: as many as `--sessions`.
+    /// session beside theirs; 0 leaves Baileys out. Default: as many as `--sessions`, at most
+    /// 200: a Baileys session takes megabytes, so 1,000 in one Node would want some 10 GiB of
+    /// this shared machine, and per-session figures hold steady well before 200.
     #[arg(long)]
     pub baileys_sessions: Option<usize>,
 }
@@ -50,6 +52,9 @@ impl Default for Options {
         <Options as clap::Parser>::parse_from(["sessions"])
     }
 }
+
+/// Baileys sessions at most unless `--baileys-sessions` says otherwise.
+const BAILEYS_SESSIONS: usize = 200;
 
 /// Settings of the ceiling's child process.
 #[derive(clap::Args, Clone, Debug)]
@@ -174,7 +179,7 @@ async fn real_clients(cluster: &Cluster, o: &Options) -> anyhow::Result<Vec<Row>
     })
     .await?;
     let held = hold_in_child(&cluster.sim_ws_url(), n)?;
-    let m_baileys = o.baileys_sessions.unwrap_or(n);
+    let m_baileys = o.baileys_sessions.unwrap_or(n.min(BAILEYS_SESSIONS));
     let mut command = format!(
         "wafleet-bench sessions --link wa --sessions {n} --idle-secs {}",
         o.idle_secs
