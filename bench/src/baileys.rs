@@ -24,8 +24,9 @@ pub struct Figures {
     /// The Node process's RSS in KiB: with no session, with every session settled, and after a
     /// forced full collection.
     pub rss: (u64, u64, u64),
-    /// V8's heap in use after that collection, in bytes.
-    pub heap_used: u64,
+    /// V8's heap in use after a full collection, in bytes: with no session, and with every
+    /// session settled.
+    pub heap_used: (u64, u64),
     /// The Node process's CPU while the sessions idled, in cores.
     pub idle: f64,
 }
@@ -47,7 +48,7 @@ pub async fn measure(cluster: &Cluster, count: usize, settle: Duration, idle_sec
     let mut driver = Driver::spawn(&baileys, &cluster.waweb_url(), &root)?;
     let pid = driver.pid().to_string();
     // The first answer comes once Baileys is loaded: the baseline is Node with Baileys, no session.
-    collect(&mut driver).await?;
+    let heap_before = collect(&mut driver).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = proc::rss_kib(&pid)?;
     let auth = baileys.auth_dir();
@@ -67,13 +68,13 @@ pub async fn measure(cluster: &Cluster, count: usize, settle: Duration, idle_sec
         eprintln!(
             "[bench] Baileys: node {before} → {settled} KiB ({collected} KiB after a full collection, heap \
              {} MiB) for {count} sessions, linked in {linked:.1?}, idle CPU {:.1}%",
-            heap_used / (1 << 20),
+            heap_used >> 20,
             idle * 100.0
         );
         anyhow::Ok(Figures {
             sessions: count,
             rss: (before, settled, collected),
-            heap_used,
+            heap_used: (heap_before, heap_used),
             idle,
         })
     }
@@ -198,11 +199,11 @@ pub fn rows(f: &Figures, worker_kib: f64, worker_idle: f64, worker_sessions: usi
         Row::new(
             format!("sessions (Baileys 7, Node 20): RSS per idle session ({count} in one Node process)"),
             format!(
-                "{:.1} KiB after a forced full GC ({:.1} KiB before it; {:.0} MiB in all, JS heap {:.0} MiB)",
+                "{:.1} KiB after a forced full GC, {:.1} KiB of it JS heap ({:.1} KiB before the GC; {:.0} MiB in all)",
                 per_session(collected),
+                f.heap_used.1.saturating_sub(f.heap_used.0) as f64 / 1024.0 / m,
                 per_session(settled),
                 settled as f64 / 1024.0,
-                f.heap_used as f64 / f64::from(1 << 20)
             ),
             format!("{worker_kib:.1} KiB per whatsapp-rust session in the worker"),
         )
