@@ -41,8 +41,8 @@ pub struct Options {
     /// With `--link wa`: Baileys sessions (the JavaScript client, in one Node process) linked
     /// through the same front end after wafleet's are measured, for its memory and idle CPU per
     /// session beside theirs; 0 leaves Baileys out. Default: as many as `--sessions`, at most
-    /// 200: a Baileys session takes megabytes, so 1,000 in one Node would want some 10 GiB of
-    /// this shared machine, and per-session figures hold steady well before 200.
+    /// 200: a Baileys session takes megabytes (5.4 MiB each at 200 before a full collection),
+    /// so 1,000 in one Node would want several GiB of a machine shared with builds.
     #[arg(long)]
     pub baileys_sessions: Option<usize>,
 }
