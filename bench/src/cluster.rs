@@ -239,6 +239,12 @@ impl Cluster {
         format!("ws://127.0.0.1:{}/ws", self.sim_port())
     }
 
+    /// The WhatsApp Web front end's WebSocket (with `--link wa`; `infra/local-cluster` puts it on
+    /// the port after the simulator's).
+    pub fn waweb_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws/chat", self.sim_port() + 1)
+    }
+
     /// Pid of a process by its script name (`worker-1`, `sim`).
     pub fn pid(&self, name: &str) -> anyhow::Result<String> {
         let file = self.run_dir.join("pids").join(format!("{name}.pid"));

@@ -4,6 +4,7 @@
 
 mod analytics;
 mod api;
+mod baileys;
 mod campaign;
 mod client;
 mod cluster;

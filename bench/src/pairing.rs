@@ -17,7 +17,7 @@ use crate::fleet::{self, Device, postgres};
 /// Pairings under way at once (scanned, not yet recorded as linked by the worker): as many
 /// owners scanning at the same moment, and a bound on the handshakes the worker and the front
 /// end run together.
-const CONCURRENCY: usize = 25;
+pub const CONCURRENCY: usize = 25;
 
 /// Every device asks to be linked by QR code at once: what `request_session` with `pair_qr`
 /// writes, for all in one transaction.

@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::cluster::{Cluster, Link, Topology};
 use crate::report::{Row, thousands};
-use crate::{Common, fleet, pairing, proc};
+use crate::{Common, baileys, fleet, pairing, proc};
 
 /// Settings of the sessions scenario.
 #[derive(clap::Parser, Clone, Debug)]
@@ -38,6 +38,13 @@ pub struct Options {
     /// front end (the cost of a real session).
     #[arg(long, value_enum, default_value_t = Link::Sim)]
     pub link: Link,
+    /// With `--link wa`: Baileys sessions (the JavaScript client, in one Node process) linked
+    /// through the same front end after wafleet's are measured, for its memory and idle CPU per
+    /// session beside theirs; 0 leaves Baileys out. Default: as many as `--sessions`, at most
+    /// 200: a Baileys session takes megabytes (5.4 MiB each at 200 before a full collection),
+    /// so 1,000 in one Node would want several GiB of a machine shared with builds.
+    #[arg(long)]
+    pub baileys_sessions: Option<usize>,
 }
 
 impl Default for Options {
@@ -45,6 +52,9 @@ impl Default for Options {
         <Options as clap::Parser>::parse_from(["sessions"])
     }
 }
+
+/// Baileys sessions at most unless `--baileys-sessions` says otherwise.
+const BAILEYS_SESSIONS: usize = 200;
 
 /// Settings of the ceiling's child process.
 #[derive(clap::Args, Clone, Debug)]
@@ -84,6 +94,8 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
             idle_secs: 1,
             settle_secs: 2,
             link: options.link,
+            // A couple check Baileys' path, unless Node is missing (CI has it).
+            baileys_sessions: Some(if node_installed() { 2 } else { 0 }),
         }
     } else {
         options.clone()
@@ -103,6 +115,15 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
         Link::Sim => simulated(&cluster, &o).await,
         Link::Wa => real_clients(&cluster, &o).await,
     }
+}
+
+/// Whether Node can be started (for the Baileys sessions).
+fn node_installed() -> bool {
+    let installed = Command::new("node").arg("--version").output().is_ok();
+    if !installed {
+        eprintln!("[bench] node is not installed: Baileys is left out");
+    }
+    installed
 }
 
 /// `--link sim`: devices provisioned as linked, then all asked for a session at once.
@@ -158,11 +179,16 @@ async fn real_clients(cluster: &Cluster, o: &Options) -> anyhow::Result<Vec<Row>
     })
     .await?;
     let held = hold_in_child(&cluster.sim_ws_url(), n)?;
-    let command = format!(
+    let m_baileys = o.baileys_sessions.unwrap_or(n.min(BAILEYS_SESSIONS));
+    let mut command = format!(
         "wafleet-bench sessions --link wa --sessions {n} --idle-secs {}",
         o.idle_secs
     );
+    if m_baileys != n {
+        command.push_str(&format!(" --baileys-sessions {m_baileys}"));
+    }
     let count = thousands(n as u64);
+    let worker_kib = m.worker_rss.1.saturating_sub(m.worker_rss.0) as f64 / n as f64;
     // One process's memory per session, beside a bare socket's.
     let rss_row = |what: String, (before, after): (u64, u64)| {
         let per_session = after.saturating_sub(before) as f64 / n as f64;
@@ -174,7 +200,7 @@ async fn real_clients(cluster: &Cluster, o: &Options) -> anyhow::Result<Vec<Row>
         .ratio(per_session / held.kib_per_connection)
         .command(&command)
     };
-    Ok(vec![
+    let mut rows = vec![
         rss_row(
             format!("sessions (whatsapp-rust): worker RSS per session ({count} held by one worker)"),
             m.worker_rss,
@@ -195,7 +221,13 @@ async fn real_clients(cluster: &Cluster, o: &Options) -> anyhow::Result<Vec<Row>
         .ratio(m.online.as_secs_f64() / held.open_secs)
         .command(&command),
         idle_row("sessions (whatsapp-rust)", &count, m.idle, &command),
-    ])
+    ];
+    if m_baileys > 0 {
+        let settle = Duration::from_secs(o.settle_secs);
+        let figures = baileys::measure(cluster, m_baileys, settle, o.idle_secs).await?;
+        rows.extend(baileys::rows(&figures, worker_kib, m.idle, n, &command));
+    }
+    Ok(rows)
 }
 
 /// Measures the worker and the simulator around `bring_online` (which returns how long bringing

@@ -22,6 +22,7 @@
 //! | `POST /waweb/scan`, `/waweb/pair-code` | [`ScanRequest`], [`PairCodeRequest`] → [`Paired`] | a phone links a wa-rs client to the WhatsApp Web front end |
 //! | `GET /waweb/logged-in` | → `[String]` | JIDs of the devices logged in to the front end |
 //! | `GET /waweb/stats` | → [`WaWebStats`] | the front end's linked, logged-in and pairing counts, and replaced logins |
+//! | `GET /waweb/root-key` | → `String` | the key (hex) that signs the front end's certificates, for clients that check them |
 //!
 //! Phone numbers are E.164 (`+60123456789`) or bare digits.
 

@@ -8,7 +8,10 @@
 //! - [`ban`]: the ban model both judge accounts by.
 //! - [`SimLink`]: the [`wafleet_core::link::Link`] to it.
 //! - [`conformance`]: the conformance suite every `Link` implementation passes.
+//! - [`baileys`]: Baileys (Node), a second real client of the WhatsApp Web front end, for its
+//!   test and the benchmark harness.
 
+pub mod baileys;
 pub mod ban;
 pub mod client;
 pub mod config;

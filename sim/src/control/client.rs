@@ -93,6 +93,20 @@ impl ControlClient {
         self.get("/waweb/stats").await
     }
 
+    /// The key that signs the WhatsApp Web front end's certificate chain in place of WhatsApp's
+    /// root, for clients that check the chain (Baileys).
+    pub async fn waweb_root_key(&self) -> anyhow::Result<[u8; 32]> {
+        let hex: String = self.get("/waweb/root-key").await?;
+        let bytes = (0..hex.len())
+            .step_by(2)
+            .map(|i| hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+            .collect::<Option<Vec<u8>>>()
+            .with_context(|| format!("not a hex key: {hex:?}"))?;
+        bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| anyhow::anyhow!("a root key of {} bytes", b.len()))
+    }
+
     /// Links one device per number without pairing; returns their tokens.
     pub async fn provision(&self, phones: Vec<String>) -> anyhow::Result<Vec<Provisioned>> {
         self.post("/provision", &ProvisionRequest { phones }).await

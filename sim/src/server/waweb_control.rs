@@ -24,6 +24,7 @@ pub(crate) fn router() -> Router<Arc<Sim>> {
         .route("/pair-code", post(pair_code))
         .route("/logged-in", get(logged_in))
         .route("/stats", get(stats))
+        .route("/root-key", get(root_key))
 }
 
 /// The front end, or a 404 that says how to start it.
@@ -70,4 +71,11 @@ async fn logged_in(State(sim): State<Arc<Sim>>) -> Result<Vec<String>> {
 
 async fn stats(State(sim): State<Arc<Sim>>) -> Result<WaWebStats> {
     Ok(Json(front_end(&sim)?.stats()))
+}
+
+/// The key that signs the front end's certificates, in hex: what a client that checks the chain
+/// against WhatsApp's root (Baileys) is told to trust instead.
+async fn root_key(State(sim): State<Arc<Sim>>) -> Result<String> {
+    let key = front_end(&sim)?.root_key();
+    Ok(Json(key.iter().map(|b| format!("{b:02x}")).collect()))
 }

@@ -3,15 +3,13 @@
 //! from its stored credentials after a restart, and exchanges text with a phone both ways.
 //!
 //! Needs Node 20 and npm: the pinned Baileys is installed once into a cache directory
-//! (`BAILEYS_CACHE_DIR`, default `target/baileys`). `infra/test` installs Node and npm from
-//! Debian's packages when they are missing; without them, or when the install fails, the test
-//! fails.
-
-mod driver;
+//! (`BAILEYS_CACHE_DIR`, default `target/baileys`; see [`wafleet_sim::baileys`]). `infra/test`
+//! installs Node and npm from Debian's packages when they are missing; without them, or when the
+//! install fails, the test fails.
 
 use std::time::Duration;
 
-use driver::{Driver, Event};
+use wafleet_sim::baileys::{Baileys, Driver, Event};
 use wafleet_sim::waweb::{self, WaWebConfig};
 
 /// How long any step may take (Baileys' own timeouts are around 10-20 s).
@@ -19,7 +17,7 @@ const STEP: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baileys_pairs_resumes_and_talks() {
-    let baileys = driver::install().await;
+    let baileys = Baileys::install().await.expect("install Baileys");
     let _ = tracing_subscriber::fmt()
         .with_env_filter("wafleet_sim=debug")
         .with_test_writer()
@@ -36,9 +34,9 @@ async fn baileys_pairs_resumes_and_talks() {
     let root = net.root_key();
 
     // Linked by QR: the phone scans the newest code Baileys shows.
-    let mut first = Driver::spawn(&baileys, &net.url(), &auth, &root);
+    let mut first = start(&baileys, &net.url(), &auth, &root);
     loop {
-        match first.next(STEP, "a QR code or the open connection").await {
+        match next(&mut first, "a QR code or the open connection").await {
             Event::Qr(code) => {
                 // An older code may be shown while a newer one is on its way: scan what links.
                 let _ = net.scan(&code, phone);
@@ -57,8 +55,8 @@ async fn baileys_pairs_resumes_and_talks() {
     first.quit().await;
 
     // A restart: the stored credentials log in, nothing is paired again.
-    let mut second = Driver::spawn(&baileys, &net.url(), &auth, &root);
-    match second.next(STEP, "the resumed connection").await {
+    let mut second = start(&baileys, &net.url(), &auth, &root);
+    match next(&mut second, "the resumed connection").await {
         Event::Open(_) => {}
         Event::Close(code) => panic!("the resumed connection closed ({code:?})"),
         Event::Error(error) => panic!("Baileys failed while resuming: {error}"),
@@ -67,8 +65,10 @@ async fn baileys_pairs_resumes_and_talks() {
     assert!(net.pairing_refs().is_empty(), "nothing pairs again");
 
     // Text both ways.
-    second.send(&format!("{contact}@s.whatsapp.net"), "hello from baileys");
-    let id = match second.next(STEP, "the send's id").await {
+    second
+        .send(0, &format!("{contact}@s.whatsapp.net"), "hello from baileys")
+        .expect("ask Baileys to send");
+    let id = match next(&mut second, "the send's id").await {
         Event::Sent(id) => id,
         Event::Error(error) => panic!("Baileys failed to send: {error}"),
         other => panic!("while sending: {other:?}"),
@@ -90,7 +90,7 @@ async fn baileys_pairs_resumes_and_talks() {
         .await
         .expect("the phone replies");
     loop {
-        match second.next(STEP, "the phone's text").await {
+        match next(&mut second, "the phone's text").await {
             Event::Message { id, text } if id == reply => {
                 assert_eq!(text, "hello from the phone");
                 break;
@@ -102,4 +102,23 @@ async fn baileys_pairs_resumes_and_talks() {
     }
     second.quit().await;
     let _ = std::fs::remove_dir_all(&auth);
+}
+
+/// A driver holding one session, on the credentials in `auth`.
+fn start(baileys: &Baileys, url: &str, auth: &std::path::Path, root: &[u8; 32]) -> Driver {
+    let mut driver = Driver::spawn(baileys, url, root).expect("start the Baileys driver");
+    driver.open(0, auth).expect("open the session");
+    driver
+}
+
+/// The driver's next event, or a panic naming what was expected.
+async fn next(driver: &mut Driver, expecting: &str) -> Event {
+    let (_, event) = driver
+        .next(STEP)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#} while expecting {expecting}"));
+    if let Event::Close(code) = event {
+        eprintln!("driver: closed ({code:?})");
+    }
+    event
 }
