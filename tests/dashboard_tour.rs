@@ -8,8 +8,6 @@
 //!
 //! Runs against the project's WhatsApp network simulator only, never real WhatsApp.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, Locator};
@@ -17,50 +15,14 @@ use serde_json::{Value, json};
 
 #[path = "../api/tests/support/browser.rs"]
 mod browser;
+#[path = "support/demo_server.rs"]
+mod demo_server;
 #[path = "../api/tests/support/page_checks.rs"]
 mod page_checks;
 
 use browser::{click, fill, screenshot, start_browser, wait_for_text, wait_for_text_matching};
+use demo_server::serve_demo;
 use page_checks::{WIDTHS, check_page, set_viewport};
-
-/// The `wafleet` process, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve_demo() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(env!("CARGO_BIN_EXE_wafleet"))
-        .args(["serve", "--demo"])
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PORT", port.to_string())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "wafleet serve --demo did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Server { child, base, _dir: dir }
-}
 
 /// Calls the JSON API from the page, as the signed-in user (the page's `callApi`), and returns
 /// the envelope's `results`.

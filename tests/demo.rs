@@ -3,55 +3,17 @@
 //!
 //! Runs against the project's WhatsApp network simulator only, never real WhatsApp.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fantoccini::Locator;
 
+#[path = "support/demo_server.rs"]
+mod demo_server;
 #[path = "../api/tests/support/browser.rs"]
 mod support;
 
+use demo_server::serve_demo;
 use support::{click, fill, screenshot, start_browser, texts, wait_for_text, wait_for_text_matching};
-
-/// The `wafleet` process, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve_demo() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(env!("CARGO_BIN_EXE_wafleet"))
-        .args(["serve", "--demo"])
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PORT", port.to_string())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "wafleet serve --demo did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Server { child, base, _dir: dir }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_user_links_a_simulated_phone_and_sees_its_chats() {

@@ -54,14 +54,24 @@ async fn linked(backend: Backend, config: WaWebConfig, phone: &str) -> (Stack, S
     (stack, device)
 }
 
-/// Turns the pacing of `device` off: a new number's warm-up would hold its first send.
-async fn without_pacing(stack: &Stack, device: &str) {
+/// [`linked`] on a front end whose phones report delivery `delivered_after` a message and read it
+/// only ten minutes later, with the account of `contact` on it and the device's pacing off (a new
+/// number's warm-up would hold its first send).
+async fn linked_unpaced(backend: Backend, delivered_after: Duration, phone: &str, contact: &str) -> (Stack, String) {
+    let config = WaWebConfig {
+        delivered_after,
+        read_after: Duration::from_secs(600),
+        ..WaWebConfig::for_tests()
+    };
+    let (stack, device) = linked(backend, config, phone).await;
+    stack.sim.add_account(contact);
     let mut policy = stack.get(&format!("{device}/pacing")).await["policy"].clone();
     policy["enabled"] = json!(false);
     let (status, body) = stack
         .call(reqwest::Method::PUT, &format!("{device}/pacing"), Some(policy))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    (stack, device)
 }
 
 /// How many stored incoming messages have exactly `body`.
@@ -158,14 +168,7 @@ async fn messages_survive_a_kill_between_decrypt_and_commit(backend: Backend) {
 async fn a_send_killed_on_the_wire_is_resolved_by_its_receipt(backend: Backend) {
     let (phone, contact) = ("60123500002", "60191500002");
     // The phone reports delivery after the first worker is gone.
-    let config = WaWebConfig {
-        delivered_after: Duration::from_secs(3),
-        read_after: Duration::from_secs(600),
-        ..WaWebConfig::for_tests()
-    };
-    let (mut stack, device) = linked(backend, config, phone).await;
-    stack.sim.add_account(contact);
-    without_pacing(&stack, &device).await;
+    let (mut stack, device) = linked_unpaced(backend, Duration::from_secs(3), phone, contact).await;
 
     let url = stack.sim.url();
     let first = worker_process(&stack.db.settings, &stack.db.keys, "first", move |db, keys| {
@@ -219,14 +222,7 @@ async fn a_send_killed_on_the_wire_is_resolved_by_its_receipt(backend: Backend) 
 
 async fn a_receipt_survives_a_kill_before_its_commit(backend: Backend) {
     let (phone, contact) = ("60123500003", "60191500003");
-    let config = WaWebConfig {
-        delivered_after: Duration::from_millis(500),
-        read_after: Duration::from_secs(600),
-        ..WaWebConfig::for_tests()
-    };
-    let (mut stack, device) = linked(backend, config, phone).await;
-    stack.sim.add_account(contact);
-    without_pacing(&stack, &device).await;
+    let (mut stack, device) = linked_unpaced(backend, Duration::from_millis(500), phone, contact).await;
 
     let url = stack.sim.url();
     let first = worker_process(&stack.db.settings, &stack.db.keys, "first", move |db, keys| {

@@ -77,7 +77,7 @@ mod tests {
 
     use super::*;
     use crate::waweb::login::login;
-    use crate::waweb::model::{LinkedDevice, Registration};
+    use crate::waweb::login::tests::link;
 
     /// The `reason` and `code` of a `<failure>` a connection was ended with.
     fn ended_with(out: Option<Out>) -> (String, String) {
@@ -95,19 +95,7 @@ mod tests {
     fn fast_sends_to_strangers_ban_the_live_device_and_every_later_login() {
         let (phone, key) = ("60123000001", [7; 32]);
         let mut model = Model::default();
-        let registration = Registration {
-            noise_key: key,
-            identity: vec![0; 32],
-            registration_id: 1,
-            signed_prekey: (1, Vec::new(), Vec::new()),
-            prekeys: Vec::new(),
-        };
-        let device = LinkedDevice {
-            phone: phone.to_owned(),
-            device: 1,
-            registration,
-        };
-        model.devices.insert((phone.to_owned(), 1), device);
+        link(&mut model, phone, key);
         let payload = wa::ClientPayload {
             device: Some(1),
             ..Default::default()

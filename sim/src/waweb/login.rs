@@ -161,13 +161,13 @@ pub(crate) async fn rotate_refs(net: Arc<Network>, conn: u64) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::control::WaWebStats;
     use crate::waweb::model::LinkedDevice;
 
     /// Links device 1 of `phone` with the Noise key `key`, as a finished pairing would.
-    fn link(model: &mut Model, phone: &str, key: [u8; 32]) {
+    pub(crate) fn link(model: &mut Model, phone: &str, key: [u8; 32]) {
         let registration = Registration {
             noise_key: key,
             identity: vec![0; 32],
