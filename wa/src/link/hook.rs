@@ -39,11 +39,9 @@ pub(crate) struct Durability {
 #[async_trait::async_trait]
 impl InboundDurabilityHook for Durability {
     async fn on_messages(&self, _client: Arc<Client>, batch: &[InboundMessage]) -> anyhow::Result<()> {
-        // Other chats and content-less protocol messages are never stored: done as they are.
-        let events = batch
-            .iter()
-            .filter_map(|inbound| map_message(&inbound.message, &inbound.info))
-            .map(|message| move |ack| LinkEvent::Message { message, ack });
+        let events = batch.iter().map(|inbound| {
+            move |ack| map_message(&inbound.message, &inbound.info).map(|message| LinkEvent::Message { message, ack })
+        });
         self.store(events, "incoming messages").await
     }
 
@@ -52,29 +50,28 @@ impl InboundDurabilityHook for Durability {
     }
 
     async fn on_receipts(&self, _client: Arc<Client>, receipts: &[Receipt]) -> anyhow::Result<()> {
-        let mut events = Vec::new();
-        for receipt in receipts {
-            // Receipts wafleet does not keep are done as they are.
-            if map_receipt(receipt, Ack::none()).is_some() {
-                events.push(move |ack| map_receipt(receipt, ack).expect("mapped above"));
-            }
-        }
+        let events = receipts.iter().map(|receipt| move |ack| map_receipt(receipt, ack));
         self.store(events, "receipts").await
     }
 }
 
 impl Durability {
     /// Queues each event with an [`Ack`] and waits until wafleet has stored them all, or fails
-    /// (leaving them unacknowledged) when it does not within [`COMMIT_TIMEOUT`].
+    /// (leaving them unacknowledged) when it does not within [`COMMIT_TIMEOUT`]. An event that
+    /// maps to nothing (another chat, a content-less protocol message, a receipt about no
+    /// recipient) is never stored: done as it is.
     async fn store<F>(&self, events: impl IntoIterator<Item = F>, what: &str) -> anyhow::Result<()>
     where
-        F: FnOnce(Ack) -> LinkEvent,
+        F: FnOnce(Ack) -> Option<LinkEvent>,
     {
         let mut stored = Vec::new();
         for event in events {
             let (ack, done) = Ack::new();
+            let Some(event) = event(ack) else {
+                continue;
+            };
             self.queue
-                .send(event(ack))
+                .send(event)
                 .map_err(|_| anyhow!("the session's event stream is closed"))?;
             stored.push(done);
         }
