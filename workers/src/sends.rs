@@ -34,7 +34,9 @@ const MAX_ATTEMPTS: i64 = 6;
 /// First and longest wait before trying such a send again.
 const RETRY_FIRST: Duration = Duration::from_secs(2);
 const RETRY_LONGEST: Duration = Duration::from_secs(60);
-/// How often a loop settles sends left unconfirmed, and looks again while nothing is due.
+/// How often a loop settles sends left unconfirmed while it has any. A loop with none, and
+/// nothing due, sleeps until woken: an idle device costs no statement (the holder's sweep wakes
+/// loops whose wake-up was lost).
 const SETTLE_EVERY: Duration = Duration::from_secs(10);
 /// A loop whose database reads fail tries again after this long.
 const DB_RETRY: Duration = Duration::from_secs(1);
@@ -158,22 +160,30 @@ impl Sender {
     #[tracing::instrument(name = "send_loop", skip_all, fields(device = %entry.fence.device, token = entry.fence.token))]
     async fn run_loop(self, entry: Entry, wake: Arc<Notify>) {
         let fence = entry.fence;
-        let mut settled_at: Option<Instant> = None;
+        // When to settle next: at once (a predecessor may have left sends unconfirmed), then
+        // while any stay unconfirmed, and after each attempt of this loop.
+        let mut settle_at: Option<Instant> = Some(Instant::now());
         while self.roster.holds(fence) {
-            if settled_at.is_none_or(|at| at.elapsed() >= SETTLE_EVERY) {
-                self.settle(fence).await;
-                settled_at = Some(Instant::now());
+            if settle_at.is_some_and(|at| at <= Instant::now()) {
+                settle_at = match self.settle(fence).await {
+                    Some(0) => None,
+                    _ => Some(Instant::now() + SETTLE_EVERY),
+                };
             }
+            let until_settle = settle_at.map(|at| at.saturating_duration_since(Instant::now()));
             let now = Timestamp::now();
             let id = match self.db.next_send(fence.device, now).await {
                 Ok(NextSend::Due(id)) => id,
                 Ok(NextSend::At(at)) => {
                     let until = Duration::from_millis(u64::try_from(at.millis() - now.millis()).unwrap_or(0));
-                    sleep_or_wake(&wake, until.min(SETTLE_EVERY)).await;
+                    sleep_or_wake(&wake, until_settle.map_or(until, |s| s.min(until))).await;
                     continue;
                 }
                 Ok(NextSend::Idle) => {
-                    sleep_or_wake(&wake, SETTLE_EVERY).await;
+                    match until_settle {
+                        Some(wait) => sleep_or_wake(&wake, wait).await,
+                        None => wake.notified().await,
+                    }
                     continue;
                 }
                 Err(err) => {
@@ -192,13 +202,16 @@ impl Sender {
                 continue;
             }
             self.attempt(&entry, id).await;
+            // It may have been left unconfirmed: look again once the others have had their turn.
+            settle_at.get_or_insert_with(|| Instant::now() + SETTLE_EVERY);
         }
         tracing::debug!("send loop stopped: the device is no longer held here");
     }
 
     /// Records what WhatsApp's receipts showed about unconfirmed sends, and fails those with no
     /// trace after the wait. Runs only between sends of this loop, so none of them is under way.
-    async fn settle(&self, fence: Fence) {
+    /// Returns how many stay unconfirmed, or `None` when that is not known (the database failed).
+    async fn settle(&self, fence: Fence) -> Option<u64> {
         let begun_before = Timestamp::now().plus_secs(-i64::try_from(self.confirm_wait.as_secs()).unwrap_or(0));
         match self.db.settle_sends(fence, begun_before).await {
             Ok(settled) => {
@@ -217,8 +230,12 @@ impl Sender {
                         "unconfirmed sends with no trace marked failed"
                     );
                 }
+                Some(settled.pending)
             }
-            Err(err) => tracing::warn!(error = ?err, "settling unconfirmed sends failed"),
+            Err(err) => {
+                tracing::warn!(error = ?err, "settling unconfirmed sends failed");
+                None
+            }
         }
     }
 

@@ -50,6 +50,8 @@ pub struct Settled {
     pub confirmed: u64,
     /// Unconfirmed sends with no trace within the wait: failed, not sent again.
     pub unknown: u64,
+    /// Sends still unconfirmed, still within the wait: settle again later.
+    pub pending: u64,
 }
 
 /// Why a send whose outcome stayed unknown failed.
@@ -201,7 +203,7 @@ impl Db {
     /// (a worker that died, or this holder's own attempt that was cut off). Call it only while no
     /// send of the device is under way here. Those WhatsApp's receipts marked delivered or read
     /// are recorded as sent and added to their chat; those still `sending` that began before
-    /// `begun_before` left no trace and fail, never sent again.
+    /// `begun_before` left no trace and fail, never sent again; the rest are counted as pending.
     #[tracing::instrument(skip(self))]
     pub async fn settle_sends(&self, fence: Fence, begun_before: Timestamp) -> Result<Settled> {
         let now = Timestamp::now();
@@ -219,8 +221,13 @@ impl Db {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            let (pending,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM outbound_messages WHERE device_id = $1 AND status = 'sending'")
+                .bind(fence.device)
+                .fetch_one(&mut *tx)
+                .await?;
             tx.commit().await?;
-            Ok::<_, Error>(Settled { confirmed, unknown })
+            Ok::<_, Error>(Settled { confirmed, unknown, pending: u64::try_from(pending).unwrap_or(0) })
         })
     }
 }
@@ -263,6 +270,7 @@ macro_rules! add_to_chats {
                     id: wa_id.clone().unwrap_or_default(),
                     chat: $crate::link::Jid(recipient.clone()),
                     sender: $crate::link::Jid(own.unwrap_or_default()),
+                    sender_alt: None,
                     from_me: true,
                     push_name: None,
                     kind: if kind == "image" {
