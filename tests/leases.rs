@@ -57,6 +57,7 @@ async fn a_stale_holder_cannot_write(backend: Backend) {
         id: "stale-1".into(),
         chat: Jid("60191000001@s.whatsapp.net".into()),
         sender: Jid("60191000001@s.whatsapp.net".into()),
+        sender_alt: None,
         from_me: false,
         push_name: None,
         kind: MessageKind::Text,

@@ -40,6 +40,21 @@ impl Jid {
         self.0.rsplit_once('@').map_or("", |(_, server)| server)
     }
 
+    /// The JID of a LID user (`123456789@lid`).
+    pub fn for_lid(user: &str) -> Self {
+        Jid(format!("{user}@{LID_SERVER}"))
+    }
+
+    /// Whether this is a linked-identity (LID) address, which hides the person's number.
+    pub fn is_lid(&self) -> bool {
+        self.server() == LID_SERVER && !self.user().is_empty()
+    }
+
+    /// Whether this is a phone-number address of a person.
+    pub fn is_phone(&self) -> bool {
+        self.server() == USER_SERVER && !self.user().is_empty()
+    }
+
     /// The part before `@`, without any `:device` or `.agent` suffix.
     pub fn user(&self) -> &str {
         let user = self.0.split_once('@').map_or(self.0.as_str(), |(user, _)| user);
@@ -99,6 +114,11 @@ pub struct IncomingMessage {
     pub chat: Jid,
     /// Who wrote it.
     pub sender: Jid,
+    /// The sender's other address, when WhatsApp gave one: the phone-number JID of a message
+    /// addressed by LID, or the LID of one addressed by number (`sender_alt` on the wire). A LID
+    /// paired with a number here tells wafleet they are the same person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_alt: Option<Jid>,
     /// Written by this account (from the phone or another linked device).
     pub from_me: bool,
     /// The sender's display name, when WhatsApp sent one.
@@ -190,6 +210,17 @@ pub enum LinkEvent {
     Message {
         /// The message.
         message: IncomingMessage,
+        /// Fire when durable.
+        ack: Ack,
+    },
+    /// WhatsApp told the session that a LID and a phone number are the same person (a
+    /// `sender_alt`, a usync answer, a history sync's mapping); fire `ack` once stored. wafleet
+    /// then keeps one chat for them, under the number.
+    LidMapping {
+        /// The LID (`…@lid`).
+        lid: Jid,
+        /// The phone-number JID (`…@s.whatsapp.net`).
+        phone: Jid,
         /// Fire when durable.
         ack: Ack,
     },

@@ -185,6 +185,18 @@ pub fn message_body(device: &DeviceRef, m: &IncomingMessage, at: Timestamp) -> S
     if let Some(name) = &m.push_name {
         payload["from_name"] = json!(name);
     }
+    // The sender's LID, when known, as the upstream's payload carries it; `chat_lid` when the
+    // message came from a LID wafleet has addressed by number.
+    let lid = [Some(&m.sender), m.sender_alt.as_ref()]
+        .into_iter()
+        .flatten()
+        .find(|jid| jid.is_lid());
+    if let Some(lid) = lid {
+        payload["from_lid"] = json!(lid.0);
+        if !m.from_me && m.chat.is_phone() {
+            payload["chat_lid"] = json!(lid.0);
+        }
+    }
     if let Some(text) = &m.text {
         payload["body"] = json!(text);
     }
@@ -261,6 +273,44 @@ mod tests {
         );
         assert!(verify("Jefe", b"what do ya want for nothing?", &sig));
         assert!(!verify("Jefe", b"what do ya want for nothing!", &sig));
+    }
+
+    #[test]
+    fn a_message_from_a_lid_names_it_as_the_upstream_does() {
+        let device = DeviceRef {
+            id: DeviceId(7),
+            name: "sales".into(),
+            jid: None,
+        };
+        let mut m = IncomingMessage {
+            id: "3EB0A".into(),
+            chat: Jid("60111@s.whatsapp.net".into()),
+            sender: Jid("60111@s.whatsapp.net".into()),
+            sender_alt: Some(Jid("2511@lid".into())),
+            from_me: false,
+            push_name: None,
+            kind: crate::link::MessageKind::Text,
+            text: Some("hi".into()),
+            sent_at: Timestamp(1),
+        };
+        let body =
+            |m: &IncomingMessage| -> Value { serde_json::from_str(&message_body(&device, m, Timestamp(2))).unwrap() };
+        // Addressed by number, its LID known.
+        let known = body(&m);
+        assert_eq!(known["payload"]["from"], "60111@s.whatsapp.net");
+        assert_eq!(known["payload"]["from_lid"], "2511@lid");
+        assert_eq!(known["payload"]["chat_lid"], "2511@lid");
+        // Only the LID known: it is the sender, and the chat is the LID's own.
+        m.chat = Jid("2511@lid".into());
+        m.sender = Jid("2511@lid".into());
+        m.sender_alt = None;
+        let lid_only = body(&m);
+        assert_eq!(lid_only["payload"]["from_lid"], "2511@lid");
+        assert!(lid_only["payload"].get("chat_lid").is_none());
+        // No LID at all.
+        m.chat = Jid("60111@s.whatsapp.net".into());
+        m.sender = m.chat.clone();
+        assert!(body(&m)["payload"].get("from_lid").is_none());
     }
 
     #[test]

@@ -39,6 +39,7 @@ fn batch(fence: Fence, n: usize) -> Vec<(Fence, IngestItem)> {
                 id: format!("m{n}-{i}"),
                 chat: chat.clone(),
                 sender: chat,
+                sender_alt: None,
                 from_me: false,
                 push_name: Some("Contact".into()),
                 kind: MessageKind::Text,

@@ -184,6 +184,16 @@ pub enum ServerFrame {
         /// When.
         at: Timestamp,
     },
+    /// A LID and the number of the same person, as WhatsApp tells a device once it knows
+    /// (acknowledge it with `ack` and its `id`; replayed until then, like receipts).
+    LidMapping {
+        /// The frame's own id.
+        id: String,
+        /// The LID (`…@lid`).
+        lid: Jid,
+        /// The phone-number JID.
+        phone: Jid,
+    },
     /// The device was unlinked (or the account banned); the server closes next.
     LoggedOut {
         /// Why.
@@ -221,4 +231,14 @@ pub enum ServerFrame {
         /// Why.
         message: String,
     },
+}
+
+/// A person's stable linked identity (the user part of their `…@lid` JID). LIDs are opaque
+/// numbers unrelated to the phone number; deriving one from the number keeps the network
+/// reproducible, and the simulator and its WhatsApp Web front end agree on it.
+pub fn lid_of(phone_digits: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(phone_digits.as_bytes());
+    let n = u64::from_be_bytes(digest[..8].try_into().unwrap_or_default()) % 100_000_000_000_000;
+    format!("{}", 100_000_000_000_000 + n)
 }

@@ -280,3 +280,23 @@ fn receipts_for_personal_chats() {
     let delivered = receipt("60111@s.whatsapp.net", ReceiptType::Delivered, false);
     assert!(event(Event::Receipt(delivered)).is_none());
 }
+
+#[test]
+fn a_lid_addressed_message_keeps_the_senders_number() {
+    let mut lid = info("2511@lid", "2511:4@lid", false);
+    lid.source.sender_alt = Some(jid("60111:4@s.whatsapp.net"));
+    let message = personal(text("hi"), lid, "a message from a LID");
+    assert_eq!(message.chat, Jid("2511@lid".into()));
+    assert_eq!(message.sender, Jid("2511@lid".into()));
+    assert_eq!(
+        message.sender_alt,
+        Some(Jid("60111@s.whatsapp.net".into())),
+        "the number, without the device"
+    );
+    let plain = personal(
+        text("hi"),
+        info("60111@s.whatsapp.net", "60111@s.whatsapp.net", false),
+        "a message",
+    );
+    assert_eq!(plain.sender_alt, None);
+}

@@ -36,7 +36,10 @@ enum Flow {
 async fn handle(db: &Db, ingest: &Ingest, device: Fence, event: LinkEvent) -> wafleet_core::Result<Flow> {
     // Everything but messages and receipts (which the batch writer announces) changes the
     // device's row: its cached reads go.
-    let row_changed = !matches!(event, LinkEvent::Message { .. } | LinkEvent::Receipt { .. });
+    let row_changed = !matches!(
+        event,
+        LinkEvent::Message { .. } | LinkEvent::Receipt { .. } | LinkEvent::LidMapping { .. }
+    );
     let flow = apply(db, ingest, device, event).await;
     if row_changed {
         ingest.device_changed(device.device).await;
@@ -82,6 +85,9 @@ async fn apply(db: &Db, ingest: &Ingest, device: Fence, event: LinkEvent) -> waf
             } else {
                 ack.done();
             }
+        }
+        LinkEvent::LidMapping { lid, phone, ack } => {
+            ingest.push(device, IngestItem::LidMapping { lid, phone }, ack).await;
         }
         LinkEvent::Receipt {
             kind,

@@ -182,7 +182,7 @@ async fn list_messages(
         };
         let mut messages = state
             .db
-            .message_page(user.id, device, &jid, before.as_ref(), limit + 1)
+            .message_page(user.id, device, &chat.jid, before.as_ref(), limit + 1)
             .await?;
         let next_before = split_page(&mut messages, limit, |m| {
             cursor::encode_message(&MessageCursor {

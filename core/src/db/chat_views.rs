@@ -69,7 +69,7 @@ macro_rules! message_columns {
 /// The columns of [`Chat`] on `chats c`.
 macro_rules! chat_columns {
     () => {
-        "c.jid, c.name, c.last_message_at, c.last_message_preview, c.unread_count"
+        "c.jid, c.name, c.last_message_at, c.last_message_preview, c.unread_count, c.lid"
     };
 }
 
@@ -99,6 +99,7 @@ struct ActivityRow {
     last_message_at: Option<Timestamp>,
     last_message_preview: Option<String>,
     unread_count: Option<i64>,
+    lid: Option<String>,
 }
 
 impl ActivityRow {
@@ -121,6 +122,7 @@ impl ActivityRow {
             last_message_at: self.last_message_at.unwrap_or(message.sent_at),
             last_message_preview: self.last_message_preview,
             unread_count: self.unread_count.unwrap_or(0),
+            lid: self.lid,
         };
         Some((message, chat))
     }
@@ -193,10 +195,17 @@ impl Db {
         })?)
     }
 
-    /// One chat of one of `user`'s devices; [`crate::Error::NotFound`] when there is none.
+    /// One chat of one of `user`'s devices, by its JID or by the LID of a chat kept under the
+    /// number (a link to the LID's chat from before the number was known still finds it);
+    /// [`crate::Error::NotFound`] when there is none.
     #[tracing::instrument(skip(self))]
     pub async fn chat(&self, user: UserId, device: DeviceId, jid: &str) -> Result<Chat> {
-        let sql = concat!("SELECT ", chat_columns!(), owned_chats!(), " AND c.jid = $3");
+        let sql = concat!(
+            "SELECT ",
+            chat_columns!(),
+            owned_chats!(),
+            " AND (c.jid = $3 OR c.lid = $3) ORDER BY CASE WHEN c.jid = $3 THEN 0 ELSE 1 END LIMIT 1"
+        );
         Ok(on_db!(self, pool => sqlx::query_as::<_, Chat>(sql)
             .bind(device)
             .bind(user)
@@ -258,7 +267,7 @@ impl Db {
         let sql = concat!(
             "SELECT d.status AS device_status, ",
             message_columns!(),
-            ", c.name, c.last_message_at, c.last_message_preview, c.unread_count \
+            ", c.name, c.last_message_at, c.last_message_preview, c.unread_count, c.lid \
              FROM devices d \
              LEFT JOIN messages m ON m.device_id = d.id AND m.received_at > $3 \
              LEFT JOIN chats c ON c.device_id = m.device_id AND c.jid = m.chat_jid \

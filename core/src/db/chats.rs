@@ -20,6 +20,9 @@ pub struct Chat {
     pub last_message_preview: Option<String>,
     /// Messages received since the chat was last read.
     pub unread_count: i64,
+    /// The person's LID (`…@lid`), when WhatsApp addressed them by it and their number is known:
+    /// the chat is kept under the number.
+    pub lid: Option<String>,
 }
 
 /// Longest preview kept on a chat.
@@ -32,6 +35,13 @@ pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 pub enum IngestItem {
     /// A personal-chat message (received, or sent from another of the account's devices).
     Message(IncomingMessage),
+    /// A LID and the phone number of the same person (see [`super::lids`]).
+    LidMapping {
+        /// The LID (`…@lid`).
+        lid: Jid,
+        /// The phone-number JID.
+        phone: Jid,
+    },
     /// Delivered/read receipts for this account's own messages.
     Receipt {
         /// The chat.
@@ -280,16 +290,20 @@ macro_rules! write_batch_in {
             .into_iter()
             .collect();
         let accepted: Vec<bool> = items.iter().map(|(f, _)| live.contains(&(f.device, f.token))).collect();
+        // Messages and receipts from a LID whose number is known go to the number's chat.
+        let (numbers, learned) = $crate::db::lids::resolve_in!($tx, items, &accepted, now);
 
-        let messages: Vec<(DeviceId, &IncomingMessage)> = items
+        let resolved: Vec<(DeviceId, std::borrow::Cow<'_, IncomingMessage>)> = items
             .iter()
             .zip(&accepted)
             .filter_map(|((f, item), ok)| match item {
-                IngestItem::Message(m) if *ok => Some((f.device, m)),
+                IngestItem::Message(m) if *ok => Some((f.device, numbers.message(f.device, m))),
                 _ => None,
             })
             .collect();
+        let messages: Vec<(DeviceId, &IncomingMessage)> = resolved.iter().map(|(d, m)| (*d, m.as_ref())).collect();
         let new_rows = $insert!($tx, &messages, now);
+        $crate::db::lids::note_on_chats_in!($tx, &learned);
         let new_messages = new_rows.len() as u64;
         let mut events: Vec<(DeviceId, Event<'_>)> = new_rows
             .iter()
@@ -298,6 +312,7 @@ macro_rules! write_batch_in {
         let mut receipted: Vec<DeviceId> = Vec::new();
         for ((fence, item), ok) in items.iter().zip(&accepted) {
             if let (IngestItem::Receipt { chat, kind, ids }, true) = (item, ok) {
+                let chat = numbers.chat(fence.device, chat);
                 apply_receipt_in!($tx, fence.device, chat, *kind, ids, now);
                 events.push((fence.device, Event::Receipt { chat, kind: *kind, ids }));
                 receipted.push(fence.device);
@@ -439,7 +454,7 @@ impl Db {
     #[tracing::instrument(skip(self))]
     pub async fn list_chats(&self, user: UserId, device: DeviceId, limit: i64) -> Result<Vec<Chat>> {
         Ok(on_db!(self, pool => sqlx::query_as::<_, Chat>(
-            "SELECT c.jid, c.name, c.last_message_at, c.last_message_preview, c.unread_count FROM chats c \
+            "SELECT c.jid, c.name, c.last_message_at, c.last_message_preview, c.unread_count, c.lid FROM chats c \
              JOIN devices d ON d.id = c.device_id WHERE c.device_id = $1 AND d.user_id = $2 \
              ORDER BY c.last_message_at DESC, c.jid LIMIT $3")
             .bind(device)

@@ -19,6 +19,7 @@ mod device_sessions;
 mod devices;
 mod leads;
 mod leases;
+mod lids;
 mod link_credentials;
 mod liveness;
 mod login_failures;

@@ -171,6 +171,15 @@ impl ControlClient {
         Ok(count.count)
     }
 
+    /// WhatsApp tells `phone`'s devices that `contact`'s LID (`ChatKind::Lid` messages) and
+    /// number are the same person; returns how many of its devices were connected to hear it
+    /// at once (the others hear it when they connect).
+    pub async fn reveal_number(&self, phone: &str, contact: &str) -> anyhow::Result<usize> {
+        let path = format!("/accounts/{}/lid-mappings/{}", digits(phone), digits(contact));
+        let count: Count = self.post(&path, &()).await?;
+        Ok(count.count)
+    }
+
     /// Incoming messages for `phone` at `per_minute` from `from` in turn (0 stops).
     pub async fn schedule(&self, phone: &str, per_minute: f64, from: Vec<String>) -> anyhow::Result<()> {
         let body = Schedule { per_minute, from };

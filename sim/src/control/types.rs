@@ -64,6 +64,11 @@ pub enum ChatKind {
     Status,
     /// A channel (`…@newsletter`).
     Newsletter,
+    /// One-to-one, but addressed by the sender's LID (`…@lid`), its number hidden.
+    Lid,
+    /// One-to-one, addressed by the sender's LID with its number attached (`sender_alt`), as
+    /// WhatsApp does once the recipient may know it.
+    LidWithNumber,
 }
 
 /// `POST /control/messages`: `from` writes to the account of `to`.

@@ -30,6 +30,7 @@ pub(crate) fn router() -> Router<Arc<Sim>> {
         .route("/accounts/{phone}/logout", post(logout))
         .route("/accounts/{phone}/ban", post(ban))
         .route("/accounts/{phone}/schedule", post(schedule))
+        .route("/accounts/{phone}/lid-mappings/{contact}", post(reveal_number))
 }
 
 fn digits(phone: &str) -> std::result::Result<String, ControlError> {
@@ -167,6 +168,19 @@ async fn ban(State(sim): State<Arc<Sim>>, Path(phone): Path<String>) -> Result<C
     w.account_mut(&key);
     let count = sim.unlink_account(&mut w, &key, "banned by the control API", true);
     Ok(Json(Count { count }))
+}
+
+/// WhatsApp tells `phone`'s devices the number behind `contact`'s LID.
+async fn reveal_number(State(sim): State<Arc<Sim>>, Path((phone, contact)): Path<(String, String)>) -> Result<Count> {
+    let (key, contact) = (digits(&phone)?, digits(&contact)?);
+    let mut w = sim.lock();
+    if !w.accounts.contains_key(&key) {
+        return Err(ControlError::NotFound(format!("no account {phone}")));
+    }
+    w.push_lid_mapping(&key, &contact);
+    Ok(Json(Count {
+        count: w.account_conns(&key).len(),
+    }))
 }
 
 async fn schedule(State(sim): State<Arc<Sim>>, Path(phone): Path<String>, Json(body): Json<Schedule>) -> Result<Count> {

@@ -165,6 +165,14 @@ impl Sim {
             ChatKind::Broadcast => Jid(format!("{}@broadcast", random_string(b"0123456789", 10))),
             ChatKind::Status => Jid("status@broadcast".into()),
             ChatKind::Newsletter => Jid(format!("120363{from}@newsletter")),
+            ChatKind::Lid | ChatKind::LidWithNumber => {
+                let lid = Jid::for_lid(&crate::protocol::lid_of(&from));
+                if request.chat == ChatKind::LidWithNumber {
+                    message.sender_alt = Some(message.sender.clone());
+                }
+                message.sender = lid.clone();
+                lid
+            }
         };
         let id = message.id.clone();
         let queued_for = deliver(&mut w, &to, message);
@@ -183,10 +191,9 @@ impl Sim {
         let position = device.pending.iter().position(|m| m.id == id);
         if let Some(at) = position {
             device.pending.remove(at);
-        } else if let Some(at) = device
-            .pending_receipts
-            .iter()
-            .position(|r| matches!(r, ServerFrame::Receipt { id: rid, .. } if rid == id))
+        } else if let Some(at) = device.pending_receipts.iter().position(|r| {
+            matches!(r, ServerFrame::Receipt { id: rid, .. } | ServerFrame::LidMapping { id: rid, .. } if rid == id)
+        })
         {
             device.pending_receipts.remove(at);
             return;
@@ -259,6 +266,7 @@ pub(super) fn personal_message(
         id: message_id(),
         chat: jid_of(from),
         sender: jid_of(from),
+        sender_alt: None,
         from_me: false,
         push_name,
         kind,

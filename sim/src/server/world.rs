@@ -176,6 +176,22 @@ impl World {
             ids,
             at: Timestamp::now(),
         };
+        self.push_kept(digits, frame);
+    }
+
+    /// Tells every linked device of `digits` that `contact`'s LID and number are the same
+    /// person, kept with each device until acknowledged.
+    pub fn push_lid_mapping(&mut self, digits: &str, contact: &str) {
+        let frame = ServerFrame::LidMapping {
+            id: format!("L{}", random_string(HEX, 20)),
+            lid: Jid::for_lid(&crate::protocol::lid_of(contact)),
+            phone: jid_of(contact),
+        };
+        self.push_kept(digits, frame);
+    }
+
+    /// Hands `frame` to every linked device of `digits` and keeps it with each until acknowledged.
+    fn push_kept(&mut self, digits: &str, frame: ServerFrame) {
         let tokens = self.accounts.get(digits).map(|a| a.devices.clone()).unwrap_or_default();
         for token in tokens {
             let Some(device) = self.devices.get_mut(&token).filter(|d| !d.unlinked) else {

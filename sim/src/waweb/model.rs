@@ -200,7 +200,7 @@ impl Model {
         self.accounts.entry(phone.to_owned()).or_insert_with(|| {
             let signal = PhoneSignal::generate();
             Account {
-                lid: lid_for(phone),
+                lid: crate::protocol::lid_of(phone),
                 // As on a real phone, the account key is the phone's identity key.
                 adv_key: signal.identity_key_pair(),
                 next_device: 1,
@@ -286,13 +286,4 @@ impl Model {
             let _ = c.tx.send(Out::Node(node));
         }
     }
-}
-
-/// A stable linked-identity number for a phone (LIDs are opaque numbers unrelated to the phone
-/// number; deriving it keeps the model reproducible).
-fn lid_for(phone: &str) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(phone.as_bytes());
-    let n = u64::from_be_bytes(digest[..8].try_into().unwrap_or_default()) % 100_000_000_000_000;
-    format!("{}", 100_000_000_000_000 + n)
 }

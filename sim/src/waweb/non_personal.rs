@@ -41,6 +41,9 @@ pub(crate) async fn phone_writes_in(
             rand::rng().random_range(1_000_000_000u64..10_000_000_000)
         ),
         ChatKind::Status => "status@broadcast".to_owned(),
+        ChatKind::Lid | ChatKind::LidWithNumber => {
+            anyhow::bail!("the WhatsApp Web front end does not address anyone by LID yet")
+        }
     };
     let devices = devices_of(net, to)?;
     let mut stanza = Stanza {

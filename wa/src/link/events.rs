@@ -132,6 +132,11 @@ pub fn map_message(message: &wa::Message, info: &MessageInfo) -> Option<Incoming
         id: info.id.to_string(),
         chat,
         sender: Jid(info.source.sender.to_non_ad().to_string()),
+        sender_alt: info
+            .source
+            .sender_alt
+            .as_ref()
+            .map(|alt| Jid(alt.to_non_ad().to_string())),
         from_me: info.source.is_from_me,
         push_name: Some(info.push_name.clone()).filter(|name| !name.is_empty()),
         kind,

@@ -12,7 +12,7 @@ pub(crate) enum Event<'a> {
     Message(&'a IncomingMessage),
     /// Receipts for this account's own messages in `chat`.
     Receipt {
-        chat: &'a Jid,
+        chat: std::borrow::Cow<'a, Jid>,
         kind: ReceiptKind,
         ids: &'a [String],
     },

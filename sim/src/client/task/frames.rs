@@ -64,6 +64,10 @@ impl Task {
                 })
                 .await;
             }
+            ServerFrame::LidMapping { id, lid, phone } => {
+                let ack = self.ack_when_durable(id);
+                self.emit(LinkEvent::LidMapping { lid, phone, ack }).await;
+            }
             ServerFrame::LoggedOut { reason, banned } | ServerFrame::Refused { reason, banned } => {
                 self.logged_out(reason, banned).await;
                 return Some(Exit::Done);

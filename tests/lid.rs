@@ -1,0 +1,222 @@
+//! One chat per person whatever WhatsApp's addressing. A contact writes first from a LID (its
+//! number hidden), a campaign send goes to its number, it answers from the LID, and only then
+//! does WhatsApp tell the device that the LID and the number are the same person: wafleet ends
+//! with one chat, under the number, holding every message, and the send marked replied in the
+//! campaign report and in analytics. On SQLite and on PostgreSQL + Redis, against the
+//! simulator's own link over real sockets.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::stack::Stack;
+use support::unpaced;
+use wafleet_core::db::{CampaignStatus, LeadStatus, NewCampaign, NewLead};
+use wafleet_core::testing::Backend;
+use wafleet_core::types::{DeviceId, Email, Timestamp};
+use wafleet_sim::control::{ChatKind, InjectMessage};
+
+const DEVICE_PHONE: &str = "60123400001";
+const CONTACT: &str = "60123400077";
+
+fn from_contact(chat: ChatKind, text: &str) -> InjectMessage {
+    InjectMessage {
+        to: DEVICE_PHONE.into(),
+        from: CONTACT.into(),
+        chat,
+        text: Some(text.into()),
+        kind: None,
+        push_name: Some("Nadia".into()),
+    }
+}
+
+fn jids(chats: &Value) -> Vec<String> {
+    chats["chats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["jid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn a_reply_from_a_lid_counts_once_its_number_is_known(backend: Backend) {
+    let stack = Stack::start(backend).await;
+    let db = &stack.db.db;
+    let control = stack.sim.control();
+    let device = stack.linked_device("sales", &format!("+{DEVICE_PHONE}")).await;
+    let chats = format!("/api/devices/{device}/chats");
+    let user = db
+        .user_by_email(&Email::parse("ana@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let phone_jid = format!("{CONTACT}@s.whatsapp.net");
+
+    // 1. The contact writes first, from its LID only: wafleet can only keep that chat under it.
+    control
+        .inject(&from_contact(ChatKind::Lid, "hi, who is this?"))
+        .await
+        .unwrap();
+    let listed = stack.eventually(&chats, "the LID's chat", |c| jids(c).len() == 1).await;
+    let lid = jids(&listed)[0].clone();
+    assert!(lid.ends_with("@lid"), "kept under the LID: {lid}");
+
+    // 2. A campaign to the contact's number, as a lead of the device.
+    unpaced(db, user, &[DeviceId(device)]).await;
+    let lead = NewLead {
+        name: "Nadia".into(),
+        phone: format!("+{CONTACT}").parse().unwrap(),
+        niche: Some("bakery".into()),
+        journey: None,
+        status: LeadStatus::New,
+        notes: None,
+    };
+    db.create_lead(user, DeviceId(device), &lead).await.unwrap();
+    let campaign = db
+        .create_campaign(
+            user,
+            &NewCampaign {
+                title: "Bread day".into(),
+                niche: "bakery".into(),
+                message: "Fresh bread today".into(),
+                image: None,
+                send_at: Timestamp::now().plus_secs(-1),
+                time_zone: "UTC".into(),
+                status: CampaignStatus::Scheduled,
+                devices: vec![DeviceId(device)],
+            },
+        )
+        .await
+        .unwrap();
+    for _ in 0..300 {
+        db.dispatch_campaigns(Timestamp::now()).await.unwrap();
+        let report = db.campaign_report(user, campaign.id).await.unwrap();
+        if report.totals.sent + report.totals.delivered + report.totals.read == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listed = stack
+        .eventually(&chats, "the number's chat beside the LID's", |c| jids(c).len() == 2)
+        .await;
+    assert!(jids(&listed).contains(&phone_jid), "{listed}");
+
+    // 3. The contact answers from its LID: before the mapping, nothing can tell it is a reply.
+    control
+        .inject(&from_contact(ChatKind::Lid, "yes please, two loaves"))
+        .await
+        .unwrap();
+    stack
+        .eventually(
+            &format!("/api/devices/{device}/messages/{}", lid.replace('@', "%40")),
+            "the answer stored",
+            |page| page["messages"].as_array().is_some_and(|m| m.len() == 2),
+        )
+        .await;
+    db.refresh_analytics().await.unwrap();
+    assert_eq!(db.campaign_report(user, campaign.id).await.unwrap().totals.replied, 0);
+
+    // 4. WhatsApp tells the device the LID's number: one chat, under the number, with all three
+    // messages, both unread ones, the LID noted on it, and the send answered.
+    control.reveal_number(DEVICE_PHONE, CONTACT).await.unwrap();
+    let listed = stack
+        .eventually(&chats, "one chat for the person", |c| jids(c) == [phone_jid.clone()])
+        .await;
+    let chat = &listed["chats"][0];
+    assert_eq!(chat["lid"], lid.as_str(), "{chat}");
+    assert_eq!(chat["unread_count"], 2, "{chat}");
+    assert_eq!(chat["name"], "Nadia", "{chat}");
+    let messages = stack
+        .get(&format!(
+            "/api/devices/{device}/messages/{}",
+            phone_jid.replace('@', "%40")
+        ))
+        .await;
+    let messages = messages["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    assert_eq!(
+        messages.iter().filter(|m| m["from_me"] == true).count(),
+        1,
+        "the campaign's send and both lines of the contact: {messages:?}"
+    );
+
+    // A link to the LID's chat from before still opens the person's chat.
+    let by_lid = stack
+        .get(&format!("/api/devices/{device}/messages/{}", lid.replace('@', "%40")))
+        .await;
+    assert_eq!(by_lid["chat"]["jid"], phone_jid.as_str());
+    assert_eq!(by_lid["messages"].as_array().unwrap().len(), 3);
+
+    let report = db.campaign_report(user, campaign.id).await.unwrap();
+    assert_eq!(report.totals.total, 1, "one lead, one recipient");
+    assert_eq!(report.totals.replied, 1, "{report:?}");
+    db.refresh_analytics().await.unwrap();
+    let today = chrono::Utc::now().date_naive();
+    let analytics = db.analytics(user, None, today, today).await.unwrap();
+    assert_eq!(analytics.totals.replied, 1, "analytics agree with the report");
+
+    // 5. From now on the LID's messages go straight to the number's chat.
+    control
+        .inject(&from_contact(ChatKind::Lid, "see you at ten"))
+        .await
+        .unwrap();
+    stack
+        .eventually(
+            &format!("/api/devices/{device}/messages/{}", phone_jid.replace('@', "%40")),
+            "a later line",
+            |page| page["messages"].as_array().is_some_and(|m| m.len() == 4),
+        )
+        .await;
+    assert_eq!(jids(&stack.get(&chats).await), [phone_jid.clone()]);
+}
+
+async fn a_sender_alt_merges_the_chats_by_itself(backend: Backend) {
+    let stack = Stack::start(backend).await;
+    let control = stack.sim.control();
+    let device = stack.linked_device("sales", &format!("+{DEVICE_PHONE}")).await;
+    let chats = format!("/api/devices/{device}/chats");
+    let phone_jid = format!("{CONTACT}@s.whatsapp.net");
+
+    control
+        .inject_text(DEVICE_PHONE, CONTACT, "from the number")
+        .await
+        .unwrap();
+    control
+        .inject(&from_contact(ChatKind::Lid, "from the LID"))
+        .await
+        .unwrap();
+    stack.eventually(&chats, "two chats", |c| jids(c).len() == 2).await;
+    // A message from the LID that names the number as its sender's other address.
+    control
+        .inject(&from_contact(ChatKind::LidWithNumber, "from the LID, number attached"))
+        .await
+        .unwrap();
+    let listed = stack
+        .eventually(&chats, "one chat for the person", |c| jids(c) == [phone_jid.clone()])
+        .await;
+    assert_eq!(listed["chats"][0]["unread_count"], 3, "{listed}");
+    assert!(
+        listed["chats"][0]["lid"].as_str().unwrap().ends_with("@lid"),
+        "{listed}"
+    );
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),*) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Postgres).await })*
+        }
+    };
+}
+
+on_both_backends!(
+    a_reply_from_a_lid_counts_once_its_number_is_known,
+    a_sender_alt_merges_the_chats_by_itself
+);
