@@ -63,6 +63,7 @@ async fn a_stale_holder_cannot_write(backend: Backend) {
         kind: MessageKind::Text,
         text: Some("written by a stale holder".into()),
         sent_at: Timestamp::now(),
+        history: false,
     };
     assert!(matches!(
         db.store_message(a, &message).await,

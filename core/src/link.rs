@@ -129,6 +129,10 @@ pub struct IncomingMessage {
     pub text: Option<String>,
     /// When it was sent, by the sender's clock as WhatsApp reports it.
     pub sent_at: Timestamp,
+    /// From WhatsApp's history sync when the device was linked: an old message, stored for the
+    /// record but not news (no unread count, no webhook, never a reply to a send).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub history: bool,
 }
 
 /// Delivery progress reported for messages this account sent.

@@ -292,6 +292,7 @@ mod tests {
             kind: crate::link::MessageKind::Text,
             text: Some("hi".into()),
             sent_at: Timestamp(1),
+            history: false,
         };
         let body =
             |m: &IncomingMessage| -> Value { serde_json::from_str(&message_body(&device, m, Timestamp(2))).unwrap() };

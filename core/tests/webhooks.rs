@@ -45,6 +45,7 @@ fn batch(fence: Fence, n: usize) -> Vec<(Fence, IngestItem)> {
                 kind: MessageKind::Text,
                 text: Some(format!("message {i} of batch {n}")),
                 sent_at: Timestamp::now(),
+                history: false,
             };
             (fence, IngestItem::Message(message))
         })

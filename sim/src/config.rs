@@ -65,6 +65,11 @@ pub struct SimConfig {
     #[arg(long, env = "WAFLEET_SIM_BAN_MIN_STRANGER_MESSAGES", default_value_t = 20)]
     pub ban_min_stranger_messages: u32,
 
+    /// Personal chats WhatsApp pushes to a device when it is linked (history sync), each with a
+    /// line from the contact and the account's answer, plus one group message a client must drop.
+    #[arg(long, env = "WAFLEET_SIM_HISTORY_CHATS", default_value_t = 0)]
+    pub history_chats: usize,
+
     /// Read and write buffer size of each WebSocket, in bytes; small buffers keep tens of
     /// thousands of idle sessions cheap.
     #[arg(long, env = "WAFLEET_SIM_WS_BUFFER_BYTES", default_value_t = 4096)]
@@ -92,6 +97,7 @@ impl Default for SimConfig {
             ban_strangers_per_minute: 5,
             ban_unreplied_ratio: 0.7,
             ban_min_stranger_messages: 20,
+            history_chats: 0,
             ws_buffer_bytes: 4096,
             waweb_port: None,
         }

@@ -29,6 +29,7 @@ pub fn text(id: &str, chat: &str, from_me: bool, name: Option<&str>, body: &str,
         kind: MessageKind::Text,
         text: Some(body.into()),
         sent_at: Timestamp(sent_at),
+        history: false,
     }
 }
 

@@ -7,7 +7,8 @@
 //! - *delivered* when delivered or read; *not delivered* = sent − delivered;
 //! - *read* when read; *not read* = delivered − read;
 //! - *replied* when it went out and the contact later wrote in that chat (a message not from us with
-//!   `sent_at` at or after the send's), as the campaign report counts it; each roll-up marks the
+//!   `sent_at` at or after the send's, not from the history synced when the device was linked), as
+//!   the campaign report counts it; each roll-up marks the
 //!   sends newly answered (`replied_at`) and counts a day's marks;
 //! - *failed* when it was not sent (never part of `sent`).
 //!
@@ -37,10 +38,10 @@ const MARK_REPLIES_SQL: &str = "\
 UPDATE outbound_messages SET updated_at = $2, replied_at = (
     SELECT MIN(m.sent_at) FROM messages m
     WHERE m.device_id = outbound_messages.device_id AND m.chat_jid = outbound_messages.recipient
-      AND m.from_me = FALSE AND m.sent_at >= outbound_messages.sent_at AND m.received_at >= $1)
+      AND m.from_me = FALSE AND m.history = FALSE AND m.sent_at >= outbound_messages.sent_at AND m.received_at >= $1)
 WHERE replied_at IS NULL AND status IN ('sent', 'delivered', 'read') AND id IN (
     SELECT o.id FROM devices d
-      JOIN messages m ON m.device_id = d.id AND m.received_at >= $1 AND m.from_me = FALSE
+      JOIN messages m ON m.device_id = d.id AND m.received_at >= $1 AND m.from_me = FALSE AND m.history = FALSE
       JOIN outbound_messages o ON o.device_id = m.device_id AND o.recipient = m.chat_jid AND o.sent_at <= m.sent_at
         AND o.replied_at IS NULL)";
 

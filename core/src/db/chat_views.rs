@@ -47,6 +47,8 @@ pub struct ChatMessage {
     pub status: Option<String>,
     /// When wafleet stored it.
     pub received_at: Timestamp,
+    /// From WhatsApp's history sync when the device was linked (older than wafleet's hold of it).
+    pub history: bool,
 }
 
 /// What changed on a device since an instant: its status, and messages stored since then with
@@ -62,7 +64,7 @@ pub struct DeviceActivity {
 /// The columns of [`ChatMessage`] on `messages m`.
 macro_rules! message_columns {
     () => {
-        "m.id, m.chat_jid, m.sender_jid, m.from_me, m.kind, m.body, m.sent_at, m.status, m.received_at"
+        "m.id, m.chat_jid, m.sender_jid, m.from_me, m.kind, m.body, m.sent_at, m.status, m.received_at, m.history"
     };
 }
 
@@ -95,6 +97,7 @@ struct ActivityRow {
     sent_at: Option<Timestamp>,
     status: Option<String>,
     received_at: Option<Timestamp>,
+    history: Option<bool>,
     name: Option<String>,
     last_message_at: Option<Timestamp>,
     last_message_preview: Option<String>,
@@ -115,6 +118,7 @@ impl ActivityRow {
             sent_at: self.sent_at?,
             status: self.status,
             received_at: self.received_at?,
+            history: self.history.unwrap_or(false),
         };
         let chat = Chat {
             jid: chat_jid,

@@ -126,7 +126,7 @@ macro_rules! insert_messages {
         for chunk in rows.chunks($crate::db::chats::ROWS_PER_STATEMENT) {
             let mut insert = sqlx::QueryBuilder::new(
                 "INSERT INTO messages (device_id, id, chat_jid, sender_jid, from_me, kind, body, sent_at, status, \
-                 received_at) ",
+                 received_at, history) ",
             );
             insert.push_values(chunk, |mut row, (device, m)| {
                 row.push_bind(*device)
@@ -138,7 +138,8 @@ macro_rules! insert_messages {
                     .push_bind(m.text.as_deref())
                     .push_bind(m.sent_at)
                     .push_bind(m.from_me.then_some("sent"))
-                    .push_bind($now);
+                    .push_bind($now)
+                    .push_bind(m.history);
             });
             insert.push(" ON CONFLICT (device_id, id) DO NOTHING RETURNING device_id, id");
             let inserted = insert
@@ -178,11 +179,11 @@ macro_rules! insert_messages_unnest {
         for chunk in rows.chunks($crate::db::chats::ROWS_PER_STATEMENT) {
             let inserted: Vec<($crate::types::DeviceId, String)> = sqlx::query_as(
                 "INSERT INTO messages (device_id, id, chat_jid, sender_jid, from_me, kind, body, sent_at, status, \
-                 received_at) \
-                 SELECT device_id, id, chat_jid, sender_jid, from_me, kind, body, sent_at, status, $10::BIGINT \
+                 received_at, history) \
+                 SELECT device_id, id, chat_jid, sender_jid, from_me, kind, body, sent_at, status, $10::BIGINT, history \
                  FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BOOLEAN[], $6::TEXT[], \
-                   $7::TEXT[], $8::BIGINT[], $9::TEXT[]) \
-                   AS t (device_id, id, chat_jid, sender_jid, from_me, kind, body, sent_at, status) \
+                   $7::TEXT[], $8::BIGINT[], $9::TEXT[], $11::BOOLEAN[]) \
+                   AS t (device_id, id, chat_jid, sender_jid, from_me, kind, body, sent_at, status, history) \
                  ON CONFLICT (device_id, id) DO NOTHING RETURNING device_id, id",
             )
             .bind(chunk.iter().map(|(d, _)| d.0).collect::<Vec<i64>>())
@@ -210,6 +211,7 @@ macro_rules! insert_messages_unnest {
                     .collect::<Vec<Option<&str>>>(),
             )
             .bind($now)
+            .bind(chunk.iter().map(|(_, m)| m.history).collect::<Vec<bool>>())
             .fetch_all(&mut *$tx)
             .await?;
             new_rows.extend($crate::db::chats::new_of(chunk, inserted));
@@ -262,7 +264,7 @@ impl ChatDelta {
             self.last_at = m.sent_at;
             self.preview = m.text.as_deref().map(|t| t.chars().take(PREVIEW_CHARS).collect());
         }
-        self.unread += i64::from(!m.from_me);
+        self.unread += i64::from(!m.from_me && !m.history);
     }
 }
 
@@ -305,8 +307,10 @@ macro_rules! write_batch_in {
         let new_rows = $insert!($tx, &messages, now);
         $crate::db::lids::note_on_chats_in!($tx, &learned);
         let new_messages = new_rows.len() as u64;
+        // History is the record of before, not news: no webhook.
         let mut events: Vec<(DeviceId, Event<'_>)> = new_rows
             .iter()
+            .filter(|(_, m)| !m.history)
             .map(|(device, m)| (*device, Event::Message(m)))
             .collect();
         let mut receipted: Vec<DeviceId> = Vec::new();

@@ -194,11 +194,11 @@ macro_rules! merge_in {
         sqlx::query(
             "UPDATE outbound_messages SET updated_at = $3, replied_at = ( \
                 SELECT MIN(m.sent_at) FROM messages m WHERE m.device_id = outbound_messages.device_id \
-                AND m.chat_jid = outbound_messages.recipient AND m.from_me = FALSE \
+                AND m.chat_jid = outbound_messages.recipient AND m.from_me = FALSE AND m.history = FALSE \
                 AND m.sent_at >= outbound_messages.sent_at) \
              WHERE device_id = $1 AND recipient = $2 AND replied_at IS NULL \
                AND status IN ('sent', 'delivered', 'read') AND EXISTS ( \
-                SELECT 1 FROM messages m WHERE m.device_id = $1 AND m.chat_jid = $2 AND m.from_me = FALSE \
+                SELECT 1 FROM messages m WHERE m.device_id = $1 AND m.chat_jid = $2 AND m.from_me = FALSE AND m.history = FALSE \
                 AND m.sent_at >= outbound_messages.sent_at)",
         )
         .bind(device)
@@ -249,6 +249,7 @@ mod tests {
             kind: MessageKind::Text,
             text: Some("hi".into()),
             sent_at: Timestamp(1),
+            history: false,
         }
     }
 

@@ -147,9 +147,13 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
         .await
         .with_context(|| format!("binding the simulator to {}:{}", config.host, config.port))?;
     let addr = listener.local_addr().context("reading the simulator's address")?;
+    let world = World {
+        history_chats: config.history_chats,
+        ..World::default()
+    };
     let sim = Arc::new(Sim {
         config,
-        world: Mutex::new(World::default()),
+        world: Mutex::new(world),
         waweb: std::sync::OnceLock::new(),
     });
     let (stop, stopped) = oneshot::channel::<()>();

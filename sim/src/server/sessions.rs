@@ -295,10 +295,11 @@ fn complete_pairing(w: &mut World, conn: u64, digits: &str) -> Result<wafleet_co
         conn,
         &ServerFrame::Paired {
             jid: jid.clone(),
-            token,
+            token: token.clone(),
         },
     );
     w.push(conn, &ServerFrame::Connected { jid: jid.clone() });
+    w.sync_history(&token);
     tracing::info!(account = digits, conn, "device paired");
     Ok(jid)
 }

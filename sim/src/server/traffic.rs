@@ -272,6 +272,7 @@ pub(super) fn personal_message(
         kind,
         text,
         sent_at: Timestamp::now(),
+        history: false,
     }
 }
 

@@ -112,6 +112,8 @@ pub(crate) struct World {
     pub closed: bool,
     /// The benchmark flood in progress, or the last one.
     pub flood: Option<super::flood::Flood>,
+    /// Personal chats of history each newly linked device is sent ([`World::sync_history`]).
+    pub history_chats: usize,
 }
 
 /// The JID of an account.
@@ -200,6 +202,61 @@ impl World {
             device.pending_receipts.push(frame.clone());
             if let Some(conn) = device.conn {
                 self.push(conn, &frame);
+            }
+        }
+    }
+
+    /// History sync: sends the device of `token`, just linked, its account's recent chats from
+    /// before, as WhatsApp does on link: [`World::history_chats`] personal chats (a line from the
+    /// contact, the account's answer a minute later) and one group message. Like any message,
+    /// each is kept until the device acknowledges it.
+    pub fn sync_history(&mut self, token: &str) {
+        let Some(device) = self.devices.get(token) else {
+            return;
+        };
+        let account = device.account.clone();
+        let start = Timestamp::now().plus_secs(-3600 * i64::try_from(self.history_chats).unwrap_or(0));
+        let mut history = Vec::new();
+        for i in 0..self.history_chats {
+            let contact = jid_of(&format!("60198{i:06}"));
+            let at = start.plus_secs(3600 * i64::try_from(i).unwrap_or(0));
+            let mut theirs = super::traffic::personal_message(
+                contact.user(),
+                wafleet_core::link::MessageKind::Text,
+                Some(format!("Hello again ({i})")),
+                None,
+            );
+            theirs.sent_at = at;
+            let ours = IncomingMessage {
+                id: message_id(),
+                sender: jid_of(&account),
+                from_me: true,
+                text: Some(format!("Thanks, talk soon ({i})")),
+                sent_at: at.plus_secs(60),
+                ..theirs.clone()
+            };
+            history.extend([theirs, ours]);
+        }
+        if self.history_chats > 0 {
+            let mut group = super::traffic::personal_message(
+                "60198999999",
+                wafleet_core::link::MessageKind::Text,
+                Some("Group news from before".into()),
+                None,
+            );
+            group.chat = Jid("120363198999999@g.us".into());
+            history.push(group);
+        }
+        for message in &mut history {
+            message.history = true;
+        }
+        let Some(device) = self.devices.get_mut(token) else {
+            return;
+        };
+        device.pending.extend(history.iter().cloned());
+        if let Some(conn) = device.conn {
+            for message in history {
+                self.push(conn, &ServerFrame::Message { message });
             }
         }
     }

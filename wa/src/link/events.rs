@@ -142,6 +142,8 @@ pub fn map_message(message: &wa::Message, info: &MessageInfo) -> Option<Incoming
         kind,
         text,
         sent_at: Timestamp(info.timestamp.timestamp_millis()),
+        // wafleet asks the client to skip history sync (`skip_history_sync`).
+        history: false,
     })
 }
 

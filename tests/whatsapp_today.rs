@@ -1,9 +1,14 @@
-//! One chat per person whatever WhatsApp's addressing. A contact writes first from a LID (its
-//! number hidden), a campaign send goes to its number, it answers from the LID, and only then
-//! does WhatsApp tell the device that the LID and the number are the same person: wafleet ends
-//! with one chat, under the number, holding every message, and the send marked replied in the
-//! campaign report and in analytics. On SQLite and on PostgreSQL + Redis, against the
-//! simulator's own link over real sockets.
+//! WhatsApp as it is today, against the simulator's own link over real sockets, on SQLite and on
+//! PostgreSQL + Redis.
+//!
+//! One chat per person whatever the addressing: a contact writes first from a LID (its number
+//! hidden), a campaign send goes to its number, it answers from the LID, and only then does
+//! WhatsApp tell the device that the LID and the number are the same person: wafleet ends with
+//! one chat, under the number, holding every message, and the send marked replied in the
+//! campaign report and in analytics.
+//!
+//! History on link: the chats WhatsApp pushes to a newly linked device are stored once, personal
+//! ones only, as history (not unread, not news).
 
 mod support;
 
@@ -12,9 +17,11 @@ use std::time::Duration;
 use serde_json::Value;
 use support::stack::Stack;
 use support::unpaced;
+use wafleet_core::Db;
 use wafleet_core::db::{CampaignStatus, LeadStatus, NewCampaign, NewLead};
 use wafleet_core::testing::Backend;
 use wafleet_core::types::{DeviceId, Email, Timestamp};
+use wafleet_sim::SimConfig;
 use wafleet_sim::control::{ChatKind, InjectMessage};
 
 const DEVICE_PHONE: &str = "60123400001";
@@ -29,6 +36,16 @@ fn from_contact(chat: ChatKind, text: &str) -> InjectMessage {
         kind: None,
         push_name: Some("Nadia".into()),
     }
+}
+
+/// Messages stored, of every device.
+async fn stored(db: &Db) -> i64 {
+    const SQL: &str = "SELECT COUNT(*) FROM messages";
+    match db {
+        Db::Sqlite(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await,
+        Db::Postgres(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await,
+    }
+    .unwrap()
 }
 
 fn jids(chats: &Value) -> Vec<String> {
@@ -203,6 +220,63 @@ async fn a_sender_alt_merges_the_chats_by_itself(backend: Backend) {
     );
 }
 
+async fn history_on_link_is_stored_once_and_personal_only(backend: Backend) {
+    let sim = wafleet_sim::start(SimConfig {
+        history_chats: 3,
+        ..SimConfig::for_tests()
+    })
+    .await
+    .unwrap();
+    let mut stack = Stack::start_on(backend, sim).await;
+    let device = stack.linked_device("sales", &format!("+{DEVICE_PHONE}")).await;
+    let chats = format!("/api/devices/{device}/chats");
+    let messages_of = |jid: &str| format!("/api/devices/{device}/messages/{}", jid.replace('@', "%40"));
+
+    let listed = stack
+        .eventually(&chats, "the three chats from before", |c| jids(c).len() == 3)
+        .await;
+    for chat in listed["chats"].as_array().unwrap() {
+        let jid = chat["jid"].as_str().unwrap();
+        assert!(jid.ends_with("@s.whatsapp.net"), "personal chats only: {jid}");
+        assert_eq!(chat["unread_count"], 0, "history is not unread: {chat}");
+        let page = stack
+            .eventually(&messages_of(jid), "both lines of the chat", |p| {
+                p["messages"].as_array().is_some_and(|m| m.len() == 2)
+            })
+            .await;
+        for message in page["messages"].as_array().unwrap() {
+            assert_eq!(message["history"], true, "{message}");
+        }
+    }
+    assert_eq!(stored(&stack.db.db).await, 6);
+
+    // A new worker resumes the session: nothing from before arrives twice.
+    stack.stop_worker().await;
+    stack.start_worker();
+    stack
+        .eventually(&format!("/api/devices/{device}"), "online again", |d| {
+            d["status"] == "online"
+        })
+        .await;
+    // News after history: unread, and not history.
+    let contact = jids(&listed)[0].clone();
+    stack
+        .sim
+        .control()
+        .inject_text(DEVICE_PHONE, contact.split('@').next().unwrap(), "and now?")
+        .await
+        .unwrap();
+    let page = stack
+        .eventually(&messages_of(&contact), "the new line", |p| {
+            p["messages"].as_array().is_some_and(|m| m.len() == 3)
+        })
+        .await;
+    assert_eq!(page["messages"][0]["history"], false, "{page}");
+    assert_eq!(page["chat"]["unread_count"], 1, "{page}");
+    assert_eq!(jids(&stack.get(&chats).await).len(), 3, "still three chats");
+    assert_eq!(stored(&stack.db.db).await, 7, "every message once");
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),*) => {
         mod sqlite {
@@ -218,5 +292,6 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     a_reply_from_a_lid_counts_once_its_number_is_known,
-    a_sender_alt_merges_the_chats_by_itself
+    a_sender_alt_merges_the_chats_by_itself,
+    history_on_link_is_stored_once_and_personal_only
 );
