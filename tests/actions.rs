@@ -333,20 +333,7 @@ async fn walk_the_actions_page_in_the_browser(backend: Backend) {
     screenshot(&browser, "actions").await;
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),*) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Postgres).await })*
-        }
-    };
-}
-
-on_both_backends!(
+support::on_both_backends!(
     actions_reach_the_simulator_paced_and_logged,
     walk_the_actions_page_in_the_browser
 );

@@ -346,20 +346,7 @@ async fn sends_go_out_once_per_key_and_follow_receipts(backend: Backend) {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),*) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Postgres).await })*
-        }
-    };
-}
-
-on_both_backends!(
+support::on_both_backends!(
     sends_go_out_once_per_key_and_follow_receipts,
     pair_by_qr_receive_check_and_survive_a_worker_restart,
     pair_by_code_then_log_out_from_wafleet

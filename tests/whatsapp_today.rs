@@ -277,20 +277,7 @@ async fn history_on_link_is_stored_once_and_personal_only(backend: Backend) {
     assert_eq!(stored(&stack.db.db).await, 7, "every message once");
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),*) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Postgres).await })*
-        }
-    };
-}
-
-on_both_backends!(
+support::on_both_backends!(
     a_reply_from_a_lid_counts_once_its_number_is_known,
     a_sender_alt_merges_the_chats_by_itself,
     history_on_link_is_stored_once_and_personal_only

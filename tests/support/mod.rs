@@ -3,6 +3,25 @@
 //! stand. Each test file uses part of it.
 #![allow(dead_code)]
 
+/// Runs each named `async fn name(backend: Backend)` of the calling file as two tests, one on
+/// SQLite and one on PostgreSQL: `support::on_both_backends!(first_test, second_test);`. The
+/// calling file imports `Backend`.
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Postgres).await })*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_backends;
+
 pub mod faults;
 pub mod redis;
 pub mod stack;
