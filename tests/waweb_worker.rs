@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
+use wafleet_core::Db;
 use wafleet_core::testing::Backend;
 use wafleet_sim::waweb::WaWebHandle;
 
@@ -27,6 +28,16 @@ fn png_base64() -> String {
         .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
         .unwrap();
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The LID → number mappings wafleet keeps for `device`.
+async fn lid_mappings(db: &Db, device: i64) -> Vec<(String, String)> {
+    const SQL: &str = "SELECT lid, phone_jid FROM lid_mappings WHERE device_id = $1 ORDER BY lid";
+    match db {
+        Db::Sqlite(pool) => sqlx::query_as(SQL).bind(device).fetch_all(pool).await,
+        Db::Postgres(pool) => sqlx::query_as(SQL).bind(device).fetch_all(pool).await,
+    }
+    .unwrap()
 }
 
 async fn two_devices_pair_resume_talk_and_log_out(backend: Backend) {
@@ -163,6 +174,21 @@ async fn two_devices_pair_resume_talk_and_log_out(backend: Backend) {
             "{read}"
         );
     }
+    // On the way the client learned the contact's LID from WhatsApp's answer about the number
+    // (usync): wafleet keeps it, so that a message from that LID lands in this chat.
+    let device: i64 = by_qr.rsplit('/').next().unwrap().parse().unwrap();
+    let lid = format!("{}@lid", wafleet_sim::protocol::lid_of(contact));
+    let contacts = (lid, format!("{contact}@s.whatsapp.net"));
+    let mut known = Vec::new();
+    for _ in 0..100 {
+        known = lid_mappings(&stack.db.db, device).await;
+        if known.contains(&contacts) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(known.contains(&contacts), "{known:?}");
+
     let sent = stack.sim.sent(qr_phone);
     let texts: Vec<_> = sent
         .iter()

@@ -139,6 +139,7 @@ impl Link for WaLink {
         transport::check_reachable(&url, self.config.connect_timeout).await?;
 
         let (queue_tx, queue_rx) = mpsc::unbounded_channel();
+        store.report_mappings_to(queue_tx.clone());
         let (events_tx, events_rx) = mpsc::channel(self.config.event_capacity);
         let acks = acks::SendAcks::default();
         let factory = transport::TimedTransportFactory {

@@ -18,8 +18,10 @@ pub mod sealed;
 mod signal;
 mod tc_tokens;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::mpsc;
 
 use wafleet_core::Db;
 use wafleet_core::keys::KeyRing;
@@ -52,6 +54,9 @@ pub struct WaStore {
     /// a background saver running for the life of the process, and a late save from it must not
     /// bring wiped credentials back or overwrite what the device's next session wrote.
     retired: Arc<AtomicBool>,
+    /// Where the session hears of LID-number mappings the client learns (usync answers,
+    /// `sender_alt`s), so that wafleet keeps one chat per person ([`WaStore::report_mappings_to`]).
+    mappings: Arc<OnceLock<mpsc::UnboundedSender<wafleet_core::link::LinkEvent>>>,
 }
 
 impl WaStore {
@@ -63,6 +68,27 @@ impl WaStore {
             device,
             keys,
             retired: Arc::new(AtomicBool::new(false)),
+            mappings: Arc::default(),
+        }
+    }
+
+    /// Reports each LID-number mapping the client stores from now on as a
+    /// [`LinkEvent::LidMapping`](wafleet_core::link::LinkEvent::LidMapping) on `events`. The
+    /// mapping is in this store before the event leaves, so a session that dies first loses
+    /// only the report, and the client reports it again when it next learns it.
+    pub(crate) fn report_mappings_to(&self, events: mpsc::UnboundedSender<wafleet_core::link::LinkEvent>) {
+        let _ = self.mappings.set(events);
+    }
+
+    /// Tells the session that `lid` (user part) is `phone`'s (digits).
+    pub(crate) fn mapping_learned(&self, lid: &str, phone: &str) {
+        use wafleet_core::link::{Ack, Jid, LinkEvent, USER_SERVER};
+        if let Some(events) = self.mappings.get() {
+            let _ = events.send(LinkEvent::LidMapping {
+                lid: Jid::for_lid(lid),
+                phone: Jid(format!("{phone}@{USER_SERVER}")),
+                ack: Ack::none(),
+            });
         }
     }
 

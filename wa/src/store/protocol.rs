@@ -78,7 +78,9 @@ impl ProtocolStore for WaStore {
             .bind(self.device).bind(&entry.lid).bind(&entry.phone_number)
             .bind(entry.created_at).bind(entry.updated_at).bind(&entry.learning_source)
             .execute(pool).await.map(drop))
-        .map_err(db_error("storing a LID mapping"))
+        .map_err(db_error("storing a LID mapping"))?;
+        self.mapping_learned(&entry.lid, &entry.phone_number);
+        Ok(())
     }
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
