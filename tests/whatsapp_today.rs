@@ -186,7 +186,7 @@ async fn a_reply_from_a_lid_counts_once_its_number_is_known(backend: Backend) {
             |page| page["messages"].as_array().is_some_and(|m| m.len() == 4),
         )
         .await;
-    assert_eq!(jids(&stack.get(&chats).await), [phone_jid.clone()]);
+    assert_eq!(jids(&stack.get(&chats).await), [phone_jid]);
 }
 
 async fn a_sender_alt_merges_the_chats_by_itself(backend: Backend) {
