@@ -5,10 +5,12 @@
 
 mod dispatch;
 mod model;
+mod recipients;
 mod report;
 
 pub use dispatch::Dispatched;
 pub use dispatch::send_key;
+pub use recipients::{CampaignRecipient, RECIPIENTS_PAGE_MAX};
 pub use model::{Campaign, CampaignChanges, CampaignStatus, NewCampaign};
 pub use report::{CalendarDay, CalendarEntry, CampaignReport, DeviceReport, StatusCounts};
 
