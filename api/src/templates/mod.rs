@@ -85,10 +85,8 @@ async fn create_template(
     CurrentUser(user): CurrentUser,
     Json(body): Json<TemplateBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let required = |field: &str, v: &Option<String>| {
-        v.clone()
-            .ok_or_else(|| ApiError::Invalid(format!("{field}: required")))
-    };
+    let required =
+        |field: &str, v: &Option<String>| v.clone().ok_or_else(|| ApiError::Invalid(format!("{field}: required")));
     let name = name(&required("name", &body.name)?)?;
     let (message, _) = message(&required("message", &body.message)?)?;
     let image = image(&body).await?.flatten();

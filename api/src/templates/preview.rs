@@ -84,7 +84,11 @@ pub(super) async fn preview(
     let (name, phone, niche) = match body.lead_id {
         Some(id) => {
             let lead = state.db.lead(user.id, id).await.or_not_found("lead")?;
-            (lead.name, lead.phone.as_str().to_owned(), lead.niche.unwrap_or_default())
+            (
+                lead.name,
+                lead.phone.as_str().to_owned(),
+                lead.niche.unwrap_or_default(),
+            )
         }
         None => ("Alex Tan".to_owned(), "+60123456789".to_owned(), "bakery".to_owned()),
     };

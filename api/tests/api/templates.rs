@@ -33,7 +33,10 @@ async fn message_mistakes_are_refused_with_their_position(app: TestApp) {
         ),
         ("Hi} there", "message: Unbalanced braces: `}` at position 3 has no `{`"),
         ("{Hi||Hello}", "message: Empty option at position 5"),
-        ("Hi {frist_name}", "message: Unknown variable `{frist_name}` at position 4"),
+        (
+            "Hi {frist_name}",
+            "message: Unknown variable `{frist_name}` at position 4",
+        ),
         ("{}", "message: Empty braces at position 1"),
     ];
     for (message, needle) in cases {
@@ -51,15 +54,24 @@ async fn message_mistakes_are_refused_with_their_position(app: TestApp) {
         )
         .await;
         expect_error(
-            ana.post("/api/templates/preview", json!({"message": message}))
-                .await,
+            ana.post("/api/templates/preview", json!({"message": message})).await,
             StatusCode::UNPROCESSABLE_ENTITY,
             needle,
         )
         .await;
     }
-    assert!(body(ana.get("/api/campaigns?year=2025").await).await["results"].as_array().unwrap().is_empty());
-    assert!(body(ana.get("/api/templates").await).await["results"].as_array().unwrap().is_empty());
+    assert!(
+        body(ana.get("/api/campaigns?year=2025").await).await["results"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        body(ana.get("/api/templates").await).await["results"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 
     // An edit is checked too, and a refused one changes nothing; escaped braces are text.
     let planned = plan(&ana, campaign(device, r"{Hi|Hello} {first_name}, use code \{SPRING\}")).await;
@@ -71,24 +83,41 @@ async fn message_mistakes_are_refused_with_their_position(app: TestApp) {
     )
     .await;
     let kept = body(ana.get(&path).await).await;
-    assert_eq!(kept["results"]["message"], r"{Hi|Hello} {first_name}, use code \{SPRING\}");
+    assert_eq!(
+        kept["results"]["message"],
+        r"{Hi|Hello} {first_name}, use code \{SPRING\}"
+    );
 }
 
 async fn previews_render_several_variations(app: TestApp) {
     let ana = app.session("ana@example.com").await;
     let bo = app.session("bo@example.com").await;
     let device = ana.add_device("Shop", None).await;
-    let lead = add_lead(&ana, device, json!({"name": "Siti Aminah", "phone": "+60123000001", "niche": "cafe"})).await;
+    let lead = add_lead(
+        &ana,
+        device,
+        json!({"name": "Siti Aminah", "phone": "+60123000001", "niche": "cafe"}),
+    )
+    .await;
 
     let message = "{Hi|Hello|Hey} {first_name} of {niche} ({phone}) {greeting}";
     let preview = body(ana.post("/api/templates/preview", json!({"message": message})).await).await;
     let renders = preview["results"]["renders"].as_array().unwrap();
     assert_eq!(renders.len(), 3, "{preview}");
     assert_eq!(preview["results"]["variations"], 3);
-    let mut openings: Vec<&str> = renders.iter().map(|r| r.as_str().unwrap().split(' ').next().unwrap()).collect();
+    let mut openings: Vec<&str> = renders
+        .iter()
+        .map(|r| r.as_str().unwrap().split(' ').next().unwrap())
+        .collect();
     openings.sort();
     assert_eq!(openings, ["Hello", "Hey", "Hi"], "three different renders");
-    assert!(renders[0].as_str().unwrap().contains("Alex of bakery (+60123456789) Good "), "{preview}");
+    assert!(
+        renders[0]
+            .as_str()
+            .unwrap()
+            .contains("Alex of bakery (+60123456789) Good "),
+        "{preview}"
+    );
 
     let theirs = body(
         ana.post(
@@ -100,25 +129,36 @@ async fn previews_render_several_variations(app: TestApp) {
     .await;
     let text = theirs["results"]["renders"][0].as_str().unwrap();
     assert!(text.contains("Siti of cafe (+60123000001) Good "), "{text}");
-    let one = body(ana.post("/api/templates/preview", json!({"message": "Just this", "count": 5})).await).await;
+    let one = body(
+        ana.post("/api/templates/preview", json!({"message": "Just this", "count": 5}))
+            .await,
+    )
+    .await;
     assert_eq!(one["results"]["renders"], json!(["Just this"]));
 
     expect_error(
-        bo.post("/api/templates/preview", json!({"message": message, "lead_id": lead["id"]}))
-            .await,
+        bo.post(
+            "/api/templates/preview",
+            json!({"message": message, "lead_id": lead["id"]}),
+        )
+        .await,
         StatusCode::NOT_FOUND,
         "lead not found",
     )
     .await;
     expect_error(
-        ana.post("/api/templates/preview", json!({"message": "x", "count": 0})).await,
+        ana.post("/api/templates/preview", json!({"message": "x", "count": 0}))
+            .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "count: must be 1 to 20",
     )
     .await;
     expect_error(
-        ana.post("/api/templates/preview", json!({"message": "x", "time_zone": "Mars/Olympus"}))
-            .await,
+        ana.post(
+            "/api/templates/preview",
+            json!({"message": "x", "time_zone": "Mars/Olympus"}),
+        )
+        .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "time_zone: unknown time zone",
     )
@@ -130,14 +170,18 @@ async fn templates_are_saved_per_user(app: TestApp) {
     let bo = app.session("bo@example.com").await;
     let device = ana.add_device("Shop", None).await;
     let saved = ana
-        .post("/api/templates", json!({"name": "Spring", "message": "{Hi|Hello} {first_name}!"}))
+        .post(
+            "/api/templates",
+            json!({"name": "Spring", "message": "{Hi|Hello} {first_name}!"}),
+        )
         .await;
     assert_eq!(saved.status(), StatusCode::CREATED);
     let template = body(saved).await["results"].clone();
     assert_eq!(template["has_image"], false);
     let path = format!("/api/templates/{}", template["id"]);
     expect_error(
-        ana.post("/api/templates", json!({"name": "Spring", "message": "Hi"})).await,
+        ana.post("/api/templates", json!({"name": "Spring", "message": "Hi"}))
+            .await,
         StatusCode::CONFLICT,
         "already have a template named `Spring`",
     )
@@ -163,7 +207,12 @@ async fn templates_are_saved_per_user(app: TestApp) {
     )
     .await;
     expect_error(bo.delete(&path).await, StatusCode::NOT_FOUND, "template not found").await;
-    assert!(body(bo.get("/api/templates").await).await["results"].as_array().unwrap().is_empty());
+    assert!(
+        body(bo.get("/api/templates").await).await["results"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     let bos_device = bo.add_device("Bo's", None).await;
     let mut borrowed = campaign(bos_device, "x");
     borrowed.as_object_mut().unwrap().remove("message");
@@ -186,7 +235,10 @@ async fn templates_are_saved_per_user(app: TestApp) {
     assert_eq!(ana.delete(&path).await.status(), StatusCode::OK);
     expect_error(ana.get(&path).await, StatusCode::NOT_FOUND, "template not found").await;
     let kept = body(ana.get(&format!("/api/campaigns/{}", planned["id"])).await).await;
-    assert_eq!(kept["results"]["message"], "{Hey|Yo} {first_name}!", "the campaign keeps its copy");
+    assert_eq!(
+        kept["results"]["message"], "{Hey|Yo} {first_name}!",
+        "the campaign keeps its copy"
+    );
 }
 
 async fn each_recipient_gets_its_own_text_once(app: TestApp) {
@@ -202,7 +254,11 @@ async fn each_recipient_gets_its_own_text_once(app: TestApp) {
             json!({"name": name, "phone": format!("+6012300{n:04}"), "niche": "bakery"}),
         )
         .await;
-        leads.push((lead["id"].as_i64().unwrap(), name.to_string(), lead["phone"].as_str().unwrap().to_owned()));
+        leads.push((
+            lead["id"].as_i64().unwrap(),
+            name.to_string(),
+            lead["phone"].as_str().unwrap().to_owned(),
+        ));
     }
     let text = "{Hi|Hello|Hey|Greetings} {first_name}, {fresh bread|warm buns|{hot|iced} coffee} today";
     let planned = plan(&ana, campaign(device, text)).await;
@@ -234,8 +290,16 @@ async fn each_recipient_gets_its_own_text_once(app: TestApp) {
 
     // The text is what the send carries.
     let stored: Vec<(String,)> = match &app.db {
-        wafleet_core::Db::Sqlite(pool) => sqlx::query_as("SELECT body FROM outbound_messages ORDER BY id").fetch_all(pool).await,
-        wafleet_core::Db::Postgres(pool) => sqlx::query_as("SELECT body FROM outbound_messages ORDER BY id").fetch_all(pool).await,
+        wafleet_core::Db::Sqlite(pool) => {
+            sqlx::query_as("SELECT body FROM outbound_messages ORDER BY id")
+                .fetch_all(pool)
+                .await
+        }
+        wafleet_core::Db::Postgres(pool) => {
+            sqlx::query_as("SELECT body FROM outbound_messages ORDER BY id")
+                .fetch_all(pool)
+                .await
+        }
     }
     .unwrap();
     let texts: Vec<&str> = listed.iter().map(|r| r["text"].as_str().unwrap()).collect();
@@ -255,8 +319,16 @@ async fn each_recipient_gets_its_own_text_once(app: TestApp) {
     );
     assert!(relisted.iter().all(|r| r["status"] == "queued"), "{relisted:?}");
     let sends: Vec<(i64,)> = match &app.db {
-        wafleet_core::Db::Sqlite(pool) => sqlx::query_as("SELECT COUNT(*) FROM outbound_messages").fetch_all(pool).await,
-        wafleet_core::Db::Postgres(pool) => sqlx::query_as("SELECT COUNT(*) FROM outbound_messages").fetch_all(pool).await,
+        wafleet_core::Db::Sqlite(pool) => {
+            sqlx::query_as("SELECT COUNT(*) FROM outbound_messages")
+                .fetch_all(pool)
+                .await
+        }
+        wafleet_core::Db::Postgres(pool) => {
+            sqlx::query_as("SELECT COUNT(*) FROM outbound_messages")
+                .fetch_all(pool)
+                .await
+        }
     }
     .unwrap();
     assert_eq!(sends[0].0, names.len() as i64, "no send recorded twice");

@@ -45,8 +45,8 @@ pub use api_tokens::{ApiToken, Caller, TokenGrant};
 pub use broadcasts::{Broadcast, NewBroadcast, broadcast_send_key};
 pub use campaigns::send_key;
 pub use campaigns::{
-    CalendarDay, CalendarEntry, Campaign, CampaignChanges, CampaignRecipient, CampaignReport, CampaignStatus, DeviceReport, Dispatched,
-    NewCampaign, RECIPIENTS_PAGE_MAX, StatusCounts,
+    CalendarDay, CalendarEntry, Campaign, CampaignChanges, CampaignRecipient, CampaignReport, CampaignStatus,
+    DeviceReport, Dispatched, NewCampaign, RECIPIENTS_PAGE_MAX, StatusCounts,
 };
 pub use chat_views::{ChatCursor, ChatMessage, DeviceActivity, MessageCursor};
 pub use chats::{BatchOutcome, Chat, IngestItem};
@@ -58,12 +58,12 @@ pub use leads::{Lead, LeadChanges, LeadFilter, LeadStatus, NewLead};
 pub use leases::{Fence, Fleet};
 pub use link_credentials::LINK_CREDENTIALS;
 pub use liveness::LivenessLock;
-pub use templates::{MessageTemplate, NewTemplate, TemplateChanges};
 pub use login_failures::LoginAttempt;
 pub use mcp_calls::{McpCall, NewMcpCall};
 pub use outbound::{NewSend, NextSend, OutboundMessage, OutboundStatus, SendWork, Settled, Waiting};
 pub use pacing::{DevicePacing, Pacing, SendStats};
 pub use rate_windows::RateHit;
+pub use templates::{MessageTemplate, NewTemplate, TemplateChanges};
 pub use users::{NewUserRole, User};
 pub use webhooks::{Attempt, AttemptResult, Delivery, DeliveryStatus, Webhook};
 

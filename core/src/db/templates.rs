@@ -81,7 +81,11 @@ impl Db {
     /// One of the user's templates.
     #[tracing::instrument(skip(self))]
     pub async fn template(&self, user: UserId, id: TemplateId) -> Result<MessageTemplate> {
-        let sql = concat!("SELECT ", template_columns!(), " FROM message_templates WHERE id = $1 AND user_id = $2");
+        let sql = concat!(
+            "SELECT ",
+            template_columns!(),
+            " FROM message_templates WHERE id = $1 AND user_id = $2"
+        );
         Ok(on_db!(self, pool => sqlx::query_as::<_, MessageTemplate>(sql).bind(id).bind(user).fetch_one(pool).await)?)
     }
 
@@ -99,13 +103,22 @@ impl Db {
     /// The user's templates, by name.
     #[tracing::instrument(skip(self))]
     pub async fn list_templates(&self, user: UserId) -> Result<Vec<MessageTemplate>> {
-        let sql = concat!("SELECT ", template_columns!(), " FROM message_templates WHERE user_id = $1 ORDER BY name, id");
+        let sql = concat!(
+            "SELECT ",
+            template_columns!(),
+            " FROM message_templates WHERE user_id = $1 ORDER BY name, id"
+        );
         Ok(on_db!(self, pool => sqlx::query_as::<_, MessageTemplate>(sql).bind(user).fetch_all(pool).await)?)
     }
 
     /// Applies `changes` to one of the user's templates.
     #[tracing::instrument(skip(self, changes))]
-    pub async fn update_template(&self, user: UserId, id: TemplateId, changes: &TemplateChanges) -> Result<MessageTemplate> {
+    pub async fn update_template(
+        &self,
+        user: UserId,
+        id: TemplateId,
+        changes: &TemplateChanges,
+    ) -> Result<MessageTemplate> {
         let now = Timestamp::now();
         let done = on_db!(self, pool => sqlx::query(
             "UPDATE message_templates SET name = COALESCE($3, name), message = COALESCE($4, message), \

@@ -65,7 +65,9 @@ pub enum TextError {
     #[error("Unbalanced braces: `{{` at position {0} is never closed; add `}}` or write `\\{{` for a literal brace")]
     Unclosed(usize),
     /// A `}` with no `{` before it.
-    #[error("Unbalanced braces: `}}` at position {0} has no `{{` before it; remove it or write `\\}}` for a literal brace")]
+    #[error(
+        "Unbalanced braces: `}}` at position {0} has no `{{` before it; remove it or write `\\}}` for a literal brace"
+    )]
     Unopened(usize),
     /// `{a||b}`, `{|a}` or `{a|}`.
     #[error(
@@ -79,9 +81,7 @@ pub enum TextError {
         open: usize,
     },
     /// `{}`.
-    #[error(
-        "Empty braces at position {0}: write options such as {{Hi|Hello}} or a variable such as {{first_name}}"
-    )]
+    #[error("Empty braces at position {0}: write options such as {{Hi|Hello}} or a variable such as {{first_name}}")]
     EmptyBraces(usize),
     /// Braces without `|` that name no variable.
     #[error("Unknown variable `{{{name}}}` at position {position}: the variables are {known}; separate the options of a choice with `|`, or write `\\{{` for a literal brace", known = Variable::listing())]
@@ -125,7 +125,9 @@ pub struct Message {
 
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Message").field("variations", &self.variations()).finish()
+        f.debug_struct("Message")
+            .field("variations", &self.variations())
+            .finish()
     }
 }
 

@@ -132,7 +132,10 @@ fn escapes_stand_for_the_character() {
     let mut seen: Vec<_> = spread(r"{a\|b|c\}}", 200).into_keys().collect();
     seen.sort();
     assert_eq!(seen, ["a|b", "c}"]);
-    assert_eq!(Message::parse("ends with \\").unwrap().render(&ana(), 1), "ends with \\");
+    assert_eq!(
+        Message::parse("ends with \\").unwrap().render(&ana(), 1),
+        "ends with \\"
+    );
 }
 
 #[test]
@@ -146,7 +149,11 @@ fn unbalanced_braces_name_their_position() {
     assert_eq!(error("{a|b} and {c|{d|e}"), TextError::Unclosed(11));
     assert_eq!(error("Hi}"), TextError::Unopened(3));
     assert_eq!(error("{a|b}}"), TextError::Unopened(6));
-    assert!(error("x}").to_string().starts_with("Unbalanced braces: `}` at position 2"));
+    assert!(
+        error("x}")
+            .to_string()
+            .starts_with("Unbalanced braces: `}` at position 2")
+    );
     // Positions count characters, not bytes.
     assert_eq!(error("Olá 👋 {Hi|Hey"), TextError::Unclosed(7));
 }
@@ -173,8 +180,14 @@ fn unknown_variables_are_named_with_their_position() {
         }
     );
     let text = err.to_string();
-    assert!(text.starts_with("Unknown variable `{frist_name}` at position 4"), "{text}");
-    assert!(text.contains("{name}, {first_name}, {phone}, {niche}, {greeting}"), "{text}");
+    assert!(
+        text.starts_with("Unknown variable `{frist_name}` at position 4"),
+        "{text}"
+    );
+    assert!(
+        text.contains("{name}, {first_name}, {phone}, {niche}, {greeting}"),
+        "{text}"
+    );
     // A lone word in braces is not a choice of one.
     assert_eq!(error("{Hello}").position(), 1);
     assert_eq!(error("{a|{b}}").position(), 4);

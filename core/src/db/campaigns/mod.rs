@@ -10,8 +10,8 @@ mod report;
 
 pub use dispatch::Dispatched;
 pub use dispatch::send_key;
-pub use recipients::{CampaignRecipient, RECIPIENTS_PAGE_MAX};
 pub use model::{Campaign, CampaignChanges, CampaignStatus, NewCampaign};
+pub use recipients::{CampaignRecipient, RECIPIENTS_PAGE_MAX};
 pub use report::{CalendarDay, CalendarEntry, CampaignReport, DeviceReport, StatusCounts};
 
 use crate::types::{CampaignId, DeviceId, Timestamp, UserId};
