@@ -31,6 +31,7 @@ mod scopes;
 mod sends;
 mod session;
 mod sessions;
+mod templates;
 mod text;
 mod tokens;
 mod webhooks;
@@ -130,6 +131,7 @@ pub fn app(state: AppState) -> Router {
         .merge(devices::router())
         .merge(leads::router())
         .merge(campaigns::router())
+        .merge(templates::router())
         .merge(analytics::router())
         .merge(sessions::router())
         .merge(chat_view::router())

@@ -48,6 +48,9 @@ use crate::session::CurrentUser;
         (name = "admin", description = "For administrators: jobs the queues gave up on"),
         (name = "campaigns", description = "Messages to the leads of one niche on chosen devices, at a planned \
             time, paced per device; per-recipient status queued, sent, delivered, read, replied or failed"),
+        (name = "templates", description = "Saved messages to start campaigns from, and previews of a message's \
+            variations: choices `{Hi|Hello}` (nested too) and variables {name}, {first_name}, {phone}, {niche}, \
+            {greeting}, filled per recipient"),
         (name = "analytics", description = "Sends per UTC day from roll-ups refreshed every minute: sent, delivered, \
             read, replied and failed with percentages, a per-day series, and devices online; by range and device"),
         (name = "actions", description = "A device's actions: test sends, number checks per pasted line, broadcasts \

@@ -21,8 +21,8 @@ pub(crate) fn required(method: &Method, path: &str) -> Scope {
         || path.ends_with("/actions/test-send")
         || path.ends_with("/broadcasts")
         || path.starts_with("/send/");
-    // A number check asks WhatsApp and changes nothing.
-    let checks = path.ends_with("/check");
+    // A number check asks WhatsApp and changes nothing; nor does a preview of a message.
+    let checks = path.ends_with("/check") || path.ends_with("/preview");
     if sends {
         Scope::Send
     } else if checks {
@@ -72,6 +72,8 @@ mod tests {
         assert_eq!(required(&Method::POST, "/send/message"), Scope::Send);
         assert_eq!(required(&Method::POST, "/api/devices/3/check"), Scope::Read);
         assert_eq!(required(&Method::POST, "/api/devices/3/actions/check"), Scope::Read);
+        assert_eq!(required(&Method::POST, "/api/templates/preview"), Scope::Read);
+        assert_eq!(required(&Method::POST, "/api/templates"), Scope::Manage);
         assert_eq!(required(&Method::POST, "/api/leads"), Scope::Manage);
         assert_eq!(required(&Method::DELETE, "/api/devices/3"), Scope::Manage);
         assert_eq!(required(&Method::GET, "/app/logout"), Scope::Manage);

@@ -188,6 +188,7 @@ function show(campaign) {
   document.getElementById("report").hidden = !campaign;
   if (!editor.open) {
     clearError();
+    document.getElementById("previews").hidden = true;
     editor.showModal();
   }
 }
@@ -264,6 +265,24 @@ async function save(event) {
   await drawCalendar();
 }
 
+/**
+ * Shows three renders of the message, as three recipients would get it (greeting by the form's
+ * time zone); a mistake in its choices or variables shows the API's error with its position.
+ */
+async function preview() {
+  const f = form.elements;
+  const list = document.getElementById("previews");
+  clearError();
+  const result = await busy(document.getElementById("preview"), () =>
+    api("POST", "/api/templates/preview", { message: f.message.value, time_zone: f.time_zone.value || "UTC", count: 3 }));
+  if (!result) {
+    list.hidden = true;
+    return;
+  }
+  list.replaceChildren(...result.renders.map((text) => el("li", {}, text)));
+  list.hidden = false;
+}
+
 async function setStatus(status) {
   const saved = await act(() => api("PUT", `/api/campaigns/${current.id}`, { status }));
   if (saved) {
@@ -285,6 +304,7 @@ setInterval(async () => {
 }, 5000);
 
 form.addEventListener("submit", save);
+document.getElementById("preview").addEventListener("click", preview);
 document.getElementById("pause").addEventListener("click", () => setStatus("paused"));
 document.getElementById("resume").addEventListener("click", () => setStatus("running"));
 document.getElementById("cancel-campaign").addEventListener("click", () => setStatus("cancelled"));

@@ -4,7 +4,7 @@ use base64::Engine;
 use chrono::{NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
 use wafleet_core::db::{CampaignChanges, CampaignStatus, NewCampaign};
-use wafleet_core::types::{DeviceId, Timestamp};
+use wafleet_core::types::{DeviceId, TemplateId, Timestamp};
 
 use crate::error::{ApiError, ApiResult};
 
@@ -12,8 +12,6 @@ use crate::error::{ApiError, ApiResult};
 const MAX_TITLE: usize = 200;
 /// Longest niche.
 const MAX_NICHE: usize = 100;
-/// Longest message WhatsApp carries.
-const MAX_MESSAGE: usize = 65_536;
 /// Most target devices of one campaign.
 const MAX_DEVICES: usize = 200;
 
@@ -26,8 +24,14 @@ pub struct CampaignBody {
     /// Leads of the target devices with this niche receive it.
     #[schema(example = "bakery")]
     pub niche: Option<String>,
-    /// The text, or the image's caption.
+    /// The text, or the image's caption. Choices (`{Hi|Hello}`, nested too) and variables
+    /// (`{name}`, `{first_name}`, `{phone}`, `{niche}`, `{greeting}`) are filled per recipient; a
+    /// mistake in them is refused (422) naming it and its character position.
+    #[schema(example = "{Hi|Hello} {first_name}, fresh bread today!")]
     pub message: Option<String>,
+    /// On creation, one of your templates whose text (when `message` is not given) and image
+    /// (when `image_base64` is not given) the campaign copies.
+    pub template_id: Option<TemplateId>,
     /// An image (JPEG, PNG, WebP or GIF), base64-encoded; sent as a JPEG of at most 1200 px.
     /// On an update, `""` removes it.
     pub image_base64: Option<String>,
@@ -93,7 +97,7 @@ pub fn send_at(value: &str, tz: Tz) -> ApiResult<Timestamp> {
 
 /// The image's bytes, still to be compressed: decoding is the one expensive step, so the handler
 /// does it once every cheap check has passed. Its header is checked here (`""`: no image).
-fn image(value: &str) -> ApiResult<Option<Vec<u8>>> {
+pub(crate) fn image(value: &str) -> ApiResult<Option<Vec<u8>>> {
     if value.trim().is_empty() {
         return Ok(None);
     }
@@ -139,7 +143,7 @@ impl CampaignBody {
         let new = NewCampaign {
             title: text("title", &required("title", &self.title)?, MAX_TITLE)?,
             niche: text("niche", &required("niche", &self.niche)?, MAX_NICHE)?,
-            message: text("message", &required("message", &self.message)?, MAX_MESSAGE)?,
+            message: crate::templates::message(&required("message", &self.message)?)?.0,
             image: None,
             send_at: send_at(&required("send_at", &self.send_at)?, tz)?,
             time_zone: tz.name().to_owned(),
@@ -166,7 +170,7 @@ impl CampaignBody {
             message: self
                 .message
                 .as_deref()
-                .map(|v| text("message", v, MAX_MESSAGE))
+                .map(|v| crate::templates::message(v).map(|m| m.0))
                 .transpose()?,
             // `Some(None)` removes the image; a new one is set by the caller once compressed.
             image: matches!(image, Some(None)).then_some(None),

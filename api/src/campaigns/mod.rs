@@ -12,7 +12,7 @@ use chrono::Datelike;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use wafleet_core::db::{CalendarDay, Campaign, CampaignReport};
+use wafleet_core::db::{CalendarDay, Campaign, CampaignRecipient, CampaignReport, RECIPIENTS_PAGE_MAX};
 use wafleet_core::types::{CampaignId, DeviceId, Timestamp, UserId};
 
 use crate::AppState;
@@ -31,6 +31,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(calendar))
         .routes(routes!(get_campaign, update_campaign, delete_campaign))
         .routes(routes!(report))
+        .routes(routes!(recipients))
         .routes(routes!(retry_failed))
         .routes(routes!(pacing::get_pacing, pacing::put_pacing))
 }
@@ -70,14 +71,28 @@ async fn list_campaigns(
 /// Plan a campaign. It is sent from each target device to that device's leads whose niche is the
 /// campaign's (except leads marked lost), paced by each device's pacing policy.
 #[utoipa::path(post, path = "/api/campaigns", tag = "campaigns", request_body = CampaignBody,
-    responses((status = 201, body = Envelope<Campaign>), (status = 404, description = "A device is not yours"),
+    responses((status = 201, body = Envelope<Campaign>), (status = 404, description = "A device or template is not yours"),
               (status = 422, description = "A field is invalid; the message says which and how to fix it")))]
 async fn create_campaign(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Json(body): Json<CampaignBody>,
+    Json(mut body): Json<CampaignBody>,
 ) -> ApiResult<impl IntoResponse> {
+    let mut template_image = None;
+    if let Some(template) = body.template_id {
+        let (message, image) = state
+            .db
+            .template_content(user.id, template)
+            .await
+            .or_not_found("template")?;
+        body.message.get_or_insert(message);
+        if body.image_base64.is_none() {
+            template_image = image;
+        }
+    }
     let (mut new, image) = body.into_new()?;
+    // A template's image is stored compressed already.
+    new.image = template_image;
     if image.is_some() {
         // Only a user who may plan this campaign gets an image decoded.
         ensure_owned(&state, user.id, &new.devices).await?;
@@ -184,6 +199,40 @@ async fn report(
         "report",
         state.db.campaign_report(user.id, id).await.or_not_found("campaign")?,
     ))
+}
+
+/// A page of a campaign's recipients.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RecipientsQuery {
+    /// The `id` of the last recipient of the previous page (default: from the first).
+    pub after: Option<i64>,
+    /// How many, 1 to 500 (default 100).
+    pub limit: Option<i64>,
+}
+
+/// A campaign's recipients in the order they are sent, each with its status and the text it was
+/// sent (choices and variables filled in for it; `null` until its send is recorded).
+#[utoipa::path(get, path = "/api/campaigns/{id}/recipients", tag = "campaigns",
+    params(("id" = i64, Path, description = "Campaign id"), RecipientsQuery),
+    responses((status = 200, body = Envelope<Vec<CampaignRecipient>>), (status = 404, description = "No such campaign of yours"),
+              (status = 422, description = "Bad limit")))]
+async fn recipients(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<CampaignId>,
+    Query(query): Query<RecipientsQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=RECIPIENTS_PAGE_MAX).contains(&limit) {
+        return Err(ApiError::Invalid(format!("limit: must be 1 to {RECIPIENTS_PAGE_MAX}")));
+    }
+    let page = state
+        .db
+        .campaign_recipients(user.id, id, query.after.unwrap_or(0), limit)
+        .await
+        .or_not_found("campaign")?;
+    Ok(ok("recipients", page))
 }
 
 /// Send again to the recipients whose send failed (each as a new send); a finished campaign runs

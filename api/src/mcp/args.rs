@@ -175,7 +175,9 @@ pub(crate) struct CreateCampaignDraft {
     pub title: String,
     /// Leads of the chosen devices with this niche receive it (leads marked lost never do).
     pub niche: String,
-    /// The message text.
+    /// The message text. It may vary per recipient: `{Hi|Hello}` picks one option (choices nest),
+    /// `{name}`, `{first_name}`, `{phone}`, `{niche}` and `{greeting}` are filled in for each
+    /// lead, and `\{` is a literal brace; a mistake is refused naming its position.
     pub message: String,
     /// When it should go out once confirmed: RFC 3339 (`2026-03-14T09:00:00+08:00`) or a local
     /// time (`2026-03-14T09:00`) in `time_zone`.

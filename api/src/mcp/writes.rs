@@ -159,6 +159,7 @@ pub(super) async fn create_campaign_draft(
         title: Some(args.title),
         niche: Some(args.niche),
         message: Some(args.message),
+        template_id: None,
         image_base64: None,
         send_at: Some(args.send_at),
         time_zone: args.time_zone,

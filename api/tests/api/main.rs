@@ -61,6 +61,7 @@ mod nul_bytes;
 mod security_headers;
 mod sends;
 mod sessions;
+mod templates;
 mod tokens;
 mod tokens_browser;
 mod waiting;

@@ -28,6 +28,7 @@ mod outbound;
 mod pacing;
 mod rate_windows;
 mod sessions;
+mod templates;
 mod users;
 pub(crate) mod webhooks;
 
@@ -45,8 +46,8 @@ pub use api_tokens::{ApiToken, Caller, TokenGrant};
 pub use broadcasts::{Broadcast, NewBroadcast, broadcast_send_key};
 pub use campaigns::send_key;
 pub use campaigns::{
-    CalendarDay, CalendarEntry, Campaign, CampaignChanges, CampaignReport, CampaignStatus, DeviceReport, Dispatched,
-    NewCampaign, StatusCounts,
+    CalendarDay, CalendarEntry, Campaign, CampaignChanges, CampaignRecipient, CampaignReport, CampaignStatus,
+    DeviceReport, Dispatched, NewCampaign, RECIPIENTS_PAGE_MAX, StatusCounts,
 };
 pub use chat_views::{ChatCursor, ChatMessage, DeviceActivity, MessageCursor};
 pub use chats::{BatchOutcome, Chat, IngestItem};
@@ -63,6 +64,7 @@ pub use mcp_calls::{McpCall, NewMcpCall};
 pub use outbound::{NewSend, NextSend, OutboundMessage, OutboundStatus, SendWork, Settled, Waiting};
 pub use pacing::{DevicePacing, Pacing, SendStats};
 pub use rate_windows::RateHit;
+pub use templates::{MessageTemplate, NewTemplate, TemplateChanges};
 pub use users::{NewUserRole, User};
 pub use webhooks::{Attempt, AttemptResult, Delivery, DeliveryStatus, Webhook};
 

@@ -37,3 +37,7 @@ id_type!(
     /// Id of a campaign.
     CampaignId
 );
+id_type!(
+    /// Id of a message template.
+    TemplateId
+);

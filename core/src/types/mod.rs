@@ -7,7 +7,7 @@ mod scopes;
 mod time;
 
 pub use email::Email;
-pub use ids::{ApiTokenId, CampaignId, DeviceId, LeadId, UserId};
+pub use ids::{ApiTokenId, CampaignId, DeviceId, LeadId, TemplateId, UserId};
 pub use phone::{Country, PhoneError, PhoneNumber};
 pub use scopes::{Scope, Scopes};
 pub use time::Timestamp;

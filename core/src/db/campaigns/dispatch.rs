@@ -10,6 +10,7 @@
 //! not start for hours.
 
 use crate::link::{Jid, USER_SERVER};
+use crate::text::{self, Message, Variables};
 use crate::types::{CampaignId, DeviceId, Timestamp, UserId};
 use crate::{Db, Error, Result};
 
@@ -32,6 +33,10 @@ pub struct Dispatched {
     /// Campaigns that finished.
     pub finished: u64,
 }
+
+/// A recipient waiting for its send: id, lead, number, attempt, and the lead's name and niche
+/// (`None` once the lead is deleted).
+type Pending = (i64, i64, String, i64, Option<String>, Option<String>);
 
 /// Sends recorded ahead of a device's pace when pacing is off.
 const UNPACED_BACKLOG: i64 = 500;
@@ -66,7 +71,7 @@ impl Db {
             if expanded.is_none() {
                 done.listed += self.list_recipients(campaign, now).await?;
             }
-            done.queued += self.queue_recipients(campaign, user).await?;
+            done.queued += self.queue_recipients(campaign, user, now).await?;
         }
         done.finished = self.finish_campaigns(now).await?;
         Ok(done)
@@ -148,13 +153,28 @@ impl Db {
     }
 
     /// Records sends for a running campaign's recipients, per device up to two minutes of its pace
-    /// ahead of what is already waiting. Returns how many were recorded.
-    async fn queue_recipients(&self, campaign: CampaignId, user: UserId) -> Result<u64> {
-        let (message, image): (String, Option<Vec<u8>>) = on_db!(self, pool => sqlx::query_as(
-            "SELECT message, image FROM campaigns WHERE id = $1")
+    /// ahead of what is already waiting, each with the campaign's message rendered for its lead
+    /// (see [`crate::text`]). Returns how many were recorded.
+    ///
+    /// A recipient's text is drawn from a seed of the campaign and lead ids, so recording its send
+    /// again (after a crash between the two writes below) renders the same text and
+    /// [`Db::record_send`] finds the same row. Only a variable that changed meanwhile (a renamed
+    /// lead, a greeting across noon) could render differently: the send already recorded under
+    /// the recipient's key, to the same number from the same device, is then the recipient's
+    /// send, with the text it was recorded with.
+    async fn queue_recipients(&self, campaign: CampaignId, user: UserId, now: Timestamp) -> Result<u64> {
+        let (text, image, niche, time_zone): (String, Option<Vec<u8>>, String, String) = on_db!(self, pool => sqlx::query_as(
+            "SELECT message, image, niche, time_zone FROM campaigns WHERE id = $1")
             .bind(campaign)
             .fetch_one(pool)
             .await)?;
+        // Messages saved before variations were checked may not parse: they go out as written,
+        // as they did when they were saved.
+        let message = Message::parse(&text).unwrap_or_else(|err| {
+            tracing::warn!(%campaign, %err, "the campaign's message is sent as written");
+            Message::literal(&text)
+        });
+        let local_hour = Variables::hour_in(now, &time_zone);
         let devices: Vec<DeviceId> = on_db!(self, pool => sqlx::query_scalar(
             "SELECT device_id FROM campaign_devices WHERE campaign_id = $1 ORDER BY device_id")
             .bind(campaign)
@@ -178,46 +198,61 @@ impl Db {
             if waiting >= backlog {
                 continue;
             }
-            let next: Vec<(i64, i64, String, i64)> = on_db!(self, pool => sqlx::query_as(
-                "SELECT id, lead_id, phone, attempt FROM campaign_recipients WHERE campaign_id = $1 AND device_id = $2 \
-                 AND outbound_id IS NULL AND status = 'queued' ORDER BY id LIMIT $3")
+            // The lead may have been deleted since it was listed: its number is still sent to,
+            // with an empty name.
+            let next: Vec<Pending> = on_db!(self, pool => sqlx::query_as(
+                "SELECT r.id, r.lead_id, r.phone, r.attempt, l.name, l.niche FROM campaign_recipients r \
+                 LEFT JOIN leads l ON l.id = r.lead_id AND l.device_id = r.device_id \
+                 WHERE r.campaign_id = $1 AND r.device_id = $2 \
+                 AND r.outbound_id IS NULL AND r.status = 'queued' ORDER BY r.id LIMIT $3")
                 .bind(campaign)
                 .bind(device)
                 .bind(backlog - waiting)
                 .fetch_all(pool)
                 .await)?;
-            for (recipient, lead, phone, attempt) in next {
+            for (recipient, lead, phone, attempt, name, lead_niche) in next {
+                let variables = Variables {
+                    name: name.unwrap_or_default(),
+                    phone: phone.clone(),
+                    niche: lead_niche.unwrap_or_else(|| niche.clone()),
+                    local_hour,
+                };
                 let send = NewSend {
                     user,
                     device,
                     idempotency_key: send_key(campaign, lead, attempt),
                     to: Jid(format!("{}@{USER_SERVER}", phone.trim_start_matches('+'))),
-                    body: Some(message.clone()),
+                    body: Some(message.render(&variables, text::seed(&[campaign.0, lead]))),
                     image: image.clone(),
                 };
-                match self.record_send(&send).await {
-                    Ok((outbound, _)) => {
-                        on_db!(self, pool => sqlx::query(
-                            "UPDATE campaign_recipients SET outbound_id = $2 WHERE id = $1 AND outbound_id IS NULL")
-                            .bind(recipient)
-                            .bind(outbound.id)
-                            .execute(pool)
-                            .await
-                            .map(drop))?;
-                        queued += 1;
-                    }
-                    // The key is taken by a different send (a user's own key clashing): fail
-                    // this recipient visibly rather than skip it silently.
-                    Err(Error::Conflict(reason)) => {
-                        on_db!(self, pool => sqlx::query(
-                            "UPDATE campaign_recipients SET status = 'failed', reason = $2 WHERE id = $1")
-                            .bind(recipient)
-                            .bind(&reason)
-                            .execute(pool)
-                            .await
-                            .map(drop))?;
-                    }
+                let outbound = match self.record_send(&send).await {
+                    Ok((outbound, _)) => Some(outbound.id),
+                    Err(Error::Conflict(reason)) => match self.send_under_key(user, &send.idempotency_key).await? {
+                        Some((id, on, to)) if on == device && to == send.to.0 => Some(id),
+                        // The key is taken by a different send (a user's own key clashing):
+                        // fail this recipient visibly rather than skip it silently.
+                        _ => {
+                            on_db!(self, pool => sqlx::query(
+                                "UPDATE campaign_recipients SET status = 'failed', reason = $2 WHERE id = $1")
+                                .bind(recipient)
+                                .bind(&reason)
+                                .execute(pool)
+                                .await
+                                .map(drop))?;
+                            None
+                        }
+                    },
                     Err(err) => return Err(err),
+                };
+                if let Some(outbound) = outbound {
+                    on_db!(self, pool => sqlx::query(
+                        "UPDATE campaign_recipients SET outbound_id = $2 WHERE id = $1 AND outbound_id IS NULL")
+                        .bind(recipient)
+                        .bind(outbound)
+                        .execute(pool)
+                        .await
+                        .map(drop))?;
+                    queued += 1;
                 }
             }
         }

@@ -5,11 +5,13 @@
 
 mod dispatch;
 mod model;
+mod recipients;
 mod report;
 
 pub use dispatch::Dispatched;
 pub use dispatch::send_key;
 pub use model::{Campaign, CampaignChanges, CampaignStatus, NewCampaign};
+pub use recipients::{CampaignRecipient, RECIPIENTS_PAGE_MAX};
 pub use report::{CalendarDay, CalendarEntry, CampaignReport, DeviceReport, StatusCounts};
 
 use crate::types::{CampaignId, DeviceId, Timestamp, UserId};

@@ -215,6 +215,17 @@ impl Db {
         Ok((existing.into(), false))
     }
 
+    /// The send `user` recorded under `key`, if any: its id, device and recipient.
+    #[tracing::instrument(skip(self))]
+    pub async fn send_under_key(&self, user: UserId, key: &str) -> Result<Option<(i64, DeviceId, String)>> {
+        Ok(on_db!(self, pool => sqlx::query_as(
+            "SELECT id, device_id, recipient FROM outbound_messages WHERE user_id = $1 AND idempotency_key = $2")
+            .bind(user)
+            .bind(key)
+            .fetch_optional(pool)
+            .await)?)
+    }
+
     /// Whether `user` has recorded a send under `key` (a retry, when so).
     #[tracing::instrument(skip(self))]
     pub async fn send_key_used(&self, user: UserId, key: &str) -> Result<bool> {
