@@ -84,6 +84,13 @@ async fn two_devices_pair_resume_talk_and_log_out(backend: Backend) {
         format!("{qr_phone}:1@s.whatsapp.net"),
         format!("{code_phone}:1@s.whatsapp.net"),
     ];
+    // The client may log in once more right after pairing: wait for both logins to settle.
+    for _ in 0..100 {
+        if stack.sim.logged_in() == linked {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(stack.sim.logged_in(), linked);
 
     // A new worker with a fresh link resumes both from the stored state: no pairing.

@@ -38,7 +38,10 @@ pub async fn qr_pairing_with_refreshing_codes(h: &dyn Harness) {
         };
         current = code;
     }
-    let event = wait_for(&mut events, "PairSuccess", |e| !matches!(e, LinkEvent::QrCode { .. })).await;
+    let event = wait_for(&mut events, "PairSuccess", |e| {
+        matches!(e, LinkEvent::PairSuccess { .. })
+    })
+    .await;
     let LinkEvent::PairSuccess { jid } = event else {
         panic!("expected PairSuccess, got {event:?}")
     };
@@ -81,7 +84,10 @@ pub async fn pair_code_pairing(h: &dyn Harness) {
     );
     let linked = h.phones().enter_pair_code(&phone, &code).await.expect("type the code");
     assert_eq!(linked, Jid::for_phone(&phone));
-    let event = wait_for(&mut events, "PairSuccess", |e| !matches!(e, LinkEvent::QrCode { .. })).await;
+    let event = wait_for(&mut events, "PairSuccess", |e| {
+        matches!(e, LinkEvent::PairSuccess { .. })
+    })
+    .await;
     let LinkEvent::PairSuccess { jid } = event else {
         panic!("expected PairSuccess, got {event:?}");
     };

@@ -43,11 +43,17 @@ pub async fn new_device(db: &Db) -> DeviceId {
 }
 
 /// The next event, or a panic naming what was expected.
+///
+/// LID mappings, which the client reports whenever it learns one (a number check, a send), are
+/// skipped: they may come between any two events.
 pub async fn next_event(events: &mut mpsc::Receiver<LinkEvent>, expecting: &str) -> LinkEvent {
-    match tokio::time::timeout(EVENT_TIMEOUT, events.recv()).await {
-        Ok(Some(event)) => event,
-        Ok(None) => panic!("the event stream ended while expecting {expecting}"),
-        Err(_) => panic!("no event within {EVENT_TIMEOUT:?} while expecting {expecting}"),
+    loop {
+        match tokio::time::timeout(EVENT_TIMEOUT, events.recv()).await {
+            Ok(Some(LinkEvent::LidMapping { .. })) => continue,
+            Ok(Some(event)) => return event,
+            Ok(None) => panic!("the event stream ended while expecting {expecting}"),
+            Err(_) => panic!("no event within {EVENT_TIMEOUT:?} while expecting {expecting}"),
+        }
     }
 }
 
@@ -64,7 +70,10 @@ pub async fn wait_for(
             return event;
         }
         assert!(
-            matches!(event, LinkEvent::Receipt { .. } | LinkEvent::QrCode { .. }),
+            matches!(
+                event,
+                LinkEvent::Receipt { .. } | LinkEvent::QrCode { .. } | LinkEvent::LidMapping { .. }
+            ),
             "expected {expecting}, got {event:?}"
         );
     }

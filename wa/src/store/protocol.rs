@@ -79,7 +79,10 @@ impl ProtocolStore for WaStore {
             .bind(entry.created_at).bind(entry.updated_at).bind(&entry.learning_source)
             .execute(pool).await.map(drop))
         .map_err(db_error("storing a LID mapping"))?;
-        self.mapping_learned(&entry.lid, &entry.phone_number);
+        // The account's own LID, learned at pairing, names no chat.
+        if entry.learning_source != "pairing" {
+            self.mapping_learned(&entry.lid, &entry.phone_number);
+        }
         Ok(())
     }
 
