@@ -49,7 +49,7 @@ pub async fn incoming_message_acked_once_and_replayed_until_then(h: &dyn Harness
                 ack.done();
                 replayed = true;
             }
-            LinkEvent::Receipt { .. } | LinkEvent::LidMapping { .. } => {}
+            LinkEvent::Receipt { .. } => {}
             other => panic!("expected Connected and the replay, got {other:?}"),
         }
     }

@@ -70,10 +70,7 @@ pub async fn wait_for(
             return event;
         }
         assert!(
-            matches!(
-                event,
-                LinkEvent::Receipt { .. } | LinkEvent::QrCode { .. } | LinkEvent::LidMapping { .. }
-            ),
+            matches!(event, LinkEvent::Receipt { .. } | LinkEvent::QrCode { .. }),
             "expected {expecting}, got {event:?}"
         );
     }

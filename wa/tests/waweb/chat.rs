@@ -88,7 +88,7 @@ pub async fn text_both_ways_with_receipts(backend: Backend) {
                 );
                 break;
             }
-            LinkEvent::Receipt { .. } | LinkEvent::LidMapping { .. } => {}
+            LinkEvent::Receipt { .. } => {}
             other => panic!("expected the second reply, got {other:?}"),
         }
     }

@@ -67,7 +67,7 @@ pub async fn stream_error_then_reconnect(backend: Backend) {
     loop {
         match crate::support::next(&mut events, "Connected again").await {
             LinkEvent::Connected => break,
-            LinkEvent::Disconnected { .. } | LinkEvent::Receipt { .. } | LinkEvent::LidMapping { .. } => {}
+            LinkEvent::Disconnected { .. } | LinkEvent::Receipt { .. } => {}
             other => panic!("expected Connected again, got {other:?}"),
         }
     }

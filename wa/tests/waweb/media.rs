@@ -48,7 +48,7 @@ pub async fn image_both_ways(backend: Backend) {
                 assert_eq!(message.text.as_deref(), Some("back at you"));
                 break;
             }
-            LinkEvent::Receipt { .. } | LinkEvent::LidMapping { .. } => {}
+            LinkEvent::Receipt { .. } => {}
             other => panic!("expected the picture, got {other:?}"),
         }
     }

@@ -159,10 +159,7 @@ pub async fn wait_for(
             return event;
         }
         assert!(
-            matches!(
-                event,
-                LinkEvent::QrCode { .. } | LinkEvent::Receipt { .. } | LinkEvent::LidMapping { .. }
-            ),
+            matches!(event, LinkEvent::QrCode { .. } | LinkEvent::Receipt { .. }),
             "expected {expecting}, got {event:?}"
         );
     }
