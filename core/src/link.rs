@@ -265,6 +265,65 @@ pub enum LinkError {
     /// have arrived. Never retried, since retrying could deliver it twice.
     #[error("no confirmation from WhatsApp: {0}")]
     Unconfirmed(String),
+    /// WhatsApp does not let this account start new chats for now (a reach-out timelock, or
+    /// the monthly new-chat cap is used up). Nothing was sent; the same message may go once the
+    /// restriction lifts ([`Session::restrictions`] says when), and existing chats still work.
+    #[error("new chats restricted: {0}")]
+    Restricted(String),
+}
+
+/// What WhatsApp currently lets an account do with new chats (people who have not written to
+/// it), as read from WhatsApp.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Restrictions {
+    /// A reach-out timelock: messages to new chats are refused until then.
+    pub timelocked_until: Option<Timestamp>,
+    /// The monthly cap on messages to new chats, when WhatsApp applies one to the account.
+    pub new_chat_cap: Option<NewChatCap>,
+}
+
+/// A monthly cap on messages to people who have not replied.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct NewChatCap {
+    /// Messages counted against the cap this cycle.
+    pub used: i64,
+    /// The cap.
+    pub total: i64,
+    /// When the cycle ends and the count starts again.
+    pub resets_at: Option<Timestamp>,
+}
+
+impl Restrictions {
+    /// Until when messages to new chats must wait at `now`, and why (for people); `None` when
+    /// they may go. A restriction without an end is looked at again in an hour.
+    pub fn new_chats_blocked(&self, now: Timestamp) -> Option<(Timestamp, String)> {
+        let retry = || now.plus_secs(3600);
+        // For people: to the second, in UTC (the dashboard shows exact times in local time).
+        let at = |t: Timestamp| t.to_datetime().format("%Y-%m-%d %H:%M:%S UTC");
+        if let Some(until) = self.timelocked_until.filter(|t| t.millis() > now.millis()) {
+            return Some((
+                until,
+                format!(
+                    "WhatsApp restricts new chats from this number until {} (a reach-out timelock); sends to existing chats go on",
+                    at(until)
+                ),
+            ));
+        }
+        let cap = self.new_chat_cap.as_ref().filter(|c| c.used >= c.total)?;
+        let until = cap
+            .resets_at
+            .filter(|t| t.millis() > now.millis())
+            .unwrap_or_else(retry);
+        Some((
+            until,
+            format!(
+                "the monthly cap on messages to new chats is used up ({} of {}) until {}; sends to existing chats go on",
+                cap.used,
+                cap.total,
+                at(until)
+            ),
+        ))
+    }
 }
 
 /// Whether a number is on WhatsApp.
@@ -366,6 +425,9 @@ pub trait Session: Send + Sync {
     /// Unlinks the device from the account and forgets its credentials.
     async fn logout(&self) -> Result<(), LinkError>;
 
+    /// What WhatsApp currently lets the account do with new chats.
+    async fn restrictions(&self) -> Result<Restrictions, LinkError>;
+
     /// Closes the connection but keeps the credentials (hand-off to another worker, shutdown).
     async fn close(&self);
 }
@@ -404,6 +466,35 @@ mod tests {
             assert!(!Jid(other.into()).is_personal(), "{other}");
         }
         assert_eq!(Jid("60123456789:12@s.whatsapp.net".into()).user(), "60123456789");
+    }
+
+    #[test]
+    fn new_chats_wait_for_a_timelock_or_a_used_up_cap_only() {
+        let now = Timestamp(1_800_000_000_000);
+        assert_eq!(Restrictions::default().new_chats_blocked(now), None);
+        let locked = Restrictions {
+            timelocked_until: Some(now.plus_secs(90)),
+            new_chat_cap: None,
+        };
+        let (until, why) = locked.new_chats_blocked(now).expect("blocked");
+        assert_eq!(until, now.plus_secs(90));
+        assert!(
+            why.contains("2027-01-15 08:01:30 UTC") && why.contains("timelock"),
+            "{why}"
+        );
+        assert_eq!(locked.new_chats_blocked(now.plus_secs(90)), None, "over at its end");
+        let cap = |used| Restrictions {
+            timelocked_until: None,
+            new_chat_cap: Some(NewChatCap {
+                used,
+                total: 10,
+                resets_at: Some(now.plus_secs(600)),
+            }),
+        };
+        assert_eq!(cap(9).new_chats_blocked(now), None, "room left");
+        let (until, why) = cap(10).new_chats_blocked(now).expect("used up");
+        assert_eq!(until, now.plus_secs(600));
+        assert!(why.contains("10 of 10"), "{why}");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! A campaign against the ban model, paced by the workers' own [`Schedule`] on a virtual clock:
-//! with the default pacing no device is banned; with pacing off they are. The clock is virtual
+//! with the default pacing no device is timelocked or banned; with pacing off each is timelocked
+//! and then banned. A send the network refuses for a restriction waits until it lifts, as
+//! wafleet's send loop holds it. The clock is virtual
 //! because the default pace (three a minute, 200 a day) makes a 2,000-recipient campaign take
 //! days of real time; the ban model and the schedule are the code that runs in production.
 
@@ -9,7 +11,7 @@ use std::time::{Duration, Instant};
 use wafleet_core::db::Pacing;
 use wafleet_workers::pacing::{Schedule, Slot};
 
-use super::{BanLimits, Reputation, record_incoming, record_send};
+use super::{BanLimits, Refusal, Reputation, Verdict, record_incoming, record_send, refusal};
 use crate::SimConfig;
 
 /// A campaign still stalled after this long (virtual) is stopped where it is.
@@ -22,6 +24,11 @@ const WINDOW_MS: i64 = 90 * 86_400_000;
 struct Run {
     sent: usize,
     banned: usize,
+    /// Devices the model timelocked.
+    timelocked: usize,
+    /// Sends refused for a restriction (and held until it lifted).
+    refused_timelocked: usize,
+    refused_capped: usize,
     /// Virtual time until the last send, in hours.
     hours: f64,
 }
@@ -49,8 +56,14 @@ impl Lcg {
 /// `recipients` strangers spread over `devices` accounts; each replies with `reply_percent`
 /// chance after `reply_after_ms`. Sends follow `policy`; the unreplied share is checked each
 /// virtual minute, as the holder does.
-fn campaign(recipients: usize, devices: usize, policy: &Pacing, reply_percent: u64, reply_after_ms: i64) -> Run {
-    let limits = BanLimits::default();
+fn campaign(
+    limits: &BanLimits,
+    recipients: usize,
+    devices: usize,
+    policy: &Pacing,
+    reply_percent: u64,
+    reply_after_ms: i64,
+) -> Run {
     let start = Instant::now();
     let noon = 20_000 * 86_400_000 + 43_200_000;
     let mut rng = Lcg(7);
@@ -87,15 +100,38 @@ fn campaign(recipients: usize, devices: usize, policy: &Pacing, reply_percent: u
                     break;
                 }
             }
-            let at = start + Duration::from_millis((now - noon) as u64);
-            if let Some(reason) = record_send(&mut account, &to, &limits, at) {
-                eprintln!(
-                    "device {d} banned after {} sends at {:.1} h: {reason}",
-                    sent.len(),
-                    (now - noon) as f64 / 3.6e6
-                );
-                run.banned += 1;
-                break;
+            let mut at = start + Duration::from_millis((now - noon) as u64);
+            // Refused for a restriction: the send waits until it lifts, as wafleet holds it.
+            while let Some(why) = refusal(&account, &to, limits, at) {
+                let state = account.restrictions(limits, at, now);
+                let lifts = match why {
+                    Refusal::Timelocked => {
+                        run.refused_timelocked += 1;
+                        state.timelocked_until_ms
+                    }
+                    Refusal::Capped => {
+                        run.refused_capped += 1;
+                        state.cap.map(|(_, _, ends)| ends)
+                    }
+                };
+                now = lifts.expect("a restriction has an end") + 1;
+                at = start + Duration::from_millis((now - noon) as u64);
+            }
+            match record_send(&mut account, &to, limits, at) {
+                Verdict::Fine => {}
+                Verdict::Timelocked(reason) => {
+                    eprintln!("device {d} timelocked after {} sends: {reason}", sent.len());
+                    run.timelocked += 1;
+                }
+                Verdict::Banned(reason) => {
+                    eprintln!(
+                        "device {d} banned after {} sends at {:.1} h: {reason}",
+                        sent.len(),
+                        (now - noon) as f64 / 3.6e6
+                    );
+                    run.banned += 1;
+                    break;
+                }
             }
             run.sent += 1;
             let reply = (rng.below(99) < reply_percent as i64).then_some(now + reply_after_ms);
@@ -124,37 +160,57 @@ fn recipients() -> usize {
 }
 
 #[test]
-fn default_pacing_gets_no_device_banned_and_no_pacing_gets_every_device_banned() {
+fn default_pacing_gets_no_device_restricted_and_no_pacing_gets_each_timelocked_then_banned() {
     let n = recipients();
+    let limits = BanLimits::default();
+    assert!(!limits.timelock.is_zero(), "the model timelocks before it bans");
     // Half the strangers answer, after the simulator's default reply delay.
     let reply_ms = SimConfig::default().reply_ms as i64;
-    let paced = campaign(n, 5, &Pacing::default(), 50, reply_ms);
+    let paced = campaign(&limits, n, 5, &Pacing::default(), 50, reply_ms);
     eprintln!("default pacing: {paced:?}");
-    assert_eq!(paced.banned, 0, "{paced:?}");
+    assert_eq!((paced.banned, paced.timelocked), (0, 0), "{paced:?}");
+    assert_eq!(paced.refused_timelocked, 0, "{paced:?}");
     // A device whose first recipients happen to answer less than the policy's limit stops (its
     // pause lasts until replies come, and this model has no late replies): no ban, but not every
     // recipient is reached. The others finish.
     assert!(paced.sent * 2 > n, "most recipients reached: {paced:?}");
 
-    let unpaced = campaign(
-        n,
-        5,
-        &Pacing {
-            enabled: false,
-            ..Pacing::default()
-        },
-        50,
-        reply_ms,
-    );
+    let off = Pacing {
+        enabled: false,
+        ..Pacing::default()
+    };
+    let unpaced = campaign(&limits, n, 5, &off, 50, reply_ms);
     eprintln!("pacing off: {unpaced:?}");
-    assert_eq!(unpaced.banned, 5, "{unpaced:?}");
+    // The first burst timelocks each device; its held sends go once the lock lifts, burst
+    // again, and that bans it.
+    assert_eq!((unpaced.timelocked, unpaced.banned), (5, 5), "{unpaced:?}");
+    assert!(unpaced.refused_timelocked >= 5, "{unpaced:?}");
+}
+
+#[test]
+fn under_a_new_chat_cap_default_pacing_waits_for_the_next_cycle_and_is_never_restricted_otherwise() {
+    // 400 strangers a device against a cap of 150 a cycle: each device is refused once per
+    // cycle it runs out in, waits for the next, and is never timelocked or banned.
+    let limits = BanLimits {
+        new_chat_cap: 150,
+        ..BanLimits::default()
+    };
+    let reply_ms = SimConfig::default().reply_ms as i64;
+    let capped = campaign(&limits, 2_000, 5, &Pacing::default(), 50, reply_ms);
+    eprintln!("capped: {capped:?}");
+    assert_eq!((capped.banned, capped.timelocked), (0, 0), "{capped:?}");
+    assert!(capped.refused_capped >= 5, "every device met the cap: {capped:?}");
+    assert!(
+        capped.hours > 30.0 * 24.0,
+        "the campaign went on in the next cycle: {capped:?}"
+    );
 }
 
 #[test]
 fn the_unreplied_rule_pauses_instead_of_getting_banned() {
     // Nobody answers: the default pacing stops sending before the model's unreplied limit bans.
-    let silent = campaign(200, 2, &Pacing::default(), 0, 600_000);
+    let silent = campaign(&BanLimits::default(), 200, 2, &Pacing::default(), 0, 600_000);
     eprintln!("nobody replies: {silent:?}");
-    assert_eq!(silent.banned, 0, "{silent:?}");
+    assert_eq!((silent.banned, silent.timelocked), (0, 0), "{silent:?}");
     assert!(silent.sent < 200, "{silent:?}");
 }

@@ -65,6 +65,17 @@ pub struct SimConfig {
     #[arg(long, env = "WAFLEET_SIM_BAN_MIN_STRANGER_MESSAGES", default_value_t = 20)]
     pub ban_min_stranger_messages: u32,
 
+    /// Seconds of reach-out timelock a first breach of the ban thresholds brings (messages to
+    /// new chats refused with 463, existing chats untouched); a breach after one bans. 0: the
+    /// first breach bans.
+    #[arg(long, env = "WAFLEET_SIM_TIMELOCK_SECS", default_value_t = 3600)]
+    pub timelock_secs: u64,
+
+    /// Messages to new chats an account may send per 30-day cycle (refused with 475 beyond it);
+    /// 0: no cap. WhatsApp tries the cap on some accounts: the control API sets one per account.
+    #[arg(long, env = "WAFLEET_SIM_NEW_CHAT_CAP", default_value_t = 0)]
+    pub new_chat_cap: u32,
+
     /// Personal chats WhatsApp pushes to a device when it is linked (history sync), each with a
     /// line from the contact and the account's answer, plus one group message a client must drop.
     #[arg(long, env = "WAFLEET_SIM_HISTORY_CHATS", default_value_t = 0)]
@@ -97,6 +108,8 @@ impl Default for SimConfig {
             ban_strangers_per_minute: 5,
             ban_unreplied_ratio: 0.7,
             ban_min_stranger_messages: 20,
+            timelock_secs: 3600,
+            new_chat_cap: 0,
             history_chats: 0,
             ws_buffer_bytes: 4096,
             waweb_port: None,
@@ -107,7 +120,7 @@ impl Default for SimConfig {
 impl SimConfig {
     /// Settings for tests: a free port on loopback, tiny latencies, quick QR refresh, every
     /// message read and none replied (tests opt in to replies per number). Ban thresholds keep
-    /// their defaults.
+    /// their defaults, but a breach bans at once (tests of timelocks impose them).
     pub fn for_tests() -> Self {
         SimConfig {
             port: 0,
@@ -119,6 +132,7 @@ impl SimConfig {
             read_probability: 1.0,
             reply_probability: 0.0,
             reply_ms: 50,
+            timelock_secs: 0,
             ..SimConfig::default()
         }
     }

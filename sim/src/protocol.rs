@@ -86,6 +86,11 @@ pub enum ClientFrame {
         /// E.164 numbers.
         phones: Vec<String>,
     },
+    /// What WhatsApp lets the account do with new chats now.
+    Restrictions {
+        /// Request number.
+        req: u64,
+    },
     /// Unlink this device.
     Logout {
         /// Request number.
@@ -110,6 +115,8 @@ pub enum ErrorClass {
     Device,
     /// See [`LinkError::Invalid`].
     Invalid,
+    /// See [`LinkError::Restricted`].
+    Restricted,
 }
 
 impl ErrorClass {
@@ -120,6 +127,7 @@ impl ErrorClass {
             ErrorClass::Recipient => LinkError::Recipient(message),
             ErrorClass::Device => LinkError::Device(message),
             ErrorClass::Invalid => LinkError::Invalid(message),
+            ErrorClass::Restricted => LinkError::Restricted(message),
         }
     }
 }
@@ -216,6 +224,14 @@ pub enum ServerFrame {
         req: u64,
         /// One entry per asked number.
         jids: Vec<Option<Jid>>,
+    },
+    /// Answer to `restrictions`.
+    Restrictions {
+        /// Request number.
+        req: u64,
+        /// The account's restrictions.
+        #[serde(flatten)]
+        state: crate::ban::Restrictions,
     },
     /// Answer to `logout`.
     LogoutDone {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use wafleet_core::cache::{Invalidations, ReadCache};
 use wafleet_core::keys::KeyRing;
-use wafleet_core::link::{Link, LinkError, LinkEvent, NumberCheck, OpenMode, Outgoing, Session};
+use wafleet_core::link::{Link, LinkError, LinkEvent, NumberCheck, OpenMode, Outgoing, Restrictions, Session};
 use wafleet_core::shutdown;
 use wafleet_core::types::{DeviceId, PhoneNumber};
 use wafleet_core::{Db, Settings};
@@ -143,6 +143,9 @@ impl Session for WithEvents {
     async fn logout(&self) -> Result<(), LinkError> {
         self.inner.logout().await
     }
+    async fn restrictions(&self) -> Result<Restrictions, LinkError> {
+        self.inner.restrictions().await
+    }
     async fn close(&self) {
         self.inner.close().await
     }
@@ -171,6 +174,9 @@ impl Session for Wrapped {
     }
     async fn logout(&self) -> Result<(), LinkError> {
         self.inner.logout().await
+    }
+    async fn restrictions(&self) -> Result<Restrictions, LinkError> {
+        self.inner.restrictions().await
     }
     async fn close(&self) {
         self.inner.close().await

@@ -4,8 +4,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
-use wafleet_core::link::{Content, Jid, LinkError, LinkEvent, NumberCheck, Outgoing, Session};
-use wafleet_core::types::{DeviceId, PhoneNumber};
+use wafleet_core::link::{
+    Content, Jid, LinkError, LinkEvent, NewChatCap, NumberCheck, Outgoing, Restrictions, Session,
+};
+use wafleet_core::types::{DeviceId, PhoneNumber, Timestamp};
 
 use crate::protocol::{ImageInfo, ServerFrame};
 
@@ -22,6 +24,8 @@ pub(crate) enum Request {
     Check { phones: Vec<String> },
     /// Unlink.
     Logout,
+    /// The account's restrictions on new chats.
+    Restrictions,
 }
 
 /// What a session's task is asked to do.
@@ -149,6 +153,21 @@ impl Session for SimSession {
     async fn logout(&self) -> Result<(), LinkError> {
         match self.request(Request::Logout).await? {
             ServerFrame::LogoutDone { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    #[tracing::instrument(skip(self), fields(device = %self.device))]
+    async fn restrictions(&self) -> Result<Restrictions, LinkError> {
+        match self.request(Request::Restrictions).await? {
+            ServerFrame::Restrictions { state, .. } => Ok(Restrictions {
+                timelocked_until: state.timelocked_until_ms.map(Timestamp),
+                new_chat_cap: state.cap.map(|(used, total, ends)| NewChatCap {
+                    used: used.into(),
+                    total: total.into(),
+                    resets_at: Some(Timestamp(ends)),
+                }),
+            }),
             other => Err(unexpected(&other)),
         }
     }

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use wafleet_core::link::{Jid, LinkError, LinkEvent, OpenMode, Outgoing};
+use wafleet_core::link::{Jid, LinkError, LinkEvent, OpenMode, Outgoing, Restrictions};
+use wafleet_core::types::Timestamp;
 
-use super::support::{contact, new_device, next_event, pair, unique_phone, wait_for};
+use super::support::{contact, new_device, next_event, pair, sent_message, unique_phone, wait_for};
 use super::{Contact, Harness};
 
 /// A number without WhatsApp is reported so, and sending to it is the recipient's failure.
@@ -48,6 +49,56 @@ pub async fn refusal_463(h: &dyn Harness) {
     }
     let sent = h.phones().sent(&paired.phone).await.expect("sent");
     assert!(sent.is_empty(), "a refused message was not sent: {sent:?}");
+    paired.session.close().await;
+}
+
+/// Under a reach-out timelock a message to a new chat is refused as a restriction (nothing
+/// goes out), the restriction reads back with its end, and a chat whose contact has written
+/// still works.
+pub async fn timelock_restricts_new_chats_only(h: &dyn Harness) {
+    let mut paired = pair(h).await;
+    let friend = contact(h, Contact::OnWhatsApp).await;
+    let stranger = contact(h, Contact::OnWhatsApp).await;
+    let written = h.phones().write(&friend, &paired.phone, "hello").await.expect("inject");
+    let LinkEvent::Message { message, ack } = wait_for(&mut paired.events, "the friend's message", |e| {
+        matches!(e, LinkEvent::Message { .. })
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(message.id, written);
+    ack.done();
+    let free = paired.session.restrictions().await.expect("the restrictions");
+    assert_eq!(free, Restrictions::default(), "no restriction before the timelock");
+
+    h.phones()
+        .timelock(&paired.phone, Duration::from_secs(600))
+        .await
+        .expect("timelock the account");
+    match paired
+        .session
+        .send(&Outgoing::text(&Jid::for_phone(&stranger), "an offer"))
+        .await
+    {
+        Err(LinkError::Restricted(reason)) => assert!(reason.contains("463"), "{reason}"),
+        other => panic!("expected a restriction: {other:?}"),
+    }
+    let state = paired.session.restrictions().await.expect("the restrictions");
+    let until = state.timelocked_until.expect("a timelock end");
+    let expected = Timestamp::now().plus_secs(600).millis();
+    assert!((until.millis() - expected).abs() < 10_000, "{until} vs 600 s from now");
+    let id = paired
+        .session
+        .send(&Outgoing::text(&Jid::for_phone(&friend), "an answer"))
+        .await
+        .expect("an existing chat still works");
+    sent_message(h, &paired.phone, &id).await;
+    let sent = h.phones().sent(&paired.phone).await.expect("sent");
+    assert!(
+        sent.iter().all(|m| m.to != Jid::for_phone(&stranger)),
+        "nothing went to the new chat: {sent:?}"
+    );
     paired.session.close().await;
 }
 

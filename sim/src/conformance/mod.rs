@@ -24,7 +24,7 @@ use wafleet_core::types::DeviceId;
 
 pub use failures::{
     ban_after_fast_sends_to_strangers, check_numbers, dropped_connection_reconnects, refusal_463, remote_logout,
-    unreachable_network_fails_fast,
+    timelock_restricts_new_chats_only, unreachable_network_fails_fast,
 };
 pub use harness::SimHarness;
 pub use messages::{
@@ -88,6 +88,7 @@ pub const CHECKS: &[&str] = &[
     "image_with_caption",
     "check_numbers",
     "refusal_463",
+    "timelock_restricts_new_chats_only",
     "dropped_connection_reconnects",
     "remote_logout",
     "ban_after_fast_sends_to_strangers",

@@ -75,6 +75,8 @@ pub trait Phones: Send + Sync {
     async fn ban_limit(&self) -> anyhow::Result<u32>;
     /// Whether the network banned the account of `phone`.
     async fn is_banned(&self, phone: &PhoneNumber) -> anyhow::Result<bool>;
+    /// Puts the account of `phone` under a reach-out timelock for `length` from now.
+    async fn timelock(&self, phone: &PhoneNumber, length: std::time::Duration) -> anyhow::Result<()>;
 }
 
 /// The simulator's own network, through its control API.
@@ -167,6 +169,14 @@ impl Phones for ControlClient {
 
     async fn is_banned(&self, phone: &PhoneNumber) -> anyhow::Result<bool> {
         Ok(account_state(self, phone).await?.is_some_and(|a| a.banned))
+    }
+
+    async fn timelock(&self, phone: &PhoneNumber, length: std::time::Duration) -> anyhow::Result<()> {
+        let restrict = crate::control::Restrict {
+            timelock_secs: Some(length.as_secs()),
+            ..Default::default()
+        };
+        self.restrict(phone.as_str(), &restrict).await
     }
 }
 

@@ -180,6 +180,14 @@ impl ControlClient {
         Ok(count.count)
     }
 
+    /// Restricts `phone`'s new chats: a timelock, a cap, or both.
+    pub async fn restrict(&self, phone: &str, restrict: &Restrict) -> anyhow::Result<()> {
+        let _: Count = self
+            .post(&format!("/accounts/{}/restrict", digits(phone)), restrict)
+            .await?;
+        Ok(())
+    }
+
     /// Incoming messages for `phone` at `per_minute` from `from` in turn (0 stops).
     pub async fn schedule(&self, phone: &str, per_minute: f64, from: Vec<String>) -> anyhow::Result<()> {
         let body = Schedule { per_minute, from };

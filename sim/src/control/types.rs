@@ -153,6 +153,18 @@ pub struct Schedule {
     pub from: Vec<String>,
 }
 
+/// `POST /control/accounts/{phone}/restrict`: restricts the account's new chats, as WhatsApp
+/// does after a breach of its limits or when it tries the cap on an account.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Restrict {
+    /// A reach-out timelock of this many seconds from now.
+    #[serde(default)]
+    pub timelock_secs: Option<u64>,
+    /// A cap on messages to new chats per cycle, for this account alone.
+    #[serde(default)]
+    pub new_chat_cap: Option<u32>,
+}
+
 /// `GET /control/state`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StateView {

@@ -104,6 +104,7 @@ async fn handle(sim: &Arc<Sim>, conn: u64, frame: ClientFrame, greeted: &mut boo
         ),
         ClientFrame::Check { req, phones } => sim.check(conn, req, &phones),
         ClientFrame::Logout { req } => sim.logout(conn, req),
+        ClientFrame::Restrictions { req } => sim.restrictions(conn, req),
         ClientFrame::Hello { .. } | ClientFrame::Ack { .. } => {
             let w = sim.lock();
             let frame = ServerFrame::Error {

@@ -31,6 +31,7 @@ pub(crate) fn router() -> Router<Arc<Sim>> {
         .route("/accounts/{phone}/ban", post(ban))
         .route("/accounts/{phone}/schedule", post(schedule))
         .route("/accounts/{phone}/lid-mappings/{contact}", post(reveal_number))
+        .route("/accounts/{phone}/restrict", post(restrict))
 }
 
 fn digits(phone: &str) -> std::result::Result<String, ControlError> {
@@ -181,6 +182,20 @@ async fn reveal_number(State(sim): State<Arc<Sim>>, Path((phone, contact)): Path
     Ok(Json(Count {
         count: w.account_conns(&key).len(),
     }))
+}
+
+/// Restricts the account's new chats (a timelock from now, a cap of its own).
+async fn restrict(State(sim): State<Arc<Sim>>, Path(phone): Path<String>, Json(body): Json<Restrict>) -> Result<Count> {
+    let key = digits(&phone)?;
+    let mut w = sim.lock();
+    let reputation = &mut w.account_mut(&key).reputation;
+    if let Some(secs) = body.timelock_secs {
+        reputation.timelock(std::time::Instant::now(), std::time::Duration::from_secs(secs));
+    }
+    if let Some(cap) = body.new_chat_cap {
+        reputation.cap_override = Some(cap);
+    }
+    Ok(Json(Count { count: 1 }))
 }
 
 async fn schedule(State(sim): State<Arc<Sim>>, Path(phone): Path<String>, Json(body): Json<Schedule>) -> Result<Count> {

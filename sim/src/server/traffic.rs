@@ -71,6 +71,24 @@ impl Sim {
         if text.is_none() && request.image.is_none() {
             return fail(&w, ErrorClass::Invalid, "empty message");
         }
+        let limits = ban::BanLimits::from(&self.config);
+        match ban::refusal(&w.account_mut(&from).reputation, &to, &limits, Instant::now()) {
+            Some(ban::Refusal::Timelocked) => {
+                return fail(
+                    &w,
+                    ErrorClass::Restricted,
+                    "463 the account may not message new chats now (reach-out timelock)",
+                );
+            }
+            Some(ban::Refusal::Capped) => {
+                return fail(
+                    &w,
+                    ErrorClass::Restricted,
+                    "475 the account's monthly cap on messages to new chats is used up",
+                );
+            }
+            None => {}
+        }
         // The client's own id, as WhatsApp clients choose theirs; one of ours when it names none.
         let id = request
             .id
@@ -98,9 +116,15 @@ impl Sim {
         );
         let account = w.account_mut(&from);
         account.sent.push(record);
-        if let Some(reason) = ban::record_send(&mut account.reputation, &to, &(&self.config).into(), Instant::now()) {
-            self.unlink_account(&mut w, &from, &reason, true);
-            return;
+        match ban::record_send(&mut account.reputation, &to, &limits, Instant::now()) {
+            ban::Verdict::Fine => {}
+            ban::Verdict::Timelocked(reason) => {
+                tracing::info!(account = %from, reason, "account timelocked: new chats refused for a while");
+            }
+            ban::Verdict::Banned(reason) => {
+                self.unlink_account(&mut w, &from, &reason, true);
+                return;
+            }
         }
         drop(w);
         let read = rule.read_probability.unwrap_or(self.config.read_probability);
@@ -203,6 +227,31 @@ impl Sim {
             let account = device_account(&w, &token);
             super::flood::on_ack(&mut w, &account, id, position.is_some());
         }
+    }
+
+    /// What the account of `conn`'s device may do with new chats now.
+    pub(crate) fn restrictions(&self, conn: u64, req: u64) {
+        let mut w = self.lock();
+        let Some(from) = w
+            .conns
+            .get(&conn)
+            .and_then(|c| c.token.clone())
+            .and_then(|t| w.devices.get(&t))
+            .map(|d| d.account.clone())
+        else {
+            let frame = ServerFrame::Error {
+                req,
+                class: ErrorClass::Device,
+                message: "not connected as a linked device".into(),
+            };
+            return w.push(conn, &frame);
+        };
+        let limits = ban::BanLimits::from(&self.config);
+        let state = w
+            .account_mut(&from)
+            .reputation
+            .restrictions(&limits, Instant::now(), Timestamp::now().millis());
+        w.push(conn, &ServerFrame::Restrictions { req, state });
     }
 
     /// Which numbers have an account.

@@ -1,7 +1,8 @@
-//! Bans, judged by the simulator's model ([`crate::ban`]): an account that sends too fast to
-//! numbers that never wrote to it is banned as WhatsApp does it, with `<failure reason="402">`
-//! (a temporary ban, with its code and duration) on its live connections and on every later
-//! login.
+//! Bans and restrictions, judged by the simulator's model ([`crate::ban`]): an account that
+//! sends too fast to numbers that never wrote to it is first put under a reach-out timelock (its
+//! messages to new chats refused with 463) and then banned as WhatsApp does it, with
+//! `<failure reason="402">` (a temporary ban, with its code and duration) on its live
+//! connections and on every later login. A used-up new-chat cap refuses with 475.
 
 use std::time::Instant;
 
@@ -9,7 +10,7 @@ use wa_rs_binary::builder::NodeBuilder;
 use wa_rs_binary::node::Node;
 
 use super::model::{ConnState, Model, Out};
-use crate::ban::{self, BanLimits};
+use crate::ban::{self, BanLimits, Refusal, Verdict};
 
 /// The ban code WhatsApp gives for messaging too many people (`SentToTooManyPeople`).
 const TOO_MANY_PEOPLE: &str = "101";
@@ -25,11 +26,30 @@ pub(crate) fn record_send(model: &mut Model, limits: &BanLimits, from: &str, to:
     if account.banned.is_some() {
         return true;
     }
-    let Some(reason) = ban::record_send(&mut account.reputation, to, limits, Instant::now()) else {
-        return false;
-    };
-    ban_account(model, from, &reason);
-    true
+    match ban::record_send(&mut account.reputation, to, limits, Instant::now()) {
+        Verdict::Fine => false,
+        Verdict::Timelocked(reason) => {
+            tracing::info!(
+                account = from,
+                reason,
+                "account timelocked: new chats refused for a while"
+            );
+            false
+        }
+        Verdict::Banned(reason) => {
+            ban_account(model, from, &reason);
+            true
+        }
+    }
+}
+
+/// The error code the network refuses a message from `from` to `to` (digits) with before it
+/// is sent, if it does: 463 under a reach-out timelock, 475 once the new-chat cap is used up.
+pub(crate) fn refusal(model: &mut Model, limits: &BanLimits, from: &str, to: &str) -> Option<&'static str> {
+    match ban::refusal(&model.account(from).reputation, to, limits, Instant::now())? {
+        Refusal::Timelocked => Some("463"),
+        Refusal::Capped => Some("475"),
+    }
 }
 
 /// The phone of `from` wrote to the account of `to` (digits): `from` is no stranger to it.
@@ -104,7 +124,10 @@ mod tests {
         login(&mut model, 1, phone, &payload, key, tx);
         assert!(matches!(rx.try_recv(), Ok(Out::Node(n)) if n.tag == "success"));
 
-        let limits = BanLimits::default();
+        let limits = BanLimits {
+            timelock: std::time::Duration::ZERO,
+            ..BanLimits::default()
+        };
         record_incoming(&mut model, phone, "60190000000");
         for _ in 0..20 {
             assert!(!record_send(&mut model, &limits, phone, "60190000000"), "a contact");

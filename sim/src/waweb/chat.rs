@@ -98,18 +98,23 @@ pub(crate) async fn on_message(net: &Arc<Network>, conn: u64, node: &Node) {
     let id = attr(node, "id").unwrap_or_default();
     let to = attr(node, "to").unwrap_or_default();
     let refused = {
-        let model = net.lock();
-        resolve(&model, &to).is_some_and(|(phone, _)| model.refuses_463.contains(&phone))
+        let mut model = net.lock();
+        match personal(&model, &to).filter(|r| *r != sender.0) {
+            // No privacy token for a new chat.
+            Some(phone) if model.refuses_463.contains(&phone) => Some("463"),
+            Some(phone) => bans::refusal(&mut model, &net.config.ban, &sender.0, &phone),
+            None => None,
+        }
     };
-    if refused {
-        // The network refuses the message (no privacy token for a new chat): nobody gets it.
-        tracing::info!(%id, %to, "message refused with 463");
+    if let Some(code) = refused {
+        // The network refuses the message: nobody gets it.
+        tracing::info!(%id, %to, code, "message refused");
         let nack = NodeBuilder::new("ack")
             .attr("class", "message")
             .attr("id", id)
             .attr("from", to)
             .attr("t", now_secs().to_string())
-            .attr("error", "463")
+            .attr("error", code)
             .build();
         return net.lock().send(conn, nack);
     }

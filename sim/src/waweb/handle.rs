@@ -110,6 +110,21 @@ impl WaWebHandle {
         super::bans::banned(&self.net.lock(), phone).is_some()
     }
 
+    /// Puts the account of `phone` (digits) under a reach-out timelock for `length`, as a breach
+    /// of the ban thresholds does: its messages to new chats are refused with 463 until then.
+    pub fn timelock(&self, phone: &str, length: std::time::Duration) {
+        self.net
+            .lock()
+            .account(phone)
+            .reputation
+            .timelock(std::time::Instant::now(), length);
+    }
+
+    /// Applies a new-chat cap of `cap` messages per cycle to the account of `phone` (digits).
+    pub fn set_new_chat_cap(&self, phone: &str, cap: u32) {
+        self.net.lock().account(phone).reputation.cap_override = Some(cap);
+    }
+
     /// From now on the network refuses messages to `phone` (digits) with a 463 error, as it
     /// does for a new chat without a privacy token.
     pub fn refuse_463(&self, phone: &str) {

@@ -23,6 +23,7 @@ mod noise;
 mod non_personal;
 mod pair_code;
 mod pairing;
+mod restrictions;
 mod sender_keys;
 mod signal;
 mod startup;
@@ -76,7 +77,7 @@ impl WaWebConfig {
             ws_buffer_bytes: 4096,
             delivered_after: Duration::from_millis(20),
             read_after: Duration::from_millis(40),
-            ban: BanLimits::default(),
+            ban: BanLimits::from(&crate::SimConfig::for_tests()),
         }
     }
 
@@ -157,6 +158,12 @@ impl Network {
             return self.lock().send(conn, answer);
         }
         let mut model = self.lock();
+        if restrictions::is_query(&node)
+            && let Some((phone, _)) = iq::logged_in(&model, conn)
+        {
+            let answer = restrictions::answer(&mut model, &self.config.ban, &phone, &node);
+            return model.send(conn, answer);
+        }
         if pair_code::is_request(&node) {
             return pair_code::on_request(&mut model, conn, &node);
         }

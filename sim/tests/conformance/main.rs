@@ -18,6 +18,7 @@ wafleet_sim::conformance_suite!(
         image_with_caption,
         check_numbers,
         refusal_463,
+        timelock_restricts_new_chats_only,
         dropped_connection_reconnects,
         remote_logout,
         ban_after_fast_sends_to_strangers,

@@ -48,6 +48,8 @@ pub(crate) fn classify_nack(code: &str) -> LinkError {
         "463" => LinkError::Recipient(
             "463 WhatsApp refused the message to a new chat (privacy token missing, or new chats restricted)".into(),
         ),
+        // 475: the account's monthly cap on messages to new chats is used up.
+        "475" => LinkError::Restricted("475 the monthly cap on messages to new chats is used up".into()),
         "404" => LinkError::Recipient("404 the recipient has no WhatsApp account".into()),
         "400" | "479" => LinkError::Invalid(format!("{code} WhatsApp refused the message as malformed")),
         "401" | "403" => LinkError::Device(format!("{code} WhatsApp refused the device")),

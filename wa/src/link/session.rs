@@ -7,7 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use wafleet_core::link::{Content, Jid, LinkError, LinkEvent, NumberCheck, Outgoing, OutgoingImage, Session};
+use wafleet_core::link::{
+    Content, Jid, LinkError, LinkEvent, NumberCheck, Outgoing, OutgoingImage, Restrictions, Session,
+};
 use wafleet_core::types::{DeviceId, PhoneNumber};
 use whatsapp_rust::Client;
 use whatsapp_rust::Jid as WaJid;
@@ -234,7 +236,9 @@ impl Session for WaSession {
             .map_err(|e| classify_send("sending", &e))?;
         match answer.answer(ACK_TIMEOUT).await {
             Some(None) => Ok(message.id.clone()),
-            Some(Some(code)) => Err(classify_nack(&code)),
+            Some(Some(code)) => {
+                Err(super::restrictions::explain_refusal(&self.client, &code, classify_nack(&code)).await)
+            }
             None => Err(LinkError::Unconfirmed(format!(
                 "WhatsApp did not acknowledge the message within {ACK_TIMEOUT:?}"
             ))),
@@ -281,6 +285,12 @@ impl Session for WaSession {
             .wipe()
             .await
             .map_err(|e| LinkError::Transient(format!("forgetting the device's state: {e}")))
+    }
+
+    #[tracing::instrument(skip_all, fields(device = %self.device))]
+    async fn restrictions(&self) -> Result<Restrictions, LinkError> {
+        self.ready()?;
+        super::restrictions::read(&self.client).await
     }
 
     /// Closes the connection and keeps the credentials (hand-off, shutdown).

@@ -184,4 +184,9 @@ impl Phones for WawebPhones {
     async fn is_banned(&self, phone: &PhoneNumber) -> anyhow::Result<bool> {
         Ok(self.0.is_banned(phone.digits()))
     }
+
+    async fn timelock(&self, phone: &PhoneNumber, length: std::time::Duration) -> anyhow::Result<()> {
+        self.0.timelock(phone.digits(), length);
+        Ok(())
+    }
 }

@@ -23,6 +23,7 @@ wafleet_sim::conformance_suite!(
         send_goes_out_under_the_chosen_id,
         receipt_acked_once_and_replayed_until_then,
         refusal_463,
+        timelock_restricts_new_chats_only,
         image_with_caption,
         check_numbers,
         dropped_connection_reconnects,

@@ -88,10 +88,14 @@ impl Task {
                 self.emit(LinkEvent::LoggedOut { reason, banned: false }).await;
                 return Some(Exit::Done);
             }
-            answer @ (ServerFrame::Sent { .. } | ServerFrame::Checked { .. } | ServerFrame::Error { .. }) => {
+            answer @ (ServerFrame::Sent { .. }
+            | ServerFrame::Checked { .. }
+            | ServerFrame::Restrictions { .. }
+            | ServerFrame::Error { .. }) => {
                 let req = match &answer {
                     ServerFrame::Sent { req, .. }
                     | ServerFrame::Checked { req, .. }
+                    | ServerFrame::Restrictions { req, .. }
                     | ServerFrame::Error { req, .. } => *req,
                     _ => 0,
                 };

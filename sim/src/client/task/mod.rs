@@ -192,6 +192,7 @@ impl Task {
                             },
                             Request::Check { phones } => ClientFrame::Check { req, phones },
                             Request::Logout => ClientFrame::Logout { req },
+                            Request::Restrictions => ClientFrame::Restrictions { req },
                         };
                         if let Err(err) = wire::send(ws, &frame).await {
                             let _ = reply.send(Err(err.clone()));
