@@ -225,7 +225,49 @@ async fn every_page_at_desktop_and_phone_width() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 
     actions_page(&browser, &base, device, spare).await;
+    // The worker takes up a new pacing policy within a minute: the campaigns page is walked
+    // meanwhile.
+    send_to_strangers_unpaced(&browser, device).await;
     campaigns_page(&browser, &base, device).await;
+    restricted_device(&browser, &base, device).await;
+}
+
+/// The owner turns pacing off and sends to eight strangers at once.
+async fn send_to_strangers_unpaced(browser: &Client, device: i64) {
+    let pacing = format!("/api/devices/{device}/pacing");
+    let mut policy = api(browser, "GET", &pacing, Value::Null).await["policy"].clone();
+    policy["enabled"] = false.into();
+    api(browser, "PUT", &pacing, policy).await;
+    for n in 0..8 {
+        api(
+            browser,
+            "POST",
+            &format!("/api/devices/{device}/send"),
+            json!({"to": format!("+6019555000{n}"), "text": "A special offer"}),
+        )
+        .await;
+    }
+}
+
+/// After those sends, the simulator's ban model has put a reach-out timelock on the number: the
+/// device card and the actions page say that sends to new chats wait, and until when.
+async fn restricted_device(browser: &Client, base: &str, device: i64) {
+    set_viewport(browser, 390, 844).await;
+    browser.goto(&format!("{base}/dashboard")).await.unwrap();
+    wait_for_text_matching(browser, ".device .restriction", 120, |t| {
+        t.contains("New chats paused until")
+    })
+    .await;
+    let overflow = js(
+        browser,
+        "const card = document.querySelector('.device'); return card.scrollWidth > card.clientWidth;",
+    )
+    .await;
+    assert_eq!(overflow, json!(false), "the card's restriction fits a phone");
+    screenshot(browser, "device-restricted-phone").await;
+    browser.goto(&format!("{base}/device/{device}/actions")).await.unwrap();
+    wait_for_text_matching(browser, "#restriction", 10, |t| t.contains("reach-out timelock")).await;
+    screenshot(browser, "actions-restricted-phone").await;
 }
 
 /// The Actions page: an error stays while the page refreshes; a 5 MB photo is sent; a waiting

@@ -9,12 +9,16 @@
 //!
 //! History on link: the chats WhatsApp pushes to a newly linked device are stored once, personal
 //! ones only, as history (not unread, not news).
+//!
+//! Restricted new chats: under a reach-out timelock, replies in existing chats go on while sends
+//! to new chats wait with the reason shown, none failed, and go out once the lock lifts.
 
 mod support;
 
 use std::time::Duration;
 
 use serde_json::Value;
+use serde_json::json;
 use support::stack::Stack;
 use support::unpaced;
 use wafleet_core::Db;
@@ -22,7 +26,7 @@ use wafleet_core::db::{CampaignStatus, LeadStatus, NewCampaign, NewLead};
 use wafleet_core::testing::Backend;
 use wafleet_core::types::{DeviceId, Email, Timestamp};
 use wafleet_sim::SimConfig;
-use wafleet_sim::control::{ChatKind, InjectMessage};
+use wafleet_sim::control::{ChatKind, InjectMessage, Restrict};
 
 const DEVICE_PHONE: &str = "60123400001";
 const CONTACT: &str = "60123400077";
@@ -277,7 +281,98 @@ async fn history_on_link_is_stored_once_and_personal_only(backend: Backend) {
     assert_eq!(stored(&stack.db.db).await, 7, "every message once");
 }
 
+async fn a_timelocked_device_answers_existing_chats_while_new_chats_wait(backend: Backend) {
+    const FRIEND: &str = "60123400055";
+    const LOCK_SECS: u64 = 6;
+    let stack = Stack::start(backend).await;
+    let control = stack.sim.control();
+    let device = stack.linked_device("sales", &format!("+{DEVICE_PHONE}")).await;
+    let path = format!("/api/devices/{device}");
+    stack.pace(device, |p| p["enabled"] = false.into()).await;
+    let restrictions = stack.get(&format!("{path}/restrictions")).await;
+    assert_eq!(restrictions["new_chats_wait_until"], Value::Null, "{restrictions}");
+
+    // The friend has written: an existing chat. Then WhatsApp timelocks the number.
+    control
+        .inject_text(DEVICE_PHONE, FRIEND, "are you open today?")
+        .await
+        .unwrap();
+    stack
+        .eventually(&format!("{path}/chats"), "the friend's chat", |c| jids(c).len() == 1)
+        .await;
+    control
+        .restrict(
+            DEVICE_PHONE,
+            &Restrict {
+                timelock_secs: Some(LOCK_SECS),
+                ..Restrict::default()
+            },
+        )
+        .await
+        .unwrap();
+    let locked_at = Timestamp::now();
+
+    // A send to a stranger is refused once, which tells the worker; one queued after it waits
+    // without being tried; the answer to the friend goes out meanwhile.
+    let first = stack
+        .send(&path, "offer-1", json!({"to": "+60123400091", "text": "new bread"}))
+        .await;
+    let waits = |m: &Value| {
+        m["status"] == "queued"
+            && m["waiting_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("reach-out timelock"))
+            && m["next_attempt_at"].is_string()
+    };
+    let held = stack
+        .eventually(&first, "the first offer waits for the lock", waits)
+        .await;
+    let until: Timestamp = serde_json::from_value(held["next_attempt_at"].clone()).unwrap();
+    assert!(until.millis() > locked_at.millis(), "{held}");
+    let second = stack
+        .send(&path, "offer-2", json!({"to": "+60123400092", "text": "new bread"}))
+        .await;
+    let answer = stack
+        .send(
+            &path,
+            "answer",
+            json!({"to": format!("+{FRIEND}"), "text": "yes, until six"}),
+        )
+        .await;
+    stack
+        .eventually(&answer, "the answer delivered", |m| {
+            m["status"] == "delivered" || m["status"] == "read"
+        })
+        .await;
+    let waiting = stack.eventually(&second, "the second offer waits too", waits).await;
+    assert_eq!(waiting["attempts"], 0, "held without being tried: {waiting}");
+    let restrictions = stack.get(&format!("{path}/restrictions")).await;
+    assert!(restrictions["timelocked_until"].is_string(), "{restrictions}");
+    assert!(
+        restrictions["reason"].as_str().is_some_and(|r| r.contains("timelock")),
+        "{restrictions}"
+    );
+    let sent = control.sent(DEVICE_PHONE).await.unwrap();
+    assert_eq!(sent.len(), 1, "only the answer went out while locked: {sent:?}");
+
+    // Once the lock lifts both offers go out by themselves, and none ever failed.
+    for offer in [&first, &second] {
+        let done = stack
+            .eventually_within(
+                Duration::from_secs(LOCK_SECS + 30),
+                offer,
+                "the offer sent after the lock",
+                |m| m["status"] == "delivered" || m["status"] == "read",
+            )
+            .await;
+        assert_eq!(done["reason"], Value::Null, "{done}");
+    }
+    assert_eq!(control.sent(DEVICE_PHONE).await.unwrap().len(), 3);
+    assert!(Timestamp::now().millis() >= locked_at.plus_secs(LOCK_SECS as i64).millis() - 1_000);
+}
+
 support::on_both_backends!(
+    a_timelocked_device_answers_existing_chats_while_new_chats_wait,
     a_reply_from_a_lid_counts_once_its_number_is_known,
     a_sender_alt_merges_the_chats_by_itself,
     history_on_link_is_stored_once_and_personal_only

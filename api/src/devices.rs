@@ -3,12 +3,13 @@
 
 use axum::extract::State;
 use axum::response::IntoResponse;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_core::cache::Topic;
 use wafleet_core::db::{Device, DeviceChanges};
-use wafleet_core::types::{DeviceId, PhoneNumber};
+use wafleet_core::link::Restrictions;
+use wafleet_core::types::{DeviceId, PhoneNumber, Timestamp};
 
 use crate::AppState;
 use crate::envelope::{Envelope, cache_key, cached_ok, created, ok};
@@ -23,6 +24,67 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_devices, create_device))
         .routes(routes!(get_device, update_device, delete_device))
+        .routes(routes!(device_restrictions))
+}
+
+/// What WhatsApp lets a device's number do with new chats, as its worker last read it.
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct RestrictionsView {
+    /// What WhatsApp said: a reach-out timelock's end, the monthly new-chat cap.
+    #[serde(flatten)]
+    pub state: Restrictions,
+    /// Until when sends to new chats wait now (`null`: they go).
+    pub new_chats_wait_until: Option<Timestamp>,
+    /// Why, in words.
+    pub reason: Option<String>,
+    /// Whether WhatsApp has been asked yet (it is, each time the device connects).
+    pub checked: bool,
+}
+
+impl RestrictionsView {
+    /// The view of `state` (`None`: never read) at `now`.
+    pub fn new(state: Option<Restrictions>, now: Timestamp) -> Self {
+        let checked = state.is_some();
+        let state = state.unwrap_or_default();
+        let blocked = state.new_chats_blocked(now);
+        RestrictionsView {
+            new_chats_wait_until: blocked.as_ref().map(|b| b.0),
+            reason: blocked.map(|b| b.1),
+            state,
+            checked,
+        }
+    }
+
+    /// In words, for a page: why sends to new contacts wait, or how much of the new-chat cap is
+    /// used; `None` when there is nothing to say.
+    pub fn summary(&self) -> Option<String> {
+        if let Some(reason) = &self.reason {
+            return Some(format!(
+                "New chats paused: {reason}. Sends to new contacts wait and go out by themselves once it lifts."
+            ));
+        }
+        let cap = self.state.new_chat_cap.as_ref()?;
+        Some(format!(
+            "Messages to new chats this month: {} of {}.",
+            cap.used, cap.total
+        ))
+    }
+}
+
+/// What WhatsApp lets the device's number do with new chats (people who have not written to
+/// it): a reach-out timelock, the monthly new-chat cap. While either blocks, sends to new chats
+/// wait with the reason on each and sends to existing chats go on.
+#[utoipa::path(get, path = "/api/devices/{id}/restrictions", tag = "devices",
+    params(("id" = i64, Path, description = "Device id")),
+    responses((status = 200, body = Envelope<RestrictionsView>), (status = 404, description = "No such device of yours")))]
+async fn device_restrictions(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<DeviceId>,
+) -> ApiResult<impl IntoResponse> {
+    state.db.device(user.id, id).await.or_not_found("device")?;
+    let stored = state.db.device_restrictions(id).await?;
+    Ok(ok("restrictions", RestrictionsView::new(stored, Timestamp::now())))
 }
 
 /// A device to add.

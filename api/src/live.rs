@@ -12,9 +12,10 @@ use axum::routing::get;
 use futures_util::Stream;
 use serde::Serialize;
 use wafleet_core::db::{Device, PairingView};
-use wafleet_core::types::UserId;
+use wafleet_core::types::{Timestamp, UserId};
 
 use crate::AppState;
+use crate::devices::RestrictionsView;
 use crate::error::ApiResult;
 use crate::session::CurrentUser;
 
@@ -35,6 +36,8 @@ pub struct DeviceView {
     pub pairing: PairingSummary,
     /// How many personal chats are stored.
     pub chat_count: i64,
+    /// What WhatsApp lets the number do with new chats.
+    pub restrictions: RestrictionsView,
 }
 
 /// Pairing progress, with the QR code rendered.
@@ -62,9 +65,12 @@ pub async fn device_views(state: &AppState, user: UserId) -> ApiResult<Vec<Devic
     let devices = state.db.list_devices(user).await?;
     let mut pairing: HashMap<_, _> = state.db.pairing_views(user).await?.into_iter().collect();
     let counts: HashMap<_, _> = state.db.chat_counts(user).await?.into_iter().collect();
+    let mut restrictions: HashMap<_, _> = state.db.restrictions_of_user(user).await?.into_iter().collect();
+    let now = Timestamp::now();
     Ok(devices
         .into_iter()
         .map(|device| DeviceView {
+            restrictions: RestrictionsView::new(restrictions.remove(&device.id), now),
             pairing: pairing.remove(&device.id).map(summarise).unwrap_or_default(),
             chat_count: counts.get(&device.id).copied().unwrap_or(0),
             device,

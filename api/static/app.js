@@ -207,6 +207,7 @@ function updateCard(card, view) {
   const error = $(".last-error");
   error.textContent = pairing.last_error || "";
   error.hidden = !pairing.last_error || view.status === "online";
+  showRestriction($(".restriction"), view.restrictions);
   const isPairing = view.status === "pairing";
   toggle($(".pairing"), isPairing);
   if (isPairing) {
@@ -226,6 +227,29 @@ function updateCard(card, view) {
     if (count.textContent !== String(view.chat_count) && !$(".chat-list").hidden) loadChats(card);
     count.textContent = view.chat_count;
   }
+}
+
+/**
+ * Says what WhatsApp lets the number do with new chats (people who never wrote to it): nothing
+ * when unrestricted and uncapped; a warning while sends to new contacts wait; the cap's use
+ * otherwise.
+ */
+function showRestriction(el, r) {
+  const cap = r && r.new_chat_cap;
+  let text = "";
+  if (r && r.new_chats_wait_until) {
+    const why = r.timelocked_until
+      ? "WhatsApp has restricted new chats from this number (a reach-out timelock)"
+      : `the monthly cap on messages to new chats is used up (${cap.used} of ${cap.total})`;
+    text = `New chats paused until ${when(r.new_chats_wait_until)}: ${why}. ` +
+      "Sends to new contacts wait and go out by themselves then; replies in existing chats still go.";
+  } else if (cap) {
+    text = `Messages to new chats this month: ${cap.used} of ${cap.total}` +
+      (cap.resets_at ? ` (resets ${when(cap.resets_at)})` : "");
+  }
+  el.textContent = text;
+  el.classList.toggle("blocked", Boolean(r && r.new_chats_wait_until));
+  el.hidden = !text;
 }
 
 function updateEmpty() {

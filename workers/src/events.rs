@@ -1,6 +1,8 @@
 //! Writing what one session reports into the database.
 
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc};
 use wafleet_core::Db;
 use wafleet_core::db::{DeviceStatus, Fence, IngestItem};
 use wafleet_core::link::LinkEvent;
@@ -13,10 +15,22 @@ use crate::flush::Ingest;
 /// the lease's fencing token, and a stale one is refused).
 ///
 /// Messages and receipts go through the batch writer ([`Ingest`]); the rest is written at once.
-#[tracing::instrument(skip(db, ingest, events), fields(device = %fence.device, token = fence.token))]
-pub async fn consume(db: Db, ingest: Ingest, fence: Fence, mut events: mpsc::Receiver<LinkEvent>) {
+/// `connected` is notified each time the session reports it is connected (once recorded).
+#[tracing::instrument(skip(db, ingest, events, connected), fields(device = %fence.device, token = fence.token))]
+pub async fn consume(
+    db: Db,
+    ingest: Ingest,
+    fence: Fence,
+    mut events: mpsc::Receiver<LinkEvent>,
+    connected: Arc<Notify>,
+) {
     while let Some(event) = events.recv().await {
-        match handle(&db, &ingest, fence, event).await {
+        let is_connected = matches!(event, LinkEvent::Connected);
+        let flow = handle(&db, &ingest, fence, event).await;
+        if is_connected {
+            connected.notify_one();
+        }
+        match flow {
             Ok(Flow::Continue) => {}
             Ok(Flow::Ended) => break,
             Err(wafleet_core::Error::Fenced) => {

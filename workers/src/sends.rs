@@ -6,6 +6,11 @@
 //! fencing token with the WhatsApp message id it goes out under, sends through the session and
 //! records the outcome. Then the next.
 //!
+//! WhatsApp may restrict new chats (a reach-out timelock, a used-up monthly cap). The loop reads
+//! the restrictions each time the session connects and whenever a send is refused for one; while
+//! one blocks, sends to recipients who never wrote to the device wait until it lifts, with the
+//! reason on each, and sends to existing chats go on. None of them fails for it.
+//!
 //! The queue only wakes a loop early: the API pushes a [`SendJob`] to the holder's queue when it
 //! records a send, and the handler here just wakes that device's loop. A lost job (a Redis that
 //! restarted empty, a holder that moved) costs at most one sweep interval, since the holder also
@@ -40,6 +45,12 @@ const RETRY_LONGEST: Duration = Duration::from_secs(60);
 const SETTLE_EVERY: Duration = Duration::from_secs(10);
 /// A loop whose database reads fail tries again after this long.
 const DB_RETRY: Duration = Duration::from_secs(1);
+/// How long sends to new chats wait after a refusal for a restriction that could not be read,
+/// or that had already ended by WhatsApp's clock.
+const RESTRICTED_RETRY_SECS: i64 = 30;
+/// Held sends move this long after the restriction's end, so a clock a little behind
+/// WhatsApp's does not meet the restriction again.
+const RESTRICTION_MARGIN_MS: i64 = 1_000;
 
 /// A held device's live session, as sends see it.
 #[derive(Clone)]
@@ -51,6 +62,31 @@ pub struct Entry {
     /// The send loop holds it shared while a send is under way; closing the session takes it
     /// exclusively, so a hand-off waits for that send instead of cutting it off mid-flight.
     pub gate: Arc<tokio::sync::RwLock<()>>,
+    /// Notified each time the session connects: WhatsApp's restrictions are read then.
+    pub connected: Arc<Notify>,
+}
+
+/// What a send loop knows of WhatsApp's restrictions on its device's new chats: blocked until
+/// when, and why (for people).
+#[derive(Clone, Default)]
+struct Blocked(Arc<Mutex<Option<(Timestamp, String)>>>);
+
+impl Blocked {
+    /// The block in force now, if any.
+    fn now(&self) -> Option<(Timestamp, String)> {
+        let mut block = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if block
+            .as_ref()
+            .is_some_and(|(until, _)| until.millis() <= Timestamp::now().millis())
+        {
+            *block = None;
+        }
+        block.clone()
+    }
+
+    fn set(&self, block: Option<(Timestamp, String)>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = block;
+    }
 }
 
 /// The sessions this worker holds, shared by the session manager and the send loops.
@@ -123,7 +159,60 @@ impl Sender {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(entry.fence.device, wake.clone());
-        tokio::spawn(self.clone().run_loop(entry, wake))
+        tokio::spawn(self.clone().run(entry, wake))
+    }
+
+    /// A device's send loop, beside the watch on its restrictions.
+    async fn run(self, entry: Entry, wake: Arc<Notify>) {
+        let blocked = Blocked::default();
+        tokio::select! {
+            () = self.clone().run_loop(entry.clone(), Arc::clone(&wake), blocked.clone()) => {}
+            () = self.watch_restrictions(entry, wake, blocked) => {}
+        }
+    }
+
+    /// Starts from the restrictions last stored for the device, then reads them from WhatsApp
+    /// each time the session connects.
+    #[tracing::instrument(name = "restrictions", skip_all, fields(device = %entry.fence.device))]
+    async fn watch_restrictions(self, entry: Entry, wake: Arc<Notify>, blocked: Blocked) {
+        match self.db.device_restrictions(entry.fence.device).await {
+            Ok(stored) => blocked.set(stored.and_then(|s| s.new_chats_blocked(Timestamp::now()))),
+            Err(err) => tracing::warn!(error = ?err, "reading the stored restrictions failed"),
+        }
+        loop {
+            entry.connected.notified().await;
+            self.learn_restrictions(&entry, &blocked).await;
+            wake.notify_one();
+        }
+    }
+
+    /// Reads the device's restrictions from WhatsApp, stores them, and holds its sends to new
+    /// chats while they block; returns the block, if any (`None` too when they could not be read).
+    async fn learn_restrictions(&self, entry: &Entry, blocked: &Blocked) -> Option<(Timestamp, String)> {
+        let device = entry.fence.device;
+        let state = match entry.session.restrictions().await {
+            Ok(state) => state,
+            Err(err) => {
+                tracing::warn!(error = %err, "reading WhatsApp's restrictions on new chats failed");
+                return None;
+            }
+        };
+        if let Err(err) = self.db.set_device_restrictions(device, &state).await {
+            tracing::warn!(error = ?err, "storing the device's restrictions failed");
+        }
+        let block = state
+            .new_chats_blocked(Timestamp::now())
+            .map(|(until, reason)| (until.plus_millis(RESTRICTION_MARGIN_MS), reason));
+        blocked.set(block.clone());
+        if let Some((until, reason)) = &block {
+            tracing::warn!(%until, reason, "WhatsApp restricts new chats from the device");
+            match self.db.hold_new_chat_sends(device, reason, *until).await {
+                Ok(held) => tracing::info!(held, "sends to new chats wait for the restriction to lift"),
+                Err(err) => tracing::warn!(error = ?err, "holding sends to new chats failed"),
+            }
+        }
+        self.invalidations.device_changed(device).await;
+        block
     }
 
     /// Forgets a device whose loop was stopped.
@@ -158,7 +247,7 @@ impl Sender {
     }
 
     #[tracing::instrument(name = "send_loop", skip_all, fields(device = %entry.fence.device, token = entry.fence.token))]
-    async fn run_loop(self, entry: Entry, wake: Arc<Notify>) {
+    async fn run_loop(self, entry: Entry, wake: Arc<Notify>, blocked: Blocked) {
         let fence = entry.fence;
         // When to settle next: at once (a predecessor may have left sends unconfirmed), then
         // while any stay unconfirmed, and after each attempt of this loop.
@@ -192,6 +281,18 @@ impl Sender {
                     continue;
                 }
             };
+            if let Some((until, reason)) = blocked.now() {
+                // Held when it goes to a new chat; a send to an existing chat goes on.
+                match self.db.hold_for_restriction(id, &reason, until).await {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(err) => {
+                        tracing::warn!(error = ?err, "holding a send for a restriction failed; trying again");
+                        tokio::time::sleep(DB_RETRY).await;
+                        continue;
+                    }
+                }
+            }
             if let Some((wait, reason)) = self.pacer.wait(fence.device, id).await {
                 let until = now.plus_millis(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
                 if let Err(err) = self.db.set_send_waiting(id, &reason, until).await {
@@ -201,7 +302,7 @@ impl Sender {
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            self.attempt(&entry, id).await;
+            self.attempt(&entry, id, &blocked).await;
             // It may have been left unconfirmed: look again once the others have had their turn.
             settle_at.get_or_insert_with(|| Instant::now() + SETTLE_EVERY);
         }
@@ -240,8 +341,8 @@ impl Sender {
     }
 
     /// One attempt at send `id`.
-    #[tracing::instrument(skip(self, entry), fields(device = %entry.fence.device))]
-    async fn attempt(&self, entry: &Entry, id: i64) {
+    #[tracing::instrument(skip(self, entry, blocked), fields(device = %entry.fence.device))]
+    async fn attempt(&self, entry: &Entry, id: i64, blocked: &Blocked) {
         let _sending = entry.gate.read().await;
         if !self.roster.holds(entry.fence) {
             return;
@@ -277,6 +378,29 @@ impl Sender {
                 let at = Timestamp::now().plus_millis(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
                 if let Err(err) = self.db.retry_send(work_id, &reason, at).await {
                     tracing::warn!(error = ?err, "putting a send back in the queue failed");
+                }
+            }
+            // Nothing was sent: it waits for the restriction to lift, and so do the device's
+            // other sends to new chats.
+            Err(LinkError::Restricted(refusal)) => {
+                let (until, reason) = self.learn_restrictions(entry, blocked).await.unwrap_or_else(|| {
+                    let until = Timestamp::now().plus_secs(RESTRICTED_RETRY_SECS);
+                    (
+                        until,
+                        format!("WhatsApp restricts new chats ({refusal}); trying again at {until}"),
+                    )
+                });
+                blocked.set(Some((until, reason.clone())));
+                let held = match self.db.hold_for_restriction(work_id, &reason, until).await {
+                    Ok(held) => held,
+                    Err(err) => {
+                        tracing::warn!(error = ?err, "holding a refused send failed");
+                        false
+                    }
+                };
+                // Refused though its recipient has written: it is tried again at the same time.
+                if !held && let Err(err) = self.db.retry_send(work_id, &reason, until).await {
+                    tracing::warn!(error = ?err, "putting a refused send back in the queue failed");
                 }
             }
             // It may have reached WhatsApp: it stays `sending` under its id until a receipt

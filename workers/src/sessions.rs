@@ -453,13 +453,21 @@ impl SessionManager {
                     return;
                 };
                 self.retries.remove(&device);
-                let events = tokio::spawn(events::consume(self.db.clone(), self.ingest.clone(), fence, stream));
+                let connected = Arc::new(tokio::sync::Notify::new());
+                let events = tokio::spawn(events::consume(
+                    self.db.clone(),
+                    self.ingest.clone(),
+                    fence,
+                    stream,
+                    Arc::clone(&connected),
+                ));
                 let session: Arc<dyn Session> = Arc::from(session);
                 let gate = Arc::default();
                 let entry = Entry {
                     fence,
                     session: session.clone(),
                     gate: Arc::clone(&gate),
+                    connected,
                 };
                 self.roster.insert(device, entry.clone());
                 let sends = self.sender.as_ref().map(|sender| sender.start(entry));

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum_extra::extract::cookie::CookieJar;
-use wafleet_core::types::DeviceId;
+use wafleet_core::types::{DeviceId, Timestamp};
 
 use super::broadcast::MAX_BROADCAST_LINES;
 use super::check::MAX_CHECK_LINES;
@@ -48,6 +48,8 @@ struct ActionsPage {
     max_check: usize,
     max_broadcast: usize,
     max_body_bytes: usize,
+    /// What WhatsApp's restrictions on new chats mean for this device's sends, if anything.
+    restriction: Option<String>,
 }
 
 async fn actions_page(
@@ -61,6 +63,8 @@ async fn actions_page(
         Err(ApiError::NotFound(_)) => return Ok(device_not_found(&state, jar, &user)),
         Err(err) => return Err(err),
     };
+    let restrictions = state.db.device_restrictions(device.id).await?;
+    let restriction = crate::devices::RestrictionsView::new(restrictions, Timestamp::now()).summary();
     let (jar, frame) = Frame::new(&state, jar, &user, "devices");
     let frame = frame.on_device(&device, "actions");
     let view = ActionsPage {
@@ -71,6 +75,7 @@ async fn actions_page(
         max_check: MAX_CHECK_LINES,
         max_broadcast: MAX_BROADCAST_LINES,
         max_body_bytes: state.settings.max_body_bytes,
+        restriction,
     };
     Ok((jar, page(StatusCode::OK, &view)).into_response())
 }

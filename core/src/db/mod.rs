@@ -27,6 +27,7 @@ mod mcp_calls;
 mod outbound;
 mod pacing;
 mod rate_windows;
+mod restrictions;
 mod sessions;
 mod templates;
 mod users;
