@@ -1,4 +1,5 @@
-//! WhatsApp as it is today, against the simulator's own link over real sockets, on SQLite and on
+//! WhatsApp as it is today, against the simulator's own link over real sockets (and, for
+//! restricted new chats, the real client against the WhatsApp Web front end), on SQLite and on
 //! PostgreSQL + Redis.
 //!
 //! One chat per person whatever the addressing: a contact writes first from a LID (its number
@@ -19,14 +20,15 @@ use std::time::Duration;
 
 use serde_json::Value;
 use serde_json::json;
-use support::stack::Stack;
+use support::stack::{Network, Stack, StackOn};
 use support::unpaced;
 use wafleet_core::Db;
 use wafleet_core::db::{CampaignStatus, LeadStatus, NewCampaign, NewLead};
 use wafleet_core::testing::Backend;
 use wafleet_core::types::{DeviceId, Email, Timestamp};
-use wafleet_sim::SimConfig;
-use wafleet_sim::control::{ChatKind, InjectMessage, Restrict};
+use wafleet_sim::waweb::WaWebHandle;
+use wafleet_sim::{SimConfig, SimHandle};
+use wafleet_sim::control::{ChatKind, InjectMessage};
 
 const DEVICE_PHONE: &str = "60123400001";
 const CONTACT: &str = "60123400077";
@@ -281,63 +283,47 @@ async fn history_on_link_is_stored_once_and_personal_only(backend: Backend) {
     assert_eq!(stored(&stack.db.db).await, 7, "every message once");
 }
 
-async fn a_timelocked_device_answers_existing_chats_while_new_chats_wait(backend: Backend) {
+/// Under a reach-out timelock, on `N`'s link: the answer to a friend goes out while two offers
+/// to new chats wait with the reason shown (the second never tried), and both go out once the
+/// lock lifts; none fails.
+async fn timelocked_device_answers_existing_chats_while_new_chats_wait<N: Network>(backend: Backend) {
     const FRIEND: &str = "60123400055";
-    const LOCK_SECS: u64 = 6;
-    let stack = Stack::start(backend).await;
-    let control = stack.sim.control();
+    const STRANGERS: [&str; 2] = ["60123400091", "60123400092"];
+    // Long enough for both offers to be held under a loaded machine before it lifts.
+    const LOCK_SECS: u64 = 20;
+    let stack = StackOn::<N>::start(backend).await;
+    for phone in [FRIEND, STRANGERS[0], STRANGERS[1]] {
+        stack.sim.add_contact(phone);
+    }
     let device = stack.linked_device("sales", &format!("+{DEVICE_PHONE}")).await;
     let path = format!("/api/devices/{device}");
     stack.pace(device, |p| p["enabled"] = false.into()).await;
-    let restrictions = stack.get(&format!("{path}/restrictions")).await;
-    assert_eq!(restrictions["new_chats_wait_until"], Value::Null, "{restrictions}");
 
     // The friend has written: an existing chat. Then WhatsApp timelocks the number.
-    control
-        .inject_text(DEVICE_PHONE, FRIEND, "are you open today?")
-        .await
-        .unwrap();
+    stack.sim.write(FRIEND, DEVICE_PHONE, "are you open today?").await;
     stack
         .eventually(&format!("{path}/chats"), "the friend's chat", |c| jids(c).len() == 1)
         .await;
-    control
-        .restrict(
-            DEVICE_PHONE,
-            &Restrict {
-                timelock_secs: Some(LOCK_SECS),
-                ..Restrict::default()
-            },
-        )
-        .await
-        .unwrap();
+    let restrictions = stack.get(&format!("{path}/restrictions")).await;
+    assert_eq!(restrictions["new_chats_wait_until"], Value::Null, "{restrictions}");
+    stack.sim.timelock(DEVICE_PHONE, Duration::from_secs(LOCK_SECS)).await;
     let locked_at = Timestamp::now();
 
     // A send to a stranger is refused once, which tells the worker; one queued after it waits
     // without being tried; the answer to the friend goes out meanwhile.
-    let first = stack
-        .send(&path, "offer-1", json!({"to": "+60123400091", "text": "new bread"}))
-        .await;
+    let to = |phone: &str| json!({"to": format!("+{phone}"), "text": "fresh bread today"});
+    let first = stack.send(&path, "offer-1", to(STRANGERS[0])).await;
     let waits = |m: &Value| {
         m["status"] == "queued"
-            && m["waiting_reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("reach-out timelock"))
+            && m["waiting_reason"].as_str().is_some_and(|r| r.contains("reach-out timelock"))
             && m["next_attempt_at"].is_string()
     };
-    let held = stack
-        .eventually(&first, "the first offer waits for the lock", waits)
-        .await;
+    let held = stack.eventually(&first, "the first offer waits for the lock", waits).await;
     let until: Timestamp = serde_json::from_value(held["next_attempt_at"].clone()).unwrap();
     assert!(until.millis() > locked_at.millis(), "{held}");
-    let second = stack
-        .send(&path, "offer-2", json!({"to": "+60123400092", "text": "new bread"}))
-        .await;
+    let second = stack.send(&path, "offer-2", to(STRANGERS[1])).await;
     let answer = stack
-        .send(
-            &path,
-            "answer",
-            json!({"to": format!("+{FRIEND}"), "text": "yes, until six"}),
-        )
+        .send(&path, "answer", json!({"to": format!("+{FRIEND}"), "text": "yes, until six"}))
         .await;
     stack
         .eventually(&answer, "the answer delivered", |m| {
@@ -352,27 +338,34 @@ async fn a_timelocked_device_answers_existing_chats_while_new_chats_wait(backend
         restrictions["reason"].as_str().is_some_and(|r| r.contains("timelock")),
         "{restrictions}"
     );
-    let sent = control.sent(DEVICE_PHONE).await.unwrap();
-    assert_eq!(sent.len(), 1, "only the answer went out while locked: {sent:?}");
+    assert_eq!(stack.sim.sent_to(DEVICE_PHONE).await, [FRIEND], "only the answer went out");
 
     // Once the lock lifts both offers go out by themselves, and none ever failed.
     for offer in [&first, &second] {
         let done = stack
-            .eventually_within(
-                Duration::from_secs(LOCK_SECS + 30),
-                offer,
-                "the offer sent after the lock",
-                |m| m["status"] == "delivered" || m["status"] == "read",
-            )
+            .eventually_within(Duration::from_secs(LOCK_SECS + 40), offer, "the offer sent after the lock", |m| {
+                m["status"] == "delivered" || m["status"] == "read"
+            })
             .await;
         assert_eq!(done["reason"], Value::Null, "{done}");
     }
-    assert_eq!(control.sent(DEVICE_PHONE).await.unwrap().len(), 3);
-    assert!(Timestamp::now().millis() >= locked_at.plus_secs(LOCK_SECS as i64).millis() - 1_000);
+    assert!(Timestamp::now().millis() >= locked_at.plus_secs(LOCK_SECS as i64).millis());
+    let mut sent = stack.sim.sent_to(DEVICE_PHONE).await;
+    sent.sort();
+    assert_eq!(sent, [FRIEND, STRANGERS[0], STRANGERS[1]], "each once");
+}
+
+async fn a_timelocked_device_answers_existing_chats_while_new_chats_wait(backend: Backend) {
+    timelocked_device_answers_existing_chats_while_new_chats_wait::<SimHandle>(backend).await
+}
+
+async fn with_the_real_client_a_timelocked_device_answers_existing_chats_while_new_chats_wait(backend: Backend) {
+    timelocked_device_answers_existing_chats_while_new_chats_wait::<WaWebHandle>(backend).await
 }
 
 support::on_both_backends!(
     a_timelocked_device_answers_existing_chats_while_new_chats_wait,
+    with_the_real_client_a_timelocked_device_answers_existing_chats_while_new_chats_wait,
     a_reply_from_a_lid_counts_once_its_number_is_known,
     a_sender_alt_merges_the_chats_by_itself,
     history_on_link_is_stored_once_and_personal_only

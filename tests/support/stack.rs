@@ -29,6 +29,21 @@ pub trait Network: Sized {
 
     /// A fresh link to it, as a newly started worker process makes, sealing key material with `keys`.
     fn link(&self, db: &Db, keys: &KeyRing) -> Arc<dyn Link>;
+
+    /// The phone of `phone` (digits) types the pair code `code` a device shows.
+    async fn enter_pair_code(&self, phone: &str, code: &str);
+
+    /// `phone` (digits) has WhatsApp, so messages to it go out.
+    fn add_contact(&self, phone: &str);
+
+    /// The phone `from` (digits) writes `text` to the account of `to` (digits).
+    async fn write(&self, from: &str, to: &str, text: &str);
+
+    /// Puts the account of `phone` (digits) under a reach-out timelock for `length`.
+    async fn timelock(&self, phone: &str, length: Duration);
+
+    /// The recipients (digits) of what the devices of `phone` (digits) sent, in order.
+    async fn sent_to(&self, phone: &str) -> Vec<String>;
 }
 
 impl Network for SimHandle {
@@ -42,6 +57,31 @@ impl Network for SimHandle {
 
     fn link(&self, db: &Db, keys: &KeyRing) -> Arc<dyn Link> {
         Arc::new(SimLink::new(self.ws_url(), db.clone(), keys.clone()))
+    }
+
+    async fn enter_pair_code(&self, _phone: &str, code: &str) {
+        self.control().confirm_pair_code(code).await.expect("the phone confirms the code");
+    }
+
+    fn add_contact(&self, _phone: &str) {
+        // Every number has WhatsApp unless a rule says otherwise.
+    }
+
+    async fn write(&self, from: &str, to: &str, text: &str) {
+        self.control().inject_text(to, from, text).await.expect("inject");
+    }
+
+    async fn timelock(&self, phone: &str, length: Duration) {
+        let restrict = wafleet_sim::control::Restrict {
+            timelock_secs: Some(length.as_secs()),
+            ..Default::default()
+        };
+        self.control().restrict(phone, &restrict).await.expect("restrict");
+    }
+
+    async fn sent_to(&self, phone: &str) -> Vec<String> {
+        let sent = self.control().sent(phone).await.expect("sent");
+        sent.into_iter().map(|m| m.to.user().to_owned()).collect()
     }
 }
 
@@ -60,6 +100,27 @@ impl Network for WaWebHandle {
             keys.clone(),
             wa_link_config(&self.url()),
         ))
+    }
+
+    async fn enter_pair_code(&self, phone: &str, code: &str) {
+        self.enter_code(phone, code).await.expect("the phone types the code");
+    }
+
+    fn add_contact(&self, phone: &str) {
+        self.add_account(phone);
+    }
+
+    async fn write(&self, from: &str, to: &str, text: &str) {
+        self.add_account(from);
+        self.send_text(from, to, text).await.expect("the phone writes");
+    }
+
+    async fn timelock(&self, phone: &str, length: Duration) {
+        WaWebHandle::timelock(self, phone, length);
+    }
+
+    async fn sent_to(&self, phone: &str) -> Vec<String> {
+        self.sent(phone).into_iter().map(|m| m.to).collect()
     }
 }
 
@@ -257,16 +318,16 @@ impl<N: Network> Drop for StackOn<N> {
     }
 }
 
-impl Stack {
-    /// Adds a device and links it through the simulator by pair code, as its owner would; returns
-    /// its id once it is online.
+impl<N: Network> StackOn<N> {
+    /// Adds a device and links it by pair code, as its owner would; returns its id once it is
+    /// online.
     pub async fn linked_device(&self, name: &str, phone: &str) -> i64 {
         let device = self.add_device(name, phone).await;
         let id = device.rsplit('/').next().unwrap().parse().unwrap();
         let (status, body) = self.post(&format!("{device}/pair-code"), json!({})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let code = body["results"]["pair_code"].as_str().unwrap().to_owned();
-        self.sim.control().confirm_pair_code(&code).await.unwrap();
+        self.sim.enter_pair_code(phone.trim_start_matches('+'), &code).await;
         self.eventually(&device, "online", |d| d["status"] == "online").await;
         id
     }
