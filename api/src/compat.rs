@@ -131,7 +131,7 @@ impl FromRequestParts<AppState> for Caller {
 pub struct LoginResults {
     /// Seconds until the QR code is replaced.
     pub qr_duration: i64,
-    /// Where to fetch the QR code image (SVG).
+    /// Where to fetch the QR code image (PNG), with the same credentials as this request.
     pub qr_link: String,
 }
 
@@ -153,7 +153,8 @@ async fn app_login(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
     let scheme = if state.settings.cookie_secure { "https" } else { "http" };
-    let qr_link = format!("{scheme}://{host}/api/devices/{device}/qr?format=svg");
+    // `/app/qr` takes the API token like this route; the dashboard's QR route takes a session.
+    let qr_link = format!("{scheme}://{host}/app/qr?device_id={device}");
     Ok(ok("Success", LoginResults { qr_duration, qr_link }))
 }
 
@@ -205,25 +206,25 @@ async fn app_reconnect(State(state): State<AppState>, Caller(user, device): Call
     Ok(ok("Reconnect success", ()))
 }
 
-/// The device's current QR code as an SVG image (compatible route; start pairing with `/app/login`).
+/// The device's current QR code as a PNG image (compatible route; `/app/login` starts pairing and
+/// links here).
 #[utoipa::path(get, path = "/app/qr", tag = "compatible",
-    responses((status = 200, description = "SVG image", content_type = "image/svg+xml"), (status = 404, description = "No such device of yours, or no QR code now"),
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
+           ("device_id" = Option<String>, Query, description = "Device id, instead of the header")),
+    responses((status = 200, description = "PNG image", content_type = "image/png"), (status = 404, description = "No such device of yours, or no QR code now"),
               (status = 400, description = "Several devices and none named, or a device id that is not a number")),
     security(("bearer" = [])))]
 async fn app_qr(State(state): State<AppState>, Caller(user, device): Caller) -> ApiResult<impl IntoResponse> {
     let view = state.db.pairing_view(user.id, device).await?;
-    let svg = sessions::qr_svg(
+    let png = sessions::qr_png(
         view.qr_code
             .as_deref()
             .ok_or(ApiError::NotFound("QR code (start pairing with /app/login)"))?,
     )
     .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("QR payload does not fit a QR code")))?;
     Ok((
-        [
-            (header::CONTENT_TYPE, "image/svg+xml"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        svg,
+        [(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "no-store")],
+        png,
     ))
 }
 

