@@ -11,12 +11,12 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use wafleet_core::db::User;
+use wafleet_core::db::{DeviceStatus, User};
 use wafleet_core::types::{DeviceId, PhoneNumber};
 
 use crate::AppState;
 use crate::envelope::{Envelope, ok};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, OrNotFound};
 use crate::extract::Query;
 use crate::sessions;
 
@@ -135,9 +135,21 @@ pub struct LoginResults {
     pub qr_link: String,
 }
 
+/// Refuses to pair a device that is linked and online (400, `ALREADY_LOGGED_IN`, as upstream):
+/// pairing again would drop its working session.
+async fn refuse_if_logged_in(state: &AppState, user: &User, device: DeviceId) -> ApiResult<()> {
+    let current = state.db.device(user.id, device).await.or_not_found("device")?;
+    match current.jid {
+        Some(jid) if current.status == DeviceStatus::Online => Err(ApiError::AlreadyLoggedIn(format!(
+            "device {device} is already logged in as {jid}: log out first (/app/logout) to link it again"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Start pairing the device by QR code (compatible route).
 #[utoipa::path(get, path = "/app/login", tag = "compatible", params(("X-Device-Id" = Option<String>, Header, description = "Device id")),
-    responses((status = 200, body = Envelope<LoginResults>), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all"),
+    responses((status = 200, body = Envelope<LoginResults>), (status = 400, description = "Several devices and none named, a device id that is not a number, or the device is already linked and online (code `ALREADY_LOGGED_IN`; its session is kept)"), (status = 404, description = "No such device of yours, or no device at all"),
               (status = 409, description = "Pairing failed"), (status = 503, description = "No worker produced a code in time")),
     security(("bearer" = [])))]
 async fn app_login(
@@ -145,6 +157,7 @@ async fn app_login(
     Caller(user, device): Caller,
     headers: axum::http::HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
+    refuse_if_logged_in(&state, &user, device).await?;
     let view = sessions::begin_qr(&state, user.id, device).await?;
     let now = wafleet_core::types::Timestamp::now().millis();
     let qr_duration = view.qr_expires_at.map_or(30, |t| ((t.millis() - now) / 1000).max(1));
@@ -174,7 +187,7 @@ pub struct CodeResults {
 
 /// Start pairing the device by phone code (compatible route).
 #[utoipa::path(get, path = "/app/login-with-code", tag = "compatible", params(CodeQuery),
-    responses((status = 200, body = Envelope<CodeResults>), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all"),
+    responses((status = 200, body = Envelope<CodeResults>), (status = 400, description = "Several devices and none named, a device id that is not a number, or the device is already linked and online (code `ALREADY_LOGGED_IN`; its session is kept)"), (status = 404, description = "No such device of yours, or no device at all"),
               (status = 409, description = "Pairing failed"), (status = 422, description = "Not a phone number"),
               (status = 503, description = "No worker produced a code in time")),
     security(("bearer" = [])))]
@@ -185,6 +198,7 @@ async fn app_login_with_code(
 ) -> ApiResult<impl IntoResponse> {
     let phone = PhoneNumber::parse(&query.phone, state.settings.default_country)
         .map_err(|e| ApiError::Invalid(format!("phone: {e}")))?;
+    refuse_if_logged_in(&state, &user, device).await?;
     let pair_code = sessions::begin_pair_code(&state, user.id, device, &phone).await?;
     Ok(ok("Success", CodeResults { pair_code }))
 }
@@ -199,7 +213,7 @@ async fn app_logout(State(state): State<AppState>, Caller(user, device): Caller)
 
 /// Reconnect the device (compatible route).
 #[utoipa::path(get, path = "/app/reconnect", tag = "compatible", responses((status = 200, description = "Reconnect requested"), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all"),
-              (status = 409, description = "Not linked yet")),
+              (status = 409, description = "Not linked yet, or logged out: log in first")),
     security(("bearer" = [])))]
 async fn app_reconnect(State(state): State<AppState>, Caller(user, device): Caller) -> ApiResult<impl IntoResponse> {
     sessions::begin_reconnect(&state, user.id, device).await?;

@@ -98,6 +98,20 @@ pub(crate) async fn begin_reconnect(state: &AppState, user: UserId, device: Devi
             "the device is not linked yet: pair it by QR code or phone code first".into(),
         ));
     }
+    // A logged-out device keeps its JID, but its credentials are gone: asking it to connect
+    // would look like success and never connect.
+    let logged_out = current.status == DeviceStatus::LoggedOut
+        || state.db.desired_session(user, device).await? == Some(Desired::Unlinked);
+    if logged_out || current.status == DeviceStatus::Banned {
+        let what = if current.status == DeviceStatus::Banned {
+            "banned"
+        } else {
+            "logged out"
+        };
+        return Err(ApiError::Conflict(format!(
+            "the device is {what}: log in first (pair it again by QR code or phone code), then it stays connected"
+        )));
+    }
     request(state, user, device, Desired::Connected, None).await
 }
 

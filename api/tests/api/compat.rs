@@ -7,7 +7,8 @@
 use reqwest::multipart::{Form, Part};
 use reqwest::{Client, RequestBuilder, StatusCode};
 use serde_json::json;
-use wafleet_core::types::{DeviceId, Timestamp};
+use wafleet_core::db::Desired;
+use wafleet_core::types::{DeviceId, Email, Timestamp, UserId};
 
 use crate::helpers::{Session, TestApp, body, expect_error};
 
@@ -27,6 +28,15 @@ async fn exec(app: &TestApp, sql: &'static str, device: i64) {
         wafleet_core::Db::Postgres(pool) => sqlx::query(sql).bind(device).execute(pool).await.map(drop),
     }
     .unwrap();
+}
+
+async fn user(app: &TestApp, email: &str) -> UserId {
+    app.db
+        .user_by_email(&Email::parse(email).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id
 }
 
 /// A new API token of `session`'s user, with every scope.
@@ -143,6 +153,85 @@ async fn basic_credentials_need_no_csrf_and_open_the_qr_link(app: TestApp) {
     .await;
 }
 
+async fn login_keeps_a_linked_online_session(app: TestApp) {
+    let ana = app.session("ana@example.com").await;
+    let device = ana.add_device("Sales", Some("+60123456789")).await;
+    app.db
+        .request_session(
+            user(&app, "ana@example.com").await,
+            DeviceId(device),
+            Desired::Connected,
+            None,
+        )
+        .await
+        .unwrap();
+    linked(&app, device).await;
+    let before = app.db.session_targets().await.unwrap();
+    let token = token(&ana).await;
+    let client = Client::new();
+
+    for path in ["/app/login", "/app/login-with-code?phone=60123456789"] {
+        let response = client
+            .get(app.url(path))
+            .bearer_auth(&token)
+            .header("X-Device-Id", device.to_string())
+            .send()
+            .await
+            .unwrap();
+        let refused = expect_error(response, StatusCode::BAD_REQUEST, "already logged in").await;
+        assert_eq!(refused["code"], "ALREADY_LOGGED_IN", "{path}");
+    }
+    assert_eq!(
+        app.db.session_targets().await.unwrap(),
+        before,
+        "the session was left alone"
+    );
+    let status = body(ana.get(&format!("/api/devices/{device}")).await).await["results"]["status"].clone();
+    assert_eq!(status, "online");
+}
+
+async fn reconnect_needs_a_logged_in_device(app: TestApp) {
+    let ana = app.session("ana@example.com").await;
+    let device = ana.add_device("Sales", Some("+60123456789")).await;
+    app.db
+        .request_session(
+            user(&app, "ana@example.com").await,
+            DeviceId(device),
+            Desired::Connected,
+            None,
+        )
+        .await
+        .unwrap();
+    linked(&app, device).await;
+    let token = token(&ana).await;
+    let client = Client::new();
+    let get = |path: &'static str| client.get(app.url(path)).bearer_auth(&token).send();
+
+    // Linked: reconnecting is asked of its session.
+    assert_eq!(body(get("/app/reconnect").await.unwrap()).await["code"], "SUCCESS");
+
+    // Logged out (the device and its JID stay): there is nothing to reconnect with.
+    assert_eq!(body(get("/app/logout").await.unwrap()).await["code"], "SUCCESS");
+    expect_error(
+        get("/app/reconnect").await.unwrap(),
+        StatusCode::CONFLICT,
+        "log in first",
+    )
+    .await;
+    assert_eq!(app.db.session_targets().await.unwrap()[0].desired, Desired::Unlinked);
+    // As the worker records the logout, and as when WhatsApp ends the link.
+    exec(&app, "UPDATE devices SET status = 'logged_out' WHERE id = $1", device).await;
+    expect_error(
+        get("/app/reconnect").await.unwrap(),
+        StatusCode::CONFLICT,
+        "log in first",
+    )
+    .await;
+    assert_eq!(app.db.session_targets().await.unwrap()[0].desired, Desired::Unlinked);
+}
+
 on_both_backends!(app:
     basic_credentials_need_no_csrf_and_open_the_qr_link,
+    login_keeps_a_linked_online_session,
+    reconnect_needs_a_logged_in_device,
 );
