@@ -1,12 +1,14 @@
 //! Routes kept from the REST API wafleet grew out of (`/app/*`), with its request and response
 //! shapes. They change state on GET, so they accept API tokens only (`Bearer <token>`, or HTTP
 //! Basic with the token as password, as existing clients send) and never a browser cookie: a
-//! link on another site cannot trigger them.
+//! link on another site cannot trigger them. Refusals of invalid input answer 400 here, as the
+//! upstream API documents for every bad request (wafleet's own routes answer 422).
 
-use axum::extract::{FromRequestParts, State};
-use axum::http::header;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::response::IntoResponse;
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
@@ -16,7 +18,7 @@ use wafleet_core::types::{DeviceId, PhoneNumber};
 
 use crate::AppState;
 use crate::envelope::{Envelope, ok};
-use crate::error::{ApiError, ApiResult, OrNotFound};
+use crate::error::{ApiError, ApiResult, ErrorMessage, OrNotFound};
 use crate::extract::Query;
 use crate::sessions;
 
@@ -28,6 +30,21 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(app_reconnect))
         .routes(routes!(app_devices))
         .routes(routes!(app_qr))
+        .route_layer(axum::middleware::from_fn(upstream_statuses))
+}
+
+/// Answers a refusal of invalid input (422 elsewhere in wafleet) with 400, the status the
+/// upstream API documents for every bad request, keeping the message that names the field.
+/// Layered on each compatible router only, so wafleet's own routes keep their statuses.
+pub(crate) async fn upstream_statuses(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.status() != StatusCode::UNPROCESSABLE_ENTITY {
+        return response;
+    }
+    match response.extensions().get::<ErrorMessage>() {
+        Some(ErrorMessage(message)) => ApiError::BadRequest(message.clone()).into_response(),
+        None => response,
+    }
 }
 
 /// The owner of the API token the request carries.
@@ -187,8 +204,8 @@ pub struct CodeResults {
 
 /// Start pairing the device by phone code (compatible route).
 #[utoipa::path(get, path = "/app/login-with-code", tag = "compatible", params(CodeQuery),
-    responses((status = 200, body = Envelope<CodeResults>), (status = 400, description = "Several devices and none named, a device id that is not a number, or the device is already linked and online (code `ALREADY_LOGGED_IN`; its session is kept)"), (status = 404, description = "No such device of yours, or no device at all"),
-              (status = 409, description = "Pairing failed"), (status = 422, description = "Not a phone number"),
+    responses((status = 200, body = Envelope<CodeResults>), (status = 400, description = "Several devices and none named, a device id that is not a number, no or not a phone number, or the device is already linked and online (code `ALREADY_LOGGED_IN`; its session is kept)"), (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 409, description = "Pairing failed"),
               (status = 503, description = "No worker produced a code in time")),
     security(("bearer" = [])))]
 async fn app_login_with_code(

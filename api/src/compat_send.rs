@@ -10,20 +10,20 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use wafleet_core::types::PhoneNumber;
 
 use crate::AppState;
-use crate::compat::{TokenUser, target_device};
+use crate::compat::{TokenUser, target_device, upstream_statuses};
 use crate::envelope::{Envelope, ok};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Multipart, Query};
-use crate::sends::{accept, idempotency_key, read_form};
+use crate::sends::{accept, idempotency_key, phone_number, read_form};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(send_message))
         .routes(routes!(send_image))
         .routes(routes!(user_check))
+        .route_layer(axum::middleware::from_fn(upstream_statuses))
 }
 
 /// `results` of the send routes.
@@ -63,8 +63,8 @@ impl FromRequestParts<AppState> for RequestParts {
            ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send")),
     request_body = SendMessageBody,
     responses((status = 200, body = Envelope<SendResults>), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all"),
-              (status = 409, description = "Device not linked, or the key was used for another send"),
-              (status = 422, description = "A missing or bad field: phone, message")),
+              (status = 400, description = "Several devices and none named, a device id that is not a number, or a missing or bad field: phone, message"),
+              (status = 409, description = "Device not linked, or the key was used for another send")),
     security(("bearer" = [])))]
 async fn send_message(
     State(state): State<AppState>,
@@ -93,8 +93,8 @@ async fn send_message(
            ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send")),
     request_body(content_type = "multipart/form-data", description = "phone, caption, image (file)"),
     responses((status = 200, body = Envelope<SendResults>), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all"),
-              (status = 409, description = "Device not linked, or the key was used for another send"),
-              (status = 422, description = "A missing or bad field: phone, image")),
+              (status = 400, description = "Several devices and none named, a device id that is not a number, an unreadable form, or a missing or bad field: phone, image"),
+              (status = 409, description = "Device not linked, or the key was used for another send")),
     security(("bearer" = [])))]
 async fn send_image(
     State(state): State<AppState>,
@@ -142,9 +142,9 @@ pub struct UserCheckResults {
 /// Whether a number is on WhatsApp, asked through the device's live session (compatible route).
 #[utoipa::path(get, path = "/user/check", tag = "compatible",
     params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
-           ("phone" = String, Query, description = "Phone number with country code")),
-    responses((status = 200, body = Envelope<UserCheckResults>), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all"),
-              (status = 409, description = "Device not online"), (status = 422, description = "No or not a phone number"),
+           ("phone" = String, Query, description = "Phone number with country code (`6289685028129`, `+6289685028129` or `6289685028129@s.whatsapp.net`)")),
+    responses((status = 200, body = Envelope<UserCheckResults>), (status = 400, description = "Several devices and none named, a device id that is not a number, or no or not a phone number"), (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 409, description = "Device not online"),
               (status = 503, description = "The device's worker did not answer in time")),
     security(("bearer" = [])))]
 async fn user_check(
@@ -156,14 +156,16 @@ async fn user_check(
     let device = target_device(&parts, &state, &user, None).await?;
     let raw = query
         .phone
+        .filter(|p| !p.trim().is_empty())
         .ok_or_else(|| ApiError::Invalid("phone: give the number to check, e.g. ?phone=60123456789".into()))?;
-    let number = if raw.starts_with('+') {
-        raw.clone()
+    // Upstream takes the number with its country code, with or without `+`, or as a JID.
+    let raw = raw.trim();
+    let international = if raw.starts_with('+') || raw.contains('@') {
+        raw.to_owned()
     } else {
-        format!("+{}", raw.trim())
+        format!("+{raw}")
     };
-    let phone = PhoneNumber::parse(&number, state.settings.default_country)
-        .map_err(|e| ApiError::Invalid(format!("phone: {e}")))?;
+    let phone = phone_number(&international, "phone", &state)?;
     let checks = crate::sessions::run_check(&state, user.id, device, std::slice::from_ref(&phone)).await?;
     let is_on_whatsapp = checks.first().is_some_and(|c| c.jid.is_some());
     Ok(ok("Success check user", UserCheckResults { is_on_whatsapp }))

@@ -141,12 +141,16 @@ impl IntoResponse for ApiError {
                 .to_uppercase()
                 .replace([' ', '-'], "_"),
         };
+        let message = self.to_string();
         let body = Envelope {
             code,
-            message: self.to_string(),
+            message: message.clone(),
             results: serde_json::Value::Null,
         };
         let mut response = (status, Json(body)).into_response();
+        // Kept beside the body so a layer can answer the same refusal with another status (the
+        // compatible routes answer 400 where wafleet's own answer 422) without parsing JSON.
+        response.extensions_mut().insert(ErrorMessage(message));
         if let ApiError::TooManyRequests(secs) = self {
             response
                 .headers_mut()
@@ -155,6 +159,10 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// The message of an error response, in its extensions.
+#[derive(Clone, Debug)]
+pub(crate) struct ErrorMessage(pub String);
 
 /// Rejections of axum's extractors keep their status; the text says what to fix.
 fn rejected(status: StatusCode, text: String, limit_hint: Option<usize>) -> ApiError {

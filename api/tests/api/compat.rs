@@ -76,6 +76,15 @@ fn basic_image(client: &Client, app: &TestApp, token: &str, device: i64, form: F
         .multipart(form)
 }
 
+/// `POST /send/image` from `device` with the token as Bearer.
+fn bearer_image(client: &Client, app: &TestApp, token: &str, device: i64, form: Form) -> RequestBuilder {
+    client
+        .post(app.url("/send/image"))
+        .bearer_auth(token)
+        .header("X-Device-Id", device.to_string())
+        .multipart(form)
+}
+
 /// Plays the worker that picks up a pairing request for `device` and shows a QR code.
 fn show_qr_when_asked(app: &TestApp, device: i64) -> tokio::task::JoinHandle<()> {
     let db = app.db.clone();
@@ -230,8 +239,67 @@ async fn reconnect_needs_a_logged_in_device(app: TestApp) {
     assert_eq!(app.db.session_targets().await.unwrap()[0].desired, Desired::Unlinked);
 }
 
+async fn compatible_routes_answer_bad_input_as_upstream(app: TestApp) {
+    let ana = app.session("ana@example.com").await;
+    let device = ana.add_device("Sales", Some("+60123456789")).await;
+    linked(&app, device).await;
+    let token = token(&ana).await;
+    let client = Client::new();
+    let check = |query: &str| {
+        client
+            .get(app.url(&format!("/user/check{query}")))
+            .bearer_auth(&token)
+            .header("X-Device-Id", device.to_string())
+            .send()
+    };
+
+    // Every form of a number is taken; no worker runs here to answer the check itself.
+    for phone in ["6289685028129@s.whatsapp.net", "6289685028129", "%2B6289685028129"] {
+        let response = check(&format!("?phone={phone}")).await.unwrap();
+        expect_error(response, StatusCode::SERVICE_UNAVAILABLE, "did not answer").await;
+    }
+
+    // A missing or bad parameter: 400 in the envelope, naming it.
+    for query in ["", "?phone=", "?phone=nope", "?phone=120363999@g.us"] {
+        let response = check(query).await.unwrap();
+        assert_eq!(response.headers()["content-type"], "application/json", "{query}");
+        expect_error(response, StatusCode::BAD_REQUEST, "phone").await;
+    }
+    let response = client
+        .get(app.url("/app/login-with-code"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    expect_error(response, StatusCode::BAD_REQUEST, "phone").await;
+    let response = client
+        .post(app.url("/send/message"))
+        .bearer_auth(&token)
+        .json(&json!({"phone": "60191000001"}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, StatusCode::BAD_REQUEST, "missing field `message`").await;
+    let response = bearer_image(&client, &app, &token, device, Form::new().text("phone", "60191000001"))
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, StatusCode::BAD_REQUEST, "image").await;
+
+    // wafleet's own routes keep 422 for the same kind of mistake.
+    let response = ana
+        .post(
+            &format!("/api/devices/{device}/send"),
+            json!({"to": "nope", "text": "hi"}),
+        )
+        .await;
+    expect_error(response, StatusCode::UNPROCESSABLE_ENTITY, "to").await;
+}
+
 on_both_backends!(app:
     basic_credentials_need_no_csrf_and_open_the_qr_link,
     login_keeps_a_linked_online_session,
     reconnect_needs_a_logged_in_device,
+    compatible_routes_answer_bad_input_as_upstream,
 );

@@ -211,7 +211,7 @@ async fn compatible_send_without_message(app: TestApp) {
         &case.spec,
         ("POST", "/send/message"),
         response,
-        StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::BAD_REQUEST,
         &["missing field `message`"],
     )
     .await;
