@@ -1,7 +1,9 @@
 //! Sending and checking numbers through the routes kept from the REST API wafleet grew out of:
 //! `POST /send/message`, `POST /send/image`, `GET /user/check`. The device is named by the
 //! `X-Device-Id` header, a `device_id` query parameter or a `device_id` field. Sends are queued:
-//! `results.message_id` is wafleet's id for the send (follow it at `GET /api/messages/{id}`).
+//! `results.message_id` is the WhatsApp message id the send goes out under (chosen now, so it
+//! matches the `message.ack` webhooks to come), `results.send_id` wafleet's id for the send
+//! (follow it at `GET /api/messages/{id}`).
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::HeaderMap;
@@ -10,6 +12,7 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use wafleet_core::db::OutboundMessage;
 
 use crate::AppState;
 use crate::compat::{TokenUser, target_device, upstream_statuses};
@@ -29,10 +32,24 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 /// `results` of the send routes.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SendResults {
-    /// wafleet's id for the send.
+    /// The WhatsApp message id the send goes out under: the id `message.ack` webhooks carry.
+    #[schema(example = "3EB0B430B6F8F1D0E053AC")]
     pub message_id: String,
+    /// wafleet's id for the send (`GET /api/messages/{send_id}`).
+    pub send_id: String,
     /// `queued` for a new send; the current status for a repeated `Idempotency-Key`.
     pub status: String,
+}
+
+impl SendResults {
+    /// The results for `message`, going out under the WhatsApp id `wa_id`.
+    fn new(message: &OutboundMessage, wa_id: String) -> Self {
+        SendResults {
+            message_id: wa_id,
+            send_id: message.id.to_string(),
+            status: message.status.as_str().into(),
+        }
+    }
 }
 
 /// Body of `POST /send/message`.
@@ -76,13 +93,8 @@ async fn send_message(
     let device = target_device(&parts, &state, &user, body.device_id.as_deref()).await?;
     let key = idempotency_key(&headers)?;
     let (message, _) = accept(&state, user.id, device, key, &body.phone, Some(body.message), None).await?;
-    Ok(ok(
-        "Message queued",
-        SendResults {
-            message_id: message.id.to_string(),
-            status: message.status.as_str().into(),
-        },
-    ))
+    let wa_id = state.db.choose_wa_message_id(message.id).await?;
+    Ok(ok("Message queued", SendResults::new(&message, wa_id)))
 }
 
 /// Send an image, `multipart/form-data` with `phone`, `image` (a file) and optional `caption`
@@ -117,13 +129,8 @@ async fn send_image(
     let key = idempotency_key(&headers)?;
     let caption = fields.get("caption").cloned();
     let (message, _) = accept(&state, user.id, device, key, phone, caption, Some(image)).await?;
-    Ok(ok(
-        "Image queued",
-        SendResults {
-            message_id: message.id.to_string(),
-            status: message.status.as_str().into(),
-        },
-    ))
+    let wa_id = state.db.choose_wa_message_id(message.id).await?;
+    Ok(ok("Image queued", SendResults::new(&message, wa_id)))
 }
 
 /// Query of `GET /user/check`.

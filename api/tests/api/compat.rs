@@ -6,7 +6,7 @@
 
 use reqwest::multipart::{Form, Part};
 use reqwest::{Client, RequestBuilder, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 use wafleet_core::db::Desired;
 use wafleet_core::types::{DeviceId, Email, Timestamp, UserId};
 
@@ -297,9 +297,86 @@ async fn compatible_routes_answer_bad_input_as_upstream(app: TestApp) {
     expect_error(response, StatusCode::UNPROCESSABLE_ENTITY, "to").await;
 }
 
+async fn compatible_sends_answer_the_whatsapp_message_id(app: TestApp) {
+    let ana = app.session("ana@example.com").await;
+    let device = ana.add_device("Sales", Some("+60123456789")).await;
+    // A lease row, so the test can hold the device as its worker would.
+    app.db
+        .request_session(
+            user(&app, "ana@example.com").await,
+            DeviceId(device),
+            Desired::Connected,
+            None,
+        )
+        .await
+        .unwrap();
+    linked(&app, device).await;
+    let token = token(&ana).await;
+    let client = Client::new();
+    let send = || {
+        client
+            .post(app.url("/send/message"))
+            .bearer_auth(&token)
+            .header("X-Device-Id", device.to_string())
+            .header("Idempotency-Key", "order-7")
+            .json(&json!({"phone": "6289685028129@s.whatsapp.net", "message": "selamat malam"}))
+            .send()
+    };
+    let sent = body(send().await.unwrap()).await;
+    let wa_id = sent["results"]["message_id"].as_str().unwrap().to_owned();
+    assert!(
+        wa_id.len() == 22 && wa_id.starts_with("3EB0") && wa_id.chars().all(|c| c.is_ascii_hexdigit()),
+        "a WhatsApp message id: {wa_id}"
+    );
+    let send_id: i64 = sent["results"]["send_id"].as_str().unwrap().parse().unwrap();
+    // A repeated request answers the same ids.
+    let again = body(send().await.unwrap()).await;
+    assert_eq!(again["results"]["message_id"], sent["results"]["message_id"]);
+    assert_eq!(again["results"]["send_id"], sent["results"]["send_id"]);
+    let status = body(
+        client
+            .get(app.url(&format!("/api/messages/{send_id}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status["results"]["wa_message_id"], Value::String(wa_id.clone()));
+
+    // The holder sends under that id, not one of its own.
+    let fence = app
+        .db
+        .claim_leases("send-worker", 1000, 600)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|f| f.device == DeviceId(device))
+        .unwrap();
+    let work = app
+        .db
+        .begin_send(fence, send_id, "3EB0FFFFFFFFFFFFFFFFFF")
+        .await
+        .unwrap()
+        .expect("a queued send");
+    assert_eq!(work.wa_message_id, wa_id);
+
+    // The image route answers both ids too.
+    let image = body(
+        bearer_image(&client, &app, &token, device, image_form(png(32, 16)))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(image["results"]["message_id"].as_str().unwrap().starts_with("3EB0"));
+    assert_ne!(image["results"]["send_id"], sent["results"]["send_id"]);
+}
+
 on_both_backends!(app:
     basic_credentials_need_no_csrf_and_open_the_qr_link,
     login_keeps_a_linked_online_session,
     reconnect_needs_a_logged_in_device,
     compatible_routes_answer_bad_input_as_upstream,
+    compatible_sends_answer_the_whatsapp_message_id,
 );

@@ -161,7 +161,7 @@ async fn compatible_send_routes_keep_their_shapes(app: TestApp) {
     let sent = body(response).await;
     assert_eq!(sent["code"], "SUCCESS");
     assert_eq!(sent["results"]["status"], "queued");
-    let id: i64 = sent["results"]["message_id"].as_str().unwrap().parse().unwrap();
+    let id: i64 = sent["results"]["send_id"].as_str().unwrap().parse().unwrap();
 
     let send_image = |form: Form| {
         client
@@ -181,7 +181,7 @@ async fn compatible_send_routes_keep_their_shapes(app: TestApp) {
     let response = send_image(form).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let image = body(response).await;
-    assert_ne!(image["results"]["message_id"].as_str().unwrap(), id.to_string());
+    assert_ne!(image["results"]["send_id"].as_str().unwrap(), id.to_string());
 
     let form = Form::new()
         .text("phone", "60191000002")

@@ -27,6 +27,7 @@ mod mcp_calls;
 mod outbound;
 mod pacing;
 mod rate_windows;
+mod send_ids;
 mod sessions;
 mod templates;
 mod users;
