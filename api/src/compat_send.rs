@@ -3,9 +3,9 @@
 //! `X-Device-Id` header, a `device_id` query parameter or a `device_id` field. Sends are queued:
 //! `results.message_id` is the WhatsApp message id the send goes out under (chosen now, so it
 //! matches the `message.ack` webhooks to come), `results.send_id` wafleet's id for the send
-//! (follow it at `GET /api/messages/{id}`).
+//! (follow it at `GET /api/messages/{id}`). Media bodies may be as large as `MAX_MEDIA_BYTES`.
 
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
@@ -21,11 +21,15 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Multipart, Query};
 use crate::sends::{accept, idempotency_key, phone_number, read_form};
 
-pub(crate) fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router(max_media_bytes: usize) -> OpenApiRouter<AppState> {
+    // Media take a limit of their own: the general one is sized for JSON and forms.
+    let media = OpenApiRouter::new()
+        .routes(routes!(send_image))
+        .route_layer(DefaultBodyLimit::max(max_media_bytes));
     OpenApiRouter::new()
         .routes(routes!(send_message))
-        .routes(routes!(send_image))
         .routes(routes!(user_check))
+        .merge(media)
         .route_layer(axum::middleware::from_fn(upstream_statuses))
 }
 
@@ -106,7 +110,8 @@ async fn send_message(
     request_body(content_type = "multipart/form-data", description = "phone, caption, image (file)"),
     responses((status = 200, body = Envelope<SendResults>), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all"),
               (status = 400, description = "Several devices and none named, a device id that is not a number, an unreadable form, or a missing or bad field: phone, image"),
-              (status = 409, description = "Device not linked, or the key was used for another send")),
+              (status = 409, description = "Device not linked, or the key was used for another send"),
+              (status = 413, description = "The body is larger than `MAX_MEDIA_BYTES` (20 MiB by default)")),
     security(("bearer" = [])))]
 async fn send_image(
     State(state): State<AppState>,
@@ -115,7 +120,7 @@ async fn send_image(
     headers: HeaderMap,
     Multipart(form): Multipart,
 ) -> ApiResult<impl IntoResponse> {
-    let (fields, image) = read_form(form, "image", state.settings.max_body_bytes).await?;
+    let (fields, image) = read_form(form, "image", state.settings.max_media_bytes).await?;
     let device = target_device(&parts, &state, &user, fields.get("device_id").map(String::as_str)).await?;
     if fields.get("image_url").is_some_and(|u| !u.trim().is_empty()) && image.is_none() {
         return Err(ApiError::Invalid(

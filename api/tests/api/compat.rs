@@ -373,10 +373,60 @@ async fn compatible_sends_answer_the_whatsapp_message_id(app: TestApp) {
     assert_ne!(image["results"]["send_id"], sent["results"]["send_id"]);
 }
 
+async fn media_bodies_take_the_media_limit(app: TestApp) {
+    let ana = app.session("ana@example.com").await;
+    let device = ana.add_device("Sales", Some("+60123456789")).await;
+    linked(&app, device).await;
+    let token = token(&ana).await;
+    let client = Client::new();
+    let media_limit = app.settings.max_media_bytes;
+    assert_eq!(media_limit, 20 << 20, "20 MiB by default, as upstream takes");
+
+    // A photo of a few megabytes, over the general limit, is accepted.
+    let photo = png(1200, 900);
+    assert!(photo.len() > 3 * app.settings.max_body_bytes, "{} bytes", photo.len());
+    let response = bearer_image(&client, &app, &token, device, image_form(photo))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // Over the media limit: 413 in the envelope, naming it.
+    let huge = vec![0u8; media_limit + 64 * 1024];
+    let response = bearer_image(&client, &app, &token, device, image_form(huge))
+        .send()
+        .await
+        .unwrap();
+    expect_error(
+        response,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("the limit is {media_limit} bytes"),
+    )
+    .await;
+
+    // Other routes keep the general limit.
+    let long = "a".repeat(app.settings.max_body_bytes + 1);
+    let response = client
+        .post(app.url("/send/message"))
+        .bearer_auth(&token)
+        .header("X-Device-Id", device.to_string())
+        .json(&json!({"phone": "60191000001", "message": long}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(
+        response,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("the limit is {} bytes", app.settings.max_body_bytes),
+    )
+    .await;
+}
+
 on_both_backends!(app:
     basic_credentials_need_no_csrf_and_open_the_qr_link,
     login_keeps_a_linked_online_session,
     reconnect_needs_a_logged_in_device,
     compatible_routes_answer_bad_input_as_upstream,
     compatible_sends_answer_the_whatsapp_message_id,
+    media_bodies_take_the_media_limit,
 );
