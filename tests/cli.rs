@@ -246,6 +246,7 @@ fn help_lists_every_setting() {
         "MCP_SENDS_PER_MINUTE",
         "TRUST_PROXY_HEADERS",
         "MAX_BODY_BYTES",
+        "MAX_MEDIA_BYTES",
         "SHUTDOWN_TIMEOUT_SECS",
         "LOG_FORMAT",
         "WHATSAPP_LINK",

@@ -1,22 +1,24 @@
 //! Routes kept from the REST API wafleet grew out of (`/app/*`), with its request and response
 //! shapes. They change state on GET, so they accept API tokens only (`Bearer <token>`, or HTTP
 //! Basic with the token as password, as existing clients send) and never a browser cookie: a
-//! link on another site cannot trigger them.
+//! link on another site cannot trigger them. Refusals of invalid input answer 400 here, as the
+//! upstream API documents for every bad request (wafleet's own routes answer 422).
 
-use axum::extract::{FromRequestParts, State};
-use axum::http::header;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::response::IntoResponse;
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use wafleet_core::db::User;
+use wafleet_core::db::{DeviceStatus, User};
 use wafleet_core::types::{DeviceId, PhoneNumber};
 
 use crate::AppState;
 use crate::envelope::{Envelope, ok};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorMessage, OrNotFound};
 use crate::extract::Query;
 use crate::sessions;
 
@@ -28,6 +30,21 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(app_reconnect))
         .routes(routes!(app_devices))
         .routes(routes!(app_qr))
+        .route_layer(axum::middleware::from_fn(upstream_statuses))
+}
+
+/// Answers a refusal of invalid input (422 elsewhere in wafleet) with 400, the status the
+/// upstream API documents for every bad request, keeping the message that names the field.
+/// Layered on each compatible router only, so wafleet's own routes keep their statuses.
+pub(crate) async fn upstream_statuses(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.status() != StatusCode::UNPROCESSABLE_ENTITY {
+        return response;
+    }
+    match response.extensions().get::<ErrorMessage>() {
+        Some(ErrorMessage(message)) => ApiError::BadRequest(message.clone()).into_response(),
+        None => response,
+    }
 }
 
 /// The owner of the API token the request carries.
@@ -131,13 +148,25 @@ impl FromRequestParts<AppState> for Caller {
 pub struct LoginResults {
     /// Seconds until the QR code is replaced.
     pub qr_duration: i64,
-    /// Where to fetch the QR code image (SVG).
+    /// Where to fetch the QR code image (PNG), with the same credentials as this request.
     pub qr_link: String,
+}
+
+/// Refuses to pair a device that is linked and online (400, `ALREADY_LOGGED_IN`, as upstream):
+/// pairing again would drop its working session.
+async fn refuse_if_logged_in(state: &AppState, user: &User, device: DeviceId) -> ApiResult<()> {
+    let current = state.db.device(user.id, device).await.or_not_found("device")?;
+    match current.jid {
+        Some(jid) if current.status == DeviceStatus::Online => Err(ApiError::AlreadyLoggedIn(format!(
+            "device {device} is already logged in as {jid}: log out first (/app/logout) to link it again"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Start pairing the device by QR code (compatible route).
 #[utoipa::path(get, path = "/app/login", tag = "compatible", params(("X-Device-Id" = Option<String>, Header, description = "Device id")),
-    responses((status = 200, body = Envelope<LoginResults>), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all"),
+    responses((status = 200, body = Envelope<LoginResults>), (status = 400, description = "Several devices and none named, a device id that is not a number, or the device is already linked and online (code `ALREADY_LOGGED_IN`; its session is kept)"), (status = 404, description = "No such device of yours, or no device at all"),
               (status = 409, description = "Pairing failed"), (status = 503, description = "No worker produced a code in time")),
     security(("bearer" = [])))]
 async fn app_login(
@@ -145,6 +174,7 @@ async fn app_login(
     Caller(user, device): Caller,
     headers: axum::http::HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
+    refuse_if_logged_in(&state, &user, device).await?;
     let view = sessions::begin_qr(&state, user.id, device).await?;
     let now = wafleet_core::types::Timestamp::now().millis();
     let qr_duration = view.qr_expires_at.map_or(30, |t| ((t.millis() - now) / 1000).max(1));
@@ -153,7 +183,8 @@ async fn app_login(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
     let scheme = if state.settings.cookie_secure { "https" } else { "http" };
-    let qr_link = format!("{scheme}://{host}/api/devices/{device}/qr?format=svg");
+    // `/app/qr` takes the API token like this route; the dashboard's QR route takes a session.
+    let qr_link = format!("{scheme}://{host}/app/qr?device_id={device}");
     Ok(ok("Success", LoginResults { qr_duration, qr_link }))
 }
 
@@ -173,8 +204,8 @@ pub struct CodeResults {
 
 /// Start pairing the device by phone code (compatible route).
 #[utoipa::path(get, path = "/app/login-with-code", tag = "compatible", params(CodeQuery),
-    responses((status = 200, body = Envelope<CodeResults>), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all"),
-              (status = 409, description = "Pairing failed"), (status = 422, description = "Not a phone number"),
+    responses((status = 200, body = Envelope<CodeResults>), (status = 400, description = "Several devices and none named, a device id that is not a number, no or not a phone number, or the device is already linked and online (code `ALREADY_LOGGED_IN`; its session is kept)"), (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 409, description = "Pairing failed"),
               (status = 503, description = "No worker produced a code in time")),
     security(("bearer" = [])))]
 async fn app_login_with_code(
@@ -184,6 +215,7 @@ async fn app_login_with_code(
 ) -> ApiResult<impl IntoResponse> {
     let phone = PhoneNumber::parse(&query.phone, state.settings.default_country)
         .map_err(|e| ApiError::Invalid(format!("phone: {e}")))?;
+    refuse_if_logged_in(&state, &user, device).await?;
     let pair_code = sessions::begin_pair_code(&state, user.id, device, &phone).await?;
     Ok(ok("Success", CodeResults { pair_code }))
 }
@@ -198,32 +230,32 @@ async fn app_logout(State(state): State<AppState>, Caller(user, device): Caller)
 
 /// Reconnect the device (compatible route).
 #[utoipa::path(get, path = "/app/reconnect", tag = "compatible", responses((status = 200, description = "Reconnect requested"), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all"),
-              (status = 409, description = "Not linked yet")),
+              (status = 409, description = "Not linked yet, or logged out: log in first")),
     security(("bearer" = [])))]
 async fn app_reconnect(State(state): State<AppState>, Caller(user, device): Caller) -> ApiResult<impl IntoResponse> {
     sessions::begin_reconnect(&state, user.id, device).await?;
     Ok(ok("Reconnect success", ()))
 }
 
-/// The device's current QR code as an SVG image (compatible route; start pairing with `/app/login`).
+/// The device's current QR code as a PNG image (compatible route; `/app/login` starts pairing and
+/// links here).
 #[utoipa::path(get, path = "/app/qr", tag = "compatible",
-    responses((status = 200, description = "SVG image", content_type = "image/svg+xml"), (status = 404, description = "No such device of yours, or no QR code now"),
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
+           ("device_id" = Option<String>, Query, description = "Device id, instead of the header")),
+    responses((status = 200, description = "PNG image", content_type = "image/png"), (status = 404, description = "No such device of yours, or no QR code now"),
               (status = 400, description = "Several devices and none named, or a device id that is not a number")),
     security(("bearer" = [])))]
 async fn app_qr(State(state): State<AppState>, Caller(user, device): Caller) -> ApiResult<impl IntoResponse> {
     let view = state.db.pairing_view(user.id, device).await?;
-    let svg = sessions::qr_svg(
+    let png = sessions::qr_png(
         view.qr_code
             .as_deref()
             .ok_or(ApiError::NotFound("QR code (start pairing with /app/login)"))?,
     )
     .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("QR payload does not fit a QR code")))?;
     Ok((
-        [
-            (header::CONTENT_TYPE, "image/svg+xml"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        svg,
+        [(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "no-store")],
+        png,
     ))
 }
 

@@ -1,38 +1,59 @@
 //! Sending and checking numbers through the routes kept from the REST API wafleet grew out of:
 //! `POST /send/message`, `POST /send/image`, `GET /user/check`. The device is named by the
 //! `X-Device-Id` header, a `device_id` query parameter or a `device_id` field. Sends are queued:
-//! `results.message_id` is wafleet's id for the send (follow it at `GET /api/messages/{id}`).
+//! `results.message_id` is the WhatsApp message id the send goes out under (chosen now, so it
+//! matches the `message.ack` webhooks to come), `results.send_id` wafleet's id for the send
+//! (follow it at `GET /api/messages/{id}`). Media bodies may be as large as `MAX_MEDIA_BYTES`.
 
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use wafleet_core::types::PhoneNumber;
+use wafleet_core::db::OutboundMessage;
 
 use crate::AppState;
-use crate::compat::{TokenUser, target_device};
+use crate::compat::{TokenUser, target_device, upstream_statuses};
 use crate::envelope::{Envelope, ok};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Multipart, Query};
-use crate::sends::{accept, idempotency_key, read_form};
+use crate::sends::{accept, idempotency_key, phone_number, read_form};
 
-pub(crate) fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router(max_media_bytes: usize) -> OpenApiRouter<AppState> {
+    // Media take a limit of their own: the general one is sized for JSON and forms.
+    let media = OpenApiRouter::new()
+        .routes(routes!(send_image))
+        .route_layer(DefaultBodyLimit::max(max_media_bytes));
     OpenApiRouter::new()
         .routes(routes!(send_message))
-        .routes(routes!(send_image))
         .routes(routes!(user_check))
+        .merge(media)
+        .route_layer(axum::middleware::from_fn(upstream_statuses))
 }
 
 /// `results` of the send routes.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SendResults {
-    /// wafleet's id for the send.
+    /// The WhatsApp message id the send goes out under: the id `message.ack` webhooks carry.
+    #[schema(example = "3EB0B430B6F8F1D0E053AC")]
     pub message_id: String,
+    /// wafleet's id for the send (`GET /api/messages/{send_id}`).
+    pub send_id: String,
     /// `queued` for a new send; the current status for a repeated `Idempotency-Key`.
     pub status: String,
+}
+
+impl SendResults {
+    /// The results for `message`, going out under the WhatsApp id `wa_id`.
+    fn new(message: &OutboundMessage, wa_id: String) -> Self {
+        SendResults {
+            message_id: wa_id,
+            send_id: message.id.to_string(),
+            status: message.status.as_str().into(),
+        }
+    }
 }
 
 /// Body of `POST /send/message`.
@@ -63,8 +84,8 @@ impl FromRequestParts<AppState> for RequestParts {
            ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send")),
     request_body = SendMessageBody,
     responses((status = 200, body = Envelope<SendResults>), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all"),
-              (status = 409, description = "Device not linked, or the key was used for another send"),
-              (status = 422, description = "A missing or bad field: phone, message")),
+              (status = 400, description = "Several devices and none named, a device id that is not a number, or a missing or bad field: phone, message"),
+              (status = 409, description = "Device not linked, or the key was used for another send")),
     security(("bearer" = [])))]
 async fn send_message(
     State(state): State<AppState>,
@@ -76,13 +97,8 @@ async fn send_message(
     let device = target_device(&parts, &state, &user, body.device_id.as_deref()).await?;
     let key = idempotency_key(&headers)?;
     let (message, _) = accept(&state, user.id, device, key, &body.phone, Some(body.message), None).await?;
-    Ok(ok(
-        "Message queued",
-        SendResults {
-            message_id: message.id.to_string(),
-            status: message.status.as_str().into(),
-        },
-    ))
+    let wa_id = state.db.choose_wa_message_id(message.id).await?;
+    Ok(ok("Message queued", SendResults::new(&message, wa_id)))
 }
 
 /// Send an image, `multipart/form-data` with `phone`, `image` (a file) and optional `caption`
@@ -93,8 +109,9 @@ async fn send_message(
            ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send")),
     request_body(content_type = "multipart/form-data", description = "phone, caption, image (file)"),
     responses((status = 200, body = Envelope<SendResults>), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 400, description = "Several devices and none named, a device id that is not a number, an unreadable form, or a missing or bad field: phone, image"),
               (status = 409, description = "Device not linked, or the key was used for another send"),
-              (status = 422, description = "A missing or bad field: phone, image")),
+              (status = 413, description = "The body is larger than `MAX_MEDIA_BYTES` (20 MiB by default)")),
     security(("bearer" = [])))]
 async fn send_image(
     State(state): State<AppState>,
@@ -103,7 +120,7 @@ async fn send_image(
     headers: HeaderMap,
     Multipart(form): Multipart,
 ) -> ApiResult<impl IntoResponse> {
-    let (fields, image) = read_form(form, "image", state.settings.max_body_bytes).await?;
+    let (fields, image) = read_form(form, "image", state.settings.max_media_bytes).await?;
     let device = target_device(&parts, &state, &user, fields.get("device_id").map(String::as_str)).await?;
     if fields.get("image_url").is_some_and(|u| !u.trim().is_empty()) && image.is_none() {
         return Err(ApiError::Invalid(
@@ -117,13 +134,8 @@ async fn send_image(
     let key = idempotency_key(&headers)?;
     let caption = fields.get("caption").cloned();
     let (message, _) = accept(&state, user.id, device, key, phone, caption, Some(image)).await?;
-    Ok(ok(
-        "Image queued",
-        SendResults {
-            message_id: message.id.to_string(),
-            status: message.status.as_str().into(),
-        },
-    ))
+    let wa_id = state.db.choose_wa_message_id(message.id).await?;
+    Ok(ok("Image queued", SendResults::new(&message, wa_id)))
 }
 
 /// Query of `GET /user/check`.
@@ -142,9 +154,9 @@ pub struct UserCheckResults {
 /// Whether a number is on WhatsApp, asked through the device's live session (compatible route).
 #[utoipa::path(get, path = "/user/check", tag = "compatible",
     params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
-           ("phone" = String, Query, description = "Phone number with country code")),
-    responses((status = 200, body = Envelope<UserCheckResults>), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all"),
-              (status = 409, description = "Device not online"), (status = 422, description = "No or not a phone number"),
+           ("phone" = String, Query, description = "Phone number with country code (`6289685028129`, `+6289685028129` or `6289685028129@s.whatsapp.net`)")),
+    responses((status = 200, body = Envelope<UserCheckResults>), (status = 400, description = "Several devices and none named, a device id that is not a number, or no or not a phone number"), (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 409, description = "Device not online"),
               (status = 503, description = "The device's worker did not answer in time")),
     security(("bearer" = [])))]
 async fn user_check(
@@ -156,14 +168,16 @@ async fn user_check(
     let device = target_device(&parts, &state, &user, None).await?;
     let raw = query
         .phone
+        .filter(|p| !p.trim().is_empty())
         .ok_or_else(|| ApiError::Invalid("phone: give the number to check, e.g. ?phone=60123456789".into()))?;
-    let number = if raw.starts_with('+') {
-        raw.clone()
+    // Upstream takes the number with its country code, with or without `+`, or as a JID.
+    let raw = raw.trim();
+    let international = if raw.starts_with('+') || raw.contains('@') {
+        raw.to_owned()
     } else {
-        format!("+{}", raw.trim())
+        format!("+{raw}")
     };
-    let phone = PhoneNumber::parse(&number, state.settings.default_country)
-        .map_err(|e| ApiError::Invalid(format!("phone: {e}")))?;
+    let phone = phone_number(&international, "phone", &state)?;
     let checks = crate::sessions::run_check(&state, user.id, device, std::slice::from_ref(&phone)).await?;
     let is_on_whatsapp = checks.first().is_some_and(|c| c.jid.is_some());
     Ok(ok("Success check user", UserCheckResults { is_on_whatsapp }))

@@ -7,8 +7,8 @@
 //! A state-changing request must carry the token when a browser could have sent it on its own:
 //! it carries our session cookie, or its body is a form (the only bodies a cross-site page can post
 //! without a CORS preflight, which we never grant). JSON clients without cookies, and clients that
-//! authenticate by `Authorization: Bearer` without our session cookie, are not exposed to CSRF and
-//! pass. A request that carries the session cookie always needs the token, whatever other headers
+//! authenticate by `Authorization: Bearer` or `Basic` without our session cookie (the compatible
+//! API's clients post multipart forms with Basic credentials), are not exposed to CSRF and pass. A request that carries the session cookie always needs the token, whatever other headers
 //! it has: the cookie is what a forged request rides on, and the page routes act on it alone.
 
 use axum::body::Body;
@@ -38,18 +38,19 @@ pub async fn protect(State(state): State<AppState>, request: Request, next: Next
     let headers = request.headers();
     let jar = CookieJar::from_headers(headers);
     if jar.get(SESSION_COOKIE).is_none() {
-        let bearer = headers
+        let credentials = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("Bearer "));
+            .is_some_and(|v| v.starts_with("Bearer ") || v.starts_with("Basic "));
         let form = content_type(headers).is_some_and(|ct| {
             ct.starts_with("application/x-www-form-urlencoded")
                 || ct.starts_with("multipart/form-data")
                 || ct.starts_with("text/plain")
         });
-        // Without the cookie, a bearer request is authenticated by its token alone (or not at
-        // all), which a cross-site page cannot send.
-        if bearer || !form {
+        // Without the cookie, a request with credentials is authenticated by them alone (or not
+        // at all), and a cross-site page cannot make a browser send them: a browser only replays
+        // Basic credentials the user typed into its own prompt, which wafleet never asks for.
+        if credentials || !form {
             return Ok(next.run(request).await);
         }
     }

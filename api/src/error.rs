@@ -14,6 +14,10 @@ pub enum ApiError {
     /// 400: the request is malformed (bad JSON syntax, bad path or query).
     #[error("{0}")]
     BadRequest(String),
+    /// 400 with code `ALREADY_LOGGED_IN`: pairing asked of a device whose session is linked and
+    /// online, answered as the compatible API's clients expect.
+    #[error("{0}")]
+    AlreadyLoggedIn(String),
     /// 401: no valid session or API token, or wrong credentials.
     #[error("{0}")]
     Unauthorized(String),
@@ -56,7 +60,7 @@ impl ApiError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::AlreadyLoggedIn(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -76,6 +80,7 @@ impl ApiError {
     pub fn shared(err: std::sync::Arc<ApiError>) -> Self {
         std::sync::Arc::try_unwrap(err).unwrap_or_else(|shared| match &*shared {
             ApiError::BadRequest(m) => ApiError::BadRequest(m.clone()),
+            ApiError::AlreadyLoggedIn(m) => ApiError::AlreadyLoggedIn(m.clone()),
             ApiError::Unauthorized(m) => ApiError::Unauthorized(m.clone()),
             ApiError::Forbidden(m) => ApiError::Forbidden(m.clone()),
             ApiError::NotFound(what) => ApiError::NotFound(what),
@@ -128,17 +133,24 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(cause) = &self {
             tracing::error!(error = ?cause, "request failed");
         }
-        let code = status
-            .canonical_reason()
-            .unwrap_or("ERROR")
-            .to_uppercase()
-            .replace([' ', '-'], "_");
+        let code = match &self {
+            ApiError::AlreadyLoggedIn(_) => "ALREADY_LOGGED_IN".into(),
+            _ => status
+                .canonical_reason()
+                .unwrap_or("ERROR")
+                .to_uppercase()
+                .replace([' ', '-'], "_"),
+        };
+        let message = self.to_string();
         let body = Envelope {
             code,
-            message: self.to_string(),
+            message: message.clone(),
             results: serde_json::Value::Null,
         };
         let mut response = (status, Json(body)).into_response();
+        // Kept beside the body so a layer can answer the same refusal with another status (the
+        // compatible routes answer 400 where wafleet's own answer 422) without parsing JSON.
+        response.extensions_mut().insert(ErrorMessage(message));
         if let ApiError::TooManyRequests(secs) = self {
             response
                 .headers_mut()
@@ -147,6 +159,10 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// The message of an error response, in its extensions.
+#[derive(Clone, Debug)]
+pub(crate) struct ErrorMessage(pub String);
 
 /// Rejections of axum's extractors keep their status; the text says what to fix.
 fn rejected(status: StatusCode, text: String, limit_hint: Option<usize>) -> ApiError {

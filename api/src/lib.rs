@@ -136,7 +136,7 @@ pub fn app(state: AppState) -> Router {
         .merge(sessions::router())
         .merge(chat_view::router())
         .merge(compat::router())
-        .merge(compat_send::router())
+        .merge(compat_send::router(state.settings.max_media_bytes))
         .merge(sends::router())
         .merge(admin::router())
         .merge(actions::router())

@@ -129,19 +129,23 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> ApiResult<String> {
 
 /// Parses a recipient: a phone number, or the JID of a person (never a group or broadcast).
 pub(crate) fn recipient(raw: &str, state: &AppState) -> ApiResult<Jid> {
+    phone_number(raw, "to", state).map(|phone| Jid::for_phone(&phone))
+}
+
+/// Parses a phone number given as a number (`+60123456789`, or national with the default
+/// country) or as a person's JID (`60123456789@s.whatsapp.net`); `field` names it in refusals.
+pub(crate) fn phone_number(raw: &str, field: &str, state: &AppState) -> ApiResult<PhoneNumber> {
     let raw = raw.trim();
     let number = match raw.split_once('@') {
         Some((user, USER_SERVER)) => format!("+{}", user.split(':').next().unwrap_or(user)),
         Some(_) => {
             return Err(ApiError::Invalid(format!(
-                "to: `{raw}` is not a person's chat; wafleet sends to personal chats only (no groups or broadcasts)"
+                "{field}: `{raw}` is not a person's chat; wafleet sends to personal chats only (no groups or broadcasts)"
             )));
         }
         None => raw.to_owned(),
     };
-    let phone = PhoneNumber::parse(&number, state.settings.default_country)
-        .map_err(|e| ApiError::Invalid(format!("to: {e}")))?;
-    Ok(Jid::for_phone(&phone))
+    PhoneNumber::parse(&number, state.settings.default_country).map_err(|e| ApiError::Invalid(format!("{field}: {e}")))
 }
 
 /// Validates a send, records it (or finds the one already recorded under `key`) and queues it

@@ -98,6 +98,20 @@ pub(crate) async fn begin_reconnect(state: &AppState, user: UserId, device: Devi
             "the device is not linked yet: pair it by QR code or phone code first".into(),
         ));
     }
+    // A logged-out device keeps its JID, but its credentials are gone: asking it to connect
+    // would look like success and never connect.
+    let logged_out = current.status == DeviceStatus::LoggedOut
+        || state.db.desired_session(user, device).await? == Some(Desired::Unlinked);
+    if logged_out || current.status == DeviceStatus::Banned {
+        let what = if current.status == DeviceStatus::Banned {
+            "banned"
+        } else {
+            "logged out"
+        };
+        return Err(ApiError::Conflict(format!(
+            "the device is {what}: log in first (pair it again by QR code or phone code), then it stays connected"
+        )));
+    }
     request(state, user, device, Desired::Connected, None).await
 }
 
@@ -182,6 +196,22 @@ pub(crate) fn qr_svg(code: &str) -> Option<String> {
             .quiet_zone(true)
             .build(),
     )
+}
+
+/// `code` drawn as a PNG QR code: what the compatible API's `qr_link` serves, as its clients
+/// expect an image they can show or save as is.
+pub(crate) fn qr_png(code: &str) -> Option<Vec<u8>> {
+    let qr = qrcode::QrCode::new(code.as_bytes()).ok()?;
+    let image = qr
+        .render::<image::Luma<u8>>()
+        .min_dimensions(240, 240)
+        .quiet_zone(true)
+        .build();
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .ok()?;
+    Some(png)
 }
 
 fn qr_view(view: PairingView) -> Option<QrCode> {

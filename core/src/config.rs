@@ -190,6 +190,12 @@ pub struct Settings {
     #[arg(long, env = "MAX_BODY_BYTES", global = true, default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Largest accepted body on the routes that take a media file (`POST /send/image`), in
+    /// bytes: clients of the compatible API send photos of up to 20 MB. Every image is still
+    /// checked for its pixel count before it is decoded.
+    #[arg(long, env = "MAX_MEDIA_BYTES", global = true, default_value_t = 20 * 1024 * 1024)]
+    pub max_media_bytes: usize,
+
     /// Seconds in-flight work gets to finish after SIGTERM before the process exits.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", global = true, default_value_t = 30)]
     pub shutdown_timeout_secs: u64,

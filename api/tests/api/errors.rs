@@ -211,7 +211,7 @@ async fn compatible_send_without_message(app: TestApp) {
         &case.spec,
         ("POST", "/send/message"),
         response,
-        StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::BAD_REQUEST,
         &["missing field `message`"],
     )
     .await;
@@ -280,7 +280,11 @@ async fn unknown_route_and_method(app: TestApp) {
 
 /// Bodies over the limit are refused with 413 naming it, whatever their content type.
 async fn too_large_bodies_name_the_limit(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.max_body_bytes = 4096).await;
+    let app = spawn_app_with(backend, |s| {
+        s.max_body_bytes = 4096;
+        s.max_media_bytes = 4096;
+    })
+    .await;
     let (token, device) = caller(&app).await;
     let client = Client::new();
     let spec = body(client.get(app.url("/api/openapi.json")).send().await.unwrap()).await;

@@ -40,6 +40,7 @@ mod campaigns_browser;
 mod campaigns_isolation;
 mod chat_view;
 mod chat_view_browser;
+mod compat;
 mod csrf;
 mod demo;
 mod devices;

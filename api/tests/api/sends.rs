@@ -161,7 +161,7 @@ async fn compatible_send_routes_keep_their_shapes(app: TestApp) {
     let sent = body(response).await;
     assert_eq!(sent["code"], "SUCCESS");
     assert_eq!(sent["results"]["status"], "queued");
-    let id: i64 = sent["results"]["message_id"].as_str().unwrap().parse().unwrap();
+    let id: i64 = sent["results"]["send_id"].as_str().unwrap().parse().unwrap();
 
     let send_image = |form: Form| {
         client
@@ -181,19 +181,19 @@ async fn compatible_send_routes_keep_their_shapes(app: TestApp) {
     let response = send_image(form).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let image = body(response).await;
-    assert_ne!(image["results"]["message_id"].as_str().unwrap(), id.to_string());
+    assert_ne!(image["results"]["send_id"].as_str().unwrap(), id.to_string());
 
     let form = Form::new()
         .text("phone", "60191000002")
         .text("image_url", "http://169.254.169.254/");
     let response = send_image(form).await.unwrap();
-    expect_error(response, StatusCode::UNPROCESSABLE_ENTITY, "image_url is not supported").await;
+    expect_error(response, StatusCode::BAD_REQUEST, "image_url is not supported").await;
     let form = Form::new().text("phone", "60191000002").part(
         "image",
         Part::bytes(b"GIF89a-but-not-really".to_vec()).file_name("x.gif"),
     );
     let response = send_image(form).await.unwrap();
-    expect_error(response, StatusCode::UNPROCESSABLE_ENTITY, "image:").await;
+    expect_error(response, StatusCode::BAD_REQUEST, "image:").await;
 
     // Checking a number needs the device's live session; no worker runs here.
     let response = client
@@ -215,7 +215,7 @@ async fn compatible_send_routes_keep_their_shapes(app: TestApp) {
         .send()
         .await
         .unwrap();
-    expect_error(response, StatusCode::UNPROCESSABLE_ENTITY, "phone").await;
+    expect_error(response, StatusCode::BAD_REQUEST, "phone").await;
 }
 
 on_both_backends!(app: sends_are_owner_only_and_idempotent, compatible_send_routes_keep_their_shapes);

@@ -227,7 +227,7 @@ async fn compatible_routes_take_api_tokens_only(app: TestApp) {
         .send()
         .await
         .unwrap();
-    expect_error(response, StatusCode::UNPROCESSABLE_ENTITY, "phone").await;
+    expect_error(response, StatusCode::BAD_REQUEST, "phone").await;
 }
 
 on_both_backends!(app: session_routes_are_owner_only, session_routes_explain_bad_requests, compatible_routes_take_api_tokens_only);

@@ -163,6 +163,22 @@ impl Db {
         Ok(row.unwrap_or_default())
     }
 
+    /// What `user` last asked of `device`'s session (`None` when nothing ever was, or the device
+    /// is not theirs). `Unlinked` also after WhatsApp ended the link for good.
+    #[tracing::instrument(skip(self))]
+    pub async fn desired_session(&self, user: UserId, device: DeviceId) -> Result<Option<Desired>> {
+        let row: Option<String> = on_db!(self, pool => sqlx::query_scalar(
+            "SELECT s.desired FROM device_sessions s JOIN devices d ON d.id = s.device_id \
+             WHERE s.device_id = $1 AND d.user_id = $2")
+            .bind(device)
+            .bind(user)
+            .fetch_optional(pool)
+            .await)?;
+        row.map(Desired::try_from)
+            .transpose()
+            .map_err(|e| Error::Other(anyhow::anyhow!(e)))
+    }
+
     /// The number `user`'s device is pairing by code with, if it is.
     #[tracing::instrument(skip(self))]
     pub async fn pair_phone(&self, user: UserId, device: DeviceId) -> Result<Option<String>> {

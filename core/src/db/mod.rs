@@ -28,6 +28,7 @@ mod outbound;
 mod pacing;
 mod rate_windows;
 mod restrictions;
+mod send_ids;
 mod sessions;
 mod templates;
 mod users;
