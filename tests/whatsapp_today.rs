@@ -11,6 +11,8 @@
 //! History on link: the chats WhatsApp pushes to a newly linked device are stored once, personal
 //! ones only, as history (not unread, not news).
 //!
+//! Contact names: the names the phone saved name the chats, before the contacts' own.
+//!
 //! Restricted new chats: under a reach-out timelock, replies in existing chats go on while sends
 //! to new chats wait with the reason shown, none failed, and go out once the lock lifts.
 
@@ -26,9 +28,9 @@ use wafleet_core::Db;
 use wafleet_core::db::{CampaignStatus, LeadStatus, NewCampaign, NewLead};
 use wafleet_core::testing::Backend;
 use wafleet_core::types::{DeviceId, Email, Timestamp};
+use wafleet_sim::control::{ChatKind, InjectMessage};
 use wafleet_sim::waweb::WaWebHandle;
 use wafleet_sim::{SimConfig, SimHandle};
-use wafleet_sim::control::{ChatKind, InjectMessage};
 
 const DEVICE_PHONE: &str = "60123400001";
 const CONTACT: &str = "60123400077";
@@ -315,15 +317,23 @@ async fn timelocked_device_answers_existing_chats_while_new_chats_wait<N: Networ
     let first = stack.send(&path, "offer-1", to(STRANGERS[0])).await;
     let waits = |m: &Value| {
         m["status"] == "queued"
-            && m["waiting_reason"].as_str().is_some_and(|r| r.contains("reach-out timelock"))
+            && m["waiting_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("reach-out timelock"))
             && m["next_attempt_at"].is_string()
     };
-    let held = stack.eventually(&first, "the first offer waits for the lock", waits).await;
+    let held = stack
+        .eventually(&first, "the first offer waits for the lock", waits)
+        .await;
     let until: Timestamp = serde_json::from_value(held["next_attempt_at"].clone()).unwrap();
     assert!(until.millis() > locked_at.millis(), "{held}");
     let second = stack.send(&path, "offer-2", to(STRANGERS[1])).await;
     let answer = stack
-        .send(&path, "answer", json!({"to": format!("+{FRIEND}"), "text": "yes, until six"}))
+        .send(
+            &path,
+            "answer",
+            json!({"to": format!("+{FRIEND}"), "text": "yes, until six"}),
+        )
         .await;
     stack
         .eventually(&answer, "the answer delivered", |m| {
@@ -338,14 +348,21 @@ async fn timelocked_device_answers_existing_chats_while_new_chats_wait<N: Networ
         restrictions["reason"].as_str().is_some_and(|r| r.contains("timelock")),
         "{restrictions}"
     );
-    assert_eq!(stack.sim.sent_to(DEVICE_PHONE).await, [FRIEND], "only the answer went out");
+    assert_eq!(
+        stack.sim.sent_to(DEVICE_PHONE).await,
+        [FRIEND],
+        "only the answer went out"
+    );
 
     // Once the lock lifts both offers go out by themselves, and none ever failed.
     for offer in [&first, &second] {
         let done = stack
-            .eventually_within(Duration::from_secs(LOCK_SECS + 40), offer, "the offer sent after the lock", |m| {
-                m["status"] == "delivered" || m["status"] == "read"
-            })
+            .eventually_within(
+                Duration::from_secs(LOCK_SECS + 40),
+                offer,
+                "the offer sent after the lock",
+                |m| m["status"] == "delivered" || m["status"] == "read",
+            )
             .await;
         assert_eq!(done["reason"], Value::Null, "{done}");
     }
@@ -363,7 +380,51 @@ async fn with_the_real_client_a_timelocked_device_answers_existing_chats_while_n
     timelocked_device_answers_existing_chats_while_new_chats_wait::<WaWebHandle>(backend).await
 }
 
+/// Names from the phone's address book: synced when the device links and whenever the phone
+/// changes one; a chat shows the saved name before the contact's own push name, and falls back
+/// to it when the contact is removed.
+async fn saved_contact_names_name_the_chats(backend: Backend) {
+    let stack = Stack::start(backend).await;
+    let control = stack.sim.control();
+    control
+        .save_contact(DEVICE_PHONE, CONTACT, "Nadia Baker")
+        .await
+        .unwrap();
+    let device = stack.linked_device("sales", &format!("+{DEVICE_PHONE}")).await;
+    let chats = format!("/api/devices/{device}/chats");
+    control
+        .inject(&from_contact(ChatKind::Personal, "is the bread ready?"))
+        .await
+        .unwrap();
+    let name = |c: &Value| (c["chats"][0]["name"].clone(), c["chats"][0]["push_name"].clone());
+    let listed = stack.eventually(&chats, "the chat", |c| jids(c).len() == 1).await;
+    assert_eq!(name(&listed), ("Nadia Baker".into(), "Nadia".into()), "{listed}");
+
+    // Renamed on the phone while the device is online.
+    assert_eq!(
+        control
+            .save_contact(DEVICE_PHONE, CONTACT, "Nadia (bakery)")
+            .await
+            .unwrap(),
+        1
+    );
+    stack
+        .eventually(&chats, "the new saved name", |c| {
+            c["chats"][0]["name"] == "Nadia (bakery)"
+        })
+        .await;
+    let found = stack.get(&format!("{chats}?q=bakery")).await;
+    assert_eq!(jids(&found).len(), 1, "found by its saved name: {found}");
+
+    // Removed from the address book: the contact's own name again.
+    control.save_contact(DEVICE_PHONE, CONTACT, "").await.unwrap();
+    stack
+        .eventually(&chats, "the push name again", |c| c["chats"][0]["name"] == "Nadia")
+        .await;
+}
+
 support::on_both_backends!(
+    saved_contact_names_name_the_chats,
     a_timelocked_device_answers_existing_chats_while_new_chats_wait,
     with_the_real_client_a_timelocked_device_answers_existing_chats_while_new_chats_wait,
     a_reply_from_a_lid_counts_once_its_number_is_known,

@@ -228,6 +228,17 @@ pub enum LinkEvent {
         /// Fire when durable.
         ack: Ack,
     },
+    /// The name the account's phone has saved for a contact (its address book, which WhatsApp
+    /// syncs to linked devices as app state); fire `ack` once stored. Shown instead of the
+    /// contact's own push name.
+    ContactName {
+        /// The contact (`…@s.whatsapp.net`, or `…@lid`).
+        jid: Jid,
+        /// The saved name; empty when the contact was removed from the address book.
+        name: String,
+        /// Fire when durable.
+        ack: Ack,
+    },
     /// Delivery or read receipts for messages this account sent.
     Receipt {
         /// Delivered or read.

@@ -19,6 +19,7 @@
 //! | `POST /accounts/{phone}/logout` | → [`Count`] | unlinks its devices from the phone |
 //! | `POST /accounts/{phone}/ban` | → [`Count`] | bans it |
 //! | `POST /accounts/{phone}/schedule` | [`Schedule`] → [`Count`] | incoming messages at a steady rate |
+//! | `POST /accounts/{phone}/contacts/{contact}` | [`SaveContact`] → [`Count`] | the phone saves a contact's name |
 //! | `POST /accounts/{phone}/restrict` | [`Restrict`] → [`Count`] | a reach-out timelock, a new-chat cap |
 //! | `POST /waweb/scan`, `/waweb/pair-code` | [`ScanRequest`], [`PairCodeRequest`] → [`Paired`] | a phone links a wa-rs client to the WhatsApp Web front end |
 //! | `GET /waweb/logged-in` | → `[String]` | JIDs of the devices logged in to the front end |

@@ -192,6 +192,16 @@ pub enum ServerFrame {
         /// When.
         at: Timestamp,
     },
+    /// A name the account's phone saved for a contact (its address book, synced as app state;
+    /// an empty name: removed). Acknowledged with `ack` and its `id`, replayed until then.
+    ContactName {
+        /// The frame's own id.
+        id: String,
+        /// The contact.
+        jid: Jid,
+        /// The saved name.
+        name: String,
+    },
     /// A LID and the number of the same person, as WhatsApp tells a device once it knows
     /// (acknowledge it with `ack` and its `id`; replayed until then, like receipts).
     LidMapping {

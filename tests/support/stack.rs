@@ -60,7 +60,10 @@ impl Network for SimHandle {
     }
 
     async fn enter_pair_code(&self, _phone: &str, code: &str) {
-        self.control().confirm_pair_code(code).await.expect("the phone confirms the code");
+        self.control()
+            .confirm_pair_code(code)
+            .await
+            .expect("the phone confirms the code");
     }
 
     fn add_contact(&self, _phone: &str) {

@@ -300,3 +300,54 @@ fn a_lid_addressed_message_keeps_the_senders_number() {
     );
     assert_eq!(plain.sender_alt, None);
 }
+
+fn saved(contact: &str, full: Option<&str>, first: Option<&str>, pn: Option<&str>) -> Option<LinkEvent> {
+    event(Event::ContactUpdate(
+        ContactUpdate::builder()
+            .jid(jid(contact))
+            .timestamp(Utc.timestamp_millis_opt(1_700_000_123_000).unwrap())
+            .action(Box::new(wa::sync_action_value::ContactAction {
+                full_name: full.map(Into::into),
+                first_name: first.map(Into::into),
+                pn_jid: pn.map(Into::into),
+                ..Default::default()
+            }))
+            .from_full_sync(true)
+            .build(),
+    ))
+}
+
+#[test]
+fn saved_contacts_name_personal_chats() {
+    let name_of = |e: Option<LinkEvent>| match e {
+        Some(LinkEvent::ContactName { jid, name, .. }) => Some((jid.0, name)),
+        other => panic!("expected a contact name: {other:?}"),
+    };
+    assert_eq!(
+        name_of(saved("60111@s.whatsapp.net", Some("Nadia Baker"), Some("Nadia"), None)),
+        Some(("60111@s.whatsapp.net".into(), "Nadia Baker".into()))
+    );
+    assert_eq!(
+        name_of(saved("60111@s.whatsapp.net", None, Some("Nadia"), None)).map(|n| n.1),
+        Some("Nadia".into()),
+        "the first name when there is no full name"
+    );
+    assert_eq!(
+        name_of(saved("2511@lid", Some("Nadia"), None, Some("60111@s.whatsapp.net"))).map(|n| n.0),
+        Some("60111@s.whatsapp.net".into()),
+        "a LID entry with its number names the number's chat"
+    );
+    assert_eq!(
+        name_of(saved("2511@lid", Some("Nadia"), None, None)).map(|n| n.0),
+        Some("2511@lid".into())
+    );
+    assert_eq!(
+        name_of(saved("60111@s.whatsapp.net", None, None, None)).map(|n| n.1),
+        Some(String::new()),
+        "no name: removed from the address book"
+    );
+    assert!(
+        saved("120363@g.us", Some("A group"), None, None).is_none(),
+        "groups are not contacts"
+    );
+}

@@ -100,6 +100,10 @@ async fn apply(db: &Db, ingest: &Ingest, device: Fence, event: LinkEvent) -> waf
                 ack.done();
             }
         }
+        LinkEvent::ContactName { jid, name, ack } => {
+            db.set_contact_name(device.device, &jid, &name).await?;
+            ack.done();
+        }
         LinkEvent::LidMapping { lid, phone, ack } => {
             ingest.push(device, IngestItem::LidMapping { lid, phone }, ack).await;
         }

@@ -68,17 +68,30 @@ macro_rules! message_columns {
     };
 }
 
-/// The columns of [`Chat`] on `chats c`.
+/// The columns of [`Chat`] on `chats c` with its saved name `n` ([`named_chats`]).
 macro_rules! chat_columns {
     () => {
-        "c.jid, c.name, c.last_message_at, c.last_message_preview, c.unread_count, c.lid"
+        "c.jid, COALESCE(n.name, c.name) AS name, c.last_message_at, c.last_message_preview, c.unread_count, c.lid, \
+         c.name AS push_name"
     };
 }
+pub(crate) use chat_columns;
+
+/// `chats c` with the name the phone saved for each (`n`, when there is one).
+macro_rules! named_chats {
+    () => {
+        " FROM chats c LEFT JOIN contact_names n ON n.device_id = c.device_id AND n.jid = c.jid"
+    };
+}
+pub(crate) use named_chats;
 
 /// Chats of the owner's device `$1` (owner `$2`).
 macro_rules! owned_chats {
     () => {
-        " FROM chats c JOIN devices d ON d.id = c.device_id WHERE c.device_id = $1 AND d.user_id = $2"
+        concat!(
+            named_chats!(),
+            " JOIN devices d ON d.id = c.device_id WHERE c.device_id = $1 AND d.user_id = $2"
+        )
     };
 }
 
@@ -103,6 +116,7 @@ struct ActivityRow {
     last_message_preview: Option<String>,
     unread_count: Option<i64>,
     lid: Option<String>,
+    push_name: Option<String>,
 }
 
 impl ActivityRow {
@@ -127,6 +141,7 @@ impl ActivityRow {
             last_message_preview: self.last_message_preview,
             unread_count: self.unread_count.unwrap_or(0),
             lid: self.lid,
+            push_name: self.push_name,
         };
         Some((message, chat))
     }
@@ -169,12 +184,13 @@ impl Db {
             let mut query = sqlx::QueryBuilder::new(concat!(
                 "SELECT ",
                 chat_columns!(),
-                " FROM chats c JOIN devices d ON d.id = c.device_id WHERE c.device_id = "
+                named_chats!(),
+                " JOIN devices d ON d.id = c.device_id WHERE c.device_id = "
             ));
             query.push_bind(device).push(" AND d.user_id = ").push_bind(user);
             if let Some(text) = &text {
                 query
-                    .push(" AND (LOWER(COALESCE(c.name, '')) LIKE LOWER(")
+                    .push(" AND (LOWER(COALESCE(n.name, c.name, '')) LIKE LOWER(")
                     .push_bind(text.clone())
                     .push(") ESCAPE '\\' OR LOWER(COALESCE(c.last_message_preview, '')) LIKE LOWER(")
                     .push_bind(text.clone())
@@ -271,10 +287,11 @@ impl Db {
         let sql = concat!(
             "SELECT d.status AS device_status, ",
             message_columns!(),
-            ", c.name, c.last_message_at, c.last_message_preview, c.unread_count, c.lid \
-             FROM devices d \
+            ", COALESCE(n.name, c.name) AS name, c.last_message_at, c.last_message_preview, c.unread_count, c.lid, \
+             c.name AS push_name FROM devices d \
              LEFT JOIN messages m ON m.device_id = d.id AND m.received_at > $3 \
              LEFT JOIN chats c ON c.device_id = m.device_id AND c.jid = m.chat_jid \
+             LEFT JOIN contact_names n ON n.device_id = m.device_id AND n.jid = m.chat_jid \
              WHERE d.id = $1 AND d.user_id = $2 \
              ORDER BY m.received_at, m.id LIMIT $4"
         );

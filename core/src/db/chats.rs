@@ -12,7 +12,8 @@ use super::{BeginWrite, Fence, on_db};
 pub struct Chat {
     /// The other person's JID.
     pub jid: String,
-    /// Their name, when known.
+    /// Their name, when known: the one the account's phone saved for them, else their own
+    /// (push) name.
     pub name: Option<String>,
     /// When the last message was sent.
     pub last_message_at: Timestamp,
@@ -23,6 +24,8 @@ pub struct Chat {
     /// The person's LID (`…@lid`), when WhatsApp addressed them by it and their number is known:
     /// the chat is kept under the number.
     pub lid: Option<String>,
+    /// The name they gave themselves on WhatsApp (their push name), when known.
+    pub push_name: Option<String>,
 }
 
 /// Longest preview kept on a chat.
@@ -457,10 +460,14 @@ impl Db {
     /// The personal chats of one of `user`'s devices, most recent first.
     #[tracing::instrument(skip(self))]
     pub async fn list_chats(&self, user: UserId, device: DeviceId, limit: i64) -> Result<Vec<Chat>> {
-        Ok(on_db!(self, pool => sqlx::query_as::<_, Chat>(
-            "SELECT c.jid, c.name, c.last_message_at, c.last_message_preview, c.unread_count, c.lid FROM chats c \
-             JOIN devices d ON d.id = c.device_id WHERE c.device_id = $1 AND d.user_id = $2 \
-             ORDER BY c.last_message_at DESC, c.jid LIMIT $3")
+        const SQL: &str = concat!(
+            "SELECT ",
+            super::chat_views::chat_columns!(),
+            super::chat_views::named_chats!(),
+            " JOIN devices d ON d.id = c.device_id WHERE c.device_id = $1 AND d.user_id = $2 \
+             ORDER BY c.last_message_at DESC, c.jid LIMIT $3"
+        );
+        Ok(on_db!(self, pool => sqlx::query_as::<_, Chat>(SQL)
             .bind(device)
             .bind(user)
             .bind(limit)

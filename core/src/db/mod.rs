@@ -12,6 +12,7 @@ mod broadcasts;
 mod campaigns;
 mod chat_views;
 mod chats;
+mod contact_names;
 mod cron_runs;
 mod dead_letters;
 mod device_requests;

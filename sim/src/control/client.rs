@@ -180,6 +180,14 @@ impl ControlClient {
         Ok(count.count)
     }
 
+    /// The phone of `phone` saves `contact` as `name` (empty removes it); returns how many of
+    /// its devices were connected to hear it at once (the others hear it on their next link).
+    pub async fn save_contact(&self, phone: &str, contact: &str, name: &str) -> anyhow::Result<usize> {
+        let path = format!("/accounts/{}/contacts/{}", digits(phone), digits(contact));
+        let count: Count = self.post(&path, &SaveContact { name: name.into() }).await?;
+        Ok(count.count)
+    }
+
     /// Restricts `phone`'s new chats: a timelock, a cap, or both.
     pub async fn restrict(&self, phone: &str, restrict: &Restrict) -> anyhow::Result<()> {
         let _: Count = self

@@ -165,6 +165,13 @@ pub struct Restrict {
     pub new_chat_cap: Option<u32>,
 }
 
+/// `POST /control/accounts/{phone}/contacts/{contact}`: the phone saves a contact's name.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SaveContact {
+    /// The name; empty removes the contact from the address book.
+    pub name: String,
+}
+
 /// `GET /control/state`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StateView {

@@ -32,6 +32,7 @@ pub(crate) fn router() -> Router<Arc<Sim>> {
         .route("/accounts/{phone}/schedule", post(schedule))
         .route("/accounts/{phone}/lid-mappings/{contact}", post(reveal_number))
         .route("/accounts/{phone}/restrict", post(restrict))
+        .route("/accounts/{phone}/contacts/{contact}", post(save_contact))
 }
 
 fn digits(phone: &str) -> std::result::Result<String, ControlError> {
@@ -179,6 +180,20 @@ async fn reveal_number(State(sim): State<Arc<Sim>>, Path((phone, contact)): Path
         return Err(ControlError::NotFound(format!("no account {phone}")));
     }
     w.push_lid_mapping(&key, &contact);
+    Ok(Json(Count {
+        count: w.account_conns(&key).len(),
+    }))
+}
+
+/// The account's phone saves `contact` in its address book under a name (empty: removes it).
+async fn save_contact(
+    State(sim): State<Arc<Sim>>,
+    Path((phone, contact)): Path<(String, String)>,
+    Json(body): Json<SaveContact>,
+) -> Result<Count> {
+    let (key, contact) = (digits(&phone)?, digits(&contact)?);
+    let mut w = sim.lock();
+    w.save_contact(&key, &contact, body.name.trim());
     Ok(Json(Count {
         count: w.account_conns(&key).len(),
     }))

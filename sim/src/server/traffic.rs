@@ -216,9 +216,10 @@ impl Sim {
         if let Some(at) = position {
             device.pending.remove(at);
         } else if let Some(at) = device.pending_receipts.iter().position(|r| {
-            matches!(r, ServerFrame::Receipt { id: rid, .. } | ServerFrame::LidMapping { id: rid, .. } if rid == id)
-        })
-        {
+            matches!(r, ServerFrame::Receipt { id: rid, .. }
+                | ServerFrame::LidMapping { id: rid, .. }
+                | ServerFrame::ContactName { id: rid, .. } if rid == id)
+        }) {
             device.pending_receipts.remove(at);
             return;
         }

@@ -55,6 +55,17 @@ pub(crate) struct Account {
     pub reputation: Reputation,
     /// Bumped to cancel a running schedule.
     pub schedule_generation: u64,
+    /// Its phone's address book: contact digits → saved name.
+    pub contact_names: std::collections::BTreeMap<String, String>,
+}
+
+/// The frame telling a device the saved name of `contact` (digits).
+fn contact_name_frame(contact: &str, name: &str) -> ServerFrame {
+    ServerFrame::ContactName {
+        id: format!("N{}", random_string(HEX, 20)),
+        jid: jid_of(contact),
+        name: name.to_owned(),
+    }
 }
 
 impl Account {
@@ -68,6 +79,7 @@ impl Account {
             received: 0,
             reputation: Reputation::default(),
             schedule_generation: 0,
+            contact_names: std::collections::BTreeMap::new(),
         }
     }
 
@@ -192,6 +204,18 @@ impl World {
         self.push_kept(digits, frame);
     }
 
+    /// The phone of `digits` saves `contact` as `name` in its address book (an empty name
+    /// removes it): its linked devices are told, and each device linked later is told on link.
+    pub fn save_contact(&mut self, digits: &str, contact: &str, name: &str) {
+        let names = &mut self.account_mut(digits).contact_names;
+        if name.is_empty() {
+            names.remove(contact);
+        } else {
+            names.insert(contact.to_owned(), name.to_owned());
+        }
+        self.push_kept(digits, contact_name_frame(contact, name));
+    }
+
     /// Hands `frame` to every linked device of `digits` and keeps it with each until acknowledged.
     fn push_kept(&mut self, digits: &str, frame: ServerFrame) {
         let tokens = self.accounts.get(digits).map(|a| a.devices.clone()).unwrap_or_default();
@@ -215,6 +239,20 @@ impl World {
             return;
         };
         let account = device.account.clone();
+        // The address book first, as app state arrives before the history.
+        let names: Vec<ServerFrame> = self
+            .accounts
+            .get(&account)
+            .map(|a| a.contact_names.iter().map(|(c, n)| contact_name_frame(c, n)).collect())
+            .unwrap_or_default();
+        if let Some(device) = self.devices.get_mut(token) {
+            device.pending_receipts.extend(names.iter().cloned());
+            if let Some(conn) = device.conn {
+                for frame in &names {
+                    self.push(conn, frame);
+                }
+            }
+        }
         let start = Timestamp::now().plus_secs(-3600 * i64::try_from(self.history_chats).unwrap_or(0));
         let mut history = Vec::new();
         for i in 0..self.history_chats {

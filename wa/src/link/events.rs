@@ -14,7 +14,7 @@ use whatsapp_rust::waproto::whatsapp as wa;
 use super::acks::SendAcks;
 
 /// What a client event means for wafleet; `None` for events wafleet does not act on (presence,
-/// app-state updates, history sync, …) and for anything outside personal chats: groups,
+/// app-state updates other than saved contacts, history sync, …) and for anything outside personal chats: groups,
 /// broadcast lists, status updates and newsletters never become events. Incoming messages reach
 /// wafleet through the durability hook ([`super::hook`]), not through here: those the hook did
 /// not see (newsletters, recovered placeholders) are not personal messages wafleet stores. So do
@@ -80,6 +80,28 @@ pub fn map_event(event: &Event) -> Option<LinkEvent> {
             ),
             banned: true,
         },
+        // A contact saved in the phone's address book (app state): chats show that name. The
+        // entry may name the person by LID with the number beside it: chats live under the
+        // number when it is known.
+        Event::ContactUpdate(update) => {
+            let action = &update.action;
+            let jid = match action.pn_jid.as_deref() {
+                Some(pn) if update.jid.is_lid() && pn.ends_with("@s.whatsapp.net") => Jid(pn.to_owned()),
+                _ => Jid(update.jid.to_non_ad().to_string()),
+            };
+            if !jid.is_personal() {
+                return None;
+            }
+            LinkEvent::ContactName {
+                jid,
+                name: action
+                    .full_name
+                    .clone()
+                    .or_else(|| action.first_name.clone())
+                    .unwrap_or_default(),
+                ack: Ack::none(),
+            }
+        }
         _ => return None,
     })
 }

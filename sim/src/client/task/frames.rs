@@ -64,6 +64,10 @@ impl Task {
                 })
                 .await;
             }
+            ServerFrame::ContactName { id, jid, name } => {
+                let ack = self.ack_when_durable(id);
+                self.emit(LinkEvent::ContactName { jid, name, ack }).await;
+            }
             ServerFrame::LidMapping { id, lid, phone } => {
                 let ack = self.ack_when_durable(id);
                 self.emit(LinkEvent::LidMapping { lid, phone, ack }).await;
