@@ -174,13 +174,11 @@ async fn pair_by_code_then_log_out_from_wafleet(backend: Backend) {
     stack
         .eventually(&device, "logged out by its owner", |d| d["status"] == "logged_out")
         .await;
-    let (status, _) = stack.post(&format!("{device}/reconnect"), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "the JID stays, so reconnecting is allowed");
-    stack
-        .eventually(&device, "reconnect fails: credentials are gone", |d| {
-            d["status"] == "logged_out"
-        })
-        .await;
+    // Its credentials are gone: reconnecting cannot work, and says to link it again.
+    let (status, body) = stack.post(&format!("{device}/reconnect"), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("log in")), "{body}");
+    assert_eq!(stack.get(&device).await["status"], "logged_out");
 }
 
 /// A PNG of `width` x `height`, base64-encoded.

@@ -43,13 +43,7 @@ impl Sim {
                 },
             );
         };
-        let Some(from) = w
-            .conns
-            .get(&conn)
-            .and_then(|c| c.token.clone())
-            .and_then(|t| w.devices.get(&t))
-            .map(|d| d.account.clone())
-        else {
+        let Some(from) = conn_account(&w, conn) else {
             return fail(&w, ErrorClass::Device, "not connected as a linked device");
         };
         if !request.to.is_personal() {
@@ -233,13 +227,7 @@ impl Sim {
     /// What the account of `conn`'s device may do with new chats now.
     pub(crate) fn restrictions(&self, conn: u64, req: u64) {
         let mut w = self.lock();
-        let Some(from) = w
-            .conns
-            .get(&conn)
-            .and_then(|c| c.token.clone())
-            .and_then(|t| w.devices.get(&t))
-            .map(|d| d.account.clone())
-        else {
+        let Some(from) = conn_account(&w, conn) else {
             let frame = ServerFrame::Error {
                 req,
                 class: ErrorClass::Device,
@@ -301,6 +289,12 @@ impl Sim {
 }
 
 /// The account (digits) of the device with `token`.
+/// The account (digits) of the device connected on `conn`, if one is.
+fn conn_account(w: &World, conn: u64) -> Option<String> {
+    let token = w.conns.get(&conn)?.token.as_deref()?;
+    w.devices.get(token).map(|d| d.account.clone())
+}
+
 fn device_account(w: &World, token: &str) -> String {
     w.devices.get(token).map(|d| d.account.clone()).unwrap_or_default()
 }
