@@ -35,6 +35,7 @@ mod actions_isolation;
 mod analytics;
 mod analytics_browser;
 mod browser;
+mod campaign_templates;
 mod campaigns;
 mod campaigns_browser;
 mod campaigns_isolation;
