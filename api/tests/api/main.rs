@@ -64,6 +64,7 @@ mod security_headers;
 mod sends;
 mod sessions;
 mod templates;
+mod templates_browser;
 mod tokens;
 mod tokens_browser;
 mod waiting;
