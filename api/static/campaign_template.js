@@ -8,7 +8,7 @@ const templatePicker = (() => {
   const select = document.getElementById("template-picker");
   const note = document.getElementById("template-note");
   // No templates yet: the form only links to the Templates page.
-  if (!select) return { reset() {}, chosen() { return undefined; } };
+  if (!select) return { reset() {}, chosen() { return undefined; }, choose() {} };
 
   select.addEventListener("change", () => {
     const option = select.selectedOptions[0];
@@ -28,6 +28,11 @@ const templatePicker = (() => {
     reset() {
       select.value = "";
       note.hidden = true;
+    },
+    /** Chooses the template `id` (a string), as if picked, when it is one of the user's. */
+    choose(id) {
+      select.value = id;
+      if (select.value === id) select.dispatchEvent(new Event("change"));
     },
     /** The id of the template chosen, or undefined. */
     chosen() {

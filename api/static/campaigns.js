@@ -330,3 +330,12 @@ document.getElementById("this-month").addEventListener("click", () => {
   drawCalendar(true);
 });
 drawCalendar();
+
+// "Start a campaign" on the Templates page links here: the form opens on today with that
+// template chosen. The address loses the parameter so a reload shows the calendar.
+const startFrom = new URLSearchParams(window.location.search).get("template");
+if (startFrom) {
+  history.replaceState(null, "", "/campaigns");
+  openNew(today());
+  templatePicker.choose(startFrom);
+}

@@ -56,10 +56,11 @@ function card(template) {
   edit.addEventListener("click", () => openForm(template));
   const remove = el("button", { type: "button", className: "delete danger" }, "Delete");
   remove.addEventListener("click", () => removeTemplate(template, remove));
-  for (const button of [preview, edit, remove]) button.setAttribute("aria-describedby", `template-${template.id}-name`);
+  const use = el("a", { className: "button use", href: `/campaigns?template=${template.id}` }, "Start a campaign");
+  for (const button of [preview, edit, remove, use]) button.setAttribute("aria-describedby", `template-${template.id}-name`);
   heading.id = `template-${template.id}-name`;
   const item = el("li", { className: "card template" }, heading, el("p", { className: "message" }, template.message),
-    el("div", { className: "row actions" }, preview, edit, remove), previews);
+    el("div", { className: "row actions" }, preview, use, edit, remove), previews);
   item.dataset.id = template.id;
   return item;
 }

@@ -157,7 +157,7 @@ async fn on_a_phone(browser: &Client) {
     click(browser, "#templates .template .preview").await;
     wait_for_text_matching(browser, "#templates .template .previews li", 10, |t| t.contains("Alex")).await;
     fits(browser, "templates on a phone").await;
-    screenshot(browser, "templates-phone").await;
+    screenshot(browser, "templates-list-phone").await;
     click(browser, "#templates .template .edit").await;
     fill(
         browser,
@@ -172,10 +172,26 @@ async fn on_a_phone(browser: &Client) {
     click(browser, "#cancel-edit").await;
 }
 
-/// "Start from a template" fills the campaign's message and says its image goes with it.
+/// "Start a campaign" on a template's card opens the campaign form with it chosen; "Start from a
+/// template" there fills the campaign's message and says its image goes with it.
 async fn start_a_campaign_from_it(app: &TestApp, browser: &Client, owner: UserId, device: i64) {
     let template = app.db.list_templates(owner).await.unwrap()[0].id;
-    click(browser, "nav a[href='/campaigns']").await;
+    click(browser, "#templates .template a.use").await;
+    wait_for_text_matching(browser, "#template-note", 10, |t| {
+        t.starts_with("Message filled from “Spring bread”.")
+    })
+    .await;
+    let chosen = browser
+        .execute("return document.getElementById('template-picker').value;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(chosen, template.to_string());
+    set_viewport(browser, 1440, 900).await;
+    screenshot(browser, "campaigns-from-template-desktop").await;
+    click(browser, "#close").await;
+    set_viewport(browser, 390, 844).await;
+
+    // The picker, in a form opened from the calendar.
     let date = format!("{}-01-15", Timestamp::now().to_datetime().year());
     click(browser, &format!(".day[data-date='{date}']")).await;
     fill(browser, "#campaign-form input[name=title]", "Bread week").await;
@@ -221,7 +237,7 @@ async fn write_preview_and_use_a_template(app: TestApp) {
     write_a_template(&app, &browser, owner).await;
     preview_rename_and_delete(&app, &browser, owner).await;
     fits(&browser, "templates on a desktop").await;
-    screenshot(&browser, "templates-desktop").await;
+    screenshot(&browser, "templates-list-desktop").await;
     on_a_phone(&browser).await;
     start_a_campaign_from_it(&app, &browser, owner, device.0).await;
     browser.close().await.unwrap();
