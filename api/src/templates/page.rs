@@ -16,6 +16,7 @@ use crate::frame::Frame;
 use crate::pages::{asset, page};
 use crate::session::PageUser;
 
+/// The page and its script and style (compiled in, as every page's are).
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/templates", get(templates_page))
@@ -40,6 +41,7 @@ struct TemplatesPage {
     frame: Frame,
 }
 
+/// Only the frame is rendered here: the list is the API's, drawn by `templates.js`.
 async fn templates_page(State(state): State<AppState>, PageUser(user): PageUser, jar: CookieJar) -> Response {
     let (jar, frame) = Frame::new(&state, jar, &user, "templates");
     (jar, page(StatusCode::OK, &TemplatesPage { frame })).into_response()
