@@ -153,7 +153,7 @@ async fn every_page_at_desktop_and_phone_width() {
         .as_i64()
         .unwrap();
 
-    // Something on every page: leads (one with a long number), a campaign, a token.
+    // Something on every page: leads (one with a long number), a template, a token.
     for (name, phone) in [("Aminah binti Abdullah", "+60123000001"), ("Bo", "+601234567890")] {
         api(
             &browser,
@@ -164,6 +164,14 @@ async fn every_page_at_desktop_and_phone_width() {
         .await;
     }
     api(&browser, "POST", "/api/tokens", json!({"name": "crm-sync"})).await;
+    api(
+        &browser,
+        "POST",
+        "/api/templates",
+        json!({"name": "Weekend opening hours for every bakery lead", "message":
+               "{Hi|Hello} {first_name}, {greeting}! This weekend we open at 7 with {fresh bread|warm buns|a new cake}."}),
+    )
+    .await;
 
     // Every signed-in page, at both widths.
     let pages = [
@@ -180,6 +188,7 @@ async fn every_page_at_desktop_and_phone_width() {
         ),
         ("tokens", "/dashboard#tokens".to_owned(), "#tokens tbody tr"),
         ("campaigns", "/campaigns".to_owned(), ".day.today"),
+        ("templates", "/templates".to_owned(), "#templates .template"),
         ("account", "/account".to_owned(), "#password-form"),
         ("docs", "/docs".to_owned(), ".swagger-ui .opblock"),
         ("leads", format!("/device/{device}/leads"), "#leads tr.lead"),

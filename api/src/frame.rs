@@ -21,7 +21,7 @@ pub(crate) struct Frame {
     /// Whether to show the admin badge.
     pub is_admin: bool,
     /// Which main navigation entry is the current page: `devices`, `analytics`, `tokens`,
-    /// `webhooks`, `campaigns`, `docs` or `account`.
+    /// `webhooks`, `campaigns`, `templates`, `docs` or `account`.
     pub active: &'static str,
     /// On a device's pages: that device, for the device's own links.
     pub device: Option<DeviceNav>,

@@ -152,6 +152,7 @@ pub fn app(state: AppState) -> Router {
         .merge(leads::page_router())
         .merge(chat_view::page_router())
         .merge(campaigns::page_router())
+        .merge(templates::page_router())
         .merge(actions::page_router())
         .merge(live::router())
         .merge(demo::router())

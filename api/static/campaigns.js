@@ -175,7 +175,7 @@ function localParts(iso, zone) {
 function show(campaign) {
   current = campaign;
   const editable = !campaign || campaign.status === "draft" || campaign.status === "scheduled";
-  for (const input of form.querySelectorAll("input, textarea")) input.disabled = !editable;
+  for (const input of form.querySelectorAll("input, textarea, select")) input.disabled = !editable;
   document.getElementById("save").hidden = !editable;
   const status = campaign ? campaign.status : "new";
   document.getElementById("campaign-status").textContent = status;
@@ -188,6 +188,7 @@ function show(campaign) {
   document.getElementById("report").hidden = !campaign;
   if (!editor.open) {
     clearError();
+    templatePicker.reset();
     document.getElementById("previews").hidden = true;
     editor.showModal();
   }
@@ -256,6 +257,9 @@ async function save(event) {
     device_ids: [...form.querySelectorAll('input[name="device"]:checked')].map((b) => Number(b.value)),
     status: f.draft.checked ? "draft" : "scheduled",
   };
+  // The server copies the template's image unless one is chosen here.
+  const template = templatePicker.chosen();
+  if (template) body.template_id = template;
   const saved = await busy(document.getElementById("save"), async () => {
     if (f.image.files.length) body.image_base64 = await imageBase64(f.image);
     return f.id.value ? api("PUT", `/api/campaigns/${f.id.value}`, body) : api("POST", "/api/campaigns", body);
@@ -326,3 +330,12 @@ document.getElementById("this-month").addEventListener("click", () => {
   drawCalendar(true);
 });
 drawCalendar();
+
+// "Start a campaign" on the Templates page links here: the form opens on today with that
+// template chosen. The address loses the parameter so a reload shows the calendar.
+const startFrom = new URLSearchParams(window.location.search).get("template");
+if (startFrom) {
+  history.replaceState(null, "", "/campaigns");
+  openNew(today());
+  templatePicker.choose(startFrom);
+}

@@ -29,8 +29,9 @@ pub struct CampaignBody {
     /// mistake in them is refused (422) naming it and its character position.
     #[schema(example = "{Hi|Hello} {first_name}, fresh bread today!")]
     pub message: Option<String>,
-    /// On creation, one of your templates whose text (when `message` is not given) and image
-    /// (when `image_base64` is not given) the campaign copies.
+    /// One of your templates whose text (when `message` is not given) and image (when
+    /// `image_base64` is not given) the campaign copies, on creation and on an update alike; on
+    /// an update, a template without an image removes the campaign's.
     pub template_id: Option<TemplateId>,
     /// An image (JPEG, PNG, WebP or GIF), base64-encoded; sent as a JPEG of at most 1200 px.
     /// On an update, `""` removes it.

@@ -78,21 +78,10 @@ async fn create_campaign(
     CurrentUser(user): CurrentUser,
     Json(mut body): Json<CampaignBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let mut template_image = None;
-    if let Some(template) = body.template_id {
-        let (message, image) = state
-            .db
-            .template_content(user.id, template)
-            .await
-            .or_not_found("template")?;
-        body.message.get_or_insert(message);
-        if body.image_base64.is_none() {
-            template_image = image;
-        }
-    }
+    let template_image = copy_template(&state, user.id, &mut body).await?;
     let (mut new, image) = body.into_new()?;
     // A template's image is stored compressed already.
-    new.image = template_image;
+    new.image = template_image.flatten();
     if image.is_some() {
         // Only a user who may plan this campaign gets an image decoded.
         ensure_owned(&state, user.id, &new.devices).await?;
@@ -101,6 +90,22 @@ async fn create_campaign(
     let campaign = state.db.create_campaign(user.id, &new).await.or_not_found("device")?;
     tracing::info!(user = %user.id, campaign = %campaign.id, "campaign planned");
     Ok(created("campaign planned", campaign))
+}
+
+/// Fills `body` from its template, if it names one of the user's (404 otherwise): the template's
+/// text unless `message` is given. Answers the template's image (`Some(None)`: it has none) for
+/// the caller to use unless `image_base64` is given, in which case it answers `None`.
+async fn copy_template(state: &AppState, user: UserId, body: &mut CampaignBody) -> ApiResult<Option<Option<Vec<u8>>>> {
+    let Some(template) = body.template_id else {
+        return Ok(None);
+    };
+    let (message, image) = state
+        .db
+        .template_content(user, template)
+        .await
+        .or_not_found("template")?;
+    body.message.get_or_insert(message);
+    Ok(body.image_base64.is_none().then_some(image))
 }
 
 /// Refuses (404, as for any device not yours) unless every one of `devices` is the user's.
@@ -129,26 +134,32 @@ async fn get_campaign(
     ))
 }
 
-/// Change a campaign: its content while it is a draft or scheduled; its status (`paused`, `running`
+/// Change a campaign: its content while it is a draft or scheduled (`template_id` copies a
+/// template's text and image, as on creation); its status (`paused`, `running`
 /// to resume, `cancelled`, `draft` ⇄ `scheduled`) at any time before it ends.
 #[utoipa::path(put, path = "/api/campaigns/{id}", tag = "campaigns",
     params(("id" = i64, Path, description = "Campaign id")), request_body = CampaignBody,
-    responses((status = 200, body = Envelope<Campaign>), (status = 404, description = "No such campaign or device of yours"),
+    responses((status = 200, body = Envelope<Campaign>), (status = 404, description = "No such campaign, device or template of yours"),
               (status = 409, description = "Not possible in the campaign's status"),
               (status = 422, description = "A field is invalid")))]
 async fn update_campaign(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<CampaignId>,
-    Json(body): Json<CampaignBody>,
+    Json(mut body): Json<CampaignBody>,
 ) -> ApiResult<impl IntoResponse> {
     let current = state.db.campaign(user.id, id).await.or_not_found("campaign")?;
+    let template_image = copy_template(&state, user.id, &mut body).await?;
     let (mut changes, image) = body.into_changes(&current.time_zone)?;
     if let Some(devices) = &changes.devices {
         ensure_owned(&state, user.id, devices).await?;
     }
     if image.is_some() {
         changes.image = Some(image_content(image).await?);
+    } else if let Some(template_image) = template_image {
+        // Stored compressed already; a template without one takes the campaign's away, so the
+        // campaign is what the template is.
+        changes.image = Some(template_image);
     }
     let campaign = state
         .db

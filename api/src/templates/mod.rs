@@ -3,6 +3,7 @@
 //! a message out. Every handler reaches a template through its owner, so another user's template
 //! answers 404 exactly like a missing one.
 
+mod page;
 mod preview;
 
 use axum::extract::State;
@@ -19,6 +20,7 @@ use crate::extract::{Json, Path};
 use crate::sends::image_content;
 use crate::session::CurrentUser;
 
+pub(crate) use page::router as page_router;
 pub(crate) use preview::message;
 
 /// Longest template name.
