@@ -190,6 +190,14 @@ async fn list_messages(
                 id: m.id.clone(),
             })
         });
+        // The chat was read before its messages, to find them: a batch stored in between
+        // would leave its unread count and last message behind the page it heads. Read after
+        // the messages, it is at least as new as they are.
+        let chat = match state.db.chat(user.id, device, &chat.jid).await {
+            Ok(fresh) => fresh,
+            Err(wafleet_core::Error::NotFound) => chat,
+            Err(e) => return Err(ApiError::from_core(e, "chat")),
+        };
         Ok(MessagePage {
             chat,
             messages,
