@@ -14,13 +14,6 @@ let current = null;
 /** Calls the API (common.js); resolves to the envelope's `results`. */
 const api = async (method, path, body) => (await callApi(method, path, body)).results;
 
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  Object.assign(node, attrs || {});
-  for (const child of children) node.append(child);
-  return node;
-}
-
 const pad = (n) => String(n).padStart(2, "0");
 
 const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];

@@ -19,6 +19,14 @@ class ApiFailure extends Error {
   }
 }
 
+/** A new `tag` element with `attrs` (properties) and `children` (nodes or text). */
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  Object.assign(node, attrs || {});
+  for (const child of children) node.append(child);
+  return node;
+}
+
 /** A new idempotency key: the same form sent twice (a double click, a retry) is one request. */
 function newKey() {
   if (window.crypto && crypto.randomUUID) return crypto.randomUUID();

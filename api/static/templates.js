@@ -13,13 +13,6 @@ const FIELD_ERRORS = { Name: "name-error", Message: "message-error", Image: "ima
 /** Calls the API (common.js); resolves to the envelope's `results`. */
 const api = async (method, path, body) => (await callApi(method, path, body)).results;
 
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  Object.assign(node, attrs || {});
-  for (const child of children) node.append(child);
-  return node;
-}
-
 /** The browser's time zone, whose hour picks `{greeting}` in previews. */
 const zone = () => Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
 

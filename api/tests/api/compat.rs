@@ -22,6 +22,16 @@ async fn linked(app: &TestApp, device: i64) {
     .await;
 }
 
+/// `email`'s `device` as it is once linked and held by a worker: asked to stay connected (which
+/// gives it a lease row a test can hold as its worker would), with a JID, and online.
+async fn online(app: &TestApp, email: &str, device: i64) {
+    app.db
+        .request_session(user(app, email).await, DeviceId(device), Desired::Connected, None)
+        .await
+        .unwrap();
+    linked(app, device).await;
+}
+
 async fn exec(app: &TestApp, sql: &'static str, device: i64) {
     match &app.db {
         wafleet_core::Db::Sqlite(pool) => sqlx::query(sql).bind(device).execute(pool).await.map(drop),
@@ -165,16 +175,7 @@ async fn basic_credentials_need_no_csrf_and_open_the_qr_link(app: TestApp) {
 async fn login_keeps_a_linked_online_session(app: TestApp) {
     let ana = app.session("ana@example.com").await;
     let device = ana.add_device("Sales", Some("+60123456789")).await;
-    app.db
-        .request_session(
-            user(&app, "ana@example.com").await,
-            DeviceId(device),
-            Desired::Connected,
-            None,
-        )
-        .await
-        .unwrap();
-    linked(&app, device).await;
+    online(&app, "ana@example.com", device).await;
     let before = app.db.session_targets().await.unwrap();
     let token = token(&ana).await;
     let client = Client::new();
@@ -202,16 +203,7 @@ async fn login_keeps_a_linked_online_session(app: TestApp) {
 async fn reconnect_needs_a_logged_in_device(app: TestApp) {
     let ana = app.session("ana@example.com").await;
     let device = ana.add_device("Sales", Some("+60123456789")).await;
-    app.db
-        .request_session(
-            user(&app, "ana@example.com").await,
-            DeviceId(device),
-            Desired::Connected,
-            None,
-        )
-        .await
-        .unwrap();
-    linked(&app, device).await;
+    online(&app, "ana@example.com", device).await;
     let token = token(&ana).await;
     let client = Client::new();
     let get = |path: &'static str| client.get(app.url(path)).bearer_auth(&token).send();
@@ -300,17 +292,7 @@ async fn compatible_routes_answer_bad_input_as_upstream(app: TestApp) {
 async fn compatible_sends_answer_the_whatsapp_message_id(app: TestApp) {
     let ana = app.session("ana@example.com").await;
     let device = ana.add_device("Sales", Some("+60123456789")).await;
-    // A lease row, so the test can hold the device as its worker would.
-    app.db
-        .request_session(
-            user(&app, "ana@example.com").await,
-            DeviceId(device),
-            Desired::Connected,
-            None,
-        )
-        .await
-        .unwrap();
-    linked(&app, device).await;
+    online(&app, "ana@example.com", device).await;
     let token = token(&ana).await;
     let client = Client::new();
     let send = || {
