@@ -86,6 +86,16 @@ pub(crate) enum Refusal {
     Capped,
 }
 
+impl Refusal {
+    /// The error code WhatsApp refuses with.
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Refusal::Timelocked => "463",
+            Refusal::Capped => "475",
+        }
+    }
+}
+
 /// What a message did to the account.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {

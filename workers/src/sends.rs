@@ -210,8 +210,10 @@ impl Sender {
                 Ok(held) => tracing::info!(held, "sends to new chats wait for the restriction to lift"),
                 Err(err) => tracing::warn!(error = ?err, "holding sends to new chats failed"),
             }
+            // Held sends now say why they wait: cached reads of them go. Nothing cached reads
+            // the restrictions themselves, so a device without one costs no invalidation.
+            self.invalidations.device_changed(device).await;
         }
-        self.invalidations.device_changed(device).await;
         block
     }
 

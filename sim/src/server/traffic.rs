@@ -66,22 +66,12 @@ impl Sim {
             return fail(&w, ErrorClass::Invalid, "empty message");
         }
         let limits = ban::BanLimits::from(&self.config);
-        match ban::refusal(&w.account_mut(&from).reputation, &to, &limits, Instant::now()) {
-            Some(ban::Refusal::Timelocked) => {
-                return fail(
-                    &w,
-                    ErrorClass::Restricted,
-                    "463 the account may not message new chats now (reach-out timelock)",
-                );
-            }
-            Some(ban::Refusal::Capped) => {
-                return fail(
-                    &w,
-                    ErrorClass::Restricted,
-                    "475 the account's monthly cap on messages to new chats is used up",
-                );
-            }
-            None => {}
+        if let Some(refusal) = ban::refusal(&w.account_mut(&from).reputation, &to, &limits, Instant::now()) {
+            let why = match refusal {
+                ban::Refusal::Timelocked => "the account may not message new chats now (reach-out timelock)",
+                ban::Refusal::Capped => "the account's monthly cap on messages to new chats is used up",
+            };
+            return fail(&w, ErrorClass::Restricted, &format!("{} {why}", refusal.code()));
         }
         // The client's own id, as WhatsApp clients choose theirs; one of ours when it names none.
         let id = request

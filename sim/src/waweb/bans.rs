@@ -46,10 +46,7 @@ pub(crate) fn record_send(model: &mut Model, limits: &BanLimits, from: &str, to:
 /// The error code the network refuses a message from `from` to `to` (digits) with before it
 /// is sent, if it does: 463 under a reach-out timelock, 475 once the new-chat cap is used up.
 pub(crate) fn refusal(model: &mut Model, limits: &BanLimits, from: &str, to: &str) -> Option<&'static str> {
-    match ban::refusal(&model.account(from).reputation, to, limits, Instant::now())? {
-        Refusal::Timelocked => Some("463"),
-        Refusal::Capped => Some("475"),
-    }
+    ban::refusal(&model.account(from).reputation, to, limits, Instant::now()).map(Refusal::code)
 }
 
 /// The phone of `from` wrote to the account of `to` (digits): `from` is no stranger to it.
