@@ -197,7 +197,11 @@ async fn delete_device(
     Path(id): Path<DeviceId>,
 ) -> ApiResult<impl IntoResponse> {
     state.db.delete_device(user.id, id).await.or_not_found("device")?;
-    state.invalidations.device_changed(id).await;
+    // Its sends left the user's analytics too.
+    state
+        .invalidations
+        .changed(&[Topic::Device(id), Topic::Analytics])
+        .await;
     tracing::info!(user = %user.id, device = %id, "device deleted");
     Ok(ok("device deleted", ()))
 }

@@ -134,6 +134,7 @@ pub struct Seeded {
     pub stall: i64,
     pub ben: Session,
     pub ben_device: i64,
+    pub ben_fence: Fence,
     pub shop_fence: Fence,
     /// Shop's send of today that was delivered and not read.
     pub unread: i64,
@@ -179,6 +180,7 @@ pub async fn seed(app: &TestApp) -> Seeded {
         stall,
         ben,
         ben_device,
+        ben_fence,
         shop_fence,
         unread,
     }
@@ -288,6 +290,41 @@ async fn only_your_devices_are_counted(app: TestApp) {
     }
     let anonymous = reqwest::get(app.url("/api/analytics/7")).await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// The totals of all devices come from a roll-up per user: deleting a device takes its sends out of
+/// them at once, as they leave the per-device figures, and the next roll-up keeps it that way.
+async fn a_deleted_device_leaves_the_totals(app: TestApp) {
+    let s = seed(&app).await;
+    app.refresh_analytics().await;
+    let before = results(&s.ana, "/api/analytics/7").await;
+    assert_eq!(counts(&before["totals"]), [7, 5, 2, 3, 2, 2, 1]);
+
+    let deleted = s.ana.delete(&format!("/api/devices/{}", s.stall)).await;
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let after = results(&s.ana, "/api/analytics/7").await;
+    assert_eq!(
+        counts(&after["totals"]),
+        [6, 4, 2, 2, 2, 2, 1],
+        "Stall's read send is gone"
+    );
+    assert_eq!(after["devices"], json!({"total": 1, "active": 1, "inactive": 0}));
+    assert_eq!(counts(&after["series"][6]["counts"]), [4, 3, 1, 2, 1, 1, 1]);
+    assert_eq!(
+        counts(&after["series"][4]["counts"]),
+        [2, 1, 1, 0, 1, 1, 0],
+        "other days unchanged"
+    );
+
+    app.refresh_analytics().await;
+    let again = results(&s.ana, "/api/analytics/7").await;
+    assert_eq!(again["totals"], after["totals"]);
+    let ben = results(&s.ben, "/api/analytics/7").await;
+    assert_eq!(
+        counts(&ben["totals"]),
+        [1, 0, 1, 0, 0, 1, 0],
+        "another user's figures untouched"
+    );
 }
 
 async fn bad_input_is_refused(app: TestApp) {
@@ -507,4 +544,4 @@ async fn generated_sends_match_counts_from_the_stored_rows(app: TestApp) {
 }
 
 on_both_backends!(app: generated_sends_match_counts_from_the_stored_rows, counts_percentages_and_series, rollup_is_idempotent_and_follows_changes,
-    only_your_devices_are_counted, bad_input_is_refused);
+    only_your_devices_are_counted, a_deleted_device_leaves_the_totals, bad_input_is_refused);

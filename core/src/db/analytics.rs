@@ -1,4 +1,5 @@
-//! Analytics: what became of a user's sends per UTC day, read from the `analytics_daily` roll-ups.
+//! Analytics: what became of a user's sends per UTC day, read from the roll-ups: `analytics_daily`
+//! per device and day, `analytics_user_daily` per user and day (all of a user's devices together).
 //!
 //! Counting rule. Every send recorded in `outbound_messages` counts (campaign sends and single
 //! sends alike), on the UTC day it went out (`sent_at`), or, for a send that never went out, the day
@@ -71,6 +72,54 @@ WHERE o.status IN ('sent', 'delivered', 'read', 'failed')
 GROUP BY d.device_id, d.day
 ON CONFLICT (device_id, day) DO UPDATE SET sent = excluded.sent, delivered = excluded.delivered,
     read = excluded.read, replied = excluded.replied, failed = excluded.failed, updated_at = excluded.updated_at";
+
+/// Recounts each user-day one of whose device-days the roll-up just recounted (`updated_at` at or
+/// after `$1`, the roll-up's start) from that user's device-days, so that a user's analytics read
+/// one row per day. A refresh cut short before this statement is redone whole by the next one: it
+/// recounts the same device-days again, with its own start.
+const USER_ROLLUP_SQL: &str = "\
+INSERT INTO analytics_user_daily (user_id, day, sent, delivered, read, replied, failed)
+SELECT t.user_id, t.day, SUM(a.sent), SUM(a.delivered), SUM(a.read), SUM(a.replied), SUM(a.failed)
+FROM (SELECT DISTINCT d.user_id, a.day FROM analytics_daily a JOIN devices d ON d.id = a.device_id
+      WHERE a.updated_at >= $1) t
+    JOIN devices d ON d.user_id = t.user_id
+    JOIN analytics_daily a ON a.device_id = d.id AND a.day = t.day
+GROUP BY t.user_id, t.day
+ON CONFLICT (user_id, day) DO UPDATE SET sent = excluded.sent, delivered = excluded.delivered,
+    read = excluded.read, replied = excluded.replied, failed = excluded.failed";
+
+/// Recounts every day of one user (`$1`) from its devices' days, after a device was deleted (its
+/// days went with it, by cascade, and nothing else marks them changed). The user's rows are deleted
+/// first in the same transaction.
+pub(super) const USER_RECOUNT_SQL: &str = "\
+INSERT INTO analytics_user_daily (user_id, day, sent, delivered, read, replied, failed)
+SELECT d.user_id, a.day, SUM(a.sent), SUM(a.delivered), SUM(a.read), SUM(a.replied), SUM(a.failed)
+FROM devices d JOIN analytics_daily a ON a.device_id = d.id
+WHERE d.user_id = $1
+GROUP BY d.user_id, a.day";
+
+/// A range of days of one user's devices together (`$1` the user, `$2`..`$3` the days).
+const USER_DAYS_SQL: &str = "\
+SELECT day, sent, delivered, read, replied, failed FROM analytics_user_daily
+WHERE user_id = $1 AND day >= $2 AND day < $3 ORDER BY day";
+
+/// A range of days of one device (`$2`), reached through its owner (`$1`).
+const DEVICE_DAYS_SQL: &str = "\
+SELECT a.day, a.sent, a.delivered, a.read, a.replied, a.failed
+FROM analytics_daily a JOIN devices d ON d.id = a.device_id
+WHERE d.user_id = $1 AND a.device_id = $2 AND a.day >= $3 AND a.day < $4 ORDER BY a.day";
+
+/// How many of the user's devices there are and how many are online, with the roll-ups' watermark.
+const USER_DEVICES_SQL: &str = "\
+SELECT COUNT(*), CAST(SUM(CASE WHEN status = 'online' THEN 1 ELSE 0 END) AS BIGINT),
+    (SELECT watermark FROM analytics_rollup WHERE id = 1)
+FROM devices WHERE user_id = $1";
+
+/// The same for one device of the user (`$2`).
+const ONE_DEVICE_SQL: &str = "\
+SELECT COUNT(*), CAST(SUM(CASE WHEN status = 'online' THEN 1 ELSE 0 END) AS BIGINT),
+    (SELECT watermark FROM analytics_rollup WHERE id = 1)
+FROM devices WHERE user_id = $1 AND id = $2";
 
 /// Counts of sends, as the module's counting rule defines them.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
@@ -194,6 +243,11 @@ pub struct Analytics {
     pub updated_at: Option<Timestamp>,
 }
 
+/// A day's row: its midnight, then sent, delivered, read, replied and failed.
+type DayRow = (i64, i64, i64, i64, i64, i64);
+/// Devices counted, how many are online, and the roll-ups' watermark.
+type DevicesRow = (i64, Option<i64>, Option<Timestamp>);
+
 /// Midnight UTC starting `day`, in milliseconds.
 fn day_start(day: NaiveDate) -> i64 {
     day.and_hms_opt(0, 0, 0)
@@ -228,6 +282,11 @@ impl Db {
             .execute(pool)
             .await
             .map(|r| r.rows_affected()))?;
+        on_db!(self, pool => sqlx::query(USER_ROLLUP_SQL)
+            .bind(started)
+            .execute(pool)
+            .await
+            .map(drop))?;
         on_db!(self, pool => sqlx::query(
             "INSERT INTO analytics_rollup (id, watermark) VALUES (1, $1) \
              ON CONFLICT (id) DO UPDATE SET watermark = excluded.watermark")
@@ -250,29 +309,31 @@ impl Db {
         last: NaiveDate,
     ) -> Result<Analytics> {
         let (from, until) = (day_start(first), day_start(last) + DAY_MS);
-        let rows: Vec<(i64, i64, i64, i64, i64, i64)> = on_db!(self, pool => sqlx::query_as(
-            "SELECT a.day, CAST(SUM(a.sent) AS BIGINT), CAST(SUM(a.delivered) AS BIGINT), \
-               CAST(SUM(a.read) AS BIGINT), CAST(SUM(a.replied) AS BIGINT), CAST(SUM(a.failed) AS BIGINT) \
-             FROM analytics_daily a JOIN devices d ON d.id = a.device_id \
-             WHERE d.user_id = $1 AND ($2 IS NULL OR a.device_id = $2) AND a.day >= $3 AND a.day < $4 \
-             GROUP BY a.day ORDER BY a.day")
-            .bind(user)
-            .bind(device)
-            .bind(from)
-            .bind(until)
-            .fetch_all(pool)
-            .await)?;
-        let (total, active): (i64, Option<i64>) = on_db!(self, pool => sqlx::query_as(
-            "SELECT COUNT(*), CAST(SUM(CASE WHEN status = 'online' THEN 1 ELSE 0 END) AS BIGINT) \
-             FROM devices WHERE user_id = $1 AND ($2 IS NULL OR id = $2)")
-            .bind(user)
-            .bind(device)
-            .fetch_one(pool)
-            .await)?;
-        let updated_at: Option<Timestamp> = on_db!(self, pool => sqlx::query_scalar(
-            "SELECT watermark FROM analytics_rollup WHERE id = 1")
-            .fetch_optional(pool)
-            .await)?;
+        // Two statements for the two cases rather than one with `$2 IS NULL OR device_id = $2`:
+        // a prepared statement's generic plan cannot know which branch holds, and scans.
+        let (rows, (total, active, updated_at)): (Vec<DayRow>, DevicesRow) = match device {
+            None => on_db!(self, pool => {
+                let rows = sqlx::query_as(USER_DAYS_SQL)
+                    .bind(user)
+                    .bind(from)
+                    .bind(until)
+                    .fetch_all(pool)
+                    .await?;
+                let devices = sqlx::query_as(USER_DEVICES_SQL).bind(user).fetch_one(pool).await?;
+                (rows, devices)
+            }),
+            Some(device) => on_db!(self, pool => {
+                let rows = sqlx::query_as(DEVICE_DAYS_SQL)
+                    .bind(user)
+                    .bind(device)
+                    .bind(from)
+                    .bind(until)
+                    .fetch_all(pool)
+                    .await?;
+                let devices = sqlx::query_as(ONE_DEVICE_SQL).bind(user).bind(device).fetch_one(pool).await?;
+                (rows, devices)
+            }),
+        };
 
         let mut totals = AnalyticsCounts::default();
         let mut rows = rows.into_iter().peekable();

@@ -4,7 +4,7 @@
 use crate::types::{DeviceId, PhoneNumber, Timestamp, UserId};
 use crate::{Db, Error, Result};
 
-use super::on_db;
+use super::{BeginWrite, on_db};
 
 /// Where a device's WhatsApp session stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -148,15 +148,31 @@ impl Db {
         .map_err(|e| Error::on_unique_violation(e, NAME_TAKEN))
     }
 
-    /// Deletes one of the user's devices (and, by cascade, everything stored for it).
+    /// Deletes one of the user's devices (and, by cascade, everything stored for it), and recounts
+    /// the user's analytics of all devices without it.
     #[tracing::instrument(skip(self))]
     pub async fn delete_device(&self, user: UserId, id: DeviceId) -> Result<()> {
-        let done = on_db!(self, pool => sqlx::query("DELETE FROM devices WHERE id = $1 AND user_id = $2")
-            .bind(id)
-            .bind(user)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
-        if done == 0 { Err(Error::NotFound) } else { Ok(()) }
+        on_db!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let done = sqlx::query("DELETE FROM devices WHERE id = $1 AND user_id = $2")
+                .bind(id)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if done == 0 {
+                return Err(Error::NotFound);
+            }
+            sqlx::query("DELETE FROM analytics_user_daily WHERE user_id = $1")
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(super::analytics::USER_RECOUNT_SQL)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
     }
 }
