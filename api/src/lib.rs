@@ -27,6 +27,7 @@ mod live;
 mod mcp;
 mod openapi;
 mod pages;
+mod retention;
 mod scopes;
 mod sends;
 mod session;
@@ -133,6 +134,7 @@ pub fn app(state: AppState) -> Router {
         .merge(campaigns::router())
         .merge(templates::router())
         .merge(analytics::router())
+        .merge(retention::router())
         .merge(sessions::router())
         .merge(chat_view::router())
         .merge(compat::router())

@@ -5,7 +5,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum_extra::extract::cookie::CookieJar;
 use serde::Deserialize;
 
@@ -15,6 +15,7 @@ use crate::csrf;
 use crate::error::ApiError;
 use crate::extract::Form;
 use crate::frame::Frame;
+use crate::retention;
 use crate::session::{self, CurrentUser, PageUser};
 use wafleet_core::db::User;
 
@@ -26,6 +27,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/logout", get(logout_page).post(logout_form))
         .route("/dashboard", get(dashboard))
         .route("/account", get(account_page).post(account_form_post))
+        .route("/account/retention", post(retention_form_post))
         .route(
             "/static/app.css",
             get(|| asset("text/css; charset=utf-8", include_str!("../static/app.css"))),
@@ -219,34 +221,113 @@ async fn dashboard(State(state): State<AppState>, PageUser(user): PageUser, jar:
 struct AccountPage {
     frame: Frame,
     since: String,
-    error: Option<String>,
-    done: Option<String>,
+    /// Days messages are kept, or empty for "keep everything".
+    keep_days: String,
+    password: Notice,
+    retention: Notice,
 }
 
-fn account_view(
+/// What became of one of the account page's forms: nothing, done (a message) or refused (why).
+#[derive(Default)]
+struct Notice {
+    done: Option<String>,
+    error: Option<String>,
+}
+
+impl Notice {
+    fn of(outcome: Result<String, String>) -> Notice {
+        match outcome {
+            Ok(done) => Notice {
+                done: Some(done),
+                error: None,
+            },
+            Err(error) => Notice {
+                done: None,
+                error: Some(error),
+            },
+        }
+    }
+}
+
+/// Which of the account page's forms was sent, and what became of it.
+enum AccountAction {
+    None,
+    Password(Result<String, String>),
+    Retention(Result<String, String>),
+}
+
+async fn account_view(
     state: &AppState,
     jar: CookieJar,
     user: &User,
     status: StatusCode,
-    outcome: Result<String, String>,
+    form: AccountAction,
 ) -> Response {
+    let keep_days = match state.db.keep_messages_days(user.id).await {
+        Ok(days) => days.map(|d| d.to_string()).unwrap_or_default(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
     let (jar, frame) = Frame::new(state, jar, user, "account");
-    let (done, error) = match outcome {
-        Ok(done) if done.is_empty() => (None, None),
-        Ok(done) => (Some(done), None),
-        Err(error) => (None, Some(error)),
+    let (password, retention) = match form {
+        AccountAction::None => (Notice::default(), Notice::default()),
+        AccountAction::Password(outcome) => (Notice::of(outcome), Notice::default()),
+        AccountAction::Retention(outcome) => (Notice::default(), Notice::of(outcome)),
     };
     let view = AccountPage {
         frame,
         since: user.created_at.to_datetime().format("%Y-%m-%d").to_string(),
-        error,
-        done,
+        keep_days,
+        password,
+        retention,
     };
     (jar, page(status, &view)).into_response()
 }
 
 async fn account_page(State(state): State<AppState>, PageUser(user): PageUser, jar: CookieJar) -> Response {
-    account_view(&state, jar, &user, StatusCode::OK, Ok(String::new()))
+    account_view(&state, jar, &user, StatusCode::OK, AccountAction::None).await
+}
+
+/// The account page's retention form: a number of days, or empty to keep everything.
+#[derive(Deserialize)]
+struct RetentionForm {
+    keep_messages_days: String,
+}
+
+async fn retention_form_post(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    jar: CookieJar,
+    Form(form): Form<RetentionForm>,
+) -> Response {
+    let raw = form.keep_messages_days.trim();
+    let days = if raw.is_empty() {
+        Ok(None)
+    } else {
+        raw.parse::<i64>().map(Some).map_err(|_| {
+            ApiError::Invalid(format!(
+                "keep_messages_days: `{raw}` is not a number of days; give 1 to 3650, or leave it empty to keep everything"
+            ))
+        })
+    };
+    let saved = match days {
+        Ok(days) => retention::set(&state, user.id, days).await.map(|()| days),
+        Err(e) => Err(e),
+    };
+    match saved {
+        Ok(days) => {
+            let done = match days {
+                None => "Every message is kept.".to_owned(),
+                Some(1) => "Messages are kept 1 day; older ones are deleted within ten minutes.".to_owned(),
+                Some(n) => format!("Messages are kept {n} days; older ones are deleted within ten minutes."),
+            };
+            account_view(&state, jar, &user, StatusCode::OK, AccountAction::Retention(Ok(done))).await
+        }
+        Err(ApiError::Internal(e)) => ApiError::Internal(e).into_response(),
+        Err(e) => {
+            let status = e.status();
+            account_view(&state, jar, &user, status, AccountAction::Retention(Err(e.to_string()))).await
+        }
+    }
 }
 
 async fn account_form_post(
@@ -264,9 +345,12 @@ async fn account_form_post(
                 1 => "Password changed; 1 other session was logged out.".to_owned(),
                 n => format!("Password changed; {n} other sessions were logged out."),
             };
-            account_view(&state, jar, &user, StatusCode::OK, Ok(done))
+            account_view(&state, jar, &user, StatusCode::OK, AccountAction::Password(Ok(done))).await
         }
         Err(ApiError::Internal(e)) => ApiError::Internal(e).into_response(),
-        Err(e) => account_view(&state, jar, &user, e.status(), Err(e.to_string())),
+        Err(e) => {
+            let status = e.status();
+            account_view(&state, jar, &user, status, AccountAction::Password(Err(e.to_string()))).await
+        }
     }
 }

@@ -20,6 +20,15 @@ pub const CAMPAIGN_DISPATCH_SCHEDULE: &str = "0 * * * * *";
 pub const ANALYTICS_ROLLUP_SCHEDULE: &str = "15 * * * * *";
 /// Read-cache cleanup every minute, at half past.
 pub const CACHE_CLEANUP_SCHEDULE: &str = "30 * * * * *";
+/// Retention every ten minutes, at five past (clear of housekeeping).
+pub const RETENTION_SCHEDULE: &str = "0 5/10 * * * *";
+/// Messages deleted per statement by retention: small enough that each delete is a short
+/// transaction ingest can wait behind without notice.
+const RETENTION_BATCH: i64 = 5_000;
+/// A pause between retention's batches, so that other writers get the database in between.
+const RETENTION_PAUSE: Duration = Duration::from_millis(50);
+/// The most batches one retention run deletes; the next run goes on from there.
+const RETENTION_MAX_BATCHES: u32 = 200;
 /// Workers silent this long are removed from the `workers` table, and their send queues with them.
 const STALE_WORKER_SECS: i64 = 3600;
 /// Finished jobs are kept this long in the queue's storage (for inspection), then deleted. Short:
@@ -77,6 +86,9 @@ pub fn standard(scheduler: Scheduler, context: Context) -> anyhow::Result<Schedu
             Fire::Once,
             |db, tick| Box::pin(async move { campaign_dispatch(&db, tick).await }),
         )?
+        .job("retention", RETENTION_SCHEDULE, Fire::Once, |db, _| {
+            Box::pin(async move { retention(&db).await })
+        })?
         .job(
             "analytics_rollup",
             ANALYTICS_ROLLUP_SCHEDULE,
@@ -171,6 +183,34 @@ pub async fn analytics_rollup(db: &Db, invalidations: &Invalidations) -> anyhow:
     if rows > 0 {
         invalidations.changed(&[Topic::Analytics]).await;
         tracing::debug!(rows, "analytics roll-ups refreshed");
+    }
+    Ok(())
+}
+
+/// Retention: deletes the messages their users no longer keep (see [`Db::prune_messages`]), a
+/// batch at a time with a pause between batches so that ingest's writes interleave, then clears
+/// the preview of chats whose last message went. A run stops after [`RETENTION_MAX_BATCHES`]; the
+/// next one goes on. Idempotent: what is gone stays gone, and a cut short run is simply continued.
+pub async fn retention(db: &Db) -> anyhow::Result<()> {
+    let now = Timestamp::now();
+    let mut removed = 0;
+    for _ in 0..RETENTION_MAX_BATCHES {
+        let batch = db
+            .prune_messages(now, RETENTION_BATCH)
+            .await
+            .context("deleting messages past their retention")?;
+        removed += batch;
+        if batch < RETENTION_BATCH.unsigned_abs() {
+            break;
+        }
+        tokio::time::sleep(RETENTION_PAUSE).await;
+    }
+    let cleared = db
+        .clear_expired_previews(now)
+        .await
+        .context("clearing previews of chats past their retention")?;
+    if removed > 0 || cleared > 0 {
+        tracing::info!(removed, cleared, "messages past their retention deleted");
     }
     Ok(())
 }

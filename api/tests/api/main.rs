@@ -60,6 +60,7 @@ mod mcp;
 mod mcp_client;
 mod mcp_isolation;
 mod nul_bytes;
+mod retention;
 mod security_headers;
 mod sends;
 mod sessions;

@@ -145,4 +145,7 @@ async fn analytics_rollup_is_a_standard_job() {
     wafleet_scheduler::jobs::analytics_rollup(&t.db, &Invalidations::Local(ReadCache::off()))
         .await
         .expect("roll-up");
+    // So does retention (the schedule parses, and a run with nothing to delete succeeds).
+    assert!(scheduler.job_names().contains(&"retention"));
+    wafleet_scheduler::jobs::retention(&t.db).await.expect("retention");
 }

@@ -1,0 +1,316 @@
+//! Retention over the JSON API and the account page: the setting (default keep everything,
+//! refused out of range), then the deletes the scheduler's retention job runs, while new
+//! messages are being ingested: old messages of the user who set it go, new ones and other users'
+//! stay, chats keep their place, and analytics do not change.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use wafleet_core::Db;
+use wafleet_core::types::Timestamp;
+
+use crate::analytics::seed;
+use crate::chat_view::{store, text};
+use crate::helpers::{Session, TestApp, body, expect_error};
+
+const DAY_MS: i64 = 86_400_000;
+
+async fn results(session: &Session, path: &str) -> Value {
+    let response = session.get(path).await;
+    let status = response.status();
+    let body = body(response).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    body["results"].clone()
+}
+
+/// Runs `sql` with `device`, `chat` and `shift` bound as `$1`, `$2` and `$3`.
+async fn exec(db: &Db, sql: &'static str, device: i64, chat: &str, shift: i64) {
+    match db {
+        Db::Sqlite(pool) => sqlx::query(sql)
+            .bind(device)
+            .bind(chat)
+            .bind(shift)
+            .execute(pool)
+            .await
+            .map(drop),
+        Db::Postgres(pool) => sqlx::query(sql)
+            .bind(device)
+            .bind(chat)
+            .bind(shift)
+            .execute(pool)
+            .await
+            .map(drop),
+    }
+    .unwrap();
+}
+
+/// Moves a chat and its messages 40 days into the past, as if they had arrived then.
+async fn age(db: &Db, device: i64, number: &str) {
+    let chat = format!("{number}@s.whatsapp.net");
+    let shift = 40 * DAY_MS;
+    exec(
+        db,
+        "UPDATE messages SET received_at = received_at - $3, sent_at = sent_at - $3 \
+              WHERE device_id = $1 AND chat_jid = $2",
+        device,
+        &chat,
+        shift,
+    )
+    .await;
+    exec(
+        db,
+        "UPDATE chats SET last_message_at = last_message_at - $3 WHERE device_id = $1 AND jid = $2",
+        device,
+        &chat,
+        shift,
+    )
+    .await;
+}
+
+/// Messages stored in a chat of a device.
+async fn stored(db: &Db, device: i64, number: &str) -> i64 {
+    const SQL: &str = "SELECT COUNT(*) FROM messages WHERE device_id = $1 AND chat_jid = $2";
+    let chat = format!("{number}@s.whatsapp.net");
+    match db {
+        Db::Sqlite(pool) => sqlx::query_scalar(SQL).bind(device).bind(&chat).fetch_one(pool).await,
+        Db::Postgres(pool) => sqlx::query_scalar(SQL).bind(device).bind(&chat).fetch_one(pool).await,
+    }
+    .unwrap()
+}
+
+/// A chat's preview, or `None` when the chat is gone (`Some(None)`: kept, without a preview).
+async fn preview(db: &Db, device: i64, number: &str) -> Option<Option<String>> {
+    const SQL: &str = "SELECT last_message_preview FROM chats WHERE device_id = $1 AND jid = $2";
+    let chat = format!("{number}@s.whatsapp.net");
+    match db {
+        Db::Sqlite(pool) => {
+            sqlx::query_scalar(SQL)
+                .bind(device)
+                .bind(&chat)
+                .fetch_optional(pool)
+                .await
+        }
+        Db::Postgres(pool) => {
+            sqlx::query_scalar(SQL)
+                .bind(device)
+                .bind(&chat)
+                .fetch_optional(pool)
+                .await
+        }
+    }
+    .unwrap()
+}
+
+async fn the_setting_defaults_to_keep_everything_and_refuses_bad_values(app: TestApp) {
+    let ana = app.session("ana@example.com").await;
+    let ben = app.session("ben@example.com").await;
+    assert_eq!(
+        results(&ana, "/api/account/retention").await,
+        json!({"keep_messages_days": null})
+    );
+
+    let saved = ana
+        .put("/api/account/retention", json!({"keep_messages_days": 30}))
+        .await;
+    assert_eq!(saved.status(), StatusCode::OK);
+    assert_eq!(
+        results(&ana, "/api/account/retention").await["keep_messages_days"],
+        json!(30)
+    );
+    assert_eq!(
+        results(&ben, "/api/account/retention").await["keep_messages_days"],
+        json!(null),
+        "one user's setting is not another's"
+    );
+
+    for (bad, needle) in [
+        (
+            json!({"keep_messages_days": 0}),
+            "keep_messages_days: 0 is out of range; give 1 to 3650 days",
+        ),
+        (
+            json!({"keep_messages_days": 3651}),
+            "keep_messages_days: 3651 is out of range",
+        ),
+        (json!({"keep_messages_days": "a month"}), "keep_messages_days"),
+        (json!({"keep_days": 5}), "keep_days"),
+    ] {
+        expect_error(
+            ana.put("/api/account/retention", bad.clone()).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            needle,
+        )
+        .await;
+    }
+    assert_eq!(
+        results(&ana, "/api/account/retention").await["keep_messages_days"],
+        json!(30),
+        "a refused change changes nothing"
+    );
+    let cleared = ana
+        .put("/api/account/retention", json!({"keep_messages_days": null}))
+        .await;
+    assert_eq!(cleared.status(), StatusCode::OK);
+    assert_eq!(
+        results(&ana, "/api/account/retention").await["keep_messages_days"],
+        json!(null)
+    );
+
+    // The account page's form does the same.
+    let html = ana.get("/account").await.text().await.unwrap();
+    assert!(
+        html.contains("Keep messages") && html.contains("keep everything"),
+        "{html}"
+    );
+    let csrf = crate::helpers::csrf_from_html(&html);
+    let post = |days: &'static str| {
+        let fields = [("keep_messages_days", days), ("csrf_token", csrf.as_str())];
+        ana.client.post(ana.url("/account/retention")).form(&fields).send()
+    };
+    let refused = post("-3").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.text().await.unwrap().contains("give 1 to 3650 days"));
+    let done = post("90").await.unwrap();
+    assert_eq!(done.status(), StatusCode::OK);
+    let page = done.text().await.unwrap();
+    assert!(
+        page.contains("Messages are kept 90 days") && page.contains("value=\"90\""),
+        "{page}"
+    );
+    assert_eq!(
+        results(&ana, "/api/account/retention").await["keep_messages_days"],
+        json!(90)
+    );
+    let everything = post("").await.unwrap();
+    assert!(everything.text().await.unwrap().contains("Every message is kept."));
+    assert_eq!(
+        results(&ana, "/api/account/retention").await["keep_messages_days"],
+        json!(null)
+    );
+}
+
+async fn old_messages_go_while_new_ones_arrive_and_analytics_stay(app: TestApp) {
+    let s = seed(&app).await;
+    let now = Timestamp::now().millis();
+    // Old chats of Ana's Shop and of Ben's device; a chat of Shop's with old and new messages.
+    let old: Vec<_> = (0..25)
+        .map(|i| {
+            text(
+                &format!("old-{i}"),
+                "60111000020",
+                i % 2 == 0,
+                None,
+                "Long ago",
+                now + i,
+            )
+        })
+        .collect();
+    store(&app, s.shop_fence, old).await;
+    age(&app.db, s.shop, "60111000020").await;
+    let mixed = vec![text("mixed-old", "60111000021", false, None, "Then", now)];
+    store(&app, s.shop_fence, mixed).await;
+    age(&app.db, s.shop, "60111000021").await;
+    store(
+        &app,
+        s.shop_fence,
+        vec![text("mixed-new", "60111000021", false, None, "Now", now + 5)],
+    )
+    .await;
+    let bens: Vec<_> = (0..10)
+        .map(|i| text(&format!("ben-old-{i}"), "60111000020", false, None, "Ben's", now + i))
+        .collect();
+    store(&app, s.ben_fence, bens).await;
+    age(&app.db, s.ben_device, "60111000020").await;
+
+    let recent = stored(&app.db, s.shop, "60111000001").await;
+    assert!(recent >= 1, "the seeded reply is stored");
+    app.refresh_analytics().await;
+    let ana_before = results(&s.ana, "/api/analytics/90").await;
+    let ben_before = results(&s.ben, "/api/analytics/90").await;
+
+    let saved = s
+        .ana
+        .put("/api/account/retention", json!({"keep_messages_days": 30}))
+        .await;
+    assert_eq!(saved.status(), StatusCode::OK);
+
+    // Ingest goes on while retention deletes in small batches.
+    let ingest = async {
+        for batch in 0..20 {
+            let messages = (0..10)
+                .map(|i| {
+                    text(
+                        &format!("new-{batch}-{i}"),
+                        "60111000030",
+                        false,
+                        None,
+                        "Fresh",
+                        now + batch * 10 + i,
+                    )
+                })
+                .collect();
+            store(&app, s.shop_fence, messages).await;
+            tokio::task::yield_now().await;
+        }
+    };
+    let prune = async {
+        let mut removed = 0;
+        loop {
+            let batch = app.db.prune_messages(Timestamp::now(), 4).await.unwrap();
+            removed += batch;
+            if batch < 4 {
+                break removed;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    let ((), removed) = tokio::join!(ingest, prune);
+    assert_eq!(removed, 26, "Ana's 25 old messages and the old one of the mixed chat");
+    assert_eq!(
+        app.db.prune_messages(Timestamp::now(), 4).await.unwrap(),
+        0,
+        "nothing left to delete"
+    );
+    assert_eq!(app.db.clear_expired_previews(Timestamp::now()).await.unwrap(), 1);
+
+    assert_eq!(stored(&app.db, s.shop, "60111000020").await, 0);
+    assert_eq!(
+        stored(&app.db, s.shop, "60111000021").await,
+        1,
+        "the new message of a chat stays"
+    );
+    assert_eq!(
+        stored(&app.db, s.shop, "60111000030").await,
+        200,
+        "no message ingested meanwhile is lost"
+    );
+    assert_eq!(
+        stored(&app.db, s.shop, "60111000001").await,
+        recent,
+        "a recent chat stays whole"
+    );
+    assert_eq!(
+        stored(&app.db, s.ben_device, "60111000020").await,
+        10,
+        "Ben keeps everything"
+    );
+    assert_eq!(
+        preview(&app.db, s.shop, "60111000020").await,
+        Some(None),
+        "the chat stays, without a preview"
+    );
+    assert_eq!(preview(&app.db, s.shop, "60111000021").await, Some(Some("Now".into())));
+    assert_eq!(
+        preview(&app.db, s.ben_device, "60111000020").await,
+        Some(Some("Ben's".into()))
+    );
+
+    app.refresh_analytics().await;
+    for (session, before) in [(&s.ana, &ana_before), (&s.ben, &ben_before)] {
+        let after = results(session, "/api/analytics/90").await;
+        assert_eq!(after["totals"], before["totals"]);
+        assert_eq!(after["series"], before["series"]);
+    }
+}
+
+on_both_backends!(app: the_setting_defaults_to_keep_everything_and_refuses_bad_values,
+    old_messages_go_while_new_ones_arrive_and_analytics_stay);
