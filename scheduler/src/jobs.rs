@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use wafleet_core::Db;
 use wafleet_core::cache::{Invalidations, Topic};
+use wafleet_core::db::Batches;
 use wafleet_core::queue::Queues;
 use wafleet_core::types::Timestamp;
 
@@ -187,30 +188,27 @@ pub async fn analytics_rollup(db: &Db, invalidations: &Invalidations) -> anyhow:
     Ok(())
 }
 
-/// Retention: deletes the messages their users no longer keep (see [`Db::prune_messages`]), a
-/// batch at a time with a pause between batches so that ingest's writes interleave, then clears
-/// the preview of chats whose last message went. A run stops after [`RETENTION_MAX_BATCHES`]; the
-/// next one goes on. Idempotent: what is gone stays gone, and a cut short run is simply continued.
+/// Retention: deletes the messages their users no longer keep, device by device, a batch at a
+/// time with a pause between batches so that ingest's writes interleave, and clears the preview
+/// of chats whose last message went (see [`Db::enforce_retention`]). A run stops after
+/// [`RETENTION_MAX_BATCHES`]; the next one goes on.
 pub async fn retention(db: &Db) -> anyhow::Result<()> {
-    let now = Timestamp::now();
-    let mut removed = 0;
-    for _ in 0..RETENTION_MAX_BATCHES {
-        let batch = db
-            .prune_messages(now, RETENTION_BATCH)
-            .await
-            .context("deleting messages past their retention")?;
-        removed += batch;
-        if batch < RETENTION_BATCH.unsigned_abs() {
-            break;
-        }
-        tokio::time::sleep(RETENTION_PAUSE).await;
-    }
-    let cleared = db
-        .clear_expired_previews(now)
+    let batches = Batches {
+        size: RETENTION_BATCH,
+        pause: RETENTION_PAUSE,
+        max: RETENTION_MAX_BATCHES,
+    };
+    let pruned = db
+        .enforce_retention(Timestamp::now(), batches)
         .await
-        .context("clearing previews of chats past their retention")?;
-    if removed > 0 || cleared > 0 {
-        tracing::info!(removed, cleared, "messages past their retention deleted");
+        .context("deleting messages past their retention")?;
+    if pruned.messages > 0 || pruned.previews > 0 {
+        tracing::info!(
+            removed = pruned.messages,
+            previews = pruned.previews,
+            more = pruned.more,
+            "messages past their retention deleted"
+        );
     }
     Ok(())
 }

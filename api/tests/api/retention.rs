@@ -5,7 +5,10 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use std::time::Duration;
+
 use wafleet_core::Db;
+use wafleet_core::db::{Batches, Pruned};
 use wafleet_core::types::Timestamp;
 
 use crate::analytics::seed;
@@ -252,25 +255,32 @@ async fn old_messages_go_while_new_ones_arrive_and_analytics_stay(app: TestApp) 
             tokio::task::yield_now().await;
         }
     };
-    let prune = async {
-        let mut removed = 0;
-        loop {
-            let batch = app.db.prune_messages(Timestamp::now(), 4).await.unwrap();
-            removed += batch;
-            if batch < 4 {
-                break removed;
-            }
-            tokio::task::yield_now().await;
-        }
+    // Batches of 4 without a pause: many statements interleave with the ingest's.
+    let batches = Batches {
+        size: 4,
+        pause: Duration::ZERO,
+        max: 1_000,
     };
-    let ((), removed) = tokio::join!(ingest, prune);
-    assert_eq!(removed, 26, "Ana's 25 old messages and the old one of the mixed chat");
+    let limited = app
+        .db
+        .enforce_retention(Timestamp::now(), Batches { max: 2, ..batches })
+        .await
+        .unwrap();
     assert_eq!(
-        app.db.prune_messages(Timestamp::now(), 4).await.unwrap(),
-        0,
-        "nothing left to delete"
+        (limited.messages, limited.more),
+        (8, true),
+        "a run stops at its batch limit"
     );
-    assert_eq!(app.db.clear_expired_previews(Timestamp::now()).await.unwrap(), 1);
+    let prune = app.db.enforce_retention(Timestamp::now(), batches);
+    let ((), pruned) = tokio::join!(ingest, prune);
+    let pruned = pruned.unwrap();
+    assert_eq!(
+        (pruned.messages, pruned.previews, pruned.more),
+        (18, 1, false),
+        "the rest of Ana's 25 old messages and the old one of the mixed chat; one chat's preview"
+    );
+    let again = app.db.enforce_retention(Timestamp::now(), batches).await.unwrap();
+    assert_eq!(again, Pruned::default(), "nothing left to delete");
 
     assert_eq!(stored(&app.db, s.shop, "60111000020").await, 0);
     assert_eq!(

@@ -68,7 +68,7 @@ pub use mcp_calls::{McpCall, NewMcpCall};
 pub use outbound::{NewSend, NextSend, OutboundMessage, OutboundStatus, SendWork, Settled, Waiting};
 pub use pacing::{DevicePacing, Pacing, SendStats};
 pub use rate_windows::RateHit;
-pub use retention::MAX_KEEP_DAYS;
+pub use retention::{Batches, MAX_KEEP_DAYS, Pruned};
 pub use templates::{MessageTemplate, NewTemplate, TemplateChanges};
 pub use users::{NewUserRole, User};
 pub use webhooks::{Attempt, AttemptResult, Delivery, DeliveryStatus, Webhook};

@@ -2,13 +2,13 @@
 //!
 //! A message is kept `keep_messages_days` whole UTC days after the day it reached wafleet
 //! (`received_at`, which the index on `(device_id, received_at)` finds per device; a message
-//! synced from the phone's history on link counts from the link). Older ones are deleted in
-//! batches of a bounded size, each its own short transaction, so that ingest never waits behind
-//! a long delete. Only `messages` shrink: sends, their receipts and the analytics roll-ups stay,
+//! synced from the phone's history on link counts from the link). Older ones are deleted device
+//! by device in batches of a bounded size, each its own short statement, so that ingest never
+//! waits behind a long delete. Only `messages` shrink: sends, their receipts and the analytics roll-ups stay,
 //! so analytics of every day are unchanged, and a chat keeps its place in the list (its preview
 //! is cleared once its last message is gone).
 
-use crate::types::{Timestamp, UserId};
+use crate::types::{DeviceId, Timestamp, UserId};
 use crate::{Db, Error, Result};
 
 use super::on_db;
@@ -18,24 +18,45 @@ const DAY_MS: i64 = 86_400_000;
 /// The longest retention that can be set: ten years. Longer is "keep everything".
 pub const MAX_KEEP_DAYS: i64 = 3650;
 
-/// Deletes up to `$2` messages older than their user's retention, `$1` being today's midnight
-/// (UTC, ms): whole days go at once, whatever the time of the run.
+/// The devices whose users keep messages for a limited time, each with the instant before which
+/// its messages go (`$1` being today's midnight, UTC, ms: whole days go at once).
+const CUTOFFS_SQL: &str = "\
+SELECT d.id, $1 - u.keep_messages_days * 86400000 FROM users u JOIN devices d ON d.user_id = u.id
+WHERE u.keep_messages_days IS NOT NULL ORDER BY d.id";
+
+/// Deletes up to `$3` messages of device `$1` that reached wafleet before `$2`. One device and one
+/// cutoff per statement, so that both are bounds of the index on `(device_id, received_at)`:
+/// a device with nothing left to delete costs one index probe.
 const PRUNE_SQL: &str = "\
 DELETE FROM messages WHERE (device_id, id) IN (
-    SELECT m.device_id, m.id FROM users u
-        JOIN devices d ON d.user_id = u.id
-        JOIN messages m ON m.device_id = d.id AND m.received_at < $1 - u.keep_messages_days * 86400000
-    WHERE u.keep_messages_days IS NOT NULL
-    LIMIT $2)";
+    SELECT device_id, id FROM messages WHERE device_id = $1 AND received_at < $2 LIMIT $3)";
 
-/// Clears the preview of chats whose last message is older than their user's retention.
+/// Clears the preview of device `$1`'s chats whose last message is before `$2`.
 const CLEAR_PREVIEWS_SQL: &str = "\
 UPDATE chats SET last_message_preview = NULL
-WHERE last_message_preview IS NOT NULL AND device_id IN (
-    SELECT d.id FROM users u JOIN devices d ON d.user_id = u.id WHERE u.keep_messages_days IS NOT NULL)
-  AND last_message_at < $1 - (
-    SELECT u.keep_messages_days * 86400000 FROM users u JOIN devices d ON d.user_id = u.id
-    WHERE d.id = chats.device_id)";
+WHERE device_id = $1 AND last_message_at < $2 AND last_message_preview IS NOT NULL";
+
+/// How retention deletes: batch size, the pause between batches, and the most batches of a run.
+#[derive(Clone, Copy, Debug)]
+pub struct Batches {
+    /// Messages per statement.
+    pub size: i64,
+    /// Pause after each full batch, so that other writers get the database in between.
+    pub pause: std::time::Duration,
+    /// Batches per run at most; the next run goes on from there.
+    pub max: u32,
+}
+
+/// What a retention run did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Messages deleted.
+    pub messages: u64,
+    /// Chats whose preview was cleared.
+    pub previews: u64,
+    /// Whether the run stopped at its batch limit with more to delete.
+    pub more: bool,
+}
 
 /// Today's midnight, UTC, in milliseconds.
 fn midnight(now: Timestamp) -> i64 {
@@ -74,28 +95,45 @@ impl Db {
         if done == 0 { Err(Error::NotFound) } else { Ok(()) }
     }
 
-    /// Deletes one batch of up to `batch` messages that every user's retention lets go, as of
-    /// `now`; returns how many. Run it until it returns less than `batch`.
+    /// Deletes what every user's retention lets go as of `now`, device by device, in batches
+    /// (see [`Batches`]), then clears the preview of chats whose last message went. Idempotent:
+    /// a run cut short is continued by the next.
     #[tracing::instrument(skip(self))]
-    pub async fn prune_messages(&self, now: Timestamp, batch: i64) -> Result<u64> {
-        let removed = on_db!(self, pool => sqlx::query(PRUNE_SQL)
+    pub async fn enforce_retention(&self, now: Timestamp, batches: Batches) -> Result<Pruned> {
+        let cutoffs: Vec<(DeviceId, Timestamp)> = on_db!(self, pool => sqlx::query_as(CUTOFFS_SQL)
             .bind(midnight(now))
-            .bind(batch)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
-        Ok(removed)
-    }
-
-    /// Clears the preview of every chat whose last message retention let go; returns how many.
-    #[tracing::instrument(skip(self))]
-    pub async fn clear_expired_previews(&self, now: Timestamp) -> Result<u64> {
-        let cleared = on_db!(self, pool => sqlx::query(CLEAR_PREVIEWS_SQL)
-            .bind(midnight(now))
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
-        Ok(cleared)
+            .fetch_all(pool)
+            .await)?;
+        let mut pruned = Pruned::default();
+        let mut left = batches.max;
+        for (device, cutoff) in cutoffs {
+            loop {
+                if left == 0 {
+                    pruned.more = true;
+                    return Ok(pruned);
+                }
+                left -= 1;
+                let removed = on_db!(self, pool => sqlx::query(PRUNE_SQL)
+                    .bind(device)
+                    .bind(cutoff)
+                    .bind(batches.size)
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected()))?;
+                pruned.messages += removed;
+                if removed < batches.size.unsigned_abs() {
+                    break;
+                }
+                tokio::time::sleep(batches.pause).await;
+            }
+            pruned.previews += on_db!(self, pool => sqlx::query(CLEAR_PREVIEWS_SQL)
+                .bind(device)
+                .bind(cutoff)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()))?;
+        }
+        Ok(pruned)
     }
 }
 
