@@ -98,7 +98,7 @@ async fn rollup_rows(db: &Db) -> Vec<(i64, i64, i64, i64, i64, i64, i64)> {
     .unwrap()
 }
 
-async fn results(session: &Session, path: &str) -> Value {
+pub async fn results(session: &Session, path: &str) -> Value {
     let response = session.get(path).await;
     let status = response.status();
     let body = body(response).await;

@@ -4,26 +4,18 @@
 //! stay, chats keep their place, and analytics do not change.
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::Duration;
 
 use wafleet_core::Db;
 use wafleet_core::db::{Batches, Pruned};
 use wafleet_core::types::Timestamp;
 
-use crate::analytics::seed;
+use crate::analytics::{results, seed};
 use crate::chat_view::{store, text};
-use crate::helpers::{Session, TestApp, body, expect_error};
+use crate::helpers::{TestApp, expect_error};
 
 const DAY_MS: i64 = 86_400_000;
-
-async fn results(session: &Session, path: &str) -> Value {
-    let response = session.get(path).await;
-    let status = response.status();
-    let body = body(response).await;
-    assert_eq!(status, StatusCode::OK, "{path}: {body}");
-    body["results"].clone()
-}
 
 /// Runs `sql` with `device`, `chat` and `shift` bound as `$1`, `$2` and `$3`.
 async fn exec(db: &Db, sql: &'static str, device: i64, chat: &str, shift: i64) {
