@@ -20,7 +20,7 @@ pub const CAMPAIGN_DISPATCH_SCHEDULE: &str = "0 * * * * *";
 pub const ANALYTICS_ROLLUP_SCHEDULE: &str = "15 * * * * *";
 /// Read-cache cleanup every minute, at half past.
 pub const CACHE_CLEANUP_SCHEDULE: &str = "30 * * * * *";
-/// Workers silent this long are removed from the `workers` table, and their send queues with them.
+/// Workers silent this long are removed from the `fleet_workers` table, and their send queues with them.
 const STALE_WORKER_SECS: i64 = 3600;
 /// Finished jobs are kept this long in the queue's storage (for inspection), then deleted. Short:
 /// every send, webhook and retry is a row in the database, and a job is only its wake-up, so a
