@@ -3,8 +3,9 @@
 //!
 //! Figures come from the `analytics_daily` roll-ups, which the scheduler's `analytics_rollup` job
 //! refreshes every minute, so they lag the sends by up to a minute (`updated_at` says when they
-//! were last refreshed). They are not put in the read cache: a roll-up refresh announces no device
-//! change, so a cached answer would outlive it, and reading a few rows per day is fast anyway.
+//! were last refreshed). Answers go through the read cache under [`Topic::Analytics`], which
+//! every roll-up that changed a count invalidates, so a cached answer never outlives a refresh
+//! (the online-device count may lag by the cache's TTL).
 
 use axum::extract::State;
 use axum::response::IntoResponse;

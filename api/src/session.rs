@@ -100,7 +100,7 @@ pub(crate) async fn token_caller(state: &AppState, token: &str) -> Result<Caller
 }
 
 /// The account of the request's session cookie, if it has a live one. Cached like
-/// [`token_user`]: logging out and changing the password announce it.
+/// [`token_caller`]: logging out and changing the password announce it.
 async fn session_user(parts: &Parts, state: &AppState) -> Result<Option<User>, ApiError> {
     let Some(digest) = cookie_digest(&CookieJar::from_headers(&parts.headers)) else {
         return Ok(None);

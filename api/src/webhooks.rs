@@ -217,7 +217,16 @@ async fn list_deliveries(
 ) -> ApiResult<impl IntoResponse> {
     let status: Option<DeliveryStatus> = match query.status.as_deref() {
         None | Some("") => None,
-        Some(s) => Some(s.parse().map_err(ApiError::Invalid)?),
+        // Exactly as listed (the core's parser also takes other cases and spaces).
+        Some(s) => Some(
+            DeliveryStatus::ALL
+                .into_iter()
+                .find(|d| d.as_str() == s)
+                .ok_or_else(|| {
+                    let known = DeliveryStatus::ALL.map(DeliveryStatus::as_str).join(", ");
+                    ApiError::Invalid(format!("status: `{s}` is not one of {known}"))
+                })?,
+        ),
     };
     let limit = query.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {

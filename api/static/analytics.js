@@ -1,6 +1,6 @@
 // The dashboard's Analytics tab: counts and percentages of the sends of a range of days, a chart
 // per day, a device filter and a live refresh that pauses while the page is hidden. Uses `api`
-// and `showError` from app.js.
+// from app.js and `showError` from common.js.
 "use strict";
 
 (() => {

@@ -1,6 +1,6 @@
 // The dashboard's Webhooks tab: the URL, events and secret of the user's webhook, a test event,
-// and the deliveries with a replay button for dead ones. Uses `api`, `when`, `showError` and
-// `clearError` from app.js.
+// and the deliveries with a replay button for dead ones. Uses `api` and `when` from app.js,
+// `showError` and `clearError` from common.js.
 "use strict";
 
 (() => {

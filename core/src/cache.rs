@@ -31,6 +31,7 @@ use crate::config::Secret;
 use crate::db::Caller;
 use crate::metrics as m;
 use crate::shutdown::Shutdown;
+use crate::sync;
 use crate::types::DeviceId;
 
 /// What a cached read belongs to: a write to it invalidates the read.
@@ -178,7 +179,7 @@ impl ReadCache {
     /// Everything cached for `topics` stops being served.
     pub fn invalidate(&self, topics: &[Topic]) {
         let Some(inner) = &self.0 else { return };
-        let mut generations = inner.generations.lock().unwrap_or_else(|e| e.into_inner());
+        let mut generations = sync::lock(&inner.generations);
         for topic in topics {
             *generations.entry(*topic).or_default() += 1;
         }
@@ -188,7 +189,7 @@ impl ReadCache {
     pub fn invalidate_all(&self) {
         if let Some(inner) = &self.0 {
             inner.epoch.fetch_add(1, Ordering::AcqRel);
-            inner.generations.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            sync::lock(&inner.generations).clear();
         }
     }
 
@@ -197,7 +198,7 @@ impl ReadCache {
     pub async fn clean(&self) -> u64 {
         let Some(inner) = &self.0 else { return 0 };
         let epoch = inner.epoch.load(Ordering::Acquire);
-        let current = inner.generations.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let current = sync::lock(&inner.generations).clone();
         // Entries of an older epoch or generation can never be found again.
         let stale = move |key: &Key| {
             key.epoch != epoch || current.get(&key.topic).copied().unwrap_or_default() != key.generation
@@ -258,7 +259,7 @@ impl Inner {
     }
 
     fn generation(&self, topic: Topic) -> u64 {
-        let generations = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        let generations = sync::lock(&self.generations);
         generations.get(&topic).copied().unwrap_or_default()
     }
 }

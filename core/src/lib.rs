@@ -15,6 +15,7 @@ pub mod media;
 pub mod metrics;
 pub mod queue;
 pub mod shutdown;
+pub mod sync;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -30,7 +30,7 @@ const RETENTION_BATCH: i64 = 5_000;
 const RETENTION_PAUSE: Duration = Duration::from_millis(50);
 /// The most batches one retention run deletes; the next run goes on from there.
 const RETENTION_MAX_BATCHES: u32 = 200;
-/// Workers silent this long are removed from the `workers` table, and their send queues with them.
+/// Workers silent this long are removed from the `fleet_workers` table, and their send queues with them.
 const STALE_WORKER_SECS: i64 = 3600;
 /// Finished jobs are kept this long in the queue's storage (for inspection), then deleted. Short:
 /// every send, webhook and retry is a row in the database, and a job is only its wake-up, so a

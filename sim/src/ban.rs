@@ -107,7 +107,7 @@ pub(crate) enum Verdict {
     Banned(String),
 }
 
-/// The account's restrictions as WhatsApp reports them, at `now` (`now_wall` in UTC ms).
+/// The account's restrictions as WhatsApp reports them, at `now` (`now_ms` in UTC ms).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Restrictions {
     /// The timelock's end (UTC ms), while one is in force.

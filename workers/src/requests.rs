@@ -7,6 +7,7 @@ use std::time::Duration;
 use wafleet_core::Db;
 use wafleet_core::db::DeviceRequest;
 use wafleet_core::link::Session;
+use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber};
 
 /// Longest a link call for a request may take.
@@ -46,7 +47,7 @@ impl RequestRunner {
             let Some(session) = sessions.get(&request.device_id).cloned() else {
                 continue;
             };
-            if !self.in_flight.lock().expect("in-flight set").insert(request.id) {
+            if !sync::lock(&self.in_flight).insert(request.id) {
                 continue;
             }
             let (db, in_flight) = (self.db.clone(), self.in_flight.clone());
@@ -56,7 +57,7 @@ impl RequestRunner {
                 if let Err(err) = db.finish_device_request(id, ok, &answer).await {
                     tracing::warn!(error = ?err, request = id, "recording an answer failed");
                 }
-                in_flight.lock().expect("in-flight set").remove(&id);
+                sync::lock(&in_flight).remove(&id);
             });
         }
     }

@@ -17,7 +17,7 @@
 //! sweeps the database for devices with due sends; nothing waits in memory or in the queue.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -28,6 +28,7 @@ use wafleet_core::db::{Fence, NextSend, SendWork};
 use wafleet_core::link::{Content, Jid, LinkError, Outgoing, OutgoingImage, Session, new_message_id};
 use wafleet_core::metrics as m;
 use wafleet_core::queue::{Outcome, SendJob, backoff, sends_queue};
+use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, Timestamp};
 
 use crate::pacing::Pacer;
@@ -74,7 +75,7 @@ struct Blocked(Arc<Mutex<Option<(Timestamp, String)>>>);
 impl Blocked {
     /// The block in force now, if any.
     fn now(&self) -> Option<(Timestamp, String)> {
-        let mut block = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut block = sync::lock(&self.0);
         if block
             .as_ref()
             .is_some_and(|(until, _)| until.millis() <= Timestamp::now().millis())
@@ -85,7 +86,7 @@ impl Blocked {
     }
 
     fn set(&self, block: Option<(Timestamp, String)>) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = block;
+        *sync::lock(&self.0) = block;
     }
 }
 
@@ -96,23 +97,16 @@ pub struct Roster(Arc<RwLock<HashMap<DeviceId, Entry>>>);
 impl Roster {
     /// Adds a held session.
     pub fn insert(&self, device: DeviceId, entry: Entry) {
-        self.0
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(device, entry);
+        sync::write(&self.0).insert(device, entry);
     }
 
     /// Removes a session; its send loop begins no further send.
     pub fn remove(&self, device: DeviceId) {
-        self.0.write().unwrap_or_else(PoisonError::into_inner).remove(&device);
+        sync::write(&self.0).remove(&device);
     }
 
     fn holds(&self, fence: Fence) -> bool {
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&fence.device)
-            .is_some_and(|e| e.fence == fence)
+        sync::read(&self.0).get(&fence.device).is_some_and(|e| e.fence == fence)
     }
 }
 
@@ -155,10 +149,7 @@ impl Sender {
     /// taking the entry's gate) to stop it.
     pub fn start(&self, entry: Entry) -> JoinHandle<()> {
         let wake = Arc::new(Notify::new());
-        self.wakes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(entry.fence.device, wake.clone());
+        sync::lock(&self.wakes).insert(entry.fence.device, wake.clone());
         tokio::spawn(self.clone().run(entry, wake))
     }
 
@@ -219,16 +210,13 @@ impl Sender {
 
     /// Forgets a device whose loop was stopped.
     pub fn stopped(&self, device: DeviceId) {
-        self.wakes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&device);
+        sync::lock(&self.wakes).remove(&device);
         self.pacer.forget(device);
     }
 
     /// Wakes `device`'s loop, if it runs here: a send may be due.
     pub fn wake(&self, device: DeviceId) {
-        if let Some(wake) = self.wakes.lock().unwrap_or_else(PoisonError::into_inner).get(&device) {
+        if let Some(wake) = sync::lock(&self.wakes).get(&device) {
             wake.notify_one();
         }
     }

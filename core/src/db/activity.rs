@@ -1,39 +1,22 @@
 //! The activity log of a device: what was done from its actions page or the actions API (test
 //! sends, number checks, broadcasts), by whom and with what result, newest first.
 
+use crate::types::text_enum::text_enum;
 use crate::types::{DeviceId, Timestamp, UserId};
 use crate::{Db, Result};
 
 use super::on_db;
 
-/// What an activity entry is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ActivityKind {
-    /// A test text or image to one number.
-    TestSend,
-    /// A check of which numbers are on WhatsApp.
-    CheckNumbers,
-    /// A broadcast to a pasted list of numbers.
-    Broadcast,
-}
-
-impl ActivityKind {
-    /// The kind as stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActivityKind::TestSend => "test_send",
-            ActivityKind::CheckNumbers => "check_numbers",
-            ActivityKind::Broadcast => "broadcast",
-        }
-    }
-
-    fn parse(raw: &str) -> ActivityKind {
-        match raw {
-            "test_send" => ActivityKind::TestSend,
-            "check_numbers" => ActivityKind::CheckNumbers,
-            _ => ActivityKind::Broadcast,
-        }
+text_enum! {
+    /// What an activity entry is about.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+    pub enum ActivityKind ("activity kind") {
+        /// A test text or image to one number.
+        TestSend = "test_send",
+        /// A check of which numbers are on WhatsApp.
+        CheckNumbers = "check_numbers",
+        /// A broadcast to a pasted list of numbers.
+        Broadcast = "broadcast",
     }
 }
 
@@ -100,7 +83,8 @@ impl From<ActivityRow> for ActivityEntry {
             device_id: r.1,
             actor: r.2,
             via: r.3,
-            kind: ActivityKind::parse(&r.4),
+            // Only the texts above are ever stored; anything else reads as a broadcast.
+            kind: r.4.parse().unwrap_or(ActivityKind::Broadcast),
             summary: r.5,
             result: r.6,
             ref_id: r.7,

@@ -99,7 +99,6 @@ macro_rules! owned_chats {
 /// is one (the `LEFT JOIN` leaves them `NULL` otherwise).
 #[derive(sqlx::FromRow)]
 struct ActivityRow {
-    #[sqlx(try_from = "String")]
     device_status: DeviceStatus,
     id: Option<String>,
     chat_jid: Option<String>,

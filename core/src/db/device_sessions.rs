@@ -5,6 +5,7 @@
 //! API stays stateless and a device can move between workers.
 
 use crate::link::Jid;
+use crate::types::text_enum::text_enum;
 use crate::types::{DeviceId, PhoneNumber, Timestamp, UserId};
 use crate::{Db, Error, Result};
 
@@ -14,37 +15,18 @@ use super::webhooks::{status_before_in, status_changed_in};
 use super::{DeviceStatus, Fence};
 use crate::db::BeginWrite;
 
-/// What the owner wants the session to be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Desired {
-    /// No session (never linked, or logged out).
-    Unlinked,
-    /// Link by QR code.
-    PairQr,
-    /// Link by phone pair code.
-    PairCode,
-    /// Stay connected with the stored credentials.
-    Connected,
-}
-
-impl Desired {
-    /// The stored spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Desired::Unlinked => "unlinked",
-            Desired::PairQr => "pair_qr",
-            Desired::PairCode => "pair_code",
-            Desired::Connected => "connected",
-        }
-    }
-}
-
-impl TryFrom<String> for Desired {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        serde_json::from_value(serde_json::Value::String(value.clone()))
-            .map_err(|_| format!("unknown desired state `{value}`"))
+text_enum! {
+    /// What the owner wants the session to be.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+    pub enum Desired ("desired state") {
+        /// No session (never linked, or logged out).
+        Unlinked = "unlinked",
+        /// Link by QR code.
+        PairQr = "pair_qr",
+        /// Link by phone pair code.
+        PairCode = "pair_code",
+        /// Stay connected with the stored credentials.
+        Connected = "connected",
     }
 }
 
@@ -54,7 +36,6 @@ pub struct SessionTarget {
     /// The device.
     pub device_id: DeviceId,
     /// What to reconcile toward.
-    #[sqlx(try_from = "String")]
     pub desired: Desired,
     /// The number to pair by code.
     pub pair_phone: Option<String>,

@@ -1,48 +1,28 @@
 //! Devices: the WhatsApp numbers a user links. Every query is scoped by the owner's id, so a
 //! device of another user is indistinguishable from one that does not exist.
 
+use crate::types::text_enum::text_enum;
 use crate::types::{DeviceId, PhoneNumber, Timestamp, UserId};
 use crate::{Db, Error, Result};
 
 use super::{BeginWrite, on_db};
 
-/// Where a device's WhatsApp session stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DeviceStatus {
-    /// Not linked, or linked but no worker holds its session.
-    Offline,
-    /// Waiting for a QR scan or a pair code.
-    Pairing,
-    /// A worker is connecting its session.
-    Connecting,
-    /// Connected to WhatsApp.
-    Online,
-    /// WhatsApp ended the link (from the phone, or remotely); must be paired again.
-    LoggedOut,
-    /// WhatsApp banned the number.
-    Banned,
-}
-
-impl DeviceStatus {
-    /// The stored spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeviceStatus::Offline => "offline",
-            DeviceStatus::Pairing => "pairing",
-            DeviceStatus::Connecting => "connecting",
-            DeviceStatus::Online => "online",
-            DeviceStatus::LoggedOut => "logged_out",
-            DeviceStatus::Banned => "banned",
-        }
-    }
-}
-
-impl TryFrom<String> for DeviceStatus {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        serde_json::from_value(serde_json::Value::String(value.clone()))
-            .map_err(|_| format!("unknown device status `{value}`"))
+text_enum! {
+    /// Where a device's WhatsApp session stands.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+    pub enum DeviceStatus ("device status") {
+        /// Not linked, or linked but no worker holds its session.
+        Offline = "offline",
+        /// Waiting for a QR scan or a pair code.
+        Pairing = "pairing",
+        /// A worker is connecting its session.
+        Connecting = "connecting",
+        /// Connected to WhatsApp.
+        Online = "online",
+        /// WhatsApp ended the link (from the phone, or remotely); must be paired again.
+        LoggedOut = "logged_out",
+        /// WhatsApp banned the number.
+        Banned = "banned",
     }
 }
 
@@ -58,7 +38,6 @@ pub struct Device {
     /// The WhatsApp JID once linked.
     pub jid: Option<String>,
     /// Session state.
-    #[sqlx(try_from = "String")]
     pub status: DeviceStatus,
     /// Last time the session was seen connected.
     pub last_seen_at: Option<Timestamp>,

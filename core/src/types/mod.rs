@@ -4,6 +4,7 @@ mod email;
 mod ids;
 mod phone;
 mod scopes;
+pub(crate) mod text_enum;
 mod time;
 
 pub use email::Email;

@@ -2,46 +2,26 @@
 
 use std::fmt;
 
-/// One permission of an API token.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Scope {
-    /// See devices, chats, messages, leads, campaigns and analytics; check numbers.
-    Read,
-    /// Send messages (single sends, test sends, broadcasts).
-    Send,
-    /// Change things: devices, leads, campaigns (as drafts over MCP), webhooks, tokens.
-    Manage,
+use super::text_enum::text_enum;
+
+text_enum! {
+    /// One permission of an API token.
+    #[derive(
+        Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+    )]
+    pub enum Scope ("scope") {
+        /// See devices, chats, messages, leads, campaigns and analytics; check numbers.
+        Read = "read",
+        /// Send messages (single sends, test sends, broadcasts).
+        Send = "send",
+        /// Change things: devices, leads, campaigns (as drafts over MCP), webhooks, tokens.
+        Manage = "manage",
+    }
 }
 
 impl Scope {
-    /// Every scope, in the order they are shown.
-    pub const ALL: [Scope; 3] = [Scope::Read, Scope::Send, Scope::Manage];
-
-    /// The scope's name as stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Read => "read",
-            Scope::Send => "send",
-            Scope::Manage => "manage",
-        }
-    }
-
     fn bit(self) -> u8 {
         1 << self as u8
-    }
-}
-
-impl std::str::FromStr for Scope {
-    type Err = String;
-
-    fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        Scope::ALL
-            .into_iter()
-            .find(|s| s.as_str() == raw.trim())
-            .ok_or_else(|| format!("unknown scope `{}`; use read, send or manage", raw.trim()))
     }
 }
 

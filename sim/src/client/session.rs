@@ -7,6 +7,7 @@ use tokio::sync::{mpsc, oneshot};
 use wafleet_core::link::{
     Content, Jid, LinkError, LinkEvent, NewChatCap, NumberCheck, Outgoing, Restrictions, Session,
 };
+use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber, Timestamp};
 
 use crate::protocol::{ImageInfo, ServerFrame};
@@ -58,10 +59,8 @@ pub struct SimSession {
 
 impl SimSession {
     fn ended_error(&self) -> LinkError {
-        self.ended
-            .lock()
-            .ok()
-            .and_then(|e| e.clone())
+        sync::lock(&self.ended)
+            .clone()
             .unwrap_or_else(|| LinkError::Transient("the session ended".into()))
     }
 

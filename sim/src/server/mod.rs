@@ -11,7 +11,7 @@ mod waweb_control;
 mod world;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Context;
 use axum::Router;
@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wafleet_core::shutdown::Shutdown;
+use wafleet_core::sync;
 
 use crate::SimConfig;
 use world::World;
@@ -37,7 +38,7 @@ pub(crate) struct Sim {
 impl Sim {
     /// The network, locked (a panic elsewhere leaves the model usable: every change is small).
     pub(crate) fn lock(&self) -> MutexGuard<'_, World> {
-        self.world.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.world)
     }
 }
 

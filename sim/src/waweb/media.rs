@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use axum::Router;
@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use rand::Rng;
 use wa_rs_binary::builder::NodeBuilder;
 use wa_rs_binary::node::Node;
+use wafleet_core::sync;
 
 /// Uploaded blobs by direct path.
 #[derive(Default)]
@@ -29,7 +30,7 @@ pub(crate) struct MediaStore {
 impl MediaStore {
     /// The blob at `direct_path`.
     pub fn get(&self, direct_path: &str) -> Option<Vec<u8>> {
-        let blobs = self.blobs.lock().unwrap_or_else(PoisonError::into_inner);
+        let blobs = sync::lock(&self.blobs);
         blobs.get(direct_path).cloned()
     }
 
@@ -40,14 +41,14 @@ impl MediaStore {
             "/v/t62.7118-24/{}",
             id.iter().map(|b| format!("{b:02x}")).collect::<String>()
         );
-        let mut blobs = self.blobs.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut blobs = sync::lock(&self.blobs);
         blobs.insert(path.clone(), data);
         path
     }
 
     /// `host:port` devices upload to.
     pub fn host(&self) -> String {
-        self.host.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        sync::lock(&self.host).clone()
     }
 
     /// The `media_conn` answer: where to upload and with what auth.
@@ -67,7 +68,7 @@ pub(crate) async fn start(store: Arc<MediaStore>, host: &str) -> anyhow::Result<
         .await
         .context("binding the media host")?;
     let addr = listener.local_addr().context("reading the media host's address")?;
-    *store.host.lock().unwrap_or_else(PoisonError::into_inner) = addr.to_string();
+    *sync::lock(&store.host) = addr.to_string();
     let app = Router::new()
         .route("/mms/{kind}/{token}", post(upload))
         .route("/v/{*rest}", get(download))

@@ -29,12 +29,13 @@ mod signal;
 mod startup;
 mod usync;
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
 use wa_rs_binary::node::Node;
+use wafleet_core::sync;
 
 use crate::ban::BanLimits;
 
@@ -112,7 +113,7 @@ pub(crate) struct Network {
 impl Network {
     /// The model, locked (every change is small, so a panic elsewhere leaves it usable).
     fn lock(&self) -> MutexGuard<'_, Model> {
-        self.model.lock().unwrap_or_else(PoisonError::into_inner)
+        sync::lock(&self.model)
     }
 
     /// A connection finished its handshake: log it in or start pairing. Returns its id.

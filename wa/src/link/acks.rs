@@ -6,7 +6,9 @@
 //! never comes is reported as unconfirmed rather than as sent.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use wafleet_core::sync;
 
 use tokio::sync::oneshot;
 
@@ -21,10 +23,7 @@ impl SendAcks {
     /// Registers `id`; the receiver gets the server's answer.
     pub(crate) fn wait_for(&self, id: &str) -> Waiting {
         let (tx, rx) = oneshot::channel();
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id.to_owned(), tx);
+        sync::lock(&self.0).insert(id.to_owned(), tx);
         Waiting {
             acks: self.clone(),
             id: id.to_owned(),
@@ -35,7 +34,7 @@ impl SendAcks {
     /// The server answered the stanza `id` (ignored when nothing waits for it: acks of other
     /// stanzas, or of a send that gave up waiting).
     pub(crate) fn answer(&self, id: &str, error: Answer) {
-        let waiting = self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
+        let waiting = sync::lock(&self.0).remove(id);
         if let Some(tx) = waiting {
             let _ = tx.send(error);
         }
@@ -59,11 +58,7 @@ impl Waiting {
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        self.acks
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.id);
+        sync::lock(&self.acks.0).remove(&self.id);
     }
 }
 

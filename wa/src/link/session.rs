@@ -1,7 +1,7 @@
 //! [`WaSession`]: one device's live WhatsApp client.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use wafleet_core::link::{
     Content, Jid, LinkError, LinkEvent, NumberCheck, Outgoing, OutgoingImage, Restrictions, Session,
 };
+use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber};
 use whatsapp_rust::Client;
 use whatsapp_rust::Jid as WaJid;
@@ -105,10 +106,10 @@ impl WaSession {
     }
 
     fn stop_tasks(&self) {
-        if let Some(bot) = self.bot.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        if let Some(bot) = sync::lock(&self.bot).take() {
             bot.abort();
         }
-        if let Some(pump) = self.pump.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        if let Some(pump) = sync::lock(&self.pump).take() {
             pump.abort();
         }
     }
@@ -121,11 +122,7 @@ impl WaSession {
             return Ok(());
         }
         let user = to.user.to_string();
-        let known = self
-            .registered
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(&user);
+        let known = sync::lock(&self.registered).contains(&user);
         if known {
             return Ok(());
         }
@@ -134,10 +131,7 @@ impl WaSession {
             .await?
             .contains(&user)
         {
-            self.registered
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(user);
+            sync::lock(&self.registered).insert(user);
             Ok(())
         } else {
             Err(LinkError::Recipient(format!("{user} is not on WhatsApp")))

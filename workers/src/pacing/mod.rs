@@ -11,11 +11,12 @@ mod schedule;
 mod tests;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use wafleet_core::Db;
+use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, Timestamp};
 
 pub use schedule::{Schedule, Slot};
@@ -60,7 +61,7 @@ impl Pacer {
             ));
         }
         let now = Timestamp::now().millis();
-        let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut gates = sync::lock(&self.gates);
         let gate = gates.get_mut(&device)?;
         match gate.schedule.slot(message, now, |most| {
             if most > 0 {
@@ -80,7 +81,7 @@ impl Pacer {
     /// Counts a send refused by its recipient or failed by the device; a burst pauses the device.
     pub async fn failed(&self, device: DeviceId) {
         let pause = {
-            let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut gates = sync::lock(&self.gates);
             gates
                 .get_mut(&device)
                 .and_then(|g| g.schedule.failed(Timestamp::now().millis()))
@@ -92,17 +93,11 @@ impl Pacer {
 
     /// Forgets a device (its lease moved away).
     pub fn forget(&self, device: DeviceId) {
-        self.gates
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&device);
+        sync::lock(&self.gates).remove(&device);
     }
 
     async fn refresh(&self, device: DeviceId) -> wafleet_core::Result<()> {
-        let fresh = self
-            .gates
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        let fresh = sync::lock(&self.gates)
             .get(&device)
             .is_some_and(|g| g.refreshed.elapsed() < REFRESH);
         if fresh {
@@ -116,7 +111,7 @@ impl Pacer {
             .send_stats(device, day_start, Timestamp(now - UNREPLIED_WINDOW_DAYS * DAY_MS))
             .await?;
         let pause = {
-            let mut gates = self.gates.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut gates = sync::lock(&self.gates);
             let gate = gates.entry(device).or_insert_with(|| Gate {
                 schedule: Schedule::new(
                     pacing.policy.clone(),

@@ -1,50 +1,28 @@
 //! What a campaign is: its fields, its status and the moves between statuses its owner may make.
 
-use std::str::FromStr;
-
+use crate::types::text_enum::text_enum;
 use crate::types::{CampaignId, DeviceId, Timestamp};
 
-/// Where a campaign stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CampaignStatus {
-    /// Being written; never sent.
-    Draft,
-    /// Goes out at its send time.
-    Scheduled,
-    /// Its recipients are being sent to.
-    Running,
-    /// No new sends are queued until it is resumed.
-    Paused,
-    /// Every recipient has a final status.
-    Finished,
-    /// Stopped for good.
-    Cancelled,
+text_enum! {
+    /// Where a campaign stands.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+    pub enum CampaignStatus ("status") {
+        /// Being written; never sent.
+        Draft = "draft",
+        /// Goes out at its send time.
+        Scheduled = "scheduled",
+        /// Its recipients are being sent to.
+        Running = "running",
+        /// No new sends are queued until it is resumed.
+        Paused = "paused",
+        /// Every recipient has a final status.
+        Finished = "finished",
+        /// Stopped for good.
+        Cancelled = "cancelled",
+    }
 }
 
 impl CampaignStatus {
-    /// Every status.
-    pub const ALL: [CampaignStatus; 6] = [
-        CampaignStatus::Draft,
-        CampaignStatus::Scheduled,
-        CampaignStatus::Running,
-        CampaignStatus::Paused,
-        CampaignStatus::Finished,
-        CampaignStatus::Cancelled,
-    ];
-
-    /// The stored spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CampaignStatus::Draft => "draft",
-            CampaignStatus::Scheduled => "scheduled",
-            CampaignStatus::Running => "running",
-            CampaignStatus::Paused => "paused",
-            CampaignStatus::Finished => "finished",
-            CampaignStatus::Cancelled => "cancelled",
-        }
-    }
-
     /// Whether its content (text, image, devices, time) may still change: not once sending began.
     pub fn editable(self) -> bool {
         matches!(self, CampaignStatus::Draft | CampaignStatus::Scheduled)
@@ -77,25 +55,6 @@ impl CampaignStatus {
     }
 }
 
-impl FromStr for CampaignStatus {
-    type Err = String;
-
-    fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let wanted = input.trim().to_ascii_lowercase();
-        Self::ALL.into_iter().find(|s| s.as_str() == wanted).ok_or_else(|| {
-            let known: Vec<&str> = Self::ALL.iter().map(|s| s.as_str()).collect();
-            format!("unknown status `{}`: use one of {}", input.trim(), known.join(", "))
-        })
-    }
-}
-
-impl TryFrom<String> for CampaignStatus {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        value.parse()
-    }
-}
-
 /// A campaign as its owner sees it.
 #[derive(Clone, Debug, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct Campaign {
@@ -114,7 +73,6 @@ pub struct Campaign {
     /// The IANA time zone it was planned in; the calendar shows its day there.
     pub time_zone: String,
     /// Where it stands.
-    #[sqlx(try_from = "String")]
     pub status: CampaignStatus,
     /// When.
     pub created_at: Timestamp,

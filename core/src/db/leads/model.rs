@@ -1,68 +1,24 @@
 //! What a lead is: its fields, its status, the changes and filters applied to it.
 
-use std::str::FromStr;
-
+use crate::types::text_enum::text_enum;
 use crate::types::{DeviceId, LeadId, PhoneNumber, Timestamp};
 
-/// Where a lead stands in the sales funnel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum LeadStatus {
-    /// Added, not contacted yet.
-    New,
-    /// We wrote to them.
-    Contacted,
-    /// They answered.
-    Replied,
-    /// They asked for more (a quote, a call, a demo).
-    Interested,
-    /// They bought or signed up.
-    Converted,
-    /// Not interested, wrong number, or asked not to be contacted.
-    Lost,
-}
-
-impl LeadStatus {
-    /// Every status, in funnel order.
-    pub const ALL: [LeadStatus; 6] = [
-        LeadStatus::New,
-        LeadStatus::Contacted,
-        LeadStatus::Replied,
-        LeadStatus::Interested,
-        LeadStatus::Converted,
-        LeadStatus::Lost,
-    ];
-
-    /// The stored (and CSV) spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LeadStatus::New => "new",
-            LeadStatus::Contacted => "contacted",
-            LeadStatus::Replied => "replied",
-            LeadStatus::Interested => "interested",
-            LeadStatus::Converted => "converted",
-            LeadStatus::Lost => "lost",
-        }
-    }
-}
-
-impl FromStr for LeadStatus {
-    type Err = String;
-
-    /// Accepts the stored spelling in any case, with surrounding spaces.
-    fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let wanted = input.trim().to_ascii_lowercase();
-        Self::ALL.into_iter().find(|s| s.as_str() == wanted).ok_or_else(|| {
-            let known: Vec<&str> = Self::ALL.iter().map(|s| s.as_str()).collect();
-            format!("unknown status `{}`: use one of {}", input.trim(), known.join(", "))
-        })
-    }
-}
-
-impl TryFrom<String> for LeadStatus {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        value.parse()
+text_enum! {
+    /// Where a lead stands in the sales funnel.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+    pub enum LeadStatus ("status") {
+        /// Added, not contacted yet.
+        New = "new",
+        /// We wrote to them.
+        Contacted = "contacted",
+        /// They answered.
+        Replied = "replied",
+        /// They asked for more (a quote, a call, a demo).
+        Interested = "interested",
+        /// They bought or signed up.
+        Converted = "converted",
+        /// Not interested, wrong number, or asked not to be contacted.
+        Lost = "lost",
     }
 }
 
@@ -82,7 +38,6 @@ pub struct Lead {
     /// The follow-up sequence or stage they are in (the owner's label).
     pub journey: Option<String>,
     /// Where they stand in the funnel.
-    #[sqlx(try_from = "String")]
     pub status: LeadStatus,
     /// Free notes.
     pub notes: Option<String>,

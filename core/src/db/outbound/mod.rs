@@ -12,6 +12,7 @@ pub(crate) mod holder;
 mod waiting;
 
 use crate::link::Jid;
+use crate::types::text_enum::text_enum;
 use crate::types::{DeviceId, Timestamp, UserId};
 use crate::{Db, Error, Result};
 
@@ -20,46 +21,22 @@ use super::on_db;
 pub use holder::{NextSend, SendWork, Settled};
 pub use waiting::Waiting;
 
-/// Where a send stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OutboundStatus {
-    /// Waiting for the device's holder.
-    Queued,
-    /// Handed to WhatsApp; not yet confirmed.
-    Sending,
-    /// WhatsApp accepted it.
-    Sent,
-    /// Reached the recipient's phone.
-    Delivered,
-    /// The recipient opened it.
-    Read,
-    /// It was not sent, or whether it was is unknown; `reason` says which.
-    Failed,
-}
-
-impl OutboundStatus {
-    /// The status as it appears in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutboundStatus::Queued => "queued",
-            OutboundStatus::Sending => "sending",
-            OutboundStatus::Sent => "sent",
-            OutboundStatus::Delivered => "delivered",
-            OutboundStatus::Read => "read",
-            OutboundStatus::Failed => "failed",
-        }
-    }
-
-    fn parse(raw: &str) -> OutboundStatus {
-        match raw {
-            "queued" => OutboundStatus::Queued,
-            "sending" => OutboundStatus::Sending,
-            "sent" => OutboundStatus::Sent,
-            "delivered" => OutboundStatus::Delivered,
-            "read" => OutboundStatus::Read,
-            _ => OutboundStatus::Failed,
-        }
+text_enum! {
+    /// Where a send stands.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+    pub enum OutboundStatus ("send status") {
+        /// Waiting for the device's holder.
+        Queued = "queued",
+        /// Handed to WhatsApp; not yet confirmed.
+        Sending = "sending",
+        /// WhatsApp accepted it.
+        Sent = "sent",
+        /// Reached the recipient's phone.
+        Delivered = "delivered",
+        /// The recipient opened it.
+        Read = "read",
+        /// It was not sent, or whether it was is unknown; `reason` says which.
+        Failed = "failed",
     }
 }
 
@@ -137,7 +114,8 @@ impl From<OutboundRow> for OutboundMessage {
             idempotency_key: r.2,
             to: Jid(r.3),
             kind: r.4,
-            status: OutboundStatus::parse(&r.5),
+            // Only the texts above are ever stored; anything else reads as failed.
+            status: r.5.parse().unwrap_or(OutboundStatus::Failed),
             reason: r.6,
             attempts: r.7,
             wa_message_id: r.8,

@@ -7,6 +7,7 @@
 //! queue ([`Db::claim_unqueued_deliveries`]) and record each attempt.
 
 use crate::queue::{WEBHOOKS_QUEUE, WebhookJob};
+use crate::types::text_enum::text_enum;
 use crate::types::{Timestamp, UserId};
 use crate::webhooks as hooks;
 use crate::{Db, Error, Result};
@@ -45,38 +46,16 @@ impl std::fmt::Debug for Webhook {
     }
 }
 
-/// Where a delivery stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryStatus {
-    /// Waiting for its first attempt or a retry.
-    Pending,
-    /// The receiver answered 2xx.
-    Delivered,
-    /// Every attempt failed; can be replayed.
-    Dead,
-}
-
-impl DeliveryStatus {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Pending => "pending",
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Dead => "dead",
-        }
-    }
-}
-
-impl std::str::FromStr for DeliveryStatus {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "pending" => Ok(DeliveryStatus::Pending),
-            "delivered" => Ok(DeliveryStatus::Delivered),
-            "dead" => Ok(DeliveryStatus::Dead),
-            other => Err(format!("status: `{other}` is not one of pending, delivered, dead")),
-        }
+text_enum! {
+    /// Where a delivery stands.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+    pub enum DeliveryStatus ("delivery status") {
+        /// Waiting for its first attempt or a retry.
+        Pending = "pending",
+        /// The receiver answered 2xx.
+        Delivered = "delivered",
+        /// Every attempt failed; can be replayed.
+        Dead = "dead",
     }
 }
 
@@ -90,7 +69,6 @@ pub struct Delivery {
     /// The exact JSON body sent.
     pub body: String,
     /// Where it stands.
-    #[sqlx(try_from = "String")]
     pub status: DeliveryStatus,
     /// Attempts made since it was recorded or last replayed.
     pub attempts: i64,
@@ -104,13 +82,6 @@ pub struct Delivery {
     pub updated_at: Timestamp,
     /// When the receiver accepted it.
     pub delivered_at: Option<Timestamp>,
-}
-
-impl TryFrom<String> for DeliveryStatus {
-    type Error = String;
-    fn try_from(s: String) -> std::result::Result<Self, String> {
-        s.parse()
-    }
 }
 
 /// What the deliverer needs for one attempt.

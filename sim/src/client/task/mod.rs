@@ -11,6 +11,7 @@ use tracing::Instrument;
 use wafleet_core::Db;
 use wafleet_core::keys::KeyRing;
 use wafleet_core::link::{LinkError, LinkEvent};
+use wafleet_core::sync;
 use wafleet_core::types::DeviceId;
 
 mod frames;
@@ -134,9 +135,7 @@ impl Task {
     }
 
     fn end(&self, why: LinkError) {
-        if let Ok(mut ended) = self.ended.lock() {
-            ended.get_or_insert(why);
-        }
+        sync::lock(&self.ended).get_or_insert(why);
     }
 
     fn fail_waiting(&mut self, why: &str) {
