@@ -221,16 +221,4 @@ async fn two_devices_pair_resume_talk_and_log_out(backend: Backend) {
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
 }
 
-mod sqlite {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn two_devices_pair_resume_talk_and_log_out() {
-        super::two_devices_pair_resume_talk_and_log_out(super::Backend::Sqlite).await
-    }
-}
-
-mod postgres {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn two_devices_pair_resume_talk_and_log_out() {
-        super::two_devices_pair_resume_talk_and_log_out(super::Backend::Postgres).await
-    }
-}
+wafleet_core::testing::on_both_backends!(two_devices_pair_resume_talk_and_log_out);

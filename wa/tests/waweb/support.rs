@@ -164,15 +164,3 @@ pub async fn wait_for(
         );
     }
 }
-
-/// Polls `check` until it holds, for up to [`EVENT_TIMEOUT`].
-pub async fn eventually(what: &str, check: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not within {EVENT_TIMEOUT:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
