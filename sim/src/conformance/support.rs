@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use wafleet_core::Db;
 use wafleet_core::db::NewUserRole;
 use wafleet_core::link::{Jid, LinkEvent, OpenMode, Session};
+use wafleet_core::testing::eventually_some;
 use wafleet_core::types::{DeviceId, Email, PhoneNumber};
 
 use super::{Contact, Harness, Sent};
@@ -127,22 +128,6 @@ pub async fn pair(h: &dyn Harness) -> Paired {
     }
 }
 
-/// Polls `check` for up to [`EVENT_TIMEOUT`].
-pub async fn eventually<F, Fut>(what: &str, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not within {EVENT_TIMEOUT:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A new contact's number that behaves as `how`.
 pub async fn contact(h: &dyn Harness, how: Contact) -> PhoneNumber {
     let phone = unique_phone();
@@ -156,18 +141,11 @@ pub async fn contact(h: &dyn Harness, how: Contact) -> PhoneNumber {
 /// The message `id` as the network recorded it from the devices of `phone`. Waits for it: a
 /// client may return from a send once the stanza is written, before the network has it.
 pub async fn sent_message(h: &dyn Harness, phone: &PhoneNumber, id: &str) -> Sent {
-    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
-    loop {
+    eventually_some(EVENT_TIMEOUT, &format!("the network gets {id}"), async || {
         let sent = h.phones().sent(phone).await.expect("sent messages");
-        if let Some(message) = sent.into_iter().find(|m| m.id == id) {
-            return message;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the network did not get {id} within {EVENT_TIMEOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        sent.into_iter().find(|m| m.id == id)
+    })
+    .await
 }
 
 /// Messages waiting for an ack on the account of `phone`.
