@@ -33,7 +33,9 @@ pub use messages::{
 };
 pub use pairing::{pair_code_pairing, qr_pairing_with_refreshing_codes, reconnect_from_another_link};
 pub use phones::{Contact, Phones, Sent};
-pub use support::{Paired, contact, new_device, next_event, pair, unique_phone, wait_for};
+pub use support::{
+    Paired, contact, new_device, next_event, next_event_within, pair, unique_phone, wait_for, wait_for_within,
+};
 
 /// Declares a conformance test suite in a test crate: for each named check, `sqlite::CHECK` and
 /// `postgres::CHECK` tests that run it against a fresh `$harness` (its `start(db)`) on a database

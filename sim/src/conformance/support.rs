@@ -43,30 +43,45 @@ pub async fn new_device(db: &Db) -> DeviceId {
         .id
 }
 
-/// The next event, or a panic naming what was expected.
+/// The next event within [`EVENT_TIMEOUT`], or a panic naming what was expected.
+pub async fn next_event(events: &mut mpsc::Receiver<LinkEvent>, expecting: &str) -> LinkEvent {
+    next_event_within(EVENT_TIMEOUT, events, expecting).await
+}
+
+/// The next event within `limit`, or a panic naming what was expected.
 ///
 /// LID mappings, which the client reports whenever it learns one (a number check, a send), are
 /// skipped: they may come between any two events.
-pub async fn next_event(events: &mut mpsc::Receiver<LinkEvent>, expecting: &str) -> LinkEvent {
+pub async fn next_event_within(limit: Duration, events: &mut mpsc::Receiver<LinkEvent>, expecting: &str) -> LinkEvent {
     loop {
-        match tokio::time::timeout(EVENT_TIMEOUT, events.recv()).await {
+        match tokio::time::timeout(limit, events.recv()).await {
             Ok(Some(LinkEvent::LidMapping { .. })) => continue,
             Ok(Some(event)) => return event,
             Ok(None) => panic!("the event stream ended while expecting {expecting}"),
-            Err(_) => panic!("no event within {EVENT_TIMEOUT:?} while expecting {expecting}"),
+            Err(_) => panic!("no event within {limit:?} while expecting {expecting}"),
         }
     }
 }
 
-/// The first event matching `wanted`, skipping receipts and QR codes only; any other event
-/// first is a failure.
+/// The first event matching `wanted`, each within [`EVENT_TIMEOUT`], skipping receipts and QR
+/// codes only; any other event first is a failure.
 pub async fn wait_for(
     events: &mut mpsc::Receiver<LinkEvent>,
     expecting: &str,
     wanted: impl Fn(&LinkEvent) -> bool,
 ) -> LinkEvent {
+    wait_for_within(EVENT_TIMEOUT, events, expecting, wanted).await
+}
+
+/// [`wait_for`], waiting up to `limit` for each event.
+pub async fn wait_for_within(
+    limit: Duration,
+    events: &mut mpsc::Receiver<LinkEvent>,
+    expecting: &str,
+    wanted: impl Fn(&LinkEvent) -> bool,
+) -> LinkEvent {
     loop {
-        let event = next_event(events, expecting).await;
+        let event = next_event_within(limit, events, expecting).await;
         if wanted(&event) {
             return event;
         }
