@@ -16,7 +16,7 @@ use fantoccini::{Client, Locator};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::stack::Stack;
-use wafleet_core::testing::Backend;
+use wafleet_core::testing::{Backend, poll_for};
 
 /// A small photo-like PNG, base64-encoded.
 fn png_base64() -> String {
@@ -185,19 +185,19 @@ async fn actions_reach_the_simulator_paced_and_logged(backend: Backend) {
 
 /// Waits up to `secs` seconds for the text of `css` to be one of `texts`.
 async fn wait_for_any(browser: &Client, css: &str, texts: &[&str], secs: u64) -> String {
-    for _ in 0..secs * 10 {
-        if let Ok(element) = browser.find(Locator::Css(css)).await {
-            let text = element.text().await.unwrap_or_default();
-            if texts.contains(&text.as_str()) {
-                return text;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let found = poll_for(Duration::from_secs(secs), async || {
+        let element = browser.find(Locator::Css(css)).await.ok()?;
+        let text = element.text().await.unwrap_or_default();
+        texts.contains(&text.as_str()).then_some(text)
+    })
+    .await;
+    match found {
+        Some(text) => text,
+        None => panic!(
+            "`{css}` never read any of {texts:?}:\n{}",
+            browser.source().await.unwrap_or_default()
+        ),
     }
-    panic!(
-        "`{css}` never read any of {texts:?}:\n{}",
-        browser.source().await.unwrap_or_default()
-    );
 }
 
 /// The classes of the elements matching `css`.
@@ -209,22 +209,8 @@ async fn classes(browser: &Client, css: &str) -> Vec<String> {
     out
 }
 
-/// Waits up to 30 s for `count` elements to match `css`.
-async fn wait_for_count(browser: &Client, css: &str, count: usize) {
-    for _ in 0..300 {
-        if browser.find_all(Locator::Css(css)).await.unwrap().len() == count {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "expected {count} `{css}`:\n{}",
-        browser.source().await.unwrap_or_default()
-    );
-}
-
 async fn walk_the_actions_page_in_the_browser(backend: Backend) {
-    use browser::{click, fill, screenshot, start_browser, wait_for_text};
+    use browser::{click, fill, screenshot, start_browser, wait_for_count, wait_for_text};
 
     let stack = Stack::start(backend).await;
     let id = stack.linked_device("Sales 1", "+60123459999").await;
@@ -333,7 +319,7 @@ async fn walk_the_actions_page_in_the_browser(backend: Backend) {
     screenshot(&browser, "actions").await;
 }
 
-support::on_both_backends!(
+wafleet_core::testing::on_both_backends!(
     actions_reach_the_simulator_paced_and_logged,
     walk_the_actions_page_in_the_browser
 );

@@ -8,10 +8,11 @@
 //!
 //! Runs against the project's WhatsApp network simulator only, never real WhatsApp.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
+use wafleet_core::testing::eventually;
 
 #[path = "../api/tests/support/browser.rs"]
 mod browser;
@@ -48,14 +49,10 @@ async fn js(browser: &Client, script: &str) -> Value {
 
 /// Waits up to `secs` for `script` (a function body returning a boolean) to hold.
 async fn until(browser: &Client, what: &str, secs: u64, script: &str) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if js(browser, script).await == Value::Bool(true) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("after {secs} s: {what}");
+    eventually(Duration::from_secs(secs), what, async || {
+        js(browser, script).await == Value::Bool(true)
+    })
+    .await;
 }
 
 /// A photo as a phone makes it: a JPEG of more than 5 MB (12 Mpx of fine detail).

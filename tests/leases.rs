@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Worker, assert_never_twice, device_wanting_a_session, holdings, link_simulated_devices, spawn_worker};
+use support::{Worker, device_wanting_a_session, link_simulated_devices, spawn_worker, wait_held_where};
 use wafleet_core::Db;
 use wafleet_core::db::DeviceStatus;
 use wafleet_core::link::{IncomingMessage, Jid, MessageKind};
@@ -96,16 +96,6 @@ async fn a_stale_holder_cannot_write(backend: Backend) {
     db.set_device_status(b, DeviceStatus::Connecting).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_a_stale_holder_cannot_write() {
-    a_stale_holder_cannot_write(Backend::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_stale_holder_cannot_write() {
-    a_stale_holder_cannot_write(Backend::Postgres).await
-}
-
 /// Long, so that devices moving sooner can only be the liveness lock's doing.
 const LEASE_TTL_SECS: u64 = 30;
 const DEVICES: usize = 300;
@@ -113,32 +103,15 @@ const DEVICES: usize = 300;
 /// Waits until every device is held and online, by exactly `workers`, each within ±10% of the fair
 /// share; returns how long that took.
 async fn wait_balanced(db: &Db, sim: &wafleet_sim::ControlClient, workers: &[&str], limit: Duration) -> Duration {
-    let start = Instant::now();
     let fair = DEVICES as f64 / workers.len() as f64;
-    loop {
-        let (held, online) = holdings(db).await;
-        let state = sim.state().await.unwrap();
-        assert_never_twice(&state);
-        let total: usize = held.values().sum();
-        let balanced = workers.iter().all(|w| {
-            held.get(*w)
-                .is_some_and(|n| (*n as f64 - fair).abs() <= fair * 0.1 + 0.5)
-        });
-        if total == DEVICES
-            && online == DEVICES
-            && state.connected_sessions == DEVICES
-            && held.len() == workers.len()
-            && balanced
-        {
-            return start.elapsed();
-        }
-        let connected = state.connected_sessions;
-        assert!(
-            start.elapsed() < limit,
-            "not balanced after {limit:?}: held {held:?}, online {online}, connected {connected}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let balanced = |held: &HashMap<String, usize>| {
+        held.len() == workers.len()
+            && workers.iter().all(|w| {
+                held.get(*w)
+                    .is_some_and(|n| (*n as f64 - fair).abs() <= fair * 0.1 + 0.5)
+            })
+    };
+    wait_held_where(db, sim, DEVICES, limit, "balanced", balanced).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,3 +183,5 @@ async fn workers_share_devices_survive_kill_9_and_rebalance() {
     let took = wait_balanced(db, &control, &["w2", "w3", "w4"], Duration::from_secs(60)).await;
     println!("a joining worker took its share in {took:?}");
 }
+
+wafleet_core::testing::on_both_backends!(a_stale_holder_cannot_write);

@@ -185,12 +185,4 @@ async fn an_agent_uses_every_tool_and_a_retried_send_goes_out_once(backend: Back
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_an_agent_uses_every_tool_and_a_retried_send_goes_out_once() {
-    an_agent_uses_every_tool_and_a_retried_send_goes_out_once(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_an_agent_uses_every_tool_and_a_retried_send_goes_out_once() {
-    an_agent_uses_every_tool_and_a_retried_send_goes_out_once(Backend::Postgres).await;
-}
+wafleet_core::testing::on_both_backends!(an_agent_uses_every_tool_and_a_retried_send_goes_out_once);

@@ -344,7 +344,7 @@ async fn sends_go_out_once_per_key_and_follow_receipts(backend: Backend) {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
-support::on_both_backends!(
+wafleet_core::testing::on_both_backends!(
     sends_go_out_once_per_key_and_follow_receipts,
     pair_by_qr_receive_check_and_survive_a_worker_restart,
     pair_by_code_then_log_out_from_wafleet

@@ -140,16 +140,6 @@ async fn a_receipt_during_a_hand_over_is_not_lost(backend: Backend) {
     second.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_a_receipt_during_a_hand_over_is_not_lost() {
-    a_receipt_during_a_hand_over_is_not_lost(Backend::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_receipt_during_a_hand_over_is_not_lost() {
-    a_receipt_during_a_hand_over_is_not_lost(Backend::Postgres).await
-}
-
 /// A worker dies after a send went out and before it recorded it: the next holder resolves the
 /// send by its receipt (it went out under an id recorded before it left), so it ends delivered,
 /// neither failed nor sent again.
@@ -228,12 +218,7 @@ async fn a_send_whose_worker_died_mid_flight_is_resolved_by_its_receipt(backend:
     next.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_a_send_whose_worker_died_mid_flight_is_resolved_by_its_receipt() {
-    a_send_whose_worker_died_mid_flight_is_resolved_by_its_receipt(Backend::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_send_whose_worker_died_mid_flight_is_resolved_by_its_receipt() {
-    a_send_whose_worker_died_mid_flight_is_resolved_by_its_receipt(Backend::Postgres).await
-}
+wafleet_core::testing::on_both_backends!(
+    a_receipt_during_a_hand_over_is_not_lost,
+    a_send_whose_worker_died_mid_flight_is_resolved_by_its_receipt
+);

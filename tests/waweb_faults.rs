@@ -268,36 +268,8 @@ async fn a_receipt_survives_a_kill_before_its_commit(backend: Backend) {
     .await;
 }
 
-mod sqlite {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn messages_survive_a_kill_between_decrypt_and_commit() {
-        super::messages_survive_a_kill_between_decrypt_and_commit(super::Backend::Sqlite).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_send_killed_on_the_wire_is_resolved_by_its_receipt() {
-        super::a_send_killed_on_the_wire_is_resolved_by_its_receipt(super::Backend::Sqlite).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_receipt_survives_a_kill_before_its_commit() {
-        super::a_receipt_survives_a_kill_before_its_commit(super::Backend::Sqlite).await
-    }
-}
-
-mod postgres {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn messages_survive_a_kill_between_decrypt_and_commit() {
-        super::messages_survive_a_kill_between_decrypt_and_commit(super::Backend::Postgres).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_send_killed_on_the_wire_is_resolved_by_its_receipt() {
-        super::a_send_killed_on_the_wire_is_resolved_by_its_receipt(super::Backend::Postgres).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_receipt_survives_a_kill_before_its_commit() {
-        super::a_receipt_survives_a_kill_before_its_commit(super::Backend::Postgres).await
-    }
-}
+wafleet_core::testing::on_both_backends!(
+    messages_survive_a_kill_between_decrypt_and_commit,
+    a_send_killed_on_the_wire_is_resolved_by_its_receipt,
+    a_receipt_survives_a_kill_before_its_commit
+);

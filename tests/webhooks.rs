@@ -22,7 +22,7 @@ use wafleet_core::cache::{Invalidations, ReadCache};
 use wafleet_core::db::{CampaignStatus, DeliveryStatus, LeadStatus, NewCampaign, NewLead, NewSend};
 use wafleet_core::link::Jid;
 use wafleet_core::shutdown::{self, ShutdownTrigger};
-use wafleet_core::testing::{Backend, TestDb};
+use wafleet_core::testing::{Backend, TestDb, eventually, eventually_some, poll_for};
 use wafleet_core::types::{DeviceId, Email, Timestamp, UserId};
 use wafleet_core::{Db, Settings};
 use wafleet_sim::{SimConfig, SimHandle, SimLink};
@@ -66,18 +66,11 @@ impl Receiver {
 
     /// Waits until a request satisfies `probe`; returns it.
     async fn wait_for(&self, what: &str, probe: impl Fn(&Received) -> bool) -> Received {
-        let started = Instant::now();
-        loop {
-            if let Some(found) = self.got().into_iter().find(|r| probe(r)) {
-                return found;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "{what}: not received within two minutes; got {:#?}",
-                self.got()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let found = poll_for(Duration::from_secs(120), async || {
+            self.got().into_iter().find(|r| probe(r))
+        })
+        .await;
+        found.unwrap_or_else(|| panic!("{what}: not received within two minutes; got {:#?}", self.got()))
     }
 }
 
@@ -257,12 +250,14 @@ async fn every_source_is_delivered_signed(backend: Backend) {
         )
         .await
         .unwrap();
-    let started = Instant::now();
-    while !receiver.got().iter().any(|r| r.event == "campaign.finished") {
-        assert!(started.elapsed() < Duration::from_secs(120), "campaign never finished");
+    eventually(Duration::from_secs(120), "the campaign finishes", async || {
+        if receiver.got().iter().any(|r| r.event == "campaign.finished") {
+            return true;
+        }
         db.dispatch_campaigns(Timestamp::now()).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        false
+    })
+    .await;
     for _ in 0..3 {
         db.dispatch_campaigns(Timestamp::now()).await.unwrap();
     }
@@ -279,11 +274,10 @@ async fn every_source_is_delivered_signed(backend: Backend) {
     receiver
         .wait_for("device.disconnected", |r| r.event == "device.disconnected")
         .await;
-    let started = Instant::now();
-    while receiver.got().iter().filter(|r| r.event == "device.connected").count() <= before {
-        assert!(started.elapsed() < Duration::from_secs(120), "never reconnected");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(120), "the device reconnects", async || {
+        receiver.got().iter().filter(|r| r.event == "device.connected").count() > before
+    })
+    .await;
 
     println!("{:?}: reconnected", clock.elapsed());
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -319,16 +313,6 @@ async fn every_source_is_delivered_signed(backend: Backend) {
     println!("{:?}: stopped", clock.elapsed());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_every_source_is_delivered_signed() {
-    every_source_is_delivered_signed(Backend::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_every_source_is_delivered_signed() {
-    every_source_is_delivered_signed(Backend::Postgres).await
-}
-
 /// A user with a webhook at `url` and no device.
 async fn hook_user(db: &Db, name: &str, url: &str) -> UserId {
     let email = Email::parse(&format!("{name}@example.com")).unwrap();
@@ -349,17 +333,13 @@ async fn retries_keep_the_delivery_id(backend: Backend) {
     let (trigger, worker) = start_worker(&test, &sim, "retry-worker").await;
     let id = test.db.record_test_delivery(user).await.unwrap();
 
-    let started = Instant::now();
-    loop {
+    let d = eventually_some(Duration::from_secs(30), "the delivery is delivered", async || {
         let d = test.db.delivery(user, id).await.unwrap();
-        if d.status == DeliveryStatus::Delivered {
-            assert_eq!(d.attempts, 3, "{d:?}");
-            assert_eq!(d.response_status, Some(200));
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "not delivered: {d:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (d.status == DeliveryStatus::Delivered).then_some(d)
+    })
+    .await;
+    assert_eq!(d.attempts, 3, "{d:?}");
+    assert_eq!(d.response_status, Some(200));
     let got = receiver.got();
     assert_eq!(got.len(), 3, "two failures, then the delivery: {got:#?}");
     assert!(got.iter().all(|r| r.delivery == id.to_string() && r.signed), "{got:#?}");
@@ -367,16 +347,6 @@ async fn retries_keep_the_delivery_id(backend: Backend) {
     assert_eq!(got[0].event, "webhook.test");
     trigger.trigger();
     worker.await.unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_retries_keep_the_delivery_id() {
-    retries_keep_the_delivery_id(Backend::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_retries_keep_the_delivery_id() {
-    retries_keep_the_delivery_id(Backend::Postgres).await
 }
 
 async fn a_dead_delivery_is_listed_and_replayed(backend: Backend) {
@@ -388,40 +358,33 @@ async fn a_dead_delivery_is_listed_and_replayed(backend: Backend) {
     let (trigger, worker) = start_worker(&test, &sim, "dead-worker").await;
     let id = test.db.record_test_delivery(user).await.unwrap();
 
-    let started = Instant::now();
-    let dead = loop {
+    let dead = eventually_some(Duration::from_secs(30), "the delivery is dead", async || {
         let dead = test.db.deliveries(user, Some(DeliveryStatus::Dead), 10).await.unwrap();
-        if let Some(d) = dead.first() {
-            break d.clone();
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "never dead");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        dead.into_iter().next()
+    })
+    .await;
     assert_eq!(dead.id, id);
     assert_eq!(dead.attempts, 3);
     assert_eq!(dead.response_status, Some(500));
     assert!(dead.last_error.as_deref().unwrap().contains("500"), "{dead:?}");
     assert_eq!(receiver.got().len(), 3);
     // The queue files its dead letter just after the deliverer marks the delivery dead.
-    let started = Instant::now();
-    let letters = loop {
+    let letters = poll_for(Duration::from_secs(10), async || {
         let letters = test.db.dead_letters(Some("webhooks"), 10).await.unwrap();
-        if !letters.is_empty() || started.elapsed() > Duration::from_secs(10) {
-            break letters;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        (!letters.is_empty()).then_some(letters)
+    })
+    .await
+    .unwrap_or_default();
     assert_eq!(letters.len(), 1, "filed as the queue's dead letter");
     assert!(letters[0].replayed_at.is_none());
 
     *receiver.failing.lock().unwrap() = false;
     let replayed = test.db.replay_delivery(user, id).await.unwrap();
     assert_eq!(replayed.status, DeliveryStatus::Pending);
-    let started = Instant::now();
-    while test.db.delivery(user, id).await.unwrap().status != DeliveryStatus::Delivered {
-        assert!(started.elapsed() < Duration::from_secs(30), "replay not delivered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(30), "the replay is delivered", async || {
+        test.db.delivery(user, id).await.unwrap().status == DeliveryStatus::Delivered
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let got = receiver.got();
     // At least once: a job whose consumer missed its heartbeats under load runs again elsewhere,
@@ -434,12 +397,8 @@ async fn a_dead_delivery_is_listed_and_replayed(backend: Backend) {
     worker.await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_a_dead_delivery_is_listed_and_replayed() {
-    a_dead_delivery_is_listed_and_replayed(Backend::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_dead_delivery_is_listed_and_replayed() {
-    a_dead_delivery_is_listed_and_replayed(Backend::Postgres).await
-}
+wafleet_core::testing::on_both_backends!(
+    every_source_is_delivered_signed,
+    retries_keep_the_delivery_id,
+    a_dead_delivery_is_listed_and_replayed
+);

@@ -423,7 +423,7 @@ async fn saved_contact_names_name_the_chats(backend: Backend) {
         .await;
 }
 
-support::on_both_backends!(
+wafleet_core::testing::on_both_backends!(
     saved_contact_names_name_the_chats,
     a_timelocked_device_answers_existing_chats_while_new_chats_wait,
     with_the_real_client_a_timelocked_device_answers_existing_chats_while_new_chats_wait,

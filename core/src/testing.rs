@@ -172,15 +172,79 @@ impl TestDb {
     }
 }
 
-/// Polls `probe` every 50 ms until it holds; fails the test naming `what` after `limit`.
-pub async fn eventually<F, Fut>(limit: std::time::Duration, what: &str, mut probe: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
+/// How often the waits below probe.
+const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Polls `probe` every 50 ms until it answers `Some`, and returns that; `None` once `limit` has
+/// passed. The one poll loop of the tests: waits that look at something particular (a page, an
+/// API resource, a process) are probes given to it, and say themselves what they last saw.
+pub async fn poll_for<T>(limit: std::time::Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> Option<T> {
     let deadline = tokio::time::Instant::now() + limit;
-    while !probe().await {
-        assert!(tokio::time::Instant::now() < deadline, "{what}: not so after {limit:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    loop {
+        if let Some(found) = probe().await {
+            return Some(found);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL_EVERY).await;
     }
 }
+
+/// Polls `probe` until it holds; fails the test naming `what` after `limit`.
+pub async fn eventually(limit: std::time::Duration, what: &str, mut probe: impl AsyncFnMut() -> bool) {
+    eventually_some(limit, what, async || probe().await.then_some(())).await
+}
+
+/// Polls `probe` until it answers `Some`, and returns that; fails the test naming `what` after
+/// `limit`.
+pub async fn eventually_some<T>(limit: std::time::Duration, what: &str, probe: impl AsyncFnMut() -> Option<T>) -> T {
+    poll_for(limit, probe)
+        .await
+        .unwrap_or_else(|| panic!("{what}: not so after {limit:?}"))
+}
+
+/// Declares each named test body as two tests, `sqlite::NAME` and `postgres::NAME`, in the
+/// module it is called from, so the same suite runs on both storages (PostgreSQL with Redis).
+///
+/// - `on_both_backends!(first, second)`: each `async fn NAME(backend: Backend)` of the calling
+///   module, given [`Backend::Sqlite`] in one test and [`Backend::Postgres`] in the other.
+/// - `on_both_backends!(given crate::helpers::spawn_app => first, second; third)`: the names
+///   before `;` take what `spawn_app(backend).await` returns (a running app, say); those after it
+///   take the `Backend`. The setup is named by a path that resolves from any module (`crate::…`).
+///
+/// Tests run on a multi-threaded runtime with two workers. Call it once per module (it declares
+/// the modules `sqlite` and `postgres`).
+///
+/// A macro and not a function: a function cannot declare tests, and each backend has to be a
+/// test of its own so that it is listed, filtered and run separately (CI runs the PostgreSQL
+/// ones too, and a failure names the backend).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __on_both_backends {
+    (@mod $module:ident, $backend:ident, $setup:path, [$($given:ident),*], [$($name:ident),*]) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $given() {
+                    super::$given($setup($crate::testing::Backend::$backend).await).await
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::testing::Backend::$backend).await
+                }
+            )*
+        }
+    };
+    (given $setup:path => $($given:ident),+ $(,)? $(; $($name:ident),+ $(,)?)?) => {
+        $crate::__on_both_backends!(@mod sqlite, Sqlite, $setup, [$($given),+], [$($($name),+)?]);
+        $crate::__on_both_backends!(@mod postgres, Postgres, $setup, [$($given),+], [$($($name),+)?]);
+    };
+    ($($name:ident),+ $(,)?) => {
+        $crate::__on_both_backends!(@mod sqlite, Sqlite, $crate::testing::Backend, [], [$($name),+]);
+        $crate::__on_both_backends!(@mod postgres, Postgres, $crate::testing::Backend, [], [$($name),+]);
+    };
+}
+pub use crate::__on_both_backends as on_both_backends;

@@ -3,21 +3,13 @@
 //! scheduled cleanup reaches it the same way.
 
 use std::convert::Infallible;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use wafleet_core::cache::{Invalidations, ReadCache, Topic, channel_name, follow};
 use wafleet_core::shutdown;
-use wafleet_core::testing::{Backend, TestDb};
+use wafleet_core::testing::{Backend, TestDb, eventually};
 use wafleet_core::types::DeviceId;
-
-async fn until(what: &str, mut probe: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !probe().await {
-        assert!(start.elapsed() < Duration::from_secs(10), "{what}: not within 10 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// The cached value of `topic`, or `fresh` when it had to be loaded (and is now cached).
 async fn read(cache: &ReadCache, topic: Topic, fresh: &'static str) -> Bytes {
@@ -40,7 +32,7 @@ async fn announcements_reach_another_process_through_redis() {
     let client = redis::Client::open(settings.redis_url.as_ref().unwrap().expose()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let channel = channel_name(&settings);
-    until("the API process subscribes", async || {
+    eventually(Duration::from_secs(10), "the API process subscribes", async || {
         let (_, subscribers): (String, i64) = redis::cmd("PUBSUB")
             .arg("NUMSUB")
             .arg(&channel)
@@ -56,7 +48,7 @@ async fn announcements_reach_another_process_through_redis() {
     let three = Topic::Device(DeviceId(3));
     read(&api_cache, three, "three v1").await;
     worker.device_changed(DeviceId(3)).await;
-    until("the follower is under way", async || {
+    eventually(Duration::from_secs(10), "the follower is under way", async || {
         read(&api_cache, three, "three v2").await == "three v2"
     })
     .await;
@@ -75,7 +67,7 @@ async fn announcements_reach_another_process_through_redis() {
     // This deployment's worker announces device 2. Redis delivers in the order it publishes, so
     // once this one is heard, the other deployment's would have been too.
     worker.device_changed(DeviceId(2)).await;
-    until("device 2's announcement arrives", async || {
+    eventually(Duration::from_secs(10), "device 2's announcement arrives", async || {
         read(&api_cache, two, "two v2").await == "two v2"
     })
     .await;
@@ -93,9 +85,11 @@ async fn announcements_reach_another_process_through_redis() {
     );
     worker.clean_everywhere().await;
     // Two unreachable entries go; "three v2" too when device 3's announcement came after it.
-    until("the cleanup reaches the API process", async || {
-        api_cache.entries().await <= 3
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the cleanup reaches the API process",
+        async || api_cache.entries().await <= 3,
+    )
     .await;
     assert_eq!(read(&api_cache, one, "one v3").await, "one v1", "what is current stays");
 

@@ -23,12 +23,4 @@ async fn an_older_binary_accepts_a_newer_schema(backend: Backend) {
     db.ping().await.unwrap();
 }
 
-#[tokio::test]
-async fn sqlite_an_older_binary_accepts_a_newer_schema() {
-    an_older_binary_accepts_a_newer_schema(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_an_older_binary_accepts_a_newer_schema() {
-    an_older_binary_accepts_a_newer_schema(Backend::Postgres).await;
-}
+wafleet_core::testing::on_both_backends!(an_older_binary_accepts_a_newer_schema);

@@ -108,12 +108,4 @@ async fn migration_marks_the_sends_already_answered(backend: Backend) {
     assert_eq!(sends(db).await, expected);
 }
 
-#[tokio::test]
-async fn sqlite_migration_marks_the_sends_already_answered() {
-    migration_marks_the_sends_already_answered(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_migration_marks_the_sends_already_answered() {
-    migration_marks_the_sends_already_answered(Backend::Postgres).await;
-}
+wafleet_core::testing::on_both_backends!(migration_marks_the_sends_already_answered);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use wafleet_core::queue::{ConsumeOptions, Job, Outcome, Queues, consume, sends_queue};
 use wafleet_core::shutdown;
-use wafleet_core::testing::{Backend, TestDb};
+use wafleet_core::testing::{Backend, TestDb, eventually};
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Flaky {
@@ -29,14 +29,6 @@ fn options(worker: &str) -> ConsumeOptions {
         concurrency: 4,
         heartbeat: Duration::from_secs(1),
         retry: None,
-    }
-}
-
-async fn until(what: &str, limit: Duration, mut probe: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !probe().await {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -73,7 +65,7 @@ async fn a_failing_job_runs_max_attempts_then_becomes_a_replayable_dead_letter(b
         .await
         .unwrap();
 
-    until("a dead letter", Duration::from_secs(30), async || {
+    eventually(Duration::from_secs(30), "a dead letter", async || {
         !test.db.dead_letters(Some("flaky"), 10).await.unwrap().is_empty()
     })
     .await;
@@ -89,7 +81,7 @@ async fn a_failing_job_runs_max_attempts_then_becomes_a_replayable_dead_letter(b
 
     // Replayed, it runs again from its first attempt.
     queues.replay::<Flaky>("flaky", letters[0].id).await.unwrap();
-    until("the replayed job runs", Duration::from_secs(30), async || {
+    eventually(Duration::from_secs(30), "the replayed job runs", async || {
         runs.load(Ordering::SeqCst) > Flaky::MAX_ATTEMPTS
     })
     .await;
@@ -172,7 +164,7 @@ async fn a_job_held_by_a_dead_consumer_returns_to_the_queue(backend: Backend) {
         ))
     };
     let started = Instant::now();
-    until("the orphaned job runs again", Duration::from_secs(60), async || {
+    eventually(Duration::from_secs(60), "the orphaned job runs again", async || {
         ran.load(Ordering::SeqCst) == 7
     })
     .await;
@@ -210,7 +202,7 @@ async fn tidying_removes_finished_jobs_and_gone_workers_queues(backend: Backend)
             shutdown,
         ))
     };
-    until("the live worker's jobs run", Duration::from_secs(30), async || {
+    eventually(Duration::from_secs(30), "the live worker's jobs run", async || {
         ran.load(Ordering::SeqCst) == 2
     })
     .await;
@@ -247,20 +239,7 @@ async fn queues_depth(queues: &Queues, queue: &str) -> u64 {
     queues.depth(queue).await.unwrap()
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),*) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Sqlite).await })*
-        }
-        mod postgres_and_redis {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Postgres).await })*
-        }
-    };
-}
-
-on_both_backends!(
+wafleet_core::testing::on_both_backends!(
     a_failing_job_runs_max_attempts_then_becomes_a_replayable_dead_letter,
     a_job_held_by_a_dead_consumer_returns_to_the_queue,
     tidying_removes_finished_jobs_and_gone_workers_queues

@@ -103,16 +103,6 @@ async fn webhooks_cost_the_ingest_little(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_webhooks_cost_the_ingest_little() {
-    webhooks_cost_the_ingest_little(Backend::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_webhooks_cost_the_ingest_little() {
-    webhooks_cost_the_ingest_little(Backend::Postgres).await
-}
-
 async fn housekeeping_removes_old_deliveries_and_requeues_lost_ones(backend: Backend) {
     let test = TestDb::new(backend).await;
     let db = &test.db;
@@ -142,16 +132,6 @@ async fn housekeeping_removes_old_deliveries_and_requeues_lost_ones(backend: Bac
     // Old enough: removed.
     assert_eq!(db.tidy_deliveries(soon, long_ago).await.unwrap(), (1, 0));
     assert!(db.deliveries(user, None, 10).await.unwrap().is_empty());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_housekeeping_removes_old_deliveries_and_requeues_lost_ones() {
-    housekeeping_removes_old_deliveries_and_requeues_lost_ones(Backend::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_housekeeping_removes_old_deliveries_and_requeues_lost_ones() {
-    housekeeping_removes_old_deliveries_and_requeues_lost_ones(Backend::Postgres).await
 }
 
 /// The owner logging an online device out, or asking to pair it again, takes it offline:
@@ -212,12 +192,8 @@ async fn owner_requests_record_device_disconnected(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_owner_requests_record_device_disconnected() {
-    owner_requests_record_device_disconnected(Backend::Sqlite).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_owner_requests_record_device_disconnected() {
-    owner_requests_record_device_disconnected(Backend::Postgres).await
-}
+wafleet_core::testing::on_both_backends!(
+    webhooks_cost_the_ingest_little,
+    housekeeping_removes_old_deliveries_and_requeues_lost_ones,
+    owner_requests_record_device_disconnected
+);

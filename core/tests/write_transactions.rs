@@ -42,12 +42,4 @@ async fn concurrent_session_requests_all_succeed(backend: Backend) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_concurrent_session_requests_all_succeed() {
-    concurrent_session_requests_all_succeed(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_concurrent_session_requests_all_succeed() {
-    concurrent_session_requests_all_succeed(Backend::Postgres).await;
-}
+wafleet_core::testing::on_both_backends!(concurrent_session_requests_all_succeed);

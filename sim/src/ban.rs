@@ -49,7 +49,7 @@ impl From<&SimConfig> for BanLimits {
 
 /// One contact of an account, as the ban model sees it.
 #[derive(Default)]
-pub(crate) struct Contact {
+pub struct Contact {
     /// The contact has written to the account (so it is no stranger).
     pub has_written: bool,
     /// Messages sent to it while it was a stranger, not yet replied.
@@ -58,7 +58,7 @@ pub(crate) struct Contact {
 
 /// What the ban model remembers of an account's messages.
 #[derive(Default)]
-pub(crate) struct Reputation {
+pub struct Reputation {
     /// Contacts by digits.
     pub contacts: HashMap<String, Contact>,
     /// Times of recent messages to strangers (last minute).
@@ -79,7 +79,7 @@ pub(crate) struct Reputation {
 
 /// Why the network refuses a message before it is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub enum Refusal {
     /// The account is under a reach-out timelock and the recipient is a new chat (463).
     Timelocked,
     /// The monthly cap on messages to new chats is used up (475).
@@ -98,7 +98,7 @@ impl Refusal {
 
 /// What a message did to the account.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Verdict {
+pub enum Verdict {
     /// Nothing.
     Fine,
     /// It breached a rule for the first time: new chats are refused for a while, and why.
@@ -140,7 +140,7 @@ impl Reputation {
     }
 
     /// The restrictions in force at `now` (`now_ms`: the same instant in UTC ms).
-    pub(crate) fn restrictions(&self, limits: &BanLimits, now: Instant, now_ms: i64) -> Restrictions {
+    pub fn restrictions(&self, limits: &BanLimits, now: Instant, now_ms: i64) -> Restrictions {
         let wall = |at: Instant| now_ms + i64::try_from(at.saturating_duration_since(now).as_millis()).unwrap_or(0);
         let cap = self.cap(limits);
         Restrictions {
@@ -158,7 +158,7 @@ impl Reputation {
 
 /// Whether the network refuses a message from the account to `to` (digits) at `now`: only
 /// messages to new chats are ever refused.
-pub(crate) fn refusal(account: &Reputation, to: &str, limits: &BanLimits, now: Instant) -> Option<Refusal> {
+pub fn refusal(account: &Reputation, to: &str, limits: &BanLimits, now: Instant) -> Option<Refusal> {
     if !account.is_stranger(to) {
         return None;
     }
@@ -171,7 +171,7 @@ pub(crate) fn refusal(account: &Reputation, to: &str, limits: &BanLimits, now: I
 
 /// Records a message from the account to `to` (digits) that the network let through
 /// ([`refusal`] said nothing); returns what it did to the account.
-pub(crate) fn record_send(account: &mut Reputation, to: &str, limits: &BanLimits, now: Instant) -> Verdict {
+pub fn record_send(account: &mut Reputation, to: &str, limits: &BanLimits, now: Instant) -> Verdict {
     let Some(reason) = breach(account, to, limits, now) else {
         return Verdict::Fine;
     };
@@ -222,7 +222,7 @@ fn breach(account: &mut Reputation, to: &str, limits: &BanLimits, now: Instant) 
 
 /// `from` (digits) wrote to the account: it is no stranger any more and its messages count as
 /// replied.
-pub(crate) fn record_incoming(account: &mut Reputation, from: &str) {
+pub fn record_incoming(account: &mut Reputation, from: &str) {
     let contact = account.contacts.entry(from.to_owned()).or_default();
     contact.has_written = true;
     account.unreplied = account.unreplied.saturating_sub(contact.unreplied);
@@ -351,8 +351,3 @@ mod tests {
         assert!(matches!(verdict, Verdict::Banned(reason) if reason.contains("unreplied")));
     }
 }
-
-/// A campaign run against this ban model with a worker's pacing schedule, on a virtual clock.
-#[cfg(test)]
-#[path = "ban_pacing_tests.rs"]
-mod pacing_tests;

@@ -7,7 +7,8 @@
 //! - [`waweb`]: its WhatsApp Web front end, where unmodified WhatsApp Web clients connect.
 //! - [`ban`]: the ban model both judge accounts by.
 //! - [`SimLink`]: the [`wafleet_core::link::Link`] to it.
-//! - [`conformance`]: the conformance suite every `Link` implementation passes.
+//! - `conformance` (feature `conformance`, for test crates): the conformance suite every `Link`
+//!   implementation passes.
 //! - [`baileys`]: Baileys (Node), a second real client of the WhatsApp Web front end, for its
 //!   test and the benchmark harness.
 
@@ -15,6 +16,7 @@ pub mod baileys;
 pub mod ban;
 pub mod client;
 pub mod config;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod control;
 pub mod protocol;

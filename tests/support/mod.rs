@@ -3,25 +3,6 @@
 //! stand. Each test file uses part of it.
 #![allow(dead_code)]
 
-/// Runs each named `async fn name(backend: Backend)` of the calling file as two tests, one on
-/// SQLite and one on PostgreSQL: `support::on_both_backends!(first_test, second_test);`. The
-/// calling file imports `Backend`.
-#[allow(unused_macros)]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Postgres).await })*
-        }
-    };
-}
-#[allow(unused_imports)]
-pub(crate) use on_both_backends;
-
 pub mod faults;
 pub mod redis;
 pub mod stack;
@@ -33,6 +14,7 @@ use std::time::{Duration, Instant};
 use wafleet_core::Db;
 use wafleet_core::db::{Desired, NewUserRole};
 use wafleet_core::keys::KeyRing;
+use wafleet_core::testing::poll_for;
 use wafleet_core::types::{DeviceId, Email, PhoneNumber, Timestamp};
 use wafleet_sim::{ControlClient, SimLink};
 
@@ -129,22 +111,35 @@ pub fn assert_never_twice(state: &wafleet_sim::control::StateView) {
 /// Waits until `devices` devices are held, online and connected at the simulator exactly once;
 /// returns how long that took. Fails if any device is ever connected twice, or after `limit`.
 pub async fn wait_all_held(db: &Db, sim: &ControlClient, devices: usize, limit: Duration) -> Duration {
+    wait_held_where(db, sim, devices, limit, "all held", |_| true).await
+}
+
+/// [`wait_all_held`], until the live leases by holder also satisfy `settled` (`what` says how).
+pub async fn wait_held_where(
+    db: &Db,
+    sim: &ControlClient,
+    devices: usize,
+    limit: Duration,
+    what: &str,
+    settled: impl Fn(&HashMap<String, usize>) -> bool,
+) -> Duration {
     let start = Instant::now();
-    loop {
+    let mut last = String::new();
+    let done = poll_for(limit, async || {
         let (held, online) = holdings(db).await;
         let state = sim.state().await.unwrap();
         assert_never_twice(&state);
         let total: usize = held.values().sum();
-        if total == devices && online == devices && state.connected_sessions == devices {
-            return start.elapsed();
-        }
         let connected = state.connected_sessions;
-        assert!(
-            start.elapsed() < limit,
-            "not all held after {limit:?}: held {held:?}, online {online}, connected {connected}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        if total == devices && online == devices && connected == devices && settled(&held) {
+            return Some(());
+        }
+        last = format!("held {held:?}, online {online}, connected {connected}");
+        None
+    })
+    .await;
+    assert!(done.is_some(), "not {what} after {limit:?}: {last}");
+    start.elapsed()
 }
 
 /// A `wafleet worker` process, killed (SIGKILL) when dropped unless it already exited.

@@ -14,7 +14,7 @@ use wafleet_core::cache::Invalidations;
 use wafleet_core::keys::KeyRing;
 use wafleet_core::link::Link;
 use wafleet_core::shutdown::{self, ShutdownTrigger};
-use wafleet_core::testing::{Backend, TestDb};
+use wafleet_core::testing::{Backend, TestDb, poll_for};
 use wafleet_sim::waweb::{self, WaWebConfig, WaWebHandle};
 use wafleet_sim::{SimConfig, SimHandle, SimLink};
 use wafleet_wa::{WaLink, WaLinkConfig};
@@ -278,14 +278,12 @@ impl<N: Network> StackOn<N> {
         probe: impl Fn(&Value) -> bool,
     ) -> Value {
         let mut last = Value::Null;
-        for _ in 0..limit.as_millis() / 100 {
+        let found = poll_for(limit, async || {
             last = self.get(path).await;
-            if probe(&last) {
-                return last;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("{what}: never true; last {path} = {last}");
+            probe(&last).then(|| last.clone())
+        })
+        .await;
+        found.unwrap_or_else(|| panic!("{what}: never true; last {path} = {last}"))
     }
 
     /// Adds a device with `phone` and returns its API path.

@@ -9,7 +9,7 @@ use wafleet_core::testing::Backend;
 use whatsapp_rust::wacore::store::Device;
 use whatsapp_rust::wacore::store::traits::{DeviceStore, SignalStore};
 
-async fn written_here_read_there(backend: Backend) {
+async fn state_survives_the_process(backend: Backend) {
     let (test, _user, stores) = common::devices(backend, 2).await;
     let (a, other) = (&stores[0], &stores[1]);
     let mut device = Device::new();
@@ -72,12 +72,4 @@ async fn written_here_read_there(backend: Backend) {
     );
 }
 
-#[tokio::test]
-async fn sqlite_state_survives_the_process() {
-    written_here_read_there(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_state_survives_the_process() {
-    written_here_read_there(Backend::Postgres).await;
-}
+wafleet_core::testing::on_both_backends!(state_survives_the_process);

@@ -9,7 +9,7 @@ mod egress;
 mod events;
 mod flush;
 mod liveness;
-pub mod pacing;
+mod pacing;
 mod requests;
 mod sends;
 mod sessions;

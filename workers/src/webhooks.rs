@@ -312,13 +312,5 @@ mod tests {
         assert_eq!(delivery.response_status, Some(204));
     }
 
-    #[tokio::test]
-    async fn internal_targets_are_refused_on_sqlite() {
-        internal_targets_are_refused_at_connection_without_a_trace(Backend::Sqlite).await;
-    }
-
-    #[tokio::test]
-    async fn internal_targets_are_refused_on_postgres() {
-        internal_targets_are_refused_at_connection_without_a_trace(Backend::Postgres).await;
-    }
+    wafleet_core::testing::on_both_backends!(internal_targets_are_refused_at_connection_without_a_trace);
 }

@@ -469,8 +469,4 @@ async fn the_account_page_changes_the_password(app: TestApp) {
     );
 }
 
-on_both_backends!(
-    app: register_login_logout, register_rejects_bad_input, login_is_rate_limited, form_pages_log_in_and_out,
-        changing_the_password_logs_out_other_sessions, the_account_page_changes_the_password;
-    backend: closed_registration_and_env_admin
-);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => register_login_logout, register_rejects_bad_input, login_is_rate_limited, form_pages_log_in_and_out, changing_the_password_logs_out_other_sessions, the_account_page_changes_the_password; closed_registration_and_env_admin);

@@ -315,7 +315,4 @@ async fn broadcasts_are_all_or_report_and_never_sent_twice(app: TestApp) {
     }
 }
 
-on_both_backends!(app:
-    test_sends_and_number_checks_are_validated_and_logged,
-    broadcasts_are_all_or_report_and_never_sent_twice
-);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => test_sends_and_number_checks_are_validated_and_logged, broadcasts_are_all_or_report_and_never_sent_twice);

@@ -104,4 +104,4 @@ async fn another_users_device_actions_are_invisible(app: TestApp) {
     assert_eq!(count(&app, "broadcasts").await, 1);
 }
 
-on_both_backends!(app: another_users_device_actions_are_invisible);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => another_users_device_actions_are_invisible);

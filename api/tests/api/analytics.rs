@@ -543,5 +543,4 @@ async fn generated_sends_match_counts_from_the_stored_rows(app: TestApp) {
     );
 }
 
-on_both_backends!(app: generated_sends_match_counts_from_the_stored_rows, counts_percentages_and_series, rollup_is_idempotent_and_follows_changes,
-    only_your_devices_are_counted, a_deleted_device_leaves_the_totals, bad_input_is_refused);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => generated_sends_match_counts_from_the_stored_rows, counts_percentages_and_series, rollup_is_idempotent_and_follows_changes, only_your_devices_are_counted, a_deleted_device_leaves_the_totals, bad_input_is_refused);

@@ -46,4 +46,4 @@ async fn analytics_tab_shows_and_filters_the_figures(app: TestApp) {
     wait_for_text(&browser, ".stat[data-stat=failed] .count", "1").await;
 }
 
-on_both_backends!(app: analytics_tab_shows_and_filters_the_figures);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => analytics_tab_shows_and_filters_the_figures);

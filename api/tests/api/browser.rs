@@ -128,4 +128,4 @@ async fn register_and_manage_devices_in_the_browser(app: TestApp) {
     browser.close().await.unwrap();
 }
 
-on_both_backends!(app: register_and_manage_devices_in_the_browser);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => register_and_manage_devices_in_the_browser);

@@ -110,4 +110,4 @@ async fn a_campaign_takes_a_template_when_created_or_updated(app: TestApp) {
     assert_eq!(refused.status(), StatusCode::CONFLICT, "{}", body(refused).await);
 }
 
-on_both_backends!(app: a_campaign_takes_a_template_when_created_or_updated);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => a_campaign_takes_a_template_when_created_or_updated);

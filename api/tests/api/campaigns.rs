@@ -277,5 +277,4 @@ async fn dispatch_lists_each_recipient_once_and_the_report_follows_sends(app: Te
     );
 }
 
-on_both_backends!(app: planning_editing_and_the_calendar, bad_campaigns_are_refused_and_change_nothing,
-    dispatch_lists_each_recipient_once_and_the_report_follows_sends);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => planning_editing_and_the_calendar, bad_campaigns_are_refused_and_change_nothing, dispatch_lists_each_recipient_once_and_the_report_follows_sends);

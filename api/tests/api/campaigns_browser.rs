@@ -79,4 +79,4 @@ async fn plan_a_campaign_on_the_calendar_and_follow_it(app: TestApp) {
     browser.close().await.unwrap();
 }
 
-on_both_backends!(app: plan_a_campaign_on_the_calendar_and_follow_it);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => plan_a_campaign_on_the_calendar_and_follow_it);

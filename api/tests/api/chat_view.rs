@@ -483,6 +483,4 @@ async fn reads_are_cached_until_the_device_changes(backend: Backend) {
     expect_error(ana.get(&chats).await, StatusCode::NOT_FOUND, "device not found").await;
 }
 
-on_both_backends!(app: chats_page_newest_first_and_search, messages_page_back_with_ticks, chat_view_is_owner_only,
-    bad_paging_input_is_refused, events_stream_status_and_new_messages, events_from_long_before_the_epoch;
-    backend: reads_are_cached_until_the_device_changes);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => chats_page_newest_first_and_search, messages_page_back_with_ticks, chat_view_is_owner_only, bad_paging_input_is_refused, events_stream_status_and_new_messages, events_from_long_before_the_epoch; reads_are_cached_until_the_device_changes);

@@ -150,4 +150,4 @@ async fn read_stored_chats_and_see_new_messages_live(app: TestApp) {
     browser.close().await.unwrap();
 }
 
-on_both_backends!(app: read_stored_chats_and_see_new_messages_live);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => read_stored_chats_and_see_new_messages_live);

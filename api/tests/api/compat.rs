@@ -404,11 +404,4 @@ async fn media_bodies_take_the_media_limit(app: TestApp) {
     .await;
 }
 
-on_both_backends!(app:
-    basic_credentials_need_no_csrf_and_open_the_qr_link,
-    login_keeps_a_linked_online_session,
-    reconnect_needs_a_logged_in_device,
-    compatible_routes_answer_bad_input_as_upstream,
-    compatible_sends_answer_the_whatsapp_message_id,
-    media_bodies_take_the_media_limit,
-);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => basic_credentials_need_no_csrf_and_open_the_qr_link, login_keeps_a_linked_online_session, reconnect_needs_a_logged_in_device, compatible_routes_answer_bad_input_as_upstream, compatible_sends_answer_the_whatsapp_message_id, media_bodies_take_the_media_limit);

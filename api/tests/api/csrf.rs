@@ -96,4 +96,4 @@ async fn a_bearer_header_does_not_excuse_a_cookie_form_post(app: TestApp) {
     assert!(ana.device_names().await.is_empty(), "nothing was created");
 }
 
-on_both_backends!(app: session_changes_need_the_csrf_token, a_bearer_header_does_not_excuse_a_cookie_form_post);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => session_changes_need_the_csrf_token, a_bearer_header_does_not_excuse_a_cookie_form_post);

@@ -165,21 +165,8 @@ async fn a_restarted_demo_still_knows_linked_numbers(backend: Backend) {
     .await;
 }
 
-/// Like `on_both_backends!`, for tests that start a demo app of their own.
-macro_rules! demo_tests {
-    ($($name:ident),*) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(crate::helpers::Backend::Sqlite).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(crate::helpers::Backend::Postgres).await })*
-        }
-    };
-}
-
-demo_tests!(
+// These tests start a demo app of their own.
+wafleet_core::testing::on_both_backends!(
     a_demo_user_cannot_link_another_users_number,
     a_restarted_demo_still_knows_linked_numbers
 );

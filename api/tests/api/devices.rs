@@ -159,4 +159,4 @@ async fn device_bad_input_changes_nothing(app: TestApp) {
     assert_eq!(ana.device_names().await, ["Sales"], "failed creates stored nothing");
 }
 
-on_both_backends!(app: device_lifecycle, device_bad_input_changes_nothing);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => device_lifecycle, device_bad_input_changes_nothing);

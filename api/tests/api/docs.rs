@@ -123,4 +123,4 @@ async fn every_operation_documents_its_errors(app: TestApp) {
     );
 }
 
-on_both_backends!(app: health_openapi_and_docs, every_operation_documents_its_errors);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => health_openapi_and_docs, every_operation_documents_its_errors);

@@ -326,6 +326,4 @@ async fn too_large_bodies_name_the_limit(backend: Backend) {
     .await;
 }
 
-on_both_backends!(app: path_parameter_out_of_range, query_parameter_of_the_wrong_type, send_body_of_the_wrong_type,
-    compatible_send_without_message, compatible_pair_code_without_phone, missing_credentials, unknown_route_and_method;
-    backend: too_large_bodies_name_the_limit);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => path_parameter_out_of_range, query_parameter_of_the_wrong_type, send_body_of_the_wrong_type, compatible_send_without_message, compatible_pair_code_without_phone, missing_credentials, unknown_route_and_method; too_large_bodies_name_the_limit);

@@ -214,5 +214,4 @@ async fn health_under_bombs() {
     assert!(at(0.99) < std::time::Duration::from_millis(50), "p99 {:?}", at(0.99));
 }
 
-on_both_backends!(app: a_bomb_is_refused_on_every_route_that_takes_an_image, a_campaign_checks_its_devices_before_its_image,
-    bombs_at_once_leave_the_server_answering);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => a_bomb_is_refused_on_every_route_that_takes_an_image, a_campaign_checks_its_devices_before_its_image, bombs_at_once_leave_the_server_answering);

@@ -57,4 +57,4 @@ async fn another_users_devices_are_invisible(app: TestApp) {
     assert_eq!(listed["results"].as_array().unwrap().len(), 1, "Ana's token survives");
 }
 
-on_both_backends!(app: another_users_devices_are_invisible);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => another_users_devices_are_invisible);

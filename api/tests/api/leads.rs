@@ -333,4 +333,4 @@ async fn leads_are_documented(app: TestApp) {
     );
 }
 
-on_both_backends!(app: lead_lifecycle, lead_bad_input_changes_nothing, search_filter_and_pages, leads_are_documented);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => lead_lifecycle, lead_bad_input_changes_nothing, search_filter_and_pages, leads_are_documented);

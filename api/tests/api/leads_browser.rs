@@ -1,14 +1,12 @@
 //! The leads page in headless Chromium: a refused import shows every bad row and stores nothing,
 //! the fixed file imports, a lead is edited in place, and the filtered export downloads.
 
-use std::time::Duration;
-
 use fantoccini::{Client, Locator};
 use wafleet_core::db::LeadFilter;
 use wafleet_core::types::{DeviceId, UserId};
 
 use crate::browser::register_with_a_device;
-use crate::browser::support::{click, fill, screenshot, start_browser, wait_for_text};
+use crate::browser::support::{click, fill, screenshot, start_browser, wait_for_count, wait_for_text};
 use crate::helpers::TestApp;
 use crate::leads_csv::{FIXED, TWO_BAD_ROWS};
 
@@ -17,20 +15,6 @@ async fn stored(app: &TestApp, owner: UserId, device: DeviceId) -> Vec<wafleet_c
         .export_leads(owner, device, &LeadFilter::default())
         .await
         .unwrap()
-}
-
-/// Waits up to 10 s for exactly `count` elements to match `css`.
-async fn wait_for_count(browser: &Client, css: &str, count: usize) {
-    for _ in 0..100 {
-        if browser.find_all(Locator::Css(css)).await.unwrap().len() == count {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "expected {count} `{css}`:\n{}",
-        browser.source().await.unwrap_or_default()
-    );
 }
 
 /// Chooses `path` in the import form and submits it.
@@ -178,4 +162,4 @@ async fn import_edit_and_export_leads_in_the_browser(app: TestApp) {
     browser.close().await.unwrap();
 }
 
-on_both_backends!(app: import_edit_and_export_leads_in_the_browser);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => import_edit_and_export_leads_in_the_browser);

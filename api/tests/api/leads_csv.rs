@@ -237,4 +237,4 @@ async fn export_reimports_unchanged(app: TestApp) {
     assert!(lost.contains("Zoë Øster"));
 }
 
-on_both_backends!(app: import_is_all_or_report, export_reimports_unchanged; backend: import_limits);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => import_is_all_or_report, export_reimports_unchanged; import_limits);

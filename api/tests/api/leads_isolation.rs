@@ -98,4 +98,4 @@ async fn another_users_leads_are_invisible(app: TestApp) {
     assert_eq!(still[0]["name"], "Aminah", "and changed nothing");
 }
 
-on_both_backends!(app: another_users_leads_are_invisible);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => another_users_leads_are_invisible);

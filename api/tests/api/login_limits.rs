@@ -56,7 +56,4 @@ async fn a_right_password_does_not_use_up_the_address_limit(backend: Backend) {
     }
 }
 
-on_both_backends!(
-    app: parallel_wrong_passwords_are_checked_at_most_the_limit;
-    backend: a_right_password_does_not_use_up_the_address_limit
-);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => parallel_wrong_passwords_are_checked_at_most_the_limit; a_right_password_does_not_use_up_the_address_limit);

@@ -1,33 +1,8 @@
 //! Black-box tests of the HTTP application: the real router and server on 127.0.0.1:0, a real
 //! database per test, real HTTP (and a real browser in `browser`). Every test runs twice, on
-//! SQLite (embedded default) and on PostgreSQL (scale-out), through [`on_both_backends!`].
-
-/// Declares `sqlite::NAME` and `postgres::NAME` tests. Functions listed after `app:` take a
-/// [`helpers::TestApp`] with default settings; those after `backend:` take the
-/// [`helpers::Backend`] and start the app themselves (for tests of settings).
-macro_rules! on_both_backends {
-    (app: $($name:ident),* $(; backend: $($custom:ident),*)? $(,)?) => {
-        on_both_backends!(@mod sqlite, Sqlite, $($name),* $(; $($custom),*)?);
-        on_both_backends!(@mod postgres, Postgres, $($name),* $(; $($custom),*)?);
-    };
-    (@mod $module:ident, $backend:ident, $($name:ident),* $(; $($custom:ident),*)?) => {
-        mod $module {
-            use crate::helpers::{Backend, spawn_app};
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(spawn_app(Backend::$backend).await).await
-                }
-            )*
-            $($(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $custom() {
-                    super::$custom(Backend::$backend).await
-                }
-            )*)?
-        }
-    };
-}
+//! SQLite (embedded default) and on PostgreSQL (scale-out), through
+//! `wafleet_core::testing::on_both_backends!` (most with an app of their own from
+//! `helpers::spawn_app`).
 
 mod accounts;
 mod actions;

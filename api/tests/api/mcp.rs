@@ -477,6 +477,4 @@ fn png_base64() -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-on_both_backends!(app: tokens_see_and_call_only_the_tools_of_their_scopes, without_a_token_mcp_answers_401,
-    every_tool_answers_and_bad_input_is_explained, resources_and_prompts_carry_the_chat,
-    the_docs_list_every_tool_the_server_has; backend: sends_over_mcp_are_limited_per_token);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => tokens_see_and_call_only_the_tools_of_their_scopes, without_a_token_mcp_answers_401, every_tool_answers_and_bad_input_is_explained, resources_and_prompts_carry_the_chat, the_docs_list_every_tool_the_server_has; sends_over_mcp_are_limited_per_token);

@@ -177,4 +177,4 @@ async fn another_users_ids_are_refused_by_every_tool(app: TestApp) {
     assert_eq!(bos_log["results"]["calls"].as_array().unwrap().len(), refused.len() + 2);
 }
 
-on_both_backends!(app: another_users_ids_are_refused_by_every_tool);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => another_users_ids_are_refused_by_every_tool);

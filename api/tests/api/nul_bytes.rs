@@ -117,4 +117,4 @@ async fn nul_characters_are_refused_everywhere_text_comes_in(app: TestApp) {
     assert!(body(ana.get("/api/webhook").await).await["results"].is_null());
 }
 
-on_both_backends!(app: nul_characters_are_refused_everywhere_text_comes_in);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => nul_characters_are_refused_everywhere_text_comes_in);

@@ -314,5 +314,4 @@ async fn old_messages_go_while_new_ones_arrive_and_analytics_stay(app: TestApp) 
     }
 }
 
-on_both_backends!(app: the_setting_defaults_to_keep_everything_and_refuses_bad_values,
-    old_messages_go_while_new_ones_arrive_and_analytics_stay);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => the_setting_defaults_to_keep_everything_and_refuses_bad_values, old_messages_go_while_new_ones_arrive_and_analytics_stay);

@@ -66,4 +66,4 @@ async fn every_answer_carries_the_security_headers(app: TestApp) {
     }
 }
 
-on_both_backends!(app: every_answer_carries_the_security_headers);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => every_answer_carries_the_security_headers);

@@ -218,4 +218,4 @@ async fn compatible_send_routes_keep_their_shapes(app: TestApp) {
     expect_error(response, StatusCode::BAD_REQUEST, "phone").await;
 }
 
-on_both_backends!(app: sends_are_owner_only_and_idempotent, compatible_send_routes_keep_their_shapes);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => sends_are_owner_only_and_idempotent, compatible_send_routes_keep_their_shapes);

@@ -230,4 +230,4 @@ async fn compatible_routes_take_api_tokens_only(app: TestApp) {
     expect_error(response, StatusCode::BAD_REQUEST, "phone").await;
 }
 
-on_both_backends!(app: session_routes_are_owner_only, session_routes_explain_bad_requests, compatible_routes_take_api_tokens_only);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => session_routes_are_owner_only, session_routes_explain_bad_requests, compatible_routes_take_api_tokens_only);

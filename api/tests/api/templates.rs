@@ -356,5 +356,4 @@ async fn each_recipient_gets_its_own_text_once(app: TestApp) {
     .await;
 }
 
-on_both_backends!(app: message_mistakes_are_refused_with_their_position, previews_render_several_variations,
-    templates_are_saved_per_user, each_recipient_gets_its_own_text_once);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => message_mistakes_are_refused_with_their_position, previews_render_several_variations, templates_are_saved_per_user, each_recipient_gets_its_own_text_once);

@@ -243,4 +243,4 @@ async fn write_preview_and_use_a_template(app: TestApp) {
     browser.close().await.unwrap();
 }
 
-on_both_backends!(app: write_preview_and_use_a_template);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => write_preview_and_use_a_template);

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
+use wafleet_core::testing::eventually;
 
 use crate::helpers::{TestApp, body, expect_error};
 
@@ -79,7 +80,7 @@ async fn api_tokens_work_and_revoke(app: TestApp) {
     );
 }
 
-on_both_backends!(app: api_tokens_work_and_revoke);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => api_tokens_work_and_revoke);
 
 /// Two API processes of a scale-out deployment, each with its own cache of who a credential
 /// belongs to: ending a credential through one stops it on the other at once (announced over
@@ -107,7 +108,7 @@ async fn scale_out_ended_credentials_stop_working_on_every_api_process() {
     let id = created["id"].as_i64().unwrap();
     assert_eq!(ana.delete(&format!("/api/tokens/{id}")).await.status(), StatusCode::OK);
     // Well within the cache's 5 s: announced, not expired.
-    eventually_within(
+    eventually(
         Duration::from_secs(2),
         "the other process refuses the token",
         || async { me(&other.base).await.unwrap().status() == StatusCode::UNAUTHORIZED },
@@ -142,7 +143,7 @@ async fn scale_out_ended_credentials_stop_working_on_every_api_process() {
     // Changing the password from the first browser ends the second one everywhere.
     let change = json!({"current_password": "correct horse battery", "new_password": "another horse battery"});
     assert_eq!(ana.post("/api/account/password", change).await.status(), StatusCode::OK);
-    eventually_within(Duration::from_secs(2), "the other process ends the session", || async {
+    eventually(Duration::from_secs(2), "the other process ends the session", || async {
         browser(&other.base).await.unwrap().status() == StatusCode::UNAUTHORIZED
     })
     .await;
@@ -151,17 +152,4 @@ async fn scale_out_ended_credentials_stop_working_on_every_api_process() {
         StatusCode::OK,
         "the changing browser stays"
     );
-}
-
-/// Waits until `check` holds, for at most `limit`.
-async fn eventually_within<F, Fut>(limit: Duration, what: &str, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -38,4 +38,4 @@ async fn a_token_gets_the_scopes_ticked_in_the_form(app: TestApp) {
     assert_eq!(tokens[0].scopes, Scopes::from_iter([Scope::Read]));
 }
 
-on_both_backends!(app: a_token_gets_the_scopes_ticked_in_the_form);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => a_token_gets_the_scopes_ticked_in_the_form);

@@ -128,4 +128,4 @@ async fn queued_sends_say_why_they_wait(app: TestApp) {
     }
 }
 
-on_both_backends!(app: queued_sends_say_why_they_wait);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => queued_sends_say_why_they_wait);

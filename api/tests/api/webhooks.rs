@@ -195,4 +195,4 @@ async fn test_events_and_replays(app: TestApp) {
     assert_eq!(one["results"]["status"], "pending");
 }
 
-on_both_backends!(app: settings_are_validated_and_the_secret_shown_once, test_events_and_replays);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => settings_are_validated_and_the_secret_shown_once, test_events_and_replays);

@@ -89,4 +89,4 @@ async fn webhooks_tab_sets_the_url_and_replays_a_dead_delivery(app: TestApp) {
     assert_eq!(app.db.deliveries(user, None, 10).await.unwrap().len(), 2);
 }
 
-on_both_backends!(app: webhooks_tab_sets_the_url_and_replays_a_dead_delivery);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => webhooks_tab_sets_the_url_and_replays_a_dead_delivery);

@@ -60,4 +60,4 @@ async fn another_users_webhook_and_deliveries_are_invisible(app: TestApp) {
     );
 }
 
-on_both_backends!(app: another_users_webhook_and_deliveries_are_invisible);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => another_users_webhook_and_deliveries_are_invisible);

@@ -68,4 +68,4 @@ async fn operators_allow_listed_internal_hosts(backend: Backend) {
     .await;
 }
 
-on_both_backends!(app: internal_targets_are_refused_when_saved; backend: operators_allow_listed_internal_hosts);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => internal_targets_are_refused_when_saved; operators_allow_listed_internal_hosts);

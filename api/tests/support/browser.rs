@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
+use wafleet_core::testing::poll_for;
 
 /// A chromedriver process, killed when dropped.
 pub struct Driver {
@@ -64,35 +65,47 @@ pub async fn start_browser() -> (Driver, Client) {
     let mut caps = serde_json::Map::new();
     caps.insert("goog:chromeOptions".into(), json!({"binary": binary, "args": args}));
     let mut last_error = None;
-    for _ in 0..100 {
-        match ClientBuilder::rustls()
+    let client = poll_for(Duration::from_secs(10), async || {
+        let connected = ClientBuilder::rustls()
             .unwrap()
             .capabilities(caps.clone())
             .connect(&driver.url)
-            .await
-        {
-            Ok(client) => return (driver, client),
-            Err(e) => last_error = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+            .await;
+        connected.map_err(|e| last_error = Some(e)).ok()
+    })
+    .await;
+    match client {
+        Some(client) => (driver, client),
+        None => panic!("chromedriver at {} did not start a browser: {last_error:?}", driver.url),
     }
-    panic!("chromedriver at {} did not start a browser: {last_error:?}", driver.url);
 }
 
 /// Waits up to 10 s for `css` to match an element whose text is `text`.
 pub async fn wait_for_text(browser: &Client, css: &str, text: &str) {
-    for _ in 0..100 {
-        for element in browser.find_all(Locator::Css(css)).await.unwrap() {
-            if element.text().await.unwrap_or_default() == text {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let shown = poll_for(Duration::from_secs(10), async || {
+        texts(browser, css).await.iter().any(|t| t == text).then_some(())
+    })
+    .await;
+    if shown.is_none() {
+        panic!(
+            "no `{css}` with text {text:?} appeared:\n{}",
+            browser.source().await.unwrap_or_default()
+        );
     }
-    panic!(
-        "no `{css}` with text {text:?} appeared:\n{}",
-        browser.source().await.unwrap_or_default()
-    );
+}
+
+/// Waits up to 30 s for exactly `count` elements to match `css`.
+pub async fn wait_for_count(browser: &Client, css: &str, count: usize) {
+    let shown = poll_for(Duration::from_secs(30), async || {
+        (browser.find_all(Locator::Css(css)).await.unwrap().len() == count).then_some(())
+    })
+    .await;
+    if shown.is_none() {
+        panic!(
+            "expected {count} `{css}`:\n{}",
+            browser.source().await.unwrap_or_default()
+        );
+    }
 }
 
 /// The texts of every element matching `css`, in page order.
@@ -107,16 +120,13 @@ pub async fn texts(browser: &Client, css: &str) -> Vec<String> {
 /// Waits up to `secs` for an element matching `css` whose text satisfies `ok`, and returns that
 /// text: for what a page updates on its own (a report refreshed by polling, live counts).
 pub async fn wait_for_text_matching(browser: &Client, css: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
     let mut seen = Vec::new();
-    while std::time::Instant::now() < deadline {
+    let found = poll_for(Duration::from_secs(secs), async || {
         seen = texts(browser, css).await;
-        if let Some(text) = seen.iter().find(|t| ok(t)) {
-            return text.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("after {secs} s, `{css}` still shows {seen:?}");
+        seen.iter().find(|t| ok(t)).cloned()
+    })
+    .await;
+    found.unwrap_or_else(|| panic!("after {secs} s, `{css}` still shows {seen:?}"))
 }
 
 /// Types `value` into the field `css` once it can take input (shown, enabled), replacing its text.
@@ -141,20 +151,20 @@ async fn until_interactable(
 ) {
     // Generous: on a loaded machine (the whole suite starting at once) a page's script and its
     // event stream can take seconds to show an element.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let mut last_error = None;
+    let done = poll_for(Duration::from_secs(30), async || {
         let element = browser
             .wait()
             .at_most(Duration::from_secs(10))
             .for_element(Locator::Css(css))
             .await
             .unwrap();
-        match act(element).await {
-            Ok(()) => return,
-            // Not interactable yet, or replaced by the page's script meanwhile: look again.
-            Err(_) if std::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-            Err(err) => panic!("{css} never became usable: {err}"),
-        }
+        // Not interactable yet, or replaced by the page's script meanwhile: look again.
+        act(element).await.map_err(|err| last_error = Some(err)).ok()
+    })
+    .await;
+    if done.is_none() {
+        panic!("{css} never became usable: {last_error:?}");
     }
 }
 

@@ -65,32 +65,4 @@ async fn old_runs_are_deleted(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn one_claim_wins_sqlite() {
-    one_claim_wins(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn one_claim_wins_postgres() {
-    one_claim_wins(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn many_concurrent_claims_sqlite() {
-    many_concurrent_claims(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn many_concurrent_claims_postgres() {
-    many_concurrent_claims(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn old_runs_are_deleted_sqlite() {
-    old_runs_are_deleted(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn old_runs_are_deleted_postgres() {
-    old_runs_are_deleted(Backend::Postgres).await;
-}
+wafleet_core::testing::on_both_backends!(one_claim_wins, many_concurrent_claims, old_runs_are_deleted);

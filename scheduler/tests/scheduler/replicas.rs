@@ -110,26 +110,6 @@ async fn standard_jobs_stop_on_shutdown(backend: Backend) {
         .expect("scheduler ran cleanly");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn each_tick_runs_once_sqlite() {
-    each_tick_runs_once(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn each_tick_runs_once_postgres() {
-    each_tick_runs_once(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn standard_jobs_stop_on_shutdown_sqlite() {
-    standard_jobs_stop_on_shutdown(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn standard_jobs_stop_on_shutdown_postgres() {
-    standard_jobs_stop_on_shutdown(Backend::Postgres).await;
-}
-
 #[tokio::test]
 async fn analytics_rollup_is_a_standard_job() {
     let t = TestDb::new(Backend::Sqlite).await;
@@ -149,3 +129,5 @@ async fn analytics_rollup_is_a_standard_job() {
     assert!(scheduler.job_names().contains(&"retention"));
     wafleet_scheduler::jobs::retention(&t.db).await.expect("retention");
 }
+
+wafleet_core::testing::on_both_backends!(each_tick_runs_once, standard_jobs_stop_on_shutdown);

@@ -146,12 +146,4 @@ async fn a_dead_replicas_tick_is_finished_by_another(backend: Backend) {
     b.shutdown_background();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_dead_replicas_tick_is_finished_by_another_sqlite() {
-    a_dead_replicas_tick_is_finished_by_another(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_dead_replicas_tick_is_finished_by_another_postgres() {
-    a_dead_replicas_tick_is_finished_by_another(Backend::Postgres).await;
-}
+wafleet_core::testing::on_both_backends!(a_dead_replicas_tick_is_finished_by_another);

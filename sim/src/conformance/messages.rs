@@ -1,9 +1,10 @@
 //! Incoming messages (ack, replay, filter) and sending with receipts.
 
 use wafleet_core::link::{Jid, LinkEvent, MessageKind, OpenMode, Outgoing, OutgoingImage, ReceiptKind};
+use wafleet_core::testing::eventually;
 
 use super::support::{
-    contact, eventually, next_event, pair, pending, pending_receipts, sent_message, unique_phone, wait_for,
+    EVENT_TIMEOUT, contact, next_event, pair, pending, pending_receipts, sent_message, unique_phone, wait_for,
 };
 use super::{Contact, Harness};
 use crate::control::ChatKind;
@@ -53,7 +54,7 @@ pub async fn incoming_message_acked_once_and_replayed_until_then(h: &dyn Harness
             other => panic!("expected Connected and the replay, got {other:?}"),
         }
     }
-    eventually("the ack reaches the network", || async {
+    eventually(EVENT_TIMEOUT, "the ack reaches the network", || async {
         pending(h, &paired.phone).await == 0
     })
     .await;
@@ -115,14 +116,18 @@ pub async fn non_personal_chats_never_surface(h: &dyn Harness) {
     );
     ack.done();
     for (chat, id) in &written {
-        eventually(&format!("the device takes the {chat:?} message"), || async {
-            let answer = h.phones().answer(&paired.phone, id).await.expect("answer");
-            assert_ne!(answer, Some(false), "the device could not take the {chat:?} message");
-            answer == Some(true)
-        })
+        eventually(
+            EVENT_TIMEOUT,
+            &format!("the device takes the {chat:?} message"),
+            || async {
+                let answer = h.phones().answer(&paired.phone, id).await.expect("answer");
+                assert_ne!(answer, Some(false), "the device could not take the {chat:?} message");
+                answer == Some(true)
+            },
+        )
         .await;
     }
-    eventually("filtered messages are not kept", || async {
+    eventually(EVENT_TIMEOUT, "filtered messages are not kept", || async {
         pending(h, &paired.phone).await == 0
     })
     .await;
@@ -244,7 +249,7 @@ pub async fn receipt_acked_once_and_replayed_until_then(h: &dyn Harness) {
         [ReceiptKind::Delivered, ReceiptKind::Read],
         "receipts are replayed in order"
     );
-    eventually("the acks reach the network", || async {
+    eventually(EVENT_TIMEOUT, "the acks reach the network", || async {
         pending_receipts(h, &paired.phone).await == 0
     })
     .await;

@@ -33,7 +33,9 @@ pub use messages::{
 };
 pub use pairing::{pair_code_pairing, qr_pairing_with_refreshing_codes, reconnect_from_another_link};
 pub use phones::{Contact, Phones, Sent};
-pub use support::{Paired, contact, new_device, next_event, pair, unique_phone, wait_for};
+pub use support::{
+    Paired, contact, new_device, next_event, next_event_within, pair, unique_phone, wait_for, wait_for_within,
+};
 
 /// Declares a conformance test suite in a test crate: for each named check, `sqlite::CHECK` and
 /// `postgres::CHECK` tests that run it against a fresh `$harness` (its `start(db)`) on a database
@@ -42,7 +44,7 @@ pub use support::{Paired, contact, new_device, next_event, pair, unique_phone, w
 /// `tracing-subscriber`.
 #[macro_export]
 macro_rules! conformance_suite {
-    (harness: $harness:ty, log: $log:expr, checks: [$($name:ident),* $(,)?] $(,)?) => {
+    (harness: $harness:ty, log: $log:expr, checks: [$($name:ident),+ $(,)?] $(,)?) => {
         /// Runs `check` against a fresh harness and database on `backend`.
         async fn run<F, Fut>(backend: ::wafleet_core::testing::Backend, check: F)
         where
@@ -57,21 +59,12 @@ macro_rules! conformance_suite {
 
         /// The checks this suite runs.
         const RUN: &[&str] = &[$(stringify!($name)),*];
-        $crate::conformance_suite!(@mod sqlite, Sqlite, $($name),*);
-        $crate::conformance_suite!(@mod postgres, Postgres, $($name),*);
-    };
-    (@mod $module:ident, $backend:ident, $($name:ident),*) => {
-        mod $module {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::run(::wafleet_core::testing::Backend::$backend, |h| async move {
-                        $crate::conformance::$name(&h).await
-                    })
-                    .await
-                }
-            )*
-        }
+        $(
+            async fn $name(backend: ::wafleet_core::testing::Backend) {
+                run(backend, |h| async move { $crate::conformance::$name(&h).await }).await
+            }
+        )*
+        ::wafleet_core::testing::on_both_backends!($($name),*);
     };
 }
 

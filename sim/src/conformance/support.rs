@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use wafleet_core::Db;
 use wafleet_core::db::NewUserRole;
 use wafleet_core::link::{Jid, LinkEvent, OpenMode, Session};
+use wafleet_core::testing::eventually_some;
 use wafleet_core::types::{DeviceId, Email, PhoneNumber};
 
 use super::{Contact, Harness, Sent};
@@ -42,30 +43,45 @@ pub async fn new_device(db: &Db) -> DeviceId {
         .id
 }
 
-/// The next event, or a panic naming what was expected.
+/// The next event within [`EVENT_TIMEOUT`], or a panic naming what was expected.
+pub async fn next_event(events: &mut mpsc::Receiver<LinkEvent>, expecting: &str) -> LinkEvent {
+    next_event_within(EVENT_TIMEOUT, events, expecting).await
+}
+
+/// The next event within `limit`, or a panic naming what was expected.
 ///
 /// LID mappings, which the client reports whenever it learns one (a number check, a send), are
 /// skipped: they may come between any two events.
-pub async fn next_event(events: &mut mpsc::Receiver<LinkEvent>, expecting: &str) -> LinkEvent {
+pub async fn next_event_within(limit: Duration, events: &mut mpsc::Receiver<LinkEvent>, expecting: &str) -> LinkEvent {
     loop {
-        match tokio::time::timeout(EVENT_TIMEOUT, events.recv()).await {
+        match tokio::time::timeout(limit, events.recv()).await {
             Ok(Some(LinkEvent::LidMapping { .. })) => continue,
             Ok(Some(event)) => return event,
             Ok(None) => panic!("the event stream ended while expecting {expecting}"),
-            Err(_) => panic!("no event within {EVENT_TIMEOUT:?} while expecting {expecting}"),
+            Err(_) => panic!("no event within {limit:?} while expecting {expecting}"),
         }
     }
 }
 
-/// The first event matching `wanted`, skipping receipts and QR codes only; any other event
-/// first is a failure.
+/// The first event matching `wanted`, each within [`EVENT_TIMEOUT`], skipping receipts and QR
+/// codes only; any other event first is a failure.
 pub async fn wait_for(
     events: &mut mpsc::Receiver<LinkEvent>,
     expecting: &str,
     wanted: impl Fn(&LinkEvent) -> bool,
 ) -> LinkEvent {
+    wait_for_within(EVENT_TIMEOUT, events, expecting, wanted).await
+}
+
+/// [`wait_for`], waiting up to `limit` for each event.
+pub async fn wait_for_within(
+    limit: Duration,
+    events: &mut mpsc::Receiver<LinkEvent>,
+    expecting: &str,
+    wanted: impl Fn(&LinkEvent) -> bool,
+) -> LinkEvent {
     loop {
-        let event = next_event(events, expecting).await;
+        let event = next_event_within(limit, events, expecting).await;
         if wanted(&event) {
             return event;
         }
@@ -127,22 +143,6 @@ pub async fn pair(h: &dyn Harness) -> Paired {
     }
 }
 
-/// Polls `check` for up to [`EVENT_TIMEOUT`].
-pub async fn eventually<F, Fut>(what: &str, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not within {EVENT_TIMEOUT:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A new contact's number that behaves as `how`.
 pub async fn contact(h: &dyn Harness, how: Contact) -> PhoneNumber {
     let phone = unique_phone();
@@ -156,18 +156,11 @@ pub async fn contact(h: &dyn Harness, how: Contact) -> PhoneNumber {
 /// The message `id` as the network recorded it from the devices of `phone`. Waits for it: a
 /// client may return from a send once the stanza is written, before the network has it.
 pub async fn sent_message(h: &dyn Harness, phone: &PhoneNumber, id: &str) -> Sent {
-    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
-    loop {
+    eventually_some(EVENT_TIMEOUT, &format!("the network gets {id}"), async || {
         let sent = h.phones().sent(phone).await.expect("sent messages");
-        if let Some(message) = sent.into_iter().find(|m| m.id == id) {
-            return message;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the network did not get {id} within {EVENT_TIMEOUT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        sent.into_iter().find(|m| m.id == id)
+    })
+    .await
 }
 
 /// Messages waiting for an ack on the account of `phone`.

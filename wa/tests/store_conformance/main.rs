@@ -10,19 +10,18 @@ mod device;
 mod protocol;
 mod signal;
 
-/// Declares one test per backend for each suite function.
-macro_rules! on_both_backends {
-    ($($module:ident :: $suite:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test] async fn $suite() { crate::$module::$suite(wafleet_core::testing::Backend::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test] async fn $suite() { crate::$module::$suite(wafleet_core::testing::Backend::Postgres).await } )* }
-    };
-}
+use appsync::app_sync_store;
+use device::device_from_the_previous_client;
+use device::device_store;
+use device::wipe_and_cascade;
+use protocol::protocol_store;
+use signal::signal_store;
 
-on_both_backends!(
-    signal::signal_store,
-    appsync::app_sync_store,
-    protocol::protocol_store,
-    device::device_store,
-    device::wipe_and_cascade,
-    device::device_from_the_previous_client,
+wafleet_core::testing::on_both_backends!(
+    signal_store,
+    app_sync_store,
+    protocol_store,
+    device_store,
+    wipe_and_cascade,
+    device_from_the_previous_client,
 );

@@ -2,10 +2,10 @@
 //! delivered and read receipts.
 
 use wafleet_core::link::{Jid, LinkEvent, MessageKind, Outgoing, ReceiptKind};
-use wafleet_core::testing::Backend;
+use wafleet_core::testing::{Backend, eventually};
 use wafleet_core::types::PhoneNumber;
 
-use crate::support::{World, eventually, next};
+use crate::support::{EVENT_TIMEOUT, World, next};
 
 /// Text to a contact reaches the contact's phone decrypted, and delivery then reading come back
 /// as receipts; the contact's reply is decrypted by the client and acknowledged with a receipt.
@@ -20,7 +20,7 @@ pub async fn text_both_ways_with_receipts(backend: Backend) {
         .send(&Outgoing::text(&contact_jid, "hello from wafleet"))
         .await
         .expect("send");
-    eventually("the contact's phone decrypts the text", || {
+    eventually(EVENT_TIMEOUT, "the contact's phone decrypts the text", async || {
         world
             .net
             .sent(me)
@@ -60,7 +60,7 @@ pub async fn text_both_ways_with_receipts(backend: Backend) {
     assert!(!message.from_me);
     assert_eq!(message.kind, MessageKind::Text);
     assert_eq!(message.text.as_deref(), Some("hi back"));
-    eventually("the client reports delivery of the reply", || {
+    eventually(EVENT_TIMEOUT, "the client reports delivery of the reply", async || {
         world.net.receipts_for(&reply).iter().any(|k| k == "delivery")
     })
     .await;
@@ -70,7 +70,7 @@ pub async fn text_both_ways_with_receipts(backend: Backend) {
         .send(&Outgoing::text(&contact_jid, "and again"))
         .await
         .expect("send again");
-    eventually("the second text is decrypted", || {
+    eventually(EVENT_TIMEOUT, "the second text is decrypted", async || {
         world
             .net
             .sent(me)
@@ -94,3 +94,5 @@ pub async fn text_both_ways_with_receipts(backend: Backend) {
     }
     session.close().await;
 }
+
+wafleet_core::testing::on_both_backends!(text_both_ways_with_receipts);

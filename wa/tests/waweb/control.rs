@@ -113,3 +113,5 @@ pub async fn control_api_links_by_qr_and_code(backend: Backend) {
     by_qr.close().await;
     by_code.close().await;
 }
+
+wafleet_core::testing::on_both_backends!(control_api_links_by_qr_and_code);

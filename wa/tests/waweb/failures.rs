@@ -2,10 +2,10 @@
 //! and its own logout.
 
 use wafleet_core::link::{LinkEvent, OpenMode};
-use wafleet_core::testing::Backend;
+use wafleet_core::testing::{Backend, eventually};
 use whatsapp_rust::wacore::store::traits::DeviceStore;
 
-use crate::support::{World, eventually, wait_for};
+use crate::support::{EVENT_TIMEOUT, World, wait_for};
 
 /// The phone unlinks the device while it is connected: LoggedOut, not banned.
 pub async fn remote_logout_while_connected(backend: Backend) {
@@ -71,7 +71,10 @@ pub async fn stream_error_then_reconnect(backend: Backend) {
             other => panic!("expected Connected again, got {other:?}"),
         }
     }
-    eventually("logged in again", || world.net.logged_in() == vec![jid.to_owned()]).await;
+    eventually(EVENT_TIMEOUT, "logged in again", async || {
+        world.net.logged_in() == vec![jid.to_owned()]
+    })
+    .await;
     session.close().await;
 }
 
@@ -86,3 +89,11 @@ pub async fn logout_from_wafleet_unlinks(backend: Backend) {
         "the device's state is wiped"
     );
 }
+
+wafleet_core::testing::on_both_backends!(
+    remote_logout_while_connected,
+    logged_out_while_offline_is_refused,
+    replaced_connection,
+    stream_error_then_reconnect,
+    logout_from_wafleet_unlinks
+);

@@ -9,13 +9,13 @@ use wafleet_core::db::NewUserRole;
 use wafleet_core::keys::reseal::{self, SweepOptions};
 use wafleet_core::keys::{KeyRing, SealedColumn, registry, source};
 use wafleet_core::link::{Jid, LinkEvent, OpenMode, Outgoing, Session};
-use wafleet_core::testing::{Backend, TestDb};
+use wafleet_core::testing::{Backend, TestDb, eventually};
 use wafleet_core::types::{Email, PhoneNumber};
 use wafleet_wa::WaStore;
 use whatsapp_rust::wacore::store::traits::{DeviceStore, SignalStore};
 
 use crate::dump::{appears, dump};
-use crate::support::{World, eventually, next, wait_for};
+use crate::support::{EVENT_TIMEOUT, World, next, wait_for};
 
 /// Every sealed column, as the roles sweep them.
 fn columns() -> Vec<&'static SealedColumn> {
@@ -88,13 +88,17 @@ async fn talk(
     let jid = Jid::for_phone(&format!("+{contact}").parse::<PhoneNumber>().unwrap());
     let text = format!("out {round}");
     let id = session.send(&Outgoing::text(&jid, &text)).await.expect("send");
-    eventually(&format!("the contact decrypts text {round}"), || {
-        world
-            .net
-            .sent(me)
-            .iter()
-            .any(|m| m.id == id && m.text.as_deref() == Some(text.as_str()))
-    })
+    eventually(
+        EVENT_TIMEOUT,
+        &format!("the contact decrypts text {round}"),
+        async || {
+            world
+                .net
+                .sent(me)
+                .iter()
+                .any(|m| m.id == id && m.text.as_deref() == Some(text.as_str()))
+        },
+    )
     .await;
     let reply_text = format!("back {round}");
     let reply = world
@@ -151,7 +155,10 @@ pub async fn rotation_reseals_while_the_session_talks(backend: Backend) {
     let (session, mut events) = world.pair_by_qr(people.0).await;
     talk(&world, session.as_ref(), &mut events, people, "1").await;
     session.close().await;
-    eventually("the first session is gone", || world.net.logged_in().is_empty()).await;
+    eventually(EVENT_TIMEOUT, "the first session is gone", async || {
+        world.net.logged_in().is_empty()
+    })
+    .await;
     // A second device with state of its own under the old key.
     let other = second_device(&world.test, &old).await;
 
@@ -188,7 +195,10 @@ pub async fn rotation_reseals_while_the_session_talks(backend: Backend) {
     );
     talk(&world, session.as_ref(), &mut events, people, "after").await;
     session.close().await;
-    eventually("the rotating session is gone", || world.net.logged_in().is_empty()).await;
+    eventually(EVENT_TIMEOUT, "the rotating session is gone", async || {
+        world.net.logged_in().is_empty()
+    })
+    .await;
 
     let new_only = KeyRing::new(&new_secret, None);
     registry::startup(&db, &new_only, &columns).await.unwrap();
@@ -239,7 +249,10 @@ pub async fn plaintext_database_is_sealed_and_keeps_working(backend: Backend) {
     let (session, mut events) = world.pair_by_qr(people.0).await;
     talk(&world, session.as_ref(), &mut events, people, "1").await;
     session.close().await;
-    eventually("the first session is gone", || world.net.logged_in().is_empty()).await;
+    eventually(EVENT_TIMEOUT, "the first session is gone", async || {
+        world.net.logged_in().is_empty()
+    })
+    .await;
     let columns = columns();
     let keys = world.test.keys.clone();
     let secrets = secrets(&world, &keys).await;
@@ -283,7 +296,10 @@ pub async fn plaintext_database_is_sealed_and_keeps_working(backend: Backend) {
     assert_eq!(reseal::census(&db, &columns).await.unwrap().plaintext, 0);
     talk(&world, session.as_ref(), &mut events, people, "sealed").await;
     session.close().await;
-    eventually("the session is gone", || world.net.logged_in().is_empty()).await;
+    eventually(EVENT_TIMEOUT, "the session is gone", async || {
+        world.net.logged_in().is_empty()
+    })
+    .await;
 
     // A restart: plain text is refused now, and the sealed state connects.
     let restarted = KeyRing::new(&secret_of(&world.test), None);
@@ -311,3 +327,9 @@ async fn forget_sealing(db: &wafleet_core::Db) {
         .expect("forget the sealing keys");
     }
 }
+
+wafleet_core::testing::on_both_backends!(
+    dump_holds_no_key_material,
+    rotation_reseals_while_the_session_talks,
+    plaintext_database_is_sealed_and_keeps_working
+);

@@ -1,10 +1,10 @@
 //! Milestone 7 (images): pictures both ways through the simulated media host.
 
 use wafleet_core::link::{Jid, LinkEvent, MessageKind, Outgoing, OutgoingImage};
-use wafleet_core::testing::Backend;
+use wafleet_core::testing::{Backend, eventually};
 use wafleet_core::types::PhoneNumber;
 
-use crate::support::{World, eventually, next};
+use crate::support::{EVENT_TIMEOUT, World, next};
 
 /// A picture the client uploads (encrypted) and sends reaches the contact's phone, which
 /// fetches and decrypts the same bytes; the contact's picture arrives as an image message.
@@ -27,9 +27,11 @@ pub async fn image_both_ways(backend: Backend) {
         ))
         .await
         .expect("send an image");
-    eventually("the contact's phone gets the image message", || {
-        world.net.sent(me).iter().any(|m| m.id == id && m.kind == "image")
-    })
+    eventually(
+        EVENT_TIMEOUT,
+        "the contact's phone gets the image message",
+        async || world.net.sent(me).iter().any(|m| m.id == id && m.kind == "image"),
+    )
     .await;
     let sent = world.net.sent(me).into_iter().find(|m| m.id == id).expect("sent");
     assert_eq!(sent.text.as_deref(), Some("a picture"));
@@ -54,3 +56,5 @@ pub async fn image_both_ways(backend: Backend) {
     }
     session.close().await;
 }
+
+wafleet_core::testing::on_both_backends!(image_both_ways);

@@ -1,10 +1,10 @@
 //! Milestones 1-3: handshake and registration, QR pairing, logging in again after a restart.
 
 use wafleet_core::link::{LinkEvent, OpenMode};
-use wafleet_core::testing::Backend;
+use wafleet_core::testing::{Backend, eventually};
 use whatsapp_rust::wacore::store::traits::DeviceStore;
 
-use crate::support::{World, eventually, next, wait_for};
+use crate::support::{EVENT_TIMEOUT, World, next, wait_for};
 
 /// The real client completes the Noise handshake against the self-made certificate chain,
 /// registers, and shows the refs the server issues as QR codes, a new one on each refresh.
@@ -59,7 +59,10 @@ pub async fn restart_logs_in_without_pairing(backend: Backend) {
     let phone = "60123000003";
     let (session, _events) = world.pair_by_qr(phone).await;
     session.close().await;
-    eventually("the first session is gone", || world.net.logged_in().is_empty()).await;
+    eventually(EVENT_TIMEOUT, "the first session is gone", async || {
+        world.net.logged_in().is_empty()
+    })
+    .await;
 
     let before = world.net.handshakes();
     let (session, mut events) = world.open(OpenMode::Connect).await;
@@ -84,7 +87,10 @@ pub async fn stale_server_key_falls_back_to_xx(backend: Backend) {
     let phone = "60123000006";
     let (session, _events) = world.pair_by_qr(phone).await;
     session.close().await;
-    eventually("the first session is gone", || world.net.logged_in().is_empty()).await;
+    eventually(EVENT_TIMEOUT, "the first session is gone", async || {
+        world.net.logged_in().is_empty()
+    })
+    .await;
     // The closed client's last writes may still land: replace the key until it stays replaced.
     let stale = [7; 32];
     let mut current = None;
@@ -109,20 +115,20 @@ pub async fn stale_server_key_falls_back_to_xx(backend: Backend) {
     let after = world.net.handshakes();
     assert_eq!(after.xx_fallback - before.xx_fallback, 1, "{before:?} → {after:?}");
     // The client stores the key it learnt once its handshake is done, in the background.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let device = world.store.load().await.unwrap().expect("the device is stored");
-        if device.server_cert_chain.map(|c| c.leaf.key) == Some(current) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the server's current key is not kept"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the server's current key is kept",
+        async || {
+            let device = world.store.load().await.unwrap().expect("the device is stored");
+            device.server_cert_chain.map(|c| c.leaf.key) == Some(current)
+        },
+    )
+    .await;
     session.close().await;
-    eventually("the session is gone", || world.net.logged_in().is_empty()).await;
+    eventually(EVENT_TIMEOUT, "the session is gone", async || {
+        world.net.logged_in().is_empty()
+    })
+    .await;
 
     let (session, mut events) = world.open(OpenMode::Connect).await;
     wait_for(&mut events, "Connected", |e| matches!(e, LinkEvent::Connected)).await;
@@ -143,7 +149,10 @@ pub async fn pair_code_links_and_logs_in_again(backend: Backend) {
     assert_eq!(stored.pn.map(|j| j.to_string()), Some(jid.clone()));
     assert!(stored.account.is_some(), "the signed device identity is kept");
     session.close().await;
-    eventually("the first session is gone", || world.net.logged_in().is_empty()).await;
+    eventually(EVENT_TIMEOUT, "the first session is gone", async || {
+        world.net.logged_in().is_empty()
+    })
+    .await;
 
     let (session, mut events) = world.open(OpenMode::Connect).await;
     wait_for(&mut events, "Connected", |e| matches!(e, LinkEvent::Connected)).await;
@@ -172,3 +181,12 @@ pub async fn wrong_pair_code_links_nothing(backend: Backend) {
     );
     session.close().await;
 }
+
+wafleet_core::testing::on_both_backends!(
+    handshake_then_refreshing_qr_codes,
+    qr_pairing_logs_in,
+    restart_logs_in_without_pairing,
+    stale_server_key_falls_back_to_xx,
+    pair_code_links_and_logs_in_again,
+    wrong_pair_code_links_nothing
+);

@@ -6,6 +6,7 @@ use tokio::sync::mpsc;
 use wafleet_core::keys::KeyRing;
 use wafleet_core::link::{Link, LinkEvent, OpenMode, Session};
 use wafleet_core::testing::{Backend, TestDb};
+use wafleet_sim::conformance;
 use wafleet_sim::waweb::{self, WaWebConfig, WaWebHandle};
 use wafleet_wa::{WaLink, WaLinkConfig, WaStore};
 
@@ -132,19 +133,10 @@ impl World {
     }
 }
 
-/// The next event, or a panic naming what was expected.
-///
-/// LID mappings, which the client reports whenever it learns one (a number check, a send), are
-/// skipped: they may come between any two events.
+/// The next event within [`EVENT_TIMEOUT`] (LID mappings skipped), or a panic naming what was
+/// expected.
 pub async fn next(events: &mut mpsc::Receiver<LinkEvent>, expecting: &str) -> LinkEvent {
-    loop {
-        match tokio::time::timeout(EVENT_TIMEOUT, events.recv()).await {
-            Ok(Some(LinkEvent::LidMapping { .. })) => continue,
-            Ok(Some(event)) => return event,
-            Ok(None) => panic!("the event stream ended while expecting {expecting}"),
-            Err(_) => panic!("no event within {EVENT_TIMEOUT:?} while expecting {expecting}"),
-        }
-    }
+    conformance::next_event_within(EVENT_TIMEOUT, events, expecting).await
 }
 
 /// The first event matching `wanted`, skipping QR codes and receipts; anything else first fails.
@@ -153,26 +145,5 @@ pub async fn wait_for(
     expecting: &str,
     wanted: impl Fn(&LinkEvent) -> bool,
 ) -> LinkEvent {
-    loop {
-        let event = next(events, expecting).await;
-        if wanted(&event) {
-            return event;
-        }
-        assert!(
-            matches!(event, LinkEvent::QrCode { .. } | LinkEvent::Receipt { .. }),
-            "expected {expecting}, got {event:?}"
-        );
-    }
-}
-
-/// Polls `check` until it holds, for up to [`EVENT_TIMEOUT`].
-pub async fn eventually(what: &str, check: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not within {EVENT_TIMEOUT:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    conformance::wait_for_within(EVENT_TIMEOUT, events, expecting, wanted).await
 }

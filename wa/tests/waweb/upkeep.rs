@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use wafleet_core::testing::Backend;
+use wafleet_core::testing::{Backend, eventually};
 use wafleet_core::types::PhoneNumber;
 
-use crate::support::{World, eventually};
+use crate::support::{EVENT_TIMEOUT, World};
 
 /// The client uploads a batch of one-time prekeys when the server counts too few, answers the
 /// server's pings, and pings on its own (every 20-30 s).
@@ -14,20 +14,21 @@ pub async fn keepalive_and_prekeys(backend: Backend) {
     let world = World::new(backend).await;
     let (session, _events) = world.pair_by_qr("60123000011").await;
     let jid = "60123000011:1@s.whatsapp.net";
-    eventually("prekeys are uploaded", || world.net.prekey_count(jid).unwrap_or(0) >= 5).await;
+    eventually(EVENT_TIMEOUT, "prekeys are uploaded", async || {
+        world.net.prekey_count(jid).unwrap_or(0) >= 5
+    })
+    .await;
     world
         .net
         .ping(jid, Duration::from_secs(5))
         .await
         .expect("the client answers the server's ping");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    while world.net.pings_from(jid) == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no keepalive ping from the client in 40 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(40),
+        "a keepalive ping from the client",
+        async || world.net.pings_from(jid) > 0,
+    )
+    .await;
     session.close().await;
 }
 
@@ -52,3 +53,5 @@ pub async fn check_numbers_uses_usync(backend: Backend) {
     assert_eq!(checks[1].jid, None, "an unknown number is not on WhatsApp");
     session.close().await;
 }
+
+wafleet_core::testing::on_both_backends!(keepalive_and_prekeys, check_numbers_uses_usync);

@@ -6,6 +6,8 @@
 //! it sent today, so a new holder does not start a fresh day's allowance) and refreshed every
 //! minute (the owner's policy changes, pauses, and the unreplied share).
 
+#[cfg(test)]
+mod ban_tests;
 mod schedule;
 #[cfg(test)]
 mod tests;

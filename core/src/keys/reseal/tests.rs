@@ -66,16 +66,6 @@ async fn credentials_follow_the_current_key(backend: Backend) {
     assert!(err.to_string().contains("wrong WA_KEYS_SECRET"), "{err}");
 }
 
-#[tokio::test]
-async fn credentials_follow_the_current_key_on_sqlite() {
-    credentials_follow_the_current_key(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn credentials_follow_the_current_key_on_postgres() {
-    credentials_follow_the_current_key(Backend::Postgres).await;
-}
-
 #[test]
 fn statements_page_by_the_primary_key() {
     const COLUMN: SealedColumn = SealedColumn::binary(
@@ -97,3 +87,5 @@ fn statements_page_by_the_primary_key() {
          AND base_key = $5"
     );
 }
+
+crate::testing::on_both_backends!(credentials_follow_the_current_key);

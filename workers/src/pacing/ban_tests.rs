@@ -1,18 +1,18 @@
-//! A campaign against the ban model, paced by the workers' own [`Schedule`] on a virtual clock:
-//! with the default pacing no device is timelocked or banned; with pacing off each is timelocked
-//! and then banned. A send the network refuses for a restriction waits until it lifts, as
-//! wafleet's send loop holds it. The clock is virtual
-//! because the default pace (three a minute, 200 a day) makes a 2,000-recipient campaign take
-//! days of real time; the ban model and the schedule are the code that runs in production.
+//! A campaign against the simulator's ban model, paced by the workers' own [`Schedule`] on a
+//! virtual clock: with the default pacing no device is timelocked or banned; with pacing off each
+//! is timelocked and then banned. A send the network refuses for a restriction waits until it
+//! lifts, as wafleet's send loop holds it. The clock is virtual because the default pace (three a
+//! minute, 200 a day) makes a 2,000-recipient campaign take days of real time; the ban model and
+//! the schedule are the code that runs in production.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use wafleet_core::db::Pacing;
-use wafleet_workers::pacing::{Schedule, Slot};
+use wafleet_sim::SimConfig;
+use wafleet_sim::ban::{BanLimits, Refusal, Reputation, Verdict, record_incoming, record_send, refusal};
 
-use super::{BanLimits, Refusal, Reputation, Verdict, record_incoming, record_send, refusal};
-use crate::SimConfig;
+use super::{Schedule, Slot};
 
 /// A campaign still stalled after this long (virtual) is stopped where it is.
 const DEADLINE_MS: i64 = 60 * 86_400_000;
