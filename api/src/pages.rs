@@ -17,7 +17,7 @@ use crate::extract::Form;
 use crate::frame::Frame;
 use crate::retention;
 use crate::session::{self, CurrentUser, PageUser};
-use wafleet_core::db::User;
+use wafleet_core::db::{MAX_KEEP_DAYS, User};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -305,7 +305,7 @@ async fn retention_form_post(
     } else {
         raw.parse::<i64>().map(Some).map_err(|_| {
             ApiError::Invalid(format!(
-                "keep_messages_days: `{raw}` is not a number of days; give 1 to 3650, or leave it empty to keep everything"
+                "keep_messages_days: `{raw}` is not a number of days; give 1 to {MAX_KEEP_DAYS}, or leave it empty to keep everything"
             ))
         })
     };

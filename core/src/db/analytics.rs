@@ -25,7 +25,7 @@ use crate::{Db, Result};
 use super::on_db;
 
 /// Milliseconds in a day.
-const DAY_MS: i64 = 86_400_000;
+pub(super) const DAY_MS: i64 = 86_400_000;
 /// How far before the watermark a roll-up looks again. Writers stamp `updated_at` and
 /// `received_at` before they commit, so a transaction committing after a roll-up read the tables
 /// can carry a stamp older than that roll-up's start; recounting a day twice changes nothing.
@@ -249,7 +249,7 @@ type DayRow = (i64, i64, i64, i64, i64, i64);
 type DevicesRow = (i64, Option<i64>, Option<Timestamp>);
 
 /// Midnight UTC starting `day`, in milliseconds.
-fn day_start(day: NaiveDate) -> i64 {
+pub(super) fn day_start(day: NaiveDate) -> i64 {
     day.and_hms_opt(0, 0, 0)
         .unwrap_or_default()
         .and_utc()

@@ -11,10 +11,9 @@
 use crate::types::{DeviceId, Timestamp, UserId};
 use crate::{Db, Error, Result};
 
+use super::analytics::day_start;
 use super::on_db;
 
-/// Milliseconds in a day.
-const DAY_MS: i64 = 86_400_000;
 /// The longest retention that can be set: ten years. Longer is "keep everything".
 pub const MAX_KEEP_DAYS: i64 = 3650;
 
@@ -60,7 +59,7 @@ pub struct Pruned {
 
 /// Today's midnight, UTC, in milliseconds.
 fn midnight(now: Timestamp) -> i64 {
-    now.millis() - now.millis().rem_euclid(DAY_MS)
+    day_start(now.to_datetime().date_naive())
 }
 
 impl Db {
@@ -140,6 +139,7 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::analytics::DAY_MS;
 
     #[test]
     fn midnight_is_the_start_of_the_utc_day() {
