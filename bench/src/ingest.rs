@@ -17,6 +17,7 @@ use crate::report::{Row, thousands};
 use crate::{Common, fleet};
 
 mod ceiling;
+mod preload;
 
 /// Settings of the ingest scenario.
 #[derive(clap::Parser, Clone, Debug)]
@@ -36,6 +37,10 @@ pub struct Options {
     /// Worker processes.
     #[arg(long, default_value_t = 3)]
     pub workers: u16,
+    /// Messages stored before the run, spread over the year before it (random ids, as WhatsApp's):
+    /// ingest into tables that have grown for months rather than empty ones.
+    #[arg(long, default_value_t = 0)]
+    pub preload: u64,
 }
 
 impl Default for Options {
@@ -52,13 +57,14 @@ impl Options {
             window: 10,
             contacts: 5,
             workers: 3,
+            preload: 20_000,
         }
     }
 
     fn command(&self) -> String {
         format!(
-            "wafleet-bench ingest --secs {} --devices {} --window {} --contacts {} --workers {}",
-            self.secs, self.devices, self.window, self.contacts, self.workers
+            "wafleet-bench ingest --secs {} --devices {} --window {} --contacts {} --workers {} --preload {}",
+            self.secs, self.devices, self.window, self.contacts, self.workers, self.preload
         )
     }
 }
@@ -77,6 +83,7 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
     let cluster = Cluster::start(common, "ingest", topology, Link::Sim, &[]).await?;
     let (db, sim) = (cluster.db(), cluster.sim());
     let devices = fleet::provision(&cluster, o.devices).await?;
+    preload::messages(db, &devices, o.preload).await?;
     fleet::want_sessions(db).await?;
     fleet::wait_all_held(&cluster, o.devices, "", Duration::from_secs(120)).await?;
 
@@ -120,7 +127,7 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
 
     let last = drain(&sim).await?;
     let batches = batch_figures(&cluster, o.workers).await?;
-    let stored = check_stored(&cluster, &last).await?;
+    let stored = check_stored(&cluster, &last, o.preload).await?;
     eprintln!(
         "[bench] ingest: {} injected, {} acknowledged, {} stored; {} repeat acks",
         last.injected, last.acked, stored, last.repeat_acks
@@ -134,7 +141,15 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
     let command = o.command();
     Ok(vec![
         Row::new(
-            format!("ingest: messages/s ({} devices, {} workers)", o.devices, o.workers),
+            match o.preload {
+                0 => format!("ingest: messages/s ({} devices, {} workers)", o.devices, o.workers),
+                n => format!(
+                    "ingest: messages/s ({} devices, {} workers, {} messages stored before)",
+                    o.devices,
+                    o.workers,
+                    thousands(n)
+                ),
+            },
             format!("{} msg/s", thousands(rate as u64)),
             format!("{} rows/s (COPY)", thousands(ceiling as u64)),
         )
@@ -206,14 +221,20 @@ async fn drain(sim: &wafleet_sim::ControlClient) -> anyhow::Result<wafleet_sim::
     }
 }
 
-/// Stored messages and chats agree with what the simulator counted; returns the stored count.
-async fn check_stored(cluster: &Cluster, last: &wafleet_sim::control::FloodReport) -> anyhow::Result<u64> {
+/// Stored messages and chats agree with what the simulator counted (besides the `preloaded`
+/// ones, which are all read); returns the count stored by the run.
+async fn check_stored(
+    cluster: &Cluster,
+    last: &wafleet_sim::control::FloodReport,
+    preloaded: u64,
+) -> anyhow::Result<u64> {
     let pool = fleet::postgres(cluster.db());
-    let (stored, unread): (i64, i64) = sqlx::query_as(
+    let (all, unread): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT COUNT(*) FROM messages), (SELECT COALESCE(SUM(unread_count), 0)::BIGINT FROM chats)",
     )
     .fetch_one(pool)
     .await?;
+    let stored = all - preloaded as i64;
     let state = cluster.sim().state().await?;
     let pending: usize = state.accounts.iter().map(|a| a.pending).sum();
     ensure!(pending == 0, "{pending} messages still unacknowledged at the simulator");
