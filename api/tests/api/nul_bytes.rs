@@ -1,11 +1,20 @@
 //! NUL characters (`\0`) are refused at the edge with a 422 naming the field, however text comes
 //! in (JSON, URL path and query, forms, multipart fields, CSV cells), and nothing is stored: SQLite
 //! would keep them and PostgreSQL's text type would fail with a 500.
+//!
+//! What WhatsApp delivers cannot be refused: a contact's message, name or receipt with a NUL in it
+//! is stored with U+FFFD in its place, and the rest of its batch with it, instead of failing the
+//! batch (and every message of other devices that shares it) on PostgreSQL at each redelivery.
 
 use reqwest::StatusCode;
 use reqwest::multipart::Form;
 use serde_json::json;
 
+use wafleet_core::db::IngestItem;
+use wafleet_core::link::{Jid, ReceiptKind};
+use wafleet_core::types::{DeviceId, Timestamp};
+
+use crate::chat_view::{hold, text};
 use crate::helpers::{TestApp, body, browser_like_client, csrf_from_html, expect_error};
 
 const REFUSED: &str = "must not contain NUL characters";
@@ -117,4 +126,82 @@ async fn nul_characters_are_refused_everywhere_text_comes_in(app: TestApp) {
     assert!(body(ana.get("/api/webhook").await).await["results"].is_null());
 }
 
-wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => nul_characters_are_refused_everywhere_text_comes_in);
+async fn what_whatsapp_delivers_with_nul_characters_is_stored_with_its_batch(app: TestApp) {
+    let ana = app.session("ana@example.com").await;
+    let shop = ana.add_device("Shop", None).await;
+    let stall = ana.add_device("Stall", None).await;
+    let (shop_fence, stall_fence) = (
+        hold(&app, "ana@example.com", shop).await,
+        hold(&app, "ana@example.com", stall).await,
+    );
+    let now = Timestamp::now().millis();
+    let hostile = text("ID\u{0}1", "60191000001", false, Some("Eve\u{0}"), "a\u{0}b", now);
+    let items = vec![
+        (
+            stall_fence,
+            IngestItem::Message(text("ok-1", "60191000002", false, Some("Bo"), "before", now)),
+        ),
+        (shop_fence, IngestItem::Message(hostile.clone())),
+        (
+            shop_fence,
+            IngestItem::Receipt {
+                chat: hostile.chat.clone(),
+                kind: ReceiptKind::Read,
+                ids: vec!["X\u{0}".into()],
+            },
+        ),
+        (
+            shop_fence,
+            IngestItem::LidMapping {
+                lid: Jid("1\u{0}@lid".into()),
+                phone: hostile.chat.clone(),
+            },
+        ),
+        (
+            stall_fence,
+            IngestItem::Message(text("ok-2", "60191000002", false, None, "after", now + 1)),
+        ),
+    ];
+    let outcome = app.db.write_batch(&items).await.expect("the batch is stored");
+    assert_eq!(outcome.accepted, vec![true; 5]);
+    assert_eq!(outcome.new_messages, 3);
+    app.changed(shop_fence.device).await;
+    app.changed(stall_fence.device).await;
+
+    let page = body(
+        ana.get(&format!("/api/devices/{shop}/messages/60191000001%40s.whatsapp.net"))
+            .await,
+    )
+    .await;
+    let messages = page["results"]["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{page}");
+    assert_eq!(messages[0]["body"], "a\u{FFFD}b");
+    assert_eq!(messages[0]["id"], "ID\u{FFFD}1");
+    assert_eq!(page["results"]["chat"]["name"], "Eve\u{FFFD}");
+    let other = body(
+        ana.get(&format!("/api/devices/{stall}/messages/60191000002%40s.whatsapp.net"))
+            .await,
+    )
+    .await;
+    assert_eq!(other["results"]["messages"].as_array().unwrap().len(), 2, "{other}");
+
+    // A replay of the same message is still one message: the replacement is the same each time.
+    let again = app.db.write_batch(&items[1..2]).await.unwrap();
+    assert_eq!(again.new_messages, 0, "a replay is recognised");
+
+    // A contact name saved on the phone, from the account's app state.
+    let jid = Jid("60191000001@s.whatsapp.net".into());
+    app.db
+        .set_contact_name(DeviceId(shop), &jid, "Eve\u{0}Saved")
+        .await
+        .expect("the name is stored");
+    app.changed(shop_fence.device).await;
+    let page = body(
+        ana.get(&format!("/api/devices/{shop}/messages/60191000001%40s.whatsapp.net"))
+            .await,
+    )
+    .await;
+    assert_eq!(page["results"]["chat"]["name"], "Eve\u{FFFD}Saved", "{page}");
+}
+
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => nul_characters_are_refused_everywhere_text_comes_in, what_whatsapp_delivers_with_nul_characters_is_stored_with_its_batch);

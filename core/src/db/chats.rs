@@ -75,6 +75,65 @@ impl IngestItem {
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_else(|| "other".into())
     }
+
+    /// Every text the item carries into the database.
+    fn texts(&self) -> Vec<&String> {
+        match self {
+            IngestItem::Message(m) => [&m.id, &m.chat.0, &m.sender.0]
+                .into_iter()
+                .chain(m.sender_alt.as_ref().map(|j| &j.0))
+                .chain(m.push_name.as_ref())
+                .chain(m.text.as_ref())
+                .collect(),
+            IngestItem::LidMapping { lid, phone } => vec![&lid.0, &phone.0],
+            IngestItem::Receipt { chat, ids, .. } => std::iter::once(&chat.0).chain(ids).collect(),
+        }
+    }
+
+    /// [`IngestItem::texts`], to change.
+    fn texts_mut(&mut self) -> Vec<&mut String> {
+        match self {
+            IngestItem::Message(m) => [&mut m.id, &mut m.chat.0, &mut m.sender.0]
+                .into_iter()
+                .chain(m.sender_alt.as_mut().map(|j| &mut j.0))
+                .chain(m.push_name.as_mut())
+                .chain(m.text.as_mut())
+                .collect(),
+            IngestItem::LidMapping { lid, phone } => vec![&mut lid.0, &mut phone.0],
+            IngestItem::Receipt { chat, ids, .. } => std::iter::once(&mut chat.0).chain(ids).collect(),
+        }
+    }
+}
+
+/// PostgreSQL's `text` cannot hold U+0000 and refuses the whole statement that carries one
+/// (SQLite would keep it). What a session reports cannot be refused: WhatsApp would deliver it
+/// again, and with it every item of other devices that shared its batch. So a NUL is stored as
+/// U+FFFD on both backends, the same way every time, so that a replay still matches its message.
+pub(super) fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// `items` with every NUL replaced ([`storable`]); borrowed, as nearly always, when none has one.
+fn storable_items(items: &[(Fence, IngestItem)]) -> std::borrow::Cow<'_, [(Fence, IngestItem)]> {
+    if !items
+        .iter()
+        .any(|(_, item)| item.texts().iter().any(|t| t.contains('\0')))
+    {
+        return std::borrow::Cow::Borrowed(items);
+    }
+    let mut owned = items.to_vec();
+    for (_, item) in &mut owned {
+        for text in item.texts_mut() {
+            if let std::borrow::Cow::Owned(clean) = storable(text) {
+                *text = clean;
+            }
+        }
+    }
+    std::borrow::Cow::Owned(owned)
 }
 
 /// How a chats upsert merges a batch's change into the stored row (a literal, so each statement
@@ -408,6 +467,7 @@ impl Db {
         if items.is_empty() {
             return Ok(BatchOutcome::default());
         }
+        let items = &*storable_items(items);
         Ok(match self {
             Db::Sqlite(pool) => {
                 let mut tx = pool.begin_write().await?;

@@ -12,11 +12,12 @@ impl Db {
     /// contact left the address book).
     #[tracing::instrument(skip(self))]
     pub async fn set_contact_name(&self, device: DeviceId, jid: &Jid, name: &str) -> Result<()> {
-        let name = name.trim();
+        let (jid, name) = (super::chats::storable(&jid.0), super::chats::storable(name.trim()));
+        let name: &str = &name;
         if name.is_empty() {
             on_db!(self, pool => sqlx::query("DELETE FROM contact_names WHERE device_id = $1 AND jid = $2")
                 .bind(device)
-                .bind(&jid.0)
+                .bind(&*jid)
                 .execute(pool)
                 .await
                 .map(drop))?;
@@ -26,7 +27,7 @@ impl Db {
             "INSERT INTO contact_names (device_id, jid, name, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (device_id, jid) DO UPDATE SET name = $3, updated_at = $4")
             .bind(device)
-            .bind(&jid.0)
+            .bind(&*jid)
             .bind(name)
             .bind(Timestamp::now())
             .execute(pool)
