@@ -172,6 +172,83 @@ impl TestDb {
     }
 }
 
+/// A value bound to a test's own SQL ([`execute`], [`fetch_optional`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Param<'a> {
+    /// An integer (ids, times in ms).
+    Int(i64),
+    /// A text.
+    Text(&'a str),
+}
+
+impl From<i64> for Param<'_> {
+    fn from(value: i64) -> Self {
+        Param::Int(value)
+    }
+}
+
+impl<'a> From<&'a str> for Param<'a> {
+    fn from(value: &'a str) -> Self {
+        Param::Text(value)
+    }
+}
+
+/// `query` with `params` bound as `$1`, `$2`, … in order.
+fn bound<'q, DB>(
+    mut query: sqlx::query::Query<'q, DB, DB::Arguments>,
+    params: &[Param<'_>],
+) -> sqlx::query::Query<'q, DB, DB::Arguments>
+where
+    DB: sqlx::Database,
+    for<'e> i64: sqlx::Encode<'e, DB> + sqlx::Type<DB>,
+    for<'e> String: sqlx::Encode<'e, DB> + sqlx::Type<DB>,
+{
+    for param in params {
+        query = match *param {
+            Param::Int(value) => query.bind(value),
+            Param::Text(value) => query.bind(value.to_owned()),
+        };
+    }
+    query
+}
+
+/// Runs a test's own statement (standing in for a worker, WhatsApp or time passing) on either
+/// backend; the rows it changed. Fails the test, naming the statement, if it fails.
+pub async fn execute(db: &Db, sql: &'static str, params: &[Param<'_>]) -> u64 {
+    match db {
+        Db::Sqlite(pool) => bound(sqlx::query(sql), params)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
+        Db::Postgres(pool) => bound(sqlx::query(sql), params)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
+    }
+    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The first column of the first row a test's own query answers, on either backend; `None`
+/// when it answers no row. Fails the test, naming the query, if it fails.
+pub async fn fetch_optional<T>(db: &Db, sql: &'static str, params: &[Param<'_>]) -> Option<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    use sqlx::Row;
+    match db {
+        Db::Sqlite(pool) => bound(sqlx::query(sql), params)
+            .fetch_optional(pool)
+            .await
+            .and_then(|row| row.map(|r| r.try_get(0)).transpose()),
+        Db::Postgres(pool) => bound(sqlx::query(sql), params)
+            .fetch_optional(pool)
+            .await
+            .and_then(|row| row.map(|r| r.try_get(0)).transpose()),
+    }
+    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
 /// How often the waits below probe.
 const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 

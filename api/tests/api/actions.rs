@@ -10,11 +10,7 @@ use crate::helpers::{Session, TestApp, body, expect_error};
 /// Marks a device as linked and online, as pairing would.
 pub async fn linked(app: &TestApp, device: i64) {
     let sql = "UPDATE devices SET jid = '60123456789@s.whatsapp.net', status = 'online' WHERE id = $1";
-    match &app.db {
-        wafleet_core::Db::Sqlite(pool) => sqlx::query(sql).bind(device).execute(pool).await.map(drop),
-        wafleet_core::Db::Postgres(pool) => sqlx::query(sql).bind(device).execute(pool).await.map(drop),
-    }
-    .unwrap();
+    wafleet_core::testing::execute(&app.db, sql, &[device.into()]).await;
 }
 
 /// How many rows `table` has.

@@ -80,11 +80,7 @@ pub async fn reply(app: &TestApp, fence: Fence, from: &str, at: i64) {
 async fn backdate(db: &Db, id: i64, days: i64) {
     const SQL: &str = "UPDATE outbound_messages SET sent_at = sent_at - $2, created_at = created_at - $2 WHERE id = $1";
     let shift = days * DAY_MS;
-    match db {
-        Db::Sqlite(pool) => sqlx::query(SQL).bind(id).bind(shift).execute(pool).await.map(drop),
-        Db::Postgres(pool) => sqlx::query(SQL).bind(id).bind(shift).execute(pool).await.map(drop),
-    }
-    .unwrap();
+    wafleet_core::testing::execute(db, SQL, &[id.into(), shift.into()]).await;
 }
 
 /// Every roll-up row, to compare two refreshes.

@@ -19,11 +19,7 @@ pub async fn plan(session: &Session, fields: Value) -> Value {
 
 /// Runs a statement on the test database (to stand in for a worker and WhatsApp).
 pub async fn exec(db: &Db, sql: &'static str) {
-    match db {
-        Db::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop),
-        Db::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop),
-    }
-    .unwrap();
+    wafleet_core::testing::execute(db, sql, &[]).await;
 }
 
 async fn planning_editing_and_the_calendar(app: TestApp) {

@@ -33,11 +33,7 @@ async fn online(app: &TestApp, email: &str, device: i64) {
 }
 
 async fn exec(app: &TestApp, sql: &'static str, device: i64) {
-    match &app.db {
-        wafleet_core::Db::Sqlite(pool) => sqlx::query(sql).bind(device).execute(pool).await.map(drop),
-        wafleet_core::Db::Postgres(pool) => sqlx::query(sql).bind(device).execute(pool).await.map(drop),
-    }
-    .unwrap();
+    wafleet_core::testing::execute(&app.db, sql, &[device.into()]).await;
 }
 
 async fn user(app: &TestApp, email: &str) -> UserId {

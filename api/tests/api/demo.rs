@@ -142,11 +142,7 @@ async fn link(app: &TestApp, device: DeviceId) {
         "{}:7@s.whatsapp.net",
         Jid::for_phone(&PhoneNumber::parse(ANA, app.settings.default_country).unwrap()).user()
     );
-    match &app.db {
-        wafleet_core::Db::Sqlite(pool) => sqlx::query(sql).bind(&jid).bind(device).execute(pool).await.map(drop),
-        wafleet_core::Db::Postgres(pool) => sqlx::query(sql).bind(&jid).bind(device).execute(pool).await.map(drop),
-    }
-    .unwrap();
+    wafleet_core::testing::execute(&app.db, sql, &[jid.as_str().into(), device.0.into()]).await;
 }
 
 async fn a_restarted_demo_still_knows_linked_numbers(backend: Backend) {

@@ -58,12 +58,7 @@ async fn refused(
 async fn caller(app: &TestApp) -> (String, i64) {
     let ana = app.session("ana@example.com").await;
     let device = ana.add_device("Sales", Some("+60123456789")).await;
-    let sql = "UPDATE devices SET jid = '60123456789@s.whatsapp.net', status = 'online' WHERE id = $1";
-    match &app.db {
-        wafleet_core::Db::Sqlite(pool) => sqlx::query(sql).bind(device).execute(pool).await.map(drop),
-        wafleet_core::Db::Postgres(pool) => sqlx::query(sql).bind(device).execute(pool).await.map(drop),
-    }
-    .unwrap();
+    crate::actions::linked(app, device).await;
     let created = body(ana.post("/api/tokens", json!({"name": "errors"})).await).await;
     (created["results"]["token"].as_str().unwrap().to_owned(), device)
 }

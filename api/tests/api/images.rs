@@ -6,6 +6,7 @@ use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
+use crate::actions::linked;
 use crate::helpers::{Session, TestApp, expect_error};
 
 /// A PNG of zeros claiming 16384×10000 grey pixels (164 megapixels, about 160 MB decoded) in a
@@ -21,16 +22,6 @@ fn bomb() -> Vec<u8> {
         .unwrap();
     assert!(out.len() < 700 * 1024, "a small file: {} bytes", out.len());
     out
-}
-
-/// Marks a device as linked, as pairing would.
-async fn linked(app: &TestApp, device: i64) {
-    let sql = "UPDATE devices SET jid = '60123456789@s.whatsapp.net', status = 'online' WHERE id = $1";
-    match &app.db {
-        wafleet_core::Db::Sqlite(pool) => sqlx::query(sql).bind(device).execute(pool).await.map(drop),
-        wafleet_core::Db::Postgres(pool) => sqlx::query(sql).bind(device).execute(pool).await.map(drop),
-    }
-    .unwrap();
 }
 
 const LIMIT: &str = "the most accepted is 40 megapixels";

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use wafleet_core::Db;
 use wafleet_core::db::{Batches, Pruned};
+use wafleet_core::testing::{execute, fetch_optional};
 use wafleet_core::types::Timestamp;
 
 use crate::analytics::{results, seed};
@@ -17,82 +18,46 @@ use crate::helpers::{TestApp, expect_error};
 
 const DAY_MS: i64 = 86_400_000;
 
-/// Runs `sql` with `device`, `chat` and `shift` bound as `$1`, `$2` and `$3`.
-async fn exec(db: &Db, sql: &'static str, device: i64, chat: &str, shift: i64) {
-    match db {
-        Db::Sqlite(pool) => sqlx::query(sql)
-            .bind(device)
-            .bind(chat)
-            .bind(shift)
-            .execute(pool)
-            .await
-            .map(drop),
-        Db::Postgres(pool) => sqlx::query(sql)
-            .bind(device)
-            .bind(chat)
-            .bind(shift)
-            .execute(pool)
-            .await
-            .map(drop),
-    }
-    .unwrap();
-}
-
 /// Moves a chat and its messages 40 days into the past, as if they had arrived then.
 async fn age(db: &Db, device: i64, number: &str) {
     let chat = format!("{number}@s.whatsapp.net");
-    let shift = 40 * DAY_MS;
-    exec(
+    let params = [device.into(), chat.as_str().into(), (40 * DAY_MS).into()];
+    execute(
         db,
         "UPDATE messages SET received_at = received_at - $3, sent_at = sent_at - $3 \
               WHERE device_id = $1 AND chat_jid = $2",
-        device,
-        &chat,
-        shift,
+        &params,
     )
     .await;
-    exec(
+    execute(
         db,
         "UPDATE chats SET last_message_at = last_message_at - $3 WHERE device_id = $1 AND jid = $2",
-        device,
-        &chat,
-        shift,
+        &params,
     )
     .await;
 }
 
 /// Messages stored in a chat of a device.
 async fn stored(db: &Db, device: i64, number: &str) -> i64 {
-    const SQL: &str = "SELECT COUNT(*) FROM messages WHERE device_id = $1 AND chat_jid = $2";
     let chat = format!("{number}@s.whatsapp.net");
-    match db {
-        Db::Sqlite(pool) => sqlx::query_scalar(SQL).bind(device).bind(&chat).fetch_one(pool).await,
-        Db::Postgres(pool) => sqlx::query_scalar(SQL).bind(device).bind(&chat).fetch_one(pool).await,
-    }
-    .unwrap()
+    fetch_optional(
+        db,
+        "SELECT COUNT(*) FROM messages WHERE device_id = $1 AND chat_jid = $2",
+        &[device.into(), chat.as_str().into()],
+    )
+    .await
+    .expect("a count")
 }
 
 /// A chat's preview, or `None` when the chat is gone (`Some(None)`: kept, without a preview).
 async fn preview(db: &Db, device: i64, number: &str) -> Option<Option<String>> {
-    const SQL: &str = "SELECT last_message_preview FROM chats WHERE device_id = $1 AND jid = $2";
     let chat = format!("{number}@s.whatsapp.net");
-    match db {
-        Db::Sqlite(pool) => {
-            sqlx::query_scalar(SQL)
-                .bind(device)
-                .bind(&chat)
-                .fetch_optional(pool)
-                .await
-        }
-        Db::Postgres(pool) => {
-            sqlx::query_scalar(SQL)
-                .bind(device)
-                .bind(&chat)
-                .fetch_optional(pool)
-                .await
-        }
-    }
-    .unwrap()
+    fetch_optional(
+        db,
+        "SELECT last_message_preview FROM chats WHERE device_id = $1 AND jid = $2",
+        &[device.into(), chat.as_str().into()],
+    )
+    .await
 }
 
 async fn the_setting_defaults_to_keep_everything_and_refuses_bad_values(app: TestApp) {

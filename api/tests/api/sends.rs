@@ -6,17 +6,8 @@ use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::json;
 
+use crate::actions::linked;
 use crate::helpers::{TestApp, body, expect_error};
-
-/// Marks a device as linked, as pairing would.
-async fn linked(app: &TestApp, device: i64) {
-    let sql = "UPDATE devices SET jid = '60123456789@s.whatsapp.net', status = 'online' WHERE id = $1";
-    match &app.db {
-        wafleet_core::Db::Sqlite(pool) => sqlx::query(sql).bind(device).execute(pool).await.map(drop),
-        wafleet_core::Db::Postgres(pool) => sqlx::query(sql).bind(device).execute(pool).await.map(drop),
-    }
-    .unwrap();
-}
 
 fn png() -> Vec<u8> {
     let image = image::RgbImage::from_pixel(32, 16, image::Rgb([200, 30, 30]));

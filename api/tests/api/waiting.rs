@@ -9,11 +9,7 @@ use wafleet_core::types::Timestamp;
 use crate::helpers::{TestApp, body};
 
 async fn exec(app: &TestApp, sql: &'static str, device: i64) {
-    match &app.db {
-        wafleet_core::Db::Sqlite(pool) => sqlx::query(sql).bind(device).execute(pool).await.map(drop),
-        wafleet_core::Db::Postgres(pool) => sqlx::query(sql).bind(device).execute(pool).await.map(drop),
-    }
-    .unwrap();
+    wafleet_core::testing::execute(&app.db, sql, &[device.into()]).await;
 }
 
 async fn message(session: &crate::helpers::Session, id: i64) -> Value {
