@@ -55,11 +55,9 @@ impl Worker {
 
 async fn status(db: &Db, id: i64) -> String {
     const SQL: &str = "SELECT status FROM outbound_messages WHERE id = $1";
-    match db {
-        Db::Sqlite(pool) => sqlx::query_scalar(SQL).bind(id).fetch_one(pool).await,
-        Db::Postgres(pool) => sqlx::query_scalar(SQL).bind(id).fetch_one(pool).await,
-    }
-    .unwrap()
+    wafleet_core::testing::fetch_optional(db, SQL, &[id.into()])
+        .await
+        .expect("the send exists")
 }
 
 async fn a_receipt_during_a_hand_over_is_not_lost(backend: Backend) {

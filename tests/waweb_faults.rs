@@ -77,11 +77,9 @@ async fn linked_unpaced(backend: Backend, delivered_after: Duration, phone: &str
 /// How many stored incoming messages have exactly `body`.
 async fn stored(db: &Db, body: &str) -> i64 {
     const SQL: &str = "SELECT COUNT(*) FROM messages WHERE NOT from_me AND body = $1";
-    match db {
-        Db::Sqlite(pool) => sqlx::query_scalar(SQL).bind(body).fetch_one(pool).await,
-        Db::Postgres(pool) => sqlx::query_scalar(SQL).bind(body).fetch_one(pool).await,
-    }
-    .unwrap()
+    wafleet_core::testing::fetch_optional(db, SQL, &[body.into()])
+        .await
+        .expect("a count")
 }
 
 fn body(n: usize) -> String {

@@ -48,12 +48,9 @@ fn from_contact(chat: ChatKind, text: &str) -> InjectMessage {
 
 /// Messages stored, of every device.
 async fn stored(db: &Db) -> i64 {
-    const SQL: &str = "SELECT COUNT(*) FROM messages";
-    match db {
-        Db::Sqlite(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await,
-        Db::Postgres(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await,
-    }
-    .unwrap()
+    wafleet_core::testing::fetch_optional(db, "SELECT COUNT(*) FROM messages", &[])
+        .await
+        .expect("a count")
 }
 
 fn jids(chats: &Value) -> Vec<String> {

@@ -62,7 +62,12 @@ pub async fn link_simulated_devices(
         let device = device_of(db, &owner(i), &format!("d{i}"), &account.phone).await;
         link.adopt(device, account).await.unwrap();
         // As pairing would have recorded it.
-        on_db_execute(db, "UPDATE devices SET jid = $1 WHERE id = $2", &account.jid.0, device).await;
+        wafleet_core::testing::execute(
+            db,
+            "UPDATE devices SET jid = $1 WHERE id = $2",
+            &[account.jid.0.as_str().into(), device.0.into()],
+        )
+        .await;
         devices.push(device);
     }
     devices
@@ -196,15 +201,6 @@ pub fn spawn_worker(id: &str, settings: &wafleet_core::Settings, simulator_url: 
         .spawn()
         .unwrap();
     Worker { child }
-}
-
-/// Runs one statement with a text and a device id on either backend.
-async fn on_db_execute(db: &Db, sql: &'static str, text: &str, device: DeviceId) {
-    match db {
-        Db::Sqlite(pool) => sqlx::query(sql).bind(text).bind(device).execute(pool).await.map(drop),
-        Db::Postgres(pool) => sqlx::query(sql).bind(text).bind(device).execute(pool).await.map(drop),
-    }
-    .unwrap();
 }
 
 /// Turns pacing off for `devices` of `user`: for tests about delivery guarantees, where the

@@ -8,7 +8,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use wafleet_core::testing::{Backend, TestDb, eventually};
+use wafleet_core::testing::{Backend, TestDb, eventually, execute};
 use wafleet_core::types::Timestamp;
 use wafleet_core::{Db, Settings, shutdown};
 use wafleet_scheduler::{Fire, JobFuture, Scheduler};
@@ -16,15 +16,6 @@ use wafleet_scheduler::{Fire, JobFuture, Scheduler};
 /// Items the job's first tick works through, one at a time.
 const ITEMS: i64 = 30;
 const ITEM_TAKES: Duration = Duration::from_millis(100);
-
-/// Runs one statement on either backend.
-async fn execute(db: &Db, sql: &'static str, a: i64, b: i64, c: &str) {
-    match db {
-        Db::Sqlite(pool) => sqlx::query(sql).bind(a).bind(b).bind(c).execute(pool).await.map(drop),
-        Db::Postgres(pool) => sqlx::query(sql).bind(a).bind(b).bind(c).execute(pool).await.map(drop),
-    }
-    .expect("statement");
-}
 
 /// The job: its first tick records each item once (idempotently, as every job is written), slowly;
 /// later ticks do nothing.
@@ -39,9 +30,7 @@ fn slow_job(runner: &'static str, first: Arc<OnceLock<i64>>) -> impl Fn(Db, Time
                 execute(
                     &db,
                     "INSERT INTO takeover_items (tick, item, runner) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                    tick.millis(),
-                    item,
-                    runner,
+                    &[tick.millis().into(), item.into(), runner.into()],
                 )
                 .await;
                 tokio::time::sleep(ITEM_TAKES).await;
@@ -86,11 +75,7 @@ async fn a_dead_replicas_tick_is_finished_by_another(backend: Backend) {
     let t = TestDb::new(backend).await;
     const TABLE: &str = "CREATE TABLE takeover_items (tick BIGINT NOT NULL, item BIGINT NOT NULL, \
                          runner TEXT NOT NULL, PRIMARY KEY (tick, item))";
-    match &t.db {
-        Db::Sqlite(pool) => sqlx::query(TABLE).execute(pool).await.map(drop),
-        Db::Postgres(pool) => sqlx::query(TABLE).execute(pool).await.map(drop),
-    }
-    .expect("table");
+    execute(&t.db, TABLE, &[]).await;
     let first = Arc::new(OnceLock::new());
 
     let a = replica(&t.settings, "replica-a", first.clone());

@@ -320,11 +320,7 @@ async fn forget_sealing(db: &wafleet_core::Db) {
         "UPDATE seal_progress SET plaintext_done_at = NULL, sweep_finished_at = NULL, sweep_key_id = NULL",
     ];
     for statement in FORGET {
-        match db {
-            wafleet_core::Db::Sqlite(pool) => sqlx::query(statement).execute(pool).await.map(drop),
-            wafleet_core::Db::Postgres(pool) => sqlx::query(statement).execute(pool).await.map(drop),
-        }
-        .expect("forget the sealing keys");
+        wafleet_core::testing::execute(db, statement, &[]).await;
     }
 }
 
