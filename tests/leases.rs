@@ -9,15 +9,17 @@ mod support;
 
 use std::collections::HashMap;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use support::faults::{OpensAtOnce, SlowOpen, worker_process};
 use support::{Worker, device_wanting_a_session, link_simulated_devices, spawn_worker, wait_held_where};
 use wafleet_core::Db;
 use wafleet_core::db::DeviceStatus;
 use wafleet_core::link::{IncomingMessage, Jid, MessageKind};
-use wafleet_core::testing::{Backend, TestDb, eventually};
+use wafleet_core::testing::{Backend, TestDb, eventually, fetch_optional};
 use wafleet_core::types::{Email, Timestamp};
-use wafleet_sim::SimConfig;
+use wafleet_sim::{SimConfig, SimLink};
 
 async fn a_stale_holder_cannot_write(backend: Backend) {
     let test = TestDb::new(backend).await;
@@ -94,6 +96,48 @@ async fn a_stale_holder_cannot_write(backend: Backend) {
     // B, the holder, writes normally.
     assert!(db.store_message(b, &message).await.unwrap());
     db.set_device_status(b, DeviceStatus::Connecting).await.unwrap();
+}
+
+/// After a failover a worker claims many devices in one round; their sessions open side by side,
+/// a bounded number at once, not one after another. Each open here takes 300 ms: one after
+/// another, the 48 devices would take 14 s.
+async fn a_rounds_claims_open_side_by_side(backend: Backend) {
+    const CLAIMED: usize = 48;
+    let test = TestDb::new(backend).await;
+    let db = &test.db;
+    let sim = wafleet_sim::start(SimConfig::for_tests()).await.unwrap();
+    let control = sim.control();
+    link_simulated_devices(db, &control, &sim.ws_url(), CLAIMED, &test.keys, |i| format!("side{i}")).await;
+
+    let url = sim.ws_url();
+    let opens = Arc::new(OpensAtOnce::default());
+    let counted = Arc::clone(&opens);
+    let worker = worker_process(&test.settings, &test.keys, "side-by-side", move |db, keys| {
+        Arc::new(SlowOpen {
+            inner: Arc::new(SimLink::new(url, db, keys)),
+            delay: Duration::from_millis(300),
+            opens: counted,
+        })
+    });
+    eventually(Duration::from_secs(60), "every device online", || async {
+        let state = control.state().await.unwrap();
+        support::assert_never_twice(&state);
+        let online: Option<i64> = fetch_optional(db, "SELECT COUNT(*) FROM devices WHERE status = 'online'", &[]).await;
+        online == Some(CLAIMED as i64) && state.accounts.iter().filter(|a| a.connected == 1).count() == CLAIMED
+    })
+    .await;
+    let most = opens.most();
+    assert!(most > 1, "the sessions opened one after another");
+    assert!(
+        most <= 32,
+        "{most} sessions opened at once: more than the worker's bound"
+    );
+    assert_eq!(
+        db.unheld_devices().await.unwrap(),
+        0,
+        "every device is held by the one worker"
+    );
+    worker.shutdown_background();
 }
 
 /// Long, so that devices moving sooner can only be the liveness lock's doing.
@@ -184,4 +228,4 @@ async fn workers_share_devices_survive_kill_9_and_rebalance() {
     println!("a joining worker took its share in {took:?}");
 }
 
-wafleet_core::testing::on_both_backends!(a_stale_holder_cannot_write);
+wafleet_core::testing::on_both_backends!(a_stale_holder_cannot_write, a_rounds_claims_open_side_by_side);

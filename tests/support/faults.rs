@@ -2,6 +2,8 @@
 //! the steps worth killing it at.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use wafleet_core::cache::{Invalidations, ReadCache};
 use wafleet_core::keys::KeyRing;
@@ -57,6 +59,40 @@ impl Link for FreezeAfterSend {
             inner: self.0.open(device, mode).await?,
             freeze_after_send: true,
         }))
+    }
+}
+
+/// A link whose sessions take `delay` to open, as over a slow network or credential store.
+pub struct SlowOpen {
+    pub inner: Arc<dyn Link>,
+    pub delay: Duration,
+    /// Counts the opens under way.
+    pub opens: Arc<OpensAtOnce>,
+}
+
+/// How many opens of a [`SlowOpen`] are under way, and the most there were at one moment.
+#[derive(Default)]
+pub struct OpensAtOnce {
+    under_way: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl OpensAtOnce {
+    /// The most opens under way at one moment so far.
+    pub fn most(&self) -> usize {
+        self.most.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl Link for SlowOpen {
+    async fn open(&self, device: DeviceId, mode: OpenMode) -> Result<Box<dyn Session>, LinkError> {
+        let now = self.opens.under_way.fetch_add(1, Ordering::SeqCst) + 1;
+        self.opens.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        let opened = self.inner.open(device, mode).await;
+        self.opens.under_way.fetch_sub(1, Ordering::SeqCst);
+        opened
     }
 }
 

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
+use tracing::Instrument;
 use wafleet_core::Db;
 use wafleet_core::db::{Desired, DeviceStatus, Fence, SessionTarget};
 use wafleet_core::link::{Link, LinkError, OpenMode, Session};
@@ -29,6 +30,8 @@ const ROUND_EVERY: Duration = Duration::from_millis(500);
 /// How often the holder sweeps the database for queued sends of its devices (and at once after
 /// claiming devices).
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// Sessions a worker opens at once (see [`SessionManager::open_all`]).
+const OPENS_AT_ONCE: usize = 32;
 /// Devices handed off per round at most when over the fair share.
 const MAX_RELEASES_PER_ROUND: usize = 20;
 /// First and longest wait before retrying a session that failed to open.
@@ -191,7 +194,7 @@ impl SessionManager {
     }
 
     /// One round: keep the liveness lock and the leases, move dead workers' devices, reconcile
-    /// sessions (logouts first), balance load, answer requests.
+    /// sessions (logouts first), balance load (and open what it claimed), answer requests.
     pub async fn round(&mut self) -> wafleet_core::Result<()> {
         if self.liveness.keep().await == Keep::Lost {
             // Other workers may take these devices any moment now: let go of all of them first.
@@ -205,6 +208,11 @@ impl SessionManager {
         } else {
             false
         };
+        if claimed {
+            // The devices just claimed open now rather than a round later: after a failover
+            // this is half a second sooner.
+            self.reconcile().await?;
+        }
         self.requests.run_pending(&self.sessions()).await;
         self.sweep_sends(claimed).await;
         metrics::gauge!(m::SESSIONS_HELD, "worker" => self.options.id.clone()).set(self.held.len() as f64);
@@ -376,6 +384,7 @@ impl SessionManager {
         }
 
         let now = Instant::now();
+        let mut to_open = Vec::new();
         for target in &targets {
             let Some(fence) = self.leases.get(&target.device_id).copied() else {
                 continue;
@@ -390,8 +399,9 @@ impl SessionManager {
             {
                 continue;
             }
-            self.open(fence, target).await;
+            to_open.push((fence, target));
         }
+        self.open_all(to_open).await;
         Ok(())
     }
 
@@ -416,37 +426,78 @@ impl SessionManager {
         tracing::info!(logout, "session stopped");
     }
 
-    #[tracing::instrument(skip(self, target), fields(device = %fence.device, desired = ?target.desired))]
-    async fn open(&mut self, fence: Fence, target: &SessionTarget) {
-        let device = fence.device;
-        let mode = match target.desired {
-            Desired::PairQr => OpenMode::PairQr,
-            Desired::Connected => OpenMode::Connect,
-            Desired::PairCode => match target.pair_phone.as_deref().map(str::parse::<PhoneNumber>) {
-                Some(Ok(phone)) => OpenMode::PairCode(phone),
-                _ => {
-                    return self
-                        .give_up(
-                            fence,
-                            DeviceStatus::Offline,
-                            "pairing by code needs a valid phone number",
-                        )
-                        .await;
+    /// Opens the sessions of `targets`, [`OPENS_AT_ONCE`] at a time: each waits on the database
+    /// and the network, so a round's claims (after a failover, a worker's whole share of the dead
+    /// one's devices) open side by side rather than one after another. Each is taken into the
+    /// worker's state as soon as it is open.
+    async fn open_all(&mut self, targets: Vec<(Fence, &SessionTarget)>) {
+        let mut opening = JoinSet::new();
+        for (fence, target) in targets {
+            let mode = match open_mode(target) {
+                Ok(Some(mode)) => mode,
+                Ok(None) => continue,
+                Err(reason) => {
+                    self.give_up(fence, DeviceStatus::Offline, reason).await;
+                    continue;
                 }
-            },
-            Desired::Unlinked => return,
-        };
-        // The status may still say what a previous holder last saw (it may have died), or
-        // `offline` from a failed attempt that this one retries.
-        let status = match mode {
-            OpenMode::Connect => DeviceStatus::Connecting,
-            OpenMode::PairQr | OpenMode::PairCode(_) => DeviceStatus::Pairing,
-        };
-        if let Err(err) = self.set_status(fence, status).await {
-            tracing::warn!(error = ?err, "recording the status failed");
-            return;
+            };
+            while opening.len() >= OPENS_AT_ONCE {
+                self.take_opened(opening.join_next().await).await;
+            }
+            let span = tracing::info_span!("open", device = %fence.device, desired = ?target.desired);
+            let (db, ingest, link) = (self.db.clone(), self.ingest.clone(), Arc::clone(&self.link));
+            let generation = target.generation;
+            opening.spawn(
+                async move {
+                    // The status may still say what a previous holder last saw (it may have
+                    // died), or `offline` from a failed attempt that this one retries.
+                    let status = match mode {
+                        OpenMode::Connect => DeviceStatus::Connecting,
+                        OpenMode::PairQr | OpenMode::PairCode(_) => DeviceStatus::Pairing,
+                    };
+                    if let Err(err) = record_status(&db, &ingest, fence, status).await {
+                        tracing::warn!(error = ?err, "recording the status failed");
+                        return None;
+                    }
+                    let opened = link.open(fence.device, mode).await;
+                    Some(Opened {
+                        fence,
+                        generation,
+                        opened,
+                    })
+                }
+                .instrument(span),
+            );
         }
-        match self.link.open(device, mode).await {
+        while let Some(joined) = opening.join_next().await {
+            self.take_opened(Some(joined)).await;
+        }
+    }
+
+    /// Takes the outcome of one [`SessionManager::open_all`] attempt into the worker's state.
+    async fn take_opened(&mut self, joined: Option<Result<Option<Opened>, tokio::task::JoinError>>) {
+        match joined {
+            Some(Ok(Some(opened))) => {
+                let span = tracing::info_span!("open", device = %opened.fence.device);
+                self.opened(opened).instrument(span).await;
+            }
+            Some(Ok(None)) | None => {}
+            Some(Err(err)) => tracing::error!(error = %err, "opening a session panicked"),
+        }
+    }
+
+    /// Holds a session that opened, or schedules the device's retry (or gives it up) when it
+    /// did not.
+    async fn opened(
+        &mut self,
+        Opened {
+            fence,
+            generation,
+            opened,
+        }: Opened,
+    ) {
+        let device = fence.device;
+        match opened {
             Ok(mut session) => {
                 let Some(stream) = session.take_events() else {
                     tracing::error!("the link gave a session without events");
@@ -475,7 +526,7 @@ impl SessionManager {
                     device,
                     Held {
                         fence,
-                        generation: target.generation,
+                        generation,
                         session,
                         events,
                         sends,
@@ -519,10 +570,37 @@ impl SessionManager {
 
     /// Records the session's status and lets cached reads of the device go.
     async fn set_status(&self, fence: Fence, status: DeviceStatus) -> wafleet_core::Result<()> {
-        let result = self.db.set_device_status(fence, status).await;
-        self.ingest.device_changed(fence.device).await;
-        result
+        record_status(&self.db, &self.ingest, fence, status).await
     }
+}
+
+/// A session open attempt's outcome, with what the worker needs to hold it.
+struct Opened {
+    fence: Fence,
+    /// The request generation it was opened for.
+    generation: i64,
+    opened: Result<Box<dyn Session>, LinkError>,
+}
+
+/// How a held device's session opens for what its owner asked; `Err` says why it cannot until
+/// the owner acts, `None` that no session is wanted.
+fn open_mode(target: &SessionTarget) -> Result<Option<OpenMode>, &'static str> {
+    Ok(Some(match target.desired {
+        Desired::PairQr => OpenMode::PairQr,
+        Desired::Connected => OpenMode::Connect,
+        Desired::PairCode => match target.pair_phone.as_deref().map(str::parse::<PhoneNumber>) {
+            Some(Ok(phone)) => OpenMode::PairCode(phone),
+            _ => return Err("pairing by code needs a valid phone number"),
+        },
+        Desired::Unlinked => return Ok(None),
+    }))
+}
+
+/// Records a session's status and lets cached reads of the device go.
+async fn record_status(db: &Db, ingest: &Ingest, fence: Fence, status: DeviceStatus) -> wafleet_core::Result<()> {
+    let result = db.set_device_status(fence, status).await;
+    ingest.device_changed(fence.device).await;
+    result
 }
 
 #[cfg(test)]
