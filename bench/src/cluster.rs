@@ -152,7 +152,11 @@ impl Cluster {
                 "WA_KEYS_SECRET",
                 settings.wa_keys_secret.as_ref().context("keys secret")?.expose(),
             )
-            .env("RUST_LOG", "warn")
+            // `WAFLEET_BENCH_RUST_LOG` asks the processes for more, to follow a run in their logs.
+            .env(
+                "RUST_LOG",
+                std::env::var("WAFLEET_BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             // With RUST_BACKTRACE set, every error value (whatsapp-rust makes some at each login) captures
             // a backtrace, and printing one loads the binary's debug info: hundreds of MiB that
             // would read as memory per session. Panics keep their backtraces.
