@@ -61,6 +61,7 @@ pub fn standard(scheduler: Scheduler, context: Context) -> anyhow::Result<Schedu
     let live_worker_secs = i64::try_from(context.live_worker.as_secs().max(1)).unwrap_or(i64::MAX);
     let invalidations = context.invalidations;
     let refreshed = invalidations.clone();
+    let pruned = invalidations.clone();
     let queues = context.queues;
     let webhook_keep = context.webhook_keep;
     scheduler
@@ -87,8 +88,9 @@ pub fn standard(scheduler: Scheduler, context: Context) -> anyhow::Result<Schedu
             Fire::Once,
             |db, tick| Box::pin(async move { campaign_dispatch(&db, tick).await }),
         )?
-        .job("retention", RETENTION_SCHEDULE, Fire::Once, |db, _| {
-            Box::pin(async move { retention(&db).await })
+        .job("retention", RETENTION_SCHEDULE, Fire::Once, move |db, _| {
+            let invalidations = pruned.clone();
+            Box::pin(async move { retention(&db, &invalidations).await })
         })?
         .job(
             "analytics_rollup",
@@ -190,9 +192,9 @@ pub async fn analytics_rollup(db: &Db, invalidations: &Invalidations) -> anyhow:
 
 /// Retention: deletes the messages their users no longer keep, device by device, a batch at a
 /// time with a pause between batches so that ingest's writes interleave, and clears the preview
-/// of chats whose last message went (see [`Db::enforce_retention`]). A run stops after
-/// [`RETENTION_MAX_BATCHES`]; the next one goes on.
-pub async fn retention(db: &Db) -> anyhow::Result<()> {
+/// of chats whose last message went (see [`Db::enforce_retention`]), then lets cached reads of the
+/// devices it changed go. A run stops after [`RETENTION_MAX_BATCHES`]; the next one goes on.
+pub async fn retention(db: &Db, invalidations: &Invalidations) -> anyhow::Result<()> {
     let batches = Batches {
         size: RETENTION_BATCH,
         pause: RETENTION_PAUSE,
@@ -202,6 +204,8 @@ pub async fn retention(db: &Db) -> anyhow::Result<()> {
         .enforce_retention(Timestamp::now(), batches)
         .await
         .context("deleting messages past their retention")?;
+    let topics: Vec<Topic> = pruned.devices.iter().copied().map(Topic::Device).collect();
+    invalidations.changed(&topics).await;
     if pruned.messages > 0 || pruned.previews > 0 {
         tracing::info!(
             removed = pruned.messages,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use wafleet_core::Db;
 use wafleet_core::db::{Batches, Pruned};
 use wafleet_core::testing::{execute, fetch_optional};
-use wafleet_core::types::Timestamp;
+use wafleet_core::types::{DeviceId, Timestamp};
 
 use crate::analytics::{results, seed};
 use crate::chat_view::{store, text};
@@ -236,8 +236,13 @@ async fn old_messages_go_while_new_ones_arrive_and_analytics_stay(app: TestApp) 
         (18, 1, false),
         "the rest of Ana's 25 old messages and the old one of the mixed chat; one chat's preview"
     );
+    assert_eq!(
+        (&limited.devices, &pruned.devices),
+        (&vec![DeviceId(s.shop)], &vec![DeviceId(s.shop)]),
+        "each run names the device it changed, whose cached reads then go; Ben keeps everything"
+    );
     let again = app.db.enforce_retention(Timestamp::now(), batches).await.unwrap();
-    assert_eq!(again, Pruned::default(), "nothing left to delete");
+    assert_eq!(again, Pruned::default(), "nothing left to delete, no device changed");
 
     assert_eq!(stored(&app.db, s.shop, "60111000020").await, 0);
     assert_eq!(

@@ -47,7 +47,7 @@ pub struct Batches {
 }
 
 /// What a retention run did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Pruned {
     /// Messages deleted.
     pub messages: u64,
@@ -55,6 +55,8 @@ pub struct Pruned {
     pub previews: u64,
     /// Whether the run stopped at its batch limit with more to delete.
     pub more: bool,
+    /// The devices whose messages or chats changed, in order: cached reads of them are stale.
+    pub devices: Vec<DeviceId>,
 }
 
 /// Today's midnight, UTC, in milliseconds.
@@ -106,10 +108,10 @@ impl Db {
         let mut pruned = Pruned::default();
         let mut left = batches.max;
         for (device, cutoff) in cutoffs {
-            loop {
+            let mut changed = 0;
+            let done = loop {
                 if left == 0 {
-                    pruned.more = true;
-                    return Ok(pruned);
+                    break false;
                 }
                 left -= 1;
                 let removed = on_db!(self, pool => sqlx::query(PRUNE_SQL)
@@ -119,18 +121,31 @@ impl Db {
                     .execute(pool)
                     .await
                     .map(|r| r.rows_affected()))?;
-                pruned.messages += removed;
+                changed += removed;
                 if removed < batches.size.unsigned_abs() {
-                    break;
+                    break true;
                 }
                 tokio::time::sleep(batches.pause).await;
+            };
+            pruned.messages += changed;
+            let previews = if done {
+                on_db!(self, pool => sqlx::query(CLEAR_PREVIEWS_SQL)
+                    .bind(device)
+                    .bind(cutoff)
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected()))?
+            } else {
+                0
+            };
+            pruned.previews += previews;
+            if changed + previews > 0 {
+                pruned.devices.push(device);
             }
-            pruned.previews += on_db!(self, pool => sqlx::query(CLEAR_PREVIEWS_SQL)
-                .bind(device)
-                .bind(cutoff)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected()))?;
+            if !done {
+                pruned.more = true;
+                return Ok(pruned);
+            }
         }
         Ok(pruned)
     }

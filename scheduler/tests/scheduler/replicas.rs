@@ -127,7 +127,9 @@ async fn analytics_rollup_is_a_standard_job() {
         .expect("roll-up");
     // So does retention (the schedule parses, and a run with nothing to delete succeeds).
     assert!(scheduler.job_names().contains(&"retention"));
-    wafleet_scheduler::jobs::retention(&t.db).await.expect("retention");
+    wafleet_scheduler::jobs::retention(&t.db, &Invalidations::Local(ReadCache::off()))
+        .await
+        .expect("retention");
 }
 
 wafleet_core::testing::on_both_backends!(each_tick_runs_once, standard_jobs_stop_on_shutdown);
