@@ -428,8 +428,8 @@ impl SessionManager {
 
     /// Opens the sessions of `targets`, [`OPENS_AT_ONCE`] at a time: each waits on the database
     /// and the network, so a round's claims (after a failover, a worker's whole share of the dead
-    /// one's devices) open side by side rather than one after another. Each is taken into the
-    /// worker's state as soon as it is open.
+    /// one's devices) open side by side rather than one after another. Each outcome is taken into
+    /// the worker's state when joined: to make room for the next open, or at the end.
     async fn open_all(&mut self, targets: Vec<(Fence, &SessionTarget)>) {
         let mut opening = JoinSet::new();
         for (fence, target) in targets {
