@@ -442,7 +442,9 @@ impl SessionManager {
                 }
             };
             while opening.len() >= OPENS_AT_ONCE {
-                self.take_opened(opening.join_next().await).await;
+                if let Some(joined) = opening.join_next().await {
+                    self.take_opened(joined).await;
+                }
             }
             let span = tracing::info_span!("open", device = %fence.device, desired = ?target.desired);
             let (db, ingest, link) = (self.db.clone(), self.ingest.clone(), Arc::clone(&self.link));
@@ -470,19 +472,19 @@ impl SessionManager {
             );
         }
         while let Some(joined) = opening.join_next().await {
-            self.take_opened(Some(joined)).await;
+            self.take_opened(joined).await;
         }
     }
 
     /// Takes the outcome of one [`SessionManager::open_all`] attempt into the worker's state.
-    async fn take_opened(&mut self, joined: Option<Result<Option<Opened>, tokio::task::JoinError>>) {
+    async fn take_opened(&mut self, joined: Result<Option<Opened>, tokio::task::JoinError>) {
         match joined {
-            Some(Ok(Some(opened))) => {
+            Ok(Some(opened)) => {
                 let span = tracing::info_span!("open", device = %opened.fence.device);
                 self.opened(opened).instrument(span).await;
             }
-            Some(Ok(None)) | None => {}
-            Some(Err(err)) => tracing::error!(error = %err, "opening a session panicked"),
+            Ok(None) => {}
+            Err(err) => tracing::error!(error = %err, "opening a session panicked"),
         }
     }
 
