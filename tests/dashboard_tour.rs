@@ -192,6 +192,7 @@ async fn every_page_at_desktop_and_phone_width() {
         ("whatsapp", format!("/device/{device}/whatsapp-web"), "#status-bar"),
         ("actions", format!("/device/{device}/actions"), "#test-send"),
         ("device-not-found", "/device/99999/leads".to_owned(), "#problem"),
+        ("admin", "/admin".to_owned(), "#accounts .account"),
     ];
     for (name, path, ready) in &pages {
         problems.extend(walk(&browser, &base, name, path, ready, true).await);

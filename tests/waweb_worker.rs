@@ -2,7 +2,8 @@
 //! the whatsapp-rust link (`WaLink`, session state in our database) pointed at the simulator's WhatsApp
 //! Web front end over real sockets, on SQLite and on PostgreSQL. One device links by QR code and
 //! one by pair code; a new worker resumes both without pairing; text and images go both ways;
-//! sends follow delivered and read receipts; a logout from the phone shows on the device.
+//! a received message is marked read and "typing…" shown through the upstream API; sends follow delivered and read
+//! receipts; a logout from the phone shows on the device.
 //!
 //! Everything here runs against the project's simulator, never real WhatsApp.
 
@@ -152,6 +153,50 @@ async fn two_devices_pair_resume_talk_and_log_out(backend: Backend) {
     );
     let chats = stack.get(&format!("{by_qr}/chats")).await;
     assert!(chats.to_string().contains(&chat), "{chats}");
+    assert!(chats["chats"][0]["unread_count"].as_i64() > Some(0), "{chats}");
+
+    // Marked read through the upstream API: the client sends the read receipt to the phone.
+    assert!(
+        !stack.sim.receipts_for(&hello).contains(&"read".to_owned()),
+        "not read yet"
+    );
+    let (_, token) = stack.post("/api/tokens", json!({"name": "gowa"})).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/message/{hello}/read", stack.base))
+        .bearer_auth(token["results"]["token"].as_str().unwrap())
+        .header("X-Device-Id", by_qr.rsplit('/').next().unwrap())
+        .json(&json!({"phone": contact}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["results"]["message_id"], hello.as_str());
+    assert!(
+        stack.sim.receipts_for(&hello).contains(&"read".to_owned()),
+        "the phone got the read receipt: {:?}",
+        stack.sim.receipts_for(&hello)
+    );
+    let chats = stack.get(&format!("{by_qr}/chats")).await;
+    assert_eq!(chats["chats"][0]["unread_count"], 0, "{chats}");
+    // And "typing…" shows in the chat, then stops.
+    for action in ["start", "stop"] {
+        let response = reqwest::Client::new()
+            .post(format!("{}/send/chat-presence", stack.base))
+            .bearer_auth(token["results"]["token"].as_str().unwrap())
+            .header("X-Device-Id", by_qr.rsplit('/').next().unwrap())
+            .json(&json!({"phone": contact, "action": action}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{action}");
+    }
+    assert_eq!(
+        stack.sim.chat_states(qr_phone),
+        [(chat.clone(), true), (chat.clone(), false)],
+        "the phone saw the typing indicator start and stop"
+    );
 
     // Outgoing text and image through the send path, followed by delivered and read receipts.
     let mut policy = stack.get(&format!("{by_qr}/pacing")).await["policy"].clone();
@@ -197,7 +242,39 @@ async fn two_devices_pair_resume_talk_and_log_out(backend: Backend) {
     }
     assert!(known.contains(&contacts), "{known:?}");
 
+    // Through the upstream API: a reaction to the contact's message, and the text deleted for
+    // everyone; the phone gets both, each naming its message.
+    let shipped = stack.get(&text).await["wa_message_id"].as_str().unwrap().to_owned();
+    for (path, body) in [
+        (
+            format!("/message/{hello}/reaction"),
+            json!({"phone": contact, "emoji": "👍"}),
+        ),
+        (format!("/message/{shipped}/revoke"), json!({"phone": contact})),
+    ] {
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", stack.base))
+            .bearer_auth(token["results"]["token"].as_str().unwrap())
+            .header("X-Device-Id", by_qr.rsplit('/').next().unwrap())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
     let sent = stack.sim.sent(qr_phone);
+    let acted: Vec<_> = sent
+        .iter()
+        .filter(|m| m.kind == "reaction" || m.kind == "revoke")
+        .map(|m| (m.kind.as_str(), m.target.as_deref(), m.text.as_deref()))
+        .collect();
+    assert_eq!(
+        acted,
+        [
+            ("reaction", Some(hello.as_str()), Some("👍")),
+            ("revoke", Some(shipped.as_str()), None)
+        ]
+    );
     let texts: Vec<_> = sent
         .iter()
         .filter(|m| m.text.as_deref() == Some("your order shipped"))

@@ -1,7 +1,8 @@
 //! Webhooks end to end: a worker holding a simulated device delivers each kind of event to a real
 //! HTTP receiver on loopback, which checks every signature with the user's secret; retries keep
 //! the delivery id; a receiver that keeps failing leaves the delivery dead, and a replay delivers
-//! it once the receiver is fixed. One user's events never reach another user's URL.
+//! it once the receiver is fixed. One user's events never reach another user's URL, and a device
+//! with a webhook of its own sends its events there instead of to its owner's.
 //!
 //! Runs against the project's WhatsApp network simulator only, never real WhatsApp.
 
@@ -160,6 +161,11 @@ async fn every_source_is_delivered_signed(backend: Backend) {
     db.put_webhook(bystander, &other_url, SECRET, "campaign.finished", true)
         .await
         .unwrap();
+    // The bystander's device has a webhook of its own: it takes every event of that device.
+    let (own, own_url) = Receiver::start().await;
+    db.put_device_webhook(bystander, devices[1], &own_url, SECRET, "")
+        .await
+        .unwrap();
     let device = devices[0];
     let phone = phone_of(&db, hooked, device).await;
     let (trigger, worker) = start_worker(&test, &sim, "hook-worker").await;
@@ -176,6 +182,19 @@ async fn every_source_is_delivered_signed(backend: Backend) {
             .unwrap()
             .ends_with("@s.whatsapp.net"),
         "{connected:?}"
+    );
+
+    let own_connected = own
+        .wait_for("the device webhook's device.connected", |r| {
+            r.event == "device.connected"
+        })
+        .await;
+    assert_eq!(own_connected.body["session_id"], devices[1].0.to_string());
+    assert!(own_connected.signed, "signed with the device webhook's secret");
+    assert!(
+        other.got().iter().all(|r| r.event == "campaign.finished"),
+        "the device's events go to its own webhook, not its owner's: {:?}",
+        other.got()
     );
 
     println!("{:?}: connected; a contact writes", clock.elapsed());
@@ -302,6 +321,13 @@ async fn every_source_is_delivered_signed(backend: Backend) {
         "the bystander's URL got another user's events: {:#?}",
         other.got()
     );
+    for r in own.got() {
+        assert_eq!(
+            r.body["session_id"],
+            devices[1].0.to_string(),
+            "only its own device's events: {r:?}"
+        );
+    }
     let delivered = db
         .deliveries(hooked, Some(DeliveryStatus::Delivered), 500)
         .await

@@ -148,6 +148,12 @@ pub(crate) async fn login(state: &AppState, creds: &Credentials, ip: ClientIp) -
             if let Some(ip_key) = &ip_key {
                 state.db.refund_login_attempt(ip_key).await?;
             }
+            // Told only to whoever knows the password: the account exists but may not log in.
+            if user.disabled_at.is_some() {
+                return Err(ApiError::Forbidden(
+                    "this account is disabled: ask an administrator of this wafleet to enable it".into(),
+                ));
+            }
             Ok(user)
         }
         // The attempts counted above stay counted: they are this failure.

@@ -30,6 +30,9 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(app_reconnect))
         .routes(routes!(app_devices))
         .routes(routes!(app_qr))
+        .routes(routes!(app_passkey))
+        .routes(routes!(app_passkey_response))
+        .routes(routes!(app_passkey_confirm))
         .route_layer(axum::middleware::from_fn(upstream_statuses))
 }
 
@@ -86,8 +89,8 @@ struct DeviceQuery {
     device_id: Option<String>,
 }
 
-/// The device a request is about: `X-Device-Id` header or `device_id` query; the only device
-/// when the user has exactly one.
+/// The device a request is about: `X-Device-Id` header or `device_id` query (an id or a name, see
+/// [`named_device`]); the only device when the user has exactly one.
 /// `body_device` is a `device_id` field of the body, used when neither header nor query name one.
 pub(crate) async fn target_device(
     parts: &Parts,
@@ -104,17 +107,7 @@ pub(crate) async fn target_device(
         .or_else(|| query.and_then(|q| q.device_id))
         .or_else(|| body_device.map(str::to_owned));
     if let Some(raw) = named {
-        let id = raw.trim().parse().map_err(|_| {
-            ApiError::BadRequest(format!(
-                "X-Device-Id `{raw}` is not a device id (a number from /app/devices)"
-            ))
-        })?;
-        state
-            .db
-            .device(user.id, DeviceId(id))
-            .await
-            .map_err(|e| ApiError::from_core(e, "device"))?;
-        return Ok(DeviceId(id));
+        return named_device(state, user, &raw).await;
     }
     match state.db.list_devices(user.id).await?.as_slice() {
         [only] => Ok(only.id),
@@ -123,6 +116,58 @@ pub(crate) async fn target_device(
             "you have several devices: name one with the X-Device-Id header".into(),
         )),
     }
+}
+
+/// The user's device that `raw` names: its id (a number, as `/app/devices` and `/devices` list
+/// them), or its name (the `device_id` a device was added under with `POST /devices`).
+pub(crate) async fn named_device(state: &AppState, user: &User, raw: &str) -> ApiResult<DeviceId> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Err(ApiError::BadRequest(
+            "device_id: name a device by its id or name (see /devices)".into(),
+        ));
+    }
+    if let Ok(id) = raw.parse::<i64>() {
+        state
+            .db
+            .device(user.id, DeviceId(id))
+            .await
+            .map_err(|e| ApiError::from_core(e, "device"))?;
+        return Ok(DeviceId(id));
+    }
+    state
+        .db
+        .list_devices(user.id)
+        .await?
+        .into_iter()
+        .find(|d| d.name == raw)
+        .map(|d| d.id)
+        .ok_or(ApiError::NotFound("device"))
+}
+
+/// The upstream API's envelope where it also carries the HTTP status (its device routes, `/app/status`
+/// and `/app/info`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UpstreamReply<T> {
+    /// The HTTP status, 200.
+    pub status: u16,
+    /// `SUCCESS`.
+    pub code: String,
+    /// What happened, for people.
+    pub message: String,
+    /// The payload.
+    pub results: T,
+}
+
+/// 200 in the upstream envelope with `status`.
+pub(crate) fn upstream_ok<T: Serialize>(message: &str, results: T) -> Response {
+    let reply = UpstreamReply {
+        status: 200,
+        code: "SUCCESS".into(),
+        message: message.into(),
+        results,
+    };
+    (StatusCode::OK, axum::Json(reply)).into_response()
 }
 
 /// Resolves the caller and the device named by the request.
@@ -154,7 +199,7 @@ pub struct LoginResults {
 
 /// Refuses to pair a device that is linked and online (400, `ALREADY_LOGGED_IN`, as upstream):
 /// pairing again would drop its working session.
-async fn refuse_if_logged_in(state: &AppState, user: &User, device: DeviceId) -> ApiResult<()> {
+pub(crate) async fn refuse_if_logged_in(state: &AppState, user: &User, device: DeviceId) -> ApiResult<()> {
     let current = state.db.device(user.id, device).await.or_not_found("device")?;
     match current.jid {
         Some(jid) if current.status == DeviceStatus::Online => Err(ApiError::AlreadyLoggedIn(format!(
@@ -166,7 +211,7 @@ async fn refuse_if_logged_in(state: &AppState, user: &User, device: DeviceId) ->
 
 /// Start pairing the device by QR code (compatible route).
 #[utoipa::path(get, path = "/app/login", tag = "compatible", params(("X-Device-Id" = Option<String>, Header, description = "Device id")),
-    responses((status = 200, body = Envelope<LoginResults>), (status = 400, description = "Several devices and none named, a device id that is not a number, or the device is already linked and online (code `ALREADY_LOGGED_IN`; its session is kept)"), (status = 404, description = "No such device of yours, or no device at all"),
+    responses((status = 200, body = Envelope<LoginResults>), (status = 400, description = "Several devices and none named, or the device is already linked and online (code `ALREADY_LOGGED_IN`; its session is kept)"), (status = 404, description = "No such device of yours, or no device at all"),
               (status = 409, description = "Pairing failed"), (status = 503, description = "No worker produced a code in time")),
     security(("bearer" = [])))]
 async fn app_login(
@@ -174,8 +219,20 @@ async fn app_login(
     Caller(user, device): Caller,
     headers: axum::http::HeaderMap,
 ) -> ApiResult<impl IntoResponse> {
-    refuse_if_logged_in(&state, &user, device).await?;
-    let view = sessions::begin_qr(&state, user.id, device).await?;
+    let (qr_duration, qr_link) = start_qr(&state, &user, device, &headers).await?;
+    Ok(ok("Success", LoginResults { qr_duration, qr_link }))
+}
+
+/// Starts pairing `device` by QR code, unless it is linked and online; returns the seconds until
+/// the code is replaced and where to fetch it as a PNG.
+pub(crate) async fn start_qr(
+    state: &AppState,
+    user: &User,
+    device: DeviceId,
+    headers: &axum::http::HeaderMap,
+) -> ApiResult<(i64, String)> {
+    refuse_if_logged_in(state, user, device).await?;
+    let view = sessions::begin_qr(state, user.id, device).await?;
     let now = wafleet_core::types::Timestamp::now().millis();
     let qr_duration = view.qr_expires_at.map_or(30, |t| ((t.millis() - now) / 1000).max(1));
     let host = headers
@@ -184,8 +241,7 @@ async fn app_login(
         .unwrap_or("localhost");
     let scheme = if state.settings.cookie_secure { "https" } else { "http" };
     // `/app/qr` takes the API token like this route; the dashboard's QR route takes a session.
-    let qr_link = format!("{scheme}://{host}/app/qr?device_id={device}");
-    Ok(ok("Success", LoginResults { qr_duration, qr_link }))
+    Ok((qr_duration, format!("{scheme}://{host}/app/qr?device_id={device}")))
 }
 
 /// Query of `GET /app/login-with-code`.
@@ -204,7 +260,7 @@ pub struct CodeResults {
 
 /// Start pairing the device by phone code (compatible route).
 #[utoipa::path(get, path = "/app/login-with-code", tag = "compatible", params(CodeQuery),
-    responses((status = 200, body = Envelope<CodeResults>), (status = 400, description = "Several devices and none named, a device id that is not a number, no or not a phone number, or the device is already linked and online (code `ALREADY_LOGGED_IN`; its session is kept)"), (status = 404, description = "No such device of yours, or no device at all"),
+    responses((status = 200, body = Envelope<CodeResults>), (status = 400, description = "Several devices and none named, no or not a phone number, or the device is already linked and online (code `ALREADY_LOGGED_IN`; its session is kept)"), (status = 404, description = "No such device of yours, or no device at all"),
               (status = 409, description = "Pairing failed"),
               (status = 503, description = "No worker produced a code in time")),
     security(("bearer" = [])))]
@@ -221,7 +277,7 @@ async fn app_login_with_code(
 }
 
 /// Log the device out of WhatsApp, keeping the device (compatible route).
-#[utoipa::path(get, path = "/app/logout", tag = "compatible", responses((status = 200, description = "Logout requested"), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all")),
+#[utoipa::path(get, path = "/app/logout", tag = "compatible", responses((status = 200, description = "Logout requested"), (status = 400, description = "Several devices and none named"), (status = 404, description = "No such device of yours, or no device at all")),
     security(("bearer" = [])))]
 async fn app_logout(State(state): State<AppState>, Caller(user, device): Caller) -> ApiResult<impl IntoResponse> {
     sessions::begin_logout(&state, user.id, device).await?;
@@ -229,7 +285,7 @@ async fn app_logout(State(state): State<AppState>, Caller(user, device): Caller)
 }
 
 /// Reconnect the device (compatible route).
-#[utoipa::path(get, path = "/app/reconnect", tag = "compatible", responses((status = 200, description = "Reconnect requested"), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all"),
+#[utoipa::path(get, path = "/app/reconnect", tag = "compatible", responses((status = 200, description = "Reconnect requested"), (status = 400, description = "Several devices and none named"), (status = 404, description = "No such device of yours, or no device at all"),
               (status = 409, description = "Not linked yet, or logged out: log in first")),
     security(("bearer" = [])))]
 async fn app_reconnect(State(state): State<AppState>, Caller(user, device): Caller) -> ApiResult<impl IntoResponse> {
@@ -243,7 +299,7 @@ async fn app_reconnect(State(state): State<AppState>, Caller(user, device): Call
     params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
            ("device_id" = Option<String>, Query, description = "Device id, instead of the header")),
     responses((status = 200, description = "PNG image", content_type = "image/png"), (status = 404, description = "No such device of yours, or no QR code now"),
-              (status = 400, description = "Several devices and none named, or a device id that is not a number")),
+              (status = 400, description = "Several devices and none named")),
     security(("bearer" = [])))]
 async fn app_qr(State(state): State<AppState>, Caller(user, device): Caller) -> ApiResult<impl IntoResponse> {
     let view = state.db.pairing_view(user.id, device).await?;
@@ -284,4 +340,57 @@ async fn app_devices(State(state): State<AppState>, TokenUser(user): TokenUser) 
         })
         .collect();
     Ok(ok("Fetch device success", list))
+}
+
+/// `results` of `GET /app/passkey`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PasskeyStatus {
+    /// The device asked about.
+    pub device_id: String,
+    /// Always `none`: see [`app_passkey`].
+    pub status: String,
+    /// The pending WebAuthn challenge: never one.
+    pub challenge: Option<serde_json::Value>,
+}
+
+/// Why no passkey request is ever pending.
+const NO_PASSKEY: &str = "no passkey request is pending for this device: wafleet links devices by QR code or pairing code, \
+     and neither of its links carries WhatsApp's passkey requests";
+
+/// The device's pending passkey pairing (upstream `appPasskeyStatus`): always `none`, since
+/// neither link receives WhatsApp's passkey requests; devices link by QR code or pairing code.
+#[utoipa::path(get, path = "/app/passkey", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id or name")),
+    responses((status = 200, body = Envelope<PasskeyStatus>), (status = 400, description = "Several devices and none named"),
+              (status = 404, description = "No such device of yours, or no device at all")),
+    security(("bearer" = [])))]
+async fn app_passkey(Caller(_user, device): Caller) -> ApiResult<impl IntoResponse> {
+    let status = PasskeyStatus {
+        device_id: device.to_string(),
+        status: "none".into(),
+        challenge: None,
+    };
+    Ok(ok("Passkey pairing status", status))
+}
+
+/// Submit a WebAuthn assertion (upstream `appPasskeyResponse`): refused, as no passkey request
+/// is ever pending (see `GET /app/passkey`).
+#[utoipa::path(post, path = "/app/passkey/response", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id or name")),
+    responses((status = 400, description = "No passkey request is pending (never one), or several devices and none named"),
+              (status = 404, description = "No such device of yours, or no device at all")),
+    security(("bearer" = [])))]
+async fn app_passkey_response(_caller: Caller) -> ApiResult<Response> {
+    Err(ApiError::BadRequest(NO_PASSKEY.into()))
+}
+
+/// Confirm a passkey pairing code (upstream `appPasskeyConfirm`): refused, as no passkey request
+/// is ever pending (see `GET /app/passkey`).
+#[utoipa::path(post, path = "/app/passkey/confirm", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id or name")),
+    responses((status = 400, description = "No passkey request is pending (never one), or several devices and none named"),
+              (status = 404, description = "No such device of yours, or no device at all")),
+    security(("bearer" = [])))]
+async fn app_passkey_confirm(_caller: Caller) -> ApiResult<Response> {
+    Err(ApiError::BadRequest(NO_PASSKEY.into()))
 }

@@ -13,13 +13,16 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_core::db::OutboundMessage;
+use wafleet_core::link::Jid;
 
 use crate::AppState;
 use crate::compat::{TokenUser, target_device, upstream_statuses};
+use crate::compat_message::{MessageActionResults, done};
 use crate::envelope::{Envelope, ok};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Multipart, Query};
 use crate::sends::{accept, idempotency_key, phone_number, read_form};
+use crate::sessions::ask_session;
 
 pub(crate) fn router(max_media_bytes: usize) -> OpenApiRouter<AppState> {
     // Media take a limit of their own: the general one is sized for JSON and forms.
@@ -28,6 +31,7 @@ pub(crate) fn router(max_media_bytes: usize) -> OpenApiRouter<AppState> {
         .route_layer(DefaultBodyLimit::max(max_media_bytes));
     OpenApiRouter::new()
         .routes(routes!(send_message))
+        .routes(routes!(chat_presence))
         .routes(routes!(user_check))
         .merge(media)
         .route_layer(axum::middleware::from_fn(upstream_statuses))
@@ -83,8 +87,8 @@ impl FromRequestParts<AppState> for RequestParts {
     params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
            ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send")),
     request_body = SendMessageBody,
-    responses((status = 200, body = Envelope<SendResults>), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all"),
-              (status = 400, description = "Several devices and none named, a device id that is not a number, or a missing or bad field: phone, message"),
+    responses((status = 200, body = Envelope<SendResults>), (status = 400, description = "Several devices and none named"), (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 400, description = "Several devices and none named, or a missing or bad field: phone, message"),
               (status = 409, description = "Device not linked, or the key was used for another send")),
     security(("bearer" = [])))]
 async fn send_message(
@@ -101,17 +105,18 @@ async fn send_message(
     Ok(ok("Message queued", SendResults::new(&message, wa_id)))
 }
 
-/// Send an image, `multipart/form-data` with `phone`, `image` (a file) and optional `caption`
-/// (compatible route). Images are always sent as JPEG, at most 1200 px on the longest side;
-/// `image_url` is not accepted (wafleet does not fetch URLs for clients).
+/// Send an image, `multipart/form-data` with `phone`, the image as a file in `image` or as an http(s)
+/// URL in `image_url`, and an optional `caption` (compatible route). Images are always sent as
+/// JPEG, at most 1200 px on the longest side. An `image_url` is fetched before the send is
+/// accepted, from public addresses only, within 30 s and up to `MAX_MEDIA_BYTES`.
 #[utoipa::path(post, path = "/send/image", tag = "compatible",
     params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
            ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send")),
-    request_body(content_type = "multipart/form-data", description = "phone, caption, image (file)"),
-    responses((status = 200, body = Envelope<SendResults>), (status = 400, description = "Several devices and none named, or a device id that is not a number"), (status = 404, description = "No such device of yours, or no device at all"),
-              (status = 400, description = "Several devices and none named, a device id that is not a number, an unreadable form, or a missing or bad field: phone, image"),
+    request_body(content_type = "multipart/form-data", description = "phone, caption, and image (a file) or image_url"),
+    responses((status = 200, body = Envelope<SendResults>), (status = 400, description = "Several devices and none named"), (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 400, description = "Several devices and none named, an unreadable form, or a missing or bad field: phone, image, image_url (not http(s), an address that is not public, no answer in 30 s, not an image)"),
               (status = 409, description = "Device not linked, or the key was used for another send"),
-              (status = 413, description = "The body is larger than `MAX_MEDIA_BYTES` (20 MiB by default)")),
+              (status = 413, description = "The body, or the file at `image_url`, is larger than `MAX_MEDIA_BYTES` (20 MiB by default)")),
     security(("bearer" = [])))]
 async fn send_image(
     State(state): State<AppState>,
@@ -122,20 +127,72 @@ async fn send_image(
 ) -> ApiResult<impl IntoResponse> {
     let (fields, image) = read_form(form, "image", state.settings.max_media_bytes).await?;
     let device = target_device(&parts, &state, &user, fields.get("device_id").map(String::as_str)).await?;
-    if fields.get("image_url").is_some_and(|u| !u.trim().is_empty()) && image.is_none() {
-        return Err(ApiError::Invalid(
-            "image_url is not supported: upload the file in the `image` field".into(),
-        ));
-    }
-    let image = image.ok_or_else(|| ApiError::Invalid("image: attach the image file in the `image` field".into()))?;
     let phone = fields
         .get("phone")
         .ok_or_else(|| ApiError::Invalid("phone: give the recipient's number".into()))?;
+    let image_url = fields.get("image_url").filter(|u| !u.trim().is_empty());
+    let image = match (image, image_url) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::Invalid(
+                "image_url: give the image as a file in `image` or as a URL in `image_url`, not both".into(),
+            ));
+        }
+        (Some(image), None) => image,
+        (None, Some(url)) => crate::media_url::fetch(&state, "image_url", url).await?,
+        (None, None) => {
+            return Err(ApiError::Invalid(
+                "image: attach the image file in the `image` field, or give its URL in `image_url`".into(),
+            ));
+        }
+    };
     let key = idempotency_key(&headers)?;
     let caption = fields.get("caption").cloned();
     let (message, _) = accept(&state, user.id, device, key, phone, caption, Some(image)).await?;
     let wa_id = state.db.choose_wa_message_id(message.id).await?;
     Ok(ok("Image queued", SendResults::new(&message, wa_id)))
+}
+
+/// Body of `POST /send/chat-presence`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct ChatPresenceBody {
+    /// The chat: the other person's number with its country code, or their JID.
+    pub phone: String,
+    /// `start` to show "typing…" in the chat, `stop` to stop.
+    pub action: String,
+}
+
+/// Show or stop "typing…" in a personal chat, through the device's live session (compatible
+/// route). WhatsApp shows it to the person for a few seconds unless renewed; `stop` ends it.
+#[utoipa::path(post, path = "/send/chat-presence", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id")),
+    request_body = ChatPresenceBody,
+    responses((status = 200, body = Envelope<MessageActionResults>),
+              (status = 400, description = "Several devices and none named, or a missing or bad field: phone, action"),
+              (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 409, description = "The device is not online"),
+              (status = 503, description = "The device's worker did not answer in time, or WhatsApp refused")),
+    security(("bearer" = [])))]
+async fn chat_presence(
+    State(state): State<AppState>,
+    TokenUser(user): TokenUser,
+    RequestParts(parts): RequestParts,
+    Json(body): Json<ChatPresenceBody>,
+) -> ApiResult<impl IntoResponse> {
+    let device = target_device(&parts, &state, &user, None).await?;
+    let typing = match body.action.trim() {
+        "start" => true,
+        "stop" => false,
+        other => {
+            return Err(ApiError::Invalid(format!(
+                "action: `{other}` is neither `start` nor `stop`"
+            )));
+        }
+    };
+    let chat = Jid::for_phone(&phone_number(&body.phone, "phone", &state)?);
+    let question = serde_json::json!({ "chat": chat, "typing": typing });
+    ask_session(&state, user.id, device, "chat_presence", question, "showing typing").await?;
+    let status = format!("Send chat presence {} success", body.action.trim());
+    Ok(done(String::new(), &status))
 }
 
 /// Query of `GET /user/check`.
@@ -155,7 +212,7 @@ pub struct UserCheckResults {
 #[utoipa::path(get, path = "/user/check", tag = "compatible",
     params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
            ("phone" = String, Query, description = "Phone number with country code (`6289685028129`, `+6289685028129` or `6289685028129@s.whatsapp.net`)")),
-    responses((status = 200, body = Envelope<UserCheckResults>), (status = 400, description = "Several devices and none named, a device id that is not a number, or no or not a phone number"), (status = 404, description = "No such device of yours, or no device at all"),
+    responses((status = 200, body = Envelope<UserCheckResults>), (status = 400, description = "Several devices and none named, or no or not a phone number"), (status = 404, description = "No such device of yours, or no device at all"),
               (status = 409, description = "Device not online"),
               (status = 503, description = "The device's worker did not answer in time")),
     security(("bearer" = [])))]

@@ -126,6 +126,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
+/// A list's `limit` query parameter: `default` when left out, refused (422) outside 1 to `max`.
+pub(crate) fn limit(asked: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    let limit = asked.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::Invalid(format!("limit: give 1 to {max}")))
+    }
+}
+
 /// A `multipart/form-data` body. Another content type → 415; too large → 413 naming the limit.
 pub struct Multipart(pub axum::extract::Multipart);
 

@@ -21,7 +21,7 @@ pub(crate) struct Frame {
     /// Whether to show the admin badge.
     pub is_admin: bool,
     /// Which main navigation entry is the current page: `devices`, `analytics`, `tokens`,
-    /// `webhooks`, `campaigns`, `templates`, `docs` or `account`.
+    /// `webhooks`, `campaigns`, `templates`, `docs`, `account` or `admin`.
     pub active: &'static str,
     /// On a device's pages: that device, for the device's own links.
     pub device: Option<DeviceNav>,
@@ -96,11 +96,20 @@ struct ProblemPage {
 
 /// The page for a device that is missing or not the user's: 404, never the JSON envelope.
 pub(crate) fn device_not_found(state: &AppState, jar: CookieJar, user: &User) -> Response {
+    let detail = "There is no such device among yours. It may have been deleted, or the link may be mistyped.";
+    problem(state, jar, user, StatusCode::NOT_FOUND, "Device not found", detail)
+}
+
+/// A page of `user`'s that only says what went wrong, with `status`.
+pub(crate) fn problem(
+    state: &AppState,
+    jar: CookieJar,
+    user: &User,
+    status: StatusCode,
+    heading: &'static str,
+    detail: &'static str,
+) -> Response {
     let (jar, frame) = Frame::new(state, jar, user, "devices");
-    let view = ProblemPage {
-        frame,
-        heading: "Device not found",
-        detail: "There is no such device among yours. It may have been deleted, or the link may be mistyped.",
-    };
-    (jar, page(StatusCode::NOT_FOUND, &view)).into_response()
+    let view = ProblemPage { frame, heading, detail };
+    (jar, page(status, &view)).into_response()
 }

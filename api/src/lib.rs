@@ -11,9 +11,14 @@ mod analytics;
 mod campaigns;
 mod chat_view;
 mod compat;
+mod compat_chats;
+mod compat_devices;
+mod compat_message;
 mod compat_send;
+mod compat_user;
 mod csrf;
 mod demo;
+mod device_webhooks;
 mod devices;
 mod envelope;
 pub mod error;
@@ -25,6 +30,7 @@ pub mod health;
 mod leads;
 mod live;
 mod mcp;
+mod media_url;
 mod openapi;
 mod pages;
 mod retention;
@@ -138,11 +144,17 @@ pub fn app(state: AppState) -> Router {
         .merge(sessions::router())
         .merge(chat_view::router())
         .merge(compat::router())
+        .merge(compat_devices::router())
+        .merge(compat_chats::router())
+        .merge(compat_user::router())
+        .merge(compat_message::router())
         .merge(compat_send::router(state.settings.max_media_bytes))
         .merge(sends::router())
         .merge(admin::router())
         .merge(actions::router())
         .merge(webhooks::router())
+        .merge(device_webhooks::router())
+        .merge(device_webhooks::compat_router())
         .merge(mcp::api_router())
         .split_for_parts();
     error_docs::document(&mut spec);
@@ -156,6 +168,7 @@ pub fn app(state: AppState) -> Router {
         .merge(campaigns::page_router())
         .merge(templates::page_router())
         .merge(actions::page_router())
+        .merge(admin::page_router())
         .merge(live::router())
         .merge(demo::router())
         .merge(health::router())

@@ -45,7 +45,7 @@ use crate::session::CurrentUser;
         (name = "chats", description = "Read-only view of a device's personal chats: chat list with search, \
             messages with delivered/read ticks (cursor pages, newest first) and a live event stream"),
         (name = "messages", description = "Sending text and images, and following a send's status"),
-        (name = "admin", description = "For administrators: jobs the queues gave up on"),
+        (name = "admin", description = "For administrators: accounts, the fleet, jobs the queues gave up on, and the log of what administrators did"),
         (name = "campaigns", description = "Messages to the leads of one niche on chosen devices, at a planned \
             time, paced per device; per-recipient status queued, sent, delivered, read, replied or failed"),
         (name = "templates", description = "Saved messages to start campaigns from, and previews of a message's \

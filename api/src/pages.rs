@@ -153,7 +153,7 @@ async fn login_form(
         password: fields.password,
     };
     let result = match accounts::login(&state, &creds, ip).await {
-        Ok(user) => session::start(&state, jar.clone(), &user).await,
+        Ok(user) => session::start(&state, jar.clone(), &user).await.map(|jar| (jar, user)),
         Err(e) => Err(e),
     };
     finish_account_form(&state, jar, false, creds.email, result)
@@ -165,7 +165,7 @@ async fn register_form(State(state): State<AppState>, jar: CookieJar, Form(field
         password: fields.password,
     };
     let result = match accounts::register(&state, &creds).await {
-        Ok(user) => session::start(&state, jar.clone(), &user).await,
+        Ok(user) => session::start(&state, jar.clone(), &user).await.map(|jar| (jar, user)),
         Err(e) => Err(e),
     };
     finish_account_form(&state, jar, true, creds.email, result)
@@ -177,10 +177,11 @@ fn finish_account_form(
     jar: CookieJar,
     register: bool,
     email: String,
-    result: Result<CookieJar, ApiError>,
+    result: Result<(CookieJar, User), ApiError>,
 ) -> Response {
     match result {
-        Ok(jar) => (jar, Redirect::to("/dashboard")).into_response(),
+        Ok((jar, user)) if user.must_change_password => (jar, Redirect::to("/account")).into_response(),
+        Ok((jar, _)) => (jar, Redirect::to("/dashboard")).into_response(),
         Err(ApiError::Internal(e)) => ApiError::Internal(e).into_response(),
         Err(e) => {
             let status = e.status();
@@ -225,6 +226,8 @@ struct AccountPage {
     keep_days: String,
     password: Notice,
     retention: Notice,
+    /// An administrator set a temporary password: say that it must be changed first.
+    must_change: bool,
 }
 
 /// What became of one of the account page's forms: nothing, done (a message) or refused (why).
@@ -279,6 +282,7 @@ async fn account_view(
         keep_days,
         password,
         retention,
+        must_change: user.must_change_password,
     };
     (jar, page(status, &view)).into_response()
 }
@@ -344,6 +348,10 @@ async fn account_form_post(
                 0 => "Password changed.".to_owned(),
                 1 => "Password changed; 1 other session was logged out.".to_owned(),
                 n => format!("Password changed; {n} other sessions were logged out."),
+            };
+            let user = User {
+                must_change_password: false,
+                ..user
             };
             account_view(&state, jar, &user, StatusCode::OK, AccountAction::Password(Ok(done))).await
         }

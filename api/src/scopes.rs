@@ -14,13 +14,20 @@ pub(crate) fn required(method: &Method, path: &str) -> Scope {
     if ["/app/login", "/app/login-with-code", "/app/logout", "/app/reconnect"].contains(&path) {
         return Scope::Manage;
     }
+    // The compatible API shows a device webhook's signing secret on GET, as the upstream does,
+    // and starts pairing a device with `GET /devices/{id}/login`.
+    if path.starts_with("/devices/") && (path.ends_with("/webhook") || path.ends_with("/login")) {
+        return Scope::Manage;
+    }
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Scope::Read;
     }
+    // Acting on a message in a chat (marking it read, …) speaks to the contact as a send does.
     let sends = path.ends_with("/send")
         || path.ends_with("/actions/test-send")
         || path.ends_with("/broadcasts")
-        || path.starts_with("/send/");
+        || path.starts_with("/send/")
+        || path.starts_with("/message/");
     // A number check asks WhatsApp and changes nothing; nor does a preview of a message.
     let checks = path.ends_with("/check") || path.ends_with("/preview");
     if sends {
@@ -70,6 +77,7 @@ mod tests {
         assert_eq!(required(&Method::POST, "/api/devices/3/actions/test-send"), Scope::Send);
         assert_eq!(required(&Method::POST, "/api/devices/3/broadcasts"), Scope::Send);
         assert_eq!(required(&Method::POST, "/send/message"), Scope::Send);
+        assert_eq!(required(&Method::POST, "/message/3EB0AB/read"), Scope::Send);
         assert_eq!(required(&Method::POST, "/api/devices/3/check"), Scope::Read);
         assert_eq!(required(&Method::POST, "/api/devices/3/actions/check"), Scope::Read);
         assert_eq!(required(&Method::POST, "/api/templates/preview"), Scope::Read);
@@ -77,5 +85,9 @@ mod tests {
         assert_eq!(required(&Method::POST, "/api/leads"), Scope::Manage);
         assert_eq!(required(&Method::DELETE, "/api/devices/3"), Scope::Manage);
         assert_eq!(required(&Method::GET, "/app/logout"), Scope::Manage);
+        assert_eq!(required(&Method::GET, "/devices/3/webhook"), Scope::Manage);
+        assert_eq!(required(&Method::GET, "/devices/shop/login"), Scope::Manage);
+        assert_eq!(required(&Method::GET, "/devices/shop/status"), Scope::Read);
+        assert_eq!(required(&Method::GET, "/api/devices/3/webhook"), Scope::Read);
     }
 }

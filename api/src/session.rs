@@ -15,6 +15,10 @@ use crate::error::ApiError;
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "wafleet_session";
 
+/// What a browser session with a temporary password may still call: changing it, reading who it
+/// is, and logging out.
+const UNTIL_PASSWORD_CHANGED: [&str; 3] = ["/api/account/password", "/api/me", "/api/logout"];
+
 /// The authenticated caller of a JSON route: a session cookie or `Authorization: Bearer <token>`.
 /// Rejects with 401, or 403 when the token's scopes do not cover the route (see [`crate::scopes`]).
 #[derive(Clone, Debug)]
@@ -53,6 +57,13 @@ impl FromRequestParts<AppState> for CurrentCaller {
         let user = session_user(parts, state).await?.ok_or_else(|| {
             ApiError::Unauthorized("log in first, or send an API token as `Authorization: Bearer <token>`".into())
         })?;
+        if user.must_change_password && !UNTIL_PASSWORD_CHANGED.contains(&parts.uri.path()) {
+            return Err(ApiError::Forbidden(
+                "an administrator set a temporary password: choose a new one first \
+                 (`POST /api/account/password`, or the account page)"
+                    .into(),
+            ));
+        }
         Ok(CurrentCaller(Caller { user, token: None }))
     }
 }
@@ -65,7 +76,8 @@ impl OptionalFromRequestParts<AppState> for CurrentUser {
     }
 }
 
-/// The logged-in user of a page; without a session the browser is sent to the login page.
+/// The logged-in user of a page; without a session the browser is sent to the login page, and
+/// with a temporary password to the account page to change it.
 #[derive(Clone, Debug)]
 pub struct PageUser(pub User);
 
@@ -74,6 +86,9 @@ impl FromRequestParts<AppState> for PageUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match session_user(parts, state).await {
+            Ok(Some(user)) if user.must_change_password && parts.uri.path() != "/account" => {
+                Err(Redirect::to("/account").into_response())
+            }
             Ok(Some(user)) => Ok(PageUser(user)),
             Ok(None) => Err(Redirect::to("/login").into_response()),
             Err(err) => Err(err.into_response()),

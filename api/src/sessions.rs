@@ -145,17 +145,32 @@ pub(crate) async fn run_check(
     device: DeviceId,
     phones: &[PhoneNumber],
 ) -> ApiResult<Vec<NumberCheck>> {
+    let question = serde_json::json!({ "phones": phones });
+    let answer = ask_session(state, user, device, "check_numbers", question, "checking numbers").await?;
+    serde_json::from_str(&answer).map_err(|e| ApiError::Internal(e.into()))
+}
+
+/// Asks the worker holding `user`'s `device` to do `kind` with `question` through its live
+/// session, and waits for the answer (JSON). The device must be online (409 otherwise, naming
+/// `doing`); a failure is 503 with the link's reason, as is no answer within `WORKER_WAIT_SECS`.
+pub(crate) async fn ask_session(
+    state: &AppState,
+    user: UserId,
+    device: DeviceId,
+    kind: &str,
+    question: serde_json::Value,
+    doing: &str,
+) -> ApiResult<String> {
     let current = state.db.device(user, device).await.or_not_found("device")?;
     if current.status != DeviceStatus::Online {
         return Err(ApiError::Conflict(format!(
-            "the device is {}: numbers can be checked only while it is online",
+            "the device is {}: {doing} works only while it is online",
             current.status.as_str().replace('_', " ")
         )));
     }
-    let payload = serde_json::json!({ "phones": phones }).to_string();
     let id = state
         .db
-        .create_device_request(user, device, "check_numbers", &payload)
+        .create_device_request(user, device, kind, &question.to_string())
         .await
         .or_not_found("device")?;
     let outcome = wait_for(state, || async {
@@ -166,10 +181,8 @@ pub(crate) async fn run_check(
     })
     .await?;
     match outcome {
-        Some(RequestOutcome::Done(json)) => serde_json::from_str(&json).map_err(|e| ApiError::Internal(e.into())),
-        Some(RequestOutcome::Failed(reason)) => {
-            Err(ApiError::Unavailable(format!("checking numbers failed: {reason}")))
-        }
+        Some(RequestOutcome::Done(json)) => Ok(json),
+        Some(RequestOutcome::Failed(reason)) => Err(ApiError::Unavailable(format!("{doing} failed: {reason}"))),
         _ => Err(ApiError::Unavailable(
             "the device's worker did not answer in time; try again shortly".into(),
         )),

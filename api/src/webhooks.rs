@@ -49,7 +49,7 @@ pub struct WebhookView {
 }
 
 impl WebhookView {
-    fn of(hook: &Webhook, shown: Option<String>) -> Self {
+    pub(crate) fn of(hook: &Webhook, shown: Option<String>) -> Self {
         let events = EventKind::ALL
             .into_iter()
             .filter(|k| hooks::wants(&hook.events, *k))
@@ -125,41 +125,10 @@ async fn put_webhook(
     CurrentUser(user): CurrentUser,
     Json(body): Json<PutWebhook>,
 ) -> ApiResult<impl IntoResponse> {
-    let url = hooks::parse_url(&body.url).map_err(ApiError::Invalid)?;
-    // Checked again at every delivery: the name may resolve elsewhere by then.
-    egress::check_url(&url, &state.settings.webhook_allowed_hosts)
-        .await
-        .map_err(ApiError::Invalid)?;
-    let names: Vec<String> = match body.events {
-        None => Vec::new(),
-        Some(EventList::List(names)) => names,
-        Some(EventList::Csv(csv)) => csv
-            .split(',')
-            .filter(|n| !n.trim().is_empty())
-            .map(str::to_owned)
-            .collect(),
-    };
-    let events = hooks::parse_events(&names).map_err(ApiError::Invalid)?;
-    // All events stored as "" so that events added later reach those who asked for all.
-    let events = if events.len() == EventKind::ALL.len() {
-        String::new()
-    } else {
-        events.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(",")
-    };
-    let current = state.db.webhook(user.id).await?;
-    let (secret, shown) = match (body.secret, body.rotate_secret, current) {
-        (Some(_), true, _) => {
-            return Err(ApiError::Invalid(
-                "secret: give a secret or ask for rotate_secret, not both".into(),
-            ));
-        }
-        (Some(given), false, _) => (hooks::parse_secret(&given).map_err(ApiError::Invalid)?, None),
-        (None, false, Some(current)) => (current.secret, None),
-        (None, _, _) => {
-            let generated = format!("whs_{}", auth::random_secret());
-            (generated.clone(), Some(generated))
-        }
-    };
+    let url = checked_url(&state, &body.url).await?;
+    let events = stored_events(body.events)?;
+    let current = state.db.webhook(user.id).await?.map(|h| h.secret);
+    let (secret, shown) = choose_secret(body.secret, body.rotate_secret, current)?;
     let hook = state
         .db
         .put_webhook(user.id, &url, &secret, &events, body.enabled.unwrap_or(true))
@@ -171,6 +140,57 @@ async fn put_webhook(
         "Webhook set"
     };
     Ok(ok(message, WebhookView::of(&hook, shown)))
+}
+
+/// A webhook URL as given, checked: absolute http(s), and not an internal address (see
+/// [`PutWebhook::url`]).
+pub(crate) async fn checked_url(state: &AppState, raw: &str) -> ApiResult<String> {
+    let url = hooks::parse_url(raw).map_err(ApiError::Invalid)?;
+    // Checked again at every delivery: the name may resolve elsewhere by then.
+    egress::check_url(&url, &state.settings.webhook_allowed_hosts)
+        .await
+        .map_err(ApiError::Invalid)?;
+    Ok(url)
+}
+
+/// Event names as stored: comma-separated, or empty for all of them.
+pub(crate) fn stored_events(given: Option<EventList>) -> ApiResult<String> {
+    let names: Vec<String> = match given {
+        None => Vec::new(),
+        Some(EventList::List(names)) => names,
+        Some(EventList::Csv(csv)) => csv
+            .split(',')
+            .filter(|n| !n.trim().is_empty())
+            .map(str::to_owned)
+            .collect(),
+    };
+    let events = hooks::parse_events(&names).map_err(ApiError::Invalid)?;
+    // All events stored as "" so that events added later reach those who asked for all.
+    Ok(if events.len() == EventKind::ALL.len() {
+        String::new()
+    } else {
+        events.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(",")
+    })
+}
+
+/// The secret to store, and the one to show once when it was generated: the one `given`, a new
+/// one when asked to `rotate` or when there is no `current` one, else the current one.
+pub(crate) fn choose_secret(
+    given: Option<String>,
+    rotate: bool,
+    current: Option<String>,
+) -> ApiResult<(String, Option<String>)> {
+    match (given, rotate, current) {
+        (Some(_), true, _) => Err(ApiError::Invalid(
+            "secret: give a secret or ask for rotate_secret, not both".into(),
+        )),
+        (Some(given), false, _) => Ok((hooks::parse_secret(&given).map_err(ApiError::Invalid)?, None)),
+        (None, false, Some(current)) => Ok((current, None)),
+        (None, _, _) => {
+            let generated = format!("whs_{}", auth::random_secret());
+            Ok((generated.clone(), Some(generated)))
+        }
+    }
 }
 
 /// Remove your webhook. Events stop being recorded; past deliveries stay listed.
@@ -228,10 +248,7 @@ async fn list_deliveries(
                 })?,
         ),
     };
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::Invalid("limit: give 1 to 500".into()));
-    }
+    let limit = crate::extract::limit(query.limit, 100, 500)?;
     let list = state.db.deliveries(user.id, status, limit).await?;
     Ok(ok(format!("{} deliveries", list.len()), list))
 }

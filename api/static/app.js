@@ -4,10 +4,6 @@
 /** Calls the API (common.js); resolves to the envelope's `results`. */
 const api = async (method, path, body) => (await callApi(method, path, body)).results;
 
-function when(value) {
-  return value ? new Date(value).toLocaleString() : "never";
-}
-
 /** How long ago `value` was, in words ("just now", "5 min ago", "3 h ago"), or "never". */
 function ago(value) {
   if (!value) return "never";

@@ -19,6 +19,11 @@ class ApiFailure extends Error {
   }
 }
 
+/** A time (ISO 8601) for people, in their locale, or "never". */
+function when(value) {
+  return value ? new Date(value).toLocaleString() : "never";
+}
+
 /** A new `tag` element with `attrs` (properties) and `children` (nodes or text). */
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);

@@ -45,7 +45,7 @@ function number(jid) {
 }
 
 /** The time of day for today, the date otherwise. */
-function when(iso) {
+function timeOrDate(iso) {
   const at = new Date(iso);
   const today = new Date().toDateString() === at.toDateString();
   return today ? at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : at.toLocaleDateString();
@@ -86,7 +86,7 @@ function showChat(chat, live) {
   unread.title = `${chat.unread_count} unread`;
   item.replaceChildren(
     span("chat-name", chat.name || number(chat.jid)),
-    span("chat-time", when(chat.last_message_at)),
+    span("chat-time", timeOrDate(chat.last_message_at)),
     span("chat-preview", chat.last_message_preview || ""),
     unread,
   );
@@ -122,7 +122,7 @@ function messageItem(message) {
   item.dataset.id = message.id;
   item.dataset.sentAt = String(Date.parse(message.sent_at));
   const text = message.body || `[${message.kind}]`;
-  const meta = span("meta", when(message.sent_at));
+  const meta = span("meta", timeOrDate(message.sent_at));
   meta.title = new Date(message.sent_at).toLocaleString();
   if (message.from_me) {
     const status = message.status || "sent";

@@ -519,6 +519,8 @@ mod tests {
                 email: crate::types::Email::parse(&format!("u{id}@example.com")).unwrap(),
                 password_hash: String::new(),
                 is_admin: false,
+                must_change_password: false,
+                disabled_at: None,
                 created_at: crate::types::Timestamp(0),
             },
         })

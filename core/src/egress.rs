@@ -1,4 +1,5 @@
-//! Where outbound HTTP on a user's behalf (webhook deliveries) may go: public addresses only.
+//! Where outbound HTTP on a user's behalf (webhook deliveries, media fetched from a URL a client
+//! gives) may go: public addresses only.
 //!
 //! A user chooses the URL, so without a check a webhook could reach the deployment's own network:
 //! loopback ports, the cloud metadata service at 169.254.169.254, private databases. Addresses
@@ -8,12 +9,13 @@
 //! purpose list those hosts in [`AllowedHosts`] (`WEBHOOK_ALLOWED_HOSTS`).
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// Longest wait for a name to resolve when a URL is saved.
 const SAVE_LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
@@ -204,9 +206,106 @@ pub async fn check_url(raw: &str, allowed: &AllowedHosts) -> Result<(), String> 
     Ok(())
 }
 
+/// Resolves with the system resolver and keeps only the addresses outbound HTTP on a user's
+/// behalf may reach, at every connection, so a name that passed when its URL was saved cannot
+/// lead inside later (DNS rebinding). Addresses written in a URL never reach a resolver: check
+/// them with [`literal_refusal`] before sending.
+pub struct GuardedResolver {
+    allowed: Arc<AllowedHosts>,
+}
+
+impl GuardedResolver {
+    /// A resolver that lets through public addresses and those `allowed` lists.
+    pub fn new(allowed: AllowedHosts) -> Self {
+        GuardedResolver {
+            allowed: Arc::new(allowed),
+        }
+    }
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allowed = Arc::clone(&self.allowed);
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            // The port is the URL's; the client sets it on each address.
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let permitted = permitted(&host, found, &allowed);
+            if permitted.is_empty() {
+                tracing::info!(host, "a host resolved to no address outbound requests may reach");
+                return Err(Box::new(Refused) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(permitted.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// The addresses of `host` outbound requests may connect to.
+fn permitted(host: &str, found: Vec<SocketAddr>, allowed: &AllowedHosts) -> Vec<SocketAddr> {
+    if allowed.allows_name(host) {
+        return found;
+    }
+    found
+        .into_iter()
+        .filter(|a| allowed.refusal(a.ip()).is_none())
+        .collect()
+}
+
+/// Whether `err` (or any error it wraps) is the guard's refusal.
+pub fn is_refusal(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(err) = current {
+        if err.downcast_ref::<Refused>().is_some() {
+            return true;
+        }
+        current = err.source();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn addrs(list: &[&str]) -> Vec<SocketAddr> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn only_public_or_allowed_addresses_are_kept() {
+        let none = AllowedHosts::default();
+        let found = addrs(&["127.0.0.1:0", "93.184.215.14:0", "[fd00::1]:0", "[::ffff:10.0.0.1]:0"]);
+        assert_eq!(
+            permitted("rebound.example", found.clone(), &none),
+            addrs(&["93.184.215.14:0"])
+        );
+        let by_name: AllowedHosts = "rebound.example".parse().unwrap();
+        assert_eq!(permitted("rebound.example", found.clone(), &by_name), found);
+        let by_net: AllowedHosts = "10.0.0.0/8".parse().unwrap();
+        assert_eq!(
+            permitted("rebound.example", found, &by_net),
+            addrs(&["93.184.215.14:0", "[::ffff:10.0.0.1]:0"])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_to_loopback_is_refused_at_connection() {
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver::new(AllowedHosts::default())))
+            .no_proxy()
+            .build()
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let err = client
+            .post(format!("http://localhost:{port}/hook"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(is_refusal(&err), "{err:?}");
+        let accepted = tokio::time::timeout(std::time::Duration::from_millis(200), listener.accept()).await;
+        assert!(accepted.is_err(), "no connection was made");
+    }
 
     fn class(ip: &str) -> Option<&'static str> {
         forbidden_class(ip.parse().unwrap())

@@ -402,6 +402,15 @@ pub fn new_message_id() -> String {
     id
 }
 
+/// A message an action (a reaction) is about.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MessageRef {
+    /// WhatsApp's id of the message.
+    pub id: String,
+    /// Whether the account wrote it (else the other person did).
+    pub from_me: bool,
+}
+
 /// An image to send.
 #[derive(Clone, Debug)]
 pub struct OutgoingImage {
@@ -432,6 +441,26 @@ pub trait Session: Send + Sync {
 
     /// Which of `phones` are on WhatsApp.
     async fn check_numbers(&self, phones: &[PhoneNumber]) -> Result<Vec<NumberCheck>, LinkError>;
+
+    /// Shows the person of the personal chat `chat` that the account is typing (`typing`), or
+    /// stopped (the "typing…" a phone shows while its user writes).
+    async fn chat_presence(&self, chat: &Jid, typing: bool) -> Result<(), LinkError>;
+
+    /// Reacts to message `target` of the personal chat `chat` with `emoji` (an empty one takes
+    /// the account's reaction back); returns the reaction's own message id.
+    async fn react(&self, chat: &Jid, target: &MessageRef, emoji: &str) -> Result<String, LinkError>;
+
+    /// Deletes the account's own message `id` of the personal chat `chat` for everyone (the
+    /// phone's "Delete for everyone").
+    async fn revoke(&self, chat: &Jid, id: &str) -> Result<(), LinkError>;
+
+    /// Replaces the text of the account's own message `id` of the personal chat `chat` with
+    /// `text` (the phone's "Edit"; WhatsApp allows it for 15 minutes after sending).
+    async fn edit(&self, chat: &Jid, id: &str, text: &str) -> Result<(), LinkError>;
+
+    /// Tells the person of the personal chat `chat` that the account read their messages `ids`
+    /// (the blue ticks a phone sends when the chat is opened). Returns once the read receipt left.
+    async fn mark_read(&self, chat: &Jid, ids: &[String]) -> Result<(), LinkError>;
 
     /// Unlinks the device from the account and forgets its credentials.
     async fn logout(&self) -> Result<(), LinkError>;

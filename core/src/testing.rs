@@ -249,6 +249,28 @@ where
     .unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// An account and its device written with the columns of the first migration only, for tests of
+/// what a later migration does to rows already there (after [`TestDb::migrated_to`]; the current
+/// `Db::create_user` reads columns added later).
+pub async fn bare_account_and_device(db: &Db) -> (crate::types::UserId, crate::types::DeviceId) {
+    let user: i64 = fetch_optional(
+        db,
+        "INSERT INTO users (email, password_hash, is_admin, created_at) \
+         VALUES ('owner@example.com', 'unused', TRUE, 1) RETURNING id",
+        &[],
+    )
+    .await
+    .expect("the account");
+    let device: i64 = fetch_optional(
+        db,
+        "INSERT INTO devices (user_id, name, created_at, updated_at) VALUES ($1, 'Shop', 1, 1) RETURNING id",
+        &[user.into()],
+    )
+    .await
+    .expect("the device");
+    (crate::types::UserId(user), crate::types::DeviceId(device))
+}
+
 /// How often the waits below probe.
 const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 

@@ -3,22 +3,11 @@
 //! after a send that went out), and the first refresh after it finds nothing left to mark.
 
 use wafleet_core::Db;
-use wafleet_core::db::NewUserRole;
-use wafleet_core::testing::{Backend, TestDb};
-use wafleet_core::types::{DeviceId, Email, UserId};
+use wafleet_core::testing::{Backend, TestDb, bare_account_and_device};
+use wafleet_core::types::{DeviceId, UserId};
 
 const ANA: &str = "60111000001@s.whatsapp.net";
 const BEN: &str = "60111000002@s.whatsapp.net";
-
-async fn device(db: &Db) -> (UserId, DeviceId) {
-    let email = Email::parse("owner@example.com").unwrap();
-    let user = db
-        .create_user(&email, "unused", NewUserRole::FirstBecomesAdmin)
-        .await
-        .unwrap()
-        .id;
-    (user, db.create_device(user, "Shop", None).await.unwrap().id)
-}
 
 async fn exec(db: &Db, sql: String, user: UserId, device: DeviceId) {
     let sql = sqlx::AssertSqlSafe(sql);
@@ -42,7 +31,7 @@ async fn sends(db: &Db) -> Vec<(String, Option<i64>, i64)> {
 async fn migration_marks_the_sends_already_answered(backend: Backend) {
     let test = TestDb::migrated_to(backend, 12).await;
     let db = &test.db;
-    let (user, device) = device(db).await;
+    let (user, device) = bare_account_and_device(db).await;
     let send = |key: &str, to: &str, status: &str, sent_at: &str| {
         format!("($1, $2, '{key}', '{to}', 'text', 'Offer', '{status}', 1, 10, 10, {sent_at})")
     };

@@ -91,6 +91,57 @@ pub enum ClientFrame {
         /// Request number.
         req: u64,
     },
+    /// The account read messages `ids` of the personal chat `chat` (a read receipt to their sender).
+    Read {
+        /// Request number.
+        req: u64,
+        /// The chat (the person who wrote them).
+        chat: Jid,
+        /// The messages read.
+        ids: Vec<String>,
+    },
+    /// The account starts (`typing`) or stops typing in the personal chat `chat`.
+    ChatPresence {
+        /// Request number.
+        req: u64,
+        /// The chat.
+        chat: Jid,
+        /// Typing now.
+        typing: bool,
+    },
+    /// React to message `target` of `chat` with `emoji` (empty: take the reaction back).
+    React {
+        /// Request number.
+        req: u64,
+        /// The chat.
+        chat: Jid,
+        /// The message reacted to.
+        target: String,
+        /// Whether the account wrote it.
+        from_me: bool,
+        /// The emoji.
+        emoji: String,
+    },
+    /// Replace the text of the account's own message `target` of `chat` with `text`.
+    Edit {
+        /// Request number.
+        req: u64,
+        /// The chat.
+        chat: Jid,
+        /// The message edited.
+        target: String,
+        /// Its new text.
+        text: String,
+    },
+    /// Delete the account's own message `target` of `chat` for everyone.
+    Revoke {
+        /// Request number.
+        req: u64,
+        /// The chat.
+        chat: Jid,
+        /// The message deleted.
+        target: String,
+    },
     /// Unlink this device.
     Logout {
         /// Request number.
@@ -245,6 +296,11 @@ pub enum ServerFrame {
     },
     /// Answer to `logout`.
     LogoutDone {
+        /// Request number.
+        req: u64,
+    },
+    /// Answer to `read` and `chat_presence`: done.
+    Done {
         /// Request number.
         req: u64,
     },

@@ -16,6 +16,16 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the server warned about (a session that failed to open and
+        // waits to retry, a lost lease), which the page alone does not say.
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self._dir.path().join("wafleet.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            eprintln!("--- the last {} lines of wafleet serve --demo ---", tail.len());
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
@@ -28,8 +38,10 @@ pub fn serve_demo() -> Server {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("PORT", port.to_string())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .env("RUST_LOG", "warn,wafleet_workers=info")
+        .stdout(Stdio::from(
+            std::fs::File::create(dir.path().join("wafleet.log")).unwrap(),
+        ))
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use wafleet_core::cache::{Invalidations, ReadCache};
 use wafleet_core::keys::KeyRing;
-use wafleet_core::link::{Link, LinkError, LinkEvent, NumberCheck, OpenMode, Outgoing, Restrictions, Session};
+use wafleet_core::link::{
+    Jid, Link, LinkError, LinkEvent, MessageRef, NumberCheck, OpenMode, Outgoing, Restrictions, Session,
+};
 use wafleet_core::shutdown;
 use wafleet_core::types::{DeviceId, PhoneNumber};
 use wafleet_core::{Db, Settings};
@@ -176,6 +178,21 @@ impl Session for WithEvents {
     async fn check_numbers(&self, phones: &[PhoneNumber]) -> Result<Vec<NumberCheck>, LinkError> {
         self.inner.check_numbers(phones).await
     }
+    async fn mark_read(&self, chat: &Jid, ids: &[String]) -> Result<(), LinkError> {
+        self.inner.mark_read(chat, ids).await
+    }
+    async fn chat_presence(&self, chat: &Jid, typing: bool) -> Result<(), LinkError> {
+        self.inner.chat_presence(chat, typing).await
+    }
+    async fn react(&self, chat: &Jid, target: &MessageRef, emoji: &str) -> Result<String, LinkError> {
+        self.inner.react(chat, target, emoji).await
+    }
+    async fn revoke(&self, chat: &Jid, id: &str) -> Result<(), LinkError> {
+        self.inner.revoke(chat, id).await
+    }
+    async fn edit(&self, chat: &Jid, id: &str, text: &str) -> Result<(), LinkError> {
+        self.inner.edit(chat, id, text).await
+    }
     async fn logout(&self) -> Result<(), LinkError> {
         self.inner.logout().await
     }
@@ -207,6 +224,21 @@ impl Session for Wrapped {
     }
     async fn check_numbers(&self, phones: &[PhoneNumber]) -> Result<Vec<NumberCheck>, LinkError> {
         self.inner.check_numbers(phones).await
+    }
+    async fn mark_read(&self, chat: &Jid, ids: &[String]) -> Result<(), LinkError> {
+        self.inner.mark_read(chat, ids).await
+    }
+    async fn chat_presence(&self, chat: &Jid, typing: bool) -> Result<(), LinkError> {
+        self.inner.chat_presence(chat, typing).await
+    }
+    async fn react(&self, chat: &Jid, target: &MessageRef, emoji: &str) -> Result<String, LinkError> {
+        self.inner.react(chat, target, emoji).await
+    }
+    async fn revoke(&self, chat: &Jid, id: &str) -> Result<(), LinkError> {
+        self.inner.revoke(chat, id).await
+    }
+    async fn edit(&self, chat: &Jid, id: &str, text: &str) -> Result<(), LinkError> {
+        self.inner.edit(chat, id, text).await
     }
     async fn logout(&self) -> Result<(), LinkError> {
         self.inner.logout().await

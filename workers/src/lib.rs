@@ -5,7 +5,6 @@
 //! (pairing codes, status, messages, receipts) back to the database. The API never talks to a
 //! worker directly, so either can restart or move without the other noticing.
 
-mod egress;
 mod events;
 mod flush;
 mod liveness;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wafleet_core::Db;
 use wafleet_core::db::DeviceRequest;
-use wafleet_core::link::Session;
+use wafleet_core::link::{Jid, LinkError, MessageRef, Session};
 use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber};
 
@@ -23,6 +23,43 @@ pub struct RequestRunner {
 #[derive(serde::Deserialize)]
 struct CheckNumbers {
     phones: Vec<PhoneNumber>,
+}
+
+/// The question of a `chat_presence` request: typing (or stopped) in the personal chat `chat`.
+#[derive(serde::Deserialize)]
+struct ChatPresence {
+    chat: Jid,
+    typing: bool,
+}
+
+/// The question of a `react` request: `emoji` on `target` of the personal chat `chat`.
+#[derive(serde::Deserialize)]
+struct React {
+    chat: Jid,
+    target: MessageRef,
+    emoji: String,
+}
+
+/// The question of a `revoke` request: delete the account's message `id` of `chat` for everyone.
+#[derive(serde::Deserialize)]
+struct Revoke {
+    chat: Jid,
+    id: String,
+}
+
+/// The question of an `edit` request: the account's message `id` of `chat` now reads `text`.
+#[derive(serde::Deserialize)]
+struct Edit {
+    chat: Jid,
+    id: String,
+    text: String,
+}
+
+/// The question of a `mark_read` request: a read receipt for `ids` of the personal chat `chat`.
+#[derive(serde::Deserialize)]
+struct MarkRead {
+    chat: Jid,
+    ids: Vec<String>,
 }
 
 impl RequestRunner {
@@ -66,17 +103,44 @@ impl RequestRunner {
 #[tracing::instrument(skip(session), fields(request = request.id, device = %request.device_id))]
 async fn answer(request: &DeviceRequest, session: &dyn Session) -> (bool, String) {
     match request.kind.as_str() {
-        "check_numbers" => {
-            let question: CheckNumbers = match serde_json::from_str(&request.payload) {
-                Ok(q) => q,
-                Err(e) => return (false, format!("malformed request: {e}")),
-            };
-            match tokio::time::timeout(CALL_TIMEOUT, session.check_numbers(&question.phones)).await {
-                Ok(Ok(checks)) => (true, serde_json::to_string(&checks).unwrap_or_default()),
-                Ok(Err(err)) => (false, err.to_string()),
-                Err(_) => (false, "WhatsApp did not answer in time".into()),
-            }
-        }
+        "check_numbers" => match question::<CheckNumbers>(request) {
+            Ok(q) => called(session.check_numbers(&q.phones)).await,
+            Err(failed) => failed,
+        },
+        "mark_read" => match question::<MarkRead>(request) {
+            Ok(q) => called(session.mark_read(&q.chat, &q.ids)).await,
+            Err(failed) => failed,
+        },
+        "react" => match question::<React>(request) {
+            Ok(q) => called(session.react(&q.chat, &q.target, &q.emoji)).await,
+            Err(failed) => failed,
+        },
+        "revoke" => match question::<Revoke>(request) {
+            Ok(q) => called(session.revoke(&q.chat, &q.id)).await,
+            Err(failed) => failed,
+        },
+        "edit" => match question::<Edit>(request) {
+            Ok(q) => called(session.edit(&q.chat, &q.id, &q.text)).await,
+            Err(failed) => failed,
+        },
+        "chat_presence" => match question::<ChatPresence>(request) {
+            Ok(q) => called(session.chat_presence(&q.chat, q.typing)).await,
+            Err(failed) => failed,
+        },
         other => (false, format!("unknown request kind `{other}`")),
+    }
+}
+
+/// The request's question, or the failed answer to a malformed one.
+fn question<T: serde::de::DeserializeOwned>(request: &DeviceRequest) -> Result<T, (bool, String)> {
+    serde_json::from_str(&request.payload).map_err(|e| (false, format!("malformed request: {e}")))
+}
+
+/// The answer of a link call: its result as JSON, or why it failed.
+async fn called<T: serde::Serialize>(call: impl Future<Output = Result<T, LinkError>>) -> (bool, String) {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(Ok(result)) => (true, serde_json::to_string(&result).unwrap_or_default()),
+        Ok(Err(err)) => (false, err.to_string()),
+        Err(_) => (false, "WhatsApp did not answer in time".into()),
     }
 }

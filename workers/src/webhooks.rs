@@ -22,7 +22,7 @@ use wafleet_core::shutdown::Shutdown;
 use wafleet_core::webhooks::{DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, signature};
 use wafleet_core::{Db, Settings};
 
-use crate::egress::{GuardedResolver, is_refusal};
+use wafleet_core::egress::{GuardedResolver, is_refusal};
 
 /// Deliveries queued per poll, at most.
 const CLAIM_BATCH: i64 = 500;

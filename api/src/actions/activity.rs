@@ -8,7 +8,7 @@ use wafleet_core::types::DeviceId;
 
 use crate::AppState;
 use crate::envelope::{Envelope, ok};
-use crate::error::{ApiError, ApiResult, OrNotFound};
+use crate::error::{ApiResult, OrNotFound};
 use crate::extract::{Path, Query};
 use crate::session::CurrentUser;
 
@@ -49,10 +49,7 @@ pub(super) async fn list_activity(
     query: Query<ActivityQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let Query(query) = query;
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::Invalid(format!("limit: give 1 to {MAX_LIMIT}")));
-    }
+    let limit = crate::extract::limit(query.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     // One more than asked tells whether an older page exists.
     let mut entries = state
         .db

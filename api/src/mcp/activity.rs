@@ -9,7 +9,7 @@ use wafleet_core::db::McpCall;
 
 use crate::AppState;
 use crate::envelope::{Envelope, ok};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::Query;
 use crate::session::CurrentUser;
 
@@ -51,10 +51,7 @@ async fn list_calls(
     query: Query<CallsQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let Query(query) = query;
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::Invalid(format!("limit: give 1 to {MAX_LIMIT}")));
-    }
+    let limit = crate::extract::limit(query.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let mut calls = state.db.mcp_calls(user.id, query.cursor, limit + 1).await?;
     let next_cursor = crate::chat_view::split_page(&mut calls, limit, |c| c.id);
     Ok(ok(format!("{} calls", calls.len()), McpCallPage { calls, next_cursor }))

@@ -4,17 +4,14 @@
 use fantoccini::Locator;
 
 use crate::analytics::seed;
-use crate::browser::support::{click, fill, screenshot, start_browser, wait_for_text};
+use crate::browser::support::{click, screenshot, start_browser, wait_for_text};
 use crate::helpers::TestApp;
 
 async fn analytics_tab_shows_and_filters_the_figures(app: TestApp) {
     let s = seed(&app).await;
     app.refresh_analytics().await;
     let (_driver, browser) = start_browser().await;
-    browser.goto(&app.url("/login")).await.unwrap();
-    fill(&browser, "input[name=email]", "ana@example.com").await;
-    fill(&browser, "input[name=password]", "correct horse battery").await;
-    click(&browser, "#account-form button[type=submit]").await;
+    crate::browser::log_in(&app, &browser, "ana@example.com").await;
     click(&browser, "[data-tab=analytics]").await;
 
     // The last seven days, all devices.

@@ -23,6 +23,14 @@ async fn user_id(app: &TestApp, email: &str) -> UserId {
 
 /// Registers `email` on the register page and adds the device "Sales 1" on the dashboard, as a new
 /// user does; returns the user and the device.
+/// Logs `email` (registered with the tests' password) in on the login page of `app`.
+pub(crate) async fn log_in(app: &TestApp, browser: &Client, email: &str) {
+    browser.goto(&app.url("/login")).await.unwrap();
+    fill(browser, "input[name=email]", email).await;
+    fill(browser, "input[name=password]", "correct horse battery").await;
+    click(browser, "#account-form button[type=submit]").await;
+}
+
 pub(crate) async fn register_with_a_device(app: &TestApp, browser: &Client, email: &str) -> (UserId, DeviceId) {
     browser.goto(&app.url("/register")).await.unwrap();
     fill(browser, "input[name=email]", email).await;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use wafleet_core::db::Desired;
 use wafleet_core::types::{DeviceId, Email, Timestamp, UserId};
 
-use crate::helpers::{Session, TestApp, body, expect_error};
+use crate::helpers::{Backend, Session, TestApp, body, expect_error, spawn_app_with};
 
 /// Marks a device as linked and online, as pairing would.
 async fn linked(app: &TestApp, device: i64) {
@@ -400,4 +400,112 @@ async fn media_bodies_take_the_media_limit(app: TestApp) {
     .await;
 }
 
-wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => basic_credentials_need_no_csrf_and_open_the_qr_link, login_keeps_a_linked_online_session, reconnect_needs_a_logged_in_device, compatible_routes_answer_bad_input_as_upstream, compatible_sends_answer_the_whatsapp_message_id, media_bodies_take_the_media_limit);
+/// A web server on loopback with a photo, a file over the media limit (without announcing its
+/// length), a missing file and a redirect to the cloud metadata address; its address.
+async fn media_server(photo: Vec<u8>, oversized: usize) -> std::net::SocketAddr {
+    use axum::body::Body;
+    use axum::response::Redirect;
+    use axum::routing::get;
+    let big = move || async move {
+        let chunks = (0..oversized / 4096 + 1).map(|_| Ok::<_, std::io::Error>(vec![0u8; 4096]));
+        Body::from_stream(futures_util::stream::iter(chunks))
+    };
+    let router = axum::Router::new()
+        .route("/menu.png", get(move || async move { photo }))
+        .route("/big.png", get(big))
+        .route(
+            "/inside",
+            get(|| async { Redirect::temporary("http://169.254.169.254/latest/meta-data") }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+/// `image_url` is fetched, from hosts a webhook could reach only, within the media limit.
+async fn images_are_fetched_from_a_url_with_care(backend: Backend) {
+    let limit = 256 * 1024;
+    let app = spawn_app_with(backend, |s| {
+        // The test's server is on loopback, which an operator must allow.
+        s.webhook_allowed_hosts = "127.0.0.1".parse().unwrap();
+        s.max_media_bytes = limit;
+    })
+    .await;
+    let ana = app.session("ana@example.com").await;
+    let device = ana.add_device("Sales", Some("+60123456789")).await;
+    linked(&app, device).await;
+    let token = token(&ana).await;
+    let client = Client::new();
+    let server = media_server(png(40, 30), limit + 1).await;
+    let send = |url: String| {
+        let form = Form::new().text("phone", "60191000002").text("image_url", url);
+        basic_image(&client, &app, &token, device, form).send()
+    };
+
+    let response = send(format!("http://{server}/menu.png")).await.unwrap();
+    let status = response.status();
+    let sent = body(response).await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let send_id: i64 = sent["results"]["send_id"].as_str().unwrap().parse().unwrap();
+    let sql = "SELECT image FROM outbound_messages WHERE id = $1";
+    let image: Option<Option<Vec<u8>>> = wafleet_core::testing::fetch_optional(&app.db, sql, &[send_id.into()]).await;
+    let image = image.flatten().expect("the image is stored with the send");
+    let stored = image::load_from_memory(&image).unwrap();
+    assert_eq!(
+        (stored.width(), stored.height()),
+        (40, 30),
+        "the fetched picture, re-encoded"
+    );
+
+    let refusals = [
+        (
+            format!("http://{server}/big.png"),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the limit is {limit} bytes"),
+        ),
+        (
+            format!("http://{server}/missing.png"),
+            StatusCode::BAD_REQUEST,
+            "image_url: the server answered 404".into(),
+        ),
+        (
+            format!("http://{server}/inside"),
+            StatusCode::BAD_REQUEST,
+            "image_url: its host is not a public address".into(),
+        ),
+        (
+            "http://10.0.0.1/menu.png".into(),
+            StatusCode::BAD_REQUEST,
+            "image_url: its host is not a public address".into(),
+        ),
+        (
+            format!("http://[::1]:{}/menu.png", server.port()),
+            StatusCode::BAD_REQUEST,
+            "not a public address".into(),
+        ),
+        (
+            "file:///etc/passwd".into(),
+            StatusCode::BAD_REQUEST,
+            "give an http or https URL".into(),
+        ),
+        (
+            "menu.png".into(),
+            StatusCode::BAD_REQUEST,
+            "image_url: not a valid URL".into(),
+        ),
+    ];
+    for (url, status, message) in refusals {
+        let response = send(url.clone()).await.unwrap();
+        assert_eq!(response.status(), status, "{url}");
+        expect_error(response, status, &message).await;
+    }
+    // A file and a URL at once is ambiguous.
+    let both = image_form(png(8, 8)).text("image_url", format!("http://{server}/menu.png"));
+    let response = basic_image(&client, &app, &token, device, both).send().await.unwrap();
+    expect_error(response, StatusCode::BAD_REQUEST, "not both").await;
+    let sends = crate::actions::count(&app, "outbound_messages").await;
+    assert_eq!(sends, 1, "only the fetched photo became a send");
+}
+
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => basic_credentials_need_no_csrf_and_open_the_qr_link, login_keeps_a_linked_online_session, reconnect_needs_a_logged_in_device, compatible_routes_answer_bad_input_as_upstream, compatible_sends_answer_the_whatsapp_message_id, media_bodies_take_the_media_limit; images_are_fetched_from_a_url_with_care);

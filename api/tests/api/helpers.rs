@@ -289,8 +289,9 @@ pub async fn body(response: Response) -> Value {
 
 /// Asserts the status and that the envelope's message contains `needle`; returns the body.
 pub async fn expect_error(response: Response, status: StatusCode, needle: &str) -> Value {
-    assert_eq!(response.status(), status, "unexpected status");
+    let actual = response.status();
     let body = body(response).await;
+    assert_eq!(actual, status, "unexpected status: {body}");
     let message = body["message"].as_str().unwrap_or_default();
     assert!(
         message.contains(needle),

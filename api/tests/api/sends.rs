@@ -178,7 +178,12 @@ async fn compatible_send_routes_keep_their_shapes(app: TestApp) {
         .text("phone", "60191000002")
         .text("image_url", "http://169.254.169.254/");
     let response = send_image(form).await.unwrap();
-    expect_error(response, StatusCode::BAD_REQUEST, "image_url is not supported").await;
+    expect_error(
+        response,
+        StatusCode::BAD_REQUEST,
+        "image_url: its host is not a public address",
+    )
+    .await;
     let form = Form::new().text("phone", "60191000002").part(
         "image",
         Part::bytes(b"GIF89a-but-not-really".to_vec()).file_name("x.gif"),

@@ -212,7 +212,7 @@ async fn compatible_routes_take_api_tokens_only(app: TestApp) {
         .send()
         .await
         .unwrap();
-    expect_error(response, StatusCode::BAD_REQUEST, "not a device id").await;
+    expect_error(response, StatusCode::NOT_FOUND, "device not found").await;
     let response = rest
         .get(app.url(&format!("/app/logout?device_id={first}")))
         .bearer_auth(&token)

@@ -13,10 +13,7 @@ async fn a_token_gets_the_scopes_ticked_in_the_form(app: TestApp) {
     app.session("ana@example.com").await;
     let user = user_id(&app, "ana@example.com").await;
     let (_driver, browser) = start_browser().await;
-    browser.goto(&app.url("/login")).await.unwrap();
-    fill(&browser, "input[name=email]", "ana@example.com").await;
-    fill(&browser, "input[name=password]", "correct horse battery").await;
-    click(&browser, "#account-form button[type=submit]").await;
+    crate::browser::log_in(&app, &browser, "ana@example.com").await;
     click(&browser, "[data-tab=tokens]").await;
 
     fill(&browser, "#add-token input[name=name]", "assistant").await;

@@ -1,10 +1,13 @@
 //! The dashboard's Webhooks tab in headless Chromium: setting the URL shows the generated secret
-//! once, a dead delivery is listed and its Replay button queues it again under the same id.
+//! once, a dead delivery is listed and its Replay button queues it again under the same id; a
+//! device is given a webhook of its own and has it removed.
 
 use fantoccini::Locator;
 use wafleet_core::db::DeliveryStatus;
 
-use crate::browser::support::{click, fill, screenshot, start_browser, wait_for_text};
+use wafleet_core::types::DeviceId;
+
+use crate::browser::support::{click, fill, screenshot, start_browser, wait_for_text, wait_for_text_matching};
 use crate::helpers::TestApp;
 use crate::webhooks::{dead_delivery, user_id};
 
@@ -12,10 +15,7 @@ async fn webhooks_tab_sets_the_url_and_replays_a_dead_delivery(app: TestApp) {
     app.session("ana@example.com").await;
     let user = user_id(&app, "ana@example.com").await;
     let (_driver, browser) = start_browser().await;
-    browser.goto(&app.url("/login")).await.unwrap();
-    fill(&browser, "input[name=email]", "ana@example.com").await;
-    fill(&browser, "input[name=password]", "correct horse battery").await;
-    click(&browser, "#account-form button[type=submit]").await;
+    crate::browser::log_in(&app, &browser, "ana@example.com").await;
     click(&browser, "[data-tab=webhooks]").await;
 
     // A wrong URL is refused with the server's message.
@@ -63,10 +63,10 @@ async fn webhooks_tab_sets_the_url_and_replays_a_dead_delivery(app: TestApp) {
     );
 
     let row = format!("#webhook-deliveries tr[data-id='{dead}']");
-    wait_for_text(&browser, &format!("{row} td:nth-child(3)"), "dead").await;
+    wait_for_text(&browser, &format!("{row} td:nth-child(4)"), "dead").await;
     screenshot(&browser, "webhooks-dead").await;
     click(&browser, &format!("{row} .replay")).await;
-    wait_for_text(&browser, &format!("{row} td:nth-child(3)"), "pending").await;
+    wait_for_text(&browser, &format!("{row} td:nth-child(4)"), "pending").await;
     let replayed = app.db.delivery(user, dead).await.unwrap();
     assert_eq!(replayed.status, DeliveryStatus::Pending);
     assert_eq!(replayed.attempts, 0);
@@ -89,4 +89,60 @@ async fn webhooks_tab_sets_the_url_and_replays_a_dead_delivery(app: TestApp) {
     assert_eq!(app.db.deliveries(user, None, 10).await.unwrap().len(), 2);
 }
 
-wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => webhooks_tab_sets_the_url_and_replays_a_dead_delivery);
+async fn a_device_gets_a_webhook_of_its_own(app: TestApp) {
+    let ana = app.session("ana@example.com").await;
+    let user = user_id(&app, "ana@example.com").await;
+    ana.add_device("Office", None).await;
+    let shop = DeviceId(ana.add_device("Shop", None).await);
+    let (_driver, browser) = start_browser().await;
+    crate::browser::log_in(&app, &browser, "ana@example.com").await;
+    click(&browser, "[data-tab=webhooks]").await;
+    wait_for_text(
+        &browser,
+        "#device-webhooks li",
+        "No device has a webhook of its own: every event goes to the webhook above.",
+    )
+    .await;
+
+    let select = browser
+        .find(Locator::Css("#device-webhook-form select[name=device]"))
+        .await
+        .unwrap();
+    select.select_by_label("Shop").await.unwrap();
+    fill(
+        &browser,
+        "#device-webhook-form input[name=url]",
+        "https://example.com/hooks/shop",
+    )
+    .await;
+    click(&browser, "#device-webhook-form input[value='device.connected']").await;
+    click(&browser, "#device-webhook-form button[type=submit]").await;
+    let item = format!("#device-webhooks li[data-device='{}']", shop.0);
+    wait_for_text_matching(&browser, &item, 10, |t| {
+        t.starts_with("Shop → https://example.com/hooks/shop (message, message.ack, device.disconnected;")
+    })
+    .await;
+    let stored = app
+        .db
+        .device_webhook(user, shop)
+        .await
+        .unwrap()
+        .expect("the shop's webhook");
+    assert_eq!(stored.url, "https://example.com/hooks/shop");
+    assert_eq!(stored.events, "message,message.ack,device.disconnected");
+    wait_for_text(&browser, "#device-webhook-secret-value", &stored.secret).await;
+    screenshot(&browser, "webhooks-device").await;
+
+    click(&browser, &format!("{item} .delete")).await;
+    wait_for_text(
+        &browser,
+        "#device-webhooks li",
+        "No device has a webhook of its own: every event goes to the webhook above.",
+    )
+    .await;
+    assert!(app.db.device_webhook(user, shop).await.unwrap().is_none());
+}
+
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app =>
+    webhooks_tab_sets_the_url_and_replays_a_dead_delivery,
+    a_device_gets_a_webhook_of_its_own);

@@ -150,9 +150,10 @@ async fn until_interactable(
     mut act: impl AsyncFnMut(fantoccini::elements::Element) -> Result<(), fantoccini::error::CmdError>,
 ) {
     // Generous: on a loaded machine (the whole suite starting at once) a page's script and its
-    // event stream can take seconds to show an element.
+    // event stream can take seconds to show an element, and a session that failed to open there
+    // is retried after a backoff of up to a few tens of seconds before the page shows it again.
     let mut last_error = None;
-    let done = poll_for(Duration::from_secs(30), async || {
+    let done = poll_for(Duration::from_secs(60), async || {
         let element = browser
             .wait()
             .at_most(Duration::from_secs(10))
@@ -164,7 +165,23 @@ async fn until_interactable(
     })
     .await;
     if done.is_none() {
-        panic!("{css} never became usable: {last_error:?}");
+        screenshot(browser, "never-usable").await;
+        // What hides it: each ancestor that is hidden or not displayed, and the text around it.
+        let why = browser
+            .execute(
+                "const found = document.querySelector(arguments[0]);
+                 if (!found) return 'gone';
+                 const hiding = [];
+                 for (let e = found; e; e = e.parentElement) {
+                   if (e.hidden || getComputedStyle(e).display === 'none')
+                     hiding.push(e.tagName + '.' + [...e.classList].join('.'));
+                 }
+                 const around = found.closest('article, li, section, form') || found.parentElement;
+                 return 'hidden by: ' + JSON.stringify(hiding) + '; around it: ' + around.innerText;",
+                vec![serde_json::Value::String(css.to_owned())],
+            )
+            .await;
+        panic!("{css} never became usable: {last_error:?}; {why:?} (screenshot never-usable.png)");
     }
 }
 

@@ -114,9 +114,9 @@ impl Db {
     #[tracing::instrument(skip_all)]
     pub async fn api_token_caller(&self, token_hash: &str) -> Result<Option<Caller>> {
         let sql = "SELECT t.id AS token_id, t.name AS token_name, t.scopes, \
-                   u.id, u.email, u.password_hash, u.is_admin, u.created_at \
+                   u.id, u.email, u.password_hash, u.is_admin, u.must_change_password, u.disabled_at, u.created_at \
                    FROM api_tokens t JOIN users u ON u.id = t.user_id \
-                   WHERE t.token_hash = $1 AND t.revoked_at IS NULL";
+                   WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND u.disabled_at IS NULL";
         #[derive(sqlx::FromRow)]
         struct Row {
             token_id: ApiTokenId,

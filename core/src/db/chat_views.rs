@@ -67,6 +67,7 @@ macro_rules! message_columns {
         "m.id, m.chat_jid, m.sender_jid, m.from_me, m.kind, m.body, m.sent_at, m.status, m.received_at, m.history"
     };
 }
+pub(crate) use message_columns;
 
 /// The columns of [`Chat`] on `chats c` with its saved name `n` ([`named_chats`]).
 macro_rules! chat_columns {
@@ -146,11 +147,6 @@ impl ActivityRow {
     }
 }
 
-/// Escapes `LIKE` wildcards so the text matches literally (with `ESCAPE '\'`).
-fn escape_like(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
-}
-
 /// The `LIKE` pattern for a JID: the digits of a query that looks like (part of) a number, leading
 /// zeros dropped (JIDs hold international numbers, `60123…@s.whatsapp.net`).
 fn number_pattern(q: &str) -> Option<String> {
@@ -177,7 +173,7 @@ impl Db {
         limit: i64,
     ) -> Result<Vec<Chat>> {
         let q = q.map(str::trim).filter(|q| !q.is_empty());
-        let text = q.map(|q| format!("%{}%", escape_like(q)));
+        let text = q.map(super::like_containing);
         let number = q.and_then(number_pattern);
         Ok(on_db!(self, pool => {
             let mut query = sqlx::QueryBuilder::new(concat!(
@@ -321,6 +317,6 @@ mod tests {
         assert_eq!(number_pattern("+60 19").as_deref(), Some("%6019%"));
         assert_eq!(number_pattern("000").as_deref(), Some("%000%"));
         assert_eq!(number_pattern("Aminah 1"), None);
-        assert_eq!(escape_like("50%_off\\"), "50\\%\\_off\\\\");
+        assert_eq!(crate::db::like_containing("50%_off\\"), "%50\\%\\_off\\\\%");
     }
 }

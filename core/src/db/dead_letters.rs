@@ -53,6 +53,16 @@ impl Db {
             .await)?)
     }
 
+    /// How many dead letters were not replayed.
+    #[tracing::instrument(skip(self))]
+    pub async fn open_dead_letters(&self) -> Result<i64> {
+        Ok(
+            on_db!(self, pool => sqlx::query_scalar("SELECT COUNT(*) FROM dead_letters WHERE replayed_at IS NULL")
+            .fetch_one(pool)
+            .await)?,
+        )
+    }
+
     /// One dead letter.
     #[tracing::instrument(skip(self))]
     pub async fn dead_letter(&self, id: i64) -> Result<DeadLetter> {

@@ -6,10 +6,12 @@
 //! dialects differ, a query matches on [`Db`] itself.
 
 mod activity;
+mod admin;
 mod analytics;
 mod api_tokens;
 mod broadcasts;
 mod campaigns;
+mod chat_offsets;
 mod chat_views;
 mod chats;
 mod contact_names;
@@ -45,6 +47,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use crate::config::{DatabaseTarget, Settings};
 
 pub use activity::{ActivityEntry, ActivityKind, NewActivity};
+pub use admin::{AccountSummary, AdminAction, FleetWorker, SENDS_DAYS};
 pub use analytics::{Analytics, AnalyticsCounts, AnalyticsDay, AnalyticsPercent, DeviceCounts};
 pub use api_tokens::{ApiToken, Caller, TokenGrant};
 pub use broadcasts::{Broadcast, NewBroadcast, broadcast_send_key};
@@ -53,8 +56,10 @@ pub use campaigns::{
     CalendarDay, CalendarEntry, Campaign, CampaignChanges, CampaignRecipient, CampaignReport, CampaignStatus,
     DeviceReport, Dispatched, NewCampaign, RECIPIENTS_PAGE_MAX, StatusCounts,
 };
+pub use chat_offsets::{ChatSummary, MessageFilter};
 pub use chat_views::{ChatCursor, ChatMessage, DeviceActivity, MessageCursor};
 pub use chats::{BatchOutcome, Chat, IngestItem};
+pub use contact_names::Contact;
 pub use dead_letters::DeadLetter;
 pub use device_requests::{DeviceRequest, RequestOutcome};
 pub use device_sessions::{Desired, PairingView, SessionTarget};
@@ -71,7 +76,7 @@ pub use rate_windows::RateHit;
 pub use retention::{Batches, MAX_KEEP_DAYS, Pruned};
 pub use templates::{MessageTemplate, NewTemplate, TemplateChanges};
 pub use users::{NewUserRole, User};
-pub use webhooks::{Attempt, AttemptResult, Delivery, DeliveryStatus, Webhook};
+pub use webhooks::{Attempt, AttemptResult, Delivery, DeliveryStatus, DeviceWebhook, Webhook};
 
 /// Runs `$body` with `$pool` bound to the backend's native pool.
 macro_rules! on_db {
@@ -83,6 +88,13 @@ macro_rules! on_db {
     };
 }
 pub(crate) use on_db;
+
+/// A `LIKE` pattern that matches `text` anywhere, with its wildcards (`%`, `_`) and backslashes
+/// taken literally (for `LIKE … ESCAPE '\'`).
+pub(crate) fn like_containing(text: &str) -> String {
+    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
 
 /// Begins a transaction that writes. SQLite's default transaction is deferred: it takes the write
 /// lock at its first write, and if another connection committed after this one first read, that

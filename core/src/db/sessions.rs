@@ -24,9 +24,9 @@ impl Db {
     /// The user of a live session, or `None` if it is unknown or expired.
     #[tracing::instrument(skip_all)]
     pub async fn session_user(&self, token_hash: &str) -> Result<Option<User>> {
-        let sql = "SELECT u.id, u.email, u.password_hash, u.is_admin, u.created_at \
+        let sql = "SELECT u.id, u.email, u.password_hash, u.is_admin, u.must_change_password, u.disabled_at, u.created_at \
                    FROM sessions s JOIN users u ON u.id = s.user_id \
-                   WHERE s.token_hash = $1 AND s.expires_at > $2";
+                   WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL";
         Ok(on_db!(self, pool => sqlx::query_as::<_, User>(sql)
             .bind(token_hash)
             .bind(Timestamp::now())

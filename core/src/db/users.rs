@@ -18,6 +18,12 @@ pub struct User {
     pub password_hash: String,
     /// Administrators may manage the instance.
     pub is_admin: bool,
+    /// A temporary password set by an administrator: nothing but changing it is allowed until
+    /// it is changed.
+    pub must_change_password: bool,
+    /// When an administrator disabled the account; a disabled account has no live session or
+    /// token, so only administrators see it set.
+    pub disabled_at: Option<Timestamp>,
     /// When the account was made.
     pub created_at: Timestamp,
 }
@@ -34,7 +40,7 @@ pub enum NewUserRole {
 /// The columns of [`User`], as a literal so queries stay `&'static str`.
 macro_rules! user_columns {
     () => {
-        "id, email, password_hash, is_admin, created_at"
+        "id, email, password_hash, is_admin, must_change_password, disabled_at, created_at"
     };
 }
 
@@ -65,6 +71,13 @@ impl Db {
         Ok(on_db!(self, pool => sqlx::query_as::<_, User>(sql).bind(email).fetch_optional(pool).await)?)
     }
 
+    /// The account with this id, if any.
+    #[tracing::instrument(skip(self))]
+    pub async fn user_by_id(&self, user: UserId) -> Result<Option<User>> {
+        let sql = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
+        Ok(on_db!(self, pool => sqlx::query_as::<_, User>(sql).bind(user).fetch_optional(pool).await)?)
+    }
+
     /// Replaces `user`'s password hash and ends every session of theirs except `keep` (the one
     /// that changed it), in one transaction; returns how many sessions were ended. A stolen
     /// session cookie stops working once the owner changes the password.
@@ -73,7 +86,7 @@ impl Db {
         let keep = keep.unwrap_or("");
         on_db!(self, pool => async {
             let mut tx = pool.begin_write().await?;
-            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            sqlx::query("UPDATE users SET password_hash = $1, must_change_password = FALSE WHERE id = $2")
                 .bind(password_hash)
                 .bind(user)
                 .execute(&mut *tx)

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use wafleet_core::link::{
-    Content, Jid, LinkError, LinkEvent, NewChatCap, NumberCheck, Outgoing, Restrictions, Session,
+    Content, Jid, LinkError, LinkEvent, MessageRef, NewChatCap, NumberCheck, Outgoing, Restrictions, Session,
 };
 use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber, Timestamp};
@@ -27,6 +27,21 @@ pub(crate) enum Request {
     Logout,
     /// The account's restrictions on new chats.
     Restrictions,
+    /// A read receipt for messages of a chat.
+    Read { chat: Jid, ids: Vec<String> },
+    /// Typing, or stopped, in a chat.
+    ChatPresence { chat: Jid, typing: bool },
+    /// A reaction to a message.
+    React {
+        chat: Jid,
+        target: String,
+        from_me: bool,
+        emoji: String,
+    },
+    /// A deletion for everyone of an own message.
+    Revoke { chat: Jid, target: String },
+    /// An edit of an own message.
+    Edit { chat: Jid, target: String, text: String },
 }
 
 /// What a session's task is asked to do.
@@ -144,6 +159,75 @@ impl Session for SimSession {
                     jid,
                 })
                 .collect()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    #[tracing::instrument(skip(self), fields(device = %self.device))]
+    async fn react(&self, chat: &Jid, target: &MessageRef, emoji: &str) -> Result<String, LinkError> {
+        let request = Request::React {
+            chat: chat.clone(),
+            target: target.id.clone(),
+            from_me: target.from_me,
+            emoji: emoji.to_owned(),
+        };
+        match self.request(request).await? {
+            ServerFrame::Sent { id, .. } => Ok(id),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    #[tracing::instrument(skip(self), fields(device = %self.device))]
+    async fn revoke(&self, chat: &Jid, id: &str) -> Result<(), LinkError> {
+        let request = Request::Revoke {
+            chat: chat.clone(),
+            target: id.to_owned(),
+        };
+        match self.request(request).await? {
+            ServerFrame::Sent { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    #[tracing::instrument(skip(self, text), fields(device = %self.device))]
+    async fn edit(&self, chat: &Jid, id: &str, text: &str) -> Result<(), LinkError> {
+        if text.trim().is_empty() {
+            return Err(LinkError::Invalid("empty text".into()));
+        }
+        let request = Request::Edit {
+            chat: chat.clone(),
+            target: id.to_owned(),
+            text: text.to_owned(),
+        };
+        match self.request(request).await? {
+            ServerFrame::Sent { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    #[tracing::instrument(skip(self), fields(device = %self.device))]
+    async fn chat_presence(&self, chat: &Jid, typing: bool) -> Result<(), LinkError> {
+        let request = Request::ChatPresence {
+            chat: chat.clone(),
+            typing,
+        };
+        match self.request(request).await? {
+            ServerFrame::Done { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    #[tracing::instrument(skip(self, ids), fields(device = %self.device, count = ids.len()))]
+    async fn mark_read(&self, chat: &Jid, ids: &[String]) -> Result<(), LinkError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let request = Request::Read {
+            chat: chat.clone(),
+            ids: ids.to_vec(),
+        };
+        match self.request(request).await? {
+            ServerFrame::Done { .. } => Ok(()),
             other => Err(unexpected(&other)),
         }
     }

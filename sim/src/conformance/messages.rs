@@ -1,12 +1,14 @@
 //! Incoming messages (ack, replay, filter) and sending with receipts.
 
-use wafleet_core::link::{Jid, LinkEvent, MessageKind, OpenMode, Outgoing, OutgoingImage, ReceiptKind};
+use wafleet_core::link::{
+    Jid, LinkError, LinkEvent, MessageKind, MessageRef, OpenMode, Outgoing, OutgoingImage, ReceiptKind,
+};
 use wafleet_core::testing::eventually;
 
 use super::support::{
     EVENT_TIMEOUT, contact, next_event, pair, pending, pending_receipts, sent_message, unique_phone, wait_for,
 };
-use super::{Contact, Harness};
+use super::{Action, Contact, Harness};
 use crate::control::ChatKind;
 
 fn is_message(event: &LinkEvent) -> bool {
@@ -278,4 +280,126 @@ pub async fn receipt_acked_once_and_replayed_until_then(h: &dyn Harness) {
     };
     assert_eq!(message_ids, [marker], "an acknowledged receipt is not delivered again");
     session.close().await;
+}
+
+/// Marking a received message read sends WhatsApp the read receipt (the sender's blue ticks),
+/// and only then: receiving and storing it is not reading it.
+pub async fn mark_read_sends_a_read_receipt(h: &dyn Harness) {
+    let mut paired = pair(h).await;
+    let contact = unique_phone();
+    let id = h
+        .phones()
+        .write(&contact, &paired.phone, "are you open today?")
+        .await
+        .expect("inject");
+    let LinkEvent::Message { message, ack } = wait_for(&mut paired.events, "the message", is_message).await else {
+        unreachable!()
+    };
+    assert_eq!(message.id, id);
+    ack.done();
+    eventually(EVENT_TIMEOUT, "the ack reaches the network", || async {
+        pending(h, &paired.phone).await == 0
+    })
+    .await;
+    let read = h.phones().read(&paired.phone).await.expect("read receipts");
+    assert!(read.is_empty(), "a stored message is not read yet: {read:?}");
+
+    paired
+        .session
+        .mark_read(&message.chat, std::slice::from_ref(&id))
+        .await
+        .expect("mark read");
+    eventually(EVENT_TIMEOUT, "the read receipt reaches the network", || async {
+        h.phones()
+            .read(&paired.phone)
+            .await
+            .is_ok_and(|ids| ids == [id.clone()])
+    })
+    .await;
+    paired.session.close().await;
+}
+
+/// Typing shows in the chat, and stops: the network gets `composing`, then `paused`, for the
+/// person's chat.
+pub async fn typing_shows_in_the_chat(h: &dyn Harness) {
+    let paired = pair(h).await;
+    let person = contact(h, Contact::OnWhatsApp).await;
+    let chat = Jid::for_phone(&person);
+    paired.session.chat_presence(&chat, true).await.expect("start typing");
+    paired.session.chat_presence(&chat, false).await.expect("stop typing");
+    eventually(EVENT_TIMEOUT, "both indicators reach the network", || async {
+        h.phones()
+            .chat_states(&paired.phone)
+            .await
+            .is_ok_and(|states| states == [(chat.clone(), true), (chat.clone(), false)])
+    })
+    .await;
+    let group = Jid("120363000000000000@g.us".into());
+    match paired.session.chat_presence(&group, true).await {
+        Err(LinkError::Invalid(_)) => {}
+        other => panic!("typing in a group is not a personal chat's: {other:?}"),
+    }
+    paired.session.close().await;
+}
+
+/// A reaction to a received message, an edit of a sent one and a deletion for everyone of
+/// another reach the network, each about the right message.
+pub async fn react_edit_and_delete_for_everyone(h: &dyn Harness) {
+    let mut paired = pair(h).await;
+    let person = contact(h, Contact::OnWhatsApp).await;
+    let chat = Jid::for_phone(&person);
+    let theirs = h
+        .phones()
+        .write(&person, &paired.phone, "the parcel arrived")
+        .await
+        .expect("inject");
+    let LinkEvent::Message { ack, .. } = wait_for(&mut paired.events, "the message", is_message).await else {
+        unreachable!()
+    };
+    ack.done();
+    let target = MessageRef {
+        id: theirs.clone(),
+        from_me: false,
+    };
+    let reaction = paired.session.react(&chat, &target, "👍").await.expect("react");
+    assert_ne!(reaction, theirs, "a reaction is a message of its own");
+    let mine = paired
+        .session
+        .send(&Outgoing::text(&chat, "sent by mistake"))
+        .await
+        .expect("send");
+    paired.session.revoke(&chat, &mine).await.expect("delete for everyone");
+    let typo = paired
+        .session
+        .send(&Outgoing::text(&chat, "see you at 9"))
+        .await
+        .expect("send");
+    paired.session.edit(&chat, &typo, "see you at 10").await.expect("edit");
+    let expected = [
+        Action {
+            chat: chat.clone(),
+            kind: "reaction".into(),
+            target: theirs.clone(),
+            text: Some("👍".into()),
+        },
+        Action {
+            chat: chat.clone(),
+            kind: "revoke".into(),
+            target: mine,
+            text: None,
+        },
+        Action {
+            chat: chat.clone(),
+            kind: "edit".into(),
+            target: typo,
+            text: Some("see you at 10".into()),
+        },
+    ];
+    eventually(
+        EVENT_TIMEOUT,
+        "the reaction, the deletion and the edit reach the network",
+        || async { h.phones().actions(&paired.phone).await.is_ok_and(|a| a == expected) },
+    )
+    .await;
+    paired.session.close().await;
 }

@@ -36,6 +36,20 @@ pub struct Sent {
     pub image_bytes: Option<usize>,
 }
 
+/// A reaction, a deletion for everyone or an edit a linked device sent, as the network recorded
+/// it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Action {
+    /// The chat's account JID.
+    pub chat: Jid,
+    /// `reaction`, `revoke` or `edit`.
+    pub kind: String,
+    /// The message acted on.
+    pub target: String,
+    /// A reaction's emoji, or an edit's new text.
+    pub text: Option<String>,
+}
+
 /// The phones of the simulated network, as the checks script them.
 #[async_trait]
 pub trait Phones: Send + Sync {
@@ -62,6 +76,15 @@ pub trait Phones: Send + Sync {
     async fn answer(&self, phone: &PhoneNumber, id: &str) -> anyhow::Result<Option<bool>>;
     /// What the linked devices of `phone` sent, oldest first.
     async fn sent(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<Sent>>;
+    /// The messages the linked devices of `phone` marked read (sent a read receipt for), oldest
+    /// first.
+    async fn read(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<String>>;
+    /// The typing indicators the linked devices of `phone` showed, oldest first: the chat's
+    /// account JID, and whether typing (or stopped).
+    async fn chat_states(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<(Jid, bool)>>;
+    /// The reactions, deletions for everyone and edits the linked devices of `phone` sent, oldest
+    /// first.
+    async fn actions(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<Action>>;
     /// Drops the connections of the devices of `phone` without a word; returns how many.
     async fn drop_connections(&self, phone: &PhoneNumber) -> anyhow::Result<usize>;
     /// The phone of `phone` unlinks all its devices; returns how many were linked.
@@ -144,6 +167,35 @@ impl Phones for ControlClient {
                 text: m.text,
                 image_bytes: m.image_bytes,
             })
+            .collect())
+    }
+
+    async fn read(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<String>> {
+        Ok(ControlClient::read(self, phone.as_str())
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect())
+    }
+
+    async fn actions(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<Action>> {
+        Ok(ControlClient::actions(self, phone.as_str())
+            .await?
+            .into_iter()
+            .map(|a| Action {
+                chat: a.chat,
+                kind: a.kind,
+                target: a.target,
+                text: a.text,
+            })
+            .collect())
+    }
+
+    async fn chat_states(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<(Jid, bool)>> {
+        Ok(ControlClient::chat_states(self, phone.as_str())
+            .await?
+            .into_iter()
+            .map(|s| (s.chat, s.typing))
             .collect())
     }
 

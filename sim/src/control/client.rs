@@ -151,6 +151,21 @@ impl ControlClient {
         self.get(&format!("/accounts/{}/sent", digits(phone))).await
     }
 
+    /// The messages `phone`'s devices marked read, oldest first.
+    pub async fn read(&self, phone: &str) -> anyhow::Result<Vec<ReadRecord>> {
+        self.get(&format!("/accounts/{}/read", digits(phone))).await
+    }
+
+    /// The typing indicators `phone`'s devices showed, oldest first.
+    pub async fn chat_states(&self, phone: &str) -> anyhow::Result<Vec<ChatStateRecord>> {
+        self.get(&format!("/accounts/{}/chat-states", digits(phone))).await
+    }
+
+    /// The reactions, deletions for everyone and edits `phone`'s devices sent, oldest first.
+    pub async fn actions(&self, phone: &str) -> anyhow::Result<Vec<ActionRecord>> {
+        self.get(&format!("/accounts/{}/actions", digits(phone))).await
+    }
+
     /// Drops the sockets of `phone`'s devices; returns how many.
     pub async fn disconnect(&self, phone: &str) -> anyhow::Result<usize> {
         let count: Count = self

@@ -137,6 +137,84 @@ pub struct SentRecord {
     pub at: Timestamp,
 }
 
+/// A message an account's device marked read, as the network recorded the read receipt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReadRecord {
+    /// The chat (the person who wrote it).
+    pub chat: Jid,
+    /// The message's id.
+    pub id: String,
+    /// When the receipt arrived.
+    pub at: Timestamp,
+}
+
+/// A typing indicator an account's device showed in a chat, as the network recorded it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatStateRecord {
+    /// The chat.
+    pub chat: Jid,
+    /// Typing (`composing`) or stopped (`paused`).
+    pub typing: bool,
+    /// When it arrived.
+    pub at: Timestamp,
+}
+
+/// A reaction, a deletion for everyone or an edit an account's device sent, as the network
+/// recorded it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    /// The id the action went out under.
+    pub id: String,
+    /// The chat.
+    pub chat: Jid,
+    /// `reaction`, `revoke` or `edit`.
+    pub kind: String,
+    /// The message acted on.
+    pub target: String,
+    /// A reaction's emoji (empty: taken back), or an edit's new text.
+    pub text: Option<String>,
+    /// When it arrived.
+    pub at: Timestamp,
+}
+
+impl ActionRecord {
+    /// A reaction with `emoji` to `target` in `chat`, before the network gives it an id.
+    pub fn reaction(chat: &Jid, target: String, emoji: String) -> Self {
+        ActionRecord {
+            id: String::new(),
+            chat: chat.clone(),
+            kind: "reaction".into(),
+            target,
+            text: Some(emoji),
+            at: Timestamp::now(),
+        }
+    }
+
+    /// A deletion for everyone of `target` in `chat`, before the network gives it an id.
+    pub fn revoke(chat: &Jid, target: String) -> Self {
+        ActionRecord {
+            id: String::new(),
+            chat: chat.clone(),
+            kind: "revoke".into(),
+            target,
+            text: None,
+            at: Timestamp::now(),
+        }
+    }
+
+    /// An edit of `target` in `chat` to `text`, before the network gives it an id.
+    pub fn edit(chat: &Jid, target: String, text: String) -> Self {
+        ActionRecord {
+            id: String::new(),
+            chat: chat.clone(),
+            kind: "edit".into(),
+            target,
+            text: Some(text),
+            at: Timestamp::now(),
+        }
+    }
+}
+
 /// A number of things affected.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct Count {

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::control::ActionRecord;
+
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
@@ -105,6 +107,22 @@ async fn handle(sim: &Arc<Sim>, conn: u64, frame: ClientFrame, greeted: &mut boo
         ClientFrame::Check { req, phones } => sim.check(conn, req, &phones),
         ClientFrame::Logout { req } => sim.logout(conn, req),
         ClientFrame::Restrictions { req } => sim.restrictions(conn, req),
+        ClientFrame::Read { req, chat, ids } => sim.read(conn, req, &chat, ids),
+        ClientFrame::ChatPresence { req, chat, typing } => sim.chat_presence(conn, req, &chat, typing),
+        ClientFrame::React {
+            req,
+            chat,
+            target,
+            from_me: _,
+            emoji,
+        } => sim.act(conn, req, &chat, ActionRecord::reaction(&chat, target, emoji)),
+        ClientFrame::Revoke { req, chat, target } => sim.act(conn, req, &chat, ActionRecord::revoke(&chat, target)),
+        ClientFrame::Edit {
+            req,
+            chat,
+            target,
+            text,
+        } => sim.act(conn, req, &chat, ActionRecord::edit(&chat, target, text)),
         ClientFrame::Hello { .. } | ClientFrame::Ack { .. } => {
             let w = sim.lock();
             let frame = ServerFrame::Error {

@@ -26,6 +26,9 @@ pub(crate) fn router() -> Router<Arc<Sim>> {
         .route("/flood", post(flood).get(flood_report))
         .route("/numbers", post(set_number))
         .route("/accounts/{phone}/sent", get(sent))
+        .route("/accounts/{phone}/read", get(read))
+        .route("/accounts/{phone}/chat-states", get(chat_states))
+        .route("/accounts/{phone}/actions", get(actions))
         .route("/accounts/{phone}/disconnect", post(disconnect))
         .route("/accounts/{phone}/logout", post(logout))
         .route("/accounts/{phone}/ban", post(ban))
@@ -142,13 +145,34 @@ async fn set_number(State(sim): State<Arc<Sim>>, Json(body): Json<NumberRule>) -
 }
 
 async fn sent(State(sim): State<Arc<Sim>>, Path(phone): Path<String>) -> Result<Vec<SentRecord>> {
-    let key = digits(&phone)?;
+    Ok(Json(of_account(&sim, &phone, |a| a.sent.clone())?))
+}
+
+async fn read(State(sim): State<Arc<Sim>>, Path(phone): Path<String>) -> Result<Vec<ReadRecord>> {
+    Ok(Json(of_account(&sim, &phone, |a| a.read.clone())?))
+}
+
+async fn chat_states(State(sim): State<Arc<Sim>>, Path(phone): Path<String>) -> Result<Vec<ChatStateRecord>> {
+    Ok(Json(of_account(&sim, &phone, |a| a.chat_states.clone())?))
+}
+
+async fn actions(State(sim): State<Arc<Sim>>, Path(phone): Path<String>) -> Result<Vec<ActionRecord>> {
+    Ok(Json(of_account(&sim, &phone, |a| a.actions.clone())?))
+}
+
+/// What `pick` takes from the account of `phone`; 404 when there is none.
+fn of_account<T>(
+    sim: &Sim,
+    phone: &str,
+    pick: impl FnOnce(&super::world::Account) -> T,
+) -> std::result::Result<T, ControlError> {
+    let key = digits(phone)?;
     let w = sim.lock();
     let account = w
         .accounts
         .get(&key)
         .ok_or_else(|| ControlError::NotFound(format!("no account {phone}")))?;
-    Ok(Json(account.sent.clone()))
+    Ok(pick(account))
 }
 
 async fn disconnect(State(sim): State<Arc<Sim>>, Path(phone): Path<String>) -> Result<Count> {

@@ -8,7 +8,7 @@ use rand::Rng;
 use wafleet_core::link::{IncomingMessage, Jid, MessageKind, ReceiptKind};
 use wafleet_core::types::Timestamp;
 
-use crate::control::{ChatKind, InjectMessage, Injected, SentRecord};
+use crate::control::{ActionRecord, ChatKind, ChatStateRecord, InjectMessage, Injected, ReadRecord, SentRecord};
 use crate::protocol::{ErrorClass, ImageInfo, ServerFrame};
 
 use super::world::{World, digits_of, jid_of, message_id, random_string};
@@ -233,6 +233,64 @@ impl Sim {
         w.push(conn, &ServerFrame::Restrictions { req, state });
     }
 
+    /// The device of `conn` sent a read receipt for messages `ids` of `chat`: recorded on its
+    /// account, answered once recorded.
+    pub(crate) fn read(&self, conn: u64, req: u64, chat: &Jid, ids: Vec<String>) {
+        let mut w = self.lock();
+        let Some(account) = about_a_chat(&w, conn, req, chat) else {
+            return;
+        };
+        if ids.is_empty() {
+            let message = "a read receipt names the messages read".into();
+            let class = ErrorClass::Invalid;
+            return w.push(conn, &ServerFrame::Error { req, class, message });
+        }
+        let at = Timestamp::now();
+        let records = ids.into_iter().map(|id| ReadRecord {
+            chat: chat.clone(),
+            id,
+            at,
+        });
+        w.account_mut(&account).read.extend(records);
+        w.push(conn, &ServerFrame::Done { req });
+    }
+
+    /// The device of `conn` shows (`typing`) or stops showing that its account is typing in
+    /// `chat`: recorded on its account, answered once recorded.
+    pub(crate) fn chat_presence(&self, conn: u64, req: u64, chat: &Jid, typing: bool) {
+        let mut w = self.lock();
+        let Some(account) = about_a_chat(&w, conn, req, chat) else {
+            return;
+        };
+        let record = ChatStateRecord {
+            chat: chat.clone(),
+            typing,
+            at: Timestamp::now(),
+        };
+        w.account_mut(&account).chat_states.push(record);
+        w.push(conn, &ServerFrame::Done { req });
+    }
+
+    /// The device of `conn` sent `action` (a reaction, a deletion for everyone, an edit) in
+    /// `chat`: recorded on its account under a new id, which the answer carries. Only the
+    /// account's own messages can be deleted for everyone or edited.
+    pub(crate) fn act(&self, conn: u64, req: u64, chat: &Jid, mut action: ActionRecord) {
+        let mut w = self.lock();
+        let Some(account) = about_a_chat(&w, conn, req, chat) else {
+            return;
+        };
+        let own = w.account_mut(&account).sent.iter().any(|m| m.id == action.target);
+        if action.kind != "reaction" && !own {
+            let message = format!("message {} was not sent by this account", action.target);
+            let class = ErrorClass::Invalid;
+            return w.push(conn, &ServerFrame::Error { req, class, message });
+        }
+        action.id = message_id();
+        let id = action.id.clone();
+        w.account_mut(&account).actions.push(action);
+        w.push(conn, &ServerFrame::Sent { req, id });
+    }
+
     /// Which numbers have an account.
     pub(crate) fn check(&self, conn: u64, req: u64, phones: &[String]) {
         let w = self.lock();
@@ -280,6 +338,19 @@ impl Sim {
 
 /// The account (digits) of the device with `token`.
 /// The account (digits) of the device connected on `conn`, if one is.
+/// The account of `conn`'s device, for request `req` about the personal chat `chat`; `None`
+/// once the refusal is answered (the device is not linked, or the chat is not a person's).
+fn about_a_chat(w: &World, conn: u64, req: u64, chat: &Jid) -> Option<String> {
+    let refusal = match conn_account(w, conn) {
+        Some(account) if chat.is_personal() => return Some(account),
+        Some(_) => (ErrorClass::Invalid, format!("`{chat}` is not a personal chat")),
+        None => (ErrorClass::Device, "not connected as a linked device".to_owned()),
+    };
+    let (class, message) = refusal;
+    w.push(conn, &ServerFrame::Error { req, class, message });
+    None
+}
+
 fn conn_account(w: &World, conn: u64) -> Option<String> {
     let token = w.conns.get(&conn)?.token.as_deref()?;
     w.devices.get(token).map(|d| d.account.clone())

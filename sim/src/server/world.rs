@@ -11,7 +11,7 @@ use wafleet_core::link::{IncomingMessage, Jid, ReceiptKind};
 use wafleet_core::types::Timestamp;
 
 use crate::ban::Reputation;
-use crate::control::{Counters, NumberRule, SentRecord};
+use crate::control::{ActionRecord, ChatStateRecord, Counters, NumberRule, ReadRecord, SentRecord};
 use crate::protocol::ServerFrame;
 
 /// What a connection's task is told to do.
@@ -57,6 +57,12 @@ pub(crate) struct Account {
     pub schedule_generation: u64,
     /// Its phone's address book: contact digits → saved name.
     pub contact_names: std::collections::BTreeMap<String, String>,
+    /// Messages its devices marked read (sent a read receipt for), oldest first.
+    pub read: Vec<ReadRecord>,
+    /// Typing indicators its devices showed in chats, oldest first.
+    pub chat_states: Vec<ChatStateRecord>,
+    /// Reactions, deletions for everyone and edits its devices sent, oldest first.
+    pub actions: Vec<ActionRecord>,
 }
 
 /// The frame telling a device the saved name of `contact` (digits).
@@ -80,6 +86,9 @@ impl Account {
             reputation: Reputation::default(),
             schedule_generation: 0,
             contact_names: std::collections::BTreeMap::new(),
+            read: Vec::new(),
+            chat_states: Vec::new(),
+            actions: Vec::new(),
         }
     }
 

@@ -125,13 +125,14 @@ pub(crate) async fn on_message(net: &Arc<Network>, conn: u64, node: &Node) {
             // The account's own phone gets a copy of everything its devices send.
             Ok(_) if to_phone == sender.0 => {}
             Ok(message) => {
-                let (kind, text) = content(&message);
+                let (kind, text, target) = content(&message);
                 net.lock().sent.push(SentMessage {
                     id: id.clone(),
                     from: sender.0.clone(),
                     to: to_phone.clone(),
                     kind,
                     text,
+                    target,
                     image: message.image_message.as_deref().cloned(),
                 });
                 tokio::spawn(receipts(Arc::clone(net), sender.clone(), to_phone, id.clone()));
@@ -181,16 +182,27 @@ fn copies(node: &Node) -> Vec<(String, String, Vec<u8>)> {
     }
 }
 
-/// Kind and text of a message's content.
-fn content(message: &wa::Message) -> (String, Option<String>) {
+/// Kind, text and the message acted on (for reactions, deletions for everyone and edits) of a
+/// message's content.
+fn content(message: &wa::Message) -> (String, Option<String>, Option<String>) {
+    let target = |key: &Option<wa::MessageKey>| key.as_ref().and_then(|k| k.id.clone());
     if let Some(text) = &message.conversation {
-        ("text".into(), Some(text.clone()))
+        ("text".into(), Some(text.clone()), None)
     } else if let Some(extended) = &message.extended_text_message {
-        ("text".into(), extended.text.clone())
+        ("text".into(), extended.text.clone(), None)
     } else if let Some(image) = &message.image_message {
-        ("image".into(), image.caption.clone())
+        ("image".into(), image.caption.clone(), None)
+    } else if let Some(reaction) = &message.reaction_message {
+        ("reaction".into(), reaction.text.clone(), target(&reaction.key))
+    } else if let Some(protocol) = message.protocol_message.as_deref().filter(|p| p.r#type == Some(0)) {
+        // Type 0 is REVOKE: a deletion for everyone.
+        ("revoke".into(), None, target(&protocol.key))
+    } else if let Some(protocol) = message.protocol_message.as_deref().filter(|p| p.r#type == Some(14)) {
+        // Type 14 is MESSAGE_EDIT: the new content replaces the message the key names.
+        let text = protocol.edited_message.as_deref().and_then(|m| content(m).1);
+        ("edit".into(), text, target(&protocol.key))
     } else {
-        ("other".into(), None)
+        ("other".into(), None, None)
     }
 }
 

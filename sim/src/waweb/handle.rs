@@ -260,6 +260,29 @@ impl WaWebHandle {
             .collect()
     }
 
+    /// The messages the linked devices of `phone` sent a read receipt for, oldest first.
+    pub fn read_by(&self, phone: &str) -> Vec<String> {
+        let model = self.net.lock();
+        model
+            .receipts
+            .iter()
+            .filter(|(p, _, kind)| p == phone && kind == "read")
+            .map(|(_, id, _)| id.clone())
+            .collect()
+    }
+
+    /// The typing indicators the linked devices of `phone` showed, oldest first: (the chat,
+    /// typing or stopped).
+    pub fn chat_states(&self, phone: &str) -> Vec<(String, bool)> {
+        let model = self.net.lock();
+        model
+            .chat_states
+            .iter()
+            .filter(|(p, _, _)| p == phone)
+            .map(|(_, chat, typing)| (chat.clone(), *typing))
+            .collect()
+    }
+
     /// Receipts linked devices sent for message `id`: their types (`delivery`, `read`, …).
     pub fn receipts_for(&self, id: &str) -> Vec<String> {
         let model = self.net.lock();

@@ -12,6 +12,7 @@ pub(crate) fn handle(model: &mut Model, conn: u64, node: &Node) {
         "iq" => handle_iq(model, conn, node),
         "receipt" => on_receipt(model, conn, node),
         "ack" => on_ack(model, conn, node),
+        "chatstate" => on_chatstate(model, conn, node),
         // Presence, unified-session pings: nothing to answer.
         _ => tracing::trace!(tag = %node.tag, "ignored"),
     }
@@ -60,6 +61,17 @@ fn on_receipt(model: &mut Model, conn: u64, node: &Node) {
         ack = ack.attr("type", kind);
     }
     model.send(conn, ack.build());
+}
+
+/// A device shows (`<composing/>`) or stops showing (`<paused/>`) that its account is typing in
+/// the chat `to`: recorded for the tests. WhatsApp answers nothing.
+fn on_chatstate(model: &mut Model, conn: u64, node: &Node) {
+    let Some((phone, _)) = logged_in(model, conn) else {
+        return;
+    };
+    let to = attr(node, "to").unwrap_or_default();
+    let typing = node.get_optional_child("composing").is_some();
+    model.chat_states.push((phone, to, typing));
 }
 
 /// A device's `<ack>` of a stanza the server sent it (a receipt, a message, a notification).

@@ -129,6 +129,8 @@ pub(crate) struct Model {
     pub sent: Vec<SentMessage>,
     /// Receipts linked devices sent: (sender's number, message id, type: `delivery` or `read`).
     pub receipts: Vec<(String, String, String)>,
+    /// Typing indicators linked devices showed: (their number, the chat, typing or stopped).
+    pub chat_states: Vec<(String, String, bool)>,
     /// How linked devices answered the messages phones sent them, by message id: `true` once
     /// one took it (a receipt; for plaintext, an ack), `false` when it could not decrypt it (a
     /// retry receipt) or refused it (a nack).
@@ -180,10 +182,12 @@ pub struct SentMessage {
     pub from: String,
     /// The recipient's number.
     pub to: String,
-    /// `text`, `image` or `other`.
+    /// `text`, `image`, `reaction`, `revoke`, `edit` or `other`.
     pub kind: String,
-    /// The text, or an image's caption.
+    /// The text, an image's caption, a reaction's emoji, or an edit's new text.
     pub text: Option<String>,
+    /// For a reaction, a deletion for everyone or an edit, the message it is about.
+    pub target: Option<String>,
     /// The image message (media keys and paths), for images.
     pub image: Option<wa_rs_proto::whatsapp::message::ImageMessage>,
 }

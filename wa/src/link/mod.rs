@@ -27,7 +27,6 @@ use whatsapp_rust::bot::Bot;
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 use whatsapp_rust::wacore::net::WHATSAPP_WEB_WS_URL;
 use whatsapp_rust::wacore::pair_code::PairCodeOptions;
-use whatsapp_rust::wacore::store::traits::DeviceStore;
 
 use crate::WaStore;
 pub use events::{map_event, map_message, map_receipt};
@@ -128,10 +127,9 @@ impl Link for WaLink {
         let store = WaStore::new(self.db.clone(), self.keys.clone(), device);
         if mode == OpenMode::Connect {
             let paired = store
-                .load()
+                .preload()
                 .await
-                .map_err(|e| LinkError::Transient(format!("loading the device's credentials: {e}")))?
-                .is_some_and(|d| d.pn.is_some());
+                .map_err(|e| LinkError::Transient(format!("loading the device's credentials: {e}")))?;
             if !paired {
                 return Err(LinkError::Device("the device is not linked: pair it first".into()));
             }

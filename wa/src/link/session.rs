@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use wafleet_core::link::{
-    Content, Jid, LinkError, LinkEvent, NumberCheck, Outgoing, OutgoingImage, Restrictions, Session,
+    Content, Jid, LinkError, LinkEvent, MessageRef, NumberCheck, Outgoing, OutgoingImage, Restrictions, Session,
 };
 use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber};
@@ -16,7 +16,7 @@ use whatsapp_rust::Client;
 use whatsapp_rust::Jid as WaJid;
 use whatsapp_rust::bot::BotHandle;
 use whatsapp_rust::media::{ImageOptions, image_message};
-use whatsapp_rust::send::SendOptions;
+use whatsapp_rust::send::{RevokeType, SendOptions};
 use whatsapp_rust::upload::UploadOptions;
 use whatsapp_rust::wacore::download::MediaType;
 use whatsapp_rust::wacore::iq::devices::RemoveCompanionDeviceSpec;
@@ -254,6 +254,88 @@ impl Session for WaSession {
                 jid: found.contains(phone.digits()).then(|| Jid::for_phone(phone)),
             })
             .collect())
+    }
+
+    /// Sends a reaction message (its key names the target and whether the account wrote it), as
+    /// WhatsApp Web does.
+    #[tracing::instrument(skip_all, fields(device = %self.device, chat = %chat, target = %target.id))]
+    async fn react(&self, chat: &Jid, target: &MessageRef, emoji: &str) -> Result<String, LinkError> {
+        let to = recipient(chat)?;
+        self.ready()?;
+        let key = wa::MessageKey {
+            remote_jid: Some(to.to_string()),
+            from_me: Some(target.from_me),
+            id: Some(target.id.clone()),
+            participant: None,
+        };
+        self.client
+            .send_reaction(to, key, emoji)
+            .await
+            .map(|sent| sent.message_id)
+            .map_err(|e| classify_send("reacting", &e))
+    }
+
+    /// Sends the sender's revoke (`protocolMessage` REVOKE, `edit="7"`) for the account's own
+    /// message.
+    #[tracing::instrument(skip_all, fields(device = %self.device, chat = %chat, id))]
+    async fn revoke(&self, chat: &Jid, id: &str) -> Result<(), LinkError> {
+        let to = recipient(chat)?;
+        self.ready()?;
+        self.client
+            .revoke_message(to, id, RevokeType::Sender)
+            .await
+            .map_err(|e| classify_send("deleting for everyone", &e))
+    }
+
+    /// Sends WhatsApp Web's edit (`protocolMessage` MESSAGE_EDIT carrying the new text,
+    /// `edit="1"`) of the account's own message.
+    #[tracing::instrument(skip_all, fields(device = %self.device, chat = %chat, id))]
+    async fn edit(&self, chat: &Jid, id: &str, text: &str) -> Result<(), LinkError> {
+        let to = recipient(chat)?;
+        if text.trim().is_empty() {
+            return Err(LinkError::Invalid("empty text".into()));
+        }
+        self.ready()?;
+        let new_content = wa::Message {
+            conversation: Some(text.to_owned()),
+            ..Default::default()
+        };
+        self.client
+            .edit_message(to, id, new_content)
+            .await
+            .map(drop)
+            .map_err(|e| classify_send("editing", &e))
+    }
+
+    /// Sends `<chatstate>` with `<composing/>` or `<paused/>`, as WhatsApp Web does while its user
+    /// types.
+    #[tracing::instrument(skip_all, fields(device = %self.device, chat = %chat, typing))]
+    async fn chat_presence(&self, chat: &Jid, typing: bool) -> Result<(), LinkError> {
+        let to = recipient(chat)?;
+        self.ready()?;
+        let states = self.client.chatstate();
+        let sent = if typing {
+            states.send_composing(&to).await
+        } else {
+            states.send_paused(&to).await
+        };
+        sent.map_err(|e| LinkError::Transient(format!("sending a typing indicator: {e}")))
+    }
+
+    /// Sends the read receipt the phone sends when a chat is opened (`<receipt type="read">`),
+    /// in stanzas of at most 256 ids as WhatsApp Web does.
+    #[tracing::instrument(skip_all, fields(device = %self.device, chat = %chat, count = ids.len()))]
+    async fn mark_read(&self, chat: &Jid, ids: &[String]) -> Result<(), LinkError> {
+        let to = recipient(chat)?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.ready()?;
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        self.client
+            .mark_as_read(&to, None, &ids)
+            .await
+            .map_err(|e| LinkError::Transient(format!("sending a read receipt: {e:#}")))
     }
 
     /// Unlinks the device from its phone (the same request WhatsApp Web makes), then wipes what

@@ -112,6 +112,9 @@ impl DeviceStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn load(&self) -> Result<Option<Device>> {
+        if let Some(device) = self.take_preloaded() {
+            return Ok(Some(device));
+        }
         let sql = "SELECT data FROM wa_devices WHERE device_id = $1";
         let data: Option<Option<Vec<u8>>> = on_db!(&self.db, pool => sqlx::query_scalar(sql)
             .bind(self.device)
@@ -126,6 +129,9 @@ impl DeviceStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn exists(&self) -> Result<bool> {
+        if self.holds_preloaded() {
+            return Ok(true);
+        }
         let sql = "SELECT 1 FROM wa_devices WHERE device_id = $1";
         on_db!(&self.db, pool => sqlx::query(sql)
             .bind(self.device)

@@ -19,13 +19,15 @@ mod signal;
 mod tc_tokens;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::mpsc;
 
 use wafleet_core::Db;
 use wafleet_core::keys::KeyRing;
+use wafleet_core::sync;
 use wafleet_core::types::DeviceId;
+use whatsapp_rust::wacore::store::Device;
 use whatsapp_rust::wacore::store::error::StoreError;
 
 /// Runs `$body` with `$pool` bound to the backend's native pool (each copy is type-checked
@@ -57,6 +59,21 @@ pub struct WaStore {
     /// Where the session hears of LID-number mappings the client learns (usync answers,
     /// `sender_alt`s), so that wafleet keeps one chat per person ([`WaStore::report_mappings_to`]).
     mappings: Arc<OnceLock<mpsc::UnboundedSender<wafleet_core::link::LinkEvent>>>,
+    /// The device [`WaStore::preload`] read, for the client's first `exists` and `load`: a
+    /// session that resumes reads its credentials once, not three times.
+    preloaded: Arc<Preloaded>,
+}
+
+/// The slot [`WaStore::preload`] fills (the client's `Device` has no `Debug`: it holds keys).
+#[derive(Default)]
+struct Preloaded(Mutex<Option<Device>>);
+
+impl std::fmt::Debug for Preloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Preloaded")
+            .field("held", &sync::lock(&self.0).is_some())
+            .finish()
+    }
 }
 
 impl WaStore {
@@ -69,7 +86,28 @@ impl WaStore {
             keys,
             retired: Arc::new(AtomicBool::new(false)),
             mappings: Arc::default(),
+            preloaded: Arc::default(),
         }
+    }
+
+    /// Reads the device's credentials and keeps them for the client about to start on this
+    /// store; returns whether the device is linked (its phone number is known).
+    pub async fn preload(&self) -> Result<bool, StoreError> {
+        use whatsapp_rust::wacore::store::traits::DeviceStore;
+        let device = self.load().await?;
+        let linked = device.as_ref().is_some_and(|d| d.pn.is_some());
+        *sync::lock(&self.preloaded.0) = device;
+        Ok(linked)
+    }
+
+    /// Whether [`WaStore::preload`] holds the device, and so it exists.
+    fn holds_preloaded(&self) -> bool {
+        sync::lock(&self.preloaded.0).is_some()
+    }
+
+    /// What [`WaStore::preload`] read, once.
+    fn take_preloaded(&self) -> Option<Device> {
+        sync::lock(&self.preloaded.0).take()
     }
 
     /// Reports each LID-number mapping the client stores from now on as a

@@ -7,10 +7,11 @@ use bytes::Bytes;
 use whatsapp_rust::wacore::store::error::{Result, StoreError};
 use whatsapp_rust::wacore::store::traits::SignalStore;
 
+use wafleet_core::Db;
 use wafleet_core::keys::RowKey;
 
 use super::sealed::{IDENTITY, PREKEY, SENDER_KEY, SESSION, SIGNED_PREKEY};
-use super::{WaStore, db_error, on_db};
+use super::{WaStore, db_error, on_db, serde_error};
 
 /// Rows per multi-row statement in batch writes (a few binds a row, far below either limit).
 const BATCH_ROWS: usize = 200;
@@ -169,27 +170,38 @@ impl SignalStore for WaStore {
             .map(Bytes::from))
     }
 
+    /// One statement however many ids: at each login the client checks its key bundle against
+    /// the server's digest, which names every pre-key the server holds (hundreds).
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, count = ids.len()))]
     async fn load_prekeys_batch(&self, ids: &[u32]) -> Result<Vec<(u32, Bytes)>> {
-        let mut found = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(BATCH_ROWS) {
-            let rows: Vec<(i64, Vec<u8>)> = on_db!(&self.db, pool => {
-                let mut select = sqlx::QueryBuilder::new("SELECT key_id, record FROM wa_prekeys WHERE device_id = ");
-                select.push_bind(self.device).push(" AND key_id IN (");
-                let mut list = select.separated(", ");
-                for id in chunk {
-                    list.push_bind(i64::from(*id));
-                }
-                select.push(")");
-                select.build_query_as().fetch_all(pool).await
-            })
-            .map_err(db_error("loading pre-keys"))?;
-            for (id, record) in rows {
-                let record = self.open(&PREKEY, &[RowKey::Int(id)], &record)?;
-                found.push((super::to_u32(id, "pre-key id")?, Bytes::from(record)));
+        let ids: Vec<i64> = ids.iter().map(|id| i64::from(*id)).collect();
+        let rows: Vec<(i64, Vec<u8>)> = match &self.db {
+            Db::Postgres(pool) => {
+                sqlx::query_as("SELECT key_id, record FROM wa_prekeys WHERE device_id = $1 AND key_id = ANY($2)")
+                    .bind(self.device)
+                    .bind(&ids)
+                    .fetch_all(pool)
+                    .await
+            }
+            Db::Sqlite(pool) => {
+                let ids = serde_json::to_string(&ids).map_err(serde_error("listing pre-key ids"))?;
+                sqlx::query_as(
+                    "SELECT key_id, record FROM wa_prekeys WHERE device_id = $1 \
+                     AND key_id IN (SELECT value FROM json_each($2))",
+                )
+                .bind(self.device)
+                .bind(ids)
+                .fetch_all(pool)
+                .await
             }
         }
-        Ok(found)
+        .map_err(db_error("loading pre-keys"))?;
+        rows.into_iter()
+            .map(|(id, record)| {
+                let record = self.open(&PREKEY, &[RowKey::Int(id)], &record)?;
+                Ok((super::to_u32(id, "pre-key id")?, Bytes::from(record)))
+            })
+            .collect()
     }
 
     /// Marks pre-keys as uploaded; never creates one (a key the server has must be one we kept).

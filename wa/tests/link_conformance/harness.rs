@@ -10,7 +10,7 @@ use wafleet_core::Db;
 use wafleet_core::keys::KeyRing;
 use wafleet_core::link::{Jid, Link, MessageKind};
 use wafleet_core::types::{DeviceId, PhoneNumber};
-use wafleet_sim::conformance::{Contact, Harness, Phones, Sent};
+use wafleet_sim::conformance::{Action, Contact, Harness, Phones, Sent};
 use wafleet_sim::control::ChatKind;
 use wafleet_sim::waweb::{self, WaWebConfig, WaWebHandle};
 use wafleet_wa::{WaLink, WaLinkConfig, WaStore};
@@ -158,6 +158,34 @@ impl Phones for WawebPhones {
                 id: m.id,
                 text: m.text,
             })
+            .collect())
+    }
+
+    async fn read(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<String>> {
+        Ok(self.0.read_by(phone.digits()))
+    }
+
+    async fn actions(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<Action>> {
+        Ok(self
+            .0
+            .sent(phone.digits())
+            .into_iter()
+            .filter(|m| ["reaction", "revoke", "edit"].contains(&m.kind.as_str()))
+            .map(|m| Action {
+                chat: account_jid(&m.to),
+                text: m.text,
+                kind: m.kind,
+                target: m.target.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn chat_states(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<(Jid, bool)>> {
+        Ok(self
+            .0
+            .chat_states(phone.digits())
+            .into_iter()
+            .map(|(chat, typing)| (account_jid(&chat), typing))
             .collect())
     }
 

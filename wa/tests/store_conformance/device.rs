@@ -56,6 +56,24 @@ pub async fn device_store(backend: Backend) {
     );
     assert!(b.load().await.unwrap().is_none());
     a.snapshot_db("label", Some(b"extra")).await.unwrap();
+
+    // A session that resumes reads its credentials once: what the open preloaded is the
+    // client's first `exists` and `load`, without another read; later loads read the row.
+    assert!(a.preload().await.unwrap(), "a device with a phone number is linked");
+    device.push_name = "Shop 3".into();
+    a.save(&device).await.unwrap();
+    assert!(a.exists().await.unwrap());
+    assert_eq!(a.load().await.unwrap().expect("preloaded").push_name, "Shop 2");
+    assert_eq!(a.load().await.unwrap().expect("saved").push_name, "Shop 3");
+    assert!(!b.preload().await.unwrap(), "a device never saved is not linked");
+    assert!(!b.exists().await.unwrap(), "preloading nothing holds nothing");
+    device.pn = None;
+    b.save(&device).await.unwrap();
+    assert!(
+        !b.preload().await.unwrap(),
+        "a device without a phone number is not linked"
+    );
+    assert_eq!(b.load().await.unwrap().expect("preloaded").push_name, "Shop 3");
 }
 
 pub async fn wipe_and_cascade(backend: Backend) {

@@ -113,6 +113,18 @@ pub async fn signal_store(backend: Backend) {
         ],
         "a missing id is left out"
     );
+    // Every pre-key the server holds, as the login's key-bundle check asks for them: hundreds
+    // in one call, perhaps twice the same id; only this device's, each once.
+    let ids: Vec<u32> = (1..=812u32).chain([812, 7, u32::MAX]).collect();
+    let mut all = b.load_prekeys_batch(&ids).await.unwrap();
+    all.sort_by_key(|(id, _)| *id);
+    assert_eq!(all, keys, "every pre-key of the device, once, and no other device's");
+    assert!(b.load_prekeys_batch(&[]).await.unwrap().is_empty());
+    assert_eq!(
+        a.load_prekeys_batch(&[u32::MAX]).await.unwrap(),
+        vec![(u32::MAX, Bytes::from_static(b"pk-max"))],
+        "the highest id"
+    );
     b.mark_prekeys_uploaded(&[3, 500, 4242]).await.unwrap();
     assert!(
         b.load_prekey(4242).await.unwrap().is_none(),

@@ -2,12 +2,12 @@
 //! little at a time for the devices' holders, which pace them.
 //!
 //! Every step is idempotent, so a dispatcher that dies half-way, or two that overlap, neither
-//! skip nor repeat anyone: recipients are listed with `INSERT … ON CONFLICT DO NOTHING` on the
-//! `(campaign, device, lead)` key, and each send is recorded under the idempotency key
-//! `campaign:{campaign}:{lead}`, which [`Db::record_send`] turns into the same row on a re-run.
-//! Sends are recorded only a couple of minutes' worth ahead of each device's pace, so pausing a
-//! campaign stops it within about that much, and a holder's queue never fills with work it may
-//! not start for hours.
+//! skip nor repeat anyone: recipients are listed in the transaction that marks the campaign
+//! listed, so a second dispatcher finds it listed (`list_recipients`), and each send is
+//! recorded under the idempotency key `campaign:{campaign}:{lead}`, which [`Db::record_send`]
+//! turns into the same row on a re-run. Sends are recorded only a couple of minutes' worth
+//! ahead of each device's pace, so pausing a campaign stops it within about that much, and a
+//! holder's queue never fills with work it may not start for hours.
 
 use crate::link::{Jid, USER_SERVER};
 use crate::text::{self, Message, Variables};
@@ -113,6 +113,7 @@ impl Db {
                     })
                     .map(|(id, user, title, niche)| NewDelivery {
                         user: *user,
+                        device: None,
                         event: EventKind::CampaignFinished.as_str(),
                         body: webhooks::campaign_body(id.0, title, niche, now),
                     })
@@ -125,28 +126,36 @@ impl Db {
     }
 
     /// Lists a campaign's recipients: the leads of its niche on each target device (still the
-    /// owner's), except those marked lost. Returns how many were new.
+    /// owner's), except those marked lost, in the leads' order. Returns how many were listed.
+    ///
+    /// The campaign is marked listed first, in the same transaction: a second dispatcher waits
+    /// there for the first to commit, then finds it listed and lists nothing (a crash before the
+    /// commit leaves neither). So the insert needs no `ON CONFLICT` (about a tenth of its time);
+    /// the key on `(campaign_id, device_id, lead_id)` still refuses anyone listed twice.
     async fn list_recipients(&self, campaign: CampaignId, now: Timestamp) -> Result<u64> {
         on_db!(self, pool => {
             let mut tx = pool.begin_write().await?;
+            let claimed = sqlx::query("UPDATE campaigns SET expanded_at = $2 WHERE id = $1 AND expanded_at IS NULL")
+                .bind(campaign)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if claimed == 0 {
+                return Ok(0);
+            }
             let listed = sqlx::query(
                 "INSERT INTO campaign_recipients (campaign_id, device_id, lead_id, phone, created_at) \
                  SELECT c.id, d.device_id, l.id, l.phone, $2 FROM campaigns c \
                  JOIN campaign_devices d ON d.campaign_id = c.id \
                  JOIN devices v ON v.id = d.device_id AND v.user_id = c.user_id \
                  JOIN leads l ON l.device_id = d.device_id AND l.niche = c.niche AND l.status <> 'lost' \
-                 WHERE c.id = $1 ORDER BY l.id \
-                 ON CONFLICT (campaign_id, device_id, lead_id) DO NOTHING")
+                 WHERE c.id = $1 ORDER BY l.id")
                 .bind(campaign)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-            sqlx::query("UPDATE campaigns SET expanded_at = $2 WHERE id = $1 AND expanded_at IS NULL")
-                .bind(campaign)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
             tx.commit().await?;
             Ok::<_, Error>(listed)
         })

@@ -98,7 +98,7 @@ impl LeadFilter {
     /// The `LIKE` pattern for name and notes.
     pub(super) fn text_pattern(&self) -> Option<String> {
         let q = self.q.as_deref().map(str::trim).filter(|q| !q.is_empty())?;
-        Some(format!("%{}%", escape_like(q)))
+        Some(crate::db::like_containing(q))
     }
 
     /// The `LIKE` pattern for the phone: the digits of a query that looks like (part of) a number.
@@ -114,11 +114,6 @@ impl LeadFilter {
         };
         (looks_like_phone && !digits.is_empty()).then(|| format!("%{significant}%"))
     }
-}
-
-/// Escapes `LIKE` wildcards so the query matches literally (with `ESCAPE '\'`).
-fn escape_like(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 
 #[cfg(test)]

@@ -70,12 +70,14 @@ pub(crate) type SettleRow = (
 );
 
 impl Db {
-    /// The oldest queued send of `device` that is due at `now`, or when the next one will be.
+    /// The oldest queued send of `device` that is due at `now`, or when the next one will be. Sends
+    /// of a disabled account are not taken (see [`Db::set_user_disabled`]).
     #[tracing::instrument(skip(self))]
     pub async fn next_send(&self, device: DeviceId, now: Timestamp) -> Result<NextSend> {
         let due: Option<i64> = on_db!(self, pool => sqlx::query_scalar(
             "SELECT id FROM outbound_messages WHERE device_id = $1 AND status = 'queued' \
-             AND (not_before IS NULL OR not_before <= $2) ORDER BY id LIMIT 1")
+             AND (not_before IS NULL OR not_before <= $2) AND NOT EXISTS (SELECT 1 FROM users u \
+             WHERE u.id = outbound_messages.user_id AND u.disabled_at IS NOT NULL) ORDER BY id LIMIT 1")
             .bind(device)
             .bind(now)
             .fetch_optional(pool)
@@ -84,7 +86,8 @@ impl Db {
             return Ok(NextSend::Due(id));
         }
         let later: Option<Timestamp> = on_db!(self, pool => sqlx::query_scalar(
-            "SELECT MIN(not_before) FROM outbound_messages WHERE device_id = $1 AND status = 'queued'")
+            "SELECT MIN(not_before) FROM outbound_messages WHERE device_id = $1 AND status = 'queued' \
+             AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = outbound_messages.user_id AND u.disabled_at IS NOT NULL)")
             .bind(device)
             .fetch_one(pool)
             .await)?;
@@ -97,7 +100,8 @@ impl Db {
     pub async fn devices_with_due_sends(&self, worker: &str, now: Timestamp) -> Result<Vec<DeviceId>> {
         Ok(on_db!(self, pool => sqlx::query_scalar(
             "SELECT DISTINCT o.device_id FROM outbound_messages o JOIN device_leases l ON l.device_id = o.device_id \
-             WHERE o.status = 'queued' AND l.holder = $1 AND (o.not_before IS NULL OR o.not_before <= $2)")
+             WHERE o.status = 'queued' AND l.holder = $1 AND (o.not_before IS NULL OR o.not_before <= $2) \
+             AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = o.user_id AND u.disabled_at IS NOT NULL)")
             .bind(worker)
             .bind(now)
             .fetch_all(pool)
@@ -122,7 +126,7 @@ impl Db {
 
     /// Begins a send as the device's holder: `queued → sending` under the lease's token, with the
     /// message id `wa_id` it goes out under (or the one an earlier attempt chose). `None` when it
-    /// is not queued (already begun, done, or not this device's).
+    /// is not queued (already begun, done, or not this device's) or its account was disabled.
     #[tracing::instrument(skip(self))]
     pub async fn begin_send(&self, fence: Fence, id: i64, wa_id: &str) -> Result<Option<SendWork>> {
         let now = Timestamp::now();
@@ -131,6 +135,7 @@ impl Db {
                 "UPDATE outbound_messages SET status = 'sending', attempts = attempts + 1, send_token = $3, \
                  updated_at = $4, wa_message_id = COALESCE(wa_message_id, $5), waiting_reason = NULL, \
                  next_attempt_at = NULL WHERE id = $1 AND device_id = $2 AND status = 'queued' \
+                 AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = outbound_messages.user_id AND u.disabled_at IS NOT NULL) \
                  RETURNING id, recipient, kind, body, image, wa_message_id, attempts")
                 .bind(id)
                 .bind(fence.device)

@@ -3,7 +3,7 @@
 //! backend's transaction is a type of its own.
 
 use crate::link::{IncomingMessage, Jid, ReceiptKind};
-use crate::types::{Timestamp, UserId};
+use crate::types::{DeviceId, Timestamp, UserId};
 use crate::webhooks::{self as hooks, DeviceRef, EventKind};
 
 /// An event a transaction reports, before it is matched to subscriptions.
@@ -42,16 +42,20 @@ impl Event<'_> {
 
 /// A row for `webhook_deliveries`.
 pub(crate) struct NewDelivery {
-    /// The owner, whose webhook it goes to.
+    /// The owner, whose webhook it goes to unless `device` is set.
     pub(crate) user: UserId,
+    /// The device whose own webhook it goes to.
+    pub(crate) device: Option<DeviceId>,
     /// The event's name.
     pub(crate) event: &'static str,
     /// The exact body to send.
     pub(crate) body: String,
 }
 
-/// Records the events of devices whose owners have an enabled webhook that wants them. One
-/// lookup for all the devices of the transaction; nothing more when none has a webhook.
+/// Records the events of devices that have a webhook of their own, or whose owners have an
+/// enabled webhook, that wants them; a device's own webhook takes its events instead of its
+/// owner's. One lookup for all the devices of the transaction; nothing more when none has a
+/// webhook.
 macro_rules! emit_in {
     ($tx:ident, $events:expr, $now:expr) => {{
         let events: &[($crate::types::DeviceId, $crate::db::webhooks::Event<'_>)] = $events;
@@ -61,32 +65,36 @@ macro_rules! emit_in {
             devices.dedup();
             let mut subscribed: std::collections::HashMap<
                 $crate::types::DeviceId,
-                ($crate::types::UserId, String, $crate::webhooks::DeviceRef),
+                ($crate::types::UserId, String, bool, $crate::webhooks::DeviceRef),
             > = std::collections::HashMap::new();
             for chunk in devices.chunks($crate::db::chats::ROWS_PER_STATEMENT) {
+                // The device's own webhook's events when it has one, else its owner's.
                 let mut query = sqlx::QueryBuilder::new(
-                    "SELECT d.id, d.user_id, d.name, d.jid, w.events FROM devices d \
-                     JOIN webhooks w ON w.user_id = d.user_id WHERE w.enabled AND d.id IN (",
+                    "SELECT d.id, d.user_id, d.name, d.jid, COALESCE(dw.events, w.events), dw.device_id IS NOT NULL \
+                     FROM devices d LEFT JOIN device_webhooks dw ON dw.device_id = d.id \
+                     LEFT JOIN webhooks w ON w.user_id = d.user_id AND w.enabled \
+                     WHERE (dw.device_id IS NOT NULL OR w.user_id IS NOT NULL) AND d.id IN (",
                 );
                 let mut list = query.separated(", ");
                 for device in chunk {
                     list.push_bind(*device);
                 }
                 query.push(")");
-                let rows: Vec<($crate::types::DeviceId, UserId, String, Option<String>, String)> =
+                let rows: Vec<($crate::types::DeviceId, UserId, String, Option<String>, String, bool)> =
                     query.build_query_as().fetch_all(&mut *$tx).await?;
-                for (id, user, name, jid, wanted) in rows {
-                    subscribed.insert(id, (user, wanted, $crate::webhooks::DeviceRef { id, name, jid }));
+                for (id, user, name, jid, wanted, own) in rows {
+                    subscribed.insert(id, (user, wanted, own, $crate::webhooks::DeviceRef { id, name, jid }));
                 }
             }
             if !subscribed.is_empty() {
                 let rows: Vec<$crate::db::webhooks::NewDelivery> = events
                     .iter()
                     .filter_map(|(device, event)| {
-                        let (user, wanted, device) = subscribed.get(device)?;
+                        let (user, wanted, own, device) = subscribed.get(device)?;
                         let kind = event.kind();
                         $crate::webhooks::wants(wanted, kind).then(|| $crate::db::webhooks::NewDelivery {
                             user: *user,
+                            device: own.then_some(device.id),
                             event: kind.as_str(),
                             body: event.body(device, $now),
                         })
@@ -105,10 +113,11 @@ macro_rules! insert_deliveries_in {
         let rows: &[$crate::db::webhooks::NewDelivery] = $rows;
         for chunk in rows.chunks($crate::db::chats::ROWS_PER_STATEMENT) {
             let mut insert = sqlx::QueryBuilder::new(
-                "INSERT INTO webhook_deliveries (user_id, event, body, created_at, updated_at) ",
+                "INSERT INTO webhook_deliveries (user_id, device_id, event, body, created_at, updated_at) ",
             );
             insert.push_values(chunk, |mut row, d| {
                 row.push_bind(d.user)
+                    .push_bind(d.device)
                     .push_bind(d.event)
                     .push_bind(&d.body)
                     .push_bind($now)

@@ -8,13 +8,16 @@
 
 use crate::queue::{WEBHOOKS_QUEUE, WebhookJob};
 use crate::types::text_enum::text_enum;
-use crate::types::{Timestamp, UserId};
+use crate::types::{DeviceId, Timestamp, UserId};
 use crate::webhooks as hooks;
 use crate::{Db, Error, Result};
 
 use super::on_db;
 
+mod device;
 mod emit;
+
+pub use device::DeviceWebhook;
 
 pub(crate) use emit::{Event, NewDelivery, emit_in, insert_deliveries_in, status_before_in, status_changed_in};
 
@@ -82,6 +85,8 @@ pub struct Delivery {
     pub updated_at: Timestamp,
     /// When the receiver accepted it.
     pub delivered_at: Option<Timestamp>,
+    /// The device whose own webhook it goes to; `null` for the account's webhook.
+    pub device_id: Option<DeviceId>,
 }
 
 /// What the deliverer needs for one attempt.
@@ -89,7 +94,8 @@ pub struct Delivery {
 pub struct Attempt {
     /// The delivery.
     pub delivery: Delivery,
-    /// Its owner's webhook, if they still have one.
+    /// Where it goes: its device's own webhook when it was recorded for one that still has it,
+    /// else its owner's, if they still have one.
     pub webhook: Option<Webhook>,
 }
 
@@ -111,7 +117,7 @@ pub enum AttemptResult {
 
 /// Columns of [`Delivery`].
 const DELIVERY_COLUMNS: &str = "id, event, body, status, attempts, response_status, last_error, created_at, updated_at, \
-     delivered_at";
+     delivered_at, device_id";
 
 impl Db {
     /// `user`'s webhook, if set.
@@ -272,7 +278,7 @@ impl Db {
         })?)
     }
 
-    /// A delivery and its owner's webhook, for an attempt; `None` once the delivery is gone.
+    /// A delivery and the webhook it goes to, for an attempt; `None` once the delivery is gone.
     #[tracing::instrument(skip(self))]
     pub async fn delivery_attempt(&self, id: i64) -> Result<Option<Attempt>> {
         let row: Option<(UserId,)> = on_db!(self, pool => sqlx::query_as(
@@ -282,7 +288,14 @@ impl Db {
             .await)?;
         let Some((user,)) = row else { return Ok(None) };
         let delivery = self.delivery(user, id).await?;
-        let webhook = self.webhook(user).await?;
+        let own = match delivery.device_id {
+            Some(device) => self.device_webhook_of(device).await?.map(DeviceWebhook::into_webhook),
+            None => None,
+        };
+        let webhook = match own {
+            Some(hook) => Some(hook),
+            None => self.webhook(user).await?,
+        };
         Ok(Some(Attempt { delivery, webhook }))
     }
 

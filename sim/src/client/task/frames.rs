@@ -95,11 +95,13 @@ impl Task {
             answer @ (ServerFrame::Sent { .. }
             | ServerFrame::Checked { .. }
             | ServerFrame::Restrictions { .. }
+            | ServerFrame::Done { .. }
             | ServerFrame::Error { .. }) => {
                 let req = match &answer {
                     ServerFrame::Sent { req, .. }
                     | ServerFrame::Checked { req, .. }
                     | ServerFrame::Restrictions { req, .. }
+                    | ServerFrame::Done { req }
                     | ServerFrame::Error { req, .. } => *req,
                     _ => 0,
                 };

@@ -192,6 +192,27 @@ impl Task {
                             Request::Check { phones } => ClientFrame::Check { req, phones },
                             Request::Logout => ClientFrame::Logout { req },
                             Request::Restrictions => ClientFrame::Restrictions { req },
+                            Request::Read { chat, ids } => ClientFrame::Read { req, chat, ids },
+                            Request::ChatPresence { chat, typing } => ClientFrame::ChatPresence { req, chat, typing },
+                            Request::React {
+                                chat,
+                                target,
+                                from_me,
+                                emoji,
+                            } => ClientFrame::React {
+                                req,
+                                chat,
+                                target,
+                                from_me,
+                                emoji,
+                            },
+                            Request::Revoke { chat, target } => ClientFrame::Revoke { req, chat, target },
+                            Request::Edit { chat, target, text } => ClientFrame::Edit {
+                                req,
+                                chat,
+                                target,
+                                text,
+                            },
                         };
                         if let Err(err) = wire::send(ws, &frame).await {
                             let _ = reply.send(Err(err.clone()));

@@ -1,0 +1,328 @@
+//! The upstream REST API's actions through a device's live session (played here by the test, as
+//! no worker runs): `POST /message/{message_id}/read`, for a received message of the device in the
+//! chat the body names, and `POST /send/chat-presence`; each with a clear refusal for everything
+//! else, and nothing of anyone else's.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use wafleet_core::types::DeviceId;
+
+use crate::actions::linked;
+use crate::chat_view::{hold, store, text};
+use crate::device_webhooks::token;
+use crate::helpers::{TestApp, body, expect_error};
+
+/// `POST path` with `body` as an upstream client does for `device`: HTTP Basic, the token as
+/// password.
+async fn post(app: &TestApp, token: &str, device: &str, path: &str, body: Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(app.url(path))
+        .basic_auth("admin", Some(token))
+        .header("X-Device-Id", device)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `POST /message/{id}/read` for `device`.
+async fn read(app: &TestApp, token: &str, device: &str, id: &str, body: Value) -> reqwest::Response {
+    post(app, token, device, &format!("/message/{id}/read"), body).await
+}
+
+/// Plays the worker holding `device`: answers its next `kind` request; returns the question, or
+/// `None` when none came within 10 s.
+async fn answer(app: &TestApp, device: i64, kind: &str) -> Option<Value> {
+    answer_with(app, device, kind, "null").await
+}
+
+/// [`answer`] with `result` (JSON) as the link's answer.
+async fn answer_with(app: &TestApp, device: i64, kind: &str, result: &str) -> Option<Value> {
+    let request = wafleet_core::testing::poll_for(std::time::Duration::from_secs(10), async || {
+        let pending = app.db.pending_device_requests().await.unwrap();
+        pending
+            .into_iter()
+            .find(|r| r.device_id == DeviceId(device) && r.kind == kind)
+    })
+    .await?;
+    app.db.finish_device_request(request.id, true, result).await.unwrap();
+    Some(serde_json::from_str(&request.payload).unwrap())
+}
+
+async fn a_received_message_is_marked_read_through_the_session(app: TestApp) {
+    let ana = app.session("ana@example.com").await;
+    let bo = app.session("bo@example.com").await;
+    let shop = ana.add_device("Shop", Some("+60123456789")).await;
+    let bos = bo.add_device("Bo's", None).await;
+    let fence = hold(&app, "ana@example.com", shop).await;
+    store(
+        &app,
+        fence,
+        vec![
+            text("IN1", "60191000001", false, Some("Aisyah"), "is it open?", 1_000),
+            text("IN2", "60191000001", false, Some("Aisyah"), "hello?", 2_000),
+            text("OUT1", "60191000001", true, None, "yes, until six", 3_000),
+            text("B1", "60191000002", false, Some("Ben"), "hi", 4_000),
+        ],
+    )
+    .await;
+    let send = token(&ana, json!(["read", "send"])).await;
+    let aisyah = json!({"phone": "60191000001@s.whatsapp.net"});
+
+    // Offline: nothing is asked of a session.
+    let response = read(&app, &send, "Shop", "IN2", aisyah.clone()).await;
+    expect_error(response, StatusCode::CONFLICT, "only while it is online").await;
+    assert!(app.db.pending_device_requests().await.unwrap().is_empty());
+
+    linked(&app, shop).await;
+    let (response, question) = tokio::join!(
+        read(&app, &send, "Shop", "IN2", json!({"phone": "+60 19-100 0001"})),
+        answer(&app, shop, "mark_read")
+    );
+    let status = response.status();
+    let reply = body(response).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["code"], "SUCCESS");
+    assert_eq!(reply["results"]["message_id"], "IN2");
+    assert_eq!(
+        question,
+        Some(json!({"chat": "60191000001@s.whatsapp.net", "ids": ["IN2"]}))
+    );
+    let chats = body(ana.get(&format!("/api/devices/{shop}/chats")).await).await;
+    let unread: Vec<(&str, i64)> = chats["results"]["chats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["jid"].as_str().unwrap(), c["unread_count"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        unread,
+        [("60191000002@s.whatsapp.net", 1), ("60191000001@s.whatsapp.net", 0)],
+        "the chat read, the other not"
+    );
+
+    // Refused, with what to fix; nothing asked of the session.
+    let refusals = [
+        ("NOPE", aisyah.clone(), StatusCode::NOT_FOUND, "message not found"),
+        (
+            "B1",
+            aisyah.clone(),
+            StatusCode::BAD_REQUEST,
+            "is in the chat with 60191000002@s.whatsapp.net",
+        ),
+        ("OUT1", aisyah.clone(), StatusCode::BAD_REQUEST, "sent by this account"),
+        ("IN1", json!({}), StatusCode::BAD_REQUEST, "phone"),
+        ("IN1", json!({"phone": "12ab"}), StatusCode::BAD_REQUEST, "phone:"),
+        (
+            "IN1",
+            json!({"phone": "120363@g.us"}),
+            StatusCode::BAD_REQUEST,
+            "not a person's chat",
+        ),
+    ];
+    for (id, body, status, message) in refusals {
+        let response = read(&app, &send, "Shop", id, body.clone()).await;
+        assert_eq!(response.status(), status, "{id} {body}");
+        expect_error(response, status, message).await;
+    }
+    let reader = token(&ana, json!(["read"])).await;
+    let response = read(&app, &reader, "Shop", "IN1", aisyah.clone()).await;
+    expect_error(response, StatusCode::FORBIDDEN, "`send` scope").await;
+    // Nobody else's device or messages.
+    let bo_token = token(&bo, json!(["read", "send"])).await;
+    let response = read(&app, &bo_token, &shop.to_string(), "IN1", aisyah.clone()).await;
+    expect_error(response, StatusCode::NOT_FOUND, "device").await;
+    let response = read(&app, &bo_token, &bos.to_string(), "IN1", aisyah).await;
+    expect_error(response, StatusCode::NOT_FOUND, "message").await;
+    assert!(app.db.pending_device_requests().await.unwrap().is_empty());
+    assert_eq!(
+        crate::actions::count(&app, "device_requests").await,
+        1,
+        "only the one read was asked"
+    );
+}
+
+/// `POST /send/chat-presence` for `device`.
+async fn typing(app: &TestApp, token: &str, device: &str, body: Value) -> reqwest::Response {
+    post(app, token, device, "/send/chat-presence", body).await
+}
+
+async fn typing_is_shown_through_the_session(app: TestApp) {
+    let ana = app.session("ana@example.com").await;
+    let bo = app.session("bo@example.com").await;
+    let shop = ana.add_device("Shop", Some("+60123456789")).await;
+    bo.add_device("Bo's", None).await;
+    let send = token(&ana, json!(["read", "send"])).await;
+    let start = json!({"phone": "60191000001", "action": "start"});
+
+    let response = typing(&app, &send, "Shop", start.clone()).await;
+    expect_error(response, StatusCode::CONFLICT, "only while it is online").await;
+    linked(&app, shop).await;
+    for (action, shown) in [("start", true), ("stop", false)] {
+        let body = json!({"phone": "60191000001@s.whatsapp.net", "action": action});
+        let (response, question) = tokio::join!(typing(&app, &send, "Shop", body), answer(&app, shop, "chat_presence"));
+        let status = response.status();
+        let reply = crate::helpers::body(response).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        assert_eq!(
+            reply["results"]["status"],
+            format!("Send chat presence {action} success")
+        );
+        assert_eq!(
+            question,
+            Some(json!({"chat": "60191000001@s.whatsapp.net", "typing": shown}))
+        );
+    }
+
+    let refusals = [
+        (json!({"phone": "60191000001", "action": "dance"}), "action: `dance`"),
+        (json!({"phone": "60191000001"}), "action"),
+        (
+            json!({"phone": "120363@g.us", "action": "start"}),
+            "not a person's chat",
+        ),
+    ];
+    for (body, message) in refusals {
+        let response = typing(&app, &send, "Shop", body).await;
+        expect_error(response, StatusCode::BAD_REQUEST, message).await;
+    }
+    let reader = token(&ana, json!(["read"])).await;
+    let response = typing(&app, &reader, "Shop", start.clone()).await;
+    expect_error(response, StatusCode::FORBIDDEN, "`send` scope").await;
+    let bo_token = token(&bo, json!(["read", "send"])).await;
+    let response = typing(&app, &bo_token, &shop.to_string(), start).await;
+    expect_error(response, StatusCode::NOT_FOUND, "device").await;
+    assert_eq!(
+        crate::actions::count(&app, "device_requests").await,
+        2,
+        "only start and stop were asked"
+    );
+}
+
+/// `POST /message/{id}/{action}` for `device`.
+async fn act(app: &TestApp, token: &str, device: &str, id: &str, action: &str, body: Value) -> reqwest::Response {
+    post(app, token, device, &format!("/message/{id}/{action}"), body).await
+}
+
+async fn reactions_edits_and_deletions_go_through_the_session(app: TestApp) {
+    let ana = app.session("ana@example.com").await;
+    let shop = ana.add_device("Shop", Some("+60123456789")).await;
+    let fence = hold(&app, "ana@example.com", shop).await;
+    store(
+        &app,
+        fence,
+        vec![
+            text("IN1", "60191000001", false, Some("Aisyah"), "is it open?", 1_000),
+            text("OUT1", "60191000001", true, None, "yes, until six", 2_000),
+        ],
+    )
+    .await;
+    linked(&app, shop).await;
+    let send = token(&ana, json!(["read", "send"])).await;
+    let aisyah = "60191000001@s.whatsapp.net";
+
+    // A reaction to their message and one to the account's own; the reaction's id is answered.
+    for (id, from_me, emoji) in [("IN1", false, "👍"), ("OUT1", true, ""), ("IN1", false, " 🙏🏽 ")] {
+        let body = json!({"phone": aisyah, "emoji": emoji});
+        let (response, question) = tokio::join!(
+            act(&app, &send, "Shop", id, "reaction", body),
+            answer_with(&app, shop, "react", "\"3EB0REACTION\"")
+        );
+        let status = response.status();
+        let reply = crate::helpers::body(response).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        assert_eq!(reply["results"]["message_id"], "3EB0REACTION");
+        let expected = json!({"chat": aisyah, "target": {"id": id, "from_me": from_me}, "emoji": emoji.trim()});
+        assert_eq!(question, Some(expected));
+    }
+    // Deleting the account's own message for everyone.
+    let (response, question) = tokio::join!(
+        act(&app, &send, "Shop", "OUT1", "revoke", json!({"phone": aisyah})),
+        answer(&app, shop, "revoke")
+    );
+    let status = response.status();
+    let reply = crate::helpers::body(response).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["results"]["message_id"], "OUT1");
+    assert_eq!(question, Some(json!({"chat": aisyah, "id": "OUT1"})));
+
+    // A send of wafleet's can be deleted once it has left (it is kept as a send, not a stored
+    // message of the chat).
+    let message = json!({"phone": "+60191000001", "message": "price list attached"});
+    let sent = crate::helpers::body(post(&app, &send, "Shop", "/send/message", message).await).await;
+    let wa_id = sent["results"]["message_id"].as_str().unwrap().to_owned();
+    let send_id: i64 = sent["results"]["send_id"].as_str().unwrap().parse().unwrap();
+    let response = act(&app, &send, "Shop", &wa_id, "revoke", json!({"phone": aisyah})).await;
+    expect_error(response, StatusCode::NOT_FOUND, "message not found").await;
+    let left = "UPDATE outbound_messages SET status = 'sent', sent_at = 5000 WHERE id = $1";
+    wafleet_core::testing::execute(&app.db, left, &[send_id.into()]).await;
+    let (response, question) = tokio::join!(
+        act(&app, &send, "Shop", &wa_id, "revoke", json!({"phone": "60191000001"})),
+        answer(&app, shop, "revoke")
+    );
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(question, Some(json!({"chat": aisyah, "id": wa_id})));
+
+    // An edit of the account's own message, with its new text.
+    let (response, question) = tokio::join!(
+        act(
+            &app,
+            &send,
+            "Shop",
+            "OUT1",
+            "update",
+            json!({"phone": aisyah, "message": " until seven "})
+        ),
+        answer(&app, shop, "edit")
+    );
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        question,
+        Some(json!({"chat": aisyah, "id": "OUT1", "text": "until seven"}))
+    );
+
+    let refusals = [
+        (
+            "IN1",
+            "update",
+            json!({"phone": aisyah, "message": "changed"}),
+            "written by the other person",
+        ),
+        (
+            "OUT1",
+            "update",
+            json!({"phone": aisyah, "message": "  "}),
+            "message: give the new text",
+        ),
+        ("IN1", "revoke", json!({"phone": aisyah}), "written by the other person"),
+        (
+            "IN1",
+            "reaction",
+            json!({"phone": aisyah, "emoji": "👍".repeat(20)}),
+            "emoji: give one emoji",
+        ),
+        (
+            "IN1",
+            "reaction",
+            json!({"phone": "60191000002", "emoji": "👍"}),
+            "chat",
+        ),
+        ("NOPE", "revoke", json!({"phone": aisyah}), "message not found"),
+    ];
+    for (id, action, body, message) in refusals {
+        let response = act(&app, &send, "Shop", id, action, body).await;
+        let status = response.status();
+        assert!(
+            status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
+            "{id} {action}: {status}"
+        );
+        expect_error(response, status, message).await;
+    }
+    assert_eq!(
+        crate::actions::count(&app, "device_requests").await,
+        6,
+        "only the accepted actions were asked"
+    );
+}
+
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => a_received_message_is_marked_read_through_the_session, typing_is_shown_through_the_session, reactions_edits_and_deletions_go_through_the_session);
