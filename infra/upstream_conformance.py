@@ -57,7 +57,6 @@ OUT_OF_SCOPE = {
 
 # Personal-chat operations wafleet does not answer yet, and what each needs.
 NOT_YET = {
-    ("GET", "/user/info"): "a usync query through the session (both links)",
     ("GET", "/user/avatar"): "a profile-picture query through the session",
     ("POST", "/user/avatar"): "setting the account's picture through the session",
     ("POST", "/user/pushname"): "setting the account's push name through the session",
@@ -100,6 +99,7 @@ NOTES = {
     ("DELETE", "/devices/{device_id}"): "closes the session without logging out of WhatsApp: log out first",
     ("PATCH", "/devices/{device_id}/webhook"): "`webhook_insecure_skip_verify: true` is refused: TLS is always verified",
     ("GET", "/user/my/contacts"): "the phone's address book and everyone the device has a chat with",
+    ("GET", "/user/info"): "through the device's live session; `400` for a number without WhatsApp",
     ("POST", "/send/image"): "`image` uploaded, or `image_url` fetched (public addresses only, 30 s, `MAX_MEDIA_BYTES`); sent as JPEG",
     ("GET", "/chats"): "personal chats only; none is archived",
     ("POST", "/message/{message_id}/read"): "a received message the device stored; the device must be online; also clears the chat's unread count",
@@ -328,6 +328,15 @@ def run_calls(doc, app):
     yield ("GET", "/user/check"), "the JID form", 200, api.get(
         url("/user/check"), params={"phone": "60191000002@s.whatsapp.net"}, headers=header)
     yield ("GET", "/user/check"), "no phone", 400, api.get(url("/user/check"), headers=header)
+    info = api.get(url("/user/info"), params={"phone": "60191000001"}, headers=header)
+    yield ("GET", "/user/info"), "a shop's profile", 200, info
+    if info.ok and info.json()["results"]["verified_name"] != "Kedai Aisyah":
+        raise SystemExit(f"/user/info did not show the demo shop's verified name: {info.text}")
+    yield ("GET", "/user/info"), "the JID form", 200, api.get(
+        url("/user/info"), params={"phone": "60191000002@s.whatsapp.net"}, headers=header)
+    yield ("GET", "/user/info"), "a number without WhatsApp", 400, api.get(
+        url("/user/info"), params={"phone": "60129990000"}, headers=header)
+    yield ("GET", "/user/info"), "no phone", 400, api.get(url("/user/info"), headers=header)
     yield ("POST", "/send/message"), "a text", 200, api.post(url("/send/message"), headers=header, json={
         "phone": "60191000001@s.whatsapp.net", "message": "selamat malam"})
     yield ("POST", "/send/message"), "no message", 400, api.post(url("/send/message"), headers=header, json={

@@ -33,6 +33,18 @@ pub async fn start() -> anyhow::Result<SimHandle> {
             ..Default::default()
         })
         .await?;
+    // One contact is a shop, so a profile lookup has something to show.
+    control
+        .set_number(&wafleet_sim::control::NumberRule {
+            phone: CONTACTS[0].0.into(),
+            profile: wafleet_sim::control::Profile {
+                about: Some("Cakes to order, open 9 to 5".into()),
+                business_name: Some("Kedai Aisyah".into()),
+                picture_id: Some("1651459152".into()),
+            },
+            ..Default::default()
+        })
+        .await?;
     tracing::warn!(ws = %handle.ws_url(), "DEMO MODE: devices link to a simulated WhatsApp network, not the real one");
     Ok(handle)
 }

@@ -14,6 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_core::db::OutboundMessage;
 use wafleet_core::link::Jid;
+use wafleet_core::types::PhoneNumber;
 
 use crate::AppState;
 use crate::compat::{TokenUser, target_device, upstream_statuses};
@@ -195,10 +196,25 @@ async fn chat_presence(
     Ok(done(String::new(), &status))
 }
 
-/// Query of `GET /user/check`.
+/// Query of `GET /user/check` and `GET /user/info`.
 #[derive(Debug, Deserialize)]
-struct CheckQuery {
-    phone: Option<String>,
+pub(crate) struct PhoneQuery {
+    pub phone: Option<String>,
+}
+
+/// The number of a `?phone=` query, as upstream takes it: with its country code, with or without
+/// `+`, or as a JID (`6289685028129@s.whatsapp.net`). `doing` names what it is for (`check`).
+pub(crate) fn query_phone(raw: Option<&str>, doing: &str, state: &AppState) -> ApiResult<PhoneNumber> {
+    let raw = raw
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| ApiError::Invalid(format!("phone: give the number to {doing}, e.g. ?phone=60123456789")))?;
+    let international = if raw.starts_with('+') || raw.contains('@') {
+        raw.to_owned()
+    } else {
+        format!("+{raw}")
+    };
+    phone_number(&international, "phone", state)
 }
 
 /// `results` of `GET /user/check`.
@@ -220,21 +236,10 @@ async fn user_check(
     State(state): State<AppState>,
     TokenUser(user): TokenUser,
     RequestParts(parts): RequestParts,
-    Query(query): Query<CheckQuery>,
+    Query(query): Query<PhoneQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let device = target_device(&parts, &state, &user, None).await?;
-    let raw = query
-        .phone
-        .filter(|p| !p.trim().is_empty())
-        .ok_or_else(|| ApiError::Invalid("phone: give the number to check, e.g. ?phone=60123456789".into()))?;
-    // Upstream takes the number with its country code, with or without `+`, or as a JID.
-    let raw = raw.trim();
-    let international = if raw.starts_with('+') || raw.contains('@') {
-        raw.to_owned()
-    } else {
-        format!("+{raw}")
-    };
-    let phone = phone_number(&international, "phone", &state)?;
+    let phone = query_phone(query.phone.as_deref(), "check", &state)?;
     let checks = crate::sessions::run_check(&state, user.id, device, std::slice::from_ref(&phone)).await?;
     let is_on_whatsapp = checks.first().is_some_and(|c| c.jid.is_some());
     Ok(ok("Success check user", UserCheckResults { is_on_whatsapp }))

@@ -1,5 +1,6 @@
-//! The upstream REST API's `user` reads that wafleet answers from what it stores:
-//! `GET /user/my/contacts`. (`GET /user/check` asks WhatsApp, with the sends in `compat_send`.)
+//! The upstream REST API's `user` reads: `GET /user/my/contacts`, answered from what wafleet
+//! stores, and `GET /user/info`, asked of WhatsApp through the device's live session.
+//! (`GET /user/check` asks WhatsApp too, with the sends in `compat_send`.)
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -7,15 +8,20 @@ use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_core::db::Contact;
+use wafleet_core::link::{USER_SERVER, UserInfo};
 
 use crate::AppState;
 use crate::compat::{Caller, upstream_statuses};
+use crate::compat_send::{PhoneQuery, query_phone};
 use crate::envelope::{Envelope, ok};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Query;
+use crate::sessions::ask_session;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(my_contacts))
+        .routes(routes!(user_info))
         .route_layer(axum::middleware::from_fn(upstream_statuses))
 }
 
@@ -38,4 +44,81 @@ pub struct ContactList {
 async fn my_contacts(State(state): State<AppState>, Caller(user, device): Caller) -> ApiResult<Response> {
     let data = state.db.contacts(user.id, device).await?;
     Ok(ok("Success get list contacts", ContactList { data }).into_response())
+}
+
+/// `results` of `GET /user/info`: what WhatsApp shows of the number's account. Upstream's
+/// fields are strings: empty when the account shows nothing there.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UserInfoResults {
+    /// A business account's verified name.
+    pub verified_name: String,
+    /// Its "About" text.
+    pub status: String,
+    /// The id of its profile picture (it changes with the picture).
+    pub picture_id: String,
+    /// Its devices: the phone (`Device` 0) and its linked companions.
+    pub devices: Vec<UserDevice>,
+}
+
+/// One device of an account, as upstream writes a device JID.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct UserDevice {
+    /// The account's number (digits).
+    pub user: String,
+    /// Always 0 on personal accounts.
+    pub agent: u8,
+    /// The device number: 0 is the phone.
+    pub device: String,
+    /// `s.whatsapp.net`.
+    pub server: String,
+    /// Addressed as a device (always true in a device list).
+    #[serde(rename = "AD")]
+    pub ad: bool,
+}
+
+impl UserInfoResults {
+    fn from_link(info: UserInfo) -> Self {
+        let user = info.jid.user().to_owned();
+        UserInfoResults {
+            verified_name: info.verified_name.unwrap_or_default(),
+            status: info.about.unwrap_or_default(),
+            picture_id: info.picture_id.unwrap_or_default(),
+            devices: info
+                .devices
+                .into_iter()
+                .map(|device| UserDevice {
+                    user: user.clone(),
+                    agent: 0,
+                    device: device.to_string(),
+                    server: USER_SERVER.to_owned(),
+                    ad: true,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What WhatsApp shows of a number's account (upstream `userInfo`): its About text, profile
+/// picture id, verified business name and devices, asked through the device's live session.
+#[utoipa::path(get, path = "/user/info", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id or name"),
+           ("phone" = String, Query, description = "Phone number with country code (`6289685028129`, `+6289685028129` or `6289685028129@s.whatsapp.net`)")),
+    responses((status = 200, body = Envelope<UserInfoResults>),
+              (status = 400, description = "Several devices and none named, no or not a phone number, or a number without WhatsApp"),
+              (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 409, description = "Device not online"),
+              (status = 503, description = "WhatsApp or the device's worker did not answer in time")),
+    security(("bearer" = [])))]
+async fn user_info(
+    State(state): State<AppState>,
+    Caller(user, device): Caller,
+    Query(query): Query<PhoneQuery>,
+) -> ApiResult<Response> {
+    let phone = query_phone(query.phone.as_deref(), "look up", &state)?;
+    let question = serde_json::json!({ "phone": phone });
+    let answer = ask_session(&state, user.id, device, "user_info", question, "reading a profile").await?;
+    let info: Option<UserInfo> = serde_json::from_str(&answer).map_err(|e| ApiError::Internal(e.into()))?;
+    let info = info.ok_or_else(|| ApiError::Invalid(format!("phone: {phone} is not on WhatsApp")))?;
+    Ok(ok("Success", UserInfoResults::from_link(info)).into_response())
 }

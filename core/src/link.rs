@@ -346,6 +346,21 @@ pub struct NumberCheck {
     pub jid: Option<Jid>,
 }
 
+/// What WhatsApp shows of an account to others: its profile as a contact sees it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UserInfo {
+    /// The account's JID (`…@s.whatsapp.net`).
+    pub jid: Jid,
+    /// Its "About" text, when it shows one.
+    pub about: Option<String>,
+    /// The id of its current profile picture, when it has one (it changes with the picture).
+    pub picture_id: Option<String>,
+    /// A business account's verified name.
+    pub verified_name: Option<String>,
+    /// Its devices: 0 is the phone, the others its linked companions.
+    pub devices: Vec<u16>,
+}
+
 /// A message to send, with the id it goes out under.
 ///
 /// The id is chosen before sending, so the send can be recorded with it first: a send whose
@@ -441,6 +456,9 @@ pub trait Session: Send + Sync {
 
     /// Which of `phones` are on WhatsApp.
     async fn check_numbers(&self, phones: &[PhoneNumber]) -> Result<Vec<NumberCheck>, LinkError>;
+
+    /// What WhatsApp shows of the account of `phone`; `None` when the number has no account.
+    async fn user_info(&self, phone: &PhoneNumber) -> Result<Option<UserInfo>, LinkError>;
 
     /// Shows the person of the personal chat `chat` that the account is typing (`typing`), or
     /// stopped (the "typing…" a phone shows while its user writes).

@@ -1,4 +1,4 @@
-//! Migration 0027 lets `device_requests` take `mark_read` questions. On SQLite the table is
+//! Migration 0027 lets `device_requests` take the questions of message actions and profiles. On SQLite the table is
 //! rebuilt to widen its check: the requests already there keep their ids and answers, and new
 //! ones never take an id that was used before (the sequence carries over).
 
@@ -41,6 +41,11 @@ async fn requests_survive_and_ids_go_on(backend: Backend) {
         .await
         .expect("a mark_read request is accepted");
     assert_eq!(id, 4, "ids go on after the highest ever used");
+    for kind in ["chat_presence", "react", "revoke", "edit", "user_info"] {
+        db.create_device_request(user, device, kind, "{}")
+            .await
+            .unwrap_or_else(|e| panic!("a {kind} request is refused: {e}"));
+    }
     let refused = db.create_device_request(user, device, "reboot", "{}").await;
     assert!(refused.is_err(), "other kinds are still refused");
 }

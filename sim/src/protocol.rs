@@ -91,6 +91,13 @@ pub enum ClientFrame {
         /// Request number.
         req: u64,
     },
+    /// What WhatsApp shows of the account of a number (its profile).
+    UserInfo {
+        /// Request number.
+        req: u64,
+        /// E.164 number.
+        phone: String,
+    },
     /// The account read messages `ids` of the personal chat `chat` (a read receipt to their sender).
     Read {
         /// Request number.
@@ -285,6 +292,13 @@ pub enum ServerFrame {
         req: u64,
         /// One entry per asked number.
         jids: Vec<Option<Jid>>,
+    },
+    /// Answer to `user_info`: the profile, `null` when the number has no account.
+    UserInfo {
+        /// Request number.
+        req: u64,
+        /// The profile.
+        info: Option<wafleet_core::link::UserInfo>,
     },
     /// Answer to `restrictions`.
     Restrictions {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use wafleet_core::cache::{Invalidations, ReadCache};
 use wafleet_core::keys::KeyRing;
 use wafleet_core::link::{
-    Jid, Link, LinkError, LinkEvent, MessageRef, NumberCheck, OpenMode, Outgoing, Restrictions, Session,
+    Jid, Link, LinkError, LinkEvent, MessageRef, NumberCheck, OpenMode, Outgoing, Restrictions, Session, UserInfo,
 };
 use wafleet_core::shutdown;
 use wafleet_core::types::{DeviceId, PhoneNumber};
@@ -178,6 +178,9 @@ impl Session for WithEvents {
     async fn check_numbers(&self, phones: &[PhoneNumber]) -> Result<Vec<NumberCheck>, LinkError> {
         self.inner.check_numbers(phones).await
     }
+    async fn user_info(&self, phone: &PhoneNumber) -> Result<Option<UserInfo>, LinkError> {
+        self.inner.user_info(phone).await
+    }
     async fn mark_read(&self, chat: &Jid, ids: &[String]) -> Result<(), LinkError> {
         self.inner.mark_read(chat, ids).await
     }
@@ -224,6 +227,9 @@ impl Session for Wrapped {
     }
     async fn check_numbers(&self, phones: &[PhoneNumber]) -> Result<Vec<NumberCheck>, LinkError> {
         self.inner.check_numbers(phones).await
+    }
+    async fn user_info(&self, phone: &PhoneNumber) -> Result<Option<UserInfo>, LinkError> {
+        self.inner.user_info(phone).await
     }
     async fn mark_read(&self, chat: &Jid, ids: &[String]) -> Result<(), LinkError> {
         self.inner.mark_read(chat, ids).await

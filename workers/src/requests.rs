@@ -25,6 +25,12 @@ struct CheckNumbers {
     phones: Vec<PhoneNumber>,
 }
 
+/// The question of a `user_info` request: the profile of the account of `phone`.
+#[derive(serde::Deserialize)]
+struct UserInfo {
+    phone: PhoneNumber,
+}
+
 /// The question of a `chat_presence` request: typing (or stopped) in the personal chat `chat`.
 #[derive(serde::Deserialize)]
 struct ChatPresence {
@@ -105,6 +111,10 @@ async fn answer(request: &DeviceRequest, session: &dyn Session) -> (bool, String
     match request.kind.as_str() {
         "check_numbers" => match question::<CheckNumbers>(request) {
             Ok(q) => called(session.check_numbers(&q.phones)).await,
+            Err(failed) => failed,
+        },
+        "user_info" => match question::<UserInfo>(request) {
+            Ok(q) => called(session.user_info(&q.phone)).await,
             Err(failed) => failed,
         },
         "mark_read" => match question::<MarkRead>(request) {

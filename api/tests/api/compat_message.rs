@@ -1,7 +1,7 @@
 //! The upstream REST API's actions through a device's live session (played here by the test, as
 //! no worker runs): `POST /message/{message_id}/read`, for a received message of the device in the
-//! chat the body names, and `POST /send/chat-presence`; each with a clear refusal for everything
-//! else, and nothing of anyone else's.
+//! chat the body names, `POST /send/chat-presence` and `GET /user/info`; each with a clear refusal
+//! for everything else, and nothing of anyone else's.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -325,4 +325,94 @@ async fn reactions_edits_and_deletions_go_through_the_session(app: TestApp) {
     );
 }
 
-wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => a_received_message_is_marked_read_through_the_session, typing_is_shown_through_the_session, reactions_edits_and_deletions_go_through_the_session);
+/// `GET /user/info?phone=…` for `device`, as an upstream client calls it.
+async fn user_info(app: &TestApp, token: &str, device: &str, phone: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(app.url("/user/info"))
+        .query(&[("phone", phone)])
+        .basic_auth("admin", Some(token))
+        .header("X-Device-Id", device)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn a_profile_is_read_through_the_session(app: TestApp) {
+    let ana = app.session("ana@example.com").await;
+    let bo = app.session("bo@example.com").await;
+    let shop = ana.add_device("Shop", Some("+60123456789")).await;
+    let bos = bo.add_device("Bo's", None).await;
+    let read = token(&ana, json!(["read"])).await;
+
+    // Offline: nothing is asked of a session.
+    let response = user_info(&app, &read, "Shop", "60191000001").await;
+    expect_error(response, StatusCode::CONFLICT, "only while it is online").await;
+    assert!(app.db.pending_device_requests().await.unwrap().is_empty());
+
+    linked(&app, shop).await;
+    let profile = json!({
+        "jid": "60191000001@s.whatsapp.net",
+        "about": "Cakes to order",
+        "picture_id": "1651459152",
+        "verified_name": "Kedai Aisyah",
+        "devices": [0, 3],
+    })
+    .to_string();
+    let (response, question) = tokio::join!(
+        user_info(&app, &read, "Shop", "60191000001@s.whatsapp.net"),
+        answer_with(&app, shop, "user_info", &profile)
+    );
+    assert_eq!(question, Some(json!({"phone": "+60191000001"})), "the number, in E.164");
+    assert_eq!(response.status(), StatusCode::OK);
+    let got = body(response).await;
+    assert_eq!(got["code"], "SUCCESS");
+    assert_eq!(
+        got["results"],
+        json!({
+            "verified_name": "Kedai Aisyah",
+            "status": "Cakes to order",
+            "picture_id": "1651459152",
+            "devices": [
+                {"User": "60191000001", "Agent": 0, "Device": "0", "Server": "s.whatsapp.net", "AD": true},
+                {"User": "60191000001", "Agent": 0, "Device": "3", "Server": "s.whatsapp.net", "AD": true},
+            ],
+        })
+    );
+
+    // A profile that shows nothing: empty strings, as upstream answers.
+    let bare = json!({"jid": "60191000002@s.whatsapp.net", "about": null, "picture_id": null,
+                      "verified_name": null, "devices": [0]})
+    .to_string();
+    let (response, _) = tokio::join!(
+        user_info(&app, &read, "Shop", "+60191000002"),
+        answer_with(&app, shop, "user_info", &bare)
+    );
+    let got = body(response).await;
+    assert_eq!(
+        (
+            &got["results"]["status"],
+            &got["results"]["verified_name"],
+            &got["results"]["picture_id"]
+        ),
+        (&json!(""), &json!(""), &json!(""))
+    );
+
+    // A number without WhatsApp is the caller's mistake, said so.
+    let (response, _) = tokio::join!(
+        user_info(&app, &read, "Shop", "60129990000"),
+        answer_with(&app, shop, "user_info", "null")
+    );
+    expect_error(response, StatusCode::BAD_REQUEST, "+60129990000 is not on WhatsApp").await;
+
+    // Bad input never reaches the session.
+    for bad in ["", "nope", "120363999@g.us"] {
+        let response = user_info(&app, &read, "Shop", bad).await;
+        expect_error(response, StatusCode::BAD_REQUEST, "phone").await;
+    }
+    // Another user's device is not found, and nothing is asked of it.
+    let response = user_info(&app, &read, &bos.to_string(), "60191000001").await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert!(app.db.pending_device_requests().await.unwrap().is_empty());
+}
+
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => a_received_message_is_marked_read_through_the_session, typing_is_shown_through_the_session, reactions_edits_and_deletions_go_through_the_session, a_profile_is_read_through_the_session);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use wafleet_core::link::{
-    Content, Jid, LinkError, LinkEvent, MessageRef, NewChatCap, NumberCheck, Outgoing, Restrictions, Session,
+    Content, Jid, LinkError, LinkEvent, MessageRef, NewChatCap, NumberCheck, Outgoing, Restrictions, Session, UserInfo,
 };
 use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber, Timestamp};
@@ -27,6 +27,8 @@ pub(crate) enum Request {
     Logout,
     /// The account's restrictions on new chats.
     Restrictions,
+    /// The profile of a number's account.
+    UserInfo { phone: String },
     /// A read receipt for messages of a chat.
     Read { chat: Jid, ids: Vec<String> },
     /// Typing, or stopped, in a chat.
@@ -159,6 +161,17 @@ impl Session for SimSession {
                     jid,
                 })
                 .collect()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    #[tracing::instrument(skip(self), fields(device = %self.device))]
+    async fn user_info(&self, phone: &PhoneNumber) -> Result<Option<UserInfo>, LinkError> {
+        let request = Request::UserInfo {
+            phone: phone.as_str().to_owned(),
+        };
+        match self.request(request).await? {
+            ServerFrame::UserInfo { info, .. } => Ok(info),
             other => Err(unexpected(&other)),
         }
     }

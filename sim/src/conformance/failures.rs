@@ -1,12 +1,14 @@
-//! Error replies, drops, logouts, bans and an absent network.
+//! Questions about numbers (are they on WhatsApp, what their profile shows), error replies,
+//! drops, logouts, bans and an absent network.
 
 use std::time::Duration;
 
 use wafleet_core::link::{Jid, LinkError, LinkEvent, OpenMode, Outgoing, Restrictions};
-use wafleet_core::types::Timestamp;
+use wafleet_core::types::{PhoneNumber, Timestamp};
 
 use super::support::{contact, new_device, next_event, pair, sent_message, unique_phone, wait_for};
 use super::{Contact, Harness};
+use crate::control::Profile;
 
 /// A number without WhatsApp is reported so, and sending to it is the recipient's failure.
 pub async fn check_numbers(h: &dyn Harness) {
@@ -32,6 +34,49 @@ pub async fn check_numbers(h: &dyn Harness) {
         Err(LinkError::Recipient(_)) => {}
         other => panic!("sending to a number without WhatsApp: {other:?}"),
     }
+    paired.session.close().await;
+}
+
+/// A number's profile shows what its account shows others, and nothing it does not; a number
+/// without WhatsApp has none.
+pub async fn user_info(h: &dyn Harness) {
+    let paired = pair(h).await;
+    let absent = contact(h, Contact::NotOnWhatsApp).await;
+    let plain = contact(h, Contact::OnWhatsApp).await;
+    let shop = contact(h, Contact::OnWhatsApp).await;
+    let profile = Profile {
+        about: Some("Open 9 to 5, closed on Fridays".into()),
+        business_name: Some("Kedai Aisyah".into()),
+        picture_id: Some("1651459152".into()),
+    };
+    h.phones().set_profile(&shop, profile).await.expect("set the profile");
+    let info = |phone: PhoneNumber| {
+        let session = &paired.session;
+        async move { session.user_info(&phone).await.expect("user info") }
+    };
+
+    assert_eq!(info(absent).await, None);
+    let plain_info = info(plain.clone()).await.expect("the plain contact is on WhatsApp");
+    assert_eq!(plain_info.jid, Jid::for_phone(&plain));
+    assert_eq!(
+        (plain_info.about, plain_info.picture_id, plain_info.verified_name),
+        (None, None, None)
+    );
+    assert_eq!(plain_info.devices, vec![0], "a phone without linked devices");
+
+    let shop_info = info(shop.clone()).await.expect("the shop is on WhatsApp");
+    assert_eq!(shop_info.jid, Jid::for_phone(&shop));
+    assert_eq!(shop_info.about.as_deref(), Some("Open 9 to 5, closed on Fridays"));
+    assert_eq!(shop_info.picture_id.as_deref(), Some("1651459152"));
+    assert_eq!(shop_info.verified_name.as_deref(), Some("Kedai Aisyah"));
+
+    // The account's own profile lists the device that asks.
+    let own = info(paired.phone.clone()).await.expect("the account is on WhatsApp");
+    assert!(
+        own.devices.contains(&0) && own.devices.len() >= 2,
+        "the phone and its linked device: {:?}",
+        own.devices
+    );
     paired.session.close().await;
 }
 

@@ -6,7 +6,7 @@ use wafleet_core::link::{Jid, MessageKind};
 use wafleet_core::types::PhoneNumber;
 
 use crate::ControlClient;
-use crate::control::{ChatKind, InjectMessage, NumberRule};
+use crate::control::{ChatKind, InjectMessage, NumberRule, Profile};
 
 /// How a contact's number behaves as a recipient.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +59,8 @@ pub trait Phones: Send + Sync {
     async fn enter_pair_code(&self, phone: &PhoneNumber, code: &str) -> anyhow::Result<Jid>;
     /// `contact` behaves as `how` from now on.
     async fn set_contact(&self, contact: &PhoneNumber, how: Contact) -> anyhow::Result<()>;
+    /// The account of `phone` shows `profile` to others from now on (the fields it sets).
+    async fn set_profile(&self, phone: &PhoneNumber, profile: Profile) -> anyhow::Result<()>;
     /// The phone of `from` writes `text` to the account of `to`; returns the message id.
     async fn write(&self, from: &PhoneNumber, to: &PhoneNumber, text: &str) -> anyhow::Result<String>;
     /// The phone of `from` writes `text` in a chat of kind `chat` that the account of `to` is in
@@ -125,6 +127,15 @@ impl Phones for ControlClient {
             Contact::Refuses463 => rule.refuse_463 = Some(true),
             Contact::OnWhatsApp | Contact::NotOnWhatsApp => {}
         }
+        self.set_number(&rule).await.map(drop)
+    }
+
+    async fn set_profile(&self, phone: &PhoneNumber, profile: Profile) -> anyhow::Result<()> {
+        let rule = NumberRule {
+            phone: phone.as_str().into(),
+            profile,
+            ..NumberRule::default()
+        };
         self.set_number(&rule).await.map(drop)
     }
 

@@ -118,6 +118,34 @@ pub struct NumberRule {
     /// Chance it replies (default from the settings).
     #[serde(default)]
     pub reply_probability: Option<f64>,
+    /// What its profile shows others.
+    #[serde(flatten)]
+    pub profile: Profile,
+}
+
+/// What an account's profile shows others (absent fields: none shown).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Its "About" text.
+    #[serde(default)]
+    pub about: Option<String>,
+    /// A business account's verified name (none: not a business).
+    #[serde(default)]
+    pub business_name: Option<String>,
+    /// The id of its profile picture (none: no picture).
+    #[serde(default)]
+    pub picture_id: Option<String>,
+}
+
+impl Profile {
+    /// This profile with the fields `update` sets replaced.
+    pub fn updated(&self, update: Profile) -> Profile {
+        Profile {
+            about: update.about.or_else(|| self.about.clone()),
+            business_name: update.business_name.or_else(|| self.business_name.clone()),
+            picture_id: update.picture_id.or_else(|| self.picture_id.clone()),
+        }
+    }
 }
 
 /// A message an account's device sent, as the network recorded it.

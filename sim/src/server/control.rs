@@ -141,6 +141,7 @@ async fn set_number(State(sim): State<Arc<Sim>>, Json(body): Json<NumberRule>) -
     rule.refuse_463 = body.refuse_463.or(rule.refuse_463);
     rule.read_probability = body.read_probability.or(rule.read_probability);
     rule.reply_probability = body.reply_probability.or(rule.reply_probability);
+    rule.profile = rule.profile.updated(body.profile);
     Ok(Json(rule.clone()))
 }
 

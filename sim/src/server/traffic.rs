@@ -305,6 +305,36 @@ impl Sim {
         w.push(conn, &ServerFrame::Checked { req, jids });
     }
 
+    /// The profile of the account of `phone`, as its number's rule describes it: the phone
+    /// (device 0) and the account's linked devices, numbered from 1 in the order they linked.
+    pub(crate) fn user_info(&self, conn: u64, req: u64, phone: &str) {
+        let w = self.lock();
+        let info = digits_of(phone).and_then(|digits| {
+            let rule = w.numbers.get(&digits);
+            if !rule.and_then(|r| r.on_whatsapp).unwrap_or(true) {
+                return None;
+            }
+            let linked = w.accounts.get(&digits).map_or(0, |account| {
+                account
+                    .devices
+                    .iter()
+                    .filter(|token| w.devices.get(*token).is_some_and(|d| !d.unlinked))
+                    .count()
+            });
+            let mut devices = vec![0];
+            devices.extend((1..=linked).map(|n| u16::try_from(n).unwrap_or(u16::MAX)));
+            let profile = rule.map(|r| r.profile.clone()).unwrap_or_default();
+            Some(wafleet_core::link::UserInfo {
+                jid: jid_of(&digits),
+                about: profile.about,
+                picture_id: profile.picture_id,
+                verified_name: profile.business_name,
+                devices,
+            })
+        });
+        w.push(conn, &ServerFrame::UserInfo { req, info });
+    }
+
     /// Incoming messages for `to` at a steady rate until the schedule changes or the account goes.
     pub(crate) fn schedule(self: &Arc<Self>, to: &str, per_minute: f64, from: Vec<String>) -> Result<(), ControlError> {
         let mut w = self.lock();

@@ -100,6 +100,14 @@ impl WaWebHandle {
         self.net.lock().account(phone);
     }
 
+    /// The account of `phone` (digits) shows `profile` to others from now on (the fields it
+    /// sets), as usync answers it.
+    pub fn set_profile(&self, phone: &str, profile: crate::control::Profile) {
+        let mut model = self.net.lock();
+        let account = model.account(phone);
+        account.profile = account.profile.updated(profile);
+    }
+
     /// When the front end bans an account.
     pub fn ban_limits(&self) -> &crate::ban::BanLimits {
         &self.net.config.ban

@@ -37,6 +37,8 @@ pub(crate) struct Account {
     pub reputation: crate::ban::Reputation,
     /// Why it is banned, if it is: none of its devices may log in.
     pub banned: Option<String>,
+    /// What its profile shows others.
+    pub profile: crate::control::Profile,
 }
 
 /// What a companion registered when it first connected (from its ClientPayload), and later
@@ -212,6 +214,7 @@ impl Model {
                 app_state_key: AppStateKey::generate(),
                 reputation: crate::ban::Reputation::default(),
                 banned: None,
+                profile: crate::control::Profile::default(),
             }
         })
     }

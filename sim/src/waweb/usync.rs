@@ -1,5 +1,6 @@
-//! User sync (`usync`) queries: which numbers are on WhatsApp (`<contact>`), and which devices
-//! an account has (`<devices>`), which senders need before encrypting to each of them.
+//! User sync (`usync`) queries: which numbers are on WhatsApp (`<contact>`), which devices an
+//! account has (`<devices>`), which senders need before encrypting to each of them, and what its
+//! profile shows (`<status>`, `<picture>`, `<business>`).
 
 use wa_rs_binary::builder::NodeBuilder;
 use wa_rs_binary::node::{Node, NodeContent};
@@ -18,6 +19,7 @@ pub(crate) fn answer(model: &Model, request: &Node) -> Node {
             .is_some_and(|q| q.get_optional_child(tag).is_some())
     };
     let (contact, devices, lid) = (wants("contact"), wants("devices"), wants("lid"));
+    let (status, picture, business) = (wants("status"), wants("picture"), wants("business"));
     let users = usync
         .get_optional_child("list")
         .map(|list| list.get_children_by_tag("user").cloned().collect::<Vec<_>>())
@@ -43,6 +45,25 @@ pub(crate) fn answer(model: &Model, request: &Node) -> Node {
                     .attr("val", format!("{}@lid", account.lid))
                     .build(),
             );
+        }
+        if let Some(account) = account {
+            let profile = &account.profile;
+            if status {
+                let mut node = NodeBuilder::new("status");
+                if let Some(about) = &profile.about {
+                    node = node.string_content(about.clone());
+                }
+                children.push(node.build());
+            }
+            // No picture, or not a business: the element is left out, as WhatsApp's servers
+            // answer an error for that protocol alone.
+            if picture && let Some(id) = &profile.picture_id {
+                children.push(NodeBuilder::new("picture").attr("id", id.clone()).build());
+            }
+            if business && let Some(name) = &profile.business_name {
+                let verified = NodeBuilder::new("verified_name").attr("name", name.clone()).build();
+                children.push(NodeBuilder::new("business").children([verified]).build());
+            }
         }
         // A user asked about by LID is answered under that LID.
         let jid = attr(user, "jid")

@@ -20,6 +20,7 @@ wafleet_sim::conformance_suite!(
         typing_shows_in_the_chat,
         react_edit_and_delete_for_everyone,
         check_numbers,
+        user_info,
         refusal_463,
         timelock_restricts_new_chats_only,
         dropped_connection_reconnects,

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use wafleet_core::link::{
     Content, Jid, LinkError, LinkEvent, MessageRef, NumberCheck, Outgoing, OutgoingImage, Restrictions, Session,
+    UserInfo,
 };
 use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber};
@@ -254,6 +255,37 @@ impl Session for WaSession {
                 jid: found.contains(phone.digits()).then(|| Jid::for_phone(phone)),
             })
             .collect())
+    }
+
+    /// Asks whether the number is on WhatsApp first: a usync profile query answers for numbers
+    /// without an account too, with nothing in it.
+    #[tracing::instrument(skip_all, fields(device = %self.device))]
+    async fn user_info(&self, phone: &PhoneNumber) -> Result<Option<UserInfo>, LinkError> {
+        self.ready()?;
+        let digits = phone.digits().to_owned();
+        if !self
+            .registered_users(std::slice::from_ref(&digits))
+            .await?
+            .contains(&digits)
+        {
+            return Ok(None);
+        }
+        let jid = WaJid::pn(digits.as_str());
+        let mut answers = self
+            .client
+            .contacts()
+            .get_user_info(std::slice::from_ref(&jid))
+            .await
+            .map_err(|e| LinkError::Transient(format!("reading the profile: {e}")))?;
+        // Answered under the number's JID, or (as WhatsApp may) its LID.
+        let answer = answers.remove(&jid).or_else(|| answers.into_values().next());
+        Ok(Some(UserInfo {
+            jid: Jid::for_phone(phone),
+            about: answer.as_ref().and_then(|a| a.status.clone()).filter(|s| !s.is_empty()),
+            picture_id: answer.as_ref().and_then(|a| a.picture_id.clone()),
+            verified_name: answer.as_ref().and_then(|a| a.verified_name.as_ref()?.name.clone()),
+            devices: answer.map(|a| a.devices).unwrap_or_default(),
+        }))
     }
 
     /// Sends a reaction message (its key names the target and whether the account wrote it), as

@@ -11,7 +11,7 @@ use wafleet_core::keys::KeyRing;
 use wafleet_core::link::{Jid, Link, MessageKind};
 use wafleet_core::types::{DeviceId, PhoneNumber};
 use wafleet_sim::conformance::{Action, Contact, Harness, Phones, Sent};
-use wafleet_sim::control::ChatKind;
+use wafleet_sim::control::{ChatKind, Profile};
 use wafleet_sim::waweb::{self, WaWebConfig, WaWebHandle};
 use wafleet_wa::{WaLink, WaLinkConfig, WaStore};
 use whatsapp_rust::wacore::store::traits::DeviceStore;
@@ -121,6 +121,11 @@ impl Phones for WawebPhones {
             Contact::NotOnWhatsApp => {}
             Contact::Refuses463 => self.0.refuse_463(contact.digits()),
         }
+        Ok(())
+    }
+
+    async fn set_profile(&self, phone: &PhoneNumber, profile: Profile) -> anyhow::Result<()> {
+        self.0.set_profile(phone.digits(), profile);
         Ok(())
     }
 

@@ -29,6 +29,7 @@ wafleet_sim::conformance_suite!(
         typing_shows_in_the_chat,
         react_edit_and_delete_for_everyone,
         check_numbers,
+        user_info,
         dropped_connection_reconnects,
         remote_logout,
         ban_after_fast_sends_to_strangers,

@@ -94,12 +94,14 @@ impl Task {
             }
             answer @ (ServerFrame::Sent { .. }
             | ServerFrame::Checked { .. }
+            | ServerFrame::UserInfo { .. }
             | ServerFrame::Restrictions { .. }
             | ServerFrame::Done { .. }
             | ServerFrame::Error { .. }) => {
                 let req = match &answer {
                     ServerFrame::Sent { req, .. }
                     | ServerFrame::Checked { req, .. }
+                    | ServerFrame::UserInfo { req, .. }
                     | ServerFrame::Restrictions { req, .. }
                     | ServerFrame::Done { req }
                     | ServerFrame::Error { req, .. } => *req,

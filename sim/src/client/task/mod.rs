@@ -192,6 +192,7 @@ impl Task {
                             Request::Check { phones } => ClientFrame::Check { req, phones },
                             Request::Logout => ClientFrame::Logout { req },
                             Request::Restrictions => ClientFrame::Restrictions { req },
+                            Request::UserInfo { phone } => ClientFrame::UserInfo { req, phone },
                             Request::Read { chat, ids } => ClientFrame::Read { req, chat, ids },
                             Request::ChatPresence { chat, typing } => ClientFrame::ChatPresence { req, chat, typing },
                             Request::React {
