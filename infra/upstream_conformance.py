@@ -60,7 +60,6 @@ NOT_YET = {
     ("GET", "/user/avatar"): "a profile-picture query through the session",
     ("POST", "/user/avatar"): "setting the account's picture through the session",
     ("POST", "/user/pushname"): "setting the account's push name through the session",
-    ("GET", "/user/my/privacy"): "reading privacy settings through the session",
     ("GET", "/user/business-profile"): "a business-profile query through the session",
     ("POST", "/send/audio"): "audio on the paced send path (stored media, both links)",
     ("POST", "/send/file"): "documents on the paced send path",
@@ -100,6 +99,7 @@ NOTES = {
     ("PATCH", "/devices/{device_id}/webhook"): "`webhook_insecure_skip_verify: true` is refused: TLS is always verified",
     ("GET", "/user/my/contacts"): "the phone's address book and everyone the device has a chat with",
     ("GET", "/user/info"): "through the device's live session; `400` for a number without WhatsApp",
+    ("GET", "/user/my/privacy"): "through the device's live session",
     ("POST", "/send/image"): "`image` uploaded, or `image_url` fetched (public addresses only, 30 s, `MAX_MEDIA_BYTES`); sent as JPEG",
     ("GET", "/chats"): "personal chats only; none is archived",
     ("POST", "/message/{message_id}/read"): "a received message the device stored; the device must be online; also clears the chat's unread count",
@@ -380,6 +380,10 @@ def run_calls(doc, app):
     yield ("POST", "/send/chat-presence"), "an unknown action", 400, api.post(
         url("/send/chat-presence"), headers=header, json={"phone": "6289685024051", "action": "dance"})
     yield ("GET", "/user/my/contacts"), "the account's contacts", 200, api.get(url("/user/my/contacts"), headers=header)
+    privacy = api.get(url("/user/my/privacy"), headers=header)
+    yield ("GET", "/user/my/privacy"), "the account's privacy settings", 200, privacy
+    if privacy.ok and privacy.json()["results"]["read_receipts"] != "all":
+        raise SystemExit(f"/user/my/privacy did not show WhatsApp's default for read receipts: {privacy.text}")
     yield ("GET", "/app/passkey"), "no passkey request pending", 200, api.get(url("/app/passkey"), headers=header)
     yield ("POST", "/app/passkey/response"), "an assertion with nothing pending", 400, api.post(
         url("/app/passkey/response"), headers=header, json={

@@ -41,6 +41,7 @@ pub async fn start() -> anyhow::Result<SimHandle> {
                 about: Some("Cakes to order, open 9 to 5".into()),
                 business_name: Some("Kedai Aisyah".into()),
                 picture_id: Some("1651459152".into()),
+                ..Default::default()
             },
             ..Default::default()
         })

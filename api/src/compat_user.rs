@@ -1,5 +1,6 @@
 //! The upstream REST API's `user` reads: `GET /user/my/contacts`, answered from what wafleet
-//! stores, and `GET /user/info`, asked of WhatsApp through the device's live session.
+//! stores, and `GET /user/info` and `GET /user/my/privacy`, asked of WhatsApp through the
+//! device's live session.
 //! (`GET /user/check` asks WhatsApp too, with the sends in `compat_send`.)
 
 use axum::extract::State;
@@ -8,7 +9,7 @@ use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_core::db::Contact;
-use wafleet_core::link::{USER_SERVER, UserInfo};
+use wafleet_core::link::{PrivacySettings, USER_SERVER, UserInfo};
 
 use crate::AppState;
 use crate::compat::{Caller, upstream_statuses};
@@ -22,6 +23,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(my_contacts))
         .routes(routes!(user_info))
+        .routes(routes!(my_privacy))
         .route_layer(axum::middleware::from_fn(upstream_statuses))
 }
 
@@ -121,4 +123,53 @@ async fn user_info(
     let info: Option<UserInfo> = serde_json::from_str(&answer).map_err(|e| ApiError::Internal(e.into()))?;
     let info = info.ok_or_else(|| ApiError::Invalid(format!("phone: {phone} is not on WhatsApp")))?;
     Ok(ok("Success", UserInfoResults::from_link(info)).into_response())
+}
+
+/// `results` of `GET /user/my/privacy`: who may see or do what, as WhatsApp reports the
+/// account's settings (`all`, `contacts`, `contact_blacklist`, `none`, …); `null` for a setting
+/// it did not report.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PrivacyResults {
+    /// Who may add the account to groups.
+    pub group_add: Option<String>,
+    /// Who sees when it was last online.
+    pub last_seen: Option<String>,
+    /// Who sees its status updates.
+    pub status: Option<String>,
+    /// Who sees its profile photo.
+    pub profile: Option<String>,
+    /// Whether it sends read receipts (`all`) or not (`none`).
+    pub read_receipts: Option<String>,
+}
+
+/// The account's privacy settings (upstream `userMyPrivacy`), asked through the device's live
+/// session.
+#[utoipa::path(get, path = "/user/my/privacy", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id or name")),
+    responses((status = 200, body = Envelope<PrivacyResults>),
+              (status = 400, description = "Several devices and none named"),
+              (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 409, description = "Device not online"),
+              (status = 503, description = "WhatsApp or the device's worker did not answer in time")),
+    security(("bearer" = [])))]
+async fn my_privacy(State(state): State<AppState>, Caller(user, device): Caller) -> ApiResult<Response> {
+    let question = serde_json::json!({});
+    let answer = ask_session(
+        &state,
+        user.id,
+        device,
+        "privacy",
+        question,
+        "reading the privacy settings",
+    )
+    .await?;
+    let mut settings: PrivacySettings = serde_json::from_str(&answer).map_err(|e| ApiError::Internal(e.into()))?;
+    let results = PrivacyResults {
+        group_add: settings.remove("groupadd"),
+        last_seen: settings.remove("last"),
+        status: settings.remove("status"),
+        profile: settings.remove("profile"),
+        read_receipts: settings.remove("readreceipts"),
+    };
+    Ok(ok("Success get privacy", results).into_response())
 }

@@ -361,6 +361,11 @@ pub struct UserInfo {
     pub devices: Vec<u16>,
 }
 
+/// The account's privacy settings: WhatsApp's category names (`last`, `online`, `profile`,
+/// `status`, `readreceipts`, `groupadd`, `calladd`, …) to their values (`all`, `contacts`,
+/// `contact_blacklist`, `none`, `match_last_seen`, …), as WhatsApp reports them.
+pub type PrivacySettings = std::collections::BTreeMap<String, String>;
+
 /// A message to send, with the id it goes out under.
 ///
 /// The id is chosen before sending, so the send can be recorded with it first: a send whose
@@ -459,6 +464,9 @@ pub trait Session: Send + Sync {
 
     /// What WhatsApp shows of the account of `phone`; `None` when the number has no account.
     async fn user_info(&self, phone: &PhoneNumber) -> Result<Option<UserInfo>, LinkError>;
+
+    /// The account's privacy settings.
+    async fn privacy(&self) -> Result<PrivacySettings, LinkError>;
 
     /// Shows the person of the personal chat `chat` that the account is typing (`typing`), or
     /// stopped (the "typing…" a phone shows while its user writes).

@@ -91,6 +91,11 @@ pub enum ClientFrame {
         /// Request number.
         req: u64,
     },
+    /// The account's privacy settings.
+    Privacy {
+        /// Request number.
+        req: u64,
+    },
     /// What WhatsApp shows of the account of a number (its profile).
     UserInfo {
         /// Request number.
@@ -292,6 +297,13 @@ pub enum ServerFrame {
         req: u64,
         /// One entry per asked number.
         jids: Vec<Option<Jid>>,
+    },
+    /// Answer to `privacy`: every setting, by category.
+    Privacy {
+        /// Request number.
+        req: u64,
+        /// Category → value.
+        settings: wafleet_core::link::PrivacySettings,
     },
     /// Answer to `user_info`: the profile, `null` when the number has no account.
     UserInfo {

@@ -8,7 +8,8 @@ use std::time::Duration;
 use wafleet_core::cache::{Invalidations, ReadCache};
 use wafleet_core::keys::KeyRing;
 use wafleet_core::link::{
-    Jid, Link, LinkError, LinkEvent, MessageRef, NumberCheck, OpenMode, Outgoing, Restrictions, Session, UserInfo,
+    Jid, Link, LinkError, LinkEvent, MessageRef, NumberCheck, OpenMode, Outgoing, PrivacySettings, Restrictions,
+    Session, UserInfo,
 };
 use wafleet_core::shutdown;
 use wafleet_core::types::{DeviceId, PhoneNumber};
@@ -181,6 +182,9 @@ impl Session for WithEvents {
     async fn user_info(&self, phone: &PhoneNumber) -> Result<Option<UserInfo>, LinkError> {
         self.inner.user_info(phone).await
     }
+    async fn privacy(&self) -> Result<PrivacySettings, LinkError> {
+        self.inner.privacy().await
+    }
     async fn mark_read(&self, chat: &Jid, ids: &[String]) -> Result<(), LinkError> {
         self.inner.mark_read(chat, ids).await
     }
@@ -230,6 +234,9 @@ impl Session for Wrapped {
     }
     async fn user_info(&self, phone: &PhoneNumber) -> Result<Option<UserInfo>, LinkError> {
         self.inner.user_info(phone).await
+    }
+    async fn privacy(&self) -> Result<PrivacySettings, LinkError> {
+        self.inner.privacy().await
     }
     async fn mark_read(&self, chat: &Jid, ids: &[String]) -> Result<(), LinkError> {
         self.inner.mark_read(chat, ids).await

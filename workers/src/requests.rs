@@ -117,6 +117,7 @@ async fn answer(request: &DeviceRequest, session: &dyn Session) -> (bool, String
             Ok(q) => called(session.user_info(&q.phone)).await,
             Err(failed) => failed,
         },
+        "privacy" => called(session.privacy()).await,
         "mark_read" => match question::<MarkRead>(request) {
             Ok(q) => called(session.mark_read(&q.chat, &q.ids)).await,
             Err(failed) => failed,

@@ -1,6 +1,6 @@
 //! The upstream REST API's actions through a device's live session (played here by the test, as
 //! no worker runs): `POST /message/{message_id}/read`, for a received message of the device in the
-//! chat the body names, `POST /send/chat-presence` and `GET /user/info`; each with a clear refusal
+//! chat the body names, `POST /send/chat-presence`, `GET /user/info` and `GET /user/my/privacy`; each with a clear refusal
 //! for everything else, and nothing of anyone else's.
 
 use reqwest::StatusCode;
@@ -415,4 +415,36 @@ async fn a_profile_is_read_through_the_session(app: TestApp) {
     assert!(app.db.pending_device_requests().await.unwrap().is_empty());
 }
 
-wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => a_received_message_is_marked_read_through_the_session, typing_is_shown_through_the_session, reactions_edits_and_deletions_go_through_the_session, a_profile_is_read_through_the_session);
+async fn privacy_settings_are_read_through_the_session(app: TestApp) {
+    let ana = app.session("ana@example.com").await;
+    let shop = ana.add_device("Shop", Some("+60123456789")).await;
+    let read = token(&ana, json!(["read"])).await;
+    let get = || {
+        reqwest::Client::new()
+            .get(app.url("/user/my/privacy"))
+            .basic_auth("admin", Some(read.as_str()))
+            .header("X-Device-Id", "Shop")
+            .send()
+    };
+
+    let response = get().await.unwrap();
+    expect_error(response, StatusCode::CONFLICT, "only while it is online").await;
+
+    linked(&app, shop).await;
+    // WhatsApp's category names become upstream's fields; one it did not report is null.
+    let settings = json!({"groupadd": "contacts", "last": "none", "profile": "all",
+                          "readreceipts": "none", "online": "match_last_seen"})
+    .to_string();
+    let (response, question) = tokio::join!(get(), answer_with(&app, shop, "privacy", &settings));
+    assert_eq!(question, Some(json!({})));
+    assert_eq!(response.as_ref().map(|r| r.status()).ok(), Some(StatusCode::OK));
+    let got = body(response.unwrap()).await;
+    assert_eq!(got["message"], "Success get privacy");
+    assert_eq!(
+        got["results"],
+        json!({"group_add": "contacts", "last_seen": "none", "status": null, "profile": "all",
+               "read_receipts": "none"})
+    );
+}
+
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => a_received_message_is_marked_read_through_the_session, typing_is_shown_through_the_session, reactions_edits_and_deletions_go_through_the_session, a_profile_is_read_through_the_session, privacy_settings_are_read_through_the_session);

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use wafleet_core::link::{
-    Content, Jid, LinkError, LinkEvent, MessageRef, NewChatCap, NumberCheck, Outgoing, Restrictions, Session, UserInfo,
+    Content, Jid, LinkError, LinkEvent, MessageRef, NewChatCap, NumberCheck, Outgoing, PrivacySettings, Restrictions,
+    Session, UserInfo,
 };
 use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber, Timestamp};
@@ -29,6 +30,8 @@ pub(crate) enum Request {
     Restrictions,
     /// The profile of a number's account.
     UserInfo { phone: String },
+    /// The account's privacy settings.
+    Privacy,
     /// A read receipt for messages of a chat.
     Read { chat: Jid, ids: Vec<String> },
     /// Typing, or stopped, in a chat.
@@ -172,6 +175,14 @@ impl Session for SimSession {
         };
         match self.request(request).await? {
             ServerFrame::UserInfo { info, .. } => Ok(info),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    #[tracing::instrument(skip(self), fields(device = %self.device))]
+    async fn privacy(&self) -> Result<PrivacySettings, LinkError> {
+        match self.request(Request::Privacy).await? {
+            ServerFrame::Privacy { settings, .. } => Ok(settings),
             other => Err(unexpected(&other)),
         }
     }

@@ -48,6 +48,7 @@ pub async fn user_info(h: &dyn Harness) {
         about: Some("Open 9 to 5, closed on Fridays".into()),
         business_name: Some("Kedai Aisyah".into()),
         picture_id: Some("1651459152".into()),
+        ..Profile::default()
     };
     h.phones().set_profile(&shop, profile).await.expect("set the profile");
     let info = |phone: PhoneNumber| {
@@ -76,6 +77,35 @@ pub async fn user_info(h: &dyn Harness) {
         own.devices.contains(&0) && own.devices.len() >= 2,
         "the phone and its linked device: {:?}",
         own.devices
+    );
+    paired.session.close().await;
+}
+
+/// The account's privacy settings are WhatsApp's defaults until it changes them, then its own.
+pub async fn privacy_settings(h: &dyn Harness) {
+    let paired = pair(h).await;
+    let settings = paired.session.privacy().await.expect("privacy settings");
+    for (category, value) in crate::control::PRIVACY_DEFAULTS {
+        assert_eq!(settings.get(*category).map(String::as_str), Some(*value), "{category}");
+    }
+    let changed = Profile {
+        privacy: [("last", "contacts"), ("readreceipts", "none")]
+            .into_iter()
+            .map(|(category, value)| (category.to_owned(), value.to_owned()))
+            .collect(),
+        ..Profile::default()
+    };
+    h.phones()
+        .set_profile(&paired.phone, changed)
+        .await
+        .expect("change the settings");
+    let settings = paired.session.privacy().await.expect("privacy settings");
+    assert_eq!(settings.get("last").map(String::as_str), Some("contacts"));
+    assert_eq!(settings.get("readreceipts").map(String::as_str), Some("none"));
+    assert_eq!(
+        settings.get("online").map(String::as_str),
+        Some("all"),
+        "the others are kept"
     );
     paired.session.close().await;
 }

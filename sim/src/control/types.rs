@@ -123,7 +123,8 @@ pub struct NumberRule {
     pub profile: Profile,
 }
 
-/// What an account's profile shows others (absent fields: none shown).
+/// How an account presents itself: what its profile shows others (absent fields: none shown),
+/// and its privacy settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Profile {
     /// Its "About" text.
@@ -135,7 +136,23 @@ pub struct Profile {
     /// The id of its profile picture (none: no picture).
     #[serde(default)]
     pub picture_id: Option<String>,
+    /// Its privacy settings that differ from WhatsApp's defaults ([`PRIVACY_DEFAULTS`]), by
+    /// category (`last` → `contacts`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub privacy: std::collections::BTreeMap<String, String>,
 }
+
+/// The privacy settings of a new WhatsApp account, by category.
+pub const PRIVACY_DEFAULTS: &[(&str, &str)] = &[
+    ("last", "all"),
+    ("online", "all"),
+    ("profile", "all"),
+    ("status", "contacts"),
+    ("groupadd", "all"),
+    ("readreceipts", "all"),
+    ("calladd", "all"),
+    ("messages", "all"),
+];
 
 impl Profile {
     /// This profile with the fields `update` sets replaced.
@@ -144,7 +161,17 @@ impl Profile {
             about: update.about.or_else(|| self.about.clone()),
             business_name: update.business_name.or_else(|| self.business_name.clone()),
             picture_id: update.picture_id.or_else(|| self.picture_id.clone()),
+            privacy: self.privacy.clone().into_iter().chain(update.privacy).collect(),
         }
+    }
+
+    /// Every privacy setting: the defaults, with this profile's own over them.
+    pub fn privacy_settings(&self) -> std::collections::BTreeMap<String, String> {
+        PRIVACY_DEFAULTS
+            .iter()
+            .map(|(category, value)| ((*category).to_owned(), (*value).to_owned()))
+            .chain(self.privacy.clone())
+            .collect()
     }
 }
 

@@ -233,6 +233,27 @@ impl Sim {
         w.push(conn, &ServerFrame::Restrictions { req, state });
     }
 
+    /// The privacy settings of the account of `conn`'s device: WhatsApp's defaults, with those its
+    /// number's rule changes.
+    pub(crate) fn privacy(&self, conn: u64, req: u64) {
+        let w = self.lock();
+        let Some(account) = conn_account(&w, conn) else {
+            let frame = ServerFrame::Error {
+                req,
+                class: ErrorClass::Device,
+                message: "not connected as a linked device".into(),
+            };
+            return w.push(conn, &frame);
+        };
+        let profile = w
+            .numbers
+            .get(&account)
+            .map(|rule| rule.profile.clone())
+            .unwrap_or_default();
+        let settings = profile.privacy_settings();
+        w.push(conn, &ServerFrame::Privacy { req, settings });
+    }
+
     /// The device of `conn` sent a read receipt for messages `ids` of `chat`: recorded on its
     /// account, answered once recorded.
     pub(crate) fn read(&self, conn: u64, req: u64, chat: &Jid, ids: Vec<String>) {

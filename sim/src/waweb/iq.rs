@@ -171,7 +171,7 @@ fn handle_iq(model: &mut Model, conn: u64, node: &Node) {
         ("w:sync:app:state", "set", "sync", Some(_)) => super::appstate::answer_sync(node),
         ("encrypt", "get", "digest", Some(device)) => super::startup::key_digest(model, device, node),
         ("abt", "get", "props", Some(_)) => super::startup::props(node),
-        ("privacy", "get", "privacy", Some(_)) => super::startup::privacy(node),
+        ("privacy", "get", "privacy", Some((phone, _))) => super::startup::privacy(model, phone, node),
         ("privacy", "set", "tokens", Some(_)) => super::startup::issue_tokens(node),
         ("blocklist", "get", _, Some(_)) => super::startup::blocklist(node),
         ("md", "set", "remove-companion-device", Some(device)) => {

@@ -13,17 +13,6 @@ use super::nodes::{attr, error, result};
 const PROPS_HASH: &str = "sim-props-1";
 
 /// Privacy settings of a new account, as `(category, value)`.
-const PRIVACY_DEFAULTS: &[(&str, &str)] = &[
-    ("last", "all"),
-    ("online", "all"),
-    ("profile", "all"),
-    ("status", "contacts"),
-    ("groupadd", "all"),
-    ("readreceipts", "all"),
-    ("calladd", "all"),
-    ("messages", "all"),
-];
-
 /// `abt` `<props>`: no experiments.
 pub(crate) fn props(request: &Node) -> Node {
     let asked_hash = request.get_optional_child("props").and_then(|p| attr(p, "hash"));
@@ -38,12 +27,17 @@ pub(crate) fn props(request: &Node) -> Node {
     result(request, vec![props.build()])
 }
 
-/// `privacy` `<privacy/>`: the defaults.
-pub(crate) fn privacy(request: &Node) -> Node {
-    let categories = PRIVACY_DEFAULTS.iter().map(|(name, value)| {
+/// `privacy` `<privacy/>`: the account's settings (WhatsApp's defaults unless changed).
+pub(crate) fn privacy(model: &Model, phone: &str, request: &Node) -> Node {
+    let settings = model
+        .accounts
+        .get(phone)
+        .map(|account| account.profile.privacy_settings())
+        .unwrap_or_else(|| crate::control::Profile::default().privacy_settings());
+    let categories = settings.into_iter().map(|(name, value)| {
         NodeBuilder::new("category")
-            .attr("name", *name)
-            .attr("value", *value)
+            .attr("name", name)
+            .attr("value", value)
             .build()
     });
     result(request, vec![NodeBuilder::new("privacy").children(categories).build()])

@@ -21,6 +21,7 @@ wafleet_sim::conformance_suite!(
         react_edit_and_delete_for_everyone,
         check_numbers,
         user_info,
+        privacy_settings,
         refusal_463,
         timelock_restricts_new_chats_only,
         dropped_connection_reconnects,

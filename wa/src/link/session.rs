@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use wafleet_core::link::{
-    Content, Jid, LinkError, LinkEvent, MessageRef, NumberCheck, Outgoing, OutgoingImage, Restrictions, Session,
-    UserInfo,
+    Content, Jid, LinkError, LinkEvent, MessageRef, NumberCheck, Outgoing, OutgoingImage, PrivacySettings,
+    Restrictions, Session, UserInfo,
 };
 use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber};
@@ -286,6 +286,21 @@ impl Session for WaSession {
             verified_name: answer.as_ref().and_then(|a| a.verified_name.as_ref()?.name.clone()),
             devices: answer.map(|a| a.devices).unwrap_or_default(),
         }))
+    }
+
+    #[tracing::instrument(skip_all, fields(device = %self.device))]
+    async fn privacy(&self) -> Result<PrivacySettings, LinkError> {
+        self.ready()?;
+        let answer = self
+            .client
+            .fetch_privacy_settings()
+            .await
+            .map_err(|e| classify_iq(format!("reading the privacy settings: {e}"), &e))?;
+        Ok(answer
+            .settings
+            .into_iter()
+            .map(|setting| (setting.category.as_str().to_owned(), setting.value.as_str().to_owned()))
+            .collect())
     }
 
     /// Sends a reaction message (its key names the target and whether the account wrote it), as

@@ -30,6 +30,7 @@ wafleet_sim::conformance_suite!(
         react_edit_and_delete_for_everyone,
         check_numbers,
         user_info,
+        privacy_settings,
         dropped_connection_reconnects,
         remote_logout,
         ban_after_fast_sends_to_strangers,

@@ -95,6 +95,7 @@ impl Task {
             answer @ (ServerFrame::Sent { .. }
             | ServerFrame::Checked { .. }
             | ServerFrame::UserInfo { .. }
+            | ServerFrame::Privacy { .. }
             | ServerFrame::Restrictions { .. }
             | ServerFrame::Done { .. }
             | ServerFrame::Error { .. }) => {
@@ -102,6 +103,7 @@ impl Task {
                     ServerFrame::Sent { req, .. }
                     | ServerFrame::Checked { req, .. }
                     | ServerFrame::UserInfo { req, .. }
+                    | ServerFrame::Privacy { req, .. }
                     | ServerFrame::Restrictions { req, .. }
                     | ServerFrame::Done { req }
                     | ServerFrame::Error { req, .. } => *req,

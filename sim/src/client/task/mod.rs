@@ -193,6 +193,7 @@ impl Task {
                             Request::Logout => ClientFrame::Logout { req },
                             Request::Restrictions => ClientFrame::Restrictions { req },
                             Request::UserInfo { phone } => ClientFrame::UserInfo { req, phone },
+                            Request::Privacy => ClientFrame::Privacy { req },
                             Request::Read { chat, ids } => ClientFrame::Read { req, chat, ids },
                             Request::ChatPresence { chat, typing } => ClientFrame::ChatPresence { req, chat, typing },
                             Request::React {
