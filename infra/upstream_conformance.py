@@ -57,7 +57,6 @@ OUT_OF_SCOPE = {
 
 # Personal-chat operations wafleet does not answer yet, and what each needs.
 NOT_YET = {
-    ("GET", "/user/avatar"): "a profile-picture query through the session",
     ("POST", "/user/avatar"): "setting the account's picture through the session",
     ("POST", "/user/pushname"): "setting the account's push name through the session",
     ("GET", "/user/business-profile"): "a business-profile query through the session",
@@ -88,6 +87,7 @@ DEVIATIONS = {
     ("GET", "/app/login", 400): "`400` `ALREADY_LOGGED_IN` for a linked, online device, whose session is kept (the document lists only `500`)",
     ("GET", "/app/login-with-code", 400): "`400` `ALREADY_LOGGED_IN` for a linked, online device, whose session is kept (the document lists only `500`)",
     ("GET", "/app/reconnect", 409): "`409` for a device that is logged out or not linked: it must be linked again",
+    ("GET", "/user/avatar", 404): "`404` when the number shows no profile picture (none set, hidden from this account, or no account)",
     ("POST", "/app/passkey/confirm", 400): "`400`: no passkey request is ever pending (neither link carries them)",
 }
 
@@ -100,6 +100,7 @@ NOTES = {
     ("GET", "/user/my/contacts"): "the phone's address book and everyone the device has a chat with",
     ("GET", "/user/info"): "through the device's live session; `400` for a number without WhatsApp",
     ("GET", "/user/my/privacy"): "through the device's live session",
+    ("GET", "/user/avatar"): "through the device's live session; `is_community=true` is refused (`400`)",
     ("POST", "/send/image"): "`image` uploaded, or `image_url` fetched (public addresses only, 30 s, `MAX_MEDIA_BYTES`); sent as JPEG",
     ("GET", "/chats"): "personal chats only; none is archived",
     ("POST", "/message/{message_id}/read"): "a received message the device stored; the device must be online; also clears the chat's unread count",
@@ -337,6 +338,16 @@ def run_calls(doc, app):
     yield ("GET", "/user/info"), "a number without WhatsApp", 400, api.get(
         url("/user/info"), params={"phone": "60129990000"}, headers=header)
     yield ("GET", "/user/info"), "no phone", 400, api.get(url("/user/info"), headers=header)
+    avatar = api.get(url("/user/avatar"), params={"phone": "60191000001", "is_preview": "true"}, headers=header)
+    yield ("GET", "/user/avatar"), "a shop's picture preview", 200, avatar
+    if avatar.ok and requests.get(avatar.json()["results"]["url"]).content[:2] != b"\xff\xd8":
+        raise SystemExit(f"/user/avatar's url does not serve a JPEG: {avatar.text}")
+    yield ("GET", "/user/avatar"), "the full picture, JID form", 200, api.get(
+        url("/user/avatar"), params={"phone": "60191000001@s.whatsapp.net", "is_preview": "false"}, headers=header)
+    yield ("GET", "/user/avatar"), "a number without a picture", 404, api.get(
+        url("/user/avatar"), params={"phone": "60191000002"}, headers=header)
+    yield ("GET", "/user/avatar"), "a community", 400, api.get(
+        url("/user/avatar"), params={"phone": "60191000001", "is_community": "true"}, headers=header)
     yield ("POST", "/send/message"), "a text", 200, api.post(url("/send/message"), headers=header, json={
         "phone": "60191000001@s.whatsapp.net", "message": "selamat malam"})
     yield ("POST", "/send/message"), "no message", 400, api.post(url("/send/message"), headers=header, json={

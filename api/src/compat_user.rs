@@ -1,15 +1,15 @@
 //! The upstream REST API's `user` reads: `GET /user/my/contacts`, answered from what wafleet
-//! stores, and `GET /user/info` and `GET /user/my/privacy`, asked of WhatsApp through the
-//! device's live session.
+//! stores, and `GET /user/info`, `GET /user/avatar` and `GET /user/my/privacy`, asked of WhatsApp
+//! through the device's live session.
 //! (`GET /user/check` asks WhatsApp too, with the sends in `compat_send`.)
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_core::db::Contact;
-use wafleet_core::link::{PrivacySettings, USER_SERVER, UserInfo};
+use wafleet_core::link::{PrivacySettings, ProfilePicture, USER_SERVER, UserInfo};
 
 use crate::AppState;
 use crate::compat::{Caller, upstream_statuses};
@@ -24,6 +24,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(my_contacts))
         .routes(routes!(user_info))
         .routes(routes!(my_privacy))
+        .routes(routes!(avatar))
         .route_layer(axum::middleware::from_fn(upstream_statuses))
 }
 
@@ -172,4 +173,72 @@ async fn my_privacy(State(state): State<AppState>, Caller(user, device): Caller)
         read_receipts: settings.remove("readreceipts"),
     };
     Ok(ok("Success get privacy", results).into_response())
+}
+
+/// Query of `GET /user/avatar`.
+#[derive(Debug, Deserialize)]
+struct AvatarQuery {
+    phone: Option<String>,
+    #[serde(default)]
+    is_preview: bool,
+    #[serde(default)]
+    is_community: bool,
+}
+
+/// `results` of `GET /user/avatar`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AvatarResults {
+    /// Where to download the picture (a signed, expiring address on WhatsApp's servers).
+    pub url: String,
+    /// The picture's id (it changes with the picture).
+    pub id: String,
+    /// `image` (the full picture) or `preview`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// Where a number's profile picture is (upstream `userAvatar`), asked through the device's live
+/// session: the full picture, or its preview with `is_preview=true`.
+#[utoipa::path(get, path = "/user/avatar", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id or name"),
+           ("phone" = String, Query, description = "Phone number with country code (`6289685028129`, `+6289685028129` or `6289685028129@s.whatsapp.net`)"),
+           ("is_preview" = Option<bool>, Query, description = "The small preview rather than the full picture"),
+           ("is_community" = Option<bool>, Query, description = "Communities are groups: refused")),
+    responses((status = 200, body = Envelope<AvatarResults>),
+              (status = 400, description = "Several devices and none named, no or not a phone number, or a community"),
+              (status = 404, description = "No such device of yours, or no device at all; or the number shows no profile picture"),
+              (status = 409, description = "Device not online"),
+              (status = 503, description = "WhatsApp or the device's worker did not answer in time")),
+    security(("bearer" = [])))]
+async fn avatar(
+    State(state): State<AppState>,
+    Caller(user, device): Caller,
+    Query(query): Query<AvatarQuery>,
+) -> ApiResult<Response> {
+    if query.is_community {
+        return Err(ApiError::Invalid(
+            "is_community: communities are groups, and wafleet works with personal chats only".into(),
+        ));
+    }
+    let phone = query_phone(query.phone.as_deref(), "look up", &state)?;
+    let question = serde_json::json!({ "phone": phone, "preview": query.is_preview });
+    let answer = ask_session(
+        &state,
+        user.id,
+        device,
+        "profile_picture",
+        question,
+        "reading a profile picture",
+    )
+    .await?;
+    let picture: Option<ProfilePicture> = serde_json::from_str(&answer).map_err(|e| ApiError::Internal(e.into()))?;
+    // None set, hidden from this account, or no account at all: WhatsApp does not tell them apart.
+    let picture = picture.ok_or(ApiError::NotFound("profile picture"))?;
+    let kind = if picture.preview { "preview" } else { "image" };
+    let results = AvatarResults {
+        url: picture.url,
+        id: picture.id,
+        kind: kind.to_owned(),
+    };
+    Ok(ok("Success get avatar", results).into_response())
 }

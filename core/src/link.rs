@@ -361,6 +361,17 @@ pub struct UserInfo {
     pub devices: Vec<u16>,
 }
 
+/// An account's profile picture, where WhatsApp serves it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProfilePicture {
+    /// The picture's id (it changes with the picture).
+    pub id: String,
+    /// Where to download it (a signed, expiring address on WhatsApp's servers).
+    pub url: String,
+    /// The small preview rather than the full picture.
+    pub preview: bool,
+}
+
 /// The account's privacy settings: WhatsApp's category names (`last`, `online`, `profile`,
 /// `status`, `readreceipts`, `groupadd`, `calladd`, …) to their values (`all`, `contacts`,
 /// `contact_blacklist`, `none`, `match_last_seen`, …), as WhatsApp reports them.
@@ -467,6 +478,10 @@ pub trait Session: Send + Sync {
 
     /// The account's privacy settings.
     async fn privacy(&self) -> Result<PrivacySettings, LinkError>;
+
+    /// The profile picture of the account of `phone` (its `preview`, or the full picture);
+    /// `None` when it has none, or does not show it to this account.
+    async fn profile_picture(&self, phone: &PhoneNumber, preview: bool) -> Result<Option<ProfilePicture>, LinkError>;
 
     /// Shows the person of the personal chat `chat` that the account is typing (`typing`), or
     /// stopped (the "typing…" a phone shows while its user writes).

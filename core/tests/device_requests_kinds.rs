@@ -41,7 +41,15 @@ async fn requests_survive_and_ids_go_on(backend: Backend) {
         .await
         .expect("a mark_read request is accepted");
     assert_eq!(id, 4, "ids go on after the highest ever used");
-    for kind in ["chat_presence", "react", "revoke", "edit", "user_info", "privacy"] {
+    for kind in [
+        "chat_presence",
+        "react",
+        "revoke",
+        "edit",
+        "user_info",
+        "privacy",
+        "profile_picture",
+    ] {
         db.create_device_request(user, device, kind, "{}")
             .await
             .unwrap_or_else(|e| panic!("a {kind} request is refused: {e}"));

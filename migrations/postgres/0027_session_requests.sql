@@ -2,9 +2,9 @@
 -- messages the device received (`POST /message/{message_id}/read`), `chat_presence`, a typing
 -- indicator (`POST /send/chat-presence`), `react`, `revoke` and `edit`, a reaction, a deletion
 -- for everyone and an edit (`POST /message/{message_id}/reaction`, `…/revoke`, `…/update`),
--- `user_info`, a number's profile (`GET /user/info`), and `privacy`, the account's privacy
--- settings (`GET /user/my/privacy`). Only widens what is accepted:
+-- `user_info` and `profile_picture`, a number's profile and picture (`GET /user/info`,
+-- `GET /user/avatar`), and `privacy`, the account's privacy settings (`GET /user/my/privacy`). Only widens what is accepted:
 -- processes of the previous release never write the new kinds.
 ALTER TABLE device_requests DROP CONSTRAINT device_requests_kind_check;
 ALTER TABLE device_requests ADD CONSTRAINT device_requests_kind_check
-    CHECK (kind IN ('check_numbers', 'mark_read', 'chat_presence', 'react', 'revoke', 'edit', 'user_info', 'privacy'));
+    CHECK (kind IN ('check_numbers', 'mark_read', 'chat_presence', 'react', 'revoke', 'edit', 'user_info', 'privacy', 'profile_picture'));

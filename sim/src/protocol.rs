@@ -96,6 +96,15 @@ pub enum ClientFrame {
         /// Request number.
         req: u64,
     },
+    /// Where the profile picture of the account of a number is.
+    Picture {
+        /// Request number.
+        req: u64,
+        /// E.164 number.
+        phone: String,
+        /// The small preview rather than the full picture.
+        preview: bool,
+    },
     /// What WhatsApp shows of the account of a number (its profile).
     UserInfo {
         /// Request number.
@@ -297,6 +306,13 @@ pub enum ServerFrame {
         req: u64,
         /// One entry per asked number.
         jids: Vec<Option<Jid>>,
+    },
+    /// Answer to `picture`: `null` when the account shows none.
+    Picture {
+        /// Request number.
+        req: u64,
+        /// The picture.
+        picture: Option<wafleet_core::link::ProfilePicture>,
     },
     /// Answer to `privacy`: every setting, by category.
     Privacy {

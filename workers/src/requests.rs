@@ -31,6 +31,14 @@ struct UserInfo {
     phone: PhoneNumber,
 }
 
+/// The question of a `profile_picture` request: the picture of the account of `phone`, or its
+/// preview.
+#[derive(serde::Deserialize)]
+struct ProfilePicture {
+    phone: PhoneNumber,
+    preview: bool,
+}
+
 /// The question of a `chat_presence` request: typing (or stopped) in the personal chat `chat`.
 #[derive(serde::Deserialize)]
 struct ChatPresence {
@@ -118,6 +126,10 @@ async fn answer(request: &DeviceRequest, session: &dyn Session) -> (bool, String
             Err(failed) => failed,
         },
         "privacy" => called(session.privacy()).await,
+        "profile_picture" => match question::<ProfilePicture>(request) {
+            Ok(q) => called(session.profile_picture(&q.phone, q.preview)).await,
+            Err(failed) => failed,
+        },
         "mark_read" => match question::<MarkRead>(request) {
             Ok(q) => called(session.mark_read(&q.chat, &q.ids)).await,
             Err(failed) => failed,

@@ -1,6 +1,7 @@
 //! The upstream REST API's actions through a device's live session (played here by the test, as
 //! no worker runs): `POST /message/{message_id}/read`, for a received message of the device in the
-//! chat the body names, `POST /send/chat-presence`, `GET /user/info` and `GET /user/my/privacy`; each with a clear refusal
+//! chat the body names, `POST /send/chat-presence`, `GET /user/info`, `GET /user/avatar` and
+//! `GET /user/my/privacy`; each with a clear refusal
 //! for everything else, and nothing of anyone else's.
 
 use reqwest::StatusCode;
@@ -447,4 +448,46 @@ async fn privacy_settings_are_read_through_the_session(app: TestApp) {
     );
 }
 
-wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => a_received_message_is_marked_read_through_the_session, typing_is_shown_through_the_session, reactions_edits_and_deletions_go_through_the_session, a_profile_is_read_through_the_session, privacy_settings_are_read_through_the_session);
+async fn a_profile_picture_is_found_through_the_session(app: TestApp) {
+    let ana = app.session("ana@example.com").await;
+    let shop = ana.add_device("Shop", Some("+60123456789")).await;
+    linked(&app, shop).await;
+    let read = token(&ana, json!(["read"])).await;
+    let get = |query: &'static str| {
+        reqwest::Client::new()
+            .get(app.url(&format!("/user/avatar?{query}")))
+            .basic_auth("admin", Some(read.as_str()))
+            .header("X-Device-Id", "Shop")
+            .send()
+    };
+
+    let picture =
+        json!({"id": "1651459152", "url": "https://pps.whatsapp.net/v/t61/1.jpg", "preview": true}).to_string();
+    let (response, question) = tokio::join!(
+        get("phone=60191000001&is_preview=true"),
+        answer_with(&app, shop, "profile_picture", &picture)
+    );
+    assert_eq!(question, Some(json!({"phone": "+60191000001", "preview": true})));
+    let got = body(response.unwrap()).await;
+    assert_eq!(
+        got["results"],
+        json!({"url": "https://pps.whatsapp.net/v/t61/1.jpg", "id": "1651459152", "type": "preview"})
+    );
+
+    // The full picture unless a preview is asked for; none is 404, said so.
+    let (response, question) = tokio::join!(
+        get("phone=60191000002"),
+        answer_with(&app, shop, "profile_picture", "null")
+    );
+    assert_eq!(question, Some(json!({"phone": "+60191000002", "preview": false})));
+    expect_error(response.unwrap(), StatusCode::NOT_FOUND, "profile picture not found").await;
+
+    // A community is a group: refused before anything is asked.
+    let response = get("phone=60191000001&is_community=true").await.unwrap();
+    expect_error(response, StatusCode::BAD_REQUEST, "personal chats only").await;
+    let response = get("phone=60191000001&is_preview=maybe").await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(app.db.pending_device_requests().await.unwrap().is_empty());
+}
+
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => a_profile_picture_is_found_through_the_session, a_received_message_is_marked_read_through_the_session, typing_is_shown_through_the_session, reactions_edits_and_deletions_go_through_the_session, a_profile_is_read_through_the_session, privacy_settings_are_read_through_the_session);

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use wafleet_core::link::{
-    Content, Jid, LinkError, LinkEvent, MessageRef, NewChatCap, NumberCheck, Outgoing, PrivacySettings, Restrictions,
-    Session, UserInfo,
+    Content, Jid, LinkError, LinkEvent, MessageRef, NewChatCap, NumberCheck, Outgoing, PrivacySettings, ProfilePicture,
+    Restrictions, Session, UserInfo,
 };
 use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber, Timestamp};
@@ -32,6 +32,8 @@ pub(crate) enum Request {
     UserInfo { phone: String },
     /// The account's privacy settings.
     Privacy,
+    /// A number's profile picture.
+    Picture { phone: String, preview: bool },
     /// A read receipt for messages of a chat.
     Read { chat: Jid, ids: Vec<String> },
     /// Typing, or stopped, in a chat.
@@ -175,6 +177,18 @@ impl Session for SimSession {
         };
         match self.request(request).await? {
             ServerFrame::UserInfo { info, .. } => Ok(info),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    #[tracing::instrument(skip(self), fields(device = %self.device))]
+    async fn profile_picture(&self, phone: &PhoneNumber, preview: bool) -> Result<Option<ProfilePicture>, LinkError> {
+        let request = Request::Picture {
+            phone: phone.as_str().to_owned(),
+            preview,
+        };
+        match self.request(request).await? {
+            ServerFrame::Picture { picture, .. } => Ok(picture),
             other => Err(unexpected(&other)),
         }
     }

@@ -81,6 +81,39 @@ pub async fn user_info(h: &dyn Harness) {
     paired.session.close().await;
 }
 
+/// A number's profile picture is where the link says, as the full picture or its preview; a
+/// number without one, or without WhatsApp, has none.
+pub async fn profile_picture(h: &dyn Harness) {
+    let paired = pair(h).await;
+    let absent = contact(h, Contact::NotOnWhatsApp).await;
+    let plain = contact(h, Contact::OnWhatsApp).await;
+    let shop = contact(h, Contact::OnWhatsApp).await;
+    let profile = Profile {
+        picture_id: Some("1651459153".into()),
+        ..Profile::default()
+    };
+    h.phones().set_profile(&shop, profile).await.expect("set the picture");
+    let session = &paired.session;
+
+    for preview in [false, true] {
+        let picture = session
+            .profile_picture(&shop, preview)
+            .await
+            .expect("the shop's picture")
+            .expect("the shop has a picture");
+        assert_eq!((picture.id.as_str(), picture.preview), ("1651459153", preview));
+        let image = reqwest::get(&picture.url).await.expect("fetch the picture");
+        assert_eq!(image.status(), reqwest::StatusCode::OK, "{}", picture.url);
+        assert_eq!(
+            image.bytes().await.expect("the picture's bytes").as_ref(),
+            crate::control::PROFILE_PICTURE
+        );
+    }
+    assert_eq!(session.profile_picture(&plain, false).await.expect("no picture"), None);
+    assert_eq!(session.profile_picture(&absent, false).await.expect("no account"), None);
+    paired.session.close().await;
+}
+
 /// The account's privacy settings are WhatsApp's defaults until it changes them, then its own.
 pub async fn privacy_settings(h: &dyn Harness) {
     let paired = pair(h).await;

@@ -142,6 +142,14 @@ pub struct Profile {
     pub privacy: std::collections::BTreeMap<String, String>,
 }
 
+/// The image every simulated profile picture shows.
+pub const PROFILE_PICTURE: &[u8] = include_bytes!("../../assets/profile-picture.jpg");
+
+/// Where the simulator's media host serves the profile picture `id` of the account of `digits`.
+pub fn profile_picture_path(digits: &str, id: &str) -> String {
+    format!("/v/pps/{digits}_{id}.jpg")
+}
+
 /// The privacy settings of a new WhatsApp account, by category.
 pub const PRIVACY_DEFAULTS: &[(&str, &str)] = &[
     ("last", "all"),

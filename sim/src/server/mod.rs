@@ -33,6 +33,8 @@ pub(crate) struct Sim {
     world: Mutex<World>,
     /// The WhatsApp Web front end beside it, once attached (`--waweb-port`).
     pub(crate) waweb: std::sync::OnceLock<Arc<crate::waweb::WaWebHandle>>,
+    /// The address it listens on (profile pictures are served there).
+    pub(crate) addr: SocketAddr,
 }
 
 impl Sim {
@@ -137,9 +139,37 @@ fn router(sim: Arc<Sim>) -> Router {
     Router::new()
         .route("/ws", axum::routing::get(conn::upgrade))
         .route("/", axum::routing::get(page::page))
+        .route("/v/pps/{file}", axum::routing::get(profile_picture))
         .nest("/control", control::router())
         .nest("/control/waweb", waweb_control::router())
         .with_state(sim)
+}
+
+/// `GET /v/pps/{digits}_{id}.jpg`: the profile picture `id` of the account of `digits`, while it
+/// is its picture (404 otherwise, as WhatsApp's expired links are).
+async fn profile_picture(
+    axum::extract::State(sim): axum::extract::State<Arc<Sim>>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+) -> Response {
+    let current = file
+        .strip_suffix(".jpg")
+        .and_then(|name| name.split_once('_'))
+        .is_some_and(|(digits, id)| {
+            sim.lock()
+                .numbers
+                .get(digits)
+                .and_then(|rule| rule.profile.picture_id.as_deref())
+                == Some(id)
+        });
+    if current {
+        (
+            [(axum::http::header::CONTENT_TYPE, "image/jpeg")],
+            crate::control::PROFILE_PICTURE,
+        )
+            .into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
 }
 
 /// Starts a simulator in this process (port 0 picks a free one).
@@ -156,6 +186,7 @@ pub async fn start(config: SimConfig) -> anyhow::Result<SimHandle> {
         config,
         world: Mutex::new(world),
         waweb: std::sync::OnceLock::new(),
+        addr,
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let app = router(Arc::clone(&sim));

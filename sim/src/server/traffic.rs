@@ -233,6 +233,22 @@ impl Sim {
         w.push(conn, &ServerFrame::Restrictions { req, state });
     }
 
+    /// Where the profile picture of the account of `phone` is served (by this simulator), if its
+    /// number's rule gives it one.
+    pub(crate) fn picture(&self, conn: u64, req: u64, phone: &str, preview: bool) {
+        let w = self.lock();
+        let picture = digits_of(phone).and_then(|digits| {
+            let id = w.numbers.get(&digits)?.profile.picture_id.clone()?;
+            let url = format!(
+                "http://{}{}",
+                self.addr,
+                crate::control::profile_picture_path(&digits, &id)
+            );
+            Some(wafleet_core::link::ProfilePicture { id, url, preview })
+        });
+        w.push(conn, &ServerFrame::Picture { req, picture });
+    }
+
     /// The privacy settings of the account of `conn`'s device: WhatsApp's defaults, with those its
     /// number's rule changes.
     pub(crate) fn privacy(&self, conn: u64, req: u64) {

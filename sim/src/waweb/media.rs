@@ -46,6 +46,11 @@ impl MediaStore {
         path
     }
 
+    /// Stores `data` at `direct_path` (replacing what was there).
+    pub fn put_at(&self, direct_path: &str, data: Vec<u8>) {
+        sync::lock(&self.blobs).insert(direct_path.to_owned(), data);
+    }
+
     /// `host:port` devices upload to.
     pub fn host(&self) -> String {
         sync::lock(&self.host).clone()

@@ -23,6 +23,7 @@ mod noise;
 mod non_personal;
 mod pair_code;
 mod pairing;
+mod picture;
 mod restrictions;
 mod sender_keys;
 mod signal;
@@ -163,6 +164,10 @@ impl Network {
             && let Some((phone, _)) = iq::logged_in(&model, conn)
         {
             let answer = restrictions::answer(&mut model, &self.config.ban, &phone, &node);
+            return model.send(conn, answer);
+        }
+        if picture::is_query(&node) {
+            let answer = picture::answer(&model, &self.media, &node);
             return model.send(conn, answer);
         }
         if pair_code::is_request(&node) {

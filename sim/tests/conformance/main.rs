@@ -22,6 +22,7 @@ wafleet_sim::conformance_suite!(
         check_numbers,
         user_info,
         privacy_settings,
+        profile_picture,
         refusal_463,
         timelock_restricts_new_chats_only,
         dropped_connection_reconnects,

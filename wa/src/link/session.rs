@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use wafleet_core::link::{
     Content, Jid, LinkError, LinkEvent, MessageRef, NumberCheck, Outgoing, OutgoingImage, PrivacySettings,
-    Restrictions, Session, UserInfo,
+    ProfilePicture, Restrictions, Session, UserInfo,
 };
 use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber};
@@ -285,6 +285,23 @@ impl Session for WaSession {
             picture_id: answer.as_ref().and_then(|a| a.picture_id.clone()),
             verified_name: answer.as_ref().and_then(|a| a.verified_name.as_ref()?.name.clone()),
             devices: answer.map(|a| a.devices).unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(device = %self.device, preview))]
+    async fn profile_picture(&self, phone: &PhoneNumber, preview: bool) -> Result<Option<ProfilePicture>, LinkError> {
+        self.ready()?;
+        let jid = WaJid::pn(phone.digits());
+        let picture = self
+            .client
+            .contacts()
+            .get_profile_picture(&jid, preview)
+            .await
+            .map_err(|e| LinkError::Transient(format!("reading the profile picture: {e}")))?;
+        Ok(picture.map(|picture| ProfilePicture {
+            id: picture.id,
+            url: picture.url,
+            preview,
         }))
     }
 

@@ -31,6 +31,7 @@ wafleet_sim::conformance_suite!(
         check_numbers,
         user_info,
         privacy_settings,
+        profile_picture,
         dropped_connection_reconnects,
         remote_logout,
         ban_after_fast_sends_to_strangers,

@@ -96,6 +96,7 @@ impl Task {
             | ServerFrame::Checked { .. }
             | ServerFrame::UserInfo { .. }
             | ServerFrame::Privacy { .. }
+            | ServerFrame::Picture { .. }
             | ServerFrame::Restrictions { .. }
             | ServerFrame::Done { .. }
             | ServerFrame::Error { .. }) => {
@@ -104,6 +105,7 @@ impl Task {
                     | ServerFrame::Checked { req, .. }
                     | ServerFrame::UserInfo { req, .. }
                     | ServerFrame::Privacy { req, .. }
+                    | ServerFrame::Picture { req, .. }
                     | ServerFrame::Restrictions { req, .. }
                     | ServerFrame::Done { req }
                     | ServerFrame::Error { req, .. } => *req,
