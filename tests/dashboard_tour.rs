@@ -103,6 +103,22 @@ async fn walk(browser: &Client, base: &str, name: &str, path: &str, ready: &str,
     problems
 }
 
+/// Waits for the pair code the page asked for. On a busy machine the worker can take a while to
+/// claim the device and open its session; when it never shows, the failure says what the page
+/// and the API knew (the server's log follows from [`demo_server`]).
+async fn pair_code_shown(browser: &Client) {
+    let shown = wafleet_core::testing::poll_for(Duration::from_secs(45), async || {
+        let codes = browser::texts(browser, ".device .pair-code b").await;
+        codes.into_iter().find(|code| code.len() >= 8)
+    })
+    .await;
+    if shown.is_none() {
+        let flash = browser::texts(browser, "#flash-text").await;
+        let devices = api(browser, "GET", "/api/devices", Value::Null).await;
+        panic!("no pair code shown after 45 s; the page's message: {flash:?}; the API's devices: {devices}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_at_desktop_and_phone_width() {
     let server = serve_demo();
@@ -126,7 +142,7 @@ async fn every_page_at_desktop_and_phone_width() {
     wait_for_text(&browser, ".device .status", "Offline").await;
     click(&browser, ".device .pair-code-open").await;
     click(&browser, ".device .code-form button[type=submit]").await;
-    wait_for_text_matching(&browser, ".device .pair-code b", 20, |code| code.len() >= 8).await;
+    pair_code_shown(&browser).await;
     screenshot(&browser, "pair-code-desktop").await;
     click(&browser, ".device .demo-confirm").await;
     wait_for_text_matching(&browser, ".device .status", 30, |s| s == "Online").await;
