@@ -57,7 +57,6 @@ OUT_OF_SCOPE = {
 
 # Personal-chat operations wafleet does not answer yet, and what each needs.
 NOT_YET = {
-    ("POST", "/user/avatar"): "setting the account's picture through the session",
     ("POST", "/user/pushname"): "setting the account's push name through the session",
     ("GET", "/user/business-profile"): "a business-profile query through the session",
     ("POST", "/send/audio"): "audio on the paced send path (stored media, both links)",
@@ -101,6 +100,7 @@ NOTES = {
     ("GET", "/user/info"): "through the device's live session; `400` for a number without WhatsApp",
     ("GET", "/user/my/privacy"): "through the device's live session",
     ("GET", "/user/avatar"): "through the device's live session; `is_community=true` is refused (`400`)",
+    ("POST", "/user/avatar"): "any image wafleet reads; the middle square becomes a JPEG of at most 640 px",
     ("POST", "/send/image"): "`image` uploaded, or `image_url` fetched (public addresses only, 30 s, `MAX_MEDIA_BYTES`); sent as JPEG",
     ("GET", "/chats"): "personal chats only; none is archived",
     ("POST", "/message/{message_id}/read"): "a received message the device stored; the device must be online; also clears the chat's unread count",
@@ -346,6 +346,14 @@ def run_calls(doc, app):
         url("/user/avatar"), params={"phone": "60191000001@s.whatsapp.net", "is_preview": "false"}, headers=header)
     yield ("GET", "/user/avatar"), "a number without a picture", 404, api.get(
         url("/user/avatar"), params={"phone": "60191000002"}, headers=header)
+    yield ("POST", "/user/avatar"), "change the account's picture", 200, api.post(
+        url("/user/avatar"), headers=header, files={"avatar": ("me.png", io.BytesIO(png()), "image/png")})
+    own = api.get(url("/user/avatar"), params={"phone": "60123450001"}, headers=header)
+    if own.ok and requests.get(own.json()["results"]["url"]).content[:2] != b"\xff\xd8":
+        raise SystemExit(f"the account's new picture is not served as a JPEG: {own.text}")
+    yield ("GET", "/user/avatar"), "the account's new picture", 200, own
+    yield ("POST", "/user/avatar"), "not an image", 400, api.post(
+        url("/user/avatar"), headers=header, files={"avatar": ("me.png", io.BytesIO(b"not a picture"), "image/png")})
     yield ("GET", "/user/avatar"), "a community", 400, api.get(
         url("/user/avatar"), params={"phone": "60191000001", "is_community": "true"}, headers=header)
     yield ("POST", "/send/message"), "a text", 200, api.post(url("/send/message"), headers=header, json={

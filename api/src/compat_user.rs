@@ -1,9 +1,10 @@
 //! The upstream REST API's `user` reads: `GET /user/my/contacts`, answered from what wafleet
-//! stores, and `GET /user/info`, `GET /user/avatar` and `GET /user/my/privacy`, asked of WhatsApp
-//! through the device's live session.
+//! stores; `GET /user/info`, `GET /user/avatar` and `GET /user/my/privacy`, asked of WhatsApp
+//! through the device's live session; and `POST /user/avatar`, which changes the account's
+//! picture through it.
 //! (`GET /user/check` asks WhatsApp too, with the sends in `compat_send`.)
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
@@ -16,15 +17,20 @@ use crate::compat::{Caller, upstream_statuses};
 use crate::compat_send::{PhoneQuery, query_phone};
 use crate::envelope::{Envelope, ok};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Query;
+use crate::extract::{Multipart, Query};
 use crate::sessions::ask_session;
 
-pub(crate) fn router() -> OpenApiRouter<AppState> {
+pub(crate) fn router(max_media_bytes: usize) -> OpenApiRouter<AppState> {
+    // A new picture is a media upload, with the media routes' limit.
+    let media = OpenApiRouter::new()
+        .routes(routes!(change_avatar))
+        .route_layer(DefaultBodyLimit::max(max_media_bytes));
     OpenApiRouter::new()
         .routes(routes!(my_contacts))
         .routes(routes!(user_info))
         .routes(routes!(my_privacy))
         .routes(routes!(avatar))
+        .merge(media)
         .route_layer(axum::middleware::from_fn(upstream_statuses))
 }
 
@@ -241,4 +247,43 @@ async fn avatar(
         kind: kind.to_owned(),
     };
     Ok(ok("Success get avatar", results).into_response())
+}
+
+/// Makes the uploaded `avatar` the account's profile picture (upstream `userChangeAvatar`),
+/// through the device's live session. Any image wafleet reads will do: the largest square in its
+/// middle becomes a JPEG of at most 640 px on a side, as WhatsApp shows profile pictures.
+#[utoipa::path(post, path = "/user/avatar", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id or name")),
+    request_body(content_type = "multipart/form-data", description = "avatar: the picture (a JPEG, PNG, WebP or GIF file)"),
+    responses((status = 200, description = "The account's picture changed"),
+              (status = 400, description = "Several devices and none named, an unreadable form, or no or not an image in `avatar`"),
+              (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 409, description = "Device not online"),
+              (status = 413, description = "The body is larger than `MAX_MEDIA_BYTES` (20 MiB by default)"),
+              (status = 503, description = "WhatsApp or the device's worker did not answer in time")),
+    security(("bearer" = [])))]
+async fn change_avatar(
+    State(state): State<AppState>,
+    Caller(user, device): Caller,
+    Multipart(form): Multipart,
+) -> ApiResult<Response> {
+    use base64::Engine;
+    let (_, avatar) = crate::sends::read_form(form, "avatar", state.settings.max_media_bytes).await?;
+    let avatar = avatar
+        .filter(|bytes| !bytes.is_empty())
+        .ok_or_else(|| ApiError::Invalid("avatar: attach the picture as a file in the `avatar` field".into()))?;
+    let jpeg = wafleet_core::media::profile_picture_off_runtime(avatar)
+        .await
+        .map_err(|e| ApiError::Invalid(format!("avatar: {e}")))?;
+    let question = serde_json::json!({ "jpeg": base64::engine::general_purpose::STANDARD.encode(jpeg) });
+    ask_session(
+        &state,
+        user.id,
+        device,
+        "set_profile_picture",
+        question,
+        "changing the profile picture",
+    )
+    .await?;
+    Ok(ok("Success change avatar", ()).into_response())
 }

@@ -146,7 +146,7 @@ pub fn app(state: AppState) -> Router {
         .merge(compat::router())
         .merge(compat_devices::router())
         .merge(compat_chats::router())
-        .merge(compat_user::router())
+        .merge(compat_user::router(state.settings.max_media_bytes))
         .merge(compat_message::router())
         .merge(compat_send::router(state.settings.max_media_bytes))
         .merge(sends::router())

@@ -483,6 +483,10 @@ pub trait Session: Send + Sync {
     /// `None` when it has none, or does not show it to this account.
     async fn profile_picture(&self, phone: &PhoneNumber, preview: bool) -> Result<Option<ProfilePicture>, LinkError>;
 
+    /// Makes `jpeg` (square, as [`crate::media::profile_picture`] makes it) the account's
+    /// profile picture; returns the new picture's id.
+    async fn set_profile_picture(&self, jpeg: &[u8]) -> Result<String, LinkError>;
+
     /// Shows the person of the personal chat `chat` that the account is typing (`typing`), or
     /// stopped (the "typing…" a phone shows while its user writes).
     async fn chat_presence(&self, chat: &Jid, typing: bool) -> Result<(), LinkError>;

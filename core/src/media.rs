@@ -1,5 +1,6 @@
 //! Images as wafleet sends them: the longest side at most 1200 px, JPEG at quality 70. Smaller
-//! files upload faster from every worker and look the same on a phone.
+//! files upload faster from every worker and look the same on a phone. Profile pictures are
+//! square, as WhatsApp shows them: the middle of the image, at most 640 px on a side.
 //!
 //! A small file can claim a huge canvas (a PNG of zeros of 16384×10000 px is under 500 KB and
 //! decodes to 500 MB), so an image is measured from its header before anything is decoded and
@@ -11,13 +12,15 @@ use std::io::Cursor;
 use std::sync::LazyLock;
 
 use image::imageops::FilterType;
-use image::{ImageError, ImageReader, Limits};
+use image::{DynamicImage, ImageError, ImageReader, Limits};
 use tokio::sync::Semaphore;
 
 /// The longest side of a sent image, in pixels.
 pub const MAX_SIDE: u32 = 1200;
 /// JPEG quality of a sent image.
 pub const JPEG_QUALITY: u8 = 70;
+/// The side of a profile picture at most, in pixels (WhatsApp's own size).
+pub const PROFILE_SIDE: u32 = 640;
 /// Most pixels (width × height) an input image may have: a 40-megapixel photo, larger than any
 /// phone camera's, and 160 MB once decoded.
 pub const MAX_PIXELS: u64 = 40_000_000;
@@ -78,22 +81,27 @@ pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32), MediaError> {
     Ok((width, height))
 }
 
-/// Decodes `bytes` and re-encodes them as a JPEG no larger than [`MAX_SIDE`] on either side.
-/// Blocks for as long as decoding takes: from async code, call [`compress_off_runtime`].
-pub fn compress(bytes: &[u8]) -> Result<Vec<u8>, MediaError> {
+/// Decodes `bytes` within the budget ([`dimensions`], then the decoder's limits).
+fn decode(bytes: &[u8]) -> Result<DynamicImage, MediaError> {
     let (width, height) = dimensions(bytes)?;
-    let image = reader(bytes)?.decode().map_err(|e| match e {
+    reader(bytes)?.decode().map_err(|e| match e {
         // The header passed the budget, so only a lying or unusual file gets here.
         ImageError::Limits(_) => MediaError::TooLarge(width, height),
         other => unreadable(other),
-    })?;
-    let image = if image.width().max(image.height()) > MAX_SIDE {
-        // Fits within MAX_SIDE x MAX_SIDE, keeping the aspect ratio.
-        image.resize(MAX_SIDE, MAX_SIDE, FilterType::Triangle)
+    })
+}
+
+/// `image` within `side` x `side`, keeping its aspect ratio.
+fn fit(image: DynamicImage, side: u32) -> DynamicImage {
+    if image.width().max(image.height()) > side {
+        image.resize(side, side, FilterType::Triangle)
     } else {
         image
-    };
-    // JPEG has no alpha channel.
+    }
+}
+
+/// `image` as a JPEG at [`JPEG_QUALITY`] (which has no alpha channel).
+fn jpeg(image: DynamicImage) -> Result<Vec<u8>, MediaError> {
     let rgb = image.into_rgb8();
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY)
@@ -102,12 +110,38 @@ pub fn compress(bytes: &[u8]) -> Result<Vec<u8>, MediaError> {
     Ok(out)
 }
 
+/// Decodes `bytes` and re-encodes them as a JPEG no larger than [`MAX_SIDE`] on either side.
+/// Blocks for as long as decoding takes: from async code, call [`compress_off_runtime`].
+pub fn compress(bytes: &[u8]) -> Result<Vec<u8>, MediaError> {
+    jpeg(fit(decode(bytes)?, MAX_SIDE))
+}
+
+/// Decodes `bytes` and re-encodes the largest square in their middle as a JPEG no larger than
+/// [`PROFILE_SIDE`] on a side. Blocks: from async code, call [`profile_picture_off_runtime`].
+pub fn profile_picture(bytes: &[u8]) -> Result<Vec<u8>, MediaError> {
+    let image = decode(bytes)?;
+    let side = image.width().min(image.height());
+    let square = image.crop_imm((image.width() - side) / 2, (image.height() - side) / 2, side, side);
+    jpeg(fit(square, PROFILE_SIDE))
+}
+
 /// [`compress`] for async code: the header is checked here (so an oversized image is refused at
 /// once, without waiting for a turn), then the image is decoded on the blocking pool, at most one
 /// image per CPU at a time.
 #[tracing::instrument(skip_all, fields(bytes = bytes.len()))]
 pub async fn compress_off_runtime(bytes: Vec<u8>) -> Result<Vec<u8>, MediaError> {
-    let result = decode_in_turn(bytes).await;
+    in_turn(bytes, compress).await
+}
+
+/// [`profile_picture`] for async code, as [`compress_off_runtime`] runs [`compress`].
+#[tracing::instrument(skip_all, fields(bytes = bytes.len()))]
+pub async fn profile_picture_off_runtime(bytes: Vec<u8>) -> Result<Vec<u8>, MediaError> {
+    in_turn(bytes, profile_picture).await
+}
+
+/// Runs `convert` on `bytes` on the blocking pool in turn, counting the outcome.
+async fn in_turn(bytes: Vec<u8>, convert: fn(&[u8]) -> Result<Vec<u8>, MediaError>) -> Result<Vec<u8>, MediaError> {
+    let result = decode_in_turn(bytes, convert).await;
     let outcome = match &result {
         Ok(_) => "compressed",
         Err(MediaError::TooLarge(..)) => "too_large",
@@ -117,13 +151,16 @@ pub async fn compress_off_runtime(bytes: Vec<u8>) -> Result<Vec<u8>, MediaError>
     result
 }
 
-async fn decode_in_turn(bytes: Vec<u8>) -> Result<Vec<u8>, MediaError> {
+async fn decode_in_turn(
+    bytes: Vec<u8>,
+    convert: fn(&[u8]) -> Result<Vec<u8>, MediaError>,
+) -> Result<Vec<u8>, MediaError> {
     dimensions(&bytes)?;
     let permit = DECODES.acquire().await.expect("the decode semaphore is never closed");
     tokio::task::spawn_blocking(move || {
         // Held until the decode ends, even if the request that asked for it has gone.
         let _permit = permit;
-        compress(&bytes)
+        convert(&bytes)
     })
     .await
     .unwrap_or_else(|e| Err(MediaError::Unreadable(format!("the image decoder failed: {e}"))))
@@ -157,6 +194,38 @@ mod tests {
         let jpeg = compress(&png(640, 480)).unwrap();
         let decoded = image::load_from_memory(&jpeg).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (640, 480));
+    }
+
+    #[test]
+    fn profile_pictures_are_the_middle_square_at_most_640_px() {
+        let decoded = |bytes: Vec<u8>| {
+            image::load_from_memory(&profile_picture(&bytes).unwrap())
+                .unwrap()
+                .to_rgb8()
+        };
+        let wide = decoded(png(1600, 900));
+        assert_eq!(wide.dimensions(), (640, 640));
+        // The test image's red channel counts columns and its green rows: the square's first
+        // column is the image's 50th, its first row the image's 100th (JPEG is off by a few).
+        let landscape = decoded(png(200, 100));
+        assert_eq!(landscape.dimensions(), (100, 100));
+        assert!(
+            (40..=60).contains(&landscape.get_pixel(0, 50).0[0]),
+            "{:?}",
+            landscape.get_pixel(0, 50)
+        );
+        let portrait = decoded(png(300, 500));
+        assert_eq!(portrait.dimensions(), (300, 300));
+        assert!(
+            (90..=110).contains(&portrait.get_pixel(150, 0).0[1]),
+            "{:?}",
+            portrait.get_pixel(150, 0)
+        );
+        assert!(matches!(profile_picture(b"nope"), Err(MediaError::Unreadable(_))));
+        assert!(matches!(
+            profile_picture(&zero_png(20_000, 10_000)),
+            Err(MediaError::TooLarge(..))
+        ));
     }
 
     /// A decompression bomb: a PNG of zeros whose header claims `width`×`height` grey pixels.

@@ -49,6 +49,7 @@ async fn requests_survive_and_ids_go_on(backend: Backend) {
         "user_info",
         "privacy",
         "profile_picture",
+        "set_profile_picture",
     ] {
         db.create_device_request(user, device, kind, "{}")
             .await

@@ -96,6 +96,13 @@ pub enum ClientFrame {
         /// Request number.
         req: u64,
     },
+    /// Make a picture the account's profile picture.
+    SetPicture {
+        /// Request number.
+        req: u64,
+        /// The JPEG, base64.
+        jpeg: String,
+    },
     /// Where the profile picture of the account of a number is.
     Picture {
         /// Request number.
@@ -306,6 +313,13 @@ pub enum ServerFrame {
         req: u64,
         /// One entry per asked number.
         jids: Vec<Option<Jid>>,
+    },
+    /// Answer to `set_picture`: the new picture's id.
+    PictureSet {
+        /// Request number.
+        req: u64,
+        /// Its id.
+        id: String,
     },
     /// Answer to `picture`: `null` when the account shows none.
     Picture {

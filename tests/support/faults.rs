@@ -188,6 +188,9 @@ impl Session for WithEvents {
     async fn profile_picture(&self, phone: &PhoneNumber, preview: bool) -> Result<Option<ProfilePicture>, LinkError> {
         self.inner.profile_picture(phone, preview).await
     }
+    async fn set_profile_picture(&self, jpeg: &[u8]) -> Result<String, LinkError> {
+        self.inner.set_profile_picture(jpeg).await
+    }
     async fn mark_read(&self, chat: &Jid, ids: &[String]) -> Result<(), LinkError> {
         self.inner.mark_read(chat, ids).await
     }
@@ -243,6 +246,9 @@ impl Session for Wrapped {
     }
     async fn profile_picture(&self, phone: &PhoneNumber, preview: bool) -> Result<Option<ProfilePicture>, LinkError> {
         self.inner.profile_picture(phone, preview).await
+    }
+    async fn set_profile_picture(&self, jpeg: &[u8]) -> Result<String, LinkError> {
+        self.inner.set_profile_picture(jpeg).await
     }
     async fn mark_read(&self, chat: &Jid, ids: &[String]) -> Result<(), LinkError> {
         self.inner.mark_read(chat, ids).await

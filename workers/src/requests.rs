@@ -39,6 +39,12 @@ struct ProfilePicture {
     preview: bool,
 }
 
+/// The question of a `set_profile_picture` request: the account's new picture, a JPEG in base64.
+#[derive(serde::Deserialize)]
+struct SetProfilePicture {
+    jpeg: String,
+}
+
 /// The question of a `chat_presence` request: typing (or stopped) in the personal chat `chat`.
 #[derive(serde::Deserialize)]
 struct ChatPresence {
@@ -126,6 +132,15 @@ async fn answer(request: &DeviceRequest, session: &dyn Session) -> (bool, String
             Err(failed) => failed,
         },
         "privacy" => called(session.privacy()).await,
+        "set_profile_picture" => match question::<SetProfilePicture>(request).and_then(|q| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(q.jpeg)
+                .map_err(|e| (false, format!("malformed request: the picture is not base64: {e}")))
+        }) {
+            Ok(jpeg) => called(session.set_profile_picture(&jpeg)).await,
+            Err(failed) => failed,
+        },
         "profile_picture" => match question::<ProfilePicture>(request) {
             Ok(q) => called(session.profile_picture(&q.phone, q.preview)).await,
             Err(failed) => failed,

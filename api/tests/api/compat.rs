@@ -54,7 +54,7 @@ async fn token(session: &Session) -> String {
 }
 
 /// A PNG of `width`×`height` pixels of noise (which PNG cannot shrink: about 3 bytes a pixel).
-fn png(width: u32, height: u32) -> Vec<u8> {
+pub(crate) fn png(width: u32, height: u32) -> Vec<u8> {
     let image = image::RgbImage::from_fn(width, height, |_, _| image::Rgb(rand::random()));
     let mut bytes = Vec::new();
     image

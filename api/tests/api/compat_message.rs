@@ -1,7 +1,7 @@
 //! The upstream REST API's actions through a device's live session (played here by the test, as
 //! no worker runs): `POST /message/{message_id}/read`, for a received message of the device in the
-//! chat the body names, `POST /send/chat-presence`, `GET /user/info`, `GET /user/avatar` and
-//! `GET /user/my/privacy`; each with a clear refusal
+//! chat the body names, `POST /send/chat-presence`, `GET /user/info`, `GET` and `POST /user/avatar`
+//! and `GET /user/my/privacy`; each with a clear refusal
 //! for everything else, and nothing of anyone else's.
 
 use reqwest::StatusCode;
@@ -490,4 +490,60 @@ async fn a_profile_picture_is_found_through_the_session(app: TestApp) {
     assert!(app.db.pending_device_requests().await.unwrap().is_empty());
 }
 
-wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => a_profile_picture_is_found_through_the_session, a_received_message_is_marked_read_through_the_session, typing_is_shown_through_the_session, reactions_edits_and_deletions_go_through_the_session, a_profile_is_read_through_the_session, privacy_settings_are_read_through_the_session);
+async fn the_accounts_picture_is_changed_through_the_session(app: TestApp) {
+    use base64::Engine;
+    let ana = app.session("ana@example.com").await;
+    let shop = ana.add_device("Shop", Some("+60123456789")).await;
+    linked(&app, shop).await;
+    let manage = token(&ana, json!(["manage"])).await;
+    let upload = |bytes: Vec<u8>, field: &'static str| {
+        let form =
+            reqwest::multipart::Form::new().part(field, reqwest::multipart::Part::bytes(bytes).file_name("me.png"));
+        reqwest::Client::new()
+            .post(app.url("/user/avatar"))
+            .basic_auth("admin", Some(manage.as_str()))
+            .header("X-Device-Id", "Shop")
+            .multipart(form)
+            .send()
+    };
+
+    // A wide photo: its middle square goes to the session, as a JPEG.
+    let (response, question) = tokio::join!(
+        upload(crate::compat::png(1000, 500), "avatar"),
+        answer_with(&app, shop, "set_profile_picture", "\"1651459154\"")
+    );
+    let got = body(response.unwrap()).await;
+    assert_eq!(
+        (&got["code"], &got["message"]),
+        (&json!("SUCCESS"), &json!("Success change avatar"))
+    );
+    let jpeg = base64::engine::general_purpose::STANDARD
+        .decode(question.unwrap()["jpeg"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(image::guess_format(&jpeg).unwrap(), image::ImageFormat::Jpeg);
+    let picture = image::load_from_memory(&jpeg).unwrap();
+    assert_eq!((picture.width(), picture.height()), (500, 500));
+
+    // Not an image, or no file: refused before anything is asked.
+    let response = upload(b"not a picture".to_vec(), "avatar").await.unwrap();
+    expect_error(response, StatusCode::BAD_REQUEST, "avatar: not an image").await;
+    let response = upload(b"60191000001".to_vec(), "phone").await.unwrap();
+    expect_error(response, StatusCode::BAD_REQUEST, "attach the picture").await;
+    assert!(app.db.pending_device_requests().await.unwrap().is_empty());
+
+    // Changing the account is for tokens that may manage it.
+    let read = token(&ana, json!(["read", "send"])).await;
+    let form =
+        reqwest::multipart::Form::new().part("avatar", reqwest::multipart::Part::bytes(crate::compat::png(10, 10)));
+    let response = reqwest::Client::new()
+        .post(app.url("/user/avatar"))
+        .basic_auth("admin", Some(read.as_str()))
+        .header("X-Device-Id", "Shop")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    expect_error(response, StatusCode::FORBIDDEN, "manage").await;
+}
+
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => the_accounts_picture_is_changed_through_the_session, a_profile_picture_is_found_through_the_session, a_received_message_is_marked_read_through_the_session, typing_is_shown_through_the_session, reactions_edits_and_deletions_go_through_the_session, a_profile_is_read_through_the_session, privacy_settings_are_read_through_the_session);

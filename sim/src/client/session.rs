@@ -34,6 +34,8 @@ pub(crate) enum Request {
     Privacy,
     /// A number's profile picture.
     Picture { phone: String, preview: bool },
+    /// A new profile picture for the account (base64).
+    SetPicture { jpeg: String },
     /// A read receipt for messages of a chat.
     Read { chat: Jid, ids: Vec<String> },
     /// Typing, or stopped, in a chat.
@@ -189,6 +191,21 @@ impl Session for SimSession {
         };
         match self.request(request).await? {
             ServerFrame::Picture { picture, .. } => Ok(picture),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    #[tracing::instrument(skip(self, jpeg), fields(device = %self.device, bytes = jpeg.len()))]
+    async fn set_profile_picture(&self, jpeg: &[u8]) -> Result<String, LinkError> {
+        use base64::Engine;
+        if jpeg.is_empty() {
+            return Err(LinkError::Invalid("empty picture".into()));
+        }
+        let request = Request::SetPicture {
+            jpeg: base64::engine::general_purpose::STANDARD.encode(jpeg),
+        };
+        match self.request(request).await? {
+            ServerFrame::PictureSet { id, .. } => Ok(id),
             other => Err(unexpected(&other)),
         }
     }

@@ -114,6 +114,34 @@ pub async fn profile_picture(h: &dyn Harness) {
     paired.session.close().await;
 }
 
+/// A picture the device sets becomes the account's profile picture, under a new id each time, and
+/// is what the picture's address serves.
+pub async fn own_profile_picture_changes(h: &dyn Harness) {
+    let paired = pair(h).await;
+    let session = &paired.session;
+    let first = b"\xff\xd8\xff\xe0 the first picture \xff\xd9".to_vec();
+    let id = session.set_profile_picture(&first).await.expect("set the picture");
+    let shown = session
+        .profile_picture(&paired.phone, false)
+        .await
+        .expect("read the picture")
+        .expect("the account has a picture now");
+    assert_eq!(shown.id, id);
+    let served = reqwest::get(&shown.url).await.expect("fetch the picture");
+    assert_eq!(served.bytes().await.expect("its bytes").as_ref(), first.as_slice());
+
+    let second = b"\xff\xd8\xff\xe0 the second picture \xff\xd9".to_vec();
+    let new_id = session.set_profile_picture(&second).await.expect("change the picture");
+    assert_ne!(new_id, id, "a new picture, a new id");
+    let shown = session
+        .profile_picture(&paired.phone, true)
+        .await
+        .expect("read")
+        .expect("a picture");
+    assert_eq!(shown.id, new_id);
+    paired.session.close().await;
+}
+
 /// The account's privacy settings are WhatsApp's defaults until it changes them, then its own.
 pub async fn privacy_settings(h: &dyn Harness) {
     let paired = pair(h).await;

@@ -150,6 +150,16 @@ pub fn profile_picture_path(digits: &str, id: &str) -> String {
     format!("/v/pps/{digits}_{id}.jpg")
 }
 
+/// The id of a picture that replaces the one of id `current`: the time in seconds, as WhatsApp's
+/// ids are, and always above `current`.
+pub fn next_picture_id(current: Option<&str>) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let after = current.and_then(|id| id.parse::<u64>().ok()).map_or(0, |id| id + 1);
+    now.max(after).to_string()
+}
+
 /// The privacy settings of a new WhatsApp account, by category.
 pub const PRIVACY_DEFAULTS: &[(&str, &str)] = &[
     ("last", "all"),

@@ -151,24 +151,26 @@ async fn profile_picture(
     axum::extract::State(sim): axum::extract::State<Arc<Sim>>,
     axum::extract::Path(file): axum::extract::Path<String>,
 ) -> Response {
-    let current = file
+    let picture = file
         .strip_suffix(".jpg")
         .and_then(|name| name.split_once('_'))
-        .is_some_and(|(digits, id)| {
-            sim.lock()
+        .and_then(|(digits, id)| {
+            let w = sim.lock();
+            let current = w
                 .numbers
                 .get(digits)
                 .and_then(|rule| rule.profile.picture_id.as_deref())
-                == Some(id)
+                == Some(id);
+            current.then(|| {
+                w.pictures
+                    .get(digits)
+                    .cloned()
+                    .unwrap_or_else(|| crate::control::PROFILE_PICTURE.to_vec())
+            })
         });
-    if current {
-        (
-            [(axum::http::header::CONTENT_TYPE, "image/jpeg")],
-            crate::control::PROFILE_PICTURE,
-        )
-            .into_response()
-    } else {
-        StatusCode::NOT_FOUND.into_response()
+    match picture {
+        Some(jpeg) => ([(axum::http::header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
     }
 }
 

@@ -249,6 +249,39 @@ impl Sim {
         w.push(conn, &ServerFrame::Picture { req, picture });
     }
 
+    /// The device of `conn` makes `jpeg` (base64) its account's profile picture, under a new id.
+    pub(crate) fn set_picture(&self, conn: u64, req: u64, jpeg: &str) {
+        use base64::Engine;
+        let mut w = self.lock();
+        let Some(account) = conn_account(&w, conn) else {
+            let frame = ServerFrame::Error {
+                req,
+                class: ErrorClass::Device,
+                message: "not connected as a linked device".into(),
+            };
+            return w.push(conn, &frame);
+        };
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(jpeg) else {
+            let frame = ServerFrame::Error {
+                req,
+                class: ErrorClass::Invalid,
+                message: "the picture is not base64".into(),
+            };
+            return w.push(conn, &frame);
+        };
+        let rule = w
+            .numbers
+            .entry(account.clone())
+            .or_insert_with(|| crate::control::NumberRule {
+                phone: format!("+{account}"),
+                ..Default::default()
+            });
+        let id = crate::control::next_picture_id(rule.profile.picture_id.as_deref());
+        rule.profile.picture_id = Some(id.clone());
+        w.pictures.insert(account, bytes);
+        w.push(conn, &ServerFrame::PictureSet { req, id });
+    }
+
     /// The privacy settings of the account of `conn`'s device: WhatsApp's defaults, with those its
     /// number's rule changes.
     pub(crate) fn privacy(&self, conn: u64, req: u64) {

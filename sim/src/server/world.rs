@@ -133,6 +133,9 @@ pub(crate) struct World {
     pub closed: bool,
     /// The benchmark flood in progress, or the last one.
     pub flood: Option<super::flood::Flood>,
+    /// Profile pictures accounts set through their devices, by digits (others show
+    /// [`crate::control::PROFILE_PICTURE`]).
+    pub pictures: HashMap<String, Vec<u8>>,
     /// Personal chats of history each newly linked device is sent ([`World::sync_history`]).
     pub history_chats: usize,
 }

@@ -166,8 +166,9 @@ impl Network {
             let answer = restrictions::answer(&mut model, &self.config.ban, &phone, &node);
             return model.send(conn, answer);
         }
-        if picture::is_query(&node) {
-            let answer = picture::answer(&model, &self.media, &node);
+        if picture::is_picture_iq(&node) {
+            let phone = iq::logged_in(&model, conn).map(|(phone, _)| phone);
+            let answer = picture::handle(&mut model, &self.media, phone.as_deref(), &node);
             return model.send(conn, answer);
         }
         if pair_code::is_request(&node) {

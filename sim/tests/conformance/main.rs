@@ -23,6 +23,7 @@ wafleet_sim::conformance_suite!(
         user_info,
         privacy_settings,
         profile_picture,
+        own_profile_picture_changes,
         refusal_463,
         timelock_restricts_new_chats_only,
         dropped_connection_reconnects,

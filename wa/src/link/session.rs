@@ -305,6 +305,20 @@ impl Session for WaSession {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(device = %self.device, bytes = jpeg.len()))]
+    async fn set_profile_picture(&self, jpeg: &[u8]) -> Result<String, LinkError> {
+        if jpeg.is_empty() {
+            return Err(LinkError::Invalid("empty picture".into()));
+        }
+        self.ready()?;
+        self.client
+            .profile()
+            .set_profile_picture(jpeg.to_vec())
+            .await
+            .map(|set| set.id)
+            .map_err(|e| LinkError::Transient(format!("setting the profile picture: {e}")))
+    }
+
     #[tracing::instrument(skip_all, fields(device = %self.device))]
     async fn privacy(&self) -> Result<PrivacySettings, LinkError> {
         self.ready()?;

@@ -32,6 +32,7 @@ wafleet_sim::conformance_suite!(
         user_info,
         privacy_settings,
         profile_picture,
+        own_profile_picture_changes,
         dropped_connection_reconnects,
         remote_logout,
         ban_after_fast_sends_to_strangers,

@@ -97,6 +97,7 @@ impl Task {
             | ServerFrame::UserInfo { .. }
             | ServerFrame::Privacy { .. }
             | ServerFrame::Picture { .. }
+            | ServerFrame::PictureSet { .. }
             | ServerFrame::Restrictions { .. }
             | ServerFrame::Done { .. }
             | ServerFrame::Error { .. }) => {
@@ -106,6 +107,7 @@ impl Task {
                     | ServerFrame::UserInfo { req, .. }
                     | ServerFrame::Privacy { req, .. }
                     | ServerFrame::Picture { req, .. }
+                    | ServerFrame::PictureSet { req, .. }
                     | ServerFrame::Restrictions { req, .. }
                     | ServerFrame::Done { req }
                     | ServerFrame::Error { req, .. } => *req,

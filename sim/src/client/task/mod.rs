@@ -195,6 +195,7 @@ impl Task {
                             Request::UserInfo { phone } => ClientFrame::UserInfo { req, phone },
                             Request::Privacy => ClientFrame::Privacy { req },
                             Request::Picture { phone, preview } => ClientFrame::Picture { req, phone, preview },
+                            Request::SetPicture { jpeg } => ClientFrame::SetPicture { req, jpeg },
                             Request::Read { chat, ids } => ClientFrame::Read { req, chat, ids },
                             Request::ChatPresence { chat, typing } => ClientFrame::ChatPresence { req, chat, typing },
                             Request::React {
