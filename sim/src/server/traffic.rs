@@ -217,13 +217,8 @@ impl Sim {
     /// What the account of `conn`'s device may do with new chats now.
     pub(crate) fn restrictions(&self, conn: u64, req: u64) {
         let mut w = self.lock();
-        let Some(from) = conn_account(&w, conn) else {
-            let frame = ServerFrame::Error {
-                req,
-                class: ErrorClass::Device,
-                message: "not connected as a linked device".into(),
-            };
-            return w.push(conn, &frame);
+        let Some(from) = requester_account(&w, conn, req) else {
+            return;
         };
         let limits = ban::BanLimits::from(&self.config);
         let state = w
@@ -253,13 +248,8 @@ impl Sim {
     pub(crate) fn set_picture(&self, conn: u64, req: u64, jpeg: &str) {
         use base64::Engine;
         let mut w = self.lock();
-        let Some(account) = conn_account(&w, conn) else {
-            let frame = ServerFrame::Error {
-                req,
-                class: ErrorClass::Device,
-                message: "not connected as a linked device".into(),
-            };
-            return w.push(conn, &frame);
+        let Some(account) = requester_account(&w, conn, req) else {
+            return;
         };
         let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(jpeg) else {
             let frame = ServerFrame::Error {
@@ -286,13 +276,8 @@ impl Sim {
     /// number's rule changes.
     pub(crate) fn privacy(&self, conn: u64, req: u64) {
         let w = self.lock();
-        let Some(account) = conn_account(&w, conn) else {
-            let frame = ServerFrame::Error {
-                req,
-                class: ErrorClass::Device,
-                message: "not connected as a linked device".into(),
-            };
-            return w.push(conn, &frame);
+        let Some(account) = requester_account(&w, conn, req) else {
+            return;
         };
         let profile = w
             .numbers
@@ -438,15 +423,25 @@ impl Sim {
 
 /// The account (digits) of the device with `token`.
 /// The account (digits) of the device connected on `conn`, if one is.
+/// The account of `conn`'s device, for request `req`; `None` once the refusal is answered (the
+/// connection is not a linked device's).
+fn requester_account(w: &World, conn: u64, req: u64) -> Option<String> {
+    let account = conn_account(w, conn);
+    if account.is_none() {
+        let (class, message) = (ErrorClass::Device, "not connected as a linked device".to_owned());
+        w.push(conn, &ServerFrame::Error { req, class, message });
+    }
+    account
+}
+
 /// The account of `conn`'s device, for request `req` about the personal chat `chat`; `None`
 /// once the refusal is answered (the device is not linked, or the chat is not a person's).
 fn about_a_chat(w: &World, conn: u64, req: u64, chat: &Jid) -> Option<String> {
-    let refusal = match conn_account(w, conn) {
-        Some(account) if chat.is_personal() => return Some(account),
-        Some(_) => (ErrorClass::Invalid, format!("`{chat}` is not a personal chat")),
-        None => (ErrorClass::Device, "not connected as a linked device".to_owned()),
-    };
-    let (class, message) = refusal;
+    let account = requester_account(w, conn, req)?;
+    if chat.is_personal() {
+        return Some(account);
+    }
+    let (class, message) = (ErrorClass::Invalid, format!("`{chat}` is not a personal chat"));
     w.push(conn, &ServerFrame::Error { req, class, message });
     None
 }
