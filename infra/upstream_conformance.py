@@ -58,7 +58,6 @@ OUT_OF_SCOPE = {
 # Personal-chat operations wafleet does not answer yet, and what each needs.
 NOT_YET = {
     ("POST", "/user/pushname"): "setting the account's push name through the session",
-    ("GET", "/user/business-profile"): "a business-profile query through the session",
     ("POST", "/send/audio"): "audio on the paced send path (stored media, both links)",
     ("POST", "/send/file"): "documents on the paced send path",
     ("POST", "/send/sticker"): "stickers on the paced send path",
@@ -86,6 +85,7 @@ DEVIATIONS = {
     ("GET", "/app/login", 400): "`400` `ALREADY_LOGGED_IN` for a linked, online device, whose session is kept (the document lists only `500`)",
     ("GET", "/app/login-with-code", 400): "`400` `ALREADY_LOGGED_IN` for a linked, online device, whose session is kept (the document lists only `500`)",
     ("GET", "/app/reconnect", 409): "`409` for a device that is logged out or not linked: it must be linked again",
+    ("GET", "/user/business-profile", 404): "`404` when the number is no business account (or has no WhatsApp)",
     ("GET", "/user/avatar", 404): "`404` when the number shows no profile picture (none set, hidden from this account, or no account)",
     ("POST", "/app/passkey/confirm", 400): "`400`: no passkey request is ever pending (neither link carries them)",
 }
@@ -100,6 +100,7 @@ NOTES = {
     ("GET", "/user/info"): "through the device's live session; `400` for a number without WhatsApp",
     ("GET", "/user/my/privacy"): "through the device's live session",
     ("GET", "/user/avatar"): "through the device's live session; `is_community=true` is refused (`400`)",
+    ("GET", "/user/business-profile"): "through the device's live session; `profile_options` holds the first website and the description",
     ("POST", "/user/avatar"): "any image wafleet reads; the middle square becomes a JPEG of at most 640 px",
     ("POST", "/send/image"): "`image` uploaded, or `image_url` fetched (public addresses only, 30 s, `MAX_MEDIA_BYTES`); sent as JPEG",
     ("GET", "/chats"): "personal chats only; none is archived",
@@ -346,6 +347,13 @@ def run_calls(doc, app):
         url("/user/avatar"), params={"phone": "60191000001@s.whatsapp.net", "is_preview": "false"}, headers=header)
     yield ("GET", "/user/avatar"), "a number without a picture", 404, api.get(
         url("/user/avatar"), params={"phone": "60191000002"}, headers=header)
+    business = api.get(url("/user/business-profile"), params={"phone": "60191000001"}, headers=header)
+    yield ("GET", "/user/business-profile"), "a shop", 200, business
+    if business.ok and business.json()["results"]["business_hours"][0]["open_time"] != "09:00":
+        raise SystemExit(f"/user/business-profile did not show the demo shop's hours: {business.text}")
+    yield ("GET", "/user/business-profile"), "no business", 404, api.get(
+        url("/user/business-profile"), params={"phone": "60191000002@s.whatsapp.net"}, headers=header)
+    yield ("GET", "/user/business-profile"), "no phone", 400, api.get(url("/user/business-profile"), headers=header)
     yield ("POST", "/user/avatar"), "change the account's picture", 200, api.post(
         url("/user/avatar"), headers=header, files={"avatar": ("me.png", io.BytesIO(png()), "image/png")})
     own = api.get(url("/user/avatar"), params={"phone": "60123450001"}, headers=header)

@@ -41,6 +41,26 @@ pub async fn start() -> anyhow::Result<SimHandle> {
                 about: Some("Cakes to order, open 9 to 5".into()),
                 business_name: Some("Kedai Aisyah".into()),
                 picture_id: Some("1651459152".into()),
+                business: Some(wafleet_core::link::BusinessProfile {
+                    description: "Birthday and wedding cakes, baked to order".into(),
+                    email: Some("kedai.aisyah@example.com".into()),
+                    address: Some("12 Jalan Bunga, Kuala Lumpur".into()),
+                    websites: vec!["https://kedai-aisyah.example.com".into()],
+                    categories: vec![wafleet_core::link::BusinessCategory {
+                        id: "196".into(),
+                        name: "Bakery".into(),
+                    }],
+                    hours_timezone: Some("Asia/Kuala_Lumpur".into()),
+                    hours: ["mon", "tue", "wed", "thu", "sat"]
+                        .into_iter()
+                        .map(|day| wafleet_core::link::BusinessHours {
+                            day: day.into(),
+                            mode: "specific_hours".into(),
+                            open_minute: Some(9 * 60),
+                            close_minute: Some(17 * 60),
+                        })
+                        .collect(),
+                }),
                 ..Default::default()
             },
             ..Default::default()

@@ -1,5 +1,6 @@
 //! The upstream REST API's `user` reads: `GET /user/my/contacts`, answered from what wafleet
-//! stores; `GET /user/info`, `GET /user/avatar` and `GET /user/my/privacy`, asked of WhatsApp
+//! stores; `GET /user/info`, `GET /user/avatar`, `GET /user/business-profile` and
+//! `GET /user/my/privacy`, asked of WhatsApp
 //! through the device's live session; and `POST /user/avatar`, which changes the account's
 //! picture through it.
 //! (`GET /user/check` asks WhatsApp too, with the sends in `compat_send`.)
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_core::db::Contact;
-use wafleet_core::link::{PrivacySettings, ProfilePicture, USER_SERVER, UserInfo};
+use wafleet_core::link::{BusinessProfile, PrivacySettings, ProfilePicture, USER_SERVER, UserInfo};
 
 use crate::AppState;
 use crate::compat::{Caller, upstream_statuses};
@@ -30,6 +31,7 @@ pub(crate) fn router(max_media_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(user_info))
         .routes(routes!(my_privacy))
         .routes(routes!(avatar))
+        .routes(routes!(business_profile))
         .merge(media)
         .route_layer(axum::middleware::from_fn(upstream_statuses))
 }
@@ -286,4 +288,133 @@ async fn change_avatar(
     )
     .await?;
     Ok(ok("Success change avatar", ()).into_response())
+}
+
+/// `results` of `GET /user/business-profile`, in upstream's shape.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BusinessProfileResults {
+    /// The business account's JID.
+    pub jid: String,
+    /// Its email address.
+    pub email: Option<String>,
+    /// Its street address.
+    pub address: Option<String>,
+    /// Its categories.
+    pub categories: Vec<BusinessCategoryResult>,
+    /// `website` (the first) and `description`.
+    pub profile_options: std::collections::BTreeMap<String, String>,
+    /// The time zone of its hours.
+    pub business_hours_timezone: Option<String>,
+    /// Its hours, a day each.
+    pub business_hours: Vec<BusinessHoursResult>,
+}
+
+/// A business category.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BusinessCategoryResult {
+    /// WhatsApp's id of the category.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// A business's hours on one day.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BusinessHoursResult {
+    /// `monday` … `sunday`.
+    pub day_of_week: String,
+    /// `open_24h`, `specific_hours` or `appointment_only`.
+    pub mode: String,
+    /// Opens (`09:00`), with `specific_hours`.
+    pub open_time: Option<String>,
+    /// Closes (`18:00`).
+    pub close_time: Option<String>,
+}
+
+impl BusinessProfileResults {
+    fn from_link(jid: String, profile: BusinessProfile) -> Self {
+        let clock = |minute: u32| format!("{:02}:{:02}", minute / 60, minute % 60);
+        let day_name = |day: &str| {
+            let full = match day {
+                "sun" => "sunday",
+                "mon" => "monday",
+                "tue" => "tuesday",
+                "wed" => "wednesday",
+                "thu" => "thursday",
+                "fri" => "friday",
+                "sat" => "saturday",
+                other => other,
+            };
+            full.to_owned()
+        };
+        let mut profile_options = std::collections::BTreeMap::new();
+        if let Some(website) = profile.websites.first() {
+            profile_options.insert("website".to_owned(), website.clone());
+        }
+        if !profile.description.is_empty() {
+            profile_options.insert("description".to_owned(), profile.description.clone());
+        }
+        BusinessProfileResults {
+            jid,
+            email: profile.email,
+            address: profile.address,
+            categories: profile
+                .categories
+                .into_iter()
+                .map(|category| BusinessCategoryResult {
+                    id: category.id,
+                    name: category.name,
+                })
+                .collect(),
+            profile_options,
+            business_hours_timezone: profile.hours_timezone,
+            business_hours: profile
+                .hours
+                .into_iter()
+                .map(|day| BusinessHoursResult {
+                    day_of_week: day_name(&day.day),
+                    mode: day.mode,
+                    open_time: day.open_minute.map(clock),
+                    close_time: day.close_minute.map(clock),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A business account's public profile (upstream `userBusinessProfile`), asked through the
+/// device's live session.
+#[utoipa::path(get, path = "/user/business-profile", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id or name"),
+           ("phone" = String, Query, description = "Phone number with country code of the business account")),
+    responses((status = 200, body = Envelope<BusinessProfileResults>),
+              (status = 400, description = "Several devices and none named, or no or not a phone number"),
+              (status = 404, description = "No such device of yours, or no device at all; or the number is no business account"),
+              (status = 409, description = "Device not online"),
+              (status = 503, description = "WhatsApp or the device's worker did not answer in time")),
+    security(("bearer" = [])))]
+async fn business_profile(
+    State(state): State<AppState>,
+    Caller(user, device): Caller,
+    Query(query): Query<PhoneQuery>,
+) -> ApiResult<Response> {
+    let phone = query_phone(query.phone.as_deref(), "look up", &state)?;
+    let question = serde_json::json!({ "phone": phone });
+    let answer = ask_session(
+        &state,
+        user.id,
+        device,
+        "business_profile",
+        question,
+        "reading a business profile",
+    )
+    .await?;
+    let profile: Option<BusinessProfile> = serde_json::from_str(&answer).map_err(|e| ApiError::Internal(e.into()))?;
+    let profile = profile.ok_or(ApiError::NotFound("business profile"))?;
+    let jid = format!("{}@{USER_SERVER}", phone.digits());
+    Ok(ok(
+        "Success get business profile",
+        BusinessProfileResults::from_link(jid, profile),
+    )
+    .into_response())
 }

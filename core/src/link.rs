@@ -361,6 +361,54 @@ pub struct UserInfo {
     pub devices: Vec<u16>,
 }
 
+/// A business account's public profile.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BusinessProfile {
+    /// What the business says of itself.
+    #[serde(default)]
+    pub description: String,
+    /// Its email address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Its street address.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Its websites.
+    #[serde(default)]
+    pub websites: Vec<String>,
+    /// Its categories.
+    #[serde(default)]
+    pub categories: Vec<BusinessCategory>,
+    /// The time zone of its opening hours (`Asia/Kuala_Lumpur`).
+    #[serde(default)]
+    pub hours_timezone: Option<String>,
+    /// Its opening hours, a day each.
+    #[serde(default)]
+    pub hours: Vec<BusinessHours>,
+}
+
+/// A category of a business (WhatsApp's id and its name).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BusinessCategory {
+    /// WhatsApp's id of the category.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// A business's hours on one day of the week.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BusinessHours {
+    /// `sun`, `mon`, … `sat`.
+    pub day: String,
+    /// `open_24h`, `specific_hours` or `appointment_only`.
+    pub mode: String,
+    /// Opens, in minutes after midnight (with `specific_hours`).
+    pub open_minute: Option<u32>,
+    /// Closes, in minutes after midnight.
+    pub close_minute: Option<u32>,
+}
+
 /// An account's profile picture, where WhatsApp serves it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProfilePicture {
@@ -478,6 +526,9 @@ pub trait Session: Send + Sync {
 
     /// The account's privacy settings.
     async fn privacy(&self) -> Result<PrivacySettings, LinkError>;
+
+    /// The business profile of the account of `phone`; `None` when it is not a business.
+    async fn business_profile(&self, phone: &PhoneNumber) -> Result<Option<BusinessProfile>, LinkError>;
 
     /// The profile picture of the account of `phone` (its `preview`, or the full picture);
     /// `None` when it has none, or does not show it to this account.

@@ -50,6 +50,7 @@ async fn requests_survive_and_ids_go_on(backend: Backend) {
         "privacy",
         "profile_picture",
         "set_profile_picture",
+        "business_profile",
     ] {
         db.create_device_request(user, device, kind, "{}")
             .await

@@ -96,6 +96,13 @@ pub enum ClientFrame {
         /// Request number.
         req: u64,
     },
+    /// The business profile of the account of a number.
+    BusinessProfile {
+        /// Request number.
+        req: u64,
+        /// E.164 number.
+        phone: String,
+    },
     /// Make a picture the account's profile picture.
     SetPicture {
         /// Request number.
@@ -313,6 +320,13 @@ pub enum ServerFrame {
         req: u64,
         /// One entry per asked number.
         jids: Vec<Option<Jid>>,
+    },
+    /// Answer to `business_profile`: `null` when the account is not a business.
+    BusinessProfile {
+        /// Request number.
+        req: u64,
+        /// The profile.
+        profile: Option<wafleet_core::link::BusinessProfile>,
     },
     /// Answer to `set_picture`: the new picture's id.
     PictureSet {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use wafleet_core::cache::{Invalidations, ReadCache};
 use wafleet_core::keys::KeyRing;
 use wafleet_core::link::{
-    Jid, Link, LinkError, LinkEvent, MessageRef, NumberCheck, OpenMode, Outgoing, PrivacySettings, ProfilePicture,
-    Restrictions, Session, UserInfo,
+    BusinessProfile, Jid, Link, LinkError, LinkEvent, MessageRef, NumberCheck, OpenMode, Outgoing, PrivacySettings,
+    ProfilePicture, Restrictions, Session, UserInfo,
 };
 use wafleet_core::shutdown;
 use wafleet_core::types::{DeviceId, PhoneNumber};
@@ -185,6 +185,9 @@ impl Session for WithEvents {
     async fn privacy(&self) -> Result<PrivacySettings, LinkError> {
         self.inner.privacy().await
     }
+    async fn business_profile(&self, phone: &PhoneNumber) -> Result<Option<BusinessProfile>, LinkError> {
+        self.inner.business_profile(phone).await
+    }
     async fn profile_picture(&self, phone: &PhoneNumber, preview: bool) -> Result<Option<ProfilePicture>, LinkError> {
         self.inner.profile_picture(phone, preview).await
     }
@@ -243,6 +246,9 @@ impl Session for Wrapped {
     }
     async fn privacy(&self) -> Result<PrivacySettings, LinkError> {
         self.inner.privacy().await
+    }
+    async fn business_profile(&self, phone: &PhoneNumber) -> Result<Option<BusinessProfile>, LinkError> {
+        self.inner.business_profile(phone).await
     }
     async fn profile_picture(&self, phone: &PhoneNumber, preview: bool) -> Result<Option<ProfilePicture>, LinkError> {
         self.inner.profile_picture(phone, preview).await

@@ -25,7 +25,8 @@ struct CheckNumbers {
     phones: Vec<PhoneNumber>,
 }
 
-/// The question of a `user_info` request: the profile of the account of `phone`.
+/// The question of a `user_info` or `business_profile` request: the (business) profile of the
+/// account of `phone`.
 #[derive(serde::Deserialize)]
 struct UserInfo {
     phone: PhoneNumber,
@@ -132,6 +133,10 @@ async fn answer(request: &DeviceRequest, session: &dyn Session) -> (bool, String
             Err(failed) => failed,
         },
         "privacy" => called(session.privacy()).await,
+        "business_profile" => match question::<UserInfo>(request) {
+            Ok(q) => called(session.business_profile(&q.phone)).await,
+            Err(failed) => failed,
+        },
         "set_profile_picture" => match question::<SetProfilePicture>(request).and_then(|q| {
             use base64::Engine;
             base64::engine::general_purpose::STANDARD

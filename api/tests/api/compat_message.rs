@@ -1,8 +1,8 @@
 //! The upstream REST API's actions through a device's live session (played here by the test, as
 //! no worker runs): `POST /message/{message_id}/read`, for a received message of the device in the
-//! chat the body names, `POST /send/chat-presence`, `GET /user/info`, `GET` and `POST /user/avatar`
-//! and `GET /user/my/privacy`; each with a clear refusal
-//! for everything else, and nothing of anyone else's.
+//! chat the body names, `POST /send/chat-presence`, `GET /user/info`, `GET` and `POST
+//! /user/avatar`, `GET /user/business-profile` and `GET /user/my/privacy`; each with a clear
+//! refusal for everything else, and nothing of anyone else's.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -546,4 +546,49 @@ async fn the_accounts_picture_is_changed_through_the_session(app: TestApp) {
     expect_error(response, StatusCode::FORBIDDEN, "manage").await;
 }
 
-wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => the_accounts_picture_is_changed_through_the_session, a_profile_picture_is_found_through_the_session, a_received_message_is_marked_read_through_the_session, typing_is_shown_through_the_session, reactions_edits_and_deletions_go_through_the_session, a_profile_is_read_through_the_session, privacy_settings_are_read_through_the_session);
+async fn a_business_profile_is_read_through_the_session(app: TestApp) {
+    let ana = app.session("ana@example.com").await;
+    let shop = ana.add_device("Shop", Some("+60123456789")).await;
+    linked(&app, shop).await;
+    let read = token(&ana, json!(["read"])).await;
+    let get = |phone: &'static str| {
+        reqwest::Client::new()
+            .get(app.url("/user/business-profile"))
+            .query(&[("phone", phone)])
+            .basic_auth("admin", Some(read.as_str()))
+            .header("X-Device-Id", "Shop")
+            .send()
+    };
+    let profile = json!({
+        "description": "Cakes to order", "email": "kedai@example.com", "address": "12 Jalan Bunga",
+        "websites": ["https://kedai.example.com", "https://cakes.example.com"],
+        "categories": [{"id": "196", "name": "Bakery"}],
+        "hours_timezone": "Asia/Kuala_Lumpur",
+        "hours": [{"day": "mon", "mode": "specific_hours", "open_minute": 540, "close_minute": 1050},
+                  {"day": "sun", "mode": "open_24h", "open_minute": null, "close_minute": null}],
+    })
+    .to_string();
+    let (response, question) = tokio::join!(
+        get("60191000001@s.whatsapp.net"),
+        answer_with(&app, shop, "business_profile", &profile)
+    );
+    assert_eq!(question, Some(json!({"phone": "+60191000001"})));
+    let got = body(response.unwrap()).await;
+    assert_eq!(
+        got["results"],
+        json!({
+            "jid": "60191000001@s.whatsapp.net", "email": "kedai@example.com", "address": "12 Jalan Bunga",
+            "categories": [{"id": "196", "name": "Bakery"}],
+            "profile_options": {"website": "https://kedai.example.com", "description": "Cakes to order"},
+            "business_hours_timezone": "Asia/Kuala_Lumpur",
+            "business_hours": [
+                {"day_of_week": "monday", "mode": "specific_hours", "open_time": "09:00", "close_time": "17:30"},
+                {"day_of_week": "sunday", "mode": "open_24h", "open_time": null, "close_time": null},
+            ],
+        })
+    );
+    let (response, _) = tokio::join!(get("60191000002"), answer_with(&app, shop, "business_profile", "null"));
+    expect_error(response.unwrap(), StatusCode::NOT_FOUND, "business profile not found").await;
+}
+
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => a_business_profile_is_read_through_the_session, the_accounts_picture_is_changed_through_the_session, a_profile_picture_is_found_through_the_session, a_received_message_is_marked_read_through_the_session, typing_is_shown_through_the_session, reactions_edits_and_deletions_go_through_the_session, a_profile_is_read_through_the_session, privacy_settings_are_read_through_the_session);

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use wafleet_core::link::{
-    Content, Jid, LinkError, LinkEvent, MessageRef, NewChatCap, NumberCheck, Outgoing, PrivacySettings, ProfilePicture,
-    Restrictions, Session, UserInfo,
+    BusinessProfile, Content, Jid, LinkError, LinkEvent, MessageRef, NewChatCap, NumberCheck, Outgoing,
+    PrivacySettings, ProfilePicture, Restrictions, Session, UserInfo,
 };
 use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber, Timestamp};
@@ -34,6 +34,8 @@ pub(crate) enum Request {
     Privacy,
     /// A number's profile picture.
     Picture { phone: String, preview: bool },
+    /// A number's business profile.
+    BusinessProfile { phone: String },
     /// A new profile picture for the account (base64).
     SetPicture { jpeg: String },
     /// A read receipt for messages of a chat.
@@ -206,6 +208,17 @@ impl Session for SimSession {
         };
         match self.request(request).await? {
             ServerFrame::PictureSet { id, .. } => Ok(id),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    #[tracing::instrument(skip(self), fields(device = %self.device))]
+    async fn business_profile(&self, phone: &PhoneNumber) -> Result<Option<BusinessProfile>, LinkError> {
+        let request = Request::BusinessProfile {
+            phone: phone.as_str().to_owned(),
+        };
+        match self.request(request).await? {
+            ServerFrame::BusinessProfile { profile, .. } => Ok(profile),
             other => Err(unexpected(&other)),
         }
     }

@@ -45,7 +45,7 @@ pub async fn user_info(h: &dyn Harness) {
     let plain = contact(h, Contact::OnWhatsApp).await;
     let shop = contact(h, Contact::OnWhatsApp).await;
     let profile = Profile {
-        about: Some("Open 9 to 5, closed on Fridays".into()),
+        about: Some("Open 9 to 5, closed on Fridays; orders@kedai.example.com".into()),
         business_name: Some("Kedai Aisyah".into()),
         picture_id: Some("1651459152".into()),
         ..Profile::default()
@@ -67,7 +67,10 @@ pub async fn user_info(h: &dyn Harness) {
 
     let shop_info = info(shop.clone()).await.expect("the shop is on WhatsApp");
     assert_eq!(shop_info.jid, Jid::for_phone(&shop));
-    assert_eq!(shop_info.about.as_deref(), Some("Open 9 to 5, closed on Fridays"));
+    assert_eq!(
+        shop_info.about.as_deref(),
+        Some("Open 9 to 5, closed on Fridays; orders@kedai.example.com")
+    );
     assert_eq!(shop_info.picture_id.as_deref(), Some("1651459152"));
     assert_eq!(shop_info.verified_name.as_deref(), Some("Kedai Aisyah"));
 
@@ -139,6 +142,57 @@ pub async fn own_profile_picture_changes(h: &dyn Harness) {
         .expect("read")
         .expect("a picture");
     assert_eq!(shown.id, new_id);
+    paired.session.close().await;
+}
+
+/// A business's profile comes whole (description, contacts, categories, hours); an account that
+/// is not a business, or a number without WhatsApp, has none.
+pub async fn business_profile(h: &dyn Harness) {
+    let paired = pair(h).await;
+    let absent = contact(h, Contact::NotOnWhatsApp).await;
+    let plain = contact(h, Contact::OnWhatsApp).await;
+    let shop = contact(h, Contact::OnWhatsApp).await;
+    let business = wafleet_core::link::BusinessProfile {
+        description: "Cakes to order".into(),
+        email: Some("kedai@example.com".into()),
+        address: Some("12 Jalan Bunga, Kuala Lumpur".into()),
+        websites: vec!["https://kedai.example.com".into()],
+        categories: vec![wafleet_core::link::BusinessCategory {
+            id: "196".into(),
+            name: "Bakery".into(),
+        }],
+        hours_timezone: Some("Asia/Kuala_Lumpur".into()),
+        hours: vec![
+            wafleet_core::link::BusinessHours {
+                day: "mon".into(),
+                mode: "specific_hours".into(),
+                open_minute: Some(540),
+                close_minute: Some(1080),
+            },
+            wafleet_core::link::BusinessHours {
+                day: "sat".into(),
+                mode: "open_24h".into(),
+                open_minute: None,
+                close_minute: None,
+            },
+        ],
+    };
+    let profile = Profile {
+        business_name: Some("Kedai Aisyah".into()),
+        business: Some(business.clone()),
+        ..Profile::default()
+    };
+    h.phones()
+        .set_profile(&shop, profile)
+        .await
+        .expect("set the business profile");
+    let session = &paired.session;
+    assert_eq!(
+        session.business_profile(&shop).await.expect("the shop's profile"),
+        Some(business)
+    );
+    assert_eq!(session.business_profile(&plain).await.expect("not a business"), None);
+    assert_eq!(session.business_profile(&absent).await.expect("no account"), None);
     paired.session.close().await;
 }
 

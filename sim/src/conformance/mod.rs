@@ -23,9 +23,9 @@ use wafleet_core::link::Link;
 use wafleet_core::types::DeviceId;
 
 pub use failures::{
-    ban_after_fast_sends_to_strangers, check_numbers, dropped_connection_reconnects, own_profile_picture_changes,
-    privacy_settings, profile_picture, refusal_463, remote_logout, timelock_restricts_new_chats_only,
-    unreachable_network_fails_fast, user_info,
+    ban_after_fast_sends_to_strangers, business_profile, check_numbers, dropped_connection_reconnects,
+    own_profile_picture_changes, privacy_settings, profile_picture, refusal_463, remote_logout,
+    timelock_restricts_new_chats_only, unreachable_network_fails_fast, user_info,
 };
 pub use harness::SimHarness;
 pub use messages::{
@@ -89,6 +89,7 @@ pub const CHECKS: &[&str] = &[
     "privacy_settings",
     "profile_picture",
     "own_profile_picture_changes",
+    "business_profile",
     "refusal_463",
     "timelock_restricts_new_chats_only",
     "dropped_connection_reconnects",

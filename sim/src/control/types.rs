@@ -136,6 +136,9 @@ pub struct Profile {
     /// The id of its profile picture (none: no picture).
     #[serde(default)]
     pub picture_id: Option<String>,
+    /// A business account's public profile (none: not a business).
+    #[serde(default)]
+    pub business: Option<wafleet_core::link::BusinessProfile>,
     /// Its privacy settings that differ from WhatsApp's defaults ([`PRIVACY_DEFAULTS`]), by
     /// category (`last` → `contacts`).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
@@ -179,6 +182,7 @@ impl Profile {
             about: update.about.or_else(|| self.about.clone()),
             business_name: update.business_name.or_else(|| self.business_name.clone()),
             picture_id: update.picture_id.or_else(|| self.picture_id.clone()),
+            business: update.business.or_else(|| self.business.clone()),
             privacy: self.privacy.clone().into_iter().chain(update.privacy).collect(),
         }
     }

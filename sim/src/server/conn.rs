@@ -111,6 +111,7 @@ async fn handle(sim: &Arc<Sim>, conn: u64, frame: ClientFrame, greeted: &mut boo
         ClientFrame::Privacy { req } => sim.privacy(conn, req),
         ClientFrame::Picture { req, phone, preview } => sim.picture(conn, req, &phone, preview),
         ClientFrame::SetPicture { req, jpeg } => sim.set_picture(conn, req, &jpeg),
+        ClientFrame::BusinessProfile { req, phone } => sim.business_profile(conn, req, &phone),
         ClientFrame::Read { req, chat, ids } => sim.read(conn, req, &chat, ids),
         ClientFrame::ChatPresence { req, chat, typing } => sim.chat_presence(conn, req, &chat, typing),
         ClientFrame::React {

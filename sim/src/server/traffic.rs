@@ -244,6 +244,13 @@ impl Sim {
         w.push(conn, &ServerFrame::Picture { req, picture });
     }
 
+    /// The business profile of the account of `phone`, as its number's rule gives it.
+    pub(crate) fn business_profile(&self, conn: u64, req: u64, phone: &str) {
+        let w = self.lock();
+        let profile = digits_of(phone).and_then(|digits| w.numbers.get(&digits)?.profile.business.clone());
+        w.push(conn, &ServerFrame::BusinessProfile { req, profile });
+    }
+
     /// The device of `conn` makes `jpeg` (base64) its account's profile picture, under a new id.
     pub(crate) fn set_picture(&self, conn: u64, req: u64, jpeg: &str) {
         use base64::Engine;

@@ -149,6 +149,7 @@ fn handle_iq(model: &mut Model, conn: u64, node: &Node) {
             result(node, Vec::new())
         }
         ("usync", "get", _, Some(_)) => super::usync::answer(model, node),
+        ("w:biz", "get", "business_profile", Some(_)) => super::business::answer(model, node),
         ("passive", "set", "active", Some(device)) => {
             let device = device.clone();
             model.send(conn, result(node, Vec::new()));

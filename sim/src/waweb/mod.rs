@@ -10,6 +10,7 @@
 
 mod appstate;
 mod bans;
+mod business;
 mod chat;
 mod conn;
 mod handle;

@@ -50,8 +50,9 @@ pub(crate) fn answer(model: &Model, request: &Node) -> Node {
             let profile = &account.profile;
             if status {
                 let mut node = NodeBuilder::new("status");
+                // As bytes: a string that looks like a JID (an email address) would be packed as one.
                 if let Some(about) = &profile.about {
-                    node = node.string_content(about.clone());
+                    node = node.bytes(about.as_bytes().to_vec());
                 }
                 children.push(node.build());
             }

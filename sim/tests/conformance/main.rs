@@ -24,6 +24,7 @@ wafleet_sim::conformance_suite!(
         privacy_settings,
         profile_picture,
         own_profile_picture_changes,
+        business_profile,
         refusal_463,
         timelock_restricts_new_chats_only,
         dropped_connection_reconnects,

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use wafleet_core::link::{
-    Content, Jid, LinkError, LinkEvent, MessageRef, NumberCheck, Outgoing, OutgoingImage, PrivacySettings,
-    ProfilePicture, Restrictions, Session, UserInfo,
+    BusinessCategory, BusinessHours, BusinessProfile, Content, Jid, LinkError, LinkEvent, MessageRef, NumberCheck,
+    Outgoing, OutgoingImage, PrivacySettings, ProfilePicture, Restrictions, Session, UserInfo,
 };
 use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber};
@@ -317,6 +317,44 @@ impl Session for WaSession {
             .await
             .map(|set| set.id)
             .map_err(|e| LinkError::Transient(format!("setting the profile picture: {e}")))
+    }
+
+    #[tracing::instrument(skip_all, fields(device = %self.device))]
+    async fn business_profile(&self, phone: &PhoneNumber) -> Result<Option<BusinessProfile>, LinkError> {
+        self.ready()?;
+        let jid = WaJid::pn(phone.digits());
+        let profile = self
+            .client
+            .get_business_profile(&jid)
+            .await
+            .map_err(|e| classify_iq(format!("reading the business profile: {e}"), &e))?;
+        Ok(profile.map(|profile| BusinessProfile {
+            description: profile.description,
+            email: profile.email,
+            address: profile.address,
+            websites: profile.website,
+            categories: profile
+                .categories
+                .into_iter()
+                .map(|category| BusinessCategory {
+                    id: category.id,
+                    name: category.name,
+                })
+                .collect(),
+            hours_timezone: profile.business_hours.timezone,
+            hours: profile
+                .business_hours
+                .business_config
+                .unwrap_or_default()
+                .into_iter()
+                .map(|day| BusinessHours {
+                    day: day.day_of_week.as_str().to_owned(),
+                    mode: day.mode.as_str().to_owned(),
+                    open_minute: day.open_time,
+                    close_minute: day.close_time,
+                })
+                .collect(),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(device = %self.device))]

@@ -33,6 +33,7 @@ wafleet_sim::conformance_suite!(
         privacy_settings,
         profile_picture,
         own_profile_picture_changes,
+        business_profile,
         dropped_connection_reconnects,
         remote_logout,
         ban_after_fast_sends_to_strangers,

@@ -98,6 +98,7 @@ impl Task {
             | ServerFrame::Privacy { .. }
             | ServerFrame::Picture { .. }
             | ServerFrame::PictureSet { .. }
+            | ServerFrame::BusinessProfile { .. }
             | ServerFrame::Restrictions { .. }
             | ServerFrame::Done { .. }
             | ServerFrame::Error { .. }) => {
@@ -108,6 +109,7 @@ impl Task {
                     | ServerFrame::Privacy { req, .. }
                     | ServerFrame::Picture { req, .. }
                     | ServerFrame::PictureSet { req, .. }
+                    | ServerFrame::BusinessProfile { req, .. }
                     | ServerFrame::Restrictions { req, .. }
                     | ServerFrame::Done { req }
                     | ServerFrame::Error { req, .. } => *req,

@@ -196,6 +196,7 @@ impl Task {
                             Request::Privacy => ClientFrame::Privacy { req },
                             Request::Picture { phone, preview } => ClientFrame::Picture { req, phone, preview },
                             Request::SetPicture { jpeg } => ClientFrame::SetPicture { req, jpeg },
+                            Request::BusinessProfile { phone } => ClientFrame::BusinessProfile { req, phone },
                             Request::Read { chat, ids } => ClientFrame::Read { req, chat, ids },
                             Request::ChatPresence { chat, typing } => ClientFrame::ChatPresence { req, chat, typing },
                             Request::React {
