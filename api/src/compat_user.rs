@@ -19,7 +19,7 @@ use crate::compat_send::{PhoneQuery, query_phone};
 use crate::envelope::{Envelope, ok};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Multipart, Query};
-use crate::sessions::ask_session;
+use crate::sessions::{ask_session, ask_session_for};
 
 pub(crate) fn router(max_media_bytes: usize) -> OpenApiRouter<AppState> {
     // A new picture is a media upload, with the media routes' limit.
@@ -128,8 +128,8 @@ async fn user_info(
 ) -> ApiResult<Response> {
     let phone = query_phone(query.phone.as_deref(), "look up", &state)?;
     let question = serde_json::json!({ "phone": phone });
-    let answer = ask_session(&state, user.id, device, "user_info", question, "reading a profile").await?;
-    let info: Option<UserInfo> = serde_json::from_str(&answer).map_err(|e| ApiError::Internal(e.into()))?;
+    let info: Option<UserInfo> =
+        ask_session_for(&state, user.id, device, "user_info", question, "reading a profile").await?;
     let info = info.ok_or_else(|| ApiError::Invalid(format!("phone: {phone} is not on WhatsApp")))?;
     Ok(ok("Success", UserInfoResults::from_link(info)).into_response())
 }
@@ -163,7 +163,7 @@ pub struct PrivacyResults {
     security(("bearer" = [])))]
 async fn my_privacy(State(state): State<AppState>, Caller(user, device): Caller) -> ApiResult<Response> {
     let question = serde_json::json!({});
-    let answer = ask_session(
+    let mut settings: PrivacySettings = ask_session_for(
         &state,
         user.id,
         device,
@@ -172,7 +172,6 @@ async fn my_privacy(State(state): State<AppState>, Caller(user, device): Caller)
         "reading the privacy settings",
     )
     .await?;
-    let mut settings: PrivacySettings = serde_json::from_str(&answer).map_err(|e| ApiError::Internal(e.into()))?;
     let results = PrivacyResults {
         group_add: settings.remove("groupadd"),
         last_seen: settings.remove("last"),
@@ -230,7 +229,7 @@ async fn avatar(
     }
     let phone = query_phone(query.phone.as_deref(), "look up", &state)?;
     let question = serde_json::json!({ "phone": phone, "preview": query.is_preview });
-    let answer = ask_session(
+    let picture: Option<ProfilePicture> = ask_session_for(
         &state,
         user.id,
         device,
@@ -239,7 +238,6 @@ async fn avatar(
         "reading a profile picture",
     )
     .await?;
-    let picture: Option<ProfilePicture> = serde_json::from_str(&answer).map_err(|e| ApiError::Internal(e.into()))?;
     // None set, hidden from this account, or no account at all: WhatsApp does not tell them apart.
     let picture = picture.ok_or(ApiError::NotFound("profile picture"))?;
     let kind = if picture.preview { "preview" } else { "image" };
@@ -400,7 +398,7 @@ async fn business_profile(
 ) -> ApiResult<Response> {
     let phone = query_phone(query.phone.as_deref(), "look up", &state)?;
     let question = serde_json::json!({ "phone": phone });
-    let answer = ask_session(
+    let profile: Option<BusinessProfile> = ask_session_for(
         &state,
         user.id,
         device,
@@ -409,7 +407,6 @@ async fn business_profile(
         "reading a business profile",
     )
     .await?;
-    let profile: Option<BusinessProfile> = serde_json::from_str(&answer).map_err(|e| ApiError::Internal(e.into()))?;
     let profile = profile.ok_or(ApiError::NotFound("business profile"))?;
     let jid = format!("{}@{USER_SERVER}", phone.digits());
     Ok(ok(

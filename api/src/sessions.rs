@@ -146,7 +146,19 @@ pub(crate) async fn run_check(
     phones: &[PhoneNumber],
 ) -> ApiResult<Vec<NumberCheck>> {
     let question = serde_json::json!({ "phones": phones });
-    let answer = ask_session(state, user, device, "check_numbers", question, "checking numbers").await?;
+    ask_session_for(state, user, device, "check_numbers", question, "checking numbers").await
+}
+
+/// [`ask_session`], with the answer read as a `T`.
+pub(crate) async fn ask_session_for<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    user: UserId,
+    device: DeviceId,
+    kind: &str,
+    question: serde_json::Value,
+    doing: &str,
+) -> ApiResult<T> {
+    let answer = ask_session(state, user, device, kind, question, doing).await?;
     serde_json::from_str(&answer).map_err(|e| ApiError::Internal(e.into()))
 }
 
