@@ -20,7 +20,7 @@ use crate::envelope::{Envelope, ok};
 use crate::error::{ApiError, ApiResult, OrNotFound};
 use crate::extract::{Json, Path};
 use crate::sends::phone_number;
-use crate::sessions::ask_session;
+use crate::sessions::{ask_session, ask_session_for};
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -133,8 +133,7 @@ async fn react_to_message(
         from_me: message.from_me,
     };
     let question = serde_json::json!({ "chat": message.chat_jid, "target": target, "emoji": emoji });
-    let answer = ask_session(&state, user.id, device, "react", question, "reacting").await?;
-    let reaction: String = serde_json::from_str(&answer).map_err(|e| ApiError::Internal(e.into()))?;
+    let reaction: String = ask_session_for(&state, user.id, device, "react", question, "reacting").await?;
     let status = if emoji.is_empty() {
         "Reaction removed"
     } else {

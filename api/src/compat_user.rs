@@ -1,8 +1,7 @@
-//! The upstream REST API's `user` reads: `GET /user/my/contacts`, answered from what wafleet
+//! The upstream REST API's `user` routes: `GET /user/my/contacts`, answered from what wafleet
 //! stores; `GET /user/info`, `GET /user/avatar`, `GET /user/business-profile` and
-//! `GET /user/my/privacy`, asked of WhatsApp
-//! through the device's live session; and `POST /user/avatar`, which changes the account's
-//! picture through it.
+//! `GET /user/my/privacy`, asked of WhatsApp through the device's live session; and
+//! `POST /user/avatar`, which changes the account's picture through it.
 //! (`GET /user/check` asks WhatsApp too, with the sends in `compat_send`.)
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -11,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_core::db::Contact;
-use wafleet_core::link::{BusinessProfile, PrivacySettings, ProfilePicture, USER_SERVER, UserInfo};
+use wafleet_core::link::{BusinessProfile, Jid, PrivacySettings, ProfilePicture, USER_SERVER, UserInfo};
 
 use crate::AppState;
 use crate::compat::{Caller, upstream_statuses};
@@ -408,7 +407,7 @@ async fn business_profile(
     )
     .await?;
     let profile = profile.ok_or(ApiError::NotFound("business profile"))?;
-    let jid = format!("{}@{USER_SERVER}", phone.digits());
+    let jid = Jid::for_phone(&phone).0;
     Ok(ok(
         "Success get business profile",
         BusinessProfileResults::from_link(jid, profile),

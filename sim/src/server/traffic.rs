@@ -428,8 +428,6 @@ impl Sim {
     }
 }
 
-/// The account (digits) of the device with `token`.
-/// The account (digits) of the device connected on `conn`, if one is.
 /// The account of `conn`'s device, for request `req`; `None` once the refusal is answered (the
 /// connection is not a linked device's).
 fn requester_account(w: &World, conn: u64, req: u64) -> Option<String> {
@@ -453,11 +451,13 @@ fn about_a_chat(w: &World, conn: u64, req: u64, chat: &Jid) -> Option<String> {
     None
 }
 
+/// The account (digits) of the device connected on `conn`, if one is.
 fn conn_account(w: &World, conn: u64) -> Option<String> {
     let token = w.conns.get(&conn)?.token.as_deref()?;
     w.devices.get(token).map(|d| d.account.clone())
 }
 
+/// The account (digits) of the device with `token`.
 fn device_account(w: &World, token: &str) -> String {
     w.devices.get(token).map(|d| d.account.clone()).unwrap_or_default()
 }

@@ -14,7 +14,8 @@ pub(crate) fn is_picture_iq(node: &Node) -> bool {
     node.tag == "iq" && attr(node, "xmlns").as_deref() == Some("w:profile:picture")
 }
 
-/// Answers a profile picture IQ of connection `conn`, logged in as a device of `phone`.
+/// Answers a profile picture IQ from a connection logged in as a device of `phone` (`None`: not
+/// logged in, refused).
 pub(crate) fn handle(model: &mut Model, media: &MediaStore, phone: Option<&str>, request: &Node) -> Node {
     match (attr(request, "type").as_deref(), phone) {
         (Some("get"), Some(_)) => answer(model, media, request),
