@@ -94,9 +94,20 @@ impl DemoPhones {
                 text: Some(format!("Hi, this is {name}. Is this still available?")),
                 kind: None,
                 push_name: Some(name.into()),
+                media: None,
             };
             self.control.inject(&hello).await?;
         }
+        let photo = wafleet_sim::control::InjectMessage {
+            to: phone.into(),
+            from: CONTACTS[0].0.into(),
+            chat: Default::default(),
+            text: Some("This one, in blue".into()),
+            kind: Some(wafleet_core::link::MessageKind::Image),
+            push_name: Some(CONTACTS[0].1.into()),
+            media: None,
+        };
+        self.control.inject(&photo).await?;
         let group = wafleet_sim::control::InjectMessage {
             to: phone.into(),
             from: CONTACTS[0].0.into(),
@@ -104,6 +115,7 @@ impl DemoPhones {
             text: Some("A group message: wafleet keeps personal chats only".into()),
             kind: None,
             push_name: Some(CONTACTS[0].1.into()),
+            media: None,
         };
         self.control.inject(&group).await?;
         let from = CONTACTS.iter().map(|(n, _)| (*n).to_owned()).collect();

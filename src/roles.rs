@@ -81,6 +81,7 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
         live_worker: std::time::Duration::from_secs(settings.lease_ttl_secs),
         queues: queues.clone(),
         webhook_keep: std::time::Duration::from_secs(settings.webhook_keep_days.saturating_mul(24 * 3600)),
+        media: wafleet_core::media_store::MediaStore::from_settings(&settings)?,
     };
 
     let settings = Arc::new(settings);
@@ -131,7 +132,7 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
                 link,
                 queues,
                 invalidations,
-                WorkerOptions::from_settings(&settings),
+                WorkerOptions::from_settings(&settings)?,
                 shutdown.clone(),
             ));
             tasks.spawn(wafleet_scheduler::run(db.clone(), scheduler_context, shutdown.clone()));
@@ -148,7 +149,7 @@ pub async fn run(role: Role, settings: Settings) -> anyhow::Result<()> {
         }
         Role::Worker => {
             tasks.spawn(probes(db.clone(), settings.clone(), shutdown.clone()));
-            let options = WorkerOptions::from_settings(&settings);
+            let options = WorkerOptions::from_settings(&settings)?;
             tasks.spawn(wafleet_workers::run(
                 db.clone(),
                 link_for(&settings, &db, &keys.expect("a worker loads the keys")),

@@ -66,6 +66,7 @@ async fn a_stale_holder_cannot_write(backend: Backend) {
         text: Some("written by a stale holder".into()),
         sent_at: Timestamp::now(),
         history: false,
+        media: None,
     };
     assert!(matches!(
         db.store_message(a, &message).await,

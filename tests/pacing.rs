@@ -52,6 +52,7 @@ async fn three_sends(backend: Backend, policy: Pacing) -> Vec<Timestamp> {
         lease_ttl: Duration::from_secs(5),
         confirm_wait: Duration::from_secs(60),
         webhooks: wafleet_workers::WebhookOptions::default(),
+        media: None,
     };
     let link = Arc::new(SimLink::new(sim.ws_url(), db.clone(), test.keys.clone()));
     let worker = tokio::spawn(wafleet_workers::run(

@@ -63,6 +63,7 @@ async fn pair_by_qr_receive_check_and_survive_a_worker_restart(backend: Backend)
             text: Some("not personal".into()),
             kind: None,
             push_name: None,
+            media: None,
         };
         control.inject(&message).await.unwrap();
     }

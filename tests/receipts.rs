@@ -26,7 +26,7 @@ const DELIVERED_AFTER: Duration = Duration::from_secs(3);
 /// A worker on `test`'s database and queues.
 fn start_worker(test: &TestDb, queues: &wafleet_core::queue::Queues, sim: &SimHandle, id: &str) -> Worker {
     let (trigger, signal) = shutdown::channel();
-    let mut options = wafleet_workers::WorkerOptions::from_settings(&test.settings);
+    let mut options = wafleet_workers::WorkerOptions::from_settings(&test.settings).expect("worker options");
     options.id = id.into();
     let link = Arc::new(SimLink::new(sim.ws_url(), test.db.clone(), test.keys.clone()));
     let task = tokio::spawn(wafleet_workers::run(

@@ -114,7 +114,7 @@ fn quick(settings: &mut Settings) {
 /// A worker on `test`'s database and queues, linked to `sim`.
 async fn start_worker(test: &TestDb, sim: &SimHandle, id: &str) -> (ShutdownTrigger, tokio::task::JoinHandle<()>) {
     let (trigger, signal) = shutdown::channel();
-    let mut options = wafleet_workers::WorkerOptions::from_settings(&test.settings);
+    let mut options = wafleet_workers::WorkerOptions::from_settings(&test.settings).expect("worker options");
     options.id = id.into();
     let link = Arc::new(SimLink::new(sim.ws_url(), test.db.clone(), test.keys.clone()));
     let worker = tokio::spawn({

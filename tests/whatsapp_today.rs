@@ -43,6 +43,7 @@ fn from_contact(chat: ChatKind, text: &str) -> InjectMessage {
         text: Some(text.into()),
         kind: None,
         push_name: Some("Nadia".into()),
+        media: None,
     }
 }
 

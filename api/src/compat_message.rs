@@ -227,7 +227,7 @@ async fn own_message_in_chat(
 /// Message `id` of `user`'s `device` (one it received or that its phone sent, as stored, or
 /// one wafleet sent from it), checked to be in the chat `phone` names: 404 when there is no such
 /// message, 400 when it is in another chat.
-async fn message_in_chat(
+pub(crate) async fn message_in_chat(
     state: &AppState,
     user: &User,
     device: DeviceId,

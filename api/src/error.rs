@@ -27,12 +27,18 @@ pub enum ApiError {
     /// 404: no such thing, or it belongs to someone else (never told apart).
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// 404 saying why: the thing existed but is no more (where a client expects 404 for it).
+    #[error("{0}")]
+    Missing(String),
     /// 405: the route exists but does not answer this method; the message lists those it does.
     #[error("{0}")]
     MethodNotAllowed(String),
     /// 409: clashes with existing data.
     #[error("{0}")]
     Conflict(String),
+    /// 410: the thing existed and is gone for good; the message says why.
+    #[error("{0}")]
+    Gone(String),
     /// 413: the body is larger than the configured limit.
     #[error("request body is too large: the limit is {0} bytes")]
     PayloadTooLarge(usize),
@@ -63,7 +69,8 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::AlreadyLoggedIn(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::Missing(_) => StatusCode::NOT_FOUND,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -84,6 +91,8 @@ impl ApiError {
             ApiError::Unauthorized(m) => ApiError::Unauthorized(m.clone()),
             ApiError::Forbidden(m) => ApiError::Forbidden(m.clone()),
             ApiError::NotFound(what) => ApiError::NotFound(what),
+            ApiError::Missing(m) => ApiError::Missing(m.clone()),
+            ApiError::Gone(m) => ApiError::Gone(m.clone()),
             ApiError::MethodNotAllowed(m) => ApiError::MethodNotAllowed(m.clone()),
             ApiError::Conflict(m) => ApiError::Conflict(m.clone()),
             ApiError::PayloadTooLarge(n) => ApiError::PayloadTooLarge(*n),

@@ -33,6 +33,7 @@ mod mcp;
 mod media_url;
 mod openapi;
 mod pages;
+mod received_media;
 mod retention;
 mod scopes;
 mod sends;
@@ -143,11 +144,13 @@ pub fn app(state: AppState) -> Router {
         .merge(retention::router())
         .merge(sessions::router())
         .merge(chat_view::router())
+        .merge(received_media::router())
         .merge(compat::router())
         .merge(compat_devices::router())
         .merge(compat_chats::router())
         .merge(compat_user::router(state.settings.max_media_bytes))
         .merge(compat_message::router())
+        .merge(received_media::compat_router())
         .merge(compat_send::router(state.settings.max_media_bytes))
         .merge(sends::router())
         .merge(admin::router())

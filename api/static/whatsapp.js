@@ -121,7 +121,8 @@ function messageItem(message) {
   item.className = `message ${message.from_me ? "out" : "in"}`;
   item.dataset.id = message.id;
   item.dataset.sentAt = String(Date.parse(message.sent_at));
-  const text = message.body || `[${message.kind}]`;
+  const file = mediaOf(message);
+  const text = message.body || (file ? "" : `[${message.kind}]`);
   const meta = span("meta", timeOrDate(message.sent_at));
   meta.title = new Date(message.sent_at).toLocaleString();
   if (message.from_me) {
@@ -132,8 +133,63 @@ function messageItem(message) {
     tick.setAttribute("aria-label", status);
     meta.append(" ", tick);
   }
-  item.append(span("sender", message.from_me ? "You" : threadName.textContent), span("body", text), meta);
+  item.append(span("sender", message.from_me ? "You" : threadName.textContent));
+  if (file) item.append(file);
+  if (text) item.append(span("body", text));
+  item.append(meta);
   return item;
+}
+
+const KIND_NAMES = { image: "Photo", video: "Video", audio: "Voice note", document: "Document", sticker: "Sticker" };
+
+/** The file a message carries, as the page shows it: the picture, a player, or a link to save it;
+ * while it is being fetched, or when it was not kept, a line that says so. `null` without one. */
+function mediaOf(message) {
+  if (!message.media_state) return null;
+  const name = KIND_NAMES[message.kind] || "File";
+  const box = document.createElement("div");
+  box.className = `media ${message.kind}`;
+  if (message.media_state !== "stored") {
+    const why = {
+      pending: "being fetched from WhatsApp…",
+      failed: "not kept: WhatsApp no longer had it, or it was too large",
+      expired: "removed by your retention setting",
+    }[message.media_state] || message.media_state;
+    box.append(span("media-note", `${name} ${why}`));
+    return box;
+  }
+  const url = `/api/devices/${device}/media/${encodeURIComponent(message.id)}`;
+  if (message.kind === "image" || message.kind === "sticker") {
+    const link = document.createElement("a");
+    link.href = url;
+    link.target = "_blank";
+    link.rel = "noopener";
+    const img = document.createElement("img");
+    img.src = url;
+    img.alt = message.body || name;
+    img.loading = "lazy";
+    link.append(img);
+    box.append(link);
+  } else if (message.kind === "video" || message.kind === "audio") {
+    const player = document.createElement(message.kind);
+    player.controls = true;
+    player.preload = "metadata";
+    player.src = url;
+    box.append(player);
+  }
+  const save = document.createElement("a");
+  save.className = "media-save";
+  save.href = `${url}?download=true`;
+  save.textContent = `${message.media_file_name || name} · ${sizeText(message.media_size)} · Download`;
+  box.append(save);
+  return box;
+}
+
+function sizeText(bytes) {
+  if (bytes == null) return "";
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(0)} KB`;
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 }
 
 function shown(id) {

@@ -196,6 +196,17 @@ pub struct Settings {
     #[arg(long, env = "MAX_MEDIA_BYTES", global = true, default_value_t = 20 * 1024 * 1024)]
     pub max_media_bytes: usize,
 
+    /// Where the files of received messages (pictures, videos, voice notes, documents, stickers)
+    /// are kept; unset: `<data_dir>/media`. In scale-out, every API and worker process must see
+    /// the same directory (a shared volume).
+    #[arg(long, env = "MEDIA_DIR", global = true, value_name = "DIR")]
+    pub media_dir: Option<PathBuf>,
+
+    /// Largest file of a received message that workers fetch and keep, in bytes; a larger one is
+    /// listed with its message but not kept (WhatsApp allows documents of up to 2 GB).
+    #[arg(long, env = "MAX_RECEIVED_MEDIA_BYTES", global = true, default_value_t = 100 * 1024 * 1024)]
+    pub max_received_media_bytes: u64,
+
     /// Seconds in-flight work gets to finish after SIGTERM before the process exits.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECS", global = true, default_value_t = 30)]
     pub shutdown_timeout_secs: u64,

@@ -12,6 +12,7 @@ pub mod error;
 pub mod keys;
 pub mod link;
 pub mod media;
+pub mod media_store;
 pub mod metrics;
 pub mod queue;
 pub mod shutdown;

@@ -133,6 +133,29 @@ pub struct IncomingMessage {
     /// record but not news (no unread count, no webhook, never a reply to a send).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub history: bool,
+    /// The picture, video, voice note, document or sticker it carries: what it is, and where
+    /// the link fetches it ([`Session::download`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<IncomingMedia>,
+}
+
+/// Media a received message carries, as its link reported it.
+///
+/// WhatsApp keeps a message's media on its servers, encrypted, for a limited time (weeks); the
+/// message itself holds only where it is and the key. wafleet fetches it through the device's
+/// session soon after the message is stored and keeps it ([`crate::media_store`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IncomingMedia {
+    /// MIME type the sender gave (`image/jpeg`, `video/mp4`, `application/pdf`, …).
+    pub mime: String,
+    /// Size in bytes, as the sender announced it.
+    pub size: u64,
+    /// The file's name, for documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    /// Where and how the link fetches it: the link's own form (addresses, keys, hashes), opaque
+    /// to the rest of wafleet and stored as it is until the media is fetched.
+    pub locator: String,
 }
 
 /// Delivery progress reported for messages this account sent.
@@ -563,6 +586,11 @@ pub trait Session: Send + Sync {
 
     /// What WhatsApp currently lets the account do with new chats.
     async fn restrictions(&self) -> Result<Restrictions, LinkError>;
+
+    /// Fetches the media a received message carries, decrypted and checked against the hashes
+    /// the message gave: [`LinkError::Invalid`] when it is gone from WhatsApp's servers or does
+    /// not match (trying again will not help), [`LinkError::Transient`] when the fetch failed.
+    async fn download(&self, media: &IncomingMedia) -> Result<Vec<u8>, LinkError>;
 
     /// Closes the connection but keeps the credentials (hand-off to another worker, shutdown).
     async fn close(&self);

@@ -26,6 +26,7 @@ pub struct TestDb {
     /// database: tests of start-up call [`crate::keys::registry::startup`] themselves.
     pub keys: crate::keys::KeyRing,
     _storage: Storage,
+    _media: tempfile::TempDir,
 }
 
 enum Storage {
@@ -156,6 +157,9 @@ impl TestDb {
             }
         };
         settings.database_max_connections = 5;
+        // Files of received messages go to a directory of the test's own, never `./data`.
+        let media = tempfile::tempdir().expect("temporary media directory");
+        settings.media_dir = Some(media.path().to_owned());
         let secret = crate::keys::source::random_secret();
         settings.wa_keys_secret = Some(crate::keys::source::encode_secret(&secret).as_str().into());
         configure(&mut settings);
@@ -168,6 +172,7 @@ impl TestDb {
             settings,
             keys,
             _storage: storage,
+            _media: media,
         }
     }
 }

@@ -293,6 +293,7 @@ mod tests {
             text: Some("hi".into()),
             sent_at: Timestamp(1),
             history: false,
+            media: None,
         };
         let body =
             |m: &IncomingMessage| -> Value { serde_json::from_str(&message_body(&device, m, Timestamp(2))).unwrap() };

@@ -46,6 +46,7 @@ fn batch(fence: Fence, n: usize) -> Vec<(Fence, IngestItem)> {
                 text: Some(format!("message {i} of batch {n}")),
                 sent_at: Timestamp::now(),
                 history: false,
+                media: None,
             };
             (fence, IngestItem::Message(message))
         })

@@ -54,6 +54,9 @@ pub struct Context {
     pub queues: Queues,
     /// How long webhook deliveries stay listed (`WEBHOOK_KEEP_DAYS`).
     pub webhook_keep: Duration,
+    /// Where the files of received messages are kept: retention removes those of the messages
+    /// it deletes.
+    pub media: wafleet_core::media_store::MediaStore,
 }
 
 /// Adds the standard jobs to `scheduler`.
@@ -64,6 +67,7 @@ pub fn standard(scheduler: Scheduler, context: Context) -> anyhow::Result<Schedu
     let pruned = invalidations.clone();
     let queues = context.queues;
     let webhook_keep = context.webhook_keep;
+    let media = context.media;
     scheduler
         .job("housekeeping", HOUSEKEEPING_SCHEDULE, Fire::Once, move |db, _| {
             let queues = queues.clone();
@@ -89,8 +93,8 @@ pub fn standard(scheduler: Scheduler, context: Context) -> anyhow::Result<Schedu
             |db, tick| Box::pin(async move { campaign_dispatch(&db, tick).await }),
         )?
         .job("retention", RETENTION_SCHEDULE, Fire::Once, move |db, _| {
-            let invalidations = pruned.clone();
-            Box::pin(async move { retention(&db, &invalidations).await })
+            let (invalidations, media) = (pruned.clone(), media.clone());
+            Box::pin(async move { retention(&db, &invalidations, &media).await })
         })?
         .job(
             "analytics_rollup",
@@ -194,22 +198,27 @@ pub async fn analytics_rollup(db: &Db, invalidations: &Invalidations) -> anyhow:
 /// time with a pause between batches so that ingest's writes interleave, and clears the preview
 /// of chats whose last message went (see [`Db::enforce_retention`]), then lets cached reads of the
 /// devices it changed go. A run stops after [`RETENTION_MAX_BATCHES`]; the next one goes on.
-pub async fn retention(db: &Db, invalidations: &Invalidations) -> anyhow::Result<()> {
+pub async fn retention(
+    db: &Db,
+    invalidations: &Invalidations,
+    media: &wafleet_core::media_store::MediaStore,
+) -> anyhow::Result<()> {
     let batches = Batches {
         size: RETENTION_BATCH,
         pause: RETENTION_PAUSE,
         max: RETENTION_MAX_BATCHES,
     };
     let pruned = db
-        .enforce_retention(Timestamp::now(), batches)
+        .enforce_retention(Timestamp::now(), batches, media)
         .await
         .context("deleting messages past their retention")?;
     let topics: Vec<Topic> = pruned.devices.iter().copied().map(Topic::Device).collect();
     invalidations.changed(&topics).await;
-    if pruned.messages > 0 || pruned.previews > 0 {
+    if pruned.messages > 0 || pruned.previews > 0 || pruned.files > 0 {
         tracing::info!(
             removed = pruned.messages,
             previews = pruned.previews,
+            files = pruned.files,
             more = pruned.more,
             "messages past their retention deleted"
         );

@@ -34,7 +34,7 @@ pub fn worker_process(
     runtime.spawn(async move {
         let db = Db::connect(&settings).await.unwrap();
         let queues = wafleet_core::queue::Queues::connect(&settings, &db).await.unwrap();
-        let mut options = wafleet_workers::WorkerOptions::from_settings(&settings);
+        let mut options = wafleet_workers::WorkerOptions::from_settings(&settings).expect("worker options");
         options.id = id;
         let (_alive, signal) = shutdown::channel();
         let link = link(db.clone(), keys);
@@ -215,6 +215,9 @@ impl Session for WithEvents {
     async fn restrictions(&self) -> Result<Restrictions, LinkError> {
         self.inner.restrictions().await
     }
+    async fn download(&self, media: &wafleet_core::link::IncomingMedia) -> Result<Vec<u8>, LinkError> {
+        self.inner.download(media).await
+    }
     async fn close(&self) {
         self.inner.close().await
     }
@@ -276,6 +279,9 @@ impl Session for Wrapped {
     }
     async fn restrictions(&self) -> Result<Restrictions, LinkError> {
         self.inner.restrictions().await
+    }
+    async fn download(&self, media: &wafleet_core::link::IncomingMedia) -> Result<Vec<u8>, LinkError> {
+        self.inner.download(media).await
     }
     async fn close(&self) {
         self.inner.close().await

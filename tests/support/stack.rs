@@ -12,9 +12,10 @@ use wafleet_api::AppState;
 use wafleet_core::Db;
 use wafleet_core::cache::Invalidations;
 use wafleet_core::keys::KeyRing;
-use wafleet_core::link::Link;
+use wafleet_core::link::{Link, MessageKind};
 use wafleet_core::shutdown::{self, ShutdownTrigger};
 use wafleet_core::testing::{Backend, TestDb, poll_for};
+use wafleet_sim::control::MediaFile;
 use wafleet_sim::waweb::{self, WaWebConfig, WaWebHandle};
 use wafleet_sim::{SimConfig, SimHandle, SimLink};
 use wafleet_wa::{WaLink, WaLinkConfig};
@@ -38,6 +39,10 @@ pub trait Network: Sized {
 
     /// The phone `from` (digits) writes `text` to the account of `to` (digits).
     async fn write(&self, from: &str, to: &str, text: &str);
+
+    /// The phone `from` (digits) sends `file` as a message of `kind` to the account of `to`
+    /// (digits); returns the message id.
+    async fn write_file(&self, from: &str, to: &str, kind: MessageKind, file: &MediaFile<'_>) -> String;
 
     /// Puts the account of `phone` (digits) under a reach-out timelock for `length`.
     async fn timelock(&self, phone: &str, length: Duration);
@@ -72,6 +77,14 @@ impl Network for SimHandle {
 
     async fn write(&self, from: &str, to: &str, text: &str) {
         self.control().inject_text(to, from, text).await.expect("inject");
+    }
+
+    async fn write_file(&self, from: &str, to: &str, kind: MessageKind, file: &MediaFile<'_>) -> String {
+        self.control()
+            .inject_file(to, from, kind, file)
+            .await
+            .expect("inject")
+            .id
     }
 
     async fn timelock(&self, phone: &str, length: Duration) {
@@ -116,6 +129,13 @@ impl Network for WaWebHandle {
     async fn write(&self, from: &str, to: &str, text: &str) {
         self.add_account(from);
         self.send_text(from, to, text).await.expect("the phone writes");
+    }
+
+    async fn write_file(&self, from: &str, to: &str, kind: MessageKind, file: &MediaFile<'_>) -> String {
+        self.add_account(from);
+        self.send_media(from, to, kind, file)
+            .await
+            .expect("the phone sends the file")
     }
 
     async fn timelock(&self, phone: &str, length: Duration) {
@@ -163,12 +183,22 @@ impl<N: Network> StackOn<N> {
 
     /// The stack on a network the caller started (with settings of its own).
     pub async fn start_on(backend: Backend, sim: N) -> StackOn<N> {
+        Self::start_configured(backend, sim, |_| {}).await
+    }
+
+    /// [`StackOn::start_on`] with wafleet's settings changed by `configure`.
+    pub async fn start_configured(
+        backend: Backend,
+        sim: N,
+        configure: impl FnOnce(&mut wafleet_core::Settings),
+    ) -> StackOn<N> {
         let db = TestDb::with_settings(backend, |s| {
             // The real client derives a pair code's key (PBKDF2, 2^17 rounds) before it shows the
             // code: seconds in a debug build on a busy machine.
             s.worker_wait_secs = 30;
             // Room for a photo uploaded as base64 JSON.
             s.max_body_bytes = 32 << 20;
+            configure(s);
         })
         .await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -221,7 +251,7 @@ impl<N: Network> StackOn<N> {
     pub fn start_worker(&mut self) {
         let (trigger, shutdown) = shutdown::channel();
         let link = self.sim.link(&self.db.db, &self.db.keys);
-        let options = wafleet_workers::WorkerOptions::from_settings(&self.db.settings);
+        let options = wafleet_workers::WorkerOptions::from_settings(&self.db.settings).expect("worker options");
         let queues = self.queues.clone();
         let task = tokio::spawn(wafleet_workers::run(
             self.db.db.clone(),

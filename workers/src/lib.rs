@@ -8,6 +8,7 @@
 mod events;
 mod flush;
 mod liveness;
+mod media;
 mod pacing;
 mod requests;
 mod sends;
@@ -24,6 +25,7 @@ use wafleet_core::queue::{ConsumeOptions, Queues};
 use wafleet_core::shutdown::Shutdown;
 
 pub use flush::{Flusher, Ingest, MAX_BATCH};
+pub use media::MediaOptions;
 pub use sends::{Roster, Sender};
 pub use sessions::{SessionManager, WorkerOptions};
 pub use webhooks::WebhookOptions;
@@ -32,8 +34,9 @@ pub use webhooks::WebhookOptions;
 const SEND_CONCURRENCY: usize = 16;
 
 impl WorkerOptions {
-    /// Options from settings; without `WORKER_ID`, a name from the host, process id and a random suffix.
-    pub fn from_settings(settings: &wafleet_core::Settings) -> Self {
+    /// Options from settings; without `WORKER_ID`, a name from the host, process id and a random
+    /// suffix. Fails when the media directory cannot be made.
+    pub fn from_settings(settings: &wafleet_core::Settings) -> anyhow::Result<Self> {
         let id = settings.worker_id.clone().unwrap_or_else(|| {
             let host = std::fs::read_to_string("/etc/hostname")
                 .map(|h| h.trim().to_owned())
@@ -45,14 +48,18 @@ impl WorkerOptions {
                 std::process::id()
             )
         });
-        WorkerOptions {
+        Ok(WorkerOptions {
             id,
             capacity: settings.worker_capacity,
             claim_rate: settings.worker_claim_rate,
             lease_ttl: std::time::Duration::from_secs(settings.lease_ttl_secs.max(1)),
             confirm_wait: std::time::Duration::from_secs(settings.send_confirm_wait_secs),
             webhooks: WebhookOptions::from_settings(settings),
-        }
+            media: Some(MediaOptions {
+                store: wafleet_core::media_store::MediaStore::from_settings(settings)?,
+                max_bytes: settings.max_received_media_bytes,
+            }),
+        })
     }
 }
 

@@ -22,6 +22,7 @@ use wafleet_core::types::{DeviceId, PhoneNumber};
 use crate::events;
 use crate::flush::Ingest;
 use crate::liveness::{Keep, Liveness};
+use crate::media::MediaFetcher;
 use crate::requests::RequestRunner;
 use crate::sends::{Entry, Roster, Sender};
 
@@ -53,6 +54,8 @@ pub struct WorkerOptions {
     pub confirm_wait: Duration,
     /// How webhook events are delivered.
     pub webhooks: crate::WebhookOptions,
+    /// Where the files of received messages go; `None`: they are left for another worker.
+    pub media: Option<crate::MediaOptions>,
 }
 
 /// Devices claimed per round at most for `rate` claims a second: at least one.
@@ -113,6 +116,8 @@ pub struct SessionManager {
     held: HashMap<DeviceId, Held>,
     retries: HashMap<DeviceId, Retry>,
     requests: RequestRunner,
+    /// Fetches the files of received messages.
+    media: Option<MediaFetcher>,
     /// The held sessions as the send handler sees them.
     roster: Roster,
     /// Where sessions' messages and receipts go to be written in batches.
@@ -137,6 +142,7 @@ impl SessionManager {
         sender: Option<Sender>,
     ) -> Self {
         let requests = RequestRunner::new(db.clone());
+        let media = options.media.clone().map(|m| MediaFetcher::new(db.clone(), m));
         let liveness = Liveness::new(db.clone(), options.id.clone());
         // As if the last renewal were a lease time ago: the first round heartbeats at once, so the
         // other workers count this one in their fair share from the start.
@@ -152,6 +158,7 @@ impl SessionManager {
             held: HashMap::new(),
             retries: HashMap::new(),
             requests,
+            media,
             roster,
             ingest,
             sender,
@@ -213,7 +220,11 @@ impl SessionManager {
             // this is half a second sooner.
             self.reconcile().await?;
         }
-        self.requests.run_pending(&self.sessions()).await;
+        let sessions = self.sessions();
+        self.requests.run_pending(&sessions).await;
+        if let Some(media) = &self.media {
+            media.run_due(&self.options.id, &sessions).await;
+        }
         self.sweep_sends(claimed).await;
         metrics::gauge!(m::SESSIONS_HELD, "worker" => self.options.id.clone()).set(self.held.len() as f64);
         Ok(())

@@ -30,6 +30,7 @@ pub fn text(id: &str, chat: &str, from_me: bool, name: Option<&str>, body: &str,
         text: Some(body.into()),
         sent_at: Timestamp(sent_at),
         history: false,
+        media: None,
     }
 }
 

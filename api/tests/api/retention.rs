@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use wafleet_core::Db;
 use wafleet_core::db::{Batches, Pruned};
+use wafleet_core::media_store::MediaStore;
 use wafleet_core::testing::{execute, fetch_optional};
 use wafleet_core::types::{DeviceId, Timestamp};
 
@@ -152,7 +153,7 @@ async fn old_messages_go_while_new_ones_arrive_and_analytics_stay(app: TestApp) 
     let s = seed(&app).await;
     let now = Timestamp::now().millis();
     // Old chats of Ana's Shop and of Ben's device; a chat of Shop's with old and new messages.
-    let old: Vec<_> = (0..25)
+    let mut old: Vec<_> = (0..25)
         .map(|i| {
             text(
                 &format!("old-{i}"),
@@ -164,17 +165,39 @@ async fn old_messages_go_while_new_ones_arrive_and_analytics_stay(app: TestApp) 
             )
         })
         .collect();
+    // An old picture, and a new one: the old one's file goes with its message.
+    let picture = |message: &mut wafleet_core::link::IncomingMessage| {
+        message.kind = wafleet_core::link::MessageKind::Image;
+        message.media = Some(wafleet_core::link::IncomingMedia {
+            mime: "image/jpeg".into(),
+            size: 3,
+            file_name: None,
+            locator: "test".into(),
+        });
+    };
+    picture(&mut old[1]);
     store(&app, s.shop_fence, old).await;
+    let media = MediaStore::from_settings(&app.settings).unwrap();
+    let keep = async |id: &str| {
+        let key = MediaStore::key_for(DeviceId(s.shop), id);
+        media.put(&key, vec![1, 2, 3]).await.unwrap();
+        assert!(
+            app.db
+                .media_stored(DeviceId(s.shop), id, &key, Timestamp::now())
+                .await
+                .unwrap()
+        );
+        key
+    };
+    let old_file = keep("old-1").await;
     age(&app.db, s.shop, "60111000020").await;
     let mixed = vec![text("mixed-old", "60111000021", false, None, "Then", now)];
     store(&app, s.shop_fence, mixed).await;
     age(&app.db, s.shop, "60111000021").await;
-    store(
-        &app,
-        s.shop_fence,
-        vec![text("mixed-new", "60111000021", false, None, "Now", now + 5)],
-    )
-    .await;
+    let mut new = text("mixed-new", "60111000021", false, None, "Now", now + 5);
+    picture(&mut new);
+    store(&app, s.shop_fence, vec![new]).await;
+    let new_file = keep("mixed-new").await;
     let bens: Vec<_> = (0..10)
         .map(|i| text(&format!("ben-old-{i}"), "60111000020", false, None, "Ben's", now + i))
         .collect();
@@ -220,7 +243,7 @@ async fn old_messages_go_while_new_ones_arrive_and_analytics_stay(app: TestApp) 
     };
     let limited = app
         .db
-        .enforce_retention(Timestamp::now(), Batches { max: 2, ..batches })
+        .enforce_retention(Timestamp::now(), Batches { max: 2, ..batches }, &media)
         .await
         .unwrap();
     assert_eq!(
@@ -228,7 +251,7 @@ async fn old_messages_go_while_new_ones_arrive_and_analytics_stay(app: TestApp) 
         (8, true),
         "a run stops at its batch limit"
     );
-    let prune = app.db.enforce_retention(Timestamp::now(), batches);
+    let prune = app.db.enforce_retention(Timestamp::now(), batches, &media);
     let ((), pruned) = tokio::join!(ingest, prune);
     let pruned = pruned.unwrap();
     assert_eq!(
@@ -241,8 +264,21 @@ async fn old_messages_go_while_new_ones_arrive_and_analytics_stay(app: TestApp) 
         (&vec![DeviceId(s.shop)], &vec![DeviceId(s.shop)]),
         "each run names the device it changed, whose cached reads then go; Ben keeps everything"
     );
-    let again = app.db.enforce_retention(Timestamp::now(), batches).await.unwrap();
+    let again = app
+        .db
+        .enforce_retention(Timestamp::now(), batches, &media)
+        .await
+        .unwrap();
     assert_eq!(again, Pruned::default(), "nothing left to delete, no device changed");
+    assert_eq!(limited.files + pruned.files, 1);
+    assert!(
+        media.get(&old_file).await.unwrap().is_none(),
+        "the old picture's file is gone"
+    );
+    assert!(
+        media.get(&new_file).await.unwrap().is_some(),
+        "the new picture's file stays"
+    );
 
     assert_eq!(stored(&app.db, s.shop, "60111000020").await, 0);
     assert_eq!(

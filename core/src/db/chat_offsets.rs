@@ -78,7 +78,8 @@ impl Db {
         const SQL: &str = concat!(
             "SELECT ",
             super::chat_views::message_columns!(),
-            " FROM messages m JOIN devices d ON d.id = m.device_id \
+            super::chat_views::messages_with_media!(),
+            " JOIN devices d ON d.id = m.device_id \
              WHERE m.device_id = $1 AND d.user_id = $2 AND m.id = $3"
         );
         Ok(on_db!(self, pool => sqlx::query_as::<_, ChatMessage>(SQL)
@@ -176,11 +177,12 @@ impl Db {
         offset: i64,
     ) -> Result<(Vec<ChatMessage>, i64)> {
         let matching = format!(
-            " FROM messages m JOIN devices d ON d.id = m.device_id \
+            "{} JOIN devices d ON d.id = m.device_id \
              WHERE m.device_id = $1 AND d.user_id = $2 AND m.chat_jid = $3 \
              AND ($4 IS NULL OR m.sent_at >= $4) AND ($5 IS NULL OR m.sent_at <= $5) \
              AND (NOT $6 OR m.kind IN {MEDIA_KINDS}) AND ($7 IS NULL OR m.from_me = $7) \
-             AND ($8 IS NULL OR LOWER(COALESCE(m.body, '')) LIKE $8 ESCAPE '\\')"
+             AND ($8 IS NULL OR LOWER(COALESCE(m.body, '')) LIKE $8 ESCAPE '\\')",
+            super::chat_views::messages_with_media!()
         );
         let page = format!(
             "SELECT {}{matching} ORDER BY m.sent_at DESC, m.id DESC LIMIT $9 OFFSET $10",

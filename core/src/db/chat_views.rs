@@ -49,6 +49,16 @@ pub struct ChatMessage {
     pub received_at: Timestamp,
     /// From WhatsApp's history sync when the device was linked (older than wafleet's hold of it).
     pub history: bool,
+    /// The MIME type of the file it carries (a picture, video, voice note, document, sticker).
+    pub media_mime: Option<String>,
+    /// The file's size in bytes, as the sender announced it.
+    pub media_size: Option<i64>,
+    /// The file's name (documents).
+    pub media_file_name: Option<String>,
+    /// Whether wafleet has the file: `pending` (being fetched), `stored` (download it from
+    /// `/api/devices/{device_id}/media/{id}`), `failed` or `expired` (removed by the
+    /// owner's retention).
+    pub media_state: Option<String>,
 }
 
 /// What changed on a device since an instant: its status, and messages stored since then with
@@ -64,10 +74,19 @@ pub struct DeviceActivity {
 /// The columns of [`ChatMessage`] on `messages m`.
 macro_rules! message_columns {
     () => {
-        "m.id, m.chat_jid, m.sender_jid, m.from_me, m.kind, m.body, m.sent_at, m.status, m.received_at, m.history"
+        "m.id, m.chat_jid, m.sender_jid, m.from_me, m.kind, m.body, m.sent_at, m.status, m.received_at, m.history, \
+         mm.mime AS media_mime, mm.size AS media_size, mm.file_name AS media_file_name, mm.state AS media_state"
     };
 }
 pub(crate) use message_columns;
+
+/// `messages m` with the file of each message (`mm`, when it carries one), for [`message_columns`].
+macro_rules! messages_with_media {
+    () => {
+        " FROM messages m LEFT JOIN message_media mm ON mm.device_id = m.device_id AND mm.message_id = m.id"
+    };
+}
+pub(crate) use messages_with_media;
 
 /// The columns of [`Chat`] on `chats c` with its saved name `n` ([`named_chats`]).
 macro_rules! chat_columns {
@@ -111,6 +130,10 @@ struct ActivityRow {
     status: Option<String>,
     received_at: Option<Timestamp>,
     history: Option<bool>,
+    media_mime: Option<String>,
+    media_size: Option<i64>,
+    media_file_name: Option<String>,
+    media_state: Option<String>,
     name: Option<String>,
     last_message_at: Option<Timestamp>,
     last_message_preview: Option<String>,
@@ -133,6 +156,10 @@ impl ActivityRow {
             status: self.status,
             received_at: self.received_at?,
             history: self.history.unwrap_or(false),
+            media_mime: self.media_mime,
+            media_size: self.media_size,
+            media_file_name: self.media_file_name,
+            media_state: self.media_state,
         };
         let chat = Chat {
             jid: chat_jid,
@@ -243,14 +270,16 @@ impl Db {
         const FIRST: &str = concat!(
             "SELECT ",
             message_columns!(),
-            " FROM messages m JOIN devices d ON d.id = m.device_id \
+            messages_with_media!(),
+            " JOIN devices d ON d.id = m.device_id \
              WHERE m.device_id = $1 AND d.user_id = $2 AND m.chat_jid = $3 \
              ORDER BY m.sent_at DESC, m.id DESC LIMIT $4"
         );
         const OLDER: &str = concat!(
             "SELECT ",
             message_columns!(),
-            " FROM messages m JOIN devices d ON d.id = m.device_id \
+            messages_with_media!(),
+            " JOIN devices d ON d.id = m.device_id \
              WHERE m.device_id = $1 AND d.user_id = $2 AND m.chat_jid = $3 \
              AND (m.sent_at < $5 OR (m.sent_at = $5 AND m.id < $6)) \
              ORDER BY m.sent_at DESC, m.id DESC LIMIT $4"
@@ -285,6 +314,7 @@ impl Db {
             ", COALESCE(n.name, c.name) AS name, c.last_message_at, c.last_message_preview, c.unread_count, c.lid, \
              c.name AS push_name FROM devices d \
              LEFT JOIN messages m ON m.device_id = d.id AND m.received_at > $3 \
+             LEFT JOIN message_media mm ON mm.device_id = m.device_id AND mm.message_id = m.id \
              LEFT JOIN chats c ON c.device_id = m.device_id AND c.jid = m.chat_jid \
              LEFT JOIN contact_names n ON n.device_id = m.device_id AND n.jid = m.chat_jid \
              WHERE d.id = $1 AND d.user_id = $2 \

@@ -64,6 +64,8 @@ pub struct BatchOutcome {
     pub accepted: Vec<bool>,
     /// Messages stored for the first time (replays excluded).
     pub new_messages: u64,
+    /// Files of those messages, now due to be fetched ([`Db::due_media`]).
+    pub new_media: u64,
     /// Devices whose chats changed, for cache invalidation and live updates.
     pub devices: Vec<DeviceId>,
 }
@@ -84,6 +86,11 @@ impl IngestItem {
                 .chain(m.sender_alt.as_ref().map(|j| &j.0))
                 .chain(m.push_name.as_ref())
                 .chain(m.text.as_ref())
+                .chain(
+                    m.media
+                        .iter()
+                        .flat_map(|f| [&f.mime, &f.locator].into_iter().chain(&f.file_name)),
+                )
                 .collect(),
             IngestItem::LidMapping { lid, phone } => vec![&lid.0, &phone.0],
             IngestItem::Receipt { chat, ids, .. } => std::iter::once(&chat.0).chain(ids).collect(),
@@ -98,6 +105,11 @@ impl IngestItem {
                 .chain(m.sender_alt.as_mut().map(|j| &mut j.0))
                 .chain(m.push_name.as_mut())
                 .chain(m.text.as_mut())
+                .chain(
+                    m.media
+                        .iter_mut()
+                        .flat_map(|f| [&mut f.mime, &mut f.locator].into_iter().chain(f.file_name.as_mut())),
+                )
                 .collect(),
             IngestItem::LidMapping { lid, phone } => vec![&mut lid.0, &mut phone.0],
             IngestItem::Receipt { chat, ids, .. } => std::iter::once(&mut chat.0).chain(ids).collect(),
@@ -367,6 +379,7 @@ macro_rules! write_batch_in {
             .collect();
         let messages: Vec<(DeviceId, &IncomingMessage)> = resolved.iter().map(|(d, m)| (*d, m.as_ref())).collect();
         let new_rows = $insert!($tx, &messages, now);
+        let new_media = $crate::db::media::insert_media_in!($tx, &new_rows, now) as u64;
         $crate::db::lids::note_on_chats_in!($tx, &learned);
         let new_messages = new_rows.len() as u64;
         // History is the record of before, not news: no webhook.
@@ -405,6 +418,7 @@ macro_rules! write_batch_in {
         BatchOutcome {
             accepted,
             new_messages,
+            new_media,
             devices: touched,
         }
     }};

@@ -250,6 +250,7 @@ mod tests {
             text: Some("hi".into()),
             sent_at: Timestamp(1),
             history: false,
+            media: None,
         }
     }
 

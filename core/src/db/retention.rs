@@ -53,6 +53,8 @@ pub struct Pruned {
     pub messages: u64,
     /// Chats whose preview was cleared.
     pub previews: u64,
+    /// Files of deleted messages removed from the media store.
+    pub files: u64,
     /// Whether the run stopped at its batch limit with more to delete.
     pub more: bool,
     /// The devices whose messages or chats changed, in order: cached reads of them are stale.
@@ -100,7 +102,12 @@ impl Db {
     /// (see [`Batches`]), then clears the preview of chats whose last message went. Idempotent:
     /// a run cut short is continued by the next.
     #[tracing::instrument(skip(self))]
-    pub async fn enforce_retention(&self, now: Timestamp, batches: Batches) -> Result<Pruned> {
+    pub async fn enforce_retention(
+        &self,
+        now: Timestamp,
+        batches: Batches,
+        media: &crate::media_store::MediaStore,
+    ) -> Result<Pruned> {
         let cutoffs: Vec<(DeviceId, Timestamp)> = on_db!(self, pool => sqlx::query_as(CUTOFFS_SQL)
             .bind(midnight(now))
             .fetch_all(pool)
@@ -114,6 +121,12 @@ impl Db {
                     break false;
                 }
                 left -= 1;
+                // The files of the messages about to go, first (their rows go with the messages).
+                let files = self.expire_media_before(device, cutoff, batches.size, media).await?;
+                pruned.files += files;
+                if files == batches.size.unsigned_abs() {
+                    continue;
+                }
                 let removed = on_db!(self, pool => sqlx::query(PRUNE_SQL)
                     .bind(device)
                     .bind(cutoff)

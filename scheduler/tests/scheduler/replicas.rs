@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use wafleet_core::media_store::MediaStore;
 
 use wafleet_core::Db;
 use wafleet_core::cache::{Invalidations, ReadCache};
@@ -99,6 +100,7 @@ async fn standard_jobs_stop_on_shutdown(backend: Backend) {
         live_worker: Duration::from_secs(15),
         queues: t.queues().await,
         webhook_keep: Duration::from_secs(7 * 24 * 3600),
+        media: MediaStore::from_settings(&t.settings).expect("media store"),
     };
     let run = tokio::spawn(wafleet_scheduler::run(t.db.clone(), context, stop));
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -118,6 +120,7 @@ async fn analytics_rollup_is_a_standard_job() {
         live_worker: Duration::from_secs(15),
         queues: t.queues().await,
         webhook_keep: Duration::from_secs(7 * 24 * 3600),
+        media: MediaStore::from_settings(&t.settings).expect("media store"),
     };
     let scheduler = wafleet_scheduler::jobs::standard(Scheduler::new(t.db.clone()), context).expect("schedules");
     assert!(scheduler.job_names().contains(&"analytics_rollup"));
@@ -127,9 +130,13 @@ async fn analytics_rollup_is_a_standard_job() {
         .expect("roll-up");
     // So does retention (the schedule parses, and a run with nothing to delete succeeds).
     assert!(scheduler.job_names().contains(&"retention"));
-    wafleet_scheduler::jobs::retention(&t.db, &Invalidations::Local(ReadCache::off()))
-        .await
-        .expect("retention");
+    wafleet_scheduler::jobs::retention(
+        &t.db,
+        &Invalidations::Local(ReadCache::off()),
+        &MediaStore::from_settings(&t.settings).expect("media store"),
+    )
+    .await
+    .expect("retention");
 }
 
 wafleet_core::testing::on_both_backends!(each_tick_runs_once, standard_jobs_stop_on_shutdown);

@@ -5,13 +5,16 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use wafleet_core::link::{
-    BusinessProfile, Content, Jid, LinkError, LinkEvent, MessageRef, NewChatCap, NumberCheck, Outgoing,
+    BusinessProfile, Content, IncomingMedia, Jid, LinkError, LinkEvent, MessageRef, NewChatCap, NumberCheck, Outgoing,
     PrivacySettings, ProfilePicture, Restrictions, Session, UserInfo,
 };
 use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber, Timestamp};
 
 use crate::protocol::{ImageInfo, ServerFrame};
+
+/// How long fetching one file may take.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A request for the session's task.
 pub(crate) enum Request {
@@ -321,6 +324,31 @@ impl Session for SimSession {
             }),
             other => Err(unexpected(&other)),
         }
+    }
+
+    /// The simulator serves the file over HTTP at the locator (as WhatsApp's media hosts do),
+    /// so the download does not go through the session's socket.
+    #[tracing::instrument(skip_all, fields(device = %self.device, bytes = media.size))]
+    async fn download(&self, media: &IncomingMedia) -> Result<Vec<u8>, LinkError> {
+        static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+        let http = HTTP.get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(DOWNLOAD_TIMEOUT)
+                .build()
+                .unwrap_or_default()
+        });
+        let failed = |e: reqwest::Error| LinkError::Transient(format!("downloading the media: {e}"));
+        let response = http.get(&media.locator).send().await.map_err(failed)?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Err(LinkError::Invalid("the media is gone from the server".into()));
+        }
+        let bytes = response
+            .error_for_status()
+            .map_err(failed)?
+            .bytes()
+            .await
+            .map_err(failed)?;
+        Ok(bytes.to_vec())
     }
 
     #[tracing::instrument(skip(self), fields(device = %self.device))]

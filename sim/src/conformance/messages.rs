@@ -159,6 +159,59 @@ pub async fn send_text_gets_delivered_then_read(h: &dyn Harness) {
     paired.session.close().await;
 }
 
+/// A picture, a video and a document a person sends arrive with their media described (type,
+/// size, name), and the session fetches each file byte for byte.
+pub async fn incoming_media_downloads(h: &dyn Harness) {
+    let mut paired = pair(h).await;
+    let contact = unique_phone();
+    let (video, _) = crate::control::sample_media(MessageKind::Video, 300_000);
+    let (document, _) = crate::control::sample_media(MessageKind::Document, 5_000);
+    let files = [
+        (
+            MessageKind::Image,
+            crate::control::PROFILE_PICTURE,
+            "image/jpeg",
+            Some("the menu"),
+            None,
+        ),
+        (MessageKind::Video, &video[..], "video/mp4", Some("the shop"), None),
+        (
+            MessageKind::Document,
+            &document[..],
+            "application/pdf",
+            None,
+            Some("price list.pdf"),
+        ),
+    ];
+    for (kind, bytes, mime, caption, file_name) in files {
+        let file = crate::control::MediaFile {
+            bytes,
+            mime,
+            caption,
+            file_name,
+        };
+        let id = h
+            .phones()
+            .write_media(&contact, &paired.phone, kind, &file)
+            .await
+            .expect("send the file");
+        let LinkEvent::Message { message, ack } = wait_for(&mut paired.events, "the message", is_message).await else {
+            unreachable!()
+        };
+        ack.done();
+        assert_eq!((message.id.as_str(), message.kind), (id.as_str(), kind));
+        assert_eq!(message.text.as_deref(), caption);
+        let media = message.media.expect("the message describes its file");
+        assert_eq!(
+            (media.mime.as_str(), media.size, media.file_name.as_deref()),
+            (mime, bytes.len() as u64, file_name)
+        );
+        let fetched = paired.session.download(&media).await.expect("download the file");
+        assert!(fetched == bytes, "{kind:?}: the file fetched is the one sent");
+    }
+    paired.session.close().await;
+}
+
 /// An image with a caption is sent as an image.
 pub async fn image_with_caption(h: &dyn Harness) {
     let mut paired = pair(h).await;

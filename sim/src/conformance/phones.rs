@@ -6,7 +6,7 @@ use wafleet_core::link::{Jid, MessageKind};
 use wafleet_core::types::PhoneNumber;
 
 use crate::ControlClient;
-use crate::control::{ChatKind, InjectMessage, NumberRule, Profile};
+use crate::control::{ChatKind, InjectMessage, MediaFile, NumberRule, Profile};
 
 /// How a contact's number behaves as a recipient.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +71,15 @@ pub trait Phones: Send + Sync {
         from: &PhoneNumber,
         to: &PhoneNumber,
         text: &str,
+    ) -> anyhow::Result<String>;
+    /// The phone of `from` sends `file` as a message of `kind` (a picture, video, voice note,
+    /// document or sticker) to the account of `to`; returns the message id.
+    async fn write_media(
+        &self,
+        from: &PhoneNumber,
+        to: &PhoneNumber,
+        kind: MessageKind,
+        file: &MediaFile<'_>,
     ) -> anyhow::Result<String>;
     /// How the linked devices of `phone` answered the message `id` the network delivered:
     /// `Some(true)` once they took it (decrypted it), `Some(false)` when they could not decrypt
@@ -157,8 +166,19 @@ impl Phones for ControlClient {
             text: Some(text.into()),
             kind: None,
             push_name: None,
+            media: None,
         };
         Ok(self.inject(&message).await?.id)
+    }
+
+    async fn write_media(
+        &self,
+        from: &PhoneNumber,
+        to: &PhoneNumber,
+        kind: MessageKind,
+        file: &MediaFile<'_>,
+    ) -> anyhow::Result<String> {
+        Ok(self.inject_file(to.as_str(), from.as_str(), kind, file).await?.id)
     }
 
     async fn answer(&self, _phone: &PhoneNumber, _id: &str) -> anyhow::Result<Option<bool>> {

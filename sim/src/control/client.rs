@@ -126,6 +126,34 @@ impl ControlClient {
             text: Some(text.into()),
             kind: None,
             push_name: None,
+            media: None,
+        })
+        .await
+    }
+
+    /// A personal message from `from` to `to` carrying `file` as a message of `kind` (its
+    /// caption as the text).
+    pub async fn inject_file(
+        &self,
+        to: &str,
+        from: &str,
+        kind: wafleet_core::link::MessageKind,
+        file: &MediaFile<'_>,
+    ) -> anyhow::Result<Injected> {
+        use base64::Engine as _;
+        self.inject(&InjectMessage {
+            to: to.into(),
+            from: from.into(),
+            chat: ChatKind::Personal,
+            text: file.caption.map(str::to_owned),
+            kind: Some(kind),
+            push_name: None,
+            media: Some(InjectMedia {
+                mime: Some(file.mime.to_owned()),
+                data: Some(base64::engine::general_purpose::STANDARD.encode(file.bytes)),
+                size: None,
+                file_name: file.file_name.map(str::to_owned),
+            }),
         })
         .await
     }

@@ -90,9 +90,57 @@ pub struct InjectMessage {
     /// The sender's display name.
     #[serde(default)]
     pub push_name: Option<String>,
+    /// The file of a picture, video, voice note, document or sticker (`kind`). Without it a
+    /// message of those kinds carries a sample ([`sample_media`]).
+    #[serde(default)]
+    pub media: Option<InjectMedia>,
 }
 
-/// The message an injection created.
+/// A file a phone sends in a message.
+pub struct MediaFile<'a> {
+    /// The file.
+    pub bytes: &'a [u8],
+    /// Its MIME type.
+    pub mime: &'a str,
+    /// A caption (pictures, videos, documents).
+    pub caption: Option<&'a str>,
+    /// Its name (documents).
+    pub file_name: Option<&'a str>,
+}
+
+/// The file a written message carries.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct InjectMedia {
+    /// MIME type (default: the sample's, by kind).
+    #[serde(default)]
+    pub mime: Option<String>,
+    /// The file, base64 (default: a sample of `size` bytes).
+    #[serde(default)]
+    pub data: Option<String>,
+    /// Size of the sample when `data` is absent (default 4,096 bytes; pictures and stickers
+    /// are always the sample picture).
+    #[serde(default)]
+    pub size: Option<usize>,
+    /// The file's name (documents).
+    #[serde(default)]
+    pub file_name: Option<String>,
+}
+
+/// A sample file of `kind` and about `size` bytes, with its MIME type: the sample picture for
+/// pictures and stickers (so a viewer shows something), else `size` bytes of a fixed pattern
+/// after the type's usual header.
+pub fn sample_media(kind: MessageKind, size: usize) -> (Vec<u8>, &'static str) {
+    let (header, mime): (&[u8], &str) = match kind {
+        MessageKind::Image | MessageKind::Sticker => return (PROFILE_PICTURE.to_vec(), "image/jpeg"),
+        MessageKind::Video => (b"\0\0\0\x18ftypmp42", "video/mp4"),
+        MessageKind::Audio => (b"OggS", "audio/ogg; codecs=opus"),
+        _ => (b"%PDF-1.4\n", "application/pdf"),
+    };
+    let mut bytes = header.to_vec();
+    bytes.extend((0..size.saturating_sub(header.len())).map(|i| (i % 251) as u8));
+    (bytes, mime)
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Injected {
     /// Its id (the same in every replay).

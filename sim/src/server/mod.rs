@@ -140,6 +140,7 @@ fn router(sim: Arc<Sim>) -> Router {
         .route("/ws", axum::routing::get(conn::upgrade))
         .route("/", axum::routing::get(page::page))
         .route("/v/pps/{file}", axum::routing::get(profile_picture))
+        .route("/v/m/{id}", axum::routing::get(media))
         .nest("/control", control::router())
         .nest("/control/waweb", waweb_control::router())
         .with_state(sim)
@@ -170,6 +171,17 @@ async fn profile_picture(
         });
     match picture {
         Some(jpeg) => ([(axum::http::header::CONTENT_TYPE, "image/jpeg")], jpeg).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// `GET /v/m/{id}`: a file a person sent in a message (404 for an unknown id).
+async fn media(
+    axum::extract::State(sim): axum::extract::State<Arc<Sim>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    match sim.lock().media.get(&id).cloned() {
+        Some((mime, bytes)) => ([(axum::http::header::CONTENT_TYPE, mime)], bytes).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use wafleet_core::link::{IncomingMessage, Jid, MessageKind, ReceiptKind};
+use wafleet_core::link::{IncomingMedia, IncomingMessage, Jid, MessageKind, ReceiptKind};
 use wafleet_core::types::Timestamp;
 
-use crate::control::{ActionRecord, ChatKind, ChatStateRecord, InjectMessage, Injected, ReadRecord, SentRecord};
+use crate::control::{
+    ActionRecord, ChatKind, ChatStateRecord, InjectMedia, InjectMessage, Injected, ReadRecord, SentRecord,
+};
 use crate::protocol::{ErrorClass, ImageInfo, ServerFrame};
 
 use super::world::{World, digits_of, jid_of, message_id, random_string};
@@ -161,12 +163,23 @@ impl Sim {
             .ok_or_else(|| ControlError::Invalid(format!("not a phone number: {}", request.to)))?;
         let from = digits_of(&request.from)
             .ok_or_else(|| ControlError::Invalid(format!("not a phone number: {}", request.from)))?;
+        let kind = request.kind.unwrap_or(MessageKind::Text);
+        let media = self.media_of(kind, request.media)?;
         let mut w = self.lock();
         if !w.accounts.contains_key(&to) {
             return Err(ControlError::NotFound(format!("no account {}", request.to)));
         }
-        let kind = request.kind.unwrap_or(MessageKind::Text);
         let mut message = personal_message(&from, kind, request.text, request.push_name);
+        if let Some(SentFile { mime, bytes, file_name }) = media {
+            let id = random_string(b"0123456789abcdef", 24);
+            message.media = Some(IncomingMedia {
+                mime: mime.clone(),
+                size: bytes.len() as u64,
+                file_name,
+                locator: format!("http://{}{}", self.addr, super::world::media_path(&id)),
+            });
+            w.media.insert(id, (mime, bytes));
+        }
         message.chat = match request.chat {
             ChatKind::Personal => message.chat,
             ChatKind::Group => Jid(format!("120363{from}@g.us")),
@@ -185,6 +198,31 @@ impl Sim {
         let id = message.id.clone();
         let queued_for = deliver(&mut w, &to, message);
         Ok(Injected { id, queued_for })
+    }
+
+    /// The file a message of `kind` carries: `media` as given, or a sample; `None` for kinds
+    /// without one.
+    fn media_of(&self, kind: MessageKind, media: Option<InjectMedia>) -> Result<Option<SentFile>, ControlError> {
+        use base64::Engine as _;
+        if !matches!(
+            kind,
+            MessageKind::Image | MessageKind::Video | MessageKind::Audio | MessageKind::Document | MessageKind::Sticker
+        ) {
+            return Ok(None);
+        }
+        let media = media.unwrap_or_default();
+        let (sample, sample_mime) = crate::control::sample_media(kind, media.size.unwrap_or(4096));
+        let bytes = match &media.data {
+            Some(data) => base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map_err(|e| ControlError::Invalid(format!("media.data is not base64: {e}")))?,
+            None => sample,
+        };
+        let mime = media.mime.unwrap_or_else(|| sample_mime.to_owned());
+        let file_name = media
+            .file_name
+            .or_else(|| (kind == MessageKind::Document).then(|| "document.pdf".to_owned()));
+        Ok(Some(SentFile { mime, bytes, file_name }))
     }
 
     /// The device of `conn` stored message or receipt `id`.
@@ -480,7 +518,15 @@ pub(super) fn personal_message(
         text,
         sent_at: Timestamp::now(),
         history: false,
+        media: None,
     }
+}
+
+/// A file a person sends in a message.
+struct SentFile {
+    mime: String,
+    bytes: Vec<u8>,
+    file_name: Option<String>,
 }
 
 /// Queues `message` for every linked device of `to` (digits) and sends it to the connected ones.

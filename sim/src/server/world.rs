@@ -136,11 +136,18 @@ pub(crate) struct World {
     /// Profile pictures accounts set through their devices, by digits (others show
     /// [`crate::control::PROFILE_PICTURE`]).
     pub pictures: HashMap<String, Vec<u8>>,
+    /// Files people sent in messages, by id: MIME type and bytes, served at [`media_path`].
+    pub media: HashMap<String, (String, Vec<u8>)>,
     /// Personal chats of history each newly linked device is sent ([`World::sync_history`]).
     pub history_chats: usize,
 }
 
 /// The JID of an account.
+/// Where the simulator serves the file `id` that a person sent in a message.
+pub(crate) fn media_path(id: &str) -> String {
+    format!("/v/m/{id}")
+}
+
 pub(crate) fn jid_of(digits: &str) -> Jid {
     Jid(format!("{digits}@{}", wafleet_core::link::USER_SERVER))
 }

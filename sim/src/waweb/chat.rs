@@ -248,7 +248,12 @@ pub(crate) async fn phone_sends_to(
     devices: &[u16],
     message: wa::Message,
 ) -> anyhow::Result<String> {
-    let kind = if message.image_message.is_some() {
+    let kind = if message.image_message.is_some()
+        || message.video_message.is_some()
+        || message.audio_message.is_some()
+        || message.document_message.is_some()
+        || message.sticker_message.is_some()
+    {
         "media"
     } else {
         "text"

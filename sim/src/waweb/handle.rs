@@ -12,7 +12,8 @@ use wa_rs_binary::node::Node;
 
 use super::model::{self, ConnState, Out};
 use super::{HandshakeCounts, Network, SentMessage, chat, nodes, non_personal, pair_code, pairing};
-use crate::control::ChatKind;
+use crate::control::{ChatKind, MediaFile};
+use wafleet_core::link::MessageKind;
 
 /// A running front end; stops when dropped or on [`WaWebHandle::stop`].
 pub struct WaWebHandle {
@@ -220,23 +221,111 @@ impl WaWebHandle {
     /// The phone of `from` sends an image (uploaded to the media host, encrypted as WhatsApp
     /// does) with `caption` to every linked device of `to`; returns the message id.
     pub async fn send_image(&self, from: &str, to: &str, image: &[u8], caption: &str) -> anyhow::Result<String> {
-        use wa_rs_core::download::MediaType;
-        let encrypted = wa_rs_core::upload::encrypt_media(image, MediaType::Image)?;
-        let direct_path = self.net.media.put(encrypted.data_to_upload);
-        let message = wa_rs_proto::whatsapp::Message {
-            image_message: Some(Box::new(wa_rs_proto::whatsapp::message::ImageMessage {
-                url: Some(format!("https://{}{direct_path}", self.net.media.host())),
-                direct_path: Some(direct_path),
-                mimetype: Some("image/jpeg".into()),
-                caption: Some(caption.to_owned()),
-                media_key: Some(encrypted.media_key.to_vec()),
-                file_sha256: Some(encrypted.file_sha256.to_vec()),
-                file_enc_sha256: Some(encrypted.file_enc_sha256.to_vec()),
-                file_length: Some(image.len() as u64),
-                ..Default::default()
-            })),
-            ..Default::default()
+        let file = MediaFile {
+            bytes: image,
+            mime: "image/jpeg",
+            caption: Some(caption),
+            file_name: None,
         };
+        self.send_media(from, to, MessageKind::Image, &file).await
+    }
+
+    /// The phone of `from` sends `file` as a message of `kind` (a picture, video, voice note,
+    /// document or sticker: uploaded to the media host, encrypted as WhatsApp does) to every
+    /// linked device of `to`; returns the message id.
+    pub async fn send_media(
+        &self,
+        from: &str,
+        to: &str,
+        kind: MessageKind,
+        file: &MediaFile<'_>,
+    ) -> anyhow::Result<String> {
+        use wa_rs_core::download::MediaType;
+        use wa_rs_proto::whatsapp::message as m;
+        let media_type = match kind {
+            MessageKind::Image => MediaType::Image,
+            MessageKind::Video => MediaType::Video,
+            MessageKind::Audio => MediaType::Audio,
+            MessageKind::Document => MediaType::Document,
+            MessageKind::Sticker => MediaType::Sticker,
+            other => anyhow::bail!("a message of kind {other:?} carries no file"),
+        };
+        let encrypted = wa_rs_core::upload::encrypt_media(file.bytes, media_type)?;
+        let direct_path = self.net.media.put(encrypted.data_to_upload);
+        let url = Some(format!("https://{}{direct_path}", self.net.media.host()));
+        let (direct_path, mimetype) = (Some(direct_path), Some(file.mime.to_owned()));
+        let media_key = Some(encrypted.media_key.to_vec());
+        let file_sha256 = Some(encrypted.file_sha256.to_vec());
+        let file_enc_sha256 = Some(encrypted.file_enc_sha256.to_vec());
+        let file_length = Some(file.bytes.len() as u64);
+        let caption = file.caption.map(str::to_owned);
+        let mut message = wa_rs_proto::whatsapp::Message::default();
+        match kind {
+            MessageKind::Image => {
+                message.image_message = Some(Box::new(m::ImageMessage {
+                    url,
+                    direct_path,
+                    mimetype,
+                    caption,
+                    media_key,
+                    file_sha256,
+                    file_enc_sha256,
+                    file_length,
+                    ..Default::default()
+                }));
+            }
+            MessageKind::Video => {
+                message.video_message = Some(Box::new(m::VideoMessage {
+                    url,
+                    direct_path,
+                    mimetype,
+                    caption,
+                    media_key,
+                    file_sha256,
+                    file_enc_sha256,
+                    file_length,
+                    ..Default::default()
+                }));
+            }
+            MessageKind::Audio => {
+                message.audio_message = Some(Box::new(m::AudioMessage {
+                    url,
+                    direct_path,
+                    mimetype,
+                    media_key,
+                    file_sha256,
+                    file_enc_sha256,
+                    file_length,
+                    ..Default::default()
+                }));
+            }
+            MessageKind::Document => {
+                message.document_message = Some(Box::new(m::DocumentMessage {
+                    url,
+                    direct_path,
+                    mimetype,
+                    caption,
+                    media_key,
+                    file_sha256,
+                    file_enc_sha256,
+                    file_length,
+                    file_name: file.file_name.map(str::to_owned),
+                    ..Default::default()
+                }));
+            }
+            _ => {
+                message.sticker_message = Some(Box::new(m::StickerMessage {
+                    url,
+                    direct_path,
+                    mimetype,
+                    media_key,
+                    file_sha256,
+                    file_enc_sha256,
+                    file_length,
+                    ..Default::default()
+                }));
+            }
+        }
         chat::phone_sends(&self.net, from, to, message).await
     }
 

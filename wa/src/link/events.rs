@@ -166,6 +166,7 @@ pub fn map_message(message: &wa::Message, info: &MessageInfo) -> Option<Incoming
         sent_at: Timestamp(info.timestamp.timestamp_millis()),
         // wafleet asks the client to skip history sync (`skip_history_sync`).
         history: false,
+        media: super::received::locate(base),
     })
 }
 

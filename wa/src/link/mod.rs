@@ -11,6 +11,7 @@ mod errors;
 mod events;
 mod hook;
 mod media;
+mod received;
 mod restrictions;
 mod session;
 mod transport;

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use wafleet_core::link::{
-    BusinessCategory, BusinessHours, BusinessProfile, Content, Jid, LinkError, LinkEvent, MessageRef, NumberCheck,
-    Outgoing, OutgoingImage, PrivacySettings, ProfilePicture, Restrictions, Session, UserInfo,
+    BusinessCategory, BusinessHours, BusinessProfile, Content, IncomingMedia, Jid, LinkError, LinkEvent, MessageRef,
+    NumberCheck, Outgoing, OutgoingImage, PrivacySettings, ProfilePicture, Restrictions, Session, UserInfo,
 };
 use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber};
@@ -483,6 +483,12 @@ impl Session for WaSession {
     async fn restrictions(&self) -> Result<Restrictions, LinkError> {
         self.ready()?;
         super::restrictions::read(&self.client).await
+    }
+
+    #[tracing::instrument(skip_all, fields(device = %self.device, bytes = media.size))]
+    async fn download(&self, media: &IncomingMedia) -> Result<Vec<u8>, LinkError> {
+        self.ready()?;
+        super::received::download(&self.client, media).await
     }
 
     /// Closes the connection and keeps the credentials (hand-off, shutdown).

@@ -11,7 +11,7 @@ use wafleet_core::keys::KeyRing;
 use wafleet_core::link::{Jid, Link, MessageKind};
 use wafleet_core::types::{DeviceId, PhoneNumber};
 use wafleet_sim::conformance::{Action, Contact, Harness, Phones, Sent};
-use wafleet_sim::control::{ChatKind, Profile};
+use wafleet_sim::control::{ChatKind, MediaFile, Profile};
 use wafleet_sim::waweb::{self, WaWebConfig, WaWebHandle};
 use wafleet_wa::{WaLink, WaLinkConfig, WaStore};
 use whatsapp_rust::wacore::store::traits::DeviceStore;
@@ -141,6 +141,16 @@ impl Phones for WawebPhones {
         text: &str,
     ) -> anyhow::Result<String> {
         self.0.send_in(chat, from.digits(), to.digits(), text).await
+    }
+
+    async fn write_media(
+        &self,
+        from: &PhoneNumber,
+        to: &PhoneNumber,
+        kind: MessageKind,
+        file: &MediaFile<'_>,
+    ) -> anyhow::Result<String> {
+        self.0.send_media(from.digits(), to.digits(), kind, file).await
     }
 
     async fn answer(&self, _phone: &PhoneNumber, id: &str) -> anyhow::Result<Option<bool>> {

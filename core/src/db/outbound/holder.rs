@@ -286,6 +286,7 @@ macro_rules! add_to_chats {
                     text: body.clone(),
                     sent_at: *sent_at,
                     history: false,
+                    media: None,
                 },
             ));
         }
