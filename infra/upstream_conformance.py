@@ -71,7 +71,6 @@ NOT_YET = {
     ("POST", "/message/{message_id}/star"): "starring (app state) through the session",
     ("POST", "/message/{message_id}/unstar"): "starring (app state) through the session",
     ("POST", "/message/{message_id}/forward"): "forwarding stored messages on the paced send path",
-    ("GET", "/message/{message_id}/download"): "received media downloaded and stored",
     ("POST", "/call/reject"): "call events and rejecting them through the session",
     ("POST", "/chat/{chat_jid}/pin"): "pinning (app state) through the session",
     ("POST", "/chat/{chat_jid}/disappearing"): "the disappearing timer through the session",
@@ -109,7 +108,8 @@ NOTES = {
     ("POST", "/message/{message_id}/reaction"): "a message the device stored, received or sent; at once, not at the device's pace; `results.message_id` is the reaction's id",
     ("POST", "/message/{message_id}/revoke"): "one of the account's own messages the device stored; at once; it stays in wafleet's record of the chat",
     ("POST", "/message/{message_id}/update"): "one of the account's own messages; at once; wafleet's record keeps the text it was sent with",
-    ("GET", "/chat/{chat_jid}/messages"): "reactions and media details are not stored yet, so empty",
+    ("GET", "/chat/{chat_jid}/messages"): "reactions are not stored yet, so empty; `url` is where wafleet serves a received file once kept",
+    ("GET", "/message/{message_id}/download"): "received files are fetched and kept when they arrive; `file_url` serves the file (`409` while it is still being fetched)",
 }
 
 
@@ -399,6 +399,15 @@ def run_calls(doc, app):
         url(f"/message/{mine}/revoke"), headers=header, json={"phone": "60191000001@s.whatsapp.net"})
     yield ("POST", "/message/{message_id}/revoke"), "someone else's message", 400, api.post(
         url(f"/message/{received}/revoke"), headers=header, json={"phone": "60191000001@s.whatsapp.net"})
+    photo = wait_for("the demo contact's photo, kept", lambda: next(
+        (m["id"] for m in api.get(url("/chat/60191000001@s.whatsapp.net/messages"), headers=header).json()["results"]["data"]
+         if m["media_type"] == "image" and m["url"]), None))
+    download = api.get(url(f"/message/{photo}/download"), headers=header, params={"phone": "60191000001@s.whatsapp.net"})
+    yield ("GET", "/message/{message_id}/download"), "a received photo", 200, download
+    if download.ok and api.get(download.json()["results"]["file_url"]).content[:2] != b"\xff\xd8":
+        raise SystemExit(f"/message/{{id}}/download's file_url does not serve the photo: {download.text}")
+    yield ("GET", "/message/{message_id}/download"), "a message without a file", 404, api.get(
+        url(f"/message/{received}/download"), headers=header, params={"phone": "60191000001@s.whatsapp.net"})
     yield ("POST", "/message/{message_id}/read"), "named with another chat", 400, api.post(
         url(f"/message/{received}/read"), headers=header, json={"phone": "60191000002"})
     for action in ("start", "stop"):

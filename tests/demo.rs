@@ -153,6 +153,25 @@ async fn a_user_walks_from_pairing_to_analytics() {
         "Hi, this is Aisyah. Is this still available?",
     )
     .await;
+    // Her photo, fetched by the worker through the session, shows in the chat.
+    wait_for_text(&browser, "li.message.in .body", "This one, in blue").await;
+    let loaded = wafleet_core::testing::poll_for(Duration::from_secs(30), async || {
+        let width = browser
+            .execute(
+                "const img = document.querySelector('li.message.in .media.image img'); \
+                 return img && img.complete ? img.naturalWidth : 0;",
+                vec![],
+            )
+            .await
+            .ok()?;
+        (width.as_u64().unwrap_or(0) > 0).then_some(())
+    })
+    .await;
+    assert!(
+        loaded.is_some(),
+        "the photo never showed:\n{}",
+        browser.source().await.unwrap_or_default()
+    );
     screenshot(&browser, "walk-chat").await;
 
     // Import leads: the file with two bad rows is refused whole, with both rows explained.

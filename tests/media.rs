@@ -171,7 +171,8 @@ async fn files_are_kept_once_and_served_to_their_owner<N: Network>(stack: StackO
         "{download}"
     );
     let url = results["file_url"].as_str().unwrap();
-    let served = api.get(url).bearer_auth(&token).send().await.unwrap();
+    // As the upstream's clients send their credentials: Basic, the token as the password.
+    let served = api.get(url).basic_auth("scripts", Some(&token)).send().await.unwrap();
     assert_eq!(served.status(), StatusCode::OK, "{url}");
     assert!(served.bytes().await.unwrap() == video, "the video, from file_url");
     let missing = api

@@ -9,7 +9,6 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -57,22 +56,10 @@ impl FromRequestParts<AppState> for TokenUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let value = parts
+        let token = parts
             .headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let token = if let Some(token) = value.strip_prefix("Bearer ") {
-            Some(token.trim().to_owned())
-        } else if let Some(basic) = value.strip_prefix("Basic ") {
-            base64::engine::general_purpose::STANDARD
-                .decode(basic.trim())
-                .ok()
-                .and_then(|raw| String::from_utf8(raw).ok())
-                .and_then(|pair| pair.split_once(':').map(|(_, password)| password.to_owned()))
-        } else {
-            None
-        };
+            .and_then(crate::session::presented_token);
         let token = token.ok_or_else(|| {
             ApiError::Unauthorized(
                 "send an API token: `Authorization: Bearer <token>` (or Basic with the token as password)".into(),

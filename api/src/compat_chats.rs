@@ -165,11 +165,12 @@ pub struct UpstreamMessage {
     pub media_type: Option<String>,
     /// Reactions: wafleet does not store them, so empty.
     pub reactions: Vec<Reaction>,
-    /// The media's file name: not stored, so `null`.
+    /// The file's name, as the sender gave it (documents).
     pub filename: Option<String>,
-    /// The media's URL: not stored, so `null`.
+    /// Where wafleet serves the file of a received message once it has kept it (a path on this
+    /// server, answered with the same credentials); `null` before, or without one.
     pub url: Option<String>,
-    /// The media's size: not stored, so `null`.
+    /// The file's size in bytes.
     pub file_length: Option<i64>,
     /// When wafleet stored it.
     pub created_at: Timestamp,
@@ -265,9 +266,11 @@ async fn chat_messages(
             is_from_me: m.from_me,
             media_type: (m.kind != "text").then_some(m.kind),
             reactions: Vec::new(),
-            filename: None,
-            url: None,
-            file_length: None,
+            filename: m.media_file_name,
+            // Where wafleet serves the file it kept (with the caller's credentials).
+            url: (m.media_state.as_deref() == Some("stored"))
+                .then(|| wafleet_core::media_store::served_at(device, &m.id)),
+            file_length: m.media_size,
             created_at: m.received_at,
             updated_at: m.received_at,
             id: m.id,

@@ -17,7 +17,7 @@ use crate::extract::Form;
 use crate::frame::Frame;
 use crate::retention;
 use crate::session::{self, CurrentUser, PageUser};
-use wafleet_core::db::{MAX_KEEP_DAYS, User};
+use wafleet_core::db::{MAX_KEEP_DAYS, RetentionDays, User};
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
@@ -224,6 +224,8 @@ struct AccountPage {
     since: String,
     /// Days messages are kept, or empty for "keep everything".
     keep_days: String,
+    /// Days received files are kept, or empty for "as long as their messages".
+    keep_media_days: String,
     password: Notice,
     retention: Notice,
     /// An administrator set a temporary password: say that it must be changed first.
@@ -266,8 +268,11 @@ async fn account_view(
     status: StatusCode,
     form: AccountAction,
 ) -> Response {
-    let keep_days = match state.db.keep_messages_days(user.id).await {
-        Ok(days) => days.map(|d| d.to_string()).unwrap_or_default(),
+    let (keep_days, keep_media_days) = match state.db.retention_days(user.id).await {
+        Ok(days) => {
+            let shown = |d: Option<i64>| d.map(|d| d.to_string()).unwrap_or_default();
+            (shown(days.messages), shown(days.media))
+        }
         Err(e) => return ApiError::from(e).into_response(),
     };
     let (jar, frame) = Frame::new(state, jar, user, "account");
@@ -280,6 +285,7 @@ async fn account_view(
         frame,
         since: user.created_at.to_datetime().format("%Y-%m-%d").to_string(),
         keep_days,
+        keep_media_days,
         password,
         retention,
         must_change: user.must_change_password,
@@ -291,10 +297,25 @@ async fn account_page(State(state): State<AppState>, PageUser(user): PageUser, j
     account_view(&state, jar, &user, StatusCode::OK, AccountAction::None).await
 }
 
-/// The account page's retention form: a number of days, or empty to keep everything.
+/// The account page's retention form: numbers of days, or empty to keep everything.
 #[derive(Deserialize)]
 struct RetentionForm {
     keep_messages_days: String,
+    #[serde(default)]
+    keep_media_days: String,
+}
+
+/// A number of days from the form's `field` (`raw`), or `None` when empty.
+fn form_days(field: &str, raw: &str) -> Result<Option<i64>, ApiError> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    raw.parse::<i64>().map(Some).map_err(|_| {
+        ApiError::Invalid(format!(
+            "{field}: `{raw}` is not a number of days; give 1 to {MAX_KEEP_DAYS}, or leave it empty to keep everything"
+        ))
+    })
 }
 
 async fn retention_form_post(
@@ -303,27 +324,33 @@ async fn retention_form_post(
     jar: CookieJar,
     Form(form): Form<RetentionForm>,
 ) -> Response {
-    let raw = form.keep_messages_days.trim();
-    let days = if raw.is_empty() {
-        Ok(None)
-    } else {
-        raw.parse::<i64>().map(Some).map_err(|_| {
-            ApiError::Invalid(format!(
-                "keep_messages_days: `{raw}` is not a number of days; give 1 to {MAX_KEEP_DAYS}, or leave it empty to keep everything"
-            ))
-        })
-    };
+    let days = form_days("keep_messages_days", &form.keep_messages_days).and_then(|messages| {
+        let media = form_days("keep_media_days", &form.keep_media_days)?;
+        Ok(RetentionDays { messages, media })
+    });
     let saved = match days {
         Ok(days) => retention::set(&state, user.id, days).await.map(|()| days),
         Err(e) => Err(e),
     };
     match saved {
         Ok(days) => {
-            let done = match days {
-                None => "Every message is kept.".to_owned(),
-                Some(1) => "Messages are kept 1 day; older ones are deleted within ten minutes.".to_owned(),
-                Some(n) => format!("Messages are kept {n} days; older ones are deleted within ten minutes."),
+            let plural = |n: i64| {
+                if n == 1 {
+                    "1 day".to_owned()
+                } else {
+                    format!("{n} days")
+                }
             };
+            let mut done = match days.messages {
+                None => "Every message is kept.".to_owned(),
+                Some(n) => format!(
+                    "Messages are kept {}; older ones are deleted within ten minutes.",
+                    plural(n)
+                ),
+            };
+            if let Some(n) = days.media {
+                done.push_str(&format!(" Received files are kept {}.", plural(n)));
+            }
             account_view(&state, jar, &user, StatusCode::OK, AccountAction::Retention(Ok(done))).await
         }
         Err(ApiError::Internal(e)) => ApiError::Internal(e).into_response(),

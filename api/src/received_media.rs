@@ -224,9 +224,8 @@ async fn download_message_media(
     let results = DownloadResults {
         status: "Media downloaded successfully".into(),
         file_url: format!(
-            "{scheme}://{host}/api/devices/{}/media/{}?download=true",
-            device.0,
-            urlencoding(&media.message_id)
+            "{scheme}://{host}{}?download=true",
+            wafleet_core::media_store::served_at(device, &media.message_id)
         ),
         file_path: format!("media/{}", media.stored_key.clone().unwrap_or_default()),
         filename: file_name(&media),
@@ -235,17 +234,4 @@ async fn download_message_media(
         message_id: media.message_id,
     };
     Ok(ok("Media downloaded successfully", results).into_response())
-}
-
-/// `text` with everything but unreserved URL characters percent-encoded.
-fn urlencoding(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

@@ -1,8 +1,8 @@
 //! Who is calling: a browser session cookie or an API token, resolved by extractors.
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use wafleet_core::auth;
@@ -34,6 +34,21 @@ impl FromRequestParts<AppState> for CurrentUser {
     }
 }
 
+/// The API token an `Authorization` header carries: `Bearer <token>`, or Basic with the token as
+/// the password (as clients of the upstream REST API send it).
+pub(crate) fn presented_token(value: &HeaderValue) -> Option<String> {
+    use base64::Engine as _;
+    let value = value.to_str().ok()?;
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        Some(token.trim().to_owned())
+    } else {
+        let basic = value.strip_prefix("Basic ")?;
+        let pair = base64::engine::general_purpose::STANDARD.decode(basic.trim()).ok()?;
+        let pair = String::from_utf8(pair).ok()?;
+        pair.split_once(':').map(|(_, password)| password.to_owned())
+    }
+}
+
 /// [`CurrentUser`] with the API token the call came with, if any (none for a browser session).
 #[derive(Clone, Debug)]
 pub struct CurrentCaller(pub Caller);
@@ -43,14 +58,13 @@ impl FromRequestParts<AppState> for CurrentCaller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-            let token = value
-                .to_str()
-                .ok()
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .ok_or_else(|| {
-                    ApiError::Unauthorized("the Authorization header must be `Bearer <API token>`".into())
-                })?;
-            let caller = token_caller(state, token).await?;
+            let token = presented_token(value).ok_or_else(|| {
+                ApiError::Unauthorized(
+                    "the Authorization header must be `Bearer <API token>` (or Basic with the token as password)"
+                        .into(),
+                )
+            })?;
+            let caller = token_caller(state, &token).await?;
             crate::scopes::allow(&caller, &parts.method, parts.uri.path())?;
             return Ok(CurrentCaller(caller));
         }

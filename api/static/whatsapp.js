@@ -156,6 +156,7 @@ function mediaOf(message) {
       expired: "removed by your retention setting",
     }[message.media_state] || message.media_state;
     box.append(span("media-note", `${name} ${why}`));
+    if (message.media_state === "pending") awaitFile(message, box);
     return box;
   }
   const url = `/api/devices/${device}/media/${encodeURIComponent(message.id)}`;
@@ -183,6 +184,26 @@ function mediaOf(message) {
   save.textContent = `${message.media_file_name || name} · ${sizeText(message.media_size)} · Download`;
   box.append(save);
   return box;
+}
+
+/** Checks every few seconds whether the worker has fetched the file of `message`, whose `box`
+ * says it is being fetched, and shows the file (or why there is none) once it is settled. */
+async function awaitFile(message, box) {
+  const url = `/api/devices/${device}/media/${encodeURIComponent(message.id)}`;
+  for (let attempt = 0; attempt < 100; attempt++) {
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    if (!box.isConnected) return;
+    let status;
+    try {
+      status = (await fetch(url, { method: "HEAD", credentials: "same-origin" })).status;
+    } catch {
+      continue;
+    }
+    if (status === 409) continue;
+    const settled = status === 200 ? "stored" : "failed";
+    box.replaceWith(mediaOf({ ...message, media_state: settled }));
+    return;
+  }
 }
 
 function sizeText(bytes) {

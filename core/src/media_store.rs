@@ -15,6 +15,15 @@ use sha2::Digest;
 use crate::config::Settings;
 use crate::types::DeviceId;
 
+/// Where the API serves the file of message `message_id` of `device` (to its owner only).
+pub fn served_at(device: DeviceId, message_id: &str) -> String {
+    // A path segment: `+` would read as itself there, not as a space.
+    let id: String = url::form_urlencoded::byte_serialize(message_id.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20");
+    format!("/api/devices/{}/media/{id}", device.0)
+}
+
 /// The store of received media; cheap to clone.
 #[derive(Clone)]
 pub struct MediaStore {

@@ -200,6 +200,23 @@ pub fn message_body(device: &DeviceRef, m: &IncomingMessage, at: Timestamp) -> S
     if let Some(text) = &m.text {
         payload["body"] = json!(text);
     }
+    // The file, under its kind as the upstream's payload has it (`image`, `video`, `audio`,
+    // `document`, `sticker`): where wafleet serves it once its worker fetched it (409 until
+    // then, a moment after this event), with the caption and name the upstream gives.
+    if let Some(media) = &m.media {
+        let mut file = json!({
+            "url": crate::media_store::served_at(device.id, &m.id),
+            "mime_type": media.mime,
+            "file_size": media.size,
+        });
+        if let Some(text) = &m.text {
+            file["caption"] = json!(text);
+        }
+        if let Some(name) = &media.file_name {
+            file["filename"] = json!(name);
+        }
+        payload[crate::db::IngestItem::kind_name(m)] = file;
+    }
     envelope(EventKind::Message.as_str(), Some(device), at, payload)
 }
 
@@ -313,6 +330,49 @@ mod tests {
         m.chat = Jid("60111@s.whatsapp.net".into());
         m.sender = m.chat.clone();
         assert!(body(&m)["payload"].get("from_lid").is_none());
+    }
+
+    #[test]
+    fn a_file_is_named_under_its_kind_as_the_upstream_does() {
+        let device = DeviceRef {
+            id: DeviceId(7),
+            name: "sales".into(),
+            jid: None,
+        };
+        let document = IncomingMessage {
+            id: "3EB0 B+1".into(),
+            chat: Jid("60111@s.whatsapp.net".into()),
+            sender: Jid("60111@s.whatsapp.net".into()),
+            sender_alt: None,
+            from_me: false,
+            push_name: None,
+            kind: crate::link::MessageKind::Document,
+            text: Some("the prices".into()),
+            sent_at: Timestamp(1),
+            history: false,
+            media: Some(crate::link::IncomingMedia {
+                mime: "application/pdf".into(),
+                size: 2048,
+                file_name: Some("prices.pdf".into()),
+                locator: "secret keys".into(),
+            }),
+        };
+        let body: Value = serde_json::from_str(&message_body(&device, &document, Timestamp(2))).unwrap();
+        assert_eq!(
+            body["payload"]["document"],
+            json!({
+                "url": "/api/devices/7/media/3EB0%20B%2B1",
+                "mime_type": "application/pdf",
+                "file_size": 2048,
+                "caption": "the prices",
+                "filename": "prices.pdf",
+            })
+        );
+        assert_eq!(body["payload"]["body"], "the prices");
+        assert!(
+            !body.to_string().contains("secret keys"),
+            "the link's locator stays inside"
+        );
     }
 
     #[test]

@@ -66,7 +66,7 @@ async fn the_setting_defaults_to_keep_everything_and_refuses_bad_values(app: Tes
     let ben = app.session("ben@example.com").await;
     assert_eq!(
         results(&ana, "/api/account/retention").await,
-        json!({"keep_messages_days": null})
+        json!({"keep_messages_days": null, "keep_media_days": null})
     );
 
     let saved = ana
@@ -247,16 +247,16 @@ async fn old_messages_go_while_new_ones_arrive_and_analytics_stay(app: TestApp) 
         .await
         .unwrap();
     assert_eq!(
-        (limited.messages, limited.more),
-        (8, true),
-        "a run stops at its batch limit"
+        (limited.files, limited.messages, limited.more),
+        (1, 4, true),
+        "a run stops at its batch limit: a batch of files (the old picture's), one of messages"
     );
     let prune = app.db.enforce_retention(Timestamp::now(), batches, &media);
     let ((), pruned) = tokio::join!(ingest, prune);
     let pruned = pruned.unwrap();
     assert_eq!(
         (pruned.messages, pruned.previews, pruned.more),
-        (18, 1, false),
+        (22, 1, false),
         "the rest of Ana's 25 old messages and the old one of the mixed chat; one chat's preview"
     );
     assert_eq!(
@@ -320,4 +320,86 @@ async fn old_messages_go_while_new_ones_arrive_and_analytics_stay(app: TestApp) 
     }
 }
 
-wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => the_setting_defaults_to_keep_everything_and_refuses_bad_values, old_messages_go_while_new_ones_arrive_and_analytics_stay);
+/// Files kept a shorter time than messages: an old picture's file goes, its message stays and
+/// says the file expired; a new picture keeps its file.
+async fn old_files_go_and_their_messages_stay(app: TestApp) {
+    let s = seed(&app).await;
+    let now = Timestamp::now().millis();
+    let media = MediaStore::from_settings(&app.settings).unwrap();
+    let mut kept = Vec::new();
+    for (id, chat) in [("pic-old", "60111000040"), ("pic-new", "60111000041")] {
+        let mut message = text(id, chat, false, None, "look", now);
+        message.kind = wafleet_core::link::MessageKind::Image;
+        message.media = Some(wafleet_core::link::IncomingMedia {
+            mime: "image/jpeg".into(),
+            size: 3,
+            file_name: None,
+            locator: "test".into(),
+        });
+        store(&app, s.shop_fence, vec![message]).await;
+        let key = MediaStore::key_for(DeviceId(s.shop), id);
+        media.put(&key, vec![1, 2, 3]).await.unwrap();
+        assert!(
+            app.db
+                .media_stored(DeviceId(s.shop), id, &key, Timestamp::now())
+                .await
+                .unwrap()
+        );
+        kept.push(key);
+    }
+    age(&app.db, s.shop, "60111000040").await;
+    let saved = s
+        .ana
+        .put(
+            "/api/account/retention",
+            json!({"keep_messages_days": null, "keep_media_days": 30}),
+        )
+        .await;
+    assert_eq!(saved.status(), StatusCode::OK);
+    assert_eq!(
+        results(&s.ana, "/api/account/retention").await,
+        json!({"keep_messages_days": null, "keep_media_days": 30})
+    );
+    let batches = Batches {
+        size: 10,
+        pause: Duration::ZERO,
+        max: 100,
+    };
+    let pruned = app
+        .db
+        .enforce_retention(Timestamp::now(), batches, &media)
+        .await
+        .unwrap();
+    assert_eq!(
+        (pruned.files, pruned.messages, &pruned.devices),
+        (1, 0, &vec![DeviceId(s.shop)])
+    );
+    assert!(media.get(&kept[0]).await.unwrap().is_none(), "the old file is gone");
+    assert!(media.get(&kept[1]).await.unwrap().is_some(), "the new file stays");
+    assert_eq!(stored(&app.db, s.shop, "60111000040").await, 1, "its message stays");
+    let page = results(
+        &s.ana,
+        &format!("/api/devices/{}/messages/60111000040%40s.whatsapp.net", s.shop),
+    )
+    .await;
+    assert_eq!(page["messages"][0]["media_state"], "expired", "{page}");
+    let gone = s.ana.get(&format!("/api/devices/{}/media/pic-old", s.shop)).await;
+    assert_eq!(gone.status(), StatusCode::GONE);
+    assert!(gone.text().await.unwrap().contains("retention"));
+    let shown = s.ana.get(&format!("/api/devices/{}/media/pic-new", s.shop)).await;
+    assert_eq!(shown.status(), StatusCode::OK);
+
+    for (bad, needle) in [
+        (json!({"keep_media_days": 0}), "keep_media_days: 0 is out of range"),
+        (json!({"keep_media_days": "a week"}), "keep_media_days"),
+    ] {
+        expect_error(
+            s.ana.put("/api/account/retention", bad).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            needle,
+        )
+        .await;
+    }
+}
+
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => the_setting_defaults_to_keep_everything_and_refuses_bad_values, old_messages_go_while_new_ones_arrive_and_analytics_stay, old_files_go_and_their_messages_stay);

@@ -96,7 +96,9 @@ impl Db {
     #[tracing::instrument(skip(self))]
     pub async fn sent_message(&self, user: UserId, device: DeviceId, id: &str) -> Result<ChatMessage> {
         const SQL: &str = "SELECT o.wa_message_id AS id, o.recipient AS chat_jid, COALESCE(d.jid, '') AS sender_jid, \
-             TRUE AS from_me, o.kind, o.body, o.sent_at, o.status, o.sent_at AS received_at, FALSE AS history \
+             TRUE AS from_me, o.kind, o.body, o.sent_at, o.status, o.sent_at AS received_at, FALSE AS history, \
+             CAST(NULL AS TEXT) AS media_mime, CAST(NULL AS BIGINT) AS media_size, \
+             CAST(NULL AS TEXT) AS media_file_name, CAST(NULL AS TEXT) AS media_state \
              FROM outbound_messages o JOIN devices d ON d.id = o.device_id \
              WHERE o.device_id = $1 AND d.user_id = $2 AND o.wa_message_id = $3 AND o.sent_at IS NOT NULL LIMIT 1";
         Ok(on_db!(self, pool => sqlx::query_as::<_, ChatMessage>(SQL)

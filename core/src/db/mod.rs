@@ -75,7 +75,7 @@ pub use media::{DueMedia, MEDIA_ATTEMPTS, MessageMedia};
 pub use outbound::{NewSend, NextSend, OutboundMessage, OutboundStatus, SendWork, Settled, Waiting};
 pub use pacing::{DevicePacing, Pacing, SendStats};
 pub use rate_windows::RateHit;
-pub use retention::{Batches, MAX_KEEP_DAYS, Pruned};
+pub use retention::{Batches, MAX_KEEP_DAYS, Pruned, RetentionDays};
 pub use templates::{MessageTemplate, NewTemplate, TemplateChanges};
 pub use users::{NewUserRole, User};
 pub use webhooks::{Attempt, AttemptResult, Delivery, DeliveryStatus, DeviceWebhook, Webhook};
