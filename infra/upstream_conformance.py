@@ -406,8 +406,9 @@ def run_calls(doc, app):
     yield ("GET", "/message/{message_id}/download"), "a received photo", 200, download
     if download.ok and api.get(download.json()["results"]["file_url"]).content[:2] != b"\xff\xd8":
         raise SystemExit(f"/message/{{id}}/download's file_url does not serve the photo: {download.text}")
+    text = next(m["id"] for m in messages if not m["is_from_me"] and not m["media_type"])
     yield ("GET", "/message/{message_id}/download"), "a message without a file", 404, api.get(
-        url(f"/message/{received}/download"), headers=header, params={"phone": "60191000001@s.whatsapp.net"})
+        url(f"/message/{text}/download"), headers=header, params={"phone": "60191000001@s.whatsapp.net"})
     yield ("POST", "/message/{message_id}/read"), "named with another chat", 400, api.post(
         url(f"/message/{received}/read"), headers=header, json={"phone": "60191000002"})
     for action in ("start", "stop"):
