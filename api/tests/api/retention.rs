@@ -50,6 +50,26 @@ async fn stored(db: &Db, device: i64, number: &str) -> i64 {
     .expect("a count")
 }
 
+/// Makes `message` a picture whose file is to be fetched.
+fn with_picture(message: &mut wafleet_core::link::IncomingMessage) {
+    message.kind = wafleet_core::link::MessageKind::Image;
+    message.media = Some(wafleet_core::link::IncomingMedia {
+        mime: "image/jpeg".into(),
+        size: 3,
+        file_name: None,
+        locator: "test".into(),
+    });
+}
+
+/// Keeps a file for the stored picture `id` of `device`, as its worker would; returns its key.
+async fn kept_file(app: &TestApp, media: &MediaStore, device: i64, id: &str) -> String {
+    let key = MediaStore::key_for(DeviceId(device), id);
+    media.put(&key, vec![1, 2, 3]).await.unwrap();
+    let recorded = app.db.media_stored(DeviceId(device), id, &key, Timestamp::now()).await;
+    assert!(recorded.unwrap(), "the file of {id} was waited for");
+    key
+}
+
 /// A chat's preview, or `None` when the chat is gone (`Some(None)`: kept, without a preview).
 async fn preview(db: &Db, device: i64, number: &str) -> Option<Option<String>> {
     let chat = format!("{number}@s.whatsapp.net");
@@ -166,38 +186,18 @@ async fn old_messages_go_while_new_ones_arrive_and_analytics_stay(app: TestApp) 
         })
         .collect();
     // An old picture, and a new one: the old one's file goes with its message.
-    let picture = |message: &mut wafleet_core::link::IncomingMessage| {
-        message.kind = wafleet_core::link::MessageKind::Image;
-        message.media = Some(wafleet_core::link::IncomingMedia {
-            mime: "image/jpeg".into(),
-            size: 3,
-            file_name: None,
-            locator: "test".into(),
-        });
-    };
-    picture(&mut old[1]);
+    with_picture(&mut old[1]);
     store(&app, s.shop_fence, old).await;
     let media = MediaStore::from_settings(&app.settings).unwrap();
-    let keep = async |id: &str| {
-        let key = MediaStore::key_for(DeviceId(s.shop), id);
-        media.put(&key, vec![1, 2, 3]).await.unwrap();
-        assert!(
-            app.db
-                .media_stored(DeviceId(s.shop), id, &key, Timestamp::now())
-                .await
-                .unwrap()
-        );
-        key
-    };
-    let old_file = keep("old-1").await;
+    let old_file = kept_file(&app, &media, s.shop, "old-1").await;
     age(&app.db, s.shop, "60111000020").await;
     let mixed = vec![text("mixed-old", "60111000021", false, None, "Then", now)];
     store(&app, s.shop_fence, mixed).await;
     age(&app.db, s.shop, "60111000021").await;
     let mut new = text("mixed-new", "60111000021", false, None, "Now", now + 5);
-    picture(&mut new);
+    with_picture(&mut new);
     store(&app, s.shop_fence, vec![new]).await;
-    let new_file = keep("mixed-new").await;
+    let new_file = kept_file(&app, &media, s.shop, "mixed-new").await;
     let bens: Vec<_> = (0..10)
         .map(|i| text(&format!("ben-old-{i}"), "60111000020", false, None, "Ben's", now + i))
         .collect();
@@ -329,22 +329,9 @@ async fn old_files_go_and_their_messages_stay(app: TestApp) {
     let mut kept = Vec::new();
     for (id, chat) in [("pic-old", "60111000040"), ("pic-new", "60111000041")] {
         let mut message = text(id, chat, false, None, "look", now);
-        message.kind = wafleet_core::link::MessageKind::Image;
-        message.media = Some(wafleet_core::link::IncomingMedia {
-            mime: "image/jpeg".into(),
-            size: 3,
-            file_name: None,
-            locator: "test".into(),
-        });
+        with_picture(&mut message);
         store(&app, s.shop_fence, vec![message]).await;
-        let key = MediaStore::key_for(DeviceId(s.shop), id);
-        media.put(&key, vec![1, 2, 3]).await.unwrap();
-        assert!(
-            app.db
-                .media_stored(DeviceId(s.shop), id, &key, Timestamp::now())
-                .await
-                .unwrap()
-        );
+        let key = kept_file(&app, &media, s.shop, id).await;
         kept.push(key);
     }
     age(&app.db, s.shop, "60111000040").await;

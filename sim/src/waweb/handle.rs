@@ -259,72 +259,32 @@ impl WaWebHandle {
         let file_enc_sha256 = Some(encrypted.file_enc_sha256.to_vec());
         let file_length = Some(file.bytes.len() as u64);
         let caption = file.caption.map(str::to_owned);
+        // Every kind's message has these fields (and a caption where the kind has one).
+        macro_rules! media {
+            ($kind:ident $(, $extra:ident)*) => {
+                Some(Box::new(m::$kind {
+                    url,
+                    direct_path,
+                    mimetype,
+                    media_key,
+                    file_sha256,
+                    file_enc_sha256,
+                    file_length,
+                    $($extra,)*
+                    ..Default::default()
+                }))
+            };
+        }
         let mut message = wa_rs_proto::whatsapp::Message::default();
         match kind {
-            MessageKind::Image => {
-                message.image_message = Some(Box::new(m::ImageMessage {
-                    url,
-                    direct_path,
-                    mimetype,
-                    caption,
-                    media_key,
-                    file_sha256,
-                    file_enc_sha256,
-                    file_length,
-                    ..Default::default()
-                }));
-            }
-            MessageKind::Video => {
-                message.video_message = Some(Box::new(m::VideoMessage {
-                    url,
-                    direct_path,
-                    mimetype,
-                    caption,
-                    media_key,
-                    file_sha256,
-                    file_enc_sha256,
-                    file_length,
-                    ..Default::default()
-                }));
-            }
-            MessageKind::Audio => {
-                message.audio_message = Some(Box::new(m::AudioMessage {
-                    url,
-                    direct_path,
-                    mimetype,
-                    media_key,
-                    file_sha256,
-                    file_enc_sha256,
-                    file_length,
-                    ..Default::default()
-                }));
-            }
+            MessageKind::Image => message.image_message = media!(ImageMessage, caption),
+            MessageKind::Video => message.video_message = media!(VideoMessage, caption),
+            MessageKind::Audio => message.audio_message = media!(AudioMessage),
             MessageKind::Document => {
-                message.document_message = Some(Box::new(m::DocumentMessage {
-                    url,
-                    direct_path,
-                    mimetype,
-                    caption,
-                    media_key,
-                    file_sha256,
-                    file_enc_sha256,
-                    file_length,
-                    file_name: file.file_name.map(str::to_owned),
-                    ..Default::default()
-                }));
+                let file_name = file.file_name.map(str::to_owned);
+                message.document_message = media!(DocumentMessage, caption, file_name);
             }
-            _ => {
-                message.sticker_message = Some(Box::new(m::StickerMessage {
-                    url,
-                    direct_path,
-                    mimetype,
-                    media_key,
-                    file_sha256,
-                    file_enc_sha256,
-                    file_length,
-                    ..Default::default()
-                }));
-            }
+            _ => message.sticker_message = media!(StickerMessage),
         }
         chat::phone_sends(&self.net, from, to, message).await
     }
