@@ -84,6 +84,8 @@ pub struct Shared {
     /// Where this process announces the devices it changes (to its own cache and, in scale-out
     /// mode, to every other API process's).
     pub invalidations: Invalidations,
+    /// Where received files are kept (`MEDIA_DIR`), opened at first use ([`AppState::media`]).
+    media: std::sync::OnceLock<wafleet_core::media_store::MediaStore>,
 }
 
 impl std::ops::Deref for AppState {
@@ -105,7 +107,17 @@ impl AppState {
             queues: None,
             invalidations: Invalidations::Local(cache.clone()),
             cache,
+            media: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// The store of received files, opened (its directory made) once per process.
+    pub fn media(&self) -> anyhow::Result<&wafleet_core::media_store::MediaStore> {
+        if let Some(store) = self.0.media.get() {
+            return Ok(store);
+        }
+        let store = wafleet_core::media_store::MediaStore::from_settings(&self.settings)?;
+        Ok(self.0.media.get_or_init(|| store))
     }
 
     /// Uses `cache`, with writes announced to `invalidations` (which must reach `cache` too).

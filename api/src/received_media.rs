@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_core::db::MessageMedia;
-use wafleet_core::media_store::MediaStore;
 use wafleet_core::types::{DeviceId, UserId};
 
 use crate::AppState;
@@ -66,9 +65,8 @@ async fn kept_file(
         "expired" => return Err(gone("removed by your media retention".into())),
         _ => {}
     }
-    let store = MediaStore::from_settings(&state.settings).map_err(ApiError::Internal)?;
     let key = media.stored_key.clone().unwrap_or_default();
-    match store.get(&key).await {
+    match state.media().map_err(ApiError::Internal)?.get(&key).await {
         Ok(Some(bytes)) => Ok((media, bytes)),
         Ok(None) => Err(gone("the file is missing from the media directory".into())),
         Err(err) => Err(ApiError::Internal(err)),

@@ -91,11 +91,14 @@ impl MediaFetcher {
 /// Fetches one file and records what came of it.
 #[tracing::instrument(skip_all, fields(device = %media.device_id, message = %media.message_id, bytes = media.size))]
 async fn fetch(db: &Db, options: &MediaOptions, media: &DueMedia, session: &dyn Session) {
+    let too_large = |bytes: u64| {
+        LinkError::Invalid(format!(
+            "the file is {bytes} bytes, more than MAX_RECEIVED_MEDIA_BYTES ({})",
+            options.max_bytes
+        ))
+    };
     let outcome = if media.size.unsigned_abs() > options.max_bytes {
-        Err(LinkError::Invalid(format!(
-            "the file is {} bytes, more than MAX_RECEIVED_MEDIA_BYTES ({})",
-            media.size, options.max_bytes
-        )))
+        Err(too_large(media.size.unsigned_abs()))
     } else {
         match tokio::time::timeout(FETCH_TIMEOUT, session.download(&media.as_incoming())).await {
             Ok(result) => result,
@@ -103,11 +106,7 @@ async fn fetch(db: &Db, options: &MediaOptions, media: &DueMedia, session: &dyn 
         }
     };
     let bytes = match outcome {
-        Ok(bytes) if bytes.len() as u64 > options.max_bytes => Err(LinkError::Invalid(format!(
-            "the file is {} bytes, more than MAX_RECEIVED_MEDIA_BYTES ({})",
-            bytes.len(),
-            options.max_bytes
-        ))),
+        Ok(bytes) if bytes.len() as u64 > options.max_bytes => Err(too_large(bytes.len() as u64)),
         other => other,
     };
     let recorded = match bytes {

@@ -64,8 +64,6 @@ pub struct BatchOutcome {
     pub accepted: Vec<bool>,
     /// Messages stored for the first time (replays excluded).
     pub new_messages: u64,
-    /// Files of those messages, now due to be fetched ([`Db::due_media`]).
-    pub new_media: u64,
     /// Devices whose chats changed, for cache invalidation and live updates.
     pub devices: Vec<DeviceId>,
 }
@@ -379,7 +377,7 @@ macro_rules! write_batch_in {
             .collect();
         let messages: Vec<(DeviceId, &IncomingMessage)> = resolved.iter().map(|(d, m)| (*d, m.as_ref())).collect();
         let new_rows = $insert!($tx, &messages, now);
-        let new_media = $crate::db::media::insert_media_in!($tx, &new_rows, now) as u64;
+        $crate::db::media::insert_media_in!($tx, &new_rows, now);
         $crate::db::lids::note_on_chats_in!($tx, &learned);
         let new_messages = new_rows.len() as u64;
         // History is the record of before, not news: no webhook.
@@ -418,7 +416,6 @@ macro_rules! write_batch_in {
         BatchOutcome {
             accepted,
             new_messages,
-            new_media,
             devices: touched,
         }
     }};

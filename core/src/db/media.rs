@@ -96,7 +96,6 @@ macro_rules! insert_media_in {
             insert.push(" ON CONFLICT (device_id, message_id) DO NOTHING");
             insert.build().execute(&mut *$tx).await?;
         }
-        rows.len()
     }};
 }
 pub(crate) use insert_media_in;
@@ -187,15 +186,21 @@ impl Db {
         for (_, key) in &kept {
             store.delete(key).await?;
         }
-        for (id, _) in &kept {
-            on_db!(self, pool => sqlx::query(
-                "UPDATE message_media SET state = 'expired', stored_key = NULL WHERE device_id = $1 AND message_id = $2")
-                .bind(device)
-                .bind(id)
-                .execute(pool)
-                .await
-                .map(drop))?;
+        if kept.is_empty() {
+            return Ok(0);
         }
+        on_db!(self, pool => {
+            let mut expire = sqlx::QueryBuilder::new(
+                "UPDATE message_media SET state = 'expired', stored_key = NULL WHERE device_id = ",
+            );
+            expire.push_bind(device).push(" AND message_id IN (");
+            let mut ids = expire.separated(", ");
+            for (id, _) in &kept {
+                ids.push_bind(id);
+            }
+            expire.push(")");
+            expire.build().execute(pool).await.map(drop)
+        })?;
         Ok(kept.len() as u64)
     }
 
