@@ -157,7 +157,7 @@ async fn actions_reach_the_simulator_paced_and_logged(backend: Backend) {
     assert!(
         sent.iter()
             .filter(|r| r.text.as_deref() == Some("Our new menu"))
-            .all(|r| r.image_bytes.is_some_and(|b| b > 0)),
+            .all(|r| r.media_bytes.is_some_and(|b| b > 0)),
         "the image went with each"
     );
     let mut times: Vec<i64> = sends_like(&stack, &format!("broadcast:{broadcast_id}:"))

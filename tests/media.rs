@@ -3,11 +3,13 @@
 //! simulator's link, and the real client against the WhatsApp Web front end), kept once, listed
 //! with their messages, served to their owner only (the file, and the upstream API's
 //! `/message/{id}/download`), and a file over `MAX_RECEIVED_MEDIA_BYTES` is not kept, with the
-//! reason shown.
+//! reason shown. Files go out the other way through the upstream API's media routes
+//! (`/send/video`, `/send/audio`, `/send/file`, `/send/sticker`), a 15 MB video among them.
 
 mod support;
 
 use reqwest::StatusCode;
+use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 use support::stack::{Network, StackOn};
 use wafleet_core::link::MessageKind;
@@ -205,6 +207,224 @@ async fn files_are_kept_once_and_served_to_their_owner<N: Network>(stack: StackO
     assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
 }
 
+/// A PNG of `side` x `side` pixels, for a sticker.
+fn png(side: u32) -> Vec<u8> {
+    let image = image::RgbaImage::from_fn(side, side, |x, y| image::Rgba([x as u8, y as u8, 90, 255]));
+    let mut bytes = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .unwrap();
+    bytes
+}
+
+/// Posts `form` to the upstream media route `route` from `device` as its clients do (Basic, the
+/// token as password); the status and body.
+async fn post_file(base: &str, token: &str, device: i64, route: &str, form: Form) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}{route}"))
+        .basic_auth("scripts", Some(token))
+        .header("X-Device-Id", device.to_string())
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.json().await.unwrap())
+}
+
+/// A 15 MB video, an audio file, a document and a sticker go out through the upstream's media
+/// routes, at the device's pace, and reach the contact's phone as their kinds of message with
+/// every byte (the real client uploads them encrypted; the phone decrypts them); a file that is
+/// not what its route sends is refused with what to do, and nothing is queued for it.
+async fn files_go_out_through_the_upstream_routes<N: Network>(stack: StackOn<N>) {
+    let device = stack.linked_device("shop", &format!("+{DEVICE_PHONE}")).await;
+    stack.pace(device, |p| p["enabled"] = serde_json::json!(false)).await;
+    let (status, token) = stack.post("/api/tokens", serde_json::json!({"name": "scripts"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{token}");
+    let token = token["results"]["token"].as_str().unwrap().to_owned();
+    let (video, _) = sample_media(MessageKind::Video, 15_000_000);
+    let (audio, _) = sample_media(MessageKind::Audio, 40_000);
+    let (pdf, _) = sample_media(MessageKind::Document, 60_000);
+    let part = |bytes: &[u8], name: &str, mime: &str| {
+        Part::bytes(bytes.to_vec())
+            .file_name(name.to_owned())
+            .mime_str(mime)
+            .unwrap()
+    };
+    let phone = format!("{CONTACT}@s.whatsapp.net");
+    let sends = [
+        (
+            "/send/video",
+            Form::new()
+                .text("phone", phone.clone())
+                .text("caption", "the shop")
+                .part("video", part(&video, "shop.mp4", "video/mp4")),
+        ),
+        (
+            "/send/audio",
+            Form::new()
+                .text("phone", phone.clone())
+                .part("audio", part(&audio, "hello.ogg", "audio/ogg")),
+        ),
+        (
+            "/send/file",
+            Form::new()
+                .text("phone", phone.clone())
+                .text("caption", "prices")
+                .part("file", part(&pdf, "../price list.pdf", "application/octet-stream")),
+        ),
+        (
+            "/send/sticker",
+            Form::new()
+                .text("phone", phone.clone())
+                .part("sticker", part(&png(300), "smile.png", "image/png")),
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (route, form) in sends {
+        let (status, body) = post_file(&stack.base, &token, device, route, form).await;
+        assert_eq!(status, StatusCode::OK, "{route}: {body}");
+        ids.push(body["results"]["message_id"].as_str().unwrap().to_owned());
+        let send = format!("/api/messages/{}", body["results"]["send_id"].as_str().unwrap());
+        let what = format!("{route}'s send goes out");
+        stack
+            .eventually_within(std::time::Duration::from_secs(120), &send, &what, |s| {
+                s["status"] != "queued" && s["status"] != "sending"
+            })
+            .await;
+    }
+    let sent = stack.sim.sent(DEVICE_PHONE).await;
+    let seen = |id: &str| {
+        sent.iter()
+            .find(|m| m.id == id)
+            .unwrap_or_else(|| panic!("{id} reached the phone: {sent:?}"))
+    };
+    let video_sent = seen(&ids[0]);
+    assert_eq!(
+        (video_sent.kind, video_sent.text.as_deref(), video_sent.mime.as_deref()),
+        (MessageKind::Video, Some("the shop"), Some("video/mp4"))
+    );
+    assert_eq!(video_sent.media_bytes, Some(video.len()), "the whole 15 MB video");
+    let audio_sent = seen(&ids[1]);
+    assert_eq!(
+        (audio_sent.kind, audio_sent.mime.as_deref(), audio_sent.media_bytes),
+        (MessageKind::Audio, Some("audio/ogg; codecs=opus"), Some(audio.len()))
+    );
+    let pdf_sent = seen(&ids[2]);
+    assert_eq!(
+        (pdf_sent.kind, pdf_sent.text.as_deref(), pdf_sent.mime.as_deref()),
+        (MessageKind::Document, Some("prices"), Some("application/pdf")),
+        "the type read from the file when the client gives none"
+    );
+    assert_eq!(
+        (pdf_sent.file_name.as_deref(), pdf_sent.media_bytes),
+        (Some("price list.pdf"), Some(pdf.len())),
+        "its name without the folder part"
+    );
+    let sticker_sent = seen(&ids[3]);
+    assert_eq!(
+        (sticker_sent.kind, sticker_sent.mime.as_deref()),
+        (MessageKind::Sticker, Some("image/webp"))
+    );
+    assert!(sticker_sent.media_bytes.is_some_and(|b| b > 0), "{sticker_sent:?}");
+
+    // They are in the chat as the account's own messages of their kinds.
+    let chat = format!("/api/devices/{device}/messages/{CONTACT}%40s.whatsapp.net");
+    let page = stack
+        .eventually(&chat, "the four sends in the chat", |page| messages(page).len() >= 4)
+        .await;
+    let kinds: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            messages(&page)
+                .into_iter()
+                .find(|m| m["id"] == *id)
+                .map(|m| m["kind"].clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(kinds, ["video", "audio", "document", "sticker"], "{page}");
+    // The chat shows the files sent as it shows those received: kept, and served to their owner.
+    let sent_video = messages(&page).into_iter().find(|m| m["id"] == ids[0]).unwrap();
+    assert_eq!(
+        (
+            &sent_video["media_state"],
+            &sent_video["media_mime"],
+            &sent_video["media_size"]
+        ),
+        (&"stored".into(), &"video/mp4".into(), &video.len().into()),
+        "{sent_video}"
+    );
+    let sent_pdf = messages(&page).into_iter().find(|m| m["id"] == ids[2]).unwrap();
+    assert_eq!(sent_pdf["media_file_name"], "price list.pdf", "{sent_pdf}");
+    let served = stack
+        .client
+        .get(format!("{}/api/devices/{device}/media/{}", stack.base, ids[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    assert!(served.bytes().await.unwrap() == video, "the sent video, byte for byte");
+    // Kept there, the sends let go of their copies: finished sends hold no files.
+    let held: Option<i64> = wafleet_core::testing::fetch_optional(
+        &stack.db.db,
+        "SELECT COUNT(*) FROM outbound_messages WHERE image IS NOT NULL",
+        &[],
+    )
+    .await;
+    assert_eq!(held, Some(0));
+
+    // Not what the route sends: refused, saying what to do; nothing queued.
+    let before = stack.sim.sent(DEVICE_PHONE).await.len();
+    let refusals = [
+        ("/send/video", "video", &pdf[..], "not an MP4 video"),
+        ("/send/audio", "audio", &video[..64], "not an audio file WhatsApp plays"),
+        ("/send/sticker", "sticker", &pdf[..], "not an image"),
+        ("/send/file", "file", &[][..], "the file is empty"),
+    ];
+    for (route, field, bytes, says) in refusals {
+        let form = Form::new()
+            .text("phone", phone.clone())
+            .part(field, part(bytes, "x.bin", "application/octet-stream"));
+        let (status, body) = post_file(&stack.base, &token, device, route, form).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{route}: {body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with(&format!("{field}: ")) && message.contains(says),
+            "{route}: {body}"
+        );
+    }
+    let (status, body) = post_file(
+        &stack.base,
+        &token,
+        device,
+        "/send/video",
+        Form::new().text("phone", phone.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("video_url"), "{body}");
+    let recorded: Option<i64> =
+        wafleet_core::testing::fetch_optional(&stack.db.db, "SELECT COUNT(*) FROM outbound_messages", &[]).await;
+    assert_eq!(recorded, Some(4), "only the four sends were recorded");
+    assert_eq!(
+        stack.sim.sent(DEVICE_PHONE).await.len(),
+        before,
+        "nothing more went out"
+    );
+}
+
+async fn files_are_sent_through_the_upstream_routes(backend: Backend) {
+    let stack = StackOn::<SimHandle>::start(backend).await;
+    files_go_out_through_the_upstream_routes(stack).await;
+}
+
+async fn with_the_real_client_files_are_sent_through_the_upstream_routes(backend: Backend) {
+    let network = <WaWebHandle as Network>::start().await;
+    network.add_account(CONTACT);
+    let stack = StackOn::<WaWebHandle>::start_on(backend, network).await;
+    files_go_out_through_the_upstream_routes(stack).await;
+}
+
 fn limited(settings: &mut wafleet_core::Settings) {
     settings.max_received_media_bytes = LIMIT;
 }
@@ -226,5 +446,7 @@ async fn with_the_real_client_received_files_are_kept_once_and_served(backend: B
 
 wafleet_core::testing::on_both_backends!(
     received_files_are_kept_once_and_served,
-    with_the_real_client_received_files_are_kept_once_and_served
+    with_the_real_client_received_files_are_kept_once_and_served,
+    files_are_sent_through_the_upstream_routes,
+    with_the_real_client_files_are_sent_through_the_upstream_routes
 );

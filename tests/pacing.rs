@@ -40,7 +40,7 @@ async fn three_sends(backend: Backend, policy: Pacing) -> Vec<Timestamp> {
             idempotency_key: format!("pace-{n}"),
             to: Jid(format!("6019000000{n}@s.whatsapp.net")),
             body: Some("hello".into()),
-            image: None,
+            media: None,
         };
         ids.push(db.record_send(&send).await.unwrap().0.id);
     }

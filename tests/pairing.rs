@@ -295,7 +295,7 @@ async fn sends_go_out_once_per_key_and_follow_receipts(backend: Backend) {
         .iter()
         .find(|r| r.text.as_deref() == Some("the catalogue"))
         .expect("the image arrived");
-    let bytes = photo.image_bytes.expect("an image");
+    let bytes = photo.media_bytes.expect("an image");
     let png_bytes = upload.len() * 3 / 4;
     assert!(
         bytes > 0 && bytes * 4 < png_bytes,

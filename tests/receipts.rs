@@ -92,7 +92,7 @@ async fn a_receipt_during_a_hand_over_is_not_lost(backend: Backend) {
             idempotency_key: "hand-over".into(),
             to: Jid("60199990001@s.whatsapp.net".into()),
             body: Some("are you there?".into()),
-            image: None,
+            media: None,
         })
         .await
         .unwrap();
@@ -181,7 +181,7 @@ async fn a_send_whose_worker_died_mid_flight_is_resolved_by_its_receipt(backend:
             idempotency_key: "mid-flight".into(),
             to: Jid("60199990002@s.whatsapp.net".into()),
             body: Some("did you get this?".into()),
-            image: None,
+            media: None,
         })
         .await
         .unwrap();

@@ -284,7 +284,7 @@ async fn two_devices_pair_resume_talk_and_log_out(backend: Backend) {
         .iter()
         .find(|m| m.text.as_deref() == Some("the catalogue"))
         .expect("the image reached the phone");
-    let jpeg = stack.sim.image_bytes(photo).expect("the phone decrypts the image");
+    let jpeg = stack.sim.media_bytes(photo).expect("the phone decrypts the image");
     assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "re-encoded as JPEG");
 
     // The phone unlinks the pair-code device: it shows logged out, and the other stays online.

@@ -226,7 +226,7 @@ async fn every_source_is_delivered_signed(backend: Backend) {
             idempotency_key: "hook-1".into(),
             to: Jid("60199990002@s.whatsapp.net".into()),
             body: Some("hi there".into()),
-            image: None,
+            media: None,
         })
         .await
         .unwrap();

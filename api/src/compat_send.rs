@@ -1,5 +1,6 @@
 //! Sending and checking numbers through the routes kept from the REST API wafleet grew out of:
-//! `POST /send/message`, `POST /send/image`, `GET /user/check`. The device is named by the
+//! `POST /send/message`, `/send/image`, `/send/video`, `/send/audio`, `/send/file`,
+//! `/send/sticker`, `GET /user/check`. The device is named by the
 //! `X-Device-Id` header, a `device_id` query parameter or a `device_id` field. Sends are queued:
 //! `results.message_id` is the WhatsApp message id the send goes out under (chosen now, so it
 //! matches the `message.ack` webhooks to come), `results.send_id` wafleet's id for the send
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_core::db::OutboundMessage;
-use wafleet_core::link::Jid;
+use wafleet_core::link::{Jid, MessageKind};
 use wafleet_core::types::PhoneNumber;
 
 use crate::AppState;
@@ -22,13 +23,17 @@ use crate::compat_message::{MessageActionResults, done};
 use crate::envelope::{Envelope, ok};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Multipart, Query};
-use crate::sends::{accept, idempotency_key, phone_number, read_form};
+use crate::sends::{FormFile, Upload, accept, idempotency_key, phone_number, read_form};
 use crate::sessions::ask_session;
 
 pub(crate) fn router(max_media_bytes: usize) -> OpenApiRouter<AppState> {
     // Media take a limit of their own: the general one is sized for JSON and forms.
     let media = OpenApiRouter::new()
         .routes(routes!(send_image))
+        .routes(routes!(send_video))
+        .routes(routes!(send_audio))
+        .routes(routes!(send_document))
+        .routes(routes!(send_sticker))
         .route_layer(DefaultBodyLimit::max(max_media_bytes));
     OpenApiRouter::new()
         .routes(routes!(send_message))
@@ -106,6 +111,82 @@ async fn send_message(
     Ok(ok("Message queued", SendResults::new(&message, wa_id)))
 }
 
+/// A compatible route that sends a file: its kind, its form fields, and its word in answers.
+struct FileRoute {
+    kind: MessageKind,
+    /// The file field (`image`, `video`, `audio`, `file`, `sticker`).
+    field: &'static str,
+    /// The field of its URL (`image_url`, …).
+    url_field: &'static str,
+    /// What it is called in answers (`Image`, `Video`, …).
+    noun: &'static str,
+}
+
+/// Sends the file of a `multipart/form-data` request to a compatible media route: `phone`, the
+/// file in `route.field` or its http(s) URL in `route.url_field`, and a `caption` where the kind
+/// shows one (pictures, videos, documents). A URL is fetched before the send is accepted, from
+/// public addresses only, within 30 s and up to `MAX_MEDIA_BYTES`.
+async fn send_file(
+    state: AppState,
+    user: wafleet_core::db::User,
+    parts: Parts,
+    headers: HeaderMap,
+    form: axum::extract::Multipart,
+    route: FileRoute,
+) -> ApiResult<axum::response::Response> {
+    let (field, url_field) = (route.field, route.url_field);
+    let (fields, file) = read_form(form, field, state.settings.max_media_bytes).await?;
+    let device = target_device(&parts, &state, &user, fields.get("device_id").map(String::as_str)).await?;
+    let phone = fields
+        .get("phone")
+        .ok_or_else(|| ApiError::Invalid("phone: give the recipient's number".into()))?;
+    let url = fields.get(url_field).filter(|u| !u.trim().is_empty());
+    let file = match (file, url) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::Invalid(format!(
+                "{url_field}: give the file in `{field}` or its URL in `{url_field}`, not both"
+            )));
+        }
+        (Some(file), None) => file,
+        (None, Some(url)) => FormFile {
+            bytes: crate::media_url::fetch(&state, url_field, url).await?,
+            file_name: url_file_name(url),
+            content_type: None,
+        },
+        (None, None) => {
+            return Err(ApiError::Invalid(format!(
+                "{field}: attach the file in the `{field}` field, or give its URL in `{url_field}`"
+            )));
+        }
+    };
+    let upload = match route.kind {
+        MessageKind::Image => Upload::Image(file.bytes),
+        kind => Upload::File {
+            kind,
+            field,
+            bytes: file.bytes,
+            content_type: file.content_type,
+            file_name: file.file_name,
+        },
+    };
+    let has_caption = matches!(
+        route.kind,
+        MessageKind::Image | MessageKind::Video | MessageKind::Document
+    );
+    let caption = fields.get("caption").filter(|_| has_caption).cloned();
+    let key = idempotency_key(&headers)?;
+    let (message, _) = accept(&state, user.id, device, key, phone, caption, Some(upload)).await?;
+    let wa_id = state.db.choose_wa_message_id(message.id).await?;
+    Ok(ok(format!("{} queued", route.noun), SendResults::new(&message, wa_id)).into_response())
+}
+
+/// The last segment of a URL's path, as the name of the file it serves.
+fn url_file_name(raw: &str) -> Option<String> {
+    let url = url::Url::parse(raw.trim()).ok()?;
+    let name = url.path_segments()?.next_back()?.to_owned();
+    Some(name).filter(|n| !n.is_empty())
+}
+
 /// Send an image, `multipart/form-data` with `phone`, the image as a file in `image` or as an http(s)
 /// URL in `image_url`, and an optional `caption` (compatible route). Images are always sent as
 /// JPEG, at most 1200 px on the longest side. An `image_url` is fetched before the send is
@@ -114,7 +195,7 @@ async fn send_message(
     params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
            ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send")),
     request_body(content_type = "multipart/form-data", description = "phone, caption, and image (a file) or image_url"),
-    responses((status = 200, body = Envelope<SendResults>), (status = 400, description = "Several devices and none named"), (status = 404, description = "No such device of yours, or no device at all"),
+    responses((status = 200, body = Envelope<SendResults>), (status = 404, description = "No such device of yours, or no device at all"),
               (status = 400, description = "Several devices and none named, an unreadable form, or a missing or bad field: phone, image, image_url (not http(s), an address that is not public, no answer in 30 s, not an image)"),
               (status = 409, description = "Device not linked, or the key was used for another send"),
               (status = 413, description = "The body, or the file at `image_url`, is larger than `MAX_MEDIA_BYTES` (20 MiB by default)")),
@@ -125,32 +206,132 @@ async fn send_image(
     RequestParts(parts): RequestParts,
     headers: HeaderMap,
     Multipart(form): Multipart,
-) -> ApiResult<impl IntoResponse> {
-    let (fields, image) = read_form(form, "image", state.settings.max_media_bytes).await?;
-    let device = target_device(&parts, &state, &user, fields.get("device_id").map(String::as_str)).await?;
-    let phone = fields
-        .get("phone")
-        .ok_or_else(|| ApiError::Invalid("phone: give the recipient's number".into()))?;
-    let image_url = fields.get("image_url").filter(|u| !u.trim().is_empty());
-    let image = match (image, image_url) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::Invalid(
-                "image_url: give the image as a file in `image` or as a URL in `image_url`, not both".into(),
-            ));
-        }
-        (Some(image), None) => image,
-        (None, Some(url)) => crate::media_url::fetch(&state, "image_url", url).await?,
-        (None, None) => {
-            return Err(ApiError::Invalid(
-                "image: attach the image file in the `image` field, or give its URL in `image_url`".into(),
-            ));
-        }
+) -> ApiResult<axum::response::Response> {
+    let route = FileRoute {
+        kind: MessageKind::Image,
+        field: "image",
+        url_field: "image_url",
+        noun: "Image",
     };
-    let key = idempotency_key(&headers)?;
-    let caption = fields.get("caption").cloned();
-    let (message, _) = accept(&state, user.id, device, key, phone, caption, Some(image)).await?;
-    let wa_id = state.db.choose_wa_message_id(message.id).await?;
-    Ok(ok("Image queued", SendResults::new(&message, wa_id)))
+    send_file(state, user, parts, headers, form, route).await
+}
+
+/// Send a video, `multipart/form-data` with `phone`, the video as a file in `video` or as an
+/// http(s) URL in `video_url`, and an optional `caption` (compatible route). The video is sent as
+/// given: MP4 (H.264 with AAC sound, as every phone plays it), or 3GP; anything else is refused.
+/// `compress`, `hd`, `gif_playback`, `duration`, `is_forwarded` and `reply_message_id` are not
+/// applied.
+#[utoipa::path(post, path = "/send/video", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send")),
+    request_body(content_type = "multipart/form-data", description = "phone, caption, and video (a file) or video_url"),
+    responses((status = 200, body = Envelope<SendResults>), (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 400, description = "Several devices and none named, an unreadable form, or a missing or bad field: phone, video (empty, not an MP4 video), video_url (not http(s), an address that is not public, no answer in 30 s)"),
+              (status = 409, description = "Device not linked, or the key was used for another send"),
+              (status = 413, description = "The body, or the file at `video_url`, is larger than `MAX_MEDIA_BYTES` (20 MiB by default)")),
+    security(("bearer" = [])))]
+async fn send_video(
+    State(state): State<AppState>,
+    TokenUser(user): TokenUser,
+    RequestParts(parts): RequestParts,
+    headers: HeaderMap,
+    Multipart(form): Multipart,
+) -> ApiResult<axum::response::Response> {
+    let route = FileRoute {
+        kind: MessageKind::Video,
+        field: "video",
+        url_field: "video_url",
+        noun: "Video",
+    };
+    send_file(state, user, parts, headers, form, route).await
+}
+
+/// Send an audio file, `multipart/form-data` with `phone` and the file in `audio` or as an http(s)
+/// URL in `audio_url` (compatible route). It is sent as given: OGG Opus, MP3, M4A, AAC or AMR;
+/// anything else is refused. `ptt` (a voice note), `duration`, `is_forwarded` and
+/// `reply_message_id` are not applied.
+#[utoipa::path(post, path = "/send/audio", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send")),
+    request_body(content_type = "multipart/form-data", description = "phone, and audio (a file) or audio_url"),
+    responses((status = 200, body = Envelope<SendResults>), (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 400, description = "Several devices and none named, an unreadable form, or a missing or bad field: phone, audio (empty, not a format WhatsApp plays), audio_url (not http(s), an address that is not public, no answer in 30 s)"),
+              (status = 409, description = "Device not linked, or the key was used for another send"),
+              (status = 413, description = "The body, or the file at `audio_url`, is larger than `MAX_MEDIA_BYTES` (20 MiB by default)")),
+    security(("bearer" = [])))]
+async fn send_audio(
+    State(state): State<AppState>,
+    TokenUser(user): TokenUser,
+    RequestParts(parts): RequestParts,
+    headers: HeaderMap,
+    Multipart(form): Multipart,
+) -> ApiResult<axum::response::Response> {
+    let route = FileRoute {
+        kind: MessageKind::Audio,
+        field: "audio",
+        url_field: "audio_url",
+        noun: "Audio",
+    };
+    send_file(state, user, parts, headers, form, route).await
+}
+
+/// Send a document, `multipart/form-data` with `phone`, the file in `file` or as an http(s) URL in
+/// `file_url`, and an optional `caption` (compatible route). Any file is sent as it is, under its
+/// name (the URL's last segment for `file_url`) and type (the one given with it, else what its
+/// content or name says). `duration`, `is_forwarded` and `reply_message_id` are not applied.
+#[utoipa::path(post, path = "/send/file", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send")),
+    request_body(content_type = "multipart/form-data", description = "phone, caption, and file (a file) or file_url"),
+    responses((status = 200, body = Envelope<SendResults>), (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 400, description = "Several devices and none named, an unreadable form, or a missing or bad field: phone, file (empty), file_url (not http(s), an address that is not public, no answer in 30 s)"),
+              (status = 409, description = "Device not linked, or the key was used for another send"),
+              (status = 413, description = "The body, or the file at `file_url`, is larger than `MAX_MEDIA_BYTES` (20 MiB by default)")),
+    security(("bearer" = [])))]
+async fn send_document(
+    State(state): State<AppState>,
+    TokenUser(user): TokenUser,
+    RequestParts(parts): RequestParts,
+    headers: HeaderMap,
+    Multipart(form): Multipart,
+) -> ApiResult<axum::response::Response> {
+    let route = FileRoute {
+        kind: MessageKind::Document,
+        field: "file",
+        url_field: "file_url",
+        noun: "File",
+    };
+    send_file(state, user, parts, headers, form, route).await
+}
+
+/// Send a sticker, `multipart/form-data` with `phone` and the picture (JPEG, PNG, WebP or GIF) in
+/// `sticker` or as an http(s) URL in `sticker_url` (compatible route). It is sent as WhatsApp
+/// shows stickers: a 512 x 512 px WebP, the picture fitted in the middle on a transparent
+/// background (an animated GIF or WebP keeps its first frame). `duration` and `is_forwarded` are
+/// not applied.
+#[utoipa::path(post, path = "/send/sticker", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send")),
+    request_body(content_type = "multipart/form-data", description = "phone, and sticker (a picture) or sticker_url"),
+    responses((status = 200, body = Envelope<SendResults>), (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 400, description = "Several devices and none named, an unreadable form, or a missing or bad field: phone, sticker (empty, not a picture, over 40 megapixels), sticker_url (not http(s), an address that is not public, no answer in 30 s)"),
+              (status = 409, description = "Device not linked, or the key was used for another send"),
+              (status = 413, description = "The body, or the file at `sticker_url`, is larger than `MAX_MEDIA_BYTES` (20 MiB by default)")),
+    security(("bearer" = [])))]
+async fn send_sticker(
+    State(state): State<AppState>,
+    TokenUser(user): TokenUser,
+    RequestParts(parts): RequestParts,
+    headers: HeaderMap,
+    Multipart(form): Multipart,
+) -> ApiResult<axum::response::Response> {
+    let route = FileRoute {
+        kind: MessageKind::Sticker,
+        field: "sticker",
+        url_field: "sticker_url",
+        noun: "Sticker",
+    };
+    send_file(state, user, parts, headers, form, route).await
 }
 
 /// Body of `POST /send/chat-presence`.

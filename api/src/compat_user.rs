@@ -269,6 +269,7 @@ async fn change_avatar(
     use base64::Engine;
     let (_, avatar) = crate::sends::read_form(form, "avatar", state.settings.max_media_bytes).await?;
     let avatar = avatar
+        .map(|file| file.bytes)
         .filter(|bytes| !bytes.is_empty())
         .ok_or_else(|| ApiError::Invalid("avatar: attach the picture as a file in the `avatar` field".into()))?;
     let jpeg = wafleet_core::media::profile_picture_off_runtime(avatar)

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_core::db::{Device, DeviceStatus, NewSend, OutboundMessage};
-use wafleet_core::link::{Jid, USER_SERVER};
+use wafleet_core::link::{Attachment, Jid, MessageKind, USER_SERVER};
 use wafleet_core::queue::{SendJob, sends_queue};
 use wafleet_core::types::{DeviceId, PhoneNumber, Timestamp, UserId};
 
@@ -69,7 +69,7 @@ async fn send_from_device(
         idempotency_key(&headers)?,
         &body.to,
         body.text,
-        image,
+        image.map(Upload::Image),
     )
     .await?;
     let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
@@ -157,21 +157,24 @@ pub(crate) async fn accept(
     key: String,
     to: &str,
     text: Option<String>,
-    image: Option<Vec<u8>>,
+    upload: Option<Upload>,
 ) -> ApiResult<(OutboundMessage, bool)> {
     let current = state.db.device(user, device).await.or_not_found("device")?;
     let to = recipient(to, state)?;
-    let text = text_content(text, image.is_some())?;
-    // Every cheap check passes before an image is decoded.
+    let text = text_content(text, upload.is_some())?;
+    // Every cheap check passes before a file is read or an image decoded.
     ensure_linked(&current)?;
-    let image = image_content(image).await?;
+    let media = match upload {
+        Some(upload) => Some(upload.prepare().await?),
+        None => None,
+    };
     let new = NewSend {
         user,
         device,
         idempotency_key: key,
         to,
         body: text,
-        image,
+        media,
     };
     let (message, created) = state
         .db
@@ -184,7 +187,103 @@ pub(crate) async fn accept(
     Ok((message, created))
 }
 
-/// Checks a message's text (`None` when blank); `has_image` says whether an image comes with it.
+/// A file a send carries, as the client gave it.
+pub(crate) enum Upload {
+    /// A picture in any format wafleet reads: sent as a JPEG ([`image_content`]).
+    Image(Vec<u8>),
+    /// A video, audio file, document or sticker, checked for its kind ([`Upload::prepare`]).
+    File {
+        /// Which.
+        kind: MessageKind,
+        /// The form field it came in, named in refusals.
+        field: &'static str,
+        /// The file.
+        bytes: Vec<u8>,
+        /// The type the client gave it, if any.
+        content_type: Option<String>,
+        /// The name the client gave it, if any.
+        file_name: Option<String>,
+    },
+}
+
+impl Upload {
+    /// The file as it goes out, or why it cannot: a picture compressed to JPEG, a sticker made
+    /// a 512 px WebP, a video or audio file checked to be a format WhatsApp plays, a document
+    /// given its type and a plain name. Refusals name the field and say what to send instead.
+    pub(crate) async fn prepare(self) -> ApiResult<Attachment> {
+        let (kind, field, bytes, content_type, file_name) = match self {
+            Upload::Image(bytes) => {
+                let jpeg = image_content(Some(bytes)).await?.unwrap_or_default();
+                return Ok(Attachment::jpeg(jpeg));
+            }
+            Upload::File {
+                kind,
+                field,
+                bytes,
+                content_type,
+                file_name,
+            } => (kind, field, bytes, content_type, file_name),
+        };
+        if bytes.is_empty() {
+            return Err(ApiError::Invalid(format!("{field}: the file is empty")));
+        }
+        let refused = |e: wafleet_core::media::MediaError| ApiError::Invalid(format!("{field}: {e}"));
+        let (bytes, mime) = match kind {
+            MessageKind::Video => {
+                let mime = wafleet_core::media::video_mime(&bytes).map_err(refused)?;
+                (bytes, mime.to_owned())
+            }
+            MessageKind::Audio => {
+                let mime = wafleet_core::media::audio_mime(&bytes).map_err(refused)?;
+                (bytes, mime.to_owned())
+            }
+            MessageKind::Sticker => {
+                let webp = wafleet_core::media::sticker_off_runtime(bytes).await.map_err(refused)?;
+                (webp, "image/webp".to_owned())
+            }
+            _ => {
+                let mime = document_mime(&bytes, content_type.as_deref(), file_name.as_deref());
+                (bytes, mime)
+            }
+        };
+        Ok(Attachment {
+            kind,
+            bytes,
+            mime,
+            file_name: (kind == MessageKind::Document).then(|| document_name(file_name.as_deref())),
+        })
+    }
+}
+
+/// A document's MIME type: the one the client gave, unless it is none or the generic
+/// `application/octet-stream`; else what the file's first bytes say; else what its name says.
+fn document_mime(bytes: &[u8], given: Option<&str>, name: Option<&str>) -> String {
+    let given = given
+        .map(str::trim)
+        .filter(|m| !m.is_empty() && *m != "application/octet-stream" && m.parse::<mime::Mime>().is_ok());
+    if let Some(given) = given {
+        return given.to_owned();
+    }
+    wafleet_core::media::sniffed_mime(bytes)
+        .map(str::to_owned)
+        .or_else(|| name.and_then(|n| mime_guess::from_path(n).first_raw().map(str::to_owned)))
+        .unwrap_or_else(|| "application/octet-stream".into())
+}
+
+/// The name a document is shown with: the client's, without any folder part or control
+/// characters, at most 200 characters; `file` when it gave none.
+fn document_name(given: Option<&str>) -> String {
+    let base = given.unwrap_or_default().rsplit(['/', '\\']).next().unwrap_or_default();
+    let clean: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
+    let clean = clean.trim();
+    if clean.is_empty() || clean == "." || clean == ".." {
+        "file".into()
+    } else {
+        clean.to_owned()
+    }
+}
+
+/// Checks a message's text (`None` when blank); `has_image` says whether a file comes with it.
 pub(crate) fn text_content(text: Option<String>, has_image: bool) -> ApiResult<Option<String>> {
     let text = text.filter(|t| !t.trim().is_empty());
     if let Some(text) = &text
@@ -257,13 +356,23 @@ pub(crate) async fn enqueue(state: &AppState, message: &OutboundMessage) {
     }
 }
 
+/// A file field of a multipart form.
+pub(crate) struct FormFile {
+    /// Its content.
+    pub bytes: Vec<u8>,
+    /// The file name the client gave.
+    pub file_name: Option<String>,
+    /// The content type the client gave.
+    pub content_type: Option<String>,
+}
+
 /// Reads a multipart form into named text fields and the one file field `file_field`; `limit` is
 /// the body limit, named when the form outgrows it.
 pub(crate) async fn read_form(
     mut form: axum::extract::Multipart,
     file_field: &str,
     limit: usize,
-) -> ApiResult<(std::collections::HashMap<String, String>, Option<Vec<u8>>)> {
+) -> ApiResult<(std::collections::HashMap<String, String>, Option<FormFile>)> {
     let unreadable = |what: String, err: axum::extract::multipart::MultipartError| {
         if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(limit)
@@ -280,11 +389,17 @@ pub(crate) async fn read_form(
     {
         let name = field.name().unwrap_or_default().to_owned();
         if name == file_field {
+            let file_name = field.file_name().map(str::to_owned);
+            let content_type = field.content_type().map(str::to_owned);
             let bytes = field
                 .bytes()
                 .await
                 .map_err(|e| unreadable(format!("reading `{name}`"), e))?;
-            file = Some(bytes.to_vec());
+            file = Some(FormFile {
+                bytes: bytes.to_vec(),
+                file_name,
+                content_type,
+            });
         } else {
             let text = field
                 .text()

@@ -105,6 +105,40 @@ pub enum MessageKind {
     Other,
 }
 
+impl MessageKind {
+    /// The kinds that carry a file.
+    pub const MEDIA: [MessageKind; 5] = [
+        MessageKind::Image,
+        MessageKind::Video,
+        MessageKind::Audio,
+        MessageKind::Document,
+        MessageKind::Sticker,
+    ];
+
+    /// Its name, as stored and shown: `text`, `image`, `video`, `audio`, `document`, `sticker`,
+    /// `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Text => "text",
+            MessageKind::Image => "image",
+            MessageKind::Video => "video",
+            MessageKind::Audio => "audio",
+            MessageKind::Document => "document",
+            MessageKind::Sticker => "sticker",
+            MessageKind::Other => "other",
+        }
+    }
+
+    /// The kind named `name` ([`MessageKind::as_str`]); anything unknown is [`MessageKind::Other`].
+    pub fn from_name(name: &str) -> Self {
+        [MessageKind::Text, MessageKind::Other]
+            .into_iter()
+            .chain(Self::MEDIA)
+            .find(|k| k.as_str() == name)
+            .unwrap_or(MessageKind::Other)
+    }
+}
+
 /// A message seen by a session: received, or sent by the account from another of its devices.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IncomingMessage {
@@ -468,8 +502,8 @@ pub struct Outgoing {
 pub enum Content {
     /// Text.
     Text(String),
-    /// An image with an optional caption.
-    Image(OutgoingImage),
+    /// A file (a picture, video, audio, document or sticker) with an optional caption.
+    Media(OutgoingMedia),
 }
 
 impl Outgoing {
@@ -482,12 +516,12 @@ impl Outgoing {
         }
     }
 
-    /// An image to `to` under a new id.
-    pub fn image(to: &Jid, image: OutgoingImage) -> Self {
+    /// A file to `to` under a new id.
+    pub fn media(to: &Jid, media: OutgoingMedia) -> Self {
         Outgoing {
             id: new_message_id(),
             to: to.clone(),
-            content: Content::Image(image),
+            content: Content::Media(media),
         }
     }
 }
@@ -513,14 +547,40 @@ pub struct MessageRef {
     pub from_me: bool,
 }
 
-/// An image to send.
-#[derive(Clone, Debug)]
-pub struct OutgoingImage {
-    /// Encoded image bytes (JPEG after wafleet's compression).
+/// A file a send carries, as it goes out: already converted where wafleet converts (pictures to
+/// JPEG, stickers to WebP) and checked to be what its kind says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    /// How it is sent: one of [`MessageKind::MEDIA`].
+    pub kind: MessageKind,
+    /// The file.
     pub bytes: Vec<u8>,
-    /// MIME type, e.g. `image/jpeg`.
+    /// Its MIME type, as WhatsApp is told (`image/jpeg`, `video/mp4`, `audio/ogg; codecs=opus`,
+    /// `image/webp`, or a document's own).
     pub mime: String,
-    /// Optional caption.
+    /// The name a document is shown with.
+    pub file_name: Option<String>,
+}
+
+impl Attachment {
+    /// A picture as wafleet sends them: a JPEG ([`crate::media::compress`]).
+    pub fn jpeg(bytes: Vec<u8>) -> Self {
+        Attachment {
+            kind: MessageKind::Image,
+            bytes,
+            mime: "image/jpeg".into(),
+            file_name: None,
+        }
+    }
+}
+
+/// A file to send, with an optional caption (WhatsApp shows captions under pictures, videos and
+/// documents only).
+#[derive(Clone, Debug)]
+pub struct OutgoingMedia {
+    /// The file.
+    pub file: Attachment,
+    /// Its caption.
     pub caption: Option<String>,
 }
 

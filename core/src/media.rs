@@ -19,6 +19,8 @@ use tokio::sync::Semaphore;
 pub const MAX_SIDE: u32 = 1200;
 /// JPEG quality of a sent image.
 pub const JPEG_QUALITY: u8 = 70;
+/// The side of a sticker, in pixels (WhatsApp's own size).
+pub const STICKER_SIDE: u32 = 512;
 /// The side of a profile picture at most, in pixels (WhatsApp's own size).
 pub const PROFILE_SIDE: u32 = 640;
 /// Most pixels (width × height) an input image may have: a 40-megapixel photo, larger than any
@@ -47,6 +49,9 @@ pub enum MediaError {
         "image is {0}x{1} pixels; the most accepted is 40 megapixels (40,000,000 pixels) and 16384 pixels on a side: send a smaller image"
     )]
     TooLarge(u32, u32),
+    /// A video or audio file in a format WhatsApp does not play.
+    #[error("{0}")]
+    Format(String),
 }
 
 fn unreadable(err: ImageError) -> MediaError {
@@ -125,12 +130,68 @@ pub fn profile_picture(bytes: &[u8]) -> Result<Vec<u8>, MediaError> {
     jpeg(fit(square, PROFILE_SIDE))
 }
 
+/// Decodes `bytes` and re-encodes them as a sticker as WhatsApp shows them: a lossless WebP of
+/// [`STICKER_SIDE`] x [`STICKER_SIDE`] pixels, the image fitted in the middle on a transparent
+/// background (an animation keeps its first frame). Blocks: from async code, call
+/// [`sticker_off_runtime`].
+pub fn sticker(bytes: &[u8]) -> Result<Vec<u8>, MediaError> {
+    let image = fit(decode(bytes)?, STICKER_SIDE).into_rgba8();
+    let mut canvas = image::RgbaImage::new(STICKER_SIDE, STICKER_SIDE);
+    let x = (STICKER_SIDE - image.width()) / 2;
+    let y = (STICKER_SIDE - image.height()) / 2;
+    image::imageops::overlay(&mut canvas, &image, i64::from(x), i64::from(y));
+    let mut out = Vec::new();
+    image::codecs::webp::WebPEncoder::new_lossless(&mut out)
+        .encode(&canvas, STICKER_SIDE, STICKER_SIDE, image::ExtendedColorType::Rgba8)
+        .map_err(unreadable)?;
+    Ok(out)
+}
+
+/// The MIME type WhatsApp is told for a video, read from the file's first bytes: MP4 (or M4V),
+/// which every phone plays. Anything else is refused with what to do.
+pub fn video_mime(bytes: &[u8]) -> Result<&'static str, MediaError> {
+    match infer::get(bytes).map(|t| t.mime_type()) {
+        Some("video/mp4" | "video/x-m4v") => Ok("video/mp4"),
+        other => Err(MediaError::Format(format!(
+            "not an MP4 video ({}); WhatsApp plays MP4 (H.264 with AAC sound): convert it, or send it as a file",
+            other.unwrap_or("unrecognised content")
+        ))),
+    }
+}
+
+/// The MIME type WhatsApp is told for an audio file, read from its first bytes: OGG Opus (as
+/// voice notes are), MP3, M4A, AAC or AMR. Anything else is refused with what to do.
+pub fn audio_mime(bytes: &[u8]) -> Result<&'static str, MediaError> {
+    match infer::get(bytes).map(|t| t.mime_type()) {
+        Some("audio/ogg" | "audio/opus") => Ok("audio/ogg; codecs=opus"),
+        Some("audio/mpeg") => Ok("audio/mpeg"),
+        Some("audio/m4a") => Ok("audio/mp4"),
+        Some("audio/aac") => Ok("audio/aac"),
+        Some("audio/amr") => Ok("audio/amr"),
+        other => Err(MediaError::Format(format!(
+            "not an audio file WhatsApp plays ({}); send OGG Opus, MP3, M4A, AAC or AMR, or send it as a file",
+            other.unwrap_or("unrecognised content")
+        ))),
+    }
+}
+
+/// The MIME type of a document, from its first bytes when they say (PDF, ZIP, pictures, …).
+pub fn sniffed_mime(bytes: &[u8]) -> Option<&'static str> {
+    infer::get(bytes).map(|t| t.mime_type())
+}
+
 /// [`compress`] for async code: the header is checked here (so an oversized image is refused at
 /// once, without waiting for a turn), then the image is decoded on the blocking pool, at most one
 /// image per CPU at a time.
 #[tracing::instrument(skip_all, fields(bytes = bytes.len()))]
 pub async fn compress_off_runtime(bytes: Vec<u8>) -> Result<Vec<u8>, MediaError> {
     in_turn(bytes, compress).await
+}
+
+/// [`sticker`] for async code, as [`compress_off_runtime`] runs [`compress`].
+#[tracing::instrument(skip_all, fields(bytes = bytes.len()))]
+pub async fn sticker_off_runtime(bytes: Vec<u8>) -> Result<Vec<u8>, MediaError> {
+    in_turn(bytes, sticker).await
 }
 
 /// [`profile_picture`] for async code, as [`compress_off_runtime`] runs [`compress`].
@@ -145,7 +206,7 @@ async fn in_turn(bytes: Vec<u8>, convert: fn(&[u8]) -> Result<Vec<u8>, MediaErro
     let outcome = match &result {
         Ok(_) => "compressed",
         Err(MediaError::TooLarge(..)) => "too_large",
-        Err(MediaError::Unreadable(_)) => "unreadable",
+        Err(MediaError::Unreadable(_) | MediaError::Format(_)) => "unreadable",
     };
     metrics::counter!(crate::metrics::IMAGES, "outcome" => outcome).increment(1);
     result
@@ -187,6 +248,32 @@ mod tests {
         let decoded = image::load_from_memory(&jpeg).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (1200, 600));
         assert_eq!(image::guess_format(&jpeg).unwrap(), image::ImageFormat::Jpeg);
+    }
+
+    #[test]
+    fn stickers_are_512_px_webp_with_the_picture_fitted_in_the_middle() {
+        let webp = sticker(&png(1000, 500)).unwrap();
+        assert_eq!(image::guess_format(&webp).unwrap(), image::ImageFormat::WebP);
+        let decoded = image::load_from_memory(&webp).unwrap().into_rgba8();
+        assert_eq!(decoded.dimensions(), (512, 512));
+        // 512 x 256 in the middle: transparent above and below, opaque across the middle.
+        assert_eq!(decoded.get_pixel(256, 10)[3], 0);
+        assert_eq!(decoded.get_pixel(256, 256)[3], 255);
+        assert_eq!(decoded.get_pixel(256, 500)[3], 0);
+    }
+
+    #[test]
+    fn videos_and_audio_are_told_apart_from_their_first_bytes() {
+        let mp4 = b"\0\0\0\x18ftypmp42\0\0\0\0mp42isom";
+        assert_eq!(video_mime(mp4), Ok("video/mp4"));
+        assert_eq!(audio_mime(b"OggS\0\x02\0\0\0\0"), Ok("audio/ogg; codecs=opus"));
+        assert_eq!(audio_mime(b"ID3\x04\0\0\0\0\0\0"), Ok("audio/mpeg"));
+        let refused = video_mime(b"%PDF-1.4\n").unwrap_err().to_string();
+        assert!(
+            refused.contains("application/pdf") && refused.contains("send it as a file"),
+            "{refused}"
+        );
+        assert!(audio_mime(mp4).is_err(), "a video is not sent as audio");
     }
 
     #[test]

@@ -25,7 +25,7 @@
 //! reconnects with its token.
 
 use serde::{Deserialize, Serialize};
-use wafleet_core::link::{IncomingMessage, Jid, LinkError, ReceiptKind};
+use wafleet_core::link::{IncomingMessage, Jid, LinkError, MessageKind, ReceiptKind};
 use wafleet_core::types::Timestamp;
 
 /// How a session starts.
@@ -46,13 +46,24 @@ pub enum HelloMode {
     },
 }
 
-/// An image being sent (the simulator keeps only its size and type).
+/// A file being sent (the simulator keeps what the recipient's phone would show of it: its kind,
+/// size, type and name, not the bytes).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ImageInfo {
-    /// Size of the encoded image.
+pub struct MediaInfo {
+    /// A picture, video, audio, document or sticker.
+    #[serde(default = "picture")]
+    pub kind: MessageKind,
+    /// Size of the file.
     pub bytes: usize,
     /// MIME type.
     pub mime: String,
+    /// A document's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+}
+
+fn picture() -> MessageKind {
+    MessageKind::Image
 }
 
 /// A frame from the client.
@@ -64,7 +75,7 @@ pub enum ClientFrame {
         /// How to start.
         mode: HelloMode,
     },
-    /// Send a text, or an image with an optional caption (`text`).
+    /// Send a text, or a file with an optional caption (`text`).
     Send {
         /// Request number.
         req: u64,
@@ -74,10 +85,11 @@ pub enum ClientFrame {
         id: Option<String>,
         /// Recipient JID.
         to: Jid,
-        /// Text, or the caption of `image`.
+        /// Text, or the caption of `media`.
         text: Option<String>,
-        /// The image, for image messages.
-        image: Option<ImageInfo>,
+        /// The file, for pictures, videos, audio, documents and stickers.
+        #[serde(alias = "image")]
+        media: Option<MediaInfo>,
     },
     /// Which numbers are on WhatsApp.
     Check {

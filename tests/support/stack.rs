@@ -15,6 +15,8 @@ use wafleet_core::keys::KeyRing;
 use wafleet_core::link::{Link, MessageKind};
 use wafleet_core::shutdown::{self, ShutdownTrigger};
 use wafleet_core::testing::{Backend, TestDb, poll_for};
+use wafleet_core::types::PhoneNumber;
+use wafleet_sim::conformance::{Phones, Sent};
 use wafleet_sim::control::MediaFile;
 use wafleet_sim::waweb::{self, WaWebConfig, WaWebHandle};
 use wafleet_sim::{SimConfig, SimHandle, SimLink};
@@ -49,6 +51,10 @@ pub trait Network: Sized {
 
     /// The recipients (digits) of what the devices of `phone` (digits) sent, in order.
     async fn sent_to(&self, phone: &str) -> Vec<String>;
+
+    /// What the devices of `phone` (digits) sent, as the recipients' phones saw it (a file's
+    /// size as they decrypted it), in order.
+    async fn sent(&self, phone: &str) -> Vec<Sent>;
 }
 
 impl Network for SimHandle {
@@ -99,6 +105,11 @@ impl Network for SimHandle {
         let sent = self.control().sent(phone).await.expect("sent");
         sent.into_iter().map(|m| m.to.user().to_owned()).collect()
     }
+
+    async fn sent(&self, phone: &str) -> Vec<Sent> {
+        let phone: PhoneNumber = format!("+{phone}").parse().expect("a phone number");
+        Phones::sent(&self.control(), &phone).await.expect("sent")
+    }
 }
 
 /// The front end for the real whatsapp-rust client; whatsapp-rust waits up to 5 s after each login before it
@@ -143,7 +154,22 @@ impl Network for WaWebHandle {
     }
 
     async fn sent_to(&self, phone: &str) -> Vec<String> {
-        self.sent(phone).into_iter().map(|m| m.to).collect()
+        WaWebHandle::sent(self, phone).into_iter().map(|m| m.to).collect()
+    }
+
+    async fn sent(&self, phone: &str) -> Vec<Sent> {
+        WaWebHandle::sent(self, phone)
+            .into_iter()
+            .map(|m| Sent {
+                media_bytes: self.media_bytes(&m).ok().map(|b| b.len()),
+                mime: m.media.as_ref().and_then(|f| f.mime.clone()),
+                file_name: m.media.as_ref().and_then(|f| f.file_name.clone()),
+                kind: MessageKind::from_name(&m.kind),
+                to: wafleet_core::link::Jid(format!("{}@s.whatsapp.net", m.to)),
+                id: m.id,
+                text: m.text,
+            })
+            .collect()
     }
 }
 

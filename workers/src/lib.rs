@@ -89,6 +89,7 @@ pub async fn run(
         roster.clone(),
         invalidations,
         options.confirm_wait,
+        options.media.as_ref().map(|m| m.store.clone()),
     );
     let consume = ConsumeOptions {
         worker: options.id.clone(),

@@ -25,7 +25,8 @@ use tokio::task::JoinHandle;
 use wafleet_core::Db;
 use wafleet_core::cache::Invalidations;
 use wafleet_core::db::{Fence, NextSend, SendWork};
-use wafleet_core::link::{Content, Jid, LinkError, Outgoing, OutgoingImage, Session, new_message_id};
+use wafleet_core::link::{Content, Jid, LinkError, Outgoing, OutgoingMedia, Session, new_message_id};
+use wafleet_core::media_store::MediaStore;
 use wafleet_core::metrics as m;
 use wafleet_core::queue::{Outcome, SendJob, backoff, sends_queue};
 use wafleet_core::sync;
@@ -124,11 +125,21 @@ pub struct Sender {
     pacer: Pacer,
     /// A performed send adds a message to the device's chat: its cached reads go.
     invalidations: Invalidations,
+    /// Where the file of a performed media send is kept for its chat (as received files are).
+    media: Option<MediaStore>,
 }
 
 impl Sender {
     /// A sender for `worker`'s devices in `roster`.
-    pub fn new(db: Db, worker: String, roster: Roster, invalidations: Invalidations, confirm_wait: Duration) -> Self {
+    /// Files of performed media sends are kept in `media`, when given.
+    pub fn new(
+        db: Db,
+        worker: String,
+        roster: Roster,
+        invalidations: Invalidations,
+        confirm_wait: Duration,
+        media: Option<MediaStore>,
+    ) -> Self {
         Sender {
             pacer: Pacer::new(db.clone()),
             db,
@@ -137,6 +148,7 @@ impl Sender {
             confirm_wait,
             wakes: Arc::default(),
             invalidations,
+            media,
         }
     }
 
@@ -354,7 +366,8 @@ impl Sender {
             .unwrap_or_else(|_| Err(LinkError::Unconfirmed(format!("no answer within {SEND_TIMEOUT:?}"))));
         match sent {
             Ok(wa_id) => {
-                self.record_sent(work_id, &wa_id).await;
+                let kept_at = self.keep_file(entry.fence.device, &wa_id, &message).await;
+                self.record_sent(work_id, &wa_id, kept_at.as_deref()).await;
                 self.invalidations.device_changed(entry.fence.device).await;
                 metrics::counter!(m::SENDS, "status" => "sent").increment(1);
             }
@@ -414,12 +427,28 @@ impl Sender {
         }
     }
 
+    /// Keeps the file of a performed media send where received files are kept, for its chat;
+    /// where it is, or `None` (no file, no store, or the store failed: the send keeps its copy).
+    async fn keep_file(&self, device: DeviceId, wa_id: &str, message: &Outgoing) -> Option<String> {
+        let (Some(store), Content::Media(media)) = (&self.media, &message.content) else {
+            return None;
+        };
+        let key = MediaStore::key_for(device, wa_id);
+        match store.put(&key, media.file.bytes.clone()).await {
+            Ok(()) => Some(key),
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "keeping a sent file failed; the send keeps its copy");
+                None
+            }
+        }
+    }
+
     /// Records a performed send, retrying while the database is away: the send happened, and
     /// leaving it `sending` would make it look unconfirmed.
-    async fn record_sent(&self, id: i64, wa_id: &str) {
+    async fn record_sent(&self, id: i64, wa_id: &str, kept_at: Option<&str>) {
         let mut wait = Duration::from_millis(100);
         for attempt in 1..=10 {
-            match self.db.finish_send(id, wa_id).await {
+            match self.db.finish_send(id, wa_id, kept_at).await {
                 Ok(()) => return,
                 Err(err) => {
                     tracing::warn!(error = ?err, attempt, "recording a performed send failed; retrying");
@@ -437,11 +466,10 @@ impl Sender {
 }
 
 /// The message a begun send goes out as.
-fn outgoing(work: SendWork) -> Outgoing {
-    let content = match work.image {
-        Some(bytes) => Content::Image(OutgoingImage {
-            bytes,
-            mime: "image/jpeg".into(),
+fn outgoing(mut work: SendWork) -> Outgoing {
+    let content = match work.attachment() {
+        Some(file) => Content::Media(OutgoingMedia {
+            file,
             caption: work.body,
         }),
         None => Content::Text(work.body.unwrap_or_default()),

@@ -42,7 +42,16 @@ pub(super) async fn test_send(
     let image = decode_image(body.image_base64.as_deref())?;
     let has_image = image.is_some();
     let key = idempotency_key(&headers)?;
-    let (message, created) = accept(&state, user.id, device, key, &body.to, body.text.clone(), image).await?;
+    let (message, created) = accept(
+        &state,
+        user.id,
+        device,
+        key,
+        &body.to,
+        body.text.clone(),
+        image.map(crate::sends::Upload::Image),
+    )
+    .await?;
     if !created {
         return Ok(ok("message already accepted under this key", message).into_response());
     }

@@ -42,7 +42,7 @@ pub async fn send(app: &TestApp, user: UserId, fence: Fence, to: &str, outcome: 
         idempotency_key: format!("k-{}-{to}", fence.device),
         to: jid(to),
         body: Some("Hello".into()),
-        image: None,
+        media: None,
     };
     let (message, _) = app.db.record_send(&new).await.unwrap();
     if let Outcome::Failed = outcome {
@@ -55,7 +55,7 @@ pub async fn send(app: &TestApp, user: UserId, fence: Fence, to: &str, outcome: 
         .await
         .unwrap()
         .expect("begun");
-    app.db.finish_send(message.id, &wa_id).await.unwrap();
+    app.db.finish_send(message.id, &wa_id, None).await.unwrap();
     let receipts: &[ReceiptKind] = match outcome {
         Outcome::Delivered => &[ReceiptKind::Delivered],
         Outcome::Read => &[ReceiptKind::Delivered, ReceiptKind::Read],

@@ -300,25 +300,33 @@ async fn too_large_bodies_name_the_limit(backend: Backend) {
         &[limit],
     )
     .await;
-    let form = Form::new()
-        .text("phone", "60191000001")
-        .part("image", Part::bytes(vec![7; 8000]).file_name("big.png"));
-    let response = client
-        .post(app.url("/send/image"))
-        .bearer_auth(&token)
-        .header("X-Device-Id", device.to_string())
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    refused(
-        &spec,
-        ("POST", "/send/image"),
-        response,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        &[limit],
-    )
-    .await;
+    for (route, field) in [
+        ("/send/image", "image"),
+        ("/send/video", "video"),
+        ("/send/audio", "audio"),
+        ("/send/file", "file"),
+        ("/send/sticker", "sticker"),
+    ] {
+        let form = Form::new()
+            .text("phone", "60191000001")
+            .part(field, Part::bytes(vec![7; 8000]).file_name("big.bin"));
+        let response = client
+            .post(app.url(route))
+            .bearer_auth(&token)
+            .header("X-Device-Id", device.to_string())
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        refused(
+            &spec,
+            ("POST", route),
+            response,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &[limit],
+        )
+        .await;
+    }
 }
 
 wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => path_parameter_out_of_range, query_parameter_of_the_wrong_type, send_body_of_the_wrong_type, compatible_send_without_message, compatible_pair_code_without_phone, missing_credentials, unknown_route_and_method; too_large_bodies_name_the_limit);

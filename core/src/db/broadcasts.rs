@@ -6,7 +6,7 @@
 //! half-way) finds what was recorded and sends nobody twice. The sends join the device's queue
 //! like any other and are paced by its holder.
 
-use crate::link::Jid;
+use crate::link::{Attachment, Jid};
 use crate::types::{DeviceId, PhoneNumber, Timestamp, UserId};
 use crate::{Db, Error, Result};
 
@@ -118,7 +118,7 @@ impl Db {
                 idempotency_key: broadcast_send_key(id, phone),
                 to: Jid::for_phone(phone),
                 body: new.message.clone(),
-                image: new.image.clone(),
+                media: new.image.clone().map(Attachment::jpeg),
             };
             let (outbound, fresh) = self.record_send(&send).await?;
             on_db!(self, pool => sqlx::query(

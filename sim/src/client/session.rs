@@ -5,25 +5,25 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use wafleet_core::link::{
-    BusinessProfile, Content, IncomingMedia, Jid, LinkError, LinkEvent, MessageRef, NewChatCap, NumberCheck, Outgoing,
-    PrivacySettings, ProfilePicture, Restrictions, Session, UserInfo,
+    BusinessProfile, Content, IncomingMedia, Jid, LinkError, LinkEvent, MessageKind, MessageRef, NewChatCap,
+    NumberCheck, Outgoing, PrivacySettings, ProfilePicture, Restrictions, Session, UserInfo,
 };
 use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber, Timestamp};
 
-use crate::protocol::{ImageInfo, ServerFrame};
+use crate::protocol::{MediaInfo, ServerFrame};
 
 /// How long fetching one file may take.
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A request for the session's task.
 pub(crate) enum Request {
-    /// Send text or an image under a chosen id.
+    /// Send text or a file under a chosen id.
     Send {
         id: String,
         to: Jid,
         text: Option<String>,
-        image: Option<ImageInfo>,
+        media: Option<MediaInfo>,
     },
     /// Check numbers.
     Check { phones: Vec<String> },
@@ -138,23 +138,34 @@ impl Session for SimSession {
 
     #[tracing::instrument(skip(self, message), fields(device = %self.device, id = %message.id))]
     async fn send(&self, message: &Outgoing) -> Result<String, LinkError> {
-        let (text, image) = match &message.content {
+        let (text, media) = match &message.content {
             Content::Text(text) if text.trim().is_empty() => return Err(LinkError::Invalid("empty text".into())),
             Content::Text(text) => (Some(text.clone()), None),
-            Content::Image(image) if image.bytes.is_empty() => return Err(LinkError::Invalid("empty image".into())),
-            Content::Image(image) => (
-                image.caption.clone(),
-                Some(ImageInfo {
-                    bytes: image.bytes.len(),
-                    mime: image.mime.clone(),
-                }),
-            ),
+            Content::Media(media) => {
+                let file = &media.file;
+                if file.bytes.is_empty() || !MessageKind::MEDIA.contains(&file.kind) {
+                    return Err(LinkError::Invalid(format!(
+                        "not a file to send: {} bytes as {}",
+                        file.bytes.len(),
+                        file.kind.as_str()
+                    )));
+                }
+                (
+                    media.caption.clone(),
+                    Some(MediaInfo {
+                        kind: file.kind,
+                        bytes: file.bytes.len(),
+                        mime: file.mime.clone(),
+                        file_name: file.file_name.clone(),
+                    }),
+                )
+            }
         };
         self.send_frame(Request::Send {
             id: message.id.clone(),
             to: message.to.clone(),
             text,
-            image,
+            media,
         })
         .await
     }

@@ -1,7 +1,7 @@
 //! Incoming messages (ack, replay, filter) and sending with receipts.
 
 use wafleet_core::link::{
-    Jid, LinkError, LinkEvent, MessageKind, MessageRef, OpenMode, Outgoing, OutgoingImage, ReceiptKind,
+    Attachment, Jid, LinkError, LinkEvent, MessageKind, MessageRef, OpenMode, Outgoing, OutgoingMedia, ReceiptKind,
 };
 use wafleet_core::testing::eventually;
 
@@ -217,14 +217,13 @@ pub async fn image_with_caption(h: &dyn Harness) {
     let mut paired = pair(h).await;
     let to = Jid::for_phone(&contact(h, Contact::OnWhatsApp).await);
     let bytes = vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F', 0, 0xFF, 0xD9];
-    let image = OutgoingImage {
-        bytes: bytes.clone(),
-        mime: "image/jpeg".into(),
+    let image = OutgoingMedia {
+        file: Attachment::jpeg(bytes.clone()),
         caption: Some("look".into()),
     };
     let id = paired
         .session
-        .send(&Outgoing::image(&to, image))
+        .send(&Outgoing::media(&to, image))
         .await
         .expect("send the image");
     let record = sent_message(h, &paired.phone, &id).await;
@@ -232,12 +231,60 @@ pub async fn image_with_caption(h: &dyn Harness) {
         (record.kind, record.text.as_deref()),
         (MessageKind::Image, Some("look"))
     );
-    assert_eq!(record.image_bytes, Some(bytes.len()));
+    assert_eq!(record.media_bytes, Some(bytes.len()));
     let event = next_event(&mut paired.events, "the delivered receipt").await;
     assert!(
         matches!(&event, LinkEvent::Receipt { kind: ReceiptKind::Delivered, message_ids, .. } if *message_ids == [id.clone()]),
         "{event:?}"
     );
+    paired.session.close().await;
+}
+
+/// A video, an audio file, a document and a sticker each reach the contact as their kind of
+/// message, with their size, type, caption (where the kind shows one) and a document's name.
+pub async fn files_of_every_kind_are_sent(h: &dyn Harness) {
+    let paired = pair(h).await;
+    let to = Jid::for_phone(&contact(h, Contact::OnWhatsApp).await);
+    let files = [
+        (MessageKind::Video, "video/mp4", Some("the tour"), None, 70_000),
+        (MessageKind::Audio, "audio/ogg; codecs=opus", None, None, 9_000),
+        (
+            MessageKind::Document,
+            "application/pdf",
+            Some("the price list"),
+            Some("prices.pdf"),
+            30_000,
+        ),
+        (MessageKind::Sticker, "image/webp", None, None, 4_000),
+    ];
+    for (kind, mime, caption, file_name, size) in files {
+        let bytes: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+        let media = OutgoingMedia {
+            file: Attachment {
+                kind,
+                bytes,
+                mime: mime.into(),
+                file_name: file_name.map(str::to_owned),
+            },
+            caption: caption.map(str::to_owned),
+        };
+        let id = paired
+            .session
+            .send(&Outgoing::media(&to, media))
+            .await
+            .unwrap_or_else(|e| panic!("send the {kind:?}: {e}"));
+        let record = sent_message(h, &paired.phone, &id).await;
+        assert_eq!(
+            (record.kind, record.text.as_deref(), record.media_bytes),
+            (kind, caption, Some(size as usize)),
+            "{kind:?}"
+        );
+        assert_eq!(
+            (record.mime.as_deref(), record.file_name.as_deref()),
+            (Some(mime), file_name),
+            "{kind:?}"
+        );
+    }
     paired.session.close().await;
 }
 

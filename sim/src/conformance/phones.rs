@@ -28,12 +28,16 @@ pub struct Sent {
     pub id: String,
     /// The recipient's chat.
     pub to: Jid,
-    /// Text or image.
+    /// Text, or the kind of file.
     pub kind: MessageKind,
-    /// The text, or an image's caption.
+    /// The text, or a file's caption.
     pub text: Option<String>,
-    /// The image's size as the recipient decoded it, for images.
-    pub image_bytes: Option<usize>,
+    /// The file's size as the recipient decoded it, for files.
+    pub media_bytes: Option<usize>,
+    /// The file's MIME type, as the recipient was told.
+    pub mime: Option<String>,
+    /// A document's name.
+    pub file_name: Option<String>,
 }
 
 /// A reaction, a deletion for everyone or an edit a linked device sent, as the network recorded
@@ -196,7 +200,9 @@ impl Phones for ControlClient {
                 to: m.to,
                 kind: m.kind,
                 text: m.text,
-                image_bytes: m.image_bytes,
+                media_bytes: m.media_bytes,
+                mime: m.mime,
+                file_name: m.file_name,
             })
             .collect())
     }

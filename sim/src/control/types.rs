@@ -252,12 +252,18 @@ pub struct SentRecord {
     pub id: String,
     /// Recipient.
     pub to: Jid,
-    /// Text or image.
+    /// Text, or the kind of file.
     pub kind: MessageKind,
     /// Text or caption.
     pub text: Option<String>,
-    /// Image size, for images.
-    pub image_bytes: Option<usize>,
+    /// The file's size, for pictures, videos, audio, documents and stickers.
+    pub media_bytes: Option<usize>,
+    /// The file's MIME type.
+    #[serde(default)]
+    pub mime: Option<String>,
+    /// A document's name.
+    #[serde(default)]
+    pub file_name: Option<String>,
     /// When the network accepted it.
     pub at: Timestamp,
 }

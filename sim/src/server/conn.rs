@@ -93,7 +93,7 @@ async fn handle(sim: &Arc<Sim>, conn: u64, frame: ClientFrame, greeted: &mut boo
             id,
             to,
             text,
-            image,
+            media,
         } => sim.send(
             conn,
             SendRequest {
@@ -101,7 +101,7 @@ async fn handle(sim: &Arc<Sim>, conn: u64, frame: ClientFrame, greeted: &mut boo
                 id,
                 to,
                 text,
-                image,
+                media,
             },
         ),
         ClientFrame::Check { req, phones } => sim.check(conn, req, &phones),

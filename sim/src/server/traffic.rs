@@ -11,7 +11,7 @@ use wafleet_core::types::Timestamp;
 use crate::control::{
     ActionRecord, ChatKind, ChatStateRecord, InjectMedia, InjectMessage, Injected, ReadRecord, SentRecord,
 };
-use crate::protocol::{ErrorClass, ImageInfo, ServerFrame};
+use crate::protocol::{ErrorClass, MediaInfo, ServerFrame};
 
 use super::world::{World, digits_of, jid_of, message_id, random_string};
 use super::{ControlError, Sim};
@@ -27,8 +27,8 @@ pub(crate) struct SendRequest {
     pub to: Jid,
     /// Text or caption.
     pub text: Option<String>,
-    /// The image, if any.
-    pub image: Option<ImageInfo>,
+    /// The file, if any.
+    pub media: Option<MediaInfo>,
 }
 
 impl Sim {
@@ -64,7 +64,7 @@ impl Sim {
             );
         }
         let text = request.text.filter(|t| !t.is_empty());
-        if text.is_none() && request.image.is_none() {
+        if text.is_none() && request.media.is_none() {
             return fail(&w, ErrorClass::Invalid, "empty message");
         }
         let limits = ban::BanLimits::from(&self.config);
@@ -83,13 +83,11 @@ impl Sim {
         let record = SentRecord {
             id: id.clone(),
             to: jid_of(&to),
-            kind: if request.image.is_some() {
-                MessageKind::Image
-            } else {
-                MessageKind::Text
-            },
+            kind: request.media.as_ref().map_or(MessageKind::Text, |m| m.kind),
             text: text.clone(),
-            image_bytes: request.image.map(|i| i.bytes),
+            media_bytes: request.media.as_ref().map(|m| m.bytes),
+            mime: request.media.as_ref().map(|m| m.mime.clone()),
+            file_name: request.media.and_then(|m| m.file_name),
             at: Timestamp::now(),
         };
         w.counters.sent += 1;

@@ -10,7 +10,7 @@ use wa_rs_binary::node::{Node, NodeContent};
 use wa_rs_libsignal::protocol::{DeviceId, ProtocolAddress};
 use wa_rs_proto::whatsapp as wa;
 
-use super::model::{Class, ConnState, Model, SentMessage};
+use super::model::{Class, ConnState, Model, SentFile, SentMessage};
 use super::nodes::{attr, now_secs, result};
 use super::signal::bundle_node;
 use super::{Network, bans};
@@ -133,7 +133,7 @@ pub(crate) async fn on_message(net: &Arc<Network>, conn: u64, node: &Node) {
                     kind,
                     text,
                     target,
-                    image: message.image_message.as_deref().cloned(),
+                    media: sent_file(&message),
                 });
                 tokio::spawn(receipts(Arc::clone(net), sender.clone(), to_phone, id.clone()));
             }
@@ -192,6 +192,14 @@ fn content(message: &wa::Message) -> (String, Option<String>, Option<String>) {
         ("text".into(), extended.text.clone(), None)
     } else if let Some(image) = &message.image_message {
         ("image".into(), image.caption.clone(), None)
+    } else if let Some(video) = &message.video_message {
+        ("video".into(), video.caption.clone(), None)
+    } else if message.audio_message.is_some() {
+        ("audio".into(), None, None)
+    } else if let Some(document) = &message.document_message {
+        ("document".into(), document.caption.clone(), None)
+    } else if message.sticker_message.is_some() {
+        ("sticker".into(), None, None)
     } else if let Some(reaction) = &message.reaction_message {
         ("reaction".into(), reaction.text.clone(), target(&reaction.key))
     } else if let Some(protocol) = message.protocol_message.as_deref().filter(|p| p.r#type == Some(0)) {
@@ -204,6 +212,28 @@ fn content(message: &wa::Message) -> (String, Option<String>, Option<String>) {
     } else {
         ("other".into(), None, None)
     }
+}
+
+/// The file a message points at, if it carries one.
+fn sent_file(message: &wa::Message) -> Option<SentFile> {
+    use wafleet_core::link::MessageKind;
+    macro_rules! sent_file {
+        ($kind:expr, $m:expr $(, $name:ident)?) => {
+            $m.as_deref().map(|m| SentFile {
+                kind: $kind,
+                direct_path: m.direct_path.clone(),
+                media_key: m.media_key.clone(),
+                mime: m.mimetype.clone(),
+                file_name: None $(.or(m.$name.clone()))?,
+                file_length: m.file_length,
+            })
+        };
+    }
+    sent_file!(MessageKind::Image, message.image_message)
+        .or_else(|| sent_file!(MessageKind::Video, message.video_message))
+        .or_else(|| sent_file!(MessageKind::Audio, message.audio_message))
+        .or_else(|| sent_file!(MessageKind::Document, message.document_message, file_name))
+        .or_else(|| sent_file!(MessageKind::Sticker, message.sticker_message))
 }
 
 /// The recipient's phone reports delivery, then reading, of `id` to the sender's device.

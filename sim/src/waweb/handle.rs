@@ -289,20 +289,28 @@ impl WaWebHandle {
         chat::phone_sends(&self.net, from, to, message).await
     }
 
-    /// The picture of a sent image message, fetched from the media host and decrypted with the
-    /// message's media key, as the recipient's phone would.
-    pub fn image_bytes(&self, message: &SentMessage) -> anyhow::Result<Vec<u8>> {
-        let image = message.image.as_ref().context("not an image message")?;
-        let path = image.direct_path.as_deref().context("no direct path")?;
+    /// The file of a sent picture, video, audio, document or sticker, fetched from the media host
+    /// and decrypted with the message's media key, as the recipient's phone would.
+    pub fn media_bytes(&self, message: &SentMessage) -> anyhow::Result<Vec<u8>> {
+        use wa_rs_core::download::MediaType;
+        let file = message.media.as_ref().context("not a message with a file")?;
+        let path = file.direct_path.as_deref().context("no direct path")?;
         let blob = self
             .net
             .media
             .get(path)
             .context("nothing uploaded at the direct path")?;
+        let media_type = match file.kind {
+            MessageKind::Video => MediaType::Video,
+            MessageKind::Audio => MediaType::Audio,
+            MessageKind::Document => MediaType::Document,
+            MessageKind::Sticker => MediaType::Sticker,
+            _ => MediaType::Image,
+        };
         wa_rs_core::download::DownloadUtils::verify_and_decrypt(
             &blob,
-            image.media_key.as_deref().context("no media key")?,
-            wa_rs_core::download::MediaType::Image,
+            file.media_key.as_deref().context("no media key")?,
+            media_type,
         )
     }
 

@@ -67,6 +67,9 @@ impl MediaStore {
     }
 }
 
+/// The largest file the media host takes: WhatsApp's own limit for documents.
+const MAX_UPLOAD_BYTES: usize = 2 << 30;
+
 /// Starts the media host on `host` (port 0: a free one).
 pub(crate) async fn start(store: Arc<MediaStore>, host: &str) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind((host, 0))
@@ -77,6 +80,8 @@ pub(crate) async fn start(store: Arc<MediaStore>, host: &str) -> anyhow::Result<
     let app = Router::new()
         .route("/mms/{kind}/{token}", post(upload))
         .route("/v/{*rest}", get(download))
+        // WhatsApp takes videos and documents far over axum's 2 MB default.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
         .with_state(store);
     tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, app).await {

@@ -42,8 +42,8 @@ use wafleet_core::sync;
 use crate::ban::BanLimits;
 
 pub use handle::WaWebHandle;
-pub use model::SentMessage;
 use model::{Model, Out};
+pub use model::{SentFile, SentMessage};
 pub use noise::HandshakeCounts;
 use noise::ServerIdentity;
 

@@ -184,14 +184,32 @@ pub struct SentMessage {
     pub from: String,
     /// The recipient's number.
     pub to: String,
-    /// `text`, `image`, `reaction`, `revoke`, `edit` or `other`.
+    /// `text`, `image`, `video`, `audio`, `document`, `sticker`, `reaction`, `revoke`, `edit` or
+    /// `other`.
     pub kind: String,
-    /// The text, an image's caption, a reaction's emoji, or an edit's new text.
+    /// The text, a file's caption, a reaction's emoji, or an edit's new text.
     pub text: Option<String>,
     /// For a reaction, a deletion for everyone or an edit, the message it is about.
     pub target: Option<String>,
-    /// The image message (media keys and paths), for images.
-    pub image: Option<wa_rs_proto::whatsapp::message::ImageMessage>,
+    /// Where the file of a picture, video, audio, document or sticker is, and its key.
+    pub media: Option<SentFile>,
+}
+
+/// The file a sent message points at, as the recipient's phone reads it from the message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SentFile {
+    /// Which kind of message carried it (its key is derived for that kind).
+    pub kind: wafleet_core::link::MessageKind,
+    /// Where the media host keeps it, encrypted.
+    pub direct_path: Option<String>,
+    /// The key it was encrypted with.
+    pub media_key: Option<Vec<u8>>,
+    /// Its MIME type.
+    pub mime: Option<String>,
+    /// A document's name.
+    pub file_name: Option<String>,
+    /// Its size, as the message says.
+    pub file_length: Option<u64>,
 }
 
 impl Model {

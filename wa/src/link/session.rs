@@ -8,15 +8,18 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use wafleet_core::link::{
-    BusinessCategory, BusinessHours, BusinessProfile, Content, IncomingMedia, Jid, LinkError, LinkEvent, MessageRef,
-    NumberCheck, Outgoing, OutgoingImage, PrivacySettings, ProfilePicture, Restrictions, Session, UserInfo,
+    BusinessCategory, BusinessHours, BusinessProfile, Content, IncomingMedia, Jid, LinkError, LinkEvent, MessageKind,
+    MessageRef, NumberCheck, Outgoing, OutgoingMedia, PrivacySettings, ProfilePicture, Restrictions, Session, UserInfo,
 };
 use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber};
 use whatsapp_rust::Client;
 use whatsapp_rust::Jid as WaJid;
 use whatsapp_rust::bot::BotHandle;
-use whatsapp_rust::media::{ImageOptions, image_message};
+use whatsapp_rust::media::{
+    AudioOptions, DocumentOptions, ImageOptions, VideoOptions, audio_message, document_message, image_message,
+    video_message,
+};
 use whatsapp_rust::send::{RevokeType, SendOptions};
 use whatsapp_rust::upload::UploadOptions;
 use whatsapp_rust::wacore::download::MediaType;
@@ -167,31 +170,85 @@ impl WaSession {
                 conversation: Some(text.clone()),
                 ..Default::default()
             }),
-            Content::Image(image) => self.image(image).await,
+            Content::Media(media) => self.media(media).await,
         }
     }
 
-    async fn image(&self, image: &OutgoingImage) -> Result<wa::Message, LinkError> {
-        if image.bytes.is_empty() || !image.mime.starts_with("image/") {
+    /// The message for a file: uploaded (encrypted, as WhatsApp does) for its kind, then the
+    /// kind's message pointing at it.
+    async fn media(&self, media: &OutgoingMedia) -> Result<wa::Message, LinkError> {
+        let file = &media.file;
+        let media_type = match file.kind {
+            MessageKind::Image => MediaType::Image,
+            MessageKind::Video => MediaType::Video,
+            MessageKind::Audio => MediaType::Audio,
+            MessageKind::Document => MediaType::Document,
+            MessageKind::Sticker => MediaType::Sticker,
+            MessageKind::Text | MessageKind::Other => MediaType::Image,
+        };
+        if file.bytes.is_empty() || !MessageKind::MEDIA.contains(&file.kind) {
             return Err(LinkError::Invalid(format!(
-                "not an image ({} bytes of {})",
-                image.bytes.len(),
-                image.mime
+                "not a file to send: {} bytes as {}",
+                file.bytes.len(),
+                file.kind.as_str()
             )));
         }
         let upload = self
             .client
-            .upload(image.bytes.clone(), MediaType::Image, UploadOptions::default())
+            .upload(file.bytes.clone(), media_type, UploadOptions::default())
             .await
-            .map_err(|e| LinkError::Transient(format!("uploading an image: {e:#}")))?;
-        Ok(image_message(
-            upload,
-            ImageOptions {
-                caption: image.caption.clone(),
-                mimetype: Some(image.mime.clone()),
-                ..ImageOptions::default()
+            .map_err(|e| LinkError::Transient(format!("uploading the {}: {e:#}", file.kind.as_str())))?;
+        let (caption, mimetype) = (media.caption.clone(), Some(file.mime.clone()));
+        Ok(match file.kind {
+            MessageKind::Video => video_message(
+                upload,
+                VideoOptions {
+                    caption,
+                    mimetype,
+                    ..VideoOptions::default()
+                },
+            ),
+            MessageKind::Audio => audio_message(
+                upload,
+                AudioOptions {
+                    mimetype,
+                    ..AudioOptions::default()
+                },
+            ),
+            MessageKind::Document => document_message(
+                upload,
+                DocumentOptions {
+                    mimetype,
+                    file_name: file.file_name.clone(),
+                    title: file.file_name.clone(),
+                    caption,
+                    ..DocumentOptions::default()
+                },
+            ),
+            // No builder for stickers: the same fields as the others, without a caption.
+            MessageKind::Sticker => wa::Message {
+                sticker_message: whatsapp_rust::buffa::MessageField::some(wa::message::StickerMessage {
+                    url: Some(upload.url),
+                    direct_path: Some(upload.direct_path),
+                    media_key: Some(upload.media_key.to_vec()),
+                    file_sha256: Some(upload.file_sha256.to_vec()),
+                    file_enc_sha256: Some(upload.file_enc_sha256.to_vec()),
+                    file_length: Some(upload.file_length),
+                    media_key_timestamp: Some(upload.media_key_timestamp),
+                    mimetype,
+                    ..Default::default()
+                }),
+                ..Default::default()
             },
-        ))
+            _ => image_message(
+                upload,
+                ImageOptions {
+                    caption,
+                    mimetype,
+                    ..ImageOptions::default()
+                },
+            ),
+        })
     }
 }
 

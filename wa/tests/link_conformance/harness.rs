@@ -163,12 +163,10 @@ impl Phones for WawebPhones {
             .sent(phone.digits())
             .into_iter()
             .map(|m| Sent {
-                image_bytes: self.0.image_bytes(&m).ok().map(|b| b.len()),
-                kind: match m.kind.as_str() {
-                    "text" => MessageKind::Text,
-                    "image" => MessageKind::Image,
-                    _ => MessageKind::Other,
-                },
+                media_bytes: self.0.media_bytes(&m).ok().map(|b| b.len()),
+                mime: m.media.as_ref().and_then(|f| f.mime.clone()),
+                file_name: m.media.as_ref().and_then(|f| f.file_name.clone()),
+                kind: MessageKind::from_name(&m.kind),
                 to: account_jid(&m.to),
                 id: m.id,
                 text: m.text,

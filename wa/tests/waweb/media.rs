@@ -1,6 +1,6 @@
 //! Milestone 7 (images): pictures both ways through the simulated media host.
 
-use wafleet_core::link::{Jid, LinkEvent, MessageKind, Outgoing, OutgoingImage};
+use wafleet_core::link::{Attachment, Jid, LinkEvent, MessageKind, Outgoing, OutgoingMedia};
 use wafleet_core::testing::{Backend, eventually};
 use wafleet_core::types::PhoneNumber;
 
@@ -17,11 +17,10 @@ pub async fn image_both_ways(backend: Backend) {
     let picture: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
 
     let id = session
-        .send(&Outgoing::image(
+        .send(&Outgoing::media(
             &contact_jid,
-            OutgoingImage {
-                bytes: picture.clone(),
-                mime: "image/jpeg".into(),
+            OutgoingMedia {
+                file: Attachment::jpeg(picture.clone()),
                 caption: Some("a picture".into()),
             },
         ))
@@ -35,7 +34,7 @@ pub async fn image_both_ways(backend: Backend) {
     .await;
     let sent = world.net.sent(me).into_iter().find(|m| m.id == id).expect("sent");
     assert_eq!(sent.text.as_deref(), Some("a picture"));
-    assert_eq!(world.net.image_bytes(&sent).expect("download and decrypt"), picture);
+    assert_eq!(world.net.media_bytes(&sent).expect("download and decrypt"), picture);
 
     let back = world
         .net

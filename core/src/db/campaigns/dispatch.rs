@@ -9,7 +9,7 @@
 //! ahead of each device's pace, so pausing a campaign stops it within about that much, and a
 //! holder's queue never fills with work it may not start for hours.
 
-use crate::link::{Jid, USER_SERVER};
+use crate::link::{Attachment, Jid, USER_SERVER};
 use crate::text::{self, Message, Variables};
 use crate::types::{CampaignId, DeviceId, Timestamp, UserId};
 use crate::{Db, Error, Result};
@@ -232,7 +232,7 @@ impl Db {
                     idempotency_key: send_key(campaign, lead, attempt),
                     to: Jid(format!("{}@{USER_SERVER}", phone.trim_start_matches('+'))),
                     body: Some(message.render(&variables, text::seed(&[campaign.0, lead]))),
-                    image: image.clone(),
+                    media: image.clone().map(Attachment::jpeg),
                 };
                 let outbound = match self.record_send(&send).await {
                     Ok((outbound, _)) => Some(outbound.id),

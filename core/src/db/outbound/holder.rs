@@ -5,6 +5,7 @@
 //! Nothing here is kept anywhere but in the rows, so a holder that starts (after a crash, a
 //! failover, a Redis restart that lost every queued job) finds all of its work by reading them.
 
+use crate::link::{Attachment, MessageKind};
 use crate::types::{DeviceId, Timestamp};
 use crate::{Db, Error, Result};
 
@@ -19,17 +20,34 @@ pub struct SendWork {
     pub id: i64,
     /// The recipient's JID.
     pub recipient: String,
-    /// `text` or `image`.
+    /// `text`, or the kind of file it carries (`image`, `video`, …).
     pub kind: String,
     /// Text or caption.
     pub body: Option<String>,
-    /// The JPEG of an image send.
+    /// The file of a media send (the column kept its first name: images came first).
     pub image: Option<Vec<u8>>,
+    /// The file's MIME type (`None` for the images recorded before other files: JPEG).
+    pub media_mime: Option<String>,
+    /// A document's name.
+    pub file_name: Option<String>,
     /// The WhatsApp message id it goes out under (kept from an earlier attempt that reached
     /// nothing, so a retry can never be a second message).
     pub wa_message_id: String,
     /// Attempts so far, this one included.
     pub attempts: i64,
+}
+
+impl SendWork {
+    /// The file it carries, if any.
+    pub fn attachment(&mut self) -> Option<Attachment> {
+        let bytes = self.image.take()?;
+        Some(Attachment {
+            kind: MessageKind::from_name(&self.kind),
+            bytes,
+            mime: self.media_mime.take().unwrap_or_else(|| "image/jpeg".into()),
+            file_name: self.file_name.take(),
+        })
+    }
 }
 
 /// A device's next send, as its holder sees it.
@@ -136,7 +154,7 @@ impl Db {
                  updated_at = $4, wa_message_id = COALESCE(wa_message_id, $5), waiting_reason = NULL, \
                  next_attempt_at = NULL WHERE id = $1 AND device_id = $2 AND status = 'queued' \
                  AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = outbound_messages.user_id AND u.disabled_at IS NOT NULL) \
-                 RETURNING id, recipient, kind, body, image, wa_message_id, attempts")
+                 RETURNING id, recipient, kind, body, image, media_mime, file_name, wa_message_id, attempts")
                 .bind(id)
                 .bind(fence.device)
                 .bind(fence.token)
@@ -150,9 +168,11 @@ impl Db {
     /// Records that WhatsApp accepted a send under `wa_message_id`, and adds it to its chat. Not
     /// fenced: the send happened, whoever holds the device now. A receipt may have come first
     /// (the status stays delivered or read), or a new holder may have given up on it (it is sent
-    /// after all).
+    /// after all). `kept_at` is where the media store now keeps the file of a media send: the
+    /// chat's message shows it from there (as a received file is), and the send lets go of its
+    /// copy, so finished sends do not keep their files in the database.
     #[tracing::instrument(skip(self))]
-    pub async fn finish_send(&self, id: i64, wa_message_id: &str) -> Result<()> {
+    pub async fn finish_send(&self, id: i64, wa_message_id: &str, kept_at: Option<&str>) -> Result<()> {
         let now = Timestamp::now();
         on_db!(self, pool => {
             let mut tx = pool.begin_write().await?;
@@ -167,6 +187,27 @@ impl Db {
                 .fetch_all(&mut *tx)
                 .await?;
             add_to_chats!(tx, rows, now);
+            if let Some(key) = kept_at {
+                let kept = sqlx::query(
+                    "INSERT INTO message_media (device_id, message_id, mime, size, file_name, locator, state, \
+                     stored_key, next_attempt_at, created_at, stored_at) \
+                     SELECT o.device_id, o.wa_message_id, COALESCE(o.media_mime, 'image/jpeg'), LENGTH(o.image), \
+                     o.file_name, '', 'stored', $2, $3, $3, $3 FROM outbound_messages o \
+                     JOIN messages m ON m.device_id = o.device_id AND m.id = o.wa_message_id \
+                     WHERE o.id = $1 AND o.image IS NOT NULL \
+                     ON CONFLICT (device_id, message_id) DO NOTHING")
+                    .bind(id)
+                    .bind(key)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                if kept.rows_affected() == 1 {
+                    sqlx::query("UPDATE outbound_messages SET image = NULL WHERE id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
             tx.commit().await?;
             Ok::<_, Error>(())
         })
@@ -278,11 +319,7 @@ macro_rules! add_to_chats {
                     sender_alt: None,
                     from_me: true,
                     push_name: None,
-                    kind: if kind == "image" {
-                        $crate::link::MessageKind::Image
-                    } else {
-                        $crate::link::MessageKind::Text
-                    },
+                    kind: $crate::link::MessageKind::from_name(kind),
                     text: body.clone(),
                     sent_at: *sent_at,
                     history: false,

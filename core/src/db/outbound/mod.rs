@@ -11,7 +11,7 @@
 pub(crate) mod holder;
 mod waiting;
 
-use crate::link::Jid;
+use crate::link::{Attachment, Jid};
 use crate::types::text_enum::text_enum;
 use crate::types::{DeviceId, Timestamp, UserId};
 use crate::{Db, Error, Result};
@@ -51,7 +51,7 @@ pub struct OutboundMessage {
     pub idempotency_key: String,
     /// The recipient.
     pub to: Jid,
-    /// `text` or `image`.
+    /// `text`, or the kind of file it carries: `image`, `video`, `audio`, `document`, `sticker`.
     pub kind: String,
     /// Where it stands.
     pub status: OutboundStatus,
@@ -138,10 +138,10 @@ pub struct NewSend {
     pub idempotency_key: String,
     /// To whom.
     pub to: Jid,
-    /// Text, or the image's caption.
+    /// Text, or the file's caption.
     pub body: Option<String>,
-    /// A compressed JPEG, for an image send.
-    pub image: Option<Vec<u8>>,
+    /// The file it carries, if any.
+    pub media: Option<Attachment>,
 }
 
 impl Db {
@@ -150,10 +150,11 @@ impl Db {
     #[tracing::instrument(skip(self, new), fields(user = %new.user, device = %new.device, key = %new.idempotency_key))]
     pub async fn record_send(&self, new: &NewSend) -> Result<(OutboundMessage, bool)> {
         let now = Timestamp::now();
-        let kind = if new.image.is_some() { "image" } else { "text" };
+        let kind = new.media.as_ref().map_or("text", |m| m.kind.as_str());
+        let media = new.media.as_ref();
         let inserted: Option<OutboundRow> = on_db!(self, pool => sqlx::query_as(concat!(
             "INSERT INTO outbound_messages (user_id, device_id, idempotency_key, recipient, kind, body, image, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+             media_mime, file_name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $10, $8, $8) \
              ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING ",
             "id, device_id, idempotency_key, recipient, kind, status, reason, attempts, wa_message_id, created_at, sent_at, \
              waiting_reason, next_attempt_at"))
@@ -163,8 +164,10 @@ impl Db {
             .bind(&new.to.0)
             .bind(kind)
             .bind(new.body.as_deref())
-            .bind(new.image.as_deref())
+            .bind(media.map(|m| m.bytes.as_slice()))
             .bind(now)
+            .bind(media.map(|m| m.mime.as_str()))
+            .bind(media.and_then(|m| m.file_name.as_deref()))
             .fetch_optional(pool)
             .await)?;
         if let Some(row) = inserted {

@@ -182,12 +182,12 @@ impl Task {
                         self.next_req += 1;
                         let req = self.next_req;
                         let frame = match *request {
-                            Request::Send { id, to, text, image } => ClientFrame::Send {
+                            Request::Send { id, to, text, media } => ClientFrame::Send {
                                 req,
                                 id: Some(id),
                                 to,
                                 text,
-                                image,
+                                media,
                             },
                             Request::Check { phones } => ClientFrame::Check { req, phones },
                             Request::Logout => ClientFrame::Logout { req },

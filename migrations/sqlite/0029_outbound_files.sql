@@ -1,0 +1,62 @@
+-- no-transaction
+-- Sends may carry any file WhatsApp sends, not only pictures: `kind` names it (`video`, `audio`,
+-- `document`, `sticker` beside `text` and `image`), `image` holds the file of any media send (the
+-- column kept its first name), `media_mime` its MIME type as WhatsApp is told (NULL for the
+-- pictures recorded before: JPEG) and `file_name` the name a document is shown with.
+--
+-- SQLite cannot change a CHECK in place, so the table is rebuilt with the wider one: the same
+-- columns, rows, ids, indexes and id sequence. Other tables point at it (campaign and broadcast
+-- recipients), and dropping a table they point at would run their ON DELETE actions, so this is
+-- SQLite's documented rebuild: foreign keys off (only possible outside a transaction, hence
+-- `no-transaction` above), the rebuild in one transaction of its own, foreign keys on again. Run a
+-- second time (a crash after the commit, before the migration was recorded) it rebuilds the table
+-- again, to the same result.
+PRAGMA foreign_keys = OFF;
+BEGIN IMMEDIATE;
+CREATE TABLE outbound_messages_0029 (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id         BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    device_id       BIGINT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    idempotency_key TEXT   NOT NULL,
+    recipient       TEXT   NOT NULL,
+    kind            TEXT   NOT NULL CHECK (kind IN ('text', 'image', 'video', 'audio', 'document', 'sticker')),
+    body            TEXT,
+    image           BLOB,
+    status          TEXT   NOT NULL DEFAULT 'queued'
+                    CHECK (status IN ('queued', 'sending', 'sent', 'delivered', 'read', 'failed')),
+    reason          TEXT,
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    send_token      BIGINT,
+    wa_message_id   TEXT,
+    created_at      BIGINT NOT NULL,
+    updated_at      BIGINT NOT NULL,
+    sent_at         BIGINT,
+    replied_at      BIGINT,
+    not_before      BIGINT,
+    waiting_reason  TEXT,
+    next_attempt_at BIGINT,
+    media_mime      TEXT,
+    file_name       TEXT,
+    UNIQUE (user_id, idempotency_key)
+);
+INSERT INTO outbound_messages_0029 (id, user_id, device_id, idempotency_key, recipient, kind, body, image, status,
+        reason, attempts, send_token, wa_message_id, created_at, updated_at, sent_at, replied_at, not_before,
+        waiting_reason, next_attempt_at)
+    SELECT id, user_id, device_id, idempotency_key, recipient, kind, body, image, status, reason, attempts,
+        send_token, wa_message_id, created_at, updated_at, sent_at, replied_at, not_before, waiting_reason,
+        next_attempt_at FROM outbound_messages;
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'outbound_messages_0029', seq FROM sqlite_sequence WHERE name = 'outbound_messages'
+    AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'outbound_messages_0029');
+UPDATE sqlite_sequence SET seq = MAX(seq, (SELECT seq FROM sqlite_sequence WHERE name = 'outbound_messages'))
+    WHERE name = 'outbound_messages_0029' AND EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'outbound_messages');
+DROP TABLE outbound_messages;
+ALTER TABLE outbound_messages_0029 RENAME TO outbound_messages;
+CREATE INDEX outbound_messages_queued ON outbound_messages (device_id, id) WHERE status = 'queued';
+CREATE INDEX outbound_messages_sending ON outbound_messages (device_id) WHERE status = 'sending';
+CREATE INDEX outbound_messages_wa_id ON outbound_messages (device_id, wa_message_id);
+CREATE INDEX outbound_messages_updated ON outbound_messages (updated_at);
+CREATE INDEX outbound_messages_chat ON outbound_messages (device_id, recipient, sent_at);
+CREATE INDEX outbound_messages_day ON outbound_messages (device_id, (COALESCE(sent_at, created_at)));
+COMMIT;
+PRAGMA foreign_keys = ON;
