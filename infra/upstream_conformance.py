@@ -58,10 +58,6 @@ OUT_OF_SCOPE = {
 # Personal-chat operations wafleet does not answer yet, and what each needs.
 NOT_YET = {
     ("POST", "/user/pushname"): "setting the account's push name through the session",
-    ("POST", "/send/audio"): "audio on the paced send path (stored media, both links)",
-    ("POST", "/send/file"): "documents on the paced send path",
-    ("POST", "/send/sticker"): "stickers on the paced send path",
-    ("POST", "/send/video"): "video on the paced send path",
     ("POST", "/send/contact"): "contact cards on the paced send path",
     ("POST", "/send/link"): "link previews on the paced send path",
     ("POST", "/send/location"): "locations on the paced send path",
@@ -102,6 +98,10 @@ NOTES = {
     ("GET", "/user/business-profile"): "through the device's live session; `profile_options` holds the first website and the description",
     ("POST", "/user/avatar"): "any image wafleet reads; the middle square becomes a JPEG of at most 640 px",
     ("POST", "/send/image"): "`image` uploaded, or `image_url` fetched (public addresses only, 30 s, `MAX_MEDIA_BYTES`); sent as JPEG",
+    ("POST", "/send/video"): "MP4 as given (no transcoding: `compress`, `hd` and `gif_playback` are not applied); `video_url` fetched as `image_url` is",
+    ("POST", "/send/audio"): "OGG Opus, MP3, M4A, AAC or AMR as given; `ptt` is not applied (no transcoding to a voice note)",
+    ("POST", "/send/file"): "any file, under its name and type (the type read from the file, else its name, when the client gives none)",
+    ("POST", "/send/sticker"): "any picture wafleet reads, sent as a 512 px WebP; an animation keeps its first frame",
     ("GET", "/chats"): "personal chats only; none is archived",
     ("POST", "/message/{message_id}/read"): "a received message the device stored; the device must be online; also clears the chat's unread count",
     ("POST", "/send/chat-presence"): "through the device's live session; the device must be online",
@@ -375,6 +375,28 @@ def run_calls(doc, app):
         url("/send/image"), headers=header, files={
             "phone": (None, "60191000001@s.whatsapp.net"), "caption": (None, "selamat malam"),
             "image_url": (None, app.serve_file("image.png", png()))})
+    video = b"\0\0\0\x18ftypmp42" + bytes(range(256)) * 40
+    yield ("POST", "/send/video"), "a video, multipart with Basic auth", 200, api.post(
+        url("/send/video"), headers=header, data={"phone": "60191000001@s.whatsapp.net", "caption": "ini contoh caption video"},
+        files={"video": ("tour.mp4", io.BytesIO(video), "video/mp4")})
+    yield ("POST", "/send/video"), "not a video", 400, api.post(
+        url("/send/video"), headers=header, data={"phone": "60191000001@s.whatsapp.net"},
+        files={"video": ("tour.mp4", io.BytesIO(b"not a video at all"), "video/mp4")})
+    yield ("POST", "/send/audio"), "an audio file", 200, api.post(
+        url("/send/audio"), headers=header, data={"phone": "60191000001@s.whatsapp.net"},
+        files={"audio": ("hello.ogg", io.BytesIO(b"OggS" + bytes(2000)), "audio/ogg")})
+    yield ("POST", "/send/file"), "a document", 200, api.post(
+        url("/send/file"), headers=header, data={"phone": "60191000001@s.whatsapp.net", "caption": "selamat malam"},
+        files={"file": ("prices.pdf", io.BytesIO(b"%PDF-1.4\n" + bytes(3000)), "application/pdf")})
+    yield ("POST", "/send/file"), "a document by URL", 200, api.post(
+        url("/send/file"), headers=header, files={
+            "phone": (None, "60191000001@s.whatsapp.net"),
+            "file_url": (None, app.serve_file("document.pdf", b"%PDF-1.4\n" + bytes(3000)))})
+    yield ("POST", "/send/file"), "no file", 400, api.post(
+        url("/send/file"), headers=header, data={"phone": "60191000001@s.whatsapp.net"}, files={"caption": (None, "x")})
+    yield ("POST", "/send/sticker"), "a sticker", 200, api.post(
+        url("/send/sticker"), headers=header, data={"phone": "60191000001@s.whatsapp.net"},
+        files={"sticker": ("smile.png", io.BytesIO(png()), "image/png")})
     wait_for("the demo contacts' chats", lambda: len(api.get(url("/chats"), headers=header).json()["results"]["data"]) >= 3)
     yield ("GET", "/chats"), "the device's chats", 200, api.get(url("/chats"), headers=header, params={"limit": 25, "offset": 0})
     yield ("GET", "/chats"), "searched", 200, api.get(url("/chats"), headers=header, params={"search": "Ben"})
