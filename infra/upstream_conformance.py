@@ -58,10 +58,6 @@ OUT_OF_SCOPE = {
 # Personal-chat operations wafleet does not answer yet, and what each needs.
 NOT_YET = {
     ("POST", "/user/pushname"): "setting the account's push name through the session",
-    ("POST", "/send/contact"): "contact cards on the paced send path",
-    ("POST", "/send/link"): "link previews on the paced send path",
-    ("POST", "/send/location"): "locations on the paced send path",
-    ("POST", "/send/poll"): "polls on the paced send path",
     ("POST", "/send/presence"): "presence updates through the session (the real client sends them only once WhatsApp has synced the account's push name, which the simulator's front end does not do yet)",
     ("POST", "/message/{message_id}/delete"): "deleting for me (app state) through the session",
     ("POST", "/message/{message_id}/star"): "starring (app state) through the session",
@@ -102,6 +98,10 @@ NOTES = {
     ("POST", "/send/audio"): "OGG Opus, MP3, M4A, AAC or AMR as given; `ptt` is not applied (no transcoding to a voice note)",
     ("POST", "/send/file"): "any file, under its name and type (the type read from the file, else its name, when the client gives none)",
     ("POST", "/send/sticker"): "any picture wafleet reads, sent as a 512 px WebP; an animation keeps its first frame",
+    ("POST", "/send/contact"): "a vCard with the name and number, as WhatsApp's apps send them",
+    ("POST", "/send/link"): "a text with the caption and the link; no preview is attached (wafleet does not fetch the page)",
+    ("POST", "/send/location"): "`latitude` and `longitude` as strings or numbers",
+    ("POST", "/send/poll"): "2 to 12 different options; votes are not collected yet",
     ("GET", "/chats"): "personal chats only; none is archived",
     ("POST", "/message/{message_id}/read"): "a received message the device stored; the device must be online; also clears the chat's unread count",
     ("POST", "/send/chat-presence"): "through the device's live session; the device must be online",
@@ -397,6 +397,23 @@ def run_calls(doc, app):
     yield ("POST", "/send/sticker"), "a sticker", 200, api.post(
         url("/send/sticker"), headers=header, data={"phone": "60191000001@s.whatsapp.net"},
         files={"sticker": ("smile.png", io.BytesIO(png()), "image/png")})
+    yield ("POST", "/send/contact"), "a contact card", 200, api.post(url("/send/contact"), headers=header, json={
+        "phone": "60191000001@s.whatsapp.net", "contact_name": "Aldino Kemal", "contact_phone": "6289685024992"})
+    yield ("POST", "/send/contact"), "no number on the card", 400, api.post(url("/send/contact"), headers=header, json={
+        "phone": "60191000001@s.whatsapp.net", "contact_name": "Aldino Kemal"})
+    yield ("POST", "/send/location"), "a location", 200, api.post(url("/send/location"), headers=header, json={
+        "phone": "60191000001@s.whatsapp.net", "latitude": "-7.797068", "longitude": "110.370529"})
+    yield ("POST", "/send/location"), "off the map", 400, api.post(url("/send/location"), headers=header, json={
+        "phone": "60191000001@s.whatsapp.net", "latitude": "97.5", "longitude": "110.370529"})
+    yield ("POST", "/send/link"), "a link", 200, api.post(url("/send/link"), headers=header, json={
+        "phone": "60191000001@s.whatsapp.net", "link": "https://google.com", "caption": "Halo ini contoh caption"})
+    yield ("POST", "/send/link"), "not a link", 400, api.post(url("/send/link"), headers=header, json={
+        "phone": "60191000001@s.whatsapp.net", "link": "google"})
+    yield ("POST", "/send/poll"), "a poll", 200, api.post(url("/send/poll"), headers=header, json={
+        "phone": "60191000001@s.whatsapp.net", "question": "Siapa Nama Avatar The Last Air Bender?",
+        "options": ["Zuko", "Aang", "Katara"], "max_answer": 2})
+    yield ("POST", "/send/poll"), "one option", 400, api.post(url("/send/poll"), headers=header, json={
+        "phone": "60191000001@s.whatsapp.net", "question": "Yes?", "options": ["Yes"], "max_answer": 1})
     wait_for("the demo contacts' chats", lambda: len(api.get(url("/chats"), headers=header).json()["results"]["data"]) >= 3)
     yield ("GET", "/chats"), "the device's chats", 200, api.get(url("/chats"), headers=header, params={"limit": 25, "offset": 0})
     yield ("GET", "/chats"), "searched", 200, api.get(url("/chats"), headers=header, params={"search": "Ben"})

@@ -4,7 +4,9 @@
 //! with their messages, served to their owner only (the file, and the upstream API's
 //! `/message/{id}/download`), and a file over `MAX_RECEIVED_MEDIA_BYTES` is not kept, with the
 //! reason shown. Files go out the other way through the upstream API's media routes
-//! (`/send/video`, `/send/audio`, `/send/file`, `/send/sticker`), a 15 MB video among them.
+//! (`/send/video`, `/send/audio`, `/send/file`, `/send/sticker`), a 15 MB video among them, and
+//! so do contact cards, locations, links and polls (`/send/contact`, `/send/location`,
+//! `/send/link`, `/send/poll`).
 
 mod support;
 
@@ -12,7 +14,7 @@ use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 use support::stack::{Network, StackOn};
-use wafleet_core::link::MessageKind;
+use wafleet_core::link::{MessageKind, Structured};
 use wafleet_core::testing::Backend;
 use wafleet_sim::control::{MediaFile, PROFILE_PICTURE, sample_media};
 use wafleet_sim::waweb::WaWebHandle;
@@ -238,6 +240,8 @@ async fn post_file(base: &str, token: &str, device: i64, route: &str, form: Form
 async fn files_go_out_through_the_upstream_routes<N: Network>(stack: StackOn<N>) {
     let device = stack.linked_device("shop", &format!("+{DEVICE_PHONE}")).await;
     stack.pace(device, |p| p["enabled"] = serde_json::json!(false)).await;
+    // The contact wrote first, as customers do: a dozen quick sends to a stranger would be a ban.
+    stack.sim.write(CONTACT, DEVICE_PHONE, "What do you have?").await;
     let (status, token) = stack.post("/api/tokens", serde_json::json!({"name": "scripts"})).await;
     assert_eq!(status, StatusCode::CREATED, "{token}");
     let token = token["results"]["token"].as_str().unwrap().to_owned();
@@ -411,6 +415,111 @@ async fn files_go_out_through_the_upstream_routes<N: Network>(stack: StackOn<N>)
         before,
         "nothing more went out"
     );
+
+    cards_go_out_through_the_upstream_routes(&stack, &token, device).await;
+}
+
+/// A contact card, a location, a link and a poll go out through the upstream's routes and reach
+/// the contact's phone as WhatsApp's apps send them; bad ones are refused naming the field.
+async fn cards_go_out_through_the_upstream_routes<N: Network>(stack: &StackOn<N>, token: &str, device: i64) {
+    let phone = format!("{CONTACT}@s.whatsapp.net");
+    let api = reqwest::Client::new();
+    let post = async |route: &str, body: Value| {
+        let response = api
+            .post(format!("{}{route}", stack.base))
+            .basic_auth("scripts", Some(token))
+            .header("X-Device-Id", device.to_string())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json::<Value>().await.unwrap())
+    };
+    let sends = [
+        (
+            "/send/contact",
+            serde_json::json!({"phone": phone, "contact_name": "Aldino Kemal", "contact_phone": "6289685024992"}),
+            Structured::Contact {
+                name: "Aldino Kemal".into(),
+                phone: "+6289685024992".into(),
+            },
+        ),
+        (
+            "/send/location",
+            serde_json::json!({"phone": phone, "latitude": "-7.797068", "longitude": 110.370529}),
+            Structured::Location {
+                latitude: -7.797068,
+                longitude: 110.370529,
+            },
+        ),
+        (
+            "/send/link",
+            serde_json::json!({"phone": phone, "link": "https://example.com/menu", "caption": "Our menu"}),
+            Structured::Link {
+                url: "https://example.com/menu".into(),
+                caption: Some("Our menu".into()),
+            },
+        ),
+        (
+            "/send/poll",
+            serde_json::json!({"phone": phone, "question": "Which day?", "options": ["Monday", "Friday"], "max_answer": 1}),
+            Structured::Poll {
+                question: "Which day?".into(),
+                options: vec!["Monday".into(), "Friday".into()],
+                selectable: 1,
+            },
+        ),
+    ];
+    for (route, body, expected) in sends {
+        let (status, answer) = post(route, body).await;
+        assert_eq!(status, StatusCode::OK, "{route}: {answer}");
+        let id = answer["results"]["message_id"].as_str().unwrap().to_owned();
+        let send = format!("/api/messages/{}", answer["results"]["send_id"].as_str().unwrap());
+        let sent = stack
+            .eventually(&send, &format!("{route}'s send goes out"), |s| {
+                s["status"] != "queued" && s["status"] != "sending"
+            })
+            .await;
+        assert_eq!(sent["kind"], expected.kind(), "{sent}");
+        let seen = stack.sim.sent(DEVICE_PHONE).await.into_iter().find(|m| m.id == id);
+        assert_eq!(seen.and_then(|m| m.structured), Some(expected), "{route}");
+    }
+    let refusals = [
+        (
+            "/send/contact",
+            serde_json::json!({"phone": phone, "contact_name": "Ana"}),
+            "contact_phone: ",
+        ),
+        (
+            "/send/location",
+            serde_json::json!({"phone": phone, "latitude": "91", "longitude": "0"}),
+            "latitude: ",
+        ),
+        (
+            "/send/link",
+            serde_json::json!({"phone": phone, "link": "javascript:alert(1)"}),
+            "link: ",
+        ),
+        (
+            "/send/poll",
+            serde_json::json!({"phone": phone, "question": "Day?", "options": ["A", "A"], "max_answer": 1}),
+            "options[1]: ",
+        ),
+        (
+            "/send/poll",
+            serde_json::json!({"phone": phone, "question": "Day?", "options": ["A", "B"], "max_answer": 3}),
+            "max_answer: ",
+        ),
+    ];
+    for (route, body, says) in refusals {
+        let (status, answer) = post(route, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{route}: {answer}");
+        assert!(
+            answer["message"].as_str().unwrap_or_default().starts_with(says),
+            "{route}: {answer}"
+        );
+    }
 }
 
 async fn files_are_sent_through_the_upstream_routes(backend: Backend) {

@@ -41,6 +41,7 @@ async fn three_sends(backend: Backend, policy: Pacing) -> Vec<Timestamp> {
             to: Jid(format!("6019000000{n}@s.whatsapp.net")),
             body: Some("hello".into()),
             media: None,
+            structured: None,
         };
         ids.push(db.record_send(&send).await.unwrap().0.id);
     }

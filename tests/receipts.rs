@@ -93,6 +93,7 @@ async fn a_receipt_during_a_hand_over_is_not_lost(backend: Backend) {
             to: Jid("60199990001@s.whatsapp.net".into()),
             body: Some("are you there?".into()),
             media: None,
+            structured: None,
         })
         .await
         .unwrap();
@@ -182,6 +183,7 @@ async fn a_send_whose_worker_died_mid_flight_is_resolved_by_its_receipt(backend:
             to: Jid("60199990002@s.whatsapp.net".into()),
             body: Some("did you get this?".into()),
             media: None,
+            structured: None,
         })
         .await
         .unwrap();

@@ -227,6 +227,7 @@ async fn every_source_is_delivered_signed(backend: Backend) {
             to: Jid("60199990002@s.whatsapp.net".into()),
             body: Some("hi there".into()),
             media: None,
+            structured: None,
         })
         .await
         .unwrap();

@@ -23,7 +23,7 @@ use crate::compat_message::{MessageActionResults, done};
 use crate::envelope::{Envelope, ok};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Multipart, Query};
-use crate::sends::{FormFile, Upload, accept, idempotency_key, phone_number, read_form};
+use crate::sends::{FormFile, Payload, accept, idempotency_key, phone_number, read_form};
 use crate::sessions::ask_session;
 
 pub(crate) fn router(max_media_bytes: usize) -> OpenApiRouter<AppState> {
@@ -57,7 +57,7 @@ pub struct SendResults {
 
 impl SendResults {
     /// The results for `message`, going out under the WhatsApp id `wa_id`.
-    fn new(message: &OutboundMessage, wa_id: String) -> Self {
+    pub(crate) fn new(message: &OutboundMessage, wa_id: String) -> Self {
         SendResults {
             message_id: wa_id,
             send_id: message.id.to_string(),
@@ -78,7 +78,7 @@ pub struct SendMessageBody {
 }
 
 /// The request's parts, for resolving the device after the body is read.
-struct RequestParts(Parts);
+pub(crate) struct RequestParts(pub(crate) Parts);
 
 impl FromRequestParts<AppState> for RequestParts {
     type Rejection = std::convert::Infallible;
@@ -160,8 +160,8 @@ async fn send_file(
         }
     };
     let upload = match route.kind {
-        MessageKind::Image => Upload::Image(file.bytes),
-        kind => Upload::File {
+        MessageKind::Image => Payload::Image(file.bytes),
+        kind => Payload::File {
             kind,
             field,
             bytes: file.bytes,

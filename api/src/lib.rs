@@ -15,6 +15,7 @@ mod compat_chats;
 mod compat_devices;
 mod compat_message;
 mod compat_send;
+mod compat_structured;
 mod compat_user;
 mod csrf;
 mod demo;
@@ -164,6 +165,7 @@ pub fn app(state: AppState) -> Router {
         .merge(compat_message::router())
         .merge(received_media::compat_router())
         .merge(compat_send::router(state.settings.max_media_bytes))
+        .merge(compat_structured::router())
         .merge(sends::router())
         .merge(admin::router())
         .merge(actions::router())

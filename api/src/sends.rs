@@ -9,7 +9,7 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_core::db::{Device, DeviceStatus, NewSend, OutboundMessage};
-use wafleet_core::link::{Attachment, Jid, MessageKind, USER_SERVER};
+use wafleet_core::link::{Attachment, Jid, MessageKind, Structured, USER_SERVER};
 use wafleet_core::queue::{SendJob, sends_queue};
 use wafleet_core::types::{DeviceId, PhoneNumber, Timestamp, UserId};
 
@@ -69,7 +69,7 @@ async fn send_from_device(
         idempotency_key(&headers)?,
         &body.to,
         body.text,
-        image.map(Upload::Image),
+        image.map(Payload::Image),
     )
     .await?;
     let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
@@ -157,16 +157,21 @@ pub(crate) async fn accept(
     key: String,
     to: &str,
     text: Option<String>,
-    upload: Option<Upload>,
+    payload: Option<Payload>,
 ) -> ApiResult<(OutboundMessage, bool)> {
     let current = state.db.device(user, device).await.or_not_found("device")?;
     let to = recipient(to, state)?;
-    let text = text_content(text, upload.is_some())?;
+    let text = match &payload {
+        // What a person reads of it: the chat's text, and what a repeated key is compared by.
+        Some(Payload::Structured(structured)) => Some(structured.summary()),
+        _ => text_content(text, payload.is_some())?,
+    };
     // Every cheap check passes before a file is read or an image decoded.
     ensure_linked(&current)?;
-    let media = match upload {
-        Some(upload) => Some(upload.prepare().await?),
-        None => None,
+    let (media, structured) = match payload {
+        Some(Payload::Structured(structured)) => (None, Some(structured)),
+        Some(file) => (Some(file.prepare().await?), None),
+        None => (None, None),
     };
     let new = NewSend {
         user,
@@ -175,6 +180,7 @@ pub(crate) async fn accept(
         to,
         body: text,
         media,
+        structured,
     };
     let (message, created) = state
         .db
@@ -187,11 +193,13 @@ pub(crate) async fn accept(
     Ok((message, created))
 }
 
-/// A file a send carries, as the client gave it.
-pub(crate) enum Upload {
+/// What a send carries beside its text, as the client gave it.
+pub(crate) enum Payload {
+    /// A contact card, location, link or poll, already checked (its summary is the send's text).
+    Structured(Structured),
     /// A picture in any format wafleet reads: sent as a JPEG ([`image_content`]).
     Image(Vec<u8>),
-    /// A video, audio file, document or sticker, checked for its kind ([`Upload::prepare`]).
+    /// A video, audio file, document or sticker, checked for its kind ([`Payload::prepare`]).
     File {
         /// Which.
         kind: MessageKind,
@@ -206,23 +214,26 @@ pub(crate) enum Upload {
     },
 }
 
-impl Upload {
+impl Payload {
     /// The file as it goes out, or why it cannot: a picture compressed to JPEG, a sticker made
     /// a 512 px WebP, a video or audio file checked to be a format WhatsApp plays, a document
     /// given its type and a plain name. Refusals name the field and say what to send instead.
     pub(crate) async fn prepare(self) -> ApiResult<Attachment> {
         let (kind, field, bytes, content_type, file_name) = match self {
-            Upload::Image(bytes) => {
+            Payload::Image(bytes) => {
                 let jpeg = image_content(Some(bytes)).await?.unwrap_or_default();
                 return Ok(Attachment::jpeg(jpeg));
             }
-            Upload::File {
+            Payload::File {
                 kind,
                 field,
                 bytes,
                 content_type,
                 file_name,
             } => (kind, field, bytes, content_type, file_name),
+            Payload::Structured(structured) => {
+                return Err(ApiError::Invalid(format!("a {} carries no file", structured.kind())));
+            }
         };
         if bytes.is_empty() {
             return Err(ApiError::Invalid(format!("{field}: the file is empty")));

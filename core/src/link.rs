@@ -504,6 +504,86 @@ pub enum Content {
     Text(String),
     /// A file (a picture, video, audio, document or sticker) with an optional caption.
     Media(OutgoingMedia),
+    /// A contact card, a location, a link or a poll.
+    Structured(Structured),
+}
+
+/// A message with a structure of its own, as a send records it (JSON, tagged by `kind`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Structured {
+    /// A contact card: a name and a number, which the recipient can save or message.
+    Contact {
+        /// The name shown.
+        name: String,
+        /// The number, E.164 (`+6289685024992`).
+        phone: String,
+    },
+    /// A place on the map.
+    Location {
+        /// Degrees north (negative: south), -90 to 90.
+        latitude: f64,
+        /// Degrees east (negative: west), -180 to 180.
+        longitude: f64,
+    },
+    /// A text with a link in it, WhatsApp's way of sending a link.
+    Link {
+        /// The link, http(s).
+        url: String,
+        /// Text shown with it.
+        caption: Option<String>,
+    },
+    /// A poll: a question and its options, of which a voter picks up to `selectable`.
+    Poll {
+        /// The question.
+        question: String,
+        /// The options, 2 to 12, all different.
+        options: Vec<String>,
+        /// How many options a voter may pick, 1 to the number of options.
+        selectable: u32,
+    },
+}
+
+impl Structured {
+    /// Its kind's name, as sends record it: `contact`, `location`, `link`, `poll`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Structured::Contact { .. } => "contact",
+            Structured::Location { .. } => "location",
+            Structured::Link { .. } => "link",
+            Structured::Poll { .. } => "poll",
+        }
+    }
+
+    /// What a person reads of it, for a chat's list and a send's text.
+    pub fn summary(&self) -> String {
+        match self {
+            Structured::Contact { name, phone } => format!("Contact: {name} ({phone})"),
+            Structured::Location { latitude, longitude } => format!("Location: {latitude}, {longitude}"),
+            Structured::Link {
+                url,
+                caption: Some(caption),
+            } => format!("{caption}\n{url}"),
+            Structured::Link { url, caption: None } => url.clone(),
+            Structured::Poll { question, options, .. } => format!("Poll: {question} ({})", options.join(" / ")),
+        }
+    }
+
+    /// The vCard of a contact card, as WhatsApp's apps write them (`waid` makes the number
+    /// one tap from a chat).
+    pub fn vcard(name: &str, phone: &str) -> String {
+        let digits = phone.trim_start_matches('+');
+        format!(
+            "BEGIN:VCARD\nVERSION:3.0\nN:;{name};;;\nFN:{name}\nTEL;type=CELL;type=VOICE;waid={digits}:+{digits}\nEND:VCARD"
+        )
+    }
+
+    /// The number a vCard's `waid` names, E.164.
+    pub fn vcard_phone(vcard: &str) -> Option<String> {
+        let (_, rest) = vcard.split_once("waid=")?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        (!digits.is_empty()).then(|| format!("+{digits}"))
+    }
 }
 
 impl Outgoing {
@@ -513,6 +593,15 @@ impl Outgoing {
             id: new_message_id(),
             to: to.clone(),
             content: Content::Text(text.to_owned()),
+        }
+    }
+
+    /// A contact card, location, link or poll to `to` under a new id.
+    pub fn structured(to: &Jid, structured: Structured) -> Self {
+        Outgoing {
+            id: new_message_id(),
+            to: to.clone(),
+            content: Content::Structured(structured),
         }
     }
 

@@ -108,6 +108,7 @@ async fn sends_and_their_pointers_survive_the_migration(backend: Backend) {
         to: Jid("60111000003@s.whatsapp.net".into()),
         body: Some("The tour".into()),
         media: Some(video),
+        structured: None,
     };
     let (sent, created) = db.record_send(&new).await.unwrap();
     assert!(created);

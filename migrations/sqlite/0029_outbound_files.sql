@@ -1,8 +1,10 @@
 -- no-transaction
--- Sends may carry any file WhatsApp sends, not only pictures: `kind` names it (`video`, `audio`,
--- `document`, `sticker` beside `text` and `image`), `image` holds the file of any media send (the
--- column kept its first name), `media_mime` its MIME type as WhatsApp is told (NULL for the
--- pictures recorded before: JPEG) and `file_name` the name a document is shown with.
+-- Sends may carry any file WhatsApp sends, not only pictures, and messages with a structure of
+-- their own: `kind` names it (`video`, `audio`, `document`, `sticker`; `contact`, `location`,
+-- `link`, `poll`; beside `text` and `image`), `image` holds the file of any media send (the column
+-- kept its first name), `media_mime` its MIME type as WhatsApp is told (NULL for the pictures
+-- recorded before: JPEG), `file_name` the name a document is shown with, and `payload` the
+-- structure of a contact card, location, link or poll as JSON (`body` keeps its readable text).
 --
 -- SQLite cannot change a CHECK in place, so the table is rebuilt with the wider one: the same
 -- columns, rows, ids, indexes and id sequence. Other tables point at it (campaign and broadcast
@@ -19,7 +21,7 @@ CREATE TABLE outbound_messages_0029 (
     device_id       BIGINT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
     idempotency_key TEXT   NOT NULL,
     recipient       TEXT   NOT NULL,
-    kind            TEXT   NOT NULL CHECK (kind IN ('text', 'image', 'video', 'audio', 'document', 'sticker')),
+    kind            TEXT   NOT NULL CHECK (kind IN ('text', 'image', 'video', 'audio', 'document', 'sticker', 'contact', 'location', 'link', 'poll')),
     body            TEXT,
     image           BLOB,
     status          TEXT   NOT NULL DEFAULT 'queued'
@@ -37,6 +39,7 @@ CREATE TABLE outbound_messages_0029 (
     next_attempt_at BIGINT,
     media_mime      TEXT,
     file_name       TEXT,
+    payload         TEXT,
     UNIQUE (user_id, idempotency_key)
 );
 INSERT INTO outbound_messages_0029 (id, user_id, device_id, idempotency_key, recipient, kind, body, image, status,

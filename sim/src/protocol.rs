@@ -25,7 +25,7 @@
 //! reconnects with its token.
 
 use serde::{Deserialize, Serialize};
-use wafleet_core::link::{IncomingMessage, Jid, LinkError, MessageKind, ReceiptKind};
+use wafleet_core::link::{IncomingMessage, Jid, LinkError, MessageKind, ReceiptKind, Structured};
 use wafleet_core::types::Timestamp;
 
 /// How a session starts.
@@ -90,6 +90,9 @@ pub enum ClientFrame {
         /// The file, for pictures, videos, audio, documents and stickers.
         #[serde(alias = "image")]
         media: Option<MediaInfo>,
+        /// A contact card, location, link or poll (`text` is then its summary).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        structured: Option<Structured>,
     },
     /// Which numbers are on WhatsApp.
     Check {

@@ -164,6 +164,7 @@ impl Network for WaWebHandle {
                 media_bytes: self.media_bytes(&m).ok().map(|b| b.len()),
                 mime: m.media.as_ref().and_then(|f| f.mime.clone()),
                 file_name: m.media.as_ref().and_then(|f| f.file_name.clone()),
+                structured: m.structured.clone(),
                 kind: MessageKind::from_name(&m.kind),
                 to: wafleet_core::link::Jid(format!("{}@s.whatsapp.net", m.to)),
                 id: m.id,

@@ -467,12 +467,13 @@ impl Sender {
 
 /// The message a begun send goes out as.
 fn outgoing(mut work: SendWork) -> Outgoing {
-    let content = match work.attachment() {
-        Some(file) => Content::Media(OutgoingMedia {
+    let content = match (work.attachment(), work.structured()) {
+        (Some(file), _) => Content::Media(OutgoingMedia {
             file,
             caption: work.body,
         }),
-        None => Content::Text(work.body.unwrap_or_default()),
+        (None, Some(structured)) => Content::Structured(structured),
+        (None, None) => Content::Text(work.body.unwrap_or_default()),
     };
     Outgoing {
         id: work.wa_message_id,

@@ -49,7 +49,7 @@ pub(super) async fn test_send(
         key,
         &body.to,
         body.text.clone(),
-        image.map(crate::sends::Upload::Image),
+        image.map(crate::sends::Payload::Image),
     )
     .await?;
     if !created {

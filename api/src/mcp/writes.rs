@@ -81,7 +81,7 @@ pub(super) async fn send(state: &AppState, caller: &Caller, send: Send) -> ApiRe
         key.to_owned(),
         &send.to,
         send.text,
-        image.map(crate::sends::Upload::Image),
+        image.map(crate::sends::Payload::Image),
     )
     .await;
     // A hit is given back when nothing new was recorded (refused, or a concurrent retry).

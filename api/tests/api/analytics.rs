@@ -43,6 +43,7 @@ pub async fn send(app: &TestApp, user: UserId, fence: Fence, to: &str, outcome: 
         to: jid(to),
         body: Some("Hello".into()),
         media: None,
+        structured: None,
     };
     let (message, _) = app.db.record_send(&new).await.unwrap();
     if let Outcome::Failed = outcome {

@@ -119,6 +119,7 @@ impl Db {
                 to: Jid::for_phone(phone),
                 body: new.message.clone(),
                 media: new.image.clone().map(Attachment::jpeg),
+                structured: None,
             };
             let (outbound, fresh) = self.record_send(&send).await?;
             on_db!(self, pool => sqlx::query(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use wafleet_core::link::{
     BusinessProfile, Content, IncomingMedia, Jid, LinkError, LinkEvent, MessageKind, MessageRef, NewChatCap,
-    NumberCheck, Outgoing, PrivacySettings, ProfilePicture, Restrictions, Session, UserInfo,
+    NumberCheck, Outgoing, PrivacySettings, ProfilePicture, Restrictions, Session, Structured, UserInfo,
 };
 use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber, Timestamp};
@@ -24,6 +24,7 @@ pub(crate) enum Request {
         to: Jid,
         text: Option<String>,
         media: Option<MediaInfo>,
+        structured: Option<Structured>,
     },
     /// Check numbers.
     Check { phones: Vec<String> },
@@ -138,9 +139,10 @@ impl Session for SimSession {
 
     #[tracing::instrument(skip(self, message), fields(device = %self.device, id = %message.id))]
     async fn send(&self, message: &Outgoing) -> Result<String, LinkError> {
-        let (text, media) = match &message.content {
+        let (text, media, structured) = match &message.content {
             Content::Text(text) if text.trim().is_empty() => return Err(LinkError::Invalid("empty text".into())),
-            Content::Text(text) => (Some(text.clone()), None),
+            Content::Text(text) => (Some(text.clone()), None, None),
+            Content::Structured(structured) => (Some(structured.summary()), None, Some(structured.clone())),
             Content::Media(media) => {
                 let file = &media.file;
                 if file.bytes.is_empty() || !MessageKind::MEDIA.contains(&file.kind) {
@@ -158,6 +160,7 @@ impl Session for SimSession {
                         mime: file.mime.clone(),
                         file_name: file.file_name.clone(),
                     }),
+                    None,
                 )
             }
         };
@@ -166,6 +169,7 @@ impl Session for SimSession {
             to: message.to.clone(),
             text,
             media,
+            structured,
         })
         .await
     }

@@ -2,6 +2,7 @@
 
 use wafleet_core::link::{
     Attachment, Jid, LinkError, LinkEvent, MessageKind, MessageRef, OpenMode, Outgoing, OutgoingMedia, ReceiptKind,
+    Structured,
 };
 use wafleet_core::testing::eventually;
 
@@ -237,6 +238,45 @@ pub async fn image_with_caption(h: &dyn Harness) {
         matches!(&event, LinkEvent::Receipt { kind: ReceiptKind::Delivered, message_ids, .. } if *message_ids == [id.clone()]),
         "{event:?}"
     );
+    paired.session.close().await;
+}
+
+/// A contact card, a location, a link and polls reach the contact as WhatsApp's apps send them,
+/// and read back the same: name and number, coordinates, link and text, question, options and
+/// how many may be picked.
+pub async fn structured_messages_are_sent(h: &dyn Harness) {
+    let paired = pair(h).await;
+    let to = Jid::for_phone(&contact(h, Contact::OnWhatsApp).await);
+    let poll = |selectable| Structured::Poll {
+        question: "Which day?".into(),
+        options: vec!["Monday".into(), "Friday".into(), "Sunday".into()],
+        selectable,
+    };
+    let messages = [
+        Structured::Contact {
+            name: "Aldino Kemal".into(),
+            phone: "+6289685024992".into(),
+        },
+        Structured::Location {
+            latitude: -7.797068,
+            longitude: 110.370529,
+        },
+        Structured::Link {
+            url: "https://example.com/menu".into(),
+            caption: Some("Our menu".into()),
+        },
+        poll(1),
+        poll(2),
+    ];
+    for structured in messages {
+        let id = paired
+            .session
+            .send(&Outgoing::structured(&to, structured.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("send {structured:?}: {e}"));
+        let record = sent_message(h, &paired.phone, &id).await;
+        assert_eq!(record.structured.as_ref(), Some(&structured));
+    }
     paired.session.close().await;
 }
 

@@ -2,7 +2,7 @@
 //! unlinking), so that the same checks run against any network a link can talk to.
 
 use async_trait::async_trait;
-use wafleet_core::link::{Jid, MessageKind};
+use wafleet_core::link::{Jid, MessageKind, Structured};
 use wafleet_core::types::PhoneNumber;
 
 use crate::ControlClient;
@@ -22,7 +22,7 @@ pub enum Contact {
 }
 
 /// A message a linked device sent, as the network recorded it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Sent {
     /// WhatsApp's message id.
     pub id: String,
@@ -38,6 +38,8 @@ pub struct Sent {
     pub mime: Option<String>,
     /// A document's name.
     pub file_name: Option<String>,
+    /// The contact card, location, link or poll it was, as the recipient's phone read it.
+    pub structured: Option<Structured>,
 }
 
 /// A reaction, a deletion for everyone or an edit a linked device sent, as the network recorded
@@ -203,6 +205,7 @@ impl Phones for ControlClient {
                 media_bytes: m.media_bytes,
                 mime: m.mime,
                 file_name: m.file_name,
+                structured: m.structured,
             })
             .collect())
     }

@@ -1,7 +1,7 @@
 //! Bodies of the control API.
 
 use serde::{Deserialize, Serialize};
-use wafleet_core::link::{Jid, MessageKind};
+use wafleet_core::link::{Jid, MessageKind, Structured};
 use wafleet_core::types::Timestamp;
 
 /// `POST /control/scan`: the phone of `phone` scans `code`.
@@ -264,6 +264,9 @@ pub struct SentRecord {
     /// A document's name.
     #[serde(default)]
     pub file_name: Option<String>,
+    /// The contact card, location, link or poll it was.
+    #[serde(default)]
+    pub structured: Option<Structured>,
     /// When the network accepted it.
     pub at: Timestamp,
 }

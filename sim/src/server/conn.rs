@@ -94,6 +94,7 @@ async fn handle(sim: &Arc<Sim>, conn: u64, frame: ClientFrame, greeted: &mut boo
             to,
             text,
             media,
+            structured,
         } => sim.send(
             conn,
             SendRequest {
@@ -102,6 +103,7 @@ async fn handle(sim: &Arc<Sim>, conn: u64, frame: ClientFrame, greeted: &mut boo
                 to,
                 text,
                 media,
+                structured,
             },
         ),
         ClientFrame::Check { req, phones } => sim.check(conn, req, &phones),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use wafleet_core::link::{IncomingMedia, IncomingMessage, Jid, MessageKind, ReceiptKind};
+use wafleet_core::link::{IncomingMedia, IncomingMessage, Jid, MessageKind, ReceiptKind, Structured};
 use wafleet_core::types::Timestamp;
 
 use crate::control::{
@@ -29,6 +29,8 @@ pub(crate) struct SendRequest {
     pub text: Option<String>,
     /// The file, if any.
     pub media: Option<MediaInfo>,
+    /// The contact card, location, link or poll, if it is one.
+    pub structured: Option<Structured>,
 }
 
 impl Sim {
@@ -83,7 +85,12 @@ impl Sim {
         let record = SentRecord {
             id: id.clone(),
             to: jid_of(&to),
-            kind: request.media.as_ref().map_or(MessageKind::Text, |m| m.kind),
+            kind: match (&request.media, &request.structured) {
+                (Some(media), _) => media.kind,
+                (None, Some(_)) => MessageKind::Other,
+                (None, None) => MessageKind::Text,
+            },
+            structured: request.structured,
             text: text.clone(),
             media_bytes: request.media.as_ref().map(|m| m.bytes),
             mime: request.media.as_ref().map(|m| m.mime.clone()),

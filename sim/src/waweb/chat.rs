@@ -14,6 +14,7 @@ use super::model::{Class, ConnState, Model, SentFile, SentMessage};
 use super::nodes::{attr, now_secs, result};
 use super::signal::bundle_node;
 use super::{Network, bans};
+use wafleet_core::link::Structured;
 
 /// (number, device) of a JID in any of its forms (`601…@s.whatsapp.net`, `601…:2@…`, a LID).
 pub(crate) fn resolve(model: &Model, jid: &str) -> Option<(String, u16)> {
@@ -134,6 +135,7 @@ pub(crate) async fn on_message(net: &Arc<Network>, conn: u64, node: &Node) {
                     text,
                     target,
                     media: sent_file(&message),
+                    structured: structured_of(&message),
                 });
                 tokio::spawn(receipts(Arc::clone(net), sender.clone(), to_phone, id.clone()));
             }
@@ -200,6 +202,16 @@ fn content(message: &wa::Message) -> (String, Option<String>, Option<String>) {
         ("document".into(), document.caption.clone(), None)
     } else if message.sticker_message.is_some() {
         ("sticker".into(), None, None)
+    } else if let Some(card) = &message.contact_message {
+        ("contact".into(), card.display_name.clone(), None)
+    } else if message.location_message.is_some() {
+        ("location".into(), None, None)
+    } else if let Some(poll) = message
+        .poll_creation_message
+        .as_deref()
+        .or(message.poll_creation_message_v3.as_deref())
+    {
+        ("poll".into(), poll.name.clone(), None)
     } else if let Some(reaction) = &message.reaction_message {
         ("reaction".into(), reaction.text.clone(), target(&reaction.key))
     } else if let Some(protocol) = message.protocol_message.as_deref().filter(|p| p.r#type == Some(0)) {
@@ -212,6 +224,42 @@ fn content(message: &wa::Message) -> (String, Option<String>, Option<String>) {
     } else {
         ("other".into(), None, None)
     }
+}
+
+/// The contact card, location, link or poll a message is, if it is one.
+fn structured_of(message: &wa::Message) -> Option<Structured> {
+    if let Some(card) = &message.contact_message {
+        return Some(Structured::Contact {
+            name: card.display_name.clone()?,
+            phone: Structured::vcard_phone(card.vcard.as_deref()?)?,
+        });
+    }
+    if let Some(place) = &message.location_message {
+        return Some(Structured::Location {
+            latitude: place.degrees_latitude?,
+            longitude: place.degrees_longitude?,
+        });
+    }
+    if let Some(poll) = message
+        .poll_creation_message
+        .as_deref()
+        .or(message.poll_creation_message_v3.as_deref())
+    {
+        return Some(Structured::Poll {
+            question: poll.name.clone()?,
+            options: poll.options.iter().filter_map(|o| o.option_name.clone()).collect(),
+            selectable: poll.selectable_options_count?,
+        });
+    }
+    let text = message.extended_text_message.as_deref()?;
+    let url = text.matched_text.clone()?;
+    let caption = text
+        .text
+        .as_deref()
+        .and_then(|t| t.strip_suffix(url.as_str()))
+        .map(|c| c.trim_end_matches('\n').to_owned())
+        .filter(|c| !c.is_empty());
+    Some(Structured::Link { url, caption })
 }
 
 /// The file a message points at, if it carries one.

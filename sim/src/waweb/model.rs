@@ -193,6 +193,8 @@ pub struct SentMessage {
     pub target: Option<String>,
     /// Where the file of a picture, video, audio, document or sticker is, and its key.
     pub media: Option<SentFile>,
+    /// The contact card, location, link or poll it is, as the recipient's phone reads it.
+    pub structured: Option<wafleet_core::link::Structured>,
 }
 
 /// The file a sent message points at, as the recipient's phone reads it from the message.

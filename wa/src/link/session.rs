@@ -9,7 +9,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use wafleet_core::link::{
     BusinessCategory, BusinessHours, BusinessProfile, Content, IncomingMedia, Jid, LinkError, LinkEvent, MessageKind,
-    MessageRef, NumberCheck, Outgoing, OutgoingMedia, PrivacySettings, ProfilePicture, Restrictions, Session, UserInfo,
+    MessageRef, NumberCheck, Outgoing, OutgoingMedia, PrivacySettings, ProfilePicture, Restrictions, Session,
+    Structured, UserInfo,
 };
 use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber};
@@ -171,6 +172,7 @@ impl WaSession {
                 ..Default::default()
             }),
             Content::Media(media) => self.media(media).await,
+            Content::Structured(structured) => structured_message(structured),
         }
     }
 
@@ -250,6 +252,72 @@ impl WaSession {
             ),
         })
     }
+}
+
+/// The message for a contact card, location, link or poll, as WhatsApp's apps build them.
+fn structured_message(structured: &Structured) -> Result<wa::Message, LinkError> {
+    use whatsapp_rust::buffa::MessageField;
+    let mut message = wa::Message::default();
+    match structured {
+        Structured::Contact { name, phone } => {
+            message.contact_message = MessageField::some(wa::message::ContactMessage {
+                display_name: Some(name.clone()),
+                vcard: Some(Structured::vcard(name, phone)),
+                ..Default::default()
+            });
+        }
+        Structured::Location { latitude, longitude } => {
+            message.location_message = MessageField::some(wa::message::LocationMessage {
+                degrees_latitude: Some(*latitude),
+                degrees_longitude: Some(*longitude),
+                ..Default::default()
+            });
+        }
+        Structured::Link { url, .. } => {
+            message.extended_text_message = MessageField::some(wa::message::ExtendedTextMessage {
+                text: Some(structured.summary()),
+                matched_text: Some(url.clone()),
+                ..Default::default()
+            });
+        }
+        Structured::Poll {
+            question,
+            options,
+            selectable,
+        } => {
+            if options.len() < 2 || *selectable < 1 || *selectable as usize > options.len() {
+                return Err(LinkError::Invalid(format!(
+                    "a poll needs 2 or more options and 1 to {} selectable",
+                    options.len()
+                )));
+            }
+            let poll = wa::message::PollCreationMessage {
+                name: Some(question.clone()),
+                options: options
+                    .iter()
+                    .map(|name| wa::message::poll_creation_message::Option {
+                        option_name: Some(name.clone()),
+                        option_hash: None,
+                    })
+                    .collect(),
+                selectable_options_count: Some(*selectable),
+                ..Default::default()
+            };
+            // As WhatsApp Web: version 3 for a single choice, the first for several.
+            if *selectable == 1 {
+                message.poll_creation_message_v3 = MessageField::some(poll);
+            } else {
+                message.poll_creation_message = MessageField::some(poll);
+            }
+            // Voters derive the key of their encrypted votes from this secret.
+            let secret: [u8; 32] = rand::random();
+            message.message_context_info = MessageField::some(wa::MessageContextInfo {
+                message_secret: Some(secret.to_vec()),
+                ..Default::default()
+            });
+        }
+    }
+    Ok(message)
 }
 
 impl Drop for WaSession {

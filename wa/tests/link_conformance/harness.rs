@@ -166,6 +166,7 @@ impl Phones for WawebPhones {
                 media_bytes: self.0.media_bytes(&m).ok().map(|b| b.len()),
                 mime: m.media.as_ref().and_then(|f| f.mime.clone()),
                 file_name: m.media.as_ref().and_then(|f| f.file_name.clone()),
+                structured: m.structured.clone(),
                 kind: MessageKind::from_name(&m.kind),
                 to: account_jid(&m.to),
                 id: m.id,

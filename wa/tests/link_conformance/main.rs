@@ -26,6 +26,7 @@ wafleet_sim::conformance_suite!(
         timelock_restricts_new_chats_only,
         image_with_caption,
         files_of_every_kind_are_sent,
+        structured_messages_are_sent,
         incoming_media_downloads,
         mark_read_sends_a_read_receipt,
         typing_shows_in_the_chat,

@@ -233,6 +233,7 @@ impl Db {
                     to: Jid(format!("{}@{USER_SERVER}", phone.trim_start_matches('+'))),
                     body: Some(message.render(&variables, text::seed(&[campaign.0, lead]))),
                     media: image.clone().map(Attachment::jpeg),
+                    structured: None,
                 };
                 let outbound = match self.record_send(&send).await {
                     Ok((outbound, _)) => Some(outbound.id),

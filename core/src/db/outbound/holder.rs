@@ -5,7 +5,7 @@
 //! Nothing here is kept anywhere but in the rows, so a holder that starts (after a crash, a
 //! failover, a Redis restart that lost every queued job) finds all of its work by reading them.
 
-use crate::link::{Attachment, MessageKind};
+use crate::link::{Attachment, MessageKind, Structured};
 use crate::types::{DeviceId, Timestamp};
 use crate::{Db, Error, Result};
 
@@ -30,6 +30,8 @@ pub struct SendWork {
     pub media_mime: Option<String>,
     /// A document's name.
     pub file_name: Option<String>,
+    /// A contact card's, location's, link's or poll's structure (JSON).
+    pub payload: Option<String>,
     /// The WhatsApp message id it goes out under (kept from an earlier attempt that reached
     /// nothing, so a retry can never be a second message).
     pub wa_message_id: String,
@@ -38,6 +40,12 @@ pub struct SendWork {
 }
 
 impl SendWork {
+    /// The contact card, location, link or poll it is, if it is one (a payload that does not
+    /// read as one is none: the send goes as its text).
+    pub fn structured(&self) -> Option<Structured> {
+        serde_json::from_str(self.payload.as_deref()?).ok()
+    }
+
     /// The file it carries, if any.
     pub fn attachment(&mut self) -> Option<Attachment> {
         let bytes = self.image.take()?;
@@ -154,7 +162,7 @@ impl Db {
                  updated_at = $4, wa_message_id = COALESCE(wa_message_id, $5), waiting_reason = NULL, \
                  next_attempt_at = NULL WHERE id = $1 AND device_id = $2 AND status = 'queued' \
                  AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = outbound_messages.user_id AND u.disabled_at IS NOT NULL) \
-                 RETURNING id, recipient, kind, body, image, media_mime, file_name, wa_message_id, attempts")
+                 RETURNING id, recipient, kind, body, image, media_mime, file_name, payload, wa_message_id, attempts")
                 .bind(id)
                 .bind(fence.device)
                 .bind(fence.token)

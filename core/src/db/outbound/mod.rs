@@ -11,7 +11,7 @@
 pub(crate) mod holder;
 mod waiting;
 
-use crate::link::{Attachment, Jid};
+use crate::link::{Attachment, Jid, Structured};
 use crate::types::text_enum::text_enum;
 use crate::types::{DeviceId, Timestamp, UserId};
 use crate::{Db, Error, Result};
@@ -142,6 +142,8 @@ pub struct NewSend {
     pub body: Option<String>,
     /// The file it carries, if any.
     pub media: Option<Attachment>,
+    /// Or the contact card, location, link or poll it is (`body` then holds its summary).
+    pub structured: Option<Structured>,
 }
 
 impl Db {
@@ -150,11 +152,20 @@ impl Db {
     #[tracing::instrument(skip(self, new), fields(user = %new.user, device = %new.device, key = %new.idempotency_key))]
     pub async fn record_send(&self, new: &NewSend) -> Result<(OutboundMessage, bool)> {
         let now = Timestamp::now();
-        let kind = new.media.as_ref().map_or("text", |m| m.kind.as_str());
+        let kind = match (&new.media, &new.structured) {
+            (Some(media), _) => media.kind.as_str(),
+            (None, Some(structured)) => structured.kind(),
+            (None, None) => "text",
+        };
         let media = new.media.as_ref();
+        let payload = new
+            .structured
+            .as_ref()
+            .map(|s| serde_json::to_string(s).expect("a structured message serialises"));
         let inserted: Option<OutboundRow> = on_db!(self, pool => sqlx::query_as(concat!(
             "INSERT INTO outbound_messages (user_id, device_id, idempotency_key, recipient, kind, body, image, \
-             media_mime, file_name, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $10, $8, $8) \
+             media_mime, file_name, payload, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $10, $11, $8, $8) \
              ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING ",
             "id, device_id, idempotency_key, recipient, kind, status, reason, attempts, wa_message_id, created_at, sent_at, \
              waiting_reason, next_attempt_at"))
@@ -168,6 +179,7 @@ impl Db {
             .bind(now)
             .bind(media.map(|m| m.mime.as_str()))
             .bind(media.and_then(|m| m.file_name.as_deref()))
+            .bind(payload.as_deref())
             .fetch_optional(pool)
             .await)?;
         if let Some(row) = inserted {

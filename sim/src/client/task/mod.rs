@@ -182,12 +182,19 @@ impl Task {
                         self.next_req += 1;
                         let req = self.next_req;
                         let frame = match *request {
-                            Request::Send { id, to, text, media } => ClientFrame::Send {
+                            Request::Send {
+                                id,
+                                to,
+                                text,
+                                media,
+                                structured,
+                            } => ClientFrame::Send {
                                 req,
                                 id: Some(id),
                                 to,
                                 text,
                                 media,
+                                structured,
                             },
                             Request::Check { phones } => ClientFrame::Check { req, phones },
                             Request::Logout => ClientFrame::Logout { req },
