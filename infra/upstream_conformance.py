@@ -57,8 +57,6 @@ OUT_OF_SCOPE = {
 
 # Personal-chat operations wafleet does not answer yet, and what each needs.
 NOT_YET = {
-    ("POST", "/user/pushname"): "setting the account's push name through the session",
-    ("POST", "/send/presence"): "presence updates through the session (the real client sends them only once WhatsApp has synced the account's push name, which the simulator's front end does not do yet)",
     ("POST", "/message/{message_id}/delete"): "deleting for me (app state) through the session",
     ("POST", "/message/{message_id}/star"): "starring (app state) through the session",
     ("POST", "/message/{message_id}/unstar"): "starring (app state) through the session",
@@ -98,6 +96,8 @@ NOTES = {
     ("POST", "/send/audio"): "OGG Opus, MP3, M4A, AAC or AMR as given; `ptt` is not applied (no transcoding to a voice note)",
     ("POST", "/send/file"): "any file, under its name and type (the type read from the file, else its name, when the client gives none)",
     ("POST", "/send/sticker"): "any picture wafleet reads, sent as a 512 px WebP; an animation keeps its first frame",
+    ("POST", "/user/pushname"): "through the device's live session, as WhatsApp Web sets it; at most 25 characters",
+    ("POST", "/send/presence"): "through the device's live session; `400` until the account has a push name (WhatsApp takes presence only with one)",
     ("POST", "/send/contact"): "a vCard with the name and number, as WhatsApp's apps send them",
     ("POST", "/send/link"): "a text with the caption and the link; no preview is attached (wafleet does not fetch the page)",
     ("POST", "/send/location"): "`latitude` and `longitude` as strings or numbers",
@@ -450,6 +450,17 @@ def run_calls(doc, app):
         url(f"/message/{text}/download"), headers=header, params={"phone": "60191000001@s.whatsapp.net"})
     yield ("POST", "/message/{message_id}/read"), "named with another chat", 400, api.post(
         url(f"/message/{received}/read"), headers=header, json={"phone": "60191000002"})
+    yield ("POST", "/send/presence"), "a type that is not one", 400, api.post(
+        url("/send/presence"), headers=header, json={"type": "busy"})
+    yield ("POST", "/send/presence"), "before the account has a push name", 400, api.post(
+        url("/send/presence"), headers=header, json={"type": "available"})
+    yield ("POST", "/user/pushname"), "set the push name", 200, api.post(
+        url("/user/pushname"), headers=header, json={"push_name": "John Doe"})
+    yield ("POST", "/user/pushname"), "a blank name", 400, api.post(
+        url("/user/pushname"), headers=header, json={"push_name": " "})
+    for kind in ("available", "unavailable"):
+        yield ("POST", "/send/presence"), f"show {kind}", 200, api.post(
+            url("/send/presence"), headers=header, json={"type": kind})
     for action in ("start", "stop"):
         yield ("POST", "/send/chat-presence"), f"typing {action}", 200, api.post(
             url("/send/chat-presence"), headers=header, json={"phone": "6289685024051@s.whatsapp.net", "action": action})

@@ -14,10 +14,11 @@ use wafleet_core::link::{BusinessProfile, Jid, PrivacySettings, ProfilePicture, 
 
 use crate::AppState;
 use crate::compat::{Caller, upstream_statuses};
+use crate::compat_message::{MessageActionResults, done};
 use crate::compat_send::{PhoneQuery, query_phone};
 use crate::envelope::{Envelope, ok};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Multipart, Query};
+use crate::extract::{Json, Multipart, Query};
 use crate::sessions::{ask_session, ask_session_for};
 
 pub(crate) fn router(max_media_bytes: usize) -> OpenApiRouter<AppState> {
@@ -31,6 +32,8 @@ pub(crate) fn router(max_media_bytes: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(my_privacy))
         .routes(routes!(avatar))
         .routes(routes!(business_profile))
+        .routes(routes!(push_name))
+        .routes(routes!(presence))
         .merge(media)
         .route_layer(axum::middleware::from_fn(upstream_statuses))
 }
@@ -286,6 +289,98 @@ async fn change_avatar(
     )
     .await?;
     Ok(ok("Success change avatar", ()).into_response())
+}
+
+/// Body of `POST /user/pushname`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct PushNameBody {
+    /// The name WhatsApp shows people who have not saved the number.
+    pub push_name: Option<String>,
+}
+
+/// Longest push name accepted, in characters (WhatsApp's own limit).
+const MAX_PUSH_NAME_CHARS: usize = 25;
+
+/// Makes `push_name` the account's push name, through the device's live session (compatible
+/// route): the name WhatsApp shows people who have not saved the number, sent as WhatsApp Web
+/// sends it (a presence with the name, and the setting for the account's other devices).
+#[utoipa::path(post, path = "/user/pushname", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id or name")),
+    request_body = PushNameBody,
+    responses((status = 200, description = "The account's push name changed"),
+              (status = 400, description = "Several devices and none named, or no or a too long push_name"),
+              (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 409, description = "Device not online"),
+              (status = 503, description = "WhatsApp or the device's worker did not answer in time")),
+    security(("bearer" = [])))]
+async fn push_name(
+    State(state): State<AppState>,
+    Caller(user, device): Caller,
+    Json(body): Json<PushNameBody>,
+) -> ApiResult<Response> {
+    let name = body.push_name.as_deref().map(str::trim).unwrap_or_default();
+    if name.is_empty() {
+        return Err(ApiError::Invalid(
+            "push_name: give the name to show, e.g. \"Kedai Aisyah\"".into(),
+        ));
+    }
+    if name.chars().count() > MAX_PUSH_NAME_CHARS {
+        return Err(ApiError::Invalid(format!(
+            "push_name: at most {MAX_PUSH_NAME_CHARS} characters, as WhatsApp allows"
+        )));
+    }
+    let question = serde_json::json!({ "name": name });
+    ask_session(&state, user.id, device, "push_name", question, "setting the push name").await?;
+    Ok(ok("Success update push name", ()).into_response())
+}
+
+/// Body of `POST /send/presence`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct PresenceBody {
+    /// `available` (online) or `unavailable` (offline).
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+}
+
+/// Shows the account online (`available`) or offline (`unavailable`) to the people who may see it,
+/// through the device's live session (compatible route). WhatsApp takes presence only from an
+/// account whose push name it knows: until the phone's name has reached the device, set one with
+/// `POST /user/pushname` (else `400`).
+#[utoipa::path(post, path = "/send/presence", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id or name")),
+    request_body = PresenceBody,
+    responses((status = 200, body = Envelope<MessageActionResults>),
+              (status = 400, description = "Several devices and none named, a missing or unknown type, or no push name yet"),
+              (status = 404, description = "No such device of yours, or no device at all"),
+              (status = 409, description = "Device not online"),
+              (status = 503, description = "WhatsApp or the device's worker did not answer in time")),
+    security(("bearer" = [])))]
+async fn presence(
+    State(state): State<AppState>,
+    Caller(user, device): Caller,
+    Json(body): Json<PresenceBody>,
+) -> ApiResult<Response> {
+    let kind = body.kind.as_deref().map(str::trim).unwrap_or_default();
+    let available = match kind {
+        "available" => true,
+        "unavailable" => false,
+        other => {
+            return Err(ApiError::Invalid(format!(
+                "type: `{other}` is neither `available` nor `unavailable`"
+            )));
+        }
+    };
+    let question = serde_json::json!({ "available": available });
+    match ask_session(&state, user.id, device, "presence", question, "showing presence").await {
+        Err(ApiError::Unavailable(reason)) if reason.contains(wafleet_core::link::NO_PUSH_NAME) => {
+            Err(ApiError::Invalid(format!(
+                "type: {NO_PUSH_NAME}: set it with POST /user/pushname first",
+                NO_PUSH_NAME = wafleet_core::link::NO_PUSH_NAME
+            )))
+        }
+        Err(other) => Err(other),
+        Ok(_) => Ok(done(String::new(), &format!("Send presence {kind} success"))),
+    }
 }
 
 /// `results` of `GET /user/business-profile`, in upstream's shape.

@@ -508,6 +508,10 @@ pub enum Content {
     Structured(Structured),
 }
 
+/// Why an account cannot show its presence yet ([`LinkError::Invalid`] from
+/// [`Session::set_presence`] on either link).
+pub const NO_PUSH_NAME: &str = "the account has no push name yet, and WhatsApp takes presence only with one";
+
 /// A message with a structure of its own, as a send records it (JSON, tagged by `kind`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -713,6 +717,15 @@ pub trait Session: Send + Sync {
     /// Shows the person of the personal chat `chat` that the account is typing (`typing`), or
     /// stopped (the "typing…" a phone shows while its user writes).
     async fn chat_presence(&self, chat: &Jid, typing: bool) -> Result<(), LinkError>;
+
+    /// Makes `name` the account's push name: the name WhatsApp shows people who have not saved
+    /// the number.
+    async fn set_push_name(&self, name: &str) -> Result<(), LinkError>;
+
+    /// Shows the account online (`available`) or offline to the people who may see it. WhatsApp
+    /// takes this only from an account whose push name it knows: without one it is
+    /// [`LinkError::Invalid`].
+    async fn set_presence(&self, available: bool) -> Result<(), LinkError>;
 
     /// Reacts to message `target` of the personal chat `chat` with `emoji` (an empty one takes
     /// the account's reaction back); returns the reaction's own message id.

@@ -51,6 +51,8 @@ async fn requests_survive_and_ids_go_on(backend: Backend) {
         "profile_picture",
         "set_profile_picture",
         "business_profile",
+        "push_name",
+        "presence",
     ] {
         db.create_device_request(user, device, kind, "{}")
             .await

@@ -64,7 +64,7 @@ async fn sends_and_their_pointers_survive_the_migration(backend: Backend) {
     db.migrate().await.unwrap();
     if let Db::Sqlite(pool) = db {
         // Run again, as after a crash between the rebuild's commit and its record: same result.
-        let sql = include_str!("../../migrations/sqlite/0029_outbound_files.sql");
+        let sql = include_str!("../../migrations/sqlite/0029_more_sends.sql");
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(pool).await.unwrap();
     }
 

@@ -17,6 +17,7 @@
 //! | `GET /accounts/{phone}/sent` | → `[SentRecord]` | what the account's devices sent |
 //! | `GET /accounts/{phone}/read` | → `[ReadRecord]` | the messages its devices marked read |
 //! | `GET /accounts/{phone}/chat-states` | → `[ChatStateRecord]` | the typing indicators its devices showed |
+//! | `GET /accounts/{phone}/presences` | → `[PresenceRecord]` | the push names and presences its devices sent |
 //! | `GET /accounts/{phone}/actions` | → `[ActionRecord]` | the reactions, deletions for everyone and edits its devices sent |
 //! | `POST /accounts/{phone}/disconnect` | → [`Count`] | drops the sockets of its devices |
 //! | `POST /accounts/{phone}/logout` | → [`Count`] | unlinks its devices from the phone |

@@ -159,6 +159,20 @@ pub enum ClientFrame {
         /// Typing now.
         typing: bool,
     },
+    /// Make `name` the account's push name.
+    PushName {
+        /// Request number.
+        req: u64,
+        /// The name.
+        name: String,
+    },
+    /// Show the account online (`available`) or offline; refused without a push name.
+    Presence {
+        /// Request number.
+        req: u64,
+        /// Online now.
+        available: bool,
+    },
     /// React to message `target` of `chat` with `emoji` (empty: take the reaction back).
     React {
         /// Request number.

@@ -200,6 +200,14 @@ impl Session for WithEvents {
     async fn chat_presence(&self, chat: &Jid, typing: bool) -> Result<(), LinkError> {
         self.inner.chat_presence(chat, typing).await
     }
+
+    async fn set_push_name(&self, name: &str) -> Result<(), LinkError> {
+        self.inner.set_push_name(name).await
+    }
+
+    async fn set_presence(&self, available: bool) -> Result<(), LinkError> {
+        self.inner.set_presence(available).await
+    }
     async fn react(&self, chat: &Jid, target: &MessageRef, emoji: &str) -> Result<String, LinkError> {
         self.inner.react(chat, target, emoji).await
     }
@@ -264,6 +272,14 @@ impl Session for Wrapped {
     }
     async fn chat_presence(&self, chat: &Jid, typing: bool) -> Result<(), LinkError> {
         self.inner.chat_presence(chat, typing).await
+    }
+
+    async fn set_push_name(&self, name: &str) -> Result<(), LinkError> {
+        self.inner.set_push_name(name).await
+    }
+
+    async fn set_presence(&self, available: bool) -> Result<(), LinkError> {
+        self.inner.set_presence(available).await
     }
     async fn react(&self, chat: &Jid, target: &MessageRef, emoji: &str) -> Result<String, LinkError> {
         self.inner.react(chat, target, emoji).await

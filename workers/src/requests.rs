@@ -53,6 +53,18 @@ struct ChatPresence {
     typing: bool,
 }
 
+/// The question of a `push_name` request: the account's new push name.
+#[derive(serde::Deserialize)]
+struct PushName {
+    name: String,
+}
+
+/// The question of a `presence` request: the account online (`available`) or offline.
+#[derive(serde::Deserialize)]
+struct Presence {
+    available: bool,
+}
+
 /// The question of a `react` request: `emoji` on `target` of the personal chat `chat`.
 #[derive(serde::Deserialize)]
 struct React {
@@ -168,6 +180,14 @@ async fn answer(request: &DeviceRequest, session: &dyn Session) -> (bool, String
         },
         "chat_presence" => match question::<ChatPresence>(request) {
             Ok(q) => called(session.chat_presence(&q.chat, q.typing)).await,
+            Err(failed) => failed,
+        },
+        "push_name" => match question::<PushName>(request) {
+            Ok(q) => called(session.set_push_name(&q.name)).await,
+            Err(failed) => failed,
+        },
+        "presence" => match question::<Presence>(request) {
+            Ok(q) => called(session.set_presence(q.available)).await,
             Err(failed) => failed,
         },
         other => (false, format!("unknown request kind `{other}`")),

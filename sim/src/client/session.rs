@@ -46,6 +46,10 @@ pub(crate) enum Request {
     Read { chat: Jid, ids: Vec<String> },
     /// Typing, or stopped, in a chat.
     ChatPresence { chat: Jid, typing: bool },
+    /// The account's push name.
+    PushName { name: String },
+    /// The account online or offline.
+    Presence { available: bool },
     /// A reaction to a message.
     React {
         chat: Jid,
@@ -298,6 +302,23 @@ impl Session for SimSession {
             typing,
         };
         match self.request(request).await? {
+            ServerFrame::Done { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    #[tracing::instrument(skip(self), fields(device = %self.device))]
+    async fn set_push_name(&self, name: &str) -> Result<(), LinkError> {
+        let request = Request::PushName { name: name.to_owned() };
+        match self.request(request).await? {
+            ServerFrame::Done { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    #[tracing::instrument(skip(self), fields(device = %self.device))]
+    async fn set_presence(&self, available: bool) -> Result<(), LinkError> {
+        match self.request(Request::Presence { available }).await? {
             ServerFrame::Done { .. } => Ok(()),
             other => Err(unexpected(&other)),
         }

@@ -241,6 +241,39 @@ pub async fn image_with_caption(h: &dyn Harness) {
     paired.session.close().await;
 }
 
+/// Presence needs a push name, as WhatsApp's clients send it only with one: before the account
+/// has one (the real client may have had it from WhatsApp at pairing) it is refused as such; once
+/// set, the name is announced, and online and offline carry it.
+pub async fn push_name_then_presence(h: &dyn Harness) {
+    let paired = pair(h).await;
+    match paired.session.set_presence(true).await {
+        Ok(()) => {}
+        Err(LinkError::Invalid(why)) => assert!(why.contains(wafleet_core::link::NO_PUSH_NAME), "{why}"),
+        Err(other) => panic!("presence before a push name was set: {other:?}"),
+    }
+    paired
+        .session
+        .set_push_name("Kedai Aisyah")
+        .await
+        .expect("set the push name");
+    paired.session.set_presence(true).await.expect("show online");
+    paired.session.set_presence(false).await.expect("show offline");
+    let name = Some("Kedai Aisyah".to_owned());
+    let expected = [(name.clone(), None), (name.clone(), Some(true)), (name, Some(false))];
+    eventually(
+        EVENT_TIMEOUT,
+        "the push name and both presences reach the network",
+        || async {
+            h.phones()
+                .presences(&paired.phone)
+                .await
+                .is_ok_and(|seen| seen.ends_with(&expected))
+        },
+    )
+    .await;
+    paired.session.close().await;
+}
+
 /// A contact card, a location, a link and polls reach the contact as WhatsApp's apps send them,
 /// and read back the same: name and number, coordinates, link and text, question, options and
 /// how many may be picked.

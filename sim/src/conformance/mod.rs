@@ -31,9 +31,9 @@ pub use harness::SimHarness;
 pub use messages::{
     files_of_every_kind_are_sent, image_with_caption, incoming_media_downloads,
     incoming_message_acked_once_and_replayed_until_then, mark_read_sends_a_read_receipt,
-    non_personal_chats_never_surface, react_edit_and_delete_for_everyone, receipt_acked_once_and_replayed_until_then,
-    send_goes_out_under_the_chosen_id, send_text_gets_delivered_then_read, structured_messages_are_sent,
-    typing_shows_in_the_chat,
+    non_personal_chats_never_surface, push_name_then_presence, react_edit_and_delete_for_everyone,
+    receipt_acked_once_and_replayed_until_then, send_goes_out_under_the_chosen_id, send_text_gets_delivered_then_read,
+    structured_messages_are_sent, typing_shows_in_the_chat,
 };
 pub use pairing::{pair_code_pairing, qr_pairing_with_refreshing_codes, reconnect_from_another_link};
 pub use phones::{Action, Contact, Phones, Sent};
@@ -85,6 +85,7 @@ pub const CHECKS: &[&str] = &[
     "image_with_caption",
     "files_of_every_kind_are_sent",
     "structured_messages_are_sent",
+    "push_name_then_presence",
     "incoming_media_downloads",
     "mark_read_sends_a_read_receipt",
     "typing_shows_in_the_chat",

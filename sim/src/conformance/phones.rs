@@ -99,6 +99,9 @@ pub trait Phones: Send + Sync {
     /// The typing indicators the linked devices of `phone` showed, oldest first: the chat's
     /// account JID, and whether typing (or stopped).
     async fn chat_states(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<(Jid, bool)>>;
+    /// The push names and presences the linked devices of `phone` sent, oldest first: the name
+    /// announced, and online or offline (`None` for a push name alone).
+    async fn presences(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<(Option<String>, Option<bool>)>>;
     /// The reactions, deletions for everyone and edits the linked devices of `phone` sent, oldest
     /// first.
     async fn actions(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<Action>>;
@@ -228,6 +231,14 @@ impl Phones for ControlClient {
                 target: a.target,
                 text: a.text,
             })
+            .collect())
+    }
+
+    async fn presences(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<(Option<String>, Option<bool>)>> {
+        Ok(ControlClient::presences(self, phone.as_str())
+            .await?
+            .into_iter()
+            .map(|p| (p.name, p.available))
             .collect())
     }
 

@@ -189,6 +189,11 @@ impl ControlClient {
         self.get(&format!("/accounts/{}/chat-states", digits(phone))).await
     }
 
+    /// The push names and presences `phone`'s devices sent, oldest first.
+    pub async fn presences(&self, phone: &str) -> anyhow::Result<Vec<PresenceRecord>> {
+        self.get(&format!("/accounts/{}/presences", digits(phone))).await
+    }
+
     /// The reactions, deletions for everyone and edits `phone`'s devices sent, oldest first.
     pub async fn actions(&self, phone: &str) -> anyhow::Result<Vec<ActionRecord>> {
         self.get(&format!("/accounts/{}/actions", digits(phone))).await

@@ -282,6 +282,17 @@ pub struct ReadRecord {
     pub at: Timestamp,
 }
 
+/// A push name or presence an account's device sent, as the network recorded it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PresenceRecord {
+    /// The push name it announced (every presence carries the account's).
+    pub name: Option<String>,
+    /// Online (`true`) or offline; `None` for a push name alone.
+    pub available: Option<bool>,
+    /// When it arrived.
+    pub at: Timestamp,
+}
+
 /// A typing indicator an account's device showed in a chat, as the network recorded it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChatStateRecord {

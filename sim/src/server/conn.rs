@@ -116,6 +116,8 @@ async fn handle(sim: &Arc<Sim>, conn: u64, frame: ClientFrame, greeted: &mut boo
         ClientFrame::BusinessProfile { req, phone } => sim.business_profile(conn, req, &phone),
         ClientFrame::Read { req, chat, ids } => sim.read(conn, req, &chat, ids),
         ClientFrame::ChatPresence { req, chat, typing } => sim.chat_presence(conn, req, &chat, typing),
+        ClientFrame::PushName { req, name } => sim.push_name(conn, req, &name),
+        ClientFrame::Presence { req, available } => sim.presence(conn, req, available),
         ClientFrame::React {
             req,
             chat,

@@ -28,6 +28,7 @@ pub(crate) fn router() -> Router<Arc<Sim>> {
         .route("/accounts/{phone}/sent", get(sent))
         .route("/accounts/{phone}/read", get(read))
         .route("/accounts/{phone}/chat-states", get(chat_states))
+        .route("/accounts/{phone}/presences", get(presences))
         .route("/accounts/{phone}/actions", get(actions))
         .route("/accounts/{phone}/disconnect", post(disconnect))
         .route("/accounts/{phone}/logout", post(logout))
@@ -151,6 +152,10 @@ async fn sent(State(sim): State<Arc<Sim>>, Path(phone): Path<String>) -> Result<
 
 async fn read(State(sim): State<Arc<Sim>>, Path(phone): Path<String>) -> Result<Vec<ReadRecord>> {
     Ok(Json(of_account(&sim, &phone, |a| a.read.clone())?))
+}
+
+async fn presences(State(sim): State<Arc<Sim>>, Path(phone): Path<String>) -> Result<Vec<PresenceRecord>> {
+    Ok(Json(of_account(&sim, &phone, |a| a.presences.clone())?))
 }
 
 async fn chat_states(State(sim): State<Arc<Sim>>, Path(phone): Path<String>) -> Result<Vec<ChatStateRecord>> {

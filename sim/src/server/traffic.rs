@@ -9,7 +9,8 @@ use wafleet_core::link::{IncomingMedia, IncomingMessage, Jid, MessageKind, Recei
 use wafleet_core::types::Timestamp;
 
 use crate::control::{
-    ActionRecord, ChatKind, ChatStateRecord, InjectMedia, InjectMessage, Injected, ReadRecord, SentRecord,
+    ActionRecord, ChatKind, ChatStateRecord, InjectMedia, InjectMessage, Injected, PresenceRecord, ReadRecord,
+    SentRecord,
 };
 use crate::protocol::{ErrorClass, MediaInfo, ServerFrame};
 
@@ -373,6 +374,46 @@ impl Sim {
             at: Timestamp::now(),
         };
         w.account_mut(&account).chat_states.push(record);
+        w.push(conn, &ServerFrame::Done { req });
+    }
+
+    /// The device of `conn` makes `name` its account's push name: kept, recorded, answered.
+    pub(crate) fn push_name(&self, conn: u64, req: u64, name: &str) {
+        let mut w = self.lock();
+        let Some(account) = requester_account(&w, conn, req) else {
+            return;
+        };
+        let account = w.account_mut(&account);
+        account.push_name = Some(name.to_owned());
+        account.presences.push(PresenceRecord {
+            name: Some(name.to_owned()),
+            available: None,
+            at: Timestamp::now(),
+        });
+        w.push(conn, &ServerFrame::Done { req });
+    }
+
+    /// The device of `conn` shows its account online (`available`) or offline: recorded with the
+    /// account's push name, or refused when it has none (as WhatsApp's clients do not send it).
+    pub(crate) fn presence(&self, conn: u64, req: u64, available: bool) {
+        let mut w = self.lock();
+        let Some(account) = requester_account(&w, conn, req) else {
+            return;
+        };
+        let account = w.account_mut(&account);
+        let Some(name) = account.push_name.clone() else {
+            let frame = ServerFrame::Error {
+                req,
+                class: ErrorClass::Invalid,
+                message: wafleet_core::link::NO_PUSH_NAME.into(),
+            };
+            return w.push(conn, &frame);
+        };
+        account.presences.push(PresenceRecord {
+            name: Some(name),
+            available: Some(available),
+            at: Timestamp::now(),
+        });
         w.push(conn, &ServerFrame::Done { req });
     }
 

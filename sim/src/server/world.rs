@@ -11,7 +11,7 @@ use wafleet_core::link::{IncomingMessage, Jid, ReceiptKind};
 use wafleet_core::types::Timestamp;
 
 use crate::ban::Reputation;
-use crate::control::{ActionRecord, ChatStateRecord, Counters, NumberRule, ReadRecord, SentRecord};
+use crate::control::{ActionRecord, ChatStateRecord, Counters, NumberRule, PresenceRecord, ReadRecord, SentRecord};
 use crate::protocol::ServerFrame;
 
 /// What a connection's task is told to do.
@@ -63,6 +63,10 @@ pub(crate) struct Account {
     pub chat_states: Vec<ChatStateRecord>,
     /// Reactions, deletions for everyone and edits its devices sent, oldest first.
     pub actions: Vec<ActionRecord>,
+    /// The push name its devices set, if any.
+    pub push_name: Option<String>,
+    /// Push names and presences its devices sent, oldest first.
+    pub presences: Vec<PresenceRecord>,
 }
 
 /// The frame telling a device the saved name of `contact` (digits).
@@ -89,6 +93,8 @@ impl Account {
             read: Vec::new(),
             chat_states: Vec::new(),
             actions: Vec::new(),
+            push_name: None,
+            presences: Vec::new(),
         }
     }
 

@@ -336,6 +336,18 @@ impl WaWebHandle {
             .collect()
     }
 
+    /// The push names and presences the linked devices of `phone` sent, oldest first: (the name
+    /// announced, online or offline; `None` for a push name alone).
+    pub fn presences(&self, phone: &str) -> Vec<(Option<String>, Option<bool>)> {
+        let model = self.net.lock();
+        model
+            .presences
+            .iter()
+            .filter(|(p, _, _)| p == phone)
+            .map(|(_, name, available)| (name.clone(), *available))
+            .collect()
+    }
+
     /// The typing indicators the linked devices of `phone` showed, oldest first: (the chat,
     /// typing or stopped).
     pub fn chat_states(&self, phone: &str) -> Vec<(String, bool)> {

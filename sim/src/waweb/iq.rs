@@ -13,7 +13,8 @@ pub(crate) fn handle(model: &mut Model, conn: u64, node: &Node) {
         "receipt" => on_receipt(model, conn, node),
         "ack" => on_ack(model, conn, node),
         "chatstate" => on_chatstate(model, conn, node),
-        // Presence, unified-session pings: nothing to answer.
+        "presence" => on_presence(model, conn, node),
+        // Unified-session pings: nothing to answer.
         _ => tracing::trace!(tag = %node.tag, "ignored"),
     }
 }
@@ -72,6 +73,22 @@ fn on_chatstate(model: &mut Model, conn: u64, node: &Node) {
     let to = attr(node, "to").unwrap_or_default();
     let typing = node.get_optional_child("composing").is_some();
     model.chat_states.push((phone, to, typing));
+}
+
+/// A device announces its account's push name (`<presence name="…"/>`), or shows it online or
+/// offline (`type="available"` / `"unavailable"`, with the name): recorded for the tests. Presence
+/// subscriptions (`subscribe` with a `to`) are not the account's own and are left out.
+fn on_presence(model: &mut Model, conn: u64, node: &Node) {
+    let Some((phone, _)) = logged_in(model, conn) else {
+        return;
+    };
+    let available = match attr(node, "type").as_deref() {
+        None => None,
+        Some("available") => Some(true),
+        Some("unavailable") => Some(false),
+        Some(_) => return,
+    };
+    model.presences.push((phone, attr(node, "name"), available));
 }
 
 /// A device's `<ack>` of a stanza the server sent it (a receipt, a message, a notification).

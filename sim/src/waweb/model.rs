@@ -133,6 +133,9 @@ pub(crate) struct Model {
     pub receipts: Vec<(String, String, String)>,
     /// Typing indicators linked devices showed: (their number, the chat, typing or stopped).
     pub chat_states: Vec<(String, String, bool)>,
+    /// Push names and presences linked devices sent: (their number, the name announced, online
+    /// or offline; `None` for a push name alone).
+    pub presences: Vec<(String, Option<String>, Option<bool>)>,
     /// How linked devices answered the messages phones sent them, by message id: `true` once
     /// one took it (a receipt; for plaintext, an ack), `false` when it could not decrypt it (a
     /// retry receipt) or refused it (a nack).

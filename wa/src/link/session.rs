@@ -563,6 +563,35 @@ impl Session for WaSession {
         sent.map_err(|e| LinkError::Transient(format!("sending a typing indicator: {e}")))
     }
 
+    /// Sets the push name as WhatsApp Web does: `<presence name="…"/>` at once, then the
+    /// `setting_pushName` app state mutation for the account's other devices.
+    #[tracing::instrument(skip_all, fields(device = %self.device))]
+    async fn set_push_name(&self, name: &str) -> Result<(), LinkError> {
+        self.ready()?;
+        self.client.profile().set_push_name(name).await.map_err(|e| match e {
+            whatsapp_rust::ProfileError::InvalidArgument(why) => LinkError::Invalid(why),
+            other => LinkError::Transient(format!("setting the push name: {other}")),
+        })
+    }
+
+    /// Sends `<presence type="available|unavailable" name="…"/>`; refused by the client while
+    /// the account has no push name.
+    #[tracing::instrument(skip_all, fields(device = %self.device, available))]
+    async fn set_presence(&self, available: bool) -> Result<(), LinkError> {
+        use whatsapp_rust::PresenceError;
+        self.ready()?;
+        let presence = self.client.presence();
+        let sent = if available {
+            presence.set_available().await
+        } else {
+            presence.set_unavailable().await
+        };
+        sent.map_err(|e| match e {
+            PresenceError::PushNameEmpty => LinkError::Invalid(wafleet_core::link::NO_PUSH_NAME.into()),
+            other => LinkError::Transient(format!("sending presence: {other}")),
+        })
+    }
+
     /// Sends the read receipt the phone sends when a chat is opened (`<receipt type="read">`),
     /// in stanzas of at most 256 ids as WhatsApp Web does.
     #[tracing::instrument(skip_all, fields(device = %self.device, chat = %chat, count = ids.len()))]

@@ -194,6 +194,10 @@ impl Phones for WawebPhones {
             .collect())
     }
 
+    async fn presences(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<(Option<String>, Option<bool>)>> {
+        Ok(self.0.presences(phone.digits()))
+    }
+
     async fn chat_states(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<(Jid, bool)>> {
         Ok(self
             .0

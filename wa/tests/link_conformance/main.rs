@@ -27,6 +27,7 @@ wafleet_sim::conformance_suite!(
         image_with_caption,
         files_of_every_kind_are_sent,
         structured_messages_are_sent,
+        push_name_then_presence,
         incoming_media_downloads,
         mark_read_sends_a_read_receipt,
         typing_shows_in_the_chat,

@@ -206,6 +206,8 @@ impl Task {
                             Request::BusinessProfile { phone } => ClientFrame::BusinessProfile { req, phone },
                             Request::Read { chat, ids } => ClientFrame::Read { req, chat, ids },
                             Request::ChatPresence { chat, typing } => ClientFrame::ChatPresence { req, chat, typing },
+                            Request::PushName { name } => ClientFrame::PushName { req, name },
+                            Request::Presence { available } => ClientFrame::Presence { req, available },
                             Request::React {
                                 chat,
                                 target,

@@ -61,5 +61,30 @@ CREATE INDEX outbound_messages_wa_id ON outbound_messages (device_id, wa_message
 CREATE INDEX outbound_messages_updated ON outbound_messages (updated_at);
 CREATE INDEX outbound_messages_chat ON outbound_messages (device_id, recipient, sent_at);
 CREATE INDEX outbound_messages_day ON outbound_messages (device_id, (COALESCE(sent_at, created_at)));
+
+-- Questions the API leaves for a device's holder now include `push_name`, the account's new
+-- display name (`POST /user/pushname`), and `presence`, the account shown online or offline
+-- (`POST /send/presence`): `device_requests` is rebuilt with the wider check as in 0027, its ids,
+-- rows, index and sequence carried over.
+CREATE TABLE device_requests_0029 (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id  INTEGER    NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    kind       TEXT   NOT NULL CHECK (kind IN ('check_numbers', 'mark_read', 'chat_presence', 'react', 'revoke', 'edit', 'user_info', 'privacy', 'profile_picture', 'set_profile_picture', 'business_profile', 'push_name', 'presence')),
+    payload    TEXT   NOT NULL,
+    state      TEXT   NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'failed')),
+    result     TEXT,
+    created_at BIGINT NOT NULL,
+    done_at    BIGINT
+);
+INSERT INTO device_requests_0029 (id, device_id, kind, payload, state, result, created_at, done_at)
+    SELECT id, device_id, kind, payload, state, result, created_at, done_at FROM device_requests;
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'device_requests_0029', seq FROM sqlite_sequence WHERE name = 'device_requests'
+    AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'device_requests_0029');
+UPDATE sqlite_sequence SET seq = MAX(seq, (SELECT seq FROM sqlite_sequence WHERE name = 'device_requests'))
+    WHERE name = 'device_requests_0029' AND EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'device_requests');
+DROP TABLE device_requests;
+ALTER TABLE device_requests_0029 RENAME TO device_requests;
+CREATE INDEX device_requests_pending ON device_requests (id) WHERE state = 'pending';
 COMMIT;
 PRAGMA foreign_keys = ON;

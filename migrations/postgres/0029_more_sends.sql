@@ -13,3 +13,11 @@ ALTER TABLE outbound_messages VALIDATE CONSTRAINT outbound_messages_kind_check;
 ALTER TABLE outbound_messages ADD COLUMN media_mime TEXT;
 ALTER TABLE outbound_messages ADD COLUMN file_name TEXT;
 ALTER TABLE outbound_messages ADD COLUMN payload TEXT;
+
+-- Questions the API leaves for a device's holder now include `push_name`, the account's new
+-- display name (`POST /user/pushname`), and `presence`, the account shown online or offline
+-- (`POST /send/presence`).
+ALTER TABLE device_requests DROP CONSTRAINT device_requests_kind_check;
+ALTER TABLE device_requests ADD CONSTRAINT device_requests_kind_check
+    CHECK (kind IN ('check_numbers', 'mark_read', 'chat_presence', 'react', 'revoke', 'edit', 'user_info', 'privacy', 'profile_picture', 'set_profile_picture', 'business_profile', 'push_name', 'presence')) NOT VALID;
+ALTER TABLE device_requests VALIDATE CONSTRAINT device_requests_kind_check;
