@@ -60,7 +60,6 @@ NOT_YET = {
     ("POST", "/message/{message_id}/delete"): "deleting for me (app state) through the session",
     ("POST", "/message/{message_id}/star"): "starring (app state) through the session",
     ("POST", "/message/{message_id}/unstar"): "starring (app state) through the session",
-    ("POST", "/message/{message_id}/forward"): "forwarding stored messages on the paced send path",
     ("POST", "/call/reject"): "call events and rejecting them through the session",
     ("POST", "/chat/{chat_jid}/pin"): "pinning (app state) through the session",
     ("POST", "/chat/{chat_jid}/disappearing"): "the disappearing timer through the session",
@@ -98,6 +97,7 @@ NOTES = {
     ("POST", "/send/sticker"): "any picture wafleet reads, sent as a 512 px WebP; an animation keeps its first frame",
     ("POST", "/user/pushname"): "through the device's live session, as WhatsApp Web sets it; at most 25 characters",
     ("POST", "/send/presence"): "through the device's live session; `400` until the account has a push name (WhatsApp takes presence only with one)",
+    ("POST", "/message/{message_id}/forward"): "a text, or a file wafleet keeps, received or sent, on the paced send path, marked \"Forwarded\"; `force_reupload` and `duration` are not applied (a kept file is always uploaded again)",
     ("POST", "/send/contact"): "a vCard with the name and number, as WhatsApp's apps send them",
     ("POST", "/send/link"): "a text with the caption and the link; no preview is attached (wafleet does not fetch the page)",
     ("POST", "/send/location"): "`latitude` and `longitude` as strings or numbers",
@@ -445,7 +445,13 @@ def run_calls(doc, app):
     yield ("GET", "/message/{message_id}/download"), "a received photo", 200, download
     if download.ok and api.get(download.json()["results"]["file_url"]).content[:2] != b"\xff\xd8":
         raise SystemExit(f"/message/{{id}}/download's file_url does not serve the photo: {download.text}")
+    yield ("POST", "/message/{message_id}/forward"), "forward a received photo", 200, api.post(
+        url(f"/message/{photo}/forward"), headers=header, json={"phone": "60191000002@s.whatsapp.net"})
     text = next(m["id"] for m in messages if not m["is_from_me"] and not m["media_type"])
+    yield ("POST", "/message/{message_id}/forward"), "forward a received text", 200, api.post(
+        url(f"/message/{text}/forward"), headers=header, json={"phone": "6289685024051@s.whatsapp.net"})
+    yield ("POST", "/message/{message_id}/forward"), "nowhere to forward it", 400, api.post(
+        url(f"/message/{text}/forward"), headers=header, json={})
     yield ("GET", "/message/{message_id}/download"), "a message without a file", 404, api.get(
         url(f"/message/{text}/download"), headers=header, params={"phone": "60191000001@s.whatsapp.net"})
     yield ("POST", "/message/{message_id}/read"), "named with another chat", 400, api.post(

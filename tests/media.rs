@@ -417,6 +417,39 @@ async fn files_go_out_through_the_upstream_routes<N: Network>(stack: StackOn<N>)
     );
 
     cards_go_out_through_the_upstream_routes(&stack, &token, device).await;
+
+    // Forwarded, the document goes out again, whole and marked so; an unknown message is 404.
+    let api = reqwest::Client::new();
+    let forward = async |id: &str| {
+        let response = api
+            .post(format!("{}/message/{id}/forward", stack.base))
+            .basic_auth("scripts", Some(&token))
+            .header("X-Device-Id", device.to_string())
+            .json(&serde_json::json!({"phone": phone}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json::<Value>().await.unwrap())
+    };
+    let (status, answer) = forward(&ids[2]).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let again = answer["results"]["message_id"].as_str().unwrap().to_owned();
+    assert_ne!(again, ids[2], "a forward is a message of its own");
+    let send = format!("/api/messages/{}", answer["results"]["send_id"].as_str().unwrap());
+    stack
+        .eventually(&send, "the forward goes out", |s| {
+            s["status"] != "queued" && s["status"] != "sending"
+        })
+        .await;
+    let seen = stack.sim.sent(DEVICE_PHONE).await.into_iter().find(|m| m.id == again);
+    let seen = seen.expect("the forward reached the phone");
+    assert_eq!(
+        (seen.kind, seen.forwarded, seen.file_name.as_deref(), seen.media_bytes),
+        (MessageKind::Document, true, Some("price list.pdf"), Some(pdf.len()))
+    );
+    let (status, answer) = forward("3EB0000000000000000000").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
 }
 
 /// A contact card, a location, a link and a poll go out through the upstream's routes and reach

@@ -42,6 +42,7 @@ async fn three_sends(backend: Backend, policy: Pacing) -> Vec<Timestamp> {
             body: Some("hello".into()),
             media: None,
             structured: None,
+            forwarded: false,
         };
         ids.push(db.record_send(&send).await.unwrap().0.id);
     }

@@ -94,6 +94,7 @@ async fn a_receipt_during_a_hand_over_is_not_lost(backend: Backend) {
             body: Some("are you there?".into()),
             media: None,
             structured: None,
+            forwarded: false,
         })
         .await
         .unwrap();
@@ -183,6 +184,7 @@ async fn a_send_whose_worker_died_mid_flight_is_resolved_by_its_receipt(backend:
             to: Jid("60199990002@s.whatsapp.net".into()),
             body: Some("did you get this?".into()),
             media: None,
+            forwarded: false,
             structured: None,
         })
         .await

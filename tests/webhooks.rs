@@ -228,6 +228,7 @@ async fn every_source_is_delivered_signed(backend: Backend) {
             body: Some("hi there".into()),
             media: None,
             structured: None,
+            forwarded: false,
         })
         .await
         .unwrap();

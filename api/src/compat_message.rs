@@ -28,6 +28,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(react_to_message))
         .routes(routes!(revoke_message))
         .routes(routes!(update_message))
+        .routes(routes!(forward_message))
         .route_layer(axum::middleware::from_fn(upstream_statuses))
 }
 
@@ -204,6 +205,104 @@ async fn update_message(
     Ok(done(message.id, "Update message success"))
 }
 
+/// Body of `POST /message/{message_id}/forward`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct ForwardBody {
+    /// Where to forward it: a number with its country code, or a person's JID.
+    pub phone: Option<String>,
+}
+
+/// Forward a message the device stored, received or sent, to another personal chat (upstream
+/// `forwardMessage`): a text, or a file wafleet keeps (with its caption), goes out marked
+/// "Forwarded" through the same paced, idempotent path as any send. `results.message_id` is the
+/// WhatsApp id it goes out under, `results.send_id` wafleet's. `duration` and `force_reupload`
+/// are not applied (a kept file is always uploaded again).
+#[utoipa::path(post, path = "/message/{message_id}/forward", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id or name"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send"),
+           ("message_id" = String, Path, description = "WhatsApp's id of a message stored for the device")),
+    request_body = ForwardBody,
+    responses((status = 200, body = Envelope<crate::compat_send::SendResults>),
+              (status = 400, description = "Several devices and none named; no or a bad phone; a message with nothing wafleet can forward (a file it does not keep, a location, contact card or poll)"),
+              (status = 404, description = "No such device of yours, or no such message stored for it"),
+              (status = 409, description = "Device not linked, or the key was used for another send")),
+    security(("bearer" = [])))]
+async fn forward_message(
+    State(state): State<AppState>,
+    Caller(user, device): Caller,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    Json(body): Json<ForwardBody>,
+) -> ApiResult<Response> {
+    use crate::sends::{Draft, Payload};
+    use wafleet_core::link::{Attachment, MessageKind};
+    let phone = body
+        .phone
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| ApiError::Invalid("phone: give the number to forward the message to".into()))?;
+    let message = stored_or_sent(&state, &user, device, &id).await?;
+    let kind = MessageKind::from_name(&message.kind);
+    let draft = match kind {
+        MessageKind::Text => Draft::new(message.body.clone(), None),
+        kind if MessageKind::MEDIA.contains(&kind) => {
+            let file = state
+                .db
+                .message_media(user.id, device, &message.id)
+                .await
+                .or_not_found("message")?;
+            let not_kept = || {
+                ApiError::Invalid(format!(
+                    "message_id: its {} is not kept ({}), so there is nothing to forward",
+                    message.kind, file.state
+                ))
+            };
+            let key = file
+                .stored_key
+                .as_deref()
+                .filter(|_| file.state == "stored")
+                .ok_or_else(not_kept)?;
+            let bytes = state.media()?.get(key).await?.ok_or_else(not_kept)?;
+            let caption = matches!(kind, MessageKind::Image | MessageKind::Video | MessageKind::Document)
+                .then(|| message.body.clone())
+                .flatten();
+            let ready = Attachment {
+                kind,
+                bytes: bytes.to_vec(),
+                mime: file.mime.clone(),
+                file_name: file.file_name.clone(),
+            };
+            Draft::new(caption, Some(Payload::Ready(ready)))
+        }
+        _ => {
+            return Err(ApiError::Invalid(format!(
+                "message_id: a {} message cannot be forwarded: only texts and files wafleet keeps",
+                message.kind
+            )));
+        }
+    };
+    let draft = Draft {
+        forwarded: true,
+        ..draft
+    };
+    let key = crate::sends::idempotency_key(&headers)?;
+    let (sent, _) = crate::sends::accept(&state, user.id, device, key, phone, draft).await?;
+    let wa_id = state.db.choose_wa_message_id(sent.id).await?;
+    Ok(ok("Message forwarded", crate::compat_send::SendResults::new(&sent, wa_id)).into_response())
+}
+
+/// Message `id` of `user`'s `device`: one it received or that its phone sent, as stored, or one
+/// wafleet sent from it; 404 when there is none.
+async fn stored_or_sent(state: &AppState, user: &User, device: DeviceId, id: &str) -> ApiResult<ChatMessage> {
+    let id = id.trim();
+    match state.db.stored_message(user.id, device, id).await {
+        Err(wafleet_core::Error::NotFound) => state.db.sent_message(user.id, device, id).await,
+        found => found,
+    }
+    .or_not_found("message")
+}
+
 /// [`message_in_chat`], refused (400) unless the account wrote it: only its own messages are
 /// `done_to` (deleted for everyone, edited).
 async fn own_message_in_chat(
@@ -235,12 +334,7 @@ pub(crate) async fn message_in_chat(
     phone: &str,
 ) -> ApiResult<ChatMessage> {
     let chat = chat_jid(phone, state)?;
-    let id = id.trim();
-    let message = match state.db.stored_message(user.id, device, id).await {
-        Err(wafleet_core::Error::NotFound) => state.db.sent_message(user.id, device, id).await,
-        found => found,
-    }
-    .or_not_found("message")?;
+    let message = stored_or_sent(state, user, device, id).await?;
     // The chat is named by the JID it is kept under, or by the LID the person wrote from.
     let same_chat = chat.0 == message.chat_jid
         || match state.db.chat_summary(user.id, device, &chat.0).await {

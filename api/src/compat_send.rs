@@ -23,7 +23,7 @@ use crate::compat_message::{MessageActionResults, done};
 use crate::envelope::{Envelope, ok};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Multipart, Query};
-use crate::sends::{FormFile, Payload, accept, idempotency_key, phone_number, read_form};
+use crate::sends::{Draft, FormFile, Payload, accept, idempotency_key, phone_number, read_form};
 use crate::sessions::ask_session;
 
 pub(crate) fn router(max_media_bytes: usize) -> OpenApiRouter<AppState> {
@@ -75,6 +75,9 @@ pub struct SendMessageBody {
     pub message: String,
     /// The device to send from (instead of the `X-Device-Id` header).
     pub device_id: Option<String>,
+    /// Mark it "Forwarded", as WhatsApp marks a message passed on.
+    #[serde(default)]
+    pub is_forwarded: bool,
 }
 
 /// The request's parts, for resolving the device after the body is read.
@@ -106,7 +109,11 @@ async fn send_message(
 ) -> ApiResult<impl IntoResponse> {
     let device = target_device(&parts, &state, &user, body.device_id.as_deref()).await?;
     let key = idempotency_key(&headers)?;
-    let (message, _) = accept(&state, user.id, device, key, &body.phone, Some(body.message), None).await?;
+    let draft = Draft {
+        forwarded: body.is_forwarded,
+        ..Draft::new(Some(body.message), None)
+    };
+    let (message, _) = accept(&state, user.id, device, key, &body.phone, draft).await?;
     let wa_id = state.db.choose_wa_message_id(message.id).await?;
     Ok(ok("Message queued", SendResults::new(&message, wa_id)))
 }
@@ -175,7 +182,20 @@ async fn send_file(
     );
     let caption = fields.get("caption").filter(|_| has_caption).cloned();
     let key = idempotency_key(&headers)?;
-    let (message, _) = accept(&state, user.id, device, key, phone, caption, Some(upload)).await?;
+    let forwarded = match fields.get("is_forwarded").map(|v| v.trim()) {
+        None | Some("" | "false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(other) => {
+            return Err(ApiError::Invalid(format!(
+                "is_forwarded: `{other}` is neither true nor false"
+            )));
+        }
+    };
+    let draft = Draft {
+        forwarded,
+        ..Draft::new(caption, Some(upload))
+    };
+    let (message, _) = accept(&state, user.id, device, key, phone, draft).await?;
     let wa_id = state.db.choose_wa_message_id(message.id).await?;
     Ok(ok(format!("{} queued", route.noun), SendResults::new(&message, wa_id)).into_response())
 }
@@ -219,8 +239,7 @@ async fn send_image(
 /// Send a video, `multipart/form-data` with `phone`, the video as a file in `video` or as an
 /// http(s) URL in `video_url`, and an optional `caption` (compatible route). The video is sent as
 /// given: MP4 (H.264 with AAC sound, as every phone plays it), or 3GP; anything else is refused.
-/// `compress`, `hd`, `gif_playback`, `duration`, `is_forwarded` and `reply_message_id` are not
-/// applied.
+/// `compress`, `hd`, `gif_playback`, `duration` and `reply_message_id` are not applied.
 #[utoipa::path(post, path = "/send/video", tag = "compatible",
     params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
            ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send")),
@@ -248,8 +267,8 @@ async fn send_video(
 
 /// Send an audio file, `multipart/form-data` with `phone` and the file in `audio` or as an http(s)
 /// URL in `audio_url` (compatible route). It is sent as given: OGG Opus, MP3, M4A, AAC or AMR;
-/// anything else is refused. `ptt` (a voice note), `duration`, `is_forwarded` and
-/// `reply_message_id` are not applied.
+/// anything else is refused. `ptt` (a voice note), `duration` and `reply_message_id` are not
+/// applied.
 #[utoipa::path(post, path = "/send/audio", tag = "compatible",
     params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
            ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send")),
@@ -278,7 +297,7 @@ async fn send_audio(
 /// Send a document, `multipart/form-data` with `phone`, the file in `file` or as an http(s) URL in
 /// `file_url`, and an optional `caption` (compatible route). Any file is sent as it is, under its
 /// name (the URL's last segment for `file_url`) and type (the one given with it, else what its
-/// content or name says). `duration`, `is_forwarded` and `reply_message_id` are not applied.
+/// content or name says). `duration` and `reply_message_id` are not applied.
 #[utoipa::path(post, path = "/send/file", tag = "compatible",
     params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
            ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send")),
@@ -307,8 +326,7 @@ async fn send_document(
 /// Send a sticker, `multipart/form-data` with `phone` and the picture (JPEG, PNG, WebP or GIF) in
 /// `sticker` or as an http(s) URL in `sticker_url` (compatible route). It is sent as WhatsApp
 /// shows stickers: a 512 x 512 px WebP, the picture fitted in the middle on a transparent
-/// background (an animated GIF or WebP keeps its first frame). `duration` and `is_forwarded` are
-/// not applied.
+/// background (an animated GIF or WebP keeps its first frame). `duration` is not applied.
 #[utoipa::path(post, path = "/send/sticker", tag = "compatible",
     params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
            ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send")),

@@ -17,7 +17,7 @@ use crate::compat_send::{RequestParts, SendResults, query_phone};
 use crate::envelope::{Envelope, Reply, ok};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
-use crate::sends::{Payload, accept, idempotency_key};
+use crate::sends::{Draft, Payload, accept, idempotency_key};
 
 /// Most options a WhatsApp poll has.
 const MAX_POLL_OPTIONS: usize = 12;
@@ -41,6 +41,7 @@ async fn send(
     headers: &HeaderMap,
     phone: Option<&str>,
     structured: Structured,
+    forwarded: bool,
 ) -> ApiResult<Reply<SendResults>> {
     let device = target_device(parts, state, user, None).await?;
     let phone = phone
@@ -49,8 +50,11 @@ async fn send(
         .ok_or_else(|| ApiError::Invalid("phone: give the recipient's number".into()))?;
     let key = idempotency_key(headers)?;
     let noun = structured.kind();
-    let payload = Some(Payload::Structured(structured));
-    let (message, _) = accept(state, user.id, device, key, phone, None, payload).await?;
+    let draft = Draft {
+        forwarded,
+        ..Draft::new(None, Some(Payload::Structured(structured)))
+    };
+    let (message, _) = accept(state, user.id, device, key, phone, draft).await?;
     let wa_id = state.db.choose_wa_message_id(message.id).await?;
     Ok(ok(format!("Send {noun} queued"), SendResults::new(&message, wa_id)))
 }
@@ -78,10 +82,13 @@ pub struct ContactBody {
     pub contact_name: Option<String>,
     /// The number on the card, with its country code (`6289685024992`, `+62…` or a JID).
     pub contact_phone: Option<String>,
+    /// Mark it "Forwarded".
+    #[serde(default)]
+    pub is_forwarded: bool,
 }
 
 /// Send a contact card (compatible route): a name and a number the recipient can save or
-/// message, as WhatsApp's apps send them (a vCard). `is_forwarded` and `duration` are not applied.
+/// message, as WhatsApp's apps send them (a vCard). `duration` is not applied.
 #[utoipa::path(post, path = "/send/contact", tag = "compatible",
     params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
            ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send")),
@@ -113,7 +120,16 @@ async fn send_contact(
         name,
         phone: phone.as_str().to_owned(),
     };
-    send(&state, &user, &parts, &headers, body.phone.as_deref(), card).await
+    send(
+        &state,
+        &user,
+        &parts,
+        &headers,
+        body.phone.as_deref(),
+        card,
+        body.is_forwarded,
+    )
+    .await
 }
 
 /// A refusal about the field `from` said of the field `to` instead.
@@ -138,6 +154,9 @@ pub struct LocationBody {
     /// Degrees east, -180 to 180, as a string (`"110.370529"`) or a number.
     #[schema(value_type = Option<String>)]
     pub longitude: Option<serde_json::Value>,
+    /// Mark it "Forwarded".
+    #[serde(default)]
+    pub is_forwarded: bool,
 }
 
 /// A coordinate given as a string or a number, within `-limit..=limit`.
@@ -158,8 +177,8 @@ fn coordinate(raw: Option<&serde_json::Value>, field: &str, limit: f64) -> ApiRe
     Ok(degrees)
 }
 
-/// Send a location (compatible route): a pin on the map at `latitude`, `longitude`.
-/// `is_forwarded` and `duration` are not applied.
+/// Send a location (compatible route): a pin on the map at `latitude`, `longitude`. `duration`
+/// is not applied.
 #[utoipa::path(post, path = "/send/location", tag = "compatible",
     params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
            ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send")),
@@ -179,7 +198,16 @@ async fn send_location(
         latitude: coordinate(body.latitude.as_ref(), "latitude", 90.0)?,
         longitude: coordinate(body.longitude.as_ref(), "longitude", 180.0)?,
     };
-    send(&state, &user, &parts, &headers, body.phone.as_deref(), place).await
+    send(
+        &state,
+        &user,
+        &parts,
+        &headers,
+        body.phone.as_deref(),
+        place,
+        body.is_forwarded,
+    )
+    .await
 }
 
 /// Body of `POST /send/link`.
@@ -191,11 +219,14 @@ pub struct LinkBody {
     pub link: Option<String>,
     /// Text sent with it.
     pub caption: Option<String>,
+    /// Mark it "Forwarded".
+    #[serde(default)]
+    pub is_forwarded: bool,
 }
 
 /// Send a link with an optional caption (compatible route): a text holding the caption and the
 /// link, which WhatsApp shows as a link. No preview is attached: wafleet does not fetch the page.
-/// `is_forwarded` and `duration` are not applied.
+/// `duration` is not applied.
 #[utoipa::path(post, path = "/send/link", tag = "compatible",
     params(("X-Device-Id" = Option<String>, Header, description = "Device id"),
            ("Idempotency-Key" = Option<String>, Header, description = "Same key, same send")),
@@ -221,7 +252,16 @@ async fn send_link(
         url: url.to_string(),
         caption,
     };
-    send(&state, &user, &parts, &headers, body.phone.as_deref(), link).await
+    send(
+        &state,
+        &user,
+        &parts,
+        &headers,
+        body.phone.as_deref(),
+        link,
+        body.is_forwarded,
+    )
+    .await
 }
 
 /// Body of `POST /send/poll`.
@@ -286,5 +326,5 @@ async fn send_poll(
         options,
         selectable: u32::try_from(selectable).unwrap_or(1),
     };
-    send(&state, &user, &parts, &headers, body.phone.as_deref(), poll).await
+    send(&state, &user, &parts, &headers, body.phone.as_deref(), poll, false).await
 }

@@ -68,8 +68,7 @@ async fn send_from_device(
         device,
         idempotency_key(&headers)?,
         &body.to,
-        body.text,
-        image.map(Payload::Image),
+        Draft::new(body.text, image.map(Payload::Image)),
     )
     .await?;
     let status = if created { StatusCode::ACCEPTED } else { StatusCode::OK };
@@ -148,6 +147,29 @@ pub(crate) fn phone_number(raw: &str, field: &str, state: &AppState) -> ApiResul
     PhoneNumber::parse(&number, state.settings.default_country).map_err(|e| ApiError::Invalid(format!("{field}: {e}")))
 }
 
+/// What a send says, as the client gave it: its text (or caption), what it carries beside it, and
+/// whether it goes out marked "Forwarded".
+#[derive(Default)]
+pub(crate) struct Draft {
+    /// The text, or a file's caption.
+    pub text: Option<String>,
+    /// A file, or a contact card, location, link or poll.
+    pub payload: Option<Payload>,
+    /// Marked "Forwarded".
+    pub forwarded: bool,
+}
+
+impl Draft {
+    /// A draft of `text` and `payload`, not forwarded.
+    pub(crate) fn new(text: Option<String>, payload: Option<Payload>) -> Self {
+        Draft {
+            text,
+            payload,
+            forwarded: false,
+        }
+    }
+}
+
 /// Validates a send, records it (or finds the one already recorded under `key`) and queues it
 /// for the device's holder. Returns the send and whether it is new.
 pub(crate) async fn accept(
@@ -156,9 +178,13 @@ pub(crate) async fn accept(
     device: DeviceId,
     key: String,
     to: &str,
-    text: Option<String>,
-    payload: Option<Payload>,
+    draft: Draft,
 ) -> ApiResult<(OutboundMessage, bool)> {
+    let Draft {
+        text,
+        payload,
+        forwarded,
+    } = draft;
     let current = state.db.device(user, device).await.or_not_found("device")?;
     let to = recipient(to, state)?;
     let text = match &payload {
@@ -181,6 +207,7 @@ pub(crate) async fn accept(
         body: text,
         media,
         structured,
+        forwarded,
     };
     let (message, created) = state
         .db
@@ -197,6 +224,8 @@ pub(crate) async fn accept(
 pub(crate) enum Payload {
     /// A contact card, location, link or poll, already checked (its summary is the send's text).
     Structured(Structured),
+    /// A file as it goes out, already checked (one wafleet keeps, forwarded).
+    Ready(Attachment),
     /// A picture in any format wafleet reads: sent as a JPEG ([`image_content`]).
     Image(Vec<u8>),
     /// A video, audio file, document or sticker, checked for its kind ([`Payload::prepare`]).
@@ -234,6 +263,7 @@ impl Payload {
             Payload::Structured(structured) => {
                 return Err(ApiError::Invalid(format!("a {} carries no file", structured.kind())));
             }
+            Payload::Ready(file) => return Ok(file),
         };
         if bytes.is_empty() {
             return Err(ApiError::Invalid(format!("{field}: the file is empty")));

@@ -495,6 +495,8 @@ pub struct Outgoing {
     pub to: Jid,
     /// What is sent.
     pub content: Content,
+    /// Marked "Forwarded", as WhatsApp marks a message passed on from another chat.
+    pub forwarded: bool,
 }
 
 /// What an [`Outgoing`] message holds.
@@ -597,6 +599,7 @@ impl Outgoing {
             id: new_message_id(),
             to: to.clone(),
             content: Content::Text(text.to_owned()),
+            forwarded: false,
         }
     }
 
@@ -606,6 +609,7 @@ impl Outgoing {
             id: new_message_id(),
             to: to.clone(),
             content: Content::Structured(structured),
+            forwarded: false,
         }
     }
 
@@ -615,6 +619,7 @@ impl Outgoing {
             id: new_message_id(),
             to: to.clone(),
             content: Content::Media(media),
+            forwarded: false,
         }
     }
 }

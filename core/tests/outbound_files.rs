@@ -109,6 +109,7 @@ async fn sends_and_their_pointers_survive_the_migration(backend: Backend) {
         body: Some("The tour".into()),
         media: Some(video),
         structured: None,
+        forwarded: false,
     };
     let (sent, created) = db.record_send(&new).await.unwrap();
     assert!(created);

@@ -4,7 +4,8 @@
 -- `link`, `poll`; beside `text` and `image`), `image` holds the file of any media send (the column
 -- kept its first name), `media_mime` its MIME type as WhatsApp is told (NULL for the pictures
 -- recorded before: JPEG), `file_name` the name a document is shown with, and `payload` the
--- structure of a contact card, location, link or poll as JSON (`body` keeps its readable text).
+-- structure of a contact card, location, link or poll as JSON (`body` keeps its readable text);
+-- `forwarded` sends go out marked "Forwarded", as WhatsApp marks a message passed on.
 --
 -- SQLite cannot change a CHECK in place, so the table is rebuilt with the wider one: the same
 -- columns, rows, ids, indexes and id sequence. Other tables point at it (campaign and broadcast
@@ -40,6 +41,7 @@ CREATE TABLE outbound_messages_0029 (
     media_mime      TEXT,
     file_name       TEXT,
     payload         TEXT,
+    forwarded       BOOLEAN NOT NULL DEFAULT FALSE,
     UNIQUE (user_id, idempotency_key)
 );
 INSERT INTO outbound_messages_0029 (id, user_id, device_id, idempotency_key, recipient, kind, body, image, status,

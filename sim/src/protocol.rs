@@ -93,6 +93,9 @@ pub enum ClientFrame {
         /// A contact card, location, link or poll (`text` is then its summary).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         structured: Option<Structured>,
+        /// Marked "Forwarded".
+        #[serde(default)]
+        forwarded: bool,
     },
     /// Which numbers are on WhatsApp.
     Check {

@@ -165,6 +165,7 @@ impl Network for WaWebHandle {
                 mime: m.media.as_ref().and_then(|f| f.mime.clone()),
                 file_name: m.media.as_ref().and_then(|f| f.file_name.clone()),
                 structured: m.structured.clone(),
+                forwarded: m.forwarded,
                 kind: MessageKind::from_name(&m.kind),
                 to: wafleet_core::link::Jid(format!("{}@s.whatsapp.net", m.to)),
                 id: m.id,

@@ -479,6 +479,7 @@ fn outgoing(mut work: SendWork) -> Outgoing {
         id: work.wa_message_id,
         to: Jid(work.recipient),
         content,
+        forwarded: work.forwarded,
     }
 }
 

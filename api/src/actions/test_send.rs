@@ -48,8 +48,7 @@ pub(super) async fn test_send(
         device,
         key,
         &body.to,
-        body.text.clone(),
-        image.map(crate::sends::Payload::Image),
+        crate::sends::Draft::new(body.text.clone(), image.map(crate::sends::Payload::Image)),
     )
     .await?;
     if !created {

@@ -80,8 +80,7 @@ pub(super) async fn send(state: &AppState, caller: &Caller, send: Send) -> ApiRe
         DeviceId(send.device_id),
         key.to_owned(),
         &send.to,
-        send.text,
-        image.map(crate::sends::Payload::Image),
+        crate::sends::Draft::new(send.text, image.map(crate::sends::Payload::Image)),
     )
     .await;
     // A hit is given back when nothing new was recorded (refused, or a concurrent retry).

@@ -44,6 +44,7 @@ pub async fn send(app: &TestApp, user: UserId, fence: Fence, to: &str, outcome: 
         body: Some("Hello".into()),
         media: None,
         structured: None,
+        forwarded: false,
     };
     let (message, _) = app.db.record_send(&new).await.unwrap();
     if let Outcome::Failed = outcome {

@@ -120,6 +120,7 @@ impl Db {
                 body: new.message.clone(),
                 media: new.image.clone().map(Attachment::jpeg),
                 structured: None,
+                forwarded: false,
             };
             let (outbound, fresh) = self.record_send(&send).await?;
             on_db!(self, pool => sqlx::query(

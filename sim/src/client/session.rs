@@ -25,6 +25,7 @@ pub(crate) enum Request {
         text: Option<String>,
         media: Option<MediaInfo>,
         structured: Option<Structured>,
+        forwarded: bool,
     },
     /// Check numbers.
     Check { phones: Vec<String> },
@@ -174,6 +175,7 @@ impl Session for SimSession {
             text,
             media,
             structured,
+            forwarded: message.forwarded,
         })
         .await
     }

@@ -241,6 +241,37 @@ pub async fn image_with_caption(h: &dyn Harness) {
     paired.session.close().await;
 }
 
+/// A message passed on reaches the contact marked "Forwarded" whatever it holds (a text, a
+/// picture, a contact card); one that is not passed on is not marked.
+pub async fn forwarded_sends_are_marked(h: &dyn Harness) {
+    let paired = pair(h).await;
+    let to = Jid::for_phone(&contact(h, Contact::OnWhatsApp).await);
+    let picture = OutgoingMedia {
+        file: Attachment::jpeg(vec![
+            0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F', 0, 0xFF, 0xD9,
+        ]),
+        caption: Some("passed on".into()),
+    };
+    let card = Structured::Contact {
+        name: "Aldino Kemal".into(),
+        phone: "+6289685024992".into(),
+    };
+    let sends = [
+        (Outgoing::text(&to, "passed on"), true),
+        (Outgoing::media(&to, picture), true),
+        (Outgoing::structured(&to, card), true),
+        (Outgoing::text(&to, "my own words"), false),
+    ];
+    for (mut message, forwarded) in sends {
+        message.forwarded = forwarded;
+        let id = paired.session.send(&message).await.expect("send");
+        let record = sent_message(h, &paired.phone, &id).await;
+        assert_eq!(record.forwarded, forwarded, "{:?}", message.content);
+        assert!(record.text.is_some() || record.structured.is_some(), "{record:?}");
+    }
+    paired.session.close().await;
+}
+
 /// Presence needs a push name, as WhatsApp's clients send it only with one: before the account
 /// has one (the real client may have had it from WhatsApp at pairing) it is refused as such; once
 /// set, the name is announced, and online and offline carry it.

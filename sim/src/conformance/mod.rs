@@ -29,7 +29,7 @@ pub use failures::{
 };
 pub use harness::SimHarness;
 pub use messages::{
-    files_of_every_kind_are_sent, image_with_caption, incoming_media_downloads,
+    files_of_every_kind_are_sent, forwarded_sends_are_marked, image_with_caption, incoming_media_downloads,
     incoming_message_acked_once_and_replayed_until_then, mark_read_sends_a_read_receipt,
     non_personal_chats_never_surface, push_name_then_presence, react_edit_and_delete_for_everyone,
     receipt_acked_once_and_replayed_until_then, send_goes_out_under_the_chosen_id, send_text_gets_delivered_then_read,
@@ -86,6 +86,7 @@ pub const CHECKS: &[&str] = &[
     "files_of_every_kind_are_sent",
     "structured_messages_are_sent",
     "push_name_then_presence",
+    "forwarded_sends_are_marked",
     "incoming_media_downloads",
     "mark_read_sends_a_read_receipt",
     "typing_shows_in_the_chat",

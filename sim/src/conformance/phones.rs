@@ -40,6 +40,8 @@ pub struct Sent {
     pub file_name: Option<String>,
     /// The contact card, location, link or poll it was, as the recipient's phone read it.
     pub structured: Option<Structured>,
+    /// Marked "Forwarded".
+    pub forwarded: bool,
 }
 
 /// A reaction, a deletion for everyone or an edit a linked device sent, as the network recorded
@@ -209,6 +211,7 @@ impl Phones for ControlClient {
                 mime: m.mime,
                 file_name: m.file_name,
                 structured: m.structured,
+                forwarded: m.forwarded,
             })
             .collect())
     }

@@ -267,6 +267,9 @@ pub struct SentRecord {
     /// The contact card, location, link or poll it was.
     #[serde(default)]
     pub structured: Option<Structured>,
+    /// Marked "Forwarded".
+    #[serde(default)]
+    pub forwarded: bool,
     /// When the network accepted it.
     pub at: Timestamp,
 }

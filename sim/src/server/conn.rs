@@ -95,6 +95,7 @@ async fn handle(sim: &Arc<Sim>, conn: u64, frame: ClientFrame, greeted: &mut boo
             text,
             media,
             structured,
+            forwarded,
         } => sim.send(
             conn,
             SendRequest {
@@ -104,6 +105,7 @@ async fn handle(sim: &Arc<Sim>, conn: u64, frame: ClientFrame, greeted: &mut boo
                 text,
                 media,
                 structured,
+                forwarded,
             },
         ),
         ClientFrame::Check { req, phones } => sim.check(conn, req, &phones),

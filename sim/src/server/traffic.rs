@@ -32,6 +32,8 @@ pub(crate) struct SendRequest {
     pub media: Option<MediaInfo>,
     /// The contact card, location, link or poll, if it is one.
     pub structured: Option<Structured>,
+    /// Marked "Forwarded".
+    pub forwarded: bool,
 }
 
 impl Sim {
@@ -92,6 +94,7 @@ impl Sim {
                 (None, None) => MessageKind::Text,
             },
             structured: request.structured,
+            forwarded: request.forwarded,
             text: text.clone(),
             media_bytes: request.media.as_ref().map(|m| m.bytes),
             mime: request.media.as_ref().map(|m| m.mime.clone()),

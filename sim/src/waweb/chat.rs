@@ -136,6 +136,7 @@ pub(crate) async fn on_message(net: &Arc<Network>, conn: u64, node: &Node) {
                     target,
                     media: sent_file(&message),
                     structured: structured_of(&message),
+                    forwarded: forwarded(&message),
                 });
                 tokio::spawn(receipts(Arc::clone(net), sender.clone(), to_phone, id.clone()));
             }
@@ -224,6 +225,28 @@ fn content(message: &wa::Message) -> (String, Option<String>, Option<String>) {
     } else {
         ("other".into(), None, None)
     }
+}
+
+/// Whether a message is marked "Forwarded": its content's context says so.
+fn forwarded(message: &wa::Message) -> bool {
+    macro_rules! context {
+        ($($field:ident),*) => {
+            [$(message.$field.as_deref().and_then(|m| m.context_info.as_deref())),*]
+        };
+    }
+    context!(
+        extended_text_message,
+        image_message,
+        video_message,
+        audio_message,
+        document_message,
+        sticker_message,
+        contact_message,
+        location_message
+    )
+    .into_iter()
+    .flatten()
+    .any(|context| context.is_forwarded == Some(true))
 }
 
 /// The contact card, location, link or poll a message is, if it is one.

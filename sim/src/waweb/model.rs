@@ -198,6 +198,8 @@ pub struct SentMessage {
     pub media: Option<SentFile>,
     /// The contact card, location, link or poll it is, as the recipient's phone reads it.
     pub structured: Option<wafleet_core::link::Structured>,
+    /// Marked "Forwarded" (its context says so).
+    pub forwarded: bool,
 }
 
 /// The file a sent message points at, as the recipient's phone reads it from the message.

@@ -254,6 +254,42 @@ impl WaSession {
     }
 }
 
+/// Marks `message` "Forwarded" as WhatsApp's apps do: its content's context says it was
+/// forwarded, once. A plain text becomes an extended text, the kind that has a context.
+fn mark_forwarded(message: &mut wa::Message) {
+    use whatsapp_rust::buffa::MessageField;
+    if let Some(text) = message.conversation.take() {
+        message.extended_text_message = MessageField::some(wa::message::ExtendedTextMessage {
+            text: Some(text),
+            ..Default::default()
+        });
+    }
+    let forwarded = || {
+        MessageField::some(wa::ContextInfo {
+            is_forwarded: Some(true),
+            forwarding_score: Some(1),
+            ..Default::default()
+        })
+    };
+    macro_rules! mark {
+        ($($field:ident),*) => {
+            $(if let Some(inner) = message.$field.as_option_mut() {
+                inner.context_info = forwarded();
+            })*
+        };
+    }
+    mark!(
+        extended_text_message,
+        image_message,
+        video_message,
+        audio_message,
+        document_message,
+        sticker_message,
+        contact_message,
+        location_message
+    );
+}
+
 /// The message for a contact card, location, link or poll, as WhatsApp's apps build them.
 fn structured_message(structured: &Structured) -> Result<wa::Message, LinkError> {
     use whatsapp_rust::buffa::MessageField;
@@ -346,7 +382,10 @@ impl Session for WaSession {
     #[tracing::instrument(skip_all, fields(device = %self.device, to = %message.to, id = %message.id))]
     async fn send(&self, message: &Outgoing) -> Result<String, LinkError> {
         let to = recipient(&message.to)?;
-        let body = self.message_for(&message.content).await?;
+        let mut body = self.message_for(&message.content).await?;
+        if message.forwarded {
+            mark_forwarded(&mut body);
+        }
         self.ready()?;
         self.ensure_registered(&to).await?;
         let answer = self.acks.wait_for(&message.id);

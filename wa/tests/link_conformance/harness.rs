@@ -167,6 +167,7 @@ impl Phones for WawebPhones {
                 mime: m.media.as_ref().and_then(|f| f.mime.clone()),
                 file_name: m.media.as_ref().and_then(|f| f.file_name.clone()),
                 structured: m.structured.clone(),
+                forwarded: m.forwarded,
                 kind: MessageKind::from_name(&m.kind),
                 to: account_jid(&m.to),
                 id: m.id,

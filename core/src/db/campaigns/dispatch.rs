@@ -234,6 +234,7 @@ impl Db {
                     body: Some(message.render(&variables, text::seed(&[campaign.0, lead]))),
                     media: image.clone().map(Attachment::jpeg),
                     structured: None,
+                    forwarded: false,
                 };
                 let outbound = match self.record_send(&send).await {
                     Ok((outbound, _)) => Some(outbound.id),

@@ -32,6 +32,8 @@ pub struct SendWork {
     pub file_name: Option<String>,
     /// A contact card's, location's, link's or poll's structure (JSON).
     pub payload: Option<String>,
+    /// Goes out marked "Forwarded".
+    pub forwarded: bool,
     /// The WhatsApp message id it goes out under (kept from an earlier attempt that reached
     /// nothing, so a retry can never be a second message).
     pub wa_message_id: String,
@@ -162,7 +164,7 @@ impl Db {
                  updated_at = $4, wa_message_id = COALESCE(wa_message_id, $5), waiting_reason = NULL, \
                  next_attempt_at = NULL WHERE id = $1 AND device_id = $2 AND status = 'queued' \
                  AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = outbound_messages.user_id AND u.disabled_at IS NOT NULL) \
-                 RETURNING id, recipient, kind, body, image, media_mime, file_name, payload, wa_message_id, attempts")
+                 RETURNING id, recipient, kind, body, image, media_mime, file_name, payload, forwarded, wa_message_id, attempts")
                 .bind(id)
                 .bind(fence.device)
                 .bind(fence.token)

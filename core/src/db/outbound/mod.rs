@@ -144,6 +144,8 @@ pub struct NewSend {
     pub media: Option<Attachment>,
     /// Or the contact card, location, link or poll it is (`body` then holds its summary).
     pub structured: Option<Structured>,
+    /// Goes out marked "Forwarded".
+    pub forwarded: bool,
 }
 
 impl Db {
@@ -164,8 +166,8 @@ impl Db {
             .map(|s| serde_json::to_string(s).expect("a structured message serialises"));
         let inserted: Option<OutboundRow> = on_db!(self, pool => sqlx::query_as(concat!(
             "INSERT INTO outbound_messages (user_id, device_id, idempotency_key, recipient, kind, body, image, \
-             media_mime, file_name, payload, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $10, $11, $8, $8) \
+             media_mime, file_name, payload, forwarded, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $10, $11, $12, $8, $8) \
              ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING ",
             "id, device_id, idempotency_key, recipient, kind, status, reason, attempts, wa_message_id, created_at, sent_at, \
              waiting_reason, next_attempt_at"))
@@ -180,6 +182,7 @@ impl Db {
             .bind(media.map(|m| m.mime.as_str()))
             .bind(media.and_then(|m| m.file_name.as_deref()))
             .bind(payload.as_deref())
+            .bind(new.forwarded)
             .fetch_optional(pool)
             .await)?;
         if let Some(row) = inserted {

@@ -188,6 +188,7 @@ impl Task {
                                 text,
                                 media,
                                 structured,
+                                forwarded,
                             } => ClientFrame::Send {
                                 req,
                                 id: Some(id),
@@ -195,6 +196,7 @@ impl Task {
                                 text,
                                 media,
                                 structured,
+                                forwarded,
                             },
                             Request::Check { phones } => ClientFrame::Check { req, phones },
                             Request::Logout => ClientFrame::Logout { req },
