@@ -238,7 +238,7 @@ async fn send_image(
 
 /// Send a video, `multipart/form-data` with `phone`, the video as a file in `video` or as an
 /// http(s) URL in `video_url`, and an optional `caption` (compatible route). The video is sent as
-/// given: MP4 (H.264 with AAC sound, as every phone plays it), or 3GP; anything else is refused.
+/// given: MP4 (H.264 with AAC sound, as every phone plays it); anything else is refused.
 /// `compress`, `hd`, `gif_playback`, `duration` and `reply_message_id` are not applied.
 #[utoipa::path(post, path = "/send/video", tag = "compatible",
     params(("X-Device-Id" = Option<String>, Header, description = "Device id"),

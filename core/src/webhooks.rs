@@ -180,7 +180,7 @@ pub fn message_body(device: &DeviceRef, m: &IncomingMessage, at: Timestamp) -> S
         "from": m.sender.0,
         "timestamp": m.sent_at,
         "is_from_me": m.from_me,
-        "kind": crate::db::IngestItem::kind_name(m),
+        "kind": m.kind.as_str(),
     });
     if let Some(name) = &m.push_name {
         payload["from_name"] = json!(name);
@@ -215,7 +215,7 @@ pub fn message_body(device: &DeviceRef, m: &IncomingMessage, at: Timestamp) -> S
         if let Some(name) = &media.file_name {
             file["filename"] = json!(name);
         }
-        payload[crate::db::IngestItem::kind_name(m)] = file;
+        payload[m.kind.as_str()] = file;
     }
     envelope(EventKind::Message.as_str(), Some(device), at, payload)
 }

@@ -69,13 +69,6 @@ pub struct BatchOutcome {
 }
 
 impl IngestItem {
-    pub(crate) fn kind_name(message: &IncomingMessage) -> String {
-        serde_json::to_value(message.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_else(|| "other".into())
-    }
-
     /// Every text the item carries into the database.
     fn texts(&self) -> Vec<&String> {
         match self {
@@ -206,7 +199,7 @@ macro_rules! insert_messages {
                     .push_bind(&m.chat.0)
                     .push_bind(&m.sender.0)
                     .push_bind(m.from_me)
-                    .push_bind($crate::db::chats::IngestItem::kind_name(m))
+                    .push_bind(m.kind.as_str())
                     .push_bind(m.text.as_deref())
                     .push_bind(m.sent_at)
                     .push_bind(m.from_me.then_some("sent"))
@@ -266,8 +259,8 @@ macro_rules! insert_messages_unnest {
             .bind(
                 chunk
                     .iter()
-                    .map(|(_, m)| $crate::db::chats::IngestItem::kind_name(m))
-                    .collect::<Vec<String>>(),
+                    .map(|(_, m)| m.kind.as_str())
+                    .collect::<Vec<&str>>(),
             )
             .bind(
                 chunk

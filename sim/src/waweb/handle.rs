@@ -240,17 +240,8 @@ impl WaWebHandle {
         kind: MessageKind,
         file: &MediaFile<'_>,
     ) -> anyhow::Result<String> {
-        use wa_rs_core::download::MediaType;
         use wa_rs_proto::whatsapp::message as m;
-        let media_type = match kind {
-            MessageKind::Image => MediaType::Image,
-            MessageKind::Video => MediaType::Video,
-            MessageKind::Audio => MediaType::Audio,
-            MessageKind::Document => MediaType::Document,
-            MessageKind::Sticker => MediaType::Sticker,
-            other => anyhow::bail!("a message of kind {other:?} carries no file"),
-        };
-        let encrypted = wa_rs_core::upload::encrypt_media(file.bytes, media_type)?;
+        let encrypted = wa_rs_core::upload::encrypt_media(file.bytes, media_type(kind)?)?;
         let direct_path = self.net.media.put(encrypted.data_to_upload);
         let url = Some(format!("https://{}{direct_path}", self.net.media.host()));
         let (direct_path, mimetype) = (Some(direct_path), Some(file.mime.to_owned()));
@@ -292,7 +283,6 @@ impl WaWebHandle {
     /// The file of a sent picture, video, audio, document or sticker, fetched from the media host
     /// and decrypted with the message's media key, as the recipient's phone would.
     pub fn media_bytes(&self, message: &SentMessage) -> anyhow::Result<Vec<u8>> {
-        use wa_rs_core::download::MediaType;
         let file = message.media.as_ref().context("not a message with a file")?;
         let path = file.direct_path.as_deref().context("no direct path")?;
         let blob = self
@@ -300,17 +290,10 @@ impl WaWebHandle {
             .media
             .get(path)
             .context("nothing uploaded at the direct path")?;
-        let media_type = match file.kind {
-            MessageKind::Video => MediaType::Video,
-            MessageKind::Audio => MediaType::Audio,
-            MessageKind::Document => MediaType::Document,
-            MessageKind::Sticker => MediaType::Sticker,
-            _ => MediaType::Image,
-        };
         wa_rs_core::download::DownloadUtils::verify_and_decrypt(
             &blob,
             file.media_key.as_deref().context("no media key")?,
-            media_type,
+            media_type(file.kind)?,
         )
     }
 
@@ -457,4 +440,17 @@ fn device_key(jid: &str) -> Option<(String, u16)> {
     let user = jid.split('@').next()?;
     let (phone, device) = user.split_once(':').unwrap_or((user, "0"));
     Some((phone.to_owned(), device.parse().ok()?))
+}
+
+/// The media type a file of a message of `kind` is encrypted for (its keys are derived for it).
+fn media_type(kind: MessageKind) -> anyhow::Result<wa_rs_core::download::MediaType> {
+    use wa_rs_core::download::MediaType;
+    Ok(match kind {
+        MessageKind::Image => MediaType::Image,
+        MessageKind::Video => MediaType::Video,
+        MessageKind::Audio => MediaType::Audio,
+        MessageKind::Document => MediaType::Document,
+        MessageKind::Sticker => MediaType::Sticker,
+        other => anyhow::bail!("a message of kind {other:?} carries no file"),
+    })
 }

@@ -34,6 +34,12 @@ const KINDS: [(&str, MediaType); 5] = [
     ("sticker", MediaType::Sticker),
 ];
 
+/// The client's media type for the kind of message named `kind` (`image`, `video`, …); `None`
+/// for a kind that carries no file.
+pub(crate) fn media_type(kind: &str) -> Option<MediaType> {
+    KINDS.iter().find(|(k, _)| *k == kind).map(|(_, t)| *t)
+}
+
 /// The media `m` carries (its picture, video, voice note, document or sticker), or `None` for
 /// a message without media or whose media cannot be fetched (no path or hash).
 pub(crate) fn locate(m: &wa::Message) -> Option<IncomingMedia> {
@@ -74,11 +80,7 @@ pub(crate) fn locate(m: &wa::Message) -> Option<IncomingMedia> {
 pub(crate) async fn download(client: &Client, media: &IncomingMedia) -> Result<Vec<u8>, LinkError> {
     let invalid = |what: &str| LinkError::Invalid(format!("the media's locator {what}"));
     let locator: Locator = serde_json::from_str(&media.locator).map_err(|_| invalid("is not one this link wrote"))?;
-    let media_type = KINDS
-        .iter()
-        .find(|(k, _)| *k == locator.kind)
-        .ok_or_else(|| invalid("names no known kind"))?
-        .1;
+    let media_type = media_type(&locator.kind).ok_or_else(|| invalid("names no known kind"))?;
     let decode = |b64: &str| B64.decode(b64).map_err(|_| invalid("holds a bad hash or key"));
     let params = DownloadParams {
         direct_path: locator.direct_path,

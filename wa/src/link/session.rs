@@ -23,7 +23,6 @@ use whatsapp_rust::media::{
 };
 use whatsapp_rust::send::{RevokeType, SendOptions};
 use whatsapp_rust::upload::UploadOptions;
-use whatsapp_rust::wacore::download::MediaType;
 use whatsapp_rust::wacore::iq::devices::RemoveCompanionDeviceSpec;
 use whatsapp_rust::waproto::whatsapp as wa;
 
@@ -180,21 +179,14 @@ impl WaSession {
     /// kind's message pointing at it.
     async fn media(&self, media: &OutgoingMedia) -> Result<wa::Message, LinkError> {
         let file = &media.file;
-        let media_type = match file.kind {
-            MessageKind::Image => MediaType::Image,
-            MessageKind::Video => MediaType::Video,
-            MessageKind::Audio => MediaType::Audio,
-            MessageKind::Document => MediaType::Document,
-            MessageKind::Sticker => MediaType::Sticker,
-            MessageKind::Text | MessageKind::Other => MediaType::Image,
-        };
-        if file.bytes.is_empty() || !MessageKind::MEDIA.contains(&file.kind) {
+        let media_type = super::received::media_type(file.kind.as_str()).filter(|_| !file.bytes.is_empty());
+        let Some(media_type) = media_type else {
             return Err(LinkError::Invalid(format!(
                 "not a file to send: {} bytes as {}",
                 file.bytes.len(),
                 file.kind.as_str()
             )));
-        }
+        };
         let upload = self
             .client
             .upload(file.bytes.clone(), media_type, UploadOptions::default())
