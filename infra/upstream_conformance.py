@@ -57,13 +57,7 @@ OUT_OF_SCOPE = {
 
 # Personal-chat operations wafleet does not answer yet, and what each needs.
 NOT_YET = {
-    ("POST", "/message/{message_id}/delete"): "deleting for me (app state) through the session",
-    ("POST", "/message/{message_id}/star"): "starring (app state) through the session",
-    ("POST", "/message/{message_id}/unstar"): "starring (app state) through the session",
-    ("POST", "/call/reject"): "call events and rejecting them through the session",
-    ("POST", "/chat/{chat_jid}/pin"): "pinning (app state) through the session",
-    ("POST", "/chat/{chat_jid}/disappearing"): "the disappearing timer through the session",
-    ("POST", "/chat/{chat_jid}/archive"): "archiving (app state) through the session",
+    ("POST", "/call/reject"): "call events (`call.offer`) and rejecting them through the session",
 }
 
 # Statuses wafleet answers that the document does not list for the operation, each for a reason a
@@ -102,7 +96,13 @@ NOTES = {
     ("POST", "/send/link"): "a text with the caption and the link; no preview is attached (wafleet does not fetch the page)",
     ("POST", "/send/location"): "`latitude` and `longitude` as strings or numbers",
     ("POST", "/send/poll"): "2 to 12 different options; votes are not collected yet",
-    ("GET", "/chats"): "personal chats only; none is archived",
+    ("GET", "/chats"): "personal chats only; `archived` and `ephemeral_expiration` as set through wafleet",
+    ("POST", "/message/{message_id}/star"): "a message the device stored, received or sent; the account's synced app state, as the phone stars",
+    ("POST", "/message/{message_id}/unstar"): "as `star`",
+    ("POST", "/message/{message_id}/delete"): "for the account alone (its synced app state, as the phone's \"Delete for me\"); `phone` may be left out; wafleet's record of the chat keeps the message",
+    ("POST", "/chat/{chat_jid}/pin"): "the account's synced app state, as the phone pins; `GET /chats` does not reorder pinned chats",
+    ("POST", "/chat/{chat_jid}/archive"): "the account's synced app state, as the phone archives; `GET /chats?archived=true` lists the chats archived through wafleet",
+    ("POST", "/chat/{chat_jid}/disappearing"): "a message in the chat, as the phone sets it; wafleet's own sends do not carry the timer, and its record keeps every message",
     ("POST", "/message/{message_id}/read"): "a received message the device stored; the device must be online; also clears the chat's unread count",
     ("POST", "/send/chat-presence"): "through the device's live session; the device must be online",
     ("POST", "/message/{message_id}/reaction"): "a message the device stored, received or sent; at once, not at the device's pace; `results.message_id` is the reaction's id",
@@ -438,6 +438,39 @@ def run_calls(doc, app):
         url(f"/message/{mine}/revoke"), headers=header, json={"phone": "60191000001@s.whatsapp.net"})
     yield ("POST", "/message/{message_id}/revoke"), "someone else's message", 400, api.post(
         url(f"/message/{received}/revoke"), headers=header, json={"phone": "60191000001@s.whatsapp.net"})
+    for action in ("star", "unstar"):
+        yield ("POST", f"/message/{{message_id}}/{action}"), f"{action} a received message", 200, api.post(
+            url(f"/message/{received}/{action}"), headers=header, json={"phone": "60191000001@s.whatsapp.net"})
+    yield ("POST", "/message/{message_id}/star"), "no phone", 400, api.post(
+        url(f"/message/{received}/star"), headers=header, json={})
+    yield ("POST", "/message/{message_id}/delete"), "delete an own message for me", 200, api.post(
+        url(f"/message/{mine}/delete"), headers=header, json={"phone": "60191000001@s.whatsapp.net"})
+    yield ("POST", "/message/{message_id}/delete"), "named with another chat", 400, api.post(
+        url(f"/message/{received}/delete"), headers=header, json={"phone": "60191000002"})
+    for pinned in (True, False):
+        yield ("POST", "/chat/{chat_jid}/pin"), f"pinned: {pinned}", 200, api.post(
+            url("/chat/60191000001@s.whatsapp.net/pin"), headers=header, json={"pinned": pinned})
+    yield ("POST", "/chat/{chat_jid}/pin"), "a chat the device does not have", 404, api.post(
+        url("/chat/60199999999@s.whatsapp.net/pin"), headers=header, json={"pinned": True})
+    yield ("POST", "/chat/{chat_jid}/pin"), "no `pinned`", 400, api.post(
+        url("/chat/60191000001@s.whatsapp.net/pin"), headers=header, json={})
+    yield ("POST", "/chat/{chat_jid}/archive"), "archive", 200, api.post(
+        url("/chat/60191000001%40s.whatsapp.net/archive"), headers=header, json={"archived": True})
+    archived = api.get(url("/chats"), headers=header, params={"archived": "true"})
+    yield ("GET", "/chats"), "archived only", 200, archived
+    if [c["jid"] for c in archived.json()["results"]["data"]] != ["60191000001@s.whatsapp.net"]:
+        raise SystemExit(f"/chats?archived=true does not list exactly the archived chat: {archived.text}")
+    yield ("POST", "/chat/{chat_jid}/archive"), "bring back", 200, api.post(
+        url("/chat/60191000001@s.whatsapp.net/archive"), headers=header, json={"archived": False})
+    yield ("POST", "/chat/{chat_jid}/archive"), "a chat the device does not have", 404, api.post(
+        url("/chat/60199999999@s.whatsapp.net/archive"), headers=header, json={"archived": True})
+    for seconds in (86400, 0):
+        yield ("POST", "/chat/{chat_jid}/disappearing"), f"timer {seconds}", 200, api.post(
+            url("/chat/60191000001@s.whatsapp.net/disappearing"), headers=header, json={"timer_seconds": seconds})
+    yield ("POST", "/chat/{chat_jid}/disappearing"), "a timer WhatsApp does not offer", 400, api.post(
+        url("/chat/60191000001@s.whatsapp.net/disappearing"), headers=header, json={"timer_seconds": 3600})
+    yield ("POST", "/chat/{chat_jid}/disappearing"), "a group", 400, api.post(
+        url("/chat/120363025982934543@g.us/disappearing"), headers=header, json={"timer_seconds": 86400})
     photo = wait_for("the demo contact's photo, kept", lambda: next(
         (m["id"] for m in api.get(url("/chat/60191000001@s.whatsapp.net/messages"), headers=header).json()["results"]["data"]
          if m["media_type"] == "image" and m["url"]), None))

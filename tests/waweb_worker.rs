@@ -14,6 +14,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 use wafleet_core::Db;
+use wafleet_core::link::{ChatSetting, Jid, MessageRef};
 use wafleet_core::testing::Backend;
 use wafleet_sim::waweb::WaWebHandle;
 
@@ -275,6 +276,71 @@ async fn two_devices_pair_resume_talk_and_log_out(backend: Backend) {
             ("revoke", Some(shipped.as_str()), None)
         ]
     );
+
+    // The account's own settings of the chat: the contact's message starred, the chat archived
+    // (app state the phone reads), and a week's disappearing timer (a message in the chat).
+    // wafleet lists the chat as archived, with its timer, once WhatsApp took them.
+    for (path, body) in [
+        (format!("/message/{hello}/star"), json!({"phone": contact})),
+        (format!("/chat/{chat}/archive"), json!({"archived": true})),
+        (format!("/chat/{chat}/disappearing"), json!({"timer_seconds": 604_800})),
+    ] {
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", stack.base))
+            .bearer_auth(token["results"]["token"].as_str().unwrap())
+            .header("X-Device-Id", by_qr.rsplit('/').next().unwrap())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    let hello_ref = MessageRef {
+        id: hello.clone(),
+        from_me: false,
+    };
+    assert_eq!(
+        stack.sim.chat_settings(qr_phone),
+        [
+            (
+                Jid(chat.clone()),
+                ChatSetting::Starred {
+                    message: hello_ref,
+                    starred: true
+                }
+            ),
+            (Jid(chat.clone()), ChatSetting::Archived { archived: true }),
+        ],
+        "the phone read the star and the archive"
+    );
+    assert!(
+        stack
+            .sim
+            .sent(qr_phone)
+            .iter()
+            .any(|m| m.kind == "disappearing" && m.text.as_deref() == Some("604800")),
+        "the chat got the timer"
+    );
+    for archived in [true, false] {
+        let chats = reqwest::Client::new()
+            .get(format!("{}/chats?archived={archived}", stack.base))
+            .bearer_auth(token["results"]["token"].as_str().unwrap())
+            .header("X-Device-Id", by_qr.rsplit('/').next().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap();
+        let data = chats["results"]["data"].as_array().unwrap();
+        let listed = data.iter().find(|c| c["jid"] == chat.as_str());
+        assert_eq!(listed.is_some(), archived, "archived={archived}: {chats}");
+        if let Some(listed) = listed {
+            assert_eq!(listed["archived"], true, "{listed}");
+            assert_eq!(listed["ephemeral_expiration"], 604_800, "{listed}");
+        }
+    }
+
     let texts: Vec<_> = sent
         .iter()
         .filter(|m| m.text.as_deref() == Some("your order shipped"))

@@ -1,24 +1,31 @@
-//! The upstream REST API's chat reading: `GET /chats` and `GET /chat/{chat_jid}/messages`, in
-//! numbered pages with a total and the upstream's filters, for the device named by `X-Device-Id`
-//! (or the only one). Personal chats only, as wafleet stores them; none is ever archived.
+//! The upstream REST API's chats: `GET /chats` and `GET /chat/{chat_jid}/messages`, in numbered
+//! pages with a total and the upstream's filters, and the account's settings of a chat
+//! (`POST /chat/{chat_jid}/pin`, `…/archive`, `…/disappearing`) through the live session, for the
+//! device named by `X-Device-Id` (or the only one). Personal chats only, as wafleet stores them.
 
 use axum::extract::State;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use wafleet_core::db::{ChatMessage, ChatSummary, MessageFilter};
+use wafleet_core::db::{ChatFilter, ChatMessage, ChatSummary, MessageFilter};
+use wafleet_core::link::{ChatSetting, DISAPPEARING_TIMERS};
 use wafleet_core::types::Timestamp;
 
 use crate::AppState;
 use crate::compat::{Caller, UpstreamReply, upstream_ok, upstream_statuses};
+use crate::compat_message::set_chat_setting;
 use crate::error::{ApiError, ApiResult, OrNotFound};
-use crate::extract::{Path, Query};
+use crate::extract::{Json, Path, Query};
+use crate::sessions::ask_session;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_chats))
         .routes(routes!(chat_messages))
+        .routes(routes!(pin_chat))
+        .routes(routes!(archive_chat))
+        .routes(routes!(set_disappearing))
         .route_layer(axum::middleware::from_fn(upstream_statuses))
 }
 
@@ -58,13 +65,14 @@ pub struct UpstreamChat {
     pub name: String,
     /// When the last message was sent.
     pub last_message_time: Timestamp,
-    /// Disappearing messages: wafleet does not track them, so 0.
+    /// The chat's disappearing-messages timer in seconds as the account last set it through
+    /// wafleet (0: off).
     pub ephemeral_expiration: i64,
     /// When the first stored message was sent.
     pub created_at: Timestamp,
     /// When the last message was sent.
     pub updated_at: Timestamp,
-    /// Always false: wafleet keeps no archive state.
+    /// Archived by the account through wafleet (hidden from its main chat list).
     pub archived: bool,
 }
 
@@ -74,10 +82,10 @@ impl From<ChatSummary> for UpstreamChat {
             jid: chat.jid,
             name: chat.name.unwrap_or_default(),
             last_message_time: chat.last_message_at,
-            ephemeral_expiration: 0,
+            ephemeral_expiration: chat.disappearing_secs,
             created_at: chat.first_message_at,
             updated_at: chat.last_message_at,
-            archived: false,
+            archived: chat.archived,
         }
     }
 }
@@ -102,7 +110,7 @@ struct ChatQuery {
     search: Option<String>,
     /// Only chats with a media message.
     has_media: Option<bool>,
-    /// `true`: archived chats only (wafleet has none); `false` or left out: all.
+    /// `true`: archived chats only; `false`: the others only; left out: all.
     archived: Option<bool>,
 }
 
@@ -119,16 +127,14 @@ async fn list_chats(
     Query(query): Query<ChatQuery>,
 ) -> ApiResult<Response> {
     let (limit, offset) = page(query.limit, query.offset, 25)?;
-    let (chats, total) = if query.archived == Some(true) {
-        (Vec::new(), 0)
-    } else {
-        let search = query.search.as_deref();
-        let with_media = query.has_media.unwrap_or(false);
-        state
-            .db
-            .chats_by_offset(user.id, device, search, with_media, limit, offset)
-            .await?
+    let filter = ChatFilter {
+        with_media: query.has_media.unwrap_or(false),
+        archived: query.archived,
     };
+    let (chats, total) = state
+        .db
+        .chats_by_offset(user.id, device, query.search.as_deref(), filter, limit, offset)
+        .await?;
     let list = ChatList {
         data: chats.into_iter().map(UpstreamChat::from).collect(),
         pagination: Pagination { limit, offset, total },
@@ -284,4 +290,192 @@ async fn chat_messages(
         chat_info: chat.into(),
     };
     Ok(upstream_ok("Success get chat messages", list))
+}
+
+/// Body of `POST /chat/{chat_jid}/pin`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct PinBody {
+    /// Pin (`true`) or unpin (`false`).
+    pub pinned: bool,
+}
+
+/// `results` of `POST /chat/{chat_jid}/pin`, `…/archive` and `…/disappearing`, in upstream's
+/// shape: what was done, and the setting as it now stands.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChatSettingResults {
+    /// `success`.
+    pub status: String,
+    /// What was done, for people.
+    pub message: String,
+    /// The chat.
+    pub chat_jid: String,
+    /// Pinned now (pin only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<bool>,
+    /// Archived now (archive only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archived: Option<bool>,
+    /// The timer now, in seconds (disappearing only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timer_seconds: Option<u32>,
+}
+
+impl ChatSettingResults {
+    /// Success on `chat_jid`, saying `message`, with none of the settings filled in.
+    fn new(chat_jid: String, message: &str) -> Self {
+        ChatSettingResults {
+            status: "success".into(),
+            message: message.into(),
+            chat_jid,
+            pinned: None,
+            archived: None,
+            timer_seconds: None,
+        }
+    }
+}
+
+/// Pin a chat to the top of the account's chat list, or unpin it (upstream `pinChat`), as the
+/// phone's "Pin chat" does: a change of the account's synced app state, which its phone and
+/// other devices show. `GET /chats` does not reorder pinned chats.
+#[utoipa::path(post, path = "/chat/{chat_jid}/pin", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id or name"),
+           ("chat_jid" = String, Path, description = "The chat's JID (or the LID the person wrote from)")),
+    request_body = PinBody,
+    responses((status = 200, body = UpstreamReply<ChatSettingResults>),
+              (status = 400, description = "Several devices and none named, or no `pinned`"),
+              (status = 404, description = "No such device of yours, or no such chat"),
+              (status = 409, description = "The device is not online"),
+              (status = 503, description = "The device's worker did not answer in time, or WhatsApp refused")),
+    security(("bearer" = [])))]
+async fn pin_chat(
+    State(state): State<AppState>,
+    Caller(user, device): Caller,
+    Path(jid): Path<String>,
+    Json(body): Json<PinBody>,
+) -> ApiResult<Response> {
+    let chat = state
+        .db
+        .chat_summary(user.id, device, jid.trim())
+        .await
+        .or_not_found("chat")?;
+    let setting = ChatSetting::Pinned { pinned: body.pinned };
+    let (doing, done) = if body.pinned {
+        ("pinning", "Chat pinned successfully")
+    } else {
+        ("unpinning", "Chat unpinned successfully")
+    };
+    set_chat_setting(&state, &user, device, &chat.jid, &setting, doing).await?;
+    let results = ChatSettingResults {
+        pinned: Some(body.pinned),
+        ..ChatSettingResults::new(chat.jid, done)
+    };
+    Ok(upstream_ok(done, results))
+}
+
+/// Body of `POST /chat/{chat_jid}/archive`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct ArchiveBody {
+    /// Archive (`true`) or bring back (`false`).
+    pub archived: bool,
+}
+
+/// Archive a chat, hiding it from the account's main chat list, or bring it back (upstream
+/// `archiveChat`), as the phone's "Archive chat" does: a change of the account's synced app
+/// state. `GET /chats?archived=true` lists the chats archived through wafleet.
+#[utoipa::path(post, path = "/chat/{chat_jid}/archive", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id or name"),
+           ("chat_jid" = String, Path, description = "The chat's JID (or the LID the person wrote from)")),
+    request_body = ArchiveBody,
+    responses((status = 200, body = UpstreamReply<ChatSettingResults>),
+              (status = 400, description = "Several devices and none named, or no `archived`"),
+              (status = 404, description = "No such device of yours, or no such chat"),
+              (status = 409, description = "The device is not online"),
+              (status = 503, description = "The device's worker did not answer in time, or WhatsApp refused")),
+    security(("bearer" = [])))]
+async fn archive_chat(
+    State(state): State<AppState>,
+    Caller(user, device): Caller,
+    Path(jid): Path<String>,
+    Json(body): Json<ArchiveBody>,
+) -> ApiResult<Response> {
+    let chat = state
+        .db
+        .chat_summary(user.id, device, jid.trim())
+        .await
+        .or_not_found("chat")?;
+    let setting = ChatSetting::Archived {
+        archived: body.archived,
+    };
+    let (doing, done) = if body.archived {
+        ("archiving", "Chat archived successfully")
+    } else {
+        ("unarchiving", "Chat unarchived successfully")
+    };
+    set_chat_setting(&state, &user, device, &chat.jid, &setting, doing).await?;
+    let results = ChatSettingResults {
+        archived: Some(body.archived),
+        ..ChatSettingResults::new(chat.jid, done)
+    };
+    Ok(upstream_ok(done, results))
+}
+
+/// Body of `POST /chat/{chat_jid}/disappearing`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct DisappearingBody {
+    /// The timer in seconds: 0 (off), 86400 (24 hours), 604800 (7 days) or 7776000 (90 days).
+    pub timer_seconds: i64,
+}
+
+/// Set a chat's disappearing-messages timer, or turn it off (upstream `setDisappearingTimer`),
+/// as the phone does: a message in the chat, after which both people's phones delete new
+/// messages once the timer has run. Personal chats only; the chat need not have messages yet.
+/// wafleet's own sends do not carry the timer, and wafleet's record keeps every message.
+#[utoipa::path(post, path = "/chat/{chat_jid}/disappearing", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id or name"),
+           ("chat_jid" = String, Path, description = "The chat's JID, the LID the person wrote from, or a number")),
+    request_body = DisappearingBody,
+    responses((status = 200, body = UpstreamReply<ChatSettingResults>),
+              (status = 400, description = "Several devices and none named, a timer WhatsApp does not offer, or not a personal chat"),
+              (status = 404, description = "No such device of yours"),
+              (status = 409, description = "The device is not online"),
+              (status = 503, description = "The device's worker did not answer in time, or WhatsApp refused")),
+    security(("bearer" = [])))]
+async fn set_disappearing(
+    State(state): State<AppState>,
+    Caller(user, device): Caller,
+    Path(jid): Path<String>,
+    Json(body): Json<DisappearingBody>,
+) -> ApiResult<Response> {
+    let seconds = u32::try_from(body.timer_seconds)
+        .ok()
+        .filter(|s| DISAPPEARING_TIMERS.contains(s))
+        .ok_or_else(|| {
+            ApiError::Invalid(format!(
+                "timer_seconds: {} is not a timer WhatsApp offers; give 0 (off), 86400 (24 hours), \
+                 604800 (7 days) or 7776000 (90 days)",
+                body.timer_seconds
+            ))
+        })?;
+    let chat = match state.db.chat_summary(user.id, device, jid.trim()).await {
+        Ok(kept) => kept.jid,
+        Err(wafleet_core::Error::NotFound) => crate::compat_message::chat_jid(&jid, "chat_jid", &state)?.0,
+        Err(err) => return Err(err.into()),
+    };
+    let question = serde_json::json!({ "chat": chat, "seconds": seconds });
+    ask_session(
+        &state,
+        user.id,
+        device,
+        "disappearing",
+        question,
+        "setting the disappearing timer",
+    )
+    .await?;
+    state.invalidations.device_changed(device).await;
+    let done = format!("Disappearing messages set to {seconds} seconds");
+    let results = ChatSettingResults {
+        timer_seconds: Some(seconds),
+        ..ChatSettingResults::new(chat, &done)
+    };
+    Ok(upstream_ok(&done, results))
 }

@@ -1,9 +1,10 @@
 //! The upstream REST API's actions on one message: `POST /message/{message_id}/read`,
-//! `…/reaction`, `…/revoke` and `…/update`, through the live session of the device named by
-//! `X-Device-Id` (or the only one), on a message wafleet stored for it. They go out at once
-//! rather than at the device's pace: none starts a chat, and each is harmless if repeated (a read
-//! receipt, the same reaction, the same deletion, the same edit), which is also why one is asked
-//! of the holder again if its worker died while asking.
+//! `…/reaction`, `…/revoke`, `…/update`, `…/star`, `…/unstar` and `…/delete` (for the account
+//! alone), through the live session of the device named by `X-Device-Id` (or the only one), on a
+//! message wafleet stored for it; and `…/forward`, a send. They go out at once rather than at the
+//! device's pace: none starts a chat, and each is harmless if repeated (a read receipt, the same
+//! reaction, the same deletion, the same edit, the same star), which is also why one is asked of
+//! the holder again if its worker died while asking.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_core::db::{ChatMessage, User};
-use wafleet_core::link::{Jid, MessageRef};
+use wafleet_core::link::{ChatSetting, Jid, MessageRef};
 use wafleet_core::types::DeviceId;
 
 use crate::AppState;
@@ -29,6 +30,9 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_message))
         .routes(routes!(update_message))
         .routes(routes!(forward_message))
+        .routes(routes!(star_message))
+        .routes(routes!(unstar_message))
+        .routes(routes!(delete_message))
         .route_layer(axum::middleware::from_fn(upstream_statuses))
 }
 
@@ -51,13 +55,14 @@ pub struct MessageActionResults {
     pub status: String,
 }
 
-/// The JID of the personal chat `raw` names (a number, or a phone-number or LID JID).
-fn chat_jid(raw: &str, state: &AppState) -> ApiResult<Jid> {
+/// The JID of the personal chat `raw` (the request's `field`) names: a number, or a phone-number
+/// or LID JID.
+pub(crate) fn chat_jid(raw: &str, field: &str, state: &AppState) -> ApiResult<Jid> {
     let jid = Jid(raw.trim().to_owned());
     if jid.is_lid() {
         return Ok(Jid::for_lid(jid.user()));
     }
-    Ok(Jid::for_phone(&phone_number(raw, "phone", state)?))
+    Ok(Jid::for_phone(&phone_number(raw, field, state)?))
 }
 
 /// Mark a received message as read (upstream `readMessage`): its sender sees the blue ticks,
@@ -165,6 +170,131 @@ async fn revoke_message(
     let question = serde_json::json!({ "chat": message.chat_jid, "id": message.id });
     ask_session(&state, user.id, device, "revoke", question, "deleting for everyone").await?;
     Ok(done(message.id, "Revoke success"))
+}
+
+/// Star a message of a chat, received or sent (upstream `starMessage`), as the phone's "Star"
+/// does: a change of the account's synced app state, which its phone and other devices show.
+#[utoipa::path(post, path = "/message/{message_id}/star", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id or name"),
+           ("message_id" = String, Path, description = "WhatsApp's id of a message stored for the device")),
+    request_body = MessageChat,
+    responses((status = 200, description = "Starred"),
+              (status = 400, description = "Several devices and none named; no or a bad phone; a message of another chat"),
+              (status = 404, description = "No such device of yours, or no such message stored for it"),
+              (status = 409, description = "The device is not online"),
+              (status = 503, description = "The device's worker did not answer in time, or WhatsApp refused")),
+    security(("bearer" = [])))]
+async fn star_message(
+    State(state): State<AppState>,
+    Caller(user, device): Caller,
+    Path(id): Path<String>,
+    Json(body): Json<MessageChat>,
+) -> ApiResult<Response> {
+    star(&state, &user, device, &id, &body.phone, true).await
+}
+
+/// Take the star off a message (upstream `unstarMessage`), as [`star_message`] puts it on.
+#[utoipa::path(post, path = "/message/{message_id}/unstar", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id or name"),
+           ("message_id" = String, Path, description = "WhatsApp's id of a message stored for the device")),
+    request_body = MessageChat,
+    responses((status = 200, description = "Unstarred"),
+              (status = 400, description = "Several devices and none named; no or a bad phone; a message of another chat"),
+              (status = 404, description = "No such device of yours, or no such message stored for it"),
+              (status = 409, description = "The device is not online"),
+              (status = 503, description = "The device's worker did not answer in time, or WhatsApp refused")),
+    security(("bearer" = [])))]
+async fn unstar_message(
+    State(state): State<AppState>,
+    Caller(user, device): Caller,
+    Path(id): Path<String>,
+    Json(body): Json<MessageChat>,
+) -> ApiResult<Response> {
+    star(&state, &user, device, &id, &body.phone, false).await
+}
+
+/// Stars (`starred`) or unstars message `id` of the chat `phone` names.
+async fn star(
+    state: &AppState,
+    user: &User,
+    device: DeviceId,
+    id: &str,
+    phone: &str,
+    starred: bool,
+) -> ApiResult<Response> {
+    let message = message_in_chat(state, user, device, id, phone).await?;
+    let setting = ChatSetting::Starred {
+        message: MessageRef {
+            id: message.id.clone(),
+            from_me: message.from_me,
+        },
+        starred,
+    };
+    let (doing, done) = if starred {
+        ("starring", "Starred message")
+    } else {
+        ("unstarring", "Unstarred message")
+    };
+    set_chat_setting(state, user, device, &message.chat_jid, &setting, doing).await?;
+    Ok(ok(done, ()).into_response())
+}
+
+/// Body of `POST /message/{message_id}/delete`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct DeleteBody {
+    /// The chat, as for the other message actions; left out, the message is found by its id
+    /// alone.
+    pub phone: Option<String>,
+}
+
+/// Delete a message for the account alone (upstream `deleteMessage`), as the phone's "Delete for
+/// me" does: it goes from the account's phone and linked devices (a change of its synced app
+/// state), and the other person keeps it. wafleet's record of the chat keeps it too.
+#[utoipa::path(post, path = "/message/{message_id}/delete", tag = "compatible",
+    params(("X-Device-Id" = Option<String>, Header, description = "Device id or name"),
+           ("message_id" = String, Path, description = "WhatsApp's id of a message stored for the device")),
+    request_body = DeleteBody,
+    responses((status = 200, body = Envelope<MessageActionResults>),
+              (status = 400, description = "Several devices and none named; a bad phone; a message of another chat"),
+              (status = 404, description = "No such device of yours, or no such message stored for it"),
+              (status = 409, description = "The device is not online"),
+              (status = 503, description = "The device's worker did not answer in time, or WhatsApp refused")),
+    security(("bearer" = [])))]
+async fn delete_message(
+    State(state): State<AppState>,
+    Caller(user, device): Caller,
+    Path(id): Path<String>,
+    Json(body): Json<DeleteBody>,
+) -> ApiResult<Response> {
+    let message = match body.phone.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+        Some(phone) => message_in_chat(&state, &user, device, &id, phone).await?,
+        None => stored_or_sent(&state, &user, device, &id).await?,
+    };
+    let setting = ChatSetting::DeletedForMe {
+        message: MessageRef {
+            id: message.id.clone(),
+            from_me: message.from_me,
+        },
+        sent_at: Some(message.sent_at),
+    };
+    set_chat_setting(&state, &user, device, &message.chat_jid, &setting, "deleting for me").await?;
+    Ok(done(message.id, "Delete message success"))
+}
+
+/// Asks the device's holder to make `setting` on `chat` through its live session; it records
+/// what it keeps of it once WhatsApp took it.
+pub(crate) async fn set_chat_setting(
+    state: &AppState,
+    user: &User,
+    device: DeviceId,
+    chat: &str,
+    setting: &ChatSetting,
+    doing: &str,
+) -> ApiResult<()> {
+    let question = serde_json::json!({ "chat": chat, "setting": setting });
+    ask_session(state, user.id, device, "chat_setting", question, doing).await?;
+    state.invalidations.device_changed(device).await;
+    Ok(())
 }
 
 /// Body of `POST /message/{message_id}/update`.
@@ -333,7 +463,7 @@ pub(crate) async fn message_in_chat(
     id: &str,
     phone: &str,
 ) -> ApiResult<ChatMessage> {
-    let chat = chat_jid(phone, state)?;
+    let chat = chat_jid(phone, "phone", state)?;
     let message = stored_or_sent(state, user, device, id).await?;
     // The chat is named by the JID it is kept under, or by the LID the person wrote from.
     let same_chat = chat.0 == message.chat_jid

@@ -645,6 +645,42 @@ pub struct MessageRef {
     pub from_me: bool,
 }
 
+/// A setting of the account's own view of a personal chat, which WhatsApp keeps in the account's
+/// synced app state so that the phone and every linked device show it alike. Nobody else sees it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChatSetting {
+    /// The chat archived (hidden from the main chat list), or brought back.
+    Archived {
+        /// Archived now.
+        archived: bool,
+    },
+    /// The chat pinned to the top of the chat list, or unpinned.
+    Pinned {
+        /// Pinned now.
+        pinned: bool,
+    },
+    /// A message of the chat starred, or unstarred.
+    Starred {
+        /// The message.
+        message: MessageRef,
+        /// Starred now.
+        starred: bool,
+    },
+    /// A message of the chat deleted from the account's own devices ("Delete for me"); the
+    /// other person keeps it.
+    DeletedForMe {
+        /// The message.
+        message: MessageRef,
+        /// When it was sent, which the phone uses to find it, when known.
+        sent_at: Option<Timestamp>,
+    },
+}
+
+/// The disappearing-messages timers WhatsApp offers for a personal chat, in seconds: off, 24
+/// hours, 7 days, 90 days.
+pub const DISAPPEARING_TIMERS: [u32; 4] = [0, 86_400, 604_800, 7_776_000];
+
 /// A file a send carries, as it goes out: already converted where wafleet converts (pictures to
 /// JPEG, stickers to WebP) and checked to be what its kind says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -731,6 +767,16 @@ pub trait Session: Send + Sync {
     /// takes this only from an account whose push name it knows: without one it is
     /// [`LinkError::Invalid`].
     async fn set_presence(&self, available: bool) -> Result<(), LinkError>;
+
+    /// Changes the account's own `setting` of the personal chat `chat` (archive, pin, star, delete
+    /// for me), as the phone does: a change of the account's synced app state, which its other
+    /// devices take too.
+    async fn set_chat_setting(&self, chat: &Jid, setting: &ChatSetting) -> Result<(), LinkError>;
+
+    /// Sets the disappearing-messages timer of the personal chat `chat` to `seconds` (one of
+    /// [`DISAPPEARING_TIMERS`]; 0 turns it off): a message in the chat, which both people's
+    /// phones take as the chat's timer from then on.
+    async fn set_disappearing(&self, chat: &Jid, seconds: u32) -> Result<(), LinkError>;
 
     /// Reacts to message `target` of the personal chat `chat` with `emoji` (an empty one takes
     /// the account's reaction back); returns the reaction's own message id.

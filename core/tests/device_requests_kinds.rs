@@ -1,5 +1,5 @@
-//! Migration 0027 lets `device_requests` take the questions of message actions and profiles. On SQLite the table is
-//! rebuilt to widen its check: the requests already there keep their ids and answers, and new
+//! Migrations 0027, 0029 and 0030 let `device_requests` take more kinds of questions (message actions, profiles,
+//! presence, chat settings). On SQLite each rebuilds the table to widen its check: the requests already there keep their ids and answers, and new
 //! ones never take an id that was used before (the sequence carries over).
 
 use wafleet_core::testing::{Backend, TestDb, bare_account_and_device, execute, fetch_optional};
@@ -53,6 +53,8 @@ async fn requests_survive_and_ids_go_on(backend: Backend) {
         "business_profile",
         "push_name",
         "presence",
+        "chat_setting",
+        "disappearing",
     ] {
         db.create_device_request(user, device, kind, "{}")
             .await

@@ -18,7 +18,8 @@
 //! | `GET /accounts/{phone}/read` | → `[ReadRecord]` | the messages its devices marked read |
 //! | `GET /accounts/{phone}/chat-states` | → `[ChatStateRecord]` | the typing indicators its devices showed |
 //! | `GET /accounts/{phone}/presences` | → `[PresenceRecord]` | the push names and presences its devices sent |
-//! | `GET /accounts/{phone}/actions` | → `[ActionRecord]` | the reactions, deletions for everyone and edits its devices sent |
+//! | `GET /accounts/{phone}/chat-settings` | → `[ChatSettingRecord]` | the chats its devices archived, pinned, and the messages they starred or deleted for themselves |
+//! | `GET /accounts/{phone}/actions` | → `[ActionRecord]` | the reactions, deletions for everyone, edits and disappearing-messages timers its devices sent |
 //! | `POST /accounts/{phone}/disconnect` | → [`Count`] | drops the sockets of its devices |
 //! | `POST /accounts/{phone}/logout` | → [`Count`] | unlinks its devices from the phone |
 //! | `POST /accounts/{phone}/ban` | → [`Count`] | bans it |

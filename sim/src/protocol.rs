@@ -25,7 +25,7 @@
 //! reconnects with its token.
 
 use serde::{Deserialize, Serialize};
-use wafleet_core::link::{IncomingMessage, Jid, LinkError, MessageKind, ReceiptKind, Structured};
+use wafleet_core::link::{ChatSetting, IncomingMessage, Jid, LinkError, MessageKind, ReceiptKind, Structured};
 use wafleet_core::types::Timestamp;
 
 /// How a session starts.
@@ -175,6 +175,25 @@ pub enum ClientFrame {
         req: u64,
         /// Online now.
         available: bool,
+    },
+    /// Change the account's own `setting` of `chat` (archive, pin, star, delete for me).
+    ChatSetting {
+        /// Request number.
+        req: u64,
+        /// The chat.
+        chat: Jid,
+        /// The setting.
+        setting: ChatSetting,
+    },
+    /// Set the disappearing-messages timer of `chat` (0: off); answered with the id of the
+    /// message that carried it.
+    Disappearing {
+        /// Request number.
+        req: u64,
+        /// The chat.
+        chat: Jid,
+        /// The timer, in seconds.
+        seconds: u32,
     },
     /// React to message `target` of `chat` with `emoji` (empty: take the reaction back).
     React {

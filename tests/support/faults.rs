@@ -8,8 +8,8 @@ use std::time::Duration;
 use wafleet_core::cache::{Invalidations, ReadCache};
 use wafleet_core::keys::KeyRing;
 use wafleet_core::link::{
-    BusinessProfile, Jid, Link, LinkError, LinkEvent, MessageRef, NumberCheck, OpenMode, Outgoing, PrivacySettings,
-    ProfilePicture, Restrictions, Session, UserInfo,
+    BusinessProfile, ChatSetting, Jid, Link, LinkError, LinkEvent, MessageRef, NumberCheck, OpenMode, Outgoing,
+    PrivacySettings, ProfilePicture, Restrictions, Session, UserInfo,
 };
 use wafleet_core::shutdown;
 use wafleet_core::types::{DeviceId, PhoneNumber};
@@ -208,6 +208,14 @@ impl Session for WithEvents {
     async fn set_presence(&self, available: bool) -> Result<(), LinkError> {
         self.inner.set_presence(available).await
     }
+
+    async fn set_chat_setting(&self, chat: &Jid, setting: &ChatSetting) -> Result<(), LinkError> {
+        self.inner.set_chat_setting(chat, setting).await
+    }
+
+    async fn set_disappearing(&self, chat: &Jid, seconds: u32) -> Result<(), LinkError> {
+        self.inner.set_disappearing(chat, seconds).await
+    }
     async fn react(&self, chat: &Jid, target: &MessageRef, emoji: &str) -> Result<String, LinkError> {
         self.inner.react(chat, target, emoji).await
     }
@@ -280,6 +288,14 @@ impl Session for Wrapped {
 
     async fn set_presence(&self, available: bool) -> Result<(), LinkError> {
         self.inner.set_presence(available).await
+    }
+
+    async fn set_chat_setting(&self, chat: &Jid, setting: &ChatSetting) -> Result<(), LinkError> {
+        self.inner.set_chat_setting(chat, setting).await
+    }
+
+    async fn set_disappearing(&self, chat: &Jid, seconds: u32) -> Result<(), LinkError> {
+        self.inner.set_disappearing(chat, seconds).await
     }
     async fn react(&self, chat: &Jid, target: &MessageRef, emoji: &str) -> Result<String, LinkError> {
         self.inner.react(chat, target, emoji).await

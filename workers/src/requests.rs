@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wafleet_core::Db;
 use wafleet_core::db::DeviceRequest;
-use wafleet_core::link::{Jid, LinkError, MessageRef, Session};
+use wafleet_core::link::{ChatSetting, Jid, LinkError, MessageRef, Session};
 use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber};
 
@@ -63,6 +63,21 @@ struct PushName {
 #[derive(serde::Deserialize)]
 struct Presence {
     available: bool,
+}
+
+/// The question of a `chat_setting` request: the account's own `setting` of the personal chat
+/// `chat`.
+#[derive(serde::Deserialize)]
+struct SetChatSetting {
+    chat: Jid,
+    setting: ChatSetting,
+}
+
+/// The question of a `disappearing` request: the timer of the personal chat `chat`, in seconds.
+#[derive(serde::Deserialize)]
+struct Disappearing {
+    chat: Jid,
+    seconds: u32,
 }
 
 /// The question of a `react` request: `emoji` on `target` of the personal chat `chat`.
@@ -123,7 +138,7 @@ impl RequestRunner {
             let (db, in_flight) = (self.db.clone(), self.in_flight.clone());
             tokio::spawn(async move {
                 let id = request.id;
-                let (ok, answer) = answer(&request, session.as_ref()).await;
+                let (ok, answer) = answer(&db, &request, session.as_ref()).await;
                 if let Err(err) = db.finish_device_request(id, ok, &answer).await {
                     tracing::warn!(error = ?err, request = id, "recording an answer failed");
                 }
@@ -133,8 +148,8 @@ impl RequestRunner {
     }
 }
 
-#[tracing::instrument(skip(session), fields(request = request.id, device = %request.device_id))]
-async fn answer(request: &DeviceRequest, session: &dyn Session) -> (bool, String) {
+#[tracing::instrument(skip(db, session), fields(request = request.id, device = %request.device_id))]
+async fn answer(db: &Db, request: &DeviceRequest, session: &dyn Session) -> (bool, String) {
     match request.kind.as_str() {
         "check_numbers" => match question::<CheckNumbers>(request) {
             Ok(q) => called(session.check_numbers(&q.phones)).await,
@@ -190,7 +205,35 @@ async fn answer(request: &DeviceRequest, session: &dyn Session) -> (bool, String
             Ok(q) => called(session.set_presence(q.available)).await,
             Err(failed) => failed,
         },
+        "chat_setting" => match question::<SetChatSetting>(request) {
+            Ok(q) => {
+                let answered = called(session.set_chat_setting(&q.chat, &q.setting)).await;
+                if answered.0 {
+                    recorded(db.record_chat_setting(request.device_id, &q.chat.0, &q.setting).await);
+                }
+                answered
+            }
+            Err(failed) => failed,
+        },
+        "disappearing" => match question::<Disappearing>(request) {
+            Ok(q) => {
+                let answered = called(session.set_disappearing(&q.chat, q.seconds)).await;
+                if answered.0 {
+                    recorded(db.record_disappearing(request.device_id, &q.chat.0, q.seconds).await);
+                }
+                answered
+            }
+            Err(failed) => failed,
+        },
         other => (false, format!("unknown request kind `{other}`")),
+    }
+}
+
+/// Logs a failure to record what WhatsApp took: the change is made, only wafleet's copy of it
+/// lags (the next change of the same setting writes it again).
+fn recorded(outcome: wafleet_core::Result<()>) {
+    if let Err(err) = outcome {
+        tracing::warn!(error = ?err, "recording a chat's setting failed");
     }
 }
 

@@ -1,7 +1,8 @@
 //! The upstream REST API's actions through a device's live session (played here by the test, as
 //! no worker runs): `POST /message/{message_id}/read`, for a received message of the device in the
 //! chat the body names, `POST /send/chat-presence`, `GET /user/info`, `GET` and `POST
-//! /user/avatar`, `GET /user/business-profile` and `GET /user/my/privacy`; each with a clear
+//! /user/avatar`, `GET /user/business-profile`, `GET /user/my/privacy`, and the account's chat
+//! settings (star, delete for me, pin, archive, disappearing timer); each with a clear
 //! refusal for everything else, and nothing of anyone else's.
 
 use reqwest::StatusCode;
@@ -326,6 +327,160 @@ async fn reactions_edits_and_deletions_go_through_the_session(app: TestApp) {
     );
 }
 
+/// Stars, deletions for the account alone, pins, archives and disappearing timers are asked of
+/// the holder with the stored chat and message; a chat the device does not have (or another
+/// user's) is 404, a timer WhatsApp does not offer or a group 400, and nothing is asked then.
+async fn chat_settings_go_through_the_session(app: TestApp) {
+    let ana = app.session("ana@example.com").await;
+    let bo = app.session("bo@example.com").await;
+    let shop = ana.add_device("Shop", Some("+60123456789")).await;
+    let bos = bo.add_device("Bo's", Some("+60123456780")).await;
+    let fence = hold(&app, "ana@example.com", shop).await;
+    store(
+        &app,
+        fence,
+        vec![
+            text("IN1", "60191000001", false, Some("Aisyah"), "is it open?", 1_000),
+            text("OUT1", "60191000001", true, None, "yes, until six", 2_000),
+        ],
+    )
+    .await;
+    let bo_fence = hold(&app, "bo@example.com", bos).await;
+    store(
+        &app,
+        bo_fence,
+        vec![text("BO1", "60191000009", false, Some("Chen"), "hello Bo", 1_000)],
+    )
+    .await;
+    linked(&app, shop).await;
+    let send = token(&ana, json!(["read", "send"])).await;
+    let aisyah = "60191000001@s.whatsapp.net";
+
+    let asked = [
+        (
+            "/message/IN1/star",
+            json!({"phone": aisyah}),
+            json!({"kind": "starred", "message": {"id": "IN1", "from_me": false}, "starred": true}),
+        ),
+        (
+            "/message/IN1/unstar",
+            json!({"phone": "60191000001"}),
+            json!({"kind": "starred", "message": {"id": "IN1", "from_me": false}, "starred": false}),
+        ),
+        (
+            "/message/OUT1/delete",
+            json!({}),
+            json!({"kind": "deleted_for_me", "message": {"id": "OUT1", "from_me": true}, "sent_at": "1970-01-01T00:00:02.000Z"}),
+        ),
+        (
+            "/chat/60191000001@s.whatsapp.net/pin",
+            json!({"pinned": true}),
+            json!({"kind": "pinned", "pinned": true}),
+        ),
+        (
+            "/chat/60191000001%40s.whatsapp.net/archive",
+            json!({"archived": true}),
+            json!({"kind": "archived", "archived": true}),
+        ),
+    ];
+    for (path, body, setting) in asked {
+        let (response, question) = tokio::join!(
+            post(&app, &send, "Shop", path, body),
+            answer(&app, shop, "chat_setting")
+        );
+        let status = response.status();
+        let reply = crate::helpers::body(response).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {reply}");
+        assert_eq!(reply["code"], "SUCCESS", "{reply}");
+        assert_eq!(question, Some(json!({"chat": aisyah, "setting": setting})), "{path}");
+    }
+    // The disappearing timer, on a chat with messages or on a number without one yet.
+    for (chat, seconds) in [("60191000001@s.whatsapp.net", 86_400), ("60191000002", 0)] {
+        let path = format!("/chat/{chat}/disappearing");
+        let (response, question) = tokio::join!(
+            post(&app, &send, "Shop", &path, json!({"timer_seconds": seconds})),
+            answer(&app, shop, "disappearing")
+        );
+        let status = response.status();
+        let reply = crate::helpers::body(response).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        assert_eq!(reply["results"]["timer_seconds"], seconds, "{reply}");
+        let expected = if chat.contains('@') {
+            chat.to_owned()
+        } else {
+            format!("{chat}@s.whatsapp.net")
+        };
+        assert_eq!(question, Some(json!({"chat": expected, "seconds": seconds})));
+    }
+    // WhatsApp refused: the route says so, and nothing is recorded.
+    let (response, _) = tokio::join!(
+        post(
+            &app,
+            &send,
+            "Shop",
+            "/chat/60191000001@s.whatsapp.net/pin",
+            json!({"pinned": false})
+        ),
+        async {
+            let request = wafleet_core::testing::poll_for(std::time::Duration::from_secs(10), async || {
+                let pending = app.db.pending_device_requests().await.unwrap();
+                pending.into_iter().find(|r| r.kind == "chat_setting")
+            })
+            .await
+            .expect("asked");
+            app.db
+                .finish_device_request(request.id, false, "app state key missing")
+                .await
+                .unwrap();
+        }
+    );
+    expect_error(response, StatusCode::SERVICE_UNAVAILABLE, "app state key missing").await;
+
+    let refusals = [
+        (
+            "/chat/60191000009@s.whatsapp.net/pin",
+            json!({"pinned": true}),
+            "chat not found",
+        ),
+        (
+            "/chat/60191000009@s.whatsapp.net/archive",
+            json!({"archived": true}),
+            "chat not found",
+        ),
+        (
+            "/message/BO1/star",
+            json!({"phone": "60191000009"}),
+            "message not found",
+        ),
+        ("/message/BO1/delete", json!({}), "message not found"),
+        ("/message/IN1/star", json!({"phone": "60191000002"}), "chat"),
+        (
+            "/chat/60191000001@s.whatsapp.net/disappearing",
+            json!({"timer_seconds": 3600}),
+            "timer_seconds",
+        ),
+        (
+            "/chat/120363025982934543@g.us/disappearing",
+            json!({"timer_seconds": 86_400}),
+            "not a person's chat",
+        ),
+    ];
+    for (path, body, message) in refusals {
+        let response = post(&app, &send, "Shop", path, body).await;
+        let status = response.status();
+        assert!(
+            status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
+            "{path}: {status}"
+        );
+        expect_error(response, status, message).await;
+    }
+    assert_eq!(
+        crate::actions::count(&app, "device_requests").await,
+        8,
+        "only the accepted settings were asked"
+    );
+}
+
 /// `GET /user/info?phone=…` for `device`, as an upstream client calls it.
 async fn user_info(app: &TestApp, token: &str, device: &str, phone: &str) -> reqwest::Response {
     reqwest::Client::new()
@@ -591,4 +746,4 @@ async fn a_business_profile_is_read_through_the_session(app: TestApp) {
     expect_error(response.unwrap(), StatusCode::NOT_FOUND, "business profile not found").await;
 }
 
-wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => a_business_profile_is_read_through_the_session, the_accounts_picture_is_changed_through_the_session, a_profile_picture_is_found_through_the_session, a_received_message_is_marked_read_through_the_session, typing_is_shown_through_the_session, reactions_edits_and_deletions_go_through_the_session, a_profile_is_read_through_the_session, privacy_settings_are_read_through_the_session);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => a_business_profile_is_read_through_the_session, the_accounts_picture_is_changed_through_the_session, a_profile_picture_is_found_through_the_session, a_received_message_is_marked_read_through_the_session, typing_is_shown_through_the_session, reactions_edits_and_deletions_go_through_the_session, chat_settings_go_through_the_session, a_profile_is_read_through_the_session, privacy_settings_are_read_through_the_session);

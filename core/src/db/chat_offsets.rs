@@ -2,6 +2,7 @@
 //! (`limit`, `offset`, `total`), with its filters. wafleet's own views page by cursor
 //! ([`super::chat_views`]); these serve the compatible routes.
 
+use crate::link::ChatSetting;
 use crate::types::{DeviceId, Timestamp, UserId};
 use crate::{Db, Result};
 
@@ -22,6 +23,21 @@ pub struct ChatSummary {
     pub last_message_at: Timestamp,
     /// When its first stored message was sent (the last one's time when none is stored).
     pub first_message_at: Timestamp,
+    /// Archived by the account (hidden from its main chat list).
+    pub archived: bool,
+    /// Pinned by the account to the top of its chat list.
+    pub pinned: bool,
+    /// The chat's disappearing-messages timer in seconds (0: off), as the account last set it.
+    pub disappearing_secs: i64,
+}
+
+/// Which chats to list, beside a name search.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChatFilter {
+    /// Only chats with a media message.
+    pub with_media: bool,
+    /// Only archived chats (`true`) or only the others (`false`).
+    pub archived: Option<bool>,
 }
 
 /// Which of a chat's messages to list.
@@ -47,7 +63,8 @@ fn contains(text: &str) -> String {
 /// The columns of [`ChatSummary`] on `chats c` with its saved name `n`.
 const SUMMARY_COLUMNS: &str = "c.jid, COALESCE(n.name, c.name) AS name, c.last_message_at, \
      COALESCE((SELECT MIN(m.sent_at) FROM messages m WHERE m.device_id = c.device_id \
-         AND m.chat_jid = c.jid), c.last_message_at) AS first_message_at";
+         AND m.chat_jid = c.jid), c.last_message_at) AS first_message_at, \
+     c.archived, c.pinned, c.disappearing_secs";
 
 impl Db {
     /// Chat `jid` of one of `user`'s devices, as [`Db::chats_by_offset`] lists it, found by its
@@ -109,6 +126,41 @@ impl Db {
             .await)?)
     }
 
+    /// Records a setting the account made on chat `jid` of `device` once WhatsApp took it: the
+    /// chat archived or pinned (or back). Stars and deletions for the account alone are
+    /// WhatsApp's state, not kept here: the chat's record keeps every message.
+    #[tracing::instrument(skip(self))]
+    pub async fn record_chat_setting(&self, device: DeviceId, jid: &str, setting: &ChatSetting) -> Result<()> {
+        let (column, on) = match setting {
+            ChatSetting::Archived { archived } => ("archived", *archived),
+            ChatSetting::Pinned { pinned } => ("pinned", *pinned),
+            ChatSetting::Starred { .. } | ChatSetting::DeletedForMe { .. } => return Ok(()),
+        };
+        let sql = format!("UPDATE chats SET {column} = $3 WHERE device_id = $1 AND jid = $2");
+        on_db!(self, pool => sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(device)
+            .bind(jid)
+            .bind(on)
+            .execute(pool)
+            .await
+            .map(drop))?;
+        Ok(())
+    }
+
+    /// Records the disappearing-messages timer of chat `jid` of `device` (seconds, 0: off) once
+    /// WhatsApp took it.
+    #[tracing::instrument(skip(self))]
+    pub async fn record_disappearing(&self, device: DeviceId, jid: &str, seconds: u32) -> Result<()> {
+        on_db!(self, pool => sqlx::query("UPDATE chats SET disappearing_secs = $3 WHERE device_id = $1 AND jid = $2")
+            .bind(device)
+            .bind(jid)
+            .bind(i64::from(seconds))
+            .execute(pool)
+            .await
+            .map(drop))?;
+        Ok(())
+    }
+
     /// Marks chat `jid` of `device` as read: no unread messages.
     #[tracing::instrument(skip(self))]
     pub async fn clear_unread(&self, device: DeviceId, jid: &str) -> Result<()> {
@@ -123,34 +175,37 @@ impl Db {
 
     /// One page of the personal chats of one of `user`'s devices, most recent first, `limit`
     /// from `offset`, with how many there are in all: only those whose name contains `search`,
-    /// and only those with a media message when `with_media`. Empty for a device not theirs.
+    /// only those with a media message when `with_media`, and only the archived ones or only the
+    /// others when `archived` says which. Empty for a device not theirs.
     #[tracing::instrument(skip(self))]
     pub async fn chats_by_offset(
         &self,
         user: UserId,
         device: DeviceId,
         search: Option<&str>,
-        with_media: bool,
+        filter: ChatFilter,
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<ChatSummary>, i64)> {
-        let filter = format!(
+        let matching = format!(
             " FROM chats c LEFT JOIN contact_names n ON n.device_id = c.device_id AND n.jid = c.jid \
              JOIN devices d ON d.id = c.device_id WHERE c.device_id = $1 AND d.user_id = $2 \
              AND ($3 IS NULL OR LOWER(COALESCE(n.name, c.name, '')) LIKE $3 ESCAPE '\\') \
              AND (NOT $4 OR EXISTS (SELECT 1 FROM messages m WHERE m.device_id = c.device_id \
-                 AND m.chat_jid = c.jid AND m.kind IN {MEDIA_KINDS}))"
+                 AND m.chat_jid = c.jid AND m.kind IN {MEDIA_KINDS})) \
+             AND ($5 IS NULL OR c.archived = $5)"
         );
         let page =
-            format!("SELECT {SUMMARY_COLUMNS}{filter} ORDER BY c.last_message_at DESC, c.jid LIMIT $5 OFFSET $6");
-        let count = format!("SELECT COUNT(*){filter}");
+            format!("SELECT {SUMMARY_COLUMNS}{matching} ORDER BY c.last_message_at DESC, c.jid LIMIT $6 OFFSET $7");
+        let count = format!("SELECT COUNT(*){matching}");
         let pattern = search.map(str::trim).filter(|s| !s.is_empty()).map(contains);
         Ok(on_db!(self, pool => {
             let chats = sqlx::query_as::<_, ChatSummary>(sqlx::AssertSqlSafe(page.as_str()))
                 .bind(device)
                 .bind(user)
                 .bind(pattern.as_deref())
-                .bind(with_media)
+                .bind(filter.with_media)
+                .bind(filter.archived)
                 .bind(limit)
                 .bind(offset)
                 .fetch_all(pool)
@@ -159,7 +214,8 @@ impl Db {
                 .bind(device)
                 .bind(user)
                 .bind(pattern.as_deref())
-                .bind(with_media)
+                .bind(filter.with_media)
+                .bind(filter.archived)
                 .fetch_one(pool)
                 .await?;
             Ok::<_, sqlx::Error>((chats, total))

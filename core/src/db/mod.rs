@@ -57,7 +57,7 @@ pub use campaigns::{
     CalendarDay, CalendarEntry, Campaign, CampaignChanges, CampaignRecipient, CampaignReport, CampaignStatus,
     DeviceReport, Dispatched, NewCampaign, RECIPIENTS_PAGE_MAX, StatusCounts,
 };
-pub use chat_offsets::{ChatSummary, MessageFilter};
+pub use chat_offsets::{ChatFilter, ChatSummary, MessageFilter};
 pub use chat_views::{ChatCursor, ChatMessage, DeviceActivity, MessageCursor};
 pub use chats::{BatchOutcome, Chat, IngestItem};
 pub use contact_names::Contact;

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use wafleet_core::link::{
-    BusinessProfile, Content, IncomingMedia, Jid, LinkError, LinkEvent, MessageKind, MessageRef, NewChatCap,
-    NumberCheck, Outgoing, PrivacySettings, ProfilePicture, Restrictions, Session, Structured, UserInfo,
+    BusinessProfile, ChatSetting, Content, IncomingMedia, Jid, LinkError, LinkEvent, MessageKind, MessageRef,
+    NewChatCap, NumberCheck, Outgoing, PrivacySettings, ProfilePicture, Restrictions, Session, Structured, UserInfo,
 };
 use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber, Timestamp};
@@ -51,6 +51,10 @@ pub(crate) enum Request {
     PushName { name: String },
     /// The account online or offline.
     Presence { available: bool },
+    /// A setting of the account's own view of a chat.
+    ChatSetting { chat: Jid, setting: ChatSetting },
+    /// A chat's disappearing-messages timer.
+    Disappearing { chat: Jid, seconds: u32 },
     /// A reaction to a message.
     React {
         chat: Jid,
@@ -314,6 +318,30 @@ impl Session for SimSession {
         let request = Request::PushName { name: name.to_owned() };
         match self.request(request).await? {
             ServerFrame::Done { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    #[tracing::instrument(skip(self), fields(device = %self.device))]
+    async fn set_chat_setting(&self, chat: &Jid, setting: &ChatSetting) -> Result<(), LinkError> {
+        let request = Request::ChatSetting {
+            chat: chat.clone(),
+            setting: setting.clone(),
+        };
+        match self.request(request).await? {
+            ServerFrame::Done { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    #[tracing::instrument(skip(self), fields(device = %self.device))]
+    async fn set_disappearing(&self, chat: &Jid, seconds: u32) -> Result<(), LinkError> {
+        let request = Request::Disappearing {
+            chat: chat.clone(),
+            seconds,
+        };
+        match self.request(request).await? {
+            ServerFrame::Sent { .. } => Ok(()),
             other => Err(unexpected(&other)),
         }
     }

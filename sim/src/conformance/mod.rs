@@ -13,6 +13,7 @@ mod harness;
 mod messages;
 mod pairing;
 mod phones;
+mod settings;
 mod support;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub use messages::{
 };
 pub use pairing::{pair_code_pairing, qr_pairing_with_refreshing_codes, reconnect_from_another_link};
 pub use phones::{Action, Contact, Phones, Sent};
+pub use settings::chat_settings_and_disappearing_timer;
 pub use support::{
     Paired, contact, new_device, next_event, next_event_within, pair, unique_phone, wait_for, wait_for_within,
 };
@@ -86,6 +88,7 @@ pub const CHECKS: &[&str] = &[
     "files_of_every_kind_are_sent",
     "structured_messages_are_sent",
     "push_name_then_presence",
+    "chat_settings_and_disappearing_timer",
     "forwarded_sends_are_marked",
     "incoming_media_downloads",
     "mark_read_sends_a_read_receipt",

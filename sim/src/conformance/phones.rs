@@ -2,7 +2,7 @@
 //! unlinking), so that the same checks run against any network a link can talk to.
 
 use async_trait::async_trait;
-use wafleet_core::link::{Jid, MessageKind, Structured};
+use wafleet_core::link::{ChatSetting, Jid, MessageKind, Structured};
 use wafleet_core::types::PhoneNumber;
 
 use crate::ControlClient;
@@ -50,11 +50,11 @@ pub struct Sent {
 pub struct Action {
     /// The chat's account JID.
     pub chat: Jid,
-    /// `reaction`, `revoke` or `edit`.
+    /// `reaction`, `revoke`, `edit` or `disappearing`.
     pub kind: String,
     /// The message acted on.
     pub target: String,
-    /// A reaction's emoji, or an edit's new text.
+    /// A reaction's emoji, an edit's new text, or a disappearing-messages timer in seconds.
     pub text: Option<String>,
 }
 
@@ -101,6 +101,9 @@ pub trait Phones: Send + Sync {
     /// The typing indicators the linked devices of `phone` showed, oldest first: the chat's
     /// account JID, and whether typing (or stopped).
     async fn chat_states(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<(Jid, bool)>>;
+    /// The settings of their own view of chats the linked devices of `phone` changed (archive,
+    /// pin, star, delete for me), oldest first: the chat's account JID and the setting.
+    async fn chat_settings(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<(Jid, ChatSetting)>>;
     /// The push names and presences the linked devices of `phone` sent, oldest first: the name
     /// announced, and online or offline (`None` for a push name alone).
     async fn presences(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<(Option<String>, Option<bool>)>>;
@@ -234,6 +237,14 @@ impl Phones for ControlClient {
                 target: a.target,
                 text: a.text,
             })
+            .collect())
+    }
+
+    async fn chat_settings(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<(Jid, ChatSetting)>> {
+        Ok(ControlClient::chat_settings(self, phone.as_str())
+            .await?
+            .into_iter()
+            .map(|s| (s.chat, s.setting))
             .collect())
     }
 

@@ -189,6 +189,11 @@ impl ControlClient {
         self.get(&format!("/accounts/{}/chat-states", digits(phone))).await
     }
 
+    /// The settings of its own view of chats `phone`'s devices changed, oldest first.
+    pub async fn chat_settings(&self, phone: &str) -> anyhow::Result<Vec<ChatSettingRecord>> {
+        self.get(&format!("/accounts/{}/chat-settings", digits(phone))).await
+    }
+
     /// The push names and presences `phone`'s devices sent, oldest first.
     pub async fn presences(&self, phone: &str) -> anyhow::Result<Vec<PresenceRecord>> {
         self.get(&format!("/accounts/{}/presences", digits(phone))).await

@@ -1,7 +1,7 @@
 //! Bodies of the control API.
 
 use serde::{Deserialize, Serialize};
-use wafleet_core::link::{Jid, MessageKind, Structured};
+use wafleet_core::link::{ChatSetting, Jid, MessageKind, Structured};
 use wafleet_core::types::Timestamp;
 
 /// `POST /control/scan`: the phone of `phone` scans `code`.
@@ -296,6 +296,18 @@ pub struct PresenceRecord {
     pub at: Timestamp,
 }
 
+/// A setting of its own view of a chat an account's device changed (archive, pin, star, delete
+/// for me), as the network recorded it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatSettingRecord {
+    /// The chat.
+    pub chat: Jid,
+    /// The setting.
+    pub setting: ChatSetting,
+    /// When it arrived.
+    pub at: Timestamp,
+}
+
 /// A typing indicator an account's device showed in a chat, as the network recorded it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChatStateRecord {
@@ -315,7 +327,7 @@ pub struct ActionRecord {
     pub id: String,
     /// The chat.
     pub chat: Jid,
-    /// `reaction`, `revoke` or `edit`.
+    /// `reaction`, `revoke`, `edit` or `disappearing`.
     pub kind: String,
     /// The message acted on.
     pub target: String,
@@ -346,6 +358,19 @@ impl ActionRecord {
             kind: "revoke".into(),
             target,
             text: None,
+            at: Timestamp::now(),
+        }
+    }
+
+    /// The disappearing-messages timer of `chat` set to `seconds` (0: off), before the network
+    /// gives the message that carried it an id.
+    pub fn disappearing(chat: &Jid, seconds: u32) -> Self {
+        ActionRecord {
+            id: String::new(),
+            chat: chat.clone(),
+            kind: "disappearing".into(),
+            target: String::new(),
+            text: Some(seconds.to_string()),
             at: Timestamp::now(),
         }
     }

@@ -120,6 +120,10 @@ async fn handle(sim: &Arc<Sim>, conn: u64, frame: ClientFrame, greeted: &mut boo
         ClientFrame::ChatPresence { req, chat, typing } => sim.chat_presence(conn, req, &chat, typing),
         ClientFrame::PushName { req, name } => sim.push_name(conn, req, &name),
         ClientFrame::Presence { req, available } => sim.presence(conn, req, available),
+        ClientFrame::ChatSetting { req, chat, setting } => sim.chat_setting(conn, req, &chat, setting),
+        ClientFrame::Disappearing { req, chat, seconds } => {
+            sim.act(conn, req, &chat, ActionRecord::disappearing(&chat, seconds))
+        }
         ClientFrame::React {
             req,
             chat,

@@ -29,6 +29,7 @@ pub(crate) fn router() -> Router<Arc<Sim>> {
         .route("/accounts/{phone}/read", get(read))
         .route("/accounts/{phone}/chat-states", get(chat_states))
         .route("/accounts/{phone}/presences", get(presences))
+        .route("/accounts/{phone}/chat-settings", get(chat_settings))
         .route("/accounts/{phone}/actions", get(actions))
         .route("/accounts/{phone}/disconnect", post(disconnect))
         .route("/accounts/{phone}/logout", post(logout))
@@ -156,6 +157,10 @@ async fn read(State(sim): State<Arc<Sim>>, Path(phone): Path<String>) -> Result<
 
 async fn presences(State(sim): State<Arc<Sim>>, Path(phone): Path<String>) -> Result<Vec<PresenceRecord>> {
     Ok(Json(of_account(&sim, &phone, |a| a.presences.clone())?))
+}
+
+async fn chat_settings(State(sim): State<Arc<Sim>>, Path(phone): Path<String>) -> Result<Vec<ChatSettingRecord>> {
+    Ok(Json(of_account(&sim, &phone, |a| a.chat_settings.clone())?))
 }
 
 async fn chat_states(State(sim): State<Arc<Sim>>, Path(phone): Path<String>) -> Result<Vec<ChatStateRecord>> {

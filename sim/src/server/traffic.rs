@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use wafleet_core::link::{IncomingMedia, IncomingMessage, Jid, MessageKind, ReceiptKind, Structured};
+use wafleet_core::link::{ChatSetting, IncomingMedia, IncomingMessage, Jid, MessageKind, ReceiptKind, Structured};
 use wafleet_core::types::Timestamp;
 
 use crate::control::{
-    ActionRecord, ChatKind, ChatStateRecord, InjectMedia, InjectMessage, Injected, PresenceRecord, ReadRecord,
-    SentRecord,
+    ActionRecord, ChatKind, ChatSettingRecord, ChatStateRecord, InjectMedia, InjectMessage, Injected, PresenceRecord,
+    ReadRecord, SentRecord,
 };
 use crate::protocol::{ErrorClass, MediaInfo, ServerFrame};
 
@@ -420,16 +420,31 @@ impl Sim {
         w.push(conn, &ServerFrame::Done { req });
     }
 
-    /// The device of `conn` sent `action` (a reaction, a deletion for everyone, an edit) in
-    /// `chat`: recorded on its account under a new id, which the answer carries. Only the
-    /// account's own messages can be deleted for everyone or edited.
+    /// The device of `conn` changes its account's own `setting` of `chat`: recorded, answered.
+    pub(crate) fn chat_setting(&self, conn: u64, req: u64, chat: &Jid, setting: ChatSetting) {
+        let mut w = self.lock();
+        let Some(account) = about_a_chat(&w, conn, req, chat) else {
+            return;
+        };
+        let record = ChatSettingRecord {
+            chat: chat.clone(),
+            setting,
+            at: Timestamp::now(),
+        };
+        w.account_mut(&account).chat_settings.push(record);
+        w.push(conn, &ServerFrame::Done { req });
+    }
+
+    /// The device of `conn` sent `action` (a reaction, a deletion for everyone, an edit, a
+    /// disappearing-messages timer) in `chat`: recorded on its account under a new id, which the
+    /// answer carries. Only the account's own messages can be deleted for everyone or edited.
     pub(crate) fn act(&self, conn: u64, req: u64, chat: &Jid, mut action: ActionRecord) {
         let mut w = self.lock();
         let Some(account) = about_a_chat(&w, conn, req, chat) else {
             return;
         };
         let own = w.account_mut(&account).sent.iter().any(|m| m.id == action.target);
-        if action.kind != "reaction" && !own {
+        if ["revoke", "edit"].contains(&action.kind.as_str()) && !own {
             let message = format!("message {} was not sent by this account", action.target);
             let class = ErrorClass::Invalid;
             return w.push(conn, &ServerFrame::Error { req, class, message });

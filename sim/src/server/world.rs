@@ -11,7 +11,9 @@ use wafleet_core::link::{IncomingMessage, Jid, ReceiptKind};
 use wafleet_core::types::Timestamp;
 
 use crate::ban::Reputation;
-use crate::control::{ActionRecord, ChatStateRecord, Counters, NumberRule, PresenceRecord, ReadRecord, SentRecord};
+use crate::control::{
+    ActionRecord, ChatSettingRecord, ChatStateRecord, Counters, NumberRule, PresenceRecord, ReadRecord, SentRecord,
+};
 use crate::protocol::ServerFrame;
 
 /// What a connection's task is told to do.
@@ -63,6 +65,8 @@ pub(crate) struct Account {
     pub chat_states: Vec<ChatStateRecord>,
     /// Reactions, deletions for everyone and edits its devices sent, oldest first.
     pub actions: Vec<ActionRecord>,
+    /// Settings of its own view of chats its devices changed, oldest first.
+    pub chat_settings: Vec<ChatSettingRecord>,
     /// The push name its devices set, if any.
     pub push_name: Option<String>,
     /// Push names and presences its devices sent, oldest first.
@@ -93,6 +97,7 @@ impl Account {
             read: Vec::new(),
             chat_states: Vec::new(),
             actions: Vec::new(),
+            chat_settings: Vec::new(),
             push_name: None,
             presences: Vec::new(),
         }

@@ -186,7 +186,7 @@ fn copies(node: &Node) -> Vec<(String, String, Vec<u8>)> {
 }
 
 /// Kind, text and the message acted on (for reactions, deletions for everyone and edits) of a
-/// message's content.
+/// message's content; a disappearing-messages timer's text is its seconds.
 fn content(message: &wa::Message) -> (String, Option<String>, Option<String>) {
     let target = |key: &Option<wa::MessageKey>| key.as_ref().and_then(|k| k.id.clone());
     if let Some(text) = &message.conversation {
@@ -218,6 +218,10 @@ fn content(message: &wa::Message) -> (String, Option<String>, Option<String>) {
     } else if let Some(protocol) = message.protocol_message.as_deref().filter(|p| p.r#type == Some(0)) {
         // Type 0 is REVOKE: a deletion for everyone.
         ("revoke".into(), None, target(&protocol.key))
+    } else if let Some(protocol) = message.protocol_message.as_deref().filter(|p| p.r#type == Some(3)) {
+        // Type 3 is EPHEMERAL_SETTING: the chat's disappearing-messages timer, in seconds.
+        let seconds = protocol.ephemeral_expiration.unwrap_or_default();
+        ("disappearing".into(), Some(seconds.to_string()), None)
     } else if let Some(protocol) = message.protocol_message.as_deref().filter(|p| p.r#type == Some(14)) {
         // Type 14 is MESSAGE_EDIT: the new content replaces the message the key names.
         let text = protocol.edited_message.as_deref().and_then(|m| content(m).1);

@@ -13,7 +13,7 @@ use wa_rs_binary::node::Node;
 use super::model::{self, ConnState, Out};
 use super::{HandshakeCounts, Network, SentMessage, chat, nodes, non_personal, pair_code, pairing};
 use crate::control::{ChatKind, MediaFile};
-use wafleet_core::link::MessageKind;
+use wafleet_core::link::{ChatSetting, Jid, MessageKind};
 
 /// A running front end; stops when dropped or on [`WaWebHandle::stop`].
 pub struct WaWebHandle {
@@ -316,6 +316,18 @@ impl WaWebHandle {
             .iter()
             .filter(|(p, _, kind)| p == phone && kind == "read")
             .map(|(_, id, _)| id.clone())
+            .collect()
+    }
+
+    /// The settings of their own view of chats the linked devices of `phone` changed (archive,
+    /// pin, star, delete for me), oldest first.
+    pub fn chat_settings(&self, phone: &str) -> Vec<(Jid, ChatSetting)> {
+        let model = self.net.lock();
+        model
+            .chat_settings
+            .iter()
+            .filter(|(p, _, _)| p == phone)
+            .map(|(_, chat, setting)| (chat.clone(), setting.clone()))
             .collect()
     }
 

@@ -186,7 +186,10 @@ fn handle_iq(model: &mut Model, conn: u64, node: &Node) {
             )
         }
         ("encrypt", "set", _, Some(device)) => upload_prekeys(model, device, node),
-        ("w:sync:app:state", "set", "sync", Some(_)) => super::appstate::answer_sync(node),
+        ("w:sync:app:state", "set", "sync", Some((phone, _))) => {
+            let phone = phone.clone();
+            super::appstate::answer_sync(model, &phone, node)
+        }
         ("encrypt", "get", "digest", Some(device)) => super::startup::key_digest(model, device, node),
         ("abt", "get", "props", Some(_)) => super::startup::props(node),
         ("privacy", "get", "privacy", Some((phone, _))) => super::startup::privacy(model, phone, node),

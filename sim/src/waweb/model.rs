@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use wa_rs_binary::node::Node;
 use wa_rs_libsignal::protocol::KeyPair;
+use wafleet_core::link::{ChatSetting, Jid};
 
 use super::appstate::AppStateKey;
 use super::signal::PhoneSignal;
@@ -136,6 +137,9 @@ pub(crate) struct Model {
     /// Push names and presences linked devices sent: (their number, the name announced, online
     /// or offline; `None` for a push name alone).
     pub presences: Vec<(String, Option<String>, Option<bool>)>,
+    /// Settings of their own view of chats linked devices changed through app state patches:
+    /// (their number, the chat, the setting).
+    pub chat_settings: Vec<(String, Jid, ChatSetting)>,
     /// How linked devices answered the messages phones sent them, by message id: `true` once
     /// one took it (a receipt; for plaintext, an ack), `false` when it could not decrypt it (a
     /// retry receipt) or refused it (a nack).
@@ -187,10 +191,11 @@ pub struct SentMessage {
     pub from: String,
     /// The recipient's number.
     pub to: String,
-    /// `text`, `image`, `video`, `audio`, `document`, `sticker`, `reaction`, `revoke`, `edit` or
-    /// `other`.
+    /// `text`, `image`, `video`, `audio`, `document`, `sticker`, `reaction`, `revoke`, `edit`,
+    /// `disappearing` or `other`.
     pub kind: String,
-    /// The text, a file's caption, a reaction's emoji, or an edit's new text.
+    /// The text, a file's caption, a reaction's emoji, an edit's new text, or a disappearing
+    /// timer's seconds.
     pub text: Option<String>,
     /// For a reaction, a deletion for everyone or an edit, the message it is about.
     pub target: Option<String>,

@@ -19,6 +19,7 @@ wafleet_sim::conformance_suite!(
         files_of_every_kind_are_sent,
         structured_messages_are_sent,
         push_name_then_presence,
+        chat_settings_and_disappearing_timer,
         forwarded_sends_are_marked,
         incoming_media_downloads,
         mark_read_sends_a_read_receipt,

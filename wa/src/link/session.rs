@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use wafleet_core::link::{
-    BusinessCategory, BusinessHours, BusinessProfile, Content, IncomingMedia, Jid, LinkError, LinkEvent, MessageKind,
-    MessageRef, NumberCheck, Outgoing, OutgoingMedia, PrivacySettings, ProfilePicture, Restrictions, Session,
-    Structured, UserInfo,
+    BusinessCategory, BusinessHours, BusinessProfile, ChatSetting, Content, IncomingMedia, Jid, LinkError, LinkEvent,
+    MessageKind, MessageRef, NumberCheck, Outgoing, OutgoingMedia, PrivacySettings, ProfilePicture, Restrictions,
+    Session, Structured, UserInfo,
 };
 use wafleet_core::sync;
 use wafleet_core::types::{DeviceId, PhoneNumber};
@@ -592,6 +592,52 @@ impl Session for WaSession {
             states.send_paused(&to).await
         };
         sent.map_err(|e| LinkError::Transient(format!("sending a typing indicator: {e}")))
+    }
+
+    /// Writes the setting as WhatsApp Web does: one mutation of the account's app state
+    /// (`archive`, `pin_v1`, `star`, `deleteMessageForMe`), encrypted with the newest app state
+    /// key the phone shared, sent as a patch of its collection.
+    #[tracing::instrument(skip_all, fields(device = %self.device, chat = %chat))]
+    async fn set_chat_setting(&self, chat: &Jid, setting: &ChatSetting) -> Result<(), LinkError> {
+        use whatsapp_rust::AppStateError;
+        let jid = recipient(chat)?;
+        self.ready()?;
+        let actions = self.client.chat_actions();
+        let done = match setting {
+            ChatSetting::Archived { archived: true } => actions.archive_chat(&jid, None).await,
+            ChatSetting::Archived { archived: false } => actions.unarchive_chat(&jid, None).await,
+            ChatSetting::Pinned { pinned: true } => actions.pin_chat(&jid).await,
+            ChatSetting::Pinned { pinned: false } => actions.unpin_chat(&jid).await,
+            ChatSetting::Starred { message, starred: true } => {
+                actions.star_message(&jid, None, &message.id, message.from_me).await
+            }
+            ChatSetting::Starred {
+                message,
+                starred: false,
+            } => actions.unstar_message(&jid, None, &message.id, message.from_me).await,
+            ChatSetting::DeletedForMe { message, sent_at } => {
+                let sent_at = sent_at.map(|t| t.millis() / 1000);
+                actions
+                    .delete_message_for_me(&jid, None, &message.id, message.from_me, true, sent_at)
+                    .await
+            }
+        };
+        done.map_err(|e| match e {
+            AppStateError::InvalidRequest(why) => LinkError::Invalid(why),
+            other => LinkError::Transient(format!("changing the chat's setting: {other}")),
+        })
+    }
+
+    /// Sends WhatsApp Web's `protocolMessage` EPHEMERAL_SETTING to the chat.
+    #[tracing::instrument(skip_all, fields(device = %self.device, chat = %chat, seconds))]
+    async fn set_disappearing(&self, chat: &Jid, seconds: u32) -> Result<(), LinkError> {
+        let to = recipient(chat)?;
+        self.ready()?;
+        self.client
+            .set_chat_disappearing_timer(to, seconds)
+            .await
+            .map(drop)
+            .map_err(|e| classify_send("setting the disappearing timer", &e))
     }
 
     /// Sets the push name as WhatsApp Web does: `<presence name="…"/>` at once, then the

@@ -8,7 +8,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use wafleet_core::Db;
 use wafleet_core::keys::KeyRing;
-use wafleet_core::link::{Jid, Link, MessageKind};
+use wafleet_core::link::{ChatSetting, Jid, Link, MessageKind};
 use wafleet_core::types::{DeviceId, PhoneNumber};
 use wafleet_sim::conformance::{Action, Contact, Harness, Phones, Sent};
 use wafleet_sim::control::{ChatKind, MediaFile, Profile};
@@ -185,7 +185,7 @@ impl Phones for WawebPhones {
             .0
             .sent(phone.digits())
             .into_iter()
-            .filter(|m| ["reaction", "revoke", "edit"].contains(&m.kind.as_str()))
+            .filter(|m| ["reaction", "revoke", "edit", "disappearing"].contains(&m.kind.as_str()))
             .map(|m| Action {
                 chat: account_jid(&m.to),
                 text: m.text,
@@ -197,6 +197,10 @@ impl Phones for WawebPhones {
 
     async fn presences(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<(Option<String>, Option<bool>)>> {
         Ok(self.0.presences(phone.digits()))
+    }
+
+    async fn chat_settings(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<(Jid, ChatSetting)>> {
+        Ok(self.0.chat_settings(phone.digits()))
     }
 
     async fn chat_states(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<(Jid, bool)>> {

@@ -210,6 +210,8 @@ impl Task {
                             Request::ChatPresence { chat, typing } => ClientFrame::ChatPresence { req, chat, typing },
                             Request::PushName { name } => ClientFrame::PushName { req, name },
                             Request::Presence { available } => ClientFrame::Presence { req, available },
+                            Request::ChatSetting { chat, setting } => ClientFrame::ChatSetting { req, chat, setting },
+                            Request::Disappearing { chat, seconds } => ClientFrame::Disappearing { req, chat, seconds },
                             Request::React {
                                 chat,
                                 target,
