@@ -57,7 +57,6 @@ OUT_OF_SCOPE = {
 
 # Personal-chat operations wafleet does not answer yet, and what each needs.
 NOT_YET = {
-    ("POST", "/call/reject"): "call events (`call.offer`) and rejecting them through the session",
 }
 
 # Statuses wafleet answers that the document does not list for the operation, each for a reason a
@@ -102,6 +101,7 @@ NOTES = {
     ("POST", "/message/{message_id}/delete"): "for the account alone (its synced app state, as the phone's \"Delete for me\"); `phone` may be left out; wafleet's record of the chat keeps the message",
     ("POST", "/chat/{chat_jid}/pin"): "the account's synced app state, as the phone pins; `GET /chats` does not reorder pinned chats",
     ("POST", "/chat/{chat_jid}/archive"): "the account's synced app state, as the phone archives; `GET /chats?archived=true` lists the chats archived through wafleet",
+    ("POST", "/call/reject"): "through the device's live session, naming `payload.call_id` and `payload.from` of the `call.offer` webhook; WhatsApp does not answer a rejection, so one of a call that has ended is answered `200` too",
     ("POST", "/chat/{chat_jid}/disappearing"): "a message in the chat, as the phone sets it; wafleet's own sends do not carry the timer, and its record keeps every message",
     ("POST", "/message/{message_id}/read"): "a received message the device stored; the device must be online; also clears the chat's unread count",
     ("POST", "/send/chat-presence"): "through the device's live session; the device must be online",
@@ -469,6 +469,10 @@ def run_calls(doc, app):
             url("/chat/60191000001@s.whatsapp.net/disappearing"), headers=header, json={"timer_seconds": seconds})
     yield ("POST", "/chat/{chat_jid}/disappearing"), "a timer WhatsApp does not offer", 400, api.post(
         url("/chat/60191000001@s.whatsapp.net/disappearing"), headers=header, json={"timer_seconds": 3600})
+    yield ("POST", "/call/reject"), "decline a call", 200, api.post(url("/call/reject"), headers=header, json={
+        "caller_jid": "60191000001@s.whatsapp.net", "call_id": "ABC123DEF456"})
+    yield ("POST", "/call/reject"), "no call_id", 400, api.post(url("/call/reject"), headers=header, json={
+        "caller_jid": "60191000001@s.whatsapp.net"})
     yield ("POST", "/chat/{chat_jid}/disappearing"), "a group", 400, api.post(
         url("/chat/120363025982934543@g.us/disappearing"), headers=header, json={"timer_seconds": 86400})
     photo = wait_for("the demo contact's photo, kept", lambda: next(

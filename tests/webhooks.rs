@@ -216,7 +216,27 @@ async fn every_source_is_delivered_signed(backend: Backend) {
     );
     assert_eq!(message.body["payload"]["is_from_me"], false);
 
-    println!("{:?}: message arrived; sending", clock.elapsed());
+    println!("{:?}: message arrived; a contact calls", clock.elapsed());
+    // A call rings: `call.offer` names it and the caller, and declining it through the holder
+    // (as `POST /call/reject` asks) reaches the network.
+    let call_id = sim.control().place_call(&phone, "+60199990003", false).await.unwrap();
+    let offer = receiver.wait_for("call.offer", |r| r.event == "call.offer").await;
+    assert!(offer.signed, "{offer:?}");
+    assert_eq!(offer.body["payload"]["call_id"], call_id.as_str(), "{offer:?}");
+    assert_eq!(offer.body["payload"]["from"], "60199990003@s.whatsapp.net", "{offer:?}");
+    assert_eq!(offer.body["payload"]["auto_rejected"], false, "{offer:?}");
+    assert_eq!(offer.body["session_id"], device.0.to_string());
+    let question = serde_json::json!({ "caller": offer.body["payload"]["from"], "call_id": call_id });
+    db.create_device_request(hooked, device, "reject_call", &question.to_string())
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(30), "the call is declined", async || {
+        let calls = sim.control().calls(&phone).await.unwrap();
+        calls.iter().any(|c| c.call.id == call_id && c.rejected)
+    })
+    .await;
+
+    println!("{:?}: call declined; sending", clock.elapsed());
     // A send from the device comes back delivered and read, under the WhatsApp id the compatible
     // API answers when it accepts the send (whether the worker has begun it yet or not).
     let (sent, _) = db

@@ -11,6 +11,7 @@ mod analytics;
 mod campaigns;
 mod chat_view;
 mod compat;
+mod compat_call;
 mod compat_chats;
 mod compat_devices;
 mod compat_message;
@@ -163,6 +164,7 @@ pub fn app(state: AppState) -> Router {
         .merge(compat_chats::router())
         .merge(compat_user::router(state.settings.max_media_bytes))
         .merge(compat_message::router())
+        .merge(compat_call::router())
         .merge(received_media::compat_router())
         .merge(compat_send::router(state.settings.max_media_bytes))
         .merge(compat_structured::router())

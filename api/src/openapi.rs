@@ -56,8 +56,8 @@ use crate::session::CurrentUser;
         (name = "actions", description = "A device's actions: test sends, number checks per pasted line, broadcasts \
             to pasted lists (all lines checked first; each recipient a paced send under `broadcast:{id}:{phone}`) \
             with their progress, and the device's activity log"),
-        (name = "webhooks", description = "Your URL for events (message, message.ack, device.connected, \
-            device.disconnected, campaign.finished), signed with HMAC-SHA256 in `X-Hub-Signature-256`; deliveries \
+        (name = "webhooks", description = "Your URL for events (message, message.ack, call.offer, \
+            device.connected, device.disconnected, campaign.finished), signed with HMAC-SHA256 in `X-Hub-Signature-256`; deliveries \
             retried with backoff, dead ones listed and replayable"),
         (name = "compatible", description = "Routes kept from the REST API wafleet grew out of; API tokens only"),
     )

@@ -22,14 +22,16 @@ pub(crate) fn required(method: &Method, path: &str) -> Scope {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Scope::Read;
     }
-    // Acting on a message or a chat (marking it read, starring, pinning, archiving, its
-    // disappearing timer) is the day-to-day work of whoever sends from the device, as a send is.
+    // Acting on a message, a chat or a call (marking it read, starring, pinning, archiving, its
+    // disappearing timer, declining a call) is the day-to-day work of whoever sends from the
+    // device, as a send is.
     let sends = path.ends_with("/send")
         || path.ends_with("/actions/test-send")
         || path.ends_with("/broadcasts")
         || path.starts_with("/send/")
         || path.starts_with("/message/")
-        || path.starts_with("/chat/");
+        || path.starts_with("/chat/")
+        || path == "/call/reject";
     // A number check asks WhatsApp and changes nothing; nor does a preview of a message.
     let checks = path.ends_with("/check") || path.ends_with("/preview");
     if sends {
@@ -80,8 +82,15 @@ mod tests {
         assert_eq!(required(&Method::POST, "/api/devices/3/broadcasts"), Scope::Send);
         assert_eq!(required(&Method::POST, "/send/message"), Scope::Send);
         assert_eq!(required(&Method::POST, "/message/3EB0AB/read"), Scope::Send);
-        assert_eq!(required(&Method::POST, "/chat/60191000001@s.whatsapp.net/archive"), Scope::Send);
-        assert_eq!(required(&Method::GET, "/chat/60191000001@s.whatsapp.net/messages"), Scope::Read);
+        assert_eq!(
+            required(&Method::POST, "/chat/60191000001@s.whatsapp.net/archive"),
+            Scope::Send
+        );
+        assert_eq!(
+            required(&Method::GET, "/chat/60191000001@s.whatsapp.net/messages"),
+            Scope::Read
+        );
+        assert_eq!(required(&Method::POST, "/call/reject"), Scope::Send);
         assert_eq!(required(&Method::POST, "/api/devices/3/check"), Scope::Read);
         assert_eq!(required(&Method::POST, "/api/devices/3/actions/check"), Scope::Read);
         assert_eq!(required(&Method::POST, "/api/templates/preview"), Scope::Read);

@@ -101,7 +101,7 @@ pub struct PutWebhook {
     /// Generate a new secret (shown once), replacing the current one.
     #[serde(default)]
     pub rotate_secret: bool,
-    /// Events to send: any of `message`, `message.ack`, `device.connected`,
+    /// Events to send: any of `message`, `message.ack`, `call.offer`, `device.connected`,
     /// `device.disconnected`, `campaign.finished`. Left out or empty: all.
     pub events: Option<EventList>,
     /// Default true.

@@ -113,7 +113,7 @@
   function renderDeviceHook(device, hook) {
     // Campaign events are the account's, whatever a device's webhook lists.
     const events = hook.events.filter((e) => e !== "campaign.finished");
-    const what = events.length === 4 ? "every event" : events.join(", ");
+    const what = events.length === 5 ? "every event" : events.join(", ");
     const edit = el("button", { type: "button", className: "edit" }, "Edit");
     edit.addEventListener("click", () => {
       deviceForm.elements.device.value = String(device.id);

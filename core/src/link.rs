@@ -296,6 +296,13 @@ pub enum LinkEvent {
         /// Fire when durable.
         ack: Ack,
     },
+    /// Someone is calling the account (a personal call ringing on its phone). Not acknowledged:
+    /// WhatsApp rings a call once and does not offer it again, so one that arrives while the
+    /// device changes hands is missed, as on a phone that was offline.
+    Call {
+        /// The call.
+        call: IncomingCall,
+    },
     /// Delivery or read receipts for messages this account sent.
     Receipt {
         /// Delivered or read.
@@ -311,6 +318,25 @@ pub enum LinkEvent {
         /// than lost.
         ack: Ack,
     },
+}
+
+/// A call ringing on the account, as WhatsApp offered it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IncomingCall {
+    /// WhatsApp's id of the call, which rejecting it names.
+    pub id: String,
+    /// Who is calling (`…@s.whatsapp.net`, or `…@lid`).
+    pub from: Jid,
+    /// The name the caller gave themselves on WhatsApp (their push name), when sent.
+    pub name: Option<String>,
+    /// The caller's platform (`android`, `iphone`, …), when sent.
+    pub platform: Option<String>,
+    /// The caller's WhatsApp version, when sent.
+    pub version: Option<String>,
+    /// A video call (else voice).
+    pub video: bool,
+    /// When it started ringing.
+    pub at: Timestamp,
 }
 
 /// Why a call on a link failed. The classes decide what happens next: only
@@ -777,6 +803,11 @@ pub trait Session: Send + Sync {
     /// [`DISAPPEARING_TIMERS`]; 0 turns it off): a message in the chat, which both people's
     /// phones take as the chat's timer from then on.
     async fn set_disappearing(&self, chat: &Jid, seconds: u32) -> Result<(), LinkError>;
+
+    /// Declines the call `call_id` from `caller` that is ringing on the account, as the phone's
+    /// "Decline" does. WhatsApp does not answer a rejection: one of a call that has ended, or was
+    /// never made, changes nothing.
+    async fn reject_call(&self, caller: &Jid, call_id: &str) -> Result<(), LinkError>;
 
     /// Reacts to message `target` of the personal chat `chat` with `emoji` (an empty one takes
     /// the account's reaction back); returns the reaction's own message id.

@@ -2,8 +2,8 @@
 //!
 //! Bodies follow the webhook payloads of the REST API wafleet grew out of, so receivers written
 //! for it keep working: `{"event", "device_id", "timestamp", "payload"}`, the signature
-//! `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the exact body>`, `message` and `message.ack`
-//! shaped as there. wafleet adds `session_id` (its device id), the `device.connected`,
+//! `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the exact body>`, `message`, `message.ack` and
+//! `call.offer` shaped as there. wafleet adds `session_id` (its device id), the `device.connected`,
 //! `device.disconnected`, `campaign.finished` and `webhook.test` events, and a delivery id header
 //! that stays the same across retries and replays.
 
@@ -11,7 +11,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::link::{IncomingMessage, Jid, ReceiptKind};
+use crate::link::{IncomingCall, IncomingMessage, Jid, ReceiptKind};
 use crate::types::{DeviceId, Timestamp};
 
 /// Header carrying `sha256=<hex HMAC-SHA256 of the body under the user's secret>`.
@@ -45,13 +45,17 @@ pub enum EventKind {
     /// A campaign's last send settled.
     #[serde(rename = "campaign.finished")]
     CampaignFinished,
+    /// A call is ringing on a device's account.
+    #[serde(rename = "call.offer")]
+    CallOffer,
 }
 
 impl EventKind {
     /// Every event, in the order the dashboard lists them.
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 6] = [
         EventKind::Message,
         EventKind::MessageAck,
+        EventKind::CallOffer,
         EventKind::DeviceConnected,
         EventKind::DeviceDisconnected,
         EventKind::CampaignFinished,
@@ -65,6 +69,7 @@ impl EventKind {
             EventKind::DeviceConnected => "device.connected",
             EventKind::DeviceDisconnected => "device.disconnected",
             EventKind::CampaignFinished => "campaign.finished",
+            EventKind::CallOffer => "call.offer",
         }
     }
 
@@ -243,6 +248,28 @@ pub fn receipt_body(device: &DeviceRef, chat: &Jid, kind: ReceiptKind, ids: &[St
 pub fn device_body(device: &DeviceRef, kind: EventKind, status: &str, at: Timestamp) -> String {
     let payload = json!({ "id": device.id, "name": device.name, "jid": device.jid, "status": status });
     envelope(kind.as_str(), Some(device), at, payload)
+}
+
+/// `call.offer`, shaped as the upstream's: the call's id (which `POST /call/reject` names with
+/// `payload.from`), the caller, the name they gave themselves, their platform and version.
+/// `auto_rejected` is always false: wafleet rejects a call only when asked.
+pub fn call_body(device: &DeviceRef, call: &IncomingCall, at: Timestamp) -> String {
+    let mut payload = json!({
+        "call_id": call.id,
+        "from": call.from.0,
+        "auto_rejected": false,
+        "is_video": call.video,
+    });
+    for (key, value) in [
+        ("sender_display_name", &call.name),
+        ("remote_platform", &call.platform),
+        ("remote_version", &call.version),
+    ] {
+        if let Some(value) = value {
+            payload[key] = json!(value);
+        }
+    }
+    envelope(EventKind::CallOffer.as_str(), Some(device), at, payload)
 }
 
 /// `campaign.finished`.

@@ -55,6 +55,7 @@ async fn requests_survive_and_ids_go_on(backend: Backend) {
         "presence",
         "chat_setting",
         "disappearing",
+        "reject_call",
     ] {
         db.create_device_request(user, device, kind, "{}")
             .await

@@ -7,13 +7,14 @@ ALTER TABLE chats ADD COLUMN pinned BOOLEAN NOT NULL DEFAULT FALSE;
 ALTER TABLE chats ADD COLUMN disappearing_secs BIGINT NOT NULL DEFAULT 0;
 
 -- Questions the API leaves for a device's holder now include `chat_setting` (archive, pin, star
--- or delete for me: the account's synced app state) and `disappearing` (a chat's timer):
+-- or delete for me: the account's synced app state), `disappearing` (a chat's timer) and
+-- `reject_call` (declining a call that rings, `POST /call/reject`):
 -- `device_requests` is rebuilt with the wider check as in 0027, its ids, rows, index and sequence
 -- carried over.
 CREATE TABLE device_requests_0030 (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     device_id  INTEGER    NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
-    kind       TEXT   NOT NULL CHECK (kind IN ('check_numbers', 'mark_read', 'chat_presence', 'react', 'revoke', 'edit', 'user_info', 'privacy', 'profile_picture', 'set_profile_picture', 'business_profile', 'push_name', 'presence', 'chat_setting', 'disappearing')),
+    kind       TEXT   NOT NULL CHECK (kind IN ('check_numbers', 'mark_read', 'chat_presence', 'react', 'revoke', 'edit', 'user_info', 'privacy', 'profile_picture', 'set_profile_picture', 'business_profile', 'push_name', 'presence', 'chat_setting', 'disappearing', 'reject_call')),
     payload    TEXT   NOT NULL,
     state      TEXT   NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'failed')),
     result     TEXT,

@@ -24,6 +24,8 @@
 //! | `POST /accounts/{phone}/logout` | → [`Count`] | unlinks its devices from the phone |
 //! | `POST /accounts/{phone}/ban` | → [`Count`] | bans it |
 //! | `POST /accounts/{phone}/schedule` | [`Schedule`] → [`Count`] | incoming messages at a steady rate |
+//! | `POST /accounts/{phone}/calls` | [`PlaceCall`] → [`Placed`] | someone calls it: the call rings on its connected devices |
+//! | `GET /accounts/{phone}/calls` | → `[CallRecord]` | the calls that rang on it, and whether a device declined each |
 //! | `POST /accounts/{phone}/contacts/{contact}` | [`SaveContact`] → [`Count`] | the phone saves a contact's name |
 //! | `POST /accounts/{phone}/restrict` | [`Restrict`] → [`Count`] | a reach-out timelock, a new-chat cap |
 //! | `POST /waweb/scan`, `/waweb/pair-code` | [`ScanRequest`], [`PairCodeRequest`] → [`Paired`] | a phone links a wa-rs client to the WhatsApp Web front end |

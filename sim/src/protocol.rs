@@ -25,7 +25,9 @@
 //! reconnects with its token.
 
 use serde::{Deserialize, Serialize};
-use wafleet_core::link::{ChatSetting, IncomingMessage, Jid, LinkError, MessageKind, ReceiptKind, Structured};
+use wafleet_core::link::{
+    ChatSetting, IncomingCall, IncomingMessage, Jid, LinkError, MessageKind, ReceiptKind, Structured,
+};
 use wafleet_core::types::Timestamp;
 
 /// How a session starts.
@@ -195,6 +197,16 @@ pub enum ClientFrame {
         /// The timer, in seconds.
         seconds: u32,
     },
+    /// Decline call `call_id` from `caller`; answered `Done` whether or not it still rings, as
+    /// WhatsApp does not answer a rejection.
+    RejectCall {
+        /// Request number.
+        req: u64,
+        /// Who is calling.
+        caller: Jid,
+        /// The call.
+        call_id: String,
+    },
     /// React to message `target` of `chat` with `emoji` (empty: take the reaction back).
     React {
         /// Request number.
@@ -328,6 +340,12 @@ pub enum ServerFrame {
         ids: Vec<String>,
         /// When.
         at: Timestamp,
+    },
+    /// Someone is calling the account: a personal call ringing. Not acknowledged or replayed (a
+    /// call rings once).
+    Call {
+        /// The call.
+        call: IncomingCall,
     },
     /// A name the account's phone saved for a contact (its address book, synced as app state;
     /// an empty name: removed). Acknowledged with `ack` and its `id`, replayed until then.

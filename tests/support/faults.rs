@@ -216,6 +216,10 @@ impl Session for WithEvents {
     async fn set_disappearing(&self, chat: &Jid, seconds: u32) -> Result<(), LinkError> {
         self.inner.set_disappearing(chat, seconds).await
     }
+
+    async fn reject_call(&self, caller: &Jid, call_id: &str) -> Result<(), LinkError> {
+        self.inner.reject_call(caller, call_id).await
+    }
     async fn react(&self, chat: &Jid, target: &MessageRef, emoji: &str) -> Result<String, LinkError> {
         self.inner.react(chat, target, emoji).await
     }
@@ -296,6 +300,10 @@ impl Session for Wrapped {
 
     async fn set_disappearing(&self, chat: &Jid, seconds: u32) -> Result<(), LinkError> {
         self.inner.set_disappearing(chat, seconds).await
+    }
+
+    async fn reject_call(&self, caller: &Jid, call_id: &str) -> Result<(), LinkError> {
+        self.inner.reject_call(caller, call_id).await
     }
     async fn react(&self, chat: &Jid, target: &MessageRef, emoji: &str) -> Result<String, LinkError> {
         self.inner.react(chat, target, emoji).await

@@ -52,7 +52,7 @@ async fn handle(db: &Db, ingest: &Ingest, device: Fence, event: LinkEvent) -> wa
     // device's row: its cached reads go.
     let row_changed = !matches!(
         event,
-        LinkEvent::Message { .. } | LinkEvent::Receipt { .. } | LinkEvent::LidMapping { .. }
+        LinkEvent::Message { .. } | LinkEvent::Receipt { .. } | LinkEvent::LidMapping { .. } | LinkEvent::Call { .. }
     );
     let flow = apply(db, ingest, device, event).await;
     if row_changed {
@@ -103,6 +103,10 @@ async fn apply(db: &Db, ingest: &Ingest, device: Fence, event: LinkEvent) -> waf
         LinkEvent::ContactName { jid, name, ack } => {
             db.set_contact_name(device.device, &jid, &name).await?;
             ack.done();
+        }
+        LinkEvent::Call { call } => {
+            tracing::info!(call = %call.id, from = %call.from, "a call is ringing");
+            db.record_call(device, &call).await?;
         }
         LinkEvent::LidMapping { lid, phone, ack } => {
             ingest.push(device, IngestItem::LidMapping { lid, phone }, ack).await;

@@ -80,6 +80,13 @@ struct Disappearing {
     seconds: u32,
 }
 
+/// The question of a `reject_call` request: decline call `call_id` from `caller`.
+#[derive(serde::Deserialize)]
+struct RejectCall {
+    caller: Jid,
+    call_id: String,
+}
+
 /// The question of a `react` request: `emoji` on `target` of the personal chat `chat`.
 #[derive(serde::Deserialize)]
 struct React {
@@ -213,6 +220,10 @@ async fn answer(db: &Db, request: &DeviceRequest, session: &dyn Session) -> (boo
                 }
                 answered
             }
+            Err(failed) => failed,
+        },
+        "reject_call" => match question::<RejectCall>(request) {
+            Ok(q) => called(session.reject_call(&q.caller, &q.call_id)).await,
             Err(failed) => failed,
         },
         "disappearing" => match question::<Disappearing>(request) {

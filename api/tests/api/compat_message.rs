@@ -2,8 +2,8 @@
 //! no worker runs): `POST /message/{message_id}/read`, for a received message of the device in the
 //! chat the body names, `POST /send/chat-presence`, `GET /user/info`, `GET` and `POST
 //! /user/avatar`, `GET /user/business-profile`, `GET /user/my/privacy`, and the account's chat
-//! settings (star, delete for me, pin, archive, disappearing timer); each with a clear
-//! refusal for everything else, and nothing of anyone else's.
+//! settings (star, delete for me, pin, archive, disappearing timer) and `POST /call/reject`; each
+//! with a clear refusal for everything else, and nothing of anyone else's.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -481,6 +481,43 @@ async fn chat_settings_go_through_the_session(app: TestApp) {
     );
 }
 
+/// `POST /call/reject` asks the holder to decline the call the `call.offer` webhook named; a
+/// body without the call or the caller, or naming a group, is a 400 and asks nothing.
+async fn a_call_is_declined_through_the_session(app: TestApp) {
+    let ana = app.session("ana@example.com").await;
+    let shop = ana.add_device("Shop", Some("+60123456789")).await;
+    linked(&app, shop).await;
+    let send = token(&ana, json!(["send"])).await;
+    for (caller, expected) in [
+        ("60191000001@s.whatsapp.net", "60191000001@s.whatsapp.net"),
+        ("60191000001:3@s.whatsapp.net", "60191000001:3@s.whatsapp.net"),
+        ("+60 19-100 0001", "60191000001@s.whatsapp.net"),
+    ] {
+        let body = json!({"caller_jid": caller, "call_id": "5A0F1C2D3E4F"});
+        let (response, question) = tokio::join!(
+            post(&app, &send, "Shop", "/call/reject", body),
+            answer(&app, shop, "reject_call")
+        );
+        let status = response.status();
+        let reply = crate::helpers::body(response).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        assert_eq!(reply["code"], "SUCCESS", "{reply}");
+        assert_eq!(question, Some(json!({"caller": expected, "call_id": "5A0F1C2D3E4F"})));
+    }
+    for (body, message) in [
+        (json!({"caller_jid": "60191000001@s.whatsapp.net"}), "call_id"),
+        (json!({"call_id": "5A0F1C2D3E4F"}), "caller_jid"),
+        (
+            json!({"caller_jid": "120363025982934543@g.us", "call_id": "5A0F1C2D3E4F"}),
+            "not a person's chat",
+        ),
+    ] {
+        let response = post(&app, &send, "Shop", "/call/reject", body).await;
+        expect_error(response, StatusCode::BAD_REQUEST, message).await;
+    }
+    assert_eq!(crate::actions::count(&app, "device_requests").await, 3);
+}
+
 /// `GET /user/info?phone=…` for `device`, as an upstream client calls it.
 async fn user_info(app: &TestApp, token: &str, device: &str, phone: &str) -> reqwest::Response {
     reqwest::Client::new()
@@ -746,4 +783,4 @@ async fn a_business_profile_is_read_through_the_session(app: TestApp) {
     expect_error(response.unwrap(), StatusCode::NOT_FOUND, "business profile not found").await;
 }
 
-wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => a_business_profile_is_read_through_the_session, the_accounts_picture_is_changed_through_the_session, a_profile_picture_is_found_through_the_session, a_received_message_is_marked_read_through_the_session, typing_is_shown_through_the_session, reactions_edits_and_deletions_go_through_the_session, chat_settings_go_through_the_session, a_profile_is_read_through_the_session, privacy_settings_are_read_through_the_session);
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => a_business_profile_is_read_through_the_session, the_accounts_picture_is_changed_through_the_session, a_profile_picture_is_found_through_the_session, a_received_message_is_marked_read_through_the_session, typing_is_shown_through_the_session, reactions_edits_and_deletions_go_through_the_session, chat_settings_go_through_the_session, a_call_is_declined_through_the_session, a_profile_is_read_through_the_session, privacy_settings_are_read_through_the_session);

@@ -45,7 +45,7 @@ async fn webhooks_tab_sets_the_url_and_replays_a_dead_delivery(app: TestApp) {
     wait_for_text(&browser, "#webhook-secret-value", &stored.secret).await;
     assert_eq!(stored.url, "https://example.com/hooks/wafleet");
     assert_eq!(
-        stored.events, "message,message.ack,device.connected,device.disconnected",
+        stored.events, "message,message.ack,call.offer,device.connected,device.disconnected",
         "the unticked event is left out"
     );
     screenshot(&browser, "webhooks-secret").await;
@@ -119,7 +119,7 @@ async fn a_device_gets_a_webhook_of_its_own(app: TestApp) {
     click(&browser, "#device-webhook-form button[type=submit]").await;
     let item = format!("#device-webhooks li[data-device='{}']", shop.0);
     wait_for_text_matching(&browser, &item, 10, |t| {
-        t.starts_with("Shop → https://example.com/hooks/shop (message, message.ack, device.disconnected;")
+        t.starts_with("Shop → https://example.com/hooks/shop (message, message.ack, call.offer, device.disconnected;")
     })
     .await;
     let stored = app
@@ -129,7 +129,7 @@ async fn a_device_gets_a_webhook_of_its_own(app: TestApp) {
         .unwrap()
         .expect("the shop's webhook");
     assert_eq!(stored.url, "https://example.com/hooks/shop");
-    assert_eq!(stored.events, "message,message.ack,device.disconnected");
+    assert_eq!(stored.events, "message,message.ack,call.offer,device.disconnected");
     wait_for_text(&browser, "#device-webhook-secret-value", &stored.secret).await;
     screenshot(&browser, "webhooks-device").await;
 

@@ -4,7 +4,7 @@
 //! toward it and writes pairing material, status and errors. Neither side calls the other, so the
 //! API stays stateless and a device can move between workers.
 
-use crate::link::Jid;
+use crate::link::{IncomingCall, Jid};
 use crate::types::text_enum::text_enum;
 use crate::types::{DeviceId, PhoneNumber, Timestamp, UserId};
 use crate::{Db, Error, Result};
@@ -251,6 +251,18 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
             status_changed_in!(tx, fence.device, before, status.as_str(), now);
+        });
+        Ok(())
+    }
+
+    /// A call rang on the device's account: `call.offer` for the webhook that wants it, if the
+    /// worker still holds the device.
+    #[tracing::instrument(skip(self, call), fields(call = %call.id))]
+    pub async fn record_call(&self, fence: Fence, call: &IncomingCall) -> Result<()> {
+        let now = Timestamp::now();
+        fenced!(self, fence, tx => {
+            let events = [(fence.device, super::webhooks::Event::Call(call))];
+            super::webhooks::emit_in!(tx, &events, now);
         });
         Ok(())
     }

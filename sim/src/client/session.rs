@@ -55,6 +55,8 @@ pub(crate) enum Request {
     ChatSetting { chat: Jid, setting: ChatSetting },
     /// A chat's disappearing-messages timer.
     Disappearing { chat: Jid, seconds: u32 },
+    /// A call declined.
+    RejectCall { caller: Jid, call_id: String },
     /// A reaction to a message.
     React {
         chat: Jid,
@@ -327,6 +329,18 @@ impl Session for SimSession {
         let request = Request::ChatSetting {
             chat: chat.clone(),
             setting: setting.clone(),
+        };
+        match self.request(request).await? {
+            ServerFrame::Done { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    #[tracing::instrument(skip(self), fields(device = %self.device))]
+    async fn reject_call(&self, caller: &Jid, call_id: &str) -> Result<(), LinkError> {
+        let request = Request::RejectCall {
+            caller: caller.clone(),
+            call_id: call_id.to_owned(),
         };
         match self.request(request).await? {
             ServerFrame::Done { .. } => Ok(()),

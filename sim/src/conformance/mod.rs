@@ -38,7 +38,7 @@ pub use messages::{
 };
 pub use pairing::{pair_code_pairing, qr_pairing_with_refreshing_codes, reconnect_from_another_link};
 pub use phones::{Action, Contact, Phones, Sent};
-pub use settings::chat_settings_and_disappearing_timer;
+pub use settings::{calls_ring_and_are_declined, chat_settings_and_disappearing_timer};
 pub use support::{
     Paired, contact, new_device, next_event, next_event_within, pair, unique_phone, wait_for, wait_for_within,
 };
@@ -89,6 +89,7 @@ pub const CHECKS: &[&str] = &[
     "structured_messages_are_sent",
     "push_name_then_presence",
     "chat_settings_and_disappearing_timer",
+    "calls_ring_and_are_declined",
     "forwarded_sends_are_marked",
     "incoming_media_downloads",
     "mark_read_sends_a_read_receipt",

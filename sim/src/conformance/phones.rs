@@ -101,6 +101,12 @@ pub trait Phones: Send + Sync {
     /// The typing indicators the linked devices of `phone` showed, oldest first: the chat's
     /// account JID, and whether typing (or stopped).
     async fn chat_states(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<(Jid, bool)>>;
+    /// `from` calls `phone` (a voice call, or a `video` one): it rings on the account's connected
+    /// devices. Returns the call's id.
+    async fn ring(&self, phone: &PhoneNumber, from: &PhoneNumber, video: bool) -> anyhow::Result<String>;
+    /// The calls the linked devices of `phone` declined, oldest first: the call's id and the
+    /// caller.
+    async fn rejected_calls(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<(String, Jid)>>;
     /// The settings of their own view of chats the linked devices of `phone` changed (archive,
     /// pin, star, delete for me), oldest first: the chat's account JID and the setting.
     async fn chat_settings(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<(Jid, ChatSetting)>>;
@@ -237,6 +243,19 @@ impl Phones for ControlClient {
                 target: a.target,
                 text: a.text,
             })
+            .collect())
+    }
+
+    async fn ring(&self, phone: &PhoneNumber, from: &PhoneNumber, video: bool) -> anyhow::Result<String> {
+        self.place_call(phone.as_str(), from.as_str(), video).await
+    }
+
+    async fn rejected_calls(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<(String, Jid)>> {
+        Ok(ControlClient::calls(self, phone.as_str())
+            .await?
+            .into_iter()
+            .filter(|c| c.rejected)
+            .map(|c| (c.call.id, c.call.from))
             .collect())
     }
 

@@ -1,7 +1,7 @@
-//! The account's own settings of a chat (archive, pin, star, delete for me) and a chat's
-//! disappearing-messages timer.
+//! The account's own settings of a chat (archive, pin, star, delete for me), a chat's
+//! disappearing-messages timer, and calls that ring on the account.
 
-use wafleet_core::link::{ChatSetting, Jid, LinkEvent, MessageRef, Outgoing};
+use wafleet_core::link::{ChatSetting, IncomingCall, Jid, LinkEvent, MessageRef, Outgoing};
 use wafleet_core::testing::eventually;
 use wafleet_core::types::Timestamp;
 
@@ -96,6 +96,33 @@ pub async fn chat_settings_and_disappearing_timer(h: &dyn Harness) {
             .actions(&paired.phone)
             .await
             .is_ok_and(|seen| seen.ends_with(&expected))
+    })
+    .await;
+    paired.session.close().await;
+}
+
+/// A call rings on the device with its id, caller and kind, and declining it reaches the
+/// network naming that call and caller.
+pub async fn calls_ring_and_are_declined(h: &dyn Harness) {
+    let mut paired = pair(h).await;
+    let person = contact(h, Contact::OnWhatsApp).await;
+    let call_id = h.phones().ring(&paired.phone, &person, true).await.expect("ring");
+    let LinkEvent::Call { call } =
+        wait_for(&mut paired.events, "the call", |e| matches!(e, LinkEvent::Call { .. })).await
+    else {
+        unreachable!()
+    };
+    let IncomingCall { id, from, video, .. } = &call;
+    assert_eq!(id, &call_id, "{call:?}");
+    assert_eq!(from, &Jid::for_phone(&person), "{call:?}");
+    assert!(video, "a video call: {call:?}");
+    paired.session.reject_call(from, id).await.expect("decline");
+    let expected = [(call_id, Jid::for_phone(&person))];
+    eventually(EVENT_TIMEOUT, "the rejection reaches the network", || async {
+        h.phones()
+            .rejected_calls(&paired.phone)
+            .await
+            .is_ok_and(|seen| seen == expected)
     })
     .await;
     paired.session.close().await;

@@ -189,6 +189,21 @@ impl ControlClient {
         self.get(&format!("/accounts/{}/chat-states", digits(phone))).await
     }
 
+    /// `from` calls `phone`: the call rings on its connected devices. Returns the call's id.
+    pub async fn place_call(&self, phone: &str, from: &str, video: bool) -> anyhow::Result<String> {
+        let body = PlaceCall {
+            from: from.into(),
+            video,
+        };
+        let placed: Placed = self.post(&format!("/accounts/{}/calls", digits(phone)), &body).await?;
+        Ok(placed.call_id)
+    }
+
+    /// The calls that rang on `phone`, oldest first, and whether a device declined each.
+    pub async fn calls(&self, phone: &str) -> anyhow::Result<Vec<CallRecord>> {
+        self.get(&format!("/accounts/{}/calls", digits(phone))).await
+    }
+
     /// The settings of its own view of chats `phone`'s devices changed, oldest first.
     pub async fn chat_settings(&self, phone: &str) -> anyhow::Result<Vec<ChatSettingRecord>> {
         self.get(&format!("/accounts/{}/chat-settings", digits(phone))).await

@@ -1,7 +1,7 @@
 //! Bodies of the control API.
 
 use serde::{Deserialize, Serialize};
-use wafleet_core::link::{ChatSetting, Jid, MessageKind, Structured};
+use wafleet_core::link::{ChatSetting, IncomingCall, Jid, MessageKind, Structured};
 use wafleet_core::types::Timestamp;
 
 /// `POST /control/scan`: the phone of `phone` scans `code`.
@@ -294,6 +294,32 @@ pub struct PresenceRecord {
     pub available: Option<bool>,
     /// When it arrived.
     pub at: Timestamp,
+}
+
+/// A call that rang on an account, as the network recorded it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// The call.
+    pub call: IncomingCall,
+    /// Declined by one of the account's devices.
+    pub rejected: bool,
+}
+
+/// `POST /control/accounts/{phone}/calls`: someone calls the account.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PlaceCall {
+    /// Who calls (a number).
+    pub from: String,
+    /// A video call.
+    #[serde(default)]
+    pub video: bool,
+}
+
+/// The id of a call placed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Placed {
+    /// WhatsApp's id of the call.
+    pub call_id: String,
 }
 
 /// A setting of its own view of a chat an account's device changed (archive, pin, star, delete

@@ -121,6 +121,7 @@ async fn handle(sim: &Arc<Sim>, conn: u64, frame: ClientFrame, greeted: &mut boo
         ClientFrame::PushName { req, name } => sim.push_name(conn, req, &name),
         ClientFrame::Presence { req, available } => sim.presence(conn, req, available),
         ClientFrame::ChatSetting { req, chat, setting } => sim.chat_setting(conn, req, &chat, setting),
+        ClientFrame::RejectCall { req, caller, call_id } => sim.reject_call(conn, req, caller, call_id),
         ClientFrame::Disappearing { req, chat, seconds } => {
             sim.act(conn, req, &chat, ActionRecord::disappearing(&chat, seconds))
         }

@@ -30,6 +30,7 @@ pub(crate) fn router() -> Router<Arc<Sim>> {
         .route("/accounts/{phone}/chat-states", get(chat_states))
         .route("/accounts/{phone}/presences", get(presences))
         .route("/accounts/{phone}/chat-settings", get(chat_settings))
+        .route("/accounts/{phone}/calls", get(calls).post(place_call))
         .route("/accounts/{phone}/actions", get(actions))
         .route("/accounts/{phone}/disconnect", post(disconnect))
         .route("/accounts/{phone}/logout", post(logout))
@@ -157,6 +158,22 @@ async fn read(State(sim): State<Arc<Sim>>, Path(phone): Path<String>) -> Result<
 
 async fn presences(State(sim): State<Arc<Sim>>, Path(phone): Path<String>) -> Result<Vec<PresenceRecord>> {
     Ok(Json(of_account(&sim, &phone, |a| a.presences.clone())?))
+}
+
+async fn calls(State(sim): State<Arc<Sim>>, Path(phone): Path<String>) -> Result<Vec<CallRecord>> {
+    Ok(Json(of_account(&sim, &phone, |a| a.calls.clone())?))
+}
+
+/// Someone calls the account: it rings on its connected devices.
+async fn place_call(
+    State(sim): State<Arc<Sim>>,
+    Path(phone): Path<String>,
+    Json(body): Json<PlaceCall>,
+) -> Result<Placed> {
+    let (key, caller) = (digits(&phone)?, digits(&body.from)?);
+    Ok(Json(Placed {
+        call_id: sim.ring(&key, &caller, body.video),
+    }))
 }
 
 async fn chat_settings(State(sim): State<Arc<Sim>>, Path(phone): Path<String>) -> Result<Vec<ChatSettingRecord>> {

@@ -5,12 +5,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use wafleet_core::link::{ChatSetting, IncomingMedia, IncomingMessage, Jid, MessageKind, ReceiptKind, Structured};
+use wafleet_core::link::{
+    ChatSetting, IncomingCall, IncomingMedia, IncomingMessage, Jid, MessageKind, ReceiptKind, Structured,
+};
 use wafleet_core::types::Timestamp;
 
 use crate::control::{
-    ActionRecord, ChatKind, ChatSettingRecord, ChatStateRecord, InjectMedia, InjectMessage, Injected, PresenceRecord,
-    ReadRecord, SentRecord,
+    ActionRecord, CallRecord, ChatKind, ChatSettingRecord, ChatStateRecord, InjectMedia, InjectMessage, Injected,
+    PresenceRecord, ReadRecord, SentRecord,
 };
 use crate::protocol::{ErrorClass, MediaInfo, ServerFrame};
 
@@ -417,6 +419,42 @@ impl Sim {
             available: Some(available),
             at: Timestamp::now(),
         });
+        w.push(conn, &ServerFrame::Done { req });
+    }
+
+    /// `caller` (digits) calls the account of `digits`: the call rings on its connected devices
+    /// (one that is not connected misses it). Returns the call's id.
+    pub(crate) fn ring(&self, digits: &str, caller: &str, video: bool) -> String {
+        let mut w = self.lock();
+        let call = IncomingCall {
+            id: random_string(b"0123456789ABCDEF", 32),
+            from: jid_of(caller),
+            name: None,
+            platform: Some("android".into()),
+            version: Some("2.25.1.7".into()),
+            video,
+            at: Timestamp::now(),
+        };
+        let frame = ServerFrame::Call { call: call.clone() };
+        for conn in w.account_conns(digits) {
+            w.push(conn, &frame);
+        }
+        let id = call.id.clone();
+        w.account_mut(digits).calls.push(CallRecord { call, rejected: false });
+        id
+    }
+
+    /// The device of `conn` declines call `call_id` from `caller`: marked rejected when it is
+    /// one of its account's, answered either way (WhatsApp does not answer a rejection).
+    pub(crate) fn reject_call(&self, conn: u64, req: u64, caller: Jid, call_id: String) {
+        let mut w = self.lock();
+        let Some(account) = requester_account(&w, conn, req) else {
+            return;
+        };
+        let calls = &mut w.account_mut(&account).calls;
+        if let Some(record) = calls.iter_mut().find(|r| r.call.id == call_id && r.call.from == caller) {
+            record.rejected = true;
+        }
         w.push(conn, &ServerFrame::Done { req });
     }
 

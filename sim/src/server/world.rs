@@ -12,7 +12,8 @@ use wafleet_core::types::Timestamp;
 
 use crate::ban::Reputation;
 use crate::control::{
-    ActionRecord, ChatSettingRecord, ChatStateRecord, Counters, NumberRule, PresenceRecord, ReadRecord, SentRecord,
+    ActionRecord, CallRecord, ChatSettingRecord, ChatStateRecord, Counters, NumberRule, PresenceRecord, ReadRecord,
+    SentRecord,
 };
 use crate::protocol::ServerFrame;
 
@@ -65,6 +66,8 @@ pub(crate) struct Account {
     pub chat_states: Vec<ChatStateRecord>,
     /// Reactions, deletions for everyone and edits its devices sent, oldest first.
     pub actions: Vec<ActionRecord>,
+    /// Calls that rang on it, oldest first, and whether a device declined each.
+    pub calls: Vec<CallRecord>,
     /// Settings of its own view of chats its devices changed, oldest first.
     pub chat_settings: Vec<ChatSettingRecord>,
     /// The push name its devices set, if any.
@@ -97,6 +100,7 @@ impl Account {
             read: Vec::new(),
             chat_states: Vec::new(),
             actions: Vec::new(),
+            calls: Vec::new(),
             chat_settings: Vec::new(),
             push_name: None,
             presences: Vec::new(),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use wa_rs_binary::builder::NodeBuilder;
 use wa_rs_binary::node::Node;
 
 use super::model::{self, ConnState, Out};
@@ -316,6 +317,65 @@ impl WaWebHandle {
             .iter()
             .filter(|(p, _, kind)| p == phone && kind == "read")
             .map(|(_, id, _)| id.clone())
+            .collect()
+    }
+
+    /// `from` (digits) calls `phone` (digits): a voice (or `video`) call's offer, as WhatsApp's
+    /// servers relay it, rings on every logged-in device of the account. Returns the call's id.
+    pub fn call(&self, phone: &str, from: &str, video: bool) -> String {
+        let mut model = self.net.lock();
+        let call_id: String = {
+            use rand::Rng;
+            let bytes: [u8; 16] = rand::rng().random();
+            bytes.iter().map(|b| format!("{b:02X}")).collect()
+        };
+        let caller = format!("{from}@s.whatsapp.net");
+        let mut offer = NodeBuilder::new("offer")
+            .attr("call-id", call_id.as_str())
+            .attr("call-creator", caller.as_str());
+        let mut media = vec![
+            NodeBuilder::new("audio")
+                .attr("enc", "opus")
+                .attr("rate", "16000")
+                .build(),
+            NodeBuilder::new("audio")
+                .attr("enc", "opus")
+                .attr("rate", "8000")
+                .build(),
+        ];
+        if video {
+            media.push(NodeBuilder::new("video").build());
+        }
+        offer = offer.children(media);
+        let stanza = NodeBuilder::new("call")
+            .attr("from", caller.as_str())
+            .attr("id", model.iq_id())
+            .attr("t", nodes::now_secs().to_string())
+            .attr("platform", "android")
+            .attr("version", "2.25.1.7")
+            .children([offer.build()])
+            .build();
+        let conns: Vec<u64> = model
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(&c.state, ConnState::LoggedIn { phone: p, .. } if p == phone))
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in conns {
+            model.send(conn, stanza.clone());
+        }
+        call_id
+    }
+
+    /// The calls the linked devices of `phone` declined, oldest first: (the call's id, the
+    /// caller's JID as the rejection named it).
+    pub fn rejected_calls(&self, phone: &str) -> Vec<(String, String)> {
+        let model = self.net.lock();
+        model
+            .rejected_calls
+            .iter()
+            .filter(|(p, _, _)| p == phone)
+            .map(|(_, id, caller)| (id.clone(), caller.clone()))
             .collect()
     }
 

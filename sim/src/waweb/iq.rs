@@ -14,6 +14,7 @@ pub(crate) fn handle(model: &mut Model, conn: u64, node: &Node) {
         "ack" => on_ack(model, conn, node),
         "chatstate" => on_chatstate(model, conn, node),
         "presence" => on_presence(model, conn, node),
+        "call" => on_call(model, conn, node),
         // Unified-session pings: nothing to answer.
         _ => tracing::trace!(tag = %node.tag, "ignored"),
     }
@@ -33,6 +34,10 @@ fn on_receipt(model: &mut Model, conn: u64, node: &Node) {
     let Some(device) = logged_in(model, conn) else {
         return;
     };
+    // A receipt of a call's offer says the call rings on the device: it is not about messages.
+    if node.get_optional_child("offer").is_some() {
+        return;
+    }
     // A client that is not in the foreground reports delivery as `inactive`: to the sender it
     // is a delivery all the same.
     let kind = match attr(node, "type") {
@@ -89,6 +94,27 @@ fn on_presence(model: &mut Model, conn: u64, node: &Node) {
         Some(_) => return,
     };
     model.presences.push((phone, attr(node, "name"), available));
+}
+
+/// A device's call signalling: a `<reject call-id=… call-creator=…>` declines a call that rang on
+/// its account, recorded for the tests (the caller's phone is not simulated). WhatsApp answers
+/// only with an ack.
+fn on_call(model: &mut Model, conn: u64, node: &Node) {
+    let Some((phone, _)) = logged_in(model, conn) else {
+        return;
+    };
+    if let Some(reject) = node.get_optional_child("reject") {
+        let caller = attr(node, "to").unwrap_or_default();
+        if let Some(call_id) = attr(reject, "call-id") {
+            model.rejected_calls.push((phone, call_id, caller));
+        }
+    }
+    let ack = NodeBuilder::new("ack")
+        .attr("class", "call")
+        .attr("id", attr(node, "id").unwrap_or_default())
+        .attr("from", attr(node, "to").unwrap_or_default())
+        .build();
+    model.send(conn, ack);
 }
 
 /// A device's `<ack>` of a stanza the server sent it (a receipt, a message, a notification).

@@ -140,6 +140,9 @@ pub(crate) struct Model {
     /// Settings of their own view of chats linked devices changed through app state patches:
     /// (their number, the chat, the setting).
     pub chat_settings: Vec<(String, Jid, ChatSetting)>,
+    /// Calls linked devices declined: (their number, the call's id, the caller's JID as the
+    /// rejection named it).
+    pub rejected_calls: Vec<(String, String, String)>,
     /// How linked devices answered the messages phones sent them, by message id: `true` once
     /// one took it (a receipt; for plaintext, an ack), `false` when it could not decrypt it (a
     /// retry receipt) or refused it (a nack).

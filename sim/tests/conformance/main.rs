@@ -20,6 +20,7 @@ wafleet_sim::conformance_suite!(
         structured_messages_are_sent,
         push_name_then_presence,
         chat_settings_and_disappearing_timer,
+        calls_ring_and_are_declined,
         forwarded_sends_are_marked,
         incoming_media_downloads,
         mark_read_sends_a_read_receipt,

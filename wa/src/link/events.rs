@@ -3,9 +3,10 @@
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use wafleet_core::link::{Ack, IncomingMessage, Jid, LinkEvent, MessageKind, ReceiptKind};
+use wafleet_core::link::{Ack, IncomingCall, IncomingMessage, Jid, LinkEvent, MessageKind, ReceiptKind};
 use wafleet_core::types::{DeviceId, Timestamp};
 use whatsapp_rust::wacore::proto_helpers::MessageExt;
+use whatsapp_rust::wacore::types::call::CallAction;
 use whatsapp_rust::wacore::types::events::{ConnectFailureReason, Event, EventHandler, Receipt};
 use whatsapp_rust::wacore::types::message::MessageInfo;
 use whatsapp_rust::wacore::types::presence::ReceiptType;
@@ -100,6 +101,34 @@ pub fn map_event(event: &Event) -> Option<LinkEvent> {
                     .or_else(|| action.first_name.clone())
                     .unwrap_or_default(),
                 ack: Ack::none(),
+            }
+        }
+        // A personal call ringing (not one replayed from the offline queue, which the client
+        // reports as missed, and not a group call).
+        Event::IncomingCall(call) => {
+            let CallAction::Offer {
+                call_id,
+                is_video,
+                group_jid: None,
+                ..
+            } = &call.action
+            else {
+                return None;
+            };
+            let from = Jid(call.from.to_string());
+            if call.group.is_some() || !from.is_personal() {
+                return None;
+            }
+            LinkEvent::Call {
+                call: IncomingCall {
+                    id: call_id.clone(),
+                    from,
+                    name: call.notify.clone(),
+                    platform: call.platform.clone(),
+                    version: call.version.clone(),
+                    video: *is_video,
+                    at: Timestamp(call.timestamp.timestamp_millis()),
+                },
             }
         }
         _ => return None,

@@ -628,6 +628,22 @@ impl Session for WaSession {
         })
     }
 
+    /// Sends WhatsApp Web's `<call><reject call-id call-creator count="0"/></call>` to the caller
+    /// (who also created the call: wafleet answers only personal calls).
+    #[tracing::instrument(skip_all, fields(device = %self.device, caller = %caller, call_id))]
+    async fn reject_call(&self, caller: &Jid, call_id: &str) -> Result<(), LinkError> {
+        let peer = recipient(caller)?;
+        self.ready()?;
+        self.client
+            .voip()
+            .reject_call(call_id, &peer, &peer)
+            .await
+            .map_err(|e| match e {
+                whatsapp_rust::CallError::EmptyCallId => LinkError::Invalid("no call id".into()),
+                other => LinkError::Transient(format!("declining the call: {other}")),
+            })
+    }
+
     /// Sends WhatsApp Web's `protocolMessage` EPHEMERAL_SETTING to the chat.
     #[tracing::instrument(skip_all, fields(device = %self.device, chat = %chat, seconds))]
     async fn set_disappearing(&self, chat: &Jid, seconds: u32) -> Result<(), LinkError> {

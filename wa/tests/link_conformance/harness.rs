@@ -199,6 +199,19 @@ impl Phones for WawebPhones {
         Ok(self.0.presences(phone.digits()))
     }
 
+    async fn ring(&self, phone: &PhoneNumber, from: &PhoneNumber, video: bool) -> anyhow::Result<String> {
+        Ok(self.0.call(phone.digits(), from.digits(), video))
+    }
+
+    async fn rejected_calls(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<(String, Jid)>> {
+        Ok(self
+            .0
+            .rejected_calls(phone.digits())
+            .into_iter()
+            .map(|(id, caller)| (id, Jid(caller)))
+            .collect())
+    }
+
     async fn chat_settings(&self, phone: &PhoneNumber) -> anyhow::Result<Vec<(Jid, ChatSetting)>> {
         Ok(self.0.chat_settings(phone.digits()))
     }

@@ -2,7 +2,7 @@
 //! want them ([`emit_in!`]), and the rows ([`insert_deliveries_in!`]). Macros, because each
 //! backend's transaction is a type of its own.
 
-use crate::link::{IncomingMessage, Jid, ReceiptKind};
+use crate::link::{IncomingCall, IncomingMessage, Jid, ReceiptKind};
 use crate::types::{DeviceId, Timestamp, UserId};
 use crate::webhooks::{self as hooks, DeviceRef, EventKind};
 
@@ -18,6 +18,8 @@ pub(crate) enum Event<'a> {
     },
     /// A device came online or went away; `status` is its new one.
     Device { kind: EventKind, status: &'a str },
+    /// A call rang on the device's account.
+    Call(&'a IncomingCall),
 }
 
 impl Event<'_> {
@@ -27,6 +29,7 @@ impl Event<'_> {
             Event::Message(_) => EventKind::Message,
             Event::Receipt { .. } => EventKind::MessageAck,
             Event::Device { kind, .. } => *kind,
+            Event::Call(_) => EventKind::CallOffer,
         }
     }
 
@@ -36,6 +39,7 @@ impl Event<'_> {
             Event::Message(m) => hooks::message_body(device, m, at),
             Event::Receipt { chat, kind, ids } => hooks::receipt_body(device, chat, *kind, ids, at),
             Event::Device { kind, status } => hooks::device_body(device, *kind, status, at),
+            Event::Call(call) => hooks::call_body(device, call, at),
         }
     }
 }

@@ -64,6 +64,7 @@ impl Task {
                 })
                 .await;
             }
+            ServerFrame::Call { call } => self.emit(LinkEvent::Call { call }).await,
             ServerFrame::ContactName { id, jid, name } => {
                 let ack = self.ack_when_durable(id);
                 self.emit(LinkEvent::ContactName { jid, name, ack }).await;

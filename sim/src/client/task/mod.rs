@@ -212,6 +212,7 @@ impl Task {
                             Request::Presence { available } => ClientFrame::Presence { req, available },
                             Request::ChatSetting { chat, setting } => ClientFrame::ChatSetting { req, chat, setting },
                             Request::Disappearing { chat, seconds } => ClientFrame::Disappearing { req, chat, seconds },
+                            Request::RejectCall { caller, call_id } => ClientFrame::RejectCall { req, caller, call_id },
                             Request::React {
                                 chat,
                                 target,
