@@ -3,10 +3,10 @@
 //! simulator's link, and the real client against the WhatsApp Web front end), kept once, listed
 //! with their messages, served to their owner only (the file, and the upstream API's
 //! `/message/{id}/download`), and a file over `MAX_RECEIVED_MEDIA_BYTES` is not kept, with the
-//! reason shown. Files go out the other way through the upstream API's media routes
-//! (`/send/video`, `/send/audio`, `/send/file`, `/send/sticker`), a 15 MB video among them, and
-//! so do contact cards, locations, links and polls (`/send/contact`, `/send/location`,
-//! `/send/link`, `/send/poll`).
+//! reason shown; with `MEDIA_URL` they are kept in an S3-compatible bucket instead. Files go out
+//! the other way through the upstream API's media routes (`/send/video`, `/send/audio`,
+//! `/send/file`, `/send/sticker`), a 15 MB video among them, and so do contact cards, locations,
+//! links and polls (`/send/contact`, `/send/location`, `/send/link`, `/send/poll`).
 
 mod support;
 
@@ -15,7 +15,9 @@ use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 use support::stack::{Network, StackOn};
 use wafleet_core::link::{MessageKind, Structured};
+use wafleet_core::media_store::MediaStore;
 use wafleet_core::testing::Backend;
+use wafleet_core::testing::s3::S3Server;
 use wafleet_sim::control::{MediaFile, PROFILE_PICTURE, sample_media};
 use wafleet_sim::waweb::WaWebHandle;
 use wafleet_sim::{SimConfig, SimHandle};
@@ -42,7 +44,16 @@ fn kept_files(dir: &std::path::Path) -> usize {
         .sum()
 }
 
-async fn files_are_kept_once_and_served_to_their_owner<N: Network>(stack: StackOn<N>) {
+/// Files kept where the stack's settings say (its directory, or its bucket), counted.
+async fn kept<N: Network>(stack: &StackOn<N>) -> usize {
+    MediaStore::from_settings(&stack.db.settings)
+        .expect("the media store opens")
+        .count()
+        .await
+        .expect("the media store lists")
+}
+
+async fn files_are_kept_once_and_served_to_their_owner<N: Network>(stack: StackOn<N>) -> StackOn<N> {
     let device = stack.linked_device("shop", &format!("+{DEVICE_PHONE}")).await;
     let (video, _) = sample_media(MessageKind::Video, 300_000);
     let (document, _) = sample_media(MessageKind::Document, 20_000);
@@ -135,11 +146,7 @@ async fn files_are_kept_once_and_served_to_their_owner<N: Network>(stack: StackO
         }
         assert_eq!(headers["x-content-type-options"], "nosniff");
     }
-    assert_eq!(
-        kept_files(stack.db.settings.media_dir.as_deref().unwrap()),
-        3,
-        "each file kept once"
-    );
+    assert_eq!(kept(&stack).await, 3, "each file kept once");
 
     // The file that was too large: its message stays, and says why there is no file.
     let (status, body) = stack
@@ -207,6 +214,7 @@ async fn files_are_kept_once_and_served_to_their_owner<N: Network>(stack: StackO
         .await
         .unwrap();
     assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
+    stack
 }
 
 /// A PNG of `side` x `side` pixels, for a sticker.
@@ -586,9 +594,39 @@ async fn with_the_real_client_received_files_are_kept_once_and_served(backend: B
     files_are_kept_once_and_served_to_their_owner(stack).await;
 }
 
+/// With `MEDIA_URL` the files go to an S3-compatible bucket, under its prefix, and nothing to
+/// the media directory: the same files kept once and served, through the S3 API.
+async fn received_files_are_kept_in_a_bucket(backend: Backend) {
+    let s3 = S3Server::start().await;
+    s3.create_bucket("wafleet-media").await;
+    let sim = wafleet_sim::start(SimConfig::for_tests())
+        .await
+        .expect("simulator starts");
+    let options = s3.options();
+    let stack = StackOn::<SimHandle>::start_configured(backend, sim, |s| {
+        limited(s);
+        s.media_url = Some("s3://wafleet-media/fleet".into());
+        s.media_options = options;
+    })
+    .await;
+    let stack = files_are_kept_once_and_served_to_their_owner(stack).await;
+    assert_eq!(kept_files(stack.db.settings.media_dir.as_deref().unwrap()), 0);
+    let bucket = |url: &str| {
+        let options = s3.options().into_iter().map(|(k, v)| (k, v.expose().to_owned()));
+        MediaStore::in_bucket(url, options).expect("the bucket opens")
+    };
+    assert_eq!(bucket("s3://wafleet-media").count().await.unwrap(), 3, "in the bucket");
+    assert_eq!(
+        bucket("s3://wafleet-media/other").count().await.unwrap(),
+        0,
+        "under the prefix"
+    );
+}
+
 wafleet_core::testing::on_both_backends!(
     received_files_are_kept_once_and_served,
     with_the_real_client_received_files_are_kept_once_and_served,
+    received_files_are_kept_in_a_bucket,
     files_are_sent_through_the_upstream_routes,
     with_the_real_client_files_are_sent_through_the_upstream_routes
 );

@@ -202,6 +202,20 @@ pub struct Settings {
     #[arg(long, env = "MEDIA_DIR", global = true, value_name = "DIR")]
     pub media_dir: Option<PathBuf>,
 
+    /// Keep those files in an S3-compatible bucket instead (AWS S3, MinIO, Cloudflare R2, …):
+    /// `s3://bucket` or `s3://bucket/prefix`, shared by every process with nothing to mount. The
+    /// standard `AWS_*` variables give the credentials, region and server (`AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT` for a server other than AWS,
+    /// `AWS_ALLOW_HTTP=true` for one without TLS). Used instead of `MEDIA_DIR` when set.
+    #[arg(long, env = "MEDIA_URL", global = true, value_name = "URL")]
+    pub media_url: Option<String>,
+
+    /// Options of that bucket beside the `AWS_*` variables, by object_store's names
+    /// (`aws_endpoint`, `aws_access_key_id`, …), for programs that start wafleet's roles
+    /// themselves; not a flag or a variable.
+    #[arg(skip)]
+    pub media_options: Vec<(String, Secret)>,
+
     /// Largest file of a received message that workers fetch and keep, in bytes; a larger one is
     /// listed with its message but not kept (WhatsApp allows documents of up to 2 GB).
     #[arg(long, env = "MAX_RECEIVED_MEDIA_BYTES", global = true, default_value_t = 100 * 1024 * 1024)]

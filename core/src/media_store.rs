@@ -1,6 +1,7 @@
-//! Where the files of received messages are kept: a directory (`<data_dir>/media` by default),
-//! through `object_store`, so that every process of an installation reads the files any worker
-//! stored when they share it (one machine, or a shared volume in scale-out).
+//! Where the files of messages are kept: a directory (`<data_dir>/media` by default), or an
+//! S3-compatible bucket (`MEDIA_URL`), through `object_store`, so that every process of an
+//! installation reads the files any worker stored (one machine, a shared volume, or the bucket
+//! in scale-out).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use anyhow::Context;
 use object_store::ObjectStoreExt as _;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as Key;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, PutPayload};
 use sha2::Digest;
 
@@ -37,8 +39,21 @@ impl std::fmt::Debug for MediaStore {
 }
 
 impl MediaStore {
-    /// The store `settings` name: `MEDIA_DIR`, else `<data_dir>/media`; created if missing.
+    /// The store `settings` name: the bucket of `MEDIA_URL` (with the `AWS_*` variables and
+    /// `media_options`), else `MEDIA_DIR`, else `<data_dir>/media` (created if missing).
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        if let Some(url) = &settings.media_url {
+            let options = std::env::vars()
+                .filter(|(key, _)| key.starts_with("AWS_"))
+                .map(|(key, value)| (key.to_ascii_lowercase(), value))
+                .chain(
+                    settings
+                        .media_options
+                        .iter()
+                        .map(|(key, value)| (key.clone(), value.expose().to_owned())),
+                );
+            return Self::in_bucket(url, options);
+        }
         let dir = settings
             .media_dir
             .clone()
@@ -55,6 +70,47 @@ impl MediaStore {
             // one.) A device's directory goes once its last file is removed.
             .with_automatic_cleanup(true);
         Ok(MediaStore { inner: Arc::new(local) })
+    }
+
+    /// A store keeping files in the S3-compatible bucket `url` names (`s3://bucket[/prefix]`, or
+    /// a provider's `https://` form), under its prefix, configured by `options` (object_store's
+    /// `aws_*` keys; unknown ones are left out). Nothing is asked of the server until a file is.
+    pub fn in_bucket(url: &str, options: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
+        use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+        let parsed = url::Url::parse(url).with_context(|| format!("MEDIA_URL `{url}` is not a URL"))?;
+        anyhow::ensure!(
+            matches!(parsed.scheme(), "s3" | "s3a" | "https"),
+            "MEDIA_URL `{url}`: give an S3 bucket, e.g. s3://my-bucket/wafleet"
+        );
+        let mut builder = AmazonS3Builder::new();
+        for (key, value) in options {
+            if let Ok(key) = key.parse::<AmazonS3ConfigKey>() {
+                builder = builder.with_config(key, value);
+            }
+        }
+        let bucket = builder
+            .with_url(url)
+            .build()
+            .with_context(|| format!("opening the media bucket {url}"))?;
+        // `s3://bucket/prefix`: the files go under the prefix (the provider's `https://` forms
+        // name the bucket in the path, and keep files at its root).
+        let prefix = match parsed.scheme() {
+            "https" => String::new(),
+            _ => parsed.path().trim_matches('/').to_owned(),
+        };
+        let inner: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(bucket)
+        } else {
+            Arc::new(PrefixStore::new(bucket, Key::from(prefix.as_str())))
+        };
+        Ok(MediaStore { inner })
+    }
+
+    /// How many files the store holds (for tests and operators checking a migration).
+    pub async fn count(&self) -> anyhow::Result<usize> {
+        use futures_util::TryStreamExt as _;
+        let files: Vec<_> = self.inner.list(None).try_collect().await.context("listing media")?;
+        Ok(files.len())
     }
 
     /// The key the file of message `message_id` of `device` is kept under: the device, then a

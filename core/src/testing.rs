@@ -1,5 +1,8 @@
 //! Fixtures for tests of any crate (feature `testing`): a database of its own per test, on SQLite
-//! or PostgreSQL, removed when dropped.
+//! or PostgreSQL, removed when dropped; an S3 server ([`s3`]); Python programs ([`python`]).
+
+pub mod python;
+pub mod s3;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

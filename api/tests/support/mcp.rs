@@ -22,54 +22,12 @@ fn python() -> PathBuf {
 }
 
 fn install() -> PathBuf {
-    let venv = std::env::var_os("WAFLEET_MCP_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(std::env::temp_dir);
-            home.join(".cache/wafleet").join(format!("mcp-{MCP_PYTHON_VERSION}"))
-        });
-    let python = venv.join("bin/python");
-    let ready = |python: &PathBuf| {
-        Command::new(python)
-            .args(["-c", "import mcp, httpx2"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if ready(&python) {
-        return python;
-    }
-    // Built beside the final place and renamed into it, so that test processes installing at
-    // the same time never see half a virtualenv.
-    let staging = venv.with_extension(format!("installing-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(staging.parent().unwrap()).expect("cache directory for the MCP client");
-    let made = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&staging)
-        .status()
-        .unwrap_or_else(|e| panic!("the MCP tests need python3 to install the `mcp` client ({e}): install python3 and python3-venv (infra/test does)"));
-    assert!(
-        made.success(),
-        "python3 -m venv failed: install python3-venv (infra/test does)"
-    );
-    let pip = Command::new(staging.join("bin/pip"))
-        .args(["install", "-q", "--disable-pip-version-check"])
-        .arg(format!("mcp=={MCP_PYTHON_VERSION}"))
-        .status()
-        .expect("pip in the new virtualenv");
-    assert!(
-        pip.success(),
-        "pip could not install mcp=={MCP_PYTHON_VERSION} from PyPI"
-    );
-    if std::fs::rename(&staging, &venv).is_err() {
-        // Another test process finished first: use its virtualenv.
-        let _ = std::fs::remove_dir_all(&staging);
-    }
-    assert!(ready(&python), "the MCP client in {} does not import", venv.display());
-    python
+    wafleet_core::testing::python::virtualenv(
+        &format!("mcp-{MCP_PYTHON_VERSION}"),
+        "WAFLEET_MCP_VENV",
+        &format!("mcp=={MCP_PYTHON_VERSION}"),
+        "mcp, httpx2",
+    )
 }
 
 /// Connects to `base`/mcp with `token`, initializes, runs `steps` and answers the driver's
