@@ -148,6 +148,39 @@ async fn files_are_kept_once_and_served_to_their_owner<N: Network>(stack: StackO
     }
     assert_eq!(kept(&stack).await, 3, "each file kept once");
 
+    // The viewer shows a picture's thumbnail, made when it was kept; a file that is not a
+    // picture has none, and asking for one gives the file.
+    let store = MediaStore::from_settings(&stack.db.settings).unwrap();
+    let key = |index: usize| MediaStore::key_for(wafleet_core::types::DeviceId(device), &ids[index]);
+    assert!(
+        store.thumbnail(&key(0)).await.unwrap().is_some(),
+        "the photo has a thumbnail"
+    );
+    assert!(
+        store.thumbnail(&key(2)).await.unwrap().is_none(),
+        "the document has none"
+    );
+    for (index, mime) in [(0, "image/jpeg"), (2, "application/pdf")] {
+        let response = stack
+            .client
+            .get(format!(
+                "{}/api/devices/{device}/media/{}?thumbnail=true",
+                stack.base, ids[index]
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let served_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+        let served = response.bytes().await.unwrap();
+        if index == 0 {
+            assert_eq!(served_type, mime);
+            assert_eq!(&served[..2], &[0xFF, 0xD8], "a JPEG");
+        } else {
+            assert_eq!(served.as_ref(), files[index].1, "the document itself");
+        }
+    }
+
     // The file that was too large: its message stays, and says why there is no file.
     let (status, body) = stack
         .call(

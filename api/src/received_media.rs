@@ -38,7 +38,8 @@ fn shown_inline(mime: &str) -> bool {
         || essence.starts_with("audio/")
 }
 
-/// The file of message `message_id` of `user`'s `device`: its record, and its bytes once kept.
+/// The file of message `message_id` of `user`'s `device`: its record, and its bytes once kept
+/// (its picture's thumbnail instead, with `true`, when `thumbnail` asks and there is one).
 /// 404 when the message is not theirs or carries no file; 410 when the file was not kept (gone
 /// from WhatsApp, too large, removed by retention: the message says which); 409 while it is
 /// being fetched.
@@ -47,7 +48,8 @@ async fn kept_file(
     user: UserId,
     device: DeviceId,
     message_id: &str,
-) -> ApiResult<(MessageMedia, bytes::Bytes)> {
+    thumbnail: bool,
+) -> ApiResult<(MessageMedia, bytes::Bytes, bool)> {
     let media = state
         .db
         .message_media(user, device, message_id.trim())
@@ -66,8 +68,12 @@ async fn kept_file(
         _ => {}
     }
     let key = media.stored_key.clone().unwrap_or_default();
-    match state.media().map_err(ApiError::Internal)?.get(&key).await {
-        Ok(Some(bytes)) => Ok((media, bytes)),
+    let store = state.media().map_err(ApiError::Internal)?;
+    if thumbnail && let Some(small) = store.thumbnail(&key).await.map_err(ApiError::Internal)? {
+        return Ok((media, small, true));
+    }
+    match store.get(&key).await {
+        Ok(Some(bytes)) => Ok((media, bytes, false)),
         Ok(None) => Err(gone("the file is missing from the media directory".into())),
         Err(err) => Err(ApiError::Internal(err)),
     }
@@ -80,6 +86,10 @@ pub struct FileQuery {
     /// `true` to save the file rather than show it.
     #[serde(default)]
     pub download: bool,
+    /// `true` for a picture's thumbnail (a JPEG of at most 320 px a side), as the chat viewer
+    /// shows it; the file itself when it has none (not a picture, or made before thumbnails).
+    #[serde(default)]
+    pub thumbnail: bool,
 }
 
 /// The file a received message carries (a picture, video, voice note, document or sticker), as
@@ -99,10 +109,13 @@ async fn message_file(
     Path((device, message_id)): Path<(i64, String)>,
     Query(query): Query<FileQuery>,
 ) -> ApiResult<Response> {
-    let (media, bytes) = kept_file(&state, user.id, DeviceId(device), &message_id).await?;
+    let thumbnail = query.thumbnail && !query.download;
+    let (media, bytes, small) = kept_file(&state, user.id, DeviceId(device), &message_id, thumbnail).await?;
     let inline = shown_inline(&media.mime) && !query.download;
     let mut headers = HeaderMap::new();
-    let mime = if inline {
+    let mime = if small {
+        "image/jpeg"
+    } else if inline {
         media.mime.as_str()
     } else {
         "application/octet-stream"
@@ -209,7 +222,7 @@ async fn download_message_media(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let message = crate::compat_message::message_in_chat(&state, &user, device, &message_id, &query.phone).await?;
-    let (media, bytes) = match kept_file(&state, user.id, device, &message.id).await {
+    let (media, bytes, _) = match kept_file(&state, user.id, device, &message.id, false).await {
         // The upstream documents 404 for media it cannot give.
         Err(ApiError::Gone(why)) => return Err(ApiError::Missing(why)),
         other => other?,

@@ -166,7 +166,8 @@ function mediaOf(message) {
     link.target = "_blank";
     link.rel = "noopener";
     const img = document.createElement("img");
-    img.src = url;
+    // The thumbnail in the bubble; the picture itself opens from the link.
+    img.src = message.kind === "image" ? `${url}?thumbnail=true` : url;
     img.alt = message.body || name;
     img.loading = "lazy";
     link.append(img);

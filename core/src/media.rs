@@ -121,6 +121,15 @@ pub fn compress(bytes: &[u8]) -> Result<Vec<u8>, MediaError> {
     jpeg(fit(decode(bytes)?, MAX_SIDE))
 }
 
+/// Longest side of a picture's thumbnail, in pixels: sharp in a chat bubble on any phone.
+pub const THUMBNAIL_SIDE: u32 = 320;
+
+/// Decodes `bytes` and re-encodes them as a JPEG no larger than [`THUMBNAIL_SIDE`] on either
+/// side, for the chat viewer. Blocks: from async code, call [`thumbnail_off_runtime`].
+pub fn thumbnail(bytes: &[u8]) -> Result<Vec<u8>, MediaError> {
+    jpeg(fit(decode(bytes)?, THUMBNAIL_SIDE))
+}
+
 /// Decodes `bytes` and re-encodes the largest square in their middle as a JPEG no larger than
 /// [`PROFILE_SIDE`] on a side. Blocks: from async code, call [`profile_picture_off_runtime`].
 pub fn profile_picture(bytes: &[u8]) -> Result<Vec<u8>, MediaError> {
@@ -194,6 +203,12 @@ pub async fn sticker_off_runtime(bytes: Vec<u8>) -> Result<Vec<u8>, MediaError> 
     in_turn(bytes, sticker).await
 }
 
+/// [`thumbnail`] for async code, as [`compress_off_runtime`] runs [`compress`].
+#[tracing::instrument(skip_all, fields(bytes = bytes.len()))]
+pub async fn thumbnail_off_runtime(bytes: Vec<u8>) -> Result<Vec<u8>, MediaError> {
+    in_turn(bytes, thumbnail).await
+}
+
 /// [`profile_picture`] for async code, as [`compress_off_runtime`] runs [`compress`].
 #[tracing::instrument(skip_all, fields(bytes = bytes.len()))]
 pub async fn profile_picture_off_runtime(bytes: Vec<u8>) -> Result<Vec<u8>, MediaError> {
@@ -248,6 +263,18 @@ mod tests {
         let decoded = image::load_from_memory(&jpeg).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (1200, 600));
         assert_eq!(image::guess_format(&jpeg).unwrap(), image::ImageFormat::Jpeg);
+    }
+
+    #[test]
+    fn thumbnails_are_320_px_jpegs_and_small_pictures_keep_their_size() {
+        let small = |bytes: &[u8]| image::load_from_memory(&thumbnail(bytes).unwrap()).unwrap();
+        assert_eq!(small(&png(1600, 900)).width(), 320);
+        assert_eq!(small(&png(1600, 900)).height(), 180);
+        assert_eq!(small(&png(900, 1600)).height(), 320);
+        assert_eq!((small(&png(96, 60)).width(), small(&png(96, 60)).height()), (96, 60));
+        let jpeg = thumbnail(&png(1600, 900)).unwrap();
+        assert_eq!(image::guess_format(&jpeg).unwrap(), image::ImageFormat::Jpeg);
+        assert!(thumbnail(b"%PDF-1.7 not a picture").is_err());
     }
 
     #[test]

@@ -17,6 +17,9 @@ use sha2::Digest;
 use crate::config::Settings;
 use crate::types::DeviceId;
 
+/// What a thumbnail's key adds to its picture's.
+const THUMBNAIL_SUFFIX: &str = ".thumb";
+
 /// Where the API serves the file of message `message_id` of `device` (to its owner only).
 pub fn served_at(device: DeviceId, message_id: &str) -> String {
     // A path segment: `+` would read as itself there, not as a space.
@@ -106,11 +109,15 @@ impl MediaStore {
         Ok(MediaStore { inner })
     }
 
-    /// How many files the store holds (for tests and operators checking a migration).
+    /// How many files the store holds, thumbnails left out (for tests, and operators checking a
+    /// migration).
     pub async fn count(&self) -> anyhow::Result<usize> {
         use futures_util::TryStreamExt as _;
         let files: Vec<_> = self.inner.list(None).try_collect().await.context("listing media")?;
-        Ok(files.len())
+        Ok(files
+            .iter()
+            .filter(|f| !f.location.as_ref().ends_with(THUMBNAIL_SUFFIX))
+            .count())
     }
 
     /// The key the file of message `message_id` of `device` is kept under: the device, then a
@@ -119,6 +126,34 @@ impl MediaStore {
         let hash = sha2::Sha256::digest(message_id.as_bytes());
         let hex: String = hash[..16].iter().map(|b| format!("{b:02x}")).collect();
         format!("{}/{hex}", device.0)
+    }
+
+    /// The key of the thumbnail of the picture kept under `key`.
+    pub fn thumbnail_key(key: &str) -> String {
+        format!("{key}{THUMBNAIL_SUFFIX}")
+    }
+
+    /// Keeps the file of a message (`bytes`, of type `mime`) under `key`, and for a picture a
+    /// thumbnail beside it ([`crate::media::thumbnail`], made on the blocking pool). The file is
+    /// durable when this returns; a thumbnail that cannot be made is left out (the viewer then
+    /// shows the file itself).
+    pub async fn keep(&self, key: &str, bytes: Vec<u8>, mime: &str) -> anyhow::Result<()> {
+        // Stickers (WebP) are small already and keep their transparency.
+        let picture = mime.starts_with("image/") && !mime.starts_with("image/webp");
+        let source = picture.then(|| bytes.clone());
+        self.put(key, bytes).await?;
+        if let Some(source) = source {
+            match crate::media::thumbnail_off_runtime(source).await {
+                Ok(thumbnail) => self.put(&Self::thumbnail_key(key), thumbnail).await?,
+                Err(err) => tracing::debug!(error = %err, key, "no thumbnail for this picture"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The thumbnail of the picture kept under `key`, when one was made.
+    pub async fn thumbnail(&self, key: &str) -> anyhow::Result<Option<bytes::Bytes>> {
+        self.get(&Self::thumbnail_key(key)).await
     }
 
     /// Keeps `bytes` under `key`, replacing what was there; durable when this returns.
@@ -141,11 +176,15 @@ impl MediaStore {
         }
     }
 
-    /// Removes the file under `key`; removing one that is not there is not an error.
+    /// Removes the file under `key`, and its thumbnail; removing one that is not there is not an
+    /// error.
     pub async fn delete(&self, key: &str) -> anyhow::Result<()> {
-        match self.inner.delete(&Key::from(key)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(err) => Err(anyhow::Error::new(err).context(format!("removing media {key}"))),
+        for key in [Self::thumbnail_key(key), key.to_owned()] {
+            match self.inner.delete(&Key::from(key.as_str())).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(err) => return Err(anyhow::Error::new(err).context(format!("removing media {key}"))),
+            }
         }
+        Ok(())
     }
 }

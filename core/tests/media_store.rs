@@ -1,6 +1,7 @@
 //! The media store on both of its backings: a directory, and an S3-compatible bucket (a real S3
 //! server on loopback). Files are kept, read back byte for byte, replaced, counted and removed
-//! alike; a bucket's prefix keeps one installation's files apart from another's.
+//! alike, pictures with a thumbnail; a bucket's prefix keeps one installation's files apart from
+//! another's.
 
 use wafleet_core::media_store::MediaStore;
 use wafleet_core::testing::s3::S3Server;
@@ -27,10 +28,40 @@ async fn keeps_reads_and_removes(store: &MediaStore) {
     assert_eq!(store.count().await.unwrap(), 1);
 }
 
+/// A picture is kept with a thumbnail beside it (not counted, removed with it); other files,
+/// and stickers, without.
+async fn pictures_get_thumbnails(store: &MediaStore) {
+    let mut big = Vec::new();
+    image::RgbImage::from_fn(1280, 960, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 90]))
+        .write_to(&mut std::io::Cursor::new(&mut big), image::ImageFormat::Jpeg)
+        .unwrap();
+    let photo = MediaStore::key_for(DeviceId(3), "PHOTO");
+    let pdf = MediaStore::key_for(DeviceId(3), "PDF");
+    let sticker = MediaStore::key_for(DeviceId(3), "STICKER");
+    store.keep(&photo, big.clone(), "image/jpeg").await.unwrap();
+    store.keep(&pdf, b"%PDF-1.7".to_vec(), "application/pdf").await.unwrap();
+    store.keep(&sticker, big.clone(), "image/webp").await.unwrap();
+    assert_eq!(
+        store.get(&photo).await.unwrap().as_deref(),
+        Some(&big[..]),
+        "the picture as sent"
+    );
+    let thumbnail = store.thumbnail(&photo).await.unwrap().expect("a thumbnail");
+    let decoded = image::load_from_memory(&thumbnail).unwrap();
+    assert_eq!((decoded.width(), decoded.height()), (320, 240));
+    assert_eq!(store.thumbnail(&pdf).await.unwrap(), None);
+    assert_eq!(store.thumbnail(&sticker).await.unwrap(), None);
+    assert_eq!(store.count().await.unwrap(), 3, "thumbnails are not counted as files");
+    store.delete(&photo).await.unwrap();
+    assert_eq!(store.thumbnail(&photo).await.unwrap(), None, "removed with its picture");
+}
+
 #[tokio::test]
 async fn a_directory_keeps_files() {
     let dir = tempfile::tempdir().unwrap();
     keeps_reads_and_removes(&MediaStore::in_dir(dir.path()).unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    pictures_get_thumbnails(&MediaStore::in_dir(dir.path()).unwrap()).await;
 }
 
 #[tokio::test]
@@ -44,6 +75,7 @@ async fn a_bucket_keeps_files_under_its_prefix() {
     assert_eq!(other.count().await.unwrap(), 0, "another prefix sees none of them");
     let whole = MediaStore::in_bucket("s3://media", options()).unwrap();
     assert_eq!(whole.count().await.unwrap(), 1, "kept under the prefix");
+    pictures_get_thumbnails(&MediaStore::in_bucket("s3://media/pictures", options()).unwrap()).await;
 }
 
 #[tokio::test]

@@ -112,7 +112,7 @@ async fn fetch(db: &Db, options: &MediaOptions, media: &DueMedia, session: &dyn 
     let recorded = match bytes {
         Ok(bytes) => {
             let key = MediaStore::key_for(media.device_id, &media.message_id);
-            match options.store.put(&key, bytes).await {
+            match options.store.keep(&key, bytes, &media.mime).await {
                 Ok(()) => match db
                     .media_stored(media.device_id, &media.message_id, &key, Timestamp::now())
                     .await

@@ -434,7 +434,7 @@ impl Sender {
             return None;
         };
         let key = MediaStore::key_for(device, wa_id);
-        match store.put(&key, media.file.bytes.clone()).await {
+        match store.keep(&key, media.file.bytes.clone(), &media.file.mime).await {
             Ok(()) => Some(key),
             Err(err) => {
                 tracing::warn!(error = %format!("{err:#}"), "keeping a sent file failed; the send keeps its copy");
