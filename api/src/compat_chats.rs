@@ -8,9 +8,9 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use wafleet_core::db::{ChatFilter, ChatMessage, ChatSummary, MessageFilter};
+use wafleet_core::db::{ChatFilter, ChatMessage, ChatSummary, MessageFilter, User};
 use wafleet_core::link::{ChatSetting, DISAPPEARING_TIMERS};
-use wafleet_core::types::Timestamp;
+use wafleet_core::types::{DeviceId, Timestamp};
 
 use crate::AppState;
 use crate::compat::{Caller, UpstreamReply, upstream_ok, upstream_statuses};
@@ -353,23 +353,37 @@ async fn pin_chat(
     Path(jid): Path<String>,
     Json(body): Json<PinBody>,
 ) -> ApiResult<Response> {
-    let chat = state
-        .db
-        .chat_summary(user.id, device, jid.trim())
-        .await
-        .or_not_found("chat")?;
-    let setting = ChatSetting::Pinned { pinned: body.pinned };
     let (doing, done) = if body.pinned {
         ("pinning", "Chat pinned successfully")
     } else {
         ("unpinning", "Chat unpinned successfully")
     };
-    set_chat_setting(&state, &user, device, &chat.jid, &setting, doing).await?;
+    let setting = ChatSetting::Pinned { pinned: body.pinned };
+    let chat = change_chat(&state, &user, device, &jid, &setting, doing).await?;
     let results = ChatSettingResults {
         pinned: Some(body.pinned),
-        ..ChatSettingResults::new(chat.jid, done)
+        ..ChatSettingResults::new(chat, done)
     };
     Ok(upstream_ok(done, results))
+}
+
+/// Makes `setting` on the device's chat `jid` (its JID, or the LID the person wrote from)
+/// through the live session: 404 when the device has no such chat. Returns the chat's JID.
+async fn change_chat(
+    state: &AppState,
+    user: &User,
+    device: DeviceId,
+    jid: &str,
+    setting: &ChatSetting,
+    doing: &str,
+) -> ApiResult<String> {
+    let chat = state
+        .db
+        .chat_summary(user.id, device, jid.trim())
+        .await
+        .or_not_found("chat")?;
+    set_chat_setting(state, user, device, &chat.jid, setting, doing).await?;
+    Ok(chat.jid)
 }
 
 /// Body of `POST /chat/{chat_jid}/archive`.
@@ -398,23 +412,18 @@ async fn archive_chat(
     Path(jid): Path<String>,
     Json(body): Json<ArchiveBody>,
 ) -> ApiResult<Response> {
-    let chat = state
-        .db
-        .chat_summary(user.id, device, jid.trim())
-        .await
-        .or_not_found("chat")?;
-    let setting = ChatSetting::Archived {
-        archived: body.archived,
-    };
     let (doing, done) = if body.archived {
         ("archiving", "Chat archived successfully")
     } else {
         ("unarchiving", "Chat unarchived successfully")
     };
-    set_chat_setting(&state, &user, device, &chat.jid, &setting, doing).await?;
+    let setting = ChatSetting::Archived {
+        archived: body.archived,
+    };
+    let chat = change_chat(&state, &user, device, &jid, &setting, doing).await?;
     let results = ChatSettingResults {
         archived: Some(body.archived),
-        ..ChatSettingResults::new(chat.jid, done)
+        ..ChatSettingResults::new(chat, done)
     };
     Ok(upstream_ok(done, results))
 }
