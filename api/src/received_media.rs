@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_core::db::MessageMedia;
+use wafleet_core::media_store::MediaStore;
 use wafleet_core::types::{DeviceId, UserId};
 
 use crate::AppState;
@@ -69,7 +70,10 @@ async fn kept_file(
     }
     let key = media.stored_key.clone().unwrap_or_default();
     let store = state.media().map_err(ApiError::Internal)?;
-    if thumbnail && let Some(small) = store.thumbnail(&key).await.map_err(ApiError::Internal)? {
+    if thumbnail
+        && MediaStore::has_thumbnail(&media.mime)
+        && let Some(small) = store.thumbnail(&key).await.map_err(ApiError::Internal)?
+    {
         return Ok((media, small, true));
     }
     match store.get(&key).await {

@@ -46,16 +46,11 @@ impl MediaStore {
     /// `media_options`), else `MEDIA_DIR`, else `<data_dir>/media` (created if missing).
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
         if let Some(url) = &settings.media_url {
-            let options = std::env::vars()
-                .filter(|(key, _)| key.starts_with("AWS_"))
-                .map(|(key, value)| (key.to_ascii_lowercase(), value))
-                .chain(
-                    settings
-                        .media_options
-                        .iter()
-                        .map(|(key, value)| (key.clone(), value.expose().to_owned())),
-                );
-            return Self::in_bucket(url, options);
+            let options = settings
+                .media_options
+                .iter()
+                .map(|(key, value)| (key.clone(), value.expose().to_owned()));
+            return Self::open_bucket(object_store::aws::AmazonS3Builder::from_env(), url, options);
         }
         let dir = settings
             .media_dir
@@ -79,13 +74,21 @@ impl MediaStore {
     /// a provider's `https://` form), under its prefix, configured by `options` (object_store's
     /// `aws_*` keys; unknown ones are left out). Nothing is asked of the server until a file is.
     pub fn in_bucket(url: &str, options: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
-        use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+        Self::open_bucket(object_store::aws::AmazonS3Builder::new(), url, options)
+    }
+
+    /// [`MediaStore::in_bucket`] from `builder` (empty, or the `AWS_*` variables already read).
+    fn open_bucket(
+        mut builder: object_store::aws::AmazonS3Builder,
+        url: &str,
+        options: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Self> {
+        use object_store::aws::AmazonS3ConfigKey;
         let parsed = url::Url::parse(url).with_context(|| format!("MEDIA_URL `{url}` is not a URL"))?;
         anyhow::ensure!(
             matches!(parsed.scheme(), "s3" | "s3a" | "https"),
             "MEDIA_URL `{url}`: give an S3 bucket, e.g. s3://my-bucket/wafleet"
         );
-        let mut builder = AmazonS3Builder::new();
         for (key, value) in options {
             if let Ok(key) = key.parse::<AmazonS3ConfigKey>() {
                 builder = builder.with_config(key, value);
@@ -133,19 +136,26 @@ impl MediaStore {
         format!("{key}{THUMBNAIL_SUFFIX}")
     }
 
+    /// Whether a file of type `mime` gets a thumbnail: pictures, but not stickers (WebP), which
+    /// are small already and keep their transparency.
+    pub fn has_thumbnail(mime: &str) -> bool {
+        mime.starts_with("image/") && !mime.starts_with("image/webp")
+    }
+
     /// Keeps the file of a message (`bytes`, of type `mime`) under `key`, and for a picture a
     /// thumbnail beside it ([`crate::media::thumbnail`], made on the blocking pool). The file is
-    /// durable when this returns; a thumbnail that cannot be made is left out (the viewer then
-    /// shows the file itself).
+    /// durable when this returns; a thumbnail that cannot be made or stored is left out (the
+    /// viewer then shows the file itself).
     pub async fn keep(&self, key: &str, bytes: Vec<u8>, mime: &str) -> anyhow::Result<()> {
-        // Stickers (WebP) are small already and keep their transparency.
-        let picture = mime.starts_with("image/") && !mime.starts_with("image/webp");
-        let source = picture.then(|| bytes.clone());
+        let source = Self::has_thumbnail(mime).then(|| bytes.clone());
         self.put(key, bytes).await?;
         if let Some(source) = source {
-            match crate::media::thumbnail_off_runtime(source).await {
-                Ok(thumbnail) => self.put(&Self::thumbnail_key(key), thumbnail).await?,
-                Err(err) => tracing::debug!(error = %err, key, "no thumbnail for this picture"),
+            let kept = match crate::media::thumbnail_off_runtime(source).await {
+                Ok(thumbnail) => self.put(&Self::thumbnail_key(key), thumbnail).await,
+                Err(err) => Err(err.into()),
+            };
+            if let Err(err) = kept {
+                tracing::debug!(error = %format!("{err:#}"), key, "no thumbnail for this picture");
             }
         }
         Ok(())
