@@ -105,6 +105,14 @@ impl SimSession {
             .unwrap_or_else(|| LinkError::Transient("the session ended".into()))
     }
 
+    /// [`SimSession::request`] for requests the simulator answers with `Done`.
+    async fn request_done(&self, request: Request) -> Result<(), LinkError> {
+        match self.request(request).await? {
+            ServerFrame::Done { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     async fn request(&self, request: Request) -> Result<ServerFrame, LinkError> {
         let (reply, answer) = oneshot::channel();
         if self
@@ -309,19 +317,13 @@ impl Session for SimSession {
             chat: chat.clone(),
             typing,
         };
-        match self.request(request).await? {
-            ServerFrame::Done { .. } => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        self.request_done(request).await
     }
 
     #[tracing::instrument(skip(self), fields(device = %self.device))]
     async fn set_push_name(&self, name: &str) -> Result<(), LinkError> {
         let request = Request::PushName { name: name.to_owned() };
-        match self.request(request).await? {
-            ServerFrame::Done { .. } => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        self.request_done(request).await
     }
 
     #[tracing::instrument(skip(self), fields(device = %self.device))]
@@ -330,10 +332,7 @@ impl Session for SimSession {
             chat: chat.clone(),
             setting: setting.clone(),
         };
-        match self.request(request).await? {
-            ServerFrame::Done { .. } => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        self.request_done(request).await
     }
 
     #[tracing::instrument(skip(self), fields(device = %self.device))]
@@ -342,10 +341,7 @@ impl Session for SimSession {
             caller: caller.clone(),
             call_id: call_id.to_owned(),
         };
-        match self.request(request).await? {
-            ServerFrame::Done { .. } => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        self.request_done(request).await
     }
 
     #[tracing::instrument(skip(self), fields(device = %self.device))]
@@ -362,10 +358,7 @@ impl Session for SimSession {
 
     #[tracing::instrument(skip(self), fields(device = %self.device))]
     async fn set_presence(&self, available: bool) -> Result<(), LinkError> {
-        match self.request(Request::Presence { available }).await? {
-            ServerFrame::Done { .. } => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        self.request_done(Request::Presence { available }).await
     }
 
     #[tracing::instrument(skip(self, ids), fields(device = %self.device, count = ids.len()))]
@@ -377,10 +370,7 @@ impl Session for SimSession {
             chat: chat.clone(),
             ids: ids.to_vec(),
         };
-        match self.request(request).await? {
-            ServerFrame::Done { .. } => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        self.request_done(request).await
     }
 
     #[tracing::instrument(skip(self), fields(device = %self.device))]

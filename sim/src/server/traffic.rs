@@ -16,7 +16,7 @@ use crate::control::{
 };
 use crate::protocol::{ErrorClass, MediaInfo, ServerFrame};
 
-use super::world::{World, digits_of, jid_of, message_id, random_string};
+use super::world::{HEX, World, digits_of, jid_of, message_id, random_string};
 use super::{ControlError, Sim};
 use crate::ban;
 
@@ -427,7 +427,7 @@ impl Sim {
     pub(crate) fn ring(&self, digits: &str, caller: &str, video: bool) -> String {
         let mut w = self.lock();
         let call = IncomingCall {
-            id: random_string(b"0123456789ABCDEF", 32),
+            id: random_string(HEX, 32),
             from: jid_of(caller),
             name: None,
             platform: Some("android".into()),

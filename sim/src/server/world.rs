@@ -182,7 +182,8 @@ pub(crate) fn random_string(alphabet: &[u8], len: usize) -> String {
         .collect()
 }
 
-const HEX: &[u8] = b"0123456789ABCDEF";
+/// The digits of upper-case hexadecimal, for ids.
+pub(crate) const HEX: &[u8] = b"0123456789ABCDEF";
 
 /// A WhatsApp-looking message id (`3EB0` and 18 hex digits).
 pub(crate) fn message_id() -> String {
