@@ -174,11 +174,12 @@ async fn two_devices_pair_resume_talk_and_log_out(backend: Backend) {
     let answer: serde_json::Value = response.json().await.unwrap();
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["results"]["message_id"], hello.as_str());
-    assert!(
-        stack.sim.receipts_for(&hello).contains(&"read".to_owned()),
-        "the phone got the read receipt: {:?}",
-        stack.sim.receipts_for(&hello)
-    );
+    // The receipt is a frame the client sends without waiting for an answer, so it can reach
+    // the phone a moment after the API answered.
+    wafleet_core::testing::eventually(Duration::from_secs(10), "the phone got the read receipt", async || {
+        stack.sim.receipts_for(&hello).contains(&"read".to_owned())
+    })
+    .await;
     let chats = stack.get(&format!("{by_qr}/chats")).await;
     assert_eq!(chats["chats"][0]["unread_count"], 0, "{chats}");
     // And "typing…" shows in the chat, then stops.
