@@ -34,16 +34,21 @@ const OVERLAP_SECS: i64 = 300;
 /// Marks the sends that messages received since `$1` answer for the first time: `replied_at`
 /// becomes the earliest such message's send time and `updated_at` becomes `$2`, so the recount
 /// that follows takes in their days. A send an earlier message already answered keeps its mark.
+///
+/// A message answers a send when the contact wrote it after the send, to WhatsApp's resolution:
+/// WhatsApp stamps messages to the second, so one stamped in the send's second counts
+/// (`m.sent_at + 1000 > o.sent_at`, the rule every reply count uses). Otherwise an answer within
+/// a second of the send (an auto-reply) would never count.
 /// The devices lead, so each device's new messages are found through its index on receipt time.
 const MARK_REPLIES_SQL: &str = "\
 UPDATE outbound_messages SET updated_at = $2, replied_at = (
     SELECT MIN(m.sent_at) FROM messages m
     WHERE m.device_id = outbound_messages.device_id AND m.chat_jid = outbound_messages.recipient
-      AND m.from_me = FALSE AND m.history = FALSE AND m.sent_at >= outbound_messages.sent_at AND m.received_at >= $1)
+      AND m.from_me = FALSE AND m.history = FALSE AND m.sent_at + 1000 > outbound_messages.sent_at AND m.received_at >= $1)
 WHERE replied_at IS NULL AND status IN ('sent', 'delivered', 'read') AND id IN (
     SELECT o.id FROM devices d
       JOIN messages m ON m.device_id = d.id AND m.received_at >= $1 AND m.from_me = FALSE AND m.history = FALSE
-      JOIN outbound_messages o ON o.device_id = m.device_id AND o.recipient = m.chat_jid AND o.sent_at <= m.sent_at
+      JOIN outbound_messages o ON o.device_id = m.device_id AND o.recipient = m.chat_jid AND o.sent_at < m.sent_at + 1000
         AND o.replied_at IS NULL)";
 
 /// Recounts each (device, day) with a send changed since `$1` (recorded, sent, a receipt, a

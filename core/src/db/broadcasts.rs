@@ -178,7 +178,7 @@ impl Db {
                WHEN o.status IN ('queued', 'sending') THEN 'queued' \
                WHEN o.status = 'failed' THEN 'failed' \
                WHEN EXISTS (SELECT 1 FROM messages m WHERE m.device_id = o.device_id AND m.chat_jid = o.recipient \
-                            AND m.from_me = FALSE AND m.history = FALSE AND m.sent_at >= o.sent_at) THEN 'replied' \
+                            AND m.from_me = FALSE AND m.history = FALSE AND m.sent_at + 1000 > o.sent_at) THEN 'replied' \
                ELSE o.status END AS st \
              FROM broadcast_recipients r JOIN outbound_messages o ON o.id = r.outbound_id \
              WHERE r.broadcast_id = $1) s GROUP BY s.st")

@@ -195,11 +195,11 @@ macro_rules! merge_in {
             "UPDATE outbound_messages SET updated_at = $3, replied_at = ( \
                 SELECT MIN(m.sent_at) FROM messages m WHERE m.device_id = outbound_messages.device_id \
                 AND m.chat_jid = outbound_messages.recipient AND m.from_me = FALSE AND m.history = FALSE \
-                AND m.sent_at >= outbound_messages.sent_at) \
+                AND m.sent_at + 1000 > outbound_messages.sent_at) \
              WHERE device_id = $1 AND recipient = $2 AND replied_at IS NULL \
                AND status IN ('sent', 'delivered', 'read') AND EXISTS ( \
                 SELECT 1 FROM messages m WHERE m.device_id = $1 AND m.chat_jid = $2 AND m.from_me = FALSE AND m.history = FALSE \
-                AND m.sent_at >= outbound_messages.sent_at)",
+                AND m.sent_at + 1000 > outbound_messages.sent_at)",
         )
         .bind(device)
         .bind(phone)

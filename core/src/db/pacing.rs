@@ -229,7 +229,7 @@ impl Db {
             .await)?;
         let (recent, unreplied): (i64, Option<i64>) = on_db!(self, pool => sqlx::query_as(
             "SELECT COUNT(*), SUM(CASE WHEN EXISTS (SELECT 1 FROM messages m WHERE m.device_id = o.device_id \
-               AND m.chat_jid = o.recipient AND m.from_me = FALSE AND m.history = FALSE AND m.sent_at >= o.sent_at) THEN 0 ELSE 1 END) \
+               AND m.chat_jid = o.recipient AND m.from_me = FALSE AND m.history = FALSE AND m.sent_at + 1000 > o.sent_at) THEN 0 ELSE 1 END) \
              FROM outbound_messages o WHERE o.device_id = $1 AND o.sent_at >= $2")
             .bind(device)
             .bind(week_start)

@@ -19,7 +19,7 @@ macro_rules! recipient_status {
               WHEN o.status = 'failed' THEN 'failed' \
               WHEN o.status IN ('queued', 'sending') THEN 'queued' \
               WHEN EXISTS (SELECT 1 FROM messages m WHERE m.device_id = r.device_id AND m.chat_jid = o.recipient \
-                           AND m.from_me = FALSE AND m.history = FALSE AND m.sent_at >= o.sent_at) THEN 'replied' \
+                           AND m.from_me = FALSE AND m.history = FALSE AND m.sent_at + 1000 > o.sent_at) THEN 'replied' \
               ELSE o.status END"
     };
 }
