@@ -19,6 +19,7 @@ pub mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod control;
+mod history;
 pub mod protocol;
 pub mod server;
 pub mod waweb;

@@ -17,7 +17,7 @@ use wafleet_core::shutdown::{self, ShutdownTrigger};
 use wafleet_core::testing::{Backend, TestDb, poll_for};
 use wafleet_core::types::PhoneNumber;
 use wafleet_sim::conformance::{Phones, Sent};
-use wafleet_sim::control::MediaFile;
+use wafleet_sim::control::{ChatKind, MediaFile};
 use wafleet_sim::waweb::{self, WaWebConfig, WaWebHandle};
 use wafleet_sim::{SimConfig, SimHandle, SimLink};
 use wafleet_wa::{WaLink, WaLinkConfig};
@@ -27,8 +27,17 @@ pub trait Network: Sized {
     /// How long [`StackOn::eventually`] waits for the worker by default.
     const PATIENCE: Duration;
 
+    /// Whether a device that sends to a number learns the LID behind it at once, as WhatsApp's
+    /// device lookup (usync) tells the real client; the simulator's own link learns it only when
+    /// the network says so.
+    const SEND_REVEALS_LID: bool;
+
     /// Starts it on a loopback port.
     async fn start() -> Self;
+
+    /// Starts it on a loopback port, pushing `chats` personal chats from before (and a group
+    /// message) to every newly linked device, as WhatsApp's history sync does.
+    async fn start_with_history(chats: usize) -> Self;
 
     /// A fresh link to it, as a newly started worker process makes, sealing key material with `keys`.
     fn link(&self, db: &Db, keys: &KeyRing) -> Arc<dyn Link>;
@@ -46,6 +55,14 @@ pub trait Network: Sized {
     /// (digits); returns the message id.
     async fn write_file(&self, from: &str, to: &str, kind: MessageKind, file: &MediaFile<'_>) -> String;
 
+    /// The phone `from` (digits) writes `text` to the account of `to` (digits) from its LID,
+    /// its number hidden, or given beside the LID when `with_number`.
+    async fn write_from_lid(&self, from: &str, to: &str, text: &str, with_number: bool);
+
+    /// The network tells the devices of `phone` (digits) which number the LID of `contact`
+    /// (digits) stands for.
+    async fn reveal_number(&self, phone: &str, contact: &str);
+
     /// Puts the account of `phone` (digits) under a reach-out timelock for `length`.
     async fn timelock(&self, phone: &str, length: Duration);
 
@@ -59,11 +76,18 @@ pub trait Network: Sized {
 
 impl Network for SimHandle {
     const PATIENCE: Duration = Duration::from_secs(15);
+    const SEND_REVEALS_LID: bool = false;
 
     async fn start() -> Self {
-        wafleet_sim::start(SimConfig::for_tests())
-            .await
-            .expect("simulator starts")
+        Self::start_with_history(0).await
+    }
+
+    async fn start_with_history(chats: usize) -> Self {
+        let config = SimConfig {
+            history_chats: chats,
+            ..SimConfig::for_tests()
+        };
+        wafleet_sim::start(config).await.expect("simulator starts")
     }
 
     fn link(&self, db: &Db, keys: &KeyRing) -> Arc<dyn Link> {
@@ -93,6 +117,27 @@ impl Network for SimHandle {
             .id
     }
 
+    async fn write_from_lid(&self, from: &str, to: &str, text: &str, with_number: bool) {
+        let message = wafleet_sim::control::InjectMessage {
+            to: to.into(),
+            from: from.into(),
+            chat: if with_number {
+                ChatKind::LidWithNumber
+            } else {
+                ChatKind::Lid
+            },
+            text: Some(text.into()),
+            kind: None,
+            push_name: Some(format!("Sim {from}")),
+            media: None,
+        };
+        self.control().inject(&message).await.expect("inject");
+    }
+
+    async fn reveal_number(&self, phone: &str, contact: &str) {
+        self.control().reveal_number(phone, contact).await.expect("reveal");
+    }
+
     async fn timelock(&self, phone: &str, length: Duration) {
         let restrict = wafleet_sim::control::Restrict {
             timelock_secs: Some(length.as_secs()),
@@ -116,9 +161,18 @@ impl Network for SimHandle {
 /// reports being connected, hence more patience.
 impl Network for WaWebHandle {
     const PATIENCE: Duration = Duration::from_secs(30);
+    const SEND_REVEALS_LID: bool = true;
 
     async fn start() -> Self {
-        waweb::start(WaWebConfig::for_tests()).await.expect("front end starts")
+        Self::start_with_history(0).await
+    }
+
+    async fn start_with_history(chats: usize) -> Self {
+        let config = WaWebConfig {
+            history_chats: chats,
+            ..WaWebConfig::for_tests()
+        };
+        waweb::start(config).await.expect("front end starts")
     }
 
     fn link(&self, db: &Db, keys: &KeyRing) -> Arc<dyn Link> {
@@ -147,6 +201,22 @@ impl Network for WaWebHandle {
         self.send_media(from, to, kind, file)
             .await
             .expect("the phone sends the file")
+    }
+
+    async fn write_from_lid(&self, from: &str, to: &str, text: &str, with_number: bool) {
+        self.add_account(from);
+        let chat = if with_number {
+            ChatKind::LidWithNumber
+        } else {
+            ChatKind::Lid
+        };
+        self.send_in(chat, from, to, text).await.expect("the phone writes");
+    }
+
+    async fn reveal_number(&self, phone: &str, contact: &str) {
+        WaWebHandle::reveal_number(self, phone, contact)
+            .await
+            .expect("the phone pushes the mapping");
     }
 
     async fn timelock(&self, phone: &str, length: Duration) {

@@ -8,5 +8,5 @@
 pub mod link;
 pub mod store;
 
-pub use link::{WaLink, WaLinkConfig, WaSession, map_event, map_message, map_receipt};
+pub use link::{WaLink, WaLinkConfig, WaSession, map_event, map_history, map_message, map_receipt};
 pub use store::WaStore;

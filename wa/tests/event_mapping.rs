@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use wafleet_core::link::{Ack, IncomingMessage, Jid, LinkEvent, MessageKind, ReceiptKind};
-use wafleet_wa::{map_event, map_message, map_receipt};
+use wafleet_wa::{map_event, map_history, map_message, map_receipt};
 use whatsapp_rust::Jid as WaJid;
 use whatsapp_rust::wacore::net::DisconnectReason;
 use whatsapp_rust::wacore::types::events::*;
@@ -349,5 +349,87 @@ fn saved_contacts_name_personal_chats() {
     assert!(
         saved("120363@g.us", Some("A group"), None, None).is_none(),
         "groups are not contacts"
+    );
+}
+
+fn history_line(chat: &str, id: &str, from_me: bool, body: Option<&str>) -> wa::HistorySyncMsg {
+    wa::HistorySyncMsg {
+        message: MessageField::some(wa::WebMessageInfo {
+            key: MessageField::some(wa::MessageKey {
+                remote_jid: Some(chat.into()),
+                from_me: Some(from_me),
+                id: Some(id.into()),
+                participant: None,
+            }),
+            message: match body {
+                Some(body) => MessageField::some(text(body)),
+                None => MessageField::some(wa::Message {
+                    protocol_message: MessageField::some(wa::message::ProtocolMessage::default()),
+                    ..Default::default()
+                }),
+            },
+            message_timestamp: Some(1_700_000_000),
+            push_name: (!from_me).then(|| "Ali".into()),
+            ..Default::default()
+        }),
+        msg_order_id: None,
+    }
+}
+
+#[test]
+fn history_keeps_personal_chats_as_history() {
+    let conversation = |id: &str, pn: Option<&str>, lines: Vec<wa::HistorySyncMsg>| wa::Conversation {
+        id: id.into(),
+        pn_jid: pn.map(Into::into),
+        messages: lines,
+        ..Default::default()
+    };
+    let sync = wa::HistorySync {
+        conversations: vec![
+            conversation(
+                "601@s.whatsapp.net",
+                None,
+                vec![
+                    history_line("601@s.whatsapp.net", "A1", false, Some("hello again")),
+                    history_line("601@s.whatsapp.net", "A2", true, Some("talk soon")),
+                    // A key share or deletion: nothing to show.
+                    history_line("601@s.whatsapp.net", "A3", false, None),
+                ],
+            ),
+            conversation(
+                "98765@lid",
+                Some("602@s.whatsapp.net"),
+                vec![history_line("98765@lid", "B1", false, Some("from a LID"))],
+            ),
+            conversation(
+                "120363000@g.us",
+                None,
+                vec![history_line("120363000@g.us", "G1", false, Some("group news"))],
+            ),
+            conversation(
+                "status@broadcast",
+                None,
+                vec![history_line("status@broadcast", "S1", false, Some("a status"))],
+            ),
+        ],
+        ..Default::default()
+    };
+    let me = Jid("600@s.whatsapp.net".into());
+    let messages = map_history(&sync, Some(&me));
+    let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["A1", "A2", "B1"], "personal chats with content only");
+    assert!(messages.iter().all(|m| m.history), "{messages:?}");
+    let (theirs, ours, lid) = (&messages[0], &messages[1], &messages[2]);
+    assert_eq!(theirs.sender, Jid("601@s.whatsapp.net".into()));
+    assert_eq!(theirs.push_name.as_deref(), Some("Ali"));
+    assert_eq!(theirs.text.as_deref(), Some("hello again"));
+    assert_eq!(theirs.sent_at.millis(), 1_700_000_000_000);
+    assert!(ours.from_me);
+    assert_eq!(ours.sender, me, "what the account wrote is its own");
+    assert_eq!(lid.chat, Jid("98765@lid".into()));
+    assert_eq!(
+        lid.sender_alt,
+        Some(Jid("602@s.whatsapp.net".into())),
+        "a LID chat's number, when the phone knows it, goes with its messages"
     );
 }

@@ -24,6 +24,7 @@ use wafleet_core::sync;
 
 use crate::SimConfig;
 use world::World;
+pub(crate) use world::message_id;
 
 /// The simulator's shared state.
 pub(crate) struct Sim {

@@ -157,12 +157,12 @@ pub(crate) struct World {
     pub history_chats: usize,
 }
 
-/// The JID of an account.
 /// Where the simulator serves the file `id` that a person sent in a message.
 pub(crate) fn media_path(id: &str) -> String {
     format!("/v/m/{id}")
 }
 
+/// The JID of an account.
 pub(crate) fn jid_of(digits: &str) -> Jid {
     Jid(format!("{digits}@{}", wafleet_core::link::USER_SERVER))
 }
@@ -266,9 +266,9 @@ impl World {
     }
 
     /// History sync: sends the device of `token`, just linked, its account's recent chats from
-    /// before, as WhatsApp does on link: [`World::history_chats`] personal chats (a line from the
-    /// contact, the account's answer a minute later) and one group message. Like any message,
-    /// each is kept until the device acknowledges it.
+    /// before, as WhatsApp does on link ([`crate::history::recent`] of
+    /// [`World::history_chats`] chats). Like any message, each is kept until the device
+    /// acknowledges it.
     pub fn sync_history(&mut self, token: &str) {
         let Some(device) = self.devices.get(token) else {
             return;
@@ -288,41 +288,7 @@ impl World {
                 }
             }
         }
-        let start = Timestamp::now().plus_secs(-3600 * i64::try_from(self.history_chats).unwrap_or(0));
-        let mut history = Vec::new();
-        for i in 0..self.history_chats {
-            let contact = jid_of(&format!("60198{i:06}"));
-            let at = start.plus_secs(3600 * i64::try_from(i).unwrap_or(0));
-            let mut theirs = super::traffic::personal_message(
-                contact.user(),
-                wafleet_core::link::MessageKind::Text,
-                Some(format!("Hello again ({i})")),
-                None,
-            );
-            theirs.sent_at = at;
-            let ours = IncomingMessage {
-                id: message_id(),
-                sender: jid_of(&account),
-                from_me: true,
-                text: Some(format!("Thanks, talk soon ({i})")),
-                sent_at: at.plus_secs(60),
-                ..theirs.clone()
-            };
-            history.extend([theirs, ours]);
-        }
-        if self.history_chats > 0 {
-            let mut group = super::traffic::personal_message(
-                "60198999999",
-                wafleet_core::link::MessageKind::Text,
-                Some("Group news from before".into()),
-                None,
-            );
-            group.chat = Jid("120363198999999@g.us".into());
-            history.push(group);
-        }
-        for message in &mut history {
-            message.history = true;
-        }
+        let history = crate::history::recent(&account, self.history_chats);
         let Some(device) = self.devices.get_mut(token) else {
             return;
         };

@@ -138,10 +138,10 @@ fn setting_of(index: &[String], value: &wa::SyncActionValue) -> Option<ChatSetti
 
 /// The phone of `phone` shares its app state key with its newly linked companion `device`, as
 /// phones do right after linking (the companion waits for it before its first sync).
-pub(crate) async fn share_key(net: Arc<Network>, phone: String, device: u16) {
+pub(crate) async fn share_key(net: &Arc<Network>, phone: &str, device: u16) {
     let key = {
         let mut model = net.lock();
-        let account = model.account(&phone);
+        let account = model.account(phone);
         (account.app_state_key.id.clone(), account.app_state_key.data)
     };
     let share = wa::message::AppStateSyncKeyShare {
@@ -166,7 +166,7 @@ pub(crate) async fn share_key(net: Arc<Network>, phone: String, device: u16) {
         })),
         ..Default::default()
     };
-    if let Err(err) = super::chat::phone_sends_to(&net, &phone, &phone, &[device], message).await {
+    if let Err(err) = super::chat::phone_sends_to(net, phone, phone, &[device], message).await {
         tracing::warn!(error = %format!("{err:#}"), %phone, device, "sharing the app state key failed");
     }
 }

@@ -366,6 +366,7 @@ pub(crate) async fn phone_sends_to(
     let stanza = Stanza {
         chat: format!("{from}@s.whatsapp.net"),
         participant: None,
+        sender_pn: None,
         id: message_id(),
         kind,
         shared: None,
@@ -386,6 +387,8 @@ pub(crate) struct Stanza {
     pub chat: String,
     /// `participant`: the phone, in a chat that is not its own (groups, broadcasts).
     pub participant: Option<String>,
+    /// `sender_pn`: the phone's number beside a `chat` that is its LID, when WhatsApp gives it.
+    pub sender_pn: Option<String>,
     /// The message id.
     pub id: String,
     /// `text` or `media`.
@@ -429,6 +432,9 @@ pub(crate) async fn fan_out(
             .attr("notify", format!("Sim {from}"));
         if let Some(participant) = &stanza.participant {
             node = node.attr("participant", participant.clone());
+        }
+        if let Some(number) = &stanza.sender_pn {
+            node = node.attr("sender_pn", number.clone());
         }
         let node = node.children([enc].into_iter().chain(stanza.shared.clone())).build();
         let mut model = net.lock();

@@ -206,10 +206,17 @@ impl WaWebHandle {
     }
 
     /// The phone of `from` writes `text` in a chat of kind `chat` (a group, a broadcast list, a
-    /// status update, a newsletter; or a personal chat) that the account of `to` is in; every
-    /// linked device of `to` gets it as WhatsApp sends it. Returns the message id.
+    /// status update, a newsletter; or a personal chat, addressed by number or by LID) that the
+    /// account of `to` is in; every linked device of `to` gets it as WhatsApp sends it. Returns
+    /// the message id.
     pub async fn send_in(&self, chat: ChatKind, from: &str, to: &str, text: &str) -> anyhow::Result<String> {
         non_personal::phone_writes_in(&self.net, chat, from, to, text).await
+    }
+
+    /// WhatsApp tells the linked devices of `phone` (digits) which number the LID of `contact`
+    /// (digits) stands for, as a history sync chunk of the phone does.
+    pub async fn reveal_number(&self, phone: &str, contact: &str) -> anyhow::Result<()> {
+        super::history::reveal(&self.net, phone, contact).await
     }
 
     /// How the linked devices answered message `id` from a phone: `Some(true)` once one took it

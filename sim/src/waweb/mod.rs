@@ -14,6 +14,7 @@ mod business;
 mod chat;
 mod conn;
 mod handle;
+mod history;
 mod identity;
 mod iq;
 mod login;
@@ -66,6 +67,9 @@ pub struct WaWebConfig {
     pub read_after: Duration,
     /// When an account gets banned.
     pub ban: BanLimits,
+    /// Personal chats the phone pushes to a newly linked device (history sync), each with a line
+    /// from the contact and the account's answer, plus one group message a client must drop.
+    pub history_chats: usize,
 }
 
 impl WaWebConfig {
@@ -81,6 +85,7 @@ impl WaWebConfig {
             delivered_after: Duration::from_millis(20),
             read_after: Duration::from_millis(40),
             ban: BanLimits::from(&crate::SimConfig::for_tests()),
+            history_chats: 0,
         }
     }
 
@@ -96,6 +101,7 @@ impl WaWebConfig {
             delivered_after: Duration::from_millis(sim.delivered_ms),
             read_after: Duration::from_millis(sim.read_ms),
             ban: BanLimits::from(sim),
+            history_chats: sim.history_chats,
         }
     }
 }
@@ -181,13 +187,20 @@ impl Network {
                 pairing::Signed::Refused => return,
                 pairing::Signed::Linked(phone, device) => {
                     drop(model);
-                    tokio::spawn(appstate::share_key(Arc::clone(self), phone, device));
+                    tokio::spawn(linked(Arc::clone(self), phone, device));
                     return;
                 }
             }
         }
         iq::handle(&mut model, conn, &node);
     }
+}
+
+/// What the phone of `phone` does once its companion `device` linked: it shares its app state
+/// key (the companion waits for it before its first sync), then pushes the history.
+async fn linked(net: Arc<Network>, phone: String, device: u16) {
+    appstate::share_key(&net, &phone, device).await;
+    history::on_link(&net, &phone, device).await;
 }
 
 /// Starts the front end in this process.

@@ -3,7 +3,8 @@
 //! phone's sender key (`skmsg`), beside a pairwise message to each device that shares the key;
 //! a broadcast list's (`…@broadcast`) encrypted pairwise; a newsletter's (`…@newsletter`) in
 //! plaintext, as channels are not end-to-end encrypted. The sending phone is the `participant`
-//! of the first three.
+//! of the first three. Personal messages addressed by LID, from a phone whose number the
+//! recipient may not know, go out here too.
 
 use std::sync::Arc;
 
@@ -41,14 +42,13 @@ pub(crate) async fn phone_writes_in(
             rand::rng().random_range(1_000_000_000u64..10_000_000_000)
         ),
         ChatKind::Status => "status@broadcast".to_owned(),
-        ChatKind::Lid | ChatKind::LidWithNumber => {
-            anyhow::bail!("the WhatsApp Web front end does not address anyone by LID yet")
-        }
+        ChatKind::Lid | ChatKind::LidWithNumber => return from_lid(net, chat, from, to, &content).await,
     };
     let devices = devices_of(net, to)?;
     let mut stanza = Stanza {
         chat: jid,
         participant: Some(format!("{from}@s.whatsapp.net")),
+        sender_pn: None,
         id: message_id(),
         kind: "text",
         shared: None,
@@ -64,6 +64,35 @@ pub(crate) async fn phone_writes_in(
         distribution
     };
     fan_out(net, from, to, &devices, &stanza, &pairwise).await?;
+    Ok(stanza.id)
+}
+
+/// The phone of `from` writes in its personal chat with `to` addressed by its LID, as WhatsApp
+/// now addresses many contacts: the number hidden (`ChatKind::Lid`), or given beside it as the
+/// sender's other address (`sender_pn`, `ChatKind::LidWithNumber`). The pairwise session is the
+/// phone's one with each device: the client keeps it under the LID.
+async fn from_lid(
+    net: &Arc<Network>,
+    chat: ChatKind,
+    from: &str,
+    to: &str,
+    content: &wa::Message,
+) -> anyhow::Result<String> {
+    let devices = devices_of(net, to)?;
+    let lid = {
+        let mut model = net.lock();
+        super::bans::record_incoming(&mut model, to, from);
+        model.account(from).lid.clone()
+    };
+    let stanza = Stanza {
+        chat: format!("{lid}@lid"),
+        participant: None,
+        sender_pn: (chat == ChatKind::LidWithNumber).then(|| format!("{from}@s.whatsapp.net")),
+        id: message_id(),
+        kind: "text",
+        shared: None,
+    };
+    fan_out(net, from, to, &devices, &stanza, content).await?;
     Ok(stanza.id)
 }
 

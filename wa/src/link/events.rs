@@ -15,7 +15,7 @@ use whatsapp_rust::waproto::whatsapp as wa;
 use super::acks::SendAcks;
 
 /// What a client event means for wafleet; `None` for events wafleet does not act on (presence,
-/// app-state updates other than saved contacts, history sync, …) and for anything outside personal chats: groups,
+/// app-state updates other than saved contacts, history sync (see [`map_history`]), …) and for anything outside personal chats: groups,
 /// broadcast lists, status updates and newsletters never become events. Incoming messages reach
 /// wafleet through the durability hook ([`super::hook`]), not through here: those the hook did
 /// not see (newsletters, recovered placeholders) are not personal messages wafleet stores. So do
@@ -193,10 +193,65 @@ pub fn map_message(message: &wa::Message, info: &MessageInfo) -> Option<Incoming
         kind,
         text,
         sent_at: Timestamp(info.timestamp.timestamp_millis()),
-        // wafleet asks the client to skip history sync (`skip_history_sync`).
+        // History reaches wafleet through `map_history`.
         history: false,
         media: super::received::locate(base),
     })
+}
+
+/// The personal messages of a history sync chunk (the recent chats the phone pushes to a newly
+/// linked device), marked as history; groups, broadcasts and content-less protocol messages are
+/// left out. `account` is the linked account's own JID, the sender of what it wrote; a chat kept
+/// under a LID whose number the phone knows names it as the contact's other address.
+pub fn map_history(sync: &wa::HistorySync, account: Option<&Jid>) -> Vec<IncomingMessage> {
+    let mut messages = Vec::new();
+    for conversation in &sync.conversations {
+        let chat = Jid(conversation.id.clone());
+        if !chat.is_personal() {
+            continue;
+        }
+        let number = conversation
+            .pn_jid
+            .as_deref()
+            .filter(|pn| chat.is_lid() && pn.ends_with("@s.whatsapp.net"))
+            .map(|pn| Jid(pn.to_owned()));
+        for entry in &conversation.messages {
+            let Some(info) = entry.message.as_option() else {
+                continue;
+            };
+            let (Some(message), Some(key), Some(secs)) =
+                (info.message.as_option(), info.key.as_option(), info.message_timestamp)
+            else {
+                continue;
+            };
+            let Some(id) = key.id.clone() else {
+                continue;
+            };
+            let base = message.get_base_message();
+            if base.protocol_message.is_set() || !has_content(base) {
+                continue;
+            }
+            let from_me = key.from_me.unwrap_or(false);
+            let (kind, text) = content(base);
+            messages.push(IncomingMessage {
+                id,
+                sender: match account {
+                    Some(account) if from_me => account.clone(),
+                    _ => chat.clone(),
+                },
+                sender_alt: number.clone().filter(|_| !from_me),
+                chat: chat.clone(),
+                from_me,
+                push_name: info.push_name.clone().filter(|name| !name.is_empty() && !from_me),
+                kind,
+                text,
+                sent_at: Timestamp(i64::try_from(secs).unwrap_or_default().saturating_mul(1000)),
+                history: true,
+                media: super::received::locate(base),
+            });
+        }
+    }
+    messages
 }
 
 fn has_content(message: &wa::Message) -> bool {
@@ -234,20 +289,61 @@ pub(crate) struct Forwarder {
     pub queue: mpsc::UnboundedSender<LinkEvent>,
     /// Sends waiting for WhatsApp's answer.
     pub acks: SendAcks,
+    /// The linked account's JID: stored for a device that resumes, learned when one links.
+    pub account: Arc<std::sync::Mutex<Option<Jid>>>,
 }
 
 impl EventHandler for Forwarder {
     fn handle_event(&self, event: Arc<Event>) {
-        if let Event::ServerAck(ack) = &*event {
-            if ack.class.as_deref().is_none_or(|class| class == "message") {
-                self.acks.answer(&ack.id, ack.error.clone());
+        match &*event {
+            Event::ServerAck(ack) => {
+                if ack.class.as_deref().is_none_or(|class| class == "message") {
+                    self.acks.answer(&ack.id, ack.error.clone());
+                }
+                return;
             }
-            return;
+            Event::HistorySync(_) => return self.history(event),
+            Event::PairSuccess(success) => {
+                *wafleet_core::sync::lock(&self.account) = Some(Jid(success.id.to_non_ad().to_string()));
+            }
+            _ => {}
         }
         if let Some(mapped) = map_event(&event) {
             tracing::debug!(device = %self.device, event = ?std::mem::discriminant(&mapped), "link event");
             // The session is gone when the receiver is dropped; nothing is left to tell.
             let _ = self.queue.send(mapped);
+        }
+    }
+}
+
+impl Forwarder {
+    /// Queues the personal messages of a history sync chunk, decoded off the client's event
+    /// dispatch (a chunk can be megabytes). The client has already told the phone it took the
+    /// chunk (WhatsApp's `hist_sync` receipt goes before the download), so these carry no ack:
+    /// a worker that dies before storing them loses that history, never a live message.
+    fn history(&self, event: Arc<Event>) {
+        let account = wafleet_core::sync::lock(&self.account).clone();
+        let (queue, device) = (self.queue.clone(), self.device);
+        let queue_all = move || {
+            let Event::HistorySync(sync) = &*event else {
+                return;
+            };
+            let Some(sync) = sync.get() else {
+                tracing::warn!(%device, "a history sync chunk does not decode; skipped");
+                return;
+            };
+            let messages = map_history(sync, account.as_ref());
+            tracing::info!(%device, messages = messages.len(), "history from the phone");
+            for message in messages {
+                let _ = queue.send(LinkEvent::Message {
+                    message,
+                    ack: Ack::none(),
+                });
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(queue_all)),
+            Err(_) => queue_all(),
         }
     }
 }

@@ -30,7 +30,7 @@ use whatsapp_rust::wacore::net::WHATSAPP_WEB_WS_URL;
 use whatsapp_rust::wacore::pair_code::PairCodeOptions;
 
 use crate::WaStore;
-pub use events::{map_event, map_message, map_receipt};
+pub use events::{map_event, map_history, map_message, map_receipt};
 pub use session::WaSession;
 
 /// How a [`WaLink`] reaches WhatsApp.
@@ -156,14 +156,13 @@ impl Link for WaLink {
                 device,
                 queue: queue_tx.clone(),
                 acks: acks.clone(),
+                account: std::sync::Arc::new(std::sync::Mutex::new(store.preloaded_account())),
             })
             .with_inbound_durability_hook(hook::Durability {
                 device,
                 queue: queue_tx,
             })
-            .with_cache_config(cache_config())
-            // History sync replays old chats; wafleet only handles what arrives from now on.
-            .skip_history_sync();
+            .with_cache_config(cache_config());
         if let Some(version) = self.config.app_version {
             builder = builder.with_version(version);
         }

@@ -105,6 +105,13 @@ impl WaStore {
         sync::lock(&self.preloaded.0).is_some()
     }
 
+    /// The account's own JID (its number, without a device) as [`WaStore::preload`] read it.
+    pub(crate) fn preloaded_account(&self) -> Option<wafleet_core::link::Jid> {
+        let device = sync::lock(&self.preloaded.0);
+        let pn = device.as_ref()?.pn.as_ref()?;
+        Some(wafleet_core::link::Jid(pn.to_non_ad().to_string()))
+    }
+
     /// What [`WaStore::preload`] read, once.
     fn take_preloaded(&self) -> Option<Device> {
         sync::lock(&self.preloaded.0).take()
