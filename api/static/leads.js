@@ -34,6 +34,22 @@ function cell(text, label, className) {
   return td;
 }
 
+/** The Name cell: the owner's name for the lead, and under it the name WhatsApp shows for the
+ * number (the phone's saved name, else the contact's own) when that differs. */
+function nameCell(lead) {
+  const td = cell("", "Name", "name");
+  const names = document.createElement("span");
+  names.textContent = lead.name;
+  if (lead.whatsapp_name && lead.whatsapp_name !== lead.name) {
+    const shown = document.createElement("small");
+    shown.className = "whatsapp-name";
+    shown.textContent = `on WhatsApp: ${lead.whatsapp_name}`;
+    names.append(shown);
+  }
+  td.append(names);
+  return td;
+}
+
 /** The table row of a lead, with its Edit and Delete buttons. */
 function leadRow(lead) {
   const row = document.createElement("tr");
@@ -42,7 +58,7 @@ function leadRow(lead) {
   row.lead = lead;
   const status = cell(lead.status, "Status", `lead-status ${lead.status}`);
   row.append(
-    cell(lead.name, "Name", "name"), cell(lead.phone, "Phone", "phone"), cell(lead.niche, "Niche"),
+    nameCell(lead), cell(lead.phone, "Phone", "phone"), cell(lead.niche, "Niche"),
     cell(lead.journey, "Journey"), status, cell(lead.notes, "Notes"),
     cell(new Date(lead.updated_at).toLocaleString(), "Updated"),
   );

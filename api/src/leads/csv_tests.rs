@@ -94,6 +94,7 @@ fn written_files_read_back_unchanged_and_never_run_formulas() {
         notes: notes.map(str::to_owned),
         created_at: Timestamp(0),
         updated_at: Timestamp(0),
+        whatsapp_name: None,
     };
     let leads = [
         lead(

@@ -65,9 +65,26 @@ async fn lead_lifecycle(app: TestApp) {
     assert_eq!(updated["journey"], "demo");
     assert_eq!(updated["name"], "Aminah", "omitted fields are kept");
     assert_eq!(updated["notes"], "met at the fair");
+    assert!(
+        updated["whatsapp_name"].is_null(),
+        "the device knows no name for the number"
+    );
     let listed = listed(&ana, &format!("/api/devices/{device}/leads")).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["journey"], "demo");
+
+    // The device's phone saves the number under a name of its own: the lead shows it.
+    let jid = wafleet_core::link::Jid("60123456789@s.whatsapp.net".into());
+    app.db
+        .set_contact_name(wafleet_core::types::DeviceId(device), &jid, "Aminah (fair)")
+        .await
+        .unwrap();
+    assert_eq!(
+        body(ana.get(&path).await).await["results"]["whatsapp_name"],
+        "Aminah (fair)"
+    );
+    let listed = self::listed(&ana, &format!("/api/devices/{device}/leads")).await;
+    assert_eq!(listed[0]["whatsapp_name"], "Aminah (fair)");
 
     assert_eq!(ana.delete(&path).await.status(), StatusCode::OK);
     expect_error(ana.get(&path).await, StatusCode::NOT_FOUND, "lead not found").await;

@@ -1,14 +1,17 @@
 //! The leads page in headless Chromium: a refused import shows every bad row and stores nothing,
-//! the fixed file imports, a lead is edited in place, and the filtered export downloads.
+//! the fixed file imports, a lead is edited in place, the filtered export downloads, each lead
+//! shows the name WhatsApp shows for its number, and the page fits a phone.
 
 use fantoccini::{Client, Locator};
 use wafleet_core::db::LeadFilter;
+use wafleet_core::link::Jid;
 use wafleet_core::types::{DeviceId, UserId};
 
 use crate::browser::register_with_a_device;
 use crate::browser::support::{click, fill, screenshot, start_browser, wait_for_count, wait_for_text};
 use crate::helpers::TestApp;
 use crate::leads_csv::{FIXED, TWO_BAD_ROWS};
+use crate::templates_browser::page_checks::{set_viewport, widths};
 
 async fn stored(app: &TestApp, owner: UserId, device: DeviceId) -> Vec<wafleet_core::db::Lead> {
     app.db
@@ -77,6 +80,18 @@ async fn import_edit_and_export_leads_in_the_browser(app: TestApp) {
     assert_eq!(browser.find_all(Locator::Css("#leads tr.lead")).await.unwrap().len(), 0);
     assert!(stored(&app, owner, device).await.is_empty(), "nothing was imported");
 
+    // WhatsApp knows two of the numbers by name: Bo's phone saved, Chong's own (a chat).
+    app.db
+        .set_contact_name(device, &Jid("60198765432@s.whatsapp.net".into()), "Bo the florist")
+        .await
+        .unwrap();
+    wafleet_core::testing::execute(
+        &app.db,
+        "INSERT INTO chats (device_id, jid, name, last_message_at) VALUES ($1, '60171112222@s.whatsapp.net', 'Chong W.', 0)",
+        &[device.0.into()],
+    )
+    .await;
+
     // The fixed file imports whole.
     import(&browser, &fixed).await;
     wait_for_text(&browser, "#import-result", "4 leads imported").await;
@@ -91,6 +106,14 @@ async fn import_edit_and_export_leads_in_the_browser(app: TestApp) {
             .unwrap()
     );
     assert_eq!(stored(&app, owner, device).await.len(), 4);
+    // Each lead shows the name WhatsApp shows for its number, when there is one.
+    wait_for_count(&browser, "#leads .whatsapp-name", 2).await;
+    let mut shown = Vec::new();
+    for name in browser.find_all(Locator::Css("#leads .whatsapp-name")).await.unwrap() {
+        shown.push(name.text().await.unwrap());
+    }
+    shown.sort();
+    assert_eq!(shown, ["on WhatsApp: Bo the florist", "on WhatsApp: Chong W."]);
     screenshot(&browser, "leads-imported").await;
 
     // Edit Bo in place.
@@ -158,6 +181,23 @@ async fn import_edit_and_export_leads_in_the_browser(app: TestApp) {
         "only the filtered leads: {csv}"
     );
     screenshot(&browser, "leads-filtered").await;
+
+    // On a phone each lead is a card that fits the width, WhatsApp's name under the owner's.
+    set_viewport(&browser, 390, 844).await;
+    fill(&browser, "#lead-search input[name=niche]", "").await;
+    click(&browser, "#lead-search button[type=submit]").await;
+    wait_for_count(&browser, "#leads tr.lead", 4).await;
+    wait_for_count(&browser, "#leads .whatsapp-name", 2).await;
+    let (scroll, inner) = widths(&browser).await;
+    assert!(
+        scroll <= inner,
+        "the leads on a phone: {scroll} px of content in {inner} px"
+    );
+    browser
+        .execute("document.querySelector('#leads tr.lead').scrollIntoView();", vec![])
+        .await
+        .unwrap();
+    screenshot(&browser, "leads-phone").await;
 
     browser.close().await.unwrap();
 }

@@ -17,7 +17,11 @@ use crate::db::BeginWrite;
 /// The columns of [`Lead`], as a literal so queries stay `&'static str`.
 macro_rules! lead_columns {
     () => {
-        "id, device_id, name, phone, niche, journey, status, notes, created_at, updated_at"
+        "id, device_id, name, phone, niche, journey, status, notes, created_at, updated_at, COALESCE( \
+            (SELECT n.name FROM contact_names n WHERE n.device_id = leads.device_id \
+                AND n.jid = SUBSTR(leads.phone, 2) || '@s.whatsapp.net'), \
+            (SELECT c.name FROM chats c WHERE c.device_id = leads.device_id \
+                AND c.jid = SUBSTR(leads.phone, 2) || '@s.whatsapp.net')) AS whatsapp_name"
     };
 }
 

@@ -45,6 +45,9 @@ pub struct Lead {
     pub created_at: Timestamp,
     /// When it was last changed.
     pub updated_at: Timestamp,
+    /// The name WhatsApp shows for the number on the device: the one its phone saved for the
+    /// contact, else the one the contact gave themselves; `None` while the device knows neither.
+    pub whatsapp_name: Option<String>,
 }
 
 /// A lead to add, already validated.
