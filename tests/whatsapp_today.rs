@@ -412,34 +412,24 @@ async fn with_the_real_client_a_timelocked_device_answers_existing_chats_while_n
     timelocked_device_answers_existing_chats_while_new_chats_wait::<WaWebHandle>(backend).await
 }
 
-/// Names from the phone's address book: synced when the device links and whenever the phone
-/// changes one; a chat shows the saved name before the contact's own push name, and falls back
-/// to it when the contact is removed.
-async fn saved_contact_names_name_the_chats(backend: Backend) {
-    let stack = Stack::start(backend).await;
-    let control = stack.sim.control();
-    control
-        .save_contact(DEVICE_PHONE, CONTACT, "Nadia Baker")
-        .await
-        .unwrap();
+/// Names from the phone's address book, on `N`'s link: synced when the device links and
+/// whenever the phone changes one while it is online; a chat shows the saved name before the
+/// contact's own push name, and is found by either. Returns the stack and the chats' path.
+async fn saved_contact_names_name_the_chats_on<N: Network>(backend: Backend) -> (StackOn<N>, String) {
+    let stack = StackOn::<N>::start(backend).await;
+    stack.sim.save_contact(DEVICE_PHONE, CONTACT, "Nadia Baker").await;
     let device = stack.linked_device("sales", &format!("+{DEVICE_PHONE}")).await;
     let chats = format!("/api/devices/{device}/chats");
-    control
-        .inject(&from_contact(ChatKind::Personal, "is the bread ready?"))
-        .await
-        .unwrap();
-    let name = |c: &Value| (c["chats"][0]["name"].clone(), c["chats"][0]["push_name"].clone());
-    let listed = stack.eventually(&chats, "the chat", |c| jids(c).len() == 1).await;
-    assert_eq!(name(&listed), ("Nadia Baker".into(), "Nadia".into()), "{listed}");
+    stack.sim.write(CONTACT, DEVICE_PHONE, "is the bread ready?").await;
+    let listed = stack
+        .eventually(&chats, "the chat by its saved name", |c| {
+            jids(c).len() == 1 && c["chats"][0]["name"] == "Nadia Baker"
+        })
+        .await;
+    assert_ne!(listed["chats"][0]["push_name"], "Nadia Baker", "{listed}");
 
     // Renamed on the phone while the device is online.
-    assert_eq!(
-        control
-            .save_contact(DEVICE_PHONE, CONTACT, "Nadia (bakery)")
-            .await
-            .unwrap(),
-        1
-    );
+    stack.sim.save_contact(DEVICE_PHONE, CONTACT, "Nadia (bakery)").await;
     stack
         .eventually(&chats, "the new saved name", |c| {
             c["chats"][0]["name"] == "Nadia (bakery)"
@@ -447,16 +437,38 @@ async fn saved_contact_names_name_the_chats(backend: Backend) {
         .await;
     let found = stack.get(&format!("{chats}?q=bakery")).await;
     assert_eq!(jids(&found).len(), 1, "found by its saved name: {found}");
+    (stack, chats)
+}
+
+async fn saved_contact_names_name_the_chats(backend: Backend) {
+    let (stack, chats) = saved_contact_names_name_the_chats_on::<SimHandle>(backend).await;
+    let control = stack.sim.control();
+    control
+        .inject(&from_contact(ChatKind::Personal, "two loaves please"))
+        .await
+        .unwrap();
+    let name = |c: &Value| (c["chats"][0]["name"].clone(), c["chats"][0]["push_name"].clone());
+    let listed = stack
+        .eventually(&chats, "her own name beside the saved one", |c| {
+            c["chats"][0]["push_name"] == "Nadia"
+        })
+        .await;
+    assert_eq!(name(&listed), ("Nadia (bakery)".into(), "Nadia".into()), "{listed}");
 
     // Removed from the address book: the contact's own name again.
-    control.save_contact(DEVICE_PHONE, CONTACT, "").await.unwrap();
+    stack.sim.save_contact(DEVICE_PHONE, CONTACT, "").await;
     stack
         .eventually(&chats, "the push name again", |c| c["chats"][0]["name"] == "Nadia")
         .await;
 }
 
+async fn with_the_real_client_saved_contact_names_name_the_chats(backend: Backend) {
+    saved_contact_names_name_the_chats_on::<WaWebHandle>(backend).await;
+}
+
 wafleet_core::testing::on_both_backends!(
     saved_contact_names_name_the_chats,
+    with_the_real_client_saved_contact_names_name_the_chats,
     a_timelocked_device_answers_existing_chats_while_new_chats_wait,
     with_the_real_client_a_timelocked_device_answers_existing_chats_while_new_chats_wait,
     a_reply_from_a_lid_counts_once_its_number_is_known,

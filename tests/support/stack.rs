@@ -63,6 +63,9 @@ pub trait Network: Sized {
     /// (digits) stands for.
     async fn reveal_number(&self, phone: &str, contact: &str);
 
+    /// The phone of `phone` (digits) saves `name` for `contact` (digits) in its address book.
+    async fn save_contact(&self, phone: &str, contact: &str, name: &str);
+
     /// Puts the account of `phone` (digits) under a reach-out timelock for `length`.
     async fn timelock(&self, phone: &str, length: Duration);
 
@@ -136,6 +139,10 @@ impl Network for SimHandle {
 
     async fn reveal_number(&self, phone: &str, contact: &str) {
         self.control().reveal_number(phone, contact).await.expect("reveal");
+    }
+
+    async fn save_contact(&self, phone: &str, contact: &str, name: &str) {
+        self.control().save_contact(phone, contact, name).await.expect("save");
     }
 
     async fn timelock(&self, phone: &str, length: Duration) {
@@ -217,6 +224,10 @@ impl Network for WaWebHandle {
         WaWebHandle::reveal_number(self, phone, contact)
             .await
             .expect("the phone pushes the mapping");
+    }
+
+    async fn save_contact(&self, phone: &str, contact: &str, name: &str) {
+        WaWebHandle::save_contact(self, phone, contact, name).expect("the phone saves the contact");
     }
 
     async fn timelock(&self, phone: &str, length: Duration) {

@@ -1,14 +1,14 @@
 //! App state (`w:sync:app:state`): the account's synced settings, contacts and chat state, in
 //! collections encrypted with keys the phone shares with each companion.
 //!
-//! The simulated accounts hold no app state of their own: every collection is empty at version 0.
-//! What a new companion needs is still what WhatsApp gives it: the phone's share of the app state
-//! key right after linking (a protocol message, end-to-end encrypted like any other), and answers
-//! to its sync requests that name every collection it asked for. The patches a companion sends
-//! (archiving or pinning a chat, starring a message, deleting one for itself) are accepted and
-//! read as the account's phone reads them, decrypted with the key it shared: the settings they
-//! make are recorded for the tests. They are not kept as collection versions, so a later sync
-//! still answers version 0 and brings the companion nothing back.
+//! A new companion gets what WhatsApp gives it: the phone's share of the app state key right
+//! after linking (a protocol message, end-to-end encrypted like any other), and answers to its
+//! sync requests that name every collection it asked for. The one collection the simulated
+//! accounts fill is the address book ([`super::contacts`]): its patches after the version asked
+//! for. The patches a companion sends (archiving or pinning a chat, starring a message, deleting
+//! one for itself) are accepted and read as the account's phone reads them, decrypted with the
+//! key it shared: the settings they make are recorded for the tests. They are not kept as
+//! collection versions, so a later sync brings the companion nothing of them back.
 
 use std::sync::Arc;
 
@@ -45,9 +45,9 @@ impl AppStateKey {
     }
 }
 
-/// Answers a sync request from a device of `phone`: each requested `<collection>`, empty, at
-/// version 0; the patches it carries are read as the phone reads them, their chat settings
-/// recorded.
+/// Answers a sync request from a device of `phone`: each requested `<collection>` with its
+/// patches after the version the device has (none but the address book's); the patches the
+/// request carries are read as the phone reads them, their chat settings recorded.
 pub(crate) fn answer_sync(model: &mut Model, phone: &str, request: &Node) -> Node {
     let Some(sync) = request.get_optional_child("sync") else {
         return error(request, 400, "bad-request");
@@ -65,12 +65,25 @@ pub(crate) fn answer_sync(model: &mut Model, phone: &str, request: &Node) -> Nod
     }
     let collections: Vec<Node> = sync
         .get_children_by_tag("collection")
-        .filter_map(|c| attr(c, "name"))
-        .map(|name| {
-            NodeBuilder::new("collection")
-                .attr("name", name)
-                .attr("version", "0")
-                .build()
+        .filter_map(|c| {
+            let name = attr(c, "name")?;
+            // A device that asks for a snapshot has nothing yet.
+            let has: u64 = attr(c, "version").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let collection = NodeBuilder::new("collection").attr("name", name.as_str());
+            if name != super::contacts::COLLECTION {
+                return Some(collection.attr("version", "0").build());
+            }
+            let book = &model.account(phone).address_book;
+            let patches = book
+                .after(has)
+                .iter()
+                .map(|patch| NodeBuilder::new("patch").bytes(patch.clone()).build());
+            Some(
+                collection
+                    .attr("version", book.version().to_string())
+                    .children([NodeBuilder::new("patches").children(patches).build()])
+                    .build(),
+            )
         })
         .collect();
     result(request, vec![NodeBuilder::new("sync").children(collections).build()])

@@ -213,6 +213,13 @@ impl WaWebHandle {
         non_personal::phone_writes_in(&self.net, chat, from, to, text).await
     }
 
+    /// The phone of `phone` (digits) saves `name` for `contact` (digits) in its address book,
+    /// or removes the contact when `name` is empty; its companions get the change through app
+    /// state sync (at once when online, else when they next sync).
+    pub fn save_contact(&self, phone: &str, contact: &str, name: &str) -> anyhow::Result<()> {
+        super::contacts::save(&mut self.net.lock(), phone, contact, name)
+    }
+
     /// WhatsApp tells the linked devices of `phone` (digits) which number the LID of `contact`
     /// (digits) stands for, as a history sync chunk of the phone does.
     pub async fn reveal_number(&self, phone: &str, contact: &str) -> anyhow::Result<()> {

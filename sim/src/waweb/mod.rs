@@ -13,6 +13,7 @@ mod bans;
 mod business;
 mod chat;
 mod conn;
+mod contacts;
 mod handle;
 mod history;
 mod identity;

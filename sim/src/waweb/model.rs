@@ -34,6 +34,8 @@ pub(crate) struct Account {
     pub signal: Arc<tokio::sync::Mutex<PhoneSignal>>,
     /// The key the account's app state is encrypted with, shared with every companion.
     pub app_state_key: AppStateKey,
+    /// The names its phone saved for contacts, as app state.
+    pub address_book: super::contacts::AddressBook,
     /// Its messages to strangers and their replies, for the ban model.
     pub reputation: crate::ban::Reputation,
     /// Why it is banned, if it is: none of its devices may log in.
@@ -245,6 +247,7 @@ impl Model {
                 next_device: 1,
                 signal: Arc::new(tokio::sync::Mutex::new(signal)),
                 app_state_key: AppStateKey::generate(),
+                address_book: Default::default(),
                 reputation: crate::ban::Reputation::default(),
                 banned: None,
                 profile: crate::control::Profile::default(),
