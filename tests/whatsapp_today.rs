@@ -257,6 +257,43 @@ async fn a_sender_alt_merges_the_chats_by_itself(backend: Backend) {
     );
 }
 
+/// A contact who writes from a LID with its number beside it (`sender_pn`) is kept under the
+/// number from the first message, the LID noted on the chat, on `N`'s link.
+async fn a_lid_with_its_number_writes_in_the_numbers_chat_on<N: Network>(backend: Backend) {
+    let stack = StackOn::<N>::start(backend).await;
+    let device = stack.linked_device("sales", &format!("+{DEVICE_PHONE}")).await;
+    let chats = format!("/api/devices/{device}/chats");
+    stack
+        .sim
+        .write_from_lid(CONTACT, DEVICE_PHONE, "hello, it's Nadia", true)
+        .await;
+    // The real client reports the number it learned apart from the message, so the LID may be
+    // noted a moment after the chat appears.
+    let listed = stack
+        .eventually(&chats, "the chat, its LID noted", |c| {
+            c["chats"][0]["lid"].as_str().is_some_and(|lid| lid.ends_with("@lid"))
+        })
+        .await;
+    assert_eq!(jids(&listed), [format!("{CONTACT}@s.whatsapp.net")], "{listed}");
+    // Later messages from the LID alone join it.
+    stack
+        .sim
+        .write_from_lid(CONTACT, DEVICE_PHONE, "are you open?", false)
+        .await;
+    let listed = stack
+        .eventually(&chats, "both lines in it", |c| c["chats"][0]["unread_count"] == 2)
+        .await;
+    assert_eq!(jids(&listed).len(), 1, "{listed}");
+}
+
+async fn a_lid_with_its_number_writes_in_the_numbers_chat(backend: Backend) {
+    a_lid_with_its_number_writes_in_the_numbers_chat_on::<SimHandle>(backend).await
+}
+
+async fn with_the_real_client_a_lid_with_its_number_writes_in_the_numbers_chat(backend: Backend) {
+    a_lid_with_its_number_writes_in_the_numbers_chat_on::<WaWebHandle>(backend).await
+}
+
 /// History on link, on `N`'s link: the chats the phone pushes are stored once, personal ones
 /// only, as history; a worker that resumes the session gets none of it again; news after it is
 /// news.
@@ -474,6 +511,8 @@ wafleet_core::testing::on_both_backends!(
     a_reply_from_a_lid_counts_once_its_number_is_known,
     with_the_real_client_a_reply_from_a_lid_counts_once_its_number_is_known,
     a_sender_alt_merges_the_chats_by_itself,
+    a_lid_with_its_number_writes_in_the_numbers_chat,
+    with_the_real_client_a_lid_with_its_number_writes_in_the_numbers_chat,
     history_on_link_is_stored_once_and_personal_only,
     with_the_real_client_history_on_link_is_stored_once_and_personal_only
 );

@@ -358,7 +358,7 @@ macro_rules! write_batch_in {
             .collect();
         let accepted: Vec<bool> = items.iter().map(|(f, _)| live.contains(&(f.device, f.token))).collect();
         // Messages and receipts from a LID whose number is known go to the number's chat.
-        let (numbers, learned) = $crate::db::lids::resolve_in!($tx, items, &accepted, now);
+        let numbers = $crate::db::lids::resolve_in!($tx, items, &accepted, now);
 
         let resolved: Vec<(DeviceId, std::borrow::Cow<'_, IncomingMessage>)> = items
             .iter()
@@ -371,7 +371,7 @@ macro_rules! write_batch_in {
         let messages: Vec<(DeviceId, &IncomingMessage)> = resolved.iter().map(|(d, m)| (*d, m.as_ref())).collect();
         let new_rows = $insert!($tx, &messages, now);
         $crate::db::media::insert_media_in!($tx, &new_rows, now);
-        $crate::db::lids::note_on_chats_in!($tx, &learned);
+        $crate::db::lids::note_on_chats_in!($tx, &numbers.mappings());
         let new_messages = new_rows.len() as u64;
         // History is the record of before, not news: no webhook.
         let mut events: Vec<(DeviceId, Event<'_>)> = new_rows

@@ -102,15 +102,23 @@ impl Numbers {
         Cow::Owned(owned)
     }
 
+    /// Every (device, LID, number) known.
+    pub(crate) fn mappings(&self) -> Vec<Mapping> {
+        self.0
+            .iter()
+            .map(|((device, lid), phone)| (*device, lid.clone(), phone.clone()))
+            .collect()
+    }
+
     /// A receipt's chat addressed by number when its LID's number is known.
     pub(crate) fn chat<'c>(&self, device: DeviceId, chat: &'c Jid) -> Cow<'c, Jid> {
         self.of(device, chat).map_or(Cow::Borrowed(chat), Cow::Owned)
     }
 }
 
-/// Learns the batch's mappings and resolves the LIDs it needs, in `$tx`; evaluates to
-/// ([`Numbers`], the mappings learned for the first time). Each new mapping's LID chat is merged
-/// into the number's at once ([`merge_in`]). No statement runs for a batch without LIDs.
+/// Learns the batch's mappings and resolves the LIDs it needs, in `$tx`; evaluates to the
+/// [`Numbers`] of every LID the batch names. Each new mapping's LID chat is merged into the
+/// number's at once ([`merge_in`]). No statement runs for a batch without LIDs.
 macro_rules! resolve_in {
     ($tx:ident, $items:expr, $accepted:expr, $now:expr) => {{
         let taught = $crate::db::lids::taught($items, $accepted);
@@ -133,7 +141,6 @@ macro_rules! resolve_in {
                 }
             }
         }
-        let mut learned: Vec<$crate::db::lids::Mapping> = Vec::new();
         for (device, lid, phone) in taught {
             // A LID stays one person's: the first number learned for it holds.
             let inserted = sqlx::query(
@@ -149,11 +156,10 @@ macro_rules! resolve_in {
             .rows_affected();
             if inserted == 1 {
                 $crate::db::lids::merge_in!($tx, device, &lid, &phone, $now);
-                numbers.add(device, lid.clone(), phone.clone());
-                learned.push((device, lid, phone));
+                numbers.add(device, lid, phone);
             }
         }
-        (numbers, learned)
+        numbers
     }};
 }
 pub(crate) use resolve_in;
@@ -210,7 +216,9 @@ macro_rules! merge_in {
 }
 pub(crate) use merge_in;
 
-/// Notes each learned LID on its number's chat (after the batch's messages made the chat).
+/// Notes each LID the batch named on its number's chat (after the batch's messages made the
+/// chat), unless the chat has one: the mapping may have been learned in an earlier batch, before
+/// the number's chat existed.
 macro_rules! note_on_chats_in {
     ($tx:ident, $learned:expr) => {{
         for (device, lid, phone) in $learned {
