@@ -339,7 +339,7 @@ pub(crate) async fn phone_sends(
     let devices: Vec<u16> = {
         let mut model = net.lock();
         bans::record_incoming(&mut model, to, from);
-        model.devices.keys().filter(|(p, _)| p == to).map(|(_, d)| *d).collect()
+        model.linked_devices(to)
     };
     anyhow::ensure!(!devices.is_empty(), "{to} has no linked device");
     phone_sends_to(net, from, to, &devices, message).await

@@ -17,7 +17,7 @@ use wa_rs_proto::whatsapp as wa;
 use wa_rs_proto::whatsapp::syncd_mutation::SyncdOperation;
 
 use super::appstate::AppStateKey;
-use super::model::{ConnState, Model};
+use super::model::Model;
 use super::nodes::now_secs;
 
 /// The collection saved contacts live in.
@@ -135,13 +135,7 @@ pub(crate) fn save(model: &mut Model, phone: &str, contact: &str, name: &str) ->
     let account = model.account(phone);
     account.address_book.save(&account.app_state_key, contact, &lid, name)?;
     let version = account.address_book.version();
-    let conns: Vec<u64> = model
-        .conns
-        .iter()
-        .filter(|(_, c)| matches!(&c.state, ConnState::LoggedIn { phone: p, .. } if p == phone))
-        .map(|(id, _)| *id)
-        .collect();
-    for conn in conns {
+    for conn in model.logged_in_conns(phone) {
         let notification = NodeBuilder::new("notification")
             .attr("from", wa_rs_binary::jid::SERVER_JID)
             .attr("id", model.iq_id())

@@ -369,13 +369,7 @@ impl WaWebHandle {
             .attr("version", "2.25.1.7")
             .children([offer.build()])
             .build();
-        let conns: Vec<u64> = model
-            .conns
-            .iter()
-            .filter(|(_, c)| matches!(&c.state, ConnState::LoggedIn { phone: p, .. } if p == phone))
-            .map(|(id, _)| *id)
-            .collect();
-        for conn in conns {
+        for conn in model.logged_in_conns(phone) {
             model.send(conn, stanza.clone());
         }
         call_id

@@ -51,12 +51,7 @@ pub(crate) async fn reveal(net: &Arc<Network>, phone: &str, contact: &str) -> an
     let (devices, mapping) = {
         let mut model = net.lock();
         let lid = model.account(contact).lid.clone();
-        let devices: Vec<u16> = model
-            .devices
-            .keys()
-            .filter(|(p, _)| p == phone)
-            .map(|(_, d)| *d)
-            .collect();
+        let devices = model.linked_devices(phone);
         (devices, mapping(contact, &lid))
     };
     anyhow::ensure!(!devices.is_empty(), "{phone} has no linked device");

@@ -255,6 +255,24 @@ impl Model {
         })
     }
 
+    /// The device ids of the companions linked to `phone`.
+    pub fn linked_devices(&self, phone: &str) -> Vec<u16> {
+        self.devices
+            .keys()
+            .filter(|(p, _)| p == phone)
+            .map(|(_, device)| *device)
+            .collect()
+    }
+
+    /// The connections logged in now as a companion of `phone`.
+    pub fn logged_in_conns(&self, phone: &str) -> Vec<u64> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| matches!(&c.state, ConnState::LoggedIn { phone: p, .. } if p == phone))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// The connection logged in as (phone, device), if any.
     pub fn conn_of(&self, phone: &str, device: u16) -> Option<u64> {
         self.conns.iter().find_map(|(id, conn)| match &conn.state {

@@ -120,13 +120,7 @@ fn newsletter(net: &Arc<Network>, from: &str, to: &str, content: &wa::Message) -
 
 /// The linked devices of `phone`.
 fn devices_of(net: &Arc<Network>, phone: &str) -> anyhow::Result<Vec<u16>> {
-    let model = net.lock();
-    let devices: Vec<u16> = model
-        .devices
-        .keys()
-        .filter(|(p, _)| p == phone)
-        .map(|(_, d)| *d)
-        .collect();
+    let devices = net.lock().linked_devices(phone);
     (!devices.is_empty())
         .then_some(devices)
         .with_context(|| format!("{phone} has no linked device"))

@@ -98,12 +98,7 @@ fn user_phone(model: &Model, user: &Node) -> Option<String> {
 
 /// `<devices><device-list>`: the phone (device 0) and its linked companions.
 fn device_list(model: &Model, phone: &str) -> Node {
-    let mut ids: Vec<u16> = model
-        .devices
-        .keys()
-        .filter(|(p, _)| p == phone)
-        .map(|(_, device)| *device)
-        .collect();
+    let mut ids = model.linked_devices(phone);
     ids.push(0);
     ids.sort_unstable();
     let devices = ids
