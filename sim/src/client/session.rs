@@ -114,6 +114,12 @@ impl SimSession {
     }
 
     async fn request(&self, request: Request) -> Result<ServerFrame, LinkError> {
+        // A task that ended (logged out, banned) may still hold queued commands a moment while it
+        // reports why; a request made after that is refused at once, for the ending's reason,
+        // rather than left to time out as if the simulator had not answered.
+        if let Some(ended) = sync::lock(&self.ended).clone() {
+            return Err(ended);
+        }
         let (reply, answer) = oneshot::channel();
         if self
             .commands
