@@ -35,7 +35,7 @@ impl AppSyncStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn set_sync_key(&self, key_id: &[u8], key: AppStateSyncKey) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let key_data = self.seal(&APP_STATE_KEY, &[RowKey::Bytes(key_id)], &key.key_data);
         let sql = "INSERT INTO wa_app_state_keys (device_id, key_id, key_data, fingerprint, timestamp) \
                    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, key_id) DO UPDATE \
@@ -63,7 +63,7 @@ impl AppSyncStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, collection = name))]
     async fn set_version(&self, name: &str, state: HashState) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let json = serde_json::to_vec(&state).map_err(serde_error("encoding an app-state version"))?;
         let sql = "INSERT INTO wa_app_state_versions (device_id, name, state) VALUES ($1, $2, $3) \
                    ON CONFLICT (device_id, name) DO UPDATE SET state = excluded.state";
@@ -75,7 +75,7 @@ impl AppSyncStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, collection = name, version))]
     async fn put_mutation_macs(&self, name: &str, version: u64, mutations: &[AppStateMutationMAC]) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let version =
             i64::try_from(version).map_err(|_| StoreError::Validation(format!("version {version} too large")))?;
         let sql = "INSERT INTO wa_app_state_mutation_macs (device_id, name, index_mac, version, value_mac) \
@@ -106,7 +106,7 @@ impl AppSyncStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, collection = name))]
     async fn delete_mutation_macs(&self, name: &str, index_macs: &[Vec<u8>]) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let sql = "DELETE FROM wa_app_state_mutation_macs WHERE device_id = $1 AND name = $2 AND index_mac = $3";
         on_db!(&self.db, pool => {
             let mut tx = pool.begin().await.map_err(db_error("beginning to delete mutation MACs"))?;
@@ -147,7 +147,7 @@ impl AppSyncStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, collection = name))]
     async fn clear_mutation_macs(&self, name: &str) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let sql = "DELETE FROM wa_app_state_mutation_macs WHERE device_id = $1 AND name = $2";
         on_db!(&self.db, pool => sqlx::query(sql)
             .bind(self.device).bind(name)

@@ -95,12 +95,12 @@ fn key_pair(old: &wa_rs_core::libsignal::protocol::KeyPair) -> Result<KeyPair> {
 impl DeviceStore for WaStore {
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn save(&self, device: &Device) -> Result<()> {
-        if self.is_retired() {
-            // The background saver outlives the session; its last save must not bring wiped
-            // credentials back or overwrite what the device's next session wrote.
+        // The background saver outlives the session; its last save must not bring wiped
+        // credentials back or overwrite what the device's next session wrote.
+        let Ok(_writing) = self.writable().await else {
             tracing::debug!("not saving: the session using this store has ended");
             return Ok(());
-        }
+        };
         let data = self.seal(&DEVICE, &[], &encode(device)?);
         let sql = "INSERT INTO wa_devices (device_id, data, updated_at) VALUES ($1, $2, $3) \
                    ON CONFLICT (device_id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at";

@@ -23,7 +23,7 @@ impl WaStore {
     /// Keeps a sent message's payload for retry receipts.
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     pub(crate) async fn keep_sent_message(&self, chat: &str, id: &str, payload: &[u8]) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let sql = "INSERT INTO wa_sent_messages (device_id, chat_jid, message_id, payload, created_at) \
                    VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, chat_jid, message_id) DO UPDATE \
                    SET payload = excluded.payload, created_at = excluded.created_at";
@@ -37,7 +37,7 @@ impl WaStore {
     /// resend it.
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     pub(crate) async fn take_kept_message(&self, chat: &str, id: &str) -> Result<Option<Vec<u8>>> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let sql = "DELETE FROM wa_sent_messages WHERE device_id = $1 AND chat_jid = $2 AND message_id = $3 \
                    RETURNING payload";
         on_db!(&self.db, pool => sqlx::query_scalar(sql)
@@ -49,7 +49,7 @@ impl WaStore {
     /// Forgets kept messages older than `cutoff` (Unix seconds); returns how many.
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     pub(crate) async fn delete_kept_messages_before(&self, cutoff: i64) -> Result<u32> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let sql = "DELETE FROM wa_sent_messages WHERE device_id = $1 AND created_at < $2";
         let deleted = on_db!(&self.db, pool => sqlx::query(sql)
             .bind(self.device).bind(cutoff)
@@ -62,7 +62,7 @@ impl WaStore {
     /// row replacing any earlier copy of the same message.
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, count = rows.len()))]
     pub(crate) async fn buffer_inbound(&self, rows: &[PendingInboundRow<'_>]) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let sql = "INSERT INTO wa_pending_inbound (device_id, chat_jid, sender_jid, message_id, message, inserted_at) \
                    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, chat_jid, sender_jid, message_id) \
                    DO UPDATE SET message = excluded.message, inserted_at = excluded.inserted_at";
@@ -112,7 +112,7 @@ impl WaStore {
     /// WhatsApp no longer redelivers them. Returns how many.
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     pub(crate) async fn unbuffer_inbound_before(&self, cutoff: i64) -> Result<u32> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let sql = "DELETE FROM wa_pending_inbound WHERE device_id = $1 AND inserted_at < $2";
         let deleted = on_db!(&self.db, pool => sqlx::query(sql)
             .bind(self.device).bind(cutoff)

@@ -56,6 +56,10 @@ pub struct WaStore {
     /// a background saver running for the life of the process, and a late save from it must not
     /// bring wiped credentials back or overwrite what the device's next session wrote.
     retired: Arc<AtomicBool>,
+    /// Held for reading by each write while it runs, and for writing by [`WaStore::wipe`]: a
+    /// write that began before the wipe ends before the wipe deletes, and one that begins after
+    /// it sees the store retired, so nothing the wipe deleted can come back.
+    writes: Arc<tokio::sync::RwLock<()>>,
     /// Where the session hears of LID-number mappings the client learns (usync answers,
     /// `sender_alt`s), so that wafleet keeps one chat per person ([`WaStore::report_mappings_to`]).
     mappings: Arc<OnceLock<mpsc::UnboundedSender<wafleet_core::link::LinkEvent>>>,
@@ -85,6 +89,7 @@ impl WaStore {
             device,
             keys,
             retired: Arc::new(AtomicBool::new(false)),
+            writes: Arc::default(),
             mappings: Arc::default(),
             preloaded: Arc::default(),
         }
@@ -149,15 +154,17 @@ impl WaStore {
 
     /// Refuses writes once the session using this store has ended: the client flushes its Signal
     /// state behind the scenes, and a late flush of a closed session must not overwrite what the
-    /// device's next session (perhaps on another worker) wrote since.
-    pub(crate) fn writable(&self) -> Result<(), StoreError> {
+    /// device's next session (perhaps on another worker) wrote since. A write holds the guard it
+    /// returns until it is done, so a [`WaStore::wipe`] waits for it.
+    pub(crate) async fn writable(&self) -> Result<tokio::sync::RwLockReadGuard<'_, ()>, StoreError> {
+        let writing = self.writes.read().await;
         if self.is_retired() {
             return Err(StoreError::Validation(format!(
                 "the session of device {} has ended; its state belongs to the device's next session",
                 self.device
             )));
         }
-        Ok(())
+        Ok(writing)
     }
 
     /// The device this store belongs to.
@@ -175,6 +182,8 @@ impl WaStore {
     /// the store first, so that the client cannot save the device back afterwards.
     #[tracing::instrument(skip(self), fields(device = %self.device))]
     pub async fn wipe(&self) -> Result<(), StoreError> {
+        // Writes under way finish first; later ones find the store retired.
+        let _alone = self.writes.write().await;
         self.retire();
         // Children first is not needed (no foreign keys between wa_* tables), but the device row
         // goes last so that `exists()` stays true until the rest is gone.

@@ -20,7 +20,7 @@ impl MsgSecretStore for WaStore {
     /// rules are the client's own, applied here after reading the row).
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, count = entries.len()))]
     async fn put_msg_secrets(&self, entries: Vec<MsgSecretEntry>) -> Result<usize> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let select = "SELECT expires_at, message_ts FROM wa_msg_secrets \
                       WHERE device_id = $1 AND chat_jid = $2 AND sender_jid = $3 AND message_id = $4";
         let upsert = "INSERT INTO wa_msg_secrets \
@@ -78,7 +78,7 @@ impl MsgSecretStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn delete_expired_msg_secrets(&self, cutoff_timestamp: i64) -> Result<u32> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let sql = "DELETE FROM wa_msg_secrets WHERE device_id = $1 AND expires_at <> 0 AND expires_at <= $2";
         let deleted = on_db!(&self.db, pool => sqlx::query(sql)
             .bind(self.device).bind(cutoff_timestamp)

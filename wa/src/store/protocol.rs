@@ -65,7 +65,7 @@ impl ProtocolStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn put_lid_mapping(&self, entry: &LidPnMappingEntry) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         // `created_at` keeps the first time the mapping was learned.
         let sql = concat!(
             "INSERT INTO wa_lid_mappings (device_id, ",
@@ -102,7 +102,7 @@ impl ProtocolStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn save_base_key(&self, address: &str, message_id: &str, base_key: &[u8]) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let base_key = self.seal(&BASE_KEY, &[RowKey::Text(address), RowKey::Text(message_id)], base_key);
         let sql = "INSERT INTO wa_base_keys (device_id, address, message_id, base_key) VALUES ($1, $2, $3, $4) \
                    ON CONFLICT (device_id, address, message_id) DO UPDATE SET base_key = excluded.base_key";
@@ -125,7 +125,7 @@ impl ProtocolStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn delete_base_key(&self, address: &str, message_id: &str) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let sql = "DELETE FROM wa_base_keys WHERE device_id = $1 AND address = $2 AND message_id = $3";
         on_db!(&self.db, pool => sqlx::query(sql)
             .bind(self.device).bind(address).bind(message_id)
@@ -135,7 +135,7 @@ impl ProtocolStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn update_device_list(&self, record: DeviceListRecord) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let devices = serde_json::to_string(&record.devices).map_err(serde_error("encoding a device list"))?;
         let sql = "INSERT INTO wa_device_lists (device_id, user_jid, devices, timestamp, phash, raw_id) \
                    VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, user_jid) DO UPDATE \
@@ -171,7 +171,7 @@ impl ProtocolStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn delete_devices(&self, user: &str) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let sql = "DELETE FROM wa_device_lists WHERE device_id = $1 AND user_jid = $2";
         on_db!(&self.db, pool => sqlx::query(sql)
             .bind(self.device).bind(user)
@@ -247,7 +247,7 @@ impl ProtocolStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, group = group_jid))]
     async fn set_sender_key_status(&self, group_jid: &str, entries: &[(&str, bool)]) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let sql = "INSERT INTO wa_sender_key_devices (device_id, group_jid, device_jid, has_key) \
                    VALUES ($1, $2, $3, $4) ON CONFLICT (device_id, group_jid, device_jid) DO UPDATE \
                    SET has_key = excluded.has_key";
@@ -265,7 +265,7 @@ impl ProtocolStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, group = group_jid))]
     async fn clear_sender_key_devices(&self, group_jid: &str) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let sql = "DELETE FROM wa_sender_key_devices WHERE device_id = $1 AND group_jid = $2";
         on_db!(&self.db, pool => sqlx::query(sql)
             .bind(self.device).bind(group_jid)
@@ -275,7 +275,7 @@ impl ProtocolStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, count = device_jids.len()))]
     async fn delete_sender_key_device_rows(&self, device_jids: &[&str]) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let sql = "DELETE FROM wa_sender_key_devices WHERE device_id = $1 AND device_jid = $2";
         on_db!(&self.db, pool => {
             let mut tx = pool.begin().await.map_err(db_error("beginning to forget sender-key devices"))?;
@@ -291,7 +291,7 @@ impl ProtocolStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn clear_all_sender_key_devices(&self) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let sql = "DELETE FROM wa_sender_key_devices WHERE device_id = $1";
         on_db!(&self.db, pool => sqlx::query(sql)
             .bind(self.device)

@@ -20,7 +20,7 @@ const BATCH_ROWS: usize = 200;
 impl SignalStore for WaStore {
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn put_identity(&self, address: &str, key: [u8; 32]) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let key = self.seal(&IDENTITY, &[RowKey::Text(address)], &key);
         let sql = "INSERT INTO wa_identities (device_id, address, key) VALUES ($1, $2, $3) \
                    ON CONFLICT (device_id, address) DO UPDATE SET key = excluded.key";
@@ -47,7 +47,7 @@ impl SignalStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn delete_identity(&self, address: &str) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let sql = "DELETE FROM wa_identities WHERE device_id = $1 AND address = $2";
         on_db!(&self.db, pool => sqlx::query(sql)
             .bind(self.device).bind(address)
@@ -76,7 +76,7 @@ impl SignalStore for WaStore {
     /// The client flushes its cached sessions in batches: one transaction, many rows a statement.
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, count = sessions.len()))]
     async fn put_sessions_batch(&self, sessions: &[(Arc<str>, Bytes)]) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let rows: Vec<(&str, Vec<u8>)> = sessions
             .iter()
             .map(|(address, record)| (&**address, self.seal(&SESSION, &[RowKey::Text(address)], record)))
@@ -92,7 +92,7 @@ impl SignalStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn delete_session(&self, address: &str) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let sql = "DELETE FROM wa_sessions WHERE device_id = $1 AND address = $2";
         on_db!(&self.db, pool => sqlx::query(sql)
             .bind(self.device).bind(address)
@@ -135,7 +135,7 @@ impl SignalStore for WaStore {
     /// Pre-keys come in batches of hundreds when the client tops up the server's supply.
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, count = keys.len()))]
     async fn store_prekeys_batch(&self, keys: &[(u32, Bytes)], uploaded: bool) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let rows: Vec<(i64, Vec<u8>)> = keys
             .iter()
             .map(|(id, record)| {
@@ -207,7 +207,7 @@ impl SignalStore for WaStore {
     /// Marks pre-keys as uploaded; never creates one (a key the server has must be one we kept).
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device, count = ids.len()))]
     async fn mark_prekeys_uploaded(&self, ids: &[u32]) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         for chunk in ids.chunks(BATCH_ROWS) {
             on_db!(&self.db, pool => {
                 let mut update = sqlx::QueryBuilder::new("UPDATE wa_prekeys SET uploaded = TRUE WHERE device_id = ");
@@ -226,7 +226,7 @@ impl SignalStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn remove_prekey(&self, id: u32) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let sql = "DELETE FROM wa_prekeys WHERE device_id = $1 AND key_id = $2";
         on_db!(&self.db, pool => sqlx::query(sql)
             .bind(self.device).bind(i64::from(id))
@@ -246,7 +246,7 @@ impl SignalStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn store_signed_prekey(&self, id: u32, record: &[u8]) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let record = self.seal(&SIGNED_PREKEY, &[RowKey::Int(i64::from(id))], record);
         let sql = "INSERT INTO wa_signed_prekeys (device_id, key_id, record) VALUES ($1, $2, $3) \
                    ON CONFLICT (device_id, key_id) DO UPDATE SET record = excluded.record";
@@ -283,7 +283,7 @@ impl SignalStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn remove_signed_prekey(&self, id: u32) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let sql = "DELETE FROM wa_signed_prekeys WHERE device_id = $1 AND key_id = $2";
         on_db!(&self.db, pool => sqlx::query(sql)
             .bind(self.device).bind(i64::from(id))
@@ -293,7 +293,7 @@ impl SignalStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn put_sender_key(&self, address: &str, record: &[u8]) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let record = self.seal(&SENDER_KEY, &[RowKey::Text(address)], record);
         let sql = "INSERT INTO wa_sender_keys (device_id, address, record) VALUES ($1, $2, $3) \
                    ON CONFLICT (device_id, address) DO UPDATE SET record = excluded.record";
@@ -315,7 +315,7 @@ impl SignalStore for WaStore {
 
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     async fn delete_sender_key(&self, address: &str) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let sql = "DELETE FROM wa_sender_keys WHERE device_id = $1 AND address = $2";
         on_db!(&self.db, pool => sqlx::query(sql)
             .bind(self.device).bind(address)

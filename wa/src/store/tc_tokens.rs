@@ -39,7 +39,7 @@ impl WaStore {
         jid: &str,
         change: impl FnOnce(Option<TcTokenEntry>) -> Option<TcTokenEntry> + Send,
     ) -> Result<()> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         const SELECT: &str =
             "SELECT token, token_timestamp, sender_timestamp FROM wa_tc_tokens WHERE device_id = $1 AND jid = $2";
         const UPSERT: &str = "INSERT INTO wa_tc_tokens (device_id, jid, token, token_timestamp, sender_timestamp) \
@@ -168,7 +168,7 @@ impl WaStore {
     /// than `sender_cutoff` or never issued. Returns how many.
     #[tracing::instrument(level = "trace", skip_all, fields(device = %self.device))]
     pub(crate) async fn delete_stale_tc_tokens(&self, token_cutoff: i64, sender_cutoff: i64) -> Result<u32> {
-        self.writable()?;
+        let _writing = self.writable().await?;
         let sql = "DELETE FROM wa_tc_tokens WHERE device_id = $1 AND token_timestamp < $2 \
                    AND (sender_timestamp IS NULL OR sender_timestamp < $3)";
         let deleted = on_db!(&self.db, pool => sqlx::query(sql)
