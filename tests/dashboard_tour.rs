@@ -107,7 +107,7 @@ async fn walk(browser: &Client, base: &str, name: &str, path: &str, ready: &str,
 /// claim the device and open its session; when it never shows, the failure says what the page
 /// and the API knew (the server's log follows from [`demo_server`]).
 async fn pair_code_shown(browser: &Client) {
-    let shown = wafleet_core::testing::poll_for(Duration::from_secs(45), async || {
+    let shown = wafleet_core::testing::poll_for(Duration::from_secs(90), async || {
         let codes = browser::texts(browser, ".device .pair-code b").await;
         codes.into_iter().find(|code| code.len() >= 8)
     })
@@ -115,7 +115,7 @@ async fn pair_code_shown(browser: &Client) {
     if shown.is_none() {
         let flash = browser::texts(browser, "#flash-text").await;
         let devices = api(browser, "GET", "/api/devices", Value::Null).await;
-        panic!("no pair code shown after 45 s; the page's message: {flash:?}; the API's devices: {devices}");
+        panic!("no pair code shown after 90 s; the page's message: {flash:?}; the API's devices: {devices}");
     }
 }
 
