@@ -15,8 +15,9 @@ use whatsapp_rust::waproto::whatsapp as wa;
 use super::acks::SendAcks;
 
 /// What a client event means for wafleet; `None` for events wafleet does not act on (presence,
-/// app-state updates other than saved contacts, history sync (see [`map_history`]), …) and for anything outside personal chats: groups,
-/// broadcast lists, status updates and newsletters never become events. Incoming messages reach
+/// app-state updates other than saved contacts, history sync (see [`map_history`]), …) and for
+/// anything outside personal chats: groups, broadcast lists, status updates and newsletters
+/// never become events. Incoming messages reach
 /// wafleet through the durability hook ([`super::hook`]), not through here: those the hook did
 /// not see (newsletters, recovered placeholders) are not personal messages wafleet stores. So do
 /// receipts ([`map_receipt`]).

@@ -106,7 +106,7 @@ impl WaSession {
             tracing::warn!(device = %self.device, timeout = ?DISCONNECT_TIMEOUT, "the disconnect did not finish; aborting the client");
         }
         self.stop_tasks();
-        self.store.retire();
+        self.store.retire().await;
     }
 
     fn stop_tasks(&self) {

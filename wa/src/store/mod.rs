@@ -56,9 +56,10 @@ pub struct WaStore {
     /// a background saver running for the life of the process, and a late save from it must not
     /// bring wiped credentials back or overwrite what the device's next session wrote.
     retired: Arc<AtomicBool>,
-    /// Held for reading by each write while it runs, and for writing by [`WaStore::wipe`]: a
-    /// write that began before the wipe ends before the wipe deletes, and one that begins after
-    /// it sees the store retired, so nothing the wipe deleted can come back.
+    /// Held for reading by each write while it runs, and for writing by [`WaStore::retire`]: a
+    /// write that began before the store retires ends before `retire` returns, and one that
+    /// begins after sees the store retired, so nothing writes once it has returned (not after a
+    /// wipe, nor over the device's next session).
     writes: Arc<tokio::sync::RwLock<()>>,
     /// Where the session hears of LID-number mappings the client learns (usync answers,
     /// `sender_alt`s), so that wafleet keeps one chat per person ([`WaStore::report_mappings_to`]).
@@ -142,8 +143,10 @@ impl WaStore {
         }
     }
 
-    /// Stops this store (and its clones) from saving the device any more; see [`WaStore::wipe`].
-    pub fn retire(&self) {
+    /// Stops this store (and its clones) from saving the device any more, once the writes under
+    /// way have finished; see [`WaStore::wipe`].
+    pub async fn retire(&self) {
+        let _alone = self.writes.write().await;
         self.retired.store(true, Ordering::SeqCst);
     }
 
@@ -155,7 +158,7 @@ impl WaStore {
     /// Refuses writes once the session using this store has ended: the client flushes its Signal
     /// state behind the scenes, and a late flush of a closed session must not overwrite what the
     /// device's next session (perhaps on another worker) wrote since. A write holds the guard it
-    /// returns until it is done, so a [`WaStore::wipe`] waits for it.
+    /// returns until it is done, so [`WaStore::retire`] waits for it.
     pub(crate) async fn writable(&self) -> Result<tokio::sync::RwLockReadGuard<'_, ()>, StoreError> {
         let writing = self.writes.read().await;
         if self.is_retired() {
@@ -182,9 +185,7 @@ impl WaStore {
     /// the store first, so that the client cannot save the device back afterwards.
     #[tracing::instrument(skip(self), fields(device = %self.device))]
     pub async fn wipe(&self) -> Result<(), StoreError> {
-        // Writes under way finish first; later ones find the store retired.
-        let _alone = self.writes.write().await;
-        self.retire();
+        self.retire().await;
         // Children first is not needed (no foreign keys between wa_* tables), but the device row
         // goes last so that `exists()` stays true until the rest is gone.
         const TABLES: [&str; 17] = [
