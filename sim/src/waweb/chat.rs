@@ -336,13 +336,17 @@ pub(crate) async fn phone_sends(
     to: &str,
     message: wa::Message,
 ) -> anyhow::Result<String> {
-    let devices: Vec<u16> = {
-        let mut model = net.lock();
-        bans::record_incoming(&mut model, to, from);
-        model.linked_devices(to)
-    };
-    anyhow::ensure!(!devices.is_empty(), "{to} has no linked device");
+    bans::record_incoming(&mut net.lock(), to, from);
+    let devices = devices_of(net, to)?;
     phone_sends_to(net, from, to, &devices, message).await
+}
+
+/// The linked devices of `phone`; an error when it has none.
+pub(crate) fn devices_of(net: &Arc<Network>, phone: &str) -> anyhow::Result<Vec<u16>> {
+    let devices = net.lock().linked_devices(phone);
+    (!devices.is_empty())
+        .then_some(devices)
+        .with_context(|| format!("{phone} has no linked device"))
 }
 
 /// The phone of `from` sends `message` to the linked devices `devices` of `to`; returns its id.

@@ -48,13 +48,8 @@ pub(crate) async fn on_link(net: &Arc<Network>, phone: &str, device: u16) {
 /// The phone of `phone` tells its linked devices that the LID of `contact` (digits) is that
 /// number, in a chunk of non-blocking data carrying only the mapping.
 pub(crate) async fn reveal(net: &Arc<Network>, phone: &str, contact: &str) -> anyhow::Result<()> {
-    let (devices, mapping) = {
-        let mut model = net.lock();
-        let lid = model.account(contact).lid.clone();
-        let devices = model.linked_devices(phone);
-        (devices, mapping(contact, &lid))
-    };
-    anyhow::ensure!(!devices.is_empty(), "{phone} has no linked device");
+    let devices = super::chat::devices_of(net, phone)?;
+    let mapping = mapping(contact, &net.lock().account(contact).lid);
     let sync = wa::HistorySync {
         sync_type: HistorySyncType::NonBlockingData as i32,
         phone_number_to_lid_mappings: vec![mapping],

@@ -8,14 +8,13 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use prost::Message as _;
 use rand::Rng;
 use wa_rs_binary::builder::NodeBuilder;
 use wa_rs_proto::whatsapp as wa;
 
 use super::Network;
-use super::chat::{Stanza, fan_out, message_id, phone_sends};
+use super::chat::{Stanza, devices_of, fan_out, message_id, phone_sends};
 use super::model::Class;
 use super::nodes::now_secs;
 use crate::control::ChatKind;
@@ -116,12 +115,4 @@ fn newsletter(net: &Arc<Network>, from: &str, to: &str, content: &wa::Message) -
         model.deliver(&(to.to_owned(), device), Class::Message, stanza.clone());
     }
     Ok(id)
-}
-
-/// The linked devices of `phone`.
-fn devices_of(net: &Arc<Network>, phone: &str) -> anyhow::Result<Vec<u16>> {
-    let devices = net.lock().linked_devices(phone);
-    (!devices.is_empty())
-        .then_some(devices)
-        .with_context(|| format!("{phone} has no linked device"))
 }
