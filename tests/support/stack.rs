@@ -33,7 +33,9 @@ pub trait Network: Sized {
     const SEND_REVEALS_LID: bool;
 
     /// Starts it on a loopback port.
-    async fn start() -> Self;
+    async fn start() -> Self {
+        Self::start_with_history(0).await
+    }
 
     /// Starts it on a loopback port, pushing `chats` personal chats from before (and a group
     /// message) to every newly linked device, as WhatsApp's history sync does.
@@ -80,10 +82,6 @@ pub trait Network: Sized {
 impl Network for SimHandle {
     const PATIENCE: Duration = Duration::from_secs(15);
     const SEND_REVEALS_LID: bool = false;
-
-    async fn start() -> Self {
-        Self::start_with_history(0).await
-    }
 
     async fn start_with_history(chats: usize) -> Self {
         let config = SimConfig {
@@ -169,10 +167,6 @@ impl Network for SimHandle {
 impl Network for WaWebHandle {
     const PATIENCE: Duration = Duration::from_secs(30);
     const SEND_REVEALS_LID: bool = true;
-
-    async fn start() -> Self {
-        Self::start_with_history(0).await
-    }
 
     async fn start_with_history(chats: usize) -> Self {
         let config = WaWebConfig {

@@ -34,12 +34,12 @@ const OVERLAP_SECS: i64 = 300;
 /// Marks the sends that messages received since `$1` answer for the first time: `replied_at`
 /// becomes the earliest such message's send time and `updated_at` becomes `$2`, so the recount
 /// that follows takes in their days. A send an earlier message already answered keeps its mark.
+/// The devices lead, so each device's new messages are found through its index on receipt time.
 ///
 /// A message answers a send when the contact wrote it after the send, to WhatsApp's resolution:
 /// WhatsApp stamps messages to the second, so one stamped in the send's second counts
 /// (`m.sent_at + 1000 > o.sent_at`, the rule every reply count uses). Otherwise an answer within
 /// a second of the send (an auto-reply) would never count.
-/// The devices lead, so each device's new messages are found through its index on receipt time.
 const MARK_REPLIES_SQL: &str = "\
 UPDATE outbound_messages SET updated_at = $2, replied_at = (
     SELECT MIN(m.sent_at) FROM messages m
