@@ -34,6 +34,7 @@ mod rate_windows;
 mod restrictions;
 mod retention;
 mod send_ids;
+mod sequences;
 mod sessions;
 mod templates;
 mod users;
@@ -76,6 +77,10 @@ pub use outbound::{NewSend, NextSend, OutboundMessage, OutboundStatus, SendWork,
 pub use pacing::{DevicePacing, Pacing, SendStats};
 pub use rate_windows::RateHit;
 pub use retention::{Batches, MAX_KEEP_DAYS, Pruned, RetentionDays};
+pub use sequences::{
+    DelayFrom, ENROLMENTS_PAGE_MAX, EnrolRule, Enrolment, EnrolmentStatus, NewSequence, NewStep, Sequence,
+    SequenceDispatch, SequenceReport, SequenceStatus, SequenceStep, StepReport, WindowSpec, sequence_send_key, window,
+};
 pub use templates::{MessageTemplate, NewTemplate, TemplateChanges};
 pub use users::{NewUserRole, User};
 pub use webhooks::{Attempt, AttemptResult, Delivery, DeliveryStatus, DeviceWebhook, Webhook};

@@ -41,3 +41,7 @@ id_type!(
     /// Id of a message template.
     TemplateId
 );
+id_type!(
+    /// Id of a follow-up sequence.
+    SequenceId
+);

@@ -8,7 +8,7 @@ pub(crate) mod text_enum;
 mod time;
 
 pub use email::Email;
-pub use ids::{ApiTokenId, CampaignId, DeviceId, LeadId, TemplateId, UserId};
+pub use ids::{ApiTokenId, CampaignId, DeviceId, LeadId, SequenceId, TemplateId, UserId};
 pub use phone::{Country, PhoneError, PhoneNumber};
 pub use scopes::{Scope, Scopes};
 pub use time::Timestamp;

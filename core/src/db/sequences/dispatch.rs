@@ -1,0 +1,473 @@
+//! One round of sequence dispatch: enrol by rule, let leads leave (a reply, a status), note the
+//! steps whose sends settled, plan each enrolment's next step, and record the steps that are due.
+//!
+//! Every part is idempotent, so a dispatcher killed half-way, or two that overlap, neither skip
+//! nor repeat a step. Enrolment rows are keyed by `(sequence, lead)`. A step's send is recorded
+//! under [`sequence_send_key`], which [`Db::record_send`] turns into the same row on a re-run,
+//! and only then noted on the enrolment (`pending_id`), with a condition that the enrolment still
+//! waits for that step. An enrolment moves to its next step only once the step's send settled as
+//! sent, so a device that is offline for a day never gets two steps bunched together.
+//!
+//! The round takes `now` as an argument (the scheduler passes its tick), so tests and the
+//! benchmark drive weeks of a sequence on a virtual clock through the code that runs in
+//! production.
+
+use crate::db::outbound::NewSend;
+use crate::link::{Attachment, Jid, USER_SERVER};
+use crate::text::{self, Message, Variables};
+use crate::types::{DeviceId, SequenceId, Timestamp, UserId};
+use crate::{Db, Error, Result};
+
+use super::super::on_db;
+use super::model::DelayFrom;
+use super::window::{self, SendWindow};
+use crate::db::BeginWrite;
+
+/// What one round of dispatch did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SequenceDispatch {
+    /// Leads enrolled by their sequence's rule.
+    pub enrolled: u64,
+    /// Enrolments that left (a reply, a lead status).
+    pub exited: u64,
+    /// Steps whose sends settled as sent.
+    pub stepped: u64,
+    /// Enrolments that completed their sequence.
+    pub completed: u64,
+    /// Steps whose sends failed.
+    pub failed: u64,
+    /// Next steps given their due time.
+    pub planned: u64,
+    /// Step sends recorded for the holders.
+    pub queued: u64,
+}
+
+/// Sends recorded ahead of a device's pace when pacing is off (as campaigns do).
+const UNPACED_BACKLOG: i64 = 500;
+/// Groups of enrolments planned per round; the next round plans the rest.
+const PLAN_GROUPS: i64 = 1_000;
+
+/// The idempotency key of a step's send: `sequence:{sequence}:{step}:{lead}`, with the attempt
+/// appended once "retry failed" sends it again.
+pub fn sequence_send_key(sequence: SequenceId, step: i64, lead: i64, attempt: i64) -> String {
+    if attempt <= 1 {
+        format!("sequence:{sequence}:{step}:{lead}")
+    } else {
+        format!("sequence:{sequence}:{step}:{lead}:{attempt}")
+    }
+}
+
+/// An enrolment whose send settled: id, sequence, step, attempt, lead, device, phone, send status,
+/// WhatsApp's time, reason, when the step was recorded, steps in the sequence, next sequence.
+type Settling = (
+    i64,
+    SequenceId,
+    i64,
+    i64,
+    i64,
+    DeviceId,
+    String,
+    String,
+    Option<Timestamp>,
+    Option<String>,
+    Option<Timestamp>,
+    i64,
+    Option<SequenceId>,
+);
+
+/// A due enrolment: id, lead, step, attempt, phone, lead name and niche (`None` once deleted).
+type Due = (i64, i64, i64, i64, String, Option<String>, Option<String>);
+
+/// A group of enrolments planned alike: sequence, step, time zone, window, delay, base times.
+type PlanGroup = (
+    SequenceId,
+    i64,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Timestamp,
+    Option<Timestamp>,
+);
+
+impl Db {
+    /// One round of dispatch at `now`; see the module's documentation.
+    #[tracing::instrument(skip(self))]
+    pub async fn dispatch_sequences(&self, now: Timestamp) -> Result<SequenceDispatch> {
+        let mut done = SequenceDispatch {
+            enrolled: self.enrol_by_rules(now).await?,
+            exited: self.exit_leads(now).await?,
+            ..SequenceDispatch::default()
+        };
+        self.settle_steps(now, &mut done).await?;
+        done.planned = self.plan_steps(now).await?;
+        let active: Vec<(SequenceId, UserId)> = on_db!(self, pool => sqlx::query_as(
+            "SELECT id, user_id FROM sequences WHERE status = 'active' ORDER BY id")
+            .fetch_all(pool)
+            .await)?;
+        for (sequence, user) in active {
+            done.queued += self.queue_steps(sequence, user, now).await?;
+        }
+        Ok(done)
+    }
+
+    /// Enrols the leads that match an active sequence's rule and are not enrolled yet: those of
+    /// its devices (still the owner's) with the rule's niche, status and journey, except leads
+    /// marked lost (unless the rule asks for them) or in a status that would end the enrolment.
+    async fn enrol_by_rules(&self, now: Timestamp) -> Result<u64> {
+        Ok(on_db!(self, pool => sqlx::query(
+            "INSERT INTO sequence_enrolments (sequence_id, device_id, lead_id, phone, source, enrolled_at, updated_at) \
+             SELECT s.id, l.device_id, l.id, l.phone, 'rule', $1, $1 FROM sequences s \
+             JOIN sequence_devices d ON d.sequence_id = s.id \
+             JOIN devices v ON v.id = d.device_id AND v.user_id = s.user_id \
+             JOIN leads l ON l.device_id = d.device_id \
+             WHERE s.status = 'active' AND s.enrol_rule \
+             AND (s.enrol_niche IS NULL OR l.niche = s.enrol_niche) \
+             AND (s.enrol_status IS NULL OR l.status = s.enrol_status) \
+             AND (s.enrol_journey IS NULL OR l.journey = s.enrol_journey) \
+             AND (l.status <> 'lost' OR s.enrol_status = 'lost') \
+             AND (',' || s.stop_statuses || ',') NOT LIKE ('%,' || l.status || ',%') \
+             AND NOT EXISTS (SELECT 1 FROM sequence_enrolments e WHERE e.sequence_id = s.id AND e.lead_id = l.id) \
+             ON CONFLICT (sequence_id, lead_id) DO NOTHING")
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?)
+    }
+
+    /// Ends the active enrolments whose lead took a status that stops the sequence, or wrote
+    /// back after its first step (when the sequence stops on a reply; the same rule as the
+    /// analytics' replies: a message stamped in the send's second or later). A step send still
+    /// queued for them is withdrawn, and a lead who replied moves to the sequence's reply chain.
+    async fn exit_leads(&self, now: Timestamp) -> Result<u64> {
+        let by_status = on_db!(self, pool => sqlx::query_as::<_, (i64, SequenceId, i64, DeviceId, String, Option<i64>)>(
+            "UPDATE sequence_enrolments SET status = 'exited', due_at = NULL, updated_at = $1, \
+             exit_reason = 'status:' || (SELECT l.status FROM leads l WHERE l.id = sequence_enrolments.lead_id) \
+             WHERE status = 'active' AND EXISTS (SELECT 1 FROM leads l JOIN sequences s ON s.id = sequence_enrolments.sequence_id \
+             WHERE l.id = sequence_enrolments.lead_id AND l.device_id = sequence_enrolments.device_id \
+             AND (',' || s.stop_statuses || ',') LIKE ('%,' || l.status || ',%')) \
+             RETURNING id, sequence_id, lead_id, device_id, phone, pending_id")
+            .bind(now)
+            .fetch_all(pool)
+            .await)?;
+        let replied = on_db!(self, pool => sqlx::query_as::<_, (i64, SequenceId, i64, DeviceId, String, Option<i64>)>(
+            "UPDATE sequence_enrolments SET status = 'exited', exit_reason = 'replied', due_at = NULL, updated_at = $1 \
+             WHERE status = 'active' AND first_sent_at IS NOT NULL \
+             AND sequence_id IN (SELECT id FROM sequences WHERE stop_on_reply) \
+             AND EXISTS (SELECT 1 FROM messages m WHERE m.device_id = sequence_enrolments.device_id \
+             AND m.chat_jid = substr(sequence_enrolments.phone, 2) || '@s.whatsapp.net' AND NOT m.from_me \
+             AND m.sent_at + 1000 > sequence_enrolments.first_sent_at) \
+             RETURNING id, sequence_id, lead_id, device_id, phone, pending_id")
+            .bind(now)
+            .fetch_all(pool)
+            .await)?;
+        for (_, _, _, _, _, pending) in by_status.iter().chain(&replied) {
+            if let Some(pending) = pending {
+                self.withdraw_step_send(*pending, now).await?;
+            }
+        }
+        for (_, sequence, lead, device, phone, _) in &replied {
+            let target: Option<Option<SequenceId>> = on_db!(self, pool => sqlx::query_scalar(
+                "SELECT on_reply_sequence_id FROM sequences WHERE id = $1")
+                .bind(*sequence)
+                .fetch_optional(pool)
+                .await)?;
+            if let Some(target) = target.flatten() {
+                self.enrol_into(target, *device, *lead, phone, "reply", now).await?;
+            }
+        }
+        Ok((by_status.len() + replied.len()) as u64)
+    }
+
+    /// Fails a step's send that no holder has started, so a lead who left gets nothing more.
+    async fn withdraw_step_send(&self, outbound: i64, now: Timestamp) -> Result<()> {
+        on_db!(self, pool => sqlx::query(
+            "UPDATE outbound_messages SET status = 'failed', reason = 'the lead left the sequence before this step went out', \
+             waiting_reason = NULL, updated_at = $2 WHERE id = $1 AND status = 'queued'")
+            .bind(outbound)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(drop))?;
+        Ok(())
+    }
+
+    /// Enrols a lead into `sequence` (a chain), unless it is archived or the lead is in it already.
+    async fn enrol_into(
+        &self,
+        sequence: SequenceId,
+        device: DeviceId,
+        lead: i64,
+        phone: &str,
+        source: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        on_db!(self, pool => sqlx::query(
+            "INSERT INTO sequence_enrolments (sequence_id, device_id, lead_id, phone, source, enrolled_at, updated_at) \
+             SELECT id, $2, $3, $4, $5, $6, $6 FROM sequences WHERE id = $1 AND status <> 'archived' \
+             ON CONFLICT (sequence_id, lead_id) DO NOTHING")
+            .bind(sequence)
+            .bind(device)
+            .bind(lead)
+            .bind(phone)
+            .bind(source)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(drop))?;
+        Ok(())
+    }
+
+    /// Moves on the enrolments whose step send settled: sent (or better) moves to the next step
+    /// or completes the sequence (and enrols the lead in the next one); failed marks the
+    /// enrolment failed with the send's reason.
+    async fn settle_steps(&self, now: Timestamp, done: &mut SequenceDispatch) -> Result<()> {
+        let settling: Vec<Settling> = on_db!(self, pool => sqlx::query_as(
+            "SELECT e.id, e.sequence_id, e.next_step, e.attempt, e.lead_id, e.device_id, e.phone, o.status, o.sent_at, \
+             o.reason, (SELECT ss.recorded_at FROM sequence_sends ss WHERE ss.enrolment_id = e.id \
+             AND ss.step = e.next_step AND ss.attempt = e.attempt), \
+             (SELECT COUNT(*) FROM sequence_steps st WHERE st.sequence_id = e.sequence_id), s.next_sequence_id \
+             FROM sequence_enrolments e JOIN outbound_messages o ON o.id = e.pending_id \
+             JOIN sequences s ON s.id = e.sequence_id \
+             WHERE e.pending_id IS NOT NULL AND e.status = 'active' \
+             AND o.status IN ('sent', 'delivered', 'read', 'failed') ORDER BY e.id")
+            .fetch_all(pool)
+            .await)?;
+        for (id, _, step, _, lead, device, phone, status, sent_at, reason, recorded, steps, next) in settling {
+            if status == "failed" {
+                let moved = on_db!(self, pool => sqlx::query(
+                    "UPDATE sequence_enrolments SET status = 'failed', exit_reason = $3, pending_id = NULL, updated_at = $4 \
+                     WHERE id = $1 AND next_step = $2 AND status = 'active' AND pending_id IS NOT NULL")
+                    .bind(id)
+                    .bind(step)
+                    .bind(reason.unwrap_or_else(|| "the send failed".into()))
+                    .bind(now)
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected()))?;
+                done.failed += moved;
+                continue;
+            }
+            let last = step >= steps;
+            let moved = on_db!(self, pool => sqlx::query(
+                "UPDATE sequence_enrolments SET next_step = next_step + 1, attempt = 1, pending_id = NULL, due_at = NULL, \
+                 last_step_at = $3, first_sent_at = COALESCE(first_sent_at, $4), updated_at = $5, \
+                 status = CASE WHEN $6 THEN 'completed' ELSE status END \
+                 WHERE id = $1 AND next_step = $2 AND status = 'active' AND pending_id IS NOT NULL")
+                .bind(id)
+                .bind(step)
+                .bind(recorded.unwrap_or(now))
+                .bind(sent_at.unwrap_or(now))
+                .bind(now)
+                .bind(last)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()))?;
+            done.stepped += moved;
+            if moved > 0 && last {
+                done.completed += 1;
+                if let Some(next) = next {
+                    self.enrol_into(next, device, lead, &phone, "chain", now).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the active enrolments without a due time one: the step's delay from the enrolment
+    /// or the previous step, in the sequence's time zone, moved into its window. Enrolments with
+    /// the same sequence, step and starting times are planned by one statement, so planning the
+    /// 100,000 leads a rule enrolled in one round takes a handful.
+    async fn plan_steps(&self, now: Timestamp) -> Result<u64> {
+        let groups: Vec<PlanGroup> = on_db!(self, pool => sqlx::query_as(
+            "SELECT g.sequence_id, g.next_step, s.time_zone, s.window_start, s.window_end, s.weekdays, \
+             st.delay_days, st.delay_hours, st.delay_from, g.enrolled_at, g.last_step_at FROM \
+             (SELECT DISTINCT sequence_id, next_step, enrolled_at, last_step_at FROM sequence_enrolments \
+              WHERE status = 'active' AND due_at IS NULL AND pending_id IS NULL LIMIT $1) g \
+             JOIN sequences s ON s.id = g.sequence_id \
+             LEFT JOIN sequence_steps st ON st.sequence_id = g.sequence_id AND st.position = g.next_step")
+            .bind(PLAN_GROUPS)
+            .fetch_all(pool)
+            .await)?;
+        let mut planned = 0;
+        for (sequence, step, time_zone, start, end, weekdays, days, hours, from, enrolled, last) in groups {
+            let as_u32 = |v: i64| u32::try_from(v).unwrap_or_default();
+            let due = match (
+                days,
+                hours,
+                SendWindow::new(&time_zone, as_u32(start), as_u32(end), weekdays as u8),
+            ) {
+                (Some(days), Some(hours), Ok(send_window)) => {
+                    let from = match from.as_deref().and_then(|f| f.parse::<DelayFrom>().ok()) {
+                        Some(DelayFrom::Previous) if step > 1 => last.unwrap_or(enrolled),
+                        _ => enrolled,
+                    };
+                    Some(send_window.next_open(window::after(send_window.tz, from, as_u32(days), as_u32(hours))))
+                }
+                // The step is gone (the sequence was shortened): the lead has had every step.
+                (None, _, _) | (_, None, _) => None,
+                (_, _, Err(err)) => {
+                    tracing::warn!(%sequence, %err, "a sequence's window cannot be read; its steps wait");
+                    continue;
+                }
+            };
+            planned += on_db!(self, pool => sqlx::query(
+                "UPDATE sequence_enrolments SET due_at = $5, updated_at = $6, \
+                 status = CASE WHEN $5 IS NULL THEN 'completed' ELSE status END \
+                 WHERE sequence_id = $1 AND next_step = $2 AND enrolled_at = $3 AND COALESCE(last_step_at, -1) = $4 \
+                 AND status = 'active' AND due_at IS NULL AND pending_id IS NULL")
+                .bind(sequence)
+                .bind(step)
+                .bind(enrolled)
+                .bind(last.map_or(-1, |l| l.0))
+                .bind(due)
+                .bind(now)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()))?;
+        }
+        Ok(planned)
+    }
+
+    /// Records the due steps of an active sequence, per device up to two minutes of its pace
+    /// ahead of what is already waiting, each with its step's message rendered for the lead.
+    /// Only inside the window: an enrolment found due after its window closed (the scheduler was
+    /// down) is planned again for the next opening rather than sent at night.
+    async fn queue_steps(&self, sequence: SequenceId, user: UserId, now: Timestamp) -> Result<u64> {
+        let (time_zone, start, end, weekdays): (String, i64, i64, i64) = on_db!(self, pool => sqlx::query_as(
+            "SELECT time_zone, window_start, window_end, weekdays FROM sequences WHERE id = $1")
+            .bind(sequence)
+            .fetch_one(pool)
+            .await)?;
+        let as_u32 = |v: i64| u32::try_from(v).unwrap_or_default();
+        let Ok(send_window) = SendWindow::new(&time_zone, as_u32(start), as_u32(end), weekdays as u8) else {
+            return Ok(0);
+        };
+        if !send_window.contains(now) {
+            let reopens = send_window.next_open(now);
+            on_db!(self, pool => sqlx::query(
+                "UPDATE sequence_enrolments SET due_at = $3, updated_at = $2 WHERE sequence_id = $1 \
+                 AND status = 'active' AND pending_id IS NULL AND due_at < $2")
+                .bind(sequence)
+                .bind(now)
+                .bind(reopens)
+                .execute(pool)
+                .await
+                .map(drop))?;
+            return Ok(0);
+        }
+        let steps: Vec<(i64, String, Option<Vec<u8>>)> = on_db!(self, pool => sqlx::query_as(
+            "SELECT position, message, image FROM sequence_steps WHERE sequence_id = $1 ORDER BY position")
+            .bind(sequence)
+            .fetch_all(pool)
+            .await)?;
+        let local_hour = Variables::hour_in(now, &time_zone);
+        let devices: Vec<DeviceId> = self.sequence_devices(sequence).await?;
+        let mut queued = 0;
+        for device in devices {
+            let pacing = self.device_pacing(device).await?.policy;
+            let backlog = if pacing.enabled {
+                pacing.per_minute * 2
+            } else {
+                UNPACED_BACKLOG
+            };
+            let waiting: i64 = on_db!(self, pool => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM sequence_enrolments e JOIN outbound_messages o ON o.id = e.pending_id \
+                 WHERE e.sequence_id = $1 AND e.device_id = $2 AND o.status IN ('queued', 'sending')")
+                .bind(sequence)
+                .bind(device)
+                .fetch_one(pool)
+                .await)?;
+            if waiting >= backlog {
+                continue;
+            }
+            let due: Vec<Due> = on_db!(self, pool => sqlx::query_as(
+                "SELECT e.id, e.lead_id, e.next_step, e.attempt, e.phone, l.name, l.niche FROM sequence_enrolments e \
+                 LEFT JOIN leads l ON l.id = e.lead_id AND l.device_id = e.device_id \
+                 WHERE e.sequence_id = $1 AND e.device_id = $2 AND e.status = 'active' AND e.pending_id IS NULL \
+                 AND e.due_at IS NOT NULL AND e.due_at <= $3 ORDER BY e.due_at, e.id LIMIT $4")
+                .bind(sequence)
+                .bind(device)
+                .bind(now)
+                .bind(backlog - waiting)
+                .fetch_all(pool)
+                .await)?;
+            for (enrolment, lead, step, attempt, phone, name, niche) in due {
+                let Some((_, text, image)) = steps.iter().find(|(position, _, _)| *position == step) else {
+                    continue;
+                };
+                // Texts are checked when saved; one that no longer parses goes out as written.
+                let message = Message::parse(text).unwrap_or_else(|_| Message::literal(text));
+                let variables = Variables {
+                    name: name.unwrap_or_default(),
+                    phone: phone.clone(),
+                    niche: niche.unwrap_or_default(),
+                    local_hour,
+                };
+                let send = NewSend {
+                    user,
+                    device,
+                    idempotency_key: sequence_send_key(sequence, step, lead, attempt),
+                    to: Jid(format!("{}@{USER_SERVER}", phone.trim_start_matches('+'))),
+                    body: Some(message.render(&variables, text::seed(&[sequence.0, step, lead, attempt]))),
+                    media: image.clone().map(Attachment::jpeg),
+                    structured: None,
+                    forwarded: false,
+                };
+                let outbound = match self.record_send(&send).await {
+                    Ok((outbound, _)) => outbound.id,
+                    Err(Error::Conflict(reason)) => match self.send_under_key(user, &send.idempotency_key).await? {
+                        Some((id, on, to)) if on == device && to == send.to.0 => id,
+                        // The key is taken by a different send (a user's own key clashing): fail
+                        // this enrolment visibly rather than skip the step silently.
+                        _ => {
+                            on_db!(self, pool => sqlx::query(
+                                "UPDATE sequence_enrolments SET status = 'failed', exit_reason = $2, updated_at = $3 \
+                                 WHERE id = $1 AND pending_id IS NULL")
+                                .bind(enrolment)
+                                .bind(&reason)
+                                .bind(now)
+                                .execute(pool)
+                                .await
+                                .map(drop))?;
+                            continue;
+                        }
+                    },
+                    Err(err) => return Err(err),
+                };
+                on_db!(self, pool => {
+                    let mut tx = pool.begin_write().await?;
+                    let noted = sqlx::query(
+                        "UPDATE sequence_enrolments SET pending_id = $3, updated_at = $4 \
+                         WHERE id = $1 AND next_step = $2 AND pending_id IS NULL AND status = 'active'")
+                        .bind(enrolment)
+                        .bind(step)
+                        .bind(outbound)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if noted > 0 {
+                        sqlx::query(
+                            "INSERT INTO sequence_sends (enrolment_id, step, attempt, outbound_id, recorded_at) \
+                             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (enrolment_id, step, attempt) DO NOTHING")
+                            .bind(enrolment)
+                            .bind(step)
+                            .bind(attempt)
+                            .bind(outbound)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok::<_, Error>(())
+                })?;
+                queued += 1;
+            }
+        }
+        Ok(queued)
+    }
+}
