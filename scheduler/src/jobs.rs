@@ -17,6 +17,8 @@ pub const HOUSEKEEPING_SCHEDULE: &str = "0 */10 * * * *";
 pub const FLEET_GAUGES_SCHEDULE: &str = "*/5 * * * * *";
 /// Campaign dispatch at the start of every minute.
 pub const CAMPAIGN_DISPATCH_SCHEDULE: &str = "0 * * * * *";
+/// Sequence dispatch every minute, at three quarters past (clear of the other minute jobs).
+pub const SEQUENCE_DISPATCH_SCHEDULE: &str = "45 * * * * *";
 /// Analytics roll-ups every minute, at a quarter past (clear of campaign dispatch).
 pub const ANALYTICS_ROLLUP_SCHEDULE: &str = "15 * * * * *";
 /// Read-cache cleanup every minute, at half past.
@@ -91,6 +93,12 @@ pub fn standard(scheduler: Scheduler, context: Context) -> anyhow::Result<Schedu
             CAMPAIGN_DISPATCH_SCHEDULE,
             Fire::Once,
             |db, tick| Box::pin(async move { campaign_dispatch(&db, tick).await }),
+        )?
+        .job(
+            "sequence_dispatch",
+            SEQUENCE_DISPATCH_SCHEDULE,
+            Fire::Once,
+            |db, tick| Box::pin(async move { sequence_dispatch(&db, tick).await }),
         )?
         .job("retention", RETENTION_SCHEDULE, Fire::Once, move |db, _| {
             let (invalidations, media) = (pruned.clone(), media.clone());
@@ -178,6 +186,20 @@ pub async fn campaign_dispatch(db: &Db, tick: Timestamp) -> anyhow::Result<()> {
     if done != Default::default() {
         tracing::info!(%tick, started = done.started, listed = done.listed, queued = done.queued,
             finished = done.finished, "campaigns dispatched");
+    }
+    Ok(())
+}
+
+/// Sequence dispatch at the tick's time: enrols by rules, lets leads leave, moves each lead to its
+/// next step and records the steps that are due (see [`Db::dispatch_sequences`]). Idempotent,
+/// so a tick run twice, or a scheduler killed in the middle of one, neither skips nor repeats a
+/// step.
+pub async fn sequence_dispatch(db: &Db, tick: Timestamp) -> anyhow::Result<()> {
+    let done = db.dispatch_sequences(tick).await.context("dispatching sequences")?;
+    if done != Default::default() {
+        tracing::info!(%tick, enrolled = done.enrolled, exited = done.exited, stepped = done.stepped,
+            completed = done.completed, failed = done.failed, planned = done.planned, queued = done.queued,
+            "sequences dispatched");
     }
     Ok(())
 }
