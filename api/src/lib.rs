@@ -39,6 +39,7 @@ mod received_media;
 mod retention;
 mod scopes;
 mod sends;
+mod sequences;
 mod session;
 mod sessions;
 mod templates;
@@ -154,6 +155,7 @@ pub fn app(state: AppState) -> Router {
         .merge(leads::router())
         .merge(campaigns::router())
         .merge(templates::router())
+        .merge(sequences::router())
         .merge(analytics::router())
         .merge(retention::router())
         .merge(sessions::router())

@@ -51,6 +51,10 @@ use crate::session::CurrentUser;
         (name = "templates", description = "Saved messages to start campaigns from, and previews of a message's \
             variations: choices `{Hi|Hello}` (nested too) and variables {name}, {first_name}, {phone}, {niche}, \
             {greeting}, filled per recipient"),
+        (name = "sequences", description = "Drip follow-ups: ordered steps sent to each enrolled lead, each a delay \
+            after enrolment or the previous step, inside a send window of the sequence's time zone; leads leave on a \
+            reply or a status, move on to a next sequence, and each step is a paced send under \
+            `sequence:{sequence}:{step}:{lead}`"),
         (name = "analytics", description = "Sends per UTC day from roll-ups refreshed every minute: sent, delivered, \
             read, replied and failed with percentages, a per-day series, and devices online; by range and device"),
         (name = "actions", description = "A device's actions: test sends, number checks per pasted line, broadcasts \

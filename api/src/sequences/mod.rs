@@ -1,0 +1,360 @@
+//! Sequences: drip follow-ups sent to each enrolled lead step by step, inside a send window of
+//! the sequence's time zone, until the lead replies, takes a stopping status or has every step.
+//! Every handler reaches a sequence through its owner, so another user's sequence answers 404
+//! exactly like a missing one.
+
+mod fields;
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use wafleet_core::db::window::{self, SendWindow};
+use wafleet_core::db::{ENROLMENTS_PAGE_MAX, Enrolment, EnrolmentStatus, Sequence, SequenceReport};
+use wafleet_core::text::Variables;
+use wafleet_core::types::{SequenceId, Timestamp, UserId};
+
+use crate::AppState;
+use crate::envelope::{Envelope, created, ok};
+use crate::error::{ApiError, ApiResult, OrNotFound};
+use crate::extract::{Json, Path, Query};
+use crate::sends::image_content;
+use crate::session::{CurrentCaller, CurrentUser};
+
+pub use fields::SequenceBody;
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_sequences, create_sequence))
+        .routes(routes!(get_sequence, update_sequence, delete_sequence))
+        .routes(routes!(list_enrolments, enrol))
+        .routes(routes!(unenrol))
+        .routes(routes!(report))
+        .routes(routes!(preview))
+        .routes(routes!(retry_failed))
+}
+
+/// Your sequences, by name.
+#[utoipa::path(get, path = "/api/sequences", tag = "sequences",
+    responses((status = 200, body = Envelope<Vec<Sequence>>)))]
+async fn list_sequences(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> ApiResult<impl IntoResponse> {
+    Ok(ok("sequences", state.db.list_sequences(user.id).await?))
+}
+
+/// Checks a body's steps, copying templates' texts and images, and compresses new images.
+async fn checked(state: &AppState, user: UserId, mut body: SequenceBody) -> ApiResult<wafleet_core::db::NewSequence> {
+    let steps = body.steps.take().unwrap_or_default();
+    if steps.is_empty() || steps.len() > fields::MAX_STEPS {
+        return Err(ApiError::Invalid(format!(
+            "steps: give 1 to {} steps, each with a message",
+            fields::MAX_STEPS
+        )));
+    }
+    let mut parsed = Vec::with_capacity(steps.len());
+    for (index, step) in steps.iter().enumerate() {
+        let (message, template_image) = match step.template_id {
+            Some(template) => {
+                let (text, image) = state
+                    .db
+                    .template_content(user, template)
+                    .await
+                    .or_not_found("template")?;
+                (step.message.clone().unwrap_or(text), image)
+            }
+            None => (
+                step.message
+                    .clone()
+                    .ok_or_else(|| ApiError::Invalid(format!("steps[{index}].message: required")))?,
+                None,
+            ),
+        };
+        parsed.push(step.parse(index, &message, template_image)?);
+    }
+    let (mut new, images) = body.into_new(parsed)?;
+    // Only a user who may plan on these devices gets an image decoded.
+    if images.iter().any(Option::is_some) {
+        crate::campaigns::ensure_owned(state, user, &new.devices).await?;
+    }
+    for (step, image) in new.steps.iter_mut().zip(images) {
+        if image.is_some() {
+            step.image = image_content(image).await?;
+        }
+    }
+    Ok(new)
+}
+
+/// Create a sequence: its steps go from each target device to that device's leads enrolled in
+/// it (by its rule, by hand, CSV or the API), paced by each device's pacing policy.
+#[utoipa::path(post, path = "/api/sequences", tag = "sequences", request_body = SequenceBody,
+    responses((status = 201, body = Envelope<Sequence>), (status = 404, description = "A device, template or sequence is not yours"),
+              (status = 409, description = "You already have a sequence of that name"),
+              (status = 422, description = "A field is invalid; the message says which and how to fix it")))]
+async fn create_sequence(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Json(body): Json<SequenceBody>,
+) -> ApiResult<impl IntoResponse> {
+    let new = checked(&state, user.id, body).await?;
+    let sequence = state
+        .db
+        .create_sequence(user.id, &new)
+        .await
+        .or_not_found("device or sequence")?;
+    tracing::info!(user = %user.id, sequence = %sequence.id, "sequence created");
+    Ok(created("sequence created", sequence))
+}
+
+/// One of your sequences.
+#[utoipa::path(get, path = "/api/sequences/{id}", tag = "sequences",
+    params(("id" = i64, Path, description = "Sequence id")),
+    responses((status = 200, body = Envelope<Sequence>), (status = 404, description = "No such sequence of yours")))]
+async fn get_sequence(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<SequenceId>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(ok(
+        "sequence",
+        state.db.sequence(user.id, id).await.or_not_found("sequence")?,
+    ))
+}
+
+/// Pause (`{"status": "paused"}`), resume (`active`) or archive (`archived`, for good: its leads
+/// exit) a sequence; or replace its definition (every field, as on creation). Leads keep their
+/// place in it, and their next step is planned again.
+#[utoipa::path(put, path = "/api/sequences/{id}", tag = "sequences",
+    params(("id" = i64, Path, description = "Sequence id")), request_body = SequenceBody,
+    responses((status = 200, body = Envelope<Sequence>), (status = 404, description = "No such sequence, device or template of yours"),
+              (status = 409, description = "It is archived, or the name is taken"),
+              (status = 422, description = "A field is invalid")))]
+async fn update_sequence(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<SequenceId>,
+    Json(body): Json<SequenceBody>,
+) -> ApiResult<impl IntoResponse> {
+    let sequence = if let (true, Some(status)) = (body.only_status(), body.status) {
+        state.db.set_sequence_status(user.id, id, status).await
+    } else {
+        state.db.sequence(user.id, id).await.or_not_found("sequence")?;
+        let new = checked(&state, user.id, body).await?;
+        state.db.update_sequence(user.id, id, &new).await
+    }
+    .or_not_found("sequence")?;
+    Ok(ok(format!("sequence {}", sequence.status.as_str()), sequence))
+}
+
+/// Delete a sequence and its report; sends already recorded still go.
+#[utoipa::path(delete, path = "/api/sequences/{id}", tag = "sequences",
+    params(("id" = i64, Path, description = "Sequence id")),
+    responses((status = 200, body = Envelope<Option<String>>), (status = 404, description = "No such sequence of yours")))]
+async fn delete_sequence(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<SequenceId>,
+) -> ApiResult<impl IntoResponse> {
+    state.db.delete_sequence(user.id, id).await.or_not_found("sequence")?;
+    Ok(ok("sequence deleted", None::<String>))
+}
+
+/// Leads to enrol.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolBody {
+    /// Ids of leads of the sequence's devices (up to 10,000); others, and leads already
+    /// enrolled, are skipped.
+    pub lead_ids: Vec<i64>,
+}
+
+/// Enrol leads by hand. Answers how many were enrolled (leads enrolled before are not enrolled
+/// twice, and not counted).
+#[utoipa::path(post, path = "/api/sequences/{id}/enrolments", tag = "sequences",
+    params(("id" = i64, Path, description = "Sequence id")), request_body = EnrolBody,
+    responses((status = 200, body = Envelope<u64>), (status = 404, description = "No such sequence of yours"),
+              (status = 409, description = "It is archived"), (status = 422, description = "No leads, or too many")))]
+async fn enrol(
+    State(state): State<AppState>,
+    CurrentCaller(caller): CurrentCaller,
+    Path(id): Path<SequenceId>,
+    Json(body): Json<EnrolBody>,
+) -> ApiResult<impl IntoResponse> {
+    if body.lead_ids.is_empty() || body.lead_ids.len() > 10_000 {
+        return Err(ApiError::Invalid("lead_ids: give 1 to 10000 lead ids".into()));
+    }
+    // A token's enrolments are the API's; a signed-in person's (the dashboard) are by hand.
+    let source = if caller.token.is_some() { "api" } else { "hand" };
+    let enrolled = state
+        .db
+        .enrol_leads(caller.user.id, id, &body.lead_ids, source)
+        .await
+        .or_not_found("sequence")?;
+    Ok(ok(format!("{enrolled} leads enrolled"), enrolled))
+}
+
+/// A page of a sequence's enrolments, to drill into a report's cell.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EnrolmentsQuery {
+    /// Only those in this status: `active`, `completed`, `exited` or `failed`.
+    pub status: Option<EnrolmentStatus>,
+    /// Only those waiting for this step.
+    pub step: Option<i64>,
+    /// The `id` of the last enrolment of the previous page (default: from the first).
+    pub after: Option<i64>,
+    /// How many, 1 to 500 (default 100).
+    pub limit: Option<i64>,
+}
+
+/// A sequence's enrolments in the order they were enrolled.
+#[utoipa::path(get, path = "/api/sequences/{id}/enrolments", tag = "sequences",
+    params(("id" = i64, Path, description = "Sequence id"), EnrolmentsQuery),
+    responses((status = 200, body = Envelope<Vec<Enrolment>>), (status = 404, description = "No such sequence of yours"),
+              (status = 422, description = "Bad limit or status")))]
+async fn list_enrolments(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<SequenceId>,
+    Query(query): Query<EnrolmentsQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=ENROLMENTS_PAGE_MAX).contains(&limit) {
+        return Err(ApiError::Invalid(format!("limit: must be 1 to {ENROLMENTS_PAGE_MAX}")));
+    }
+    let page = state
+        .db
+        .sequence_enrolments(user.id, id, query.status, query.step, query.after.unwrap_or(0), limit)
+        .await
+        .or_not_found("sequence")?;
+    Ok(ok("enrolments", page))
+}
+
+/// Take a lead out of a sequence (`by_hand`); a step recorded for it but not yet sent still goes.
+#[utoipa::path(delete, path = "/api/sequences/{id}/enrolments/{lead_id}", tag = "sequences",
+    params(("id" = i64, Path, description = "Sequence id"), ("lead_id" = i64, Path, description = "Lead id")),
+    responses((status = 200, body = Envelope<Option<String>>), (status = 404, description = "No such sequence of yours, or the lead is not in it")))]
+async fn unenrol(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((id, lead)): Path<(SequenceId, i64)>,
+) -> ApiResult<impl IntoResponse> {
+    state
+        .db
+        .exit_enrolment(user.id, id, lead)
+        .await
+        .or_not_found("enrolment")?;
+    Ok(ok("lead taken out of the sequence", None::<String>))
+}
+
+/// Leads by where they stand (enrolled, active, waiting, completed, failed, exited by reason)
+/// and each step's sends (queued, sent, delivered, read, replied, failed).
+#[utoipa::path(get, path = "/api/sequences/{id}/report", tag = "sequences",
+    params(("id" = i64, Path, description = "Sequence id")),
+    responses((status = 200, body = Envelope<SequenceReport>), (status = 404, description = "No such sequence of yours")))]
+async fn report(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<SequenceId>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(ok(
+        "report",
+        state.db.sequence_report(user.id, id).await.or_not_found("sequence")?,
+    ))
+}
+
+/// When a sample lead enrolled at `start` would get each step.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PreviewQuery {
+    /// The enrolment time, RFC 3339 (default: now).
+    pub start: Option<Timestamp>,
+    /// The sample lead's name (default `Alex Sample`).
+    pub name: Option<String>,
+}
+
+/// One step of a preview.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct PreviewStep {
+    /// 1 for the first step.
+    pub position: i64,
+    /// When it would go (UTC), if each earlier step goes out as soon as it is due.
+    pub at: Timestamp,
+    /// The same time on the sequence's clock, e.g. `Mon 2027-03-15 09:00`.
+    pub local: String,
+    /// Three renders of its message for the sample lead.
+    pub renders: Vec<String>,
+}
+
+/// See when each step would go for a lead enrolled at `start`, and how its message reads.
+#[utoipa::path(get, path = "/api/sequences/{id}/preview", tag = "sequences",
+    params(("id" = i64, Path, description = "Sequence id"), PreviewQuery),
+    responses((status = 200, body = Envelope<Vec<PreviewStep>>), (status = 404, description = "No such sequence of yours")))]
+async fn preview(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<SequenceId>,
+    Query(query): Query<PreviewQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let sequence = state.db.sequence(user.id, id).await.or_not_found("sequence")?;
+    let send_window: SendWindow = sequence
+        .send_window()
+        .ok_or_else(|| ApiError::Conflict("the sequence's window cannot be read; save it again".into()))?;
+    let start = query.start.unwrap_or_else(Timestamp::now);
+    let name = query.name.unwrap_or_else(|| "Alex Sample".into());
+    let (mut last, mut steps) = (start, Vec::with_capacity(sequence.steps.len()));
+    for step in &sequence.steps {
+        let from = match step.delay_from {
+            wafleet_core::db::DelayFrom::Previous if step.position > 1 => last,
+            _ => start,
+        };
+        let as_u32 = |v: i64| u32::try_from(v).unwrap_or_default();
+        let at = send_window.next_open(window::after(
+            send_window.tz,
+            from,
+            as_u32(step.delay_days),
+            as_u32(step.delay_hours),
+        ));
+        let message = wafleet_core::text::Message::parse(&step.message)
+            .unwrap_or_else(|_| wafleet_core::text::Message::literal(&step.message));
+        let variables = Variables {
+            name: name.clone(),
+            phone: "+15550100".into(),
+            niche: sequence
+                .enrol_rule
+                .as_ref()
+                .and_then(|r| r.niche.clone())
+                .unwrap_or_default(),
+            local_hour: Variables::hour_in(at, &sequence.time_zone),
+        };
+        steps.push(PreviewStep {
+            position: step.position,
+            at,
+            local: at
+                .to_datetime()
+                .with_timezone(&send_window.tz)
+                .format("%a %Y-%m-%d %H:%M")
+                .to_string(),
+            renders: (0..3).map(|i| message.render(&variables, i)).collect(),
+        });
+        last = at;
+    }
+    Ok(ok("preview", steps))
+}
+
+/// Send the failed steps again (each as a new send). Answers how many leads go on.
+#[utoipa::path(post, path = "/api/sequences/{id}/retry", tag = "sequences",
+    params(("id" = i64, Path, description = "Sequence id")),
+    responses((status = 200, body = Envelope<u64>), (status = 404, description = "No such sequence of yours"),
+              (status = 409, description = "It is archived")))]
+async fn retry_failed(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<SequenceId>,
+) -> ApiResult<impl IntoResponse> {
+    let retried = state
+        .db
+        .retry_failed_enrolments(user.id, id)
+        .await
+        .or_not_found("sequence")?;
+    Ok(ok(format!("{retried} leads to send again"), retried))
+}
