@@ -16,6 +16,7 @@ mod campaign_templates;
 mod campaigns;
 mod campaigns_browser;
 mod campaigns_isolation;
+mod sequences;
 mod chat_view;
 mod chat_view_browser;
 mod compat;
