@@ -20,7 +20,10 @@ async fn create(session: &Session, definition: Value) -> Value {
 
 async fn lead(session: &Session, device: i64, phone: &str) -> i64 {
     let response = session
-        .post("/api/leads", json!({"device_id": device, "name": "Lee", "phone": phone}))
+        .post(
+            "/api/leads",
+            json!({"device_id": device, "name": "Lee", "phone": phone}),
+        )
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     body(response).await["results"]["id"].as_i64().unwrap()
@@ -30,20 +33,38 @@ async fn sequences_are_checked_and_change_status(app: TestApp) {
     let ana = app.session("ana@example.com").await;
     let device = ana.add_device("Ana's phone", None).await;
     let sequence = create(&ana, definition(device)).await;
-    assert_eq!(sequence["window"], json!({"start": "10:00", "end": "17:30", "weekdays": ["mon", "wed"]}));
+    assert_eq!(
+        sequence["window"],
+        json!({"start": "10:00", "end": "17:30", "weekdays": ["mon", "wed"]})
+    );
     assert_eq!(sequence["steps"][1]["delay_from"], "enrolment");
     assert_eq!(sequence["steps"][0]["delay_from"], "previous", "the default");
     assert_eq!(sequence["stop_on_reply"], true, "the default");
 
     for (change, needle) in [
-        (json!({"time_zone": "Mars/Base"}), "time_zone: unknown time zone `Mars/Base`"),
-        (json!({"window": {"start": "18:00", "end": "09:00", "weekdays": ["mon"]}}), "window: it must open before it closes"),
-        (json!({"window": {"start": "9", "end": "18:00", "weekdays": []}}), "window.start: `9` is not a time"),
-        (json!({"window": {"start": "09:00", "end": "18:00", "weekdays": ["someday"]}}), "unknown day `someday`"),
+        (
+            json!({"time_zone": "Mars/Base"}),
+            "time_zone: unknown time zone `Mars/Base`",
+        ),
+        (
+            json!({"window": {"start": "18:00", "end": "09:00", "weekdays": ["mon"]}}),
+            "window: it must open before it closes",
+        ),
+        (
+            json!({"window": {"start": "9", "end": "18:00", "weekdays": []}}),
+            "window.start: `9` is not a time",
+        ),
+        (
+            json!({"window": {"start": "09:00", "end": "18:00", "weekdays": ["someday"]}}),
+            "unknown day `someday`",
+        ),
         (json!({"steps": []}), "steps: give 1 to 50 steps"),
         (json!({"steps": [{"message": "Hi {frist_name}"}]}), "steps[0].message"),
         (json!({"steps": [{"delay_days": 1}]}), "steps[0].message: required"),
-        (json!({"steps": [{"message": "ok", "delay_days": 400}]}), "steps[0].delay_days: at most 365"),
+        (
+            json!({"steps": [{"message": "ok", "delay_days": 400}]}),
+            "steps[0].delay_days: at most 365",
+        ),
         (json!({"device_ids": []}), "device_ids: choose at least one device"),
         (json!({"name": "Cold"}), "already have a sequence named `Cold`"),
         (json!({"colour": "red"}), "colour"),
@@ -57,21 +78,36 @@ async fn sequences_are_checked_and_change_status(app: TestApp) {
         let status = response.status();
         let answer = body(response).await;
         assert!(
-            [StatusCode::UNPROCESSABLE_ENTITY, StatusCode::CONFLICT, StatusCode::BAD_REQUEST].contains(&status),
+            [
+                StatusCode::UNPROCESSABLE_ENTITY,
+                StatusCode::CONFLICT,
+                StatusCode::BAD_REQUEST
+            ]
+            .contains(&status),
             "{change}: {status} {answer}"
         );
-        assert!(answer["message"].as_str().unwrap().contains(needle), "{change}: {answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains(needle),
+            "{change}: {answer}"
+        );
     }
 
     let path = format!("/api/sequences/{}", sequence["id"]);
     let paused = body(ana.put(&path, json!({"status": "paused"})).await).await;
     assert_eq!(paused["results"]["status"], "paused", "{paused}");
-    assert_eq!(paused["results"]["steps"].as_array().unwrap().len(), 2, "only the status changed");
+    assert_eq!(
+        paused["results"]["steps"].as_array().unwrap().len(),
+        2,
+        "only the status changed"
+    );
     let mut edited = definition(device);
     edited["steps"] = json!([{"message": "Only step"}]);
     let edited = body(ana.put(&path, edited).await).await;
     assert_eq!(edited["results"]["steps"][0]["message"], "Only step", "{edited}");
-    assert_eq!(edited["results"]["status"], "active", "a full definition sets the status too");
+    assert_eq!(
+        edited["results"]["status"], "active",
+        "a full definition sets the status too"
+    );
 
     // By hand: a lead is enrolled once, whatever the repeats.
     let first = lead(&ana, device, "+60123400071").await;
@@ -82,7 +118,12 @@ async fn sequences_are_checked_and_change_status(app: TestApp) {
     assert_eq!(again["results"], 0, "{again}");
     let listed = body(ana.get(&enrol).await).await;
     assert_eq!(listed["results"][0]["source"], "hand", "{listed}");
-    expect_error(ana.post(&enrol, json!({"lead_ids": []})).await, StatusCode::UNPROCESSABLE_ENTITY, "lead_ids").await;
+    expect_error(
+        ana.post(&enrol, json!({"lead_ids": []})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "lead_ids",
+    )
+    .await;
     let out = ana.delete(&format!("{enrol}/{first}")).await;
     assert_eq!(out.status(), StatusCode::OK);
     let report = body(ana.get(&format!("{path}/report")).await).await;
@@ -91,8 +132,18 @@ async fn sequences_are_checked_and_change_status(app: TestApp) {
     // Archived for good.
     let archived = body(ana.put(&path, json!({"status": "archived"})).await).await;
     assert_eq!(archived["results"]["status"], "archived");
-    expect_error(ana.put(&path, json!({"status": "active"})).await, StatusCode::CONFLICT, "archived").await;
-    expect_error(ana.post(&enrol, json!({"lead_ids": [first]})).await, StatusCode::CONFLICT, "archived").await;
+    expect_error(
+        ana.put(&path, json!({"status": "active"})).await,
+        StatusCode::CONFLICT,
+        "archived",
+    )
+    .await;
+    expect_error(
+        ana.post(&enrol, json!({"lead_ids": [first]})).await,
+        StatusCode::CONFLICT,
+        "archived",
+    )
+    .await;
 }
 
 async fn another_users_sequences_are_invisible(app: TestApp) {
@@ -105,15 +156,36 @@ async fn another_users_sequences_are_invisible(app: TestApp) {
     let path = format!("/api/sequences/{}", sequence["id"]);
 
     expect_error(bo.get(&path).await, StatusCode::NOT_FOUND, "sequence not found").await;
-    expect_error(bo.put(&path, json!({"status": "paused"})).await, StatusCode::NOT_FOUND, "sequence not found").await;
-    expect_error(bo.put(&path, definition(bos_device)).await, StatusCode::NOT_FOUND, "sequence not found").await;
+    expect_error(
+        bo.put(&path, json!({"status": "paused"})).await,
+        StatusCode::NOT_FOUND,
+        "sequence not found",
+    )
+    .await;
+    expect_error(
+        bo.put(&path, definition(bos_device)).await,
+        StatusCode::NOT_FOUND,
+        "sequence not found",
+    )
+    .await;
     expect_error(bo.delete(&path).await, StatusCode::NOT_FOUND, "sequence not found").await;
     for sub in ["report", "enrolments", "preview"] {
-        expect_error(bo.get(&format!("{path}/{sub}")).await, StatusCode::NOT_FOUND, "sequence not found").await;
+        expect_error(
+            bo.get(&format!("{path}/{sub}")).await,
+            StatusCode::NOT_FOUND,
+            "sequence not found",
+        )
+        .await;
     }
-    expect_error(bo.post(&format!("{path}/retry"), json!({})).await, StatusCode::NOT_FOUND, "sequence not found").await;
     expect_error(
-        bo.post(&format!("{path}/enrolments"), json!({"lead_ids": [anas_lead]})).await,
+        bo.post(&format!("{path}/retry"), json!({})).await,
+        StatusCode::NOT_FOUND,
+        "sequence not found",
+    )
+    .await;
+    expect_error(
+        bo.post(&format!("{path}/enrolments"), json!({"lead_ids": [anas_lead]}))
+            .await,
         StatusCode::NOT_FOUND,
         "sequence not found",
     )
@@ -133,12 +205,20 @@ async fn another_users_sequences_are_invisible(app: TestApp) {
     .await;
     let mut chained = definition(bos_device);
     chained["next_sequence_id"] = sequence["id"].clone();
-    expect_error(bo.post("/api/sequences", chained).await, StatusCode::NOT_FOUND, "not found").await;
+    expect_error(
+        bo.post("/api/sequences", chained).await,
+        StatusCode::NOT_FOUND,
+        "not found",
+    )
+    .await;
     // His own sequence does not take Ana's lead.
     let own = create(&bo, definition(bos_device)).await;
     let taken = body(
-        bo.post(&format!("/api/sequences/{}/enrolments", own["id"]), json!({"lead_ids": [anas_lead]}))
-            .await,
+        bo.post(
+            &format!("/api/sequences/{}/enrolments", own["id"]),
+            json!({"lead_ids": [anas_lead]}),
+        )
+        .await,
     )
     .await;
     assert_eq!(taken["results"], 0, "{taken}");

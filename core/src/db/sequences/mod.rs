@@ -101,36 +101,97 @@ fn sequence_from(row: SequenceRow, device_ids: Vec<DeviceId>, steps: Vec<StepRow
     }
 }
 
-/// Inserts step `index` (from 0) of a sequence.
-async fn insert_step<'c, D>(
-    tx: &mut sqlx::Transaction<'c, D>,
+/// Writes a sequence's definition over its row `id` of `user`: its fields, devices (only the
+/// user's) and steps. One function for creating and
+/// replacing, in the caller's transaction.
+async fn write_definition<D>(
+    tx: &mut sqlx::Transaction<'static, D>,
+    user: UserId,
     id: SequenceId,
-    index: usize,
-    step: &NewStep,
-) -> sqlx::Result<()>
+    new: &NewSequence,
+    now: Timestamp,
+) -> Result<()>
 where
     D: sqlx::Database,
     for<'e> &'e mut D::Connection: sqlx::Executor<'e, Database = D>,
     <D as sqlx::Database>::Arguments: sqlx::IntoArguments<D>,
     for<'q> SequenceId: sqlx::Encode<'q, D> + sqlx::Type<D>,
+    for<'q> UserId: sqlx::Encode<'q, D> + sqlx::Type<D>,
+    for<'q> DeviceId: sqlx::Encode<'q, D> + sqlx::Type<D>,
+    for<'q> Timestamp: sqlx::Encode<'q, D> + sqlx::Type<D>,
+    for<'q> Option<SequenceId>: sqlx::Encode<'q, D> + sqlx::Type<D>,
     for<'q> i64: sqlx::Encode<'q, D> + sqlx::Type<D>,
+    for<'q> bool: sqlx::Encode<'q, D> + sqlx::Type<D>,
     for<'q> &'q str: sqlx::Encode<'q, D> + sqlx::Type<D>,
+    for<'q> String: sqlx::Encode<'q, D> + sqlx::Type<D>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, D> + sqlx::Type<D>,
     for<'q> Option<&'q [u8]>: sqlx::Encode<'q, D> + sqlx::Type<D>,
 {
+    let rule = new.enrol_rule.clone().unwrap_or_default();
     sqlx::query(
-        "INSERT INTO sequence_steps (sequence_id, position, message, image, delay_days, delay_hours, delay_from) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "UPDATE sequences SET name = $3, time_zone = $4, window_start = $5, window_end = $6, weekdays = $7, \
+         stop_on_reply = $8, stop_statuses = $9, enrol_rule = $10, enrol_niche = $11, enrol_status = $12, \
+         enrol_journey = $13, next_sequence_id = $14, on_reply_sequence_id = $15, status = $16, updated_at = $17 \
+         WHERE id = $1 AND user_id = $2",
     )
     .bind(id)
-    .bind(index as i64 + 1)
-    .bind(step.message.as_str())
-    .bind(step.image.as_deref())
-    .bind(i64::from(step.delay_days))
-    .bind(i64::from(step.delay_hours))
-    .bind(step.delay_from.as_str())
+    .bind(user)
+    .bind(new.name.as_str())
+    .bind(new.time_zone.as_str())
+    .bind(i64::from(new.window.0))
+    .bind(i64::from(new.window.1))
+    .bind(i64::from(new.window.2))
+    .bind(new.stop_on_reply)
+    .bind(stop_statuses_text(&new.stop_statuses))
+    .bind(new.enrol_rule.is_some())
+    .bind(rule.niche.as_deref())
+    .bind(rule.status.map(LeadStatus::as_str))
+    .bind(rule.journey.as_deref())
+    .bind(new.next_sequence_id)
+    .bind(new.on_reply_sequence_id)
+    .bind(new.status.as_str())
+    .bind(now)
     .execute(&mut **tx)
     .await
-    .map(drop)
+    .map_err(|e| Error::on_unique_violation(e, name_taken(&new.name)))?;
+    sqlx::query("DELETE FROM sequence_devices WHERE sequence_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    let mut devices = new.devices.clone();
+    devices.sort_unstable();
+    devices.dedup();
+    // Another user's device is never linked (the caller checked first, to say so).
+    for device in devices {
+        sqlx::query(
+            "INSERT INTO sequence_devices (sequence_id, device_id) SELECT $1, id FROM devices WHERE id = $2 AND user_id = $3",
+        )
+        .bind(id)
+        .bind(device)
+        .bind(user)
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query("DELETE FROM sequence_steps WHERE sequence_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    for (index, step) in new.steps.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO sequence_steps (sequence_id, position, message, image, delay_days, delay_hours, delay_from) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(id)
+        .bind(index as i64 + 1)
+        .bind(step.message.as_str())
+        .bind(step.image.as_deref())
+        .bind(i64::from(step.delay_days))
+        .bind(i64::from(step.delay_hours))
+        .bind(step.delay_from.as_str())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// The conflict of a name already taken.
@@ -147,56 +208,25 @@ impl Db {
     /// to is not theirs; a name they already use is a conflict.
     #[tracing::instrument(skip(self, new), fields(steps = new.steps.len()))]
     pub async fn create_sequence(&self, user: UserId, new: &NewSequence) -> Result<Sequence> {
-        self.check_sequence_targets(user, None, new.next_sequence_id, new.on_reply_sequence_id)
-            .await?;
+        self.check_sequence_targets(user, None, new).await?;
         let now = Timestamp::now();
-        let rule = new.enrol_rule.clone().unwrap_or_default();
-        let mut devices = new.devices.clone();
-        devices.sort_unstable();
-        devices.dedup();
         let id: SequenceId = on_db!(self, pool => {
             let mut tx = pool.begin_write().await?;
+            // The row first, then its definition, written as an update replaces it.
             let id: SequenceId = sqlx::query_scalar(
-                "INSERT INTO sequences (user_id, name, time_zone, window_start, window_end, weekdays, stop_on_reply, \
-                 stop_statuses, enrol_rule, enrol_niche, enrol_status, enrol_journey, next_sequence_id, \
-                 on_reply_sequence_id, status, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) RETURNING id")
+                "INSERT INTO sequences (user_id, name, time_zone, window_start, window_end, weekdays, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id")
                 .bind(user)
                 .bind(&new.name)
                 .bind(&new.time_zone)
                 .bind(i64::from(new.window.0))
                 .bind(i64::from(new.window.1))
                 .bind(i64::from(new.window.2))
-                .bind(new.stop_on_reply)
-                .bind(stop_statuses_text(&new.stop_statuses))
-                .bind(new.enrol_rule.is_some())
-                .bind(rule.niche.as_deref())
-                .bind(rule.status.map(LeadStatus::as_str))
-                .bind(rule.journey.as_deref())
-                .bind(new.next_sequence_id)
-                .bind(new.on_reply_sequence_id)
-                .bind(new.status.as_str())
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| Error::on_unique_violation(e, name_taken(&new.name)))?;
-            for device in &devices {
-                let linked = sqlx::query(
-                    "INSERT INTO sequence_devices (sequence_id, device_id) SELECT $1, id FROM devices \
-                     WHERE id = $2 AND user_id = $3")
-                    .bind(id)
-                    .bind(*device)
-                    .bind(user)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if linked == 0 {
-                    return Err(Error::NotFound);
-                }
-            }
-            for (index, step) in new.steps.iter().enumerate() {
-                insert_step(&mut tx, id, index, step).await?;
-            }
+            write_definition(&mut tx, user, id, new, now).await?;
             tx.commit().await?;
             Ok::<_, Error>(id)
         })?;
@@ -215,59 +245,11 @@ impl Db {
                 "the sequence is archived and can no longer change".into(),
             ));
         }
-        self.check_sequence_targets(user, Some(id), new.next_sequence_id, new.on_reply_sequence_id)
-            .await?;
+        self.check_sequence_targets(user, Some(id), new).await?;
         let now = Timestamp::now();
-        let rule = new.enrol_rule.clone().unwrap_or_default();
-        let mut devices = new.devices.clone();
-        devices.sort_unstable();
-        devices.dedup();
         on_db!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            sqlx::query(
-                "UPDATE sequences SET name = $3, time_zone = $4, window_start = $5, window_end = $6, weekdays = $7, \
-                 stop_on_reply = $8, stop_statuses = $9, enrol_rule = $10, enrol_niche = $11, enrol_status = $12, \
-                 enrol_journey = $13, next_sequence_id = $14, on_reply_sequence_id = $15, status = $16, updated_at = $17 \
-                 WHERE id = $1 AND user_id = $2")
-                .bind(id)
-                .bind(user)
-                .bind(&new.name)
-                .bind(&new.time_zone)
-                .bind(i64::from(new.window.0))
-                .bind(i64::from(new.window.1))
-                .bind(i64::from(new.window.2))
-                .bind(new.stop_on_reply)
-                .bind(stop_statuses_text(&new.stop_statuses))
-                .bind(new.enrol_rule.is_some())
-                .bind(rule.niche.as_deref())
-                .bind(rule.status.map(LeadStatus::as_str))
-                .bind(rule.journey.as_deref())
-                .bind(new.next_sequence_id)
-                .bind(new.on_reply_sequence_id)
-                .bind(new.status.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| Error::on_unique_violation(e, name_taken(&new.name)))?;
-            sqlx::query("DELETE FROM sequence_devices WHERE sequence_id = $1").bind(id).execute(&mut *tx).await?;
-            for device in &devices {
-                let linked = sqlx::query(
-                    "INSERT INTO sequence_devices (sequence_id, device_id) SELECT $1, id FROM devices \
-                     WHERE id = $2 AND user_id = $3")
-                    .bind(id)
-                    .bind(*device)
-                    .bind(user)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if linked == 0 {
-                    return Err(Error::NotFound);
-                }
-            }
-            sqlx::query("DELETE FROM sequence_steps WHERE sequence_id = $1").bind(id).execute(&mut *tx).await?;
-            for (index, step) in new.steps.iter().enumerate() {
-                insert_step(&mut tx, id, index, step).await?;
-            }
+            write_definition(&mut tx, user, id, new, now).await?;
             // Waiting leads are planned again under the new delays and window.
             sqlx::query(
                 "UPDATE sequence_enrolments SET due_at = NULL, updated_at = $2 \
@@ -282,14 +264,21 @@ impl Db {
         self.sequence(user, id).await
     }
 
-    /// [`Error::NotFound`] unless each given sequence is the user's (and not `own` itself).
-    async fn check_sequence_targets(
-        &self,
-        user: UserId,
-        own: Option<SequenceId>,
-        next: Option<SequenceId>,
-        on_reply: Option<SequenceId>,
-    ) -> Result<()> {
+    /// [`Error::NotFound`] unless each of `new`'s devices and the sequences it moves leads to are
+    /// the user's (and not `own` itself).
+    async fn check_sequence_targets(&self, user: UserId, own: Option<SequenceId>, new: &NewSequence) -> Result<()> {
+        let (next, on_reply) = (new.next_sequence_id, new.on_reply_sequence_id);
+        for device in &new.devices {
+            let found: Option<DeviceId> = on_db!(self, pool => sqlx::query_scalar(
+                "SELECT id FROM devices WHERE id = $1 AND user_id = $2")
+                .bind(*device)
+                .bind(user)
+                .fetch_optional(pool)
+                .await)?;
+            if found.is_none() {
+                return Err(Error::NotFound);
+            }
+        }
         for target in [next, on_reply].into_iter().flatten() {
             if Some(target) == own {
                 return Err(Error::Invalid("a sequence cannot move its leads into itself".into()));
