@@ -61,7 +61,7 @@ use crate::session::CurrentUser;
             to pasted lists (all lines checked first; each recipient a paced send under `broadcast:{id}:{phone}`) \
             with their progress, and the device's activity log"),
         (name = "webhooks", description = "Your URL for events (message, message.ack, call.offer, \
-            device.connected, device.disconnected, campaign.finished), signed with HMAC-SHA256 in `X-Hub-Signature-256`; deliveries \
+            device.connected, device.disconnected, campaign.finished, sequence.step_sent, sequence.completed), signed with HMAC-SHA256 in `X-Hub-Signature-256`; deliveries \
             retried with backoff, dead ones listed and replayable"),
         (name = "compatible", description = "Routes kept from the REST API wafleet grew out of; API tokens only"),
     )

@@ -102,7 +102,8 @@ pub struct PutWebhook {
     #[serde(default)]
     pub rotate_secret: bool,
     /// Events to send: any of `message`, `message.ack`, `call.offer`, `device.connected`,
-    /// `device.disconnected`, `campaign.finished`. Left out or empty: all.
+    /// `device.disconnected`, `campaign.finished`, `sequence.step_sent`, `sequence.completed`.
+    /// Left out or empty: all.
     pub events: Option<EventList>,
     /// Default true.
     pub enabled: Option<bool>,

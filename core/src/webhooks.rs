@@ -4,8 +4,8 @@
 //! for it keep working: `{"event", "device_id", "timestamp", "payload"}`, the signature
 //! `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the exact body>`, `message`, `message.ack` and
 //! `call.offer` shaped as there. wafleet adds `session_id` (its device id), the `device.connected`,
-//! `device.disconnected`, `campaign.finished` and `webhook.test` events, and a delivery id header
-//! that stays the same across retries and replays.
+//! `device.disconnected`, `campaign.finished`, `sequence.step_sent`, `sequence.completed` and
+//! `webhook.test` events, and a delivery id header that stays the same across retries and replays.
 
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -48,17 +48,25 @@ pub enum EventKind {
     /// A call is ringing on a device's account.
     #[serde(rename = "call.offer")]
     CallOffer,
+    /// A sequence's step went out to a lead.
+    #[serde(rename = "sequence.step_sent")]
+    SequenceStepSent,
+    /// A lead had every step of a sequence.
+    #[serde(rename = "sequence.completed")]
+    SequenceCompleted,
 }
 
 impl EventKind {
     /// Every event, in the order the dashboard lists them.
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::Message,
         EventKind::MessageAck,
         EventKind::CallOffer,
         EventKind::DeviceConnected,
         EventKind::DeviceDisconnected,
         EventKind::CampaignFinished,
+        EventKind::SequenceStepSent,
+        EventKind::SequenceCompleted,
     ];
 
     /// The event's name in bodies and settings.
@@ -70,6 +78,8 @@ impl EventKind {
             EventKind::DeviceDisconnected => "device.disconnected",
             EventKind::CampaignFinished => "campaign.finished",
             EventKind::CallOffer => "call.offer",
+            EventKind::SequenceStepSent => "sequence.step_sent",
+            EventKind::SequenceCompleted => "sequence.completed",
         }
     }
 
@@ -276,6 +286,57 @@ pub fn call_body(device: &DeviceRef, call: &IncomingCall, at: Timestamp) -> Stri
 pub fn campaign_body(id: i64, title: &str, niche: &str, at: Timestamp) -> String {
     let payload = json!({ "id": id, "title": title, "niche": niche, "finished_at": at });
     envelope(EventKind::CampaignFinished.as_str(), None, at, payload)
+}
+
+/// Where a lead stands in a sequence, for `sequence.step_sent` and `sequence.completed`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SequenceProgress {
+    /// The sequence's id and name.
+    pub sequence: (i64, String),
+    /// The step that went out (1 for the first), and how many the sequence has.
+    pub step: (i64, i64),
+    /// The lead's id and number (E.164).
+    pub lead: (i64, String),
+    /// The device it went out from.
+    pub device: i64,
+    /// The send's wafleet id and WhatsApp's message id.
+    pub send: (i64, Option<String>),
+    /// When WhatsApp accepted the step.
+    pub sent_at: Option<Timestamp>,
+    /// The sequence the lead moves to after the last step, if any.
+    pub next_sequence: Option<i64>,
+}
+
+/// `sequence.step_sent`: which step of which sequence went to which lead, and the message.
+pub fn sequence_step_body(p: &SequenceProgress, at: Timestamp) -> String {
+    let payload = json!({
+        "sequence_id": p.sequence.0,
+        "sequence_name": p.sequence.1,
+        "step": p.step.0,
+        "steps": p.step.1,
+        "lead_id": p.lead.0,
+        "phone": p.lead.1,
+        "device": p.device,
+        "send_id": p.send.0,
+        "message_id": p.send.1,
+        "sent_at": p.sent_at,
+    });
+    envelope(EventKind::SequenceStepSent.as_str(), None, at, payload)
+}
+
+/// `sequence.completed`: a lead had the last step; `next_sequence_id` is where they move.
+pub fn sequence_completed_body(p: &SequenceProgress, at: Timestamp) -> String {
+    let payload = json!({
+        "sequence_id": p.sequence.0,
+        "sequence_name": p.sequence.1,
+        "steps": p.step.1,
+        "lead_id": p.lead.0,
+        "phone": p.lead.1,
+        "device": p.device,
+        "next_sequence_id": p.next_sequence,
+        "completed_at": at,
+    });
+    envelope(EventKind::SequenceCompleted.as_str(), None, at, payload)
 }
 
 /// Name of the test event (sent whatever the user subscribed to).

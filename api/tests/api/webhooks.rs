@@ -85,7 +85,7 @@ async fn settings_are_validated_and_the_secret_shown_once(app: TestApp) {
     assert!(created["message"].as_str().unwrap().contains("will not be shown again"));
     assert_eq!(
         created["results"]["events"].as_array().unwrap().len(),
-        6,
+        wafleet_core::webhooks::EventKind::ALL.len(),
         "all events by default"
     );
     assert_eq!(created["results"]["enabled"], true);

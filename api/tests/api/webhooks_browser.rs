@@ -45,7 +45,8 @@ async fn webhooks_tab_sets_the_url_and_replays_a_dead_delivery(app: TestApp) {
     wait_for_text(&browser, "#webhook-secret-value", &stored.secret).await;
     assert_eq!(stored.url, "https://example.com/hooks/wafleet");
     assert_eq!(
-        stored.events, "message,message.ack,call.offer,device.connected,device.disconnected",
+        stored.events,
+        "message,message.ack,call.offer,device.connected,device.disconnected,sequence.step_sent,sequence.completed",
         "the unticked event is left out"
     );
     screenshot(&browser, "webhooks-secret").await;

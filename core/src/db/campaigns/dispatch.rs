@@ -16,7 +16,7 @@ use crate::{Db, Error, Result};
 
 use super::super::on_db;
 use super::super::outbound::NewSend;
-use super::super::webhooks::{NewDelivery, insert_deliveries_in};
+use super::super::webhooks::account_deliveries_in;
 use super::report::recipient_status;
 use crate::db::BeginWrite;
 use crate::webhooks::{self, EventKind};
@@ -94,32 +94,13 @@ impl Db {
                 .bind(now)
                 .fetch_all(&mut *tx)
                 .await?;
-            if !finished.is_empty() {
-                let mut users: Vec<UserId> = finished.iter().map(|f| f.1).collect();
-                users.sort_unstable();
-                users.dedup();
-                let mut query = sqlx::QueryBuilder::new("SELECT user_id, events FROM webhooks WHERE enabled AND user_id IN (");
-                let mut list = query.separated(", ");
-                for user in &users {
-                    list.push_bind(*user);
-                }
-                query.push(")");
-                let hooks: std::collections::HashMap<UserId, String> =
-                    query.build_query_as().fetch_all(&mut *tx).await?.into_iter().collect();
-                let rows: Vec<NewDelivery> = finished
-                    .iter()
-                    .filter(|(_, user, _, _)| {
-                        hooks.get(user).is_some_and(|events| webhooks::wants(events, EventKind::CampaignFinished))
-                    })
-                    .map(|(id, user, title, niche)| NewDelivery {
-                        user: *user,
-                        device: None,
-                        event: EventKind::CampaignFinished.as_str(),
-                        body: webhooks::campaign_body(id.0, title, niche, now),
-                    })
-                    .collect();
-                insert_deliveries_in!(tx, &rows, now);
-            }
+            let events: Vec<(UserId, EventKind, String)> = finished
+                .iter()
+                .map(|(id, user, title, niche)| {
+                    (*user, EventKind::CampaignFinished, webhooks::campaign_body(id.0, title, niche, now))
+                })
+                .collect();
+            account_deliveries_in!(tx, &events, now);
             tx.commit().await?;
             Ok::<_, Error>(finished.len() as u64)
         })

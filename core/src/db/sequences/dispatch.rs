@@ -19,9 +19,11 @@ use crate::types::{DeviceId, SequenceId, Timestamp, UserId};
 use crate::{Db, Error, Result};
 
 use super::super::on_db;
+use super::super::webhooks::account_deliveries_in;
 use super::model::DelayFrom;
 use super::window::{self, SendWindow};
 use crate::db::BeginWrite;
+use crate::webhooks::{self, EventKind};
 
 /// What one round of dispatch did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -57,23 +59,102 @@ pub fn sequence_send_key(sequence: SequenceId, step: i64, lead: i64, attempt: i6
     }
 }
 
-/// An enrolment whose send settled: id, sequence, step, attempt, lead, device, phone, send status,
-/// WhatsApp's time, reason, when the step was recorded, steps in the sequence, next sequence.
-type Settling = (
+/// An enrolment whose step send settled, with what moving it on needs.
+#[derive(sqlx::FromRow)]
+struct Settling {
+    id: i64,
+    sequence: SequenceId,
+    owner: UserId,
+    name: String,
+    step: i64,
+    lead: i64,
+    device: DeviceId,
+    phone: String,
+    send: i64,
+    status: String,
+    message_id: Option<String>,
+    sent_at: Option<Timestamp>,
+    reason: Option<String>,
+    /// When the step's send was recorded.
+    recorded: Option<Timestamp>,
+    /// Steps in the sequence.
+    steps: i64,
+    next_sequence: Option<SequenceId>,
+}
+
+impl Settling {
+    /// The event bodies' view of it.
+    fn progress(&self) -> webhooks::SequenceProgress {
+        webhooks::SequenceProgress {
+            sequence: (self.sequence.0, self.name.clone()),
+            step: (self.step, self.steps),
+            lead: (self.lead, self.phone.clone()),
+            device: self.device.0,
+            send: (self.send, self.message_id.clone()),
+            sent_at: self.sent_at,
+            next_sequence: self.next_sequence.map(|s| s.0),
+        }
+    }
+}
+
+/// An enrolment that left: id, sequence, owner, lead, device, phone, the step and attempt it
+/// waited for, and the sequence a reply moves it to.
+type Leaving = (
     i64,
     SequenceId,
-    i64,
-    i64,
+    UserId,
     i64,
     DeviceId,
     String,
-    String,
-    Option<Timestamp>,
-    Option<String>,
-    Option<Timestamp>,
+    i64,
     i64,
     Option<SequenceId>,
 );
+
+/// What an exit returns, as [`Leaving`].
+macro_rules! leaving_columns {
+    () => {
+        " RETURNING id, sequence_id, (SELECT s.user_id FROM sequences s WHERE s.id = sequence_enrolments.sequence_id), \
+         lead_id, device_id, phone, next_step, attempt, \
+         (SELECT s.on_reply_sequence_id FROM sequences s WHERE s.id = sequence_enrolments.sequence_id)"
+    };
+}
+
+/// Ends the active enrolments whose lead is in a status their sequence stops on.
+const EXIT_BY_STATUS: &str = concat!(
+    "UPDATE sequence_enrolments SET status = 'exited', due_at = NULL, updated_at = $1, \
+     exit_reason = 'status:' || (SELECT l.status FROM leads l WHERE l.id = sequence_enrolments.lead_id) \
+     WHERE status = 'active' AND EXISTS (SELECT 1 FROM leads l JOIN sequences s ON s.id = sequence_enrolments.sequence_id \
+     WHERE l.id = sequence_enrolments.lead_id AND l.device_id = sequence_enrolments.device_id \
+     AND (',' || s.stop_statuses || ',') LIKE ('%,' || l.status || ',%'))",
+    leaving_columns!()
+);
+
+/// Ends the active enrolments whose lead wrote after the first step, where that stops them.
+const EXIT_BY_REPLY: &str = concat!(
+    "UPDATE sequence_enrolments SET status = 'exited', exit_reason = 'replied', due_at = NULL, updated_at = $1 \
+     WHERE status = 'active' AND first_sent_at IS NOT NULL \
+     AND sequence_id IN (SELECT id FROM sequences WHERE stop_on_reply) \
+     AND EXISTS (SELECT 1 FROM messages m WHERE m.device_id = sequence_enrolments.device_id \
+     AND m.chat_jid = substr(sequence_enrolments.phone, 2) || '@s.whatsapp.net' AND NOT m.from_me \
+     AND m.sent_at + 1000 > sequence_enrolments.first_sent_at)",
+    leaving_columns!()
+);
+
+/// Fails a step's send (`$1` owner, `$2` key) that no holder has started, so a lead who left
+/// gets nothing more.
+const WITHDRAW_STEP_SEND: &str = "UPDATE outbound_messages SET status = 'failed', \
+     reason = 'the lead left the sequence before this step went out', waiting_reason = NULL, updated_at = $3 \
+     WHERE user_id = $1 AND idempotency_key = $2 AND status = 'queued'";
+
+/// Enrols lead `$3` of device `$2` (number `$4`, source `$5`) into sequence `$1` (a chain),
+/// unless it is archived or the lead is in it already.
+const ENROL_INTO: &str = "INSERT INTO sequence_enrolments (sequence_id, device_id, lead_id, phone, source, enrolled_at, updated_at) \
+     SELECT id, $2, $3, $4, $5, $6, $6 FROM sequences WHERE id = $1 AND status <> 'archived' \
+     ON CONFLICT (sequence_id, lead_id) DO NOTHING";
+
+/// Settled enrolments moved on per transaction.
+const SETTLE_BATCH: usize = 500;
 
 /// A due enrolment: id, lead, step, attempt, phone, lead name and niche (`None` once deleted).
 type Due = (i64, i64, i64, i64, String, Option<String>, Option<String>);
@@ -142,137 +223,123 @@ impl Db {
     /// back after its first step (when the sequence stops on a reply; the same rule as the
     /// analytics' replies: a message stamped in the send's second or later). A step send still
     /// queued for them is withdrawn, and a lead who replied moves to the sequence's reply chain.
+    ///
+    /// All in one transaction: a dispatcher killed half-way leaves every lead either still in
+    /// the sequence (the next round finds them again) or out of it with nothing more to go.
     async fn exit_leads(&self, now: Timestamp) -> Result<u64> {
-        let by_status = on_db!(self, pool => sqlx::query_as::<_, (i64, SequenceId, i64, DeviceId, String, Option<i64>)>(
-            "UPDATE sequence_enrolments SET status = 'exited', due_at = NULL, updated_at = $1, \
-             exit_reason = 'status:' || (SELECT l.status FROM leads l WHERE l.id = sequence_enrolments.lead_id) \
-             WHERE status = 'active' AND EXISTS (SELECT 1 FROM leads l JOIN sequences s ON s.id = sequence_enrolments.sequence_id \
-             WHERE l.id = sequence_enrolments.lead_id AND l.device_id = sequence_enrolments.device_id \
-             AND (',' || s.stop_statuses || ',') LIKE ('%,' || l.status || ',%')) \
-             RETURNING id, sequence_id, lead_id, device_id, phone, pending_id")
-            .bind(now)
-            .fetch_all(pool)
-            .await)?;
-        let replied = on_db!(self, pool => sqlx::query_as::<_, (i64, SequenceId, i64, DeviceId, String, Option<i64>)>(
-            "UPDATE sequence_enrolments SET status = 'exited', exit_reason = 'replied', due_at = NULL, updated_at = $1 \
-             WHERE status = 'active' AND first_sent_at IS NOT NULL \
-             AND sequence_id IN (SELECT id FROM sequences WHERE stop_on_reply) \
-             AND EXISTS (SELECT 1 FROM messages m WHERE m.device_id = sequence_enrolments.device_id \
-             AND m.chat_jid = substr(sequence_enrolments.phone, 2) || '@s.whatsapp.net' AND NOT m.from_me \
-             AND m.sent_at + 1000 > sequence_enrolments.first_sent_at) \
-             RETURNING id, sequence_id, lead_id, device_id, phone, pending_id")
-            .bind(now)
-            .fetch_all(pool)
-            .await)?;
-        for (_, _, _, _, _, pending) in by_status.iter().chain(&replied) {
-            if let Some(pending) = pending {
-                self.withdraw_step_send(*pending, now).await?;
+        on_db!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let mut leaving: Vec<Leaving> = sqlx::query_as(EXIT_BY_STATUS).bind(now).fetch_all(&mut *tx).await?;
+            let replied: Vec<Leaving> = sqlx::query_as(EXIT_BY_REPLY).bind(now).fetch_all(&mut *tx).await?;
+            for (_, _, _, lead, device, phone, _, _, chain) in &replied {
+                if let Some(chain) = chain {
+                    sqlx::query(ENROL_INTO)
+                        .bind(*chain)
+                        .bind(*device)
+                        .bind(*lead)
+                        .bind(phone)
+                        .bind("reply")
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
-        }
-        for (_, sequence, lead, device, phone, _) in &replied {
-            let target: Option<Option<SequenceId>> = on_db!(self, pool => sqlx::query_scalar(
-                "SELECT on_reply_sequence_id FROM sequences WHERE id = $1")
-                .bind(*sequence)
-                .fetch_optional(pool)
-                .await)?;
-            if let Some(target) = target.flatten() {
-                self.enrol_into(target, *device, *lead, phone, "reply", now).await?;
+            leaving.extend(replied);
+            // The step's send by its key: noted on the enrolment or not yet (a round that
+            // recorded it and stopped before noting it).
+            for (_, sequence, user, lead, _, _, step, attempt, _) in &leaving {
+                sqlx::query(WITHDRAW_STEP_SEND)
+                    .bind(*user)
+                    .bind(sequence_send_key(*sequence, *step, *lead, *attempt))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
             }
-        }
-        Ok((by_status.len() + replied.len()) as u64)
-    }
-
-    /// Fails a step's send that no holder has started, so a lead who left gets nothing more.
-    async fn withdraw_step_send(&self, outbound: i64, now: Timestamp) -> Result<()> {
-        on_db!(self, pool => sqlx::query(
-            "UPDATE outbound_messages SET status = 'failed', reason = 'the lead left the sequence before this step went out', \
-             waiting_reason = NULL, updated_at = $2 WHERE id = $1 AND status = 'queued'")
-            .bind(outbound)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(drop))?;
-        Ok(())
-    }
-
-    /// Enrols a lead into `sequence` (a chain), unless it is archived or the lead is in it already.
-    async fn enrol_into(
-        &self,
-        sequence: SequenceId,
-        device: DeviceId,
-        lead: i64,
-        phone: &str,
-        source: &str,
-        now: Timestamp,
-    ) -> Result<()> {
-        on_db!(self, pool => sqlx::query(
-            "INSERT INTO sequence_enrolments (sequence_id, device_id, lead_id, phone, source, enrolled_at, updated_at) \
-             SELECT id, $2, $3, $4, $5, $6, $6 FROM sequences WHERE id = $1 AND status <> 'archived' \
-             ON CONFLICT (sequence_id, lead_id) DO NOTHING")
-            .bind(sequence)
-            .bind(device)
-            .bind(lead)
-            .bind(phone)
-            .bind(source)
-            .bind(now)
-            .execute(pool)
-            .await
-            .map(drop))?;
-        Ok(())
+            tx.commit().await?;
+            Ok::<_, Error>(leaving.len() as u64)
+        })
     }
 
     /// Moves on the enrolments whose step send settled: sent (or better) moves to the next step
     /// or completes the sequence (and enrols the lead in the next one); failed marks the
-    /// enrolment failed with the send's reason.
+    /// enrolment failed with the send's reason. `sequence.step_sent` and `sequence.completed`
+    /// are recorded for owners whose webhook wants them, in the transaction that moves the
+    /// enrolment, so each fires once however many dispatchers run or die half-way.
     async fn settle_steps(&self, now: Timestamp, done: &mut SequenceDispatch) -> Result<()> {
         let settling: Vec<Settling> = on_db!(self, pool => sqlx::query_as(
-            "SELECT e.id, e.sequence_id, e.next_step, e.attempt, e.lead_id, e.device_id, e.phone, o.status, o.sent_at, \
-             o.reason, (SELECT ss.recorded_at FROM sequence_sends ss WHERE ss.enrolment_id = e.id \
-             AND ss.step = e.next_step AND ss.attempt = e.attempt), \
-             (SELECT COUNT(*) FROM sequence_steps st WHERE st.sequence_id = e.sequence_id), s.next_sequence_id \
+            "SELECT e.id AS id, e.sequence_id AS sequence, s.user_id AS owner, s.name AS name, e.next_step AS step, \
+             e.lead_id AS lead, e.device_id AS device, e.phone AS phone, o.id AS send, o.status AS status, \
+             o.wa_message_id AS message_id, o.sent_at AS sent_at, o.reason AS reason, \
+             (SELECT ss.recorded_at FROM sequence_sends ss WHERE ss.enrolment_id = e.id AND ss.step = e.next_step \
+              AND ss.attempt = e.attempt) AS recorded, \
+             (SELECT COUNT(*) FROM sequence_steps st WHERE st.sequence_id = e.sequence_id) AS steps, \
+             s.next_sequence_id AS next_sequence \
              FROM sequence_enrolments e JOIN outbound_messages o ON o.id = e.pending_id \
              JOIN sequences s ON s.id = e.sequence_id \
              WHERE e.pending_id IS NOT NULL AND e.status = 'active' \
              AND o.status IN ('sent', 'delivered', 'read', 'failed') ORDER BY e.id")
             .fetch_all(pool)
             .await)?;
-        for (id, _, step, _, lead, device, phone, status, sent_at, reason, recorded, steps, next) in settling {
-            if status == "failed" {
-                let moved = on_db!(self, pool => sqlx::query(
-                    "UPDATE sequence_enrolments SET status = 'failed', exit_reason = $3, pending_id = NULL, updated_at = $4 \
-                     WHERE id = $1 AND next_step = $2 AND status = 'active' AND pending_id IS NOT NULL")
-                    .bind(id)
-                    .bind(step)
-                    .bind(reason.unwrap_or_else(|| "the send failed".into()))
-                    .bind(now)
-                    .execute(pool)
-                    .await
-                    .map(|r| r.rows_affected()))?;
-                done.failed += moved;
-                continue;
-            }
-            let last = step >= steps;
-            let moved = on_db!(self, pool => sqlx::query(
-                "UPDATE sequence_enrolments SET next_step = next_step + 1, attempt = 1, pending_id = NULL, due_at = NULL, \
-                 last_step_at = $3, first_sent_at = COALESCE(first_sent_at, $4), updated_at = $5, \
-                 status = CASE WHEN $6 THEN 'completed' ELSE status END \
-                 WHERE id = $1 AND next_step = $2 AND status = 'active' AND pending_id IS NOT NULL")
-                .bind(id)
-                .bind(step)
-                .bind(recorded.unwrap_or(now))
-                .bind(sent_at.unwrap_or(now))
-                .bind(now)
-                .bind(last)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected()))?;
-            done.stepped += moved;
-            if moved > 0 && last {
-                done.completed += 1;
-                if let Some(next) = next {
-                    self.enrol_into(next, device, lead, &phone, "chain", now).await?;
+        for batch in settling.chunks(SETTLE_BATCH) {
+            on_db!(self, pool => {
+                let mut tx = pool.begin_write().await?;
+                let mut events = Vec::new();
+                for row in batch {
+                    let (id, step, status) = (row.id, row.step, row.status.as_str());
+                    if status == "failed" {
+                        done.failed += sqlx::query(
+                            "UPDATE sequence_enrolments SET status = 'failed', exit_reason = $3, pending_id = NULL, \
+                             updated_at = $4 WHERE id = $1 AND next_step = $2 AND status = 'active' AND pending_id IS NOT NULL")
+                            .bind(id)
+                            .bind(step)
+                            .bind(row.reason.as_deref().unwrap_or("the send failed"))
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?
+                            .rows_affected();
+                        continue;
+                    }
+                    let last = step >= row.steps;
+                    let moved = sqlx::query(
+                        "UPDATE sequence_enrolments SET next_step = next_step + 1, attempt = 1, pending_id = NULL, due_at = NULL, \
+                         last_step_at = $3, first_sent_at = COALESCE(first_sent_at, $4), updated_at = $5, \
+                         status = CASE WHEN $6 THEN 'completed' ELSE status END \
+                         WHERE id = $1 AND next_step = $2 AND status = 'active' AND pending_id IS NOT NULL")
+                        .bind(id)
+                        .bind(step)
+                        .bind(row.recorded.unwrap_or(now))
+                        .bind(row.sent_at.unwrap_or(now))
+                        .bind(now)
+                        .bind(last)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if moved == 0 {
+                        continue;
+                    }
+                    done.stepped += 1;
+                    let progress = row.progress();
+                    events.push((row.owner, EventKind::SequenceStepSent, webhooks::sequence_step_body(&progress, now)));
+                    if last {
+                        done.completed += 1;
+                        events.push((row.owner, EventKind::SequenceCompleted, webhooks::sequence_completed_body(&progress, now)));
+                        if let Some(next) = row.next_sequence {
+                            sqlx::query(ENROL_INTO)
+                                .bind(next)
+                                .bind(row.device)
+                                .bind(row.lead)
+                                .bind(&row.phone)
+                                .bind("chain")
+                                .bind(now)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
                 }
-            }
+                account_deliveries_in!(tx, &events, now);
+                tx.commit().await?;
+                Ok::<_, Error>(())
+            })?;
         }
         Ok(())
     }
@@ -450,7 +517,21 @@ impl Db {
                         .execute(&mut *tx)
                         .await?
                         .rows_affected();
-                    if noted > 0 {
+                    if noted == 0 {
+                        // The lead left (or moved on) between recording and noting: the send
+                        // must not go. One another round noted already is left alone.
+                        sqlx::query(
+                            "UPDATE outbound_messages SET status = 'failed', \
+                             reason = 'the lead left the sequence before this step went out', waiting_reason = NULL, \
+                             updated_at = $4 WHERE id = $3 AND status = 'queued' AND NOT EXISTS (SELECT 1 FROM \
+                             sequence_enrolments WHERE id = $1 AND next_step = $2 AND status = 'active' AND pending_id = $3)")
+                            .bind(enrolment)
+                            .bind(step)
+                            .bind(outbound)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                    } else {
                         sqlx::query(
                             "INSERT INTO sequence_sends (enrolment_id, step, attempt, outbound_id, recorded_at) \
                              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (enrolment_id, step, attempt) DO NOTHING")

@@ -133,6 +133,48 @@ macro_rules! insert_deliveries_in {
 }
 pub(crate) use insert_deliveries_in;
 
+/// Records events that go to their owner's account webhook (campaigns', sequences'), never a
+/// device's own: `$events` are `(owner, kind, body)`. One lookup of the owners' enabled webhooks;
+/// only the events each one wants are recorded.
+macro_rules! account_deliveries_in {
+    ($tx:ident, $events:expr, $now:expr) => {{
+        let events: &[($crate::types::UserId, $crate::webhooks::EventKind, String)] = $events;
+        if !events.is_empty() {
+            let mut users: Vec<$crate::types::UserId> = events.iter().map(|e| e.0).collect();
+            users.sort_unstable();
+            users.dedup();
+            let mut hooks: std::collections::HashMap<$crate::types::UserId, String> = std::collections::HashMap::new();
+            for chunk in users.chunks($crate::db::chats::ROWS_PER_STATEMENT) {
+                let mut query =
+                    sqlx::QueryBuilder::new("SELECT user_id, events FROM webhooks WHERE enabled AND user_id IN (");
+                let mut list = query.separated(", ");
+                for user in chunk {
+                    list.push_bind(*user);
+                }
+                query.push(")");
+                let rows: Vec<($crate::types::UserId, String)> = query.build_query_as().fetch_all(&mut *$tx).await?;
+                hooks.extend(rows);
+            }
+            let rows: Vec<$crate::db::webhooks::NewDelivery> = events
+                .iter()
+                .filter(|(user, kind, _)| {
+                    hooks
+                        .get(user)
+                        .is_some_and(|wanted| $crate::webhooks::wants(wanted, *kind))
+                })
+                .map(|(user, kind, body)| $crate::db::webhooks::NewDelivery {
+                    user: *user,
+                    device: None,
+                    event: kind.as_str(),
+                    body: body.clone(),
+                })
+                .collect();
+            $crate::db::webhooks::insert_deliveries_in!($tx, &rows, $now);
+        }
+    }};
+}
+pub(crate) use account_deliveries_in;
+
 /// Reads a device's status inside a transaction, before it changes.
 macro_rules! status_before_in {
     ($tx:ident, $device:expr) => {{

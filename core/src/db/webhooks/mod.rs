@@ -19,7 +19,9 @@ mod emit;
 
 pub use device::DeviceWebhook;
 
-pub(crate) use emit::{Event, NewDelivery, emit_in, insert_deliveries_in, status_before_in, status_changed_in};
+pub(crate) use emit::{
+    Event, NewDelivery, account_deliveries_in, emit_in, insert_deliveries_in, status_before_in, status_changed_in,
+};
 
 /// A user's webhook, secret included (only the owner's own requests and the deliverer read it).
 #[derive(Clone, sqlx::FromRow)]
