@@ -166,7 +166,7 @@ async fn every_page_at_desktop_and_phone_width() {
         .as_i64()
         .unwrap();
 
-    // Something on every page: leads (one with a long number), a template, a token.
+    // Something on every page: leads (one with a long number), a token, a template, a sequence.
     for (name, phone) in [("Aminah binti Abdullah", "+60123000001"), ("Bo", "+601234567890")] {
         api(
             &browser,
@@ -186,6 +186,18 @@ async fn every_page_at_desktop_and_phone_width() {
     )
     .await;
 
+    api(
+        &browser,
+        "POST",
+        "/api/sequences",
+        json!({"name": "Bakery follow-up over two weeks", "device_ids": [device], "status": "paused",
+               "enrol_rule": {"niche": "bakery"}, "stop_statuses": ["converted", "lost"],
+               "steps": [{"message": "{Hi|Hello} {first_name}, fresh bread every morning."},
+                         {"message": "Still thinking about it, {first_name}?", "delay_days": 3},
+                         {"message": "Last note from us: 10% off this week.", "delay_days": 7}]}),
+    )
+    .await;
+
     // Every signed-in page, at both widths.
     let pages = [
         ("dashboard", "/dashboard".to_owned(), ".device .status"),
@@ -202,6 +214,7 @@ async fn every_page_at_desktop_and_phone_width() {
         ("tokens", "/dashboard#tokens".to_owned(), "#tokens tbody tr"),
         ("campaigns", "/campaigns".to_owned(), ".day.today"),
         ("templates", "/templates".to_owned(), "#templates .template"),
+        ("sequences", "/sequences".to_owned(), "#sequences .sequence"),
         ("account", "/account".to_owned(), "#password-form"),
         ("docs", "/docs".to_owned(), ".swagger-ui .opblock"),
         ("leads", format!("/device/{device}/leads"), "#leads tr.lead"),

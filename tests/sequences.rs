@@ -168,6 +168,18 @@ async fn a_three_step_sequence_goes_step_by_step_inside_its_window(backend: Back
     .await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
 
+    // The owner's webhook wants the sequence's events (and nothing else). Its address answers
+    // nothing: what is recorded for it is what the test reads.
+    db.put_webhook(
+        user,
+        "http://127.0.0.1:9/hooks",
+        "a-secret-of-sixteen-chars",
+        "sequence.step_sent,sequence.completed",
+        true,
+    )
+    .await
+    .unwrap();
+
     // Thursday 2027-03-11 20:00 in New York (after hours): the rule enrols all three.
     let mut now = at("2027-03-12T01:00:00Z");
     let first = db.dispatch_sequences(now).await.unwrap();
@@ -279,6 +291,88 @@ async fn a_three_step_sequence_goes_step_by_step_inside_its_window(backend: Back
         .await;
     assert_eq!(exited[0]["phone"], format!("+{}", LEADS[1].1), "{exited}");
     assert_eq!(exited[0]["exit_reason"], "replied", "{exited}");
+
+    // The leads behind the report's cells.
+    let cell = async |query: &str| -> Vec<String> {
+        let page = stack.get(&format!("/api/sequences/{cold_id}/enrolments?{query}")).await;
+        let mut names: Vec<String> = page
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["lead_name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(cell("outcome_step=1&outcome=replied").await, ["Bo Chen"]);
+    assert_eq!(
+        cell("outcome_step=1&outcome=sent").await,
+        ["Ana Lima", "Bo Chen", "Cy Diaz"]
+    );
+    assert_eq!(cell("outcome_step=3&outcome=sent").await, ["Ana Lima", "Cy Diaz"]);
+    assert!(cell("outcome_step=2&outcome=failed").await.is_empty());
+    assert_eq!(cell("status=exited&exit_reason=replied").await, ["Bo Chen"]);
+    let (status, half) = stack
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/sequences/{cold_id}/enrolments?outcome=sent"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{half}");
+
+    // One `sequence.step_sent` per step that went out, one `sequence.completed` per lead who had
+    // them all, though two dispatchers raced every round.
+    let events: Vec<Value> = {
+        let bodies: Vec<(String, String)> = match &db {
+            Db::Sqlite(pool) => {
+                sqlx::query_as("SELECT event, body FROM webhook_deliveries WHERE user_id = $1 ORDER BY id")
+                    .bind(user)
+                    .fetch_all(pool)
+                    .await
+            }
+            Db::Postgres(pool) => {
+                sqlx::query_as("SELECT event, body FROM webhook_deliveries WHERE user_id = $1 ORDER BY id")
+                    .bind(user)
+                    .fetch_all(pool)
+                    .await
+            }
+        }
+        .unwrap();
+        bodies
+            .into_iter()
+            .map(|(event, body)| {
+                let body: Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(body["event"], event.as_str());
+                body
+            })
+            .collect()
+    };
+    let steps_sent: Vec<(i64, String)> = events
+        .iter()
+        .filter(|e| e["event"] == "sequence.step_sent")
+        .map(|e| {
+            (
+                e["payload"]["step"].as_i64().unwrap(),
+                e["payload"]["phone"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(steps_sent.len(), 7, "3 first steps, 2 second, 2 third: {steps_sent:?}");
+    for (step, phone) in [(1, LEADS[1].1), (2, LEADS[0].1), (3, LEADS[2].1)] {
+        assert!(steps_sent.contains(&(step, format!("+{phone}"))), "{steps_sent:?}");
+    }
+    let first = events.iter().find(|e| e["event"] == "sequence.step_sent").unwrap();
+    assert_eq!(first["payload"]["sequence_id"], cold_id, "{first}");
+    assert_eq!(first["payload"]["sequence_name"], "Cold", "{first}");
+    assert_eq!(first["payload"]["steps"], 3, "{first}");
+    assert!(first["payload"]["message_id"].is_string(), "WhatsApp's id: {first}");
+    let completed: Vec<&Value> = events.iter().filter(|e| e["event"] == "sequence.completed").collect();
+    assert_eq!(completed.len(), 2, "{completed:?}");
+    assert!(
+        completed.iter().all(|e| e["payload"]["next_sequence_id"] == warm_id),
+        "{completed:?}"
+    );
 
     // Enrolling again by hand enrols nobody twice.
     let lead_ids: Vec<i64> = chained

@@ -188,6 +188,7 @@ pub fn app(state: AppState) -> Router {
         .merge(chat_view::page_router())
         .merge(campaigns::page_router())
         .merge(templates::page_router())
+        .merge(sequences::page_router())
         .merge(actions::page_router())
         .merge(admin::page_router())
         .merge(live::router())

@@ -10,12 +10,16 @@ const csrf = document.querySelector('meta[name="csrf-token"]').content;
 const flash = document.getElementById("flash");
 const flashText = document.getElementById("flash-text");
 
-/** An Error carrying the server's message, the HTTP status and its envelope's `results`. */
+/**
+ * An Error carrying the server's message for people, the HTTP status, its envelope's `results`
+ * and the message as the server wrote it (`raw`: `steps[1].message: …` names the field exactly).
+ */
 class ApiFailure extends Error {
-  constructor(message, status, results) {
+  constructor(message, status, results, raw) {
     super(message);
     this.status = status;
     this.results = results;
+    this.raw = raw === undefined ? message : raw;
   }
 }
 
@@ -68,7 +72,8 @@ async function callApi(method, path, body, headers) {
   }
   const data = await response.json().catch(() => ({ message: response.statusText }));
   if (!response.ok) {
-    throw new ApiFailure(readable(data.message || `request failed (${response.status})`), response.status, data.results);
+    const raw = data.message || `request failed (${response.status})`;
+    throw new ApiFailure(readable(raw), response.status, data.results, raw);
   }
   return data;
 }

@@ -28,6 +28,9 @@ pub struct StepBody {
     pub template_id: Option<TemplateId>,
     /// An image (JPEG, PNG, WebP or GIF), base64-encoded; sent as a JPEG of at most 1200 px.
     pub image_base64: Option<String>,
+    /// On a replacement: the step (its position before the change, from 1) whose image this
+    /// step keeps when it gives neither `image_base64` nor a template with an image.
+    pub keep_image_of: Option<i64>,
     /// Calendar days to wait, in the sequence's time zone (default 0).
     #[serde(default)]
     pub delay_days: u32,

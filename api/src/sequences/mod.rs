@@ -4,6 +4,7 @@
 //! exactly like a missing one.
 
 mod fields;
+mod page;
 
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -11,7 +12,9 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wafleet_core::db::window::{self, SendWindow};
-use wafleet_core::db::{ENROLMENTS_PAGE_MAX, Enrolment, EnrolmentStatus, Sequence, SequenceReport};
+use wafleet_core::db::{
+    ENROLMENTS_PAGE_MAX, Enrolment, EnrolmentFilter, EnrolmentStatus, Sequence, SequenceReport, StepOutcome,
+};
 use wafleet_core::text::Variables;
 use wafleet_core::types::{SequenceId, Timestamp, UserId};
 
@@ -23,6 +26,7 @@ use crate::sends::image_content;
 use crate::session::{CurrentCaller, CurrentUser};
 
 pub use fields::SequenceBody;
+pub(crate) use page::router as page_router;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -42,8 +46,14 @@ async fn list_sequences(State(state): State<AppState>, CurrentUser(user): Curren
     Ok(ok("sequences", state.db.list_sequences(user.id).await?))
 }
 
-/// Checks a body's steps, copying templates' texts and images, and compresses new images.
-async fn checked(state: &AppState, user: UserId, mut body: SequenceBody) -> ApiResult<wafleet_core::db::NewSequence> {
+/// Checks a body's steps, copying templates' texts and images (and, when replacing sequence
+/// `existing`, the images steps keep), and compresses new images.
+async fn checked(
+    state: &AppState,
+    user: UserId,
+    existing: Option<SequenceId>,
+    mut body: SequenceBody,
+) -> ApiResult<wafleet_core::db::NewSequence> {
     let steps = body.steps.take().unwrap_or_default();
     if steps.is_empty() || steps.len() > fields::MAX_STEPS {
         return Err(ApiError::Invalid(format!(
@@ -53,7 +63,7 @@ async fn checked(state: &AppState, user: UserId, mut body: SequenceBody) -> ApiR
     }
     let mut parsed = Vec::with_capacity(steps.len());
     for (index, step) in steps.iter().enumerate() {
-        let (message, template_image) = match step.template_id {
+        let (message, mut template_image) = match step.template_id {
             Some(template) => {
                 let (text, image) = state
                     .db
@@ -69,6 +79,14 @@ async fn checked(state: &AppState, user: UserId, mut body: SequenceBody) -> ApiR
                 None,
             ),
         };
+        if let (None, Some(position)) = (&template_image, step.keep_image_of) {
+            let Some(existing) = existing else {
+                return Err(ApiError::Invalid(format!(
+                    "steps[{index}].keep_image_of: only a replacement keeps an image; send image_base64"
+                )));
+            };
+            template_image = state.db.sequence_step_image(user, existing, position).await?;
+        }
         parsed.push(step.parse(index, &message, template_image)?);
     }
     let (mut new, images) = body.into_new(parsed)?;
@@ -95,7 +113,7 @@ async fn create_sequence(
     CurrentUser(user): CurrentUser,
     Json(body): Json<SequenceBody>,
 ) -> ApiResult<impl IntoResponse> {
-    let new = checked(&state, user.id, body).await?;
+    let new = checked(&state, user.id, None, body).await?;
     let sequence = state
         .db
         .create_sequence(user.id, &new)
@@ -138,7 +156,7 @@ async fn update_sequence(
         state.db.set_sequence_status(user.id, id, status).await
     } else {
         state.db.sequence(user.id, id).await.or_not_found("sequence")?;
-        let new = checked(&state, user.id, body).await?;
+        let new = checked(&state, user.id, Some(id), body).await?;
         state.db.update_sequence(user.id, id, &new).await
     }
     .or_not_found("sequence")?;
@@ -200,17 +218,26 @@ pub struct EnrolmentsQuery {
     pub status: Option<EnrolmentStatus>,
     /// Only those waiting for this step.
     pub step: Option<i64>,
+    /// Only those that left for this reason, as the report names it (`replied`,
+    /// `status:converted`, `by_hand`, `archived`).
+    pub exit_reason: Option<String>,
+    /// With `outcome`: only those whose send of this step came to it (a report's step cell).
+    pub outcome_step: Option<i64>,
+    /// What the send of `outcome_step` came to: `queued`, `sent`, `delivered`, `read`,
+    /// `replied` or `failed`.
+    pub outcome: Option<StepOutcome>,
     /// The `id` of the last enrolment of the previous page (default: from the first).
     pub after: Option<i64>,
     /// How many, 1 to 500 (default 100).
     pub limit: Option<i64>,
 }
 
-/// A sequence's enrolments in the order they were enrolled.
+/// A sequence's enrolments in the order they were enrolled, with their leads' names; the
+/// filters pick the leads behind one of the report's numbers.
 #[utoipa::path(get, path = "/api/sequences/{id}/enrolments", tag = "sequences",
     params(("id" = i64, Path, description = "Sequence id"), EnrolmentsQuery),
     responses((status = 200, body = Envelope<Vec<Enrolment>>), (status = 404, description = "No such sequence of yours"),
-              (status = 422, description = "Bad limit or status")))]
+              (status = 422, description = "Bad limit, status or outcome")))]
 async fn list_enrolments(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -221,9 +248,24 @@ async fn list_enrolments(
     if !(1..=ENROLMENTS_PAGE_MAX).contains(&limit) {
         return Err(ApiError::Invalid(format!("limit: must be 1 to {ENROLMENTS_PAGE_MAX}")));
     }
+    let step_outcome = match (query.outcome_step, query.outcome) {
+        (Some(step), Some(outcome)) => Some((step, outcome)),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::Invalid(
+                "outcome: give outcome_step and outcome together, e.g. outcome_step=2&outcome=read".into(),
+            ));
+        }
+    };
+    let filter = EnrolmentFilter {
+        status: query.status,
+        waiting_for: query.step,
+        exit_reason: query.exit_reason.filter(|r| !r.trim().is_empty()),
+        step_outcome,
+    };
     let page = state
         .db
-        .sequence_enrolments(user.id, id, query.status, query.step, query.after.unwrap_or(0), limit)
+        .sequence_enrolments(user.id, id, &filter, query.after.unwrap_or(0), limit)
         .await
         .or_not_found("sequence")?;
     Ok(ok("enrolments", page))

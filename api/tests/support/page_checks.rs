@@ -22,9 +22,10 @@ const AXE_CORE: &str = "axe-core@4.11.0";
 pub const WIDTHS: [(u32, u32, &str); 2] = [(1440, 900, "desktop"), (390, 844, "phone")];
 
 /// The main navigation every signed-in page shows, as `label href` pairs.
-pub const MAIN_NAV: [&str; 7] = [
+pub const MAIN_NAV: [&str; 8] = [
     "Devices /dashboard",
     "Campaigns /campaigns",
+    "Sequences /sequences",
     "Templates /templates",
     "Analytics /dashboard#analytics",
     "Webhooks /dashboard#webhooks",

@@ -78,8 +78,9 @@ pub use pacing::{DevicePacing, Pacing, SendStats};
 pub use rate_windows::RateHit;
 pub use retention::{Batches, MAX_KEEP_DAYS, Pruned, RetentionDays};
 pub use sequences::{
-    DelayFrom, ENROLMENTS_PAGE_MAX, EnrolRule, Enrolment, EnrolmentStatus, NewSequence, NewStep, Sequence,
-    SequenceDispatch, SequenceReport, SequenceStatus, SequenceStep, StepReport, WindowSpec, sequence_send_key, window,
+    DelayFrom, ENROLMENTS_PAGE_MAX, EnrolRule, Enrolment, EnrolmentFilter, EnrolmentStatus, NewSequence, NewStep,
+    Sequence, SequenceDispatch, SequenceReport, SequenceStatus, SequenceStep, StepOutcome, StepReport, WindowSpec,
+    sequence_send_key, window,
 };
 pub use templates::{MessageTemplate, NewTemplate, TemplateChanges};
 pub use users::{NewUserRole, User};

@@ -15,8 +15,8 @@ pub mod window;
 
 pub use dispatch::{SequenceDispatch, sequence_send_key};
 pub use model::{
-    DelayFrom, EnrolRule, Enrolment, EnrolmentStatus, NewSequence, NewStep, Sequence, SequenceStatus, SequenceStep,
-    WindowSpec,
+    DelayFrom, EnrolRule, Enrolment, EnrolmentFilter, EnrolmentStatus, NewSequence, NewStep, Sequence, SequenceStatus,
+    SequenceStep, StepOutcome, WindowSpec,
 };
 pub use report::{SequenceReport, StepReport};
 
@@ -347,6 +347,21 @@ impl Db {
             .await)?)
     }
 
+    /// The image of step `position` of one of the user's sequences, if it has one: what an edit
+    /// keeps when the step gives no new image.
+    #[tracing::instrument(skip(self))]
+    pub async fn sequence_step_image(&self, user: UserId, id: SequenceId, position: i64) -> Result<Option<Vec<u8>>> {
+        let image: Option<Option<Vec<u8>>> = on_db!(self, pool => sqlx::query_scalar(
+            "SELECT st.image FROM sequence_steps st JOIN sequences s ON s.id = st.sequence_id \
+             WHERE st.sequence_id = $1 AND s.user_id = $2 AND st.position = $3")
+            .bind(id)
+            .bind(user)
+            .bind(position)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(image.flatten())
+    }
+
     /// Pauses, resumes or archives one of the user's sequences. Archiving is for good: its
     /// active enrolments exit (`archived`), and an archived sequence cannot change again.
     #[tracing::instrument(skip(self))]
@@ -442,27 +457,38 @@ impl Db {
         if done == 0 { Err(Error::NotFound) } else { Ok(()) }
     }
 
-    /// The enrolments of one of the user's sequences after `after`, optionally of one status (and
-    /// waiting for one step), at most `limit` (up to [`ENROLMENTS_PAGE_MAX`]).
+    /// The enrolments of one of the user's sequences after `after` that `filter` keeps, with
+    /// their leads' names, at most `limit` (up to [`ENROLMENTS_PAGE_MAX`]).
     #[tracing::instrument(skip(self))]
     pub async fn sequence_enrolments(
         &self,
         user: UserId,
         id: SequenceId,
-        status: Option<EnrolmentStatus>,
-        step: Option<i64>,
+        filter: &EnrolmentFilter,
         after: i64,
         limit: i64,
     ) -> Result<Vec<Enrolment>> {
         self.sequence(user, id).await?;
+        let (outcome_step, outcome) = filter.step_outcome.unzip();
         Ok(on_db!(self, pool => sqlx::query_as::<_, Enrolment>(
-            "SELECT id, device_id, lead_id, phone, source, status, exit_reason, next_step, due_at, enrolled_at \
-             FROM sequence_enrolments WHERE sequence_id = $1 AND id > $2 \
-             AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR next_step = $4) ORDER BY id LIMIT $5")
+            "SELECT e.id, e.device_id, e.lead_id, l.name AS lead_name, e.phone, e.source, e.status, e.exit_reason, \
+             e.next_step, e.due_at, e.enrolled_at FROM sequence_enrolments e \
+             LEFT JOIN leads l ON l.id = e.lead_id AND l.device_id = e.device_id \
+             WHERE e.sequence_id = $1 AND e.id > $2 \
+             AND ($3 IS NULL OR e.status = $3) AND ($4 IS NULL OR e.next_step = $4) \
+             AND ($5 IS NULL OR e.exit_reason = $5) \
+             AND ($6 IS NULL OR ($7 = 'replied' AND e.exit_reason = 'replied' AND e.next_step - 1 = $6) \
+              OR ($7 <> 'replied' AND EXISTS (SELECT 1 FROM sequence_sends ss JOIN outbound_messages o ON o.id = ss.outbound_id \
+              WHERE ss.enrolment_id = e.id AND ss.step = $6 AND (',' || $8 || ',') LIKE ('%,' || o.status || ',%')))) \
+             ORDER BY e.id LIMIT $9")
             .bind(id)
             .bind(after)
-            .bind(status.map(EnrolmentStatus::as_str))
-            .bind(step)
+            .bind(filter.status.map(EnrolmentStatus::as_str))
+            .bind(filter.waiting_for)
+            .bind(filter.exit_reason.as_deref())
+            .bind(outcome_step)
+            .bind(outcome.map(StepOutcome::as_str))
+            .bind(outcome.map_or("", StepOutcome::send_statuses))
             .bind(limit.clamp(1, ENROLMENTS_PAGE_MAX))
             .fetch_all(pool)
             .await)?)

@@ -45,6 +45,52 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// What became of a step's send, as a report's cell counts it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+    pub enum StepOutcome ("step outcome") {
+        /// Recorded, not yet handed to WhatsApp.
+        Queued = "queued",
+        /// WhatsApp accepted it (delivered and read ones included).
+        Sent = "sent",
+        /// It reached the phone (read ones included).
+        Delivered = "delivered",
+        /// It was opened.
+        Read = "read",
+        /// The lead replied after this step.
+        Replied = "replied",
+        /// It failed.
+        Failed = "failed",
+    }
+}
+
+impl StepOutcome {
+    /// The send statuses it counts, comma-separated (none for `replied`, which is the lead's).
+    pub(crate) fn send_statuses(self) -> &'static str {
+        match self {
+            StepOutcome::Queued => "queued,sending",
+            StepOutcome::Sent => "sent,delivered,read",
+            StepOutcome::Delivered => "delivered,read",
+            StepOutcome::Read => "read",
+            StepOutcome::Failed => "failed",
+            StepOutcome::Replied => "",
+        }
+    }
+}
+
+/// Which of a sequence's enrolments to list: a report's cell.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EnrolmentFilter {
+    /// Only in this status.
+    pub status: Option<EnrolmentStatus>,
+    /// Only waiting for this step.
+    pub waiting_for: Option<i64>,
+    /// Only those that left for this reason (`replied`, `status:lost`, `by_hand`…).
+    pub exit_reason: Option<String>,
+    /// Only those whose send of this step came to this.
+    pub step_outcome: Option<(i64, StepOutcome)>,
+}
+
 /// One message of a sequence.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct SequenceStep {
@@ -211,6 +257,8 @@ pub struct Enrolment {
     pub device_id: DeviceId,
     /// The lead (which may since have been deleted).
     pub lead_id: i64,
+    /// The lead's name, while the lead exists.
+    pub lead_name: Option<String>,
     /// The number, E.164.
     pub phone: String,
     /// How it was enrolled: `rule`, `hand`, `api`, `csv`, `chain` (completed the previous
