@@ -68,34 +68,39 @@ impl Options {
         )
     }
 
-    /// The policy every device is given: jitter off and nothing that pauses, so the pace is the
-    /// only limit and it is reached.
+    /// The policy every device is given (see [`steady_policy`]).
     fn policy(&self) -> Pacing {
-        Pacing {
-            enabled: true,
-            per_minute: self.per_minute,
-            jitter_ms: 0,
-            daily_cap: self.daily_cap,
-            warmup_days: 0,
-            warmup_first_day: 1,
-            error_burst: 0,
-            pause_minutes: 1,
-            unreplied_max_percent: 100,
-            unreplied_min_sends: 100_000,
-        }
+        steady_policy(self.per_minute, self.daily_cap)
+    }
+}
+
+/// A pace of `per_minute` with `daily_cap`, jitter off and nothing that pauses, so the pace is
+/// the only limit and it is reached.
+pub(crate) fn steady_policy(per_minute: i64, daily_cap: i64) -> Pacing {
+    Pacing {
+        enabled: true,
+        per_minute,
+        jitter_ms: 0,
+        daily_cap,
+        warmup_days: 0,
+        warmup_first_day: 1,
+        error_burst: 0,
+        pause_minutes: 1,
+        unreplied_max_percent: 100,
+        unreplied_min_sends: 100_000,
     }
 }
 
 /// The simulator bans accounts that write to strangers quickly; the pace here is far above what
 /// it tolerates, since the bench measures wafleet's pacing, not the ban model.
-const SIM_ENV: [(&str, &str); 3] = [
+pub(crate) const SIM_ENV: [(&str, &str); 3] = [
     ("WAFLEET_SIM_BAN_STRANGERS_PER_MINUTE", "1000000"),
     ("WAFLEET_SIM_BAN_MIN_STRANGER_MESSAGES", "1000000"),
     ("WAFLEET_SIM_REPLY_PROBABILITY", "0"),
 ];
 
 /// The niche of the generated leads and of the campaign.
-const NICHE: &str = "bench";
+pub(crate) const NICHE: &str = "bench";
 
 /// Runs the scenario; fails on any pacing violation or recipient listed or sent twice.
 pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>> {
@@ -117,26 +122,9 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
         .fetch_one(pool)
         .await?;
     let api = ApiClient::new(db, user, cluster.api_port(1)).await?;
-    generate_leads(pool, &o).await?;
+    generate_leads(pool, o.recipients).await?;
     let policy = o.policy();
-    for device in &devices {
-        #[derive(serde::Deserialize)]
-        struct Set {
-            policy: Pacing,
-        }
-        let set: Set = api
-            .call(
-                reqwest::Method::PUT,
-                &format!("/api/devices/{}/pacing", device.id.0),
-                Some(&policy),
-            )
-            .await?;
-        ensure!(
-            set.policy == policy,
-            "the API kept a different policy: {:?}",
-            set.policy
-        );
-    }
+    set_pacing(&api, &devices, &policy).await?;
     fleet::want_sessions(db).await?;
     fleet::wait_all_held(&cluster, o.devices, "", Duration::from_secs(120)).await?;
 
@@ -152,8 +140,8 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
     eprintln!("[bench] campaign: listed {listed_after:.2} s after due, first round recorded {queued_after:.2} s after");
 
     tokio::time::sleep(Duration::from_secs(o.send_secs)).await;
-    wait_first_send(pool, campaign, Duration::from_secs(90)).await?;
-    let findings = check_sends(&cluster, &devices, campaign, &policy).await?;
+    wait_first_send(pool, Sends::Campaign(campaign), Duration::from_secs(90)).await?;
+    let findings = check_sends(&cluster, &devices, Sends::Campaign(campaign), &policy).await?;
     cluster.stop_processes();
     let ceiling = ceiling(pool, campaign).await?;
 
@@ -209,13 +197,78 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
     ])
 }
 
+/// Gives every device `policy` through the API, and checks it was kept.
+pub(crate) async fn set_pacing(api: &ApiClient, devices: &[fleet::Device], policy: &Pacing) -> anyhow::Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Set {
+        policy: Pacing,
+    }
+    for device in devices {
+        let set: Set = api
+            .call(
+                reqwest::Method::PUT,
+                &format!("/api/devices/{}/pacing", device.id.0),
+                Some(policy),
+            )
+            .await?;
+        ensure!(
+            &set.policy == policy,
+            "the API kept a different policy: {:?}",
+            set.policy
+        );
+    }
+    Ok(())
+}
+
+/// Whose sends a check reads.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Sends {
+    /// A campaign's, by id.
+    Campaign(i64),
+    /// A sequence's (every step), by id.
+    Sequence(i64),
+}
+
+impl Sends {
+    /// The performed sends: device, recipient, when, WhatsApp's id (`$1` the id).
+    fn sql(self) -> &'static str {
+        match self {
+            Sends::Campaign(_) => {
+                "SELECT o.device_id, o.recipient, o.sent_at, o.wa_message_id FROM campaign_recipients r \
+                 JOIN outbound_messages o ON o.id = r.outbound_id \
+                 WHERE r.campaign_id = $1 AND o.status IN ('sent', 'delivered', 'read')"
+            }
+            Sends::Sequence(_) => {
+                "SELECT o.device_id, o.recipient, o.sent_at, o.wa_message_id FROM sequence_sends ss \
+                 JOIN sequence_enrolments e ON e.id = ss.enrolment_id JOIN outbound_messages o ON o.id = ss.outbound_id \
+                 WHERE e.sequence_id = $1 AND o.status IN ('sent', 'delivered', 'read')"
+            }
+        }
+    }
+
+    fn id(self) -> i64 {
+        match self {
+            Sends::Campaign(id) | Sends::Sequence(id) => id,
+        }
+    }
+
+    /// How many went out so far.
+    async fn count(self, pool: &sqlx::PgPool) -> anyhow::Result<i64> {
+        let sql = format!("SELECT COUNT(*) FROM ({}) s", self.sql());
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(self.id())
+            .fetch_one(pool)
+            .await?)
+    }
+}
+
 /// The next whole minute at least 5 s away: campaign dispatch runs at the start of every minute.
 fn next_tick(now_ms: i64) -> i64 {
     (now_ms + 5_000).div_euclid(60_000) * 60_000 + 60_000
 }
 
-/// `recipients` leads of the niche, spread evenly over the user's devices, in one statement.
-async fn generate_leads(pool: &sqlx::PgPool, o: &Options) -> anyhow::Result<()> {
+/// `count` leads of the niche, spread evenly over the user's devices, in one statement.
+pub(crate) async fn generate_leads(pool: &sqlx::PgPool, count: u64) -> anyhow::Result<()> {
     let started = Instant::now();
     let devices: Vec<i64> = sqlx::query_scalar("SELECT id FROM devices ORDER BY id")
         .fetch_all(pool)
@@ -229,14 +282,14 @@ async fn generate_leads(pool: &sqlx::PgPool, o: &Options) -> anyhow::Result<()> 
     .bind(devices.len() as i64)
     .bind(NICHE)
     .bind(Timestamp::now())
-    .bind(o.recipients as i64)
+    .bind(count as i64)
     .execute(pool)
     .await
     .context("generating leads")?;
     sqlx::query("ANALYZE leads").execute(pool).await?;
     eprintln!(
-        "[bench] campaign: {} leads written in {:.1?}",
-        thousands(o.recipients),
+        "[bench] {} leads written in {:.1?}",
+        thousands(count),
         started.elapsed()
     );
     Ok(())
@@ -301,38 +354,29 @@ async fn wait_dispatched(
 }
 
 /// What the sends showed, over every device.
-struct Findings {
+pub(crate) struct Findings {
     /// Sends the simulator recorded.
-    sends: usize,
+    pub(crate) sends: usize,
     /// Sends per second over the devices while they sent: each device's sends from its first to
     /// its last, summed.
-    rate: f64,
+    pub(crate) rate: f64,
     /// Shortest gap between two sends of one device.
-    min_gap_ms: i64,
+    pub(crate) min_gap_ms: i64,
     /// Gaps between two sends of one device shorter than the pace's interval.
-    short_gaps: usize,
+    pub(crate) short_gaps: usize,
     /// Most sends of one device within a minute.
-    max_per_minute: usize,
+    pub(crate) max_per_minute: usize,
     /// Most sends of one device.
-    max_per_device: usize,
+    pub(crate) max_per_device: usize,
 }
 
-/// Checks every device's sends, as the database and the simulator recorded them; fails on any
-/// violation or disagreement.
-/// Waits, up to `limit` more, until the campaign has at least one performed send: on a busy
+/// Waits, up to `limit` more, until the campaign or sequence has at least one performed send: on a busy
 /// machine the send window can pass before the first paced send goes, and checking nothing
 /// would prove nothing.
-async fn wait_first_send(pool: &sqlx::PgPool, campaign: i64, limit: Duration) -> anyhow::Result<()> {
+pub(crate) async fn wait_first_send(pool: &sqlx::PgPool, of: Sends, limit: Duration) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + limit;
     loop {
-        let sent: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM campaign_recipients r JOIN outbound_messages o ON o.id = r.outbound_id \
-             WHERE r.campaign_id = $1 AND o.status IN ('sent', 'delivered', 'read')",
-        )
-        .bind(campaign)
-        .fetch_one(pool)
-        .await?;
-        if sent > 0 {
+        if of.count(pool).await? > 0 {
             return Ok(());
         }
         ensure!(
@@ -343,22 +387,20 @@ async fn wait_first_send(pool: &sqlx::PgPool, campaign: i64, limit: Duration) ->
     }
 }
 
-async fn check_sends(
+/// Checks every device's sends, as the database and the simulator recorded them; fails on any
+/// violation or disagreement.
+pub(crate) async fn check_sends(
     cluster: &Cluster,
     devices: &[fleet::Device],
-    campaign: i64,
+    of: Sends,
     policy: &Pacing,
 ) -> anyhow::Result<Findings> {
     let pool = fleet::postgres(cluster.db());
     // The database first: everything it records as sent, the simulator had accepted before.
-    let rows: Vec<(i64, String, i64, String)> = sqlx::query_as(
-        "SELECT o.device_id, o.recipient, o.sent_at, o.wa_message_id FROM campaign_recipients r \
-         JOIN outbound_messages o ON o.id = r.outbound_id \
-         WHERE r.campaign_id = $1 AND o.status IN ('sent', 'delivered', 'read')",
-    )
-    .bind(campaign)
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(i64, String, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(of.sql()))
+        .bind(of.id())
+        .fetch_all(pool)
+        .await?;
     let mut recorded: HashMap<i64, Vec<(String, i64, String)>> = HashMap::new();
     for (device, to, at, wa_id) in rows {
         recorded.entry(device).or_default().push((to, at, wa_id));
@@ -408,7 +450,7 @@ async fn check_sends(
         max_per_minute = max_per_minute.max(found.max_per_minute);
         max_per_device = max_per_device.max(found.sends);
     }
-    ensure!(recorded.is_empty(), "sends recorded for devices outside the campaign");
+    ensure!(recorded.is_empty(), "sends recorded for devices outside the {of:?}");
     ensure!(
         violations.is_empty(),
         "{} pacing violations:\n{}",
@@ -416,7 +458,7 @@ async fn check_sends(
         violations.join("\n")
     );
     ensure!(sends > 0, "no device sent anything");
-    eprintln!("[bench] campaign: {sends} sends checked, no violation");
+    eprintln!("[bench] {of:?}: {sends} sends checked, no violation");
     Ok(Findings {
         sends,
         rate,

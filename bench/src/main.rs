@@ -16,6 +16,7 @@ mod load;
 mod pairing;
 mod proc;
 mod report;
+mod sequences;
 mod sessions;
 
 use std::path::PathBuf;
@@ -66,6 +67,9 @@ enum Scenario {
     Api(api::Options),
     /// A campaign to many leads: dispatch by the scheduler, then paced sends checked for violations.
     Campaign(campaign::Options),
+    /// A 10-step sequence enrolling many leads by its rule: rows written, the enrolling round's
+    /// time, then paced step sends checked for violations.
+    Sequences(sequences::Options),
     /// Analytics: the roll-up's time and the analytics routes under load, checked against the rows.
     Analytics(analytics::Options),
     /// Every scenario in turn, with its defaults (or smoke sizes; with `--smoke`, sessions also
@@ -103,6 +107,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Vec<Row>> {
         Scenario::Failover(o) => failover::run(common, o).await?,
         Scenario::Api(o) => api::run(common, o).await?,
         Scenario::Campaign(o) => campaign::run(common, o).await?,
+        Scenario::Sequences(o) => sequences::run(common, o).await?,
         Scenario::Analytics(o) => analytics::run(common, o).await?,
         Scenario::All => {
             let mut rows = ingest::run(common, &ingest::Options::default()).await?;
@@ -118,6 +123,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Vec<Row>> {
             rows.extend(failover::run(common, &failover::Options::default()).await?);
             rows.extend(api::run(common, &api::Options::default()).await?);
             rows.extend(campaign::run(common, &campaign::Options::default()).await?);
+            rows.extend(sequences::run(common, &sequences::Options::default()).await?);
             rows.extend(analytics::run(common, &analytics::Options::default()).await?);
             rows
         }
