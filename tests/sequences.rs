@@ -390,4 +390,142 @@ async fn a_three_step_sequence_goes_step_by_step_inside_its_window(backend: Back
     assert_eq!((status, &again["results"]), (StatusCode::OK, &json!(0)), "{again}");
 }
 
-wafleet_core::testing::on_both_backends!(a_three_step_sequence_goes_step_by_step_inside_its_window);
+/// Starts a dispatch round at `now` on a runtime and a pool of its own, as a scheduler process
+/// would, and kills it after `after`: no code of it runs again and its connections close, as
+/// under `kill -9`. Returns whether the round had finished by then.
+async fn dispatch_killed_after(settings: &wafleet_core::Settings, now: Timestamp, after: std::time::Duration) -> bool {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let settings = settings.clone();
+    let round = runtime.spawn(async move {
+        let db = Db::connect(&settings).await.unwrap();
+        db.dispatch_sequences(now).await.unwrap();
+    });
+    tokio::time::sleep(after).await;
+    let finished = round.is_finished();
+    runtime.shutdown_background();
+    finished
+}
+
+/// A dispatcher killed at any point of its round, again and again, while a worker sends: every
+/// lead still gets every step exactly once, the chain and the events fire once each.
+async fn a_dispatcher_killed_at_any_point_repeats_and_skips_nothing(backend: Backend) {
+    const LEADS_HERE: usize = 8;
+    let stack = Stack::start(backend).await;
+    let db = stack.db.db.clone();
+    let phones: Vec<String> = (0..LEADS_HERE).map(|i| format!("601234002{i:02}")).collect();
+    for phone in &phones {
+        stack.sim.add_contact(phone);
+    }
+    let device = stack.linked_device("sales", &format!("+{DEVICE_PHONE}")).await;
+    let user = db
+        .user_by_email(&Email::parse("ana@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    unpaced(&db, user, &[DeviceId(device)]).await;
+    db.put_webhook(user, "http://127.0.0.1:9/hooks", "a-secret-of-sixteen-chars", "", true)
+        .await
+        .unwrap();
+    let (status, next) = stack
+        .post(
+            "/api/sequences",
+            json!({"name": "Next", "device_ids": [device], "status": "paused",
+                   "steps": [{"message": "Later"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{next}");
+    let (status, sequence) = stack
+        .post(
+            "/api/sequences",
+            json!({"name": "Drip", "device_ids": [device], "time_zone": "UTC",
+                   "window": {"start": "00:00", "end": "24:00", "weekdays": []},
+                   "enrol_rule": {"niche": "drip"}, "next_sequence_id": next["results"]["id"],
+                   "steps": [{"message": "One for {first_name}"}, {"message": "Two", "delay_days": 1}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sequence}");
+    let id = sequence["results"]["id"].as_i64().unwrap();
+    for (i, phone) in phones.iter().enumerate() {
+        let lead = NewLead {
+            name: format!("Lead {i}"),
+            phone: format!("+{phone}").parse().unwrap(),
+            niche: Some("drip".into()),
+            journey: None,
+            status: LeadStatus::New,
+            notes: None,
+        };
+        db.create_lead(user, DeviceId(device), &lead).await.unwrap();
+        // Known to the device before (the network bans an account writing to many strangers).
+        stack.sim.write(phone, DEVICE_PHONE, "hello").await;
+    }
+    eventually(PATIENCE, "the leads' first lines stored", async || {
+        theirs(&db).await == LEADS_HERE as i64
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    // Every six hours for two days; at each, rounds killed after 0, 1, 2, 4 … ms (however far
+    // they got), then one left to finish while the worker sends what was recorded.
+    let mut now = at("2027-05-03T08:00:00Z");
+    let mut killed_mid_round = 0;
+    while now < at("2027-05-05T08:00:00Z") {
+        for ms in [0, 1, 2, 4, 8, 16, 32, 64] {
+            if !dispatch_killed_after(&stack.db.settings, now, std::time::Duration::from_millis(ms)).await {
+                killed_mid_round += 1;
+            }
+        }
+        tick(&db, now).await;
+        now = now.plus_secs(6 * 3600);
+    }
+    assert!(killed_mid_round > 0, "some rounds were killed before they finished");
+
+    let sent = stack.sim.sent(DEVICE_PHONE).await;
+    for phone in &phones {
+        let got: Vec<String> = sent
+            .iter()
+            .filter(|s| s.to.0.starts_with(phone.as_str()))
+            .map(|s| s.text.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(got.len(), 2, "{phone}: {got:?}");
+        assert!(
+            got[0].starts_with("One for Lead") && got[1] == "Two",
+            "{phone}: {got:?}"
+        );
+    }
+    let report = stack.get(&format!("/api/sequences/{id}/report")).await;
+    assert_eq!(report["completed"], json!(LEADS_HERE), "{report}");
+    let steps: Vec<&Value> = report["steps"].as_array().unwrap().iter().map(|s| &s["sent"]).collect();
+    assert_eq!(steps, [&json!(LEADS_HERE), &json!(LEADS_HERE)], "{report}");
+    let chained = stack
+        .get(&format!("/api/sequences/{}/enrolments", next["results"]["id"]))
+        .await;
+    assert_eq!(
+        chained.as_array().unwrap().len(),
+        LEADS_HERE,
+        "each moved on once: {chained}"
+    );
+    for (event, count) in [
+        ("sequence.step_sent", 2 * LEADS_HERE),
+        ("sequence.completed", LEADS_HERE),
+    ] {
+        let recorded: i64 = fetch_optional(
+            &db,
+            "SELECT COUNT(*) FROM webhook_deliveries WHERE event = $1",
+            &[event.into()],
+        )
+        .await
+        .unwrap();
+        assert_eq!(recorded, count as i64, "{event}");
+    }
+    println!("{killed_mid_round} rounds killed before they finished");
+}
+
+wafleet_core::testing::on_both_backends!(
+    a_three_step_sequence_goes_step_by_step_inside_its_window,
+    a_dispatcher_killed_at_any_point_repeats_and_skips_nothing
+);
