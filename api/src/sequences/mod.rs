@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use wafleet_core::db::window::{self, SendWindow};
+use wafleet_core::db::window::SendWindow;
 use wafleet_core::db::{
     ENROLMENTS_PAGE_MAX, Enrolment, EnrolmentFilter, EnrolmentStatus, Sequence, SequenceReport, StepOutcome,
 };
@@ -345,17 +345,9 @@ async fn preview(
     let name = query.name.unwrap_or_else(|| "Alex Sample".into());
     let (mut last, mut steps) = (start, Vec::with_capacity(sequence.steps.len()));
     for step in &sequence.steps {
-        let from = match step.delay_from {
-            wafleet_core::db::DelayFrom::Previous if step.position > 1 => last,
-            _ => start,
-        };
         let as_u32 = |v: i64| u32::try_from(v).unwrap_or_default();
-        let at = send_window.next_open(window::after(
-            send_window.tz,
-            from,
-            as_u32(step.delay_days),
-            as_u32(step.delay_hours),
-        ));
+        let delay = (as_u32(step.delay_days), as_u32(step.delay_hours));
+        let at = send_window.step_due(step.position, step.delay_from, delay, start, Some(last));
         let message = wafleet_core::text::Message::parse(&step.message)
             .unwrap_or_else(|_| wafleet_core::text::Message::literal(&step.message));
         let variables = Variables {

@@ -217,24 +217,18 @@ impl Db {
                     structured: None,
                     forwarded: false,
                 };
-                let outbound = match self.record_send(&send).await {
-                    Ok((outbound, _)) => Some(outbound.id),
-                    Err(Error::Conflict(reason)) => match self.send_under_key(user, &send.idempotency_key).await? {
-                        Some((id, on, to)) if on == device && to == send.to.0 => Some(id),
-                        // The key is taken by a different send (a user's own key clashing):
-                        // fail this recipient visibly rather than skip it silently.
-                        _ => {
-                            on_db!(self, pool => sqlx::query(
-                                "UPDATE campaign_recipients SET status = 'failed', reason = $2 WHERE id = $1")
-                                .bind(recipient)
-                                .bind(&reason)
-                                .execute(pool)
-                                .await
-                                .map(drop))?;
-                            None
-                        }
-                    },
-                    Err(err) => return Err(err),
+                let outbound = match self.record_or_adopt(&send).await? {
+                    Ok(id) => Some(id),
+                    Err(reason) => {
+                        on_db!(self, pool => sqlx::query(
+                            "UPDATE campaign_recipients SET status = 'failed', reason = $2 WHERE id = $1")
+                            .bind(recipient)
+                            .bind(&reason)
+                            .execute(pool)
+                            .await
+                            .map(drop))?;
+                        None
+                    }
                 };
                 if let Some(outbound) = outbound {
                     on_db!(self, pool => sqlx::query(

@@ -211,6 +211,22 @@ impl Db {
         Ok((existing.into(), false))
     }
 
+    /// Records a send that dispatch planned (a campaign's recipient, a sequence's step) under its
+    /// key, or adopts the one already there when it goes from the same device to the same number
+    /// (a round that recorded it and died before noting it; its text may have been rendered
+    /// differently). Answers its id, or `Err(reason)` when the key holds a different send (a
+    /// user's own key clashing), for the caller to fail its row visibly rather than skip it.
+    pub async fn record_or_adopt(&self, new: &NewSend) -> Result<std::result::Result<i64, String>> {
+        match self.record_send(new).await {
+            Ok((outbound, _)) => Ok(Ok(outbound.id)),
+            Err(Error::Conflict(reason)) => Ok(match self.send_under_key(new.user, &new.idempotency_key).await? {
+                Some((id, on, to)) if on == new.device && to == new.to.0 => Ok(id),
+                _ => Err(reason),
+            }),
+            Err(err) => Err(err),
+        }
+    }
+
     /// The send `user` recorded under `key`, if any: its id, device and recipient.
     #[tracing::instrument(skip(self))]
     pub async fn send_under_key(&self, user: UserId, key: &str) -> Result<Option<(i64, DeviceId, String)>> {

@@ -21,7 +21,7 @@ use crate::{Db, Error, Result};
 use super::super::on_db;
 use super::super::webhooks::account_deliveries_in;
 use super::model::DelayFrom;
-use super::window::{self, SendWindow};
+use super::window::SendWindow;
 use crate::db::BeginWrite;
 use crate::webhooks::{self, EventKind};
 
@@ -368,11 +368,14 @@ impl Db {
                 SendWindow::new(&time_zone, as_u32(start), as_u32(end), weekdays as u8),
             ) {
                 (Some(days), Some(hours), Ok(send_window)) => {
-                    let from = match from.as_deref().and_then(|f| f.parse::<DelayFrom>().ok()) {
-                        Some(DelayFrom::Previous) if step > 1 => last.unwrap_or(enrolled),
-                        _ => enrolled,
-                    };
-                    Some(send_window.next_open(window::after(send_window.tz, from, as_u32(days), as_u32(hours))))
+                    let from = from.as_deref().and_then(|f| f.parse::<DelayFrom>().ok());
+                    Some(send_window.step_due(
+                        step,
+                        from.unwrap_or(DelayFrom::Enrolment),
+                        (as_u32(days), as_u32(hours)),
+                        enrolled,
+                        last,
+                    ))
                 }
                 // The step is gone (the sequence was shortened): the lead has had every step.
                 (None, _, _) | (_, None, _) => None,
@@ -484,26 +487,20 @@ impl Db {
                     structured: None,
                     forwarded: false,
                 };
-                let outbound = match self.record_send(&send).await {
-                    Ok((outbound, _)) => outbound.id,
-                    Err(Error::Conflict(reason)) => match self.send_under_key(user, &send.idempotency_key).await? {
-                        Some((id, on, to)) if on == device && to == send.to.0 => id,
-                        // The key is taken by a different send (a user's own key clashing): fail
-                        // this enrolment visibly rather than skip the step silently.
-                        _ => {
-                            on_db!(self, pool => sqlx::query(
-                                "UPDATE sequence_enrolments SET status = 'failed', exit_reason = $2, updated_at = $3 \
-                                 WHERE id = $1 AND pending_id IS NULL")
-                                .bind(enrolment)
-                                .bind(&reason)
-                                .bind(now)
-                                .execute(pool)
-                                .await
-                                .map(drop))?;
-                            continue;
-                        }
-                    },
-                    Err(err) => return Err(err),
+                let outbound = match self.record_or_adopt(&send).await? {
+                    Ok(id) => id,
+                    Err(reason) => {
+                        on_db!(self, pool => sqlx::query(
+                            "UPDATE sequence_enrolments SET status = 'failed', exit_reason = $2, updated_at = $3 \
+                             WHERE id = $1 AND pending_id IS NULL")
+                            .bind(enrolment)
+                            .bind(&reason)
+                            .bind(now)
+                            .execute(pool)
+                            .await
+                            .map(drop))?;
+                        continue;
+                    }
                 };
                 on_db!(self, pool => {
                     let mut tx = pool.begin_write().await?;

@@ -10,6 +10,8 @@ use chrono_tz::Tz;
 
 use crate::types::Timestamp;
 
+use super::model::DelayFrom;
+
 /// Minutes in a day: a window may end at 24:00.
 pub const DAY_MINUTES: u32 = 1440;
 
@@ -54,6 +56,25 @@ impl SendWindow {
             end,
             weekdays: weekdays & ALL_WEEKDAYS,
         })
+    }
+
+    /// When step `position` (from 1) is due: its delay of `days` and `hours` counted from
+    /// `enrolled` (the first step, or one whose delay counts from enrolment) or from the previous
+    /// step's send (`previous`, enrolment when unknown), then the first moment the window is
+    /// open. What dispatch plans and what the preview shows, alike.
+    pub fn step_due(
+        &self,
+        position: i64,
+        from: DelayFrom,
+        (days, hours): (u32, u32),
+        enrolled: Timestamp,
+        previous: Option<Timestamp>,
+    ) -> Timestamp {
+        let start = match from {
+            DelayFrom::Previous if position > 1 => previous.unwrap_or(enrolled),
+            _ => enrolled,
+        };
+        self.next_open(after(self.tz, start, days, hours))
     }
 
     fn opens_on(&self, day: Weekday) -> bool {
