@@ -3,8 +3,9 @@
 //! mistake in step 2 is shown inside step 2; the saved sequence enrols the bakery leads by its
 //! rule. Its preview says when each step would go. The scheduler's dispatch runs (as its minute
 //! tick does), the worker sends step 1, and the report, open on the page, fills by itself; its
-//! "sent" number opens the lead behind it. Another lead is enrolled by hand from the page, and the
-//! sequence is paused, resumed and archived. Looked at on a desktop and on a phone.
+//! "sent" number opens the lead behind it. Another lead is enrolled from a CSV file on the page
+//! (choosing both by hand then enrols nobody twice), and the sequence is paused, resumed and
+//! archived. Looked at on a desktop and on a phone.
 
 mod support;
 
@@ -263,20 +264,43 @@ async fn build_a_sequence_and_watch_its_report(backend: Backend) {
     assert_eq!(texts(&browser, &format!("{card} .drill-leads li")).await.len(), 1);
     screenshot(&browser, "sequences-report-desktop").await;
 
-    // Enrolling by hand: both leads chosen; the one already in it is left as it is.
+    // Enrolling from a file: Bo's number enrols him; a number that is no lead is named back.
     click(&browser, &format!("{card} button.enrol")).await;
     wait_for_text_matching(&browser, &format!("{card} .enrol-leads li"), 10, |t| {
         t.contains("Bo Chen")
     })
     .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("numbers.csv");
+    std::fs::write(
+        &file,
+        format!("name,phone\nBo,{}\nStranger,+60129999999\n", OTHER_LEAD.1),
+    )
+    .unwrap();
+    browser
+        .find(Locator::Css(&format!("{card} input[name=enrol_file]")))
+        .await
+        .unwrap()
+        .send_keys(file.to_str().unwrap())
+        .await
+        .unwrap();
+    click(&browser, &format!("{card} .enrol-file")).await;
+    let told = wait_for_text_matching(&browser, &format!("{card} .enrol-file-note"), 10, |t| !t.is_empty()).await;
+    assert!(
+        told.starts_with("1 lead enrolled; 0 in it already.")
+            && told.contains("1 number is no lead of its devices: line 3 (+60129999999)"),
+        "{told}"
+    );
+    // By hand: both chosen; both are in it already and are left as they are.
     click(&browser, &format!("{card} .select-all")).await;
     click(&browser, &format!("{card} .enrol-selected")).await;
     wait_for_text(
         &browser,
         &format!("{card} .enrol-note"),
-        "1 lead enrolled; 1 already in it (or not a lead of its devices) were left as they are.",
+        "0 leads enrolled; 2 already in it (or not a lead of its devices) were left as they are.",
     )
     .await;
+    screenshot(&browser, "sequences-enrol-desktop").await;
     let filter = wafleet_core::db::EnrolmentFilter::default();
     let enrolled = db.sequence_enrolments(owner, id, &filter, 0, 10).await.unwrap();
     let mut sources: Vec<(String, &str)> = enrolled
@@ -286,7 +310,7 @@ async fn build_a_sequence_and_watch_its_report(backend: Backend) {
     sources.sort();
     assert_eq!(
         sources,
-        [("Ana Lima".to_owned(), "rule"), ("Bo Chen".to_owned(), "hand")]
+        [("Ana Lima".to_owned(), "rule"), ("Bo Chen".to_owned(), "csv")]
     );
     assert!(enrolled.iter().all(|e| e.status == EnrolmentStatus::Active));
 

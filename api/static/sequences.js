@@ -335,9 +335,41 @@ function showEnrol(sequence, item) {
     note.hidden = false;
     for (const box of leads.querySelectorAll('input[name="lead"]')) box.checked = false;
   });
+  const file = el("input", { type: "file", name: "enrol_file", accept: ".csv,text/csv" });
+  const upload = el("button", { type: "button", className: "enrol-file" }, "Enrol from file");
+  const fileNote = el("div", { className: "hint enrol-file-note", hidden: true });
+  fileNote.setAttribute("role", "status");
+  upload.addEventListener("click", async () => {
+    fileNote.hidden = true;
+    if (!file.files.length) {
+      showError(new Error("Choose a CSV file with a phone column first."));
+      return;
+    }
+    const form = new FormData();
+    form.append("file", file.files[0]);
+    if (upload.disabled) return;
+    upload.disabled = true;
+    try {
+      const done = (await callApi("POST", `/api/sequences/${sequence.id}/enrolments/import`, form)).results;
+      const lines = [`${done.enrolled} ${done.enrolled === 1 ? "lead" : "leads"} enrolled; ${done.already_enrolled} in it already.`];
+      if (done.not_leads_count) {
+        lines.push(`${done.not_leads_count} ${done.not_leads_count === 1 ? "number is" : "numbers are"} no lead of its devices: ${done.not_leads.slice(0, 10).map((n) => `line ${n.row} (${n.phone})`).join(", ")}${done.not_leads_count > 10 ? ", …" : ""}. Add them as leads first.`);
+      }
+      fileNote.replaceChildren(...lines.map((line) => el("p", {}, line)));
+      fileNote.hidden = false;
+    } catch (err) {
+      const rows = err.results && err.results.errors ? err.results.errors.slice(0, 10).map((e) => el("li", {}, `Line ${e.row}${e.column ? `, ${e.column}` : ""}: ${e.message}`)) : [];
+      fileNote.replaceChildren(el("p", { className: "error" }, err.message), ...(rows.length ? [el("ul", {}, ...rows)] : []));
+      fileNote.hidden = false;
+    } finally {
+      upload.disabled = false;
+    }
+  });
   panel.replaceChildren(el("h3", {}, "Enrol leads"),
     el("div", { className: "row" }, el("label", {}, "Device ", device), el("label", {}, "Search ", search), show),
-    leads, el("div", { className: "row" }, all, enrol), note);
+    leads, el("div", { className: "row" }, all, enrol), note,
+    el("p", { className: "hint" }, "Or a CSV file with a phone column (a leads export will do): the leads of its devices with those numbers are enrolled."),
+    el("div", { className: "row" }, el("label", {}, "File ", file), upload), fileNote);
   load();
 }
 

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 use wafleet_core::db::{Lead, NewLead};
-use wafleet_core::types::Country;
+use wafleet_core::types::{Country, PhoneNumber};
 
 use super::fields::RawLead;
 
@@ -70,9 +70,23 @@ pub(crate) enum Refusal {
     TooManyRows(usize),
 }
 
-/// Parses and validates every row of `bytes`; national numbers are read in `country`. Refuses
-/// the file with every row error found, including numbers repeated within the file.
-pub(crate) fn read(bytes: &[u8], country: Country, max_rows: usize) -> Result<Parsed, Refusal> {
+/// A file's header and data records, before their cells are checked.
+struct Table {
+    /// Where each known column is.
+    positions: HashMap<&'static str, usize>,
+    /// Header names that are not lead columns.
+    ignored_columns: Vec<String>,
+    /// How many columns the header names.
+    width: usize,
+    /// Each record with the line it starts on; rows of empty cells are left out.
+    records: Vec<(u64, ::csv::ByteRecord)>,
+    /// A row that cannot be read as CSV (the rows after it are not read).
+    unreadable: Option<RowError>,
+}
+
+/// Reads the header (which must name the `required` columns) and every record of `bytes`,
+/// refusing at once a file of more than `max_rows` records.
+fn table(bytes: &[u8], required: &[&str], max_rows: usize) -> Result<Table, Refusal> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes); // Excel's UTF-8 mark
     let mut reader = ::csv::ReaderBuilder::new()
         .delimiter(delimiter(bytes))
@@ -89,31 +103,50 @@ pub(crate) fn read(bytes: &[u8], country: Country, max_rows: usize) -> Result<Pa
             ));
         }
     };
-    let (positions, ignored_columns) = columns(&header)?;
-    let mut errors = Vec::new();
+    let (positions, ignored_columns) = columns(&header, required)?;
+    let mut table = Table {
+        positions,
+        ignored_columns,
+        width: header.len(),
+        records: Vec::new(),
+        unreadable: None,
+    };
     // Every record is read before any is validated, so an oversized file is refused at once.
-    let mut records_read = Vec::new();
     for record in records {
         match record {
             Ok(record) if record.iter().all(|cell| cell.iter().all(u8::is_ascii_whitespace)) => {
                 // spreadsheets leave rows of empty cells at the end
             }
-            Ok(_) if records_read.len() == max_rows => return Err(Refusal::TooManyRows(max_rows)),
+            Ok(_) if table.records.len() == max_rows => return Err(Refusal::TooManyRows(max_rows)),
             Ok(record) => {
                 let row = record.position().map_or(0, |p| start_line(bytes, p));
-                records_read.push((row, record));
+                table.records.push((row, record));
             }
             Err(e) => {
                 let row = e.position().map_or(0, |p| p.line());
-                errors.push(RowError::new(row, None, format!("this row cannot be read as CSV: {e}")));
+                table.unreadable = Some(RowError::new(row, None, format!("this row cannot be read as CSV: {e}")));
                 break;
             }
         }
     }
+    Ok(table)
+}
+
+/// Parses and validates every row of `bytes`; national numbers are read in `country`. Refuses
+/// the file with every row error found, including numbers repeated within the file.
+pub(crate) fn read(bytes: &[u8], country: Country, max_rows: usize) -> Result<Parsed, Refusal> {
+    let Table {
+        positions,
+        ignored_columns,
+        width,
+        records: records_read,
+        unreadable,
+    } = table(bytes, &REQUIRED, max_rows)?;
+    let mut errors: Vec<RowError> = unreadable.into_iter().collect();
     let mut rows = Vec::new();
     let mut seen: HashMap<String, u64> = HashMap::new();
     for (row, record) in records_read {
-        match parse_row(&record, &positions, header.len(), row, country) {
+        match parse_row(&record, &positions, width, row, country) {
             Ok(lead) => match seen.get(lead.phone.as_str()) {
                 Some(first) => errors.push(RowError::new(
                     row,
@@ -139,6 +172,43 @@ pub(crate) fn read(bytes: &[u8], country: Country, max_rows: usize) -> Result<Pa
         return Err(header_error(None, "the file has no leads below its header line"));
     }
     Ok(Parsed { rows, ignored_columns })
+}
+
+/// The numbers of a file with a `phone` column (other columns are left out), each with the
+/// line it is on, in file order, a number repeated in the file once; national numbers are read
+/// in `country`. Refuses the file with every number that cannot be read.
+pub(crate) fn read_phones(bytes: &[u8], country: Country, max_rows: usize) -> Result<Vec<(u64, PhoneNumber)>, Refusal> {
+    let table = table(bytes, &["phone"], max_rows)?;
+    let at = table.positions["phone"];
+    let mut errors: Vec<RowError> = table.unreadable.into_iter().collect();
+    let (mut phones, mut seen) = (Vec::new(), std::collections::HashSet::new());
+    for (row, record) in table.records {
+        let cell = std::str::from_utf8(record.get(at).unwrap_or_default());
+        match cell
+            .map_err(|_| "is not UTF-8 text: save the file as CSV UTF-8".to_owned())
+            .and_then(|text| {
+                if text.contains('\0') {
+                    Err(crate::text::NUL_REFUSED.to_owned())
+                } else {
+                    super::fields::phone(text, country)
+                }
+            }) {
+            Ok(phone) => {
+                if seen.insert(phone.as_str().to_owned()) {
+                    phones.push((row, phone));
+                }
+            }
+            Err(message) => errors.push(RowError::new(row, Some("phone"), message)),
+        }
+    }
+    errors.sort_by_key(|e| e.row);
+    if !errors.is_empty() {
+        return Err(Refusal::Rows(errors));
+    }
+    if phones.is_empty() {
+        return Err(header_error(None, "the file has no numbers below its header line"));
+    }
+    Ok(phones)
 }
 
 /// The line a record starts on. The reader's position of a record that follows blank lines
@@ -167,8 +237,11 @@ fn header_error(column: Option<&str>, message: impl Into<String>) -> Refusal {
     Refusal::Rows(vec![RowError::new(1, column, message)])
 }
 
-/// Where each known column is, and the names of unknown ones.
-fn columns(header: &::csv::ByteRecord) -> Result<(HashMap<&'static str, usize>, Vec<String>), Refusal> {
+/// Where each known column is, and the names of unknown ones; `required` ones must be there.
+fn columns(
+    header: &::csv::ByteRecord,
+    required: &[&str],
+) -> Result<(HashMap<&'static str, usize>, Vec<String>), Refusal> {
     let mut positions = HashMap::new();
     let mut ignored = Vec::new();
     for (index, cell) in header.iter().enumerate() {
@@ -185,7 +258,7 @@ fn columns(header: &::csv::ByteRecord) -> Result<(HashMap<&'static str, usize>, 
             None => ignored.push(name),
         }
     }
-    let missing: Vec<RowError> = REQUIRED
+    let missing: Vec<RowError> = required
         .iter()
         .filter(|c| !positions.contains_key(*c))
         .map(|c| {

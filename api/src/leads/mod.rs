@@ -2,10 +2,10 @@
 //! their page. Every handler reaches a lead through the caller's own devices, so another user's
 //! lead or device answers 404 exactly like a missing one.
 
-mod csv;
+pub(crate) mod csv;
 pub(crate) mod fields;
 mod page;
-mod transfer;
+pub(crate) mod transfer;
 
 use axum::extract::State;
 use axum::response::IntoResponse;

@@ -47,7 +47,7 @@ pub struct ImportRefused {
 /// The upload form of an import, described for the OpenAPI document only.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // never built: handlers read the multipart stream directly
-struct ImportUpload {
+pub(crate) struct ImportUpload {
     /// The CSV file.
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
@@ -116,7 +116,7 @@ pub(super) async fn import_leads(
     let bytes = csv_body(request, &state).await?;
     let parsed = match csv::read(&bytes, state.settings.default_country, MAX_IMPORT_ROWS) {
         Ok(parsed) => parsed,
-        Err(Refusal::Rows(errors)) => return Ok(refused(errors)),
+        Err(Refusal::Rows(errors)) => return Ok(refused(errors, "imported", "import")),
         Err(Refusal::TooManyRows(max)) => {
             return Err(ApiError::Invalid(format!(
                 "the file has more than {max} leads: split it into files of at most {max} rows"
@@ -137,7 +137,7 @@ pub(super) async fn import_leads(
         })
         .collect();
     if !clashes.is_empty() {
-        return Ok(refused(clashes));
+        return Ok(refused(clashes, "imported", "import"));
     }
     let leads: Vec<NewLead> = parsed.rows.into_iter().map(|r| r.lead).collect();
     let imported = state
@@ -153,15 +153,16 @@ pub(super) async fn import_leads(
     Ok(created(format!("{imported} leads imported"), report).into_response())
 }
 
-/// The 422 answer listing `errors`.
-fn refused(mut errors: Vec<RowError>) -> Response {
+/// The 422 answer listing `errors`: nothing was `done` (imported, enrolled); the file is to be
+/// sent again (`redo`: import, send) once fixed.
+pub(crate) fn refused(mut errors: Vec<RowError>, done: &str, redo: &str) -> Response {
     let error_count = errors.len();
     errors.truncate(MAX_REPORTED_ERRORS);
     let noun = if error_count == 1 { "error" } else { "errors" };
     let body = Envelope {
         code: "UNPROCESSABLE_ENTITY".into(),
         message: format!(
-            "nothing was imported: the file has {error_count} {noun}; fix them and import the whole file again"
+            "nothing was {done}: the file has {error_count} {noun}; fix them and {redo} the whole file again"
         ),
         results: ImportRefused { error_count, errors },
     };
@@ -169,7 +170,7 @@ fn refused(mut errors: Vec<RowError>) -> Response {
 }
 
 /// The uploaded file: the `file` field of a multipart form (or its first file), or a CSV body.
-async fn csv_body(request: Request, state: &AppState) -> ApiResult<Bytes> {
+pub(crate) async fn csv_body(request: Request, state: &AppState) -> ApiResult<Bytes> {
     let limit = state.settings.max_body_bytes;
     let content_type = request
         .headers()

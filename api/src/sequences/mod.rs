@@ -33,6 +33,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_sequences, create_sequence))
         .routes(routes!(get_sequence, update_sequence, delete_sequence))
         .routes(routes!(list_enrolments, enrol))
+        .routes(routes!(enrol_from_csv))
         .routes(routes!(unenrol))
         .routes(routes!(report))
         .routes(routes!(preview))
@@ -208,6 +209,104 @@ async fn enrol(
         .await
         .or_not_found("sequence")?;
     Ok(ok(format!("{enrolled} leads enrolled"), enrolled))
+}
+
+/// Most numbers one enrolment file may hold.
+const MAX_CSV_NUMBERS: usize = 50_000;
+/// Most numbers that are not leads listed in an answer (the count says how many there are).
+const MAX_LISTED_UNKNOWN: usize = 500;
+
+/// What enrolling a file did.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CsvEnrolment {
+    /// Leads enrolled now.
+    pub enrolled: u64,
+    /// Leads with a number of the file that were in the sequence already (left as they are).
+    pub already_enrolled: u64,
+    /// Numbers of the file that are no lead of the sequence's devices (none was enrolled).
+    pub not_leads_count: usize,
+    /// Those numbers with their lines (the first 500).
+    pub not_leads: Vec<NotALead>,
+}
+
+/// A number of the file that is no lead of the sequence's devices.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct NotALead {
+    /// Line of the file (the header is line 1).
+    pub row: u64,
+    /// The number, E.164.
+    pub phone: String,
+}
+
+/// Enrol the leads whose numbers a CSV file lists: `multipart/form-data` with a `file` field, or
+/// the file itself as a `text/csv` body, with a `phone` column (others, such as a leads export's,
+/// are left out). Each number enrols the leads of the sequence's devices that have it; numbers
+/// that are no lead are listed back. A number that cannot be read refuses the file (422, every
+/// such row listed), and nothing is enrolled.
+#[utoipa::path(post, path = "/api/sequences/{id}/enrolments/import", tag = "sequences",
+    params(("id" = i64, Path, description = "Sequence id")),
+    request_body(content((String = "text/csv"), (crate::leads::transfer::ImportUpload = "multipart/form-data"))),
+    responses((status = 200, body = Envelope<CsvEnrolment>), (status = 404, description = "No such sequence of yours"),
+              (status = 409, description = "It is archived"),
+              (status = 413, description = "The file is larger than MAX_BODY_BYTES"),
+              (status = 415, description = "Neither a multipart upload nor a CSV body"),
+              (status = 422, description = "Rows whose numbers cannot be read, each listed in `results`; or no `phone` column, or too many rows")))]
+async fn enrol_from_csv(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<SequenceId>,
+    request: axum::extract::Request,
+) -> ApiResult<axum::response::Response> {
+    // The sequence is checked before the body is read: another user's is a 404 whatever is sent.
+    let sequence = state.db.sequence(user.id, id).await.or_not_found("sequence")?;
+    if sequence.status == wafleet_core::db::SequenceStatus::Archived {
+        return Err(ApiError::Conflict("the sequence is archived; it enrols nobody".into()));
+    }
+    let bytes = crate::leads::transfer::csv_body(request, &state).await?;
+    let rows = match crate::leads::csv::read_phones(&bytes, state.settings.default_country, MAX_CSV_NUMBERS) {
+        Ok(rows) => rows,
+        Err(crate::leads::csv::Refusal::Rows(errors)) => {
+            return Ok(crate::leads::transfer::refused(errors, "enrolled", "send"));
+        }
+        Err(crate::leads::csv::Refusal::TooManyRows(max)) => {
+            return Err(ApiError::Invalid(format!(
+                "the file has more than {max} numbers: split it into files of at most {max} rows"
+            )));
+        }
+    };
+    let phones: Vec<&str> = rows.iter().map(|(_, phone)| phone.as_str()).collect();
+    let leads = state
+        .db
+        .sequence_leads_with_phones(user.id, id, &phones)
+        .await
+        .or_not_found("sequence")?;
+    let known: std::collections::HashSet<&str> = leads.iter().map(|(_, phone)| phone.as_str()).collect();
+    let not_leads: Vec<NotALead> = rows
+        .iter()
+        .filter(|(_, phone)| !known.contains(phone.as_str()))
+        .map(|(row, phone)| NotALead {
+            row: *row,
+            phone: phone.as_str().to_owned(),
+        })
+        .collect();
+    let ids: Vec<i64> = leads.iter().map(|(lead, _)| *lead).collect();
+    let enrolled = state
+        .db
+        .enrol_leads(user.id, id, &ids, "csv")
+        .await
+        .or_not_found("sequence")?;
+    let report = CsvEnrolment {
+        enrolled,
+        already_enrolled: ids.len() as u64 - enrolled,
+        not_leads_count: not_leads.len(),
+        not_leads: not_leads.into_iter().take(MAX_LISTED_UNKNOWN).collect(),
+    };
+    tracing::info!(user = %user.id, sequence = %id, enrolled, "leads enrolled from a file");
+    let message = format!(
+        "{enrolled} leads enrolled; {} in it already; {} numbers are no lead of its devices",
+        report.already_enrolled, report.not_leads_count
+    );
+    Ok(ok(message, report).into_response())
 }
 
 /// A page of a sequence's enrolments, to drill into a report's cell.

@@ -229,8 +229,110 @@ async fn another_users_sequences_are_invisible(app: TestApp) {
     assert_eq!(still["results"]["status"], "active", "Bo's attempts changed nothing");
 }
 
+/// Posts `csv` as a `text/csv` body to a sequence's enrolment import.
+async fn enrol_csv(session: &Session, sequence: &Value, csv: &str) -> reqwest::Response {
+    session
+        .client
+        .post(session.url(&format!("/api/sequences/{}/enrolments/import", sequence["id"])))
+        .header("X-CSRF-Token", &session.csrf)
+        .header("Content-Type", "text/csv")
+        .body(csv.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A file of numbers enrols the leads that have them, once; numbers that are no lead are listed
+/// back by line; a number that cannot be read refuses the file; another user's leads and
+/// sequences are out of reach.
+async fn leads_are_enrolled_from_a_file(app: TestApp) {
+    let ana = app.session("ana@example.com").await;
+    let bo = app.session("bo@example.com").await;
+    let device = ana.add_device("Ana's phone", None).await;
+    let bos_device = bo.add_device("Bo's phone", None).await;
+    lead(&ana, device, "+60123400071").await;
+    lead(&ana, device, "+60123400072").await;
+    lead(&bo, bos_device, "+60123400073").await;
+    let sequence = create(&ana, definition(device)).await;
+
+    // A leads export's columns; a national number read in the default country; Bo's lead's
+    // number is no lead of Ana's device.
+    let file = "name,phone,niche\nLee,+60123400071,cold\nLee,0123400072,\nBo's,+60123400073,\n";
+    let response = enrol_csv(&ana, &sequence, file).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let done = body(response).await;
+    assert_eq!(
+        done["results"],
+        json!({"enrolled": 2, "already_enrolled": 0, "not_leads_count": 1,
+               "not_leads": [{"row": 4, "phone": "+60123400073"}]}),
+        "{done}"
+    );
+    let again = body(enrol_csv(&ana, &sequence, file).await).await;
+    assert_eq!(
+        (&again["results"]["enrolled"], &again["results"]["already_enrolled"]),
+        (&json!(0), &json!(2)),
+        "{again}"
+    );
+    let listed = body(ana.get(&format!("/api/sequences/{}/enrolments", sequence["id"])).await).await;
+    let sources: Vec<&str> = listed["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["csv", "csv"], "{listed}");
+
+    let response = enrol_csv(&ana, &sequence, "phone\n+60123400071\nnot a number\n").await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let refused = body(response).await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("nothing was enrolled: the file has 1 error"),
+        "{refused}"
+    );
+    assert_eq!(refused["results"]["errors"][0]["row"], 3, "{refused}");
+    assert_eq!(refused["results"]["errors"][0]["column"], "phone", "{refused}");
+    let response = enrol_csv(&ana, &sequence, "name\nLee\n").await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let no_column = body(response).await;
+    assert!(
+        no_column["results"]["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("required column `phone` is missing"),
+        "{no_column}"
+    );
+    let still = body(ana.get(&format!("/api/sequences/{}/report", sequence["id"])).await).await;
+    assert_eq!(
+        still["results"]["enrolled"], 2,
+        "refused files enrolled nobody: {still}"
+    );
+    expect_error(
+        enrol_csv(&bo, &sequence, "phone\n+60123400071\n").await,
+        StatusCode::NOT_FOUND,
+        "sequence not found",
+    )
+    .await;
+    let archived = ana
+        .put(
+            &format!("/api/sequences/{}", sequence["id"]),
+            json!({"status": "archived"}),
+        )
+        .await;
+    assert_eq!(archived.status(), StatusCode::OK);
+    expect_error(
+        enrol_csv(&ana, &sequence, "phone\n+60123400071\n").await,
+        StatusCode::CONFLICT,
+        "archived",
+    )
+    .await;
+}
+
 wafleet_core::testing::on_both_backends!(
     given crate::helpers::spawn_app =>
     sequences_are_checked_and_change_status,
-    another_users_sequences_are_invisible
+    another_users_sequences_are_invisible,
+    leads_are_enrolled_from_a_file
 );

@@ -440,6 +440,35 @@ impl Db {
         Ok(enrolled)
     }
 
+    /// The leads of one of the user's sequence's devices that have one of `phones` (E.164): their
+    /// ids and numbers. A number may be a lead of several of its devices.
+    #[tracing::instrument(skip(self, phones), fields(phones = phones.len()))]
+    pub async fn sequence_leads_with_phones(
+        &self,
+        user: UserId,
+        id: SequenceId,
+        phones: &[&str],
+    ) -> Result<Vec<(i64, String)>> {
+        self.sequence(user, id).await?;
+        let mut found = Vec::new();
+        for chunk in phones.chunks(500) {
+            let rows: Vec<(i64, String)> = on_db!(self, pool => {
+                let mut query = sqlx::QueryBuilder::new(
+                    "SELECT l.id, l.phone FROM leads l JOIN sequence_devices d ON d.device_id = l.device_id \
+                     JOIN devices v ON v.id = l.device_id AND v.user_id = ");
+                query.push_bind(user).push(" WHERE d.sequence_id = ").push_bind(id).push(" AND l.phone IN (");
+                let mut list = query.separated(", ");
+                for phone in chunk {
+                    list.push_bind(*phone);
+                }
+                query.push(")");
+                query.build_query_as().fetch_all(pool).await
+            })?;
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
     /// Takes a lead out of one of the user's sequences by hand (`by_hand`). [`Error::NotFound`]
     /// unless it is enrolled and still active or failed.
     #[tracing::instrument(skip(self))]
