@@ -390,6 +390,97 @@ async fn a_three_step_sequence_goes_step_by_step_inside_its_window(backend: Back
     assert_eq!((status, &again["results"]), (StatusCode::OK, &json!(0)), "{again}");
 }
 
+/// A rule naming a campaign enrols the leads who wrote back to it, as their answers come in,
+/// and only them; the follow-up goes to them alone.
+async fn leads_who_answer_a_campaign_are_enrolled(backend: Backend) {
+    let stack = Stack::start(backend).await;
+    let db = stack.db.db.clone();
+    let (answers, silent) = (LEADS[0], LEADS[1]);
+    for (_, phone) in [answers, silent] {
+        stack.sim.add_contact(phone);
+    }
+    let device = stack.linked_device("sales", &format!("+{DEVICE_PHONE}")).await;
+    let user = db
+        .user_by_email(&Email::parse("ana@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    unpaced(&db, user, &[DeviceId(device)]).await;
+    for (name, phone) in [answers, silent] {
+        let lead = NewLead {
+            name: name.into(),
+            phone: format!("+{phone}").parse().unwrap(),
+            niche: Some("promo".into()),
+            journey: None,
+            status: LeadStatus::New,
+            notes: None,
+        };
+        db.create_lead(user, DeviceId(device), &lead).await.unwrap();
+    }
+    let campaign = db
+        .create_campaign(
+            user,
+            &wafleet_core::db::NewCampaign {
+                title: "Spring promo".into(),
+                niche: "promo".into(),
+                message: "20% off this week".into(),
+                image: None,
+                send_at: Timestamp::now().plus_secs(-1),
+                time_zone: "UTC".into(),
+                status: wafleet_core::db::CampaignStatus::Scheduled,
+                devices: vec![DeviceId(device)],
+            },
+        )
+        .await
+        .unwrap();
+    eventually(PATIENCE, "the campaign reaches both leads", async || {
+        db.dispatch_campaigns(Timestamp::now()).await.unwrap();
+        let totals = db.campaign_report(user, campaign.id).await.unwrap().totals;
+        totals.sent + totals.delivered + totals.read == 2
+    })
+    .await;
+    let (status, sequence) = stack
+        .post(
+            "/api/sequences",
+            json!({"name": "Answered the promo", "device_ids": [device], "time_zone": "UTC",
+                   "window": {"start": "00:00", "end": "24:00", "weekdays": []},
+                   "enrol_rule": {"replied_to_campaign": campaign.id},
+                   "steps": [{"message": "Thanks for answering, {first_name}"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sequence}");
+    assert_eq!(
+        sequence["results"]["enrol_rule"]["replied_to_campaign"],
+        json!(campaign.id)
+    );
+    let id = sequence["results"]["id"].as_i64().unwrap();
+    let first = db.dispatch_sequences(Timestamp::now()).await.unwrap();
+    assert_eq!(first.enrolled, 0, "nobody answered yet: {first:?}");
+
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    stack.sim.write(answers.1, DEVICE_PHONE, "yes, tell me more").await;
+    eventually(PATIENCE, "the answer stored", async || theirs(&db).await == 1).await;
+    tick(&db, Timestamp::now()).await;
+    tick(&db, Timestamp::now()).await;
+    let enrolled = stack.get(&format!("/api/sequences/{id}/enrolments")).await;
+    let who: Vec<(&str, &str)> = enrolled
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["lead_name"].as_str().unwrap(), e["source"].as_str().unwrap()))
+        .collect();
+    assert_eq!(who, [(answers.0, "campaign_reply")], "{enrolled}");
+    let sent = stack.sim.sent(DEVICE_PHONE).await;
+    let follow_ups: Vec<&str> = sent
+        .iter()
+        .filter(|s| s.text.as_deref().is_some_and(|t| t.starts_with("Thanks for answering")))
+        .map(|s| s.to.0.as_str())
+        .collect();
+    assert_eq!(follow_ups.len(), 1, "{follow_ups:?}");
+    assert!(follow_ups[0].starts_with(answers.1), "{follow_ups:?}");
+}
+
 /// Starts a dispatch round at `now` on a runtime and a pool of its own, as a scheduler process
 /// would, and kills it after `after`: no code of it runs again and its connections close, as
 /// under `kill -9`. Returns whether the round had finished by then.
@@ -527,5 +618,6 @@ async fn a_dispatcher_killed_at_any_point_repeats_and_skips_nothing(backend: Bac
 
 wafleet_core::testing::on_both_backends!(
     a_three_step_sequence_goes_step_by_step_inside_its_window,
-    a_dispatcher_killed_at_any_point_repeats_and_skips_nothing
+    a_dispatcher_killed_at_any_point_repeats_and_skips_nothing,
+    leads_who_answer_a_campaign_are_enrolled
 );

@@ -47,7 +47,8 @@ function summary(sequence) {
   const parts = [steps, `from ${from}`, `${daysText(w.weekdays)} ${w.start}–${w.end} (${sequence.time_zone})`];
   if (sequence.enrol_rule) {
     const r = sequence.enrol_rule;
-    const what = [r.niche && `niche ${r.niche}`, r.status && `status ${r.status}`, r.journey && `journey ${r.journey}`].filter(Boolean);
+    const what = [r.niche && `niche ${r.niche}`, r.status && `status ${r.status}`, r.journey && `journey ${r.journey}`,
+      r.replied_to_campaign && "who replied to its campaign"].filter(Boolean);
     parts.push(`enrols ${what.length ? what.join(", ") : "every lead"} by itself`);
   }
   const exits = [];
@@ -450,6 +451,7 @@ function openForm(sequence) {
   f.rule_niche.value = (rule && rule.niche) || "";
   f.rule_status.value = (rule && rule.status) || "";
   f.rule_journey.value = (rule && rule.journey) || "";
+  f.rule_campaign.value = (rule && rule.replied_to_campaign) || "";
   f.stop_on_reply.checked = sequence ? sequence.stop_on_reply : true;
   for (const box of form.querySelectorAll('input[name="stop_status"]')) box.checked = sequence ? sequence.stop_statuses.includes(box.value) : ["converted", "lost"].includes(box.value);
   f.next_sequence_id.value = (sequence && sequence.next_sequence_id) || "";
@@ -521,6 +523,7 @@ async function body() {
     niche: f.rule_niche.value.trim() || null,
     status: f.rule_status.value || null,
     journey: f.rule_journey.value.trim() || null,
+    replied_to_campaign: f.rule_campaign.value ? Number(f.rule_campaign.value) : null,
   } : null;
   return {
     name: f.name.value,

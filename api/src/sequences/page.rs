@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum_extra::extract::cookie::CookieJar;
 use wafleet_core::db::LeadStatus;
+use wafleet_core::types::Timestamp;
 
 use crate::AppState;
 use crate::error::ApiResult;
@@ -45,6 +46,8 @@ struct SequencesPage {
     devices: Vec<(i64, String)>,
     /// The user's templates: `(id, name)`, by name.
     templates: Vec<(i64, String)>,
+    /// The user's campaigns whose replies a rule may enrol: `(id, title and day)`, newest first.
+    campaigns: Vec<(i64, String)>,
     /// Every lead status, for the rule and the exits.
     statuses: Vec<&'static str>,
     /// The days of the window: value, label, ticked for a new sequence.
@@ -71,11 +74,25 @@ async fn sequences_page(
 ) -> ApiResult<Response> {
     let devices = state.db.list_devices(user.id).await?;
     let templates = state.db.list_templates(user.id).await?;
+    let mut campaigns = state
+        .db
+        .list_campaigns(user.id, Timestamp(0), Timestamp(i64::MAX / 2))
+        .await?;
+    campaigns.sort_by_key(|c| std::cmp::Reverse(c.send_at));
     let (jar, frame) = Frame::new(&state, jar, &user, "sequences");
     let view = SequencesPage {
         frame,
         devices: devices.into_iter().map(|d| (d.id.0, d.name)).collect(),
         templates: templates.into_iter().map(|t| (t.id.0, t.name)).collect(),
+        campaigns: campaigns
+            .into_iter()
+            .map(|c| {
+                (
+                    c.id.0,
+                    format!("{} ({})", c.title, c.send_at.to_datetime().format("%Y-%m-%d")),
+                )
+            })
+            .collect(),
         statuses: LeadStatus::ALL.iter().map(|s| s.as_str()).collect(),
         weekdays: &WEEKDAYS,
     };

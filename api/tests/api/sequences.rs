@@ -211,6 +211,24 @@ async fn another_users_sequences_are_invisible(app: TestApp) {
         "not found",
     )
     .await;
+    // Nor enrol those who answered her campaign.
+    let campaign = ana
+        .post(
+            "/api/campaigns",
+            json!({"title": "Promo", "niche": "promo", "message": "Offer", "send_at": "2030-01-01T09:00:00Z",
+                   "time_zone": "UTC", "device_ids": [device], "status": "draft"}),
+        )
+        .await;
+    assert_eq!(campaign.status(), StatusCode::CREATED);
+    let campaign = body(campaign).await["results"]["id"].clone();
+    let mut answered = definition(bos_device);
+    answered["enrol_rule"] = json!({"replied_to_campaign": campaign});
+    expect_error(
+        bo.post("/api/sequences", answered).await,
+        StatusCode::NOT_FOUND,
+        "not found",
+    )
+    .await;
     // His own sequence does not take Ana's lead.
     let own = create(&bo, definition(bos_device)).await;
     let taken = body(

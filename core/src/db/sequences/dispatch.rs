@@ -196,12 +196,15 @@ impl Db {
     }
 
     /// Enrols the leads that match an active sequence's rule and are not enrolled yet: those of
-    /// its devices (still the owner's) with the rule's niche, status and journey, except leads
-    /// marked lost (unless the rule asks for them) or in a status that would end the enrolment.
+    /// its devices (still the owner's) with the rule's niche, status and journey, and, when it
+    /// names a campaign, who wrote back after that campaign's send to them went out (the
+    /// campaign report's reply rule); except leads marked lost (unless the rule asks for them)
+    /// or in a status that would end the enrolment.
     async fn enrol_by_rules(&self, now: Timestamp) -> Result<u64> {
         Ok(on_db!(self, pool => sqlx::query(
             "INSERT INTO sequence_enrolments (sequence_id, device_id, lead_id, phone, source, enrolled_at, updated_at) \
-             SELECT s.id, l.device_id, l.id, l.phone, 'rule', $1, $1 FROM sequences s \
+             SELECT s.id, l.device_id, l.id, l.phone, \
+             CASE WHEN s.enrol_campaign_id IS NULL THEN 'rule' ELSE 'campaign_reply' END, $1, $1 FROM sequences s \
              JOIN sequence_devices d ON d.sequence_id = s.id \
              JOIN devices v ON v.id = d.device_id AND v.user_id = s.user_id \
              JOIN leads l ON l.device_id = d.device_id \
@@ -211,6 +214,12 @@ impl Db {
              AND (s.enrol_journey IS NULL OR l.journey = s.enrol_journey) \
              AND (l.status <> 'lost' OR s.enrol_status = 'lost') \
              AND (',' || s.stop_statuses || ',') NOT LIKE ('%,' || l.status || ',%') \
+             AND (s.enrol_campaign_id IS NULL OR EXISTS (SELECT 1 FROM campaign_recipients r \
+              JOIN campaigns c ON c.id = r.campaign_id AND c.user_id = s.user_id \
+              JOIN outbound_messages o ON o.id = r.outbound_id \
+              WHERE r.campaign_id = s.enrol_campaign_id AND r.lead_id = l.id AND o.sent_at IS NOT NULL \
+              AND EXISTS (SELECT 1 FROM messages m WHERE m.device_id = r.device_id AND m.chat_jid = o.recipient \
+              AND m.from_me = FALSE AND m.history = FALSE AND m.sent_at + 1000 > o.sent_at))) \
              AND NOT EXISTS (SELECT 1 FROM sequence_enrolments e WHERE e.sequence_id = s.id AND e.lead_id = l.id) \
              ON CONFLICT (sequence_id, lead_id) DO NOTHING")
             .bind(now)

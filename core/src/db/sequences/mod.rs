@@ -21,7 +21,7 @@ pub use model::{
 pub use report::{SequenceReport, StepReport};
 
 use crate::db::{BeginWrite, LeadStatus};
-use crate::types::{DeviceId, SequenceId, Timestamp, UserId};
+use crate::types::{CampaignId, DeviceId, SequenceId, Timestamp, UserId};
 use crate::{Db, Error, Result};
 
 use super::on_db;
@@ -44,6 +44,7 @@ struct SequenceRow {
     enrol_niche: Option<String>,
     enrol_status: Option<String>,
     enrol_journey: Option<String>,
+    enrol_campaign_id: Option<CampaignId>,
     next_sequence_id: Option<SequenceId>,
     on_reply_sequence_id: Option<SequenceId>,
     status: SequenceStatus,
@@ -53,7 +54,7 @@ struct SequenceRow {
 
 /// Its columns.
 const SEQUENCE_COLUMNS: &str = "id, name, time_zone, window_start, window_end, weekdays, stop_on_reply, \
-     stop_statuses, enrol_rule, enrol_niche, enrol_status, enrol_journey, next_sequence_id, \
+     stop_statuses, enrol_rule, enrol_niche, enrol_status, enrol_journey, enrol_campaign_id, next_sequence_id, \
      on_reply_sequence_id, status, created_at, updated_at";
 
 /// A step's row: position, message, has image, days, hours, from.
@@ -80,6 +81,7 @@ fn sequence_from(row: SequenceRow, device_ids: Vec<DeviceId>, steps: Vec<StepRow
             niche: row.enrol_niche,
             status: row.enrol_status.and_then(|s| s.parse().ok()),
             journey: row.enrol_journey,
+            replied_to_campaign: row.enrol_campaign_id,
         }),
         next_sequence_id: row.next_sequence_id,
         on_reply_sequence_id: row.on_reply_sequence_id,
@@ -120,6 +122,7 @@ where
     for<'q> DeviceId: sqlx::Encode<'q, D> + sqlx::Type<D>,
     for<'q> Timestamp: sqlx::Encode<'q, D> + sqlx::Type<D>,
     for<'q> Option<SequenceId>: sqlx::Encode<'q, D> + sqlx::Type<D>,
+    for<'q> Option<CampaignId>: sqlx::Encode<'q, D> + sqlx::Type<D>,
     for<'q> i64: sqlx::Encode<'q, D> + sqlx::Type<D>,
     for<'q> bool: sqlx::Encode<'q, D> + sqlx::Type<D>,
     for<'q> &'q str: sqlx::Encode<'q, D> + sqlx::Type<D>,
@@ -131,8 +134,8 @@ where
     sqlx::query(
         "UPDATE sequences SET name = $3, time_zone = $4, window_start = $5, window_end = $6, weekdays = $7, \
          stop_on_reply = $8, stop_statuses = $9, enrol_rule = $10, enrol_niche = $11, enrol_status = $12, \
-         enrol_journey = $13, next_sequence_id = $14, on_reply_sequence_id = $15, status = $16, updated_at = $17 \
-         WHERE id = $1 AND user_id = $2",
+         enrol_journey = $13, next_sequence_id = $14, on_reply_sequence_id = $15, status = $16, updated_at = $17, \
+         enrol_campaign_id = $18 WHERE id = $1 AND user_id = $2",
     )
     .bind(id)
     .bind(user)
@@ -151,6 +154,7 @@ where
     .bind(new.on_reply_sequence_id)
     .bind(new.status.as_str())
     .bind(now)
+    .bind(rule.replied_to_campaign)
     .execute(&mut **tx)
     .await
     .map_err(|e| Error::on_unique_violation(e, name_taken(&new.name)))?;
@@ -286,6 +290,17 @@ impl Db {
             let found: Option<SequenceId> = on_db!(self, pool => sqlx::query_scalar(
                 "SELECT id FROM sequences WHERE id = $1 AND user_id = $2")
                 .bind(target)
+                .bind(user)
+                .fetch_optional(pool)
+                .await)?;
+            if found.is_none() {
+                return Err(Error::NotFound);
+            }
+        }
+        if let Some(campaign) = new.enrol_rule.as_ref().and_then(|r| r.replied_to_campaign) {
+            let found: Option<CampaignId> = on_db!(self, pool => sqlx::query_scalar(
+                "SELECT id FROM campaigns WHERE id = $1 AND user_id = $2")
+                .bind(campaign)
                 .bind(user)
                 .fetch_optional(pool)
                 .await)?;

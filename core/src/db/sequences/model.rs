@@ -2,7 +2,7 @@
 
 use crate::db::LeadStatus;
 use crate::types::text_enum::text_enum;
-use crate::types::{DeviceId, SequenceId, Timestamp};
+use crate::types::{CampaignId, DeviceId, SequenceId, Timestamp};
 
 use super::window::{self, SendWindow, WEEKDAY_NAMES};
 
@@ -161,6 +161,9 @@ pub struct EnrolRule {
     pub status: Option<LeadStatus>,
     /// Leads in this journey.
     pub journey: Option<String>,
+    /// Leads who replied to this campaign of yours (after its send to them went out): they are
+    /// enrolled as their replies come in.
+    pub replied_to_campaign: Option<CampaignId>,
 }
 
 /// A sequence as its owner sees it.
@@ -261,8 +264,8 @@ pub struct Enrolment {
     pub lead_name: Option<String>,
     /// The number, E.164.
     pub phone: String,
-    /// How it was enrolled: `rule`, `hand`, `api`, `csv`, `chain` (completed the previous
-    /// sequence) or `reply` (replied in another).
+    /// How it was enrolled: `rule`, `campaign_reply` (the rule's campaign, answered), `hand`,
+    /// `api`, `csv`, `chain` (completed the previous sequence) or `reply` (replied in another).
     pub source: String,
     /// Where it stands.
     pub status: EnrolmentStatus,
