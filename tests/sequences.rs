@@ -17,7 +17,7 @@ use support::unpaced;
 use wafleet_core::Db;
 use wafleet_core::db::{LeadStatus, NewLead};
 use wafleet_core::testing::{Backend, eventually, fetch_optional};
-use wafleet_core::types::{DeviceId, Email, Timestamp};
+use wafleet_core::types::{DeviceId, Email, Timestamp, UserId};
 
 const DEVICE_PHONE: &str = "60123400001";
 const LEADS: [(&str, &str); 3] = [
@@ -63,10 +63,12 @@ async fn tick(db: &Db, now: Timestamp) {
     .await;
 }
 
-async fn a_three_step_sequence_goes_step_by_step_inside_its_window(backend: Backend) {
-    let mut stack = Stack::start(backend).await;
+/// A stack whose network knows `contacts`, with Ana's device linked and unpaced: the stack, its
+/// database, the device and Ana.
+async fn linked_unpaced(backend: Backend, contacts: &[&str]) -> (Stack, Db, i64, UserId) {
+    let stack = Stack::start(backend).await;
     let db = stack.db.db.clone();
-    for (_, phone) in LEADS {
+    for phone in contacts {
         stack.sim.add_contact(phone);
     }
     let device = stack.linked_device("sales", &format!("+{DEVICE_PHONE}")).await;
@@ -77,6 +79,23 @@ async fn a_three_step_sequence_goes_step_by_step_inside_its_window(backend: Back
         .unwrap()
         .id;
     unpaced(&db, user, &[DeviceId(device)]).await;
+    (stack, db, device, user)
+}
+
+/// A new lead of `niche` with `phone` (digits, no `+`).
+fn new_lead(name: &str, phone: &str, niche: &str) -> NewLead {
+    NewLead {
+        name: name.into(),
+        phone: format!("+{phone}").parse().unwrap(),
+        niche: Some(niche.into()),
+        journey: None,
+        status: LeadStatus::New,
+        notes: None,
+    }
+}
+
+async fn a_three_step_sequence_goes_step_by_step_inside_its_window(backend: Backend) {
+    let (mut stack, db, device, user) = linked_unpaced(backend, &LEADS.map(|l| l.1)).await;
 
     // The warm sequence completers move to, then the cold one that enrols the niche by itself.
     let (status, warm) = stack
@@ -145,15 +164,9 @@ async fn a_three_step_sequence_goes_step_by_step_inside_its_window(backend: Back
     );
 
     for (name, phone) in LEADS {
-        let lead = NewLead {
-            name: name.into(),
-            phone: format!("+{phone}").parse().unwrap(),
-            niche: Some("cold".into()),
-            journey: None,
-            status: LeadStatus::New,
-            notes: None,
-        };
-        db.create_lead(user, DeviceId(device), &lead).await.unwrap();
+        db.create_lead(user, DeviceId(device), &new_lead(name, phone, "cold"))
+            .await
+            .unwrap();
     }
 
     // The leads wrote to the device before (the network's ban model bans an account that writes
@@ -393,30 +406,12 @@ async fn a_three_step_sequence_goes_step_by_step_inside_its_window(backend: Back
 /// A rule naming a campaign enrols the leads who wrote back to it, as their answers come in,
 /// and only them; the follow-up goes to them alone.
 async fn leads_who_answer_a_campaign_are_enrolled(backend: Backend) {
-    let stack = Stack::start(backend).await;
-    let db = stack.db.db.clone();
     let (answers, silent) = (LEADS[0], LEADS[1]);
-    for (_, phone) in [answers, silent] {
-        stack.sim.add_contact(phone);
-    }
-    let device = stack.linked_device("sales", &format!("+{DEVICE_PHONE}")).await;
-    let user = db
-        .user_by_email(&Email::parse("ana@example.com").unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
-    unpaced(&db, user, &[DeviceId(device)]).await;
+    let (stack, db, device, user) = linked_unpaced(backend, &[answers.1, silent.1]).await;
     for (name, phone) in [answers, silent] {
-        let lead = NewLead {
-            name: name.into(),
-            phone: format!("+{phone}").parse().unwrap(),
-            niche: Some("promo".into()),
-            journey: None,
-            status: LeadStatus::New,
-            notes: None,
-        };
-        db.create_lead(user, DeviceId(device), &lead).await.unwrap();
+        db.create_lead(user, DeviceId(device), &new_lead(name, phone, "promo"))
+            .await
+            .unwrap();
     }
     let campaign = db
         .create_campaign(
@@ -505,20 +500,9 @@ async fn dispatch_killed_after(settings: &wafleet_core::Settings, now: Timestamp
 /// lead still gets every step exactly once, the chain and the events fire once each.
 async fn a_dispatcher_killed_at_any_point_repeats_and_skips_nothing(backend: Backend) {
     const LEADS_HERE: usize = 8;
-    let stack = Stack::start(backend).await;
-    let db = stack.db.db.clone();
     let phones: Vec<String> = (0..LEADS_HERE).map(|i| format!("601234002{i:02}")).collect();
-    for phone in &phones {
-        stack.sim.add_contact(phone);
-    }
-    let device = stack.linked_device("sales", &format!("+{DEVICE_PHONE}")).await;
-    let user = db
-        .user_by_email(&Email::parse("ana@example.com").unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
-    unpaced(&db, user, &[DeviceId(device)]).await;
+    let contacts: Vec<&str> = phones.iter().map(String::as_str).collect();
+    let (stack, db, device, user) = linked_unpaced(backend, &contacts).await;
     db.put_webhook(user, "http://127.0.0.1:9/hooks", "a-secret-of-sixteen-chars", "", true)
         .await
         .unwrap();
@@ -542,15 +526,9 @@ async fn a_dispatcher_killed_at_any_point_repeats_and_skips_nothing(backend: Bac
     assert_eq!(status, StatusCode::CREATED, "{sequence}");
     let id = sequence["results"]["id"].as_i64().unwrap();
     for (i, phone) in phones.iter().enumerate() {
-        let lead = NewLead {
-            name: format!("Lead {i}"),
-            phone: format!("+{phone}").parse().unwrap(),
-            niche: Some("drip".into()),
-            journey: None,
-            status: LeadStatus::New,
-            notes: None,
-        };
-        db.create_lead(user, DeviceId(device), &lead).await.unwrap();
+        db.create_lead(user, DeviceId(device), &new_lead(&format!("Lead {i}"), phone, "drip"))
+            .await
+            .unwrap();
         // Known to the device before (the network bans an account writing to many strangers).
         stack.sim.write(phone, DEVICE_PHONE, "hello").await;
     }
