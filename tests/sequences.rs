@@ -425,6 +425,8 @@ async fn leads_who_answer_a_campaign_are_enrolled(backend: Backend) {
                 time_zone: "UTC".into(),
                 status: wafleet_core::db::CampaignStatus::Scheduled,
                 devices: vec![DeviceId(device)],
+                distribution: Default::default(),
+                per_device_cap: None,
             },
         )
         .await

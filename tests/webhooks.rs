@@ -287,6 +287,8 @@ async fn every_source_is_delivered_signed(backend: Backend) {
                 time_zone: "UTC".into(),
                 status: CampaignStatus::Scheduled,
                 devices: vec![device],
+                distribution: Default::default(),
+                per_device_cap: None,
             },
         )
         .await

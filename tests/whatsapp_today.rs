@@ -123,6 +123,8 @@ async fn a_reply_from_a_lid_counts_once_its_number_is_known_on<N: Network>(backe
                 time_zone: "UTC".into(),
                 status: CampaignStatus::Scheduled,
                 devices: vec![DeviceId(device)],
+                distribution: Default::default(),
+                per_device_cap: None,
             },
         )
         .await

@@ -179,12 +179,19 @@ function show(campaign) {
   document.getElementById("retry").hidden = !["running", "paused", "finished"].includes(status);
   document.getElementById("delete").hidden = !campaign || status === "running";
   document.getElementById("report").hidden = !campaign;
+  showCap();
   if (!editor.open) {
     clearError();
     templatePicker.reset();
     document.getElementById("previews").hidden = true;
     editor.showModal();
   }
+}
+
+/** The limit per device belongs to a pool only. */
+function showCap() {
+  document.getElementById("cap-field").hidden = form.elements.distribution.value !== "pool";
+  document.getElementById("cap-hint").hidden = form.elements.distribution.value !== "pool";
 }
 
 function openNew(date) {
@@ -209,6 +216,12 @@ async function openExisting(id) {
   f.day.value = local.day;
   f.time.value = local.time;
   f.draft.checked = campaign.status === "draft";
+  f.distribution.value = campaign.distribution;
+  f.per_device_cap.value = campaign.per_device_cap ?? "";
+  const leftOut = document.getElementById("report-left-out");
+  leftOut.hidden = !campaign.left_out;
+  const n = campaign.left_out ?? 0;
+  leftOut.textContent = `${n} ${n === 1 ? "number of the pool was" : "numbers of the pool were"} left out by the limit per device.`;
   for (const box of form.querySelectorAll('input[name="device"]')) box.checked = campaign.device_ids.includes(Number(box.value));
   show(campaign);
   await drawReport(campaign.id);
@@ -249,7 +262,9 @@ async function save(event) {
     time_zone: f.time_zone.value,
     device_ids: [...form.querySelectorAll('input[name="device"]:checked')].map((b) => Number(b.value)),
     status: f.draft.checked ? "draft" : "scheduled",
+    distribution: f.distribution.value,
   };
+  if (f.distribution.value === "pool" && f.per_device_cap.value) body.per_device_cap = Number(f.per_device_cap.value);
   // The server copies the template's image unless one is chosen here.
   const template = templatePicker.chosen();
   if (template) body.template_id = template;
@@ -301,6 +316,7 @@ setInterval(async () => {
 }, 5000);
 
 form.addEventListener("submit", save);
+for (const choice of form.querySelectorAll('input[name="distribution"]')) choice.addEventListener("change", showCap);
 document.getElementById("preview").addEventListener("click", preview);
 document.getElementById("pause").addEventListener("click", () => setStatus("paused"));
 document.getElementById("resume").addEventListener("click", () => setStatus("running"));

@@ -3,7 +3,7 @@
 use base64::Engine;
 use chrono::{NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
-use wafleet_core::db::{CampaignChanges, CampaignStatus, NewCampaign};
+use wafleet_core::db::{CampaignChanges, CampaignStatus, Distribution, NewCampaign};
 use wafleet_core::types::{DeviceId, TemplateId, Timestamp};
 
 use crate::error::{ApiError, ApiResult};
@@ -14,6 +14,8 @@ const MAX_TITLE: usize = 200;
 const MAX_NICHE: usize = 100;
 /// Most target devices of one campaign.
 const MAX_DEVICES: usize = 200;
+/// Largest per-device cap of a pooled campaign.
+const MAX_PER_DEVICE_CAP: i64 = 1_000_000;
 
 /// A campaign's fields as a client sends them; on an update, omitted ones stay as they are.
 #[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
@@ -44,6 +46,16 @@ pub struct CampaignBody {
     pub time_zone: Option<String>,
     /// The devices it goes out from (yours).
     pub device_ids: Option<Vec<DeviceId>>,
+    /// `per_device` (default): each device sends to its own leads of the niche. `pool`: the
+    /// leads of the niche on all the chosen devices form one pool, each number once, dealt
+    /// round-robin over the devices; still paced per device. On an update, giving it sets
+    /// `per_device_cap` too (absent: no cap).
+    #[schema(example = "pool")]
+    pub distribution: Option<String>,
+    /// With `distribution: "pool"`, at most this many recipients per device (1 to 1,000,000);
+    /// the numbers beyond devices × cap are left out and counted in the campaign's `left_out`.
+    #[schema(example = 200)]
+    pub per_device_cap: Option<i64>,
     /// On creation `draft` or `scheduled` (default); on an update also `paused`, `running`
     /// (resume) or `cancelled`.
     pub status: Option<String>,
@@ -122,6 +134,30 @@ fn devices(value: &[DeviceId]) -> ApiResult<Vec<DeviceId>> {
     Ok(unique)
 }
 
+/// The distribution and its cap, read together; `None` if neither is given.
+fn distribution(value: Option<&str>, cap: Option<i64>) -> ApiResult<Option<(Distribution, Option<i64>)>> {
+    let Some(value) = value else {
+        return match cap {
+            Some(_) => Err(ApiError::Invalid(
+                "per_device_cap: only with distribution `pool`; send both".into(),
+            )),
+            None => Ok(None),
+        };
+    };
+    let distribution: Distribution = value
+        .parse()
+        .map_err(|e| ApiError::Invalid(format!("distribution: {e}")))?;
+    match (distribution, cap) {
+        (Distribution::PerDevice, Some(_)) => Err(ApiError::Invalid(
+            "per_device_cap: only with distribution `pool`; each device already sends to its own leads".into(),
+        )),
+        (_, Some(cap)) if !(1..=MAX_PER_DEVICE_CAP).contains(&cap) => Err(ApiError::Invalid(format!(
+            "per_device_cap: {cap} is not between 1 and {MAX_PER_DEVICE_CAP}; leave it out for no cap"
+        ))),
+        _ => Ok(Some((distribution, cap))),
+    }
+}
+
 fn status(value: &str) -> ApiResult<CampaignStatus> {
     value.parse().map_err(|e| ApiError::Invalid(format!("status: {e}")))
 }
@@ -141,7 +177,7 @@ impl CampaignBody {
                 _ => return Err(ApiError::Invalid("status: a new campaign is draft or scheduled".into())),
             },
         };
-        let new = NewCampaign {
+        let mut new = NewCampaign {
             title: text("title", &required("title", &self.title)?, MAX_TITLE)?,
             niche: text("niche", &required("niche", &self.niche)?, MAX_NICHE)?,
             message: crate::templates::message(&required("message", &self.message)?)?.0,
@@ -150,7 +186,13 @@ impl CampaignBody {
             time_zone: tz.name().to_owned(),
             status,
             devices: devices(self.device_ids.as_deref().unwrap_or_default())?,
+            distribution: Distribution::PerDevice,
+            per_device_cap: None,
         };
+        if let Some((distribution, cap)) = distribution(self.distribution.as_deref(), self.per_device_cap)? {
+            new.distribution = distribution;
+            new.per_device_cap = cap;
+        }
         let image = self.image_base64.as_deref().map(image).transpose()?.flatten();
         Ok((new, image))
     }
@@ -178,6 +220,7 @@ impl CampaignBody {
             send_at: self.send_at.as_deref().map(|v| send_at(v, at_tz)).transpose()?,
             time_zone: tz.map(|tz| tz.name().to_owned()),
             devices: self.device_ids.as_deref().map(devices).transpose()?,
+            distribution: distribution(self.distribution.as_deref(), self.per_device_cap)?,
             status: self.status.as_deref().map(status).transpose()?,
         };
         Ok((changes, image.flatten()))

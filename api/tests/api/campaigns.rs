@@ -122,6 +122,16 @@ async fn bad_campaigns_are_refused_and_change_nothing(app: TestApp) {
         ("status", json!("someday"), "status: unknown status"),
         ("image_base64", json!("***"), "image_base64: not valid base64"),
         ("image_base64", json!("aGVsbG8="), "image:"),
+        (
+            "distribution",
+            json!("spread"),
+            "distribution: unknown distribution `spread`",
+        ),
+        (
+            "per_device_cap",
+            json!(50),
+            "per_device_cap: only with distribution `pool`",
+        ),
     ];
     for (field, value, needle) in cases {
         let mut bad = good.clone();
@@ -280,4 +290,140 @@ async fn dispatch_lists_each_recipient_once_and_the_report_follows_sends(app: Te
     );
 }
 
-wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => planning_editing_and_the_calendar, bad_campaigns_are_refused_and_change_nothing, dispatch_lists_each_recipient_once_and_the_report_follows_sends);
+async fn a_pool_deals_each_number_once_over_the_devices_up_to_the_cap(app: TestApp) {
+    let ana = app.session("ana@example.com").await;
+    let shop = ana.add_device("Shop", None).await;
+    let cafe = ana.add_device("Cafe", None).await;
+    let deli = ana.add_device("Deli", None).await;
+    // Seven numbers in the niche: 5 and 6 are leads of both the shop and the cafe; the deli has
+    // no leads of its own. A lost lead and another niche are not in the pool.
+    for (device, name, phone, niche, status) in [
+        (shop, "Aida", "+60123000001", "bakery", "new"),
+        (shop, "Badr", "+60123000002", "bakery", "new"),
+        (shop, "Chen", "+60123000003", "bakery", "new"),
+        (shop, "Dina", "+60123000004", "bakery", "new"),
+        (shop, "Eko", "+60123000005", "bakery", "new"),
+        (shop, "Fara", "+60123000006", "bakery", "new"),
+        (cafe, "Eko at the cafe", "+60123000005", "bakery", "new"),
+        (cafe, "Fara at the cafe", "+60123000006", "bakery", "new"),
+        (cafe, "Gita", "+60123000007", "bakery", "new"),
+        (cafe, "Hana", "+60123000008", "bakery", "lost"),
+        (cafe, "Ivan", "+60123000009", "florist", "new"),
+    ] {
+        add_lead(
+            &ana,
+            device,
+            json!({"name": name, "phone": phone, "niche": niche, "status": status}),
+        )
+        .await;
+    }
+    let fields = json!({"title": "Pooled", "niche": "bakery", "message": "Hi {name}",
+                        "send_at": "2025-01-01T00:00:00Z", "device_ids": [shop, cafe, deli],
+                        "distribution": "pool", "per_device_cap": 2});
+    for (cap, needle) in [
+        (json!(0), "per_device_cap: 0 is not between 1"),
+        (json!(-3), "not between"),
+    ] {
+        let mut bad = fields.clone();
+        bad["per_device_cap"] = cap;
+        expect_error(
+            ana.post("/api/campaigns", bad).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            needle,
+        )
+        .await;
+    }
+    let campaign = plan(&ana, fields).await;
+    assert_eq!(
+        (
+            campaign["distribution"].as_str(),
+            campaign["per_device_cap"].as_i64(),
+            campaign["left_out"].as_i64()
+        ),
+        (Some("pool"), Some(2), None),
+        "{campaign}"
+    );
+    let id = campaign["id"].as_i64().unwrap();
+    let round = app.db.dispatch_campaigns(Timestamp::now()).await.unwrap();
+    assert_eq!((round.listed, round.queued), (6, 6), "{round:?}");
+
+    // Dealt in the leads' order, in turn, two to each device: 7 is beyond 3 devices x 2.
+    let listed = body(ana.get(&format!("/api/campaigns/{id}/recipients")).await).await["results"].clone();
+    let dealt: Vec<(i64, &str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["device_id"].as_i64().unwrap(),
+                r["phone"].as_str().unwrap(),
+                r["text"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        dealt,
+        [
+            (shop, "+60123000001", "Hi Aida"),
+            (cafe, "+60123000002", "Hi Badr"),
+            (deli, "+60123000003", "Hi Chen"),
+            (shop, "+60123000004", "Hi Dina"),
+            (cafe, "+60123000005", "Hi Eko"),
+            (deli, "+60123000006", "Hi Fara"),
+        ],
+        "each number once, named from its first lead, whichever device sends it"
+    );
+    let campaign = body(ana.get(&format!("/api/campaigns/{id}")).await).await["results"].clone();
+    assert_eq!(campaign["left_out"], 1, "{campaign}");
+    let report = body(ana.get(&format!("/api/campaigns/{id}/report")).await).await["results"].clone();
+    let per_device: Vec<i64> = report["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["counts"]["total"].as_i64().unwrap())
+        .collect();
+    assert_eq!(per_device, [2, 2, 2], "{report}");
+
+    // Without a cap every number of the pool is dealt; switching back to each device's own leads
+    // drops the cap.
+    let draft = plan(
+        &ana,
+        json!({"title": "Uncapped", "niche": "bakery", "message": "Hi", "send_at": "2031-01-01T00:00:00Z",
+               "device_ids": [shop, cafe], "distribution": "pool", "status": "draft"}),
+    )
+    .await;
+    let draft_id = draft["id"].as_i64().unwrap();
+    let changed = body(
+        ana.put(
+            &format!("/api/campaigns/{draft_id}"),
+            json!({"distribution": "pool", "per_device_cap": 3}),
+        )
+        .await,
+    )
+    .await["results"]
+        .clone();
+    assert_eq!(changed["per_device_cap"], 3, "{changed}");
+    let changed = body(
+        ana.put(
+            &format!("/api/campaigns/{draft_id}"),
+            json!({"distribution": "per_device"}),
+        )
+        .await,
+    )
+    .await["results"]
+        .clone();
+    assert_eq!(
+        (changed["distribution"].as_str(), changed["per_device_cap"].is_null()),
+        (Some("per_device"), true),
+        "{changed}"
+    );
+    expect_error(
+        ana.put(&format!("/api/campaigns/{draft_id}"), json!({"per_device_cap": 3}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "per_device_cap: only with distribution `pool`",
+    )
+    .await;
+}
+
+wafleet_core::testing::on_both_backends!(given crate::helpers::spawn_app => planning_editing_and_the_calendar, bad_campaigns_are_refused_and_change_nothing, dispatch_lists_each_recipient_once_and_the_report_follows_sends, a_pool_deals_each_number_once_over_the_devices_up_to_the_cap);

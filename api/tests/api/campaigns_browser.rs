@@ -76,6 +76,44 @@ async fn plan_a_campaign_on_the_calendar_and_follow_it(app: TestApp) {
 
     click(&browser, "#pause").await;
     wait_for_text(&browser, "#campaign-status", "paused").await;
+    click(&browser, "#close").await;
+
+    // A pooled campaign with a limit of one per device: the limit shows only for a pool, and the
+    // number the limit left out is reported.
+    let next_day = format!(".day[data-date='{}-01-16']", Timestamp::now().to_datetime().year());
+    click(&browser, &next_day).await;
+    let cap = browser.find(Locator::Css("#cap-field")).await.unwrap();
+    assert!(
+        !cap.is_displayed().await.unwrap(),
+        "no limit for each device's own leads"
+    );
+    fill(&browser, "#campaign-form input[name=title]", "Pooled").await;
+    fill(&browser, "#campaign-form input[name=niche]", "bakery").await;
+    fill(&browser, "#campaign-form textarea[name=message]", "Fresh rolls!").await;
+    click(
+        &browser,
+        &format!("#campaign-form input[name=device][value='{device}']"),
+    )
+    .await;
+    click(&browser, "#campaign-form input[name=distribution][value=pool]").await;
+    assert!(cap.is_displayed().await.unwrap(), "a pool has a limit per device");
+    fill(&browser, "#campaign-form input[name=per_device_cap]", "1").await;
+    screenshot(&browser, "campaigns-pool").await;
+    click(&browser, "#save").await;
+    wait_for_text(&browser, &format!("{next_day} .chip"), "bakery").await;
+    let done = app.db.dispatch_campaigns(Timestamp::now()).await.unwrap();
+    assert_eq!((done.started, done.listed), (1, 1), "{done:?}");
+    browser.refresh().await.unwrap();
+    click(&browser, &format!("{next_day} .chip")).await;
+    wait_for_text_matching(&browser, "#report-left-out", 10, |t| {
+        t.contains("1 number of the pool was left out")
+    })
+    .await;
+    let chosen = browser
+        .find(Locator::Css("#campaign-form input[name=distribution][value=pool]"))
+        .await
+        .unwrap();
+    assert_eq!(chosen.prop("checked").await.unwrap().as_deref(), Some("true"));
     browser.close().await.unwrap();
 }
 

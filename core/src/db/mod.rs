@@ -56,7 +56,7 @@ pub use broadcasts::{Broadcast, NewBroadcast, broadcast_send_key};
 pub use campaigns::send_key;
 pub use campaigns::{
     CalendarDay, CalendarEntry, Campaign, CampaignChanges, CampaignRecipient, CampaignReport, CampaignStatus,
-    DeviceReport, Dispatched, NewCampaign, RECIPIENTS_PAGE_MAX, StatusCounts,
+    DeviceReport, Dispatched, Distribution, NewCampaign, RECIPIENTS_PAGE_MAX, StatusCounts,
 };
 pub use chat_offsets::{ChatFilter, ChatSummary, MessageFilter};
 pub use chat_views::{ChatCursor, ChatMessage, DeviceActivity, MessageCursor};

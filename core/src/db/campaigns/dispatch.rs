@@ -17,6 +17,7 @@ use crate::{Db, Error, Result};
 use super::super::on_db;
 use super::super::outbound::NewSend;
 use super::super::webhooks::account_deliveries_in;
+use super::model::Distribution;
 use super::report::recipient_status;
 use crate::db::BeginWrite;
 use crate::webhooks::{self, EventKind};
@@ -49,6 +50,42 @@ pub fn send_key(campaign: CampaignId, lead: i64, attempt: i64) -> String {
         format!("campaign:{campaign}:{lead}:{attempt}")
     }
 }
+
+/// The leads a campaign `$1` may reach: its niche on its devices that are still its owner's,
+/// except those marked lost (`FROM …` to the end of the query's joins, aliasing them `l`).
+macro_rules! pool_leads {
+    () => {
+        "FROM campaigns c JOIN campaign_devices cd ON cd.campaign_id = c.id \
+         JOIN devices v ON v.id = cd.device_id AND v.user_id = c.user_id \
+         JOIN leads l ON l.device_id = cd.device_id AND l.niche = c.niche AND l.status <> 'lost' \
+         WHERE c.id = $1"
+    };
+}
+
+/// Each device's own leads, in the leads' order.
+const LIST_PER_DEVICE: &str = concat!(
+    "INSERT INTO campaign_recipients (campaign_id, device_id, lead_id, phone, created_at) \
+     SELECT c.id, cd.device_id, l.id, l.phone, $2 ",
+    pool_leads!(),
+    " ORDER BY l.id"
+);
+
+/// One pool: each number once (its first lead), numbered in the leads' order and dealt to the
+/// devices in id order (number `k` to device `k mod n`), while `k` is under `n × per_device_cap`.
+const LIST_POOL: &str = concat!(
+    "INSERT INTO campaign_recipients (campaign_id, device_id, lead_id, phone, created_at) \
+     SELECT $1, d.device_id, p.lead_id, p.phone, $2 FROM \
+     (SELECT u.lead_id, u.phone, ROW_NUMBER() OVER (ORDER BY u.lead_id) - 1 AS k FROM \
+      (SELECT MIN(l.id) AS lead_id, l.phone ",
+    pool_leads!(),
+    " GROUP BY l.phone) u) p \
+     JOIN (SELECT cd.device_id, ROW_NUMBER() OVER (ORDER BY cd.device_id) - 1 AS slot, COUNT(*) OVER () AS n \
+           FROM campaigns c JOIN campaign_devices cd ON cd.campaign_id = c.id \
+           JOIN devices v ON v.id = cd.device_id AND v.user_id = c.user_id WHERE c.id = $1) d ON d.slot = p.k % d.n \
+     JOIN campaigns c ON c.id = $1 \
+     WHERE c.per_device_cap IS NULL OR p.k < d.n * c.per_device_cap \
+     ORDER BY p.k"
+);
 
 impl Db {
     /// One round of dispatch at `now`; see the module's documentation.
@@ -107,7 +144,10 @@ impl Db {
     }
 
     /// Lists a campaign's recipients: the leads of its niche on each target device (still the
-    /// owner's), except those marked lost, in the leads' order. Returns how many were listed.
+    /// owner's), except those marked lost, in the leads' order. A pooled campaign takes them from
+    /// all its devices at once, each number once (its first lead), and deals them round-robin over
+    /// the devices in id order, at most `per_device_cap` to each; how many the cap left out is
+    /// stored on the campaign. Returns how many were listed.
     ///
     /// The campaign is marked listed first, in the same transaction: a second dispatcher waits
     /// there for the first to commit, then finds it listed and lists nothing (a crash before the
@@ -116,27 +156,32 @@ impl Db {
     async fn list_recipients(&self, campaign: CampaignId, now: Timestamp) -> Result<u64> {
         on_db!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let claimed = sqlx::query("UPDATE campaigns SET expanded_at = $2 WHERE id = $1 AND expanded_at IS NULL")
+            let claimed: Option<Distribution> = sqlx::query_scalar(
+                "UPDATE campaigns SET expanded_at = $2 WHERE id = $1 AND expanded_at IS NULL RETURNING distribution")
                 .bind(campaign)
                 .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if claimed == 0 {
-                return Ok(0);
+                .fetch_optional(&mut *tx)
+                .await?;
+            let listed = match claimed {
+                None => return Ok(0),
+                Some(Distribution::PerDevice) => sqlx::query(LIST_PER_DEVICE),
+                Some(Distribution::Pool) => sqlx::query(LIST_POOL),
             }
-            let listed = sqlx::query(
-                "INSERT INTO campaign_recipients (campaign_id, device_id, lead_id, phone, created_at) \
-                 SELECT c.id, d.device_id, l.id, l.phone, $2 FROM campaigns c \
-                 JOIN campaign_devices d ON d.campaign_id = c.id \
-                 JOIN devices v ON v.id = d.device_id AND v.user_id = c.user_id \
-                 JOIN leads l ON l.device_id = d.device_id AND l.niche = c.niche AND l.status <> 'lost' \
-                 WHERE c.id = $1 ORDER BY l.id")
-                .bind(campaign)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            .bind(campaign)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if claimed == Some(Distribution::Pool) {
+                sqlx::query(concat!(
+                    "UPDATE campaigns SET left_out = (SELECT COUNT(DISTINCT l.phone) ",
+                    pool_leads!(),
+                    ") - $2 WHERE id = $1"))
+                    .bind(campaign)
+                    .bind(listed as i64)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
             Ok::<_, Error>(listed)
         })
@@ -192,7 +237,8 @@ impl Db {
             // with an empty name.
             let next: Vec<Pending> = on_db!(self, pool => sqlx::query_as(
                 "SELECT r.id, r.lead_id, r.phone, r.attempt, l.name, l.niche FROM campaign_recipients r \
-                 LEFT JOIN leads l ON l.id = r.lead_id AND l.device_id = r.device_id \
+                 LEFT JOIN leads l ON l.id = r.lead_id AND l.device_id IN \
+                 (SELECT device_id FROM campaign_devices WHERE campaign_id = $1) \
                  WHERE r.campaign_id = $1 AND r.device_id = $2 \
                  AND r.outbound_id IS NULL AND r.status = 'queued' ORDER BY r.id LIMIT $3")
                 .bind(campaign)

@@ -10,7 +10,7 @@ mod report;
 
 pub use dispatch::Dispatched;
 pub use dispatch::send_key;
-pub use model::{Campaign, CampaignChanges, CampaignStatus, NewCampaign};
+pub use model::{Campaign, CampaignChanges, CampaignStatus, Distribution, NewCampaign};
 pub use recipients::{CampaignRecipient, RECIPIENTS_PAGE_MAX};
 pub use report::{CalendarDay, CalendarEntry, CampaignReport, DeviceReport, StatusCounts};
 
@@ -23,7 +23,8 @@ use crate::db::BeginWrite;
 /// The columns of [`Campaign`], as a literal so queries stay `&'static str`.
 macro_rules! campaign_columns {
     () => {
-        "id, title, niche, message, image IS NOT NULL AS has_image, send_at, time_zone, status, created_at, updated_at"
+        "id, title, niche, message, image IS NOT NULL AS has_image, send_at, time_zone, status, created_at, updated_at, \
+         distribution, per_device_cap, left_out"
     };
 }
 
@@ -64,7 +65,8 @@ impl Db {
             let mut tx = pool.begin_write().await?;
             let id: CampaignId = sqlx::query_scalar(
                 "INSERT INTO campaigns (user_id, title, niche, message, image, send_at, time_zone, status, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id")
+                 created_at, updated_at, distribution, per_device_cap) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11) RETURNING id")
                 .bind(user)
                 .bind(&new.title)
                 .bind(&new.niche)
@@ -74,6 +76,8 @@ impl Db {
                 .bind(&new.time_zone)
                 .bind(new.status.as_str())
                 .bind(now)
+                .bind(new.distribution)
+                .bind(new.per_device_cap)
                 .fetch_one(&mut *tx)
                 .await?;
             set_devices!(tx, user, id, &new.devices);
@@ -159,7 +163,9 @@ impl Db {
             let done = sqlx::query(
                 "UPDATE campaigns SET title = COALESCE($3, title), niche = COALESCE($4, niche), \
                  message = COALESCE($5, message), image = CASE WHEN $6 THEN $7 ELSE image END, \
-                 send_at = COALESCE($8, send_at), time_zone = COALESCE($9, time_zone), status = $10, updated_at = $11 \
+                 send_at = COALESCE($8, send_at), time_zone = COALESCE($9, time_zone), status = $10, updated_at = $11, \
+                 distribution = COALESCE($13, distribution), \
+                 per_device_cap = CASE WHEN $13 IS NULL THEN per_device_cap ELSE $14 END \
                  WHERE id = $1 AND user_id = $2 AND status = $12")
                 .bind(id)
                 .bind(user)
@@ -173,6 +179,8 @@ impl Db {
                 .bind(next.as_str())
                 .bind(now)
                 .bind(current.as_str())
+                .bind(changes.distribution.map(|(d, _)| d))
+                .bind(changes.distribution.and_then(|(_, cap)| cap))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();

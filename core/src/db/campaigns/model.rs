@@ -22,6 +22,19 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// Which leads a campaign's devices send to.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+    pub enum Distribution ("distribution") {
+        /// Each device to its own leads of the niche.
+        #[default]
+        PerDevice = "per_device",
+        /// One pool: the leads of the niche on all the campaign's devices, each number once,
+        /// dealt round-robin over the devices (at most `per_device_cap` to each).
+        Pool = "pool",
+    }
+}
+
 impl CampaignStatus {
     /// Whether its content (text, image, devices, time) may still change: not once sending began.
     pub fn editable(self) -> bool {
@@ -78,6 +91,13 @@ pub struct Campaign {
     pub created_at: Timestamp,
     /// Last change.
     pub updated_at: Timestamp,
+    /// Whether each device sends to its own leads or all draw from one pool.
+    pub distribution: Distribution,
+    /// With a pool, at most this many recipients per device (`null`: no cap).
+    pub per_device_cap: Option<i64>,
+    /// With a pool and a cap, the numbers the cap left without a device, counted when the
+    /// campaign started (`null` before it starts).
+    pub left_out: Option<i64>,
     /// The devices it goes out from.
     #[sqlx(skip)]
     pub device_ids: Vec<DeviceId>,
@@ -102,6 +122,10 @@ pub struct NewCampaign {
     pub status: CampaignStatus,
     /// Target devices (owned by the creator; checked by the caller and again by the insert).
     pub devices: Vec<DeviceId>,
+    /// Own leads per device, or one pool.
+    pub distribution: Distribution,
+    /// With a pool, at most this many recipients per device.
+    pub per_device_cap: Option<i64>,
 }
 
 /// Changes to a campaign; `None` keeps a field.
@@ -121,6 +145,8 @@ pub struct CampaignChanges {
     pub time_zone: Option<String>,
     /// New target devices.
     pub devices: Option<Vec<DeviceId>>,
+    /// A new distribution with its cap (set together: `(Pool, None)` is a pool without a cap).
+    pub distribution: Option<(Distribution, Option<i64>)>,
     /// Requested status.
     pub status: Option<CampaignStatus>,
 }
@@ -135,6 +161,7 @@ impl CampaignChanges {
             || self.send_at.is_some()
             || self.time_zone.is_some()
             || self.devices.is_some()
+            || self.distribution.is_some()
     }
 }
 
