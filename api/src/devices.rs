@@ -15,7 +15,7 @@ use crate::AppState;
 use crate::envelope::{Envelope, cache_key, cached_ok, created, ok};
 use crate::error::{ApiError, ApiResult, OrNotFound};
 use crate::extract::{Json, Path};
-use crate::session::CurrentUser;
+use crate::session::{CurrentCaller, CurrentUser};
 
 /// Longest device name accepted.
 const MAX_NAME_LEN: usize = 64;
@@ -128,8 +128,13 @@ fn parse_phone(state: &AppState, phone: &str) -> ApiResult<Option<PhoneNumber>> 
 
 /// List your devices.
 #[utoipa::path(get, path = "/api/devices", tag = "devices", responses((status = 200, body = Envelope<Vec<Device>>)))]
-async fn list_devices(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> ApiResult<impl IntoResponse> {
-    Ok(ok("devices", state.db.list_devices(user.id).await?))
+async fn list_devices(
+    State(state): State<AppState>,
+    CurrentCaller(caller): CurrentCaller,
+) -> ApiResult<impl IntoResponse> {
+    let mut devices = state.db.list_devices(caller.user.id).await?;
+    devices.retain(|device| caller.reaches(device.id));
+    Ok(ok("devices", devices))
 }
 
 /// Add a device (status `offline` until it is linked).

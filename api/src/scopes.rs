@@ -1,9 +1,15 @@
 //! Which scope an API token needs for a REST route: reading needs `read`, sending needs `send`,
 //! every other change needs `manage`. Browser sessions are not limited by scopes.
+//!
+//! A token limited to some devices is also held to their routes: `/api/devices/{id}/…` of one of
+//! them, the device list (which shows only them), a send's status (of theirs only) and `/api/me`.
+//! Everything else spans the account (leads, campaigns, analytics, tokens, webhooks) or names its
+//! device in ways a path does not show (the compatible API) and is refused, so a route added
+//! later is closed to such tokens until it is opened here on purpose.
 
 use axum::http::Method;
-use wafleet_core::db::Caller;
-use wafleet_core::types::Scope;
+use wafleet_core::db::{Caller, TokenGrant};
+use wafleet_core::types::{DeviceId, Scope};
 
 use crate::error::ApiError;
 
@@ -49,17 +55,50 @@ pub(crate) fn allow(caller: &Caller, method: &Method, path: &str) -> Result<(), 
         return Ok(());
     };
     let needed = required(method, path);
-    if token.scopes.has(needed) {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(format!(
+    if !token.scopes.has(needed) {
+        return Err(ApiError::Forbidden(format!(
             "the API token `{}` lacks the `{}` scope this request needs (it has: {}); \
              create a token with that scope on the dashboard",
             token.name,
             needed.as_str(),
             scope_list(token.scopes)
-        )))
+        )));
     }
+    allow_devices(token, method, path)
+}
+
+/// Refuses a device-limited token whatever is not one of its devices' routes (see the module's
+/// documentation); the device list and a send's status filter by the limit themselves.
+fn allow_devices(token: &TokenGrant, method: &Method, path: &str) -> Result<(), ApiError> {
+    let Some(devices) = token.devices.devices() else {
+        return Ok(());
+    };
+    let path = path.trim_end_matches('/');
+    let reads = matches!(*method, Method::GET | Method::HEAD);
+    let device = path
+        .strip_prefix("/api/devices/")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|id| id.parse().ok())
+        .map(DeviceId);
+    let allowed = match device {
+        Some(device) => token.devices.allows(device),
+        None => (reads && (path == "/api/devices" || path.starts_with("/api/messages/"))) || path == "/api/me",
+    };
+    if allowed {
+        return Ok(());
+    }
+    let list = devices.iter().map(|d| d.0.to_string()).collect::<Vec<_>>().join(", ");
+    Err(ApiError::Forbidden(match device {
+        Some(device) => format!(
+            "the API token `{}` is limited to devices {list}, not device {device}",
+            token.name
+        ),
+        None => format!(
+            "the API token `{}` is limited to devices {list}: it may use their routes \
+             (`/api/devices/{{id}}/…`) only; this route needs a token for every device",
+            token.name
+        ),
+    }))
 }
 
 /// `read, send` or `none`, for messages.

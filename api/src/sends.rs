@@ -17,7 +17,7 @@ use crate::AppState;
 use crate::envelope::{Envelope, ok};
 use crate::error::{ApiError, ApiResult, OrNotFound};
 use crate::extract::{Json, Path};
-use crate::session::CurrentUser;
+use crate::session::{CurrentCaller, CurrentUser};
 
 /// Longest text WhatsApp carries in one message.
 const MAX_TEXT_CHARS: usize = 65_536;
@@ -98,10 +98,18 @@ fn envelope_of(message: OutboundMessage) -> Envelope<OutboundMessage> {
     responses((status = 200, body = Envelope<OutboundMessage>), (status = 404, description = "No such send of yours")))]
 async fn send_status(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    CurrentCaller(caller): CurrentCaller,
     Path(id): Path<i64>,
 ) -> ApiResult<impl IntoResponse> {
-    let mut message = state.db.outbound_message(user.id, id).await.or_not_found("message")?;
+    let mut message = state
+        .db
+        .outbound_message(caller.user.id, id)
+        .await
+        .or_not_found("message")?;
+    // A token limited to other devices does not see this device's sends.
+    if !caller.reaches(message.device_id) {
+        return Err(ApiError::NotFound("message"));
+    }
     state.db.explain_waiting(&mut message, Timestamp::now()).await?;
     Ok(ok(format!("message {}", message.status.as_str()), message))
 }

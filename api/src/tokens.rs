@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 use wafleet_core::auth;
 use wafleet_core::cache::Topic;
 use wafleet_core::db::ApiToken;
-use wafleet_core::types::{ApiTokenId, Scopes};
+use wafleet_core::types::{ApiTokenId, DeviceId, DeviceLimit, Scopes};
 
 use crate::AppState;
 use crate::envelope::{Envelope, created, ok};
@@ -36,6 +36,11 @@ pub struct NewToken {
     /// (change devices, leads, campaigns, webhooks, tokens). Default: all three.
     #[schema(example = json!(["read", "send"]))]
     pub scopes: Option<Scopes>,
+    /// Limit it to these devices of yours: it may then use only their routes
+    /// (`/api/devices/{id}/…`), sees only them in `GET /api/devices`, and cannot use MCP, the
+    /// compatible API or account-wide routes. Default: every device.
+    #[schema(example = json!([3, 5]))]
+    pub device_ids: Option<Vec<DeviceId>>,
 }
 
 /// A token just made: the only time its secret is shown.
@@ -59,7 +64,8 @@ async fn list_tokens(State(state): State<AppState>, CurrentUser(user): CurrentUs
 #[utoipa::path(post, path = "/api/tokens", tag = "tokens", request_body = NewToken,
     responses((status = 201, body = Envelope<CreatedToken>),
               (status = 403, description = "A token asked for a scope it does not have itself"),
-              (status = 409, description = "Name in use"), (status = 422, description = "Invalid name or no scope")))]
+              (status = 404, description = "A device in `device_ids` is not yours"),
+              (status = 409, description = "Name in use"), (status = 422, description = "Invalid name, no scope or no device")))]
 async fn create_token(
     State(state): State<AppState>,
     CurrentCaller(caller): CurrentCaller,
@@ -86,11 +92,32 @@ async fn create_token(
             crate::scopes::scope_list(grant.scopes)
         )));
     }
+    let devices = match &body.device_ids {
+        None => DeviceLimit::default(),
+        Some(ids) if ids.is_empty() => {
+            return Err(ApiError::Invalid(
+                "device_ids: name at least one device, or leave it out for every device".into(),
+            ));
+        }
+        Some(ids) => {
+            for id in ids {
+                state.db.device(user.id, *id).await.or_not_found("device")?;
+            }
+            DeviceLimit::only(ids)
+        }
+    };
+    if let Some(grant) = &caller.token
+        && !devices.within(&grant.devices)
+    {
+        return Err(ApiError::Forbidden(
+            "device_ids: this token is limited to some devices and cannot make a token for others".into(),
+        ));
+    }
     let token = format!("{}{}", auth::API_TOKEN_PREFIX, auth::random_secret());
     let hint = token[token.len() - 4..].to_owned();
     let info = state
         .db
-        .create_scoped_api_token(user.id, name, &auth::digest(&token), &hint, scopes)
+        .create_scoped_api_token(user.id, name, &auth::digest(&token), &hint, scopes, &devices)
         .await?;
     tracing::info!(user = %user.id, token = %info.id, "API token created");
     Ok(created(

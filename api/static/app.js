@@ -345,11 +345,15 @@ document.getElementById("add-device").addEventListener("submit", async (event) =
 // ---- API tokens -------------------------------------------------------------------------------
 
 const tokenRows = document.querySelector("#tokens tbody");
+const tokenDevices = document.getElementById("token-devices");
+/** Device names by id, for the tokens' Devices column. */
+let deviceNames = new Map();
 
 function renderToken(token) {
   const row = document.createElement("tr");
   const scopes = (token.scopes || []).join(", ");
-  for (const text of [token.name, `…${token.hint}`, scopes, when(token.created_at), when(token.last_used_at)]) {
+  const devices = token.device_ids ? token.device_ids.map((id) => deviceNames.get(id) || `#${id} (deleted)`).join(", ") : "all";
+  for (const text of [token.name, `…${token.hint}`, scopes, devices, when(token.created_at), when(token.last_used_at)]) {
     const cell = document.createElement("td");
     cell.textContent = text;
     row.append(cell);
@@ -372,7 +376,15 @@ function renderToken(token) {
 }
 
 async function loadTokens() {
-  const tokens = await api("GET", "/api/tokens");
+  const [tokens, devices] = await Promise.all([api("GET", "/api/tokens"), api("GET", "/api/devices")]);
+  deviceNames = new Map(devices.map((d) => [d.id, d.name]));
+  for (const old of tokenDevices.querySelectorAll("label")) old.remove();
+  for (const d of devices) {
+    const box = Object.assign(document.createElement("input"), { type: "checkbox", name: "token-device", value: d.id });
+    const label = document.createElement("label");
+    label.append(box, ` ${d.name}`);
+    tokenDevices.insertBefore(label, tokenDevices.querySelector(".hint"));
+  }
   tokenRows.replaceChildren(...tokens.map(renderToken));
   document.getElementById("no-tokens").hidden = tokens.length > 0;
 }
@@ -382,7 +394,10 @@ document.getElementById("add-token").addEventListener("submit", async (event) =>
   const form = event.target;
   try {
     const scopes = [...form.querySelectorAll('input[name="scope"]:checked')].map((box) => box.value);
-    const created = await api("POST", "/api/tokens", { name: form.elements.name.value, scopes });
+    const body = { name: form.elements.name.value, scopes };
+    const chosen = [...form.querySelectorAll('input[name="token-device"]:checked')].map((box) => Number(box.value));
+    if (chosen.length) body.device_ids = chosen;
+    const created = await api("POST", "/api/tokens", body);
     document.getElementById("new-token-value").textContent = created.token;
     document.getElementById("new-token").hidden = false;
     tokenRows.prepend(renderToken(created));

@@ -25,6 +25,13 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut request: Req
         ));
     };
     match token_caller(&state, &token).await {
+        Ok(caller) if caller.token.as_ref().is_some_and(|t| t.devices.devices().is_some()) => {
+            refuse(ApiError::Forbidden(
+                "MCP needs a token for every device: its tools reach across the account; \
+                 a token limited to some devices works on their REST routes (`/api/devices/{id}/…`)"
+                    .into(),
+            ))
+        }
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await

@@ -1,7 +1,8 @@
 //! Per-user API tokens for the REST API and MCP. Only a digest is stored; the token is shown
-//! once. Each token carries scopes (read, send, manage) that bound what it may do.
+//! once. Each token carries scopes (read, send, manage) that bound what it may do, and may be
+//! limited to some of its owner's devices.
 
-use crate::types::{ApiTokenId, Scopes, Timestamp, UserId};
+use crate::types::{ApiTokenId, DeviceId, DeviceLimit, Scopes, Timestamp, UserId};
 use crate::{Db, Error, Result};
 
 use super::{User, on_db};
@@ -22,6 +23,10 @@ pub struct ApiToken {
     /// What it may do.
     #[sqlx(try_from = "String")]
     pub scopes: Scopes,
+    /// The devices it may act on (`null`: every device of its owner).
+    #[sqlx(rename = "devices", try_from = "String")]
+    #[schema(value_type = Option<Vec<i64>>)]
+    pub device_ids: DeviceLimit,
 }
 
 /// Who is calling: the account, and the API token it called with (none for a browser session).
@@ -42,6 +47,15 @@ pub struct TokenGrant {
     pub name: String,
     /// What it may do.
     pub scopes: Scopes,
+    /// The devices it may act on.
+    pub devices: DeviceLimit,
+}
+
+impl Caller {
+    /// Whether the call may see or act on `device` (always, but for a token limited to others).
+    pub fn reaches(&self, device: DeviceId) -> bool {
+        self.token.as_ref().is_none_or(|token| token.devices.allows(device))
+    }
 }
 
 /// `last_used_at` is written at most this often per token, to keep reads from turning into writes.
@@ -51,11 +65,12 @@ impl Db {
     /// Stores a new token for `user` with every scope.
     #[tracing::instrument(skip(self, token_hash))]
     pub async fn create_api_token(&self, user: UserId, name: &str, token_hash: &str, hint: &str) -> Result<ApiToken> {
-        self.create_scoped_api_token(user, name, token_hash, hint, Scopes::all())
+        self.create_scoped_api_token(user, name, token_hash, hint, Scopes::all(), &DeviceLimit::default())
             .await
     }
 
-    /// Stores a new token for `user` that may do what `scopes` allow.
+    /// Stores a new token for `user` that may do what `scopes` allow on the devices `devices`
+    /// names (the caller checks that they are the user's).
     #[tracing::instrument(skip(self, token_hash))]
     pub async fn create_scoped_api_token(
         &self,
@@ -64,16 +79,18 @@ impl Db {
         token_hash: &str,
         hint: &str,
         scopes: Scopes,
+        devices: &DeviceLimit,
     ) -> Result<ApiToken> {
         on_db!(self, pool => sqlx::query_as::<_, ApiToken>(
-            "INSERT INTO api_tokens (user_id, name, token_hash, hint, created_at, scopes) VALUES ($1, $2, $3, $4, $5, $6) \
-             RETURNING id, name, hint, created_at, last_used_at, scopes")
+            "INSERT INTO api_tokens (user_id, name, token_hash, hint, created_at, scopes, devices) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, name, hint, created_at, last_used_at, scopes, devices")
             .bind(user)
             .bind(name)
             .bind(token_hash)
             .bind(hint)
             .bind(Timestamp::now())
             .bind(scopes.to_string())
+            .bind(devices.to_string())
             .fetch_one(pool)
             .await)
         .map_err(|e| Error::on_unique_violation(e, "a token with this name already exists"))
@@ -83,7 +100,7 @@ impl Db {
     #[tracing::instrument(skip(self))]
     pub async fn list_api_tokens(&self, user: UserId) -> Result<Vec<ApiToken>> {
         Ok(on_db!(self, pool => sqlx::query_as::<_, ApiToken>(
-            "SELECT id, name, hint, created_at, last_used_at, scopes FROM api_tokens \
+            "SELECT id, name, hint, created_at, last_used_at, scopes, devices FROM api_tokens \
              WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id DESC")
             .bind(user)
             .fetch_all(pool)
@@ -113,7 +130,7 @@ impl Db {
     /// The owner of a live token and what the token allows, recording its use.
     #[tracing::instrument(skip_all)]
     pub async fn api_token_caller(&self, token_hash: &str) -> Result<Option<Caller>> {
-        let sql = "SELECT t.id AS token_id, t.name AS token_name, t.scopes, \
+        let sql = "SELECT t.id AS token_id, t.name AS token_name, t.scopes, t.devices, \
                    u.id, u.email, u.password_hash, u.is_admin, u.must_change_password, u.disabled_at, u.created_at \
                    FROM api_tokens t JOIN users u ON u.id = t.user_id \
                    WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND u.disabled_at IS NULL";
@@ -123,6 +140,8 @@ impl Db {
             token_name: String,
             #[sqlx(try_from = "String")]
             scopes: Scopes,
+            #[sqlx(try_from = "String")]
+            devices: DeviceLimit,
             #[sqlx(flatten)]
             user: User,
         }
@@ -146,6 +165,7 @@ impl Db {
                 id: row.token_id,
                 name: row.token_name,
                 scopes: row.scopes,
+                devices: row.devices,
             }),
         }))
     }

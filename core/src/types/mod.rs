@@ -1,5 +1,6 @@
 //! Domain types, parsed once at the edge ("parse, don't validate").
 
+mod device_limit;
 mod email;
 mod ids;
 mod phone;
@@ -7,6 +8,7 @@ mod scopes;
 pub(crate) mod text_enum;
 mod time;
 
+pub use device_limit::DeviceLimit;
 pub use email::Email;
 pub use ids::{ApiTokenId, CampaignId, DeviceId, LeadId, SequenceId, TemplateId, UserId};
 pub use phone::{Country, PhoneError, PhoneNumber};
