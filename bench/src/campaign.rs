@@ -29,7 +29,15 @@ pub struct Options {
     /// Recipients of the campaign (leads of its niche), spread evenly over the devices.
     #[arg(long, default_value_t = 100_000)]
     pub recipients: u64,
-    /// Devices the campaign goes out from (one user's).
+    /// The devices and their pace.
+    #[command(flatten)]
+    pub pace: Pace,
+}
+
+/// The devices a paced scenario (campaign, sequences) sends from and the pace each is given.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Pace {
+    /// Devices it goes out from (one user's).
     #[arg(long, default_value_t = 20)]
     pub devices: usize,
     /// Each device's pace (`per_minute` of its pacing policy).
@@ -44,6 +52,42 @@ pub struct Options {
     pub send_secs: u64,
 }
 
+impl Pace {
+    /// The small run CI makes.
+    pub(crate) fn smoke() -> Pace {
+        Pace {
+            devices: 4,
+            per_minute: 120,
+            daily_cap: 8,
+            send_secs: 10,
+        }
+    }
+
+    /// The flags that repeat it.
+    pub(crate) fn flags(&self) -> String {
+        format!(
+            "--devices {} --per-minute {} --daily-cap {} --send-secs {}",
+            self.devices, self.per_minute, self.daily_cap, self.send_secs
+        )
+    }
+
+    /// The policy every device is given (see [`steady_policy`]).
+    pub(crate) fn policy(&self) -> Pacing {
+        steady_policy(self.per_minute, self.daily_cap)
+    }
+
+    /// Sends the first round records for `total` spread evenly: each device's two minutes of
+    /// pace, or all of its share.
+    pub(crate) fn first_round(&self, total: u64) -> i64 {
+        self.devices as i64 * (self.per_minute * 2).min(total as i64 / self.devices as i64)
+    }
+
+    /// Sends a second the pace allows over all the devices.
+    pub(crate) fn allowed(&self) -> f64 {
+        self.devices as f64 * self.per_minute as f64 / 60.0
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         <Options as clap::Parser>::parse_from(["campaign"])
@@ -54,23 +98,16 @@ impl Options {
     fn smoke() -> Options {
         Options {
             recipients: 2_000,
-            devices: 4,
-            per_minute: 120,
-            daily_cap: 8,
-            send_secs: 10,
+            pace: Pace::smoke(),
         }
     }
 
     fn command(&self) -> String {
         format!(
-            "wafleet-bench campaign --recipients {} --devices {} --per-minute {} --daily-cap {} --send-secs {}",
-            self.recipients, self.devices, self.per_minute, self.daily_cap, self.send_secs
+            "wafleet-bench campaign --recipients {} {}",
+            self.recipients,
+            self.pace.flags()
         )
-    }
-
-    /// The policy every device is given (see [`steady_policy`]).
-    fn policy(&self) -> Pacing {
-        steady_policy(self.per_minute, self.daily_cap)
     }
 }
 
@@ -116,17 +153,17 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
     };
     let cluster = Cluster::start(common, "campaign", topology, Link::Sim, &env).await?;
     let db = cluster.db();
-    let devices = fleet::provision(&cluster, o.devices).await?;
+    let devices = fleet::provision(&cluster, o.pace.devices).await?;
     let pool = fleet::postgres(db);
     let user: UserId = sqlx::query_scalar("SELECT user_id FROM devices LIMIT 1")
         .fetch_one(pool)
         .await?;
     let api = ApiClient::new(db, user, cluster.api_port(1)).await?;
     generate_leads(pool, o.recipients).await?;
-    let policy = o.policy();
+    let policy = o.pace.policy();
     set_pacing(&api, &devices, &policy).await?;
     fleet::want_sessions(db).await?;
-    fleet::wait_all_held(&cluster, o.devices, "", Duration::from_secs(120)).await?;
+    fleet::wait_all_held(&cluster, o.pace.devices, "", Duration::from_secs(120)).await?;
 
     let due = next_tick(Timestamp::now().millis());
     let campaign = create_campaign(&api, &devices, due).await?;
@@ -135,19 +172,19 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
         campaign,
         (due - Timestamp::now().millis()) as f64 / 1e3
     );
-    let first_round = o.devices as i64 * (o.per_minute * 2).min(o.recipients as i64 / o.devices as i64);
+    let first_round = o.pace.first_round(o.recipients);
     let (listed_after, queued_after) = wait_dispatched(pool, campaign, due, o.recipients as i64, first_round).await?;
     eprintln!("[bench] campaign: listed {listed_after:.2} s after due, first round recorded {queued_after:.2} s after");
 
-    tokio::time::sleep(Duration::from_secs(o.send_secs)).await;
+    tokio::time::sleep(Duration::from_secs(o.pace.send_secs)).await;
     wait_first_send(pool, Sends::Campaign(campaign), Duration::from_secs(90)).await?;
     let findings = check_sends(&cluster, &devices, Sends::Campaign(campaign), &policy).await?;
     cluster.stop_processes();
     let ceiling = ceiling(pool, campaign).await?;
 
-    let allowed = o.devices as f64 * o.per_minute as f64 / 60.0;
+    let allowed = o.pace.allowed();
     let command = o.command();
-    let what = format!("{} recipients, {} devices", thousands(o.recipients), o.devices);
+    let what = format!("{} recipients, {} devices", thousands(o.recipients), o.pace.devices);
     Ok(vec![
         Row::new(
             format!("campaign: due → every recipient listed ({what})"),
@@ -165,7 +202,7 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
         Row::new(
             format!(
                 "campaign: sends/s while paced ({} a minute per device, {} devices, 3 workers)",
-                o.per_minute, o.devices
+                o.pace.per_minute, o.pace.devices
             ),
             format!("{:.1} sends/s", findings.rate),
             format!("{allowed:.1} sends/s (what the pace allows)"),
@@ -180,7 +217,7 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
                 findings.max_per_minute,
                 findings.max_per_device
             ),
-            format!("≤ {} a minute, ≤ {} a day", o.per_minute, o.daily_cap),
+            format!("≤ {} a minute, ≤ {} a day", o.pace.per_minute, o.pace.daily_cap),
         )
         .command(&command),
         Row::new(
@@ -188,10 +225,10 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
             format!(
                 "{} of {} gaps, shortest {} ms",
                 thousands(findings.short_gaps as u64),
-                thousands(findings.sends.saturating_sub(o.devices) as u64),
+                thousands(findings.sends.saturating_sub(o.pace.devices) as u64),
                 findings.min_gap_ms
             ),
-            format!("0 gaps under {} ms", 60_000 / o.per_minute - check::TOLERANCE_MS),
+            format!("0 gaps under {} ms", 60_000 / o.pace.per_minute - check::TOLERANCE_MS),
         )
         .command(&command),
     ])

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use wafleet_core::types::{Timestamp, UserId};
 
-use crate::campaign::{self, NICHE, SIM_ENV, Sends};
+use crate::campaign::{self, NICHE, Pace, SIM_ENV, Sends};
 use crate::client::ApiClient;
 use crate::cluster::{Cluster, Link, Topology};
 use crate::report::{Row, thousands};
@@ -26,21 +26,12 @@ pub struct Options {
     /// Leads the sequence's rule enrols, spread evenly over the devices.
     #[arg(long, default_value_t = 100_000)]
     pub leads: u64,
-    /// Devices the sequence goes out from (one user's).
-    #[arg(long, default_value_t = 20)]
-    pub devices: usize,
     /// Steps of the sequence, a day apart.
     #[arg(long, default_value_t = 10)]
     pub steps: usize,
-    /// Each device's pace (`per_minute` of its pacing policy).
-    #[arg(long, default_value_t = 60)]
-    pub per_minute: i64,
-    /// Each device's daily cap; reached within the run, so that the cap is seen to hold.
-    #[arg(long, default_value_t = 75)]
-    pub daily_cap: i64,
-    /// Seconds the workers send for after the first round of step sends is recorded.
-    #[arg(long, default_value_t = 90)]
-    pub send_secs: u64,
+    /// The devices and their pace.
+    #[command(flatten)]
+    pub pace: Pace,
 }
 
 impl Default for Options {
@@ -53,25 +44,23 @@ impl Options {
     fn smoke() -> Options {
         Options {
             leads: 2_000,
-            devices: 4,
             steps: 10,
-            per_minute: 120,
-            daily_cap: 8,
-            send_secs: 10,
+            pace: Pace::smoke(),
         }
     }
 
     fn command(&self) -> String {
         format!(
-            "wafleet-bench sequences --leads {} --devices {} --steps {} --per-minute {} --daily-cap {} --send-secs {}",
-            self.leads, self.devices, self.steps, self.per_minute, self.daily_cap, self.send_secs
+            "wafleet-bench sequences --leads {} --steps {} {}",
+            self.leads,
+            self.steps,
+            self.pace.flags()
         )
     }
 
     /// Step sends the first round records: each device's two minutes of pace, or all its leads.
     fn first_round(&self) -> i64 {
-        let per_device = self.leads as i64 / self.devices as i64;
-        self.devices as i64 * (self.per_minute * 2).min(per_device)
+        self.pace.first_round(self.leads)
     }
 }
 
@@ -97,17 +86,17 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
     };
     let cluster = Cluster::start(common, "sequences", topology, Link::Sim, &env).await?;
     let db = cluster.db();
-    let devices = fleet::provision(&cluster, o.devices).await?;
+    let devices = fleet::provision(&cluster, o.pace.devices).await?;
     let pool = fleet::postgres(db);
     let user: UserId = sqlx::query_scalar("SELECT user_id FROM devices LIMIT 1")
         .fetch_one(pool)
         .await?;
     let api = ApiClient::new(db, user, cluster.api_port(1)).await?;
     campaign::generate_leads(pool, o.leads).await?;
-    let policy = campaign::steady_policy(o.per_minute, o.daily_cap);
+    let policy = o.pace.policy();
     campaign::set_pacing(&api, &devices, &policy).await?;
     fleet::want_sessions(db).await?;
-    fleet::wait_all_held(&cluster, o.devices, "", Duration::from_secs(120)).await?;
+    fleet::wait_all_held(&cluster, o.pace.devices, "", Duration::from_secs(120)).await?;
 
     let outbound_before = count(pool, "SELECT COUNT(*) FROM outbound_messages").await?;
     let created_at = Timestamp::now().millis();
@@ -153,16 +142,21 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
         enrolling.secs
     );
 
-    tokio::time::sleep(Duration::from_secs(o.send_secs)).await;
+    tokio::time::sleep(Duration::from_secs(o.pace.send_secs)).await;
     campaign::wait_first_send(pool, Sends::Sequence(sequence), Duration::from_secs(90)).await?;
     let later = later_round(pool, enrolling).await?;
     let findings = campaign::check_sends(&cluster, &devices, Sends::Sequence(sequence), &policy).await?;
     cluster.stop_processes();
     let ceiling = ceiling(pool, sequence).await?;
 
-    let allowed = o.devices as f64 * o.per_minute as f64 / 60.0;
+    let allowed = o.pace.allowed();
     let command = o.command();
-    let what = format!("{} leads, {} devices, {} steps", thousands(o.leads), o.devices, o.steps);
+    let what = format!(
+        "{} leads, {} devices, {} steps",
+        thousands(o.leads),
+        o.pace.devices,
+        o.steps
+    );
     let per_step = o.leads * o.steps as u64;
     let mut rows = vec![
         Row::new(
@@ -203,7 +197,7 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
         Row::new(
             format!(
                 "sequences: step sends/s while paced ({} a minute per device, {} devices, 3 workers)",
-                o.per_minute, o.devices
+                o.pace.per_minute, o.pace.devices
             ),
             format!("{:.1} sends/s", findings.rate),
             format!("{allowed:.1} sends/s (what the pace allows)"),
@@ -218,7 +212,7 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
                 findings.max_per_minute,
                 findings.max_per_device
             ),
-            format!("≤ {} a minute, ≤ {} a day", o.per_minute, o.daily_cap),
+            format!("≤ {} a minute, ≤ {} a day", o.pace.per_minute, o.pace.daily_cap),
         )
         .command(&command),
     ]);

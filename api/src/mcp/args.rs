@@ -186,6 +186,11 @@ pub(crate) struct CreateCampaignDraft {
     pub time_zone: Option<String>,
     /// The devices it goes out from (ids from list_devices).
     pub device_ids: Vec<i64>,
+    /// `per_device` (default): each device sends to its own leads of the niche. `pool`: the
+    /// niche's leads of all the chosen devices, each number once, dealt in turn over them.
+    pub distribution: Option<String>,
+    /// With `pool`, at most this many recipients per device (default: no limit).
+    pub per_device_cap: Option<i64>,
 }
 
 /// A range of days.

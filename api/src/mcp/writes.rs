@@ -163,8 +163,8 @@ pub(super) async fn create_campaign_draft(
         send_at: Some(args.send_at),
         time_zone: args.time_zone,
         device_ids: Some(devices.clone()),
-        distribution: None,
-        per_device_cap: None,
+        distribution: args.distribution,
+        per_device_cap: args.per_device_cap,
         status: Some("draft".into()),
     };
     crate::campaigns::ensure_owned(state, caller.user.id, &devices).await?;

@@ -230,7 +230,8 @@ async fn every_tool_answers_and_bad_input_is_explained(app: TestApp) {
         call(
             "create_campaign_draft",
             json!({"title": "March promo", "niche": "bakery", "message": "Hi!",
-            "send_at": "2030-03-14T09:00", "time_zone": "Asia/Kuala_Lumpur", "device_ids": [device]})
+            "send_at": "2030-03-14T09:00", "time_zone": "Asia/Kuala_Lumpur", "device_ids": [device],
+            "distribution": "pool", "per_device_cap": 50})
         ),
         call("list_campaigns", json!({"year": 2030})),
         call("get_analytics", json!({"start": "2030-01-01", "end": "2030-01-31"})),
@@ -256,6 +257,11 @@ async fn every_tool_answers_and_bad_input_is_explained(app: TestApp) {
     assert_eq!(results[8]["is_error"], true, "{}", results[8]);
     let draft = ok_json(&results[9]);
     assert_eq!(draft["status"], "draft", "campaigns are created as drafts only");
+    assert_eq!(
+        (draft["distribution"].as_str(), draft["per_device_cap"].as_i64()),
+        (Some("pool"), Some(50)),
+        "{draft}"
+    );
     assert_eq!(ok_json(&results[10])[0]["id"], draft["id"]);
     assert!(ok_json(&results[11])["totals"].is_object() || ok_json(&results[11]).is_object());
     assert_eq!(
