@@ -196,7 +196,9 @@ impl Fleet {
         reply(writes::update_lead(&self.state, &caller, args).await)
     }
 
-    /// Plan a campaign as a draft: nothing is sent until a person confirms it on the dashboard.
+    /// Plan a campaign as a draft (each device to its own leads, or one pool dealt over the
+    /// devices with an optional cap per device): nothing is sent until a person confirms it on
+    /// the dashboard.
     #[tool(annotations(read_only_hint = false, destructive_hint = false))]
     async fn create_campaign_draft(
         &self,
