@@ -397,7 +397,8 @@ impl<N: Network> StackOn<N> {
     }
 
     /// Waits up to the network's [`Network::PATIENCE`] until `probe` holds for `GET path`'s
-    /// results (the worker acts asynchronously).
+    /// results (the worker acts asynchronously, so until then the path may not exist yet: an
+    /// error answer is waited out like a probe that does not hold).
     pub async fn eventually(&self, path: &str, what: &str, probe: impl Fn(&Value) -> bool) -> Value {
         self.eventually_within(N::PATIENCE, path, what, probe).await
     }
@@ -412,7 +413,12 @@ impl<N: Network> StackOn<N> {
     ) -> Value {
         let mut last = Value::Null;
         let found = poll_for(limit, async || {
-            last = self.get(path).await;
+            let (status, body) = self.call(reqwest::Method::GET, path, None).await;
+            if status != StatusCode::OK {
+                last = body;
+                return None;
+            }
+            last = body["results"].clone();
             probe(&last).then(|| last.clone())
         })
         .await;
