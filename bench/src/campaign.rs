@@ -83,8 +83,37 @@ impl Pace {
     }
 
     /// Sends a second the pace allows over all the devices.
-    pub(crate) fn allowed(&self) -> f64 {
+    fn allowed(&self) -> f64 {
         self.devices as f64 * self.per_minute as f64 / 60.0
+    }
+
+    /// The rows of `scenario`'s paced sends (`sent` names them): their rate against what the pace
+    /// allows, and the violations found (none, or the check would have failed).
+    pub(crate) fn paced_rows(&self, scenario: &str, sent: &str, findings: &Findings, command: &str) -> [Row; 2] {
+        let allowed = self.allowed();
+        [
+            Row::new(
+                format!(
+                    "{scenario}: {sent}/s while paced ({} a minute per device, {} devices, 3 workers)",
+                    self.per_minute, self.devices
+                ),
+                format!("{:.1} sends/s", findings.rate),
+                format!("{allowed:.1} sends/s (what the pace allows)"),
+            )
+            .ratio(findings.rate / allowed)
+            .command(command),
+            Row::new(
+                format!("{scenario}: pacing violations (per-minute, daily cap, recipient twice)"),
+                format!(
+                    "0 in {} sends (at most {} in a minute, {} per device at most)",
+                    thousands(findings.sends as u64),
+                    findings.max_per_minute,
+                    findings.max_per_device
+                ),
+                format!("≤ {} a minute, ≤ {} a day", self.per_minute, self.daily_cap),
+            )
+            .command(command),
+        ]
     }
 }
 
@@ -182,10 +211,9 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
     cluster.stop_processes();
     let ceiling = ceiling(pool, campaign).await?;
 
-    let allowed = o.pace.allowed();
     let command = o.command();
     let what = format!("{} recipients, {} devices", thousands(o.recipients), o.pace.devices);
-    Ok(vec![
+    let mut rows = vec![
         Row::new(
             format!("campaign: due → every recipient listed ({what})"),
             format!("{listed_after:.2} s"),
@@ -199,39 +227,20 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
             "—",
         )
         .command(&command),
-        Row::new(
-            format!(
-                "campaign: sends/s while paced ({} a minute per device, {} devices, 3 workers)",
-                o.pace.per_minute, o.pace.devices
-            ),
-            format!("{:.1} sends/s", findings.rate),
-            format!("{allowed:.1} sends/s (what the pace allows)"),
-        )
-        .ratio(findings.rate / allowed)
-        .command(&command),
-        Row::new(
-            "campaign: pacing violations (per-minute, daily cap, recipient twice)",
-            format!(
-                "0 in {} sends (at most {} in a minute, {} per device at most)",
-                thousands(findings.sends as u64),
-                findings.max_per_minute,
-                findings.max_per_device
-            ),
-            format!("≤ {} a minute, ≤ {} a day", o.pace.per_minute, o.pace.daily_cap),
-        )
-        .command(&command),
-        Row::new(
-            "campaign: sends closer than the pace's interval (bunched)",
-            format!(
-                "{} of {} gaps, shortest {} ms",
-                thousands(findings.short_gaps as u64),
-                thousands(findings.sends.saturating_sub(o.pace.devices) as u64),
-                findings.min_gap_ms
-            ),
-            format!("0 gaps under {} ms", 60_000 / o.pace.per_minute - check::TOLERANCE_MS),
-        )
-        .command(&command),
-    ])
+    ];
+    rows.extend(o.pace.paced_rows("campaign", "sends", &findings, &command));
+    rows.extend([Row::new(
+        "campaign: sends closer than the pace's interval (bunched)",
+        format!(
+            "{} of {} gaps, shortest {} ms",
+            thousands(findings.short_gaps as u64),
+            thousands(findings.sends.saturating_sub(o.pace.devices) as u64),
+            findings.min_gap_ms
+        ),
+        format!("0 gaps under {} ms", 60_000 / o.pace.per_minute - check::TOLERANCE_MS),
+    )
+    .command(&command)]);
+    Ok(rows)
 }
 
 /// Gives every device `policy` through the API, and checks it was kept.

@@ -149,7 +149,6 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
     cluster.stop_processes();
     let ceiling = ceiling(pool, sequence).await?;
 
-    let allowed = o.pace.allowed();
     let command = o.command();
     let what = format!(
         "{} leads, {} devices, {} steps",
@@ -193,29 +192,7 @@ pub async fn run(common: &Common, options: &Options) -> anyhow::Result<Vec<Row>>
             .command(&command),
         );
     }
-    rows.extend([
-        Row::new(
-            format!(
-                "sequences: step sends/s while paced ({} a minute per device, {} devices, 3 workers)",
-                o.pace.per_minute, o.pace.devices
-            ),
-            format!("{:.1} sends/s", findings.rate),
-            format!("{allowed:.1} sends/s (what the pace allows)"),
-        )
-        .ratio(findings.rate / allowed)
-        .command(&command),
-        Row::new(
-            "sequences: pacing violations (per-minute, daily cap, recipient twice)",
-            format!(
-                "0 in {} sends (at most {} in a minute, {} per device at most)",
-                thousands(findings.sends as u64),
-                findings.max_per_minute,
-                findings.max_per_device
-            ),
-            format!("≤ {} a minute, ≤ {} a day", o.pace.per_minute, o.pace.daily_cap),
-        )
-        .command(&command),
-    ]);
+    rows.extend(o.pace.paced_rows("sequences", "step sends", &findings, &command));
     Ok(rows)
 }
 
